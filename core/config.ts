@@ -1,0 +1,721 @@
+/**
+ * Loads pipeline configs written in the Kafka Connect / Debezium style and
+ * turns them into validated {@linkcode PipelineSpec}s.
+ *
+ * A config file holds one `{ "name", "config" }` object or an array of them;
+ * a folder holds such files. Keys are dotted strings, as in Kafka Connect:
+ *
+ * - `connector.class` names the source, `sink.class` the sink; `sink.*` keys
+ *   configure the sink and every other plugin key configures the source.
+ * - `transforms=a,b` with `transforms.a.type` and its options, optionally
+ *   `transforms.a.predicate` + `transforms.a.negate` naming one of
+ *   `predicates=p` with `predicates.p.type`.
+ * - `errors.*`, `job.*`, `offset.storage` and `queue.max.batches` belong to
+ *   the runtime (see {@linkcode pipelineOptions}).
+ *
+ * Every problem in every file is collected and reported at once in a
+ * {@linkcode ConfigError}, before anything connects.
+ *
+ * @module
+ */
+import { z } from "zod";
+import { dirname, join, resolve } from "./_path.ts";
+import { ConfigError, type ConfigIssue } from "./errors.ts";
+import { boolean, integer, list, objectShape, positiveInteger } from "./options.ts";
+import type {
+  Plugin,
+  PredicatePlugin,
+  SinkPlugin,
+  SourcePlugin,
+  TransformPlugin,
+} from "./plugin.ts";
+import { type ProviderSources, resolvePlaceholders } from "./providers.ts";
+import type { PluginKind, Registry } from "./registry.ts";
+
+/** The options the runtime itself reads from every pipeline config. */
+export const pipelineOptions = z.strictObject({
+  "errors.tolerance": z.enum(["none", "all"]).default("none").describe(
+    "none: a record that fails stops the pipeline. all: it goes to the dead-letter destination (or is logged and skipped) and the pipeline goes on.",
+  ),
+  "errors.log.enable": boolean().default(true).describe("Log every failed record."),
+  "errors.log.include.messages": boolean().default(false).describe(
+    "Include the failed record's key and value in the log line.",
+  ),
+  "errors.deadletterqueue.topic.name": z.string().optional().describe(
+    "Kafka topic that receives failed records, with __connect.errors.* headers.",
+  ),
+  "errors.deadletterqueue.topic.replication.factor": integer().default(1).describe(
+    "Replication factor of the dead-letter topic when Sluice creates it.",
+  ),
+  "errors.deadletterqueue.context.headers.enable": boolean().default(true).describe(
+    "Add the error context headers to dead letters.",
+  ),
+  "errors.deadletterqueue.table.name": z.string().optional().describe(
+    "Table in the sink's database that receives failed records (sinks that support it).",
+  ),
+  "errors.deadletterqueue.file.path": z.string().optional().describe(
+    "JSON-lines file that receives failed records.",
+  ),
+  "errors.retry.timeout": integer().default(300000).describe(
+    "How long (ms) to keep retrying a transient fault before the pipeline fails; -1 retries forever, 0 never retries.",
+  ),
+  "errors.retry.delay.max.ms": positiveInteger().default(60000).describe(
+    "Upper bound of the exponential backoff between retries (ms).",
+  ),
+  "job.schedule": z.string().optional().describe(
+    'Cron schedule (5 fields, UTC) of a batch pipeline, e.g. "0 0 * * *". Without it the job runs on demand (and once when `sluice run` starts).',
+  ),
+  "job.retries": integer().pipe(z.number().min(0)).default(3).describe(
+    "How many times a failed run is retried.",
+  ),
+  "job.retry.delay.ms": integer().pipe(z.number().min(0)).default(300000).describe(
+    "Delay between a failed run and its retry (ms).",
+  ),
+  "job.timeout.ms": integer().pipe(z.number().min(0)).default(0).describe(
+    "A run taking longer is aborted and counts as failed; 0 means no limit.",
+  ),
+  "job.depends.on": list().default([]).describe(
+    "Jobs that must have succeeded in the same cycle before this one runs (scheme_sync >> profile_sync).",
+  ),
+  "job.validate": boolean().default(true).describe(
+    "Run post-sync validation (counts and checksums); a failed check fails the run.",
+  ),
+  "job.catchup": z.union([z.literal(false), z.literal("false")]).default(false).describe(
+    "Missed runs are never caught up; only false is accepted.",
+  ),
+  "offset.storage": z.enum(["auto", "file", "sink"]).default("auto").describe(
+    "Where source positions are kept: sink (same transaction as the rows, exactly-once), file, or auto (sink when it can).",
+  ),
+  "queue.max.batches": positiveInteger().default(4).describe(
+    "Batches buffered between the source and the sink; bounds memory and applies backpressure.",
+  ),
+  "tasks.max": z.union([z.literal(1), z.literal("1")]).default(1).describe(
+    "Accepted for Kafka Connect compatibility; a pipeline runs as one task.",
+  ),
+});
+
+/** The runtime options of a pipeline, parsed. */
+export type PipelineOptions = z.output<typeof pipelineOptions>;
+
+/** Keys accepted for Kafka Connect compatibility but not used (Sluice speaks JSON). */
+const IGNORED_KEYS = new Set([
+  "key.converter",
+  "value.converter",
+  "header.converter",
+  "key.converter.schemas.enable",
+  "value.converter.schemas.enable",
+]);
+
+/** A plugin chosen for a pipeline, with its parsed config. */
+export interface PluginSpec<P extends Plugin> {
+  /** The name or path written in the config. */
+  readonly reference: string;
+  readonly plugin: P;
+  readonly config: unknown;
+}
+
+/** A transform step: alias, plugin, config and optional predicate. */
+export interface TransformSpec extends PluginSpec<TransformPlugin> {
+  readonly alias: string;
+  readonly predicate?: PluginSpec<PredicatePlugin> & { readonly alias: string };
+  readonly negate: boolean;
+}
+
+/** A validated pipeline, ready for the runtime. */
+export interface PipelineSpec {
+  readonly name: string;
+  /** The file it came from, if any. */
+  readonly file?: string;
+  readonly source: PluginSpec<SourcePlugin>;
+  readonly transforms: readonly TransformSpec[];
+  readonly sink: PluginSpec<SinkPlugin>;
+  readonly options: PipelineOptions;
+}
+
+/** A connector entry as written: `{ name, config }`. */
+export interface RawConnector {
+  readonly name: string;
+  readonly config: Record<string, unknown>;
+  /** The folder relative paths resolve against. */
+  readonly baseDir: string;
+  readonly file?: string;
+}
+
+/** Worker-level settings that complete pipeline configs. */
+export interface LoadOptions {
+  readonly registry: Registry;
+  /**
+   * Default values for plugin options, applied to any source or sink whose
+   * schema has the key (for example `bootstrap.servers` for Kafka plugins).
+   */
+  readonly pluginDefaults?: Readonly<Record<string, string>>;
+  /** The source used when `connector.class` names a sink (Kafka Connect sink connectors). */
+  readonly sinkConnectorSource?: string;
+  /** The sink used when a source config names no `sink.class`. */
+  readonly defaultSink?: string;
+  /** Replaces the environment and file system for `${…}` providers (tests). */
+  readonly providers?: ProviderSources;
+}
+
+/** Reads connector entries from files and folders (every `*.json` in a folder, sorted). */
+export async function readConnectorFiles(paths: readonly string[]): Promise<RawConnector[]> {
+  const issues: ConfigIssue[] = [];
+  const entries: RawConnector[] = [];
+  for (const path of paths) {
+    let files: string[];
+    try {
+      const info = await Deno.stat(path);
+      files = info.isDirectory ? await jsonFilesIn(path) : [path];
+    } catch (error) {
+      issues.push({ path, message: `cannot read: ${(error as Error).message}` });
+      continue;
+    }
+    for (const file of files) {
+      try {
+        entries.push(...parseConnectors(JSON.parse(await Deno.readTextFile(file)), file));
+      } catch (error) {
+        if (error instanceof ConfigError) issues.push(...error.issues);
+        else issues.push({ path: file, message: `is not valid JSON: ${(error as Error).message}` });
+      }
+    }
+  }
+  if (issues.length > 0) throw new ConfigError(issues);
+  return entries;
+}
+
+async function jsonFilesIn(folder: string): Promise<string[]> {
+  const files: string[] = [];
+  for await (const entry of Deno.readDir(folder)) {
+    if (entry.isFile && entry.name.endsWith(".json")) files.push(join(folder, entry.name));
+  }
+  return files.sort();
+}
+
+/** Accepts one `{ name, config }` object or an array of them. */
+export function parseConnectors(json: unknown, file?: string): RawConnector[] {
+  const where = file ?? "config";
+  const items = Array.isArray(json) ? json : [json];
+  const issues: ConfigIssue[] = [];
+  const entries: RawConnector[] = [];
+  items.forEach((item, index) => {
+    const path = Array.isArray(json) ? `${where}[${index}]` : where;
+    if (typeof item !== "object" || item === null || Array.isArray(item)) {
+      issues.push({ path, message: 'must be an object { "name": …, "config": { … } }' });
+      return;
+    }
+    const { name, config, ...rest } = item as Record<string, unknown>;
+    if (typeof name !== "string" || name.trim() === "") {
+      issues.push({ path: `${path}.name`, message: "is required and must be a non-empty string" });
+    }
+    if (typeof config !== "object" || config === null || Array.isArray(config)) {
+      issues.push({ path: `${path}.config`, message: "is required and must be an object" });
+    }
+    for (const key of Object.keys(rest)) {
+      issues.push({
+        path: `${path}.${key}`,
+        message: 'unknown field; expected only "name" and "config"',
+      });
+    }
+    if (
+      typeof name === "string" && typeof config === "object" && config && !Array.isArray(config)
+    ) {
+      entries.push({
+        name,
+        config: config as Record<string, unknown>,
+        baseDir: file ? dirname(resolve(file)) : Deno.cwd(),
+        file,
+      });
+    }
+  });
+  if (issues.length > 0) throw new ConfigError(issues);
+  return entries;
+}
+
+/**
+ * Validates connector entries into pipeline specs. Throws a
+ * {@linkcode ConfigError} listing every problem of every pipeline.
+ */
+export async function buildPipelines(
+  connectors: readonly RawConnector[],
+  options: LoadOptions,
+): Promise<PipelineSpec[]> {
+  const issues: ConfigIssue[] = [];
+  const specs: PipelineSpec[] = [];
+  const seen = new Set<string>();
+  for (const connector of connectors) {
+    if (seen.has(connector.name)) {
+      issues.push({
+        path: connector.name,
+        message: `the pipeline name "${connector.name}" is used twice; names must be unique`,
+      });
+      continue;
+    }
+    seen.add(connector.name);
+    const spec = await buildPipeline(
+      connector,
+      options,
+      (path, message) => issues.push({ path: `${connector.name}: ${path}`, message }),
+    );
+    if (spec) specs.push(spec);
+  }
+  checkDependencies(specs, issues);
+  if (issues.length > 0) throw new ConfigError(issues);
+  return specs;
+}
+
+type Report = (path: string, message: string) => void;
+
+async function buildPipeline(
+  connector: RawConnector,
+  options: LoadOptions,
+  report: Report,
+): Promise<PipelineSpec | undefined> {
+  const before = { count: 0 };
+  const counted: Report = (path, message) => {
+    before.count++;
+    report(path, message);
+  };
+  const config = resolveValues(connector, options.providers, counted);
+  if (config.name !== undefined && config.name !== connector.name) {
+    counted("config.name", `must equal the connector name "${connector.name}" when given`);
+  }
+  delete config.name;
+
+  const groups = groupKeys(config);
+  const runtime = parseWith(pipelineOptions, groups.runtime, "config.", counted);
+
+  const { source, sink } = await resolveEnds(connector, groups, options, counted);
+  const transforms = await resolveTransforms(connector, groups, options.registry, counted);
+
+  if (source && runtime) {
+    if (source.plugin.mode === "stream" && runtime["job.schedule"]) {
+      counted(
+        "config.job.schedule",
+        `applies only to batch sources; "${source.reference}" is a stream source`,
+      );
+    }
+    if (runtime["job.schedule"]) checkCron(runtime["job.schedule"], counted);
+  }
+  if (before.count > 0 || !source || !sink || !runtime || !transforms) return undefined;
+  return {
+    name: connector.name,
+    file: connector.file,
+    source,
+    sink,
+    transforms,
+    options: runtime,
+  };
+}
+
+function resolveValues(
+  connector: RawConnector,
+  providers: ProviderSources | undefined,
+  report: Report,
+): Record<string, unknown> {
+  const resolved: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(connector.config)) {
+    resolved[key] = typeof value === "string"
+      ? resolvePlaceholders(
+        value,
+        connector.baseDir,
+        (message) => report(`config.${key}`, message),
+        providers,
+      )
+      : value;
+  }
+  return resolved;
+}
+
+interface KeyGroups {
+  connectorClass?: unknown;
+  sinkClass?: unknown;
+  runtime: Record<string, unknown>;
+  source: Record<string, unknown>;
+  sink: Record<string, unknown>;
+  transforms: Record<string, unknown>;
+  predicates: Record<string, unknown>;
+}
+
+const RUNTIME_PREFIXES = ["errors.", "job."];
+const RUNTIME_KEYS = new Set(["offset.storage", "queue.max.batches", "tasks.max"]);
+
+function groupKeys(config: Record<string, unknown>): KeyGroups {
+  const groups: KeyGroups = { runtime: {}, source: {}, sink: {}, transforms: {}, predicates: {} };
+  for (const [key, value] of Object.entries(config)) {
+    if (key === "connector.class") groups.connectorClass = value;
+    else if (key === "sink.class" || key === "sink.connector.class") groups.sinkClass = value;
+    else if (IGNORED_KEYS.has(key)) continue;
+    else if (RUNTIME_KEYS.has(key) || RUNTIME_PREFIXES.some((p) => key.startsWith(p))) {
+      groups.runtime[key] = value;
+    } else if (key.startsWith("sink.")) groups.sink[key.slice(5)] = value;
+    else if (key === "transforms" || key.startsWith("transforms.")) groups.transforms[key] = value;
+    else if (key === "predicates" || key.startsWith("predicates.")) groups.predicates[key] = value;
+    else groups.source[key] = value;
+  }
+  return groups;
+}
+
+async function resolveEnds(
+  connector: RawConnector,
+  groups: KeyGroups,
+  options: LoadOptions,
+  report: Report,
+): Promise<{ source?: PluginSpec<SourcePlugin>; sink?: PluginSpec<SinkPlugin> }> {
+  const { registry } = options;
+  if (typeof groups.connectorClass !== "string" || groups.connectorClass === "") {
+    report("config.connector.class", "is required: name a source plugin (see `sluice plugins`)");
+    return {};
+  }
+  const connectorClass = groups.connectorClass;
+  let sourceName = connectorClass;
+  let sourceKeys = groups.source;
+  let sinkName = typeof groups.sinkClass === "string" ? groups.sinkClass : undefined;
+  let sinkKeys = groups.sink;
+  let sinkPath = "config.sink.";
+  let sourcePath = "config.";
+
+  // A Kafka Connect *sink* connector: it reads topics, and its options are unprefixed.
+  const namesSink = registry.find("source", connectorClass) === undefined &&
+    registry.find("sink", connectorClass) !== undefined;
+  if (namesSink && options.sinkConnectorSource && sinkName === undefined) {
+    sinkName = connectorClass;
+    sourceName = options.sinkConnectorSource;
+    const sourcePlugin = registry.find("source", sourceName);
+    const sourceShape = sourcePlugin ? objectShape(sourcePlugin.config) ?? {} : {};
+    sourceKeys = {};
+    sinkKeys = { ...groups.sink };
+    for (const [key, value] of Object.entries(groups.source)) {
+      if (key in sourceShape) sourceKeys[key] = value;
+      else sinkKeys[key] = value;
+    }
+    sinkPath = "config.";
+    sourcePath = "config.";
+  }
+  sinkName ??= options.defaultSink;
+
+  const sourcePlugin = await registry.resolve("source", sourceName, connector.baseDir);
+  let source: PluginSpec<SourcePlugin> | undefined;
+  if (typeof sourcePlugin === "string") {
+    report("config.connector.class", withSuggestion(sourcePlugin, sourceName, registry, "source"));
+  } else {
+    const config = parseWith(
+      sourcePlugin.config,
+      withDefaults(sourceKeys, sourcePlugin, options.pluginDefaults),
+      sourcePath,
+      report,
+      `source "${sourcePlugin.name}"`,
+    );
+    if (config !== undefined) source = { reference: sourceName, plugin: sourcePlugin, config };
+  }
+
+  if (sinkName === undefined) {
+    report("config.sink.class", "is required: name a sink plugin (see `sluice plugins`)");
+    return { source };
+  }
+  const sinkPlugin = await registry.resolve("sink", sinkName, connector.baseDir);
+  let sink: PluginSpec<SinkPlugin> | undefined;
+  if (typeof sinkPlugin === "string") {
+    const key = sinkPath === "config." ? "config.connector.class" : "config.sink.class";
+    report(key, withSuggestion(sinkPlugin, sinkName, registry, "sink"));
+  } else {
+    const config = parseWith(
+      sinkPlugin.config,
+      withDefaults(sinkKeys, sinkPlugin, options.pluginDefaults),
+      sinkPath,
+      report,
+      `sink "${sinkPlugin.name}"`,
+    );
+    if (config !== undefined) sink = { reference: sinkName, plugin: sinkPlugin, config };
+  }
+  return { source, sink };
+}
+
+function withDefaults(
+  keys: Record<string, unknown>,
+  plugin: Plugin,
+  defaults: Readonly<Record<string, string>> | undefined,
+): Record<string, unknown> {
+  if (!defaults) return keys;
+  const shape = objectShape(plugin.config) ?? {};
+  const merged = { ...keys };
+  for (const [key, value] of Object.entries(defaults)) {
+    if (key in shape && merged[key] === undefined) merged[key] = value;
+  }
+  return merged;
+}
+
+async function resolveTransforms(
+  connector: RawConnector,
+  groups: KeyGroups,
+  registry: Registry,
+  report: Report,
+): Promise<TransformSpec[] | undefined> {
+  let failed = false;
+  const fail: Report = (path, message) => {
+    failed = true;
+    report(path, message);
+  };
+  const predicates = new Map<string, PluginSpec<PredicatePlugin> & { alias: string }>();
+  const predicateAliases = aliasesOf(groups.predicates, "predicates", fail);
+  for (const alias of predicateAliases) {
+    const spec = await resolveStep(
+      connector,
+      groups.predicates,
+      "predicates",
+      alias,
+      "predicate",
+      registry,
+      fail,
+    );
+    if (spec) predicates.set(alias, { ...spec, alias });
+  }
+
+  const steps: TransformSpec[] = [];
+  const aliases = aliasesOf(groups.transforms, "transforms", fail);
+  for (const alias of aliases) {
+    const prefix = `transforms.${alias}.`;
+    const own = { ...groups.transforms };
+    const predicateName = own[`${prefix}predicate`];
+    const negateValue = own[`${prefix}negate`];
+    delete own[`${prefix}predicate`];
+    delete own[`${prefix}negate`];
+    const spec = await resolveStep(
+      connector,
+      own,
+      "transforms",
+      alias,
+      "transform",
+      registry,
+      fail,
+    );
+    let predicate: (PluginSpec<PredicatePlugin> & { alias: string }) | undefined;
+    if (predicateName !== undefined) {
+      predicate = predicates.get(String(predicateName));
+      if (!predicate && !predicateAliases.includes(String(predicateName))) {
+        fail(
+          `config.${prefix}predicate`,
+          `names predicate "${predicateName}", which is not listed in "predicates"`,
+        );
+      }
+    }
+    const negate = boolean().safeParse(negateValue ?? false);
+    if (!negate.success) {
+      fail(
+        `config.${prefix}negate`,
+        `expected "true" or "false": current value is ${show(negateValue)}`,
+      );
+    }
+    if (spec && negate.success) steps.push({ ...spec, alias, predicate, negate: negate.data });
+  }
+  return failed ? undefined : steps;
+}
+
+function aliasesOf(keys: Record<string, unknown>, group: string, report: Report): string[] {
+  const declared = keys[group];
+  const aliases = declared === undefined ? [] : list().safeParse(declared);
+  const names = Array.isArray(aliases) ? aliases : aliases.success ? aliases.data : [];
+  if (!Array.isArray(aliases) && !aliases.success) {
+    report(
+      `config.${group}`,
+      `must be a comma-separated list of aliases: current value is ${show(declared)}`,
+    );
+  }
+  for (const key of Object.keys(keys)) {
+    if (key === group) continue;
+    const alias = key.slice(group.length + 1).split(".")[0];
+    if (!names.includes(alias)) {
+      report(`config.${key}`, `configures "${alias}", which is not listed in "${group}"`);
+    }
+  }
+  return names;
+}
+
+async function resolveStep<K extends "transform" | "predicate">(
+  connector: RawConnector,
+  keys: Record<string, unknown>,
+  group: string,
+  alias: string,
+  kind: K,
+  registry: Registry,
+  report: Report,
+): Promise<PluginSpec<Extract<Plugin, { kind: K }>> | undefined> {
+  const prefix = `${group}.${alias}.`;
+  const type = keys[`${prefix}type`];
+  if (typeof type !== "string" || type === "") {
+    report(`config.${prefix}type`, `is required: name a ${kind} plugin (see \`sluice plugins\`)`);
+    return undefined;
+  }
+  const plugin = await registry.resolve(kind, type, connector.baseDir);
+  if (typeof plugin === "string") {
+    report(`config.${prefix}type`, withSuggestion(plugin, type, registry, kind));
+    return undefined;
+  }
+  const own: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(keys)) {
+    if (key.startsWith(prefix) && key !== `${prefix}type`) own[key.slice(prefix.length)] = value;
+  }
+  const found: Plugin = plugin;
+  const config = parseWith(
+    found.config,
+    own,
+    `config.${prefix}`,
+    report,
+    `${kind} "${found.name}"`,
+  );
+  return config === undefined ? undefined : { reference: type, plugin, config };
+}
+
+/** Parses `input` with `schema`, reporting each issue under `pathPrefix`. */
+function parseWith<T extends z.ZodType>(
+  schema: T,
+  input: Record<string, unknown>,
+  pathPrefix: string,
+  report: Report,
+  owner = "the pipeline",
+): z.output<T> | undefined {
+  const result = schema.safeParse(input, { reportInput: true });
+  if (result.success) return result.data;
+  const shape = objectShape(schema) ?? {};
+  for (const issue of result.error.issues) {
+    if (issue.code === "unrecognized_keys") {
+      for (const key of issue.keys) {
+        const hint = closest(key, Object.keys(shape));
+        report(
+          `${pathPrefix}${key}`,
+          `is not an option of ${owner}` + (hint ? ` (did you mean "${hint}"?)` : ""),
+        );
+      }
+      continue;
+    }
+    const key = issue.path.map(String).join(".");
+    report(`${pathPrefix}${key}`.replace(/\.$/, ""), describeIssue(issue));
+  }
+  return undefined;
+}
+
+/** One zod issue as a plain sentence that quotes the bad value. */
+export function describeIssue(issue: z.core.$ZodIssue): string {
+  const input = (issue as { input?: unknown }).input;
+  switch (issue.code) {
+    case "invalid_type":
+      if (input === undefined) return "is required";
+      return `expected ${issue.expected}: current value is ${show(input)}`;
+    case "invalid_value":
+      return `must be one of ${
+        issue.values.map((v) => JSON.stringify(v)).join(", ")
+      }: current value is ${show(input)}`;
+    case "invalid_union": {
+      if (input === undefined) return "is required";
+      const branches = issue.errors.flat();
+      const telling = branches.find((b) => b.code !== "invalid_type") ?? branches[0];
+      if (!telling) return `${issue.message}: current value is ${show(input)}`;
+      const inner = describeIssue({ ...telling, input } as z.core.$ZodIssue);
+      return inner;
+    }
+    default:
+      return input === undefined
+        ? issue.message
+        : `${issue.message}: current value is ${show(input)}`;
+  }
+}
+
+function show(value: unknown): string {
+  return typeof value === "string" ? JSON.stringify(value) : String(JSON.stringify(value) ?? value);
+}
+
+function withSuggestion(message: string, name: string, registry: Registry, kind: PluginKind) {
+  if (!message.startsWith("unknown")) return message;
+  const names = registry.list(kind).flatMap((p) => [p.name, ...(p.aliases ?? [])]);
+  const hint = closest(name, names);
+  const elsewhere = registry.kindsOf(name).filter((k) => k !== kind);
+  let text = message;
+  if (hint) text += ` (did you mean "${hint}"?)`;
+  if (elsewhere.length > 0) text += `; "${name}" is a ${elsewhere.join(" and ")}`;
+  return text;
+}
+
+/** The candidate closest to `word` by edit distance, if it is close enough to be a typo. */
+function closest(word: string, candidates: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestDistance = Infinity;
+  for (const candidate of candidates) {
+    const distance = editDistance(word.toLowerCase(), candidate.toLowerCase());
+    if (distance < bestDistance) {
+      best = candidate;
+      bestDistance = distance;
+    }
+  }
+  return bestDistance <= Math.max(2, Math.floor(word.length / 4)) ? best : undefined;
+}
+
+function editDistance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    let diagonal = row[0];
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const above = row[j];
+      row[j] = Math.min(row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] === b[j - 1] ? 0 : 1));
+      diagonal = above;
+    }
+  }
+  return row[b.length];
+}
+
+const CRON_FIELD = /^(\*|\d+(-\d+)?)(\/\d+)?(,(\*|\d+(-\d+)?)(\/\d+)?)*$/;
+
+function checkCron(schedule: string, report: Report): void {
+  const fields = schedule.trim().split(/\s+/);
+  if (fields.length !== 5 || !fields.every((field) => CRON_FIELD.test(field))) {
+    report(
+      "config.job.schedule",
+      `must be a 5-field cron expression in UTC such as "0 0 * * *": current value is ${
+        show(schedule)
+      }`,
+    );
+  }
+}
+
+function checkDependencies(specs: readonly PipelineSpec[], issues: ConfigIssue[]): void {
+  const byName = new Map(specs.map((spec) => [spec.name, spec]));
+  for (const spec of specs) {
+    for (const upstream of spec.options["job.depends.on"]) {
+      const other = byName.get(upstream);
+      if (!other) {
+        issues.push({
+          path: `${spec.name}: config.job.depends.on`,
+          message: `names "${upstream}", which is not a pipeline in this configuration`,
+        });
+      } else if (other.source.plugin.mode !== "batch" || spec.source.plugin.mode !== "batch") {
+        issues.push({
+          path: `${spec.name}: config.job.depends.on`,
+          message: `"${upstream}" and "${spec.name}" must both be batch jobs`,
+        });
+      }
+    }
+  }
+  // Cycles: depth-first search over depends.on edges.
+  const state = new Map<string, "visiting" | "done">();
+  const visit = (name: string, trail: string[]): void => {
+    if (state.get(name) === "done") return;
+    if (state.get(name) === "visiting") {
+      const cycle = [...trail.slice(trail.indexOf(name)), name].join(" -> ");
+      issues.push({ path: `${name}: config.job.depends.on`, message: `forms a cycle: ${cycle}` });
+      return;
+    }
+    state.set(name, "visiting");
+    for (const upstream of byName.get(name)?.options["job.depends.on"] ?? []) {
+      if (byName.has(upstream)) visit(upstream, [...trail, name]);
+    }
+    state.set(name, "done");
+  };
+  for (const spec of specs) visit(spec.name, []);
+}
+
+/** Reads, resolves and validates config files and folders in one step. */
+export async function loadPipelines(
+  paths: readonly string[],
+  options: LoadOptions,
+): Promise<PipelineSpec[]> {
+  return buildPipelines(await readConnectorFiles(paths), options);
+}

@@ -1,0 +1,33 @@
+/**
+ * JSON encoding for values that plain `JSON.stringify` cannot take: byte
+ * arrays become base64 strings (as Debezium writes bytes) and bigints become
+ * decimal strings.
+ *
+ * @module
+ */
+
+/** `JSON.stringify` with support for Uint8Array and bigint values. */
+export function encodeJson(value: unknown, indent?: number): string {
+  return JSON.stringify(value, replacer, indent);
+}
+
+function replacer(this: unknown, _key: string, value: unknown): unknown {
+  if (typeof value === "bigint") return value.toString();
+  if (value instanceof Uint8Array) return bytesToBase64(value);
+  if (
+    value && typeof value === "object" && (value as { type?: unknown }).type === "Buffer" &&
+    Array.isArray((value as { data?: unknown }).data)
+  ) {
+    return bytesToBase64(Uint8Array.from((value as { data: number[] }).data));
+  }
+  return value;
+}
+
+/** Base64 of a byte array. */
+export function bytesToBase64(bytes: Uint8Array): string {
+  let binary = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) {
+    binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  }
+  return btoa(binary);
+}

@@ -1,0 +1,121 @@
+/**
+ * Zod building blocks for plugin configs written in the Kafka Connect style,
+ * where every value may arrive as a string (`"5432"`, `"true"`, `"a,b,c"`).
+ *
+ * @module
+ */
+import { z } from "zod";
+
+/** An integer given as a number or a numeric string. */
+export function integer(): z.ZodType<number, unknown> {
+  return z.union([z.number(), z.string().regex(/^-?\d+$/, "expected an integer")])
+    .transform((value) => Number(value))
+    .pipe(z.number().int()) as z.ZodType<number, unknown>;
+}
+
+/** A positive integer given as a number or a numeric string. */
+export function positiveInteger(): z.ZodType<number, unknown> {
+  return integer().pipe(z.number().positive("must be a positive integer")) as z.ZodType<
+    number,
+    unknown
+  >;
+}
+
+/** A boolean given as `true`/`false` or the strings `"true"`/`"false"`. */
+export function boolean(): z.ZodType<boolean, unknown> {
+  return z.union([
+    z.boolean(),
+    z.enum(["true", "false"], { error: 'expected "true" or "false"' }).transform((v) =>
+      v === "true"
+    ),
+  ]) as z.ZodType<boolean, unknown>;
+}
+
+/** A list given as an array of strings or one comma-separated string. */
+export function list(): z.ZodType<string[], unknown> {
+  return z.union([
+    z.array(z.string()),
+    z.string().transform((value) =>
+      value.split(",").map((item) => item.trim()).filter((item) => item.length > 0)
+    ),
+  ]) as z.ZodType<string[], unknown>;
+}
+
+/** Makes every field optional; used to read an object's known keys. */
+export type OptionDoc = {
+  key: string;
+  type: string;
+  required: boolean;
+  default?: unknown;
+  description: string;
+};
+
+/** Describes each option of an object schema, for `sluice plugins` and the README. */
+export function describeOptions(schema: z.ZodType): OptionDoc[] {
+  const shape = objectShape(schema);
+  if (!shape) return [];
+  return Object.entries(shape).map(([key, field]) => {
+    const { inner, defaultValue, optional } = unwrap(field);
+    return {
+      key,
+      type: typeName(inner),
+      required: !optional && defaultValue === undefined,
+      default: defaultValue,
+      description: field.description ?? inner.description ?? "",
+    };
+  });
+}
+
+/** The shape of an object schema (looking through pipes and refinements), or undefined. */
+export function objectShape(schema: z.ZodType): Record<string, z.ZodType> | undefined {
+  // deno-lint-ignore no-explicit-any
+  const def = (schema as any)._zod?.def;
+  if (!def) return undefined;
+  if (def.type === "object") return def.shape;
+  if (def.type === "pipe") return objectShape(def.in);
+  return undefined;
+}
+
+function unwrap(field: z.ZodType): { inner: z.ZodType; defaultValue?: unknown; optional: boolean } {
+  let current = field;
+  let defaultValue: unknown;
+  let optional = false;
+  for (;;) {
+    // deno-lint-ignore no-explicit-any
+    const def = (current as any)._zod.def;
+    if (def.type === "default" || def.type === "prefault") {
+      defaultValue = typeof def.defaultValue === "function" ? def.defaultValue() : def.defaultValue;
+      current = def.innerType;
+    } else if (def.type === "optional" || def.type === "nullable") {
+      optional = true;
+      current = def.innerType;
+    } else {
+      return { inner: current, defaultValue, optional };
+    }
+  }
+}
+
+function typeName(schema: z.ZodType): string {
+  // deno-lint-ignore no-explicit-any
+  const def = (schema as any)._zod.def;
+  switch (def.type) {
+    case "enum":
+      return Object.values(def.entries).map((v) => JSON.stringify(v)).join(" | ");
+    case "union": {
+      const names = new Set<string>(def.options.map((option: z.ZodType) => typeName(option)));
+      if (names.has("boolean")) return "boolean";
+      if (names.has("integer")) return "integer";
+      if (names.has("list")) return "list";
+      return [...names].join(" | ");
+    }
+    case "pipe":
+      if (def.out?._zod?.def?.type === "number") return "integer";
+      return typeName(def.in);
+    case "array":
+      return "list";
+    case "literal":
+      return def.values.map((v: unknown) => JSON.stringify(v)).join(" | ");
+    default:
+      return def.type;
+  }
+}

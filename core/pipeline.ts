@@ -1,0 +1,373 @@
+/**
+ * Runs one pipeline: source → transforms → sink, with a bounded queue between
+ * reading and writing, dead-letter handling, and offsets committed only after
+ * the sink has made a batch durable.
+ *
+ * @module
+ */
+import { getLogger, type Logger } from "@logtape/logtape";
+import type { PipelineSpec } from "./config.ts";
+import { fileDeadLetters } from "./dead_letters.ts";
+import { errorMessage, RecordError, RetriableError } from "./errors.ts";
+import type { OffsetStore } from "./offsets.ts";
+import type {
+  DeadLetterWriter,
+  Predicate,
+  RecordFailure,
+  RunStats,
+  Sink,
+  SinkResult,
+  Source,
+  SourceBatch,
+  Transform,
+  ValidationCheck,
+} from "./plugin.ts";
+import { BoundedQueue } from "./queue.ts";
+import type { SluiceRecord } from "./record.ts";
+
+/** How a run ended. */
+export type RunStatus = "succeeded" | "failed" | "stopped";
+
+/** What one run of a pipeline did. */
+export interface RunReport {
+  readonly pipeline: string;
+  readonly status: RunStatus;
+  readonly stats: RunStats;
+  readonly startedAt: Date;
+  readonly durationMs: number;
+  readonly validation: readonly ValidationCheck[];
+  /** Why the run failed. */
+  readonly error?: Error;
+}
+
+/** What a pipeline needs from the process that runs it. */
+export interface PipelineEnvironment {
+  /** The store used when the sink does not keep offsets itself. */
+  readonly offsets: OffsetStore;
+  /** Builds the writer for `errors.deadletterqueue.topic.name`, when Kafka is available. */
+  readonly deadLetterTopic?: (topic: string, spec: PipelineSpec) => Promise<DeadLetterWriter>;
+}
+
+/** Options of one run. */
+export interface RunOptions {
+  /** Ignore the stored position and read everything (batch full refresh). */
+  readonly fullRefresh?: boolean;
+  /** Stops the run gracefully: the batch being written finishes, then offsets are committed. */
+  readonly signal?: AbortSignal;
+}
+
+/** Raised when a record fails and `errors.tolerance` is `none`. */
+export class ToleranceExceededError extends Error {
+  constructor(failure: RecordFailure, options?: ErrorOptions) {
+    super(
+      `Tolerance exceeded in error handler: a record of topic "${failure.record.topic}" failed in stage "${failure.stage}": ${failure.error.message}`,
+      options ?? { cause: failure.error },
+    );
+    this.name = "ToleranceExceededError";
+  }
+}
+
+interface TransformStep {
+  readonly alias: string;
+  readonly transform: Transform;
+  readonly predicate?: Predicate;
+  readonly negate: boolean;
+}
+
+/**
+ * Runs `spec` once. A batch pipeline runs until its source is exhausted; a
+ * stream pipeline until `options.signal` aborts or an error stops it. Never
+ * throws: the outcome is in the report.
+ */
+export async function runPipeline(
+  spec: PipelineSpec,
+  environment: PipelineEnvironment,
+  options: RunOptions = {},
+): Promise<RunReport> {
+  const startedAt = new Date();
+  const logger = getLogger(["sluice", "pipeline", spec.name]);
+  const stop = new AbortController();
+  const onAbort = () => stop.abort(options.signal?.reason);
+  options.signal?.addEventListener("abort", onAbort);
+  if (options.signal?.aborted) stop.abort(options.signal.reason);
+
+  const stats: RunStats = { read: 0, written: 0, filtered: 0, deadLettered: 0, skipped: 0 };
+  const closers: (() => Promise<void>)[] = [];
+  let validation: ValidationCheck[] = [];
+  let failure: Error | undefined;
+  try {
+    const run = new PipelineRun(spec, environment, logger, stop, stats, closers);
+    validation = await run.execute(options.fullRefresh ?? false);
+    if (validation.some((check) => !check.ok)) {
+      const failed = validation.filter((check) => !check.ok).map((check) => check.name);
+      failure = new Error(`Validation failed: ${failed.join(", ")}`);
+    }
+  } catch (error) {
+    failure = error instanceof Error ? error : new Error(String(error));
+  } finally {
+    options.signal?.removeEventListener("abort", onAbort);
+    for (const close of closers.reverse()) {
+      try {
+        await close();
+      } catch (error) {
+        logger.warn("Closing failed: {error}", { error: errorMessage(error) });
+      }
+    }
+  }
+  const status: RunStatus = failure ? "failed" : stop.signal.aborted ? "stopped" : "succeeded";
+  return {
+    pipeline: spec.name,
+    status,
+    stats,
+    startedAt,
+    durationMs: Date.now() - startedAt.getTime(),
+    validation,
+    error: failure,
+  };
+}
+
+/** The state of one run; split out so each step reads as a method. */
+class PipelineRun {
+  #deadLetters?: DeadLetterWriter;
+  #steps: TransformStep[] = [];
+  #sink!: Sink;
+  #source!: Source;
+  #sinkKeepsOffsets = false;
+
+  constructor(
+    readonly spec: PipelineSpec,
+    readonly environment: PipelineEnvironment,
+    readonly logger: Logger,
+    readonly stop: AbortController,
+    readonly stats: RunStats,
+    readonly closers: (() => Promise<void>)[],
+  ) {}
+
+  async execute(fullRefresh: boolean): Promise<ValidationCheck[]> {
+    const { spec, stop } = this;
+    const context = (plugin: string) => ({
+      pipeline: spec.name,
+      logger: this.logger.getChild(plugin),
+      signal: stop.signal,
+    });
+
+    this.#sink = await spec.sink.plugin.create(spec.sink.config, context(spec.sink.plugin.name));
+    this.closers.push(() => this.#sink.close());
+    for (const step of spec.transforms) {
+      const transform = await step.plugin.create(step.config, context(step.alias));
+      if (transform.close) this.closers.push(() => transform.close!());
+      const predicate = step.predicate
+        ? step.predicate.plugin.create(step.predicate.config, context(step.predicate.alias))
+        : undefined;
+      this.#steps.push({ alias: step.alias, transform, predicate, negate: step.negate });
+    }
+    this.#deadLetters = await this.#openDeadLetters();
+    if (this.#deadLetters) this.closers.push(() => this.#deadLetters!.close());
+
+    const storage = spec.options["offset.storage"];
+    if (storage === "sink" && !this.#sink.offsets) {
+      throw new Error(
+        `Cannot start pipeline "${spec.name}": offset.storage is "sink" but sink "${spec.sink.plugin.name}" cannot store offsets`,
+      );
+    }
+    this.#sinkKeepsOffsets = storage !== "file" && this.#sink.offsets !== undefined;
+    const offset = fullRefresh ? undefined : this.#sinkKeepsOffsets
+      ? await this.#sink.offsets!.read(spec.name)
+      : await this.environment.offsets.read(spec.name);
+    this.logger.debug("Starting from offset {offset}", { offset });
+
+    this.#source = await spec.source.plugin.create(spec.source.config, {
+      ...context(spec.source.plugin.name),
+      offset,
+      fullRefresh,
+    });
+    this.closers.push(() => this.#source.close());
+
+    await this.#pump();
+    if (stop.signal.aborted) return [];
+    if (spec.source.plugin.mode !== "batch" || !spec.options["job.validate"]) return [];
+    return await this.#validate();
+  }
+
+  async #openDeadLetters(): Promise<DeadLetterWriter | undefined> {
+    const { spec } = this;
+    const options = spec.options;
+    const table = options["errors.deadletterqueue.table.name"];
+    const topic = options["errors.deadletterqueue.topic.name"];
+    const file = options["errors.deadletterqueue.file.path"];
+    if (table) {
+      if (!this.#sink.deadLetters) {
+        throw new Error(
+          `Cannot start pipeline "${spec.name}": errors.deadletterqueue.table.name needs a sink that keeps dead letters; sink "${spec.sink.plugin.name}" does not`,
+        );
+      }
+      return this.#sink.deadLetters(table);
+    }
+    if (topic) {
+      if (!this.environment.deadLetterTopic) {
+        throw new Error(
+          `Cannot start pipeline "${spec.name}": errors.deadletterqueue.topic.name needs Kafka; set bootstrap.servers for the worker`,
+        );
+      }
+      return await this.environment.deadLetterTopic(topic, spec);
+    }
+    if (file) return fileDeadLetters(file);
+    return undefined;
+  }
+
+  /** Reads batches into a bounded queue while another loop transforms and writes them. */
+  async #pump(): Promise<void> {
+    const queue = new BoundedQueue<SourceBatch>(this.spec.options["queue.max.batches"]);
+    let readError: unknown;
+    const reader = (async () => {
+      try {
+        for await (const batch of this.#source.read()) {
+          this.stats.read += batch.records.length;
+          if (!(await queue.push(batch)) || this.stop.signal.aborted) break;
+        }
+      } catch (error) {
+        readError = error;
+      } finally {
+        queue.close();
+      }
+    })();
+    try {
+      for await (const batch of queue) {
+        await this.#deliver(batch);
+        if (this.stop.signal.aborted) break;
+      }
+    } catch (error) {
+      this.stop.abort(error);
+      throw error;
+    } finally {
+      // Batches still queued were never written; they are read again next time.
+      queue.close();
+      queue.clear();
+      await reader;
+    }
+    if (readError !== undefined) throw readError;
+  }
+
+  /** Transforms and writes one batch, then commits its offset. */
+  async #deliver(batch: SourceBatch): Promise<void> {
+    const failures: RecordFailure[] = [];
+    const out: SluiceRecord[] = [];
+    for (const record of batch.records) {
+      const result = await this.#transform(record);
+      if ("failure" in result) failures.push(result.failure);
+      else if (result.record) out.push(result.record);
+      else this.stats.filtered++;
+    }
+    if (failures.length > 0) await this.#reject(failures);
+
+    const offsetToStore = this.#sinkKeepsOffsets && batch.offset !== undefined
+      ? { key: this.spec.name, value: batch.offset }
+      : undefined;
+    if (out.length > 0 || offsetToStore) {
+      const result = await this.#writeWithRetry(out, offsetToStore);
+      this.stats.written += result.written;
+      this.stats.skipped += result.skipped ?? 0;
+    }
+    if (batch.offset !== undefined) {
+      if (!this.#sinkKeepsOffsets) await this.environment.offsets.write(this.spec.name, batch.offset);
+      await this.#source.commit?.(batch.offset);
+    }
+    for (const step of this.#steps) await step.transform.commit?.();
+  }
+
+  async #transform(
+    record: SluiceRecord,
+  ): Promise<{ record: SluiceRecord | null } | { failure: RecordFailure }> {
+    let current: SluiceRecord | null = record;
+    for (const step of this.#steps) {
+      if (step.predicate && step.predicate(current) === step.negate) continue;
+      try {
+        const applied = step.transform.apply(current);
+        current = applied instanceof Promise ? await applied : applied;
+      } catch (error) {
+        const cause = error instanceof Error ? error : new Error(String(error));
+        return { failure: { record, error: cause, stage: step.alias } };
+      }
+      if (current === null) return { record: null };
+    }
+    return { record: current };
+  }
+
+  /** Routes failed records per `errors.tolerance`; throws when they are not tolerated. */
+  #reject = async (failures: readonly RecordFailure[]): Promise<void> => {
+    const options = this.spec.options;
+    if (options["errors.log.enable"]) {
+      for (const failure of failures) {
+        const fields: Record<string, unknown> = {
+          stage: failure.stage,
+          topic: failure.record.topic,
+          error: failure.error.message,
+        };
+        if (options["errors.log.include.messages"]) {
+          fields.key = failure.record.key;
+          fields.value = failure.record.value;
+        }
+        this.logger.warn("Record failed in {stage}: {error}", fields);
+      }
+    }
+    if (options["errors.tolerance"] === "none") throw new ToleranceExceededError(failures[0]);
+    if (this.#deadLetters) await this.#deadLetters.write(failures, this.spec.name);
+    this.stats.deadLettered += failures.length;
+  };
+
+  /** Writes to the sink, backing off on transient faults until `errors.retry.timeout`. */
+  async #writeWithRetry(
+    records: readonly SluiceRecord[],
+    offset: { key: string; value: import("./record.ts").JsonValue } | undefined,
+  ): Promise<SinkResult> {
+    const timeout = this.spec.options["errors.retry.timeout"];
+    const maxDelay = this.spec.options["errors.retry.delay.max.ms"];
+    const started = Date.now();
+    for (let attempt = 0;; attempt++) {
+      try {
+        return await this.#sink.write({ records, offset, reject: this.#reject });
+      } catch (error) {
+        const retriable = error instanceof RetriableError;
+        const elapsed = Date.now() - started;
+        if (!retriable || timeout === 0 || (timeout > 0 && elapsed >= timeout)) throw error;
+        const delay = Math.min(maxDelay, 100 * 2 ** attempt);
+        this.logger.warn("Sink write failed, retrying in {delay} ms: {error}", {
+          delay,
+          error: errorMessage(error),
+        });
+        await sleep(delay, this.stop.signal);
+        if (this.stop.signal.aborted) throw error;
+      }
+    }
+  }
+
+  async #validate(): Promise<ValidationCheck[]> {
+    const { stats } = this;
+    const accounted = stats.written + stats.filtered + stats.deadLettered + stats.skipped;
+    const checks: ValidationCheck[] = [{
+      name: "record counts",
+      ok: accounted === stats.read,
+      detail:
+        `read ${stats.read}; written ${stats.written}, filtered ${stats.filtered}, dead-lettered ${stats.deadLettered}, skipped ${stats.skipped}`,
+    }];
+    if (this.#source.validate) checks.push(...await this.#source.validate({ ...stats }));
+    if (this.#sink.validate) checks.push(...await this.#sink.validate({ ...stats }));
+    return checks;
+  }
+}
+
+/** Resolves after `ms`, or at once when `signal` aborts. */
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve();
+    const timer = setTimeout(done, ms);
+    function done() {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", done);
+      resolve();
+    }
+    signal?.addEventListener("abort", done, { once: true });
+  });
+}
+
+export { RecordError };

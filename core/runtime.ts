@@ -1,0 +1,281 @@
+/**
+ * The runtime: many pipelines in one process. Batch pipelines run as jobs on
+ * `Deno.cron` (with retries, timeouts and `depends.on`); stream pipelines run
+ * as supervised tasks that restart after transient faults.
+ *
+ * @module
+ */
+import { getLogger } from "@logtape/logtape";
+import type { PipelineSpec } from "./config.ts";
+import { errorMessage, RetriableError } from "./errors.ts";
+import { type PipelineEnvironment, type RunReport, runPipeline, sleep } from "./pipeline.ts";
+
+const logger = getLogger(["sluice", "runtime"]);
+
+/** Options of a manual or scheduled job run. */
+export interface JobRunOptions {
+  /** Ignore the stored watermark and read everything. */
+  readonly fullRefresh?: boolean;
+  /** Run the jobs that depend on this one after it succeeds. */
+  readonly withDownstream?: boolean;
+  /** Skip retries (a manual run that should report at once). */
+  readonly noRetries?: boolean;
+}
+
+/** The outcome of one job run, including its retries. */
+export interface JobReport extends RunReport {
+  /** How many attempts it took (1 when the first succeeded). */
+  readonly attempts: number;
+}
+
+/** Listens to job and stream outcomes (for summaries and metrics). */
+export type ReportListener = (report: JobReport) => void;
+
+/** Runs and supervises a set of pipelines. */
+export class Runtime {
+  readonly #specs: Map<string, PipelineSpec>;
+  readonly #environment: PipelineEnvironment;
+  readonly #shutdown = new AbortController();
+  readonly #running = new Map<string, Promise<JobReport>>();
+  readonly #tasks = new Set<Promise<unknown>>();
+  readonly #listeners: ReportListener[] = [];
+  /** Last successful run time of each job, for `depends.on`. */
+  readonly #lastSuccess = new Map<string, number>();
+
+  constructor(specs: readonly PipelineSpec[], environment: PipelineEnvironment) {
+    this.#specs = new Map(specs.map((spec) => [spec.name, spec]));
+    this.#environment = environment;
+  }
+
+  /** Aborted when the runtime stops. */
+  get signal(): AbortSignal {
+    return this.#shutdown.signal;
+  }
+
+  /** Calls `listener` with every finished job run and stream run. */
+  onReport(listener: ReportListener): void {
+    this.#listeners.push(listener);
+  }
+
+  /** The pipeline specs, by name. */
+  get pipelines(): ReadonlyMap<string, PipelineSpec> {
+    return this.#specs;
+  }
+
+  /**
+   * Starts everything: streams begin, scheduled jobs are put on `Deno.cron`,
+   * and batch jobs with neither a schedule nor upstream jobs run once now.
+   * Returns whether anything keeps running (streams or schedules).
+   */
+  start(): boolean {
+    let longRunning = false;
+    for (const spec of this.#specs.values()) {
+      if (spec.source.plugin.mode === "stream") {
+        this.#track(this.#superviseStream(spec));
+        longRunning = true;
+        continue;
+      }
+      const schedule = spec.options["job.schedule"];
+      if (schedule) {
+        Deno.cron(
+          cronName(spec.name),
+          schedule,
+          { backoffSchedule: [], signal: this.#shutdown.signal },
+          () => this.#scheduledRun(spec.name),
+        );
+        logger.info("Scheduled {pipeline} at {schedule} (UTC)", { pipeline: spec.name, schedule });
+        longRunning = true;
+      } else if (spec.options["job.depends.on"].length === 0) {
+        this.#track(this.runJob(spec.name, { withDownstream: true }));
+      }
+    }
+    return longRunning;
+  }
+
+  /** Resolves when every job and stream started so far has ended. */
+  async idle(): Promise<void> {
+    while (this.#tasks.size > 0) await Promise.allSettled([...this.#tasks]);
+  }
+
+  /**
+   * Runs a batch job now, with its retries, and returns its report. A job
+   * already running is not started twice: the running one's report is returned.
+   */
+  runJob(name: string, options: JobRunOptions = {}): Promise<JobReport> {
+    const spec = this.#specs.get(name);
+    if (!spec) {
+      const names = [...this.#specs.keys()].join(", ");
+      return Promise.reject(new Error(`Unknown job "${name}"; jobs are: ${names}`));
+    }
+    if (spec.source.plugin.mode !== "batch") {
+      return Promise.reject(new Error(`"${name}" is a stream pipeline, not a batch job`));
+    }
+    const running = this.#running.get(name);
+    if (running) {
+      logger.info("{pipeline} is already running; not starting it twice", { pipeline: name });
+      return running;
+    }
+    const run = this.#runWithRetries(spec, options).finally(() => this.#running.delete(name));
+    this.#running.set(name, run);
+    return run;
+  }
+
+  /** Stops everything gracefully and waits for in-flight work to end. */
+  async stop(): Promise<void> {
+    if (!this.#shutdown.signal.aborted) {
+      logger.info("Stopping: finishing in-flight batches and committing offsets");
+      this.#shutdown.abort();
+    }
+    await this.idle();
+  }
+
+  async #scheduledRun(name: string): Promise<void> {
+    await this.runJob(name, { withDownstream: true });
+  }
+
+  async #runWithRetries(spec: PipelineSpec, options: JobRunOptions): Promise<JobReport> {
+    const retries = options.noRetries ? 0 : spec.options["job.retries"];
+    const delay = spec.options["job.retry.delay.ms"];
+    const timeoutMs = spec.options["job.timeout.ms"];
+    let report: RunReport;
+    let attempt = 0;
+    for (;;) {
+      attempt++;
+      const signals = [this.#shutdown.signal];
+      if (timeoutMs > 0) signals.push(AbortSignal.timeout(timeoutMs));
+      const signal = AbortSignal.any(signals);
+      logger.info("Running {pipeline} (attempt {attempt} of {total})", {
+        pipeline: spec.name,
+        attempt,
+        total: retries + 1,
+      });
+      report = await runPipeline(spec, this.#environment, {
+        fullRefresh: options.fullRefresh,
+        signal,
+      });
+      if (report.status === "stopped" && !this.#shutdown.signal.aborted) {
+        // Aborted by the timeout, not by shutdown: that is a failure.
+        report = {
+          ...report,
+          status: "failed",
+          error: new Error(`Timed out after ${timeoutMs} ms`),
+        };
+      }
+      this.#log(report, attempt);
+      if (report.status !== "failed" || attempt > retries || this.#shutdown.signal.aborted) break;
+      logger.warn("Retrying {pipeline} in {delay} ms", { pipeline: spec.name, delay });
+      await sleep(delay, this.#shutdown.signal);
+      if (this.#shutdown.signal.aborted) break;
+    }
+    const final: JobReport = { ...report, attempts: attempt };
+    for (const listener of this.#listeners) listener(final);
+    if (final.status === "succeeded") {
+      this.#lastSuccess.set(spec.name, Date.now());
+      if (options.withDownstream) this.#triggerDownstream(spec.name, options);
+    } else if (final.status === "failed" && options.withDownstream) {
+      for (const downstream of this.#dependentsOf(spec.name)) {
+        logger.warn("Skipping {pipeline}: upstream {upstream} failed", {
+          pipeline: downstream.name,
+          upstream: spec.name,
+        });
+      }
+    }
+    return final;
+  }
+
+  /** Starts every job all of whose upstream jobs succeeded since its own last success. */
+  #triggerDownstream(upstream: string, options: JobRunOptions): void {
+    for (const downstream of this.#dependentsOf(upstream)) {
+      const since = this.#lastSuccess.get(downstream.name) ?? -Infinity;
+      const ready = downstream.options["job.depends.on"].every((name) =>
+        (this.#lastSuccess.get(name) ?? -Infinity) > since
+      );
+      if (ready) {
+        this.#track(this.runJob(downstream.name, { ...options, withDownstream: true }));
+      }
+    }
+  }
+
+  #dependentsOf(name: string): PipelineSpec[] {
+    return [...this.#specs.values()].filter((spec) =>
+      spec.options["job.depends.on"].includes(name)
+    );
+  }
+
+  /** Runs a stream pipeline until shutdown, restarting it after transient faults. */
+  async #superviseStream(spec: PipelineSpec): Promise<void> {
+    const retryTimeout = spec.options["errors.retry.timeout"];
+    const maxDelay = spec.options["errors.retry.delay.max.ms"];
+    let failingSince: number | undefined;
+    let attempt = 0;
+    while (!this.#shutdown.signal.aborted) {
+      const report = await runPipeline(spec, this.#environment, { signal: this.#shutdown.signal });
+      this.#log(report, attempt + 1);
+      if (report.status !== "failed") {
+        for (const listener of this.#listeners) listener({ ...report, attempts: attempt + 1 });
+        return;
+      }
+      failingSince ??= report.startedAt.getTime();
+      const retriable = isRetriable(report.error);
+      const withinBudget = retryTimeout < 0 || Date.now() - failingSince < retryTimeout;
+      if (!retriable || !withinBudget) {
+        logger.error("Stream {pipeline} failed and stays stopped: {error}", {
+          pipeline: spec.name,
+          error: errorMessage(report.error),
+        });
+        for (const listener of this.#listeners) listener({ ...report, attempts: attempt + 1 });
+        return;
+      }
+      const delay = Math.min(maxDelay, 500 * 2 ** attempt);
+      attempt++;
+      logger.warn("Restarting stream {pipeline} in {delay} ms", { pipeline: spec.name, delay });
+      await sleep(delay, this.#shutdown.signal);
+      // A run that got going before failing resets the backoff.
+      if (report.stats.written > 0) {
+        attempt = 0;
+        failingSince = undefined;
+      }
+    }
+  }
+
+  #log(report: RunReport, attempt: number): void {
+    const fields = {
+      pipeline: report.pipeline,
+      status: report.status,
+      attempt,
+      read: report.stats.read,
+      written: report.stats.written,
+      filtered: report.stats.filtered,
+      deadLettered: report.stats.deadLettered,
+      durationMs: report.durationMs,
+      error: report.error ? errorMessage(report.error) : undefined,
+    };
+    if (report.status === "failed") {
+      logger.error("{pipeline} failed after {durationMs} ms: {error}", fields);
+    } else {
+      logger.info(
+        "{pipeline} {status}: read {read}, written {written}, filtered {filtered}, dead-lettered {deadLettered} in {durationMs} ms",
+        fields,
+      );
+    }
+  }
+
+  #track(task: Promise<unknown>): void {
+    const tracked = task.catch((error) => logger.error("{error}", { error: errorMessage(error) }))
+      .finally(() => this.#tasks.delete(tracked));
+    this.#tasks.add(tracked);
+  }
+}
+
+/** Whether an error (or one of its causes) is transient. */
+export function isRetriable(error: unknown): boolean {
+  for (let current = error; current instanceof Error; current = current.cause) {
+    if (current instanceof RetriableError) return true;
+  }
+  return false;
+}
+
+/** Deno.cron names allow 64 characters of `[A-Za-z0-9 _-]`. */
+function cronName(pipeline: string): string {
+  return `sluice ${pipeline}`.replace(/[^A-Za-z0-9 _-]/g, "_").slice(0, 64);
+}

@@ -1,0 +1,92 @@
+/**
+ * Sluice: a Kafka Connect–style data sync framework for Deno.
+ *
+ * This module is the public API for people who write their own connectors,
+ * transforms and sinks, or who embed the runtime.
+ *
+ * @example A source plugin in its own file, named by path in a config
+ * ```ts
+ * import { defineSource, integer } from "./mod.ts";
+ * import { z } from "zod";
+ *
+ * export default defineSource({
+ *   name: "numbers",
+ *   mode: "batch",
+ *   summary: "Emits the numbers 1 to `count`.",
+ *   config: z.strictObject({
+ *     count: integer().default(3).describe("How many numbers to emit."),
+ *   }),
+ *   create(config, context) {
+ *     const start = typeof context.offset === "number" ? context.offset : 0;
+ *     return {
+ *       async *read() {
+ *         const records = [];
+ *         for (let n = start + 1; n <= config.count; n++) {
+ *           records.push({ topic: "numbers", key: { n }, value: { n } });
+ *         }
+ *         yield { records, offset: config.count };
+ *       },
+ *       async close() {},
+ *     };
+ *   },
+ * });
+ * ```
+ *
+ * @module
+ */
+export {
+  type DeadLetterWriter,
+  definePredicate,
+  defineSink,
+  defineSource,
+  defineTransform,
+  type Plugin,
+  type PluginContext,
+  type Predicate,
+  type PredicatePlugin,
+  type RecordFailure,
+  type RunStats,
+  type Sink,
+  type SinkBatch,
+  type SinkPlugin,
+  type SinkResult,
+  type Source,
+  type SourceBatch,
+  type SourceContext,
+  type SourceMode,
+  type SourcePlugin,
+  type Transform,
+  type TransformPlugin,
+  type ValidationCheck,
+} from "./core/plugin.ts";
+export {
+  type ChangeEvent,
+  type ChangeOp,
+  type ChangeSource,
+  isChangeEvent,
+  type JsonValue,
+  mapRecordRows,
+  recordRow,
+  type Row,
+  type SluiceRecord,
+} from "./core/record.ts";
+export {
+  ConfigError,
+  type ConfigIssue,
+  errorMessage,
+  RecordError,
+  RetriableError,
+} from "./core/errors.ts";
+export { boolean, describeOptions, integer, list, positiveInteger } from "./core/options.ts";
+export { Registry } from "./core/registry.ts";
+export {
+  buildPipelines,
+  loadPipelines,
+  parseConnectors,
+  type PipelineSpec,
+  pipelineOptions,
+} from "./core/config.ts";
+export { FileOffsetStore, MemoryOffsetStore, type OffsetStore } from "./core/offsets.ts";
+export { type RunReport, runPipeline } from "./core/pipeline.ts";
+export { type JobReport, Runtime } from "./core/runtime.ts";
+export { builtinPlugins, builtinRegistry } from "./builtins.ts";

@@ -1,0 +1,147 @@
+/**
+ * Checks that the private services started by dev/with_services.ts work, and
+ * that both Kafka clients we may use speak to the Kafka 4 broker.
+ */
+import { deepStrictEqual, strictEqual } from "node:assert/strict";
+import postgres from "postgres";
+import { Kafka, logLevel, Partitioners } from "kafkajs";
+import {
+  Admin,
+  Consumer,
+  Producer,
+  stringDeserializers,
+  stringSerializers,
+} from "@platformatic/kafka";
+import { testKafkaBrokers, testPgUrl } from "./_services.ts";
+
+/** 100 keyed messages: key `k000`… with value `value-0`… */
+const MESSAGES = Array.from({ length: 100 }, (_, i) => ({
+  key: `k${String(i).padStart(3, "0")}`,
+  value: `value-${i}`,
+}));
+const EXPECTED = new Map(MESSAGES.map((m) => [m.key, m.value]));
+
+/** Rejects if `promise` takes longer than `ms`; clears its timer either way. */
+async function within<T>(ms: number, what: string, promise: Promise<T>): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function uniqueName(prefix: string): string {
+  return `${prefix}-${crypto.randomUUID().slice(0, 8)}`;
+}
+
+Deno.test("the private PostgreSQL runs with wal_level logical", async () => {
+  const sql = postgres(testPgUrl(), { max: 1 });
+  try {
+    const [row] = await sql`SHOW wal_level`;
+    strictEqual(row.wal_level, "logical");
+  } finally {
+    await sql.end();
+  }
+});
+
+Deno.test("the Kafka broker passes a produce and consume smoke test", async () => {
+  const kafka = new Kafka({
+    clientId: "sluice-smoke",
+    brokers: [testKafkaBrokers()],
+    logLevel: logLevel.WARN,
+  });
+  const topic = uniqueName("smoke-kafkajs");
+
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    await admin.createTopics({ topics: [{ topic, numPartitions: 3 }], waitForLeaders: true });
+  } finally {
+    await admin.disconnect();
+  }
+
+  // Naming the partitioner silences kafkajs' "default partitioner changed" warning.
+  const producer = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner });
+  await producer.connect();
+  try {
+    await producer.send({ topic, messages: MESSAGES });
+  } finally {
+    await producer.disconnect();
+  }
+
+  const consumer = kafka.consumer({ groupId: uniqueName("smoke-kafkajs-group") });
+  const got = new Map<string, string>();
+  const partitions = new Set<number>();
+  const done = Promise.withResolvers<void>();
+  await consumer.connect();
+  try {
+    await consumer.subscribe({ topic, fromBeginning: true });
+    await consumer.run({
+      eachMessage: ({ partition, message }) => {
+        got.set(message.key!.toString(), message.value!.toString());
+        partitions.add(partition);
+        if (got.size === MESSAGES.length) done.resolve();
+        return Promise.resolve();
+      },
+    });
+    await within(30_000, "consuming 100 messages with kafkajs", done.promise);
+  } finally {
+    await consumer.disconnect();
+  }
+  deepStrictEqual(got, EXPECTED);
+  // Keys are hashed over all three partitions, so the group read all of them.
+  deepStrictEqual([...partitions].sort(), [0, 1, 2]);
+});
+
+Deno.test("the Kafka broker passes the same smoke test with @platformatic/kafka", async () => {
+  const bootstrapBrokers = [testKafkaBrokers()];
+  const clientId = "sluice-smoke-platformatic";
+  const topic = uniqueName("smoke-platformatic");
+
+  const admin = new Admin({ clientId, bootstrapBrokers });
+  try {
+    await admin.createTopics({ topics: [topic], partitions: 3, replicas: 1 });
+  } finally {
+    await admin.close();
+  }
+
+  const producer = new Producer({ clientId, bootstrapBrokers, serializers: stringSerializers });
+  try {
+    await producer.send({ messages: MESSAGES.map((m) => ({ topic, ...m })) });
+  } finally {
+    await producer.close();
+  }
+
+  const consumer = new Consumer({
+    clientId,
+    bootstrapBrokers,
+    groupId: uniqueName("smoke-platformatic-group"),
+    deserializers: stringDeserializers,
+  });
+  const got = new Map<string, string>();
+  const partitions = new Set<number>();
+  try {
+    const stream = await consumer.consume({ topics: [topic], mode: "earliest" });
+    try {
+      await within(30_000, "consuming 100 messages with @platformatic/kafka", (async () => {
+        for await (const message of stream) {
+          got.set(message.key, message.value);
+          partitions.add(message.partition);
+          if (got.size === MESSAGES.length) break;
+        }
+      })());
+    } finally {
+      await stream.close();
+    }
+  } finally {
+    await consumer.close();
+  }
+  deepStrictEqual(got, EXPECTED);
+  deepStrictEqual([...partitions].sort(), [0, 1, 2]);
+});
