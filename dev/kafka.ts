@@ -41,7 +41,8 @@ export interface StartKafkaOptions {
   logFile?: string;
 }
 
-const MISSING_JAVA = "Java 17 or newer is needed to run the private Kafka broker: install it with " +
+const MISSING_JAVA =
+  "Java 17 or newer is needed to run the private Kafka broker: install it with " +
   "`apt-get install openjdk-17-jdk-headless`, or set SLUICE_TEST_KAFKA_BROKERS to use an " +
   "existing broker instead.";
 
@@ -64,6 +65,11 @@ export async function ensureKafkaJars(): Promise<string> {
   const root = cacheRoot();
   const libs = `${root}/libs`;
   const pom = await Deno.readTextFile(POM);
+  if (!pom.includes(`<kafka.version>${KAFKA_VERSION}</kafka.version>`)) {
+    throw new Error(
+      `${POM} must set kafka.version to ${KAFKA_VERSION} (KAFKA_VERSION in kafka.ts)`,
+    );
+  }
   const marker = ".sluice-complete";
   try {
     if (await Deno.readTextFile(`${libs}/${marker}`) === pom) return libs;
@@ -114,7 +120,8 @@ function serverProperties(dir: string, port: number, controllerPort: number): st
     // bootstrap servers; controller.quorum.voters must not be set with it.
     "controller.quorum.bootstrap.servers": `127.0.0.1:${controllerPort}`,
     "listeners": `PLAINTEXT://127.0.0.1:${port},CONTROLLER://127.0.0.1:${controllerPort}`,
-    "advertised.listeners": `PLAINTEXT://127.0.0.1:${port},CONTROLLER://127.0.0.1:${controllerPort}`,
+    "advertised.listeners":
+      `PLAINTEXT://127.0.0.1:${port},CONTROLLER://127.0.0.1:${controllerPort}`,
     "controller.listener.names": "CONTROLLER",
     "inter.broker.listener.name": "PLAINTEXT",
     "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
@@ -152,8 +159,8 @@ logger.started.level = INFO
 /**
  * Formats storage in a fresh temporary folder and starts a single-node KRaft
  * broker; resolves once a kafkajs admin client can list topics and find the
- * group coordinator. Throws with
- * the broker log's tail when it does not become ready within about 60 s.
+ * group coordinator. Throws with the broker log's tail when it does not become
+ * ready within about 60 s.
  */
 export async function startKafka(options: StartKafkaOptions = {}): Promise<KafkaServer> {
   const libs = await ensureKafkaJars();
@@ -172,16 +179,13 @@ export async function startKafka(options: StartKafkaOptions = {}): Promise<Kafka
       `-Dlog4j2.configurationFile=${dir}/log4j2.properties`,
       "-Djava.awt.headless=true",
     ];
+    const format = ["kafka.tools.StorageTool", "format", "--standalone", "-t", randomClusterId()];
     try {
-      await runOk(["java", ...jvm, "kafka.tools.StorageTool", "format", "--standalone", ...[
-        "-t",
-        randomClusterId(),
-        "-c",
-        props,
-      ]]);
+      await runOk(["java", ...jvm, ...format, "-c", props]);
     } catch (e) {
       throw e instanceof Deno.errors.NotFound ? new Error(MISSING_JAVA) : e;
     }
+    const serverCmd = ["java", "-Xmx512m", ...jvm, "kafka.Kafka", props];
 
     let child: Deno.ChildProcess | undefined;
     let stopped = false;
@@ -189,10 +193,7 @@ export async function startKafka(options: StartKafkaOptions = {}): Promise<Kafka
       // exec through sh so the JVM writes straight into the log file: no pipe
       // for Deno to drain, and the log is complete even if Deno is busy.
       child = new Deno.Command("sh", {
-        args: ["-c", 'exec "$@" >>"$SLUICE_KAFKA_LOG" 2>&1', "sh", "java", "-Xmx512m", ...jvm, ...[
-          "kafka.Kafka",
-          props,
-        ]],
+        args: ["-c", 'exec "$@" >>"$SLUICE_KAFKA_LOG" 2>&1', "sh", ...serverCmd],
         env: { SLUICE_KAFKA_LOG: logFile },
         stdin: "null",
         stdout: "null",

@@ -33,13 +33,13 @@ async function timed<T>(name: string, start: () => Promise<T>, where: (s: T) => 
 // runs, a request is passed on to it and it is left to finish; a second one
 // kills it. (Ctrl-C in a terminal already reaches the child through the
 // process group; forwarding is for a SIGTERM aimed at us alone, e.g. from CI.)
-let child: Deno.ChildProcess | undefined;
+const running: { child?: Deno.ChildProcess } = {};
 let signals = 0;
 const handlers = (["SIGINT", "SIGTERM"] as const).map((sig) => {
   const handler = () => {
     signals++;
     try {
-      child?.kill(signals > 1 ? "SIGKILL" : sig);
+      running.child?.kill(signals > 1 ? "SIGKILL" : sig);
     } catch { /* child already gone */ }
   };
   Deno.addSignalListener(sig, handler);
@@ -52,9 +52,7 @@ const [pgResult, kafkaResult] = await Promise.allSettled([
   pgFromEnv ? undefined : timed("PostgreSQL", () => startPostgres(), (s) => s.url),
   kafkaFromEnv ? undefined : timed("Kafka", () => startKafka(), (s) => s.brokers),
 ]);
-const pg: PostgresServer | undefined = pgResult.status === "fulfilled"
-  ? pgResult.value
-  : undefined;
+const pg: PostgresServer | undefined = pgResult.status === "fulfilled" ? pgResult.value : undefined;
 const kafka: KafkaServer | undefined = kafkaResult.status === "fulfilled"
   ? kafkaResult.value
   : undefined;
@@ -71,11 +69,11 @@ for (const f of failures) console.error(`with_services: ${(f as PromiseRejectedR
 if (failures.length > 0) await finish(1);
 if (signals > 0) await finish(130);
 
-child = new Deno.Command(command[0], {
+const child = running.child = new Deno.Command(command[0], {
   args: command.slice(1),
   env: {
-    SLUICE_TEST_PG_URL: pgFromEnv ?? pg!.url,
-    SLUICE_TEST_KAFKA_BROKERS: kafkaFromEnv ?? kafka!.brokers,
+    SLUICE_TEST_PG_URL: pgFromEnv || pg!.url,
+    SLUICE_TEST_KAFKA_BROKERS: kafkaFromEnv || kafka!.brokers,
   },
   stdin: "inherit",
   stdout: "inherit",

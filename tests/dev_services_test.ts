@@ -129,13 +129,17 @@ Deno.test("the Kafka broker passes the same smoke test with @platformatic/kafka"
   try {
     const stream = await consumer.consume({ topics: [topic], mode: "earliest" });
     try {
-      await within(30_000, "consuming 100 messages with @platformatic/kafka", (async () => {
-        for await (const message of stream) {
-          got.set(message.key, message.value);
-          partitions.add(message.partition);
-          if (got.size === MESSAGES.length) break;
-        }
-      })());
+      await within(
+        30_000,
+        "consuming 100 messages with @platformatic/kafka",
+        (async () => {
+          for await (const message of stream) {
+            got.set(message.key, message.value);
+            partitions.add(message.partition);
+            if (got.size === MESSAGES.length) break;
+          }
+        })(),
+      );
     } finally {
       await stream.close();
     }

@@ -1,0 +1,203 @@
+/**
+ * Shared PostgreSQL plumbing for the postgres connectors and sink: the
+ * connection options (Kafka Connect JDBC's `connection.url` or Debezium's
+ * `database.*` keys), opening a postgres.js client, and quoting names.
+ *
+ * @module
+ */
+import postgres from "postgres";
+import { z } from "zod";
+import { integer } from "../core/options.ts";
+
+/** The postgres.js client type. */
+export type Sql = postgres.Sql;
+
+/** Connection options, accepted in both Kafka Connect JDBC and Debezium spelling. */
+export const connectionOptions = {
+  "connection.url": z.string().optional().describe(
+    "PostgreSQL URL, e.g. postgres://user:password@host:5432/db (JDBC URLs jdbc:postgresql://… are accepted too). Alternative to the database.* keys.",
+  ),
+  "connection.user": z.string().optional().describe("User, when not in connection.url."),
+  "connection.password": z.string().optional().describe(
+    "Password, when not in connection.url.",
+  ),
+  "database.hostname": z.string().optional().describe("Host name (Debezium style)."),
+  "database.port": integer().optional().describe("Port (Debezium style); default 5432."),
+  "database.user": z.string().optional().describe("User (Debezium style)."),
+  "database.password": z.string().optional().describe("Password (Debezium style)."),
+  "database.dbname": z.string().optional().describe("Database name (Debezium style)."),
+  "database.sslmode": z.enum(["disable", "prefer", "require"]).optional().describe(
+    "TLS use; default prefer… as libpq.",
+  ),
+} as const;
+
+/** Parsed connection options. */
+export type ConnectionConfig = {
+  [K in keyof typeof connectionOptions]?: z.output<(typeof connectionOptions)[K]>;
+};
+
+/** Reports a missing connection; used in a zod superRefine of each plugin's schema. */
+export function checkConnection(config: ConnectionConfig, context: z.RefinementCtx): void {
+  if (!config["connection.url"] && !config["database.hostname"]) {
+    context.addIssue({
+      code: "custom",
+      path: ["connection.url"],
+      message: "is required: give connection.url, or database.hostname with database.dbname",
+      input: undefined,
+    });
+  }
+  if (config["database.hostname"] && !config["database.dbname"] && !config["connection.url"]) {
+    context.addIssue({
+      code: "custom",
+      path: ["database.dbname"],
+      message: "is required with database.hostname",
+      input: undefined,
+    });
+  }
+}
+
+/** A postgres URL built from the connection options. */
+export function connectionUrl(config: ConnectionConfig): string {
+  const given = config["connection.url"];
+  if (given) {
+    const url = new URL(given.replace(/^jdbc:postgresql:/, "postgres:"));
+    const user = config["connection.user"] ?? url.searchParams.get("user");
+    const password = config["connection.password"] ?? url.searchParams.get("password");
+    url.searchParams.delete("user");
+    url.searchParams.delete("password");
+    if (user) url.username = encodeURIComponent(user);
+    if (password) url.password = encodeURIComponent(password);
+    return url.href;
+  }
+  const url = new URL("postgres://localhost");
+  url.hostname = config["database.hostname"]!;
+  url.port = String(config["database.port"] ?? 5432);
+  url.pathname = `/${encodeURIComponent(config["database.dbname"] ?? "postgres")}`;
+  if (config["database.user"]) url.username = encodeURIComponent(config["database.user"]);
+  if (config["database.password"]) url.password = encodeURIComponent(config["database.password"]);
+  if (config["database.sslmode"]) url.searchParams.set("sslmode", config["database.sslmode"]);
+  return url.href;
+}
+
+/** A URL with its password hidden, for logs. */
+export function redactUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) parsed.password = "***";
+    return parsed.href;
+  } catch {
+    return "(invalid URL)";
+  }
+}
+
+/** Options for {@linkcode connect}. */
+export interface ConnectOptions {
+  /** Pool size. */
+  max?: number;
+  /** A name shown in pg_stat_activity. */
+  applicationName?: string;
+  /** postgres.js connection parameters (for example `replication`). */
+  connection?: Record<string, string>;
+}
+
+/**
+ * Opens a postgres.js client. Timestamps, dates and numerics are returned as
+ * PostgreSQL's own text (lossless); the session time zone is UTC.
+ */
+export function connect(url: string, options: ConnectOptions = {}): Sql {
+  return postgres(url, {
+    max: options.max ?? 4,
+    onnotice: () => {},
+    connection: {
+      application_name: options.applicationName ?? "sluice",
+      TimeZone: "UTC",
+      ...options.connection,
+    },
+    types: {
+      // Keep date/time values as PostgreSQL text: a JS Date loses microseconds.
+      textTimes: {
+        to: 25,
+        from: [1082, 1083, 1114, 1184, 1266],
+        serialize: (value: unknown) => String(value),
+        parse: (value: string) => value,
+      },
+    },
+  });
+}
+
+/** Double-quotes an identifier. */
+export function quoteIdent(name: string): string {
+  return `"${name.replaceAll('"', '""')}"`;
+}
+
+/** A table name `schema.table` (or `table`, meaning public) split and quoted. */
+export function parseTableName(name: string): { schema: string; table: string; quoted: string } {
+  const match = /^(?:("(?:[^"]|"")+"|[^".]+)\.)?("(?:[^"]|"")+"|[^".]+)$/.exec(name.trim());
+  if (!match) throw new Error(`"${name}" is not a table name of the form schema.table`);
+  const unquote = (part: string) =>
+    part.startsWith('"') ? part.slice(1, -1).replaceAll('""', '"') : part;
+  const schema = match[1] ? unquote(match[1]) : "public";
+  const table = unquote(match[2]);
+  return { schema, table, quoted: `${quoteIdent(schema)}.${quoteIdent(table)}` };
+}
+
+/** A column of a table, as the catalog describes it. */
+export interface ColumnInfo {
+  name: string;
+  /** The type as `format_type` prints it, e.g. `numeric(12,2)` or `text[]`. */
+  type: string;
+  typeOid: number;
+  notNull: boolean;
+}
+
+/** The columns (in order) and primary key of a table; undefined when it does not exist. */
+export async function describeTable(
+  sql: Sql,
+  tableName: string,
+): Promise<{ columns: ColumnInfo[]; primaryKey: string[] } | undefined> {
+  const { quoted } = parseTableName(tableName);
+  const exists = await sql<{ oid: number | null }[]>`select to_regclass(${quoted})::oid as oid`;
+  const oid = exists[0]?.oid;
+  if (!oid) return undefined;
+  const columns = await sql<ColumnInfo[]>`
+    select a.attname as name, format_type(a.atttypid, a.atttypmod) as type,
+           a.atttypid::int as "typeOid", a.attnotnull as "notNull"
+    from pg_attribute a
+    where a.attrelid = ${oid} and a.attnum > 0 and not a.attisdropped
+    order by a.attnum`;
+  const keys = await sql<{ name: string }[]>`
+    select a.attname as name
+    from pg_index i
+    join lateral unnest(i.indkey) with ordinality as k(attnum, position) on true
+    join pg_attribute a on a.attrelid = i.indrelid and a.attnum = k.attnum
+    where i.indrelid = ${oid} and i.indisprimary
+    order by k.position`;
+  return { columns: [...columns], primaryKey: keys.map((k) => k.name) };
+}
+
+/**
+ * Whether an error from postgres.js means the server could not be reached or
+ * the connection broke (worth retrying), rather than a problem with the data.
+ */
+export function isConnectionError(error: unknown): boolean {
+  const code = (error as { code?: string })?.code ?? "";
+  return [
+    "ECONNREFUSED",
+    "ECONNRESET",
+    "EPIPE",
+    "ETIMEDOUT",
+    "CONNECTION_CLOSED",
+    "CONNECTION_ENDED",
+    "CONNECTION_DESTROYED",
+    "CONNECT_TIMEOUT",
+    "57P01", // admin_shutdown
+    "57P02", // crash_shutdown
+    "57P03", // cannot_connect_now
+    "08000",
+    "08003",
+    "08006",
+    "08001",
+    "08004",
+  ].includes(code) || error instanceof Deno.errors.ConnectionRefused ||
+    error instanceof Deno.errors.ConnectionReset;
+}
