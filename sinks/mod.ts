@@ -4,6 +4,7 @@
  * @module
  */
 import type { SinkPlugin } from "../core/plugin.ts";
+import postgres from "./postgres/mod.ts";
 
 /** Built-in sinks. */
-export const sinks: readonly SinkPlugin[] = [];
+export const sinks: readonly SinkPlugin[] = [postgres as unknown as SinkPlugin];

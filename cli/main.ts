@@ -1,0 +1,219 @@
+/**
+ * The `sluice` command.
+ *
+ * ```
+ * sluice run <config>…                 run pipelines: streams, schedules, one-shot jobs
+ * sluice validate <config>…            check configs without connecting
+ * sluice plugins [name]                list plugins and their options
+ * sluice job run <name> <config>…      run one batch job now
+ * ```
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { getLogger } from "@logtape/logtape";
+import { builtinRegistry } from "../builtins.ts";
+import { ConfigError } from "../core/errors.ts";
+import { describeOptions } from "../core/options.ts";
+import { pipelineOptions } from "../core/config.ts";
+import { setUpLogging, tearDownLogging } from "../core/log.ts";
+import { type JobReport, Runtime } from "../core/runtime.ts";
+import { formatSummary } from "./summary.ts";
+import { loadWithBuiltins, workerEnvironment, workerSettings } from "./worker.ts";
+
+const USAGE = `Usage: sluice <command> [options]
+
+Commands:
+  run <config>…               Run pipelines: streams start, batch jobs follow job.schedule,
+                              unscheduled jobs run once. Stops on SIGINT/SIGTERM.
+  validate <config>…          Check configs (files or folders) without connecting.
+  plugins [name]              List plugins, or one plugin's options with defaults.
+  job run <name> <config>…    Run one batch job now and print its report.
+
+Options:
+  --full-refresh              (job run) ignore the stored watermark and read everything
+  --with-downstream           (job run) then run the jobs that depend on it
+  --offsets <file>            offsets file (default .sluice/offsets.json, or $SLUICE_OFFSETS_FILE)
+  --bootstrap <servers>       Kafka bootstrap servers (or $SLUICE_BOOTSTRAP_SERVERS)
+  --log-level <level>         trace, debug, info, warning, error (default info)
+  --log-format <format>       auto, text or json (default auto: text on a terminal)
+  -h, --help                  show this help
+`;
+
+/** Runs the CLI and returns its exit code: 0 ok, 1 a job failed, 2 bad usage or config. */
+export async function main(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: {
+      "full-refresh": { type: "boolean" },
+      "with-downstream": { type: "boolean" },
+      offsets: { type: "string" },
+      bootstrap: { type: "string" },
+      "log-level": { type: "string" },
+      "log-format": { type: "string" },
+      help: { type: "boolean", short: "h" },
+    },
+  });
+  const [command, ...rest] = positionals;
+  if (values.help || !command) {
+    console.log(USAGE);
+    return values.help ? 0 : 2;
+  }
+  await setUpLogging({
+    level: (values["log-level"] ?? "info") as "info",
+    format: (values["log-format"] ?? "auto") as "auto",
+  });
+  const settings = workerSettings(values);
+  try {
+    switch (command) {
+      case "run":
+        return await run(rest, settings);
+      case "validate":
+        return await validate(rest, settings);
+      case "plugins":
+        return plugins(rest[0]);
+      case "job":
+        if (rest[0] !== "run" || !rest[1]) break;
+        return await runJob(rest[1], rest.slice(2), settings, {
+          fullRefresh: values["full-refresh"] ?? false,
+          withDownstream: values["with-downstream"] ?? false,
+        });
+    }
+    console.error(`Unknown command: ${positionals.join(" ")}\n\n${USAGE}`);
+    return 2;
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      console.error(error.message);
+      return 2;
+    }
+    throw error;
+  } finally {
+    await tearDownLogging();
+  }
+}
+
+function requireConfigs(paths: string[]): void {
+  if (paths.length === 0) {
+    throw new ConfigError([{
+      path: "arguments",
+      message: "name at least one config file or folder",
+    }]);
+  }
+}
+
+async function validate(paths: string[], settings: ReturnType<typeof workerSettings>) {
+  requireConfigs(paths);
+  const specs = await loadWithBuiltins(paths, settings);
+  for (const spec of specs) {
+    const chain = [
+      spec.source.plugin.name,
+      ...spec.transforms.map((t) => `${t.alias}(${t.plugin.name})`),
+      spec.sink.plugin.name,
+    ].join(" -> ");
+    const when = spec.source.plugin.mode === "stream"
+      ? "stream"
+      : spec.options["job.schedule"]
+      ? `batch, ${spec.options["job.schedule"]} UTC`
+      : spec.options["job.depends.on"].length > 0
+      ? `batch, after ${spec.options["job.depends.on"].join(", ")}`
+      : "batch, on demand";
+    console.log(`${spec.name}: ${chain} [${when}]`);
+  }
+  console.log(`${specs.length} pipeline(s) valid.`);
+  return 0;
+}
+
+async function run(paths: string[], settings: ReturnType<typeof workerSettings>) {
+  requireConfigs(paths);
+  const specs = await loadWithBuiltins(paths, settings);
+  const runtime = new Runtime(specs, workerEnvironment(settings));
+  const reports: JobReport[] = [];
+  runtime.onReport((report) => reports.push(report));
+  const stop = () => {
+    getLogger(["sluice"]).info("Signal received; shutting down gracefully");
+    runtime.stop();
+  };
+  Deno.addSignalListener("SIGINT", stop);
+  Deno.addSignalListener("SIGTERM", stop);
+  try {
+    const longRunning = runtime.start();
+    if (longRunning) await waitForAbort(runtime.signal);
+    await runtime.idle();
+  } finally {
+    Deno.removeSignalListener("SIGINT", stop);
+    Deno.removeSignalListener("SIGTERM", stop);
+  }
+  if (reports.length > 0) console.log(formatSummary(reports));
+  return reports.some((report) => report.status === "failed") ? 1 : 0;
+}
+
+async function runJob(
+  name: string,
+  paths: string[],
+  settings: ReturnType<typeof workerSettings>,
+  options: { fullRefresh: boolean; withDownstream: boolean },
+) {
+  requireConfigs(paths);
+  const specs = await loadWithBuiltins(paths, settings);
+  const runtime = new Runtime(specs, workerEnvironment(settings));
+  const reports: JobReport[] = [];
+  runtime.onReport((report) => reports.push(report));
+  const stop = () => runtime.stop();
+  Deno.addSignalListener("SIGINT", stop);
+  Deno.addSignalListener("SIGTERM", stop);
+  try {
+    await runtime.runJob(name, { ...options, noRetries: true });
+    await runtime.idle();
+  } catch (error) {
+    console.error((error as Error).message);
+    return 2;
+  } finally {
+    Deno.removeSignalListener("SIGINT", stop);
+    Deno.removeSignalListener("SIGTERM", stop);
+  }
+  console.log(formatSummary(reports));
+  return reports.some((report) => report.status === "failed") ? 1 : 0;
+}
+
+function plugins(name?: string): number {
+  const registry = builtinRegistry();
+  const all = registry.list();
+  const chosen = name ? all.filter((p) => p.name === name || p.aliases?.includes(name)) : all;
+  if (name && chosen.length === 0) {
+    console.error(`No plugin named "${name}". Plugins: ${all.map((p) => p.name).join(", ")}`);
+    return 2;
+  }
+  const sections = chosen.map((plugin) => {
+    const title = `${plugin.name} (${plugin.kind}${
+      plugin.kind === "source" ? `, ${plugin.mode}` : ""
+    }): ${plugin.summary}`;
+    const aliases = plugin.aliases?.length ? `\n  aliases: ${plugin.aliases.join(", ")}` : "";
+    return `${title}${aliases}\n${formatOptions(plugin.config)}`;
+  });
+  if (!name) sections.push(`pipeline options (every pipeline):\n${formatOptions(pipelineOptions)}`);
+  console.log(sections.join("\n\n"));
+  return 0;
+}
+
+function formatOptions(schema: Parameters<typeof describeOptions>[0]): string {
+  return describeOptions(schema).map((option) => {
+    const fallback = option.default !== undefined
+      ? ` (default ${JSON.stringify(option.default)})`
+      : option.required
+      ? " (required)"
+      : "";
+    return `  ${option.key}: ${option.type}${fallback}\n      ${option.description}`;
+  }).join("\n");
+}
+
+function waitForAbort(signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) resolve();
+    else signal.addEventListener("abort", () => resolve(), { once: true });
+  });
+}
+
+if (import.meta.main) {
+  Deno.exit(await main(Deno.args));
+}

@@ -1,0 +1,43 @@
+/**
+ * Renders job reports as a short table for terminals.
+ *
+ * @module
+ */
+import type { JobReport } from "../core/runtime.ts";
+
+/** A plain-text table of job outcomes, one line per job, plus failed checks. */
+export function formatSummary(reports: readonly JobReport[]): string {
+  const header = ["job", "status", "read", "written", "filtered", "dead", "time", "validation"];
+  const rows = reports.map((report) => [
+    report.pipeline,
+    report.status + (report.attempts > 1 ? ` (${report.attempts} tries)` : ""),
+    String(report.stats.read),
+    String(report.stats.written),
+    String(report.stats.filtered),
+    String(report.stats.deadLettered),
+    formatDuration(report.durationMs),
+    report.validation.length === 0
+      ? "-"
+      : report.validation.every((check) => check.ok)
+      ? `ok (${report.validation.length} checks)`
+      : "FAILED",
+  ]);
+  const widths = header.map((title, i) =>
+    Math.max(title.length, ...rows.map((row) => row[i].length))
+  );
+  const line = (cells: string[]) =>
+    cells.map((cell, i) => i >= 2 && i <= 5 ? cell.padStart(widths[i]) : cell.padEnd(widths[i]))
+      .join("  ").trimEnd();
+  const out = [line(header), line(widths.map((w) => "-".repeat(w))), ...rows.map(line)];
+  for (const report of reports) {
+    for (const check of report.validation.filter((c) => !c.ok)) {
+      out.push(`  ${report.pipeline}: ${check.name} failed: ${check.detail}`);
+    }
+    if (report.error) out.push(`  ${report.pipeline}: ${report.error.message}`);
+  }
+  return out.join("\n");
+}
+
+function formatDuration(ms: number): string {
+  return ms < 1000 ? `${ms} ms` : `${(ms / 1000).toFixed(1)} s`;
+}

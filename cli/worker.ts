@@ -1,0 +1,52 @@
+/**
+ * Worker settings (the part of a Kafka Connect worker config Sluice needs),
+ * read from flags and environment variables, and the loading of pipelines
+ * with the built-in plugins.
+ *
+ * | setting                 | flag            | environment                 | default                |
+ * | ----------------------- | --------------- | --------------------------- | ---------------------- |
+ * | offsets file            | `--offsets`     | `SLUICE_OFFSETS_FILE`       | `.sluice/offsets.json` |
+ * | Kafka bootstrap servers | `--bootstrap`   | `SLUICE_BOOTSTRAP_SERVERS`  | none                   |
+ *
+ * @module
+ */
+import { builtinRegistry } from "../builtins.ts";
+import { loadPipelines, type PipelineSpec } from "../core/config.ts";
+import { FileOffsetStore } from "../core/offsets.ts";
+import type { PipelineEnvironment } from "../core/pipeline.ts";
+import type { Registry } from "../core/registry.ts";
+
+/** Worker-level settings. */
+export interface WorkerSettings {
+  offsetsFile: string;
+  bootstrapServers?: string;
+}
+
+/** Settings from flags, then the environment, then defaults. */
+export function workerSettings(flags: { offsets?: string; bootstrap?: string }): WorkerSettings {
+  return {
+    offsetsFile: flags.offsets ?? Deno.env.get("SLUICE_OFFSETS_FILE") ?? ".sluice/offsets.json",
+    bootstrapServers: flags.bootstrap ?? Deno.env.get("SLUICE_BOOTSTRAP_SERVERS"),
+  };
+}
+
+/** Loads and validates pipelines with the built-in plugins (throws ConfigError). */
+export function loadWithBuiltins(
+  paths: readonly string[],
+  settings: WorkerSettings,
+  registry: Registry = builtinRegistry(),
+): Promise<PipelineSpec[]> {
+  const pluginDefaults: Record<string, string> = {};
+  if (settings.bootstrapServers) pluginDefaults["bootstrap.servers"] = settings.bootstrapServers;
+  return loadPipelines(paths, {
+    registry,
+    pluginDefaults,
+    sinkConnectorSource: registry.find("source", "kafka") ? "kafka" : undefined,
+    defaultSink: registry.find("sink", "kafka") ? "kafka" : undefined,
+  });
+}
+
+/** The environment pipelines run in: offsets file and optional Kafka. */
+export function workerEnvironment(settings: WorkerSettings): PipelineEnvironment {
+  return { offsets: new FileOffsetStore(settings.offsetsFile) };
+}

@@ -1,0 +1,218 @@
+/**
+ * One target table of the postgres sink: its columns, key, and the SQL that
+ * stages rows with COPY and merges them set-based.
+ *
+ * @module
+ */
+import { createHash } from "node:crypto";
+import { once } from "node:events";
+import type { Writable } from "node:stream";
+import { type ColumnInfo, describeTable, quoteIdent, type Sql } from "../../drivers/postgres.ts";
+import { copyField, encodeText } from "../../drivers/pg_text.ts";
+import type { Row } from "../../core/record.ts";
+
+/** What the table needs of a client or a transaction. */
+export type Queryable = Pick<Sql, "unsafe">;
+
+/** Sink options that shape the SQL. */
+export interface TableOptions {
+  insertMode: "upsert" | "insert";
+  deleteMode: "soft" | "hard" | "none";
+  softDeleteColumn: string;
+  writeTimestampColumn?: string;
+  primaryKey?: readonly string[];
+}
+
+/** What a merge of staged rows reports. */
+export interface MergeCount {
+  count: number;
+  /** Sum of the key hashes of the rows the database wrote (see {@linkcode keyHash}). */
+  checksum: bigint;
+}
+
+/** A target table and the statements that write to it. */
+export class TargetTable {
+  readonly name: string;
+  readonly columns: ReadonlyMap<string, ColumnInfo>;
+  readonly primaryKey: readonly string[];
+  readonly #options: TableOptions;
+
+  private constructor(
+    name: string,
+    columns: ColumnInfo[],
+    primaryKey: readonly string[],
+    options: TableOptions,
+  ) {
+    this.name = name;
+    this.columns = new Map(columns.map((column) => [column.name, column]));
+    this.primaryKey = primaryKey;
+    this.#options = options;
+  }
+
+  /** Looks the table up; throws a sentence naming what is wrong. */
+  static async open(sql: Sql, name: string, options: TableOptions): Promise<TargetTable> {
+    const described = await describeTable(sql, name);
+    if (!described) throw new Error(`Target table "${name}" does not exist`);
+    const primaryKey = options.primaryKey?.length ? options.primaryKey : described.primaryKey;
+    if (primaryKey.length === 0) {
+      throw new Error(
+        `Target table "${name}" has no primary key; give sink.primary.key.fields (upserts need a unique key)`,
+      );
+    }
+    const names = new Set(described.columns.map((column) => column.name));
+    for (const column of primaryKey) {
+      if (!names.has(column)) throw new Error(`Key column "${column}" is not in table "${name}"`);
+    }
+    if (options.deleteMode === "soft" && !names.has(options.softDeleteColumn)) {
+      // Only fatal once a delete arrives; batch tables often have no such column.
+      options = { ...options, deleteMode: "none" as const, softDeleteColumn: "" };
+    }
+    if (options.writeTimestampColumn && !names.has(options.writeTimestampColumn)) {
+      options = { ...options, writeTimestampColumn: undefined };
+    }
+    return new TargetTable(name, described.columns, primaryKey, options);
+  }
+
+  /** Whether deletes can be applied (soft delete needs its column). */
+  get deletes(): "soft" | "hard" | "none" {
+    return this.#options.deleteMode;
+  }
+
+  /** Copies rows into the session's (temporary) staging table for this column set. */
+  async stage(sql: Queryable, columns: readonly string[], rows: readonly Row[]): Promise<void> {
+    const staging = this.#stagingName(columns);
+    const definition = ["__row integer", ...columns.map((c) => `${quoteIdent(c)} text`)].join(", ");
+    await sql.unsafe(`create temp table if not exists ${staging} (${definition})`);
+    await sql.unsafe(`truncate ${staging}`);
+    const writable = await sql.unsafe(`copy ${staging} from stdin`).writable();
+    await writeCopy(writable, columns, rows);
+  }
+
+  /** Merges staged rows `first..last` (1-based row numbers) into the table. */
+  async merge(
+    sql: Queryable,
+    columns: readonly string[],
+    first: number,
+    last: number,
+  ): Promise<MergeCount> {
+    const staging = this.#stagingName(columns);
+    const list = columns.map(quoteIdent).join(", ");
+    const casts = columns.map((c) => `s.${quoteIdent(c)}::${this.columns.get(c)!.type}`).join(", ");
+    const key = this.primaryKey.map(quoteIdent).join(", ");
+    let conflict = "";
+    if (this.#options.insertMode === "upsert") {
+      const updates = columns.filter((c) => !this.primaryKey.includes(c))
+        .map((c) => `${quoteIdent(c)} = excluded.${quoteIdent(c)}`);
+      if (
+        this.#options.deleteMode === "soft" && !columns.includes(this.#options.softDeleteColumn)
+      ) {
+        updates.push(`${quoteIdent(this.#options.softDeleteColumn)} = null`);
+      }
+      const stamp = this.#options.writeTimestampColumn;
+      if (stamp && !columns.includes(stamp)) updates.push(`${quoteIdent(stamp)} = now()`);
+      // A table of key columns only still "updates", so that RETURNING counts the row.
+      if (updates.length === 0) {
+        updates.push(...this.primaryKey.map((c) => `${quoteIdent(c)} = excluded.${quoteIdent(c)}`));
+      }
+      conflict = ` on conflict (${key}) do update set ${updates.join(", ")}`;
+    }
+    const returning = this.primaryKey.map((c) => `${quoteIdent(c)}::text`).join(", ");
+    const rows = await sql.unsafe<{ n: number; s: string }[]>(
+      `with written as (
+         insert into ${this.#quotedName()} (${list})
+         select ${casts} from ${staging} s where s.__row between $1 and $2
+         ${conflict}
+         returning ${returning})
+       select count(*)::int as n, ${checksumSql(this.primaryKey)} as s from written`,
+      [first, last],
+    );
+    return { count: rows[0].n, checksum: BigInt(rows[0].s) };
+  }
+
+  /** Deletes (hard or soft) the rows whose keys are staged as `first..last`. */
+  async delete(sql: Queryable, first: number, last: number): Promise<MergeCount> {
+    const staging = this.#stagingName(this.primaryKey);
+    const match = this.primaryKey.map((c) =>
+      `t.${quoteIdent(c)} = s.${quoteIdent(c)}::${this.columns.get(c)!.type}`
+    ).join(" and ");
+    const returning = this.primaryKey.map((c) => `t.${quoteIdent(c)}::text`).join(", ");
+    let statement: string;
+    if (this.#options.deleteMode === "hard") {
+      statement = `delete from ${this.#quotedName()} t using ${staging} s
+        where s.__row between $1 and $2 and ${match} returning ${returning}`;
+    } else {
+      const softColumn = quoteIdent(this.#options.softDeleteColumn);
+      const stamp = this.#options.writeTimestampColumn;
+      const extra = stamp ? `, ${quoteIdent(stamp)} = now()` : "";
+      statement =
+        `update ${this.#quotedName()} t set ${softColumn} = coalesce(t.${softColumn}, now())${extra}
+        from ${staging} s where s.__row between $1 and $2 and ${match} returning ${returning}`;
+    }
+    const rows = await sql.unsafe<{ n: number; s: string }[]>(
+      `with written as (${statement})
+       select count(*)::int as n, ${checksumSql(this.primaryKey)} as s from written`,
+      [first, last],
+    );
+    return { count: rows[0].n, checksum: BigInt(rows[0].s) };
+  }
+
+  #quotedName(): string {
+    const dot = this.name.indexOf(".");
+    return dot < 0
+      ? quoteIdent(this.name)
+      : `${quoteIdent(this.name.slice(0, dot))}.${quoteIdent(this.name.slice(dot + 1))}`;
+  }
+
+  #stagingName(columns: readonly string[]): string {
+    return quoteIdent(
+      `sluice_stage_${hashText(`${this.name}\u0000${columns.join("\u0000")}`).slice(0, 16)}`,
+    );
+  }
+}
+
+/**
+ * SQL summing a 60-bit hash of each written key, so the sink can compare
+ * what the database wrote with what it was given ({@linkcode keyHash}).
+ */
+function checksumSql(keyColumns: readonly string[]): string {
+  // `returning k::text` names its output column k.
+  const parts = keyColumns.map((column) => `coalesce(written.${quoteIdent(column)}, '')`);
+  return `coalesce(sum(('x' || substr(md5(${
+    parts.join(` || chr(31) || `)
+  }), 1, 15))::bit(60)::bigint), 0)::text`;
+}
+
+/** The same 60-bit key hash as {@linkcode checksumSql}, computed in JavaScript. */
+export function keyHash(values: readonly unknown[]): bigint {
+  const text = values.map((value) => encodeText(value) ?? "").join("\u001f");
+  return BigInt(`0x${createHash("md5").update(text).digest("hex").slice(0, 15)}`);
+}
+
+function hashText(text: string): string {
+  return createHash("sha1").update(text).digest("hex");
+}
+
+const encoder = new TextEncoder();
+
+/** Streams rows into a COPY … FROM STDIN writable in text format, numbered from 1. */
+async function writeCopy(
+  writable: Writable,
+  columns: readonly string[],
+  rows: readonly Row[],
+): Promise<void> {
+  let buffer = "";
+  const flush = async () => {
+    if (!writable.write(encoder.encode(buffer))) await once(writable, "drain");
+    buffer = "";
+  };
+  for (let i = 0; i < rows.length; i++) {
+    const row = rows[i];
+    let line = String(i + 1);
+    for (const column of columns) line += "\t" + copyField(row[column]);
+    buffer += line + "\n";
+    if (buffer.length > 256 * 1024) await flush();
+  }
+  if (buffer.length > 0) await flush();
+  writable.end();
+  await once(writable, "finish");
+}

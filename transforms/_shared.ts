@@ -1,0 +1,228 @@
+/**
+ * Helpers shared by the built-in transforms: Java regex and replacement
+ * semantics (Kafka's transforms are configured with Java patterns), table
+ * metadata of a record, key mapping and config issue helpers.
+ *
+ * @module
+ */
+import type { z } from "zod";
+import { isChangeEvent, type Row, type SluiceRecord } from "../core/record.ts";
+
+/** Adds a custom issue whose message never quotes the whole config (secrets may be in it). */
+export function addIssue(
+  ctx: { addIssue(issue: z.core.$ZodRawIssue | string): void },
+  path: string,
+  message: string,
+  input?: unknown,
+): void {
+  ctx.addIssue({ code: "custom", message, path: [path], input });
+}
+
+const INLINE_FLAGS: Record<string, string> = { i: "i", s: "s", m: "m" };
+
+/**
+ * Compiles a Java regular expression into a JavaScript one that, like
+ * `Matcher.matches()`, only matches the whole input. Leading inline flags
+ * `(?i)`, `(?s)`, `(?m)` and `\Q…\E` quoting are translated; Java-only
+ * constructs with no JavaScript equivalent are refused rather than silently
+ * misread.
+ */
+export function javaPattern(pattern: string): RegExp {
+  let source = pattern;
+  let flags = "";
+  const inline = /^\(\?([a-zA-Z]+)\)/.exec(source);
+  if (inline) {
+    for (const flag of inline[1]) {
+      const js = INLINE_FLAGS[flag];
+      if (!js) throw new Error(`the inline flag (?${flag}) is not supported`);
+      if (!flags.includes(js)) flags += js;
+    }
+    source = source.slice(inline[0].length);
+  }
+  source = source.replace(/\\Q([\s\S]*?)(?:\\E|$)/g, (_, literal: string) => escapeRegex(literal));
+  const unsupported: [RegExp, string][] = [
+    [/[*+?}]\+/, "possessive quantifiers (*+, ++, ?+)"],
+    [/\(\?>/, "atomic groups (?>…)"],
+    [/&&\[/, "character class intersections (&&)"],
+    [/\\[AzZGp]|\\P/, "the escapes \\A, \\z, \\Z, \\G, \\p and \\P"],
+  ];
+  // Escaped punctuation (`\+`) is not a quantifier; blank it out before looking.
+  const bare = source.replace(/\\[^A-Za-z]/g, "_");
+  for (const [construct, name] of unsupported) {
+    const text = construct.source.startsWith("\\\\") ? source : bare;
+    if (construct.test(text)) throw new Error(`${name} are not supported`);
+  }
+  try {
+    return new RegExp(`^(?:${source})$`, flags);
+  } catch (error) {
+    throw new Error((error as Error).message.replace(/^Invalid regular expression: /, ""));
+  }
+}
+
+/** The number of capturing groups of a compiled pattern. */
+export function groupCount(pattern: RegExp): number {
+  return new RegExp(`${pattern.source}|`, pattern.flags).exec("")!.length - 1;
+}
+
+function escapeRegex(text: string): string {
+  return text.replace(/[\\^$.*+?()[\]{}|/-]/g, "\\$&");
+}
+
+type ReplacementPart = string | number | { readonly name: string };
+
+/**
+ * Compiles a replacement string with the semantics of Java's
+ * `Matcher.replaceFirst`: `$n` and `${name}` refer to groups (a multi-digit
+ * reference stops before the digit that would name a missing group), `\`
+ * escapes the next character. Throws on references to missing groups.
+ */
+export function javaReplacement(
+  replacement: string,
+  pattern: RegExp,
+): (match: RegExpExecArray) => string {
+  const groups = groupCount(pattern);
+  const names = new Set(
+    [...pattern.source.matchAll(/\(\?<([a-zA-Z][a-zA-Z0-9]*)>/g)].map((m) => m[1]),
+  );
+  const parts: ReplacementPart[] = [];
+  let literal = "";
+  for (let i = 0; i < replacement.length; i++) {
+    const char = replacement[i];
+    if (char === "\\") {
+      if (i + 1 >= replacement.length) throw new Error("a trailing \\ escapes nothing");
+      literal += replacement[++i];
+    } else if (char === "$") {
+      if (i + 1 >= replacement.length) throw new Error("a trailing $ names no group");
+      if (replacement[i + 1] === "{") {
+        const end = replacement.indexOf("}", i + 2);
+        const name = end < 0 ? "" : replacement.slice(i + 2, end);
+        if (!/^[a-zA-Z][a-zA-Z0-9]*$/.test(name)) {
+          throw new Error(`\${…} must name a group: ${replacement.slice(i)}`);
+        }
+        if (!names.has(name)) throw new Error(`the pattern has no group named "${name}"`);
+        if (literal) parts.push(literal), literal = "";
+        parts.push({ name });
+        i = end;
+        continue;
+      }
+      const first = replacement.charCodeAt(i + 1) - 48;
+      if (first < 0 || first > 9) {
+        throw new Error(`"$" must be followed by a group number or {name}: ${replacement}`);
+      }
+      let reference = first;
+      i++;
+      while (i + 1 < replacement.length) {
+        const digit = replacement.charCodeAt(i + 1) - 48;
+        if (digit < 0 || digit > 9 || reference * 10 + digit > groups) break;
+        reference = reference * 10 + digit;
+        i++;
+      }
+      if (reference > groups) {
+        throw new Error(`the pattern has no group ${reference} (it has ${groups})`);
+      }
+      if (literal) parts.push(literal), literal = "";
+      parts.push(reference);
+    } else {
+      literal += char;
+    }
+  }
+  if (literal) parts.push(literal);
+  return (match) => {
+    let out = "";
+    for (const part of parts) {
+      if (typeof part === "string") out += part;
+      else if (typeof part === "number") out += match[part] ?? "";
+      else out += match.groups?.[part.name] ?? "";
+    }
+    return out;
+  };
+}
+
+/** Database, schema and table a record belongs to, as far as it tells. */
+export interface TableRef {
+  readonly db: string;
+  readonly schema: string;
+  readonly table: string;
+}
+
+/**
+ * The table of a record: the `source` block of a change event; otherwise
+ * `origin.schema`/`origin.table` when the source set them; otherwise the
+ * topic read as `schema.table` (or just `table`).
+ */
+export function tableOf(record: SluiceRecord): TableRef {
+  const value = record.value;
+  if (isChangeEvent(value)) {
+    const source = value.source ?? {};
+    return {
+      db: String(source.db ?? ""),
+      schema: String(source.schema ?? ""),
+      table: String(source.table ?? ""),
+    };
+  }
+  const origin = record.origin ?? {};
+  if (typeof origin.table === "string") {
+    return {
+      db: typeof origin.db === "string" ? origin.db : "",
+      schema: typeof origin.schema === "string" ? origin.schema : "",
+      table: origin.table,
+    };
+  }
+  const dot = record.topic.lastIndexOf(".");
+  const schemaPart = dot < 0 ? "" : record.topic.slice(0, dot);
+  return {
+    db: "",
+    schema: schemaPart.slice(schemaPart.lastIndexOf(".") + 1),
+    table: record.topic.slice(dot + 1),
+  };
+}
+
+/** Applies `mapRow` to the key as well when it is a row (key columns are row columns). */
+export function mapKey(record: SluiceRecord, mapRow: (row: Row) => Row): SluiceRecord {
+  return record.key ? { ...record, key: mapRow(record.key) } : record;
+}
+
+/** True when `value` is a plain row object (not null, an array, a Date or bytes). */
+export function isRow(value: unknown): value is Row {
+  return typeof value === "object" && value !== null && !Array.isArray(value) &&
+    !(value instanceof Date) && !ArrayBuffer.isView(value);
+}
+
+/** Parses `old:new,…` pairs; returns an error sentence for a malformed entry. */
+export function parsePairs(items: readonly string[]): Map<string, string> | string {
+  const pairs = new Map<string, string>();
+  for (const item of items) {
+    const parts = item.split(":").map((part) => part.trim());
+    if (parts.length !== 2 || !parts[0] || !parts[1]) {
+      return `each entry must be "old:new": current entry is ${JSON.stringify(item)}`;
+    }
+    pairs.set(parts[0], parts[1]);
+  }
+  return pairs;
+}
+
+/** JSON text with sorted object keys, bigint, Date and bytes made stable; for identities. */
+export function stableStringify(value: unknown): string {
+  if (value === null || value === undefined) return "null";
+  if (typeof value === "bigint") return `${value}n`;
+  if (typeof value !== "object") return JSON.stringify(value);
+  if (value instanceof Date) return JSON.stringify(value.toISOString());
+  if (ArrayBuffer.isView(value)) {
+    const bytes = new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
+    return `"0x${Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("")}"`;
+  }
+  if (Array.isArray(value)) return `[${value.map(stableStringify).join(",")}]`;
+  const entries = Object.keys(value).sort().map((key) =>
+    `${JSON.stringify(key)}:${stableStringify((value as Record<string, unknown>)[key])}`
+  );
+  return `{${entries.join(",")}}`;
+}
+
+/** A short description of a value's type for error messages (never the value itself). */
+export function typeName(value: unknown): string {
+  if (value === null) return "null";
+  if (Array.isArray(value)) return "array";
+  if (value instanceof Date) return "Date";
+  if (ArrayBuffer.isView(value)) return "bytes";
+  return typeof value;
+}
