@@ -4,9 +4,29 @@
  * @module
  */
 import type { PredicatePlugin, TransformPlugin } from "../core/plugin.ts";
+import { cast } from "./cast.ts";
+import { hasHeaderKey } from "./has_header_key.ts";
+import { insertField } from "./insert_field.ts";
+import { recordIsTombstone } from "./record_is_tombstone.ts";
+import { replaceField } from "./replace_field.ts";
+import { route } from "./route.ts";
+import { timestampConverter } from "./timestamp_converter.ts";
+import { topicNameMatches } from "./topic_name_matches.ts";
+import { valueToKey } from "./value_to_key.ts";
 
 /** Built-in transforms. */
-export const transforms: readonly TransformPlugin[] = [];
+export const transforms: readonly TransformPlugin[] = [
+  route,
+  replaceField,
+  insertField,
+  cast,
+  timestampConverter,
+  valueToKey,
+];
 
 /** Built-in predicates. */
-export const predicates: readonly PredicatePlugin[] = [];
+export const predicates: readonly PredicatePlugin[] = [
+  topicNameMatches,
+  hasHeaderKey,
+  recordIsTombstone,
+];

@@ -142,7 +142,7 @@ function fieldOf(record: SluiceRecord, field: string): string {
   const row = recordRow(record) ?? record.key;
   const value = row?.[field];
   if (value === undefined || value === null) {
-    const what = row === null ? "the record has no row or key" : `it is ${value ?? "missing"}`;
+    const what = row === null ? "the record has no row or key" : `it is ${value === null ? "null" : "missing"}`;
     throw new Error(
       `route: cannot route a record on "${record.topic}" by field "${field}": ${what}`,
     );

@@ -23,6 +23,7 @@
  *
  * @module
  */
+import type postgres from "postgres";
 import { z } from "zod";
 import { boolean, list } from "../../core/options.ts";
 import {
@@ -85,7 +86,7 @@ const schema = z.strictObject({
 type Config = z.output<typeof schema>;
 
 /** What the sink needs of a client or a transaction. */
-type Queryable = Pick<Sql, "unsafe">;
+type Transaction = postgres.TransactionSql;
 
 /** One upsert or delete, ready for the table. */
 interface Operation {
@@ -175,7 +176,7 @@ export default defineSink({
 
     /** Applies one run of same-kind operations on one table, isolating rejected rows. */
     async function apply(
-      tx: Queryable,
+      tx: Transaction,
       table: TargetTable,
       kind: "upsert" | "delete",
       operations: Operation[],
@@ -211,17 +212,16 @@ export default defineSink({
       const failedBefore = failures.length;
       let count = 0;
       const attempt = async (first: number, last: number): Promise<void> => {
-        await tx.unsafe("savepoint sluice_merge");
         try {
-          const result = kind === "delete"
-            ? await table.delete(tx, first, last)
-            : await table.merge(tx, columns, first, last);
-          await tx.unsafe("release savepoint sluice_merge");
+          const result = await tx.savepoint((sp) =>
+            kind === "delete"
+              ? table.delete(sp, first, last)
+              : table.merge(sp, columns, first, last)
+          );
           count += result.count;
           if (kind === "upsert") totals.writtenChecksum += result.checksum;
         } catch (error) {
           if (isConnectionError(error)) throw error;
-          await tx.unsafe("rollback to savepoint sluice_merge");
           if (first === last) {
             failures.push({
               record: unique[first - 1].record,
@@ -252,37 +252,32 @@ export default defineSink({
       const failures: RecordFailure[] = [];
       let written = 0;
       let skipped = 0;
+      // Consecutive operations of one kind on one table go together, preserving order.
+      // Tables are looked up first: the transaction holds the only connection.
+      const runs: { table: TargetTable; kind: Operation["kind"]; operations: Operation[] }[] = [];
+      for (const record of batch.records) {
+        const table = await tableFor(record);
+        const operation = operationOf(table, record);
+        if (!operation) {
+          skipped++;
+          continue;
+        }
+        const last = runs.at(-1);
+        if (last && last.table === table && last.kind === operation.kind) {
+          last.operations.push(operation);
+        } else runs.push({ table, kind: operation.kind, operations: [operation] });
+      }
       await sql.begin(async (tx) => {
-        // Consecutive operations of one kind on one table go together, preserving order.
-        let run:
-          | { table: TargetTable; kind: Operation["kind"]; operations: Operation[] }
-          | undefined;
-        const flush = async () => {
-          if (!run) return;
+        for (const run of runs) {
           const result = await apply(tx, run.table, run.kind, run.operations, failures);
           written += result.written;
           skipped += result.skipped;
-          run = undefined;
-        };
-        for (const record of batch.records) {
-          const table = await tableFor(record);
-          const operation = operationOf(table, record);
-          if (!operation) {
-            skipped++;
-            continue;
-          }
-          if (!run || run.table !== table || run.kind !== operation.kind) {
-            await flush();
-            run = { table, kind: operation.kind, operations: [] };
-          }
-          run.operations.push(operation);
         }
-        await flush();
         // Dead letters are safe (or the pipeline stops) before the batch commits.
         if (failures.length > 0) await batch.reject(failures);
         if (batch.offset) {
           await tx.unsafe(
-            `insert into ${offsetsTable} (pipeline, "offset") values ($1, $2::jsonb)
+            `insert into ${offsetsTable} (pipeline, "offset") values ($1, $2::text::jsonb)
              on conflict (pipeline) do update set "offset" = excluded."offset", updated_at = now()`,
             [batch.offset.key, JSON.stringify(batch.offset.value)],
           );
@@ -367,7 +362,7 @@ function postgresDeadLetters(url: string, tableName: string): DeadLetterWriter {
         `insert into ${table} (pipeline, stage, error, error_class, topic, record_key, record_value, headers)
          select e->>'pipeline', e->>'stage', e->>'error', e->>'errorClass', e->>'topic',
                 e->'key', e->'value', e->'headers'
-         from jsonb_array_elements($1::jsonb) as e`,
+         from jsonb_array_elements($1::text::jsonb) as e`,
         [encodeJson(entries)],
       );
     },

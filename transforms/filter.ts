@@ -1,0 +1,134 @@
+/**
+ * `filter`: keeps or drops records by a condition in CEL, the Common
+ * Expression Language (a safe, non-Turing-complete language; nothing is
+ * `eval`ed). The condition is parsed and type-checked when the config is
+ * validated, so a typo fails before anything connects.
+ *
+ * Variables: `value` (also `row`) is the row: the `after` image of a change
+ * event, `before` for a delete, the batch row itself, null for a tombstone;
+ * `before` and `after` are the images (null for batch rows); `op` is the
+ * Debezium operation (`c`, `u`, `d`, `r`, `t`; `r` for batch rows, "" for
+ * tombstones); `db`, `schema`, `table`, `topic` are strings; `key` is the key
+ * row or null; `headers` a map of strings.
+ *
+ * Reading a column a row does not have is an error (use `has(value.x)`).
+ * Numbers from rows are CEL doubles: compare them with any literal
+ * (`value.amount > 100`), but write `1.0` or `int(value.n)` in arithmetic.
+ * Tombstones are kept without evaluating unless `null.handling.mode` says
+ * otherwise.
+ *
+ * ```json
+ * {
+ *   "transforms": "finalOnly,noDraftDeletes",
+ *   "transforms.finalOnly.type": "filter",
+ *   "transforms.finalOnly.condition": "table != 'applications' || value.status == 'final'",
+ *   "transforms.noDraftDeletes.type": "filter",
+ *   "transforms.noDraftDeletes.condition": "op == 'd' && value.status == 'draft'",
+ *   "transforms.noDraftDeletes.action": "drop"
+ * }
+ * ```
+ *
+ * @module
+ */
+import { z } from "zod";
+import { Environment } from "@marcbachmann/cel-js";
+import { defineTransform } from "../core/plugin.ts";
+import { isChangeEvent, recordRow, type SluiceRecord } from "../core/record.ts";
+import { addIssue, tableOf } from "./_shared.ts";
+
+const environment = new Environment({ unlistedVariablesAreDyn: false })
+  .registerVariable("value", "dyn")
+  .registerVariable("row", "dyn")
+  .registerVariable("before", "dyn")
+  .registerVariable("after", "dyn")
+  .registerVariable("key", "dyn")
+  .registerVariable("op", "string")
+  .registerVariable("db", "string")
+  .registerVariable("schema", "string")
+  .registerVariable("table", "string")
+  .registerVariable("topic", "string")
+  .registerVariable("headers", "map<string, string>");
+
+/** The first line of a CEL error (the rest draws a caret under the expression). */
+function firstLine(error: unknown): string {
+  return (error instanceof Error ? error.message : String(error)).split("\n")[0];
+}
+
+const config = z.strictObject({
+  condition: z.string().min(1, "must not be empty").describe(
+    "CEL condition over value (row), before, after, op, db, schema, table, topic, key, headers.",
+  ),
+  action: z.enum(["keep", "drop"]).default("keep").describe(
+    "keep: only records matching the condition go on. drop: records matching it are dropped.",
+  ),
+  "null.handling.mode": z.enum(["keep", "drop", "evaluate"]).default("keep").describe(
+    "Tombstones (null values): keep or drop them without evaluating, or evaluate the condition with value = null.",
+  ),
+}).superRefine((value, ctx) => {
+  const checked = environment.check(value.condition);
+  if (!checked.valid) {
+    addIssue(ctx, "condition", `is not valid CEL: ${firstLine(checked.error)}`, value.condition);
+  } else if (checked.type !== "bool" && checked.type !== "dyn") {
+    addIssue(
+      ctx,
+      "condition",
+      `must evaluate to a bool, but evaluates to ${checked.type}`,
+      value.condition,
+    );
+  }
+});
+
+/** Keeps or drops records by a CEL condition. */
+export const filter = defineTransform({
+  name: "filter",
+  summary: "Keeps or drops records by a CEL condition on fields, operation, table and topic.",
+  config,
+  create(options) {
+    const program = environment.parse(options.condition);
+    const keepOnMatch = options.action === "keep";
+    const nullMode = options["null.handling.mode"];
+    return {
+      apply(record) {
+        const tombstone = record.value === null || record.value === undefined;
+        if (tombstone && nullMode !== "evaluate") return nullMode === "keep" ? record : null;
+        let result: unknown;
+        try {
+          result = program(variables(record));
+        } catch (error) {
+          throw new Error(
+            `filter: cannot evaluate the condition on a record on "${record.topic}": ${
+              firstLine(error)
+            }`,
+            { cause: error },
+          );
+        }
+        if (typeof result !== "boolean") {
+          throw new Error(
+            `filter: the condition gave ${typeof result}, not a bool, on a record on "${record.topic}"`,
+          );
+        }
+        return result === keepOnMatch ? record : null;
+      },
+    };
+  },
+});
+
+function variables(record: SluiceRecord): Record<string, unknown> {
+  const value = record.value;
+  const change = isChangeEvent(value) ? value : undefined;
+  const row = recordRow(record);
+  const { db, schema, table } = tableOf(record);
+  return {
+    value: row,
+    row,
+    before: change?.before ?? null,
+    after: change?.after ?? null,
+    key: record.key,
+    op: change ? change.op : value === null || value === undefined ? "" : "r",
+    db,
+    schema,
+    table,
+    topic: record.topic,
+    headers: record.headers ?? {},
+  };
+}

@@ -1,0 +1,246 @@
+/**
+ * `unwrap`: Debezium's ExtractNewRecordState. Replaces a change event with
+ * its row: `after` for creates, updates and snapshot reads. Deletes follow
+ * `delete.tombstone.handling.mode`:
+ *
+ * | mode | delete event becomes | incoming tombstone |
+ * |---|---|---|
+ * | `tombstone` (default) | a tombstone (same key, null value) | dropped |
+ * | `drop` | nothing | dropped |
+ * | `rewrite` | the `before` row with `__deleted: "true"` | dropped |
+ * | `rewrite-with-tombstone` | the `before` row with `__deleted: "true"` | kept |
+ * | `delete-to-tombstone` | a tombstone | kept |
+ *
+ * In the rewrite modes other rows get `__deleted: "false"`. Truncate events
+ * are dropped, except in `rewrite-with-tombstone`, which passes them on.
+ * Records that are not change events pass unchanged.
+ *
+ * `add.fields` / `add.headers` copy metadata into the row or the headers:
+ * `op`, `ts_ms`, `ts_us`, `ts_ns` come from the envelope, `id`,
+ * `total_order`, `data_collection_order` from the transaction block, other
+ * names from `source`; `source.x` and `transaction.x` name the block
+ * explicitly. The new name is the prefix (default `__`) plus the entry with
+ * dots turned into underscores (`source.ts_ms` → `__source_ts_ms`), or
+ * `entry:name` chooses it. A name the event does not have is skipped; a name
+ * in a missing block is null (headers with null values are left out, as
+ * Sluice headers are strings).
+ *
+ * `drop.fields.header.name` names a header listing fields (comma-separated
+ * or a JSON array) to remove from the row; with
+ * `drop.fields.keep.schema.compatible` (default) key columns stay, and
+ * `drop.fields.from.key` removes them from the key too when it is off.
+ *
+ * ```json
+ * {
+ *   "transforms": "unwrap",
+ *   "transforms.unwrap.type": "io.debezium.transforms.ExtractNewRecordState",
+ *   "transforms.unwrap.delete.tombstone.handling.mode": "rewrite",
+ *   "transforms.unwrap.add.fields": "op,table,lsn,source.ts_ms",
+ *   "transforms.unwrap.add.headers": "op"
+ * }
+ * ```
+ *
+ * @module
+ */
+import { z } from "zod";
+import { defineTransform } from "../core/plugin.ts";
+import { type ChangeEvent, isChangeEvent, type Row, type SluiceRecord } from "../core/record.ts";
+import { boolean, list } from "../core/options.ts";
+import { addIssue } from "./_shared.ts";
+
+const MODES = ["tombstone", "drop", "rewrite", "rewrite-with-tombstone", "delete-to-tombstone"] as const;
+const ENVELOPE_FIELDS = new Set(["op", "ts_ms", "ts_us", "ts_ns"]);
+const TRANSACTION_FIELDS = new Set(["id", "total_order", "data_collection_order"]);
+const IMAGES = new Set(["before", "after", "source", "transaction"]);
+const ENTRY = /^(?:(source|transaction)\.)?([A-Za-z_][\w]*)(?::([\w.-]+))?$/;
+
+const config = z.strictObject({
+  "delete.tombstone.handling.mode": z.enum(MODES).default("tombstone").describe(
+    "What deletes and tombstones become: tombstone, drop, rewrite, rewrite-with-tombstone or delete-to-tombstone.",
+  ),
+  "add.fields": list().default([]).describe(
+    'Metadata copied into the row: "op", "table", "lsn", "source.ts_ms", "transaction.id", optionally "entry:newName".',
+  ),
+  "add.fields.prefix": z.string().default("__").describe("Prefix of the added field names."),
+  "add.headers": list().default([]).describe("Metadata copied into headers, same syntax as add.fields."),
+  "add.headers.prefix": z.string().default("__").describe("Prefix of the added header names."),
+  "route.by.field": z.string().min(1).optional().describe(
+    "Row field whose value becomes the topic (the before row for deletes).",
+  ),
+  "drop.fields.header.name": z.string().min(1).optional().describe(
+    "Header listing fields to remove from the row (comma-separated or a JSON array).",
+  ),
+  "drop.fields.from.key": boolean().default(false).describe(
+    "Also remove the listed fields from the key (only when keep.schema.compatible is false).",
+  ),
+  "drop.fields.keep.schema.compatible": boolean().default(true).describe(
+    "Keep key columns in the row even when listed, so the row keeps its identity.",
+  ),
+}).superRefine((value, ctx) => {
+  for (const option of ["add.fields", "add.headers"] as const) {
+    for (const entry of value[option]) {
+      if (!ENTRY.test(entry)) {
+        addIssue(
+          ctx,
+          option,
+          'entries must be "field", "source.field" or "transaction.field", optionally followed by ":newName"',
+          entry,
+        );
+      }
+    }
+  }
+});
+
+interface Reference {
+  readonly block: "envelope" | "source" | "transaction";
+  readonly field: string;
+  readonly name: string;
+}
+
+function references(entries: readonly string[], prefix: string): Reference[] {
+  return entries.map((entry) => {
+    const [, block, field, rename] = ENTRY.exec(entry)!;
+    const name = prefix + (rename ?? entry.replaceAll(".", "_"));
+    if (block) return { block: block as Reference["block"], field, name };
+    return { block: "envelope", field, name }; // refined per event by blockOf()
+  });
+}
+
+function blockOf(event: ChangeEvent, ref: Reference): Reference["block"] {
+  if (ref.block !== "envelope") return ref.block;
+  if (ENVELOPE_FIELDS.has(ref.field) || (ref.field in event && !IMAGES.has(ref.field))) {
+    return "envelope";
+  }
+  return TRANSACTION_FIELDS.has(ref.field) ? "transaction" : "source";
+}
+
+/** The value of a reference: undefined when the event does not have it. */
+function lookUp(event: ChangeEvent, ref: Reference): unknown {
+  const block = blockOf(event, ref);
+  const container = block === "envelope" ? event : event[block] as Row | null | undefined;
+  if (container === null || container === undefined) return null;
+  return ref.field in container ? container[ref.field] ?? null : undefined;
+}
+
+/** Flattens Debezium change events to their row state. */
+export const unwrap = defineTransform({
+  name: "unwrap",
+  aliases: ["io.debezium.transforms.ExtractNewRecordState"],
+  summary:
+    "Replaces a Debezium change event with its row (ExtractNewRecordState), handling deletes and tombstones.",
+  config,
+  create(options) {
+    const mode = options["delete.tombstone.handling.mode"];
+    const rewrite = mode === "rewrite" || mode === "rewrite-with-tombstone";
+    const fields = references(options["add.fields"], options["add.fields.prefix"]);
+    const headers = references(options["add.headers"], options["add.headers.prefix"]);
+    const opHeader = headers.find((ref) => ref.block === "envelope" && ref.field === "op");
+
+    const withHeaders = (record: SluiceRecord, event: ChangeEvent): SluiceRecord["headers"] => {
+      if (headers.length === 0) return record.headers;
+      const out: Record<string, string> = { ...record.headers };
+      for (const ref of headers) {
+        const value = lookUp(event, ref);
+        if (value !== null && value !== undefined) out[ref.name] = headerText(value);
+      }
+      return out;
+    };
+
+    const topicOf = (record: SluiceRecord, row: Row | null): string => {
+      const field = options["route.by.field"];
+      if (field === undefined) return record.topic;
+      const value = row?.[field];
+      if (value === null || value === undefined) {
+        throw new Error(
+          `unwrap: cannot route a record on "${record.topic}" by field "${field}": the row has no value for it`,
+        );
+      }
+      return String(value);
+    };
+
+    const rowOf = (record: SluiceRecord, event: ChangeEvent, image: Row, deleted: boolean): Row => {
+      const row: Row = { ...dropListedFields(image, record, options) };
+      for (const ref of fields) {
+        const value = lookUp(event, ref);
+        if (value !== undefined) row[ref.name] = value;
+      }
+      if (rewrite) row.__deleted = deleted ? "true" : "false";
+      return row;
+    };
+
+    return {
+      apply(record) {
+        const value = record.value;
+        if (value === null || value === undefined) {
+          if (mode === "delete-to-tombstone") return record;
+          if (mode !== "rewrite-with-tombstone") return null;
+          if (!opHeader) return record;
+          return { ...record, headers: { ...record.headers, [opHeader.name]: "d" } };
+        }
+        if (!isChangeEvent(value)) return record;
+        const event = value;
+        if (event.op === "t") return mode === "rewrite-with-tombstone" ? record : null;
+        if (event.op === "d") {
+          if (mode === "drop") return null;
+          const before = event.before;
+          const topic = topicOf(record, before);
+          const headers = withHeaders(record, event);
+          const key = dropFromKey(record, options);
+          if (!rewrite || before === null) return { ...record, topic, headers, key, value: null };
+          return { ...record, topic, headers, key, value: rowOf(record, event, before, true) };
+        }
+        const after = event.after;
+        const topic = topicOf(record, after);
+        const headers = withHeaders(record, event);
+        return {
+          ...record,
+          topic,
+          headers,
+          value: after === null ? null : rowOf(record, event, after, false),
+          key: dropFromKey(record, options),
+        };
+      },
+    };
+  },
+});
+
+function headerText(value: unknown): string {
+  if (typeof value === "string") return value;
+  if (typeof value === "object") return JSON.stringify(value);
+  return String(value);
+}
+
+function listedFields(record: SluiceRecord, header: string | undefined): string[] {
+  const text = header === undefined ? undefined : record.headers?.[header];
+  if (!text) return [];
+  if (text.trimStart().startsWith("[")) {
+    try {
+      const parsed = JSON.parse(text);
+      if (Array.isArray(parsed)) return parsed.map(String);
+    } catch {
+      // Not JSON after all: read it as a comma-separated list below.
+    }
+  }
+  return text.split(",").map((name) => name.trim()).filter((name) => name !== "");
+}
+
+function dropListedFields(row: Row, record: SluiceRecord, options: z.output<typeof config>): Row {
+  const names = listedFields(record, options["drop.fields.header.name"]);
+  if (names.length === 0) return row;
+  const keepKey = options["drop.fields.keep.schema.compatible"];
+  const out = { ...row };
+  for (const name of names) {
+    if (!(keepKey && record.key && name in record.key)) delete out[name];
+  }
+  return out;
+}
+
+function dropFromKey(record: SluiceRecord, options: z.output<typeof config>): Row | null {
+  if (!record.key || !options["drop.fields.from.key"]) return record.key;
+  if (options["drop.fields.keep.schema.compatible"]) return record.key;
+  const names = listedFields(record, options["drop.fields.header.name"]);
+  if (names.length === 0) return record.key;
+  const key = { ...record.key };
+  for (const name of names) delete key[name];
+  return key;
+}

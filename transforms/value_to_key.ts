@@ -1,0 +1,51 @@
+/**
+ * `value_to_key`: Kafka's ValueToKey. Replaces the key with the named fields
+ * of the row (the `after` image, or `before` for a delete). A field missing
+ * from the row is an error; tombstones keep their key.
+ *
+ * ```json
+ * {
+ *   "transforms": "key",
+ *   "transforms.key.type": "org.apache.kafka.connect.transforms.ValueToKey",
+ *   "transforms.key.fields": "citizen_id,application_id"
+ * }
+ * ```
+ *
+ * @module
+ */
+import { z } from "zod";
+import { defineTransform } from "../core/plugin.ts";
+import { recordRow, type Row } from "../core/record.ts";
+import { list } from "../core/options.ts";
+
+const config = z.strictObject({
+  fields: list().pipe(z.array(z.string()).min(1, "must name at least one field")).describe(
+    "Row fields that become the key, in this order.",
+  ),
+});
+
+/** Builds the key from row fields. */
+export const valueToKey = defineTransform({
+  name: "value_to_key",
+  aliases: ["org.apache.kafka.connect.transforms.ValueToKey"],
+  summary: "Replaces the key with the named fields of the row.",
+  config,
+  create(options) {
+    return {
+      apply(record) {
+        const row = recordRow(record);
+        if (row === null) return record;
+        const key: Row = {};
+        for (const field of options.fields) {
+          if (!(field in row)) {
+            throw new Error(
+              `value_to_key: field "${field}" is not in the row of a record on "${record.topic}"`,
+            );
+          }
+          key[field] = row[field];
+        }
+        return { ...record, key };
+      },
+    };
+  },
+});
