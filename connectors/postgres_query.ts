@@ -31,7 +31,7 @@
  * @module
  */
 import { z } from "zod";
-import { boolean, list, positiveInteger } from "../core/options.ts";
+import { always, boolean, list, positiveInteger } from "../core/options.ts";
 import { defineSource, type SourceBatch, type ValidationCheck } from "../core/plugin.ts";
 import type { JsonValue, Row, SluiceRecord } from "../core/record.ts";
 import { RetriableError } from "../core/errors.ts";
@@ -99,7 +99,7 @@ const schema = z.strictObject({
       input: undefined,
     });
   }
-});
+}, { when: always });
 
 /** The offset of an incremental job. */
 interface Watermark {

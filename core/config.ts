@@ -258,7 +258,7 @@ export async function buildPipelines(
     );
     if (spec) specs.push(spec);
   }
-  checkDependencies(specs, issues);
+  checkDependencies(specs, new Set(connectors.map((c) => c.name)), issues);
   if (issues.length > 0) throw new ConfigError(issues);
   return specs;
 }
@@ -676,11 +676,16 @@ function checkCron(schedule: string, report: Report): void {
   }
 }
 
-function checkDependencies(specs: readonly PipelineSpec[], issues: ConfigIssue[]): void {
+function checkDependencies(
+  specs: readonly PipelineSpec[],
+  allNames: ReadonlySet<string>,
+  issues: ConfigIssue[],
+): void {
   const byName = new Map(specs.map((spec) => [spec.name, spec]));
   for (const spec of specs) {
     for (const upstream of spec.options["job.depends.on"]) {
       const other = byName.get(upstream);
+      if (!other && allNames.has(upstream)) continue; // invalid itself, reported already
       if (!other) {
         issues.push({
           path: `${spec.name}: config.job.depends.on`,

@@ -11,7 +11,10 @@ import { encodeJson } from "./json.ts";
 import type { DeadLetterWriter, RecordFailure } from "./plugin.ts";
 
 /** Kafka Connect's dead-letter context headers for one failure. */
-export function deadLetterHeaders(failure: RecordFailure, pipeline: string): Record<string, string> {
+export function deadLetterHeaders(
+  failure: RecordFailure,
+  pipeline: string,
+): Record<string, string> {
   const origin = failure.record.origin ?? {};
   const headers: Record<string, string> = {
     "__connect.errors.topic": String(origin.topic ?? failure.record.topic),

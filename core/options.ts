@@ -41,7 +41,12 @@ export function list(): z.ZodType<string[], unknown> {
   ]) as z.ZodType<string[], unknown>;
 }
 
-/** Makes every field optional; used to read an object's known keys. */
+/**
+ * Pass as `{ when: always }` to a `superRefine` so cross-field checks run even
+ * when other fields failed, and every problem is reported at once.
+ */
+export const always = (): boolean => true;
+
 export type OptionDoc = {
   key: string;
   type: string;

@@ -171,7 +171,9 @@ class PipelineRun {
       );
     }
     this.#sinkKeepsOffsets = storage !== "file" && this.#sink.offsets !== undefined;
-    const offset = fullRefresh ? undefined : this.#sinkKeepsOffsets
+    const offset = fullRefresh
+      ? undefined
+      : this.#sinkKeepsOffsets
       ? await this.#sink.offsets!.read(spec.name)
       : await this.environment.offsets.read(spec.name);
     this.logger.debug("Starting from offset {offset}", { offset });
@@ -269,7 +271,9 @@ class PipelineRun {
       this.stats.skipped += result.skipped ?? 0;
     }
     if (batch.offset !== undefined) {
-      if (!this.#sinkKeepsOffsets) await this.environment.offsets.write(this.spec.name, batch.offset);
+      if (!this.#sinkKeepsOffsets) {
+        await this.environment.offsets.write(this.spec.name, batch.offset);
+      }
       await this.#source.commit?.(batch.offset);
     }
     for (const step of this.#steps) await step.transform.commit?.();

@@ -8,7 +8,7 @@
 import { getLogger } from "@logtape/logtape";
 import type { PipelineSpec } from "./config.ts";
 import { errorMessage, RetriableError } from "./errors.ts";
-import { type PipelineEnvironment, type RunReport, runPipeline, sleep } from "./pipeline.ts";
+import { type PipelineEnvironment, runPipeline, type RunReport, sleep } from "./pipeline.ts";
 
 const logger = getLogger(["sluice", "runtime"]);
 

@@ -25,7 +25,7 @@
  */
 import type postgres from "postgres";
 import { z } from "zod";
-import { boolean, list } from "../../core/options.ts";
+import { always, boolean, list } from "../../core/options.ts";
 import {
   type DeadLetterWriter,
   defineSink,
@@ -81,7 +81,7 @@ const schema = z.strictObject({
   "validate.checksum": boolean().default(true).describe(
     "Compare a checksum of the keys the database wrote with the keys it was given.",
   ),
-}).superRefine((config, context) => checkConnection(config, context));
+}).superRefine((config, context) => checkConnection(config, context), { when: always });
 
 type Config = z.output<typeof schema>;
 
