@@ -86,7 +86,7 @@ export class Runtime {
         logger.info("Scheduled {pipeline} at {schedule} (UTC)", { pipeline: spec.name, schedule });
         longRunning = true;
       } else if (spec.options["job.depends.on"].length === 0) {
-        this.#track(this.runJob(spec.name, { withDownstream: true }));
+        void this.runJob(spec.name, { withDownstream: true });
       }
     }
     return longRunning;
@@ -117,6 +117,7 @@ export class Runtime {
     }
     const run = this.#runWithRetries(spec, options).finally(() => this.#running.delete(name));
     this.#running.set(name, run);
+    this.#track(run);
     return run;
   }
 
@@ -191,7 +192,7 @@ export class Runtime {
         (this.#lastSuccess.get(name) ?? -Infinity) > since
       );
       if (ready) {
-        this.#track(this.runJob(downstream.name, { ...options, withDownstream: true }));
+        void this.runJob(downstream.name, { ...options, withDownstream: true });
       }
     }
   }

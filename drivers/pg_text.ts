@@ -21,8 +21,7 @@
 /** Decodes one value's text given its type; arrays need their element type. */
 export type Decoder = (text: string) => unknown;
 
-const BOOL = 16, BYTEA = 17, INT8 = 20, INT2 = 21, INT4 = 23, OID = 26, FLOAT4 = 700,
-  FLOAT8 = 701;
+const BOOL = 16, BYTEA = 17, INT8 = 20, INT2 = 21, INT4 = 23, OID = 26, FLOAT4 = 700, FLOAT8 = 701;
 
 /** The decoder for a scalar type OID. */
 export function scalarDecoder(typeOid: number): Decoder {

@@ -201,3 +201,14 @@ export function isConnectionError(error: unknown): boolean {
   ].includes(code) || error instanceof Deno.errors.ConnectionRefused ||
     error instanceof Deno.errors.ConnectionReset;
 }
+
+/**
+ * Runs a `create … if not exists` statement under an advisory lock, because
+ * concurrent `if not exists` creations of one table can still collide.
+ */
+export async function createOnce(sql: Sql, statement: string): Promise<void> {
+  await sql.begin(async (tx) => {
+    await tx.unsafe("select pg_advisory_xact_lock(hashtext($1))", [statement]);
+    await tx.unsafe(statement);
+  });
+}

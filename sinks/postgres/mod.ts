@@ -43,6 +43,7 @@ import {
   connect,
   connectionOptions,
   connectionUrl,
+  createOnce,
   isConnectionError,
   parseTableName,
   type Sql,
@@ -113,7 +114,8 @@ export default defineSink({
     const totals = { given: 0, written: 0, givenChecksum: 0n, writtenChecksum: 0n };
 
     try {
-      await sql.unsafe(
+      await createOnce(
+        sql,
         `create table if not exists ${offsetsTable} (
            pipeline text primary key, "offset" jsonb not null,
            updated_at timestamptz not null default now())`,
@@ -349,7 +351,8 @@ function postgresDeadLetters(url: string, tableName: string): DeadLetterWriter {
     description: `table ${tableName}`,
     async write(failures, pipeline) {
       sql ??= connect(url, { max: 1, applicationName: `sluice:${pipeline}:dead-letters` });
-      ready ??= sql.unsafe(
+      ready ??= createOnce(
+        sql,
         `create table if not exists ${table} (
            id bigserial primary key, pipeline text not null, stage text not null,
            error text not null, error_class text, topic text,

@@ -1,0 +1,160 @@
+/**
+ * `deno task demo`: the users' plan, end to end, on a fresh machine.
+ *
+ * 1. Starts a private PostgreSQL (or uses `SLUICE_PG_URL`, an existing
+ *    server where this user may create databases).
+ * 2. Creates `smart_warehouse` and `smart_citizen` from the example SQL and
+ *    generates `--rows` citizens of deterministic data.
+ * 3. Runs every batch pipeline of `pipelines/` once, in dependency order
+ *    (`scheme_sync >> profile_sync`), then a second incremental run after
+ *    1% of profiles changed, and prints a summary.
+ *
+ * ```
+ * deno task demo [--rows 20000] [--keep]
+ * ```
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import postgres from "postgres";
+import { startPostgres } from "../../dev/postgres.ts";
+import { setUpLogging, tearDownLogging } from "../../core/log.ts";
+import { type JobReport, Runtime } from "../../core/runtime.ts";
+import { formatSummary } from "../../cli/summary.ts";
+import { loadWithBuiltins, workerEnvironment } from "../../cli/worker.ts";
+import { applySchema, generateWarehouse, touchProfiles } from "./generate.ts";
+
+const here = new URL(".", import.meta.url).pathname;
+
+async function main(): Promise<number> {
+  const { values } = parseArgs({
+    args: Deno.args,
+    options: {
+      rows: { type: "string", default: "20000" },
+      keep: { type: "boolean", default: false },
+    },
+  });
+  const rows = Number(values.rows);
+  if (!Number.isSafeInteger(rows) || rows < 1) {
+    console.error(`--rows must be a positive integer: current value is "${values.rows}"`);
+    return 2;
+  }
+  await setUpLogging({ level: "warning", format: "text" });
+
+  const server = await openServer();
+  if (!server) return 1;
+  const scratch = await Deno.makeTempDir({ prefix: "sluice_demo_" });
+  try {
+    const warehouse = await recreateDatabase(server.url, server.urlFor, "smart_warehouse");
+    const citizen = await recreateDatabase(server.url, server.urlFor, "smart_citizen");
+    step(`PostgreSQL ready; creating the schemas of smart_warehouse and smart_citizen`);
+    await applySchema(warehouse, "warehouse.sql");
+    await applySchema(citizen, "citizen.sql");
+    step(`Generating ${rows.toLocaleString("en")} citizens of warehouse data`);
+    const started = performance.now();
+    const counts = await generateWarehouse(warehouse, { rows });
+    const total = Object.values(counts).reduce((a, b) => a + b, 0);
+    step(`Generated ${total.toLocaleString("en")} rows in ${seconds(started)}`);
+
+    Deno.env.set("WAREHOUSE_URL", warehouse);
+    Deno.env.set("CITIZEN_URL", citizen);
+    const settings = { offsetsFile: `${scratch}/offsets.json` };
+    const specs = await loadWithBuiltins([`${here}pipelines`], settings);
+    const batch = specs.filter((spec) => spec.source.plugin.mode === "batch");
+    const runtime = new Runtime(batch, workerEnvironment(settings));
+    const reports: JobReport[] = [];
+    runtime.onReport((report) => reports.push(report));
+
+    step(`Running ${batch.length} batch jobs once (upstream jobs first)`);
+    for (const spec of batch) {
+      if (spec.options["job.depends.on"].length === 0) {
+        void runtime.runJob(spec.name, { withDownstream: true, noRetries: true });
+      }
+    }
+    await runtime.idle();
+
+    const changed = await touchProfiles(warehouse, 0.01);
+    step(`Changed ${changed.toLocaleString("en")} profiles (1%); running the hourly job again`);
+    await runtime.runJob("profile_sync_incremental", { noRetries: true });
+    await runtime.stop();
+
+    console.log(`\n${formatSummary(reports)}\n`);
+    const failed = reports.filter((report) => report.status !== "succeeded");
+    if (failed.length > 0) {
+      console.log(`${failed.length} job(s) did not succeed.`);
+      return 1;
+    }
+    console.log("Every job succeeded and passed its validation.");
+    if (values.keep) {
+      console.log(`\nDatabases kept: ${warehouse}\n                ${citizen}`);
+      console.log("Press Ctrl+C to stop PostgreSQL.");
+      await new Promise<void>((resolve) => Deno.addSignalListener("SIGINT", resolve));
+    }
+    return 0;
+  } finally {
+    await Deno.remove(scratch, { recursive: true }).catch(() => {});
+    await server.stop();
+    await tearDownLogging();
+  }
+}
+
+interface Server {
+  url: string;
+  urlFor(db: string): string;
+  stop(): Promise<void>;
+}
+
+/** The private PostgreSQL, or the server named by SLUICE_PG_URL. */
+async function openServer(): Promise<Server | undefined> {
+  const existing = Deno.env.get("SLUICE_PG_URL");
+  if (existing) {
+    return {
+      url: existing,
+      urlFor(db) {
+        const url = new URL(existing);
+        url.pathname = `/${db}`;
+        return url.href;
+      },
+      stop: () => Promise.resolve(),
+    };
+  }
+  try {
+    const started = performance.now();
+    const server = await startPostgres();
+    step(`Started a private PostgreSQL at 127.0.0.1:${server.port} in ${seconds(started)}`);
+    return server;
+  } catch (error) {
+    console.error(`Cannot start a private PostgreSQL: ${(error as Error).message}`);
+    console.error(
+      "Install the server binaries (Debian/Ubuntu: apt-get install postgresql), or point the demo " +
+        "at an existing server where you may create databases:\n" +
+        "  SLUICE_PG_URL=postgres://user:password@host:5432/postgres deno task demo",
+    );
+    return undefined;
+  }
+}
+
+async function recreateDatabase(
+  adminUrl: string,
+  urlFor: (db: string) => string,
+  name: string,
+): Promise<string> {
+  const sql = postgres(adminUrl, { max: 1, onnotice: () => {} });
+  try {
+    await sql.unsafe(`drop database if exists ${name} with (force)`);
+    await sql.unsafe(`create database ${name}`);
+  } finally {
+    await sql.end();
+  }
+  return urlFor(name);
+}
+
+function step(message: string): void {
+  console.log(`• ${message}`);
+}
+
+function seconds(since: number): string {
+  return `${((performance.now() - since) / 1000).toFixed(1)} s`;
+}
+
+if (import.meta.main) Deno.exit(await main());
