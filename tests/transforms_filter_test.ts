@@ -94,11 +94,31 @@ Deno.test("filter fails a record on which the condition cannot be evaluated", as
 
 const badConfigs: [string, Record<string, unknown>, string, RegExp][] = [
   ["a missing condition", {}, "condition", /is required/],
-  ["a syntax error", { condition: "value.status ==" }, "condition", /is not valid CEL: Unexpected token/],
-  ["an unknown variable", { condition: "status == 'final'" }, "condition", /Unknown variable: status/],
+  [
+    "a syntax error",
+    { condition: "value.status ==" },
+    "condition",
+    /is not valid CEL: Unexpected token/,
+  ],
+  [
+    "an unknown variable",
+    { condition: "status == 'final'" },
+    "condition",
+    /Unknown variable: status/,
+  ],
   ["a type error", { condition: "op + 1 == 2" }, "condition", /no such overload/],
-  ["a condition that is not a bool", { condition: "op" }, "condition", /must evaluate to a bool, but evaluates to string/],
-  ["an unknown action", { condition: "true", action: "remove" }, "action", /must be one of "keep", "drop"/],
+  [
+    "a condition that is not a bool",
+    { condition: "op" },
+    "condition",
+    /must evaluate to a bool, but evaluates to string/,
+  ],
+  [
+    "an unknown action",
+    { condition: "true", action: "remove" },
+    "action",
+    /must be one of "keep", "drop"/,
+  ],
   ["a misspelt option", { condition: "true", conditon: "x" }, "conditon", /is not an option/],
 ];
 

@@ -22,7 +22,11 @@ Deno.test("insert_field inserts the topic, partition, timestamp and a static val
   const transform = await make(insertField, KAFKA_OPTIONS);
   const out = await apply(
     transform,
-    rowRecord({ magic: 42 }, { topic: "test", timestamp: 123, origin: { partition: 0, offset: 7 } }),
+    rowRecord({ magic: 42 }, {
+      topic: "test",
+      timestamp: 123,
+      origin: { partition: 0, offset: 7 },
+    }),
   );
   deepStrictEqual(out!.value, {
     magic: 42,
@@ -98,7 +102,10 @@ const badConfigs: [string, Record<string, unknown>, string, RegExp][] = [
 for (const [what, options, path, message] of badConfigs) {
   Deno.test(`insert_field refuses ${what} at validation`, () => {
     const issue = configIssues(insertField, options).find((i) => i.path === path);
-    ok(issue, `expected an issue at ${path}, got ${JSON.stringify(configIssues(insertField, options))}`);
+    ok(
+      issue,
+      `expected an issue at ${path}, got ${JSON.stringify(configIssues(insertField, options))}`,
+    );
     match(issue.message, message);
   });
 }

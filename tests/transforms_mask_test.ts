@@ -1,4 +1,12 @@
-import { deepStrictEqual, match, notStrictEqual, ok, rejects, strictEqual, throws } from "node:assert/strict";
+import {
+  deepStrictEqual,
+  match,
+  notStrictEqual,
+  ok,
+  rejects,
+  strictEqual,
+  throws,
+} from "node:assert/strict";
 import { createHash, createHmac } from "node:crypto";
 import fc from "fast-check";
 import { checkMaskFields, fpeDecrypt, fpeEncrypt, mask } from "../transforms/mask/mod.ts";
@@ -120,7 +128,10 @@ Deno.test("mask hmac and hash agree with node:crypto (property)", () => {
         toHex(new HmacSha256(key).digest(utf8(text))),
         createHmac("sha256", key).update(text).digest("hex"),
       );
-      strictEqual(new HmacSha256(key).hexOfText(text), createHmac("sha256", key).update(text).digest("hex"));
+      strictEqual(
+        new HmacSha256(key).hexOfText(text),
+        createHmac("sha256", key).update(text).digest("hex"),
+      );
       strictEqual(toHex(sha256(key)), createHash("sha256").update(key).digest("hex"));
     }),
     { numRuns: 200 },
@@ -151,31 +162,91 @@ Deno.test("mask partial keeps the prefix and suffix and the length (property)", 
 
 // Each strategy on a value.
 const strategyCases: [string, Record<string, unknown>, unknown, unknown][] = [
-  ["hash salts and hashes the text", { strategy: "hash", salt: "pepper" }, "anna", createHash("sha256").update("pepperanna").digest("hex")],
-  ["hmac pseudonymises numbers through their text", { strategy: "hmac", key: KEY }, 42, createHmac("sha256", KEY).update("42").digest("hex")],
-  ["redact replaces a string with a constant", { strategy: "redact", replacement: "REDACTED" }, "anna", "REDACTED"],
+  [
+    "hash salts and hashes the text",
+    { strategy: "hash", salt: "pepper" },
+    "anna",
+    createHash("sha256").update("pepperanna").digest("hex"),
+  ],
+  [
+    "hmac pseudonymises numbers through their text",
+    { strategy: "hmac", key: KEY },
+    42,
+    createHmac("sha256", KEY).update("42").digest("hex"),
+  ],
+  [
+    "redact replaces a string with a constant",
+    { strategy: "redact", replacement: "REDACTED" },
+    "anna",
+    "REDACTED",
+  ],
   ["redact empties a string by default", {}, "anna", ""],
   ["null nulls the value", { strategy: "null" }, "anna", null],
-  ["truncate keeps the first characters", { strategy: "truncate", length: "3" }, "Stockholm", "Sto"],
-  ["partial keeps the last digits of a phone", { strategy: "partial", "keep.last": "2" }, "+46701234567", "**********67"],
-  ["partial masks a value too short to keep anything", { strategy: "partial", "keep.first": "2", "keep.last": "2" }, "abc", "***"],
-  ["partial uses the mask character", { strategy: "partial", "keep.first": "1", "mask.char": "#" }, "Anna", "A###"],
-  ["email masks the local part and keeps the domain", { strategy: "email", "keep.first": "1" }, "anna.berg@example.se", "a********@example.se"],
+  [
+    "truncate keeps the first characters",
+    { strategy: "truncate", length: "3" },
+    "Stockholm",
+    "Sto",
+  ],
+  [
+    "partial keeps the last digits of a phone",
+    { strategy: "partial", "keep.last": "2" },
+    "+46701234567",
+    "**********67",
+  ],
+  [
+    "partial masks a value too short to keep anything",
+    { strategy: "partial", "keep.first": "2", "keep.last": "2" },
+    "abc",
+    "***",
+  ],
+  [
+    "partial uses the mask character",
+    { strategy: "partial", "keep.first": "1", "mask.char": "#" },
+    "Anna",
+    "A###",
+  ],
+  [
+    "email masks the local part and keeps the domain",
+    { strategy: "email", "keep.first": "1" },
+    "anna.berg@example.se",
+    "a********@example.se",
+  ],
   ["email masks a value without @ whole", { strategy: "email" }, "nobody", "******"],
   ["date generalises an ISO date to its month", { strategy: "date" }, "1985-06-14", "1985-06-01"],
-  ["date generalises a Date to its year", { strategy: "date", granularity: "year" }, new Date("1985-06-14T10:00:00Z"), new Date("1985-01-01T00:00:00Z")],
-  ["date generalises epoch milliseconds", { strategy: "date" }, Date.UTC(1985, 5, 14, 10), Date.UTC(1985, 5, 1)],
+  [
+    "date generalises a Date to its year",
+    { strategy: "date", granularity: "year" },
+    new Date("1985-06-14T10:00:00Z"),
+    new Date("1985-01-01T00:00:00Z"),
+  ],
+  [
+    "date generalises epoch milliseconds",
+    { strategy: "date" },
+    Date.UTC(1985, 5, 14, 10),
+    Date.UTC(1985, 5, 1),
+  ],
   ["number buckets a number", { strategy: "number", "bucket.size": "10000" }, 53210, 50000],
   ["number buckets negative numbers downwards", { strategy: "number", "bucket.size": 10 }, -5, -10],
-  ["number buckets a numeric string", { strategy: "number", "bucket.size": "1000" }, "1234.56", "1000"],
+  [
+    "number buckets a numeric string",
+    { strategy: "number", "bucket.size": "1000" },
+    "1234.56",
+    "1000",
+  ],
   ["number buckets a bigint", { strategy: "number", "bucket.size": "100" }, 12345n, 12300n],
-  ["fpe encrypts digits in place", { strategy: "fpe", key: K128, "fpe.tweak": TWEAK10 }, "0123-456789", "6124-200773"],
+  [
+    "fpe encrypts digits in place",
+    { strategy: "fpe", key: K128, "fpe.tweak": TWEAK10 },
+    "0123-456789",
+    "6124-200773",
+  ],
   ["every strategy keeps null as null", { strategy: "hmac", key: KEY }, null, null],
 ];
 
 for (const [what, options, input, expected] of strategyCases) {
   Deno.test(`mask ${what}`, async () => {
-    deepStrictEqual((await masked({ fields: "v", ...options }, { v: input, other: 1 })), {
+    deepStrictEqual(await masked({ fields: "v", ...options }, { v: input, other: 1 }), {
       v: expected,
       other: 1,
     });
@@ -269,9 +340,16 @@ Deno.test("mask passes tombstones and leaves keys without masked columns alone",
 Deno.test("mask fails a record that lacks a listed field, naming the field and not the values", async () => {
   const transform = await make(mask, { fields: "phone,email", strategy: "null" });
   await rejects(
-    async () => await apply(transform, rowRecord({ phone: "0701234567", name: "Anna" }, { topic: "profiles" })),
+    async () =>
+      await apply(
+        transform,
+        rowRecord({ phone: "0701234567", name: "Anna" }, { topic: "profiles" }),
+      ),
     (error: Error) => {
-      match(error.message, /mask: field "email" is not in a record on "profiles" \(its columns: phone, name\)/);
+      match(
+        error.message,
+        /mask: field "email" is not in a record on "profiles" \(its columns: phone, name\)/,
+      );
       ok(!error.message.includes("0701234567"));
       return true;
     },
@@ -288,9 +366,21 @@ Deno.test("mask fails a record that lacks a listed field, naming the field and n
 
 Deno.test("mask fails a record with a value its strategy cannot read", async () => {
   const cases: [Record<string, unknown>, unknown, RegExp][] = [
-    [{ strategy: "date" }, "14/06/1985", /cannot apply date to field "v" \(string\): not an ISO 8601 date/],
-    [{ strategy: "number", "bucket.size": "10" }, "many", /cannot apply number to field "v" \(string\): not a number/],
-    [{ strategy: "fpe", key: FPE_KEY }, "12-34", /it has 4 characters of the digits alphabet; FF1 needs at least 6/],
+    [
+      { strategy: "date" },
+      "14/06/1985",
+      /cannot apply date to field "v" \(string\): not an ISO 8601 date/,
+    ],
+    [
+      { strategy: "number", "bucket.size": "10" },
+      "many",
+      /cannot apply number to field "v" \(string\): not a number/,
+    ],
+    [
+      { strategy: "fpe", key: FPE_KEY },
+      "12-34",
+      /it has 4 characters of the digits alphabet; FF1 needs at least 6/,
+    ],
   ];
   for (const [options, value, message] of cases) {
     const transform = await make(mask, { fields: "v", ...options });
@@ -302,20 +392,86 @@ const badConfigs: [string, Record<string, unknown>, string, RegExp][] = [
   ["no fields", {}, "fields", /is required/],
   ["an empty field list", { fields: "" }, "fields", /at least one field/],
   ["a field listed twice", { fields: "a,a" }, "fields", /lists "a" twice/],
-  ["hmac without a key", { fields: "a", strategy: "hmac" }, "key", /is required for the hmac strategy of field "a".*no default key/],
-  ["an hmac key shorter than 32 bytes", { fields: "a", strategy: "hmac", key: "short-secret" }, "key", /at least 32 bytes .*: the key given has 12$/],
-  ["a short per-field hmac key", { fields: "a", "fields.a.strategy": "hmac", "fields.a.key": "x" }, "fields.a.key", /at least 32 bytes/],
-  ["an fpe key that is not hex AES", { fields: "a", strategy: "fpe", key: "z".repeat(32) }, "key", /32, 48 or 64 hex digits .* and is not hex/],
-  ["a bad fpe tweak", { fields: "a", strategy: "fpe", key: FPE_KEY, "fpe.tweak": "abc" }, "fpe.tweak", /hex digits/],
-  ["hash without a salt", { fields: "a", strategy: "hash" }, "salt", /is required for the hash strategy/],
+  [
+    "hmac without a key",
+    { fields: "a", strategy: "hmac" },
+    "key",
+    /is required for the hmac strategy; .*no default key\) \(field "a"\)$/,
+  ],
+  [
+    "an hmac key shorter than 32 bytes",
+    { fields: "a", strategy: "hmac", key: "short-secret" },
+    "key",
+    /at least 32 bytes .*: the key given has 12 \(field "a"\)$/,
+  ],
+  [
+    "a short key for several fields once",
+    { fields: "a,b", strategy: "hmac", key: "x" },
+    "key",
+    /has 1 \(fields "a", "b"\)$/,
+  ],
+  [
+    "a short per-field hmac key",
+    { fields: "a", "fields.a.strategy": "hmac", "fields.a.key": "x" },
+    "fields.a.key",
+    /at least 32 bytes/,
+  ],
+  [
+    "an fpe key that is not hex AES",
+    { fields: "a", strategy: "fpe", key: "z".repeat(32) },
+    "key",
+    /32, 48 or 64 hex digits .* and is not hex/,
+  ],
+  [
+    "a bad fpe tweak",
+    { fields: "a", strategy: "fpe", key: FPE_KEY, "fpe.tweak": "abc" },
+    "fpe.tweak",
+    /hex digits/,
+  ],
+  [
+    "hash without a salt",
+    { fields: "a", strategy: "hash" },
+    "salt",
+    /is required for the hash strategy/,
+  ],
   ["truncate without a length", { fields: "a", strategy: "truncate" }, "length", /is required/],
-  ["number without a bucket size", { fields: "a", strategy: "number" }, "bucket.size", /is required/],
+  [
+    "number without a bucket size",
+    { fields: "a", strategy: "number" },
+    "bucket.size",
+    /is required/,
+  ],
   ["an unknown strategy", { fields: "a", strategy: "scramble" }, "strategy", /must be one of/],
-  ["an empty replacement (testEmptyStringReplacementValue)", { fields: "a", replacement: "" }, "replacement", /must not be empty/],
-  ["a mask character of two characters", { fields: "a", "mask.char": "**" }, "mask.char", /one character/],
-  ["a negative keep.first", { fields: "a", "fields.a.keep.first": "-1" }, "fields.a.keep.first", /0 or more/],
-  ["an option for a field that is not listed", { fields: "a", "fields.b.strategy": "null" }, "fields.b.strategy", /not listed in "fields"/],
-  ["a misspelt per-field option", { fields: "a", "fields.a.stratgy": "null" }, "fields.a.stratgy", /is not an option/],
+  [
+    "an empty replacement (testEmptyStringReplacementValue)",
+    { fields: "a", replacement: "" },
+    "replacement",
+    /must not be empty/,
+  ],
+  [
+    "a mask character of two characters",
+    { fields: "a", "mask.char": "**" },
+    "mask.char",
+    /one character/,
+  ],
+  [
+    "a negative keep.first",
+    { fields: "a", "fields.a.keep.first": "-1" },
+    "fields.a.keep.first",
+    /0 or more/,
+  ],
+  [
+    "an option for a field that is not listed",
+    { fields: "a", "fields.b.strategy": "null" },
+    "fields.b.strategy",
+    /not listed in "fields"/,
+  ],
+  [
+    "a misspelt per-field option",
+    { fields: "a", "fields.a.stratgy": "null" },
+    "fields.a.stratgy",
+    /is not an option/,
+  ],
   ["a misspelt option", { fields: "a", strategie: "null" }, "strategie", /is not an option/],
 ];
 
@@ -330,12 +486,14 @@ for (const [what, options, path, message] of badConfigs) {
 
 Deno.test("mask never quotes a key or salt in its config errors", () => {
   const secret = "sekret-value-123";
-  for (const options of [
-    { fields: "a", strategy: "hmac", key: secret },
-    { fields: "a", strategy: "fpe", key: secret },
-    { fields: "a", "fields.a.strategy": "hmac", "fields.a.key": secret },
-    { fields: "a", "fields.a.salt": "", salt: secret, strategy: "hash" },
-  ]) {
+  for (
+    const options of [
+      { fields: "a", strategy: "hmac", key: secret },
+      { fields: "a", strategy: "fpe", key: secret },
+      { fields: "a", "fields.a.strategy": "hmac", "fields.a.key": secret },
+      { fields: "a", "fields.a.salt": "", salt: secret, strategy: "hash" },
+    ]
+  ) {
     const text = JSON.stringify(configIssues(mask, options));
     ok(text.length > 2, "expected issues");
     ok(!text.includes(secret), `the secret leaked: ${text}`);

@@ -17,7 +17,13 @@ const regexCases: [string, string, string, string, string][] = [
   ["slices the topic (slice)", "(.*)-(\\d\\d\\d\\d\\d\\d\\d\\d)", "$1", "index-20160117", "index"],
   ["requires the regex to match the whole topic", "foo", "bar", "foobar", "foobar"],
   ["reads $10 as group 1 then 0 when there is no group 10", "(a)", "$10", "a", "a0"],
-  ["reads $12 as group 12 when it exists", "(a)(b)(c)(d)(e)(f)(g)(h)(i)(j)(k)(l)", "$12", "abcdefghijkl", "l"],
+  [
+    "reads $12 as group 12 when it exists",
+    "(a)(b)(c)(d)(e)(f)(g)(h)(i)(j)(k)(l)",
+    "$12",
+    "abcdefghijkl",
+    "l",
+  ],
   ["treats \\$ as a literal dollar", "(.*)", "\\$1-$1", "orig", "$1-orig"],
   ["inserts named groups with ${name}", "(?<base>.*)\\.v\\d", "${base}", "orders.v2", "orders"],
   ["honours the (?i) inline flag", "(?i)ORDERS", "orders_all", "Orders", "orders_all"],
@@ -127,7 +133,12 @@ const badConfigs: [string, Record<string, unknown>, string, RegExp][] = [
     "replacement",
     /has no group 2 \(it has 1\)/,
   ],
-  ["a trailing $", { regex: "a", replacement: "x$" }, "replacement", /a trailing \$ names no group/],
+  [
+    "a trailing $",
+    { regex: "a", replacement: "x$" },
+    "replacement",
+    /a trailing \$ names no group/,
+  ],
   ["a $ before a letter", { regex: "a", replacement: "$x" }, "replacement", /must be followed/],
   [
     "an unknown placeholder",
@@ -136,7 +147,12 @@ const badConfigs: [string, Record<string, unknown>, string, RegExp][] = [
     /uses \$\{tabel\}; valid placeholders are/,
   ],
   ["${field} without field", { "topic.format": "${field}" }, "topic.format", /field must be set/],
-  ["regex mixed with field", { regex: "a", replacement: "b", field: "x" }, "regex", /cannot be combined/],
+  [
+    "regex mixed with field",
+    { regex: "a", replacement: "b", field: "x" },
+    "regex",
+    /cannot be combined/,
+  ],
   ["a misspelt option", { regexp: "a" }, "regexp", /is not an option/],
 ];
 

@@ -68,7 +68,12 @@ Deno.test("timestamp_converter accepts a valid unix precision (testConfigValidUn
 
 // Schemaless conversions of the whole value.
 const conversions: [string, Record<string, string>, unknown, unknown][] = [
-  ["Timestamp to Timestamp (testSchemalessIdentity)", { "target.type": "Timestamp" }, DATE_PLUS_TIME, DATE_PLUS_TIME],
+  [
+    "Timestamp to Timestamp (testSchemalessIdentity)",
+    { "target.type": "Timestamp" },
+    DATE_PLUS_TIME,
+    DATE_PLUS_TIME,
+  ],
   ["Timestamp to Date", { "target.type": "Date" }, DATE_PLUS_TIME, DATE],
   ["Timestamp to Time", { "target.type": "Time" }, DATE_PLUS_TIME, TIME],
   ["Timestamp to unix", { "target.type": "unix" }, DATE_PLUS_TIME, DATE_PLUS_TIME_UNIX],

@@ -14,7 +14,10 @@ const createRecord = (extra: Partial<SluiceRecord> = {}) =>
     ...extra,
   });
 const updateRecord = () =>
-  changeRecord("u", { before: { id: 1, name: "myRecord" }, after: { id: 1, name: "updatedRecord" } }, {
+  changeRecord("u", {
+    before: { id: 1, name: "myRecord" },
+    after: { id: 1, name: "updatedRecord" },
+  }, {
     topic: "dummy",
     source: SOURCE,
     envelope: { transaction: TRANSACTION },
@@ -52,7 +55,11 @@ const modeCases: [string, string, () => SluiceRecord, unknown][] = [
     name: "myRecord",
     __deleted: "true",
   }],
-  ["rewrite-with-tombstone", "deletes", deleteRecord, { id: 1, name: "myRecord", __deleted: "true" }],
+  ["rewrite-with-tombstone", "deletes", deleteRecord, {
+    id: 1,
+    name: "myRecord",
+    __deleted: "true",
+  }],
   ["tombstone", "creates (testUnwrapCreateRecord)", createRecord, { id: 1, name: "myRecord" }],
   ["rewrite", "creates (testHandleCreateRewrite)", createRecord, {
     id: 1,
@@ -60,7 +67,12 @@ const modeCases: [string, string, () => SluiceRecord, unknown][] = [
     __deleted: "false",
   }],
   ["drop", "updates", updateRecord, { id: 1, name: "updatedRecord" }],
-  ["tombstone", "records that are not change events (testIgnoreUnknownRecord)", unknownRecord, "same"],
+  [
+    "tombstone",
+    "records that are not change events (testIgnoreUnknownRecord)",
+    unknownRecord,
+    "same",
+  ],
 ];
 
 for (const [m, what, build, expected] of modeCases) {
@@ -100,58 +112,59 @@ Deno.test("unwrap keeps the key, topic, headers, timestamp and origin (testUnwra
   });
 });
 
-const fieldCases: [string, Record<string, string>, () => SluiceRecord, Record<string, unknown>][] = [
-  ["adds the operation (testAddField)", { "add.fields": "op" }, createRecord, { __op: "c" }],
+const fieldCases: [string, Record<string, string>, () => SluiceRecord, Record<string, unknown>][] =
   [
-    "adds envelope and source timestamps (testAddTimestamp)",
-    { "add.fields": "ts_ms,source.ts_ms" },
-    createRecord,
-    { __ts_ms: 1_700_000_000_100, __source_ts_ms: 1588252618953 },
-  ],
-  [
-    "resolves unqualified names to the envelope, transaction or source block (testAddFields)",
-    { "add.fields": "op , lsn,id", "add.fields.prefix": "prefix." },
-    updateRecord,
-    { "prefix.op": "u", "prefix.lsn": 1234, "prefix.id": "571" },
-  ],
-  [
-    "renames with entry:name (testNewFieldAndHeaderMapping)",
-    {
-      "add.fields":
-        "op:OP, lsn:LSN, id:ID, source.lsn:source_lsn, transaction.total_order:TOTAL_ORDER",
-      "add.fields.prefix": "",
-    },
-    updateRecord,
-    { OP: "u", LSN: 1234, ID: "571", source_lsn: 1234, TOTAL_ORDER: 42 },
-  ],
-  [
-    "adds null for a field of a missing block (testAddFieldsForMissingOptionalField)",
-    { "add.fields": "op,lsn,id" },
-    createRecord,
-    { __op: "c", __lsn: 1234, __id: null },
-  ],
-  [
-    "names qualified fields with underscores (testAddFieldsSpecifyStruct)",
-    { "add.fields": "op,source.lsn,transaction.id,transaction.total_order" },
-    updateRecord,
-    { __op: "u", __source_lsn: 1234, __transaction_id: "571", __transaction_total_order: 42 },
-  ],
-  [
-    "skips names the event does not have and reads other envelope fields (testNewNotDefaultField)",
-    { "add.fields": "notExisting,op:OP,changes:META_SRC_CHANGED", "add.fields.prefix": "" },
-    () =>
-      changeRecord("u", { before: { id: 1 }, after: { id: 1, name: "x" } }, {
-        envelope: { changes: ["name"] },
-      }),
-    { OP: "u", META_SRC_CHANGED: ["name"] },
-  ],
-  [
-    "adds the table and schema",
-    { "add.fields": "table,schema" },
-    createRecord,
-    { __table: "test_table", __schema: "public" },
-  ],
-];
+    ["adds the operation (testAddField)", { "add.fields": "op" }, createRecord, { __op: "c" }],
+    [
+      "adds envelope and source timestamps (testAddTimestamp)",
+      { "add.fields": "ts_ms,source.ts_ms" },
+      createRecord,
+      { __ts_ms: 1_700_000_000_100, __source_ts_ms: 1588252618953 },
+    ],
+    [
+      "resolves unqualified names to the envelope, transaction or source block (testAddFields)",
+      { "add.fields": "op , lsn,id", "add.fields.prefix": "prefix." },
+      updateRecord,
+      { "prefix.op": "u", "prefix.lsn": 1234, "prefix.id": "571" },
+    ],
+    [
+      "renames with entry:name (testNewFieldAndHeaderMapping)",
+      {
+        "add.fields":
+          "op:OP, lsn:LSN, id:ID, source.lsn:source_lsn, transaction.total_order:TOTAL_ORDER",
+        "add.fields.prefix": "",
+      },
+      updateRecord,
+      { OP: "u", LSN: 1234, ID: "571", source_lsn: 1234, TOTAL_ORDER: 42 },
+    ],
+    [
+      "adds null for a field of a missing block (testAddFieldsForMissingOptionalField)",
+      { "add.fields": "op,lsn,id" },
+      createRecord,
+      { __op: "c", __lsn: 1234, __id: null },
+    ],
+    [
+      "names qualified fields with underscores (testAddFieldsSpecifyStruct)",
+      { "add.fields": "op,source.lsn,transaction.id,transaction.total_order" },
+      updateRecord,
+      { __op: "u", __source_lsn: 1234, __transaction_id: "571", __transaction_total_order: 42 },
+    ],
+    [
+      "skips names the event does not have and reads other envelope fields (testNewNotDefaultField)",
+      { "add.fields": "notExisting,op:OP,changes:META_SRC_CHANGED", "add.fields.prefix": "" },
+      () =>
+        changeRecord("u", { before: { id: 1 }, after: { id: 1, name: "x" } }, {
+          envelope: { changes: ["name"] },
+        }),
+      { OP: "u", META_SRC_CHANGED: ["name"] },
+    ],
+    [
+      "adds the table and schema",
+      { "add.fields": "table,schema" },
+      createRecord,
+      { __table: "test_table", __schema: "public" },
+    ],
+  ];
 
 for (const [what, options, build, added] of fieldCases) {
   Deno.test(`unwrap ${what}`, async () => {
@@ -162,35 +175,38 @@ for (const [what, options, build, added] of fieldCases) {
   });
 }
 
-const headerCases: [string, Record<string, string>, () => SluiceRecord, Record<string, string>][] = [
-  ["adds the operation header (testAddHeader)", { "add.headers": "op" }, createRecord, { __op: "c" }],
+const headerCases: [string, Record<string, string>, () => SluiceRecord, Record<string, string>][] =
   [
-    "adds headers as text (testAddHeaders)",
-    { "add.headers": "op , lsn,id" },
-    updateRecord,
-    { __op: "u", __lsn: "1234", __id: "571" },
-  ],
-  [
-    "leaves out headers whose value is null (testAddHeadersForMissingOptionalField)",
-    { "add.headers": "op,lsn,id" },
-    createRecord,
-    { __op: "c", __lsn: "1234" },
-  ],
-  [
-    "prefixes qualified headers (testAddHeadersSpecifyStruct)",
-    {
-      "add.headers": "op,source.lsn,transaction.id,transaction.total_order",
-      "add.headers.prefix": "prefix.",
-    },
-    updateRecord,
-    {
-      "prefix.op": "u",
-      "prefix.source_lsn": "1234",
-      "prefix.transaction_id": "571",
-      "prefix.transaction_total_order": "42",
-    },
-  ],
-];
+    ["adds the operation header (testAddHeader)", { "add.headers": "op" }, createRecord, {
+      __op: "c",
+    }],
+    [
+      "adds headers as text (testAddHeaders)",
+      { "add.headers": "op , lsn,id" },
+      updateRecord,
+      { __op: "u", __lsn: "1234", __id: "571" },
+    ],
+    [
+      "leaves out headers whose value is null (testAddHeadersForMissingOptionalField)",
+      { "add.headers": "op,lsn,id" },
+      createRecord,
+      { __op: "c", __lsn: "1234" },
+    ],
+    [
+      "prefixes qualified headers (testAddHeadersSpecifyStruct)",
+      {
+        "add.headers": "op,source.lsn,transaction.id,transaction.total_order",
+        "add.headers.prefix": "prefix.",
+      },
+      updateRecord,
+      {
+        "prefix.op": "u",
+        "prefix.source_lsn": "1234",
+        "prefix.transaction_id": "571",
+        "prefix.transaction_total_order": "42",
+      },
+    ],
+  ];
 
 for (const [what, options, build, headers] of headerCases) {
   Deno.test(`unwrap ${what}`, async () => {
@@ -252,16 +268,35 @@ Deno.test("unwrap drops listed fields from the row and the key when compatibilit
 });
 
 Deno.test("unwrap leaves records that are not change events alone even with add.headers (testAddHeadersForNonEnvelopeRecord)", async () => {
-  const heartbeat: SluiceRecord = { topic: "op.with.heartbeat", key: { id: "123" }, value: { ts_ms: 1 } };
+  const heartbeat: SluiceRecord = {
+    topic: "op.with.heartbeat",
+    key: { id: "123" },
+    value: { ts_ms: 1 },
+  };
   strictEqual(await unwrapped({ "add.headers": "op,source.lsn" }, heartbeat), heartbeat);
 });
 
 const badConfigs: [string, Record<string, unknown>, string, RegExp][] = [
   ["an unknown mode", mode("none"), "delete.tombstone.handling.mode", /must be one of/],
   ["a malformed add.fields entry", { "add.fields": "a.b.c" }, "add.fields", /entries must be/],
-  ["an unknown block in add.headers", { "add.headers": "after.id" }, "add.headers", /entries must be/],
-  ["the removed drop.tombstones option", { "drop.tombstones": "false" }, "drop.tombstones", /not an option/],
-  ["a non-boolean flag", { "drop.fields.from.key": "yes" }, "drop.fields.from.key", /"true", "false"/],
+  [
+    "an unknown block in add.headers",
+    { "add.headers": "after.id" },
+    "add.headers",
+    /entries must be/,
+  ],
+  [
+    "the removed drop.tombstones option",
+    { "drop.tombstones": "false" },
+    "drop.tombstones",
+    /not an option/,
+  ],
+  [
+    "a non-boolean flag",
+    { "drop.fields.from.key": "yes" },
+    "drop.fields.from.key",
+    /"true", "false"/,
+  ],
 ];
 
 for (const [what, options, path, message] of badConfigs) {

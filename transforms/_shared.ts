@@ -55,7 +55,8 @@ export function javaPattern(pattern: string): RegExp {
   try {
     return new RegExp(`^(?:${source})$`, flags);
   } catch (error) {
-    throw new Error((error as Error).message.replace(/^Invalid regular expression: /, ""));
+    const message = (error as Error).message;
+    throw new Error(message.replace(/^Invalid regular expression: \/.*\/[a-z]*: /s, ""));
   }
 }
 

@@ -28,7 +28,16 @@ import { mapRecordRows, type Row } from "../core/record.ts";
 import { list } from "../core/options.ts";
 import { addIssue, isRow, mapKey, typeName } from "./_shared.ts";
 
-const TYPES = ["int8", "int16", "int32", "int64", "float32", "float64", "boolean", "string"] as const;
+const TYPES = [
+  "int8",
+  "int16",
+  "int32",
+  "int64",
+  "float32",
+  "float64",
+  "boolean",
+  "string",
+] as const;
 type CastType = typeof TYPES[number];
 const KAFKA_ONLY = ["bytes", "array", "map", "struct"];
 
@@ -80,7 +89,8 @@ function parseSpec(entries: readonly string[]): Spec | string {
 export const cast = defineTransform({
   name: "cast",
   aliases: ["org.apache.kafka.connect.transforms.Cast$Value"],
-  summary: "Casts fields (or a whole primitive value) to int8…int64, float32/64, boolean or string.",
+  summary:
+    "Casts fields (or a whole primitive value) to int8…int64, float32/64, boolean or string.",
   config,
   create(options) {
     const spec = parseSpec(options.spec) as Spec;

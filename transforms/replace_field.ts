@@ -49,7 +49,8 @@ export const replaceField = defineTransform({
     const include = new Set(options.whitelist ?? options.include);
     const exclude = new Set(options.blacklist ?? options.exclude);
     const renames = parsePairs(options.renames) as Map<string, string>;
-    const filter = (name: string) => !exclude.has(name) && (include.size === 0 || include.has(name));
+    const filter = (name: string) =>
+      !exclude.has(name) && (include.size === 0 || include.has(name));
     const rewrite = (row: Row, keep: (name: string) => boolean): Row => {
       const out: Row = {};
       for (const name in row) {

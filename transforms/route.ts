@@ -63,11 +63,17 @@ const config = z.strictObject({
       addIssue(ctx, "replacement", "is required when regex is set");
       return;
     }
+    let pattern: RegExp;
     try {
-      javaReplacement(value.replacement, javaPattern(value.regex));
+      pattern = javaPattern(value.regex);
     } catch (error) {
-      const key = errorIsAbout(error, value.regex) ? "regex" : "replacement";
-      addIssue(ctx, key, `is invalid: ${(error as Error).message}`, value[key]);
+      addIssue(ctx, "regex", `is invalid: ${(error as Error).message}`, value.regex);
+      return;
+    }
+    try {
+      javaReplacement(value.replacement, pattern);
+    } catch (error) {
+      addIssue(ctx, "replacement", `is invalid: ${(error as Error).message}`, value.replacement);
     }
   }
   const format = value["topic.format"];
@@ -88,15 +94,6 @@ const config = z.strictObject({
     }
   }
 });
-
-function errorIsAbout(error: unknown, regex: string): boolean {
-  try {
-    javaPattern(regex);
-    return false;
-  } catch (other) {
-    return (other as Error).message === (error as Error).message;
-  }
-}
 
 /** Routes records to a new topic by regex, table or field. */
 export const route = defineTransform({
@@ -126,7 +123,11 @@ export const route = defineTransform({
         let topic = fieldValue;
         if (format !== undefined) {
           const table = tableOf(record);
-          const values: Record<string, string> = { ...table, topic: record.topic, field: fieldValue };
+          const values: Record<string, string> = {
+            ...table,
+            topic: record.topic,
+            field: fieldValue,
+          };
           topic = format.replace(/\$\{([a-z]+)\}/g, (_, name: string) => values[name]);
         }
         if (topic === "") {
@@ -142,7 +143,9 @@ function fieldOf(record: SluiceRecord, field: string): string {
   const row = recordRow(record) ?? record.key;
   const value = row?.[field];
   if (value === undefined || value === null) {
-    const what = row === null ? "the record has no row or key" : `it is ${value === null ? "null" : "missing"}`;
+    const what = row === null
+      ? "the record has no row or key"
+      : `it is ${value === null ? "null" : "missing"}`;
     throw new Error(
       `route: cannot route a record on "${record.topic}" by field "${field}": ${what}`,
     );

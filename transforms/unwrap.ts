@@ -48,7 +48,13 @@ import { type ChangeEvent, isChangeEvent, type Row, type SluiceRecord } from "..
 import { boolean, list } from "../core/options.ts";
 import { addIssue } from "./_shared.ts";
 
-const MODES = ["tombstone", "drop", "rewrite", "rewrite-with-tombstone", "delete-to-tombstone"] as const;
+const MODES = [
+  "tombstone",
+  "drop",
+  "rewrite",
+  "rewrite-with-tombstone",
+  "delete-to-tombstone",
+] as const;
 const ENVELOPE_FIELDS = new Set(["op", "ts_ms", "ts_us", "ts_ns"]);
 const TRANSACTION_FIELDS = new Set(["id", "total_order", "data_collection_order"]);
 const IMAGES = new Set(["before", "after", "source", "transaction"]);
@@ -62,7 +68,9 @@ const config = z.strictObject({
     'Metadata copied into the row: "op", "table", "lsn", "source.ts_ms", "transaction.id", optionally "entry:newName".',
   ),
   "add.fields.prefix": z.string().default("__").describe("Prefix of the added field names."),
-  "add.headers": list().default([]).describe("Metadata copied into headers, same syntax as add.fields."),
+  "add.headers": list().default([]).describe(
+    "Metadata copied into headers, same syntax as add.fields.",
+  ),
   "add.headers.prefix": z.string().default("__").describe("Prefix of the added header names."),
   "route.by.field": z.string().min(1).optional().describe(
     "Row field whose value becomes the topic (the before row for deletes).",

@@ -5,11 +5,12 @@
 -- Conventions:
 --   * column types match the source columns exactly (numeric precision and
 --     scale, timestamptz, text[], jsonb), so every source value fits unchanged.
---   * only primary keys are NOT NULL: a sink may soft-delete (set deleted_at)
---     a key it has never seen, writing a row that has nothing but its key.
+--   * only key columns are NOT NULL: the target never refuses a row the
+--     source accepted, and a sink may write partial rows.
 --   * synced_at defaults to now() on INSERT, and a BEFORE UPDATE trigger sets
---     it to now() on every UPDATE, so it always tells when the row was last
---     written by a sync, whatever columns the sink writes.
+--     it to now() on every UPDATE, so it tells when a sync last wrote the row
+--     whatever columns the writer sets (a sink's own "synced_at = now()" gives
+--     the same value).
 --   * deleted_at is NULL for live rows; a soft delete sets it.
 --   * no foreign keys: pipelines run independently and in any order.
 

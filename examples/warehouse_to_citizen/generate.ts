@@ -129,7 +129,12 @@ function subset(rand: Rand, items: readonly string[], k: number): string[] {
 
 const COPY_SPECIAL = /[\\\t\n\r]/;
 const COPY_SPECIAL_ALL = /[\\\t\n\r]/g;
-const COPY_ESCAPES: Record<string, string> = { "\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r" };
+const COPY_ESCAPES: Record<string, string> = {
+  "\\": "\\\\",
+  "\t": "\\t",
+  "\n": "\\n",
+  "\r": "\\r",
+};
 
 /** Escapes one field for COPY text format; `null` becomes `\N`. */
 export function copyField(value: string | null): string {
@@ -437,7 +442,11 @@ interface Scheme {
   department: string;
 }
 const SCHEMES: readonly Scheme[] = DEPARTMENTS.flatMap(([prefix, department, names]) =>
-  names.map((name, i) => ({ code: `${prefix}-${String(i + 1).padStart(3, "0")}`, name, department }))
+  names.map((name, i) => ({
+    code: `${prefix}-${String(i + 1).padStart(3, "0")}`,
+    name,
+    department,
+  }))
 );
 const SCHEME_CODES = SCHEMES.map((s) => s.code);
 
@@ -752,7 +761,9 @@ function goldenRecords(ctx: Context): TableSpec {
         : p.name;
       const ph = rand();
       const phone = ph < 0.85 ? p.phone : ph < 0.95 ? phoneNumber(rand) : null;
-      const house = `${1 + int(rand, 400)}${rand() < 0.2 ? "/" + String.fromCharCode(65 + int(rand, 4)) : ""}`;
+      const house = `${1 + int(rand, 400)}${
+        rand() < 0.2 ? "/" + String.fromCharCode(65 + int(rand, 4)) : ""
+      }`;
       const a = rand();
       const address = a < 0.03
         ? null
@@ -968,7 +979,9 @@ function documents(ctx: Context): TableSpec {
       const applicationId = applicationCount > 0 && rand() < 0.8
         ? 1 + int(rand, applicationCount)
         : null;
-      const citizen = applicationId === null ? 1 + int(rand, ctx.rows) : ctx.applicant(applicationId);
+      const citizen = applicationId === null
+        ? 1 + int(rand, ctx.rows)
+        : ctx.applicant(applicationId);
       const docType = pick(rand, DOC_TYPES);
       const f = rand();
       const fileName = f < 0.6
@@ -1170,7 +1183,8 @@ export async function touchProfiles(url: string, fraction: number, seed = 1): Pr
 // ---------------------------------------------------------------------------
 // CLI
 
-const USAGE = `Usage: deno run -A examples/warehouse_to_citizen/generate.ts --url URL --rows N [options]
+const USAGE =
+  `Usage: deno run -A examples/warehouse_to_citizen/generate.ts --url URL --rows N [options]
 
 Applies warehouse.sql to URL (idempotent), then replaces the warehouse tables'
 contents with N citizens of deterministic synthetic data.

@@ -52,7 +52,7 @@ import { defineTransform } from "../../core/plugin.ts";
 import { mapRecordRows, type Row, type SluiceRecord } from "../../core/record.ts";
 import { integer, list } from "../../core/options.ts";
 import { isRow, mapKey } from "../_shared.ts";
-import { ALPHABETS, type AlphabetName, hexBytes } from "./ff1.ts";
+import { type AlphabetName, ALPHABETS } from "./ff1.ts";
 import { compileRule, type Masker, type MaskRule, STRATEGIES } from "./strategies.ts";
 
 export { fpeDecrypt, fpeEncrypt, type FpeOptions } from "./ff1.ts";
@@ -93,7 +93,7 @@ const shape = {
     "How to mask: hmac, hash, redact, null, truncate, partial, email, date, number or fpe.",
   ),
   replacement: OPTIONS.replacement.optional().describe(
-    "redact: the constant that replaces the value; without it the value becomes empty (\"\", 0, false…).",
+    'redact: the constant that replaces the value; without it the value becomes empty ("", 0, false…).',
   ),
   key: OPTIONS.key.optional().describe(
     "Secret for hmac (at least 32 bytes) and fpe (32, 48 or 64 hex digits). Set it from ${env:…} or ${file:…}.",
@@ -141,7 +141,9 @@ function resolveRules(input: z.output<z.ZodObject<typeof shape>> & Row, ctx: Con
   }
   for (const [key, value] of Object.entries(input)) {
     if (key in shape) continue;
-    const option = OPTION_NAMES.find((name) => key.startsWith("fields.") && key.endsWith(`.${name}`));
+    const option = OPTION_NAMES.find((name) =>
+      key.startsWith("fields.") && key.endsWith(`.${name}`)
+    );
     const field = option && key.slice("fields.".length, -option.length - 1);
     if (!option || !field) {
       ctx.addIssue({ code: "unrecognized_keys", keys: [key], input: undefined, path: [] });
@@ -161,6 +163,8 @@ function resolveRules(input: z.output<z.ZodObject<typeof shape>> & Row, ctx: Con
     }
   }
   const rules: MaskRule[] = [];
+  // One message per option and problem, naming the fields it concerns.
+  const problems = new Map<string, { path: string; message: string; fields: string[] }>();
   for (const [field, own] of perField) {
     const pick = <K extends OptionName>(name: K) =>
       (name in own ? own[name] : input[name]) as z.output<typeof OPTIONS[K]> | undefined;
@@ -180,16 +184,29 @@ function resolveRules(input: z.output<z.ZodObject<typeof shape>> & Row, ctx: Con
       alphabet: pick("fpe.alphabet")!,
       tweak: pick("fpe.tweak"),
     };
-    checkRule(rule, where, ctx);
+    checkRule(rule, where, (path, message) => {
+      const id = `${path}\u0000${message}`;
+      const problem = problems.get(id) ?? { path, message, fields: [] };
+      problem.fields.push(field);
+      problems.set(id, problem);
+    });
     rules.push(rule);
+  }
+  for (const { path, message, fields } of problems.values()) {
+    const names = fields.map((name) => `"${name}"`).join(", ");
+    issue(ctx, path, `${message} (field${fields.length > 1 ? "s" : ""} ${names})`);
   }
   return rules;
 }
 
-function checkRule(rule: MaskRule, where: (name: OptionName) => string, ctx: Context): void {
-  const of = `for the ${rule.strategy} strategy of field "${rule.field}"`;
+function checkRule(
+  rule: MaskRule,
+  where: (name: OptionName) => string,
+  report: (path: string, message: string) => void,
+): void {
+  const of = `for the ${rule.strategy} strategy`;
   const required = (name: OptionName, value: unknown, hint = "") => {
-    if (value === undefined) issue(ctx, where(name), `is required ${of}${hint}`);
+    if (value === undefined) report(where(name), `is required ${of}${hint}`);
     return value !== undefined;
   };
   switch (rule.strategy) {
@@ -198,7 +215,7 @@ function checkRule(rule: MaskRule, where: (name: OptionName) => string, ctx: Con
       if (!required("key", rule.key, hint)) return;
       const bytes = new TextEncoder().encode(rule.key).length;
       if (bytes < 32) {
-        issue(ctx, where("key"), `must be at least 32 bytes ${of}: the key given has ${bytes}`);
+        report(where("key"), `must be at least 32 bytes ${of}: the key given has ${bytes}`);
       }
       return;
     }
@@ -206,15 +223,13 @@ function checkRule(rule: MaskRule, where: (name: OptionName) => string, ctx: Con
       if (!required("key", rule.key, "; set it from ${env:…} or ${file:…}")) return;
       const valid = /^[0-9a-fA-F]*$/.test(rule.key!) && [32, 48, 64].includes(rule.key!.length);
       if (!valid) {
-        issue(
-          ctx,
+        report(
           where("key"),
           `must be an AES key of 32, 48 or 64 hex digits ${of}: the key given has ${
             rule.key!.length
           } characters${/^[0-9a-fA-F]*$/.test(rule.key!) ? "" : " and is not hex"}`,
         );
       }
-      hexBytes(rule.tweak ?? "");
       return;
     }
     case "hash":
@@ -258,7 +273,9 @@ export const mask = defineTransform({
     "Masks fields: hmac pseudonyms, hash, redact, null, truncate, partial, email, date, number buckets, FF1 fpe.",
   config,
   create(options) {
-    const maskers: [string, Masker][] = options.rules.map((rule) => [rule.field, compileRule(rule)]);
+    const maskers: [string, Masker][] = options.rules.map((
+      rule,
+    ) => [rule.field, compileRule(rule)]);
     const maskRow = (record: SluiceRecord) => (row: Row): Row => {
       const out: Row = { ...row };
       for (const [field, masker] of maskers) {

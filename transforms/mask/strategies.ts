@@ -6,7 +6,7 @@
  */
 import { HmacSha256, sha256HexOfText, toHex, utf8 } from "../_sha256.ts";
 import { stableStringify, typeName } from "../_shared.ts";
-import { ALPHABETS, type AlphabetName, FF1, hexBytes, preserving } from "./ff1.ts";
+import { type AlphabetName, ALPHABETS, FF1, hexBytes, preserving } from "./ff1.ts";
 
 /** Every strategy, in the order the docs list them. */
 export const STRATEGIES = [
@@ -72,7 +72,9 @@ export function compileRule(rule: MaskRule): Masker {
     case "truncate":
       return nullable((value) => Array.from(text(value)).slice(0, rule.length!).join(""));
     case "partial":
-      return nullable((value) => partial(text(value), rule.keepFirst, rule.keepLast, rule.maskChar));
+      return nullable((value) =>
+        partial(text(value), rule.keepFirst, rule.keepLast, rule.maskChar)
+      );
     case "email":
       return nullable((value) => email(text(value), rule));
     case "date":
@@ -80,7 +82,11 @@ export function compileRule(rule: MaskRule): Masker {
     case "number":
       return nullable((value) => bucket(value, rule.bucketSize!, fail));
     case "fpe": {
-      const cipher = new FF1(hexBytes(rule.key!), ALPHABETS[rule.alphabet], hexBytes(rule.tweak ?? ""));
+      const cipher = new FF1(
+        hexBytes(rule.key!),
+        ALPHABETS[rule.alphabet],
+        hexBytes(rule.tweak ?? ""),
+      );
       return nullable((value) => {
         const clear = text(value);
         let count = 0;
