@@ -75,33 +75,43 @@ export async function* parseCopyText(
   chunkSize: number,
 ): AsyncGenerator<Record<string, unknown>[]> {
   const decoder = new TextDecoder();
+  const width = names.length;
   let pending = "";
   let rows: Record<string, unknown>[] = [];
-  const width = names.length;
-  for await (const bytes of stream) {
-    pending += decoder.decode(bytes, { stream: true });
+  const parseLine = (line: string): Record<string, unknown> => {
+    const row: Record<string, unknown> = {};
     let start = 0;
-    for (;;) {
-      const end = pending.indexOf("\n", start);
-      if (end < 0) break;
-      const line = pending.slice(start, end);
+    for (let i = 0; i < width; i++) {
+      let end = line.indexOf("\t", start);
+      if (end < 0) {
+        if (i !== width - 1) throw new Error(`COPY row has ${i + 1} fields, expected ${width}`);
+        end = line.length;
+      }
+      const field = line.slice(start, end);
+      row[names[i]] = field === "\\N" ? null : decoders[i](unescapeCopy(field));
       start = end + 1;
-      const fields = line.split("\t");
-      if (fields.length !== width) {
-        throw new Error(`COPY row has ${fields.length} fields, expected ${width}`);
-      }
-      const row: Record<string, unknown> = {};
-      for (let i = 0; i < width; i++) {
-        const field = fields[i];
-        row[names[i]] = field === "\\N" ? null : decoders[i](unescapeCopy(field));
-      }
-      rows.push(row);
-      if (rows.length >= chunkSize) {
-        yield rows;
-        rows = [];
-      }
     }
-    pending = pending.slice(start);
+    return row;
+  };
+  for await (const bytes of stream) {
+    // PostgreSQL sends one row per CopyData message, so a chunk is usually
+    // exactly one line; anything else is stitched together.
+    const text = decoder.decode(bytes, { stream: true });
+    if (pending === "" && text.length > 0 && text.indexOf("\n") === text.length - 1) {
+      rows.push(parseLine(text.slice(0, -1)));
+    } else {
+      pending += text;
+      let start = 0;
+      for (let end = pending.indexOf("\n"); end >= 0; end = pending.indexOf("\n", start)) {
+        rows.push(parseLine(pending.slice(start, end)));
+        start = end + 1;
+      }
+      pending = pending.slice(start);
+    }
+    if (rows.length >= chunkSize) {
+      yield rows;
+      rows = [];
+    }
   }
   pending += decoder.decode();
   if (pending.length > 0) throw new Error("COPY stream ended in the middle of a row");

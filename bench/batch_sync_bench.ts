@@ -1,0 +1,225 @@
+/**
+ * Batch sync benchmark (issue: runtime and batch sync).
+ *
+ * 1. Reference: `psql -c "COPY … TO STDOUT" | psql -c "COPY … FROM STDIN"`
+ *    moves N rows of public.profile_360 into an empty profile_summary.
+ * 2. Sluice: `sluice job run` of a full-mode job over the same data into the
+ *    emptied target, as a separate process whose peak RSS is sampled.
+ * 3. Sluice incremental: a first run (everything), then a run after 1% of the
+ *    rows changed.
+ *
+ * Targets: Sluice ≥ 0.5 × the reference's rows/s; peak RSS < 200 MB; the
+ * incremental run < 10% of the full run's time.
+ *
+ * ```
+ * deno run -A bench/batch_sync_bench.ts [--rows 1000000]
+ * ```
+ * Uses SLUICE_TEST_PG_URL when set (`deno task bench` sets it), else starts a
+ * private PostgreSQL.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import postgres from "postgres";
+import { startPostgres } from "../dev/postgres.ts";
+import { applySchema, touchProfiles } from "../examples/warehouse_to_citizen/generate.ts";
+
+const { values } = parseArgs({
+  args: Deno.args,
+  options: { rows: { type: "string", default: "1000000" } },
+});
+const rows = Number(values.rows);
+const root = new URL("..", import.meta.url).pathname;
+
+const external = Deno.env.get("SLUICE_TEST_PG_URL");
+const server = external ? undefined : await startPostgres();
+const adminUrl = external ?? server!.url;
+const urlFor = (db: string) => {
+  const url = new URL(adminUrl);
+  url.pathname = `/${db}`;
+  return url.href;
+};
+
+const SOURCE_COLUMNS = [
+  "citizen_id",
+  "full_name",
+  "national_id",
+  "phone",
+  "email",
+  "date_of_birth",
+  "gender",
+  "district",
+  "state",
+  "annual_income",
+  "household_size",
+  "confidence_score",
+  "tags",
+  "updated_at",
+];
+const TARGET_COLUMNS = SOURCE_COLUMNS.map((c) =>
+  c === "full_name" ? "display_name" : c === "updated_at" ? "source_updated_at" : c
+);
+
+const admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
+const warehouse = urlFor("bench_warehouse");
+const citizen = urlFor("bench_citizen");
+const scratch = await Deno.makeTempDir({ prefix: "sluice_bench_" });
+try {
+  for (const db of ["bench_warehouse", "bench_citizen"]) {
+    await admin.unsafe(`drop database if exists ${db} with (force)`);
+    await admin.unsafe(`create database ${db}`);
+  }
+  await applySchema(warehouse, "warehouse.sql");
+  await applySchema(citizen, "citizen.sql");
+  const w = postgres(warehouse, { max: 1, onnotice: () => {} });
+  const c = postgres(citizen, { max: 1, onnotice: () => {} });
+  console.log(`Filling public.profile_360 with ${rows.toLocaleString("en")} rows…`);
+  await w.unsafe(`
+    insert into public.profile_360
+    select g, 'Citizen ' || g, lpad((g % 10000)::text, 4, '0') || ' ' || lpad((g % 9973)::text, 4, '0') || ' ' || lpad((g % 8887)::text, 4, '0'),
+           '+91 9' || lpad((g % 10000)::text, 4, '0') || ' ' || lpad((g % 100000)::text, 5, '0'),
+           'citizen' || g || '@example.in', date '1950-01-01' + (g % 20000),
+           (array['female','male','other'])[1 + g % 3], 'District ' || (g % 700), 'State ' || (g % 36),
+           (g % 5000000) * 1.37, 1 + g % 9, ((g % 10000) / 10000.0)::numeric(5,4),
+           array['tag' || (g % 5), 'tag' || (g % 7)],
+           timestamptz '2026-11-01 00:00:00+00' + (g / 1000) * interval '1 minute'
+    from generate_series(1, ${rows}) g`);
+  await w.unsafe("vacuum analyze public.profile_360");
+
+  // 1. Reference: psql COPY out | psql COPY in.
+  const reference = await timeCommand("bash", [
+    "-c",
+    `psql "${warehouse}" -qc "copy (select ${
+      SOURCE_COLUMNS.join(", ")
+    } from public.profile_360) to stdout" | psql "${citizen}" -qc "copy public.profile_summary (${
+      TARGET_COLUMNS.join(", ")
+    }) from stdin"`,
+  ]);
+  await expectCount(c, rows);
+  await c.unsafe("truncate public.profile_summary");
+  await c.unsafe("vacuum public.profile_summary");
+
+  // 2. Sluice, full mode.
+  const job = (name: string, mode: string) => ({
+    name,
+    config: {
+      "connector.class": "postgres_query",
+      "connection.url": warehouse,
+      "table": "public.profile_360",
+      "mode": mode,
+      "sink.class": "postgres",
+      "sink.connection.url": citizen,
+      "sink.table": "public.profile_summary",
+      "sink.fields.mapping": "full_name:display_name,updated_at:source_updated_at",
+    },
+  });
+  const configFile = `${scratch}/bench.json`;
+  await Deno.writeTextFile(
+    configFile,
+    JSON.stringify([job("full", "full"), job("incremental", "incremental")]),
+  );
+  const sluiceArgs = (name: string) => [
+    "run",
+    "-A",
+    `${root}cli/main.ts`,
+    "job",
+    "run",
+    name,
+    configFile,
+    "--offsets",
+    `${scratch}/offsets.json`,
+    "--log-level",
+    "warning",
+  ];
+  const full = await timeCommand(Deno.execPath(), sluiceArgs("full"));
+  await expectCount(c, rows);
+  await c.unsafe("truncate public.profile_summary");
+  await c.unsafe("vacuum public.profile_summary");
+
+  // 3. Incremental: first run, then 1% changed.
+  const firstIncremental = await timeCommand(Deno.execPath(), sluiceArgs("incremental"));
+  await expectCount(c, rows);
+  const changed = await touchProfiles(warehouse, 0.01);
+  const incremental = await timeCommand(Deno.execPath(), sluiceArgs("incremental"));
+  await w.end();
+  await c.end();
+
+  const rate = (ms: number) => Math.round(rows / (ms / 1000));
+  console.log("\n| run | time | rows/s | peak RSS |");
+  console.log("| --- | ---: | ---: | ---: |");
+  console.log(
+    `| reference psql COPY pipe | ${fmt(reference.ms)} | ${
+      rate(reference.ms).toLocaleString("en")
+    } | n/a |`,
+  );
+  console.log(
+    `| Sluice full | ${fmt(full.ms)} | ${rate(full.ms).toLocaleString("en")} | ${
+      mb(full.peakKb)
+    } |`,
+  );
+  console.log(
+    `| Sluice incremental, first run | ${fmt(firstIncremental.ms)} | ${
+      rate(firstIncremental.ms).toLocaleString("en")
+    } | ${mb(firstIncremental.peakKb)} |`,
+  );
+  console.log(
+    `| Sluice incremental, ${changed.toLocaleString("en")} rows changed | ${
+      fmt(incremental.ms)
+    } | - | ${mb(incremental.peakKb)} |`,
+  );
+  const ratio = rate(full.ms) / rate(reference.ms);
+  const incRatio = incremental.ms / full.ms;
+  console.log(
+    `\nSluice full / reference rows/s: ${ratio.toFixed(2)} (target ≥ 0.50) ${
+      ratio >= 0.5 ? "PASS" : "FAIL"
+    }`,
+  );
+  const peak = Math.max(full.peakKb, firstIncremental.peakKb, incremental.peakKb) / 1024;
+  console.log(`Peak RSS: ${peak.toFixed(0)} MB (target < 200 MB) ${peak < 200 ? "PASS" : "FAIL"}`);
+  console.log(
+    `Incremental (1%) / full time: ${(incRatio * 100).toFixed(1)}% (target < 10%) ${
+      incRatio < 0.1 ? "PASS" : "FAIL"
+    }`,
+  );
+} finally {
+  for (const db of ["bench_warehouse", "bench_citizen"]) {
+    await admin.unsafe(`drop database if exists ${db} with (force)`).catch(() => {});
+  }
+  await admin.end();
+  await Deno.remove(scratch, { recursive: true });
+  await server?.stop();
+}
+
+/** Runs a command, timing it and sampling its peak RSS (VmHWM) from /proc. */
+async function timeCommand(
+  command: string,
+  args: string[],
+): Promise<{ ms: number; peakKb: number }> {
+  const started = performance.now();
+  const child = new Deno.Command(command, { args, stdout: "inherit", stderr: "inherit" }).spawn();
+  let peakKb = 0;
+  const sampler = setInterval(async () => {
+    try {
+      const status = await Deno.readTextFile(`/proc/${child.pid}/status`);
+      const match = /VmHWM:\s+(\d+)/.exec(status);
+      if (match) peakKb = Math.max(peakKb, Number(match[1]));
+    } catch { /* exited */ }
+  }, 50);
+  const status = await child.status;
+  clearInterval(sampler);
+  if (!status.success) throw new Error(`${command} ${args.join(" ")} exited with ${status.code}`);
+  return { ms: performance.now() - started, peakKb };
+}
+
+async function expectCount(sql: postgres.Sql, expected: number): Promise<void> {
+  const [{ n }] = await sql`select count(*)::int as n from public.profile_summary`;
+  if (n !== expected) throw new Error(`profile_summary has ${n} rows, expected ${expected}`);
+}
+
+function fmt(ms: number): string {
+  return `${(ms / 1000).toFixed(2)} s`;
+}
+
+function mb(kb: number): string {
+  return `${(kb / 1024).toFixed(0)} MB`;
+}
