@@ -58,6 +58,10 @@ async function main(): Promise<number> {
 
     Deno.env.set("WAREHOUSE_URL", warehouse);
     Deno.env.set("CITIZEN_URL", citizen);
+    setDemoKeys();
+    // Dead letters keep the clear values of records that failed before
+    // masking, so they stay on the Sluice host, not in smart_citizen.
+    Deno.env.set("SLUICE_DEAD_LETTER_DIR", scratch);
     const settings = { offsetsFile: `${scratch}/offsets.json` };
     const specs = await loadWithBuiltins([`${here}pipelines`], settings);
     const batch = specs.filter((spec) => spec.source.plugin.mode === "batch");
@@ -147,6 +151,25 @@ async function recreateDatabase(
     await sql.end();
   }
   return urlFor(name);
+}
+
+/**
+ * The pipelines read their masking keys from the environment. A real
+ * deployment sets them from a secret store; the demo uses fixed, public keys
+ * (and says so) when none are set.
+ */
+function setDemoKeys(): void {
+  if (!Deno.env.get("SLUICE_MASK_KEY")) {
+    Deno.env.set("SLUICE_MASK_KEY", "demo-only-hmac-key-0123456789abcdef");
+    step("SLUICE_MASK_KEY not set: using a public demo key for hmac masking");
+  }
+  if (!Deno.env.get("SLUICE_FPE_KEY")) {
+    Deno.env.set(
+      "SLUICE_FPE_KEY",
+      "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f",
+    );
+    step("SLUICE_FPE_KEY not set: using a public demo key for format-preserving encryption");
+  }
 }
 
 function step(message: string): void {
