@@ -15,6 +15,7 @@ import { loadPipelines, type PipelineSpec } from "../core/config.ts";
 import { FileOffsetStore } from "../core/offsets.ts";
 import type { PipelineEnvironment } from "../core/pipeline.ts";
 import type { Registry } from "../core/registry.ts";
+import { kafkaDeadLetterTopics } from "../sinks/kafka.ts";
 
 /** Worker-level settings. */
 export interface WorkerSettings {
@@ -48,5 +49,9 @@ export function loadWithBuiltins(
 
 /** The environment pipelines run in: offsets file and optional Kafka. */
 export function workerEnvironment(settings: WorkerSettings): PipelineEnvironment {
-  return { offsets: new FileOffsetStore(settings.offsetsFile) };
+  return {
+    offsets: new FileOffsetStore(settings.offsetsFile),
+    // The worker's Kafka, or else the pipeline's own kafka source or sink.
+    deadLetterTopic: kafkaDeadLetterTopics(settings.bootstrapServers),
+  };
 }

@@ -4,7 +4,13 @@
  * @module
  */
 import type { SourcePlugin } from "../core/plugin.ts";
+import kafka from "./kafka.ts";
 import postgresQuery from "./postgres_query.ts";
+import postgresCdc from "./postgres_cdc/mod.ts";
 
 /** Built-in sources. */
-export const sources: readonly SourcePlugin[] = [postgresQuery as unknown as SourcePlugin];
+export const sources: readonly SourcePlugin[] = [
+  kafka as unknown as SourcePlugin,
+  postgresQuery as unknown as SourcePlugin,
+  postgresCdc as unknown as SourcePlugin,
+];

@@ -224,7 +224,7 @@ class PipelineRun {
     const reader = (async () => {
       try {
         for await (const batch of this.#source.read()) {
-          this.stats.read += batch.records.length;
+          this.stats.read += batch.records.length + (batch.failures?.length ?? 0);
           if (!(await queue.push(batch)) || this.stop.signal.aborted) break;
         }
       } catch (error) {
@@ -252,7 +252,7 @@ class PipelineRun {
 
   /** Transforms and writes one batch, then commits its offset. */
   async #deliver(batch: SourceBatch): Promise<void> {
-    const failures: RecordFailure[] = [];
+    const failures: RecordFailure[] = [...(batch.failures ?? [])];
     const out: SluiceRecord[] = [];
     for (const record of batch.records) {
       const result = await this.#transform(record);

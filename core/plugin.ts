@@ -37,6 +37,12 @@ export interface SourceBatch {
    * `commit`, only once the sink has durably written every record up to it.
    */
   readonly offset?: JsonValue;
+  /**
+   * Records read but not decodable (Kafka Connect's converter stages, e.g.
+   * `VALUE_CONVERTER`). They follow `errors.tolerance` like records a
+   * transform failed: dead-lettered with the batch, or they stop the pipeline.
+   */
+  readonly failures?: readonly RecordFailure[];
 }
 
 /** The outcome of one post-run validation check. */

@@ -6,6 +6,7 @@
  * @module
  */
 import net from "node:net";
+import type { Writable } from "node:stream";
 import postgres from "postgres";
 import { z } from "zod";
 import { integer } from "../core/options.ts";
@@ -236,4 +237,28 @@ export async function createOnce(sql: Sql, statement: string): Promise<void> {
     await tx.unsafe("select pg_advisory_xact_lock(hashtext($1))", [statement]);
     await tx.unsafe(statement);
   });
+}
+
+/**
+ * Runs `copy … from stdin` and hands the stream to `write`, which must end
+ * it. Rejects with the server's error when the COPY fails.
+ *
+ * postgres.js 3.4.9 reports an error that arrives after the stream ended
+ * (the usual case: the server checks rows as they come and answers at the
+ * end) only to the query promise, which resolved with the stream long before,
+ * so the stream's "finish" never comes. The query's `reject` is replaced here
+ * to hear about it.
+ */
+export async function copyFrom(
+  sql: Pick<Sql, "unsafe">,
+  statement: string,
+  write: (stream: Writable) => Promise<void>,
+): Promise<void> {
+  const query = sql.unsafe(statement);
+  const stream = await query.writable();
+  const failed = new Promise<never>((_, reject) => {
+    (query as unknown as { reject: (error: unknown) => void }).reject = reject;
+    stream.once("error", reject);
+  });
+  await Promise.race([write(stream), failed]);
 }

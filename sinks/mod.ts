@@ -4,7 +4,11 @@
  * @module
  */
 import type { SinkPlugin } from "../core/plugin.ts";
+import kafka from "./kafka.ts";
 import postgres from "./postgres/mod.ts";
 
 /** Built-in sinks. */
-export const sinks: readonly SinkPlugin[] = [postgres as unknown as SinkPlugin];
+export const sinks: readonly SinkPlugin[] = [
+  kafka as unknown as SinkPlugin,
+  postgres as unknown as SinkPlugin,
+];

@@ -77,7 +77,8 @@ Deno.test("personal values of smart_warehouse never appear in clear in smart_cit
       }
       assertEquals(leaks, []);
       // Masked, not emptied: national IDs keep their format.
-      const [{ id }] = await target`select national_id as id from profile_summary where national_id is not null limit 1`;
+      const [{ id }] =
+        await target`select national_id as id from profile_summary where national_id is not null limit 1`;
       assert(/^\d{4} \d{4} \d{4}$/.test(id), `national_id ${id} lost its format`);
     } finally {
       await source.end();

@@ -34,7 +34,13 @@ import {
   type SinkResult,
   type ValidationCheck,
 } from "../../core/plugin.ts";
-import { isChangeEvent, type JsonValue, type Row, type SluiceRecord } from "../../core/record.ts";
+import {
+  type ChangeEvent,
+  isChangeEvent,
+  type JsonValue,
+  type Row,
+  type SluiceRecord,
+} from "../../core/record.ts";
 import { errorMessage, RetriableError } from "../../core/errors.ts";
 import { deadLetterEntry } from "../../core/dead_letters.ts";
 import { encodeJson } from "../../core/json.ts";
@@ -79,6 +85,9 @@ const schema = z.strictObject({
   "offsets.table": z.string().default("public.sluice_offsets").describe(
     "Table that keeps pipeline offsets, written in the same transaction as the rows.",
   ),
+  "source.position.column": z.string().default("_source_lsn").describe(
+    "Stale-event guard for change events: when the target table has this column (pg_lsn, or a numeric type), each write stores the event's source position (the commit LSN: source.sequence[0], else source.lsn) there, and an event older than the row's stored position is skipped, so a replay cannot roll a row back. Tombstones are then ignored (the delete event before them carries the position). Empty: off.",
+  ),
   "validate.checksum": boolean().default(true).describe(
     "Compare a checksum of the keys the database wrote with the keys it was given.",
   ),
@@ -89,9 +98,9 @@ type Config = z.output<typeof schema>;
 /** What the sink needs of a client or a transaction. */
 type Transaction = postgres.TransactionSql;
 
-/** One upsert or delete, ready for the table. */
+/** One upsert, delete or truncate, ready for the table. */
 interface Operation {
-  kind: "upsert" | "delete";
+  kind: "upsert" | "delete" | "truncate";
   record: SluiceRecord;
   row: Row;
 }
@@ -135,6 +144,7 @@ export default defineSink({
           softDeleteColumn: config["soft.delete.column"],
           writeTimestampColumn: config["write.timestamp.column"],
           primaryKey: config["primary.key.fields"],
+          positionColumn: config["source.position.column"] || undefined,
         });
         tables.set(name, table);
       }
@@ -163,31 +173,65 @@ export default defineSink({
     function operationOf(table: TargetTable, record: SluiceRecord): Operation | undefined {
       const value = record.value;
       if (value === null || value === undefined) {
+        // With a position column the delete event carries the delete (and its
+        // position); an unpositioned tombstone replayed later could delete a
+        // row that was re-created since.
+        if (table.positionColumn) return undefined;
         return record.key ? { kind: "delete", record, row: project(table, record.key) } : undefined;
       }
       if (isChangeEvent(value)) {
-        if (value.op === "d") {
-          const image = value.before ?? record.key ?? {};
-          return { kind: "delete", record, row: project(table, { ...record.key, ...image }) };
+        const operation = changeOperation(table, record, value);
+        const column = table.positionColumn;
+        const position = column ? sourcePosition(value) : undefined;
+        if (operation && column && position !== undefined) {
+          operation.row[column] = table.positionText(position);
         }
-        if (value.op === "t" || !value.after) return undefined;
-        return { kind: "upsert", record, row: project(table, value.after) };
+        return operation;
       }
       return { kind: "upsert", record, row: project(table, value as Row) };
+    }
+
+    function changeOperation(
+      table: TargetTable,
+      record: SluiceRecord,
+      value: ChangeEvent,
+    ): Operation | undefined {
+      if (value.op === "d") {
+        const image = value.before ?? record.key ?? {};
+        return { kind: "delete", record, row: project(table, { ...record.key, ...image }) };
+      }
+      if (value.op === "t") return { kind: "truncate", record, row: {} };
+      if (!value.after) return undefined;
+      return { kind: "upsert", record, row: project(table, value.after) };
     }
 
     /** Applies one run of same-kind operations on one table, isolating rejected rows. */
     async function apply(
       tx: Transaction,
       table: TargetTable,
-      kind: "upsert" | "delete",
+      kind: Operation["kind"],
       operations: Operation[],
       failures: RecordFailure[],
     ): Promise<{ written: number; skipped: number }> {
-      if (kind === "delete" && table.deletes === "none") {
+      if (kind !== "upsert" && table.deletes === "none") {
         return { written: 0, skipped: operations.length };
       }
+      if (kind === "truncate") {
+        const column = table.positionColumn;
+        for (const { record } of operations) {
+          const value = record.value as ChangeEvent;
+          const position = column ? sourcePosition(value) : undefined;
+          await table.truncate(
+            tx,
+            position === undefined ? undefined : table.positionText(position),
+          );
+        }
+        return { written: operations.length, skipped: 0 };
+      }
       // The last operation on a key wins; ON CONFLICT cannot touch a row twice.
+      // Upserts of one key are merged instead: a change event leaves out the
+      // columns it does not carry (unchanged TOAST values), which keep the
+      // value an earlier event of the run gave them.
       const byKey = new Map<string, Operation>();
       for (const operation of operations) {
         const missing = table.primaryKey.find((c) =>
@@ -202,26 +246,82 @@ export default defineSink({
           continue;
         }
         const key = table.primaryKey.map((c) => String(operation.row[c])).join("\u001f");
+        const earlier = byKey.get(key);
         byKey.delete(key);
-        byKey.set(key, operation);
+        byKey.set(
+          key,
+          kind === "upsert" && earlier
+            ? { ...operation, row: { ...earlier.row, ...operation.row } }
+            : operation,
+        );
       }
       const unique = [...byKey.values()];
       const superseded = operations.length - unique.length -
         operations.filter((op) => failures.some((f) => f.record === op.record)).length;
       if (unique.length === 0) return { written: superseded, skipped: 0 };
-      const columns = kind === "delete" ? [...table.primaryKey] : columnsOf(unique);
-      await table.stage(tx, columns, unique.map((op) => op.row));
+      // Rows are written in groups with the same columns, so that a row
+      // leaving a column out never overwrites it with null.
+      const groups = new Map<string, { columns: string[]; operations: Operation[] }>();
+      const position = table.positionColumn;
+      for (const operation of unique) {
+        const columns = kind === "delete"
+          ? [
+            ...table.primaryKey,
+            ...(position && operation.row[position] !== undefined ? [position] : []),
+          ]
+          : Object.keys(operation.row);
+        const signature = [...columns].sort().join("\u0000");
+        const group = groups.get(signature);
+        if (group) group.operations.push(operation);
+        else groups.set(signature, { columns, operations: [operation] });
+      }
+      let written = superseded;
+      let skipped = 0;
+      for (const group of groups.values()) {
+        const result = await applyGroup(tx, table, kind, group.columns, group.operations, failures);
+        written += result.written;
+        skipped += result.skipped;
+      }
+      return { written, skipped };
+    }
+
+    /** Writes operations on distinct keys that carry the same columns. */
+    async function applyGroup(
+      tx: Transaction,
+      table: TargetTable,
+      kind: "upsert" | "delete",
+      columns: string[],
+      unique: Operation[],
+      failures: RecordFailure[],
+    ): Promise<{ written: number; skipped: number }> {
+      const rows = unique.map((op) => op.row);
+      // Change events update rows they created earlier: no bulk COPY for them.
+      if (kind === "upsert" && table.bulk && !isChangeEvent(unique[0].record.value)) {
+        try {
+          const count = await tx.savepoint((sp) => table.copyInto(sp, columns, rows));
+          return { written: count, skipped: 0 };
+        } catch (error) {
+          if (isConnectionError(error)) throw error;
+          table.bulk = false;
+          context.logger.debug("Bulk COPY into {table} ended: {error}", {
+            table: table.name,
+            error: errorMessage(error),
+          });
+        }
+      }
+      await table.stage(tx, columns, rows);
       const failedBefore = failures.length;
       let count = 0;
+      let writtenChecksum = 0n;
       const attempt = async (first: number, last: number): Promise<void> => {
         try {
           const result = await tx.savepoint((sp) =>
             kind === "delete"
-              ? table.delete(sp, first, last)
+              ? table.delete(sp, first, last, columns)
               : table.merge(sp, columns, first, last)
           );
           count += result.count;
-          if (kind === "upsert") totals.writtenChecksum += result.checksum;
+          writtenChecksum += result.checksum;
         } catch (error) {
           if (isConnectionError(error)) throw error;
           if (first === last) {
@@ -240,23 +340,34 @@ export default defineSink({
       await attempt(1, unique.length);
       const rejected = new Set(failures.slice(failedBefore).map((f) => f.record));
       const applied = unique.filter((op) => !rejected.has(op.record));
+      // Only the stale-event guard may skip upserts; any other row the database
+      // did not write (a trigger, a rule) must fail validation.
+      const staleGuard = kind === "upsert" && table.positionColumn !== undefined;
       if (kind === "upsert") {
-        for (const op of applied) {
-          totals.givenChecksum += keyHash(table.primaryKey.map((c) => op.row[c]));
+        totals.writtenChecksum += writtenChecksum;
+        if (count === applied.length || !staleGuard) {
+          for (const op of applied) {
+            totals.givenChecksum += keyHash(table.primaryKey.map((c) => op.row[c]));
+          }
+        } else {
+          // Stale events were skipped on purpose: the check covers what was written.
+          totals.givenChecksum += writtenChecksum;
         }
       }
-      // A delete of a row that is absent (or already deleted) changes nothing: skipped.
-      const skipped = kind === "delete" ? applied.length - count : 0;
-      return { written: count + superseded, skipped };
+      // A delete of a row that is absent (or already deleted), or an event
+      // older than the row (stale-event guard), changes nothing: skipped.
+      const skipped = kind === "upsert" && !staleGuard ? 0 : applied.length - count;
+      return { written: count, skipped };
     }
 
     async function write(batch: SinkBatch): Promise<SinkResult> {
       const failures: RecordFailure[] = [];
       let written = 0;
       let skipped = 0;
-      // Consecutive operations of one kind on one table go together, preserving order.
-      // Tables are looked up first: the transaction holds the only connection.
-      const runs: { table: TargetTable; kind: Operation["kind"]; operations: Operation[] }[] = [];
+      // Consecutive operations on one table go together, in order per key (see
+      // `runsOf`). Tables are looked up first: the transaction holds the only connection.
+      const runs: Run[] = [];
+      let segment: { table: TargetTable; operations: Operation[] } | undefined;
       for (const record of batch.records) {
         const table = await tableFor(record);
         const operation = operationOf(table, record);
@@ -264,11 +375,14 @@ export default defineSink({
           skipped++;
           continue;
         }
-        const last = runs.at(-1);
-        if (last && last.table === table && last.kind === operation.kind) {
-          last.operations.push(operation);
-        } else runs.push({ table, kind: operation.kind, operations: [operation] });
+        if (segment && segment.table !== table) {
+          runs.push(...runsOf(segment.table, segment.operations));
+          segment = undefined;
+        }
+        segment ??= { table, operations: [] };
+        segment.operations.push(operation);
       }
+      if (segment) runs.push(...runsOf(segment.table, segment.operations));
       await sql.begin(async (tx) => {
         for (const run of runs) {
           const result = await apply(tx, run.table, run.kind, run.operations, failures);
@@ -304,14 +418,28 @@ export default defineSink({
       deadLetters(destination: string): DeadLetterWriter {
         return postgresDeadLetters(url, destination);
       },
-      validate(): Promise<ValidationCheck[]> {
-        if (!config["validate.checksum"]) return Promise.resolve([]);
-        return Promise.resolve([{
-          name: "target key checksum",
-          ok: totals.givenChecksum === totals.writtenChecksum,
-          detail:
-            `checksum of keys given ${totals.givenChecksum}, written ${totals.writtenChecksum}`,
-        }]);
+      async validate(): Promise<ValidationCheck[]> {
+        const checks: ValidationCheck[] = [];
+        // A table loaded only by bulk COPY: its row count must equal the rows copied
+        // (COPY does not say how many rows triggers or rules let through).
+        for (const table of tables.values()) {
+          if (!table.bulk || table.bulkRows === 0) continue;
+          const count = await table.count(sql);
+          checks.push({
+            name: "target row count",
+            ok: count === table.bulkRows,
+            detail: `${table.name} holds ${count} rows after a bulk load of ${table.bulkRows}`,
+          });
+        }
+        if (config["validate.checksum"]) {
+          checks.push({
+            name: "target key checksum",
+            ok: totals.givenChecksum === totals.writtenChecksum,
+            detail:
+              `checksum of keys given ${totals.givenChecksum}, written ${totals.writtenChecksum}`,
+          });
+        }
+        return checks;
       },
       async close() {
         await sql.end({ timeout: 5 });
@@ -320,10 +448,77 @@ export default defineSink({
   },
 });
 
-function columnsOf(operations: readonly Operation[]): string[] {
-  const columns = new Set<string>();
-  for (const op of operations) for (const column of Object.keys(op.row)) columns.add(column);
-  return [...columns];
+/** Operations of one kind on one table, applied by one set-based statement. */
+interface Run {
+  table: TargetTable;
+  kind: Operation["kind"];
+  operations: Operation[];
+}
+
+/**
+ * Splits one table's consecutive operations into runs that keep each key's
+ * order: round n holds every key's n-th streak of same-kind operations (its
+ * upserts, merged, or its deletes), as a delete run then an upsert run.
+ * Change streams interleave upserts and deletes of different keys; this
+ * keeps them to a few statements instead of one per alternation. A
+ * truncate is a barrier: it ends the rounds before it.
+ */
+function runsOf(table: TargetTable, operations: readonly Operation[]): Run[] {
+  const runs: Run[] = [];
+  let streaks = new Map<string, Operation[][]>();
+  const flush = () => {
+    for (let round = 0;; round++) {
+      const deletes: Operation[] = [];
+      const upserts: Operation[] = [];
+      for (const list of streaks.values()) {
+        const streak = list[round];
+        if (!streak) continue;
+        (streak[0].kind === "delete" ? deletes : upserts).push(...streak);
+      }
+      if (deletes.length === 0 && upserts.length === 0) break;
+      if (deletes.length > 0) runs.push({ table, kind: "delete", operations: deletes });
+      if (upserts.length > 0) runs.push({ table, kind: "upsert", operations: upserts });
+    }
+    streaks = new Map();
+  };
+  for (const operation of operations) {
+    if (operation.kind === "truncate") {
+      flush();
+      runs.push({ table, kind: "truncate", operations: [operation] });
+      continue;
+    }
+    const key = table.primaryKey.map((c) => String(operation.row[c])).join("\u001f");
+    const list = streaks.get(key);
+    const last = list?.at(-1);
+    if (!list) streaks.set(key, [[operation]]);
+    else if (last![0].kind === operation.kind) last!.push(operation);
+    else list.push([operation]);
+  }
+  flush();
+  return runs;
+}
+
+/**
+ * The source position of a change event, for the stale-event guard: the
+ * commit LSN of its transaction (first element of Debezium's
+ * `source.sequence`), else `source.lsn`. Undefined when it has neither.
+ */
+function sourcePosition(value: ChangeEvent): bigint | undefined {
+  const source = value.source as { sequence?: unknown; lsn?: unknown } | undefined;
+  try {
+    if (typeof source?.sequence === "string") {
+      const sequence = JSON.parse(source.sequence);
+      if (Array.isArray(sequence) && sequence[0] !== null && sequence[0] !== undefined) {
+        return BigInt(sequence[0]);
+      }
+    }
+    if (typeof source?.lsn === "number" || typeof source?.lsn === "string") {
+      return BigInt(source.lsn);
+    }
+  } catch {
+    // Not a number: no position.
+  }
+  return undefined;
 }
 
 function parseMapping(pairs: readonly string[]): Map<string, string> {

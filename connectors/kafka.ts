@@ -1,0 +1,404 @@
+/**
+ * `kafka`: reads topics as a member of a consumer group. It is the source of
+ * every Kafka Connect *sink* connector config (a config whose
+ * `connector.class` names a sink gets this source with its `topics`).
+ *
+ * - Offsets are committed to Kafka only after the sink made the records
+ *   durable, so a crash re-delivers and never loses. Commits are limited to
+ *   the partitions this member still owns and never move backwards.
+ * - At most `max.poll.records` messages wait ahead of the pipeline; the
+ *   client stops fetching until they are pulled (backpressure).
+ * - Rebalances: a new assignment starts from the group's committed offsets;
+ *   data still buffered for a revoked partition is dropped, not delivered.
+ * - Values and keys are JSON (Kafka Connect's JsonConverter, with or without
+ *   `schemas.enable`: a `{schema, payload}` envelope is unwrapped). Keys must
+ *   be JSON objects (`{"id":1}`). Integers beyond 2^53 become decimal
+ *   strings, as the PostgreSQL drivers read int8. A message that does not
+ *   decode fails in stage `KEY_CONVERTER` or `VALUE_CONVERTER` and follows
+ *   `errors.tolerance`; a dead-letter topic receives its original bytes.
+ * - The batch offset is `{ topic: { id, next: { partition: offset } } }`.
+ *   When the pipeline's offset store (for example the postgres sink's, in the
+ *   same transaction as the rows) holds a position ahead of the group's
+ *   committed offset, the records before it are skipped: they were written.
+ *   The topic id guards against a topic that was deleted and created again.
+ *
+ * ```json
+ * { "name": "citizen-eligibility",
+ *   "config": {
+ *     "connector.class": "kafka",
+ *     "bootstrap.servers": "127.0.0.1:9092",
+ *     "topics": "warehouse-to-citizen.eligibility_snapshots",
+ *     "group.id": "citizen-portal",
+ *     "auto.offset.reset": "earliest",
+ *     "max.poll.records": "500",
+ *     "errors.tolerance": "all",
+ *     "errors.deadletterqueue.topic.name": "dlq-eligibility-snapshots",
+ *     "sink.class": "postgres",
+ *     "sink.connection.url": "${env:CITIZEN_URL}",
+ *     "sink.table": "public.eligibility_hints" } }
+ * ```
+ *
+ * @module
+ */
+import { z } from "zod";
+import { list, positiveInteger } from "../core/options.ts";
+import { defineSource, type RecordFailure, type SourceBatch } from "../core/plugin.ts";
+import type { JsonValue, Row, SluiceRecord } from "../core/record.ts";
+import { RecordError, RetriableError } from "../core/errors.ts";
+import {
+  type IncomingMessage,
+  invalidTopicReason,
+  isPermanentKafkaError,
+  KafkaConsumer,
+  kafkaErrorMessage,
+  type PartitionPosition,
+  rememberOriginal,
+} from "../drivers/kafka.ts";
+
+const schema = z.strictObject({
+  "bootstrap.servers": z.string().min(1).describe(
+    "Kafka brokers, host:port[,host:port]; defaults to the worker's --bootstrap / SLUICE_BOOTSTRAP_SERVERS.",
+  ),
+  topics: list().optional().describe(
+    "Topics to read (comma-separated). Give this or topics.regex. Topics that do not exist yet are followed once they appear.",
+  ),
+  "topics.regex": z.string().optional().describe(
+    "Read every topic whose whole name matches this regular expression; new matches are picked up every metadata.max.age.ms.",
+  ),
+  "group.id": z.string().min(1).optional().describe(
+    'Consumer group; default "sluice-<pipeline name>".',
+  ),
+  "client.id": z.string().min(1).optional().describe(
+    'Client id in broker logs and metrics; default "sluice-<pipeline name>".',
+  ),
+  "auto.offset.reset": z.enum(["earliest", "latest", "none"]).default("earliest").describe(
+    "Where a partition without a committed offset starts: earliest, latest, or none (fail).",
+  ),
+  "max.poll.records": positiveInteger().default(500).describe(
+    "Most records per batch, and most records fetched ahead of the pipeline.",
+  ),
+  "fetch.max.bytes": positiveInteger().default(52428800).describe(
+    "Most bytes one fetch returns.",
+  ),
+  "max.partition.fetch.bytes": positiveInteger().default(1048576).describe(
+    "Most bytes one fetch returns per partition.",
+  ),
+  "fetch.max.wait.ms": positiveInteger().default(500).describe(
+    "How long the broker may wait for data before answering a fetch.",
+  ),
+  "session.timeout.ms": positiveInteger().default(45000).describe(
+    "A member not heard from for this long is removed from the group.",
+  ),
+  "heartbeat.interval.ms": positiveInteger().default(3000).describe(
+    "Heartbeat period; sent independently of processing.",
+  ),
+  "metadata.max.age.ms": positiveInteger().default(300000).describe(
+    "How often to look for new topics matching topics.regex.",
+  ),
+  "request.timeout.ms": positiveInteger().default(30000).describe(
+    "Timeout of one request to a broker.",
+  ),
+}).superRefine((config, context) => {
+  const topics = config.topics ?? [];
+  if ((topics.length > 0) === (config["topics.regex"] !== undefined)) {
+    context.addIssue({
+      code: "custom",
+      path: ["topics"],
+      message: "give exactly one of topics and topics.regex",
+      input: undefined,
+    });
+  }
+  for (const topic of topics) {
+    const reason = invalidTopicReason(topic);
+    if (reason) {
+      context.addIssue({ code: "custom", path: ["topics"], message: reason, input: topic });
+    }
+  }
+  if (config["topics.regex"] !== undefined) {
+    try {
+      new RegExp(config["topics.regex"]);
+    } catch (error) {
+      context.addIssue({
+        code: "custom",
+        path: ["topics.regex"],
+        message: `is not a valid regular expression (${(error as Error).message})`,
+        input: config["topics.regex"],
+      });
+    }
+  }
+});
+
+/** The stored position of one topic: its id and the next offset per partition. */
+interface TopicPosition {
+  id: string | null;
+  next: Record<string, number>;
+}
+
+export default defineSource({
+  name: "kafka",
+  aliases: ["kafka_source"],
+  mode: "stream",
+  summary: "Reads Kafka topics as a consumer group, committing offsets after the sink wrote.",
+  config: schema,
+  create(config, context) {
+    const name = `sluice-${context.pipeline}`;
+    const consumer = new KafkaConsumer({
+      bootstrapServers: config["bootstrap.servers"],
+      clientId: config["client.id"] ?? name,
+      requestTimeoutMs: config["request.timeout.ms"],
+      groupId: config["group.id"] ?? name,
+      subscription: config["topics.regex"] !== undefined
+        ? { pattern: new RegExp(`^(?:${config["topics.regex"]})$`) }
+        : { topics: config.topics ?? [] },
+      autoOffsetReset: config["auto.offset.reset"],
+      maxPollRecords: config["max.poll.records"],
+      fetchMaxBytes: config["fetch.max.bytes"],
+      maxPartitionFetchBytes: config["max.partition.fetch.bytes"],
+      fetchMaxWaitMs: config["fetch.max.wait.ms"],
+      sessionTimeoutMs: config["session.timeout.ms"],
+      heartbeatIntervalMs: config["heartbeat.interval.ms"],
+      metadataMaxAgeMs: config["metadata.max.age.ms"],
+      logger: context.logger,
+    });
+
+    /** Next offset of every partition read and still owned. */
+    const positions = new Map<string, { topic: string; partition: number; next: bigint }>();
+    /** Positions the offset store says were written already (see the module doc). */
+    const written = storedPositions(context.offset);
+    consumer.onAssignment(({ revoked }) => {
+      for (const { topic, partition } of revoked) positions.delete(`${topic}:${partition}`);
+    });
+
+    /** True when `message` is before a position the sink already made durable. */
+    function alreadyWritten(message: IncomingMessage): boolean {
+      const stored = written.get(message.topic);
+      if (!stored) return false;
+      const id = consumer.topicIds.get(message.topic);
+      if (stored.id !== null && id !== undefined && stored.id !== id) {
+        written.delete(message.topic); // the topic was created anew
+        return false;
+      }
+      const next = stored.next[String(message.partition)];
+      if (next === undefined) return false;
+      if (message.offset < BigInt(next)) return true;
+      delete stored.next[String(message.partition)]; // caught up: stop checking
+      return false;
+    }
+
+    function snapshot(): JsonValue {
+      const topics: Record<string, { id: string | null; next: Record<string, number> }> = {};
+      for (const { topic, partition, next } of positions.values()) {
+        topics[topic] ??= { id: consumer.topicIds.get(topic) ?? null, next: {} };
+        topics[topic].next[String(partition)] = Number(next);
+      }
+      return topics;
+    }
+
+    return {
+      async *read(): AsyncGenerator<SourceBatch> {
+        while (!context.signal.aborted) {
+          let messages: IncomingMessage[];
+          try {
+            messages = await consumer.poll(1000, context.signal);
+          } catch (error) {
+            throw asPipelineError(error);
+          }
+          if (messages.length === 0) continue;
+          const records: SluiceRecord[] = [];
+          const failures: RecordFailure[] = [];
+          let skipped = 0;
+          for (const message of messages) {
+            const id = `${message.topic}:${message.partition}`;
+            positions.set(id, {
+              topic: message.topic,
+              partition: message.partition,
+              next: message.offset + 1n,
+            });
+            if (alreadyWritten(message)) {
+              skipped++;
+              continue;
+            }
+            const decoded = decodeMessage(message);
+            rememberOriginal(decoded.record, message);
+            if (decoded.error) {
+              failures.push({ record: decoded.record, error: decoded.error, stage: decoded.stage });
+            } else records.push(decoded.record);
+          }
+          if (skipped > 0) {
+            context.logger.info(
+              "Skipped {count} records the sink had already written (offset store ahead of the group)",
+              { count: skipped },
+            );
+          }
+          yield { records, failures, offset: snapshot() };
+        }
+      },
+
+      async commit(offset) {
+        const toCommit: PartitionPosition[] = [];
+        for (const [topic, position] of storedPositions(offset)) {
+          for (const [partition, next] of Object.entries(position.next)) {
+            toCommit.push({ topic, partition: Number(partition), offset: BigInt(next) });
+          }
+        }
+        try {
+          await consumer.commit(toCommit);
+        } catch (error) {
+          if (isPermanentKafkaError(error)) throw asPipelineError(error);
+          // The next commit carries these positions again; a rebalance or a
+          // broker restart must not stop the pipeline for a missed commit.
+          context.logger.warn("Committing offsets to Kafka failed, will retry: {error}", {
+            error: kafkaErrorMessage(error),
+          });
+        }
+      },
+
+      async close() {
+        await consumer.close();
+      },
+    };
+  },
+});
+
+/** Reads the positions of a stored offset; anything unrecognised is ignored. */
+function storedPositions(offset: JsonValue | undefined): Map<string, TopicPosition> {
+  const result = new Map<string, TopicPosition>();
+  if (!offset || typeof offset !== "object" || Array.isArray(offset)) return result;
+  for (const [topic, value] of Object.entries(offset)) {
+    if (!value || typeof value !== "object" || Array.isArray(value)) continue;
+    const next = (value as Record<string, JsonValue>).next;
+    if (!next || typeof next !== "object" || Array.isArray(next)) continue;
+    const id = (value as Record<string, JsonValue>).id;
+    const partitions: Record<string, number> = {};
+    for (const [partition, position] of Object.entries(next)) {
+      if (typeof position === "number" && Number.isSafeInteger(position)) {
+        partitions[partition] = position;
+      }
+    }
+    result.set(topic, { id: typeof id === "string" ? id : null, next: partitions });
+  }
+  return result;
+}
+
+/** Turns a client failure into what the runtime expects: retriable unless it cannot heal. */
+function asPipelineError(error: unknown): Error {
+  const message = kafkaErrorMessage(error);
+  if (isPermanentKafkaError(error) || /has no committed offset/.test(message)) {
+    return new Error(`Kafka consumer failed: ${message}`, { cause: error });
+  }
+  return new RetriableError(`Kafka consumer failed: ${message}`, { cause: error });
+}
+
+const utf8 = new TextDecoder("utf-8", { fatal: true });
+const lenientUtf8 = new TextDecoder("utf-8");
+
+type Decoded =
+  | { record: SluiceRecord; error?: undefined; stage?: undefined }
+  | { record: SluiceRecord; error: Error; stage: string };
+
+/** Decodes one message into a record, or a record with the converter error that stops it. */
+export function decodeMessage(message: IncomingMessage): Decoded {
+  const headers: Record<string, string> = {};
+  for (const [name, value] of message.headers) headers[name] = lenientUtf8.decode(value);
+  const base = {
+    topic: message.topic,
+    headers,
+    timestamp: message.timestamp,
+    origin: {
+      topic: message.topic,
+      partition: message.partition,
+      offset: Number(message.offset),
+    },
+  };
+  let key: Row | null = null;
+  let keyError: Error | undefined;
+  if (message.key !== null && message.key.length > 0) {
+    try {
+      const parsed = unwrapEnvelope(parseJson(message.key));
+      if (parsed !== null && (typeof parsed !== "object" || Array.isArray(parsed))) {
+        throw new Error(
+          `keys must be JSON objects such as {"id":1}: got ${JSON.stringify(parsed)}`.slice(0, 300),
+        );
+      }
+      key = parsed as Row | null;
+    } catch (error) {
+      keyError = error as Error;
+    }
+  }
+  let value: unknown = null;
+  let valueError: Error | undefined;
+  if (message.value !== null) {
+    try {
+      value = unwrapEnvelope(parseJson(message.value));
+    } catch (error) {
+      valueError = error as Error;
+      value = rawText(message.value);
+    }
+  }
+  const record: SluiceRecord = { ...base, key, value };
+  const where = `${message.topic} partition ${message.partition} offset ${message.offset}`;
+  if (keyError) {
+    return {
+      record,
+      error: new RecordError(
+        `Cannot decode the key of ${where} as JSON: ${keyError.message}`,
+        "KEY_CONVERTER",
+        { cause: keyError },
+      ),
+      stage: "KEY_CONVERTER",
+    };
+  }
+  if (valueError) {
+    return {
+      record,
+      error: new RecordError(
+        `Cannot decode the value of ${where} as JSON: ${valueError.message}`,
+        "VALUE_CONVERTER",
+        { cause: valueError },
+      ),
+      stage: "VALUE_CONVERTER",
+    };
+  }
+  return { record };
+}
+
+/** The bytes as text when they are UTF-8, else the bytes themselves. */
+function rawText(bytes: Uint8Array): string | Uint8Array {
+  try {
+    return utf8.decode(bytes);
+  } catch {
+    return bytes;
+  }
+}
+
+/** JSON.parse of UTF-8 bytes; integers beyond 2^53 are kept exact as decimal strings. */
+function parseJson(bytes: Uint8Array): unknown {
+  const text = utf8.decode(bytes);
+  // Only texts with a run of 16 digits can hold an unsafe integer; skip the reviver otherwise.
+  return /\d{16}/.test(text) ? JSON.parse(text, keepLargeIntegers) : JSON.parse(text);
+}
+
+function keepLargeIntegers(
+  this: unknown,
+  _key: string,
+  value: unknown,
+  context?: { source?: string },
+): unknown {
+  if (
+    typeof value === "number" && !Number.isSafeInteger(value) && context?.source &&
+    /^-?\d+$/.test(context.source)
+  ) {
+    return context.source;
+  }
+  return value;
+}
+
+/** `{schema, payload}` (JsonConverter with schemas.enable=true) → payload. */
+function unwrapEnvelope(value: unknown): unknown {
+  if (value === null || typeof value !== "object" || Array.isArray(value)) return value;
+  const keys = Object.keys(value);
+  if (keys.length === 2 && "schema" in value && "payload" in value) {
+    return (value as { payload: unknown }).payload;
+  }
+  return value;
+}

@@ -1,0 +1,518 @@
+/**
+ * The capture loop of `postgres_cdc`: publication and slot set-up, the
+ * optional snapshot, then the replication stream turned into batches of
+ * change events, with acknowledgements that never run ahead of the sink.
+ *
+ * ## Offsets
+ *
+ * A batch's offset is `{ "lsn": "0/16B3748", "txId": 745 }`: every
+ * transaction whose commit record starts before `lsn` (the end of the last
+ * fully delivered transaction's commit record, or a keepalive's WAL end when
+ * nothing was pending) has been delivered. A batch boundary may fall inside a
+ * transaction; then the offset also says how far into it:
+ * `"partial": { "commitLsn": "0/16B4000", "txId": 746, "events": 42 }` means
+ * the first 42 change messages of the transaction committing at `commitLsn`
+ * were delivered too.
+ *
+ * On restart the stream starts at `lsn`; PostgreSQL may still re-deliver
+ * older transactions (a slot's confirmed position survives a crash only once
+ * checkpointed), and those, like the delivered part of a partial
+ * transaction, are skipped.
+ *
+ * ## Acknowledgements
+ *
+ * The flush LSN sent in Standby Status Updates is the `lsn` of the last
+ * offset the pipeline committed (after the sink made it durable). When
+ * nothing is in flight (every yielded batch committed, nothing buffered), it
+ * is the position reached so far, including keepalives' WAL end, so an idle
+ * or filtered slot does not hold WAL.
+ *
+ * @module
+ */
+import type { Logger } from "@logtape/logtape";
+import { RetriableError } from "../../core/errors.ts";
+import type { JsonValue, SluiceRecord } from "../../core/record.ts";
+import type { SourceBatch } from "../../core/plugin.ts";
+import { connect, isConnectionError, type Sql } from "../../drivers/postgres.ts";
+import { changeRecords, type EventOptions, Tables } from "./_changes.ts";
+import { formatLsn, maxLsn, parseLsn } from "./_lsn.ts";
+import { decodeFrame, PG_EPOCH_MICROS, type PgOutputMessage } from "./_pgoutput.ts";
+import { ReplicationConnection, type ReplicationStream, TEXT_SETTINGS } from "./_replication.ts";
+import { readSnapshot } from "./_snapshot.ts";
+import { dropSlot, inspectSlot, preparePublication, publishedTables } from "./_slot.ts";
+import { type DecimalMode, type TimeMode, ValueDecoders } from "./_values.ts";
+import type { CaptureFilter } from "./_filters.ts";
+
+/** The settings of one capture, from the parsed config. */
+export interface CaptureSettings {
+  readonly url: string;
+  readonly applicationName: string;
+  readonly slot: string;
+  readonly dropSlotOnStop: boolean;
+  readonly publication: string;
+  readonly autocreate: "all_tables" | "filtered" | "disabled";
+  readonly snapshotMode: "initial" | "never" | "when_needed" | "initial_only";
+  readonly maxBatchSize: number;
+  readonly pollIntervalMs: number;
+  readonly statusIntervalMs: number;
+  readonly heartbeatIntervalMs: number;
+  readonly heartbeatQuery?: string;
+  readonly decimal: DecimalMode;
+  readonly time: TimeMode;
+  readonly filter: CaptureFilter;
+  readonly events: Omit<EventOptions, "database">;
+}
+
+/** The stored position, parsed. */
+interface Position {
+  lsn: bigint;
+  txId: number | null;
+  partial?: { commitLsn: bigint; txId: number; events: number };
+}
+
+/** The transaction being received. */
+interface Transaction {
+  finalLsn: bigint;
+  xid: number;
+  micros: bigint;
+  /** Change messages received so far (filtered ones included). */
+  changes: number;
+  /** Already delivered before a restart: skip it whole. */
+  skipAll: boolean;
+  /** Already delivered up to this many change messages. */
+  skipFirst: number;
+}
+
+/** Reads a stored offset; throws a sentence when it is not one of ours. */
+export function parsePosition(value: JsonValue | undefined): Position | undefined {
+  if (value === undefined || value === null) return undefined;
+  const bad = () =>
+    new Error(
+      `The stored offset ${
+        JSON.stringify(value)
+      } is not a postgres_cdc position ({"lsn": "0/16B3748", "txId": …}); delete it to start over`,
+    );
+  if (typeof value !== "object" || Array.isArray(value) || typeof value.lsn !== "string") {
+    throw bad();
+  }
+  try {
+    const position: Position = {
+      lsn: parseLsn(value.lsn),
+      txId: typeof value.txId === "number" ? value.txId : null,
+    };
+    const partial = value.partial;
+    if (partial && typeof partial === "object" && !Array.isArray(partial)) {
+      position.partial = {
+        commitLsn: parseLsn(String(partial.commitLsn)),
+        txId: Number(partial.txId),
+        events: Number(partial.events),
+      };
+    }
+    return position;
+  } catch {
+    throw bad();
+  }
+}
+
+/** One run of the capture: `read()` once, `commit()` per delivered batch, `close()`. */
+export class Capture {
+  readonly #settings: CaptureSettings;
+  readonly #logger: Logger;
+  readonly #signal: AbortSignal;
+  readonly #stored: Position | undefined;
+  #meta?: Sql;
+  #replication?: ReplicationConnection;
+  #stream?: ReplicationStream;
+  #statusTimer?: ReturnType<typeof setInterval>;
+  #closed = false;
+
+  /** Everything with a commit before this LSN was received (and buffered or yielded). */
+  #reached: { lsn: bigint; txId: number | null } = { lsn: 0n, txId: null };
+  /** The flush LSN the pipeline acknowledged. */
+  #acked = 0n;
+  #yielded = 0;
+  #committed = 0;
+  #buffered = 0;
+  #lastSentFlush = -1n;
+  #lastOffsetLsn = -1n;
+
+  constructor(
+    settings: CaptureSettings,
+    offset: JsonValue | undefined,
+    logger: Logger,
+    signal: AbortSignal,
+  ) {
+    this.#settings = settings;
+    this.#logger = logger;
+    this.#signal = signal;
+    this.#stored = parsePosition(offset);
+  }
+
+  /** Yields batches until the signal aborts; throws RetriableError on connection faults. */
+  async *read(): AsyncGenerator<SourceBatch> {
+    try {
+      yield* this.#run();
+    } catch (error) {
+      if (this.#signal.aborted && this.#closed) return;
+      throw classify(error);
+    } finally {
+      await this.close();
+    }
+  }
+
+  /** Acknowledges an offset the pipeline made durable. */
+  commit(offset: JsonValue): void {
+    this.#committed++;
+    const position = parsePosition(offset);
+    if (position) this.#acked = maxLsn(this.#acked, position.lsn);
+    this.#sendStatus(false);
+  }
+
+  /** Ends the stream and connections; drops the slot when `slot.drop.on.stop` is set. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearInterval(this.#statusTimer);
+    this.#sendStatus(true);
+    const replication = this.#replication;
+    this.#replication = undefined;
+    try {
+      await replication?.close();
+    } catch (error) {
+      this.#logger.warn("Closing the replication connection failed: {error}", {
+        error: (error as Error).message,
+      });
+    }
+    const meta = this.#meta;
+    this.#meta = undefined;
+    if (meta) {
+      try {
+        if (this.#settings.dropSlotOnStop) {
+          await dropSlot(meta, this.#settings.slot);
+          this.#logger.info("Dropped replication slot {slot}", { slot: this.#settings.slot });
+        }
+      } catch (error) {
+        this.#logger.warn("Dropping slot {slot} failed: {error}", {
+          slot: this.#settings.slot,
+          error: (error as Error).message,
+        });
+      } finally {
+        await meta.end({ timeout: 1 });
+      }
+    }
+  }
+
+  async *#run(): AsyncGenerator<SourceBatch> {
+    const settings = this.#settings;
+    const logger = this.#logger;
+    const meta = this.#meta = connect(settings.url, {
+      max: 1,
+      applicationName: settings.applicationName,
+      connection: { ...TEXT_SETTINGS },
+    });
+    const [{ db }] = await meta<{ db: string }[]>`select current_database() as db`;
+    const events: EventOptions = { ...settings.events, database: db };
+    const catalog = new Tables(
+      meta,
+      new ValueDecoders(meta, settings.decimal, settings.time),
+      events,
+    );
+
+    await preparePublication(
+      meta,
+      settings.publication,
+      settings.autocreate,
+      settings.filter,
+      logger,
+    );
+    const slot = await inspectSlot(meta, settings.slot);
+    if (slot && slot.database !== db) {
+      throw new Error(
+        `Replication slot "${settings.slot}" belongs to database "${slot.database}", not "${db}"; choose another slot.name`,
+      );
+    }
+    if (slot && slot.plugin !== "pgoutput") {
+      throw new Error(
+        `Replication slot "${settings.slot}" uses plugin "${slot.plugin}"; postgres_cdc needs a pgoutput slot: drop it or choose another slot.name`,
+      );
+    }
+    const stored = this.#stored;
+    const mode = settings.snapshotMode;
+    if (mode === "initial_only" && stored) {
+      logger.info(
+        "The initial snapshot was taken already (snapshot.mode initial_only); nothing to do",
+      );
+      return;
+    }
+    const snapshot = mode === "initial" || mode === "initial_only"
+      ? !stored
+      : mode === "when_needed"
+      ? !stored || !slot
+      : false;
+
+    const replication = this.#replication = new ReplicationConnection(
+      settings.url,
+      settings.applicationName,
+    );
+    let start: bigint;
+    if (snapshot) {
+      if (slot) {
+        logger.info("Dropping slot {slot} to take a consistent snapshot", { slot: settings.slot });
+        await dropSlot(meta, settings.slot);
+      }
+      const created = await replication.createSlot(settings.slot, true);
+      logger.info("Created slot {slot} at {lsn}; taking a snapshot", {
+        slot: settings.slot,
+        lsn: formatLsn(created.consistentPoint),
+      });
+      const tables = await publishedTables(meta, settings.publication);
+      for await (
+        const records of readSnapshot({
+          url: settings.url,
+          applicationName: settings.applicationName,
+          snapshotName: created.snapshotName!,
+          consistentPoint: created.consistentPoint,
+          tables,
+          catalog,
+          events,
+          batchSize: settings.maxBatchSize,
+          logger,
+        })
+      ) {
+        yield { records };
+        if (this.#signal.aborted) return;
+      }
+      this.#reached = { lsn: created.consistentPoint, txId: null };
+      yield this.#batch([]);
+      if (mode === "initial_only") return;
+      start = created.consistentPoint;
+    } else {
+      if (!slot) {
+        if (stored) {
+          logger.warn(
+            "Replication slot {slot} is missing although an offset is stored; changes made since {lsn} may be lost (snapshot.mode when_needed would take a new snapshot)",
+            { slot: settings.slot, lsn: formatLsn(stored.lsn) },
+          );
+        }
+        const created = await replication.createSlot(settings.slot, false);
+        logger.info("Created slot {slot} at {lsn}", {
+          slot: settings.slot,
+          lsn: formatLsn(created.consistentPoint),
+        });
+        this.#reached = { lsn: stored?.lsn ?? created.consistentPoint, txId: stored?.txId ?? null };
+      } else {
+        this.#reached = stored
+          ? { lsn: stored.lsn, txId: stored.txId }
+          : { lsn: slot.confirmedFlush ?? 0n, txId: null };
+      }
+      start = stored?.lsn ?? 0n;
+    }
+    this.#acked = this.#reached.lsn;
+    this.#lastOffsetLsn = this.#reached.lsn;
+
+    const stream = this.#stream = await replication.start(
+      settings.slot,
+      settings.publication,
+      start,
+    );
+    logger.info("Streaming from slot {slot} at {lsn}", {
+      slot: settings.slot,
+      lsn: formatLsn(maxLsn(start, slot?.confirmedFlush ?? 0n)),
+    });
+    this.#statusTimer = setInterval(() => this.#sendStatus(true), settings.statusIntervalMs);
+    yield* this.#stream_(stream, catalog, events);
+  }
+
+  async *#stream_(
+    stream: ReplicationStream,
+    catalog: Tables,
+    events: EventOptions,
+  ): AsyncGenerator<SourceBatch> {
+    const settings = this.#settings;
+    const skipBefore = this.#stored?.lsn ?? 0n;
+    let partial = this.#stored?.partial;
+    let tx: Transaction | undefined;
+    let buffer: SluiceRecord[] = [];
+    let firstAt = 0;
+    let skipped = 0;
+    const heartbeat = settings.heartbeatIntervalMs;
+    let nextHeartbeat = heartbeat > 0 ? Date.now() + heartbeat : Infinity;
+
+    const handle = async (message: PgOutputMessage, walStart: bigint) => {
+      switch (message.type) {
+        case "begin":
+          tx = {
+            finalLsn: message.finalLsn,
+            xid: message.xid,
+            micros: message.commitTime + PG_EPOCH_MICROS,
+            changes: 0,
+            skipAll: message.finalLsn < skipBefore,
+            skipFirst: partial && partial.commitLsn === message.finalLsn ? partial.events : 0,
+          };
+          return;
+        case "commit":
+          if (tx && tx.skipFirst > 0) partial = undefined;
+          if (tx && (tx.skipAll || tx.skipFirst > 0)) {
+            skipped += tx.skipAll ? tx.changes : Math.min(tx.changes, tx.skipFirst);
+          }
+          this.#reached = { lsn: message.endLsn, txId: tx?.xid ?? null };
+          tx = undefined;
+          return;
+        case "relation":
+          await catalog.define(message.relation);
+          return;
+        case "insert":
+        case "update":
+        case "delete":
+        case "truncate": {
+          if (!tx) return;
+          tx.changes++;
+          if (tx.skipAll || tx.changes <= tx.skipFirst) return;
+          const position = {
+            commitLsn: tx.finalLsn,
+            lsn: walStart,
+            txId: tx.xid,
+            micros: tx.micros,
+            snapshot: "false",
+          };
+          const oids = message.type === "truncate" ? message.relationOids : [message.relationOid];
+          for (const oid of oids) {
+            const info = catalog.get(oid);
+            if (!info) throw new Error(`Change for relation ${oid} arrived before its description`);
+            if (!info.captured) continue;
+            const records = changeRecords(info, message, position, events);
+            if (records.length > 0 && buffer.length === 0) firstAt = Date.now();
+            for (const record of records) buffer.push(record);
+          }
+          this.#buffered = buffer.length;
+          return;
+        }
+      }
+    };
+
+    const offsetNow = (): JsonValue => {
+      const offset: Record<string, JsonValue> = {
+        lsn: formatLsn(this.#reached.lsn),
+        txId: this.#reached.txId,
+      };
+      if (tx) {
+        offset.partial = {
+          commitLsn: formatLsn(tx.finalLsn),
+          txId: tx.xid,
+          events: tx.changes,
+        };
+      }
+      return offset;
+    };
+
+    for (;;) {
+      if (this.#signal.aborted) return;
+      const bytes = stream.poll();
+      if (bytes) {
+        const frame = decodeFrame(bytes);
+        if (frame.kind === "xlog") await handle(frame.message, frame.walStart);
+        else if (frame.kind === "keepalive") {
+          if (!tx) {
+            this.#reached = {
+              lsn: maxLsn(this.#reached.lsn, frame.walEnd),
+              txId: this.#reached.txId,
+            };
+          }
+          this.#sendStatus(frame.replyRequested);
+        }
+        if (buffer.length >= settings.maxBatchSize) {
+          const batch = this.#batch(buffer, offsetNow());
+          buffer = [];
+          yield batch;
+        }
+        continue;
+      }
+      const now = Date.now();
+      if (buffer.length > 0 && now - firstAt >= settings.pollIntervalMs) {
+        const batch = this.#batch(buffer, offsetNow());
+        buffer = [];
+        yield batch;
+        continue;
+      }
+      if (stream.ended) {
+        throw new RetriableError(
+          `The replication stream of slot "${settings.slot}" ended${
+            stream.error ? `: ${stream.error.message}` : ""
+          }`,
+          { cause: stream.error },
+        );
+      }
+      if (now >= nextHeartbeat) {
+        nextHeartbeat = now + heartbeat;
+        if (skipped > 0) {
+          this.#logger.debug("Skipped {skipped} re-delivered changes", { skipped });
+          skipped = 0;
+        }
+        await this.#runHeartbeatQuery();
+        // Persist the position of an idle (or filtered) stream.
+        if (buffer.length === 0 && this.#idle() && this.#reached.lsn > this.#lastOffsetLsn) {
+          yield this.#batch([], offsetNow());
+        }
+        continue;
+      }
+      const until = Math.min(
+        buffer.length > 0 ? firstAt + settings.pollIntervalMs : Infinity,
+        nextHeartbeat,
+        now + 1000,
+      );
+      await stream.wait(until - now, this.#signal);
+    }
+  }
+
+  #batch(records: SluiceRecord[], offset?: JsonValue): SourceBatch {
+    const position = offset ?? {
+      lsn: formatLsn(this.#reached.lsn),
+      txId: this.#reached.txId,
+    };
+    this.#yielded++;
+    this.#buffered = 0;
+    this.#lastOffsetLsn = this.#reached.lsn;
+    return { records, offset: position };
+  }
+
+  /** Every yielded batch was committed and nothing waits in the buffer. */
+  #idle(): boolean {
+    return this.#yielded === this.#committed && this.#buffered === 0;
+  }
+
+  #sendStatus(force: boolean): void {
+    const stream = this.#stream;
+    if (!stream) return;
+    const flush = this.#idle() ? maxLsn(this.#acked, this.#reached.lsn) : this.#acked;
+    if (!force && flush <= this.#lastSentFlush) return;
+    this.#lastSentFlush = maxLsn(this.#lastSentFlush, flush);
+    stream.sendStatus(flush);
+  }
+
+  async #runHeartbeatQuery(): Promise<void> {
+    const query = this.#settings.heartbeatQuery;
+    if (!query || !this.#meta) return;
+    try {
+      await this.#meta.unsafe(query);
+    } catch (error) {
+      if (isConnectionError(error)) throw error;
+      this.#logger.warn("heartbeat.action.query failed: {error}", {
+        error: (error as Error).message,
+      });
+    }
+  }
+}
+
+/** Connection faults become RetriableError so the runtime restarts from the committed offset. */
+function classify(error: unknown): unknown {
+  if (error instanceof RetriableError) return error;
+  const code = (error as { code?: string })?.code;
+  // 55006: the slot is in use by another process (another worker owns it).
+  if (isConnectionError(error) || code === "55006" || code === "53300") {
+    return new RetriableError(
+      `PostgreSQL change capture interrupted: ${(error as Error).message}`,
+      { cause: error },
+    );
+  }
+  return error;
+}

@@ -1,0 +1,345 @@
+/**
+ * Builds Debezium change events from pgoutput messages and snapshot rows.
+ *
+ * - key: the primary-key columns (for a table without one, the columns of a
+ *   `REPLICA IDENTITY USING INDEX`; otherwise null);
+ * - value: `{ before, after, source, op, ts_ms }`; `before` is the old image
+ *   pgoutput sends (the key for REPLICA IDENTITY DEFAULT when the key
+ *   changed or on deletes, the whole row with FULL), else null;
+ * - unchanged TOAST columns are left out of `after`, so a sink never
+ *   overwrites their stored value;
+ * - an update that changes the key becomes a delete of the old key (plus a
+ *   tombstone) and a create of the new one, as Debezium does.
+ *
+ * @module
+ */
+import type { ChangeEvent, ChangeOp, ChangeSource, Row, SluiceRecord } from "../../core/record.ts";
+import { quoteIdent, type Sql } from "../../drivers/postgres.ts";
+import type { Decoder } from "../../drivers/pg_text.ts";
+import type { CaptureFilter } from "./_filters.ts";
+import { formatLsn } from "./_lsn.ts";
+import {
+  type PgOutputMessage,
+  type Relation,
+  type TupleValue,
+  UNCHANGED_TOAST,
+} from "./_pgoutput.ts";
+import type { ValueDecoders } from "./_values.ts";
+
+/** What every event of one pipeline shares. */
+export interface EventOptions {
+  /** `topic.prefix`: the logical server name, first part of every topic. */
+  readonly prefix: string;
+  /** The database name, for `source.db`. */
+  readonly database: string;
+  /** `source.version`. */
+  readonly version: string;
+  readonly tombstones: boolean;
+  /** Operations not emitted (`skipped.operations`). */
+  readonly skipped: ReadonlySet<ChangeOp>;
+  readonly filter: CaptureFilter;
+}
+
+/** Where a change sits in the log. */
+export interface ChangePosition {
+  /** LSN of the commit of the change's transaction (snapshot: the consistent point). */
+  readonly commitLsn: bigint;
+  /** LSN of the change itself (snapshot: the consistent point). */
+  readonly lsn: bigint;
+  readonly txId: number | null;
+  /** Commit time (snapshot: read time), microseconds since the Unix epoch. */
+  readonly micros: bigint;
+  /** `source.snapshot`: "false" while streaming. */
+  readonly snapshot: string;
+}
+
+/** One captured column. */
+export interface Field {
+  /** Position in the relation's tuples. */
+  readonly index: number;
+  readonly name: string;
+  readonly decode: Decoder;
+}
+
+/** A relation as the events need it. */
+export interface TableInfo {
+  readonly relation: Relation;
+  readonly captured: boolean;
+  readonly topic: string;
+  /** The captured columns, in table order. */
+  readonly fields: readonly Field[];
+  /** Indexes (into the relation's columns) of the key columns; empty: no key. */
+  readonly keyIndexes: readonly number[];
+  /** Indexes of the replica identity columns (what a `K` old tuple carries). */
+  readonly identityIndexes: readonly number[];
+}
+
+/** The relations seen so far, refreshed by every Relation message. */
+export class Tables {
+  readonly #sql: Sql;
+  readonly #decoders: ValueDecoders;
+  readonly #options: EventOptions;
+  readonly #tables = new Map<number, TableInfo>();
+
+  constructor(sql: Sql, decoders: ValueDecoders, options: EventOptions) {
+    this.#sql = sql;
+    this.#decoders = decoders;
+    this.#options = options;
+  }
+
+  get(oid: number): TableInfo | undefined {
+    return this.#tables.get(oid);
+  }
+
+  /** Records a relation's (possibly new) shape; looks up its key and decoders when captured. */
+  async define(relation: Relation): Promise<TableInfo> {
+    const { filter, prefix } = this.#options;
+    const captured = filter.table(relation.schema, relation.table);
+    const topic = `${prefix}.${relation.schema}.${relation.table}`;
+    const identityIndexes = relation.columns.flatMap((c, i) => c.identity ? [i] : []);
+    let info: TableInfo;
+    if (!captured) {
+      info = { relation, captured, topic, fields: [], keyIndexes: [], identityIndexes };
+    } else {
+      const kept = relation.columns.flatMap((column, index) =>
+        filter.column(relation.schema, relation.table, column.name) ? [{ column, index }] : []
+      );
+      const decoders = await this.#decoders.for(kept.map((k) => k.column));
+      const fields = kept.map((k, i) => ({
+        index: k.index,
+        name: k.column.name,
+        decode: decoders[i],
+      }));
+      const keyNames = await this.#keyColumns(relation);
+      const keyIndexes = keyNames.map((name) => relation.columns.findIndex((c) => c.name === name))
+        .filter((index) => index >= 0);
+      info = { relation, captured, topic, fields, keyIndexes, identityIndexes };
+    }
+    this.#tables.set(relation.oid, info);
+    return info;
+  }
+
+  /** The primary key; else the replica identity index's columns; else none. */
+  async #keyColumns(relation: Relation): Promise<string[]> {
+    const rows = await this.#sql<{ name: string }[]>`
+      select a.attname as name
+      from pg_index i
+      join lateral unnest(i.indkey) with ordinality as k(attnum, position) on true
+      join pg_attribute a on a.attrelid = i.indrelid and a.attnum = k.attnum
+      where i.indrelid = ${relation.oid} and i.indisprimary
+      order by k.position`;
+    if (rows.length > 0) return rows.map((row) => row.name);
+    if (relation.replicaIdentity === "i") {
+      return relation.columns.filter((c) => c.identity).map((c) => c.name);
+    }
+    return [];
+  }
+
+  /** A relation description from the catalog, for the snapshot (same shape as pgoutput's). */
+  async describe(oid: number): Promise<Relation> {
+    const rows = await this.#sql<
+      {
+        schema: string;
+        table: string;
+        identity: string;
+        name: string;
+        type_oid: number;
+        type_modifier: number;
+      }[]
+    >`
+      select n.nspname as schema, c.relname as table, c.relreplident as identity,
+             a.attname as name, a.atttypid::int as type_oid, a.atttypmod as type_modifier
+      from pg_class c
+      join pg_namespace n on n.oid = c.relnamespace
+      join pg_attribute a on a.attrelid = c.oid
+      where c.oid = ${oid} and a.attnum > 0 and not a.attisdropped and a.attgenerated = ''
+      order by a.attnum`;
+    if (rows.length === 0) throw new Error(`Table with oid ${oid} has no columns or is gone`);
+    return {
+      oid,
+      schema: rows[0].schema,
+      table: rows[0].table,
+      replicaIdentity: rows[0].identity,
+      columns: rows.map((row) => ({
+        name: row.name,
+        typeOid: row.type_oid,
+        typeModifier: row.type_modifier,
+        identity: false,
+      })),
+    };
+  }
+
+  /** The `SELECT` the snapshot copies: the captured columns of the table. */
+  static snapshotQuery(info: TableInfo): string {
+    const columns = info.fields.map((f) => quoteIdent(f.name)).join(", ");
+    const table = `${quoteIdent(info.relation.schema)}.${quoteIdent(info.relation.table)}`;
+    return `select ${columns || "null"} from ${table}`;
+  }
+}
+
+/** Builds the records of one change message (none when filtered out). */
+export function changeRecords(
+  info: TableInfo,
+  message: PgOutputMessage,
+  position: ChangePosition,
+  options: EventOptions,
+): SluiceRecord[] {
+  const records: SluiceRecord[] = [];
+  const emit = (
+    op: ChangeOp,
+    key: Row | null,
+    before: Row | null,
+    after: Row | null,
+  ) => {
+    if (options.skipped.has(op)) return;
+    records.push(eventRecord(info, op, key, before, after, position, options));
+    if (op === "d" && options.tombstones) {
+      records.push({
+        topic: info.topic,
+        key,
+        value: null,
+        timestamp: Number(position.micros / 1000n),
+      });
+    }
+  };
+  switch (message.type) {
+    case "insert": {
+      const after = rowOf(info, message.tuple);
+      emit("c", keyOf(info, message.tuple), null, after);
+      break;
+    }
+    case "update": {
+      const after = rowOf(info, message.tuple);
+      const newKey = keyOf(info, message.tuple);
+      if (message.oldTuple) {
+        const before = message.oldKind === "K"
+          ? identityRow(info, message.oldTuple)
+          : rowOf(info, message.oldTuple);
+        const oldKey = keyOf(info, message.oldTuple);
+        if (keyChanged(info, message.oldTuple, message.tuple)) {
+          emit("d", oldKey, before, null);
+          emit("c", newKey, null, after);
+        } else emit("u", newKey, before, after);
+      } else emit("u", newKey, null, after);
+      break;
+    }
+    case "delete": {
+      const before = message.oldKind === "K"
+        ? identityRow(info, message.oldTuple)
+        : rowOf(info, message.oldTuple);
+      emit("d", keyOf(info, message.oldTuple), before, null);
+      break;
+    }
+    case "truncate":
+      emit("t", null, null, null);
+      break;
+  }
+  return records;
+}
+
+/** A snapshot (`op: "r"`) record of one row read by COPY. */
+export function readRecord(
+  info: TableInfo,
+  row: Row,
+  position: ChangePosition,
+  options: EventOptions,
+): SluiceRecord {
+  let key: Row | null = null;
+  if (info.keyIndexes.length > 0) {
+    key = {};
+    for (const index of info.keyIndexes) {
+      const name = info.relation.columns[index].name;
+      key[name] = row[name];
+    }
+  }
+  return eventRecord(info, "r", key, null, row, position, options);
+}
+
+function eventRecord(
+  info: TableInfo,
+  op: ChangeOp,
+  key: Row | null,
+  before: Row | null,
+  after: Row | null,
+  position: ChangePosition,
+  options: EventOptions,
+): SluiceRecord {
+  const tsMs = Number(position.micros / 1000n);
+  const source: ChangeSource = {
+    version: options.version,
+    connector: "postgresql",
+    name: options.prefix,
+    ts_ms: tsMs,
+    snapshot: position.snapshot,
+    db: options.database,
+    // Debezium's ordering hint, as decimal LSN strings: [commit LSN of the
+    // change's transaction, LSN of the change]. Sinks order events by it.
+    sequence: `["${position.commitLsn}","${position.lsn}"]`,
+    ts_us: Number(position.micros),
+    schema: info.relation.schema,
+    table: info.relation.table,
+    txId: position.txId,
+    lsn: Number(position.lsn),
+    xmin: null,
+  };
+  const now = Date.now();
+  const value: ChangeEvent = { before, after, source, op, ts_ms: now, ts_us: now * 1000 };
+  return {
+    topic: info.topic,
+    key,
+    value,
+    timestamp: tsMs,
+    origin: { lsn: formatLsn(position.lsn), commitLsn: formatLsn(position.commitLsn) },
+  };
+}
+
+/** The captured columns of a tuple; unchanged TOAST values are left out. */
+function rowOf(info: TableInfo, tuple: readonly TupleValue[]): Row {
+  const row: Row = {};
+  for (const field of info.fields) {
+    const value = tuple[field.index];
+    if (value === UNCHANGED_TOAST || value === undefined) continue;
+    row[field.name] = value === null ? null : field.decode(value);
+  }
+  return row;
+}
+
+/** The replica identity columns of a `K` old tuple (the others are sent as nulls). */
+function identityRow(info: TableInfo, tuple: readonly TupleValue[]): Row {
+  const row: Row = {};
+  for (const field of info.fields) {
+    if (!info.identityIndexes.includes(field.index)) continue;
+    const value = tuple[field.index];
+    if (value === UNCHANGED_TOAST || value === undefined) continue;
+    row[field.name] = value === null ? null : field.decode(value);
+  }
+  return row;
+}
+
+function keyOf(info: TableInfo, tuple: readonly TupleValue[]): Row | null {
+  if (info.keyIndexes.length === 0) return null;
+  const key: Row = {};
+  for (const index of info.keyIndexes) {
+    const value = tuple[index];
+    const field = info.fields.find((f) => f.index === index);
+    const name = info.relation.columns[index].name;
+    key[name] = value === null || value === undefined || value === UNCHANGED_TOAST
+      ? null
+      : field
+      ? field.decode(value)
+      : value;
+  }
+  return key;
+}
+
+function keyChanged(
+  info: TableInfo,
+  before: readonly TupleValue[],
+  after: readonly TupleValue[],
+): boolean {
+  if (info.keyIndexes.length === 0) return false;
+  return info.keyIndexes.some((index) =>
+    after[index] !== UNCHANGED_TOAST && before[index] !== UNCHANGED_TOAST &&
+    before[index] !== after[index]
+  );
+}

@@ -1,0 +1,269 @@
+/**
+ * `postgres_cdc`: captures row changes from PostgreSQL's write-ahead log
+ * through a logical replication slot with the built-in `pgoutput` plugin,
+ * and emits Debezium change events (`op` c, u, d, r, t). Debezium's
+ * PostgreSQL connector class name is accepted as an alias, and its property
+ * names are used where they exist.
+ *
+ * - Publication and slot are created when missing (`publication.autocreate.mode`).
+ * - `snapshot.mode` initial | initial_only | when_needed take a consistent
+ *   snapshot (an exported snapshot of the new slot), then stream from the
+ *   slot's consistent point: nothing lost or doubled in between.
+ * - An LSN is confirmed to PostgreSQL only after the sink made everything up
+ *   to it durable; on restart, changes re-delivered by the slot are skipped.
+ *   Offsets are `{ "lsn": "0/16B3748", "txId": 745 }` (see `_capture.ts`).
+ * - Connection faults raise a retriable error: the runtime restarts the
+ *   stream from the committed offset, with backoff.
+ *
+ * Values: see `_values.ts`. With the defaults (`decimal.handling.mode`
+ * precise, `time.precision.mode` isostring) every value survives PostgreSQL →
+ * PostgreSQL unchanged. Unchanged TOAST columns are left out of `after`.
+ *
+ * Differences from Debezium worth knowing: truncates are emitted by default
+ * (`skipped.operations` defaults to `none`, Debezium's to `t`);
+ * `time.precision.mode` defaults to `isostring` (PostgreSQL's own text,
+ * lossless) rather than `adaptive`; heartbeats persist the position (an
+ * offset-only batch) instead of writing to a heartbeat topic; `source.sequence`
+ * is `["<commit LSN of the transaction>","<LSN of the change>"]`.
+ *
+ * ```json
+ * { "name": "warehouse-to-citizen-connector",
+ *   "config": {
+ *     "connector.class": "io.debezium.connector.postgresql.PostgresConnector",
+ *     "database.hostname": "${env:WAREHOUSE_HOST}",
+ *     "database.port": "5432",
+ *     "database.user": "${env:WAREHOUSE_USER}",
+ *     "database.password": "${env:WAREHOUSE_PASSWORD}",
+ *     "database.dbname": "smart_warehouse",
+ *     "topic.prefix": "warehouse-cdc",
+ *     "table.include.list": "public.golden_records,public.profile_360,eligibility.eligibility_snapshots,decision.applications",
+ *     "slot.name": "warehouse_citizen_slot",
+ *     "publication.name": "warehouse_citizen_publication",
+ *     "publication.autocreate.mode": "filtered",
+ *     "plugin.name": "pgoutput",
+ *     "snapshot.mode": "initial",
+ *     "heartbeat.interval.ms": "10000",
+ *     "sink.class": "postgres",
+ *     "sink.connection.url": "${env:CITIZEN_URL}",
+ *     "sink.table.name.format": "${topic}" } }
+ * ```
+ *
+ * @module
+ */
+import { z } from "zod";
+import { boolean, integer, list, positiveInteger } from "../../core/options.ts";
+import { defineSource } from "../../core/plugin.ts";
+import type { ChangeOp } from "../../core/record.ts";
+import { checkConnection, connectionOptions, connectionUrl } from "../../drivers/postgres.ts";
+import { Capture } from "./_capture.ts";
+import { CaptureFilter, compilePatterns } from "./_filters.ts";
+
+/** `source.version` of the events. */
+export const VERSION = "sluice-0.1.0";
+
+const SNAPSHOT_MODES = {
+  initial: "initial",
+  initial_only: "initial_only",
+  when_needed: "when_needed",
+  never: "never",
+  no_data: "never",
+} as const;
+
+const OPERATIONS = ["c", "u", "d", "t", "none"] as const;
+
+const schema = z.strictObject({
+  ...connectionOptions,
+  "topic.prefix": z.string().min(1).optional().describe(
+    "Logical name of the source server: events go to topics <topic.prefix>.<schema>.<table>.",
+  ),
+  "database.server.name": z.string().optional().describe(
+    "Deprecated (Debezium 1.x): used as topic.prefix when that is not set; ignored otherwise.",
+  ),
+  "plugin.name": z.string().default("pgoutput").describe(
+    "Logical decoding plugin; only pgoutput (built into PostgreSQL 10+) is supported.",
+  ),
+  "slot.name": z.string().regex(/^[a-z0-9_]{1,63}$/, {
+    error: "must be 1 to 63 lower-case letters, digits or underscores",
+  }).default("sluice").describe("Logical replication slot to create or reuse."),
+  "slot.drop.on.stop": boolean().default(false).describe(
+    "Drop the slot when the pipeline stops (tests and one-off runs; the position is lost).",
+  ),
+  "publication.name": z.string().min(1).default("sluice_publication").describe(
+    "Publication the slot streams.",
+  ),
+  "publication.autocreate.mode": z.enum(["all_tables", "filtered", "disabled"]).default(
+    "all_tables",
+  ).describe(
+    "all_tables: create the publication FOR ALL TABLES when missing. filtered: create or alter it FOR TABLE the captured tables. disabled: it must exist.",
+  ),
+  "snapshot.mode": z.enum(Object.keys(SNAPSHOT_MODES) as [keyof typeof SNAPSHOT_MODES])
+    .default("initial").transform((mode) => SNAPSHOT_MODES[mode]).describe(
+      "initial: snapshot the captured tables when no offset is stored, then stream. initial_only: snapshot, then stop. when_needed: snapshot when no offset is stored or the slot is gone. never (alias no_data): stream only.",
+    ),
+  "schema.include.list": list().optional().describe(
+    "Regular expressions matching the schemas to capture (whole name, case-insensitive).",
+  ),
+  "schema.exclude.list": list().optional().describe(
+    "Regular expressions matching schemas not to capture.",
+  ),
+  "table.include.list": list().optional().describe(
+    "Regular expressions matching schema.table of the tables to capture (whole name, case-insensitive).",
+  ),
+  "table.exclude.list": list().optional().describe(
+    "Regular expressions matching schema.table of tables not to capture.",
+  ),
+  "column.include.list": list().optional().describe(
+    "Regular expressions matching schema.table.column of the columns events carry.",
+  ),
+  "column.exclude.list": list().optional().describe(
+    "Regular expressions matching schema.table.column of columns left out of events.",
+  ),
+  "tombstones.on.delete": boolean().default(true).describe(
+    "Follow each delete event with a tombstone (same key, null value) for Kafka log compaction.",
+  ),
+  "skipped.operations": list().default(["none"]).describe(
+    'Operations not emitted: a list of c, u, d, t, or "none".',
+  ),
+  "heartbeat.interval.ms": integer().pipe(z.number().min(0)).default(0).describe(
+    "Every so many ms: run heartbeat.action.query and persist the position of an idle stream, so an idle or filtered slot does not hold WAL. 0: off.",
+  ),
+  "heartbeat.action.query": z.string().optional().describe(
+    "SQL run on the source at every heartbeat, e.g. an update of a heartbeat table, so a quiet captured database still moves the slot.",
+  ),
+  "max.batch.size": positiveInteger().default(2048).describe(
+    "Most events per batch handed to the pipeline.",
+  ),
+  "poll.interval.ms": integer().pipe(z.number().min(0)).default(100).describe(
+    "How long a partly filled batch may wait for more events before it is handed over (ms); bounds the added latency.",
+  ),
+  "status.update.interval.ms": positiveInteger().default(10000).describe(
+    "How often the acknowledged position is sent to PostgreSQL even when nothing changed (ms).",
+  ),
+  "decimal.handling.mode": z.enum(["precise", "string", "double"]).default("precise").describe(
+    'numeric values: precise and string keep PostgreSQL\'s exact decimal text ("1234.5600", "NaN"; JSON has no decimal type); double converts to a JavaScript number (may round).',
+  ),
+  "time.precision.mode": z.enum(["isostring", "adaptive", "adaptive_time_microseconds", "connect"])
+    .default("isostring").describe(
+      "isostring: dates and times stay PostgreSQL's ISO text (lossless, microseconds kept). adaptive: Debezium's encodings: date as days since 1970, time/timestamp as ms or µs by column precision, timestamptz/timetz as ISO strings in UTC. adaptive_time_microseconds: time always in µs. connect: ms (drops microseconds).",
+    ),
+}).superRefine((config, context) => {
+  checkConnection(config, context);
+  const issue = (path: string, message: string, input?: unknown) =>
+    context.addIssue({ code: "custom", path: [path], message, input });
+  if (config["plugin.name"] !== "pgoutput") {
+    issue(
+      "plugin.name",
+      `only "pgoutput" is supported (built into PostgreSQL 10 and later): current value is "${
+        config["plugin.name"]
+      }"`,
+    );
+  }
+  if (!config["topic.prefix"] && !config["database.server.name"]) {
+    issue("topic.prefix", "is required: it names the topics <topic.prefix>.<schema>.<table>");
+  }
+  for (
+    const [include, exclude] of [
+      ["table.include.list", "table.exclude.list"],
+      ["schema.include.list", "schema.exclude.list"],
+      ["column.include.list", "column.exclude.list"],
+    ] as const
+  ) {
+    if (config[include]?.length && config[exclude]?.length) {
+      issue(exclude, `cannot be combined with ${include}; give one of them`);
+    }
+  }
+  for (
+    const key of [
+      "schema.include.list",
+      "schema.exclude.list",
+      "table.include.list",
+      "table.exclude.list",
+      "column.include.list",
+      "column.exclude.list",
+    ] as const
+  ) {
+    for (const pattern of config[key] ?? []) {
+      try {
+        compilePatterns([pattern]);
+      } catch (error) {
+        issue(key, `holds an invalid regular expression "${pattern}": ${(error as Error).message}`);
+      }
+    }
+  }
+  const operations = config["skipped.operations"];
+  for (const op of operations) {
+    if (!(OPERATIONS as readonly string[]).includes(op)) {
+      issue(
+        "skipped.operations",
+        `must list operations among c, u, d, t (or "none"): current value is "${
+          operations.join(",")
+        }"`,
+      );
+      break;
+    }
+  }
+  if (config["heartbeat.action.query"] && config["heartbeat.interval.ms"] === 0) {
+    issue(
+      "heartbeat.action.query",
+      "runs only with heartbeat.interval.ms greater than 0",
+    );
+  }
+});
+
+export default defineSource({
+  name: "postgres_cdc",
+  aliases: ["io.debezium.connector.postgresql.PostgresConnector"],
+  mode: "stream",
+  summary:
+    "Streams row changes from a PostgreSQL logical replication slot (pgoutput) as Debezium change events.",
+  config: schema,
+  create(config, context) {
+    if (config["database.server.name"]) {
+      context.logger.warn(
+        config["topic.prefix"]
+          ? "database.server.name is deprecated and ignored: topic.prefix {prefix} names the topics"
+          : "database.server.name is deprecated: use topic.prefix (taking {prefix} from it)",
+        { prefix: config["topic.prefix"] ?? config["database.server.name"] },
+      );
+    }
+    const prefix = config["topic.prefix"] ?? config["database.server.name"]!;
+    const skipped = new Set(
+      config["skipped.operations"].filter((op) => op !== "none") as ChangeOp[],
+    );
+    const filter = new CaptureFilter(config);
+    const capture = new Capture(
+      {
+        url: connectionUrl(config),
+        applicationName: `sluice:${context.pipeline}`,
+        slot: config["slot.name"],
+        dropSlotOnStop: config["slot.drop.on.stop"],
+        publication: config["publication.name"],
+        autocreate: config["publication.autocreate.mode"],
+        snapshotMode: config["snapshot.mode"],
+        maxBatchSize: config["max.batch.size"],
+        pollIntervalMs: config["poll.interval.ms"],
+        statusIntervalMs: config["status.update.interval.ms"],
+        heartbeatIntervalMs: config["heartbeat.interval.ms"],
+        heartbeatQuery: config["heartbeat.action.query"],
+        decimal: config["decimal.handling.mode"],
+        time: config["time.precision.mode"],
+        filter,
+        events: {
+          prefix,
+          version: VERSION,
+          tombstones: config["tombstones.on.delete"],
+          skipped,
+          filter,
+        },
+      },
+      context.offset,
+      context.logger,
+      context.signal,
+    );
+    return {
+      read: () => capture.read(),
+      commit: (offset) => capture.commit(offset),
+      close: () => capture.close(),
+    };
+  },
+});

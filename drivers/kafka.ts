@@ -1,0 +1,752 @@
+/**
+ * The one module that talks to Kafka. It wraps `@platformatic/kafka` (chosen
+ * over kafkajs after `bench/kafka_clients_bench.ts`: faster, maintained,
+ * heartbeats that do not depend on the processing loop) behind three small
+ * classes, so the client could be swapped without touching the plugins:
+ *
+ * - {@linkcode KafkaProducer}: acks=all, idempotent by default, a whole batch
+ *   per call (split into requests the broker accepts), keyed messages on the
+ *   partition Java's default partitioner picks ({@linkcode partitionForKey}).
+ * - {@linkcode KafkaConsumer}: a consumer group with manual, monotonic commits
+ *   limited to the partitions it owns; pulls at most `maxPollRecords` at a time
+ *   and stops fetching while nobody pulls (backpressure); follows topics that
+ *   appear later (missing topics, `topics.regex`).
+ * - {@linkcode KafkaAdmin}: create a topic with a partition count, list topics.
+ *
+ * Errors are classified by {@linkcode isPermanentKafkaError}: everything else
+ * (broker down, leader moved, timeouts) is worth retrying.
+ *
+ * @module
+ */
+import { Buffer } from "node:buffer";
+import {
+  Admin,
+  Consumer,
+  type Message,
+  type MessagesStream,
+  Producer,
+  type ProducerOptions,
+} from "@platformatic/kafka";
+import type { Logger } from "@logtape/logtape";
+
+/** Connection settings shared by every client. */
+export interface KafkaClientOptions {
+  /** `host:port` pairs, as a list or one comma-separated string. */
+  readonly bootstrapServers: string | readonly string[];
+  readonly clientId: string;
+  /** Timeout of one request to the broker, in ms. */
+  readonly requestTimeoutMs?: number;
+}
+
+/** Splits `bootstrap.servers` ("a:9092,b:9092", optionally `PLAINTEXT://a:9092`) into addresses. */
+export function parseBootstrapServers(servers: string | readonly string[]): string[] {
+  const list = typeof servers === "string" ? servers.split(",") : [...servers];
+  return list.map((server) => server.trim().replace(/^[A-Za-z_]+:\/\//, ""))
+    .filter((server) => server.length > 0);
+}
+
+function baseOptions(options: KafkaClientOptions) {
+  const timeout = options.requestTimeoutMs ?? 30_000;
+  return {
+    clientId: options.clientId,
+    bootstrapBrokers: parseBootstrapServers(options.bootstrapServers),
+    // `timeout` is what the broker may take (produce acks); `requestTimeout`
+    // is how long the client waits for any answer before giving up.
+    timeout,
+    requestTimeout: timeout,
+    connectTimeout: Math.min(timeout, 10_000),
+  };
+}
+
+// ---------------------------------------------------------------------------
+// Partitioning
+
+/**
+ * Kafka's murmur2 (`org.apache.kafka.common.utils.Utils.murmur2`), as a
+ * signed 32-bit integer.
+ */
+export function murmur2(data: Uint8Array): number {
+  const m = 0x5bd1e995;
+  const length = data.length;
+  let h = 0x9747b28c ^ length;
+  const length4 = length & ~3;
+  for (let i = 0; i < length4; i += 4) {
+    let k = data[i] | (data[i + 1] << 8) | (data[i + 2] << 16) | (data[i + 3] << 24);
+    k = Math.imul(k, m);
+    k ^= k >>> 24;
+    k = Math.imul(k, m);
+    h = Math.imul(h, m) ^ k;
+  }
+  switch (length & 3) {
+    case 3:
+      h ^= data[length4 + 2] << 16;
+    // falls through
+    case 2:
+      h ^= data[length4 + 1] << 8;
+    // falls through
+    case 1:
+      h ^= data[length4];
+      h = Math.imul(h, m);
+  }
+  h ^= h >>> 13;
+  h = Math.imul(h, m);
+  h ^= h >>> 15;
+  return h | 0;
+}
+
+/**
+ * The partition the Java producer's default partitioner chooses for a key
+ * (`BuiltInPartitioner.partitionForKey`: `(murmur2(key) & 0x7fffffff) % n`).
+ * (`@platformatic/kafka`'s own default uses `>>> 0`, which differs whenever
+ * the hash is negative and `n` is not a power of two.)
+ */
+export function partitionForKey(key: Uint8Array, partitions: number): number {
+  return (murmur2(key) & 0x7fffffff) % partitions;
+}
+
+// ---------------------------------------------------------------------------
+// Errors
+
+/** Kafka error codes that no amount of retrying fixes. */
+const PERMANENT_API_ERRORS = new Set([
+  "MESSAGE_TOO_LARGE",
+  "RECORD_LIST_TOO_LARGE",
+  "INVALID_TOPIC_EXCEPTION",
+  "INVALID_RECORD",
+  "INVALID_REQUIRED_ACKS",
+  "TOPIC_AUTHORIZATION_FAILED",
+  "GROUP_AUTHORIZATION_FAILED",
+  "CLUSTER_AUTHORIZATION_FAILED",
+  "TRANSACTIONAL_ID_AUTHORIZATION_FAILED",
+  "SASL_AUTHENTICATION_FAILED",
+  "UNSUPPORTED_VERSION",
+  "UNSUPPORTED_COMPRESSION_TYPE",
+  "INVALID_PARTITIONS",
+  "INVALID_REPLICATION_FACTOR",
+  "POLICY_VIOLATION",
+  "INVALID_CONFIG",
+]);
+const PERMANENT_CLIENT_ERRORS = new Set([
+  "PLT_KFK_AUTHENTICATION",
+  "PLT_KFK_UNSUPPORTED_API",
+  "PLT_KFK_UNSUPPORTED_COMPRESSION",
+  "PLT_KFK_UNSUPPORTED",
+]);
+
+/** Every error in `error`'s tree: itself, its `cause`s and aggregated `errors`. */
+function* errorTree(error: unknown, depth = 0): Generator<Record<string, unknown>> {
+  if (depth > 8 || typeof error !== "object" || error === null) return;
+  const node = error as Record<string, unknown>;
+  yield node;
+  if (Array.isArray(node.errors)) {
+    for (const inner of node.errors) yield* errorTree(inner, depth + 1);
+  }
+  if (node.cause !== undefined) yield* errorTree(node.cause, depth + 1);
+}
+
+/**
+ * True when a Kafka error cannot go away by itself (authorization, a message
+ * too large, an invalid topic name, an unsupported feature). Connection
+ * losses, timeouts, leader changes and rebalances are not permanent.
+ */
+export function isPermanentKafkaError(error: unknown): boolean {
+  for (const node of errorTree(error)) {
+    if (typeof node.apiId === "string" && PERMANENT_API_ERRORS.has(node.apiId)) return true;
+    if (typeof node.code === "string" && PERMANENT_CLIENT_ERRORS.has(node.code)) return true;
+  }
+  return false;
+}
+
+/** True when `error` carries the Kafka error code `apiId` (e.g. `TOPIC_ALREADY_EXISTS`). */
+export function hasKafkaErrorCode(error: unknown, apiId: string): boolean {
+  for (const node of errorTree(error)) if (node.apiId === apiId) return true;
+  return false;
+}
+
+/** The most telling message in a Kafka error tree, for logs and error messages. */
+export function kafkaErrorMessage(error: unknown): string {
+  const messages: string[] = [];
+  for (const node of errorTree(error)) {
+    const message = typeof node.message === "string" ? node.message : undefined;
+    const detail = typeof node.apiId === "string" ? `${node.apiId}: ${message}` : message;
+    if (detail && !messages.includes(detail)) messages.push(detail);
+  }
+  return messages.length > 0 ? messages.join("; ") : String(error);
+}
+
+// ---------------------------------------------------------------------------
+// Topic names
+
+const TOPIC_NAME = /^[A-Za-z0-9._-]{1,249}$/;
+
+/** Why `topic` is not a legal Kafka topic name, or undefined when it is. */
+export function invalidTopicReason(topic: string): string | undefined {
+  if (topic === "." || topic === "..") return `"${topic}" is not allowed as a topic name`;
+  if (!TOPIC_NAME.test(topic)) {
+    return `topic names are 1 to 249 characters of [A-Za-z0-9._-]: current value is ${
+      JSON.stringify(topic)
+    }`;
+  }
+  return undefined;
+}
+
+// ---------------------------------------------------------------------------
+// Admin
+
+/** How to create a topic; -1 means the broker's default. */
+export interface TopicSettings {
+  readonly partitions: number;
+  readonly replicationFactor: number;
+}
+
+/** Creates and lists topics. */
+export class KafkaAdmin {
+  readonly #admin: Admin;
+
+  constructor(options: KafkaClientOptions) {
+    this.#admin = new Admin(baseOptions(options));
+  }
+
+  /** Creates `topic` unless it exists. Returns true when this call created it. */
+  async createTopic(topic: string, settings: TopicSettings): Promise<boolean> {
+    try {
+      await this.#admin.createTopics({
+        topics: [topic],
+        partitions: settings.partitions,
+        replicas: settings.replicationFactor,
+      });
+      return true;
+    } catch (error) {
+      if (hasKafkaErrorCode(error, "TOPIC_ALREADY_EXISTS")) return false;
+      throw error;
+    }
+  }
+
+  /** Topic names in the cluster, without internal topics. */
+  async listTopics(): Promise<string[]> {
+    return await this.#admin.listTopics();
+  }
+
+  /** Partition count and topic id of each existing topic among `topics`. */
+  async describeTopics(
+    topics: readonly string[],
+  ): Promise<Map<string, { id: string; partitions: number }>> {
+    const result = new Map<string, { id: string; partitions: number }>();
+    if (topics.length === 0) return result;
+    const metadata = await this.#admin.metadata({ topics: [...topics], forceUpdate: true });
+    for (const [name, topic] of metadata.topics) {
+      result.set(name, { id: topic.id, partitions: topic.partitionsCount });
+    }
+    return result;
+  }
+
+  async close(): Promise<void> {
+    await this.#admin.close();
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Producer
+
+/** A header value: text (UTF-8) or raw bytes. */
+export type HeaderValue = string | Uint8Array;
+
+/** One message to produce. A null value is a tombstone. */
+export interface OutgoingMessage {
+  readonly topic: string;
+  readonly key: Uint8Array | null;
+  readonly value: Uint8Array | null;
+  /** Header name/value pairs; a name may repeat. */
+  readonly headers?: readonly (readonly [string, HeaderValue])[];
+  /** Milliseconds since the epoch; the broker's time when omitted. */
+  readonly timestamp?: number;
+}
+
+/** Producer settings. */
+export interface ProducerSettings extends KafkaClientOptions {
+  /** Exactly-once per partition within a producer session (needs acks=all). Default true. */
+  readonly idempotent?: boolean;
+  readonly compression?: "none" | "gzip" | "snappy" | "lz4" | "zstd";
+  /** Upper bound of one produce request in bytes; a batch larger than this is split. */
+  readonly maxRequestBytes?: number;
+}
+
+/** Bytes a message takes in a record batch, roughly (record overhead included). */
+export function messageSize(message: OutgoingMessage): number {
+  let size = 24 + (message.key?.length ?? 0) + (message.value?.length ?? 0);
+  for (const [name, value] of message.headers ?? []) {
+    size += 8 + name.length * 3 + (typeof value === "string" ? value.length * 3 : value.length);
+  }
+  return size;
+}
+
+function toBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+/**
+ * Produces with acks=all. `send` resolves once the broker acknowledged every
+ * message of the call. After a failed send the client is rebuilt, so an
+ * idempotent producer never continues with sequence numbers the broker may
+ * not have seen.
+ */
+export class KafkaProducer {
+  readonly #settings: ProducerSettings;
+  #producer: Producer | undefined;
+  #roundRobin = 0;
+
+  constructor(settings: ProducerSettings) {
+    this.#settings = settings;
+  }
+
+  #client(): Producer {
+    if (this.#producer) return this.#producer;
+    const idempotent = this.#settings.idempotent ?? true;
+    const options: ProducerOptions<Buffer, Buffer, Buffer, Buffer> = {
+      ...baseOptions(this.#settings),
+      idempotent,
+      acks: -1,
+      compression: this.#settings.compression ?? "none",
+      // The returned number is reduced modulo the partition count by the client.
+      partitioner: (_message, key) =>
+        key ? murmur2(key) & 0x7fffffff : (this.#roundRobin = (this.#roundRobin + 1) & 0x7fffffff),
+      retries: 3,
+      retryDelay: 250,
+    };
+    this.#producer = new Producer(options);
+    return this.#producer;
+  }
+
+  /** Sends `messages` and resolves once all are acknowledged by all in-sync replicas. */
+  async send(messages: readonly OutgoingMessage[]): Promise<void> {
+    const limit = this.#settings.maxRequestBytes ?? 1_000_000;
+    let chunk: OutgoingMessage[] = [];
+    let bytes = 0;
+    for (const message of messages) {
+      const size = messageSize(message);
+      if (chunk.length > 0 && bytes + size > limit) {
+        await this.#sendChunk(chunk);
+        chunk = [];
+        bytes = 0;
+      }
+      chunk.push(message);
+      bytes += size;
+    }
+    if (chunk.length > 0) await this.#sendChunk(chunk);
+  }
+
+  async #sendChunk(messages: readonly OutgoingMessage[]): Promise<void> {
+    const producer = this.#client();
+    try {
+      await producer.send({
+        messages: messages.map((message) => ({
+          topic: message.topic,
+          key: message.key ? toBuffer(message.key) : undefined,
+          value: message.value ? toBuffer(message.value) : undefined,
+          headers: message.headers ? toHeaderMap(message.headers) : undefined,
+          timestamp: message.timestamp === undefined ? undefined : BigInt(message.timestamp),
+        })),
+      });
+    } catch (error) {
+      this.#producer = undefined;
+      await producer.close(true).catch(() => {});
+      throw error;
+    }
+  }
+
+  async close(): Promise<void> {
+    const producer = this.#producer;
+    this.#producer = undefined;
+    await producer?.close(true);
+  }
+}
+
+function toHeaderMap(headers: readonly (readonly [string, HeaderValue])[]): Map<Buffer, Buffer> {
+  // Keys are distinct Buffer objects, so a header name may appear twice.
+  const map = new Map<Buffer, Buffer>();
+  for (const [name, value] of headers) {
+    map.set(Buffer.from(name), typeof value === "string" ? Buffer.from(value) : toBuffer(value));
+  }
+  return map;
+}
+
+// ---------------------------------------------------------------------------
+// Consumer
+
+/** A message read from Kafka, bytes untouched. */
+export interface IncomingMessage {
+  readonly topic: string;
+  readonly partition: number;
+  readonly offset: bigint;
+  /** Leader epoch of the record batch, for commits (-1 when unknown). */
+  readonly leaderEpoch: number;
+  readonly key: Uint8Array | null;
+  readonly value: Uint8Array | null;
+  readonly headers: readonly (readonly [string, Uint8Array])[];
+  /** Milliseconds since the epoch. */
+  readonly timestamp: number;
+}
+
+/** A partition and the next offset to read from it. */
+export interface PartitionPosition {
+  readonly topic: string;
+  readonly partition: number;
+  readonly offset: bigint;
+  readonly leaderEpoch?: number;
+}
+
+/** Which topics a consumer follows. */
+export type Subscription =
+  | { readonly topics: readonly string[] }
+  | { readonly pattern: RegExp };
+
+/** Consumer settings (Java consumer names in comments). */
+export interface ConsumerSettings extends KafkaClientOptions {
+  readonly groupId: string;
+  readonly subscription: Subscription;
+  /** `auto.offset.reset`: where a partition without a committed offset starts. */
+  readonly autoOffsetReset: "earliest" | "latest" | "none";
+  /** `max.poll.records`: most messages per poll, and what is buffered ahead of the pipeline. */
+  readonly maxPollRecords: number;
+  /** `fetch.max.bytes` */
+  readonly fetchMaxBytes?: number;
+  /** `max.partition.fetch.bytes` */
+  readonly maxPartitionFetchBytes?: number;
+  /** `fetch.max.wait.ms` */
+  readonly fetchMaxWaitMs?: number;
+  /** `session.timeout.ms` */
+  readonly sessionTimeoutMs?: number;
+  /** `heartbeat.interval.ms` */
+  readonly heartbeatIntervalMs?: number;
+  /** `metadata.max.age.ms`: how often to look for new topics matching the subscription. */
+  readonly metadataMaxAgeMs?: number;
+  readonly logger?: Logger;
+}
+
+/** A topic partition. */
+export interface TopicPartition {
+  readonly topic: string;
+  readonly partition: number;
+}
+
+/** Called after each rebalance with what was assigned and what was taken away. */
+export type AssignmentListener = (change: {
+  assigned: readonly TopicPartition[];
+  revoked: readonly TopicPartition[];
+}) => void;
+
+const key = (topic: string, partition: number) => `${topic}:${partition}`;
+function parseKey(entry: string): TopicPartition {
+  const at = entry.lastIndexOf(":");
+  return { topic: entry.slice(0, at), partition: Number(entry.slice(at + 1)) };
+}
+
+/**
+ * A consumer group member that is pulled: {@linkcode poll} returns what has
+ * been fetched (waiting a little when nothing has), and fetching stops while
+ * `maxPollRecords` messages wait to be pulled. Offsets are committed only by
+ * {@linkcode commit}.
+ */
+export class KafkaConsumer {
+  readonly #settings: ConsumerSettings;
+  readonly #consumer: Consumer;
+  readonly #admin: KafkaAdmin;
+  #stream: MessagesStream<Buffer, Buffer, Buffer, Buffer> | undefined;
+  #topics: string[] = [];
+  #missing = "";
+  #topicIds = new Map<string, string>();
+  #nextTopicCheck = 0;
+  #failure: unknown;
+  #wake: (() => void) | undefined;
+  #assigned = new Set<string>();
+  /** Highest offset committed per partition while it is assigned to us. */
+  #committed = new Map<string, bigint>();
+  #listeners: AssignmentListener[] = [];
+  #closed = false;
+
+  constructor(settings: ConsumerSettings) {
+    this.#settings = settings;
+    const sessionTimeout = settings.sessionTimeoutMs ?? 45_000;
+    this.#consumer = new Consumer<Buffer, Buffer, Buffer, Buffer>({
+      // A JoinGroup request legitimately blocks until every member rejoined or
+      // a dead one's session expired; a shorter client timeout turns that into
+      // an endless join-retry loop (the Java client waits rebalance timeout + 5 s).
+      ...baseOptions({
+        ...settings,
+        requestTimeoutMs: Math.max(settings.requestTimeoutMs ?? 30_000, sessionTimeout + 5_000),
+      }),
+      groupId: settings.groupId,
+      autocommit: false,
+      sessionTimeout,
+      // Members rejoin at once (heartbeats do not wait for processing).
+      rebalanceTimeout: sessionTimeout,
+      heartbeatInterval: settings.heartbeatIntervalMs ?? 3_000,
+      maxWaitTime: settings.fetchMaxWaitMs ?? 500,
+      maxBytes: settings.fetchMaxBytes ?? 52_428_800,
+      maxBytesPerPartition: settings.maxPartitionFetchBytes ?? 1_048_576,
+      highWaterMark: settings.maxPollRecords,
+      retries: 3,
+      retryDelay: 500,
+    });
+    this.#consumer.on("consumer:group:join", () => this.#onJoin(this.#consumer.assignments ?? []));
+    this.#admin = new KafkaAdmin(settings);
+  }
+
+  /** Calls `listener` after every (re)balance. */
+  onAssignment(listener: AssignmentListener): void {
+    this.#listeners.push(listener);
+  }
+
+  /** The partitions assigned to this member now. */
+  get assignment(): TopicPartition[] {
+    return [...this.#assigned].map(parseKey);
+  }
+
+  /** Messages fetched but not pulled yet (bounded by about `maxPollRecords` plus one fetch). */
+  get buffered(): number {
+    return this.#stream?.readableLength ?? 0;
+  }
+
+  /** The followed topics and their ids (a recreated topic gets a new id). */
+  get topicIds(): ReadonlyMap<string, string> {
+    return this.#topicIds;
+  }
+
+  #onJoin(assignments: readonly { topic: string; partitions: number[] }[]): void {
+    const now = new Set<string>();
+    const assigned: TopicPartition[] = [];
+    for (const { topic, partitions } of assignments) {
+      for (const partition of partitions) {
+        now.add(key(topic, partition));
+        if (!this.#assigned.has(key(topic, partition))) {
+          assigned.push({ topic, partition });
+        }
+      }
+    }
+    const revoked = [...this.#assigned].filter((entry) => !now.has(entry)).map(parseKey);
+    for (const { topic, partition } of revoked) this.#committed.delete(key(topic, partition));
+    this.#assigned = now;
+    if (assigned.length === 0 && revoked.length === 0) return;
+    this.#settings.logger?.info(
+      "Group {group} assignment: {assigned} assigned, {revoked} revoked; now {partitions}",
+      {
+        group: this.#settings.groupId,
+        assigned: assigned.length,
+        revoked: revoked.length,
+        partitions: [...now].sort().join(", "),
+      },
+    );
+    for (const listener of this.#listeners) listener({ assigned, revoked });
+  }
+
+  /**
+   * Up to `maxPollRecords` messages. Waits at most `timeoutMs` when none are
+   * buffered; returns an empty list on timeout or when `signal` aborts. Throws
+   * when the connection to the group failed for good (the caller restarts).
+   */
+  async poll(timeoutMs: number, signal?: AbortSignal): Promise<IncomingMessage[]> {
+    if (Date.now() >= this.#nextTopicCheck) await this.#followTopics();
+    const messages = this.#take();
+    if (messages.length > 0 || signal?.aborted) return messages;
+    await this.#waitForData(timeoutMs, signal);
+    return this.#take();
+  }
+
+  #take(): IncomingMessage[] {
+    if (this.#failure !== undefined) throw this.#failure;
+    const stream = this.#stream;
+    const out: IncomingMessage[] = [];
+    if (!stream) return out;
+    while (out.length < this.#settings.maxPollRecords) {
+      const message = stream.read() as Message<Buffer, Buffer, Buffer, Buffer> | null;
+      if (message === null) break;
+      // Data still buffered for a partition that was taken away is not ours to deliver.
+      if (!this.#assigned.has(key(message.topic, message.partition))) continue;
+      out.push(toIncoming(message));
+    }
+    return out;
+  }
+
+  #waitForData(timeoutMs: number, signal?: AbortSignal): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        signal?.removeEventListener("abort", done);
+        this.#wake = undefined;
+        resolve();
+      };
+      const timer = setTimeout(done, timeoutMs);
+      signal?.addEventListener("abort", done, { once: true });
+      this.#wake = done;
+    });
+  }
+
+  /** Subscribes to the topics that exist and match; re-subscribes when that set changes. */
+  async #followTopics(): Promise<void> {
+    const subscription = this.#settings.subscription;
+    const existing = await this.#admin.listTopics();
+    const wanted = "pattern" in subscription
+      ? existing.filter((topic) => subscription.pattern.test(topic))
+      : subscription.topics.filter((topic) => existing.includes(topic));
+    wanted.sort();
+    const missing = "topics" in subscription
+      ? subscription.topics.filter((topic) => !existing.includes(topic))
+      : [];
+    // Look again soon while something is missing, else at the metadata age.
+    this.#nextTopicCheck = Date.now() +
+      (missing.length > 0 || wanted.length === 0
+        ? 1_000
+        : this.#settings.metadataMaxAgeMs ?? 300_000);
+    if (missing.join("\n") !== this.#missing) {
+      this.#missing = missing.join("\n");
+      if (missing.length > 0) {
+        this.#settings.logger?.info("Waiting for topic(s) {topics} to exist", {
+          topics: missing.join(", "),
+        });
+      }
+    }
+    if (wanted.join("\n") === this.#topics.join("\n")) return;
+
+    if (this.#stream) {
+      this.#settings.logger?.info("Following topics {topics} (was {previous})", {
+        topics: wanted.join(", "),
+        previous: this.#topics.join(", "),
+      });
+      const old = this.#stream;
+      this.#stream = undefined;
+      await old.close().catch(() => {});
+    }
+    this.#topics = wanted;
+    if (wanted.length === 0) return;
+    const described = await this.#admin.describeTopics(wanted);
+    this.#topicIds = new Map([...described].map(([topic, { id }]) => [topic, id]));
+    const stream = await this.#consumer.consume({
+      topics: wanted,
+      mode: "committed",
+      fallbackMode: this.#settings.autoOffsetReset === "none"
+        ? "fail"
+        : this.#settings.autoOffsetReset,
+      autocommit: false,
+      highWaterMark: this.#settings.maxPollRecords,
+    });
+    // A 'readable' listener puts the stream in paused mode; the client fetches
+    // only while its buffer is below highWaterMark.
+    stream.on("readable", () => this.#wake?.());
+    stream.on("error", (error) => {
+      if (this.#stream !== stream) return;
+      this.#failure = error;
+      this.#wake?.();
+    });
+    stream.on("close", () => {
+      if (this.#stream !== stream || this.#closed) return;
+      this.#failure ??= new Error("The Kafka consumer stream ended unexpectedly");
+      this.#wake?.();
+    });
+    this.#stream = stream;
+    // The join happened inside consume(); make sure our view of it is current.
+    this.#onJoin(this.#consumer.assignments ?? []);
+  }
+
+  /**
+   * Commits the given next-offsets for the partitions this member still owns,
+   * skipping any that would move a committed offset backwards. Resolves once
+   * the coordinator stored them.
+   */
+  async commit(positions: Iterable<PartitionPosition>): Promise<void> {
+    const offsets = [];
+    for (const position of positions) {
+      const id = key(position.topic, position.partition);
+      if (!this.#assigned.has(id)) continue;
+      const previous = this.#committed.get(id);
+      if (previous !== undefined && previous >= position.offset) continue;
+      offsets.push({
+        topic: position.topic,
+        partition: position.partition,
+        offset: position.offset,
+        leaderEpoch: position.leaderEpoch ?? -1,
+      });
+    }
+    if (offsets.length === 0) return;
+    await this.#consumer.commit({ offsets });
+    for (const offset of offsets) {
+      const id = key(offset.topic, offset.partition);
+      if (this.#assigned.has(id)) this.#committed.set(id, offset.offset);
+    }
+  }
+
+  /** The group's committed next-offsets for the given partitions (-1 when none). */
+  async committedOffsets(partitions: readonly TopicPartition[]): Promise<Map<string, bigint>> {
+    const byTopic = new Map<string, number[]>();
+    for (const { topic, partition } of partitions) {
+      byTopic.set(topic, [...(byTopic.get(topic) ?? []), partition]);
+    }
+    const result = new Map<string, bigint>();
+    if (byTopic.size === 0) return result;
+    const committed = await this.#consumer.listCommittedOffsets({
+      topics: [...byTopic].map(([topic, list]) => ({ topic, partitions: list })),
+    });
+    for (const [topic, offsets] of committed) {
+      offsets.forEach((offset, partition) => result.set(key(topic, partition), offset));
+    }
+    return result;
+  }
+
+  /** Leaves the group and closes connections. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#wake?.();
+    const stream = this.#stream;
+    this.#stream = undefined;
+    await stream?.close().catch(() => {});
+    // Leaving the group politely lets the others rebalance at once; an
+    // unreachable broker must not hold the pipeline's shutdown or restart.
+    const closing = this.#consumer.close().catch(() => this.#consumer.close(true)).catch(() => {});
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const gaveUp = new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(true), 10_000);
+    });
+    if (await Promise.race([closing.then(() => false), gaveUp])) {
+      this.#settings.logger?.warn("Leaving group {group} timed out; its session will expire", {
+        group: this.#settings.groupId,
+      });
+    }
+    clearTimeout(timer);
+    await this.#admin.close().catch(() => {});
+  }
+}
+
+function toIncoming(message: Message<Buffer, Buffer, Buffer, Buffer>): IncomingMessage {
+  return {
+    topic: message.topic,
+    partition: message.partition,
+    offset: message.offset,
+    leaderEpoch: message.leaderEpoch ?? -1,
+    key: message.key ?? null,
+    value: message.value ?? null,
+    headers: message.headerEntries.map(([name, value]) => [
+      name.toString("utf8"),
+      value ?? new Uint8Array(0),
+    ]),
+    timestamp: Number(message.timestamp),
+  };
+}
+
+// ---------------------------------------------------------------------------
+// Original bytes of consumed records
+
+const originals = new WeakMap<object, IncomingMessage>();
+
+/**
+ * Remembers the message a record was decoded from, so that a dead letter of
+ * that record carries the original key, value and headers byte for byte (as
+ * Kafka Connect's dead-letter queue does).
+ */
+export function rememberOriginal(record: object, message: IncomingMessage): void {
+  originals.set(record, message);
+}
+
+/** The message `record` was decoded from, when it came from Kafka in this process. */
+export function originalMessage(record: object): IncomingMessage | undefined {
+  return originals.get(record);
+}

@@ -1,0 +1,297 @@
+/**
+ * `kafka`: writes records to Kafka topics, and the Kafka dead-letter topic
+ * writer used for `errors.deadletterqueue.topic.name`.
+ *
+ * Each record goes to `record.topic` (as transforms left it). The key is the
+ * JSON of `record.key` and the value the JSON of `record.value`, as Kafka
+ * Connect's JsonConverter writes them without schemas (`{"id":1}`); a null
+ * value is a tombstone. Headers pass through. Keyed messages land on the
+ * partition the Java producer would choose, so every event of one key stays
+ * in order. `write` resolves only after all in-sync replicas acknowledged
+ * every message of the batch (acks=all, idempotent producer). Missing topics
+ * are created with `topic.creation.default.partitions` and
+ * `topic.creation.default.replication.factor` (-1: the broker's defaults).
+ *
+ * A record with an illegal topic name, or too large for one request, fails
+ * alone (stage `sink`) and follows `errors.tolerance`; a broker that is down
+ * makes the runtime back off and retry the batch.
+ *
+ * ```json
+ * { "name": "warehouse-to-citizen-connector",
+ *   "config": {
+ *     "connector.class": "postgres_cdc",
+ *     "database.hostname": "${env:WAREHOUSE_HOST}",
+ *     "database.dbname": "smart_warehouse",
+ *     "topic.prefix": "warehouse-cdc",
+ *     "sink.class": "kafka",
+ *     "sink.bootstrap.servers": "127.0.0.1:9092",
+ *     "sink.topic.creation.default.partitions": "6",
+ *     "sink.topic.creation.default.replication.factor": "1",
+ *     "errors.tolerance": "all",
+ *     "errors.deadletterqueue.topic.name": "warehouse-cdc-dlq" } }
+ * ```
+ *
+ * @module
+ */
+import { z } from "zod";
+import { encodeJson } from "../core/json.ts";
+import { boolean, integer, positiveInteger } from "../core/options.ts";
+import { deadLetterHeaders } from "../core/dead_letters.ts";
+import type { PipelineSpec } from "../core/config.ts";
+import { RecordError, RetriableError } from "../core/errors.ts";
+import {
+  type DeadLetterWriter,
+  defineSink,
+  type RecordFailure,
+  type SinkBatch,
+} from "../core/plugin.ts";
+import type { SluiceRecord } from "../core/record.ts";
+import {
+  type HeaderValue,
+  invalidTopicReason,
+  isPermanentKafkaError,
+  KafkaAdmin,
+  kafkaErrorMessage,
+  KafkaProducer,
+  messageSize,
+  originalMessage,
+  type OutgoingMessage,
+  type TopicSettings,
+} from "../drivers/kafka.ts";
+
+const brokerDefault = () =>
+  integer().pipe(z.number().refine((n) => n === -1 || n >= 1, "must be -1 or at least 1"));
+
+const schema = z.strictObject({
+  "bootstrap.servers": z.string().min(1).describe(
+    "Kafka brokers, host:port[,host:port]; defaults to the worker's --bootstrap / SLUICE_BOOTSTRAP_SERVERS.",
+  ),
+  "client.id": z.string().min(1).optional().describe(
+    'Client id in broker logs and metrics; default "sluice-<pipeline name>".',
+  ),
+  "enable.idempotence": boolean().default(true).describe(
+    "Idempotent producer: retries inside the client never duplicate or reorder messages.",
+  ),
+  "compression.type": z.enum(["none", "gzip", "snappy", "lz4", "zstd"]).default("none").describe(
+    "Compression of record batches.",
+  ),
+  "max.request.size": positiveInteger().default(1048576).describe(
+    "Largest produce request in bytes; bigger batches are split, and a single record larger than this fails alone.",
+  ),
+  "request.timeout.ms": positiveInteger().default(30000).describe(
+    "How long to wait for the brokers to acknowledge a request.",
+  ),
+  "topic.creation.enable": boolean().default(true).describe(
+    "Create missing topics (else rely on the broker's auto.create.topics.enable).",
+  ),
+  "topic.creation.default.partitions": brokerDefault().default(-1).describe(
+    "Partitions of topics this sink creates; -1 uses the broker's num.partitions.",
+  ),
+  "topic.creation.default.replication.factor": brokerDefault().default(-1).describe(
+    "Replication factor of topics this sink creates; -1 uses the broker's default.replication.factor.",
+  ),
+});
+
+const encoder = new TextEncoder();
+
+/** The Kafka message for a record: JSON key and value, string headers. */
+export function recordToMessage(record: SluiceRecord): OutgoingMessage {
+  return {
+    topic: record.topic,
+    key: record.key === null || record.key === undefined
+      ? null
+      : encoder.encode(encodeJson(record.key)),
+    value: record.value === null || record.value === undefined
+      ? null
+      : encoder.encode(encodeJson(record.value)),
+    headers: record.headers ? Object.entries(record.headers) : undefined,
+    timestamp: record.timestamp,
+  };
+}
+
+/** Creates each topic once per process lifetime of the writer; remembers what exists. */
+class TopicCreator {
+  readonly #known = new Set<string>();
+  readonly #admin: KafkaAdmin;
+  readonly #settings: TopicSettings;
+
+  constructor(admin: KafkaAdmin, settings: TopicSettings) {
+    this.#admin = admin;
+    this.#settings = settings;
+  }
+
+  async ensure(topics: Iterable<string>): Promise<string[]> {
+    const created: string[] = [];
+    for (const topic of topics) {
+      if (this.#known.has(topic)) continue;
+      if (await this.#admin.createTopic(topic, this.#settings)) created.push(topic);
+      this.#known.add(topic);
+    }
+    return created;
+  }
+}
+
+/** A failure that the runtime retries, unless Kafka says it cannot heal. */
+function kafkaFailure(what: string, error: unknown): Error {
+  const message = `${what}: ${kafkaErrorMessage(error)}`;
+  return isPermanentKafkaError(error)
+    ? new Error(message, { cause: error })
+    : new RetriableError(message, { cause: error });
+}
+
+export default defineSink({
+  name: "kafka",
+  aliases: ["kafka_sink"],
+  summary:
+    "Writes records to Kafka topics, keyed and partitioned like the Java producer, acks=all.",
+  config: schema,
+  create(config, context) {
+    const client = {
+      bootstrapServers: config["bootstrap.servers"],
+      clientId: config["client.id"] ?? `sluice-${context.pipeline}`,
+      requestTimeoutMs: config["request.timeout.ms"],
+    };
+    const producer = new KafkaProducer({
+      ...client,
+      idempotent: config["enable.idempotence"],
+      compression: config["compression.type"],
+      maxRequestBytes: config["max.request.size"],
+    });
+    const admin = config["topic.creation.enable"] ? new KafkaAdmin(client) : undefined;
+    const topics = admin
+      ? new TopicCreator(admin, {
+        partitions: config["topic.creation.default.partitions"],
+        replicationFactor: config["topic.creation.default.replication.factor"],
+      })
+      : undefined;
+
+    return {
+      async write(batch: SinkBatch) {
+        const messages: OutgoingMessage[] = [];
+        const failures: RecordFailure[] = [];
+        for (const record of batch.records) {
+          const reason = invalidTopicReason(record.topic);
+          const message = reason ? undefined : recordToMessage(record);
+          const tooLarge = message && messageSize(message) > config["max.request.size"];
+          if (message && !tooLarge) {
+            messages.push(message);
+            continue;
+          }
+          const why = reason ??
+            `the record is larger than max.request.size (${config["max.request.size"]} bytes)`;
+          failures.push({
+            record,
+            error: new RecordError(`Cannot write to Kafka: ${why}`, "sink"),
+            stage: "sink",
+          });
+        }
+        if (failures.length > 0) await batch.reject(failures);
+        if (messages.length === 0) return { written: 0 };
+        try {
+          const created = await topics?.ensure(new Set(messages.map((m) => m.topic))) ?? [];
+          for (const topic of created) context.logger.info("Created topic {topic}", { topic });
+        } catch (error) {
+          throw kafkaFailure("Cannot create Kafka topics", error);
+        }
+        try {
+          await producer.send(messages);
+        } catch (error) {
+          throw kafkaFailure("Cannot write to Kafka", error);
+        }
+        return { written: messages.length };
+      },
+
+      async close() {
+        await producer.close();
+        await admin?.close();
+      },
+    };
+  },
+});
+
+// ---------------------------------------------------------------------------
+// Dead-letter topic
+
+function bootstrapOf(config: unknown): string | undefined {
+  if (typeof config !== "object" || config === null) return undefined;
+  const value = (config as Record<string, unknown>)["bootstrap.servers"];
+  return typeof value === "string" && value !== "" ? value : undefined;
+}
+
+/**
+ * The factory behind `errors.deadletterqueue.topic.name` (the runtime's
+ * `PipelineEnvironment.deadLetterTopic`). It reaches the worker's Kafka, or
+ * else the pipeline's own Kafka source or sink, and creates the topic with
+ * one partition and `errors.deadletterqueue.topic.replication.factor`.
+ *
+ * A dead letter carries the failed record's original key, value and headers
+ * (byte for byte when it was read from Kafka), plus Kafka Connect's
+ * `__connect.errors.*` headers unless
+ * `errors.deadletterqueue.context.headers.enable` is false.
+ */
+export function kafkaDeadLetterTopics(
+  workerBootstrapServers?: string,
+): (topic: string, spec: PipelineSpec) => Promise<DeadLetterWriter> {
+  return async (topic, spec) => {
+    const bootstrap = workerBootstrapServers || bootstrapOf(spec.source.config) ||
+      bootstrapOf(spec.sink.config);
+    if (!bootstrap) {
+      throw new Error(
+        `Cannot start pipeline "${spec.name}": errors.deadletterqueue.topic.name needs Kafka; set bootstrap.servers for the worker`,
+      );
+    }
+    const reason = invalidTopicReason(topic);
+    if (reason) {
+      throw new Error(
+        `Cannot start pipeline "${spec.name}": errors.deadletterqueue.topic.name is invalid: ${reason}`,
+      );
+    }
+    const client = { bootstrapServers: bootstrap, clientId: `sluice-${spec.name}-dlq` };
+    const admin = new KafkaAdmin(client);
+    try {
+      await admin.createTopic(topic, {
+        partitions: 1,
+        replicationFactor: spec.options["errors.deadletterqueue.topic.replication.factor"],
+      });
+    } catch (error) {
+      throw kafkaFailure(`Cannot create the dead-letter topic "${topic}"`, error);
+    } finally {
+      await admin.close().catch(() => {});
+    }
+    const producer = new KafkaProducer(client);
+    const withContext = spec.options["errors.deadletterqueue.context.headers.enable"];
+    return {
+      description: `Kafka topic ${topic}`,
+      async write(failures, pipeline) {
+        const messages = failures.map((failure) =>
+          deadLetter(topic, failure, pipeline, withContext)
+        );
+        try {
+          await producer.send(messages);
+        } catch (error) {
+          throw kafkaFailure(`Cannot write dead letters to Kafka topic "${topic}"`, error);
+        }
+      },
+      close: () => producer.close(),
+    };
+  };
+}
+
+function deadLetter(
+  topic: string,
+  failure: RecordFailure,
+  pipeline: string,
+  withContext: boolean,
+): OutgoingMessage {
+  const original = originalMessage(failure.record);
+  const message = original ?? recordToMessage(failure.record);
+  const headers: (readonly [string, HeaderValue])[] = [...(message.headers ?? [])];
+  if (withContext) headers.push(...Object.entries(deadLetterHeaders(failure, pipeline)));
+  return {
+    topic,
+    key: message.key,
+    value: message.value,
+    headers,
+    timestamp: failure.record.timestamp,
+  };
+}

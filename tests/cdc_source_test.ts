@@ -1,0 +1,208 @@
+/**
+ * The `postgres_cdc` source on its own: the events it emits, its offsets,
+ * and resuming inside a transaction. Runs against the private PostgreSQL of
+ * `deno task test`.
+ */
+import postgres from "postgres";
+import { assert, assertEquals, assertMatch } from "./_assert.ts";
+import { createTestDatabase, type TestDatabase } from "./_services.ts";
+import { openSource, uniqueSlot, waitForActiveSlot } from "./cdc_helpers.ts";
+import type { ChangeEvent, SluiceRecord } from "../core/record.ts";
+
+interface Fixture extends AsyncDisposable {
+  db: TestDatabase;
+  sql: postgres.Sql;
+  slot: string;
+  config(extra?: Record<string, string>): Record<string, string>;
+}
+
+async function fixture(name: string, ddl: string): Promise<Fixture> {
+  const db = await createTestDatabase(name);
+  const sql = postgres(db.url, { max: 2, onnotice: () => {} });
+  await sql.unsafe(ddl);
+  const slot = uniqueSlot("cdc_src");
+  return {
+    db,
+    sql,
+    slot,
+    config: (extra = {}) => ({
+      "connection.url": db.url,
+      "topic.prefix": "shop",
+      "slot.name": slot,
+      "publication.name": "cdc_pub",
+      "snapshot.mode": "never",
+      "poll.interval.ms": "10",
+      ...extra,
+    }),
+    async [Symbol.asyncDispose]() {
+      await sql.end();
+      await db.drop();
+    },
+  };
+}
+
+const event = (record: SluiceRecord) => record.value as ChangeEvent;
+
+Deno.test("postgres_cdc emits Debezium envelopes for inserts, updates, deletes and truncates", async () => {
+  await using f = await fixture(
+    "cdc_envelope",
+    `create table public.items (id int primary key, name text, qty int);
+     create table public.other (id int primary key);`,
+  );
+  const source = await openSource(f.config({ "table.include.list": "public\\.items" }));
+  try {
+    await waitForActiveSlot(f.sql, f.slot);
+    await f.sql.begin(async (tx) => {
+      await tx`insert into items values (1, 'apple', 3), (2, 'pear', 5)`;
+      await tx`insert into other values (1)`;
+    });
+    await f.sql`update items set qty = 4 where id = 1`;
+    await f.sql`delete from items where id = 2`;
+    await f.sql`truncate items`;
+    await source.take(6);
+    const [c1, c2, u, d, tombstone, t] = source.records;
+    assertEquals(c1.topic, "shop.public.items");
+    assertEquals(c1.key, { id: 1 });
+    const created = event(c1);
+    assertEquals(created.op, "c");
+    assertEquals(created.before, null);
+    assertEquals(created.after, { id: 1, name: "apple", qty: 3 });
+    assertEquals(created.source.connector, "postgresql");
+    assertEquals(created.source.name, "shop");
+    assertEquals(created.source.db, f.db.name);
+    assertEquals(created.source.schema, "public");
+    assertEquals(created.source.table, "items");
+    assertEquals(created.source.snapshot, "false");
+    assertEquals(created.source.xmin, null);
+    assert(typeof created.source.txId === "number", "txId is a number");
+    assert(typeof created.source.lsn === "number" && created.source.lsn > 0, "lsn is a number");
+    assertMatch(String(created.source.sequence), /^\["\d+","\d+"\]$/);
+    assert(Math.abs(created.source.ts_ms - Date.now()) < 60_000, "source.ts_ms is the commit time");
+    assertEquals(event(c2).source.txId, created.source.txId);
+
+    assertEquals(event(u).op, "u");
+    assertEquals(event(u).before, null, "default replica identity: no old image on updates");
+    assertEquals(event(u).after, { id: 1, name: "apple", qty: 4 });
+
+    assertEquals(event(d).op, "d");
+    assertEquals(d.key, { id: 2 });
+    assertEquals(event(d).before, { id: 2 }, "default replica identity: the old key");
+    assertEquals(event(d).after, null);
+    assertEquals(tombstone.key, { id: 2 });
+    assertEquals(tombstone.value, null);
+
+    assertEquals(event(t).op, "t");
+    assertEquals(t.key, null);
+    assertEquals(t.topic, "shop.public.items");
+    assertEquals(await source.idle(300), [], "changes of public.other are not captured");
+  } finally {
+    await source.close();
+  }
+});
+
+Deno.test("postgres_cdc gives the whole old row with REPLICA IDENTITY FULL and splits key changes", async () => {
+  await using f = await fixture(
+    "cdc_identity",
+    `create table public.people (id int primary key, name text, city text);
+     alter table public.people replica identity full;`,
+  );
+  const source = await openSource(f.config({ "tombstones.on.delete": "false" }));
+  try {
+    await waitForActiveSlot(f.sql, f.slot);
+    await f.sql`insert into people values (1, 'Ada', 'London')`;
+    await f.sql`update people set city = 'Paris' where id = 1`;
+    await f.sql`update people set id = 2 where id = 1`;
+    await f.sql`delete from people where id = 2`;
+    await source.take(5);
+    const [, update, keyDelete, keyCreate, remove] = source.records.map(event);
+    assertEquals(update.op, "u");
+    assertEquals(update.before, { id: 1, name: "Ada", city: "London" });
+    assertEquals(update.after, { id: 1, name: "Ada", city: "Paris" });
+    // A key change is a delete of the old key and a create of the new one.
+    assertEquals([keyDelete.op, keyCreate.op], ["d", "c"]);
+    assertEquals(keyDelete.before, { id: 1, name: "Ada", city: "Paris" });
+    assertEquals(source.records[2].key, { id: 1 });
+    assertEquals(source.records[3].key, { id: 2 });
+    assertEquals(remove.op, "d");
+    assertEquals(remove.before, { id: 2, name: "Ada", city: "Paris" });
+  } finally {
+    await source.close();
+  }
+});
+
+Deno.test("postgres_cdc leaves unchanged TOAST columns out of update events", async () => {
+  await using f = await fixture(
+    "cdc_toast",
+    `create table public.docs (id int primary key, body text, n int);
+     alter table public.docs alter column body set storage external;`,
+  );
+  const source = await openSource(f.config());
+  try {
+    await waitForActiveSlot(f.sql, f.slot);
+    await f.sql`insert into docs values (1, repeat('toast ', 5000), 1)`;
+    await f.sql`update docs set n = 2 where id = 1`;
+    await source.take(2);
+    const [insert, update] = source.records.map(event);
+    assertEquals((insert.after!.body as string).length, 30000);
+    assertEquals(update.after, { id: 1, n: 2 }, "body (unchanged, TOASTed) is left out");
+  } finally {
+    await source.close();
+  }
+});
+
+Deno.test("postgres_cdc resumes inside a transaction from a partial offset without loss or duplicates", async () => {
+  await using f = await fixture("cdc_partial", `create table public.t (id int primary key);`);
+  const config = f.config({ "max.batch.size": "10", "tombstones.on.delete": "false" });
+  const first = await openSource(config);
+  let offset;
+  try {
+    await waitForActiveSlot(f.sql, f.slot);
+    await f.sql`insert into t select g from generate_series(1, 100) g`;
+    await first.take(30);
+    offset = first.offsets[2] as { lsn: string; partial?: { events: number } };
+    assertEquals(
+      offset.partial?.events,
+      30,
+      "the third batch ends 30 changes into the transaction",
+    );
+  } finally {
+    await first.close();
+  }
+  const second = await openSource(config, offset);
+  try {
+    await second.take(70);
+    const ids = second.records.map((r) => (r.key as { id: number }).id);
+    assertEquals(ids, Array.from({ length: 70 }, (_, i) => i + 31));
+    assertEquals(await second.idle(300), []);
+    // The batch that filled up on the 100th change went before the commit arrived.
+    const last = second.offsets.at(-1) as { partial?: { events: number } };
+    assertEquals(last.partial?.events ?? 100, 100);
+  } finally {
+    await second.close();
+  }
+});
+
+Deno.test("postgres_cdc snapshots existing rows as op r, then streams from the consistent point", async () => {
+  await using f = await fixture(
+    "cdc_snapshot",
+    `create table public.t (id int primary key, v text);
+     insert into t select g, 'v' || g from generate_series(1, 25) g;`,
+  );
+  const source = await openSource(f.config({ "snapshot.mode": "initial", "max.batch.size": "10" }));
+  try {
+    await source.take(25);
+    const reads = source.records.map(event);
+    assert(reads.every((e) => e.op === "r"), "snapshot events are op r");
+    assertEquals(reads[0].source.snapshot, "first");
+    assertEquals(reads[24].source.snapshot, "last");
+    assertEquals(reads[10].source.snapshot, "true");
+    assertEquals(source.offsets, [], "snapshot batches carry no offset");
+    await f.sql`insert into t values (26, 'new')`;
+    await source.take(1);
+    assertEquals(source.offsets.length >= 2, true, "the end of the snapshot is an offset");
+    assertEquals(event(source.records[25]).op, "c");
+    assertEquals(source.records[25].key, { id: 26 });
+  } finally {
+    await source.close();
+  }
+});
