@@ -6,6 +6,7 @@
  * sluice validate <config>…            check configs without connecting
  * sluice plugins [name]                list plugins and their options
  * sluice job run <name> <config>…      run one batch job now
+ * sluice plan <config>…                captured tables → topics → consumers
  * ```
  *
  * @module
@@ -18,6 +19,7 @@ import { describeOptions } from "../core/options.ts";
 import { pipelineOptions } from "../core/config.ts";
 import { setUpLogging, tearDownLogging } from "../core/log.ts";
 import { type JobReport, Runtime } from "../core/runtime.ts";
+import { buildPlan, formatPlan } from "../core/plan.ts";
 import { formatSummary } from "./summary.ts";
 import { loadWithBuiltins, workerEnvironment, workerSettings } from "./worker.ts";
 
@@ -29,6 +31,7 @@ Commands:
   validate <config>…          Check configs (files or folders) without connecting.
   plugins [name]              List plugins, or one plugin's options with defaults.
   job run <name> <config>…    Run one batch job now and print its report.
+  plan <config>…              For every captured table: its topic after routing and who consumes it.
 
 Options:
   --full-refresh              (job run) ignore the stored watermark and read everything
@@ -73,6 +76,8 @@ export async function main(args: string[]): Promise<number> {
         return await validate(rest, settings);
       case "plugins":
         return plugins(rest[0]);
+      case "plan":
+        return await plan(rest, settings);
       case "job":
         if (rest[0] !== "run" || !rest[1]) break;
         return await runJob(rest[1], rest.slice(2), settings, {
@@ -174,6 +179,14 @@ async function runJob(
   }
   console.log(formatSummary(reports));
   return reports.some((report) => report.status === "failed") ? 1 : 0;
+}
+
+async function plan(paths: string[], settings: ReturnType<typeof workerSettings>) {
+  requireConfigs(paths);
+  const built = await buildPlan(await loadWithBuiltins(paths, settings));
+  console.log(formatPlan(built));
+  const broken = built.orphans.length > 0 || built.routes.some((r) => r.consumers.length === 0);
+  return broken ? 1 : 0;
 }
 
 function plugins(name?: string): number {

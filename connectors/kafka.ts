@@ -139,6 +139,9 @@ export default defineSource({
   aliases: ["kafka_source"],
   mode: "stream",
   summary: "Reads Kafka topics as a consumer group, committing offsets after the sink wrote.",
+  plan(config) {
+    return { subscribes: { topics: config.topics, pattern: config["topics.regex"] } };
+  },
   config: schema,
   create(config, context) {
     const name = `sluice-${context.pipeline}`;

@@ -157,16 +157,36 @@ interface PluginBase<Schema extends z.ZodType> {
   readonly config: Schema;
 }
 
+/** What a source says about itself for `sluice plan`, without connecting. */
+export interface SourcePlan {
+  /** Tables it captures, with the topic each one's records start with. */
+  readonly captures?: readonly { readonly table: string; readonly topic: string }[];
+  /** Topics it reads: exact names, or a regular expression. */
+  readonly subscribes?: { readonly topics?: readonly string[]; readonly pattern?: string };
+}
+
+/** What a sink says about itself for `sluice plan`. */
+export interface SinkPlan {
+  /** True when it writes records to the topic they carry (a Kafka producer). */
+  readonly writesTopics?: boolean;
+  /** Where it writes, for people, e.g. `postgres public.profile_summary`. */
+  readonly destination?: string;
+}
+
 /** A source plugin definition. */
 export interface SourcePlugin<Schema extends z.ZodType = z.ZodType> extends PluginBase<Schema> {
   readonly kind: "source";
   readonly mode: SourceMode;
+  /** Describes captures and subscriptions for `sluice plan`. */
+  plan?(config: z.output<Schema>): SourcePlan;
   create(config: z.output<Schema>, context: SourceContext): Source | Promise<Source>;
 }
 
 /** A sink plugin definition. */
 export interface SinkPlugin<Schema extends z.ZodType = z.ZodType> extends PluginBase<Schema> {
   readonly kind: "sink";
+  /** Describes the destination for `sluice plan`. */
+  plan?(config: z.output<Schema>): SinkPlan;
   create(config: z.output<Schema>, context: PluginContext): Sink | Promise<Sink>;
 }
 

@@ -144,6 +144,7 @@ export default defineSink({
   aliases: ["kafka_sink"],
   summary:
     "Writes records to Kafka topics, keyed and partitioned like the Java producer, acks=all.",
+  plan: () => ({ writesTopics: true, destination: "kafka" }),
   config: schema,
   create(config, context) {
     const client = {

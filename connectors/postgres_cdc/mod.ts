@@ -217,6 +217,12 @@ export default defineSource({
   summary:
     "Streams row changes from a PostgreSQL logical replication slot (pgoutput) as Debezium change events.",
   config: schema,
+  plan(config) {
+    // Without connecting, only plainly named tables (no regex) can be listed.
+    const prefix = config["topic.prefix"] ?? config["database.server.name"] ?? "";
+    const tables = (config["table.include.list"] ?? []).filter((t) => /^[\w$]+\.[\w$]+$/.test(t));
+    return { captures: tables.map((table) => ({ table, topic: `${prefix}.${table}` })) };
+  },
   create(config, context) {
     if (config["database.server.name"]) {
       context.logger.warn(

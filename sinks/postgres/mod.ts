@@ -112,6 +112,9 @@ export default defineSink({
     "io.confluent.connect.jdbc.JdbcSinkConnector",
   ],
   summary: "Upserts rows and change events into PostgreSQL tables, with soft or hard deletes.",
+  plan(config) {
+    return { destination: `postgres ${config.table ?? config["table.name.format"]}` };
+  },
   config: schema,
   async create(config, context) {
     const url = connectionUrl(config);

@@ -1,0 +1,128 @@
+/**
+ * `sluice plan`: for every captured table, the topic its records end in after
+ * the pipeline's transforms, and the pipelines that consume that topic. Also
+ * lists subscriptions that nothing produces, so a routing mistake (a regex
+ * that matches only some schemas) shows before anything runs.
+ *
+ * Plugins describe themselves through their optional `plan` hooks; the
+ * transform chain is applied to a key-less, value-less probe record, so
+ * routing transforms rename its topic and the others let it pass.
+ *
+ * @module
+ */
+import type { PipelineSpec } from "./config.ts";
+import type { PluginContext, SourcePlan } from "./plugin.ts";
+import type { SluiceRecord } from "./record.ts";
+import { getLogger } from "@logtape/logtape";
+
+/** One captured table and where its records go. */
+export interface PlanRoute {
+  readonly pipeline: string;
+  readonly table: string;
+  /** The topic after the pipeline's transforms (null when a transform drops it). */
+  readonly topic: string | null;
+  /** For a direct pipeline, its sink; else the consumers of the topic. */
+  readonly consumers: readonly string[];
+}
+
+/** The whole picture. */
+export interface Plan {
+  readonly routes: readonly PlanRoute[];
+  /** Subscriptions no pipeline produces: `pipeline: topics`. */
+  readonly orphans: readonly string[];
+}
+
+/** Builds the plan of a set of validated pipelines. */
+export async function buildPlan(specs: readonly PipelineSpec[]): Promise<Plan> {
+  const subscriptions = specs.map((spec) => ({
+    spec,
+    plan: spec.source.plugin.plan?.(spec.source.config as never) ?? {},
+  })).filter((entry) => entry.plan.subscribes);
+  const destination = (spec: PipelineSpec) => {
+    const described = spec.sink.plugin.plan?.(spec.sink.config as never)?.destination;
+    return `${spec.name} -> ${described ?? spec.sink.plugin.name}`;
+  };
+  const routes: PlanRoute[] = [];
+  const produced = new Set<string>();
+  for (const spec of specs) {
+    const plan: SourcePlan = spec.source.plugin.plan?.(spec.source.config as never) ?? {};
+    for (const capture of plan.captures ?? []) {
+      const topic = await routeTopic(spec, capture.topic);
+      const writesTopics = spec.sink.plugin.plan?.(spec.sink.config as never)?.writesTopics ??
+        false;
+      let consumers: string[];
+      if (topic === null) consumers = [];
+      else if (!writesTopics) consumers = [destination(spec)];
+      else {
+        produced.add(topic);
+        consumers = subscriptions.filter(({ plan }) => matches(plan, topic))
+          .map(({ spec }) => destination(spec));
+      }
+      routes.push({ pipeline: spec.name, table: capture.table, topic, consumers });
+    }
+  }
+  const orphans: string[] = [];
+  for (const { spec, plan } of subscriptions) {
+    const wanted = plan.subscribes!.topics ?? [];
+    const missing = wanted.filter((topic) => !produced.has(topic));
+    if (missing.length > 0) orphans.push(`${spec.name}: ${missing.join(", ")}`);
+    if (plan.subscribes!.pattern && ![...produced].some((t) => matches(plan, t))) {
+      orphans.push(`${spec.name}: /${plan.subscribes!.pattern}/`);
+    }
+  }
+  return { routes, orphans };
+}
+
+function matches(plan: SourcePlan, topic: string): boolean {
+  const subscribes = plan.subscribes;
+  if (!subscribes) return false;
+  if (subscribes.topics?.includes(topic)) return true;
+  return subscribes.pattern !== undefined && new RegExp(`^(?:${subscribes.pattern})$`).test(topic);
+}
+
+/** Passes a probe record through the pipeline's transforms; returns its final topic. */
+async function routeTopic(spec: PipelineSpec, topic: string): Promise<string | null> {
+  let record: SluiceRecord | null = { topic, key: null, value: null };
+  const context: PluginContext = {
+    pipeline: spec.name,
+    logger: getLogger(["sluice", "plan"]),
+    signal: new AbortController().signal,
+  };
+  for (const step of spec.transforms) {
+    if (!record) return null;
+    if (step.predicate) {
+      const predicate = step.predicate.plugin.create(step.predicate.config, context);
+      if (predicate(record) === step.negate) continue;
+    }
+    const transform = await step.plugin.create(step.config, context);
+    try {
+      record = await transform.apply(record);
+    } catch {
+      // A transform that needs a value (a mask, a cast) leaves the topic alone.
+    } finally {
+      await transform.close?.();
+    }
+  }
+  return record?.topic ?? null;
+}
+
+/** The plan as a text table, with warnings. */
+export function formatPlan(plan: Plan): string {
+  const rows = plan.routes.map((route) => [
+    route.table,
+    route.topic ?? "(dropped)",
+    route.consumers.length > 0 ? route.consumers.join("; ") : "NOBODY CONSUMES THIS TOPIC",
+  ]);
+  const header = ["captured table", "topic after transforms", "consumed by"];
+  const widths = header.map((title, i) =>
+    Math.max(title.length, ...rows.map((row) => row[i].length))
+  );
+  const line = (cells: string[]) =>
+    cells.map((cell, i) => cell.padEnd(widths[i])).join("  ").trimEnd();
+  const out = [line(header), line(widths.map((w) => "-".repeat(w))), ...rows.map(line)];
+  if (plan.orphans.length > 0) {
+    out.push("", "Subscriptions that no pipeline produces:");
+    for (const orphan of plan.orphans) out.push(`  ${orphan}`);
+  }
+  return out.join("\n");
+}
