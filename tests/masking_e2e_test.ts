@@ -7,7 +7,8 @@ import { Runtime } from "../core/runtime.ts";
 import { applySchema, generateWarehouse } from "../examples/warehouse_to_citizen/generate.ts";
 import { createTestDatabase } from "./_services.ts";
 
-const pipelines = new URL("../examples/warehouse_to_citizen/pipelines/", import.meta.url).pathname;
+const pipelines =
+  new URL("../examples/warehouse_to_citizen/pipelines/batch/", import.meta.url).pathname;
 
 /** Every personal value of the warehouse that the citizen database must not hold in clear. */
 async function personalValues(sql: postgres.Sql): Promise<string[]> {

@@ -8,9 +8,12 @@
  * 3. Runs every batch pipeline of `pipelines/` once, in dependency order
  *    (`scheme_sync >> profile_sync`), then a second incremental run after
  *    1% of profiles changed, and prints a summary.
+ * 4. Starts a private Kafka broker and the event pipelines, changes an
+ *    application in the warehouse and reports when (and how fast) it arrives
+ *    in the citizen database. Needs Java and Maven; skipped without them.
  *
  * ```
- * deno task demo [--rows 20000] [--keep]
+ * deno task demo [--rows 20000] [--keep] [--no-events]
  * ```
  *
  * @module
@@ -18,6 +21,7 @@
 import { parseArgs } from "node:util";
 import postgres from "postgres";
 import { startPostgres } from "../../dev/postgres.ts";
+import { type KafkaServer, startKafka } from "../../dev/kafka.ts";
 import { setUpLogging, tearDownLogging } from "../../core/log.ts";
 import { type JobReport, Runtime } from "../../core/runtime.ts";
 import { formatSummary } from "../../cli/summary.ts";
@@ -32,6 +36,7 @@ async function main(): Promise<number> {
     options: {
       rows: { type: "string", default: "20000" },
       keep: { type: "boolean", default: false },
+      "no-events": { type: "boolean", default: false },
     },
   });
   const rows = Number(values.rows);
@@ -63,8 +68,7 @@ async function main(): Promise<number> {
     // masking, so they stay on the Sluice host, not in smart_citizen.
     Deno.env.set("SLUICE_DEAD_LETTER_DIR", scratch);
     const settings = { offsetsFile: `${scratch}/offsets.json` };
-    const specs = await loadWithBuiltins([`${here}pipelines`], settings);
-    const batch = specs.filter((spec) => spec.source.plugin.mode === "batch");
+    const batch = await loadWithBuiltins([`${here}pipelines/batch`], settings);
     const runtime = new Runtime(batch, workerEnvironment(settings));
     const reports: JobReport[] = [];
     runtime.onReport((report) => reports.push(report));
@@ -83,7 +87,14 @@ async function main(): Promise<number> {
     await runtime.stop();
 
     console.log(`\n${formatSummary(reports)}\n`);
+    const events = values["no-events"]
+      ? "skipped"
+      : await runEventFlows(warehouse, citizen, scratch);
     const failed = reports.filter((report) => report.status !== "succeeded");
+    if (events === "failed") {
+      console.log("The event flows did not deliver the change.");
+      return 1;
+    }
     if (failed.length > 0) {
       console.log(`${failed.length} job(s) did not succeed.`);
       return 1;
@@ -100,6 +111,91 @@ async function main(): Promise<number> {
     await server.stop();
     await tearDownLogging();
   }
+}
+
+/**
+ * Starts a private Kafka broker and the event pipelines (CDC → Kafka →
+ * consumers → smart_citizen), changes an application's status in the
+ * warehouse, and waits for it to reach the citizen database.
+ */
+async function runEventFlows(
+  warehouse: string,
+  citizen: string,
+  scratch: string,
+): Promise<"ok" | "failed" | "skipped"> {
+  let kafka: KafkaServer;
+  try {
+    const started = performance.now();
+    kafka = await startKafka();
+    step(`Started a private Kafka broker at ${kafka.brokers} in ${seconds(started)}`);
+  } catch (error) {
+    step(`Event flows skipped: cannot start Kafka (${(error as Error).message.split("\n")[0]})`);
+    step("They need Java 17 and Maven (apt-get install openjdk-17-jdk-headless maven)");
+    return "skipped";
+  }
+  const url = new URL(warehouse);
+  Deno.env.set("WAREHOUSE_HOST", url.hostname);
+  Deno.env.set("WAREHOUSE_PORT", url.port || "5432");
+  Deno.env.set("WAREHOUSE_USER", decodeURIComponent(url.username) || "postgres");
+  Deno.env.set("WAREHOUSE_PASSWORD", decodeURIComponent(url.password));
+  Deno.env.set("SLUICE_STATE_DIR", scratch);
+  const settings = {
+    offsetsFile: `${scratch}/stream-offsets.json`,
+    bootstrapServers: kafka.brokers,
+  };
+  const specs = await loadWithBuiltins([`${here}pipelines/events`], settings);
+  const runtime = new Runtime(specs, workerEnvironment(settings));
+  const source = postgres(warehouse, { max: 1, onnotice: () => {} });
+  const target = postgres(citizen, { max: 1, onnotice: () => {} });
+  try {
+    step(
+      `Starting ${specs.length} stream pipelines (2 CDC connectors, ${specs.length - 2} consumers)`,
+    );
+    runtime.start();
+    // snapshot.mode is "never": changes count from the moment the slots exist.
+    await waitFor(async () => {
+      const [{ n }] = await source`
+        select count(*)::int as n from pg_replication_slots where active and slot_name like 'warehouse_%'`;
+      return n === 2;
+    }, 60_000);
+    const [application] = await source`
+      select application_id from decision.applications where status <> 'approved' order by application_id limit 1`;
+    const id = application.application_id;
+    const changedAt = performance.now();
+    await source`update decision.applications set status = 'approved', decided_at = now()
+      where application_id = ${id}`;
+    step(`Approved application ${id} in smart_warehouse; waiting for smart_citizen`);
+    const arrived = await waitFor(async () => {
+      const rows =
+        await target`select status from public.application_status where application_id = ${id}`;
+      return rows[0]?.status === "approved";
+    }, 60_000);
+    if (!arrived) {
+      step("The change did not arrive within 60 s");
+      return "failed";
+    }
+    const latency = performance.now() - changedAt;
+    step(
+      `It arrived in smart_citizen.public.application_status ${
+        latency.toFixed(0)
+      } ms after the commit (WAL → Kafka → consumer → PostgreSQL)`,
+    );
+    return "ok";
+  } finally {
+    await runtime.stop();
+    await source.end();
+    await target.end();
+    await kafka.stop();
+  }
+}
+
+async function waitFor(check: () => Promise<boolean>, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await check()) return true;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return false;
 }
 
 interface Server {
