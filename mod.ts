@@ -83,10 +83,10 @@ export {
   buildPipelines,
   loadPipelines,
   parseConnectors,
-  type PipelineSpec,
   pipelineOptions,
+  type PipelineSpec,
 } from "./core/config.ts";
 export { FileOffsetStore, MemoryOffsetStore, type OffsetStore } from "./core/offsets.ts";
-export { type RunReport, runPipeline } from "./core/pipeline.ts";
+export { runPipeline, type RunReport } from "./core/pipeline.ts";
 export { type JobReport, Runtime } from "./core/runtime.ts";
 export { builtinPlugins, builtinRegistry } from "./builtins.ts";
