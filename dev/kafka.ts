@@ -179,7 +179,13 @@ export async function startKafka(options: StartKafkaOptions = {}): Promise<Kafka
       `-Dlog4j2.configurationFile=${dir}/log4j2.properties`,
       "-Djava.awt.headless=true",
     ];
-    const format = ["kafka.tools.StorageTool", "format", "--standalone", "-t", randomClusterId()];
+    // `--cluster-id=` rather than `-t <id>`: a base64url id may start with "-".
+    const format = [
+      "kafka.tools.StorageTool",
+      "format",
+      "--standalone",
+      `--cluster-id=${randomClusterId()}`,
+    ];
     try {
       await runOk(["java", ...jvm, ...format, "-c", props]);
     } catch (e) {
