@@ -391,7 +391,23 @@ async function resolveEnds(
     sinkPath = "config.";
     sourcePath = "config.";
   }
-  sinkName ??= options.defaultSink;
+  if (sinkName === undefined && options.defaultSink) {
+    // A source connector writing to the worker's Kafka, as in Kafka Connect:
+    // unprefixed keys only the default sink knows (topic.creation.*) are its.
+    sinkName = options.defaultSink;
+    const sinkPlugin = registry.find("sink", sinkName);
+    const sourcePlugin = registry.find("source", sourceName);
+    const sinkShape = sinkPlugin ? objectShape(sinkPlugin.config) ?? {} : {};
+    const sourceShape = sourcePlugin ? objectShape(sourcePlugin.config) ?? {} : {};
+    sourceKeys = { ...sourceKeys };
+    sinkKeys = { ...sinkKeys };
+    for (const key of Object.keys(sourceKeys)) {
+      if (key in sinkShape && !(key in sourceShape)) {
+        sinkKeys[key] = sourceKeys[key];
+        delete sourceKeys[key];
+      }
+    }
+  }
 
   const sourcePlugin = await registry.resolve("source", sourceName, connector.baseDir);
   let source: PluginSpec<SourcePlugin> | undefined;

@@ -156,3 +156,28 @@ Deno.test("the ConfigError message lists every problem, one per line", () => {
     'Invalid configuration (2 problems):\n  - a: config.x: is required\n  - b: config.y: expected an integer: current value is "z"',
   );
 });
+
+Deno.test("a source without sink.class writes to Kafka, and Kafka Connect's topic.creation keys go to that sink", async () => {
+  const [spec] = await buildPipelines(
+    parseConnectors({
+      name: "capture",
+      config: {
+        "connector.class": "postgres_cdc",
+        "database.hostname": "127.0.0.1",
+        "database.dbname": "smart_warehouse",
+        "topic.prefix": "warehouse-cdc",
+        "topic.creation.default.partitions": "6",
+      },
+    }),
+    {
+      registry: builtinRegistry(),
+      pluginDefaults: { "bootstrap.servers": "127.0.0.1:9092" },
+      sinkConnectorSource: "kafka",
+      defaultSink: "kafka",
+    },
+  );
+  assertEquals(spec.sink.plugin.name, "kafka");
+  const sink = spec.sink.config as Record<string, unknown>;
+  assertEquals(sink["topic.creation.default.partitions"], 6);
+  assertEquals(sink["bootstrap.servers"], "127.0.0.1:9092");
+});
