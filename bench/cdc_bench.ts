@@ -1,0 +1,607 @@
+/**
+ * CDC benchmark (issue 3: PostgreSQL logical replication → Kafka → PostgreSQL).
+ *
+ * (a) Capture throughput PostgreSQL → Kafka: a `postgres_cdc` pipeline (default
+ *     kafka sink, `snapshot.mode` never) creates its slot and publication and
+ *     is stopped; a second slot (pgoutput) is created at the same point; N
+ *     single-row INSERTs are committed as N separate transactions (a procedure
+ *     with COMMIT per row), so the WAL holds the backlog. Then
+ *     `pg_recvlogical` drains the second slot to /dev/null up to the end LSN
+ *     (the ceiling), and `sluice run` drains the first until the topic's end
+ *     offsets hold all N events.
+ * (b) End-to-end latency warehouse commit → citizen visibility
+ *     (postgres_cdc → Kafka → kafka source → postgres sink), p50 and p99, at a
+ *     steady 1,000 and 5,000 changes/s: rows carry `clock_timestamp()` at the
+ *     source; a trigger on the target stamps `synced_at` with
+ *     `clock_timestamp()` when the sink writes the row (both databases on the
+ *     same server, same clock).
+ * (c) Peak RSS (VmHWM) of the Sluice process while the backlog of (a) drains.
+ *
+ * Targets: p99 < 1 s at 5,000 changes/s; peak RSS < 200 MB.
+ *
+ * ```
+ * deno run -A bench/cdc_bench.ts [--events 1000000] [--seconds 15] [--rates 1000,5000]
+ * ```
+ * Uses SLUICE_TEST_PG_URL and SLUICE_TEST_KAFKA_BROKERS when set, else starts a
+ * private PostgreSQL and Kafka broker.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import postgres from "postgres";
+import { Admin } from "@platformatic/kafka";
+import { startPostgres } from "../dev/postgres.ts";
+import { startKafka } from "../dev/kafka.ts";
+import { KafkaAdmin } from "../drivers/kafka.ts";
+
+const { values } = parseArgs({
+  args: Deno.args,
+  options: {
+    events: { type: "string", default: "1000000" },
+    seconds: { type: "string", default: "15" },
+    rates: { type: "string", default: "1000,5000" },
+    writers: { type: "string", default: "2" },
+    // Diagnostics: V8 flags for the Sluice child processes, e.g. --max-old-space-size=96.
+    "sluice-v8-flags": { type: "string" },
+    // Skip part (b).
+    "no-latency": { type: "boolean", default: false },
+  },
+});
+const events = Number(values.events);
+const seconds = Number(values.seconds);
+const rates = values.rates!.split(",").map(Number);
+const writers = Math.max(1, Number(values.writers));
+const root = new URL("..", import.meta.url).pathname;
+const v8Flags = values["sluice-v8-flags"] ? [`--v8-flags=${values["sluice-v8-flags"]}`] : [];
+
+const externalPg = Deno.env.get("SLUICE_TEST_PG_URL");
+const externalKafka = Deno.env.get("SLUICE_TEST_KAFKA_BROKERS");
+const [pgServer, kafkaServer] = await Promise.all([
+  externalPg ? undefined : startPostgres(),
+  externalKafka ? undefined : startKafka(),
+]);
+const adminUrl = externalPg ?? pgServer!.url;
+const brokers = externalKafka ?? kafkaServer!.brokers;
+const urlFor = (db: string) => {
+  const url = new URL(adminUrl);
+  url.pathname = `/${db}`;
+  return url.href;
+};
+
+const run = `${Date.now().toString(36)}`; // unique topics and groups on a shared broker
+const prefix = `cdcbench_${run}`;
+const WH = "cdc_bench_warehouse";
+const CIT = "cdc_bench_citizen";
+const SLOT_A = "cdc_bench_a";
+const SLOT_CEILING = "cdc_bench_ceiling";
+const SLOT_B = "cdc_bench_b";
+const PUB_A = "cdc_bench_pub_a";
+const PUB_B = "cdc_bench_pub_b";
+const warehouse = urlFor(WH);
+const citizen = urlFor(CIT);
+const topicA = `${prefix}.public.bench_a`;
+const topicB = `${prefix}.public.bench_lat`;
+
+const quiet = { onnotice: () => {} };
+const admin = postgres(adminUrl, { max: 1, ...quiet });
+const scratch = await Deno.makeTempDir({ prefix: "sluice_cdc_bench_" });
+const kAdmin = new KafkaAdmin({ bootstrapServers: brokers, clientId: "cdc-bench" });
+const rawAdmin = new Admin({
+  clientId: "cdc-bench-offsets",
+  bootstrapBrokers: brokers.split(","),
+  timeout: 30_000,
+  requestTimeout: 30_000,
+  connectTimeout: 10_000,
+});
+const children = new Set<Deno.ChildProcess>();
+
+try {
+  await dropSlots();
+  for (const db of [WH, CIT]) {
+    await admin.unsafe(`drop database if exists ${db} with (force)`);
+    await admin.unsafe(`create database ${db}`);
+  }
+  const w = postgres(warehouse, { max: writers + 1, ...quiet });
+  const c = postgres(citizen, { max: 2, ...quiet });
+  await w.unsafe(`
+    create table public.bench_a (id bigserial primary key, payload text not null);
+    create table public.bench_lat (
+      id bigserial primary key, phase int not null, payload text not null,
+      committed_at timestamptz not null default clock_timestamp());
+    create procedure public.gen_a(n int) language plpgsql as $$
+    begin
+      for i in 1..n loop
+        insert into public.bench_a (payload) values ('event payload ' || i);
+        commit;
+      end loop;
+    end $$;
+    create procedure public.gen_lat(p int, n int) language plpgsql as $$
+    begin
+      for i in 1..n loop
+        insert into public.bench_lat (phase, payload) values (p, 'event payload ' || i);
+        commit;
+      end loop;
+    end $$;`);
+  await c.unsafe(`
+    create table public.bench_lat (
+      id bigint primary key, phase int not null, payload text not null,
+      committed_at timestamptz not null, synced_at timestamptz, deleted_at timestamptz,
+      _source_lsn pg_lsn);
+    create function public.stamp_synced() returns trigger language plpgsql as $$
+    begin new.synced_at := clock_timestamp(); return new; end $$;
+    create trigger stamp_synced before insert or update on public.bench_lat
+      for each row execute function public.stamp_synced();`);
+
+  // ---------------------------------------------------------------- (a) + (c)
+  const cdcA = {
+    name: `cdc_bench_capture_${run}`,
+    config: {
+      "connector.class": "postgres_cdc",
+      "connection.url": warehouse,
+      "topic.prefix": prefix,
+      "table.include.list": "public.bench_a",
+      "slot.name": SLOT_A,
+      "publication.name": PUB_A,
+      "publication.autocreate.mode": "filtered",
+      "snapshot.mode": "never",
+    },
+  };
+  const dirA = `${scratch}/capture`;
+  await Deno.mkdir(dirA);
+  await Deno.writeTextFile(`${dirA}/capture.json`, JSON.stringify([cdcA], null, 2));
+  const sluiceArgs = (dir: string, offsets: string) => [
+    "run",
+    "-A",
+    "--unstable-cron",
+    ...v8Flags,
+    `${root}cli/main.ts`,
+    "run",
+    dir,
+    "--bootstrap",
+    brokers,
+    "--offsets",
+    offsets,
+    "--log-level",
+    "warning",
+    "--log-format",
+    "text",
+  ];
+
+  let setupPeakKb = 0;
+  console.log("Creating the capture slot and publication through Sluice…");
+  {
+    const setup = spawn(Deno.execPath(), sluiceArgs(dirA, `${scratch}/offsets_a.json`));
+    await waitFor(async () => await slotExists(SLOT_A), 60_000, "slot " + SLOT_A, setup.child);
+    await delay(1000);
+    setupPeakKb = setup.peakKb();
+    await stop(setup.child);
+  }
+  const [{ lsn: startLsn }] = await admin`select pg_current_wal_lsn()::text as lsn`;
+  await w`select pg_create_logical_replication_slot(${SLOT_CEILING}, 'pgoutput')`;
+
+  console.log(
+    `Committing ${
+      events.toLocaleString("en")
+    } single-row INSERTs (one transaction each, ${writers} connections)…`,
+  );
+  const genStart = performance.now();
+  await Promise.all(
+    split(events, writers).map((n) => w`call public.gen_a(${n})`),
+  );
+  const genMs = performance.now() - genStart;
+  const [{ lsn: endLsn }] = await w`select pg_current_wal_lsn()::text as lsn`;
+  const [{ wal }] = await w`
+    select pg_size_pretty(pg_wal_lsn_diff(${endLsn}::pg_lsn, ${startLsn}::pg_lsn)) as wal`;
+  console.log(
+    `  ${fmt(genMs)} (${rate(events, genMs)} tx/s), ${wal} of WAL, end LSN ${endLsn}`,
+  );
+
+  console.log("Ceiling: pg_recvlogical draining the second slot to /dev/null…");
+  const recv = await timeCommand(await recvlogicalPath(), [
+    "-d",
+    warehouse,
+    "--slot",
+    SLOT_CEILING,
+    "--start",
+    "--no-loop",
+    "-o",
+    "proto_version=1",
+    "-o",
+    `publication_names=${PUB_A}`,
+    "-f",
+    "/dev/null",
+    "--endpos",
+    endLsn,
+  ]);
+  console.log(`  ${fmt(recv.ms)}`);
+
+  console.log("Sluice: postgres_cdc → kafka draining the backlog…");
+  const sluiceA = spawn(Deno.execPath(), sluiceArgs(dirA, `${scratch}/offsets_a.json`));
+  let firstEventMs = 0;
+  let lastCount = -1;
+  let lastProgress = performance.now();
+  await waitFor(
+    async () => {
+      const n = await topicCount(topicA);
+      const now = performance.now();
+      if (n > 0 && !firstEventMs) firstEventMs = now - sluiceA.started;
+      if (n !== lastCount) {
+        lastCount = n;
+        lastProgress = now;
+      } else if (now - lastProgress > 60_000) {
+        throw new Error(`no progress for 60 s at ${n} of ${events} events on ${topicA}`);
+      }
+      return n >= events;
+    },
+    3_600_000,
+    `${events} events on ${topicA}`,
+    sluiceA.child,
+    100,
+  );
+  const sluiceMs = performance.now() - sluiceA.started;
+  const peakA = sluiceA.peakKb();
+  await stop(sluiceA.child);
+  const onTopic = await topicCount(topicA);
+  const [{ confirmed, caughtUp }] = await admin`
+    select confirmed_flush_lsn::text as confirmed,
+           confirmed_flush_lsn >= ${endLsn}::pg_lsn as "caughtUp"
+    from pg_replication_slots where slot_name = ${SLOT_A}`;
+  console.log(
+    `  ${fmt(sluiceMs)} from process start (first event after ${fmt(firstEventMs)}), ` +
+      `${onTopic.toLocaleString("en")} messages on the topic, peak RSS ${mb(peakA)}`,
+  );
+
+  // ---------------------------------------------------------------------- (b)
+  const latency: {
+    rate: number;
+    achieved: number;
+    rows: number;
+    p50: number;
+    p99: number;
+    max: number;
+  }[] = [];
+  let peakB = 0;
+  if (!values["no-latency"]) {
+    const dirB = `${scratch}/latency`;
+    await Deno.mkdir(dirB);
+    await kAdmin.createTopic(topicB, { partitions: 1, replicationFactor: -1 });
+    await Deno.writeTextFile(
+      `${dirB}/latency.json`,
+      JSON.stringify(
+        [
+          {
+            name: `cdc_bench_connector_${run}`,
+            config: {
+              "connector.class": "postgres_cdc",
+              "connection.url": warehouse,
+              "topic.prefix": prefix,
+              "table.include.list": "public.bench_lat",
+              "slot.name": SLOT_B,
+              "publication.name": PUB_B,
+              "publication.autocreate.mode": "filtered",
+              "snapshot.mode": "never",
+            },
+          },
+          {
+            name: `cdc_bench_consumer_${run}`,
+            config: {
+              "connector.class": "postgres",
+              "topics": topicB,
+              "connection.url": citizen,
+              "table": "public.bench_lat",
+            },
+          },
+        ],
+        null,
+        2,
+      ),
+    );
+    console.log("Latency: starting the CDC and consumer pipelines in one process…");
+    const sluiceB = spawn(Deno.execPath(), sluiceArgs(dirB, `${scratch}/offsets_b.json`));
+    await waitFor(
+      async () => await slotExists(SLOT_B, true),
+      60_000,
+      "slot " + SLOT_B,
+      sluiceB.child,
+    );
+    // Warm-up: phase 0 rows until they show up in the citizen database.
+    let warm = 0;
+    await waitFor(
+      async () => {
+        await w`call public.gen_lat(0, 10)`;
+        warm += 10;
+        const [{ n }] = await c`select count(*)::int as n from public.bench_lat where phase = 0`;
+        return n > 0;
+      },
+      120_000,
+      "warm-up rows in the citizen database",
+      sluiceB.child,
+      500,
+    );
+    await waitFor(
+      async () => {
+        const [{ n }] = await c`select count(*)::int as n from public.bench_lat where phase = 0`;
+        return n >= warm;
+      },
+      60_000,
+      "warm-up drained",
+      sluiceB.child,
+      200,
+    );
+
+    for (const [index, target] of rates.entries()) {
+      const phase = index + 1;
+      console.log(`  ${target.toLocaleString("en")} changes/s for ${seconds} s…`);
+      const started = performance.now();
+      let sent = 0;
+      const inflight = new Set<Promise<unknown>>();
+      while (performance.now() - started < seconds * 1000) {
+        const due = Math.floor(((performance.now() - started) / 1000) * target) - sent;
+        if (due > 0 && inflight.size < writers) {
+          const p: Promise<unknown> = w`call public.gen_lat(${phase}, ${due})`.then(() =>
+            inflight.delete(p)
+          );
+          inflight.add(p);
+          sent += due;
+        }
+        await delay(10);
+      }
+      await Promise.all(inflight);
+      const achieved = sent / ((performance.now() - started) / 1000);
+      await waitFor(
+        async () => {
+          const [{ n }] =
+            await c`select count(*)::int as n from public.bench_lat where phase = ${phase}`;
+          return n >= sent;
+        },
+        300_000,
+        `phase ${phase} drained`,
+        sluiceB.child,
+        200,
+      );
+      const [r] = await c`
+      select count(*)::int as rows,
+             percentile_cont(0.5) within group (order by extract(epoch from synced_at - committed_at)) as p50,
+             percentile_cont(0.99) within group (order by extract(epoch from synced_at - committed_at)) as p99,
+             max(extract(epoch from synced_at - committed_at)) as max
+      from public.bench_lat where phase = ${phase}`;
+      latency.push({
+        rate: target,
+        achieved,
+        rows: r.rows,
+        p50: Number(r.p50) * 1000,
+        p99: Number(r.p99) * 1000,
+        max: Number(r.max) * 1000,
+      });
+      console.log(
+        `    ${r.rows} rows, p50 ${ms(Number(r.p50) * 1000)}, p99 ${ms(Number(r.p99) * 1000)}`,
+      );
+    }
+    peakB = sluiceB.peakKb();
+    await stop(sluiceB.child);
+  } // part (b)
+  await w.end();
+  await c.end();
+
+  // ------------------------------------------------------------------ report
+  const sluiceRate = events / (sluiceMs / 1000);
+  const drainRate = events / ((sluiceMs - firstEventMs) / 1000);
+  const recvRate = events / (recv.ms / 1000);
+  console.log(`\nCDC benchmark, ${events.toLocaleString("en")} single-row transactions\n`);
+  console.log("| measure | figure | target | result |");
+  console.log("| --- | ---: | ---: | --- |");
+  console.log(
+    `| generate backlog (${writers} connections) | ${fmt(genMs)}, ${
+      rate(events, genMs)
+    } tx/s, ${wal} WAL | - | - |`,
+  );
+  console.log(
+    `| (a) pg_recvlogical pgoutput → /dev/null (ceiling) | ${fmt(recv.ms)}, ${
+      Math.round(recvRate).toLocaleString("en")
+    } events/s | - | - |`,
+  );
+  console.log(
+    `| (a) Sluice postgres_cdc → Kafka, from process start | ${fmt(sluiceMs)}, ${
+      Math.round(sluiceRate).toLocaleString("en")
+    } events/s | - | - |`,
+  );
+  console.log(
+    `| (a) Sluice, from first event on the topic | ${fmt(sluiceMs - firstEventMs)}, ${
+      Math.round(drainRate).toLocaleString("en")
+    } events/s | - | - |`,
+  );
+  console.log(
+    `| (a) Sluice / pg_recvlogical events/s | ${(sluiceRate / recvRate).toFixed(2)} (${
+      (drainRate / recvRate).toFixed(2)
+    } from first event) | - | - |`,
+  );
+  console.log(
+    `| (a) Sluice slot confirmed_flush_lsn after stop | ${confirmed} (end ${endLsn}) | ≥ end LSN | ${
+      caughtUp ? "PASS" : "FAIL"
+    } |`,
+  );
+  const peakMb = peakA / 1024;
+  console.log(
+    `| (c) Sluice peak RSS draining the backlog | ${peakMb.toFixed(0)} MB | < 200 MB | ${
+      peakMb < 200 ? "PASS" : "FAIL"
+    } |`,
+  );
+  console.log(
+    `| (c) for comparison: peak RSS of the idle setup run (no backlog) | ${
+      (setupPeakKb / 1024).toFixed(0)
+    } MB | - | - |`,
+  );
+  for (const l of latency) {
+    const gated = l.rate >= 5000;
+    console.log(
+      `| (b) latency at ${l.rate.toLocaleString("en")}/s (achieved ${
+        Math.round(l.achieved).toLocaleString("en")
+      }/s, ${l.rows.toLocaleString("en")} rows) | p50 ${ms(l.p50)}, p99 ${ms(l.p99)}, max ${
+        ms(l.max)
+      } | ${gated ? "p99 < 1 s" : "-"} | ${gated ? (l.p99 < 1000 ? "PASS" : "FAIL") : "-"} |`,
+    );
+  }
+  if (!values["no-latency"]) {
+    console.log(
+      `| (b) Sluice peak RSS (CDC + consumer process) | ${
+        (peakB / 1024).toFixed(0)
+      } MB | < 200 MB | ${peakB / 1024 < 200 ? "PASS" : "FAIL"} |`,
+    );
+  }
+} finally {
+  for (const child of children) await stop(child).catch(() => {});
+  await dropSlots().catch((e) => console.error(`dropping slots: ${e}`));
+  for (const db of [WH, CIT]) {
+    await admin.unsafe(`drop database if exists ${db} with (force)`).catch(() => {});
+  }
+  await admin.end();
+  await kAdmin.close().catch(() => {});
+  await rawAdmin.close().catch(() => {});
+  await Deno.remove(scratch, { recursive: true }).catch(() => {});
+  await Promise.all([pgServer?.stop(), kafkaServer?.stop()]);
+}
+
+// ---------------------------------------------------------------------------
+
+function split(n: number, parts: number): number[] {
+  const base = Math.floor(n / parts);
+  return Array.from({ length: parts }, (_, i) => base + (i < n % parts ? 1 : 0)).filter((x) =>
+    x > 0
+  );
+}
+
+async function slotExists(slot: string, active = false): Promise<boolean> {
+  const rows = await admin`
+    select active from pg_replication_slots where slot_name = ${slot}`;
+  return rows.length > 0 && (!active || rows[0].active);
+}
+
+async function dropSlots(): Promise<void> {
+  for (const slot of [SLOT_A, SLOT_CEILING, SLOT_B]) {
+    await admin`
+      select pg_drop_replication_slot(slot_name) from pg_replication_slots
+      where slot_name = ${slot} and not active`;
+  }
+}
+
+/** Sum of the end offsets of every partition of `topic` (0 when missing). */
+async function topicCount(topic: string): Promise<number> {
+  const described = await kAdmin.describeTopics([topic]).catch(() => new Map());
+  const info = described.get(topic);
+  if (!info) return 0;
+  const listed = await rawAdmin.listOffsets({
+    topics: [{
+      name: topic,
+      partitions: Array.from({ length: info.partitions }, (_, i) => ({
+        partitionIndex: i,
+        timestamp: -1n,
+      })),
+    }],
+  });
+  let total = 0;
+  for (const t of listed) for (const p of t.partitions) total += Number(p.offset);
+  return total;
+}
+
+async function recvlogicalPath(): Promise<string> {
+  const dirs: string[] = [];
+  try {
+    for (const entry of Deno.readDirSync("/usr/lib/postgresql")) {
+      dirs.push(`/usr/lib/postgresql/${entry.name}/bin/pg_recvlogical`);
+    }
+  } catch { /* not Debian's layout */ }
+  dirs.sort((a, b) => b.localeCompare(a, "en", { numeric: true }));
+  for (const path of dirs) {
+    try {
+      await Deno.stat(path);
+      return path;
+    } catch { /* next */ }
+  }
+  return "pg_recvlogical";
+}
+
+interface Spawned {
+  child: Deno.ChildProcess;
+  started: number;
+  peakKb(): number;
+}
+
+/** Starts a process and samples its peak RSS (VmHWM) until it exits. */
+function spawn(command: string, args: string[]): Spawned {
+  const started = performance.now();
+  const child = new Deno.Command(command, { args, stdout: "inherit", stderr: "inherit" }).spawn();
+  children.add(child);
+  let peakKb = 0;
+  const sample = async () => {
+    try {
+      const status = await Deno.readTextFile(`/proc/${child.pid}/status`);
+      const match = /VmHWM:\s+(\d+)/.exec(status);
+      if (match) peakKb = Math.max(peakKb, Number(match[1]));
+    } catch { /* exited */ }
+  };
+  const sampler = setInterval(sample, 50);
+  child.status.finally(() => {
+    clearInterval(sampler);
+    children.delete(child);
+  });
+  return { child, started, peakKb: () => peakKb };
+}
+
+async function timeCommand(command: string, args: string[]): Promise<{ ms: number }> {
+  const started = performance.now();
+  const status = await new Deno.Command(command, { args, stdout: "inherit", stderr: "inherit" })
+    .spawn().status;
+  if (!status.success) throw new Error(`${command} ${args.join(" ")} exited with ${status.code}`);
+  return { ms: performance.now() - started };
+}
+
+/** SIGTERM, then SIGKILL after 20 s. */
+async function stop(child: Deno.ChildProcess): Promise<void> {
+  try {
+    child.kill("SIGTERM");
+  } catch { /* already gone */ }
+  const timer = setTimeout(() => {
+    try {
+      child.kill("SIGKILL");
+    } catch { /* gone */ }
+  }, 20_000);
+  await child.status;
+  clearTimeout(timer);
+}
+
+async function waitFor(
+  check: () => Promise<boolean>,
+  timeoutMs: number,
+  what: string,
+  child?: Deno.ChildProcess,
+  everyMs = 250,
+): Promise<void> {
+  let exited = false;
+  child?.status.then(() => exited = true);
+  const deadline = performance.now() + timeoutMs;
+  while (!(await check())) {
+    if (exited) throw new Error(`the Sluice process exited while waiting for ${what}`);
+    if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await delay(everyMs);
+  }
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+function rate(n: number, ms: number): string {
+  return Math.round(n / (ms / 1000)).toLocaleString("en");
+}
+
+function fmt(ms: number): string {
+  return `${(ms / 1000).toFixed(2)} s`;
+}
+
+function ms(value: number): string {
+  return `${value.toFixed(0)} ms`;
+}
+
+function mb(kb: number): string {
+  return `${(kb / 1024).toFixed(0)} MB`;
+}
