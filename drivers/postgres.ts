@@ -8,6 +8,7 @@
 import net from "node:net";
 import type { Writable } from "node:stream";
 import postgres from "postgres";
+import { getLogger } from "@logtape/logtape";
 import { z } from "zod";
 import { integer } from "../core/options.ts";
 
@@ -107,6 +108,7 @@ export interface ConnectOptions {
  * PostgreSQL's own text (lossless); the session time zone is UTC.
  */
 export function connect(url: string, options: ConnectOptions = {}): Sql {
+  guardClosedSocketWrites();
   const settings = {
     max: options.max ?? 4,
     onnotice: () => {},
@@ -128,6 +130,35 @@ export function connect(url: string, options: ConnectOptions = {}): Sql {
     },
   };
   return postgres(url, settings as postgres.Options<Record<string, postgres.PostgresType>>);
+}
+
+let guarded = false;
+
+/**
+ * postgres.js 3.4.9 can schedule a write on a connection that has just
+ * closed (its `closed()` clears the write timer but does not forget it); the
+ * write then throws "Cannot read properties of null (reading 'write')" from a
+ * timer, outside any promise, which would end the process. The query that
+ * lost its connection has already been rejected with CONNECTION_CLOSED, and
+ * the pipeline retries it, so this one error is swallowed with a warning.
+ */
+function guardClosedSocketWrites(): void {
+  if (guarded) return;
+  guarded = true;
+  globalThis.addEventListener("error", (event) => {
+    const error = event.error;
+    if (
+      error instanceof TypeError && error.message.includes("reading 'write'") &&
+      /postgres[\/@]3\.4\.9[\s\S]*nextWrite|nextWrite[\s\S]*postgres[\/@]3\.4\.9/.test(
+        error.stack ?? "",
+      )
+    ) {
+      event.preventDefault();
+      getLogger(["sluice", "postgres"]).warn(
+        "Ignored a write on a closed connection (a postgres.js 3.4.9 bug); the connection reconnects",
+      );
+    }
+  });
 }
 
 /**

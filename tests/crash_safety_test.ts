@@ -388,11 +388,7 @@ async function privateDatabase(server: PostgresServer, prefix: string): Promise<
 }
 
 Deno.test({
-  name: "the Kafka broker and the target PostgreSQL restarted mid-stream lose nothing " +
-    "(IGNORED: after a Kafka restart then an immediate PostgreSQL restart of the target the " +
-    "consumer pipeline stops making progress without an error, thousands of rows never " +
-    "arrive and SIGTERM does not stop the process within 30 s)",
-  ignore: true,
+  name: "the Kafka broker and the target PostgreSQL restarted mid-stream lose nothing",
   sanitizeResources: true,
   sanitizeOps: true,
   fn: async () => {

@@ -118,7 +118,18 @@ export default defineSink({
   config: schema,
   async create(config, context) {
     const url = connectionUrl(config);
-    const sql = connect(url, { max: 1, applicationName: `sluice:${context.pipeline}` });
+    const open = () => connect(url, { max: 1, applicationName: `sluice:${context.pipeline}` });
+    let sql = open();
+    /**
+     * After a lost connection the client is replaced, not reused: postgres.js
+     * can be left wedged (its next transaction never starts) when the server
+     * went away in the middle of a COPY.
+     */
+    const replaceClient = () => {
+      const dead = sql;
+      sql = open();
+      dead.end({ timeout: 0 }).catch(() => {});
+    };
     const offsetsTable = parseTableName(config["offsets.table"]).quoted;
     const mapping = parseMapping(config["fields.mapping"]);
     const tables = new Map<string, TargetTable>();
@@ -298,8 +309,11 @@ export default defineSink({
       failures: RecordFailure[],
     ): Promise<{ written: number; skipped: number }> {
       const rows = unique.map((op) => op.row);
-      // Change events update rows they created earlier: no bulk COPY for them.
-      if (kind === "upsert" && table.bulk && !isChangeEvent(unique[0].record.value)) {
+      // An update event means the row exists: COPY would only fail, so merge.
+      const updates = unique.some((op) =>
+        isChangeEvent(op.record.value) && op.record.value.op === "u"
+      );
+      if (kind === "upsert" && table.bulk && !updates) {
         try {
           const count = await tx.savepoint((sp) => table.copyInto(sp, columns, rows));
           return { written: count, skipped: 0 };
@@ -363,7 +377,7 @@ export default defineSink({
       return { written: count, skipped };
     }
 
-    async function write(batch: SinkBatch): Promise<SinkResult> {
+    async function writeOnce(batch: SinkBatch): Promise<SinkResult> {
       const failures: RecordFailure[] = [];
       let written = 0;
       let skipped = 0;
@@ -401,10 +415,18 @@ export default defineSink({
             [batch.offset.key, JSON.stringify(batch.offset.value)],
           );
         }
-      }).catch((error) => {
-        throw isConnectionError(error) ? wrap(error, "Cannot write to PostgreSQL") : error;
       });
       return { written, skipped };
+    }
+
+    async function write(batch: SinkBatch): Promise<SinkResult> {
+      try {
+        return await writeOnce(batch);
+      } catch (error) {
+        if (!isConnectionError(error)) throw error;
+        replaceClient();
+        throw wrap(error, "Cannot write to PostgreSQL");
+      }
     }
 
     return {
