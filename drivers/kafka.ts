@@ -19,14 +19,26 @@
  * @module
  */
 import { Buffer } from "node:buffer";
-import {
+import type {
   Admin,
   Consumer,
-  type Message,
-  type MessagesStream,
+  Message,
+  MessagesStream,
   Producer,
-  type ProducerOptions,
+  ProducerOptions,
 } from "@platformatic/kafka";
+
+type KafkaLibrary = typeof import("@platformatic/kafka");
+let library: Promise<KafkaLibrary> | undefined;
+
+/**
+ * The client library, imported on first use: it costs about 50 MB of memory,
+ * which processes that run no Kafka pipeline should not pay.
+ */
+function kafkaLibrary(): Promise<KafkaLibrary> {
+  library ??= import("@platformatic/kafka");
+  return library;
+}
 import type { Logger } from "@logtape/logtape";
 
 /** Connection settings shared by every client. */
@@ -201,16 +213,22 @@ export interface TopicSettings {
 
 /** Creates and lists topics. */
 export class KafkaAdmin {
-  readonly #admin: Admin;
+  readonly #options: KafkaClientOptions;
+  #admin: Promise<Admin> | undefined;
 
   constructor(options: KafkaClientOptions) {
-    this.#admin = new Admin(baseOptions(options));
+    this.#options = options;
+  }
+
+  #client(): Promise<Admin> {
+    this.#admin ??= kafkaLibrary().then(({ Admin }) => new Admin(baseOptions(this.#options)));
+    return this.#admin;
   }
 
   /** Creates `topic` unless it exists. Returns true when this call created it. */
   async createTopic(topic: string, settings: TopicSettings): Promise<boolean> {
     try {
-      await this.#admin.createTopics({
+      await (await this.#client()).createTopics({
         topics: [topic],
         partitions: settings.partitions,
         replicas: settings.replicationFactor,
@@ -224,7 +242,7 @@ export class KafkaAdmin {
 
   /** Topic names in the cluster, without internal topics. */
   async listTopics(): Promise<string[]> {
-    return await this.#admin.listTopics();
+    return await (await this.#client()).listTopics();
   }
 
   /** Partition count and topic id of each existing topic among `topics`. */
@@ -233,7 +251,8 @@ export class KafkaAdmin {
   ): Promise<Map<string, { id: string; partitions: number }>> {
     const result = new Map<string, { id: string; partitions: number }>();
     if (topics.length === 0) return result;
-    const metadata = await this.#admin.metadata({ topics: [...topics], forceUpdate: true });
+    const admin = await this.#client();
+    const metadata = await admin.metadata({ topics: [...topics], forceUpdate: true });
     for (const [name, topic] of metadata.topics) {
       result.set(name, { id: topic.id, partitions: topic.partitionsCount });
     }
@@ -241,7 +260,7 @@ export class KafkaAdmin {
   }
 
   async close(): Promise<void> {
-    await this.#admin.close();
+    if (this.#admin) await (await this.#admin).close();
   }
 }
 
@@ -299,7 +318,9 @@ export class KafkaProducer {
     this.#settings = settings;
   }
 
-  #client(): Producer {
+  async #client(): Promise<Producer> {
+    if (this.#producer) return this.#producer;
+    const { Producer } = await kafkaLibrary();
     if (this.#producer) return this.#producer;
     const idempotent = this.#settings.idempotent ?? true;
     const options: ProducerOptions<Buffer, Buffer, Buffer, Buffer> = {
@@ -336,7 +357,7 @@ export class KafkaProducer {
   }
 
   async #sendChunk(messages: readonly OutgoingMessage[]): Promise<void> {
-    const producer = this.#client();
+    const producer = await this.#client();
     try {
       await producer.send({
         messages: messages.map((message) => ({
@@ -449,7 +470,8 @@ function parseKey(entry: string): TopicPartition {
  */
 export class KafkaConsumer {
   readonly #settings: ConsumerSettings;
-  readonly #consumer: Consumer;
+  #consumer: Consumer | undefined;
+  #consumerReady: Promise<Consumer> | undefined;
   readonly #admin: KafkaAdmin;
   #stream: MessagesStream<Buffer, Buffer, Buffer, Buffer> | undefined;
   #topics: string[] = [];
@@ -466,8 +488,19 @@ export class KafkaConsumer {
 
   constructor(settings: ConsumerSettings) {
     this.#settings = settings;
+    this.#admin = new KafkaAdmin(settings);
+  }
+
+  /** The group client, created on first use. */
+  #client(): Promise<Consumer> {
+    this.#consumerReady ??= kafkaLibrary().then(({ Consumer }) => this.#create(Consumer));
+    return this.#consumerReady;
+  }
+
+  #create(ConsumerClass: KafkaLibrary["Consumer"]): Consumer {
+    const settings = this.#settings;
     const sessionTimeout = settings.sessionTimeoutMs ?? 45_000;
-    this.#consumer = new Consumer<Buffer, Buffer, Buffer, Buffer>({
+    const consumer = new ConsumerClass<Buffer, Buffer, Buffer, Buffer>({
       // A JoinGroup request legitimately blocks until every member rejoined or
       // a dead one's session expired; a shorter client timeout turns that into
       // an endless join-retry loop (the Java client waits rebalance timeout + 5 s).
@@ -488,8 +521,9 @@ export class KafkaConsumer {
       retries: 3,
       retryDelay: 500,
     });
-    this.#consumer.on("consumer:group:join", () => this.#onJoin(this.#consumer.assignments ?? []));
-    this.#admin = new KafkaAdmin(settings);
+    consumer.on("consumer:group:join", () => this.#onJoin(consumer.assignments ?? []));
+    this.#consumer = consumer;
+    return consumer;
   }
 
   /** Calls `listener` after every (re)balance. */
@@ -620,7 +654,7 @@ export class KafkaConsumer {
     if (wanted.length === 0) return;
     const described = await this.#admin.describeTopics(wanted);
     this.#topicIds = new Map([...described].map(([topic, { id }]) => [topic, id]));
-    const stream = await this.#consumer.consume({
+    const stream = await (await this.#client()).consume({
       topics: wanted,
       mode: "committed",
       fallbackMode: this.#settings.autoOffsetReset === "none"
@@ -644,7 +678,7 @@ export class KafkaConsumer {
     });
     this.#stream = stream;
     // The join happened inside consume(); make sure our view of it is current.
-    this.#onJoin(this.#consumer.assignments ?? []);
+    this.#onJoin(this.#consumer?.assignments ?? []);
   }
 
   /**
@@ -667,7 +701,7 @@ export class KafkaConsumer {
       });
     }
     if (offsets.length === 0) return;
-    await this.#consumer.commit({ offsets });
+    await (await this.#client()).commit({ offsets });
     for (const offset of offsets) {
       const id = key(offset.topic, offset.partition);
       if (this.#assigned.has(id)) this.#committed.set(id, offset.offset);
@@ -682,7 +716,7 @@ export class KafkaConsumer {
     }
     const result = new Map<string, bigint>();
     if (byTopic.size === 0) return result;
-    const committed = await this.#consumer.listCommittedOffsets({
+    const committed = await (await this.#client()).listCommittedOffsets({
       topics: [...byTopic].map(([topic, list]) => ({ topic, partitions: list })),
     });
     for (const [topic, offsets] of committed) {
@@ -701,7 +735,13 @@ export class KafkaConsumer {
     await stream?.close().catch(() => {});
     // Leaving the group politely lets the others rebalance at once; an
     // unreachable broker must not hold the pipeline's shutdown or restart.
-    const closing = this.#consumer.close().catch(() => this.#consumer.close(true)).catch(() => {});
+    // A client still being created is waited for, so it can be closed too.
+    const consumer = this.#consumerReady
+      ? await this.#consumerReady.catch(() => undefined)
+      : undefined;
+    const closing = consumer
+      ? consumer.close().catch(() => consumer.close(true)).catch(() => {})
+      : Promise.resolve();
     let timer: ReturnType<typeof setTimeout> | undefined;
     const gaveUp = new Promise<boolean>((resolve) => {
       timer = setTimeout(() => resolve(true), 10_000);
