@@ -69,7 +69,7 @@ const schema = z.strictObject({
   ),
   columns: list().optional().describe("Columns to read; default: all."),
   where: z.string().optional().describe("An SQL condition rows must meet, e.g. is_active."),
-  "chunk.size": positiveInteger().default(5000).describe(
+  "chunk.size": positiveInteger().default(2000).describe(
     "Rows per chunk; each chunk is written and its watermark committed before the next is read.",
   ),
   "batch.max.rows": positiveInteger().optional().describe(

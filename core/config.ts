@@ -86,7 +86,7 @@ export const pipelineOptions = z.strictObject({
   "offset.storage": z.enum(["auto", "file", "sink"]).default("auto").describe(
     "Where source positions are kept: sink (same transaction as the rows, exactly-once), file, or auto (sink when it can).",
   ),
-  "queue.max.batches": positiveInteger().default(4).describe(
+  "queue.max.batches": positiveInteger().default(2).describe(
     "Batches buffered between the source and the sink; bounds memory and applies backpressure.",
   ),
   "tasks.max": z.union([z.literal(1), z.literal("1")]).default(1).describe(

@@ -206,3 +206,77 @@ Deno.test("postgres_cdc snapshots existing rows as op r, then streams from the c
     await source.close();
   }
 });
+
+Deno.test("postgres_cdc leaves excluded columns out of snapshot and stream events", async () => {
+  await using f = await fixture(
+    "cdc_columns",
+    `create table public.people (id int primary key, name text, ssn text);
+     insert into people values (1, 'Ada', '123');`,
+  );
+  const source = await openSource(f.config({
+    "snapshot.mode": "initial",
+    "column.exclude.list": "public\\.people\\.ssn",
+  }));
+  try {
+    await source.take(1);
+    await f.sql`insert into people values (2, 'Grace', '456')`;
+    await source.take(1);
+    assertEquals(source.records.map((r) => event(r).after), [
+      { id: 1, name: "Ada" },
+      { id: 2, name: "Grace" },
+    ]);
+  } finally {
+    await source.close();
+  }
+});
+
+Deno.test("postgres_cdc stops reading the stream while nobody pulls (TCP backpressure)", async () => {
+  await using f = await fixture(
+    "cdc_backpressure",
+    `create table public.t (id int primary key, pad text);`,
+  );
+  const source = await openSource(f.config({ "max.batch.size": "100" }));
+  try {
+    await waitForActiveSlot(f.sql, f.slot);
+    // 2,000 transactions, about 40 MB of WAL; the test does not pull meanwhile.
+    for (let i = 0; i < 20; i++) {
+      await f.sql.unsafe(`
+        do $$ begin
+          for g in ${i * 100 + 1}..${(i + 1) * 100} loop
+            insert into t select g * 100 + k, repeat('x', 200) from generate_series(1, 100) k;
+            commit;
+          end loop;
+        end $$`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    const [lag] = await f.sql`
+      select (pg_current_wal_lsn() - sent_lsn)::bigint as behind from pg_stat_replication
+      where application_name = 'sluice:cdc-test'`;
+    assert(Number(lag.behind) > 10_000_000, `the walsender is held back: ${lag.behind} bytes`);
+    // Pulling drains it all.
+    await source.take(200_000, 120_000);
+    assertEquals(source.records.length, 200_000);
+  } finally {
+    await source.close();
+  }
+});
+
+Deno.test("postgres_cdc drops its slot on stop with slot.drop.on.stop", async () => {
+  await using f = await fixture("cdc_drop_slot", `create table public.t (id int primary key);`);
+  const source = await openSource(f.config({ "slot.drop.on.stop": "true" }));
+  await waitForActiveSlot(f.sql, f.slot);
+  await source.close();
+  const slots = await f.sql`select 1 from pg_replication_slots where slot_name = ${f.slot}`;
+  assertEquals(slots.length, 0);
+});
+
+Deno.test("postgres_cdc with publication.autocreate.mode disabled needs an existing publication", async () => {
+  await using f = await fixture("cdc_no_pub", `create table public.t (id int primary key);`);
+  const source = await openSource(f.config({ "publication.autocreate.mode": "disabled" }));
+  try {
+    const error = await source.take(1, 5000).then(() => undefined, (e: Error) => e);
+    assertMatch(String(error?.message), /Publication "cdc_pub" does not exist/);
+  } finally {
+    await source.close();
+  }
+});

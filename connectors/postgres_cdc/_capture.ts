@@ -338,7 +338,7 @@ export class Capture {
     const heartbeat = settings.heartbeatIntervalMs;
     let nextHeartbeat = heartbeat > 0 ? Date.now() + heartbeat : Infinity;
 
-    const handle = async (message: PgOutputMessage, walStart: bigint) => {
+    const handle = (message: PgOutputMessage, walStart: bigint) => {
       switch (message.type) {
         case "begin":
           tx = {
@@ -357,9 +357,6 @@ export class Capture {
           }
           this.#reached = { lsn: message.endLsn, txId: tx?.xid ?? null };
           tx = undefined;
-          return;
-        case "relation":
-          await catalog.define(message.relation);
           return;
         case "insert":
         case "update":
@@ -410,7 +407,11 @@ export class Capture {
       const bytes = stream.poll();
       if (bytes) {
         const frame = decodeFrame(bytes);
-        if (frame.kind === "xlog") await handle(frame.message, frame.walStart);
+        if (frame.kind === "xlog") {
+          // Only a Relation message waits (for catalog lookups).
+          if (frame.message.type === "relation") await catalog.define(frame.message.relation);
+          else handle(frame.message, frame.walStart);
+        }
         else if (frame.kind === "keepalive") {
           if (!tx) {
             this.#reached = {

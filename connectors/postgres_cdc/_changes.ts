@@ -17,7 +17,6 @@ import type { ChangeEvent, ChangeOp, ChangeSource, Row, SluiceRecord } from "../
 import { quoteIdent, type Sql } from "../../drivers/postgres.ts";
 import type { Decoder } from "../../drivers/pg_text.ts";
 import type { CaptureFilter } from "./_filters.ts";
-import { formatLsn } from "./_lsn.ts";
 import {
   type PgOutputMessage,
   type Relation,
@@ -289,7 +288,7 @@ function eventRecord(
     key,
     value,
     timestamp: tsMs,
-    origin: { lsn: formatLsn(position.lsn), commitLsn: formatLsn(position.commitLsn) },
+    origin: { lsn: source.lsn as number, commitLsn: Number(position.commitLsn) },
   };
 }
 
