@@ -26,7 +26,11 @@ import { applySchema, touchProfiles } from "../examples/warehouse_to_citizen/gen
 
 const { values } = parseArgs({
   args: Deno.args,
-  options: { rows: { type: "string", default: "1000000" } },
+  options: {
+    rows: { type: "string", default: "1000000" },
+    // e.g. --sluice-v8-flags=--max-old-space-size=128: trade speed for memory.
+    "sluice-v8-flags": { type: "string" },
+  },
 });
 const rows = Number(values.rows);
 const root = new URL("..", import.meta.url).pathname;
@@ -118,9 +122,11 @@ try {
     configFile,
     JSON.stringify([job("full", "full"), job("incremental", "incremental")]),
   );
+  const v8Flags = values["sluice-v8-flags"];
   const sluiceArgs = (name: string) => [
     "run",
     "-A",
+    ...(v8Flags ? [`--v8-flags=${v8Flags}`] : []),
     `${root}cli/main.ts`,
     "job",
     "run",
