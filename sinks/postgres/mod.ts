@@ -10,7 +10,13 @@
  *
  * Change events (`op` c/u/r) are upserts of their `after` image; deletes
  * (`op` d, or a tombstone) become soft deletes (`deleted_at` set) or hard
- * deletes, as `delete.mode` says.
+ * deletes, as `delete.mode` says; a truncate (`op` t) soft-deletes or
+ * deletes every row (`delete.mode` none ignores it). Columns an event leaves
+ * out (unchanged TOAST values) keep their stored value. When the table has
+ * the `source.position.column` (e.g. `_source_lsn pg_lsn`), every write
+ * stores the event's commit LSN there and events older than the row's are
+ * skipped, so replaying a stream from an older position never rolls a row
+ * back.
  *
  * ```json
  * { "sink.class": "postgres",
@@ -103,6 +109,18 @@ interface Operation {
   kind: "upsert" | "delete" | "truncate";
   record: SluiceRecord;
   row: Row;
+  /** The key columns' values as one string, computed once (see {@linkcode keyOf}). */
+  key?: string;
+}
+
+/** The identity of an operation's row in its table. */
+function keyOf(table: TargetTable, operation: Operation): string {
+  if (operation.key !== undefined) return operation.key;
+  const columns = table.primaryKey;
+  operation.key = columns.length === 1
+    ? String(operation.row[columns[0]])
+    : columns.map((c) => String(operation.row[c])).join("\u001f");
+  return operation.key;
 }
 
 export default defineSink({
@@ -165,16 +183,26 @@ export default defineSink({
       return table;
     }
 
+    /** Per table: source field → target column, or null when the table lacks it. */
+    const columnOf = new Map<TargetTable, Map<string, string | null>>();
+
     /** Maps field names and keeps the target's columns. */
     function project(table: TargetTable, source: Row): Row {
+      let columns = columnOf.get(table);
+      if (!columns) columnOf.set(table, columns = new Map());
       const row: Row = {};
-      const ignored: string[] = [];
-      for (const [field, value] of Object.entries(source)) {
-        const column = mapping.get(field) ?? field;
-        if (table.columns.has(column)) row[column] = value;
-        else ignored.push(field);
+      let ignored: string[] | undefined;
+      for (const field in source) {
+        let column = columns.get(field);
+        if (column === undefined) {
+          const mapped = mapping.get(field) ?? field;
+          column = table.columns.has(mapped) ? mapped : null;
+          columns.set(field, column);
+        }
+        if (column !== null) row[column] = source[field];
+        else (ignored ??= []).push(field);
       }
-      if (ignored.length > 0 && !ignoredLogged.has(table.name)) {
+      if (ignored && !ignoredLogged.has(table.name)) {
         ignoredLogged.add(table.name);
         context.logger.info("Fields not in {table} are not written: {fields}", {
           table: table.name,
@@ -247,31 +275,38 @@ export default defineSink({
       // columns it does not carry (unchanged TOAST values), which keep the
       // value an earlier event of the run gave them.
       const byKey = new Map<string, Operation>();
-      for (const operation of operations) {
-        const missing = table.primaryKey.find((c) =>
-          operation.row[c] === undefined || operation.row[c] === null
-        );
-        if (missing) {
-          failures.push({
-            record: operation.record,
-            error: new Error(`key column "${missing}" of table "${table.name}" is missing or null`),
-            stage: "sink",
-          });
+      const failedBefore = failures.length;
+      operations: for (const operation of operations) {
+        for (const column of table.primaryKey) {
+          const value = operation.row[column];
+          if (value === undefined || value === null) {
+            failures.push({
+              record: operation.record,
+              error: new Error(
+                `key column "${column}" of table "${table.name}" is missing or null`,
+              ),
+              stage: "sink",
+            });
+            continue operations;
+          }
+        }
+        const key = keyOf(table, operation);
+        const earlier = byKey.get(key);
+        if (earlier === undefined) {
+          byKey.set(key, operation);
           continue;
         }
-        const key = table.primaryKey.map((c) => String(operation.row[c])).join("\u001f");
-        const earlier = byKey.get(key);
+        // Re-inserted so that the map's order is the order of each key's last operation.
         byKey.delete(key);
         byKey.set(
           key,
-          kind === "upsert" && earlier
+          kind === "upsert"
             ? { ...operation, row: { ...earlier.row, ...operation.row } }
             : operation,
         );
       }
       const unique = [...byKey.values()];
-      const superseded = operations.length - unique.length -
-        operations.filter((op) => failures.some((f) => f.record === op.record)).length;
+      const superseded = operations.length - unique.length - (failures.length - failedBefore);
       if (unique.length === 0) return { written: superseded, skipped: 0 };
       // Rows are written in groups with the same columns, so that a row
       // leaving a column out never overwrites it with null.
@@ -284,7 +319,8 @@ export default defineSink({
             ...(position && operation.row[position] !== undefined ? [position] : []),
           ]
           : Object.keys(operation.row);
-        const signature = [...columns].sort().join("\u0000");
+        // Rows of one source list their fields in one order, so no sorting is needed.
+        const signature = columns.join("\u0000");
         const group = groups.get(signature);
         if (group) group.operations.push(operation);
         else groups.set(signature, { columns, operations: [operation] });
@@ -489,6 +525,11 @@ interface Run {
  * truncate is a barrier: it ends the rounds before it.
  */
 function runsOf(table: TargetTable, operations: readonly Operation[]): Run[] {
+  // Batch rows are all upserts: one run, nothing to order.
+  const kind = operations[0]?.kind;
+  if (kind !== "truncate" && operations.every((operation) => operation.kind === kind)) {
+    return kind ? [{ table, kind, operations: [...operations] }] : [];
+  }
   const runs: Run[] = [];
   let streaks = new Map<string, Operation[][]>();
   const flush = () => {
@@ -512,7 +553,7 @@ function runsOf(table: TargetTable, operations: readonly Operation[]): Run[] {
       runs.push({ table, kind: "truncate", operations: [operation] });
       continue;
     }
-    const key = table.primaryKey.map((c) => String(operation.row[c])).join("\u001f");
+    const key = keyOf(table, operation);
     const list = streaks.get(key);
     const last = list?.at(-1);
     if (!list) streaks.set(key, [[operation]]);
