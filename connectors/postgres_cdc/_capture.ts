@@ -153,7 +153,8 @@ export class Capture {
     try {
       yield* this.#run();
     } catch (error) {
-      if (this.#signal.aborted && this.#closed) return;
+      // Stopping closes the connections under a read in progress: not a fault.
+      if (this.#signal.aborted) return;
       throw classify(error);
     } finally {
       await this.close();
@@ -411,8 +412,7 @@ export class Capture {
           // Only a Relation message waits (for catalog lookups).
           if (frame.message.type === "relation") await catalog.define(frame.message.relation);
           else handle(frame.message, frame.walStart);
-        }
-        else if (frame.kind === "keepalive") {
+        } else if (frame.kind === "keepalive") {
           if (!tx) {
             this.#reached = {
               lsn: maxLsn(this.#reached.lsn, frame.walEnd),

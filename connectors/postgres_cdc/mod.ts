@@ -26,8 +26,11 @@
  * offset-only batch) instead of writing to a heartbeat topic; `source.sequence`
  * is `["<commit LSN of the transaction>","<LSN of the change>"]`.
  *
+ * In direct mode (no Kafka), the plan's tables into the citizen database;
+ * the route turns `warehouse-cdc.<schema>.<table>` into `<schema>.<table>`:
+ *
  * ```json
- * { "name": "warehouse-to-citizen-connector",
+ * { "name": "warehouse-to-citizen-direct",
  *   "config": {
  *     "connector.class": "io.debezium.connector.postgresql.PostgresConnector",
  *     "database.hostname": "${env:WAREHOUSE_HOST}",
@@ -43,6 +46,10 @@
  *     "plugin.name": "pgoutput",
  *     "snapshot.mode": "initial",
  *     "heartbeat.interval.ms": "10000",
+ *     "transforms": "route",
+ *     "transforms.route.type": "org.apache.kafka.connect.transforms.RegexRouter",
+ *     "transforms.route.regex": "warehouse-cdc\\.(.*)",
+ *     "transforms.route.replacement": "$1",
  *     "sink.class": "postgres",
  *     "sink.connection.url": "${env:CITIZEN_URL}",
  *     "sink.table.name.format": "${topic}" } }
