@@ -22,7 +22,7 @@ import { parseArgs } from "node:util";
 import { Buffer } from "node:buffer";
 import { Kafka, logLevel, Partitioners } from "kafkajs";
 import { Consumer, Producer } from "@platformatic/kafka";
-import { KafkaConsumer, KafkaProducer } from "../drivers/kafka.ts";
+import { KafkaConsumer, KafkaProducer, murmur2 } from "../drivers/kafka.ts";
 
 const args = parseArgs({
   args: Deno.args,
@@ -76,36 +76,6 @@ function makeMessages(count: number): Message[] {
     });
   }
   return messages;
-}
-
-/** Java's murmur2 (Utils.murmur2) with Math.imul, for @platformatic/kafka's partitioner hook. */
-function murmur2(data: Uint8Array): number {
-  const m = 0x5bd1e995;
-  const length = data.length;
-  let h = 0x9747b28c ^ length;
-  const length4 = length & ~3;
-  for (let i = 0; i < length4; i += 4) {
-    let k = data[i] | (data[i + 1] << 8) | (data[i + 2] << 16) | (data[i + 3] << 24);
-    k = Math.imul(k, m);
-    k ^= k >>> 24;
-    k = Math.imul(k, m);
-    h = Math.imul(h, m) ^ k;
-  }
-  switch (length & 3) {
-    case 3:
-      h ^= data[length4 + 2] << 16;
-    // falls through
-    case 2:
-      h ^= data[length4 + 1] << 8;
-    // falls through
-    case 1:
-      h ^= data[length4];
-      h = Math.imul(h, m);
-  }
-  h ^= h >>> 13;
-  h = Math.imul(h, m);
-  h ^= h >>> 15;
-  return h | 0;
 }
 
 interface Rates {
