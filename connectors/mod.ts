@@ -10,7 +10,7 @@ import postgresCdc from "./postgres_cdc/mod.ts";
 
 /** Built-in sources. */
 export const sources: readonly SourcePlugin[] = [
-  kafka as unknown as SourcePlugin,
-  postgresQuery as unknown as SourcePlugin,
-  postgresCdc as unknown as SourcePlugin,
+  kafka,
+  postgresQuery,
+  postgresCdc,
 ];

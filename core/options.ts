@@ -47,6 +47,7 @@ export function list(): z.ZodType<string[], unknown> {
  */
 export const always = (): boolean => true;
 
+/** One option of a plugin, as `sluice plugins` and the README show it. */
 export type OptionDoc = {
   key: string;
   type: string;

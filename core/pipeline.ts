@@ -8,7 +8,7 @@
 import { getLogger, type Logger } from "@logtape/logtape";
 import type { PipelineSpec } from "./config.ts";
 import { fileDeadLetters } from "./dead_letters.ts";
-import { errorMessage, RecordError, RetriableError } from "./errors.ts";
+import { errorMessage, RetriableError } from "./errors.ts";
 import type { OffsetStore } from "./offsets.ts";
 import type {
   DeadLetterWriter,
@@ -23,7 +23,7 @@ import type {
   ValidationCheck,
 } from "./plugin.ts";
 import { BoundedQueue } from "./queue.ts";
-import type { SluiceRecord } from "./record.ts";
+import type { JsonValue, SluiceRecord } from "./record.ts";
 
 /** How a run ended. */
 export type RunStatus = "succeeded" | "failed" | "stopped";
@@ -322,7 +322,7 @@ class PipelineRun {
   /** Writes to the sink, backing off on transient faults until `errors.retry.timeout`. */
   async #writeWithRetry(
     records: readonly SluiceRecord[],
-    offset: { key: string; value: import("./record.ts").JsonValue } | undefined,
+    offset: { key: string; value: JsonValue } | undefined,
   ): Promise<SinkResult> {
     const timeout = this.spec.options["errors.retry.timeout"];
     const maxDelay = this.spec.options["errors.retry.delay.max.ms"];
@@ -373,5 +373,3 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
     signal?.addEventListener("abort", done, { once: true });
   });
 }
-
-export { RecordError };

@@ -9,6 +9,6 @@ import postgres from "./postgres/mod.ts";
 
 /** Built-in sinks. */
 export const sinks: readonly SinkPlugin[] = [
-  kafka as unknown as SinkPlugin,
-  postgres as unknown as SinkPlugin,
+  kafka,
+  postgres,
 ];
