@@ -11,7 +11,7 @@
  *   written by transactions that were still running then (found by their
  *   `xmin`), so a long transaction that commits a row with an `updated_at`
  *   older than the watermark is not missed. (Table mode only: a `query` has
- *   no `xmin`.)
+ *   no `xmin`. When no transaction was running, the next run skips that scan.)
  *
  * ```json
  * { "name": "profile_sync",
@@ -151,8 +151,11 @@ export default defineSource({
 
     async function* readInSnapshot(sql: Sql): AsyncGenerator<SourceBatch> {
       await sql.unsafe("begin isolation level repeatable read read only");
-      const [{ xmin }] = await sql.unsafe<{ xmin: string }[]>(
-        "select (pg_snapshot_xmin(pg_current_snapshot())::text::numeric % 4294967296)::text as xmin",
+      // xmin: the oldest transaction still running; quiet: none was running.
+      const [{ xmin, quiet }] = await sql.unsafe<{ xmin: string; quiet: boolean }[]>(
+        `select (pg_snapshot_xmin(s)::text::numeric % 4294967296)::text as xmin,
+                pg_snapshot_xmin(s) = pg_snapshot_xmax(s) as quiet
+         from pg_current_snapshot() as s`,
       );
       const from = table ? `${table.quoted}` : `(${config.query}) as sluice_query`;
       const columnList = config.columns?.map(quoteIdent).join(", ") ?? "*";
@@ -206,7 +209,9 @@ export default defineSource({
         key: keyColumns.map((column) => row[column] as JsonValue),
         xmin: snapshotXmin,
       });
-      const newXmin = table ? xmin : null;
+      // When no transaction was running at this snapshot, none can commit a row
+      // behind the watermark later, and the next run needs no late-row scan.
+      const newXmin = table && !quiet ? xmin : null;
 
       if (!previous || previous.ts === null) {
         // First run (or full refresh): everything up to the snapshot.
