@@ -11,7 +11,7 @@
  * @module
  */
 import { fileURLToPath } from "node:url";
-import { Kafka, logLevel } from "kafkajs";
+import { Admin } from "@platformatic/kafka";
 import { freePorts, run, runOk, secondsSince, tailFile, waitForStopSignal } from "./_common.ts";
 
 /** Kafka version of the broker; must match `kafka.version` in dev/kafka/pom.xml. */
@@ -158,7 +158,7 @@ logger.started.level = INFO
 
 /**
  * Formats storage in a fresh temporary folder and starts a single-node KRaft
- * broker; resolves once a kafkajs admin client can list topics and find the
+ * broker; resolves once an admin client can list topics and find the
  * group coordinator. Throws with the broker log's tail when it does not become
  * ready within about 60 s.
  */
@@ -260,7 +260,7 @@ export async function startKafka(options: StartKafkaOptions = {}): Promise<Kafka
   }
 }
 
-/** Polls with a kafkajs admin client until topics and groups can be queried. */
+/** Polls with an admin client until topics and groups can be queried. */
 async function waitUntilReady(
   brokers: string,
   child: Deno.ChildProcess,
@@ -278,25 +278,22 @@ async function waitUntilReady(
         )}`,
       );
     }
-    const admin = new Kafka({
+    const admin = new Admin({
       clientId: "sluice-dev-ready",
-      brokers: [brokers],
-      logLevel: logLevel.NOTHING, // refused connections are expected while it boots
-      connectionTimeout: 1000,
-      retry: { retries: 0 },
-    }).admin();
+      bootstrapBrokers: [brokers],
+      connectTimeout: 1000,
+      retries: 0,
+    });
     try {
-      await admin.connect();
       await admin.listTopics();
-      // Asking for a group makes the broker create __consumer_offsets now,
-      // so the first consumer in a test does not hit "coordinator not
-      // available" errors (kafkajs logs them loudly even though it retries).
-      await admin.describeGroups(["sluice-dev-ready"]);
+      // Asking for a group makes the broker create __consumer_offsets now, so
+      // the first consumer in a test does not wait for the group coordinator.
+      await admin.describeGroups({ groups: ["sluice-dev-ready"] });
       return;
     } catch (e) {
       lastError = e;
     } finally {
-      await admin.disconnect().catch(() => {});
+      await admin.close().catch(() => {});
     }
     await new Promise((r) => setTimeout(r, 250));
   }
