@@ -77,7 +77,7 @@ export async function* parseCopyText(
   const decoder = new TextDecoder();
   const width = names.length;
   let pending = "";
-  let rows: Record<string, unknown>[] = [];
+  const rows: Record<string, unknown>[] = [];
   const parseLine = (line: string): Record<string, unknown> => {
     const row: Record<string, unknown> = {};
     let start = 0;
