@@ -42,6 +42,7 @@ import {
   connectionUrl,
   isConnectionError,
   parseTableName,
+  primaryKeyColumns,
   quoteIdent,
   type Sql,
 } from "../drivers/postgres.ts";
@@ -162,7 +163,8 @@ export default defineSource({
       const probe = await sql.unsafe(`select ${columnList} from ${from} limit 0`).raw();
       const names = probe.columns.map((column) => column.name);
       const decoders = await new TypeDecoders(sql).for(probe.columns.map((c) => c.type));
-      const keyColumns = config["key.columns"] ?? await primaryKey(sql);
+      const keyColumns = config["key.columns"] ??
+        (table ? await primaryKeyColumns(sql, table.quoted) : []);
       if (keyColumns.length === 0) {
         throw new Error(
           `Cannot read ${config.table}: it has no primary key; set key.columns`,
@@ -314,20 +316,6 @@ export default defineSource({
           yield { records: [], offset: { ...final, xmin: snapshotXmin } as unknown as JsonValue };
         }
       }
-    }
-
-    async function primaryKey(sql: Sql): Promise<string[]> {
-      if (!table) return [];
-      const rows = await sql.unsafe<{ name: string }[]>(
-        `select a.attname as name
-         from pg_index i
-         join lateral unnest(i.indkey) with ordinality as k(attnum, position) on true
-         join pg_attribute a on a.attrelid = i.indrelid and a.attnum = k.attnum
-         where i.indrelid = $1::regclass and i.indisprimary
-         order by k.position`,
-        [table.quoted],
-      );
-      return rows.map((row) => row.name);
     }
 
     return {

@@ -222,14 +222,24 @@ export async function describeTable(
     from pg_attribute a
     where a.attrelid = ${oid} and a.attnum > 0 and not a.attisdropped
     order by a.attnum`;
-  const keys = await sql<{ name: string }[]>`
-    select a.attname as name
-    from pg_index i
-    join lateral unnest(i.indkey) with ordinality as k(attnum, position) on true
-    join pg_attribute a on a.attrelid = i.indrelid and a.attnum = k.attnum
-    where i.indrelid = ${oid} and i.indisprimary
-    order by k.position`;
-  return { columns: [...columns], primaryKey: keys.map((k) => k.name) };
+  return { columns: [...columns], primaryKey: await primaryKeyColumns(sql, quoted) };
+}
+
+/** The primary-key columns of a table (`schema.table`, quoted), in key order. */
+export async function primaryKeyColumns(
+  sql: Pick<Sql, "unsafe">,
+  quotedTable: string,
+): Promise<string[]> {
+  const rows = await sql.unsafe<{ name: string }[]>(
+    `select a.attname as name
+     from pg_index i
+     join lateral unnest(i.indkey) with ordinality as k(attnum, position) on true
+     join pg_attribute a on a.attrelid = i.indrelid and a.attnum = k.attnum
+     where i.indrelid = $1::regclass and i.indisprimary
+     order by k.position`,
+    [quotedTable],
+  );
+  return rows.map((row) => row.name);
 }
 
 /**

@@ -11,6 +11,7 @@ import {
   type ColumnInfo,
   copyFrom,
   describeTable,
+  parseTableName,
   quoteIdent,
   type Sql,
 } from "../../drivers/postgres.ts";
@@ -43,6 +44,7 @@ export class TargetTable {
   readonly name: string;
   readonly columns: ReadonlyMap<string, ColumnInfo>;
   readonly primaryKey: readonly string[];
+  readonly #quoted: string;
   readonly #options: TableOptions;
 
   private constructor(
@@ -52,6 +54,7 @@ export class TargetTable {
     options: TableOptions,
   ) {
     this.name = name;
+    this.#quoted = parseTableName(name).quoted;
     this.columns = new Map(columns.map((column) => [column.name, column]));
     this.primaryKey = primaryKey;
     this.#options = options;
@@ -83,7 +86,7 @@ export class TargetTable {
     }
     const table = new TargetTable(name, described.columns, primaryKey, options);
     const [{ empty }] = await sql.unsafe<{ empty: boolean }[]>(
-      `select not exists (select 1 from ${table.#quotedName()}) as empty`,
+      `select not exists (select 1 from ${table.#quoted}) as empty`,
     );
     table.bulk = empty && options.insertMode === "upsert";
     return table;
@@ -103,7 +106,7 @@ export class TargetTable {
   /** The table's row count (for validating a bulk load). */
   async count(sql: Queryable): Promise<number> {
     const [{ n }] = await sql.unsafe<{ n: string }[]>(
-      `select count(*)::text as n from ${this.#quotedName()}`,
+      `select count(*)::text as n from ${this.#quoted}`,
     );
     return Number(n);
   }
@@ -119,7 +122,7 @@ export class TargetTable {
     const list = [...columns, ...(extra ? [extra] : [])].map(quoteIdent).join(", ");
     await copyFrom(
       sql,
-      `copy ${this.#quotedName()} (${list}) from stdin`,
+      `copy ${this.#quoted} (${list}) from stdin`,
       (writable) =>
         writeCopy(writable, columns, rows, {
           numbered: false,
@@ -200,15 +203,13 @@ export class TargetTable {
       conflict = ` on conflict (${key}) do update set ${updates.join(", ")}`;
       const position = this.#options.positionColumn;
       if (position && columns.includes(position)) {
-        conflict += ` where ${
-          this.#notStale(this.#quotedName(), `excluded.${quoteIdent(position)}`)
-        }`;
+        conflict += ` where ${this.#notStale(this.#quoted, `excluded.${quoteIdent(position)}`)}`;
       }
     }
     const returning = this.primaryKey.map((c) => `${quoteIdent(c)}::text`).join(", ");
     const rows = await sql.unsafe<{ n: number; s: string }[]>(
       `with written as (
-         insert into ${this.#quotedName()} (${list})
+         insert into ${this.#quoted} (${list})
          select ${casts} from ${staging} s where s.__row between $1 and $2
          ${conflict}
          returning ${returning})
@@ -242,7 +243,7 @@ export class TargetTable {
     const returning = this.primaryKey.map((c) => `t.${quoteIdent(c)}::text`).join(", ");
     let statement: string;
     if (this.#options.deleteMode === "hard") {
-      statement = `delete from ${this.#quotedName()} t using ${staging} s
+      statement = `delete from ${this.#quoted} t using ${staging} s
         where s.__row between $1 and $2 and ${match} returning ${returning}`;
     } else {
       const softColumn = quoteIdent(this.#options.softDeleteColumn);
@@ -250,7 +251,7 @@ export class TargetTable {
       let extra = stamp ? `, ${quoteIdent(stamp)} = now()` : "";
       if (positioned) extra += `, ${quoteIdent(position)} = ${incoming}`;
       statement =
-        `update ${this.#quotedName()} t set ${softColumn} = coalesce(t.${softColumn}, now())${extra}
+        `update ${this.#quoted} t set ${softColumn} = coalesce(t.${softColumn}, now())${extra}
         from ${staging} s where s.__row between $1 and $2 and ${match} returning ${returning}`;
     }
     const rows = await sql.unsafe<{ n: number; s: string }[]>(
@@ -274,7 +275,7 @@ export class TargetTable {
     const params = column && position !== undefined ? [position] : [];
     let statement: string;
     if (this.#options.deleteMode === "hard") {
-      statement = `delete from ${this.#quotedName()} t where ${guard}`;
+      statement = `delete from ${this.#quoted} t where ${guard}`;
     } else {
       const softColumn = quoteIdent(this.#options.softDeleteColumn);
       const stamp = this.#options.writeTimestampColumn;
@@ -282,18 +283,11 @@ export class TargetTable {
       if (params.length > 0) {
         extra += `, ${quoteIdent(column!)} = $1::${this.columns.get(column!)!.type}`;
       }
-      statement = `update ${this.#quotedName()} t
+      statement = `update ${this.#quoted} t
         set ${softColumn} = coalesce(t.${softColumn}, now())${extra} where ${guard}`;
     }
     const result = await sql.unsafe(statement, params);
     return result.count;
-  }
-
-  #quotedName(): string {
-    const dot = this.name.indexOf(".");
-    return dot < 0
-      ? quoteIdent(this.name)
-      : `${quoteIdent(this.name.slice(0, dot))}.${quoteIdent(this.name.slice(dot + 1))}`;
   }
 
   #stagingName(columns: readonly string[]): string {
