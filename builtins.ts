@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { Plugin } from "./core/plugin.ts";
+import type { Plugin } from "./api/plugin.ts";
 import { Registry } from "./core/registry.ts";
 import { sources } from "./connectors/mod.ts";
 import { sinks } from "./sinks/mod.ts";

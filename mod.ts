@@ -58,7 +58,7 @@ export {
   type Transform,
   type TransformPlugin,
   type ValidationCheck,
-} from "./core/plugin.ts";
+} from "./api/plugin.ts";
 export {
   type ChangeEvent,
   type ChangeOp,
@@ -69,15 +69,18 @@ export {
   recordRow,
   type Row,
   type SluiceRecord,
-} from "./core/record.ts";
+} from "./api/record.ts";
 export {
   ConfigError,
   type ConfigIssue,
   errorMessage,
   RecordError,
   RetriableError,
-} from "./core/errors.ts";
-export { boolean, describeOptions, integer, list, positiveInteger } from "./core/options.ts";
+} from "./api/errors.ts";
+export { boolean, describeOptions, integer, list, positiveInteger } from "./api/options.ts";
+export { deadLetterEntry, deadLetterHeaders } from "./api/dead_letters.ts";
+export { encodeJson } from "./api/json.ts";
+export { writeAtomically } from "./api/files.ts";
 export { Registry } from "./core/registry.ts";
 export {
   buildPipelines,
@@ -89,4 +92,3 @@ export {
 export { FileOffsetStore, MemoryOffsetStore, type OffsetStore } from "./core/offsets.ts";
 export { runPipeline, type RunReport } from "./core/pipeline.ts";
 export { type JobReport, Runtime } from "./core/runtime.ts";
-export { builtinPlugins, builtinRegistry } from "./builtins.ts";

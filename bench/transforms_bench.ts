@@ -24,8 +24,8 @@ import {
   type Plugin,
   type Transform,
   type TransformPlugin,
-} from "../core/plugin.ts";
-import type { SluiceRecord } from "../core/record.ts";
+} from "../api/plugin.ts";
+import type { SluiceRecord } from "../api/record.ts";
 import { dedup } from "../transforms/dedup/mod.ts";
 import { filter } from "../transforms/filter.ts";
 import { mask } from "../transforms/mask/mod.ts";

@@ -14,8 +14,8 @@
 import { parseArgs } from "node:util";
 import { getLogger } from "@logtape/logtape";
 import { builtinRegistry } from "../builtins.ts";
-import { ConfigError } from "../core/errors.ts";
-import { describeOptions } from "../core/options.ts";
+import { ConfigError } from "../api/errors.ts";
+import { describeOptions } from "../api/options.ts";
 import { pipelineOptions } from "../core/config.ts";
 import { setUpLogging, tearDownLogging } from "../core/log.ts";
 import { type JobReport, Runtime } from "../core/runtime.ts";

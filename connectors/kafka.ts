@@ -41,10 +41,10 @@
  * @module
  */
 import { z } from "zod";
-import { list, positiveInteger } from "../core/options.ts";
-import { defineSource, type RecordFailure, type SourceBatch } from "../core/plugin.ts";
-import type { JsonValue, Row, SluiceRecord } from "../core/record.ts";
-import { RecordError, RetriableError } from "../core/errors.ts";
+import { list, positiveInteger } from "../api/options.ts";
+import { defineSource, type RecordFailure, type SourceBatch } from "../api/plugin.ts";
+import type { JsonValue, Row, SluiceRecord } from "../api/record.ts";
+import { RecordError, RetriableError } from "../api/errors.ts";
 import {
   type IncomingMessage,
   invalidTopicReason,

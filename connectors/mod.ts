@@ -3,7 +3,7 @@
  *
  * @module
  */
-import type { SourcePlugin } from "../core/plugin.ts";
+import type { SourcePlugin } from "../api/plugin.ts";
 import kafka from "./kafka.ts";
 import postgresQuery from "./postgres_query.ts";
 import postgresCdc from "./postgres_cdc/mod.ts";

@@ -31,10 +31,10 @@
  * @module
  */
 import { z } from "zod";
-import { always, boolean, list, positiveInteger } from "../core/options.ts";
-import { defineSource, type SourceBatch, type ValidationCheck } from "../core/plugin.ts";
-import type { JsonValue, Row, SluiceRecord } from "../core/record.ts";
-import { RetriableError } from "../core/errors.ts";
+import { always, boolean, list, positiveInteger } from "../api/options.ts";
+import { defineSource, type SourceBatch, type ValidationCheck } from "../api/plugin.ts";
+import type { JsonValue, Row, SluiceRecord } from "../api/record.ts";
+import { RetriableError } from "../api/errors.ts";
 import {
   checkConnection,
   connect,

@@ -20,15 +20,15 @@
  */
 import { z } from "zod";
 import { dirname, join, resolve } from "./_path.ts";
-import { ConfigError, type ConfigIssue } from "./errors.ts";
-import { boolean, integer, list, objectShape, positiveInteger } from "./options.ts";
+import { ConfigError, type ConfigIssue } from "../api/errors.ts";
+import { boolean, integer, list, objectShape, positiveInteger } from "../api/options.ts";
 import type {
   Plugin,
   PredicatePlugin,
   SinkPlugin,
   SourcePlugin,
   TransformPlugin,
-} from "./plugin.ts";
+} from "../api/plugin.ts";
 import { type ProviderSources, resolvePlaceholders } from "./providers.ts";
 import type { PluginKind, Registry } from "./registry.ts";
 

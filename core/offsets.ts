@@ -7,8 +7,8 @@
  *
  * @module
  */
-import { dirname } from "./_path.ts";
-import type { JsonValue } from "./record.ts";
+import { writeAtomically } from "../api/files.ts";
+import type { JsonValue } from "../api/record.ts";
 
 /** Reads and writes source positions by key (the pipeline name). */
 export interface OffsetStore {
@@ -73,22 +73,6 @@ export class FileOffsetStore implements OffsetStore {
     }
     return this.#offsets!;
   }
-}
-
-/** Replaces `path` with `text` so that readers see the old or the new content, whole. */
-export async function writeAtomically(path: string, text: string): Promise<void> {
-  await Deno.mkdir(dirname(path), { recursive: true });
-  const temporary = `${path}.${crypto.randomUUID()}.tmp`;
-  const file = await Deno.open(temporary, { write: true, create: true, truncate: true });
-  try {
-    const bytes = new TextEncoder().encode(text);
-    let written = 0;
-    while (written < bytes.length) written += await file.write(bytes.subarray(written));
-    await file.sync();
-  } finally {
-    file.close();
-  }
-  await Deno.rename(temporary, path);
 }
 
 /** An in-memory store, for tests and one-off runs. */

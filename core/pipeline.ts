@@ -8,7 +8,7 @@
 import { getLogger, type Logger } from "@logtape/logtape";
 import type { PipelineSpec } from "./config.ts";
 import { fileDeadLetters } from "./dead_letters.ts";
-import { errorMessage, RetriableError } from "./errors.ts";
+import { errorMessage, RetriableError } from "../api/errors.ts";
 import type { OffsetStore } from "./offsets.ts";
 import type {
   DeadLetterWriter,
@@ -21,9 +21,9 @@ import type {
   SourceBatch,
   Transform,
   ValidationCheck,
-} from "./plugin.ts";
+} from "../api/plugin.ts";
 import { BoundedQueue } from "./queue.ts";
-import type { JsonValue, SluiceRecord } from "./record.ts";
+import type { JsonValue, SluiceRecord } from "../api/record.ts";
 
 /** How a run ended. */
 export type RunStatus = "succeeded" | "failed" | "stopped";

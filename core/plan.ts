@@ -11,8 +11,8 @@
  * @module
  */
 import type { PipelineSpec } from "./config.ts";
-import type { PluginContext, SourcePlan } from "./plugin.ts";
-import type { SluiceRecord } from "./record.ts";
+import type { PluginContext, SourcePlan } from "../api/plugin.ts";
+import type { SluiceRecord } from "../api/record.ts";
 import { getLogger } from "@logtape/logtape";
 
 /** One captured table and where its records go. */

@@ -6,7 +6,7 @@
  * @module
  */
 import { isAbsolute, resolve, toFileUrl } from "./_path.ts";
-import type { Plugin } from "./plugin.ts";
+import type { Plugin } from "../api/plugin.ts";
 
 /** The kinds of plugin. */
 export type PluginKind = Plugin["kind"];

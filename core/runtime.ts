@@ -7,7 +7,7 @@
  */
 import { getLogger } from "@logtape/logtape";
 import type { PipelineSpec } from "./config.ts";
-import { errorMessage, RetriableError } from "./errors.ts";
+import { errorMessage, RetriableError } from "../api/errors.ts";
 import { type PipelineEnvironment, runPipeline, type RunReport, sleep } from "./pipeline.ts";
 
 const logger = getLogger(["sluice", "runtime"]);

@@ -11,8 +11,8 @@
  */
 import { builtinRegistry } from "../builtins.ts";
 import { pipelineOptions } from "../core/config.ts";
-import { describeOptions } from "../core/options.ts";
-import type { Plugin } from "../core/plugin.ts";
+import { describeOptions } from "../api/options.ts";
+import type { Plugin } from "../api/plugin.ts";
 
 export const BEGIN = "<!-- BEGIN GENERATED CONFIG REFERENCE (deno task docs) -->";
 export const END = "<!-- END GENERATED CONFIG REFERENCE -->";

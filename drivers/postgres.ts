@@ -10,7 +10,7 @@ import type { Writable } from "node:stream";
 import postgres from "postgres";
 import { getLogger } from "@logtape/logtape";
 import { z } from "zod";
-import { integer } from "../core/options.ts";
+import { integer } from "../api/options.ts";
 
 /** The postgres.js client type. */
 export type Sql = postgres.Sql;

@@ -34,18 +34,17 @@
  * @module
  */
 import { z } from "zod";
-import { encodeJson } from "../core/json.ts";
-import { boolean, integer, positiveInteger } from "../core/options.ts";
-import { deadLetterHeaders } from "../core/dead_letters.ts";
-import type { PipelineSpec } from "../core/config.ts";
-import { RecordError, RetriableError } from "../core/errors.ts";
+import { encodeJson } from "../api/json.ts";
+import { boolean, integer, positiveInteger } from "../api/options.ts";
+import { deadLetterHeaders } from "../api/dead_letters.ts";
+import { RecordError, RetriableError } from "../api/errors.ts";
 import {
   type DeadLetterWriter,
   defineSink,
   type RecordFailure,
   type SinkBatch,
-} from "../core/plugin.ts";
-import type { SluiceRecord } from "../core/record.ts";
+} from "../api/plugin.ts";
+import type { SluiceRecord } from "../api/record.ts";
 import {
   type HeaderValue,
   invalidTopicReason,
@@ -219,6 +218,17 @@ function bootstrapOf(config: unknown): string | undefined {
   return typeof value === "string" && value !== "" ? value : undefined;
 }
 
+/** What the dead-letter topic factory reads of a pipeline (a `PipelineSpec` fits). */
+export interface DeadLetterPipeline {
+  name: string;
+  source: { config: unknown };
+  sink: { config: unknown };
+  options: {
+    "errors.deadletterqueue.topic.replication.factor": number;
+    "errors.deadletterqueue.context.headers.enable": boolean;
+  };
+}
+
 /**
  * The factory behind `errors.deadletterqueue.topic.name` (the runtime's
  * `PipelineEnvironment.deadLetterTopic`). It reaches the worker's Kafka, or
@@ -232,7 +242,7 @@ function bootstrapOf(config: unknown): string | undefined {
  */
 export function kafkaDeadLetterTopics(
   workerBootstrapServers?: string,
-): (topic: string, spec: PipelineSpec) => Promise<DeadLetterWriter> {
+): (topic: string, spec: DeadLetterPipeline) => Promise<DeadLetterWriter> {
   return async (topic, spec) => {
     const bootstrap = workerBootstrapServers || bootstrapOf(spec.source.config) ||
       bootstrapOf(spec.sink.config);

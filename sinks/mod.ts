@@ -3,7 +3,7 @@
  *
  * @module
  */
-import type { SinkPlugin } from "../core/plugin.ts";
+import type { SinkPlugin } from "../api/plugin.ts";
 import kafka from "./kafka.ts";
 import postgres from "./postgres/mod.ts";
 

@@ -7,8 +7,8 @@
 import type postgres from "postgres";
 import { getLogger } from "@logtape/logtape";
 import postgresCdc from "../connectors/postgres_cdc/mod.ts";
-import type { SourceBatch } from "../core/plugin.ts";
-import type { JsonValue, SluiceRecord } from "../core/record.ts";
+import type { SourceBatch } from "../api/plugin.ts";
+import type { JsonValue, SluiceRecord } from "../api/record.ts";
 import type { PipelineSpec } from "../core/config.ts";
 import { MemoryOffsetStore, type OffsetStore } from "../core/offsets.ts";
 import { runPipeline, type RunReport } from "../core/pipeline.ts";

@@ -16,7 +16,7 @@ import {
 } from "./cdc_helpers.ts";
 import { builtinRegistry } from "../builtins.ts";
 import { buildPipelines, parseConnectors } from "../core/config.ts";
-import { ConfigError } from "../core/errors.ts";
+import { ConfigError } from "../api/errors.ts";
 import { MemoryOffsetStore } from "../core/offsets.ts";
 import { isRetriable } from "../core/runtime.ts";
 import { assertRejects } from "./_assert.ts";

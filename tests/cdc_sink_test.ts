@@ -8,8 +8,8 @@ import { getLogger } from "@logtape/logtape";
 import { assertEquals } from "./_assert.ts";
 import { createTestDatabase } from "./_services.ts";
 import postgresSink from "../sinks/postgres/mod.ts";
-import type { Sink, SinkResult } from "../core/plugin.ts";
-import type { ChangeOp, Row, SluiceRecord } from "../core/record.ts";
+import type { Sink, SinkResult } from "../api/plugin.ts";
+import type { ChangeOp, Row, SluiceRecord } from "../api/record.ts";
 
 /** A change event as postgres_cdc makes it, at commit LSN `commit`. */
 function change(op: ChangeOp, row: Row | null, commit: number, key?: Row): SluiceRecord {

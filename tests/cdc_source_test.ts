@@ -7,7 +7,7 @@ import postgres from "postgres";
 import { assert, assertEquals, assertMatch } from "./_assert.ts";
 import { createTestDatabase, type TestDatabase } from "./_services.ts";
 import { openSource, uniqueSlot, waitForActiveSlot } from "./cdc_helpers.ts";
-import type { ChangeEvent, SluiceRecord } from "../core/record.ts";
+import type { ChangeEvent, SluiceRecord } from "../api/record.ts";
 
 interface Fixture extends AsyncDisposable {
   db: TestDatabase;

@@ -1,7 +1,7 @@
 import { assertEquals } from "./_assert.ts";
 import { builtinRegistry } from "../builtins.ts";
 import { buildPipelines, parseConnectors } from "../core/config.ts";
-import { ConfigError } from "../core/errors.ts";
+import { ConfigError } from "../api/errors.ts";
 
 const env: Record<string, string> = { WAREHOUSE_URL: "postgres://u@127.0.0.1:1/w" };
 const providers = {

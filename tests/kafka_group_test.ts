@@ -5,7 +5,7 @@
  */
 import { MemoryOffsetStore } from "../core/offsets.ts";
 import { runPipeline } from "../core/pipeline.ts";
-import type { SluiceRecord } from "../core/record.ts";
+import type { SluiceRecord } from "../api/record.ts";
 import { assert, assertEquals } from "./_assert.ts";
 import {
   bytes,

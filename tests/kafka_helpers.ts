@@ -12,9 +12,9 @@ import { buildPipelines, parseConnectors, type PipelineSpec } from "../core/conf
 import { MemoryOffsetStore } from "../core/offsets.ts";
 import { type PipelineEnvironment, runPipeline, type RunReport } from "../core/pipeline.ts";
 import { workerEnvironment } from "../cli/worker.ts";
-import { integer, positiveInteger } from "../core/options.ts";
-import { defineSink, defineSource, type SinkBatch } from "../core/plugin.ts";
-import type { SluiceRecord } from "../core/record.ts";
+import { integer, positiveInteger } from "../api/options.ts";
+import { defineSink, defineSource, type SinkBatch } from "../api/plugin.ts";
+import type { SluiceRecord } from "../api/record.ts";
 import type { Registry } from "../core/registry.ts";
 import {
   type IncomingMessage,

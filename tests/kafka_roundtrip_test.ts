@@ -6,7 +6,7 @@
  */
 import { runPipeline } from "../core/pipeline.ts";
 import { MemoryOffsetStore } from "../core/offsets.ts";
-import type { SluiceRecord } from "../core/record.ts";
+import type { SluiceRecord } from "../api/record.ts";
 import { KafkaAdmin, KafkaConsumer } from "../drivers/kafka.ts";
 import { testKafkaBrokers } from "./_services.ts";
 import { assert, assertEquals } from "./_assert.ts";

@@ -1,8 +1,8 @@
 import postgres from "postgres";
 import { getLogger } from "@logtape/logtape";
 import { assertEquals } from "./_assert.ts";
-import { RetriableError } from "../core/errors.ts";
-import type { SluiceRecord } from "../core/record.ts";
+import { RetriableError } from "../api/errors.ts";
+import type { SluiceRecord } from "../api/record.ts";
 import { restartPostgres, startPostgres } from "../dev/postgres.ts";
 import sinkPlugin from "../sinks/postgres/mod.ts";
 

@@ -1,6 +1,6 @@
 import { deepStrictEqual, match, ok, rejects, strictEqual } from "node:assert/strict";
 import { createDedup, dedup, type DedupTransform, FileSeenStore } from "../transforms/dedup/mod.ts";
-import type { SluiceRecord } from "../core/record.ts";
+import type { SluiceRecord } from "../api/record.ts";
 import { apply, changeRecord, configIssues, make, rowRecord } from "./transforms_helpers.ts";
 
 const event = (

@@ -1,6 +1,6 @@
 import { deepStrictEqual, match, ok, rejects, strictEqual } from "node:assert/strict";
 import { filter } from "../transforms/filter.ts";
-import type { SluiceRecord } from "../core/record.ts";
+import type { SluiceRecord } from "../api/record.ts";
 import { apply, changeRecord, configIssues, make, rowRecord } from "./transforms_helpers.ts";
 
 const app = (op: "c" | "u" | "d", status: string, id = 1) =>

@@ -13,8 +13,8 @@ import type {
   PredicatePlugin,
   Transform,
   TransformPlugin,
-} from "../core/plugin.ts";
-import type { ChangeEvent, ChangeOp, Row, SluiceRecord } from "../core/record.ts";
+} from "../api/plugin.ts";
+import type { ChangeEvent, ChangeOp, Row, SluiceRecord } from "../api/record.ts";
 
 /** A plugin context for tests. */
 export function testContext(): PluginContext {

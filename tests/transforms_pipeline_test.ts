@@ -6,12 +6,12 @@
 import { deepStrictEqual, ok, rejects, strictEqual } from "node:assert/strict";
 import { z } from "zod";
 import { buildPipelines } from "../core/config.ts";
-import { ConfigError } from "../core/errors.ts";
+import { ConfigError } from "../api/errors.ts";
 import { MemoryOffsetStore } from "../core/offsets.ts";
-import { describeOptions } from "../core/options.ts";
+import { describeOptions } from "../api/options.ts";
 import { runPipeline } from "../core/pipeline.ts";
-import { defineSink, defineSource } from "../core/plugin.ts";
-import type { SluiceRecord } from "../core/record.ts";
+import { defineSink, defineSource } from "../api/plugin.ts";
+import type { SluiceRecord } from "../api/record.ts";
 import { Registry } from "../core/registry.ts";
 import { predicates, transforms } from "../transforms/mod.ts";
 import { changeRecord } from "./transforms_helpers.ts";

@@ -8,7 +8,7 @@ import {
   make,
   rowRecord,
 } from "./transforms_helpers.ts";
-import type { SluiceRecord } from "../core/record.ts";
+import type { SluiceRecord } from "../api/record.ts";
 
 // The instants of Kafka's TimestampConverterTest.
 const DATE = new Date(86_400_000); // 1970-01-02

@@ -1,6 +1,6 @@
 import { deepStrictEqual, match, ok, rejects, strictEqual } from "node:assert/strict";
 import { unwrap } from "../transforms/unwrap.ts";
-import type { SluiceRecord } from "../core/record.ts";
+import type { SluiceRecord } from "../api/record.ts";
 import { apply, changeRecord, configIssues, make } from "./transforms_helpers.ts";
 
 // The records of Debezium's AbstractExtractStateTest.

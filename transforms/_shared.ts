@@ -6,7 +6,7 @@
  * @module
  */
 import type { z } from "zod";
-import { isChangeEvent, type Row, type SluiceRecord } from "../core/record.ts";
+import { isChangeEvent, type Row, type SluiceRecord } from "../api/record.ts";
 
 /** Adds a custom issue whose message never quotes the whole config (secrets may be in it). */
 export function addIssue(

@@ -23,9 +23,9 @@
  */
 import { Buffer } from "node:buffer";
 import { z } from "zod";
-import { defineTransform } from "../core/plugin.ts";
-import { mapRecordRows, type Row } from "../core/record.ts";
-import { list } from "../core/options.ts";
+import { defineTransform } from "../api/plugin.ts";
+import { mapRecordRows, type Row } from "../api/record.ts";
+import { list } from "../api/options.ts";
 import { addIssue, isRow, mapKey, typeName } from "./_shared.ts";
 
 const TYPES = [

@@ -32,8 +32,8 @@
  */
 import { z } from "zod";
 import { Environment } from "@marcbachmann/cel-js";
-import { defineTransform } from "../core/plugin.ts";
-import { isChangeEvent, recordRow, type SluiceRecord } from "../core/record.ts";
+import { defineTransform } from "../api/plugin.ts";
+import { isChangeEvent, recordRow, type SluiceRecord } from "../api/record.ts";
 import { addIssue, tableOf } from "./_shared.ts";
 
 const environment = new Environment({ unlistedVariablesAreDyn: false })

@@ -15,7 +15,7 @@
  * @module
  */
 import { z } from "zod";
-import { definePredicate } from "../core/plugin.ts";
+import { definePredicate } from "../api/plugin.ts";
 
 const config = z.strictObject({
   name: z.string().min(1, "must not be empty").describe("The header name to look for."),

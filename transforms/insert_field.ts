@@ -21,9 +21,9 @@
  * @module
  */
 import { z } from "zod";
-import { defineTransform } from "../core/plugin.ts";
-import { isChangeEvent, mapRecordRows, type Row, type SluiceRecord } from "../core/record.ts";
-import { list } from "../core/options.ts";
+import { defineTransform } from "../api/plugin.ts";
+import { isChangeEvent, mapRecordRows, type Row, type SluiceRecord } from "../api/record.ts";
+import { list } from "../api/options.ts";
 import { addIssue, isRow } from "./_shared.ts";
 
 const fieldName = (what: string) =>

@@ -3,7 +3,7 @@
  *
  * @module
  */
-import type { PredicatePlugin, TransformPlugin } from "../core/plugin.ts";
+import type { PredicatePlugin, TransformPlugin } from "../api/plugin.ts";
 import { cast } from "./cast.ts";
 import { dedup } from "./dedup/mod.ts";
 import { filter } from "./filter.ts";

@@ -15,7 +15,7 @@
  * @module
  */
 import { z } from "zod";
-import { definePredicate } from "../core/plugin.ts";
+import { definePredicate } from "../api/plugin.ts";
 
 /** Matches tombstones (records with a null value). */
 export const recordIsTombstone = definePredicate({

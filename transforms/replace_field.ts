@@ -17,9 +17,9 @@
  * @module
  */
 import { z } from "zod";
-import { defineTransform } from "../core/plugin.ts";
-import { mapRecordRows, type Row } from "../core/record.ts";
-import { list } from "../core/options.ts";
+import { defineTransform } from "../api/plugin.ts";
+import { mapRecordRows, type Row } from "../api/record.ts";
+import { list } from "../api/options.ts";
 import { addIssue, mapKey, parsePairs } from "./_shared.ts";
 
 const config = z.strictObject({

@@ -25,8 +25,8 @@
  * @module
  */
 import { z } from "zod";
-import { defineTransform } from "../core/plugin.ts";
-import { recordRow, type SluiceRecord } from "../core/record.ts";
+import { defineTransform } from "../api/plugin.ts";
+import { recordRow, type SluiceRecord } from "../api/record.ts";
 import { addIssue, javaPattern, javaReplacement, tableOf } from "./_shared.ts";
 
 const PLACEHOLDERS = ["topic", "db", "schema", "table", "field"] as const;

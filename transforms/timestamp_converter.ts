@@ -25,8 +25,8 @@
  * @module
  */
 import { z } from "zod";
-import { defineTransform } from "../core/plugin.ts";
-import { mapRecordRows, type Row } from "../core/record.ts";
+import { defineTransform } from "../api/plugin.ts";
+import { mapRecordRows, type Row } from "../api/record.ts";
 import { compileDateFormat, type DateFormat } from "./_date_format.ts";
 import { addIssue, isRow, mapKey, typeName } from "./_shared.ts";
 

@@ -15,7 +15,7 @@
  * @module
  */
 import { z } from "zod";
-import { definePredicate } from "../core/plugin.ts";
+import { definePredicate } from "../api/plugin.ts";
 import { addIssue, javaPattern } from "./_shared.ts";
 
 const config = z.strictObject({

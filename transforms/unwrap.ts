@@ -43,9 +43,9 @@
  * @module
  */
 import { z } from "zod";
-import { defineTransform } from "../core/plugin.ts";
-import { type ChangeEvent, isChangeEvent, type Row, type SluiceRecord } from "../core/record.ts";
-import { boolean, list } from "../core/options.ts";
+import { defineTransform } from "../api/plugin.ts";
+import { type ChangeEvent, isChangeEvent, type Row, type SluiceRecord } from "../api/record.ts";
+import { boolean, list } from "../api/options.ts";
 import { addIssue } from "./_shared.ts";
 
 const MODES = [

@@ -14,9 +14,9 @@
  * @module
  */
 import { z } from "zod";
-import { defineTransform } from "../core/plugin.ts";
-import { recordRow, type Row } from "../core/record.ts";
-import { list } from "../core/options.ts";
+import { defineTransform } from "../api/plugin.ts";
+import { recordRow, type Row } from "../api/record.ts";
+import { list } from "../api/options.ts";
 
 const config = z.strictObject({
   fields: list().pipe(z.array(z.string()).min(1, "must name at least one field")).describe(

@@ -30,9 +30,9 @@
  * @module
  */
 import type { Logger } from "@logtape/logtape";
-import { RetriableError } from "../../core/errors.ts";
-import type { JsonValue, SluiceRecord } from "../../core/record.ts";
-import type { SourceBatch } from "../../core/plugin.ts";
+import { RetriableError } from "../../api/errors.ts";
+import type { JsonValue, SluiceRecord } from "../../api/record.ts";
+import type { SourceBatch } from "../../api/plugin.ts";
 import { connect, isConnectionError, type Sql } from "../../drivers/postgres.ts";
 import { changeRecords, type EventOptions, Tables } from "./_changes.ts";
 import { formatLsn, maxLsn, parseLsn } from "./_lsn.ts";

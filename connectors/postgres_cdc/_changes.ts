@@ -13,7 +13,7 @@
  *
  * @module
  */
-import type { ChangeEvent, ChangeOp, ChangeSource, Row, SluiceRecord } from "../../core/record.ts";
+import type { ChangeEvent, ChangeOp, ChangeSource, Row, SluiceRecord } from "../../api/record.ts";
 import { quoteIdent, type Sql } from "../../drivers/postgres.ts";
 import type { Decoder } from "../../drivers/pg_text.ts";
 import type { CaptureFilter } from "./_filters.ts";

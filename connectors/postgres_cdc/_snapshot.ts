@@ -13,7 +13,7 @@
  * @module
  */
 import type { Logger } from "@logtape/logtape";
-import type { SluiceRecord } from "../../core/record.ts";
+import type { SluiceRecord } from "../../api/record.ts";
 import { connect } from "../../drivers/postgres.ts";
 import { parseCopyText } from "../../drivers/pg_types.ts";
 import { type ChangePosition, type EventOptions, readRecord, Tables } from "./_changes.ts";

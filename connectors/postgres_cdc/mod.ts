@@ -58,9 +58,9 @@
  * @module
  */
 import { z } from "zod";
-import { boolean, integer, list, positiveInteger } from "../../core/options.ts";
-import { defineSource } from "../../core/plugin.ts";
-import type { ChangeOp } from "../../core/record.ts";
+import { boolean, integer, list, positiveInteger } from "../../api/options.ts";
+import { defineSource } from "../../api/plugin.ts";
+import type { ChangeOp } from "../../api/record.ts";
 import { checkConnection, connectionOptions, connectionUrl } from "../../drivers/postgres.ts";
 import { Capture } from "./_capture.ts";
 import { CaptureFilter, compilePatterns } from "./_filters.ts";

@@ -16,7 +16,7 @@ import {
   type Sql,
 } from "../../drivers/postgres.ts";
 import { copyField, encodeText } from "../../drivers/pg_text.ts";
-import type { Row } from "../../core/record.ts";
+import type { Row } from "../../api/record.ts";
 
 /** What the table needs of a client or a transaction. */
 export type Queryable = Pick<Sql, "unsafe">;

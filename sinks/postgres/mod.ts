@@ -31,7 +31,7 @@
  */
 import type postgres from "postgres";
 import { z } from "zod";
-import { always, boolean, list } from "../../core/options.ts";
+import { always, boolean, list } from "../../api/options.ts";
 import {
   type DeadLetterWriter,
   defineSink,
@@ -39,17 +39,17 @@ import {
   type SinkBatch,
   type SinkResult,
   type ValidationCheck,
-} from "../../core/plugin.ts";
+} from "../../api/plugin.ts";
 import {
   type ChangeEvent,
   isChangeEvent,
   type JsonValue,
   type Row,
   type SluiceRecord,
-} from "../../core/record.ts";
-import { errorMessage, RetriableError } from "../../core/errors.ts";
-import { deadLetterEntry } from "../../core/dead_letters.ts";
-import { encodeJson } from "../../core/json.ts";
+} from "../../api/record.ts";
+import { errorMessage, RetriableError } from "../../api/errors.ts";
+import { deadLetterEntry } from "../../api/dead_letters.ts";
+import { encodeJson } from "../../api/json.ts";
 import {
   checkConnection,
   connect,

@@ -33,9 +33,9 @@
  * @module
  */
 import { z } from "zod";
-import { defineTransform, type Transform } from "../../core/plugin.ts";
-import { isChangeEvent, recordRow, type SluiceRecord } from "../../core/record.ts";
-import { integer, list, positiveInteger } from "../../core/options.ts";
+import { defineTransform, type Transform } from "../../api/plugin.ts";
+import { isChangeEvent, recordRow, type SluiceRecord } from "../../api/record.ts";
+import { integer, list, positiveInteger } from "../../api/options.ts";
 import { sha256HexOfText } from "../_sha256.ts";
 import { addIssue, stableStringify, tableOf } from "../_shared.ts";
 import { FileSeenStore, SeenSet, type SeenStore } from "./seen.ts";

@@ -9,7 +9,7 @@
  *
  * @module
  */
-import { writeAtomically } from "../../core/offsets.ts";
+import { writeAtomically } from "../../api/files.ts";
 
 /** An event ID and when it was first seen (epoch milliseconds). */
 export type SeenEntry = readonly [id: string, seenAt: number];

@@ -48,9 +48,9 @@
  * @module
  */
 import { z } from "zod";
-import { defineTransform } from "../../core/plugin.ts";
-import { mapRecordRows, type Row, type SluiceRecord } from "../../core/record.ts";
-import { integer, list } from "../../core/options.ts";
+import { defineTransform } from "../../api/plugin.ts";
+import { mapRecordRows, type Row, type SluiceRecord } from "../../api/record.ts";
+import { integer, list } from "../../api/options.ts";
 import { isRow, mapKey } from "../_shared.ts";
 import { type AlphabetName, ALPHABETS } from "./ff1.ts";
 import { compileRule, type Masker, type MaskRule, STRATEGIES } from "./strategies.ts";

@@ -1,0 +1,22 @@
+/**
+ * File helpers for plugins that keep state on disk (offsets, dedup stores).
+ *
+ * @module
+ */
+import { dirname } from "node:path";
+
+/** Replaces `path` with `text` so that readers see the old or the new content, whole. */
+export async function writeAtomically(path: string, text: string): Promise<void> {
+  await Deno.mkdir(dirname(path), { recursive: true });
+  const temporary = `${path}.${crypto.randomUUID()}.tmp`;
+  const file = await Deno.open(temporary, { write: true, create: true, truncate: true });
+  try {
+    const bytes = new TextEncoder().encode(text);
+    let written = 0;
+    while (written < bytes.length) written += await file.write(bytes.subarray(written));
+    await file.sync();
+  } finally {
+    file.close();
+  }
+  await Deno.rename(temporary, path);
+}
