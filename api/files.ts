@@ -3,7 +3,9 @@
  *
  * @module
  */
-import { dirname } from "node:path";
+import { basename, dirname, join } from "node:path";
+
+const UUID = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}";
 
 /** Replaces `path` with `text` so that readers see the old or the new content, whole. */
 export async function writeAtomically(path: string, text: string): Promise<void> {
@@ -19,4 +21,42 @@ export async function writeAtomically(path: string, text: string): Promise<void>
     file.close();
   }
   await Deno.rename(temporary, path);
+  await syncFolder(dirname(path));
+}
+
+/** Makes a rename in `folder` durable (POSIX needs the directory entry synced too). */
+async function syncFolder(folder: string): Promise<void> {
+  let directory: Deno.FsFile | undefined;
+  try {
+    directory = await Deno.open(folder, { read: true });
+    await directory.sync();
+  } catch {
+    // Some platforms cannot open or sync a directory; the rename still happened.
+  } finally {
+    directory?.close();
+  }
+}
+
+/**
+ * Removes the temporary files a crash in {@linkcode writeAtomically} left
+ * beside `path` (`<path>.<uuid>.tmp`); returns how many it removed. Call it
+ * once when a store opens its file.
+ */
+export async function removeStaleTemporaries(path: string): Promise<number> {
+  const pattern = new RegExp(`^${escapeRegExp(basename(path))}\\.${UUID}\\.tmp$`);
+  let removed = 0;
+  try {
+    for await (const entry of Deno.readDir(dirname(path))) {
+      if (!entry.isFile || !pattern.test(entry.name)) continue;
+      await Deno.remove(join(dirname(path), entry.name)).catch(() => {});
+      removed++;
+    }
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  }
+  return removed;
+}
+
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 }

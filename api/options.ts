@@ -95,6 +95,9 @@ function unwrap(field: z.ZodType): { inner: z.ZodType; defaultValue?: unknown; o
     } else if (def.type === "optional" || def.type === "nullable") {
       optional = true;
       current = def.innerType;
+    } else if (def.type === "pipe" && def.out?._zod?.def?.type === "transform") {
+      // `.default(…).transform(…)`: the option's spec is what goes in.
+      current = def.in;
     } else {
       return { inner: current, defaultValue, optional };
     }

@@ -14,6 +14,8 @@
 import { parseArgs } from "node:util";
 import { getLogger } from "@logtape/logtape";
 import { builtinRegistry } from "../builtins.ts";
+import type { Plugin } from "../api/plugin.ts";
+import type { Registry } from "../core/registry.ts";
 import { ConfigError } from "../api/errors.ts";
 import { describeOptions } from "../api/options.ts";
 import { pipelineOptions } from "../core/config.ts";
@@ -75,7 +77,7 @@ export async function main(args: string[]): Promise<number> {
       case "validate":
         return await validate(rest, settings);
       case "plugins":
-        return plugins(rest[0]);
+        return await plugins(rest[0]);
       case "plan":
         return await plan(rest, settings);
       case "job":
@@ -189,12 +191,14 @@ async function plan(paths: string[], settings: ReturnType<typeof workerSettings>
   return broken ? 1 : 0;
 }
 
-function plugins(name?: string): number {
+async function plugins(name?: string): Promise<number> {
   const registry = builtinRegistry();
   const all = registry.list();
   const chosen = name ? all.filter((p) => p.name === name || p.aliases?.includes(name)) : all;
+  if (name && chosen.length === 0) chosen.push(...await pluginsInFile(registry, name));
   if (name && chosen.length === 0) {
-    console.error(`No plugin named "${name}". Plugins: ${all.map((p) => p.name).join(", ")}`);
+    const names = all.map((p) => `${p.name} (${p.kind})`).join(", ");
+    console.error(`No plugin named "${name}". Plugins: ${names}`);
     return 2;
   }
   const sections = chosen.map((plugin) => {
@@ -207,6 +211,17 @@ function plugins(name?: string): number {
   if (!name) sections.push(`pipeline options (every pipeline):\n${formatOptions(pipelineOptions)}`);
   console.log(sections.join("\n\n"));
   return 0;
+}
+
+/** The plugins a module path exports (`sluice plugins ./my_plugin.ts`), of any kind. */
+async function pluginsInFile(registry: Registry, path: string): Promise<Plugin[]> {
+  const kinds = ["source", "sink", "transform", "predicate"] as const;
+  const found = await Promise.all(kinds.map((kind) => registry.resolve(kind, path, Deno.cwd())));
+  const plugins = found.filter((result): result is Plugin => typeof result !== "string");
+  if (plugins.length === 0 && /\.(ts|js|mjs|mts)$/.test(path)) {
+    console.error(found[0]);
+  }
+  return plugins;
 }
 
 function formatOptions(schema: Parameters<typeof describeOptions>[0]): string {

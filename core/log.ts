@@ -1,6 +1,7 @@
 /**
  * Logging setup: readable colored lines on a terminal, JSON lines otherwise
- * (for log shippers). Plugins log through `context.logger`.
+ * (for log shippers); `--log-format text` into a file or pipe, or with
+ * `NO_COLOR` set, writes plain lines without ANSI escapes. Plugins log through `context.logger`.
  *
  * @module
  */
@@ -8,6 +9,7 @@ import {
   configure,
   getAnsiColorFormatter,
   getStreamSink,
+  getTextFormatter,
   jsonLinesFormatter,
   type LogLevel,
   reset,
@@ -24,11 +26,16 @@ export async function setUpLogging(
   options: { level?: LogLevel; format?: LogFormat } = {},
 ): Promise<void> {
   const format = options.format ?? "auto";
-  const json = format === "json" || (format === "auto" && !Deno.stderr.isTerminal());
-  const formatter = json ? jsonLinesFormatter : getAnsiColorFormatter({
-    timestamp: "time",
-    category: ".",
-  });
+  const terminal = Deno.stderr.isTerminal();
+  const json = format === "json" || (format === "auto" && !terminal);
+  // Strings print bare (`orders_cdc stopped`, not `"orders_cdc" "stopped"`);
+  // colours only on a terminal, and never when NO_COLOR is set (no-color.org).
+  const text = { timestamp: "time", category: ".", value: "bare" } as const;
+  const formatter = json
+    ? jsonLinesFormatter
+    : terminal && !Deno.env.get("NO_COLOR")
+    ? getAnsiColorFormatter(text)
+    : getTextFormatter(text);
   await configure({
     reset: true,
     sinks: { stderr: getStreamSink(Deno.stderr.writable, { formatter }) },

@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { writeAtomically } from "../api/files.ts";
+import { removeStaleTemporaries, writeAtomically } from "../api/files.ts";
 import type { JsonValue } from "../api/record.ts";
 
 /** Reads and writes source positions by key (the pipeline name). */
@@ -61,6 +61,8 @@ export class FileOffsetStore implements OffsetStore {
 
   async #load(): Promise<Record<string, JsonValue>> {
     if (this.#offsets) return this.#offsets;
+    // A crash between writing a temporary file and renaming it leaves it behind.
+    await removeStaleTemporaries(this.path);
     try {
       this.#offsets = JSON.parse(await Deno.readTextFile(this.path));
     } catch (error) {
