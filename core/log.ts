@@ -10,8 +10,8 @@ import {
   getAnsiColorFormatter,
   getStreamSink,
   getTextFormatter,
-  jsonLinesFormatter,
   type LogLevel,
+  type LogRecord,
   reset,
 } from "@logtape/logtape";
 
@@ -32,7 +32,7 @@ export async function setUpLogging(
   // colours only on a terminal, and never when NO_COLOR is set (no-color.org).
   const text = { timestamp: "time", category: ".", value: "bare" } as const;
   const formatter = json
-    ? jsonLinesFormatter
+    ? jsonLine
     : terminal && !Deno.env.get("NO_COLOR")
     ? getAnsiColorFormatter(text)
     : getTextFormatter(text);
@@ -49,4 +49,40 @@ export async function setUpLogging(
 /** Flushes and removes the logging configuration. */
 export async function tearDownLogging(): Promise<void> {
   await reset();
+}
+
+const LEVELS: Record<LogLevel, string> = {
+  trace: "TRACE",
+  debug: "DEBUG",
+  info: "INFO",
+  warning: "WARN",
+  error: "ERROR",
+  fatal: "FATAL",
+};
+
+/**
+ * One JSON object per line in the shape of LogTape's JSON Lines formatter,
+ * but with the message rendered as people read it (strings bare, like the
+ * text lines) and bigints (LSNs) and errors kept instead of failing or
+ * becoming `{}`.
+ */
+export function jsonLine(record: LogRecord): string {
+  const message = record.message.map((part, i) =>
+    i % 2 === 0 || typeof part === "string" ? String(part) : Deno.inspect(part)
+  ).join("");
+  return JSON.stringify(
+    {
+      "@timestamp": new Date(record.timestamp).toISOString(),
+      level: LEVELS[record.level],
+      message,
+      logger: record.category.join("."),
+      properties: record.properties,
+    },
+    (_key, value) =>
+      typeof value === "bigint"
+        ? value.toString()
+        : value instanceof Error
+        ? { name: value.name, message: value.message, stack: value.stack }
+        : value,
+  ) + "\n";
 }

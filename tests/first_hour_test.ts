@@ -83,3 +83,17 @@ Deno.test("sluice plugins describes a plugin file given by path", async () => {
   assertMatch(missing.stderr, /cannot load plugin module "\.\/no_such_plugin\.ts"/);
   assertMatch(missing.stderr, /kafka \(source\), kafka \(sink\)/);
 });
+
+Deno.test("JSON log lines render the message like the text lines and keep bigints", async () => {
+  const script = LOG_LINE.replace('format: "text"', 'format: "json"').replace(
+    'status: "stopped" }',
+    'status: "stopped", lsn: 22n, error: new Error("boom") }',
+  );
+  const { code, stderr } = await runDeno(["eval", script]);
+  assertEquals(code, 0, stderr);
+  const line = JSON.parse(stderr.trim());
+  assertEquals(line.message, "Pipeline orders_cdc stopped");
+  assertEquals(line.level, "INFO");
+  assertEquals(line.properties.lsn, "22");
+  assertEquals(line.properties.error.message, "boom");
+});
