@@ -7,7 +7,7 @@
  */
 import { getLogger, type Logger } from "@logtape/logtape";
 import type { PipelineSpec } from "./config.ts";
-import { fileDeadLetters } from "./dead_letters.ts";
+import { fileDeadLetters } from "./_dead_letters.ts";
 import { errorMessage, RetriableError } from "../api/errors.ts";
 import type { OffsetStore } from "./offsets.ts";
 import type {
@@ -22,7 +22,7 @@ import type {
   Transform,
   ValidationCheck,
 } from "../api/plugin.ts";
-import { BoundedQueue } from "./queue.ts";
+import { BoundedQueue } from "./_queue.ts";
 import type { JsonValue, SluiceRecord } from "../api/record.ts";
 
 /**
