@@ -1,6 +1,31 @@
 /**
  * The plugins that ship with Sluice, registered explicitly (importing a
- * plugin module registers nothing by itself).
+ * plugin module registers nothing by itself). This module pulls in the
+ * PostgreSQL and Kafka drivers; `@sluice/sluice` alone does not.
+ *
+ * @example Validating a config against the built-in plugins
+ * ```ts
+ * import { buildPipelines } from "@sluice/sluice";
+ * import { builtinRegistry } from "@sluice/sluice/builtins";
+ * import assert from "node:assert/strict";
+ *
+ * const [spec] = await buildPipelines([{
+ *   name: "warehouse-to-citizen-connector",
+ *   config: {
+ *     "connector.class": "io.debezium.connector.postgresql.PostgresConnector",
+ *     "database.hostname": "localhost",
+ *     "database.user": "postgres",
+ *     "database.dbname": "smart_warehouse",
+ *     "topic.prefix": "warehouse",
+ *   },
+ *   baseDir: ".",
+ * }], {
+ *   registry: builtinRegistry(),
+ *   defaultSink: "kafka",
+ *   pluginDefaults: { "bootstrap.servers": "localhost:9092" },
+ * });
+ * assert.equal(spec.source.plugin.name, "postgres_cdc");
+ * ```
  *
  * @module
  */
@@ -10,7 +35,18 @@ import { sources } from "./connectors/mod.ts";
 import { sinks } from "./sinks/mod.ts";
 import { predicates, transforms } from "./transforms/mod.ts";
 
-/** Every built-in plugin. */
+/**
+ * Every built-in plugin: sources, sinks, transforms and predicates.
+ *
+ * @example Listing the built-in transforms
+ * ```ts
+ * import { builtinPlugins } from "@sluice/sluice/builtins";
+ * import assert from "node:assert/strict";
+ *
+ * const transforms = builtinPlugins.filter((plugin) => plugin.kind === "transform").map((plugin) => plugin.name);
+ * assert.ok(transforms.includes("mask") && transforms.includes("route"));
+ * ```
+ */
 export const builtinPlugins: readonly Plugin[] = [
   ...sources,
   ...sinks,
@@ -18,7 +54,26 @@ export const builtinPlugins: readonly Plugin[] = [
   ...predicates,
 ];
 
-/** A registry holding the built-in plugins; add your own with `register`. */
+/**
+ * A new registry holding the built-in plugins; add your own with `register`.
+ *
+ * @example Adding a plugin of your own next to the built-ins
+ * ```ts
+ * import { defineTransform } from "@sluice/sluice";
+ * import { builtinRegistry } from "@sluice/sluice/builtins";
+ * import { z } from "zod";
+ * import assert from "node:assert/strict";
+ *
+ * const registry = builtinRegistry().register(defineTransform({
+ *   name: "stamp",
+ *   summary: "Adds a header naming this worker.",
+ *   config: z.strictObject({}),
+ *   create: () => ({ apply: (record) => ({ ...record, headers: { ...record.headers, worker: "w1" } }) }),
+ * }));
+ * assert.equal(registry.find("transform", "stamp")?.name, "stamp");
+ * assert.equal(registry.find("sink", "postgres")?.name, "postgres");
+ * ```
+ */
 export function builtinRegistry(): Registry {
   return new Registry(builtinPlugins);
 }

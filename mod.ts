@@ -4,9 +4,17 @@
  * This module is the public API for people who write their own connectors,
  * transforms and sinks, or who embed the runtime.
  *
+ * Plugin authors need {@linkcode defineSource}, {@linkcode defineSink},
+ * {@linkcode defineTransform} or {@linkcode definePredicate}, the record
+ * types and the option helpers. Embedders build pipelines with
+ * {@linkcode loadPipelines} and run them with {@linkcode runPipeline} or a
+ * {@linkcode Runtime}. The built-in plugins are a separate export,
+ * `@sluice/sluice/builtins`, so that this module pulls in no database or
+ * Kafka driver.
+ *
  * @example A source plugin in its own file, named by path in a config
  * ```ts
- * import { defineSource, integer } from "./mod.ts";
+ * import { defineSource, integer } from "@sluice/sluice";
  * import { z } from "zod";
  *
  * export default defineSource({
@@ -41,6 +49,7 @@ export {
   defineSource,
   defineTransform,
   type Plugin,
+  type PluginBase,
   type PluginContext,
   type Predicate,
   type PredicatePlugin,
@@ -48,12 +57,14 @@ export {
   type RunStats,
   type Sink,
   type SinkBatch,
+  type SinkPlan,
   type SinkPlugin,
   type SinkResult,
   type Source,
   type SourceBatch,
   type SourceContext,
   type SourceMode,
+  type SourcePlan,
   type SourcePlugin,
   type Transform,
   type TransformPlugin,
@@ -77,18 +88,42 @@ export {
   RecordError,
   RetriableError,
 } from "./api/errors.ts";
-export { boolean, describeOptions, integer, list, positiveInteger } from "./api/options.ts";
-export { deadLetterEntry, deadLetterHeaders } from "./api/dead_letters.ts";
+export {
+  boolean,
+  describeOptions,
+  integer,
+  list,
+  type OptionDoc,
+  positiveInteger,
+} from "./api/options.ts";
+export { type DeadLetterEntry, deadLetterEntry, deadLetterHeaders } from "./api/dead_letters.ts";
+export { type Closable, disposable } from "./api/disposable.ts";
 export { encodeJson } from "./api/json.ts";
 export { writeAtomically } from "./api/files.ts";
-export { Registry } from "./core/registry.ts";
+export { type PluginKind, Registry } from "./core/registry.ts";
 export {
   buildPipelines,
+  type LoadOptions,
   loadPipelines,
   parseConnectors,
-  pipelineOptions,
+  type PipelineOptions,
   type PipelineSpec,
+  type PluginSpec,
+  type RawConnector,
+  type TransformSpec,
 } from "./core/config.ts";
+export type { ProviderSources } from "./core/providers.ts";
 export { FileOffsetStore, MemoryOffsetStore, type OffsetStore } from "./core/offsets.ts";
-export { runPipeline, type RunReport } from "./core/pipeline.ts";
-export { type JobReport, Runtime } from "./core/runtime.ts";
+export {
+  type PipelineEnvironment,
+  type RunOptions,
+  runPipeline,
+  type RunReport,
+  type RunStatus,
+} from "./core/pipeline.ts";
+export {
+  type JobReport,
+  type JobRunOptions,
+  type ReportListener,
+  Runtime,
+} from "./core/runtime.ts";

@@ -7,7 +7,24 @@ import { basename, dirname, join } from "node:path";
 
 const UUID = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}";
 
-/** Replaces `path` with `text` so that readers see the old or the new content, whole. */
+/**
+ * Replaces `path` with `text` so that readers see the old or the new content,
+ * whole: the text goes to a temporary file, which is synced, then renamed
+ * over `path`. Missing folders are created.
+ *
+ * @example Keeping a plugin's state in a file
+ * ```ts
+ * import { writeAtomically } from "@sluice/sluice";
+ * import assert from "node:assert/strict";
+ *
+ * const folder = await Deno.makeTempDir();
+ * const path = `${folder}/state/dedup.json`;
+ * await writeAtomically(path, '{"seen":1}');
+ * await writeAtomically(path, '{"seen":2}');
+ * assert.equal(await Deno.readTextFile(path), '{"seen":2}');
+ * await Deno.remove(folder, { recursive: true });
+ * ```
+ */
 export async function writeAtomically(path: string, text: string): Promise<void> {
   await Deno.mkdir(dirname(path), { recursive: true });
   const temporary = `${path}.${crypto.randomUUID()}.tmp`;

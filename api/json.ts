@@ -6,7 +6,18 @@
  * @module
  */
 
-/** `JSON.stringify` with support for Uint8Array and bigint values. */
+/**
+ * `JSON.stringify` with support for Uint8Array and bigint values.
+ *
+ * @example Bytes become base64, bigints decimal strings
+ * ```ts
+ * import { encodeJson } from "@sluice/sluice";
+ * import assert from "node:assert/strict";
+ *
+ * const text = encodeJson({ photo: new Uint8Array([104, 105]), lsn: 24023128n });
+ * assert.equal(text, '{"photo":"aGk=","lsn":"24023128"}');
+ * ```
+ */
 export function encodeJson(value: unknown, indent?: number): string {
   return JSON.stringify(value, replacer, indent);
 }
@@ -23,7 +34,17 @@ function replacer(this: unknown, _key: string, value: unknown): unknown {
   return value;
 }
 
-/** Base64 of a byte array. */
+/**
+ * Base64 of a byte array.
+ *
+ * @example Two bytes
+ * ```ts
+ * import { bytesToBase64 } from "./json.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(bytesToBase64(new Uint8Array([104, 105])), "aGk=");
+ * ```
+ */
 export function bytesToBase64(bytes: Uint8Array): string {
   let binary = "";
   for (let i = 0; i < bytes.length; i += 0x8000) {

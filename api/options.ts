@@ -4,16 +4,46 @@
  *
  * @module
  */
+/**
+ * A third-party package: `deno doc --lint` (Deno 2.9) calls its types private,
+ * which they are not (denoland/deno#27364); the tag silences that false alarm.
+ *
+ * @internal
+ */
 import { z } from "zod";
 
-/** An integer given as a number or a numeric string. */
+/**
+ * An integer given as a number or a numeric string.
+ *
+ * @example Kafka Connect style values
+ * ```ts
+ * import { integer } from "@sluice/sluice";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(integer().parse("5432"), 5432);
+ * assert.equal(integer().parse(-1), -1);
+ * assert.equal(integer().safeParse("many").success, false);
+ * assert.equal(integer().safeParse("1.5").success, false);
+ * ```
+ */
 export function integer(): z.ZodType<number, unknown> {
   return z.union([z.number(), z.string().regex(/^-?\d+$/, "expected an integer")])
     .transform((value) => Number(value))
     .pipe(z.number().int()) as z.ZodType<number, unknown>;
 }
 
-/** A positive integer given as a number or a numeric string. */
+/**
+ * A positive integer given as a number or a numeric string.
+ *
+ * @example Zero is not positive
+ * ```ts
+ * import { positiveInteger } from "@sluice/sluice";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(positiveInteger().parse("1000"), 1000);
+ * assert.equal(positiveInteger().safeParse("0").success, false);
+ * ```
+ */
 export function positiveInteger(): z.ZodType<number, unknown> {
   return integer().pipe(z.number().positive("must be a positive integer")) as z.ZodType<
     number,
@@ -21,7 +51,19 @@ export function positiveInteger(): z.ZodType<number, unknown> {
   >;
 }
 
-/** A boolean given as `true`/`false` or the strings `"true"`/`"false"`. */
+/**
+ * A boolean given as `true`/`false` or the strings `"true"`/`"false"`.
+ *
+ * @example Strings and booleans
+ * ```ts
+ * import { boolean } from "@sluice/sluice";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(boolean().parse("false"), false);
+ * assert.equal(boolean().parse(true), true);
+ * assert.equal(boolean().safeParse("yes").success, false);
+ * ```
+ */
 export function boolean(): z.ZodType<boolean, unknown> {
   return z.union([
     z.boolean(),
@@ -31,7 +73,21 @@ export function boolean(): z.ZodType<boolean, unknown> {
   ]) as z.ZodType<boolean, unknown>;
 }
 
-/** A list given as an array of strings or one comma-separated string. */
+/**
+ * A list given as an array of strings or one comma-separated string.
+ *
+ * @example Debezium's `table.include.list`
+ * ```ts
+ * import { list } from "@sluice/sluice";
+ * import assert from "node:assert/strict";
+ *
+ * assert.deepEqual(list().parse("public.orders, public.customers,"), [
+ *   "public.orders",
+ *   "public.customers",
+ * ]);
+ * assert.deepEqual(list().parse(["a", "b"]), ["a", "b"]);
+ * ```
+ */
 export function list(): z.ZodType<string[], unknown> {
   return z.union([
     z.array(z.string()),
@@ -47,16 +103,54 @@ export function list(): z.ZodType<string[], unknown> {
  */
 export const always = (): boolean => true;
 
-/** One option of a plugin, as `sluice plugins` and the README show it. */
+/**
+ * One option of a plugin, as `sluice plugins` and the README show it.
+ *
+ * @example The documentation of a chunk size option
+ * ```ts
+ * import type { OptionDoc } from "@sluice/sluice";
+ *
+ * const doc: OptionDoc = {
+ *   key: "chunk.size",
+ *   type: "integer",
+ *   required: false,
+ *   default: 10000,
+ *   description: "Rows read per chunk.",
+ * };
+ * ```
+ */
 export type OptionDoc = {
+  /** The option's key as written in a config, e.g. `chunk.size`. */
   key: string;
+  /** A short type name: `string`, `integer`, `boolean`, `list`, or the allowed values. */
   type: string;
+  /** True when the option has neither a default nor may be left out. */
   required: boolean;
+  /** The default value, when there is one. */
   default?: unknown;
+  /** The option's `.describe()` text. */
   description: string;
 };
 
-/** Describes each option of an object schema, for `sluice plugins` and the README. */
+/**
+ * Describes each option of an object schema, for `sluice plugins` and the README.
+ *
+ * @example The options of a small plugin
+ * ```ts
+ * import { describeOptions, integer } from "@sluice/sluice";
+ * import { z } from "zod";
+ * import assert from "node:assert/strict";
+ *
+ * const config = z.strictObject({
+ *   table: z.string().describe("The table to read."),
+ *   "chunk.size": integer().default(1000).describe("Rows per chunk."),
+ * });
+ * assert.deepEqual(describeOptions(config), [
+ *   { key: "table", type: "string", required: true, default: undefined, description: "The table to read." },
+ *   { key: "chunk.size", type: "integer", required: false, default: 1000, description: "Rows per chunk." },
+ * ]);
+ * ```
+ */
 export function describeOptions(schema: z.ZodType): OptionDoc[] {
   const shape = objectShape(schema);
   if (!shape) return [];

@@ -7,11 +7,45 @@
  *
  * @module
  */
+/**
+ * Third-party packages: `deno doc --lint` (Deno 2.9) calls their types private,
+ * which they are not (denoland/deno#27364); the tag silences that false alarm.
+ *
+ * @internal
+ */
 import type { z } from "zod";
+/** @internal See the note above: LogTape's `Logger` is public in LogTape. */
 import type { Logger } from "@logtape/logtape";
 import type { JsonValue, SluiceRecord } from "./record.ts";
 
-/** What every plugin factory receives besides its config. */
+/**
+ * What every plugin factory receives besides its config.
+ *
+ * @example A sink that logs through its context
+ * ```ts
+ * import { defineSink, type PluginContext } from "@sluice/sluice";
+ * import { z } from "zod";
+ *
+ * export const counting = defineSink({
+ *   name: "counting",
+ *   summary: "Counts records and logs the total when closed.",
+ *   config: z.strictObject({}),
+ *   create(_config, context: PluginContext) {
+ *     let total = 0;
+ *     return {
+ *       write(batch) {
+ *         total += batch.records.length;
+ *         return Promise.resolve({ written: batch.records.length });
+ *       },
+ *       close() {
+ *         context.logger.info("{pipeline} wrote {total} records", { pipeline: context.pipeline, total });
+ *         return Promise.resolve();
+ *       },
+ *     };
+ *   },
+ * });
+ * ```
+ */
 export interface PluginContext {
   /** The pipeline's name, unique in the process. */
   readonly pipeline: string;
@@ -21,7 +55,25 @@ export interface PluginContext {
   readonly signal: AbortSignal;
 }
 
-/** What a source factory receives. */
+/**
+ * What a source factory receives: the plugin context plus where to resume.
+ *
+ * @example Resuming from the committed position
+ * ```ts
+ * import { getLogger } from "@logtape/logtape";
+ * import type { JsonValue, SourceContext } from "@sluice/sluice";
+ * import assert from "node:assert/strict";
+ *
+ * function startAfter(context: SourceContext): number {
+ *   if (context.fullRefresh || typeof context.offset !== "number") return 0;
+ *   return context.offset;
+ * }
+ * const base = { pipeline: "p", logger: getLogger(["example"]), signal: new AbortController().signal };
+ * const resume: JsonValue = 42;
+ * assert.equal(startAfter({ ...base, offset: resume, fullRefresh: false }), 42);
+ * assert.equal(startAfter({ ...base, offset: resume, fullRefresh: true }), 0);
+ * ```
+ */
 export interface SourceContext extends PluginContext {
   /** The last committed position, or undefined on a first run or a full refresh. */
   readonly offset: JsonValue | undefined;
@@ -29,8 +81,29 @@ export interface SourceContext extends PluginContext {
   readonly fullRefresh: boolean;
 }
 
-/** A group of records read together, with the position reached after them. */
+/**
+ * A group of records read together, with the position reached after them.
+ *
+ * @example A batch of two rows and one undecodable message
+ * ```ts
+ * import type { SourceBatch } from "@sluice/sluice";
+ *
+ * const batch: SourceBatch = {
+ *   records: [
+ *     { topic: "orders", key: { id: 1 }, value: { id: 1, total: "9.90" } },
+ *     { topic: "orders", key: { id: 2 }, value: { id: 2, total: "4.50" } },
+ *   ],
+ *   offset: { partition: 0, offset: 3 },
+ *   failures: [{
+ *     record: { topic: "orders", key: null, value: "{not json" },
+ *     error: new SyntaxError("Unexpected token n in JSON"),
+ *     stage: "VALUE_CONVERTER",
+ *   }],
+ * };
+ * ```
+ */
 export interface SourceBatch {
+  /** The records, in source order. */
   readonly records: readonly SluiceRecord[];
   /**
    * The source position after this batch. The runtime stores it, then calls
@@ -45,23 +118,76 @@ export interface SourceBatch {
   readonly failures?: readonly RecordFailure[];
 }
 
-/** The outcome of one post-run validation check. */
+/**
+ * The outcome of one post-run validation check.
+ *
+ * @example A row count check
+ * ```ts
+ * import type { RunStats, ValidationCheck } from "@sluice/sluice";
+ * import assert from "node:assert/strict";
+ *
+ * function countsMatch(stats: RunStats): ValidationCheck {
+ *   const handled = stats.written + stats.filtered + stats.deadLettered + stats.skipped;
+ *   return { name: "read = handled", ok: stats.read === handled, detail: `${stats.read} read, ${handled} handled` };
+ * }
+ * const stats = { read: 10, written: 8, filtered: 1, deadLettered: 1, skipped: 0 };
+ * assert.equal(countsMatch(stats).ok, true);
+ * ```
+ */
 export interface ValidationCheck {
+  /** A short name, such as `source count`. */
   readonly name: string;
+  /** Whether the check passed; one failed check fails the run. */
   readonly ok: boolean;
+  /** What was compared, with the figures, for logs and reports. */
   readonly detail: string;
 }
 
-/** Counters of one run, handed to validation hooks. */
+/**
+ * Counters of one run, handed to validation hooks.
+ *
+ * @example Every record read is accounted for
+ * ```ts
+ * import type { RunStats } from "@sluice/sluice";
+ * import assert from "node:assert/strict";
+ *
+ * const stats: RunStats = { read: 5, written: 3, filtered: 1, deadLettered: 1, skipped: 0 };
+ * assert.equal(stats.written + stats.filtered + stats.deadLettered + stats.skipped, stats.read);
+ * ```
+ */
 export interface RunStats {
+  /** Records the source produced. */
   read: number;
+  /** Records the sink confirmed as written. */
   written: number;
+  /** Records a transform dropped on purpose. */
   filtered: number;
+  /** Records sent to the dead-letter destination. */
   deadLettered: number;
+  /** Records the sink deliberately did not apply (for example stale change events). */
   skipped: number;
 }
 
-/** A running source. */
+/**
+ * A running source, as a source plugin's `create` returns it.
+ *
+ * @example A source that reads three records in one batch
+ * ```ts
+ * import type { Source, SourceBatch } from "@sluice/sluice";
+ * import assert from "node:assert/strict";
+ *
+ * const source: Source = {
+ *   async *read(): AsyncIterable<SourceBatch> {
+ *     yield { records: [1, 2, 3].map((n) => ({ topic: "n", key: { n }, value: { n } })), offset: 3 };
+ *   },
+ *   close: () => Promise.resolve(),
+ * };
+ * let read = 0;
+ * for await (const batch of source.read()) read += batch.records.length;
+ * await source.close();
+ * assert.equal(read, 3);
+ * ```
+ */
 export interface Source {
   /**
    * Yields batches. A batch source ends when it has read everything it was
@@ -72,19 +198,68 @@ export interface Source {
   commit?(offset: JsonValue): Promise<void> | void;
   /** Post-run checks of a batch source (for example row counts in the read snapshot). */
   validate?(stats: RunStats): Promise<ValidationCheck[]>;
+  /** Releases connections and timers; called once, whether the run succeeded or not. */
   close(): Promise<void>;
 }
 
-/** A record a transform or sink could not handle, with the reason. */
+/**
+ * A record a transform or sink could not handle, with the reason.
+ *
+ * @example A record the sink rejected
+ * ```ts
+ * import { type RecordFailure, RecordError } from "@sluice/sluice";
+ *
+ * const failure: RecordFailure = {
+ *   record: { topic: "orders", key: { id: 1 }, value: { id: 1, total: "x" } },
+ *   error: new RecordError('invalid input syntax for type numeric: "x"', "sink"),
+ *   stage: "sink",
+ * };
+ * ```
+ */
 export interface RecordFailure {
+  /** The record as it was when the stage failed. */
   readonly record: SluiceRecord;
+  /** Why it failed. */
   readonly error: Error;
   /** The stage that failed: a transform's alias, or `sink`. */
   readonly stage: string;
 }
 
-/** One write request to a sink. */
+/**
+ * One write request to a sink.
+ *
+ * @example A sink that rejects records without a key and writes the rest
+ * ```ts
+ * import { RecordError, type SinkBatch, type SinkResult } from "@sluice/sluice";
+ * import assert from "node:assert/strict";
+ *
+ * const stored: unknown[] = [];
+ * async function write(batch: SinkBatch): Promise<SinkResult> {
+ *   const keyless = batch.records.filter((record) => record.key === null);
+ *   await batch.reject(keyless.map((record) => ({
+ *     record,
+ *     error: new RecordError("a record without a key cannot be upserted", "sink"),
+ *     stage: "sink",
+ *   })));
+ *   const keyed = batch.records.filter((record) => record.key !== null);
+ *   stored.push(...keyed.map((record) => record.value));
+ *   return { written: keyed.length };
+ * }
+ *
+ * const rejected: unknown[] = [];
+ * const result = await write({
+ *   records: [{ topic: "t", key: { id: 1 }, value: { id: 1 } }, { topic: "t", key: null, value: {} }],
+ *   reject: (failures) => {
+ *     rejected.push(...failures);
+ *     return Promise.resolve();
+ *   },
+ * });
+ * assert.equal(result.written, 1);
+ * assert.equal(rejected.length, 1);
+ * ```
+ */
 export interface SinkBatch {
+  /** The records to write, in source order. */
   readonly records: readonly SluiceRecord[];
   /**
    * Present when the sink keeps the pipeline's offsets itself
@@ -100,7 +275,16 @@ export interface SinkBatch {
   reject(failures: readonly RecordFailure[]): Promise<void>;
 }
 
-/** What a sink reports for one batch. */
+/**
+ * What a sink reports for one batch.
+ *
+ * @example Three records applied, one stale change ignored
+ * ```ts
+ * import type { SinkResult } from "@sluice/sluice";
+ *
+ * const result: SinkResult = { written: 3, skipped: 1 };
+ * ```
+ */
 export interface SinkResult {
   /** Records the target confirmed as written. */
   readonly written: number;
@@ -108,45 +292,152 @@ export interface SinkResult {
   readonly skipped?: number;
 }
 
-/** A running sink. */
+/**
+ * A running sink, as a sink plugin's `create` returns it.
+ *
+ * @example A sink that keeps records in an array
+ * ```ts
+ * import type { Sink, SluiceRecord } from "@sluice/sluice";
+ * import assert from "node:assert/strict";
+ *
+ * const kept: SluiceRecord[] = [];
+ * const sink: Sink = {
+ *   write(batch) {
+ *     kept.push(...batch.records);
+ *     return Promise.resolve({ written: batch.records.length });
+ *   },
+ *   close: () => Promise.resolve(),
+ * };
+ * const result = await sink.write({
+ *   records: [{ topic: "t", key: null, value: 1 }],
+ *   reject: () => Promise.resolve(),
+ * });
+ * assert.equal(result.written, 1);
+ * assert.equal(kept.length, 1);
+ * ```
+ */
 export interface Sink {
   /** Resolves once the batch is durable. Throws to fail the whole batch. */
   write(batch: SinkBatch): Promise<SinkResult>;
   /** Present when the sink can store offsets in the same transaction as the rows. */
   readonly offsets?: {
+    /** The offset stored under `key` (the pipeline name), if any. */
     read(key: string): Promise<JsonValue | undefined>;
   };
   /** Present when the sink can keep dead letters itself (for example in a table). */
   deadLetters?(destination: string): DeadLetterWriter;
   /** Post-run checks of what was written. */
   validate?(stats: RunStats): Promise<ValidationCheck[]>;
+  /** Releases connections; called once, after the last write. */
   close(): Promise<void>;
 }
 
-/** Writes failed records somewhere durable, with their error context. */
+/**
+ * Writes failed records somewhere durable, with their error context.
+ *
+ * @example Dead letters kept in memory
+ * ```ts
+ * import { type DeadLetterEntry, deadLetterEntry, type DeadLetterWriter } from "@sluice/sluice";
+ * import assert from "node:assert/strict";
+ *
+ * const letters: DeadLetterEntry[] = [];
+ * const writer: DeadLetterWriter = {
+ *   description: "memory",
+ *   write(failures, pipeline) {
+ *     letters.push(...failures.map((failure) => deadLetterEntry(failure, pipeline)));
+ *     return Promise.resolve();
+ *   },
+ *   close: () => Promise.resolve(),
+ * };
+ * await writer.write([{ record: { topic: "t", key: null, value: 1 }, error: new Error("bad"), stage: "sink" }], "p");
+ * assert.equal(letters[0].error, "bad");
+ * ```
+ */
 export interface DeadLetterWriter {
   /** A short description for logs, such as `table public.sluice_dead_letters`. */
   readonly description: string;
+  /** Resolves once every failure is durable in the destination. */
   write(failures: readonly RecordFailure[], pipeline: string): Promise<void>;
+  /** Waits for pending writes and releases the destination. */
   close(): Promise<void>;
 }
 
-/** A running transform. Must not mutate its input. */
+/**
+ * A running transform. Must not mutate its input.
+ *
+ * @example Upper-casing a field, dropping records without it
+ * ```ts
+ * import { mapRecordRows, type Transform } from "@sluice/sluice";
+ * import assert from "node:assert/strict";
+ *
+ * const upper: Transform = {
+ *   apply(record) {
+ *     const value = record.value as { city?: string } | null;
+ *     if (!value?.city) return null;
+ *     return mapRecordRows(record, (row) => ({ ...row, city: String(row.city).toUpperCase() }));
+ *   },
+ * };
+ * const out = await upper.apply({ topic: "t", key: null, value: { city: "Braga" } });
+ * assert.deepEqual(out?.value, { city: "BRAGA" });
+ * assert.equal(await upper.apply({ topic: "t", key: null, value: {} }), null);
+ * ```
+ */
 export interface Transform {
   /** A new record, the same record, or null to drop it. Throw to fail the record. */
   apply(record: SluiceRecord): SluiceRecord | null | Promise<SluiceRecord | null>;
   /** Called after the records it saw were durably written (for stateful transforms). */
   commit?(): Promise<void>;
+  /** Releases what the transform holds (files, connections), if anything. */
   close?(): Promise<void>;
 }
 
-/** A running predicate, used to apply a transform conditionally. */
+/**
+ * A running predicate, used to apply a transform conditionally.
+ *
+ * @example Only records of one topic
+ * ```ts
+ * import type { Predicate } from "@sluice/sluice";
+ * import assert from "node:assert/strict";
+ *
+ * const ordersOnly: Predicate = (record) => record.topic === "orders";
+ * assert.equal(ordersOnly({ topic: "orders", key: null, value: null }), true);
+ * ```
+ */
 export type Predicate = (record: SluiceRecord) => boolean;
 
-/** Does a source end by itself (`batch`) or run until stopped (`stream`)? */
+/**
+ * Does a source end by itself (`batch`) or run until stopped (`stream`)?
+ * Batch sources run as scheduled jobs; stream sources as supervised tasks.
+ *
+ * @example Telling jobs from streams
+ * ```ts
+ * import type { SourceMode } from "@sluice/sluice";
+ * import { builtinRegistry } from "@sluice/sluice/builtins";
+ * import assert from "node:assert/strict";
+ *
+ * const mode: SourceMode | undefined = builtinRegistry().find("source", "postgres_cdc")?.mode;
+ * assert.equal(mode, "stream");
+ * ```
+ */
 export type SourceMode = "batch" | "stream";
 
-interface PluginBase<Schema extends z.ZodType> {
+/**
+ * What every plugin definition has, whatever its kind.
+ *
+ * @example The common fields
+ * ```ts
+ * import type { PluginBase } from "@sluice/sluice";
+ * import { z } from "zod";
+ *
+ * const base: PluginBase<z.ZodObject<{ field: z.ZodString }>> = {
+ *   name: "drop_field",
+ *   aliases: ["org.example.DropField"],
+ *   summary: "Removes one field from every row.",
+ *   config: z.object({ field: z.string().describe("The field to remove.") }),
+ * };
+ * ```
+ */
+export interface PluginBase<Schema extends z.ZodType> {
   /** Short snake_case name; the file name. */
   readonly name: string;
   /** Other accepted names: Debezium / Kafka Connect class names, deprecated names. */
@@ -157,7 +448,19 @@ interface PluginBase<Schema extends z.ZodType> {
   readonly config: Schema;
 }
 
-/** What a source says about itself for `sluice plan`, without connecting. */
+/**
+ * What a source says about itself for `sluice plan`, without connecting.
+ *
+ * @example A CDC source capturing one table, and a consumer
+ * ```ts
+ * import type { SourcePlan } from "@sluice/sluice";
+ *
+ * const capture: SourcePlan = {
+ *   captures: [{ table: "public.orders", topic: "warehouse.public.orders" }],
+ * };
+ * const consumer: SourcePlan = { subscribes: { pattern: "warehouse\\.public\\..*" } };
+ * ```
+ */
 export interface SourcePlan {
   /** Tables it captures, with the topic each one's records start with. */
   readonly captures?: readonly { readonly table: string; readonly topic: string }[];
@@ -165,7 +468,16 @@ export interface SourcePlan {
   readonly subscribes?: { readonly topics?: readonly string[]; readonly pattern?: string };
 }
 
-/** What a sink says about itself for `sluice plan`. */
+/**
+ * What a sink says about itself for `sluice plan`.
+ *
+ * @example A table sink
+ * ```ts
+ * import type { SinkPlan } from "@sluice/sluice";
+ *
+ * const plan: SinkPlan = { destination: "postgres public.profile_summary" };
+ * ```
+ */
 export interface SinkPlan {
   /** True when it writes records to the topic they carry (a Kafka producer). */
   readonly writesTopics?: boolean;
@@ -173,36 +485,109 @@ export interface SinkPlan {
   readonly destination?: string;
 }
 
-/** A source plugin definition. */
+/**
+ * A source plugin definition; make one with {@linkcode defineSource}.
+ *
+ * @example Looking a source up and reading its options
+ * ```ts
+ * import { describeOptions, type SourcePlugin } from "@sluice/sluice";
+ * import { builtinRegistry } from "@sluice/sluice/builtins";
+ * import assert from "node:assert/strict";
+ *
+ * const source: SourcePlugin | undefined = builtinRegistry().find("source", "postgres_query");
+ * assert.equal(source?.mode, "batch");
+ * assert.ok(describeOptions(source!.config).some((option) => option.key === "table"));
+ * ```
+ */
 export interface SourcePlugin<Schema extends z.ZodType = z.ZodType> extends PluginBase<Schema> {
+  /** Always `source`. */
   readonly kind: "source";
+  /** Whether it ends by itself (`batch`) or runs until stopped (`stream`). */
   readonly mode: SourceMode;
   /** Describes captures and subscriptions for `sluice plan`. */
   plan?(config: z.output<Schema>): SourcePlan;
+  /** Opens the source with its parsed config; nothing connects before this. */
   create(config: z.output<Schema>, context: SourceContext): Source | Promise<Source>;
 }
 
-/** A sink plugin definition. */
+/**
+ * A sink plugin definition; make one with {@linkcode defineSink}.
+ *
+ * @example The built-in sinks
+ * ```ts
+ * import type { SinkPlugin } from "@sluice/sluice";
+ * import { builtinRegistry } from "@sluice/sluice/builtins";
+ * import assert from "node:assert/strict";
+ *
+ * const sinks = builtinRegistry().list("sink") as SinkPlugin[];
+ * assert.ok(sinks.some((sink) => sink.name === "postgres"));
+ * ```
+ */
 export interface SinkPlugin<Schema extends z.ZodType = z.ZodType> extends PluginBase<Schema> {
+  /** Always `sink`. */
   readonly kind: "sink";
   /** Describes the destination for `sluice plan`. */
   plan?(config: z.output<Schema>): SinkPlan;
+  /** Opens the sink with its parsed config. */
   create(config: z.output<Schema>, context: PluginContext): Sink | Promise<Sink>;
 }
 
-/** A transform plugin definition. */
+/**
+ * A transform plugin definition; make one with {@linkcode defineTransform}.
+ *
+ * @example Finding a transform by its Kafka Connect class name
+ * ```ts
+ * import type { TransformPlugin } from "@sluice/sluice";
+ * import { builtinRegistry } from "@sluice/sluice/builtins";
+ * import assert from "node:assert/strict";
+ *
+ * const route: TransformPlugin | undefined = builtinRegistry().find(
+ *   "transform",
+ *   "org.apache.kafka.connect.transforms.RegexRouter",
+ * );
+ * assert.equal(route?.name, "route");
+ * ```
+ */
 export interface TransformPlugin<Schema extends z.ZodType = z.ZodType> extends PluginBase<Schema> {
+  /** Always `transform`. */
   readonly kind: "transform";
+  /** Builds the transform with its parsed config. */
   create(config: z.output<Schema>, context: PluginContext): Transform | Promise<Transform>;
 }
 
-/** A predicate plugin definition. */
+/**
+ * A predicate plugin definition; make one with {@linkcode definePredicate}.
+ *
+ * @example The built-in predicates
+ * ```ts
+ * import type { PredicatePlugin } from "@sluice/sluice";
+ * import { builtinRegistry } from "@sluice/sluice/builtins";
+ * import assert from "node:assert/strict";
+ *
+ * const predicate: PredicatePlugin | undefined = builtinRegistry().find("predicate", "topic_name_matches");
+ * assert.equal(predicate?.kind, "predicate");
+ * ```
+ */
 export interface PredicatePlugin<Schema extends z.ZodType = z.ZodType> extends PluginBase<Schema> {
+  /** Always `predicate`. */
   readonly kind: "predicate";
+  /** Builds the predicate with its parsed config. */
   create(config: z.output<Schema>, context: PluginContext): Predicate;
 }
 
-/** Any plugin. */
+/**
+ * Any plugin.
+ *
+ * @example Counting the built-in plugins by kind
+ * ```ts
+ * import type { Plugin } from "@sluice/sluice";
+ * import { builtinPlugins } from "@sluice/sluice/builtins";
+ * import assert from "node:assert/strict";
+ *
+ * const kinds = new Set(builtinPlugins.map((plugin: Plugin) => plugin.kind));
+ * assert.deepEqual([...kinds].sort(), ["predicate", "sink", "source", "transform"]);
+ * ```
+ */
 export type Plugin =
   | SourcePlugin
   | SinkPlugin
@@ -214,8 +599,10 @@ export type Plugin =
  *
  * @example A source that counts to three
  * ```ts
- * import { defineSource } from "./plugin.ts";
+ * import { getLogger } from "@logtape/logtape";
+ * import { defineSource } from "@sluice/sluice";
  * import { z } from "zod";
+ * import assert from "node:assert/strict";
  *
  * const counter = defineSource({
  *   name: "counter",
@@ -235,6 +622,16 @@ export type Plugin =
  *     };
  *   },
  * });
+ *
+ * const source = await counter.create(counter.config.parse({ to: "2" }), {
+ *   pipeline: "count",
+ *   logger: getLogger(["example"]),
+ *   signal: new AbortController().signal,
+ *   offset: undefined,
+ *   fullRefresh: false,
+ * });
+ * for await (const batch of source.read()) assert.equal(batch.records.length, 2);
+ * await source.close();
  * ```
  */
 export function defineSource<Schema extends z.ZodType>(
@@ -243,21 +640,117 @@ export function defineSource<Schema extends z.ZodType>(
   return { ...plugin, kind: "source" };
 }
 
-/** Defines a sink plugin. */
+/**
+ * Defines a sink plugin.
+ *
+ * @example A sink that prints each record's key, run by a pipeline
+ * ```ts
+ * import {
+ *   defineSink,
+ *   defineSource,
+ *   MemoryOffsetStore,
+ *   Registry,
+ *   buildPipelines,
+ *   runPipeline,
+ * } from "@sluice/sluice";
+ * import { z } from "zod";
+ * import assert from "node:assert/strict";
+ *
+ * const keys: unknown[] = [];
+ * const keysSink = defineSink({
+ *   name: "keys",
+ *   summary: "Remembers the key of every record.",
+ *   config: z.strictObject({}),
+ *   create: () => ({
+ *     write(batch) {
+ *       keys.push(...batch.records.map((record) => record.key));
+ *       return Promise.resolve({ written: batch.records.length });
+ *     },
+ *     close: () => Promise.resolve(),
+ *   }),
+ * });
+ * const two = defineSource({
+ *   name: "two",
+ *   mode: "batch",
+ *   summary: "Two records.",
+ *   config: z.strictObject({}),
+ *   create: () => ({
+ *     async *read() {
+ *       yield { records: [{ topic: "t", key: { id: 1 }, value: {} }, { topic: "t", key: { id: 2 }, value: {} }] };
+ *     },
+ *     close: () => Promise.resolve(),
+ *   }),
+ * });
+ *
+ * const registry = new Registry([keysSink, two]);
+ * const [spec] = await buildPipelines(
+ *   [{ name: "demo", config: { "connector.class": "two", "sink.class": "keys" }, baseDir: "." }],
+ *   { registry },
+ * );
+ * const report = await runPipeline(spec, { offsets: new MemoryOffsetStore() });
+ * assert.equal(report.status, "succeeded");
+ * assert.deepEqual(keys, [{ id: 1 }, { id: 2 }]);
+ * ```
+ */
 export function defineSink<Schema extends z.ZodType>(
   plugin: Omit<SinkPlugin<Schema>, "kind">,
 ): SinkPlugin<Schema> {
   return { ...plugin, kind: "sink" };
 }
 
-/** Defines a transform plugin. */
+/**
+ * Defines a transform plugin.
+ *
+ * @example A transform that renames the topic
+ * ```ts
+ * import { getLogger } from "@logtape/logtape";
+ * import { defineTransform } from "@sluice/sluice";
+ * import { z } from "zod";
+ * import assert from "node:assert/strict";
+ *
+ * const prefix = defineTransform({
+ *   name: "prefix",
+ *   summary: "Puts a prefix before every topic.",
+ *   config: z.strictObject({ prefix: z.string().describe("The prefix.") }),
+ *   create: (config) => ({
+ *     apply: (record) => ({ ...record, topic: config.prefix + record.topic }),
+ *   }),
+ * });
+ * const transform = await prefix.create({ prefix: "citizen." }, {
+ *   pipeline: "p",
+ *   logger: getLogger(["example"]),
+ *   signal: new AbortController().signal,
+ * });
+ * const out = await transform.apply({ topic: "orders", key: null, value: {} });
+ * assert.equal(out?.topic, "citizen.orders");
+ * ```
+ */
 export function defineTransform<Schema extends z.ZodType>(
   plugin: Omit<TransformPlugin<Schema>, "kind">,
 ): TransformPlugin<Schema> {
   return { ...plugin, kind: "transform" };
 }
 
-/** Defines a predicate plugin. */
+/**
+ * Defines a predicate plugin.
+ *
+ * @example A predicate matching records that have a key
+ * ```ts
+ * import { getLogger } from "@logtape/logtape";
+ * import { definePredicate } from "@sluice/sluice";
+ * import { z } from "zod";
+ * import assert from "node:assert/strict";
+ *
+ * const hasKey = definePredicate({
+ *   name: "has_key",
+ *   summary: "Matches records that carry a key.",
+ *   config: z.strictObject({}),
+ *   create: () => (record) => record.key !== null,
+ * });
+ * const test = hasKey.create({}, { pipeline: "p", logger: getLogger(["example"]), signal: new AbortController().signal });
+ * assert.equal(test({ topic: "t", key: null, value: 1 }), false);
+ * ```
+ */
 export function definePredicate<Schema extends z.ZodType>(
   plugin: Omit<PredicatePlugin<Schema>, "kind">,
 ): PredicatePlugin<Schema> {

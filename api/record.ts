@@ -8,7 +8,18 @@
  * @module
  */
 
-/** A value that survives `JSON.stringify` and back; used for offsets. */
+/**
+ * A value that survives `JSON.stringify` and back; used for offsets.
+ *
+ * @example An offset a source hands back with a batch
+ * ```ts
+ * import type { JsonValue } from "@sluice/sluice";
+ * import assert from "node:assert/strict";
+ *
+ * const offset: JsonValue = { lsn: "0/16B3748", snapshot: false };
+ * assert.deepEqual(JSON.parse(JSON.stringify(offset)), offset);
+ * ```
+ */
 export type JsonValue =
   | string
   | number
@@ -17,38 +28,137 @@ export type JsonValue =
   | JsonValue[]
   | { [key: string]: JsonValue };
 
-/** A row: column name → value. */
+/**
+ * A row: column name → value.
+ *
+ * @example A row as a batch source reads it
+ * ```ts
+ * import type { Row } from "@sluice/sluice";
+ *
+ * const row: Row = { id: 1, full_name: "Ada Lovelace", updated_at: "2024-05-01 10:00:00+00" };
+ * ```
+ */
 export type Row = Record<string, unknown>;
 
-/** Debezium's operation codes: create, update, delete, read (snapshot), truncate. */
+/**
+ * Debezium's operation codes: create, update, delete, read (snapshot), truncate.
+ *
+ * @example Telling inserts from snapshot reads
+ * ```ts
+ * import type { ChangeOp } from "@sluice/sluice";
+ * import assert from "node:assert/strict";
+ *
+ * const isNewRow = (op: ChangeOp): boolean => op === "c" || op === "r";
+ * assert.equal(isNewRow("r"), true);
+ * assert.equal(isNewRow("d"), false);
+ * ```
+ */
 export type ChangeOp = "c" | "u" | "d" | "r" | "t";
 
-/** The `source` block of a Debezium change event. */
+/**
+ * The `source` block of a Debezium change event: where and when a change
+ * happened.
+ *
+ * @example The source block of a change read from PostgreSQL
+ * ```ts
+ * import type { ChangeSource } from "@sluice/sluice";
+ *
+ * const source: ChangeSource = {
+ *   version: "0.1.0",
+ *   connector: "postgresql",
+ *   name: "warehouse",
+ *   ts_ms: 1714557600000,
+ *   snapshot: "false",
+ *   db: "smart_warehouse",
+ *   schema: "public",
+ *   table: "profile_360",
+ *   txId: 771,
+ *   lsn: 24023128,
+ * };
+ * ```
+ */
 export interface ChangeSource {
+  /** The version of the connector that produced the event. */
   version: string;
+  /** The connector kind, such as `postgresql`. */
   connector: string;
+  /** The logical server name (Debezium's `topic.prefix`). */
   name: string;
+  /** When the change was committed at the source, in milliseconds since the epoch. */
   ts_ms: number;
+  /** `"true"`, `"last"` or `"false"`: whether the event comes from a snapshot. */
   snapshot: string;
+  /** The database name. */
   db: string;
+  /** The schema of the changed table. */
   schema: string;
+  /** The changed table. */
   table: string;
+  /** The source transaction id, when known. */
   txId?: number | null;
+  /** The log sequence number of the change, when known. */
   lsn?: number | null;
+  /** Connector-specific fields, kept as they came. */
   [field: string]: unknown;
 }
 
-/** A Debezium change event envelope. */
+/**
+ * A Debezium change event envelope.
+ *
+ * @example An update of one row
+ * ```ts
+ * import { type ChangeEvent, isChangeEvent } from "@sluice/sluice";
+ * import assert from "node:assert/strict";
+ *
+ * const event: ChangeEvent = {
+ *   before: { id: 7, status: "pending" },
+ *   after: { id: 7, status: "approved" },
+ *   source: {
+ *     version: "0.1.0",
+ *     connector: "postgresql",
+ *     name: "warehouse",
+ *     ts_ms: 1714557600000,
+ *     snapshot: "false",
+ *     db: "smart_warehouse",
+ *     schema: "public",
+ *     table: "applications",
+ *   },
+ *   op: "u",
+ *   ts_ms: 1714557600123,
+ * };
+ * assert.ok(isChangeEvent(event));
+ * ```
+ */
 export interface ChangeEvent {
+  /** The row before the change; null for inserts and snapshot reads. */
   before: Row | null;
+  /** The row after the change; null for deletes. */
   after: Row | null;
+  /** Where and when the change happened. */
   source: ChangeSource;
+  /** What kind of change it is. */
   op: ChangeOp;
+  /** When the connector processed the change, in milliseconds since the epoch. */
   ts_ms: number;
+  /** Other envelope fields (for example `transaction`), kept as they came. */
   [field: string]: unknown;
 }
 
-/** One record in flight. Records are treated as immutable: transforms return new ones. */
+/**
+ * One record in flight. Records are treated as immutable: transforms return new ones.
+ *
+ * @example A batch row and a tombstone
+ * ```ts
+ * import type { SluiceRecord } from "@sluice/sluice";
+ *
+ * const row: SluiceRecord = {
+ *   topic: "public.profile_360",
+ *   key: { id: 1 },
+ *   value: { id: 1, full_name: "Ada Lovelace" },
+ * };
+ * const tombstone: SluiceRecord = { topic: "warehouse.public.profile_360", key: { id: 1 }, value: null };
+ * ```
+ */
 export interface SluiceRecord {
   /** Logical destination: a Kafka topic, or the table name a batch source read. */
   readonly topic: string;
@@ -64,7 +174,19 @@ export interface SluiceRecord {
   readonly origin?: Readonly<Record<string, JsonValue>>;
 }
 
-/** True when `value` is shaped like a Debezium change event envelope. */
+/**
+ * True when `value` is shaped like a Debezium change event envelope.
+ *
+ * @example Change events and plain rows
+ * ```ts
+ * import { isChangeEvent } from "@sluice/sluice";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(isChangeEvent({ op: "d", before: { id: 1 }, after: null, source: {} }), true);
+ * assert.equal(isChangeEvent({ id: 1, op: "a column named op" }), false);
+ * assert.equal(isChangeEvent(null), false);
+ * ```
+ */
 export function isChangeEvent(value: unknown): value is ChangeEvent {
   if (value === null || typeof value !== "object") return false;
   const op = (value as { op?: unknown }).op;
@@ -75,6 +197,17 @@ export function isChangeEvent(value: unknown): value is ChangeEvent {
 /**
  * The row a record carries: the `after` image of a change event (or `before`
  * for a delete), or the value itself for a batch row. Null for tombstones.
+ *
+ * @example The row of a batch record, of a delete event and of a tombstone
+ * ```ts
+ * import { recordRow } from "@sluice/sluice";
+ * import assert from "node:assert/strict";
+ *
+ * assert.deepEqual(recordRow({ topic: "t", key: null, value: { id: 1 } }), { id: 1 });
+ * const deleted = { op: "d", before: { id: 2 }, after: null, source: {}, ts_ms: 0 };
+ * assert.deepEqual(recordRow({ topic: "t", key: { id: 2 }, value: deleted }), { id: 2 });
+ * assert.equal(recordRow({ topic: "t", key: { id: 2 }, value: null }), null);
+ * ```
  */
 export function recordRow(record: SluiceRecord): Row | null {
   const value = record.value;
@@ -87,6 +220,27 @@ export function recordRow(record: SluiceRecord): Row | null {
  * Returns a record whose row images are replaced by `mapRow(row)`: `before`
  * and `after` for change events, the value itself for batch rows. The input
  * is never mutated. Tombstones pass through unchanged.
+ *
+ * @example Dropping a column from both images of a change event
+ * ```ts
+ * import { mapRecordRows, type SluiceRecord } from "@sluice/sluice";
+ * import assert from "node:assert/strict";
+ *
+ * const record: SluiceRecord = {
+ *   topic: "warehouse.public.citizens",
+ *   key: { id: 1 },
+ *   value: {
+ *     op: "u",
+ *     before: { id: 1, national_id: "A1", city: "Porto" },
+ *     after: { id: 1, national_id: "A1", city: "Braga" },
+ *     source: {},
+ *     ts_ms: 0,
+ *   },
+ * };
+ * const withoutId = mapRecordRows(record, ({ national_id: _, ...rest }) => rest);
+ * assert.deepEqual((withoutId.value as { after: unknown }).after, { id: 1, city: "Braga" });
+ * assert.equal((record.value as { after: { national_id: string } }).after.national_id, "A1");
+ * ```
  */
 export function mapRecordRows(
   record: SluiceRecord,

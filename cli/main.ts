@@ -19,9 +19,9 @@ import type { Registry } from "../core/registry.ts";
 import { ConfigError } from "../api/errors.ts";
 import { describeOptions } from "../api/options.ts";
 import { pipelineOptions } from "../core/config.ts";
-import { setUpLogging, tearDownLogging } from "../core/log.ts";
+import { setUpLogging, tearDownLogging } from "../core/_log.ts";
 import { type JobReport, Runtime } from "../core/runtime.ts";
-import { buildPlan, formatPlan } from "../core/plan.ts";
+import { buildPlan, formatPlan } from "../core/_plan.ts";
 import { formatSummary } from "./summary.ts";
 import { loadWithBuiltins, workerEnvironment, workerSettings } from "./worker.ts";
 

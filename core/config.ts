@@ -18,6 +18,12 @@
  *
  * @module
  */
+/**
+ * A third-party package: `deno doc --lint` (Deno 2.9) calls its types private,
+ * which they are not (denoland/deno#27364); the tag silences that false alarm.
+ *
+ * @internal
+ */
 import { z } from "zod";
 import { dirname, join, resolve } from "./_path.ts";
 import { ConfigError, type ConfigIssue } from "../api/errors.ts";
@@ -32,7 +38,15 @@ import type {
 import { type ProviderSources, resolvePlaceholders } from "./providers.ts";
 import type { PluginKind, Registry } from "./registry.ts";
 
-/** The options the runtime itself reads from every pipeline config. */
+/**
+ * The options the runtime itself reads from every pipeline config.
+ *
+ * Internal to the package (the CLI and the README generator read it): its
+ * inferred zod type is too large to spell out, so the public API offers the
+ * parsed {@linkcode PipelineOptions} instead.
+ *
+ * @internal
+ */
 export const pipelineOptions = z.strictObject({
   "errors.tolerance": z.enum(["none", "all"]).default("none").describe(
     "none: a record that fails stops the pipeline. all: it goes to the dead-letter destination (or is logged and skipped) and the pipeline goes on.",
@@ -94,7 +108,35 @@ export const pipelineOptions = z.strictObject({
   ),
 });
 
-/** The runtime options of a pipeline, parsed. */
+/**
+ * The runtime options of a pipeline, parsed: `errors.*` (tolerance,
+ * dead-letter destinations, retry budget), `job.*` (schedule, retries,
+ * timeout, `depends.on`, validation), `offset.storage` and
+ * `queue.max.batches`, with their defaults filled in. `sluice plugins` and
+ * the README list them all.
+ *
+ * @example Defaults of a pipeline that sets none
+ * ```ts
+ * import { buildPipelines, type PipelineOptions } from "@sluice/sluice";
+ * import { builtinRegistry } from "@sluice/sluice/builtins";
+ * import assert from "node:assert/strict";
+ *
+ * const [spec] = await buildPipelines([{
+ *   name: "copy",
+ *   config: {
+ *     "connector.class": "postgres_query",
+ *     "connection.url": "postgres://localhost/warehouse",
+ *     table: "public.orders",
+ *     "sink.class": "postgres",
+ *     "sink.connection.url": "postgres://localhost/citizen",
+ *   },
+ *   baseDir: ".",
+ * }], { registry: builtinRegistry() });
+ * const options: PipelineOptions = spec.options;
+ * assert.equal(options["errors.tolerance"], "none");
+ * assert.equal(options["job.retries"], 3);
+ * ```
+ */
 export type PipelineOptions = z.output<typeof pipelineOptions>;
 
 /** Keys accepted for Kafka Connect compatibility but not used (Sluice speaks JSON). */
@@ -106,43 +148,172 @@ const IGNORED_KEYS = new Set([
   "value.converter.schemas.enable",
 ]);
 
-/** A plugin chosen for a pipeline, with its parsed config. */
+/**
+ * A plugin chosen for a pipeline, with its parsed config.
+ *
+ * @example The sink of a validated pipeline
+ * ```ts
+ * import { buildPipelines, type PluginSpec, type SinkPlugin } from "@sluice/sluice";
+ * import { builtinRegistry } from "@sluice/sluice/builtins";
+ * import assert from "node:assert/strict";
+ *
+ * const [spec] = await buildPipelines([{
+ *   name: "to_kafka",
+ *   config: { "connector.class": "kafka", topics: "orders", "sink.class": "kafka" },
+ *   baseDir: ".",
+ * }], { registry: builtinRegistry(), pluginDefaults: { "bootstrap.servers": "localhost:9092" } });
+ * const sink: PluginSpec<SinkPlugin> = spec.sink;
+ * assert.equal(sink.reference, "kafka");
+ * assert.equal(sink.plugin.kind, "sink");
+ * ```
+ */
 export interface PluginSpec<P extends Plugin> {
   /** The name or path written in the config. */
   readonly reference: string;
+  /** The plugin it resolved to. */
   readonly plugin: P;
+  /** The config after the plugin's schema parsed it (defaults filled in). */
   readonly config: unknown;
 }
 
-/** A transform step: alias, plugin, config and optional predicate. */
+/**
+ * A transform step: alias, plugin, config and optional predicate.
+ *
+ * @example A conditional route
+ * ```ts
+ * import { buildPipelines, type TransformSpec } from "@sluice/sluice";
+ * import { builtinRegistry } from "@sluice/sluice/builtins";
+ * import assert from "node:assert/strict";
+ *
+ * const [spec] = await buildPipelines([{
+ *   name: "routed",
+ *   config: {
+ *     "connector.class": "kafka",
+ *     topics: "orders",
+ *     "sink.class": "kafka",
+ *     transforms: "route",
+ *     "transforms.route.type": "route",
+ *     "transforms.route.regex": "orders",
+ *     "transforms.route.replacement": "sales",
+ *     "transforms.route.predicate": "isOrders",
+ *     predicates: "isOrders",
+ *     "predicates.isOrders.type": "topic_name_matches",
+ *     "predicates.isOrders.pattern": "orders",
+ *   },
+ *   baseDir: ".",
+ * }], { registry: builtinRegistry(), pluginDefaults: { "bootstrap.servers": "localhost:9092" } });
+ * const step: TransformSpec = spec.transforms[0];
+ * assert.equal(step.alias, "route");
+ * assert.equal(step.predicate?.alias, "isOrders");
+ * assert.equal(step.negate, false);
+ * ```
+ */
 export interface TransformSpec extends PluginSpec<TransformPlugin> {
+  /** The name given in `transforms`, e.g. `route` for `transforms.route.*`. */
   readonly alias: string;
+  /** The predicate that decides whether the step applies, when one is set. */
   readonly predicate?: PluginSpec<PredicatePlugin> & { readonly alias: string };
+  /** Apply the step when the predicate does not match instead. */
   readonly negate: boolean;
 }
 
-/** A validated pipeline, ready for the runtime. */
+/**
+ * A validated pipeline, ready for the runtime.
+ *
+ * @example What a config turns into
+ * ```ts
+ * import { buildPipelines, type PipelineSpec } from "@sluice/sluice";
+ * import { builtinRegistry } from "@sluice/sluice/builtins";
+ * import assert from "node:assert/strict";
+ *
+ * const specs: PipelineSpec[] = await buildPipelines([{
+ *   name: "nightly",
+ *   config: {
+ *     "connector.class": "postgres_query",
+ *     "connection.url": "postgres://localhost/warehouse",
+ *     table: "public.orders",
+ *     "sink.class": "postgres",
+ *     "sink.connection.url": "postgres://localhost/citizen",
+ *     "job.schedule": "0 2 * * *",
+ *   },
+ *   baseDir: ".",
+ * }], { registry: builtinRegistry() });
+ * assert.equal(specs[0].source.plugin.name, "postgres_query");
+ * assert.equal(specs[0].sink.plugin.name, "postgres");
+ * assert.equal(specs[0].options["job.schedule"], "0 2 * * *");
+ * ```
+ */
 export interface PipelineSpec {
+  /** The pipeline's name, unique in the configuration. */
   readonly name: string;
   /** The file it came from, if any. */
   readonly file?: string;
+  /** The source, from `connector.class` and the unprefixed keys. */
   readonly source: PluginSpec<SourcePlugin>;
+  /** The transform chain, in `transforms` order. */
   readonly transforms: readonly TransformSpec[];
+  /** The sink, from `sink.class` and the `sink.*` keys. */
   readonly sink: PluginSpec<SinkPlugin>;
+  /** The runtime's own options, parsed. */
   readonly options: PipelineOptions;
 }
 
-/** A connector entry as written: `{ name, config }`. */
+/**
+ * A connector entry as written: `{ name, config }`, plus where it came from.
+ *
+ * @example An entry built in code rather than read from a file
+ * ```ts
+ * import type { RawConnector } from "@sluice/sluice";
+ *
+ * const entry: RawConnector = {
+ *   name: "orders_to_kafka",
+ *   config: { "connector.class": "kafka", topics: "orders", "sink.class": "kafka" },
+ *   baseDir: Deno.cwd(),
+ * };
+ * ```
+ */
 export interface RawConnector {
+  /** The pipeline's name. */
   readonly name: string;
+  /** The dotted Kafka Connect style keys, unresolved and unparsed. */
   readonly config: Record<string, unknown>;
   /** The folder relative paths resolve against. */
   readonly baseDir: string;
+  /** The file it was read from, for messages. */
   readonly file?: string;
 }
 
-/** Worker-level settings that complete pipeline configs. */
+/**
+ * Worker-level settings that complete pipeline configs.
+ *
+ * @example Secrets from somewhere other than the environment
+ * ```ts
+ * import { buildPipelines, type LoadOptions } from "@sluice/sluice";
+ * import { builtinRegistry } from "@sluice/sluice/builtins";
+ * import assert from "node:assert/strict";
+ *
+ * const secrets: Record<string, string> = { WAREHOUSE_URL: "postgres://localhost/warehouse" };
+ * const options: LoadOptions = {
+ *   registry: builtinRegistry(),
+ *   defaultSink: "kafka",
+ *   pluginDefaults: { "bootstrap.servers": "localhost:9092" },
+ *   providers: { env: (name) => secrets[name], readText: () => "" },
+ * };
+ * const [spec] = await buildPipelines([{
+ *   name: "peek",
+ *   config: {
+ *     "connector.class": "postgres_query",
+ *     "connection.url": "${env:WAREHOUSE_URL}",
+ *     table: "public.orders",
+ *   },
+ *   baseDir: ".",
+ * }], options);
+ * assert.equal(spec.sink.plugin.name, "kafka");
+ * assert.equal((spec.source.config as Record<string, unknown>)["connection.url"], secrets.WAREHOUSE_URL);
+ * ```
+ */
 export interface LoadOptions {
+  /** Where plugin names are looked up. */
   readonly registry: Registry;
   /**
    * Default values for plugin options, applied to any source or sink whose
@@ -191,7 +362,23 @@ async function jsonFilesIn(folder: string): Promise<string[]> {
   return files.sort();
 }
 
-/** Accepts one `{ name, config }` object or an array of them. */
+/**
+ * Accepts one `{ name, config }` object or an array of them, as parsed JSON.
+ * Throws a {@linkcode ConfigError} listing every malformed entry.
+ *
+ * @example One entry, and a malformed one
+ * ```ts
+ * import { ConfigError, parseConnectors } from "@sluice/sluice";
+ * import assert from "node:assert/strict";
+ *
+ * const [entry] = parseConnectors({ name: "a", config: { "connector.class": "kafka" } });
+ * assert.equal(entry.name, "a");
+ * assert.throws(
+ *   () => parseConnectors([{ name: "", config: {} }, { name: "b" }], "pipelines.json"),
+ *   (error) => error instanceof ConfigError && error.issues.length === 2,
+ * );
+ * ```
+ */
 export function parseConnectors(json: unknown, file?: string): RawConnector[] {
   const where = file ?? "config";
   const items = Array.isArray(json) ? json : [json];
@@ -233,7 +420,30 @@ export function parseConnectors(json: unknown, file?: string): RawConnector[] {
 
 /**
  * Validates connector entries into pipeline specs. Throws a
- * {@linkcode ConfigError} listing every problem of every pipeline.
+ * {@linkcode ConfigError} listing every problem of every pipeline, before
+ * anything connects.
+ *
+ * @example Every problem at once
+ * ```ts
+ * import { buildPipelines, ConfigError } from "@sluice/sluice";
+ * import { builtinRegistry } from "@sluice/sluice/builtins";
+ * import assert from "node:assert/strict";
+ *
+ * const error = await buildPipelines([{
+ *   name: "profile_sync",
+ *   config: {
+ *     "connector.class": "postgres_query",
+ *     "connection.url": "postgres://localhost/warehouse",
+ *     table: "public.profile_360",
+ *     "chunk.size": "many",
+ *     "sink.class": "postgress",
+ *   },
+ *   baseDir: ".",
+ * }], { registry: builtinRegistry() }).catch((error) => error);
+ * assert.ok(error instanceof ConfigError);
+ * assert.ok(error.issues.some((issue) => issue.path === "profile_sync: config.chunk.size"));
+ * assert.ok(error.issues.some((issue) => issue.message.startsWith('unknown sink "postgress"')));
+ * ```
  */
 export async function buildPipelines(
   connectors: readonly RawConnector[],
@@ -733,7 +943,29 @@ function checkDependencies(
   for (const spec of specs) visit(spec.name, []);
 }
 
-/** Reads, resolves and validates config files and folders in one step. */
+/**
+ * Reads, resolves and validates config files and folders in one step. A
+ * folder contributes every `*.json` file in it, in name order.
+ *
+ * @example Loading a folder of configs
+ * ```ts
+ * import { loadPipelines } from "@sluice/sluice";
+ * import { builtinRegistry } from "@sluice/sluice/builtins";
+ * import assert from "node:assert/strict";
+ *
+ * const folder = await Deno.makeTempDir();
+ * await Deno.writeTextFile(`${folder}/orders.json`, JSON.stringify({
+ *   name: "orders",
+ *   config: { "connector.class": "kafka", topics: "orders", "sink.class": "kafka" },
+ * }));
+ * const specs = await loadPipelines([folder], {
+ *   registry: builtinRegistry(),
+ *   pluginDefaults: { "bootstrap.servers": "localhost:9092" },
+ * });
+ * assert.deepEqual(specs.map((spec) => spec.file), [`${folder}/orders.json`]);
+ * await Deno.remove(folder, { recursive: true });
+ * ```
+ */
 export async function loadPipelines(
   paths: readonly string[],
   options: LoadOptions,

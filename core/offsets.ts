@@ -10,43 +10,96 @@
 import { removeStaleTemporaries, writeAtomically } from "../api/files.ts";
 import type { JsonValue } from "../api/record.ts";
 
-/** Reads and writes source positions by key (the pipeline name). */
+/**
+ * Reads and writes source positions by key (the pipeline name).
+ *
+ * @example Any store, used the same way
+ * ```ts
+ * import { MemoryOffsetStore, type OffsetStore } from "@sluice/sluice";
+ * import assert from "node:assert/strict";
+ *
+ * async function resetPipeline(store: OffsetStore, pipeline: string): Promise<void> {
+ *   await store.delete(pipeline);
+ * }
+ * const store = new MemoryOffsetStore();
+ * await store.write("orders_sync", { watermark: "2024-05-01 10:00:00+00" });
+ * await resetPipeline(store, "orders_sync");
+ * assert.equal(await store.read("orders_sync"), undefined);
+ * ```
+ */
 export interface OffsetStore {
+  /** The position stored under `key`, or undefined when there is none. */
   read(key: string): Promise<JsonValue | undefined>;
+  /** Stores `value` under `key`; resolves once it is durable. */
   write(key: string, value: JsonValue): Promise<void>;
   /** Forgets a position, so the next run starts from the beginning. */
   delete(key: string): Promise<void>;
+  /** Waits for pending writes and releases the store. */
+  close?(): Promise<void>;
 }
 
 /**
  * Keeps offsets in one JSON file. Every write replaces the file atomically
  * (write to a temporary file, fsync, rename), so a crash leaves either the old
  * or the new content, never a torn one. Writes are serialized.
+ *
+ * @example Positions survive a restart
+ * ```ts
+ * import { FileOffsetStore } from "@sluice/sluice";
+ * import assert from "node:assert/strict";
+ *
+ * const folder = await Deno.makeTempDir();
+ * {
+ *   await using store = new FileOffsetStore(`${folder}/offsets.json`);
+ *   await store.write("profile_sync", { watermark: "2024-05-01 10:00:00+00", key: [42] });
+ * }
+ * await using reopened = new FileOffsetStore(`${folder}/offsets.json`);
+ * assert.deepEqual(await reopened.read("profile_sync"), {
+ *   watermark: "2024-05-01 10:00:00+00",
+ *   key: [42],
+ * });
+ * await Deno.remove(folder, { recursive: true });
+ * ```
  */
-export class FileOffsetStore implements OffsetStore {
+export class FileOffsetStore implements OffsetStore, AsyncDisposable {
+  /** The JSON file holding every pipeline's position. */
   readonly path: string;
   #offsets: Record<string, JsonValue> | undefined;
   #tail: Promise<void> = Promise.resolve();
 
+  /** A store backed by `path`; the file is read on first use and created on first write. */
   constructor(path: string) {
     this.path = path;
   }
 
+  /** The position stored under `key`, or undefined. */
   async read(key: string): Promise<JsonValue | undefined> {
     const offsets = await this.#load();
     return offsets[key];
   }
 
+  /** Stores `value` under `key`; resolves once the file is synced and renamed. */
   write(key: string, value: JsonValue): Promise<void> {
     return this.#update((offsets) => {
       offsets[key] = value;
     });
   }
 
+  /** Forgets the position under `key`. */
   delete(key: string): Promise<void> {
     return this.#update((offsets) => {
       delete offsets[key];
     });
+  }
+
+  /** Waits until every write started so far is on disk. */
+  async close(): Promise<void> {
+    await this.#tail;
+  }
+
+  /** Same as {@linkcode FileOffsetStore.close}, for `await using`. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
   }
 
   #update(change: (offsets: Record<string, JsonValue>) => void): Promise<void> {
@@ -77,18 +130,45 @@ export class FileOffsetStore implements OffsetStore {
   }
 }
 
-/** An in-memory store, for tests and one-off runs. */
-export class MemoryOffsetStore implements OffsetStore {
-  readonly offsets = new Map<string, JsonValue>();
+/**
+ * An in-memory store, for tests and one-off runs. Values are copied on write,
+ * so later changes to the written object do not leak into the store.
+ *
+ * @example Writing and reading a position
+ * ```ts
+ * import { MemoryOffsetStore } from "@sluice/sluice";
+ * import assert from "node:assert/strict";
+ *
+ * await using store = new MemoryOffsetStore();
+ * const position = { lsn: "0/16B3748" };
+ * await store.write("cdc", position);
+ * position.lsn = "changed afterwards";
+ * assert.deepEqual(await store.read("cdc"), { lsn: "0/16B3748" });
+ * ```
+ */
+export class MemoryOffsetStore implements OffsetStore, AsyncDisposable {
+  /** The stored positions, by key. */
+  readonly offsets: Map<string, JsonValue> = new Map();
+  /** The position stored under `key`, or undefined. */
   read(key: string): Promise<JsonValue | undefined> {
     return Promise.resolve(this.offsets.get(key));
   }
+  /** Stores a copy of `value` under `key`. */
   write(key: string, value: JsonValue): Promise<void> {
     this.offsets.set(key, structuredClone(value));
     return Promise.resolve();
   }
+  /** Forgets the position under `key`. */
   delete(key: string): Promise<void> {
     this.offsets.delete(key);
     return Promise.resolve();
+  }
+  /** Nothing to release; present so every store closes alike. */
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+  /** Same as {@linkcode MemoryOffsetStore.close}, for `await using`. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
   }
 }

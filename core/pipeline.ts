@@ -7,7 +7,7 @@
  */
 import { getLogger, type Logger } from "@logtape/logtape";
 import type { PipelineSpec } from "./config.ts";
-import { fileDeadLetters } from "./dead_letters.ts";
+import { fileDeadLetters } from "./_dead_letters.ts";
 import { errorMessage, RetriableError } from "../api/errors.ts";
 import type { OffsetStore } from "./offsets.ts";
 import type {
@@ -22,25 +22,72 @@ import type {
   Transform,
   ValidationCheck,
 } from "../api/plugin.ts";
-import { BoundedQueue } from "./queue.ts";
+import { BoundedQueue } from "./_queue.ts";
 import type { JsonValue, SluiceRecord } from "../api/record.ts";
 
-/** How a run ended. */
+/**
+ * How a run ended: `succeeded`, `failed` (an error, or a failed validation
+ * check), or `stopped` (its signal aborted first).
+ *
+ * @example Deciding whether to page someone
+ * ```ts
+ * import type { RunStatus } from "@sluice/sluice";
+ * import assert from "node:assert/strict";
+ *
+ * const alarming = (status: RunStatus): boolean => status === "failed";
+ * assert.equal(alarming("stopped"), false);
+ * ```
+ */
 export type RunStatus = "succeeded" | "failed" | "stopped";
 
-/** What one run of a pipeline did. */
+/**
+ * What one run of a pipeline did.
+ *
+ * @example A one-line summary of a run
+ * ```ts
+ * import type { RunReport } from "@sluice/sluice";
+ * import assert from "node:assert/strict";
+ *
+ * const summary = (report: RunReport): string =>
+ *   `${report.pipeline} ${report.status}: ${report.stats.written} written in ${report.durationMs} ms`;
+ * const report: RunReport = {
+ *   pipeline: "profile_sync",
+ *   status: "succeeded",
+ *   stats: { read: 20, written: 20, filtered: 0, deadLettered: 0, skipped: 0 },
+ *   startedAt: new Date(),
+ *   durationMs: 120,
+ *   validation: [{ name: "source count", ok: true, detail: "20 = 20" }],
+ * };
+ * assert.equal(summary(report), "profile_sync succeeded: 20 written in 120 ms");
+ * ```
+ */
 export interface RunReport {
+  /** The pipeline's name. */
   readonly pipeline: string;
+  /** How the run ended. */
   readonly status: RunStatus;
+  /** What the run read, wrote, filtered, dead-lettered and skipped. */
   readonly stats: RunStats;
+  /** When the run began. */
   readonly startedAt: Date;
+  /** How long it took, in milliseconds. */
   readonly durationMs: number;
+  /** The post-run checks of a batch run (empty for streams and stopped runs). */
   readonly validation: readonly ValidationCheck[];
   /** Why the run failed. */
   readonly error?: Error;
 }
 
-/** What a pipeline needs from the process that runs it. */
+/**
+ * What a pipeline needs from the process that runs it.
+ *
+ * @example Offsets in a file, dead letters in no topic
+ * ```ts
+ * import { FileOffsetStore, type PipelineEnvironment } from "@sluice/sluice";
+ *
+ * const environment: PipelineEnvironment = { offsets: new FileOffsetStore(".sluice/offsets.json") };
+ * ```
+ */
 export interface PipelineEnvironment {
   /** The store used when the sink does not keep offsets itself. */
   readonly offsets: OffsetStore;
@@ -48,7 +95,16 @@ export interface PipelineEnvironment {
   readonly deadLetterTopic?: (topic: string, spec: PipelineSpec) => Promise<DeadLetterWriter>;
 }
 
-/** Options of one run. */
+/**
+ * Options of one run.
+ *
+ * @example A run that stops after five seconds and ignores the stored position
+ * ```ts
+ * import type { RunOptions } from "@sluice/sluice";
+ *
+ * const options: RunOptions = { fullRefresh: true, signal: AbortSignal.timeout(5000) };
+ * ```
+ */
 export interface RunOptions {
   /** Ignore the stored position and read everything (batch full refresh). */
   readonly fullRefresh?: boolean;
@@ -78,6 +134,67 @@ interface TransformStep {
  * Runs `spec` once. A batch pipeline runs until its source is exhausted; a
  * stream pipeline until `options.signal` aborts or an error stops it. Never
  * throws: the outcome is in the report.
+ *
+ * @example A batch run over a tiny source, resumed from its offset
+ * ```ts
+ * import {
+ *   buildPipelines,
+ *   defineSink,
+ *   defineSource,
+ *   integer,
+ *   MemoryOffsetStore,
+ *   Registry,
+ *   runPipeline,
+ *   type SluiceRecord,
+ * } from "@sluice/sluice";
+ * import { z } from "zod";
+ * import assert from "node:assert/strict";
+ *
+ * const numbers = defineSource({
+ *   name: "numbers",
+ *   mode: "batch",
+ *   summary: "Emits the numbers after the stored offset, up to `to`.",
+ *   config: z.strictObject({ to: integer().describe("Last number.") }),
+ *   create(config, context) {
+ *     const from = typeof context.offset === "number" ? context.offset + 1 : 1;
+ *     return {
+ *       async *read() {
+ *         const records: SluiceRecord[] = [];
+ *         for (let n = from; n <= config.to; n++) records.push({ topic: "n", key: { n }, value: { n } });
+ *         yield { records, offset: config.to };
+ *       },
+ *       close: () => Promise.resolve(),
+ *     };
+ *   },
+ * });
+ * const written: SluiceRecord[] = [];
+ * const memory = defineSink({
+ *   name: "memory",
+ *   summary: "Keeps records in an array.",
+ *   config: z.strictObject({}),
+ *   create: () => ({
+ *     write(batch) {
+ *       written.push(...batch.records);
+ *       return Promise.resolve({ written: batch.records.length });
+ *     },
+ *     close: () => Promise.resolve(),
+ *   }),
+ * });
+ *
+ * const registry = new Registry([numbers, memory]);
+ * const config = { "connector.class": "numbers", to: "3", "sink.class": "memory" };
+ * const [first] = await buildPipelines([{ name: "count", config, baseDir: "." }], { registry });
+ * const offsets = new MemoryOffsetStore();
+ *
+ * const report = await runPipeline(first, { offsets });
+ * assert.equal(report.status, "succeeded");
+ * assert.equal(report.stats.written, 3);
+ * assert.equal(await offsets.read("count"), 3);
+ *
+ * const [more] = await buildPipelines([{ name: "count", config: { ...config, to: "5" }, baseDir: "." }], { registry });
+ * await runPipeline(more, { offsets });
+ * assert.deepEqual(written.map((record) => record.key), [1, 2, 3, 4, 5].map((n) => ({ n })));
+ * ```
  */
 export async function runPipeline(
   spec: PipelineSpec,

@@ -10,9 +10,29 @@ import { isAbsolute, resolve } from "./_path.ts";
 
 const PLACEHOLDER = /\$\{(env|file|directory):([^}]*)\}/g;
 
-/** Where provider values come from; tests replace the environment. */
+/**
+ * Where `${env:…}`, `${file:…}` and `${directory:…}` values come from. The
+ * default reads the process environment and the file system; tests and
+ * embedders can substitute their own.
+ *
+ * @example Values from a map
+ * ```ts
+ * import type { ProviderSources } from "@sluice/sluice";
+ *
+ * const files: Record<string, string> = { "/run/secrets/db": "postgres://localhost/warehouse" };
+ * const sources: ProviderSources = {
+ *   env: (name) => (name === "REGION" ? "eu-west" : undefined),
+ *   readText: (path) => {
+ *     if (!(path in files)) throw new Deno.errors.NotFound(path);
+ *     return files[path];
+ *   },
+ * };
+ * ```
+ */
 export interface ProviderSources {
+  /** The value of environment variable `name`, or undefined when it is not set. */
   env(name: string): string | undefined;
+  /** The whole text of the file at `path` (absolute); throws when it cannot be read. */
   readText(path: string): string;
 }
 

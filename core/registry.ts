@@ -8,19 +8,67 @@
 import { isAbsolute, resolve, toFileUrl } from "./_path.ts";
 import type { Plugin } from "../api/plugin.ts";
 
-/** The kinds of plugin. */
+/**
+ * The kinds of plugin.
+ *
+ * @example Every kind a name is registered under
+ * ```ts
+ * import type { PluginKind } from "@sluice/sluice";
+ * import { builtinRegistry } from "@sluice/sluice/builtins";
+ * import assert from "node:assert/strict";
+ *
+ * const kinds: PluginKind[] = builtinRegistry().kindsOf("kafka");
+ * assert.deepEqual(kinds, ["source", "sink"]);
+ * ```
+ */
 export type PluginKind = Plugin["kind"];
 
-/** Looks plugins up by name or alias. */
+/**
+ * Looks plugins up by name or alias. Nothing registers itself on import:
+ * a registry holds exactly the plugins it was given.
+ *
+ * @example A registry of the built-ins plus one plugin of your own
+ * ```ts
+ * import { defineTransform, Registry } from "@sluice/sluice";
+ * import { builtinPlugins } from "@sluice/sluice/builtins";
+ * import { z } from "zod";
+ * import assert from "node:assert/strict";
+ *
+ * const noop = defineTransform({
+ *   name: "noop",
+ *   summary: "Passes records through.",
+ *   config: z.strictObject({}),
+ *   create: () => ({ apply: (record) => record }),
+ * });
+ * const registry = new Registry(builtinPlugins).register(noop);
+ * assert.equal(registry.find("transform", "noop"), noop);
+ * assert.equal(registry.find("source", "noop"), undefined);
+ * ```
+ */
 export class Registry {
   readonly #plugins: Plugin[] = [];
   readonly #byName = new Map<string, Plugin>();
 
+  /** Registers `plugins` in order; throws when two share a name or alias of one kind. */
   constructor(plugins: Iterable<Plugin> = []) {
     for (const plugin of plugins) this.register(plugin);
   }
 
-  /** Adds a plugin. Names and aliases must be unique per kind. */
+  /**
+   * Adds a plugin. Names and aliases must be unique per kind.
+   *
+   * @example A name taken twice
+   * ```ts
+   * import { defineTransform, Registry } from "@sluice/sluice";
+   * import { z } from "zod";
+   * import assert from "node:assert/strict";
+   *
+   * const make = (name: string) =>
+   *   defineTransform({ name, summary: "x", config: z.object({}), create: () => ({ apply: (r) => r }) });
+   * const registry = new Registry([make("a")]);
+   * assert.throws(() => registry.register(make("a")), /Cannot register transform "a": "a" is taken/);
+   * ```
+   */
   register(plugin: Plugin): this {
     for (const name of [plugin.name, ...(plugin.aliases ?? [])]) {
       const id = `${plugin.kind}:${name}`;
@@ -33,18 +81,50 @@ export class Registry {
     return this;
   }
 
-  /** Every registered plugin, optionally of one kind, sorted by name. */
+  /**
+   * Every registered plugin, optionally of one kind, sorted by name.
+   *
+   * @example The names of the built-in sources
+   * ```ts
+   * import { builtinRegistry } from "@sluice/sluice/builtins";
+   * import assert from "node:assert/strict";
+   *
+   * const names = builtinRegistry().list("source").map((plugin) => plugin.name);
+   * assert.ok(names.includes("postgres_cdc") && names.includes("postgres_query"));
+   * ```
+   */
   list(kind?: PluginKind): Plugin[] {
     return this.#plugins.filter((plugin) => !kind || plugin.kind === kind)
       .sort((a, b) => a.name.localeCompare(b.name));
   }
 
-  /** The plugin of `kind` named `name` (or with that alias), if registered. */
+  /**
+   * The plugin of `kind` named `name` (or with that alias), if registered.
+   *
+   * @example A Debezium class name is an alias
+   * ```ts
+   * import { builtinRegistry } from "@sluice/sluice/builtins";
+   * import assert from "node:assert/strict";
+   *
+   * const plugin = builtinRegistry().find("source", "io.debezium.connector.postgresql.PostgresConnector");
+   * assert.equal(plugin?.name, "postgres_cdc");
+   * ```
+   */
   find<K extends PluginKind>(kind: K, name: string): Extract<Plugin, { kind: K }> | undefined {
     return this.#byName.get(`${kind}:${name}`) as Extract<Plugin, { kind: K }> | undefined;
   }
 
-  /** Which kinds have a plugin of this name. */
+  /**
+   * Which kinds have a plugin of this name.
+   *
+   * @example A name that is both a source and a sink
+   * ```ts
+   * import { builtinRegistry } from "@sluice/sluice/builtins";
+   * import assert from "node:assert/strict";
+   *
+   * assert.deepEqual(builtinRegistry().kindsOf("postgres"), ["sink"]);
+   * ```
+   */
   kindsOf(name: string): PluginKind[] {
     const kinds: PluginKind[] = ["source", "sink", "transform", "predicate"];
     return kinds.filter((kind) => this.#byName.has(`${kind}:${name}`));
@@ -54,6 +134,16 @@ export class Registry {
    * Finds a plugin by name, or imports it when `name` is a module path
    * (relative paths resolve against `baseDir`, the config file's folder).
    * Returns a sentence explaining the failure instead of throwing.
+   *
+   * @example An unknown name lists the valid ones
+   * ```ts
+   * import { builtinRegistry } from "@sluice/sluice/builtins";
+   * import assert from "node:assert/strict";
+   *
+   * const found = await builtinRegistry().resolve("sink", "postgress", ".");
+   * assert.equal(typeof found, "string");
+   * assert.match(found as string, /^unknown sink "postgress"; valid sinks are: .*postgres/);
+   * ```
    */
   async resolve<K extends PluginKind>(
     kind: K,

@@ -12,7 +12,16 @@ import { type PipelineEnvironment, runPipeline, type RunReport, sleep } from "./
 
 const logger = getLogger(["sluice", "runtime"]);
 
-/** Options of a manual or scheduled job run. */
+/**
+ * Options of a manual or scheduled job run.
+ *
+ * @example A manual full refresh that reports at once
+ * ```ts
+ * import type { JobRunOptions } from "@sluice/sluice";
+ *
+ * const options: JobRunOptions = { fullRefresh: true, noRetries: true };
+ * ```
+ */
 export interface JobRunOptions {
   /** Ignore the stored watermark and read everything. */
   readonly fullRefresh?: boolean;
@@ -22,17 +31,103 @@ export interface JobRunOptions {
   readonly noRetries?: boolean;
 }
 
-/** The outcome of one job run, including its retries. */
+/**
+ * The outcome of one job run, including its retries.
+ *
+ * @example Flagging a job that needed retries
+ * ```ts
+ * import type { JobReport } from "@sluice/sluice";
+ * import assert from "node:assert/strict";
+ *
+ * const flaky = (report: JobReport): boolean => report.status === "succeeded" && report.attempts > 1;
+ * assert.equal(flaky({
+ *   pipeline: "scheme_sync",
+ *   status: "succeeded",
+ *   attempts: 2,
+ *   stats: { read: 1, written: 1, filtered: 0, deadLettered: 0, skipped: 0 },
+ *   startedAt: new Date(),
+ *   durationMs: 5,
+ *   validation: [],
+ * }), true);
+ * ```
+ */
 export interface JobReport extends RunReport {
   /** How many attempts it took (1 when the first succeeded). */
   readonly attempts: number;
 }
 
-/** Listens to job and stream outcomes (for summaries and metrics). */
+/**
+ * Listens to job and stream outcomes (for summaries and metrics).
+ *
+ * @example Counting failures
+ * ```ts
+ * import type { ReportListener } from "@sluice/sluice";
+ *
+ * let failures = 0;
+ * const countFailures: ReportListener = (report) => {
+ *   if (report.status === "failed") failures++;
+ * };
+ * ```
+ */
 export type ReportListener = (report: JobReport) => void;
 
-/** Runs and supervises a set of pipelines. */
-export class Runtime {
+/**
+ * Runs and supervises a set of pipelines: batch jobs with retries, timeouts
+ * and `depends.on`, streams restarted after transient faults. Stop it with
+ * {@linkcode Runtime.stop}, or let `await using` stop it.
+ *
+ * @example Running a job by hand, then stopping at the end of the scope
+ * ```ts
+ * import {
+ *   buildPipelines,
+ *   defineSink,
+ *   defineSource,
+ *   type JobReport,
+ *   MemoryOffsetStore,
+ *   Registry,
+ *   Runtime,
+ * } from "@sluice/sluice";
+ * import { z } from "zod";
+ * import assert from "node:assert/strict";
+ *
+ * const one = defineSource({
+ *   name: "one",
+ *   mode: "batch",
+ *   summary: "One record.",
+ *   config: z.strictObject({}),
+ *   create: () => ({
+ *     async *read() {
+ *       yield { records: [{ topic: "t", key: { id: 1 }, value: { id: 1 } }] };
+ *     },
+ *     close: () => Promise.resolve(),
+ *   }),
+ * });
+ * const discard = defineSink({
+ *   name: "discard",
+ *   summary: "Accepts and forgets.",
+ *   config: z.strictObject({}),
+ *   create: () => ({
+ *     write: (batch) => Promise.resolve({ written: batch.records.length }),
+ *     close: () => Promise.resolve(),
+ *   }),
+ * });
+ * const specs = await buildPipelines(
+ *   [{ name: "once", config: { "connector.class": "one", "sink.class": "discard" }, baseDir: "." }],
+ *   { registry: new Registry([one, discard]) },
+ * );
+ *
+ * const reports: JobReport[] = [];
+ * {
+ *   await using runtime = new Runtime(specs, { offsets: new MemoryOffsetStore() });
+ *   runtime.onReport((report) => reports.push(report));
+ *   const report = await runtime.runJob("once");
+ *   assert.equal(report.status, "succeeded");
+ *   assert.equal(report.attempts, 1);
+ * }
+ * assert.equal(reports.length, 1);
+ * ```
+ */
+export class Runtime implements AsyncDisposable {
   readonly #specs: Map<string, PipelineSpec>;
   readonly #environment: PipelineEnvironment;
   readonly #shutdown = new AbortController();
@@ -42,6 +137,7 @@ export class Runtime {
   /** Last successful run time of each job, for `depends.on`. */
   readonly #lastSuccess = new Map<string, number>();
 
+  /** Prepares `specs`; nothing runs until {@linkcode Runtime.start} or {@linkcode Runtime.runJob}. */
   constructor(specs: readonly PipelineSpec[], environment: PipelineEnvironment) {
     this.#specs = new Map(specs.map((spec) => [spec.name, spec]));
     this.#environment = environment;
@@ -128,6 +224,11 @@ export class Runtime {
       this.#shutdown.abort();
     }
     await this.idle();
+  }
+
+  /** Same as {@linkcode Runtime.stop}, for `await using`. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.stop();
   }
 
   async #scheduledRun(name: string): Promise<void> {

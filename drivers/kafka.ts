@@ -259,8 +259,14 @@ export class KafkaAdmin {
     return result;
   }
 
+  /** Closes the admin client's connections. */
   async close(): Promise<void> {
     if (this.#admin) await (await this.#admin).close();
+  }
+
+  /** Same as {@linkcode KafkaAdmin.close}, for `await using`. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
   }
 }
 
@@ -375,10 +381,16 @@ export class KafkaProducer {
     }
   }
 
+  /** Closes the producer's connections; call it after the last `send` resolved. */
   async close(): Promise<void> {
     const producer = this.#producer;
     this.#producer = undefined;
     await producer?.close(true);
+  }
+
+  /** Same as {@linkcode KafkaProducer.close}, for `await using`. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
   }
 }
 
@@ -753,6 +765,11 @@ export class KafkaConsumer {
     }
     clearTimeout(timer);
     await this.#admin.close().catch(() => {});
+  }
+
+  /** Same as {@linkcode KafkaConsumer.close}, for `await using`. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
   }
 }
 

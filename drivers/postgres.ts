@@ -105,9 +105,10 @@ export interface ConnectOptions {
 
 /**
  * Opens a postgres.js client. Timestamps, dates and numerics are returned as
- * PostgreSQL's own text (lossless); the session time zone is UTC.
+ * PostgreSQL's own text (lossless); the session time zone is UTC. Close it
+ * with `sql.end()`, or let `await using` end it.
  */
-export function connect(url: string, options: ConnectOptions = {}): Sql {
+export function connect(url: string, options: ConnectOptions = {}): Sql & AsyncDisposable {
   guardClosedSocketWrites();
   const settings = {
     max: options.max ?? 4,
@@ -129,7 +130,8 @@ export function connect(url: string, options: ConnectOptions = {}): Sql {
       },
     },
   };
-  return postgres(url, settings as postgres.Options<Record<string, postgres.PostgresType>>);
+  const sql = postgres(url, settings as postgres.Options<Record<string, postgres.PostgresType>>);
+  return Object.assign(sql, { [Symbol.asyncDispose]: () => sql.end() });
 }
 
 let guarded = false;

@@ -1,6 +1,6 @@
 import { assertEquals, assertRejects } from "./_assert.ts";
 import { FileOffsetStore } from "../core/offsets.ts";
-import { BoundedQueue } from "../core/queue.ts";
+import { BoundedQueue } from "../core/_queue.ts";
 import {
   decodeBytea,
   encodeArray,

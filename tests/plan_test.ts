@@ -1,7 +1,7 @@
 import { assertEquals } from "./_assert.ts";
 import { builtinRegistry } from "../builtins.ts";
 import { buildPipelines, parseConnectors } from "../core/config.ts";
-import { buildPlan, formatPlan } from "../core/plan.ts";
+import { buildPlan, formatPlan } from "../core/_plan.ts";
 
 /** The connector JSON of the users' plan, exactly as written there. */
 const PLAN_CONNECTOR = {

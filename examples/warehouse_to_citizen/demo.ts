@@ -22,7 +22,7 @@ import { parseArgs } from "node:util";
 import postgres from "postgres";
 import { startPostgres } from "../../dev/postgres.ts";
 import { type KafkaServer, startKafka } from "../../dev/kafka.ts";
-import { setUpLogging, tearDownLogging } from "../../core/log.ts";
+import { setUpLogging, tearDownLogging } from "../../core/_log.ts";
 import { type JobReport, Runtime } from "../../core/runtime.ts";
 import { formatSummary } from "../../cli/summary.ts";
 import { loadWithBuiltins, workerEnvironment } from "../../cli/worker.ts";
