@@ -28,7 +28,7 @@ async function runDeno(args: string[], env: Record<string, string> = {}) {
 }
 
 const LOG_LINE = `
-import { setUpLogging, tearDownLogging } from "./core/log.ts";
+import { setUpLogging, tearDownLogging } from "./core/_log.ts";
 import { getLogger } from "@logtape/logtape";
 await setUpLogging({ format: "text" });
 getLogger(["sluice"]).info("Pipeline {name} {status}", { name: "orders_cdc", status: "stopped" });
