@@ -7,6 +7,7 @@
  * sluice plugins [name]                list plugins and their options
  * sluice job run <name> <config>…      run one batch job now
  * sluice plan <config>…                captured tables → topics → consumers
+ * sluice permissions <config>…         the narrowest Deno permission flags they need
  * ```
  *
  * @module
@@ -22,6 +23,7 @@ import { pipelineOptions } from "../core/config.ts";
 import { setUpLogging, tearDownLogging } from "../core/_log.ts";
 import { type JobReport, Runtime } from "../core/runtime.ts";
 import { buildPlan, formatPlan } from "../core/_plan.ts";
+import { permissionFlags, requiredPermissions } from "./permissions.ts";
 import { formatSummary } from "./summary.ts";
 import { loadWithBuiltins, workerEnvironment, workerSettings } from "./worker.ts";
 
@@ -34,6 +36,8 @@ Commands:
   plugins [name]              List plugins, or one plugin's options with defaults.
   job run <name> <config>…    Run one batch job now and print its report.
   plan <config>…              For every captured table: its topic after routing and who consumes it.
+  permissions <config>…       Print the narrowest Deno permission flags the configs need:
+                              deno run $(sluice permissions cfg/) cli/main.ts run cfg/
 
 Options:
   --full-refresh              (job run) ignore the stored watermark and read everything
@@ -80,6 +84,10 @@ export async function main(args: string[]): Promise<number> {
         return await plugins(rest[0]);
       case "plan":
         return await plan(rest, settings);
+      case "permissions":
+        requireConfigs(rest);
+        console.log(permissionFlags(await requiredPermissions(rest, settings)).join(" "));
+        return 0;
       case "job":
         if (rest[0] !== "run" || !rest[1]) break;
         return await runJob(rest[1], rest.slice(2), settings, {

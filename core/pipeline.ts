@@ -399,17 +399,21 @@ class PipelineRun {
   async #transform(
     record: SluiceRecord,
   ): Promise<{ record: SluiceRecord | null } | { failure: RecordFailure }> {
-    let current: SluiceRecord | null = record;
+    let current: SluiceRecord = record;
     for (const step of this.#steps) {
       if (step.predicate && step.predicate(current) === step.negate) continue;
+      let applied: SluiceRecord | null;
       try {
-        const applied = step.transform.apply(current);
-        current = applied instanceof Promise ? await applied : applied;
+        const result = step.transform.apply(current);
+        applied = result instanceof Promise ? await result : result;
       } catch (error) {
         const cause = error instanceof Error ? error : new Error(String(error));
-        return { failure: { record, error: cause, stage: step.alias } };
+        // The record as the failing step received it: after a mask step it
+        // is masked, so a dead letter never holds what the pipeline masked.
+        return { failure: { record: current, error: cause, stage: step.alias } };
       }
-      if (current === null) return { record: null };
+      if (applied === null) return { record: null };
+      current = applied;
     }
     return { record: current };
   }

@@ -19,6 +19,7 @@
  * @module
  */
 import { Buffer } from "node:buffer";
+import process from "node:process";
 import type {
   Admin,
   Consumer,
@@ -36,8 +37,39 @@ let library: Promise<KafkaLibrary> | undefined;
  * which processes that run no Kafka pipeline should not pay.
  */
 function kafkaLibrary(): Promise<KafkaLibrary> {
-  library ??= import("@platformatic/kafka");
+  library ??= withGrantedEnvOnly(() => import("@platformatic/kafka"));
   return library;
+}
+
+/**
+ * Runs `load` with `process.env` showing only the variables Deno grants.
+ * The client's `debug` dependency lists every variable when it loads, which
+ * needs the whole environment: under `sluice permissions`' narrow
+ * `--allow-env=…` that would fail, and granting it would hand every secret
+ * of the environment to any plugin.
+ */
+async function withGrantedEnvOnly<T>(load: () => Promise<T>): Promise<T> {
+  if (Deno.permissions.querySync({ name: "env" }).state === "granted") return await load();
+  const granted = (name: string | symbol) =>
+    typeof name === "string" &&
+    Deno.permissions.querySync({ name: "env", variable: name }).state === "granted";
+  const view = new Proxy({} as Record<string, string>, {
+    get: (_, name) => granted(name) ? Deno.env.get(name as string) : undefined,
+    has: (_, name) => granted(name) && Deno.env.get(name as string) !== undefined,
+    ownKeys: () => [],
+  });
+  const original = Object.getOwnPropertyDescriptor(process, "env")!;
+  Object.defineProperty(process, "env", {
+    configurable: true,
+    enumerable: original.enumerable,
+    writable: true,
+    value: view,
+  });
+  try {
+    return await load();
+  } finally {
+    Object.defineProperty(process, "env", original);
+  }
 }
 import type { Logger } from "@logtape/logtape";
 

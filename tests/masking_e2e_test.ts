@@ -1,7 +1,7 @@
 import postgres from "postgres";
 import { assert, assertEquals } from "./_assert.ts";
 import { builtinRegistry } from "../builtins.ts";
-import { loadPipelines } from "../core/config.ts";
+import { buildPipelines, loadPipelines, parseConnectors } from "../core/config.ts";
 import { MemoryOffsetStore } from "../core/offsets.ts";
 import { Runtime } from "../core/runtime.ts";
 import { applySchema, generateWarehouse } from "../examples/warehouse_to_citizen/generate.ts";
@@ -84,6 +84,57 @@ Deno.test("personal values of smart_warehouse never appear in clear in smart_cit
     } finally {
       await source.end();
       await target.end();
+    }
+  } finally {
+    await warehouse.drop();
+    await citizen.drop();
+    await Deno.remove(deadLetters, { recursive: true });
+  }
+});
+
+Deno.test("a record that fails after the mask step is dead-lettered masked, never in clear", async () => {
+  const warehouse = await createTestDatabase("mask_dlq_warehouse");
+  const citizen = await createTestDatabase("mask_dlq_citizen");
+  const deadLetters = await Deno.makeTempDir();
+  try {
+    await applySchema(warehouse.url, "warehouse.sql");
+    await applySchema(citizen.url, "citizen.sql");
+    await generateWarehouse(warehouse.url, { rows: 50, seed: 3, asOf: "2026-11-01T00:00:00Z" });
+    const env: Record<string, string> = {
+      WAREHOUSE_URL: warehouse.url,
+      CITIZEN_URL: citizen.url,
+      SLUICE_MASK_KEY: "test-hmac-key-that-is-long-enough-123",
+      SLUICE_FPE_KEY: "2b7e151628aed2a6abf7158809cf4f3c",
+      SLUICE_DEAD_LETTER_DIR: deadLetters,
+    };
+    const daily = JSON.parse(await Deno.readTextFile(`${pipelines}daily.json`));
+    const profileSync = daily.find((entry: { name: string }) => entry.name === "profile_sync");
+    // A step after the mask that fails every row: gender is text, not a number.
+    profileSync.config.transforms = "mask,breaks";
+    profileSync.config["transforms.breaks.type"] = "cast";
+    profileSync.config["transforms.breaks.spec"] = "gender:int8";
+    delete profileSync.config["job.depends.on"];
+    const [spec] = await buildPipelines(parseConnectors(profileSync), {
+      registry: builtinRegistry(),
+      providers: { env: (name) => env[name], readText: Deno.readTextFileSync },
+    });
+    const runtime = new Runtime([spec], { offsets: new MemoryOffsetStore() });
+    const report = await runtime.runJob(spec.name, { noRetries: true });
+    await runtime.stop();
+    // Every row with a gender fails (the few without one pass).
+    assert(report.stats.deadLettered >= 40, `${report.stats.deadLettered} dead-lettered`);
+
+    const lines = (await Deno.readTextFile(`${deadLetters}/batch.jsonl`)).trim().split("\n");
+    assertEquals(lines.length, report.stats.deadLettered);
+    assertEquals(JSON.parse(lines[0]).stage, "breaks");
+    const source = postgres(warehouse.url, { max: 1 });
+    try {
+      const [{ values }] = await source<{ values: string[] }[]>`select array_agg(v) as values
+        from profile_360, unnest(array[full_name, national_id, phone, email]) v where v is not null`;
+      const text = lines.join("\n");
+      assertEquals(values.filter((value) => text.includes(value)), []);
+    } finally {
+      await source.end();
     }
   } finally {
     await warehouse.drop();

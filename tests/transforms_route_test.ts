@@ -112,7 +112,7 @@ Deno.test("route fails a record whose routing field is missing or null, naming t
   );
   await rejects(
     async () => await apply(transform, rowRecord(null)),
-    /the record has no row or key/,
+    /it is missing: it is a tombstone/,
   );
 });
 

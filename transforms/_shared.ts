@@ -227,3 +227,62 @@ export function typeName(value: unknown): string {
   if (ArrayBuffer.isView(value)) return "bytes";
   return typeof value;
 }
+
+/** Debezium's `unavailable.value.placeholder` default: an unchanged TOAST value it did not read. */
+export const UNAVAILABLE_VALUE = "__debezium_unavailable_value";
+
+/**
+ * Which images of a record may lack columns without anything being wrong,
+ * because the kind of event leaves them out:
+ *
+ * - `before` of any change event: with the default replica identity it
+ *   holds only the key (and is null for inserts);
+ * - `after` of an update (`op` u): an unchanged TOAST value is not sent, so
+ *   its column is absent and the target keeps its stored value;
+ * - a row that `unwrap` rewrote from a delete (`__deleted: "true"`): the
+ *   key-only `before` image.
+ *
+ * Inserts (`c`), snapshot reads (`r`) and batch rows always carry every
+ * column, so a field missing from them is a mistake (a typo, a wrong
+ * source) and stays an error. Truncates and tombstones carry no row at all.
+ */
+export function mayLackColumns(record: SluiceRecord, image: "before" | "after" | "row"): boolean {
+  if (image === "before") return true;
+  const value = record.value;
+  if (image === "after") return isChangeEvent(value) && value.op === "u";
+  return isRow(value) && !isChangeEvent(value) && value.__deleted === "true";
+}
+
+/**
+ * A field of a change event's row, looked up where the event kind puts it:
+ * `after` (or, for a delete, `before`), then the other image, then the key.
+ * Undefined when none holds it (a delete under the default replica
+ * identity, an unchanged TOAST value, a truncate).
+ */
+export function eventField(record: SluiceRecord, field: string): unknown {
+  const value = record.value;
+  const images: (Row | null | undefined)[] = isChangeEvent(value)
+    ? (value.op === "d" ? [value.before] : [value.after, value.before])
+    : [isRow(value) ? value : null];
+  for (const image of [...images, record.key]) {
+    if (image && field in image) return image[field];
+  }
+  return undefined;
+}
+
+/** Why a field may be missing from a record, as advice for error messages. */
+export function whyMissing(record: SluiceRecord): string {
+  const value = record.value;
+  if (value === null || value === undefined) return "it is a tombstone (null value)";
+  if (!isChangeEvent(value)) return "the row does not have it";
+  switch (value.op) {
+    case "d":
+      return "a delete carries only the replica identity (the key) unless the source table has REPLICA IDENTITY FULL";
+    case "u":
+      return "an update leaves unchanged TOAST values out unless the source table has REPLICA IDENTITY FULL";
+    case "t":
+      return "a truncate carries no row";
+    default:
+      return "the row does not have it";
+  }
+}

@@ -11,7 +11,13 @@
  * tombstones); `db`, `schema`, `table`, `topic` are strings; `key` is the key
  * row or null; `headers` a map of strings.
  *
- * Reading a column a row does not have is an error (use `has(value.x)`).
+ * Reading a column a row does not have is an error (use `has(value.x)`),
+ * except where the kind of event leaves columns out: a delete (its `before`
+ * holds only the key under the default replica identity), an update that
+ * left an unchanged TOAST value out, a truncate (no row). Such a record
+ * cannot be judged, so it is kept whatever `action` says: dropping it would
+ * lose a change, while keeping a delete of a row the target never received
+ * is harmless.
  * Numbers from rows are CEL doubles: compare them with any literal
  * (`value.amount > 100`), but write `1.0` or `int(value.n)` in arithmetic.
  * Tombstones are kept without evaluating unless `null.handling.mode` says
@@ -95,6 +101,7 @@ export const filter = defineTransform({
         try {
           result = program(variables(record));
         } catch (error) {
+          if (leftOutByEventKind(record, error)) return record;
           throw new Error(
             `filter: cannot evaluate the condition on a record on "${record.topic}": ${
               firstLine(error)
@@ -112,6 +119,18 @@ export const filter = defineTransform({
     };
   },
 });
+
+/**
+ * True when evaluation failed on a column that the kind of change event
+ * leaves out (see the module doc), rather than on a mistake in the
+ * condition or the data.
+ */
+function leftOutByEventKind(record: SluiceRecord, error: unknown): boolean {
+  const value = record.value;
+  if (!isChangeEvent(value) || !["d", "u", "t"].includes(value.op)) return false;
+  // A misspelt column fails on inserts and snapshot reads, which carry every column.
+  return /^No such key: /.test(firstLine(error));
+}
 
 function variables(record: SluiceRecord): Record<string, unknown> {
   const value = record.value;

@@ -9,7 +9,12 @@
  *   origin or its `schema.table` topic).
  * - By field: `field` names a row column (the `after` image, or `before` for a
  *   delete, or the key for a tombstone) whose value is the topic, or fills
- *   `${field}` in `topic.format`.
+ *   `${field}` in `topic.format`. An update whose `after` left the field out
+ *   (an unchanged TOAST value) uses `before`, and a delete whose `before`
+ *   lacks it uses the key. A record that holds the field nowhere fails
+ *   loudly, saying why: leaving it on its old topic could send a delete
+ *   where no consumer applies it. Route deletes by a key column, or give
+ *   the source table REPLICA IDENTITY FULL; truncates carry no row.
  *
  * ```json
  * {
@@ -26,8 +31,15 @@
  */
 import { z } from "zod";
 import { defineTransform } from "../api/plugin.ts";
-import { recordRow, type SluiceRecord } from "../api/record.ts";
-import { addIssue, javaPattern, javaReplacement, tableOf } from "./_shared.ts";
+import type { SluiceRecord } from "../api/record.ts";
+import {
+  addIssue,
+  eventField,
+  javaPattern,
+  javaReplacement,
+  tableOf,
+  whyMissing,
+} from "./_shared.ts";
 
 const PLACEHOLDERS = ["topic", "db", "schema", "table", "field"] as const;
 
@@ -140,12 +152,11 @@ export const route = defineTransform({
 });
 
 function fieldOf(record: SluiceRecord, field: string): string {
-  const row = recordRow(record) ?? record.key;
-  const value = row?.[field];
+  // A delete's before image, then an update's before image (an unchanged
+  // TOAST value is not in after), then the key.
+  const value = eventField(record, field);
   if (value === undefined || value === null) {
-    const what = row === null
-      ? "the record has no row or key"
-      : `it is ${value === null ? "null" : "missing"}`;
+    const what = value === null ? "it is null" : `it is missing: ${whyMissing(record)}`;
     throw new Error(
       `route: cannot route a record on "${record.topic}" by field "${field}": ${what}`,
     );

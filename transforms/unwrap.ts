@@ -12,7 +12,12 @@
  * | `delete-to-tombstone` | a tombstone | kept |
  *
  * In the rewrite modes other rows get `__deleted: "false"`. Truncate events
- * are dropped, except in `rewrite-with-tombstone`, which passes them on.
+ * are dropped with a warning (a row cannot express them), except in
+ * `rewrite-with-tombstone`, which passes them on. An update's row lacks the
+ * columns of unchanged TOAST values and a rewritten delete's row holds only
+ * the key (default replica identity); sinks keep the stored values of
+ * absent columns. `route.by.field` reads `after`, then `before`, then the
+ * key, and fails saying why when none holds the field.
  * Records that are not change events pass unchanged.
  *
  * `add.fields` / `add.headers` copy metadata into the row or the headers:
@@ -46,7 +51,7 @@ import { z } from "zod";
 import { defineTransform } from "../api/plugin.ts";
 import { type ChangeEvent, isChangeEvent, type Row, type SluiceRecord } from "../api/record.ts";
 import { boolean, list } from "../api/options.ts";
-import { addIssue } from "./_shared.ts";
+import { addIssue, eventField, whyMissing } from "./_shared.ts";
 
 const MODES = [
   "tombstone",
@@ -137,7 +142,7 @@ export const unwrap = defineTransform({
   summary:
     "Replaces a Debezium change event with its row (ExtractNewRecordState), handling deletes and tombstones.",
   config,
-  create(options) {
+  create(options, context) {
     const mode = options["delete.tombstone.handling.mode"];
     const rewrite = mode === "rewrite" || mode === "rewrite-with-tombstone";
     const fields = references(options["add.fields"], options["add.fields.prefix"]);
@@ -154,13 +159,15 @@ export const unwrap = defineTransform({
       return out;
     };
 
-    const topicOf = (record: SluiceRecord, row: Row | null): string => {
+    const topicOf = (record: SluiceRecord): string => {
       const field = options["route.by.field"];
       if (field === undefined) return record.topic;
-      const value = row?.[field];
+      // after, else before (an unchanged TOAST value), else the key (a delete).
+      const value = eventField(record, field);
       if (value === null || value === undefined) {
+        const why = value === null ? "it is null" : `it is missing: ${whyMissing(record)}`;
         throw new Error(
-          `unwrap: cannot route a record on "${record.topic}" by field "${field}": the row has no value for it`,
+          `unwrap: cannot route a record on "${record.topic}" by field "${field}": ${why}`,
         );
       }
       return String(value);
@@ -187,18 +194,26 @@ export const unwrap = defineTransform({
         }
         if (!isChangeEvent(value)) return record;
         const event = value;
-        if (event.op === "t") return mode === "rewrite-with-tombstone" ? record : null;
+        if (event.op === "t") {
+          if (mode === "rewrite-with-tombstone") return record;
+          // A row cannot say "empty the table"; say so rather than drop it quietly.
+          context.logger.warn(
+            "unwrap dropped a truncate of {table} (delete.tombstone.handling.mode {mode}): the target is not emptied",
+            { table: `${event.source?.schema}.${event.source?.table}`, mode },
+          );
+          return null;
+        }
         if (event.op === "d") {
           if (mode === "drop") return null;
           const before = event.before;
-          const topic = topicOf(record, before);
+          const topic = topicOf(record);
           const headers = withHeaders(record, event);
           const key = dropFromKey(record, options);
           if (!rewrite || before === null) return { ...record, topic, headers, key, value: null };
           return { ...record, topic, headers, key, value: rowOf(record, event, before, true) };
         }
         const after = event.after;
-        const topic = topicOf(record, after);
+        const topic = topicOf(record);
         const headers = withHeaders(record, event);
         return {
           ...record,

@@ -1,7 +1,11 @@
 /**
  * `value_to_key`: Kafka's ValueToKey. Replaces the key with the named fields
- * of the row (the `after` image, or `before` for a delete). A field missing
- * from the row is an error; tombstones keep their key.
+ * of the row (the `after` image, or `before` for a delete). An update whose
+ * `after` left a field out (an unchanged TOAST value) takes it from
+ * `before`, and a delete whose key-only `before` lacks it takes it from the
+ * key. A field found nowhere is an error that says why: a record keyed
+ * wrongly would land on another partition, out of order with the other
+ * changes of its row. Tombstones and truncates keep their key.
  *
  * ```json
  * {
@@ -17,6 +21,7 @@ import { z } from "zod";
 import { defineTransform } from "../api/plugin.ts";
 import { recordRow, type Row } from "../api/record.ts";
 import { list } from "../api/options.ts";
+import { eventField, whyMissing } from "./_shared.ts";
 
 const config = z.strictObject({
   fields: list().pipe(z.array(z.string()).min(1, "must name at least one field")).describe(
@@ -33,16 +38,18 @@ export const valueToKey = defineTransform({
   create(options) {
     return {
       apply(record) {
-        const row = recordRow(record);
-        if (row === null) return record;
+        if (recordRow(record) === null) return record;
         const key: Row = {};
         for (const field of options.fields) {
-          if (!(field in row)) {
+          const value = eventField(record, field);
+          if (value === undefined) {
             throw new Error(
-              `value_to_key: field "${field}" is not in the row of a record on "${record.topic}"`,
+              `value_to_key: field "${field}" is not in the row of a record on "${record.topic}": ${
+                whyMissing(record)
+              }`,
             );
           }
-          key[field] = row[field];
+          key[field] = value;
         }
         return { ...record, key };
       },

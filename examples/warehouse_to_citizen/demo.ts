@@ -23,9 +23,8 @@ import postgres from "postgres";
 import { startPostgres } from "../../dev/postgres.ts";
 import { type KafkaServer, startKafka } from "../../dev/kafka.ts";
 import { setUpLogging, tearDownLogging } from "../../core/_log.ts";
-import { type JobReport, Runtime } from "../../core/runtime.ts";
-import { formatSummary } from "../../cli/summary.ts";
-import { loadWithBuiltins, workerEnvironment } from "../../cli/worker.ts";
+import { permissionFlags, requiredPermissions } from "../../cli/permissions.ts";
+import { loadWithBuiltins, type WorkerSettings } from "../../cli/worker.ts";
 import { applySchema, generateWarehouse, touchProfiles } from "./generate.ts";
 
 const here = new URL(".", import.meta.url).pathname;
@@ -68,35 +67,35 @@ async function main(): Promise<number> {
     // masking, so they stay on the Sluice host, not in smart_citizen.
     Deno.env.set("SLUICE_DEAD_LETTER_DIR", scratch);
     const settings = { offsetsFile: `${scratch}/offsets.json` };
-    const batch = await loadWithBuiltins([`${here}pipelines/batch`], settings);
-    const runtime = new Runtime(batch, workerEnvironment(settings));
-    const reports: JobReport[] = [];
-    runtime.onReport((report) => reports.push(report));
-
-    step(`Running ${batch.length} batch jobs once (upstream jobs first)`);
+    const batchDir = `${here}pipelines/batch`;
+    const batch = await loadWithBuiltins([batchDir], settings);
+    const flags = await narrowFlags([batchDir], settings);
+    const results: boolean[] = [];
+    step(`Running ${batch.length} batch jobs once (upstream jobs first), under ${netOf(flags)}`);
     for (const spec of batch) {
       if (spec.options["job.depends.on"].length === 0) {
-        void runtime.runJob(spec.name, { withDownstream: true, noRetries: true });
+        results.push(
+          await sluice(flags, ["job", "run", spec.name, batchDir, "--with-downstream"], settings),
+        );
       }
     }
-    await runtime.idle();
 
     const changed = await touchProfiles(warehouse, 0.01);
     step(`Changed ${changed.toLocaleString("en")} profiles (1%); running the hourly job again`);
-    await runtime.runJob("profile_sync_incremental", { noRetries: true });
-    await runtime.stop();
+    results.push(
+      await sluice(flags, ["job", "run", "profile_sync_incremental", batchDir], settings),
+    );
 
-    console.log(`\n${formatSummary(reports)}\n`);
     const events = values["no-events"]
       ? "skipped"
       : await runEventFlows(warehouse, citizen, scratch);
-    const failed = reports.filter((report) => report.status !== "succeeded");
+    const failed = results.filter((ok) => !ok);
     if (events === "failed") {
       console.log("The event flows did not deliver the change.");
       return 1;
     }
     if (failed.length > 0) {
-      console.log(`${failed.length} job(s) did not succeed.`);
+      console.log(`${failed.length} batch run(s) did not succeed.`);
       return 1;
     }
     console.log("Every job succeeded and passed its validation.");
@@ -143,15 +142,18 @@ async function runEventFlows(
     offsetsFile: `${scratch}/stream-offsets.json`,
     bootstrapServers: kafka.brokers,
   };
-  const specs = await loadWithBuiltins([`${here}pipelines/events`], settings);
-  const runtime = new Runtime(specs, workerEnvironment(settings));
+  const eventsDir = `${here}pipelines/events`;
+  const specs = await loadWithBuiltins([eventsDir], settings);
+  const flags = await narrowFlags([eventsDir], settings);
+  const streams = sluiceProcess(flags, ["run", eventsDir, "--bootstrap", kafka.brokers], settings);
   const source = postgres(warehouse, { max: 1, onnotice: () => {} });
   const target = postgres(citizen, { max: 1, onnotice: () => {} });
   try {
     step(
-      `Starting ${specs.length} stream pipelines (2 CDC connectors, ${specs.length - 2} consumers)`,
+      `Started ${specs.length} stream pipelines (2 CDC connectors, ${
+        specs.length - 2
+      } consumers) under ${netOf(flags)}`,
     );
-    runtime.start();
     // snapshot.mode is "never": changes count from the moment the slots exist.
     await waitFor(async () => {
       const [{ n }] = await source`
@@ -182,11 +184,54 @@ async function runEventFlows(
     );
     return "ok";
   } finally {
-    await runtime.stop();
+    streams.kill("SIGTERM");
+    await streams.status;
     await source.end();
     await target.end();
     await kafka.stop();
   }
+}
+
+/** The narrowest permission flags of `paths`, as `sluice permissions` prints them. */
+async function narrowFlags(paths: string[], settings: WorkerSettings): Promise<string> {
+  return permissionFlags(await requiredPermissions(paths, settings)).join(" ");
+}
+
+/** The network part of the flags, for the demo's narration (the rest is long). */
+function netOf(flags: string): string {
+  const net = flags.split(" ").find((flag) => flag.startsWith("--allow-net="));
+  return `${net ?? "no network"} (no -A; sluice permissions)`;
+}
+
+/** Starts `sluice <args>` under `flags` (no -A), sharing this terminal. */
+function sluiceProcess(
+  flags: string,
+  args: string[],
+  settings: WorkerSettings,
+): Deno.ChildProcess {
+  const cli = new URL("../../cli/main.ts", import.meta.url).pathname;
+  return new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      ...flags.split(" ").filter(Boolean),
+      "--unstable-cron",
+      cli,
+      ...args,
+      "--offsets",
+      settings.offsetsFile,
+      "--log-level",
+      "warning",
+      "--log-format",
+      "text",
+    ],
+    stdout: "inherit",
+    stderr: "inherit",
+  }).spawn();
+}
+
+/** Runs `sluice <args>` under `flags` to the end; true when it exits 0. */
+async function sluice(flags: string, args: string[], settings: WorkerSettings): Promise<boolean> {
+  return (await sluiceProcess(flags, args, settings).status).success;
 }
 
 async function waitFor(check: () => Promise<boolean>, timeoutMs: number): Promise<boolean> {

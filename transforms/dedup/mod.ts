@@ -16,7 +16,10 @@
  * only once the runtime reports the records carrying them durably written,
  * so records re-read after a failure are not taken for duplicates. After a
  * crash, duplicates of the last interval may pass; sinks stay idempotent.
- * Tombstones pass unchanged. Dropped records are counted (`dropped`) and
+ * Tombstones pass unchanged, and so do change events that lack an `id.fields`
+ * field because their kind leaves it out (a delete's key-only `before`, an
+ * update without an unchanged TOAST value, a truncate): they cannot be
+ * identified, and passing them is safe where dropping them would lose them. Dropped records are counted (`dropped`) and
  * logged at debug level.
  *
  * ```json
@@ -37,7 +40,7 @@ import { defineTransform, type Transform } from "../../api/plugin.ts";
 import { isChangeEvent, recordRow, type SluiceRecord } from "../../api/record.ts";
 import { integer, list, positiveInteger } from "../../api/options.ts";
 import { sha256HexOfText } from "../_sha256.ts";
-import { addIssue, stableStringify, tableOf } from "../_shared.ts";
+import { addIssue, eventField, stableStringify, tableOf } from "../_shared.ts";
 import { FileSeenStore, SeenSet, type SeenStore } from "./seen.ts";
 
 export { FileSeenStore, SeenSet, type SeenStore } from "./seen.ts";
@@ -184,10 +187,19 @@ function identify(options: DedupConfig): (record: SluiceRecord) => string | unde
       return (record) => {
         if (tombstone(record)) return undefined;
         const row = recordRow(record);
-        if (row === null) return fail(record, "its value is not a row");
-        const values = fields.map((field) =>
-          field in row ? row[field] : fail(record, `field "${field}" is not in the row`)
-        );
+        const change = isChangeEvent(record.value) ? record.value : undefined;
+        // A delete, a truncate or a TOAST-trimmed update may lack the ID
+        // fields: such a record cannot be identified, so it passes (sinks are
+        // idempotent) rather than being dropped or failed.
+        const partial = change !== undefined && ["d", "u", "t"].includes(change.op);
+        if (row === null) return partial ? undefined : fail(record, "its value is not a row");
+        const values: unknown[] = [];
+        for (const field of fields) {
+          const value = eventField(record, field);
+          if (value !== undefined) values.push(value);
+          else if (partial) return undefined;
+          else return fail(record, `field "${field}" is not in the row`);
+        }
         return `fields\u0000${stableStringify(values)}`;
       };
     }

@@ -20,11 +20,25 @@
  *
  * `key` is a secret: set it with `${env:…}` or `${file:…}`. `hmac` refuses a
  * key shorter than 32 bytes and there is no default key; `fpe` needs 32, 48
- * or 64 hex digits. A listed field missing from a record is an error, never a
- * silent no-op; {@linkcode checkMaskFields} finds such fields at validation
- * when the source's columns are known. Records that fail (also on a bad
- * value) keep their clear values, so a dead-letter destination must sit on
- * the source's side of the trust boundary.
+ * or 64 hex digits.
+ *
+ * A listed field missing from a batch row, an insert or a snapshot read is
+ * an error, never a silent no-op (a misspelt field would otherwise pass in
+ * clear); {@linkcode checkMaskFields} finds such fields at validation when
+ * the source's columns are known. A field that the kind of event leaves out
+ * is skipped: a delete's `before` image holds only the key under the
+ * default replica identity, an update's `after` leaves unchanged TOAST
+ * values out (the sink keeps their stored value), and a row `unwrap`
+ * rewrote from a delete is key-only. Tombstones and truncates carry no row;
+ * their key is still masked. Debezium's `__debezium_unavailable_value`
+ * placeholder is left as it is.
+ *
+ * A record that fails in this transform (a value its strategy cannot read)
+ * is dead-lettered as it entered the transform, with clear values: that is
+ * what can be repaired and replayed. A dead-letter destination of a
+ * pipeline that masks must therefore sit on the source's side of the trust
+ * boundary. A record that fails in a later step or in the sink is
+ * dead-lettered as that step received it, masked.
  *
  * ```json
  * {
@@ -49,9 +63,9 @@
  */
 import { z } from "zod";
 import { defineTransform } from "../../api/plugin.ts";
-import { mapRecordRows, type Row, type SluiceRecord } from "../../api/record.ts";
+import { isChangeEvent, type Row, type SluiceRecord } from "../../api/record.ts";
 import { integer, list } from "../../api/options.ts";
-import { isRow, mapKey } from "../_shared.ts";
+import { isRow, mapKey, mayLackColumns, UNAVAILABLE_VALUE } from "../_shared.ts";
 import { type AlphabetName, ALPHABETS } from "./ff1.ts";
 import { compileRule, type Masker, type MaskRule, STRATEGIES } from "./strategies.ts";
 
@@ -276,10 +290,17 @@ export const mask = defineTransform({
     const maskers: [string, Masker][] = options.rules.map((
       rule,
     ) => [rule.field, compileRule(rule)]);
-    const maskRow = (record: SluiceRecord) => (row: Row): Row => {
+    const maskRow = (record: SluiceRecord, row: Row, partial: boolean): Row => {
       const out: Row = { ...row };
       for (const [field, masker] of maskers) {
-        if (!(field in row)) throw missing(record, field, row);
+        if (!(field in row)) {
+          // Absent because the event kind or TOAST left it out: nothing to mask.
+          if (partial) continue;
+          throw missing(record, field, row);
+        }
+        // Debezium's stand-in for an unchanged TOAST value is no personal data,
+        // and the sink must still recognise it.
+        if (row[field] === UNAVAILABLE_VALUE) continue;
         out[field] = masker(row[field]);
       }
       return out;
@@ -294,12 +315,24 @@ export const mask = defineTransform({
     return {
       apply(record) {
         const value = record.value;
-        if (value !== null && value !== undefined && !isRow(value)) {
+        if (value === null || value === undefined) return mapKey(record, maskKey);
+        if (!isRow(value)) {
           throw new Error(
             `mask: the value of a record on "${record.topic}" is not a row, so its fields cannot be masked`,
           );
         }
-        return mapKey(mapRecordRows(record, maskRow(record)), maskKey);
+        const masked: SluiceRecord = isChangeEvent(value)
+          ? {
+            ...record,
+            value: {
+              ...value,
+              before: value.before &&
+                maskRow(record, value.before, mayLackColumns(record, "before")),
+              after: value.after && maskRow(record, value.after, mayLackColumns(record, "after")),
+            },
+          }
+          : { ...record, value: maskRow(record, value, mayLackColumns(record, "row")) };
+        return mapKey(masked, maskKey);
       },
     };
   },
