@@ -2,7 +2,7 @@
  * Checks that the private services started by dev/with_services.ts work, and
  * that both Kafka clients we may use speak to the Kafka 4 broker.
  */
-import { deepStrictEqual, strictEqual } from "node:assert/strict";
+import { assertEquals, assertStrictEquals } from "./_assert.ts";
 import postgres from "postgres";
 import { Kafka, logLevel, Partitioners } from "kafkajs";
 import {
@@ -44,7 +44,7 @@ Deno.test("the private PostgreSQL runs with wal_level logical", async () => {
   const sql = postgres(testPgUrl(), { max: 1 });
   try {
     const [row] = await sql`SHOW wal_level`;
-    strictEqual(row.wal_level, "logical");
+    assertStrictEquals(row.wal_level, "logical");
   } finally {
     await sql.end();
   }
@@ -94,9 +94,9 @@ Deno.test("the Kafka broker passes a produce and consume smoke test", async () =
   } finally {
     await consumer.disconnect();
   }
-  deepStrictEqual(got, EXPECTED);
+  assertEquals(got, EXPECTED);
   // Keys are hashed over all three partitions, so the group read all of them.
-  deepStrictEqual([...partitions].sort(), [0, 1, 2]);
+  assertEquals([...partitions].sort(), [0, 1, 2]);
 });
 
 Deno.test("the Kafka broker passes the same smoke test with @platformatic/kafka", async () => {
@@ -146,6 +146,6 @@ Deno.test("the Kafka broker passes the same smoke test with @platformatic/kafka"
   } finally {
     await consumer.close();
   }
-  deepStrictEqual(got, EXPECTED);
-  deepStrictEqual([...partitions].sort(), [0, 1, 2]);
+  assertEquals(got, EXPECTED);
+  assertEquals([...partitions].sort(), [0, 1, 2]);
 });
