@@ -16,8 +16,9 @@ export interface WaitOptions {
 
 /**
  * Calls `check` until it returns a truthy value, and returns that value. A
- * check that throws counts as not yet. After the deadline it fails with a
- * message naming `what` was awaited and the last value (or error) observed.
+ * check that throws counts as not yet (so a check can throw to say what it
+ * saw). After the deadline it fails with a message naming `what` was awaited
+ * and the last value (or error) observed.
  *
  * @example Wait for a row to arrive
  * ```ts ignore

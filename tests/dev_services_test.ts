@@ -13,6 +13,7 @@ import {
   stringSerializers,
 } from "@platformatic/kafka";
 import { testKafkaBrokers, testPgUrl } from "./_services.ts";
+import { deadline } from "./_wait.ts";
 
 /** 100 keyed messages: key `k000`… with value `value-0`… */
 const MESSAGES = Array.from({ length: 100 }, (_, i) => ({
@@ -20,21 +21,6 @@ const MESSAGES = Array.from({ length: 100 }, (_, i) => ({
   value: `value-${i}`,
 }));
 const EXPECTED = new Map(MESSAGES.map((m) => [m.key, m.value]));
-
-/** Rejects if `promise` takes longer than `ms`; clears its timer either way. */
-async function within<T>(ms: number, what: string, promise: Promise<T>): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  try {
-    return await Promise.race([
-      promise,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms);
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 function uniqueName(prefix: string): string {
   return `${prefix}-${crypto.randomUUID().slice(0, 8)}`;
@@ -90,7 +76,7 @@ Deno.test("the Kafka broker passes a produce and consume smoke test", async () =
         return Promise.resolve();
       },
     });
-    await within(30_000, "consuming 100 messages with kafkajs", done.promise);
+    await deadline("consuming 100 messages with kafkajs", done.promise, 30_000);
   } finally {
     await consumer.disconnect();
   }
@@ -129,8 +115,7 @@ Deno.test("the Kafka broker passes the same smoke test with @platformatic/kafka"
   try {
     const stream = await consumer.consume({ topics: [topic], mode: "earliest" });
     try {
-      await within(
-        30_000,
+      await deadline(
         "consuming 100 messages with @platformatic/kafka",
         (async () => {
           for await (const message of stream) {
@@ -139,6 +124,7 @@ Deno.test("the Kafka broker passes the same smoke test with @platformatic/kafka"
             if (got.size === MESSAGES.length) break;
           }
         })(),
+        30_000,
       );
     } finally {
       await stream.close();
