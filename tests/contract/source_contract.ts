@@ -277,7 +277,7 @@ class CommitLog {
   /** The plugin, wrapped to log its batches and the commits it is given. */
   // deno-lint-ignore no-explicit-any
   source(plugin: SourcePlugin<any>): SourcePlugin<any> {
-    const log = this;
+    const events = this.events;
     this.#wrapped ??= defineSource({
       ...plugin,
       name: `contract_logged_${plugin.name}`,
@@ -287,7 +287,7 @@ class CommitLog {
         return {
           async *read() {
             for await (const batch of inner.read()) {
-              log.events.push({
+              events.push({
                 kind: "batch",
                 offset: JSON.stringify(batch.offset),
                 ids: batch.records.map(idOf),
@@ -296,7 +296,7 @@ class CommitLog {
             }
           },
           commit: async (offset: JsonValue) => {
-            log.events.push({ kind: "commit", offset: JSON.stringify(offset) });
+            events.push({ kind: "commit", offset: JSON.stringify(offset) });
             await inner.commit?.(offset);
           },
           close: () => inner.close(),
