@@ -4,7 +4,8 @@
  * topic):
  *
  * - it resumes from the offset the runtime committed, after a restart:
- *   nothing committed comes again, nothing after it is lost;
+ *   nothing after it is lost, and nothing committed comes again (unless the
+ *   harness says why its source re-delivers by design);
  * - in a pipeline, it sees a commit (and the offset store a write) only
  *   after the sink's write of that batch, and of every batch before, resolved;
  * - it emits every kind of change it claims (c/u/d/r/t, tombstones, rows);
@@ -49,6 +50,11 @@ export interface SourceHarness {
   readonly kinds: readonly RecordKind[];
   /** Sets up a fresh service; `ids` exist before the source opens (for a snapshot). */
   setup(ids: readonly number[]): Promise<SourceEnv>;
+  /**
+   * Why this source may deliver again records at or before a committed
+   * offset (at-least-once by design); unset, the resume case fails on any.
+   */
+  readonly redelivers?: string;
   /** True when the source snapshots the rows that exist when it opens (as op r). */
   readonly snapshots?: boolean;
   /** Resolves once an open source captures new changes (e.g. its slot streams). */
@@ -175,21 +181,21 @@ export function sourceContract(harness: SourceHarness): void {
       await harness.ready?.(env);
       const rest = [1, 2, 3, 4, 5, 6, 7, 8, 9].filter((id) => !before.has(id));
       await second.readUntil(`ids ${rest}`, hasIds(rest));
-      const again = second.batches.flatMap((b) => b.records.map(idOf)).filter((id) =>
-        before.has(id)
-      );
-      assertEquals(
-        again,
-        [],
-        `records at or before the committed offset ${JSON.stringify(committed.offset)} come again`,
-      );
+      if (harness.redelivers === undefined) {
+        const again = second.batches.flatMap((b) => b.records.map(idOf)).filter((id) =>
+          before.has(id)
+        );
+        const at = JSON.stringify(committed.offset);
+        assertEquals(again, [], `records at or before the committed offset ${at} come again`);
+      }
     } finally {
       await second.close();
     }
   });
 
   test("commit after write", "sees a commit only after the sink's write resolved", async () => {
-    await using env = await harness.setup([]);
+    // Written before the run starts: a batch run reads what exists, then ends.
+    await using env = await harness.setup([1, 2, 3, 4, 5, 6]);
     const log = new CommitLog();
     const specs = await buildPipelines(
       parseConnectors({
@@ -207,8 +213,6 @@ export function sourceContract(harness: SourceHarness): void {
     const stop = new AbortController();
     const run = runPipeline(specs[0], { offsets }, { signal: stop.signal });
     try {
-      await harness.ready?.(env);
-      await env.insert([1, 2, 3, 4, 5, 6]);
       await waitUntil("ids 1 to 6 written and committed", () => log.settled([1, 2, 3, 4, 5, 6]));
     } finally {
       stop.abort();

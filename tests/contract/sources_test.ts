@@ -50,6 +50,8 @@ async function itemsDatabase(
 const postgresQueryHarness: SourceHarness = {
   plugin: postgresQuery,
   kinds: ["row"],
+  redelivers: "late-commit protection: the next run reads again the rows written by " +
+    "transactions still running anywhere on the server at the previous run's snapshot (xmin)",
   setup: (ids) =>
     itemsDatabase("contract_query", ids, (url) => ({
       "connection.url": url,
