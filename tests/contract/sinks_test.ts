@@ -75,8 +75,9 @@ const memoryHarness: SinkHarness = {
       config: { bucket },
       topic: "contract",
       state: () => Promise.resolve(foldLog(buckets.get(bucket)?.records ?? [])),
-      async [Symbol.asyncDispose]() {
+      [Symbol.asyncDispose]() {
         buckets.delete(bucket);
+        return Promise.resolve();
       },
     });
   },
