@@ -5,6 +5,7 @@
  * @module
  */
 import postgres from "postgres";
+import { waitUntil } from "./_wait.ts";
 
 const HOW_TO_RUN = "run the tests through `deno task test` (or " +
   "`deno run -A dev/with_services.ts deno test -A tests/...`), which starts the services";
@@ -62,19 +63,14 @@ export async function createTestDatabase(prefix: string): Promise<TestDatabase> 
         // while a logical slot lives in the database, and a slot can only be
         // dropped once its walsender is gone. So: end sessions, drop slots,
         // drop the database; retry briefly while walsenders wind down.
-        for (let attempt = 0;; attempt++) {
-          try {
-            await sql`SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-                      WHERE datname = ${name} AND pid <> pg_backend_pid()`;
-            await sql`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots
-                      WHERE database = ${name} AND NOT active`;
-            await sql.unsafe(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
-            return;
-          } catch (e) {
-            if (attempt >= 50) throw e;
-            await new Promise((r) => setTimeout(r, 100));
-          }
-        }
+        await waitUntil(`database ${name} to be dropped`, async () => {
+          await sql`SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                    WHERE datname = ${name} AND pid <> pg_backend_pid()`;
+          await sql`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots
+                    WHERE database = ${name} AND NOT active`;
+          await sql.unsafe(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+          return true;
+        }, { timeoutMs: 10_000, intervalMs: 100 });
       }),
   };
 }

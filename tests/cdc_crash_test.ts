@@ -8,7 +8,8 @@ import postgres from "postgres";
 import { assert, assertEquals } from "./_assert.ts";
 import { specsFrom, tableDigest } from "./_batch.ts";
 import { createTestDatabase } from "./_services.ts";
-import { startStream, uniqueSlot, waitFor, waitForActiveSlot } from "./cdc_helpers.ts";
+import { startStream, uniqueSlot, waitForActiveSlot } from "./cdc_helpers.ts";
+import { waitUntil } from "./_wait.ts";
 import { restartPostgres, startPostgres } from "../dev/postgres.ts";
 import { isRetriable } from "../core/runtime.ts";
 
@@ -50,7 +51,7 @@ Deno.test("postgres_cdc skips transactions a crashed source re-delivers, and los
     const first = startStream(spec);
     await waitForActiveSlot(source, slot);
     await insert(1, 100);
-    await waitFor("the first 100 rows", async () => (await count()) === 100);
+    await waitUntil("the first 100 rows", async () => (await count()) === 100);
 
     await source.end();
     // Crash recovery, no shutdown checkpoint: the slot's confirmed position
@@ -64,7 +65,7 @@ Deno.test("postgres_cdc skips transactions a crashed source re-delivers, and los
     await insert(101, 150);
     const second = startStream(spec);
     try {
-      await waitFor("all 150 rows", async () => (await count()) === 150);
+      await waitUntil("all 150 rows", async () => (await count()) === 150);
     } finally {
       const report2 = await second.stop();
       assertEquals(report2.status, "stopped", report2.error?.message);

@@ -12,6 +12,7 @@ import type { JsonValue, SluiceRecord } from "../api/record.ts";
 import type { PipelineSpec } from "../core/config.ts";
 import { MemoryOffsetStore, type OffsetStore } from "../core/offsets.ts";
 import { runPipeline, type RunReport } from "../core/pipeline.ts";
+import { waitUntil } from "./_wait.ts";
 
 /** A stream pipeline running in the background. */
 export interface RunningStream {
@@ -42,32 +43,9 @@ export function uniqueSlot(prefix: string): string {
   return `${prefix}_${crypto.randomUUID().replaceAll("-", "").slice(0, 12)}`;
 }
 
-/** Polls `check` until it returns a truthy value, or fails after `timeoutMs`. */
-export async function waitFor<T>(
-  what: string,
-  check: () => Promise<T> | T,
-  timeoutMs = 20_000,
-): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const value = await check();
-      if (value) return value as NonNullable<T>;
-      last = value;
-    } catch (error) {
-      last = error;
-    }
-    if (Date.now() > deadline) {
-      throw new Error(`Timed out waiting for ${what} (last: ${String(last)})`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
-
 /** Waits until a walsender streams from `slot` (so changes made now are captured). */
 export async function waitForActiveSlot(sql: postgres.Sql, slot: string): Promise<void> {
-  await waitFor(`slot ${slot} to be streaming`, async () => {
+  await waitUntil(`slot ${slot} to be streaming`, async () => {
     const rows = await sql<{ active: boolean }[]>`
       select active from pg_replication_slots where slot_name = ${slot}`;
     return rows[0]?.active === true;
@@ -103,8 +81,16 @@ export interface OpenSource {
   readonly records: SluiceRecord[];
   /** The offsets of the batches read so far. */
   readonly offsets: JsonValue[];
-  /** Reads for `ms` and returns the records that arrived meanwhile. */
-  idle(ms: number): Promise<SluiceRecord[]>;
+  /**
+   * Reads until a record meets `marker` and returns every record that arrived
+   * meanwhile (the marker last). Tests prove "nothing else came" by writing a
+   * marker change after the ones that must not be captured.
+   */
+  readUntil(
+    what: string,
+    marker: (record: SluiceRecord) => boolean,
+    timeoutMs?: number,
+  ): Promise<SluiceRecord[]>;
   close(): Promise<void>;
 }
 
@@ -164,10 +150,19 @@ export async function openSource(
       }
       return batches;
     },
-    async idle(ms) {
+    async readUntil(what, marker, timeoutMs = 20_000) {
       const before = records.length;
-      const deadline = Date.now() + ms;
-      while (Date.now() < deadline) await next(deadline - Date.now());
+      const deadline = Date.now() + timeoutMs;
+      while (!records.slice(before).some(marker)) {
+        const left = deadline - Date.now();
+        if (left <= 0) {
+          const seen = JSON.stringify(records.slice(before).map((r) => r.key));
+          throw new Error(
+            `Timed out after ${timeoutMs} ms waiting for ${what} (keys seen: ${seen})`,
+          );
+        }
+        await next(left);
+      }
       return records.slice(before);
     },
     async close() {

@@ -11,9 +11,9 @@ import {
   rowDigests,
   startStream,
   uniqueSlot,
-  waitFor,
   waitForActiveSlot,
 } from "./cdc_helpers.ts";
+import { waitUntil } from "./_wait.ts";
 import { builtinRegistry } from "../builtins.ts";
 import { buildPipelines, parseConnectors } from "../core/config.ts";
 import { ConfigError } from "../api/errors.ts";
@@ -134,7 +134,7 @@ Deno.test("postgres_cdc accepts the plan's connector JSON and runs it in direct 
     await f.sourceSql`insert into profile_360 values (1, 0.123456789012345678901234567890)`;
     await f.sourceSql`insert into not_captured values (1)`;
     await f.sourceSql`update golden_records set name = 'Ada L.' where id = 1`;
-    await waitFor("the routed rows", async () => {
+    await waitUntil("the routed rows", async () => {
       const rows = await f.targetSql`select name from "warehouse-to-citizen".golden_records
                                      where id = 1`;
       return rows[0]?.name === "Ada L.";
@@ -156,20 +156,20 @@ Deno.test("postgres_cdc streams inserts, updates, deletes and truncates into a p
     await f.sourceSql`insert into items values (1, 'apple', 1), (2, 'pear', 2), (3, 'fig', 3)`;
     await f.sourceSql`update items set qty = 20 where id = 2`;
     await f.sourceSql`delete from items where id = 3`;
-    await waitFor("inserts, the update and the delete", async () => {
+    await waitUntil("inserts, the update and the delete", async () => {
       const rows = await f.targetSql`
         select id, qty, deleted_at is not null as deleted from items order by id`;
       return JSON.stringify(rows.map((r) => [r.id, r.qty, r.deleted])) ===
         JSON.stringify([[1, 1, false], [2, 20, false], [3, 3, true]]);
     });
     await f.sourceSql`truncate items`;
-    await waitFor("the truncate (soft: every row marked deleted)", async () => {
+    await waitUntil("the truncate (soft: every row marked deleted)", async () => {
       const [row] = await f
         .targetSql`select count(*)::int as n from items where deleted_at is null`;
       return row.n === 0;
     });
     await f.sourceSql`insert into items values (4, 'kiwi', 4)`;
-    await waitFor("a row after the truncate", async () => {
+    await waitUntil("a row after the truncate", async () => {
       const rows = await f.targetSql`select 1 from items where id = 4 and deleted_at is null`;
       return rows.length === 1;
     });
@@ -225,7 +225,7 @@ Deno.test("postgres_cdc carries every type byte for byte, in the snapshot and in
     await waitForActiveSlot(f.sourceSql, slot);
     await f.sourceSql.unsafe(insert(11));
     await f.sourceSql`update types set txt = txt || ' (updated)' where id in (2, 12)`;
-    await waitFor("all rows in the target", async () => {
+    await waitUntil("all rows in the target", async () => {
       const [row] = await f.targetSql`select count(*)::int as n from types
                                       where txt like '%(updated)'`;
       return row.n === 2;
@@ -235,7 +235,7 @@ Deno.test("postgres_cdc carries every type byte for byte, in the snapshot and in
     assertEquals(Object.keys(target).length, 6);
     assertEquals(target, source);
     const quoted = `"Mixed Case"."Weird Table"`;
-    await waitFor("the quoted table", async () => {
+    await waitUntil("the quoted table", async () => {
       const [row] = await f.targetSql.unsafe(`select count(*)::int as n from ${quoted}`);
       return row.n === 2;
     });
@@ -266,12 +266,12 @@ Deno.test("postgres_cdc never overwrites an unchanged TOAST column in the target
     // Updates of other columns, some landing in the same batch as the insert.
     await f.sourceSql`update items set qty = 2 where id = 1`;
     await f.sourceSql`update items set name = 'b' where id = 1`;
-    await waitFor("the updates", async () => {
+    await waitUntil("the updates", async () => {
       const rows = await f.targetSql`select name from items where id = 1`;
       return rows[0]?.name === "b";
     });
     await f.sourceSql`update items set qty = 3 where id = 1`;
-    await waitFor("the last update", async () => {
+    await waitUntil("the last update", async () => {
       const rows = await f.targetSql`select qty from items where id = 1`;
       return rows[0]?.qty === 3;
     });
@@ -294,11 +294,11 @@ Deno.test("postgres_cdc picks up a column added mid-stream without a restart", a
   try {
     await waitForActiveSlot(f.sourceSql, slot);
     await f.sourceSql`insert into items values (1, 'a', 1)`;
-    await waitFor("the first row", async () => (await f.targetSql`select 1 from items`).length);
+    await waitUntil("the first row", async () => (await f.targetSql`select 1 from items`).length);
     await f.sourceSql`alter table items add column color text`;
     await f.sourceSql`insert into items values (2, 'b', 2, 'red')`;
     await f.sourceSql`update items set color = 'blue' where id = 1`;
-    await waitFor("rows with the new column", async () => {
+    await waitUntil("rows with the new column", async () => {
       const rows = await f.targetSql`select id, color from items order by id`;
       return rows.length === 2 && rows[0].color === "blue" && rows[1].color === "red";
     });
@@ -336,12 +336,12 @@ Deno.test("postgres_cdc applies deletes with default and full replica identity, 
       await f.sourceSql.unsafe(`insert into ${table} values (1, 'a', 1), (2, 'b', 2)`);
       await f.sourceSql.unsafe(`delete from ${table} where id = 1`);
     }
-    await waitFor("the soft delete", async () => {
+    await waitUntil("the soft delete", async () => {
       const rows = await f.targetSql`select id, deleted_at is not null as deleted from items
                                      order by id`;
       return JSON.stringify(rows.map((r) => [r.id, r.deleted])) === "[[1,true],[2,false]]";
     });
-    await waitFor("the hard delete", async () => {
+    await waitUntil("the hard delete", async () => {
       const rows = await f.targetSql`select id from full_items order by id`;
       return JSON.stringify(rows.map((r) => r.id)) === "[2]";
     });
@@ -377,11 +377,11 @@ Deno.test("postgres_cdc heartbeats advance an idle, filtered slot's confirmed_fl
     // Plenty of WAL the slot does not publish.
     await f.sourceSql`insert into noise (v) select repeat('x', 200) from generate_series(1, 5000)`;
     const [{ lsn }] = await f.sourceSql`select (pg_current_wal_lsn() - '0/0')::text as lsn`;
-    await waitFor(
+    await waitUntil(
       "confirmed_flush_lsn to pass the unpublished WAL",
       async () => (await confirmedFlush(f.sourceSql, slot)) >= BigInt(lsn),
     );
-    await waitFor("the stored offset to pass it too", async () => {
+    await waitUntil("the stored offset to pass it too", async () => {
       const offset = await offsets.read("cdc") as { lsn: string } | undefined;
       if (!offset) return false;
       const [hi, lo] = offset.lsn.split("/").map((part) => BigInt(`0x${part}`));
@@ -401,7 +401,7 @@ Deno.test("postgres_cdc resumes after a restart without losing or repeating chan
   const first = startStream(spec);
   await waitForActiveSlot(f.sourceSql, slot);
   await f.sourceSql`insert into items select g, 'v' || g, g from generate_series(1, 50) g`;
-  await waitFor("the first 50 rows", async () => {
+  await waitUntil("the first 50 rows", async () => {
     const [row] = await f.targetSql`select count(*)::int as n from items`;
     return row.n === 50;
   });
@@ -415,13 +415,13 @@ Deno.test("postgres_cdc resumes after a restart without losing or repeating chan
 
   const second = startStream(spec);
   try {
-    await waitFor("the changes made while stopped", async () => {
+    await waitUntil("the changes made while stopped", async () => {
       const [row] = await f.targetSql`select count(*)::int as n, sum(qty)::int as s from items`;
       return row.n === 80 && row.s === 80 * 81 / 2 + 8 * 1000;
     });
     // Let more batches (and acknowledgements) pass before stopping.
     await f.sourceSql`insert into items values (81, 'last', 81)`;
-    await waitFor(
+    await waitUntil(
       "row 81",
       async () => (await f.targetSql`select 1 from items where id = 81`).length,
     );
@@ -441,7 +441,7 @@ Deno.test("postgres_cdc fails retriably when the connection is lost and resumes 
   const first = startStream(spec);
   await waitForActiveSlot(f.sourceSql, slot);
   await f.sourceSql`insert into items values (1, 'a', 1)`;
-  await waitFor("row 1", async () => (await f.targetSql`select 1 from items`).length);
+  await waitUntil("row 1", async () => (await f.targetSql`select 1 from items`).length);
   await f.sourceSql`select pg_terminate_backend(active_pid) from pg_replication_slots
                     where slot_name = ${slot}`;
   const report = await first.done;
@@ -450,7 +450,7 @@ Deno.test("postgres_cdc fails retriably when the connection is lost and resumes 
   await f.sourceSql`insert into items values (2, 'b', 2)`;
   const second = startStream(spec);
   try {
-    await waitFor(
+    await waitUntil(
       "row 2",
       async () => (await f.targetSql`select 1 from items where id = 2`).length,
     );

@@ -6,7 +6,8 @@
  */
 import { assertEquals } from "./_assert.ts";
 import { specsFrom, type SyncFixture, syncFixture, tableDigest } from "./_batch.ts";
-import { startStream, uniqueSlot, waitFor, waitForActiveSlot } from "./cdc_helpers.ts";
+import { startStream, uniqueSlot, waitForActiveSlot } from "./cdc_helpers.ts";
+import { waitUntil } from "./_wait.ts";
 import { MemoryOffsetStore } from "../core/offsets.ts";
 
 const SOURCE = `create table public.items (id int primary key, name text, qty int);
@@ -65,10 +66,10 @@ Deno.test("snapshot.mode initial copies existing rows, then streams, consistent 
     writes++;
   }
   try {
-    await waitFor(
+    await waitUntil(
       "the target to equal the source",
       async () => (await targetDigest(f)) === (await sourceDigest(f)),
-      60_000,
+      { timeoutMs: 60_000 },
     );
   } finally {
     const report = await stream.stop();
@@ -84,7 +85,7 @@ Deno.test("snapshot.mode never (and its alias no_data) streams only new changes"
     try {
       await waitForActiveSlot(f.sourceSql, slot);
       await f.sourceSql`insert into items values (101, 'new', 101)`;
-      await waitFor("the new row", async () => (await count(f)) > 0);
+      await waitUntil("the new row", async () => (await count(f)) > 0);
       const rows = await f.targetSql`select id from items`;
       assertEquals(rows.map((r) => r.id), [101]);
     } finally {
@@ -98,17 +99,17 @@ Deno.test("snapshot.mode when_needed takes a new snapshot when the slot is gone"
   const slot = uniqueSlot("snap_needed");
   const built = await spec(f, slot, "when_needed");
   const first = startStream(built);
-  await waitFor("the snapshot", async () => (await count(f)) === 100);
+  await waitUntil("the snapshot", async () => (await count(f)) === 100);
   await first.stop();
 
   await f.sourceSql`select pg_drop_replication_slot(${slot})`;
   await f.sourceSql`insert into items values (101, 'while the slot was gone', 101)`;
   const second = startStream(built);
   try {
-    await waitFor("the second snapshot", async () => (await count(f)) === 101);
+    await waitUntil("the second snapshot", async () => (await count(f)) === 101);
     await waitForActiveSlot(f.sourceSql, slot);
     await f.sourceSql`insert into items values (102, 'streamed', 102)`;
-    await waitFor("the streamed row", async () => (await count(f)) === 102);
+    await waitUntil("the streamed row", async () => (await count(f)) === 102);
   } finally {
     await second.stop();
   }

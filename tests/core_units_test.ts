@@ -1,4 +1,5 @@
 import { assertEquals, assertRejects } from "./_assert.ts";
+import { settle, waitUntil } from "./_wait.ts";
 import { FileOffsetStore } from "../core/offsets.ts";
 import { BoundedQueue } from "../core/_queue.ts";
 import {
@@ -58,7 +59,10 @@ Deno.test("the bounded queue makes a fast producer wait for a slow consumer", as
     }
     queue.close();
   })();
-  await new Promise((resolve) => setTimeout(resolve, 20));
+  await waitUntil("the producer to fill the queue", () => pushed === 2);
+  // In-memory code: after one more turn of the event loop, a producer that
+  // was not held back would have pushed a third item.
+  await settle();
   assertEquals(pushed, 2, "only `capacity` items may wait");
   const seen: number[] = [];
   for await (const item of queue) seen.push(item);

@@ -15,6 +15,7 @@ import { assertEquals } from "./_assert.ts";
 import { createTestDatabase, type TestDatabase, testKafkaBrokers } from "./_services.ts";
 import { type PostgresServer, restartPostgres, startPostgres } from "../dev/postgres.ts";
 import { startKafka } from "../dev/kafka.ts";
+import { waitUntil } from "./_wait.ts";
 
 const CLI = new URL("../cli/main.ts", import.meta.url).pathname;
 const ROOT = new URL("..", import.meta.url).pathname;
@@ -25,7 +26,8 @@ const CITIZEN_DDL = `create table public.items (
   id bigint primary key, payload text, n int, updated_at timestamptz not null,
   deleted_at timestamptz, _source_lsn pg_lsn)`;
 
-const delay = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** A pause that shapes the load or the fault schedule; never a wait for a result. */
+const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const randomInt = (min: number, max: number) => min + Math.floor(Math.random() * (max - min + 1));
 const unique = (prefix: string) =>
   `${prefix}_${Date.now().toString(36)}_${crypto.randomUUID().slice(0, 6)}`;
@@ -143,7 +145,7 @@ class Writer {
         this.deleted.add(id);
       }
       this.transactions++;
-      if (Math.random() < 0.05) await delay(5);
+      if (Math.random() < 0.05) await pause(5); // irregular load, not a wait
     }
   }
 }
@@ -159,10 +161,9 @@ async function waitForConvergence(
   deleted: Set<number>,
   timeoutMs: number,
 ): Promise<{ ok: boolean; detail: string }> {
-  const deadline = Date.now() + timeoutMs;
   let detail = "";
   const deletedIds = [...deleted];
-  for (;;) {
+  const converged = async () => {
     try {
       const [w] = await warehouse.unsafe(DIGEST);
       const [c] = await citizen().unsafe(`${DIGEST} where deleted_at is null`);
@@ -175,15 +176,34 @@ async function waitForConvergence(
       detail = `warehouse ${w.n} rows ${w.digest}; citizen ${c.n} live rows ${c.digest}; ` +
         `of ${deletedIds.length} deleted rows: ${d.n} soft-deleted, ${d.live} still live, ` +
         `${deletedIds.length - d.n - d.live} absent`;
-      if (w.digest === c.digest && w.n === c.n && d.live === 0) {
-        return { ok: true, detail };
-      }
+      return w.digest === c.digest && w.n === c.n && d.live === 0;
     } catch (e) {
       detail = `query failed: ${(e as Error).message}`;
+      return false;
     }
-    if (Date.now() > deadline) return { ok: false, detail };
-    await delay(500);
-  }
+  };
+  const ok = await waitUntil("convergence", converged, { timeoutMs, intervalMs: 500 })
+    .catch(() => false);
+  return { ok, detail };
+}
+
+/**
+ * Waits until the citizen table holds a change the warehouse committed after
+ * this call began (the stream moves end to end).
+ */
+async function changesFlow(
+  warehouse: postgres.Sql,
+  citizen: () => postgres.Sql,
+  what: string,
+): Promise<void> {
+  const [{ now }] = await warehouse`select clock_timestamp() as now`;
+  await waitUntil(what, async () => {
+    const [{ newest }] = await citizen()`select max(updated_at) as newest from items`;
+    if (!(newest > now)) {
+      throw new Error(`newest change ${newest?.toISOString()} <= ${now.toISOString()}`);
+    }
+    return true;
+  }, { timeoutMs: 60_000, intervalMs: 250 });
 }
 
 /** Finer diagnostics when convergence failed: which ids differ. */
@@ -322,7 +342,9 @@ Deno.test({
       const writeUntil = Date.now() + 30_000;
       let kills = 0;
       while (Date.now() < writeUntil) {
-        await delay(randomInt(2000, 6000));
+        // Kill at a random moment (starting, snapshotting, streaming): the
+        // random instant is the input of this test, not a wait for a result.
+        await pause(randomInt(2000, 6000));
         const stored = await Deno.readTextFile(offsets).catch(() => "(no offsets file)");
         if (kills === 0) console.log(`  offsets at the first kill: ${stored.slice(0, 300)}`);
         logs.push(await killHard(sluice));
@@ -407,6 +429,7 @@ Deno.test({
       citizenDb = await privateDatabase(targetPg, "crash_ct2");
       // Reconnects by itself after the restart (postgres.js opens new connections).
       citizen = postgres(citizenDb.url, { max: 2, onnotice: () => {} });
+      const citizenSql = citizen;
       await warehouse.unsafe(WAREHOUSE_DDL);
       await citizen.unsafe(CITIZEN_DDL);
       await writer.preload(500);
@@ -429,22 +452,23 @@ Deno.test({
       );
       sluice = startSluice(config, offsets, kafka.brokers);
       writer.start();
-      await delay(6000);
+      // Each fault strikes while changes flow: after the citizen table holds
+      // a change the warehouse committed after the previous step.
+      await changesFlow(warehouse, () => citizenSql, "the stream to run");
       let t = Date.now();
       await kafka.restart();
       console.log(`  Kafka restarted in ${((Date.now() - t) / 1000).toFixed(1)} s`);
-      await delay(5000);
+      await changesFlow(warehouse, () => citizenSql, "changes through the restarted broker");
       t = Date.now();
       await restartPostgres(targetPg, "immediate");
       console.log(`  target PostgreSQL restarted in ${((Date.now() - t) / 1000).toFixed(1)} s`);
-      await delay(5000);
+      await changesFlow(warehouse, () => citizenSql, "changes into the restarted target");
       await writer.stop();
       const wroteAt = Date.now();
       console.log(
         `  ${writer.transactions} transactions, ${writer.live.size} live rows, ` +
           `${writer.deleted.size} deleted`,
       );
-      const citizenSql = citizen;
       const result = await waitForConvergence(
         warehouse,
         () => citizenSql,

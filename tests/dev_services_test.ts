@@ -4,7 +4,7 @@
  * (kafkajs, measured against it in bench/kafka_clients_bench.ts, is not used
  * in tests: its request queue sets a negative timer, kafkajs issue 1751.)
  */
-import { deepStrictEqual, strictEqual } from "node:assert/strict";
+import { assertEquals, assertStrictEquals } from "./_assert.ts";
 import postgres from "postgres";
 import {
   Admin,
@@ -14,6 +14,7 @@ import {
   stringSerializers,
 } from "@platformatic/kafka";
 import { testKafkaBrokers, testPgUrl } from "./_services.ts";
+import { deadline } from "./_wait.ts";
 
 /** 100 keyed messages: key `k000`… with value `value-0`… */
 const MESSAGES = Array.from({ length: 100 }, (_, i) => ({
@@ -21,21 +22,6 @@ const MESSAGES = Array.from({ length: 100 }, (_, i) => ({
   value: `value-${i}`,
 }));
 const EXPECTED = new Map(MESSAGES.map((m) => [m.key, m.value]));
-
-/** Rejects if `promise` takes longer than `ms`; clears its timer either way. */
-async function within<T>(ms: number, what: string, promise: Promise<T>): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  try {
-    return await Promise.race([
-      promise,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms);
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 function uniqueName(prefix: string): string {
   return `${prefix}-${crypto.randomUUID().slice(0, 8)}`;
@@ -45,7 +31,7 @@ Deno.test("the private PostgreSQL runs with wal_level logical", async () => {
   const sql = postgres(testPgUrl(), { max: 1 });
   try {
     const [row] = await sql`SHOW wal_level`;
-    strictEqual(row.wal_level, "logical");
+    assertStrictEquals(row.wal_level, "logical");
   } finally {
     await sql.end();
   }
@@ -81,8 +67,7 @@ Deno.test("the Kafka broker passes a produce and consume smoke test", async () =
   try {
     const stream = await consumer.consume({ topics: [topic], mode: "earliest" });
     try {
-      await within(
-        30_000,
+      await deadline(
         "consuming 100 messages with @platformatic/kafka",
         (async () => {
           for await (const message of stream) {
@@ -91,6 +76,7 @@ Deno.test("the Kafka broker passes a produce and consume smoke test", async () =
             if (got.size === MESSAGES.length) break;
           }
         })(),
+        30_000,
       );
     } finally {
       await stream.close();
@@ -98,6 +84,6 @@ Deno.test("the Kafka broker passes a produce and consume smoke test", async () =
   } finally {
     await consumer.close();
   }
-  deepStrictEqual(got, EXPECTED);
-  deepStrictEqual([...partitions].sort(), [0, 1, 2]);
+  assertEquals(got, EXPECTED);
+  assertEquals([...partitions].sort(), [0, 1, 2]);
 });

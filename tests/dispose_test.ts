@@ -6,7 +6,7 @@
 import { z } from "zod";
 import { assert, assertEquals, assertRejects } from "./_assert.ts";
 import { createTestDatabase, testKafkaBrokers } from "./_services.ts";
-import { waitFor } from "./cdc_helpers.ts";
+import { waitUntil } from "./_wait.ts";
 import { uniqueName } from "./kafka_helpers.ts";
 import {
   buildPipelines,
@@ -160,7 +160,7 @@ Deno.test("a postgres connection ends its sessions when its scope ends", async (
       assertEquals(one, 1);
     }
     await using admin = connect(db.url, { max: 1 });
-    await waitFor("the disposed connection's session to end", async () => {
+    await waitUntil("the disposed connection's session to end", async () => {
       const [{ sessions }] = await admin`
         select count(*)::int as sessions from pg_stat_activity where application_name = ${name}`;
       return sessions === 0;
@@ -196,7 +196,7 @@ Deno.test("kafka admin, producer and consumer close when their scope ends", asyn
       maxPollRecords: 10,
     });
     closes.push(countCloses(consumer));
-    const message = await waitFor(
+    const message = await waitUntil(
       "the produced message",
       async () => (await consumer.poll(500))[0],
     );

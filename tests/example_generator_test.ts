@@ -3,7 +3,13 @@
  * generator. Runs against `SLUICE_TEST_PG_URL` (falls back to a local server
  * on 127.0.0.1:5432 when unset) in databases it creates and drops.
  */
-import { deepStrictEqual, notStrictEqual, ok, rejects, strictEqual } from "node:assert/strict";
+import {
+  assert,
+  assertEquals,
+  assertNotStrictEquals,
+  assertRejects,
+  assertStrictEquals,
+} from "./_assert.ts";
 import postgres from "postgres";
 import {
   applySchema,
@@ -210,19 +216,19 @@ async function rowCounts(url: string): Promise<Record<string, number>> {
 }
 
 Deno.test("copyField escapes backslash, tab, newline and carriage return, and writes NULL as \\N", () => {
-  strictEqual(copyField(null), "\\N");
-  strictEqual(copyField("plain राहुल"), "plain राहुल");
-  strictEqual(copyField("a\\b\tc\nd\re"), "a\\\\b\\tc\\nd\\re");
-  strictEqual(copyField("\\N"), "\\\\N");
-  strictEqual(copyField(""), "");
+  assertStrictEquals(copyField(null), "\\N");
+  assertStrictEquals(copyField("plain राहुल"), "plain राहुल");
+  assertStrictEquals(copyField("a\\b\tc\nd\re"), "a\\\\b\\tc\\nd\\re");
+  assertStrictEquals(copyField("\\N"), "\\\\N");
+  assertStrictEquals(copyField(""), "");
 });
 
 Deno.test("generateWarehouse and touchProfiles reject bad arguments before connecting", async () => {
   const nowhere = "postgres://postgres@127.0.0.1:1/none";
-  await rejects(generateWarehouse(nowhere, { rows: 0 }), RangeError);
-  await rejects(generateWarehouse(nowhere, { rows: 1.5 }), RangeError);
-  await rejects(generateWarehouse(nowhere, { rows: 10, asOf: "not a date" }), RangeError);
-  await rejects(touchProfiles(nowhere, 1.5, 1), RangeError);
+  await assertRejects(generateWarehouse(nowhere, { rows: 0 }), RangeError);
+  await assertRejects(generateWarehouse(nowhere, { rows: 1.5 }), RangeError);
+  await assertRejects(generateWarehouse(nowhere, { rows: 10, asOf: "not a date" }), RangeError);
+  await assertRejects(touchProfiles(nowhere, 1.5, 1), RangeError);
 });
 
 Deno.test("warehouse.sql and citizen.sql create every table on an empty database and can run again", async () => {
@@ -243,8 +249,8 @@ Deno.test("warehouse.sql and citizen.sql create every table on an empty database
         await sql.end();
       }
     };
-    deepStrictEqual(await tables(warehouse), [...WAREHOUSE_TABLES].sort());
-    deepStrictEqual(await tables(citizen), [
+    assertEquals(await tables(warehouse), [...WAREHOUSE_TABLES].sort());
+    assertEquals(await tables(citizen), [
       "analytics.user_behavior",
       "public.application_status",
       "public.document_metadata",
@@ -269,20 +275,24 @@ Deno.test("the same seed generates identical data in two databases, and regenera
     await generateWarehouse(second, { rows: ROWS, seed: 42, asOf: AS_OF, concurrency: 1 });
     const secondHashes = await contentHashes(second);
 
-    deepStrictEqual(secondHashes, firstHashes);
+    assertEquals(secondHashes, firstHashes);
     for (const table of WAREHOUSE_TABLES) {
-      ok(firstHashes[table], `${table} is empty`);
-      notStrictEqual(otherHashes[table], firstHashes[table], `seed 43 gave the same ${table}`);
+      assert(firstHashes[table], `${table} is empty`);
+      assertNotStrictEquals(
+        otherHashes[table],
+        firstHashes[table],
+        `seed 43 gave the same ${table}`,
+      );
     }
     const expected = expectedCounts(ROWS);
-    deepStrictEqual(counts, expected);
-    deepStrictEqual(otherSeed, expected);
-    deepStrictEqual(await rowCounts(first), expected);
-    deepStrictEqual(await rowCounts(second), expected);
-    strictEqual(expected["analytics.page_views"], 6_000);
-    strictEqual(expected["public.feedback"], 400);
-    strictEqual(expected["decision.applications"], 1_000);
-    strictEqual(expected["eligibility.scheme_master"], 40);
+    assertEquals(counts, expected);
+    assertEquals(otherSeed, expected);
+    assertEquals(await rowCounts(first), expected);
+    assertEquals(await rowCounts(second), expected);
+    assertStrictEquals(expected["analytics.page_views"], 6_000);
+    assertStrictEquals(expected["public.feedback"], 400);
+    assertStrictEquals(expected["decision.applications"], 1_000);
+    assertStrictEquals(expected["eligibility.scheme_master"], 40);
   });
 });
 
@@ -301,17 +311,17 @@ Deno.test("generated data has NULLs, non-ASCII text, empty arrays, escaped text 
                count(DISTINCT national_id)::int AS distinct_ids,
                count(national_id)::int AS ids
         FROM public.profile_360`;
-      ok(p.null_emails > 0, "no NULL emails");
-      ok(p.devanagari > 0, "no Devanagari names");
-      ok(p.empty_tags > 0, "no empty tag arrays");
-      strictEqual(p.bad_ids, 0);
-      strictEqual(p.bad_phones, 0);
-      strictEqual(p.distinct_ids, p.ids, "national IDs are not unique");
+      assert(p.null_emails > 0, "no NULL emails");
+      assert(p.devanagari > 0, "no Devanagari names");
+      assert(p.empty_tags > 0, "no empty tag arrays");
+      assertStrictEquals(p.bad_ids, 0);
+      assertStrictEquals(p.bad_phones, 0);
+      assertStrictEquals(p.distinct_ids, p.ids, "national IDs are not unique");
 
       const [shared] = await sql<{ largest: number }[]>`
         SELECT max(n)::int AS largest
         FROM (SELECT count(*) AS n FROM public.profile_360 GROUP BY updated_at) g`;
-      ok(shared.largest >= 20, `largest group of equal updated_at is only ${shared.largest}`);
+      assert(shared.largest >= 20, `largest group of equal updated_at is only ${shared.largest}`);
 
       const comments = (await sql<{ comment: string | null }[]>`
         SELECT DISTINCT comment FROM public.feedback`).map((r) => r.comment);
@@ -326,20 +336,20 @@ Deno.test("generated data has NULLs, non-ASCII text, empty arrays, escaped text 
           "\\N is what the SMS said instead of my name",
           "Good 👍",
         ]
-      ) ok(comments.includes(expected), `no feedback comment ${JSON.stringify(expected)}`);
+      ) assert(comments.includes(expected), `no feedback comment ${JSON.stringify(expected)}`);
 
       const [window] = await sql<{ low: number; high: number; inverted: number }[]>`
         SELECT count(*) FILTER (WHERE updated_at < ${AS_OF}::timestamptz - interval '30 days')::int AS low,
                count(*) FILTER (WHERE updated_at >= ${AS_OF}::timestamptz)::int AS high,
                count(*) FILTER (WHERE updated_at < viewed_at)::int AS inverted
         FROM analytics.page_views`;
-      deepStrictEqual(window, { low: 0, high: 0, inverted: 0 });
+      assertEquals(window, { low: 0, high: 0, inverted: 0 });
 
       const [docs] = await sql<{ mismatched: number }[]>`
         SELECT count(*)::int AS mismatched FROM public.documents d
         JOIN decision.applications a USING (application_id)
         WHERE a.citizen_id <> d.citizen_id`;
-      strictEqual(docs.mismatched, 0, "documents belong to their application's citizen");
+      assertStrictEquals(docs.mismatched, 0, "documents belong to their application's citizen");
     } finally {
       await sql.end();
     }
@@ -360,7 +370,7 @@ Deno.test("every source row fits its citizen target table without loss", async (
         const inserted = await sql.unsafe(
           `INSERT INTO ${target} (${to}) SELECT ${from} FROM ${source}`,
         );
-        ok(inserted.count > 0, `nothing copied into ${target}`);
+        assert(inserted.count > 0, `nothing copied into ${target}`);
         for (
           const query of [
             `SELECT ${from} FROM ${source} EXCEPT ALL SELECT ${to} FROM ${target}`,
@@ -370,7 +380,7 @@ Deno.test("every source row fits its citizen target table without loss", async (
           const [{ n }] = await sql.unsafe<{ n: number }[]>(
             `SELECT count(*)::int AS n FROM (${query}) d`,
           );
-          strictEqual(n, 0, `${source} -> ${target} changed values: ${query}`);
+          assertStrictEquals(n, 0, `${source} -> ${target} changed values: ${query}`);
         }
       }
       await sql.unsafe(USER_BEHAVIOR_SQL);
@@ -380,7 +390,7 @@ Deno.test("every source row fits its citizen target table without loss", async (
         FROM analytics.user_behavior`;
       const [source] = await sql<{ duration: string }[]>`
         SELECT sum(duration_ms)::text AS duration FROM analytics.page_views`;
-      deepStrictEqual(totals, { views: 3 * ROWS, sessions: ROWS, duration: source.duration });
+      assertEquals(totals, { views: 3 * ROWS, sessions: ROWS, duration: source.duration });
     } finally {
       await sql.end();
     }
@@ -391,8 +401,8 @@ Deno.test("touchProfiles changes the requested fraction of profiles with one sha
   await withDatabases(1, async (url) => {
     await applySchema(url, "warehouse.sql");
     await generateWarehouse(url, { rows: ROWS, seed: 42, asOf: AS_OF });
-    strictEqual(await touchProfiles(url, 0, 5), 0);
-    strictEqual(await touchProfiles(url, 0.01, 5), 20);
+    assertStrictEquals(await touchProfiles(url, 0, 5), 0);
+    assertStrictEquals(await touchProfiles(url, 0.01, 5), 20);
     const sql = connect(url);
     try {
       const touched = async () =>
@@ -400,14 +410,14 @@ Deno.test("touchProfiles changes the requested fraction of profiles with one sha
           SELECT citizen_id, updated_at FROM public.profile_360
           WHERE updated_at >= ${AS_OF}::timestamptz ORDER BY citizen_id`;
       const once = await touched();
-      strictEqual(once.length, 20);
-      strictEqual(new Set(once.map((r) => r.updated_at.getTime())).size, 1);
+      assertStrictEquals(once.length, 20);
+      assertStrictEquals(new Set(once.map((r) => r.updated_at.getTime())).size, 1);
 
       // The same seed picks the same rows again; they get a new, later updated_at.
-      strictEqual(await touchProfiles(url, 0.01, 5), 20);
+      assertStrictEquals(await touchProfiles(url, 0.01, 5), 20);
       const twice = await touched();
-      deepStrictEqual(twice.map((r) => r.citizen_id), once.map((r) => r.citizen_id));
-      ok(twice[0].updated_at.getTime() >= once[0].updated_at.getTime());
+      assertEquals(twice.map((r) => r.citizen_id), once.map((r) => r.citizen_id));
+      assert(twice[0].updated_at.getTime() >= once[0].updated_at.getTime());
     } finally {
       await sql.end();
     }

@@ -12,7 +12,6 @@ import {
   collector,
   committedOffsets,
   createTopic,
-  delay,
   fixture,
   kafkaSpecs,
   produce,
@@ -21,8 +20,8 @@ import {
   testWorkerEnvironment,
   text,
   uniqueName,
-  within,
 } from "./kafka_helpers.ts";
+import { deadline } from "./_wait.ts";
 
 const POISON = '{"id": 1, "name": "unterminated';
 
@@ -64,7 +63,8 @@ Deno.test("a message that is not JSON goes to the dead-letter topic while the ne
   });
   // The worker's environment: the dead-letter topic writer is wired there.
   await using environment = await testWorkerEnvironment();
-  const report = await runUntil(spec, got.waitFor(4).then(() => delay(500)), { environment });
+  const landed = Promise.all([got.waitFor(4), readTopic(dlq, 1)]);
+  const report = await runUntil(spec, landed, { environment });
   assertEquals(report.error, undefined);
   assertEquals(report.stats.deadLettered, 1);
   assertEquals(got.records.map((r) => r.key), [{ id: 0 }, { id: 2 }, { id: 3 }, { id: 4 }]);
@@ -94,10 +94,10 @@ Deno.test("with errors.tolerance none a message that is not JSON stops the pipel
     name: uniqueName("poison-none"),
     config: { "connector.class": "collect", collector: name, topics: topic, "group.id": group },
   });
-  const report = await within(
-    30_000,
+  const report = await deadline(
     "the pipeline to stop",
     runPipeline(spec, { offsets: new MemoryOffsetStore() }),
+    30_000,
   );
   assertEquals(report.status, "failed");
   assertEquals(report.error?.name, "ToleranceExceededError");
@@ -139,7 +139,8 @@ Deno.test("a record a transform fails goes to the dead-letter topic with its ori
     },
   });
   await using environment = await testWorkerEnvironment();
-  const report = await runUntil(reader, got.waitFor(1).then(() => delay(500)), { environment });
+  const landed = Promise.all([got.waitFor(1), readTopic(dlq, 1)]);
+  const report = await runUntil(reader, landed, { environment });
   assertEquals(report.stats.deadLettered, 1);
   const [letter] = await readTopic(dlq, 1);
   assertEquals(text(letter.key), '{"id":2}');

@@ -12,12 +12,11 @@ import {
   collector,
   committedOffsets,
   createTopic,
-  delay,
   kafkaSpecs,
   produce,
   uniqueName,
-  within,
 } from "./kafka_helpers.ts";
+import { waitUntil } from "./_wait.ts";
 
 function messages(topic: string, from: number, count: number) {
   return Array.from({ length: count }, (_, i) => ({
@@ -57,21 +56,22 @@ Deno.test("two kafka sources in one group share the partitions across a rebalanc
   const runA = runPipeline(specA, { offsets: new MemoryOffsetStore() }, { signal: stopA.signal });
   let runB: ReturnType<typeof runPipeline> | undefined;
   try {
-    await within(30_000, "A reading", a.collector.waitFor(100));
+    await a.collector.waitFor(100);
     runB = runPipeline(specB, { offsets: new MemoryOffsetStore() }, { signal: stopB.signal });
     await produce(messages(topic, 2000, 2000));
-    await within(
-      60_000,
+    await waitUntil(
       "both members together reading all 4000",
-      (async () => {
-        while (new Set([...seqs(a.collector.records), ...seqs(b.collector.records)]).size < 4000) {
-          await delay(200);
-        }
-      })(),
+      () => new Set([...seqs(a.collector.records), ...seqs(b.collector.records)]).size >= 4000,
+      { timeoutMs: 60_000, intervalMs: 200 },
     );
     assert(b.collector.records.length > 0, "the second member got partitions");
     // Let the last commits land, then stop both.
-    await delay(1000);
+    await waitUntil("the group to commit all 4000", async () => {
+      const committed = await committedOffsets(group, topic, 4);
+      const sum = Object.values(committed).reduce((total, offset) => total + offset, 0);
+      if (sum !== 4000) throw new Error(`committed ${sum}`);
+      return true;
+    }, { timeoutMs: 30_000, intervalMs: 200 });
   } finally {
     stopA.abort();
     stopB.abort();
@@ -106,7 +106,12 @@ Deno.test("the kafka source follows topics.regex and topics created after it sta
     runPipeline(spec, { offsets: new MemoryOffsetStore() }, { signal: stop.signal })
   );
   try {
-    await delay(1500); // both run with nothing to read yet
+    // Both run with nothing to read yet. A source without topics shows no
+    // state to wait on (no assignment, no group), so this interval only puts
+    // their start before the topics exist. A loaded machine can shorten that
+    // lead; the later topic below (created after records arrived) does not
+    // depend on it.
+    await new Promise((resolve) => setTimeout(resolve, 1500));
     await createTopic(`${prefix}.one`, 1);
     await createTopic(`${prefix}.other`, 1);
     await createTopic(missing, 1);
@@ -115,16 +120,19 @@ Deno.test("the kafka source follows topics.regex and topics created after it sta
       ...messages(`${prefix}.other`, 100, 10),
       ...messages(missing, 200, 10),
     ]);
-    await within(30_000, "the first topics", got.waitFor(20));
+    await got.waitFor(20);
     await createTopic(`${prefix}.two`, 1);
     await produce(messages(`${prefix}.two`, 300, 10));
-    await within(30_000, "the topic created later", got.waitFor(30));
-    await delay(500);
+    await got.waitFor(30);
+    // A marker on a subscribed topic, written after everything else: once it
+    // arrived, a record of the unmatched topic would have arrived too.
+    await produce(messages(`${prefix}.one`, 400, 1));
+    await got.waitFor(31);
   } finally {
     stop.abort();
   }
   for (const report of await Promise.all(runs)) assertEquals(report.error, undefined);
   const topics = new Set(got.records.map((r) => r.topic));
   assertEquals([...topics].sort(), [`${prefix}-late`, `${prefix}.one`, `${prefix}.two`].sort());
-  assertEquals(got.records.length, 30);
+  assertEquals(got.records.length, 31);
 });

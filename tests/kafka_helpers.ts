@@ -24,29 +24,18 @@ import {
   type OutgoingMessage,
 } from "../drivers/kafka.ts";
 import { testKafkaBrokers } from "./_services.ts";
+import { deadline, waitUntil } from "./_wait.ts";
 
 /** A topic name no other test uses. */
 export function uniqueName(prefix: string): string {
   return `${prefix}-${crypto.randomUUID().slice(0, 8)}`;
 }
 
-/** Rejects if `promise` takes longer than `ms`; clears its timer either way. */
-export async function within<T>(ms: number, what: string, promise: Promise<T>): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  try {
-    return await Promise.race([
-      promise,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms);
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/** Resolves after `ms`. */
-export function delay(ms: number): Promise<void> {
+/**
+ * Pauses a test plugin for `ms`: the simulated work of a slow sink or a
+ * paced source (plugin behaviour, not a test waiting for something).
+ */
+function simulateWork(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
@@ -57,26 +46,24 @@ export function delay(ms: number): Promise<void> {
 export class Collector {
   readonly records: SluiceRecord[] = [];
   writes = 0;
+  /** Writes begun (counted before the gate and the delay). */
+  writesStarted = 0;
   /** While set, writes wait for it (to hold the pipeline back). */
   gate: Promise<void> | undefined;
   /** Every write takes at least this long (a slow sink). */
   writeDelayMs = 0;
-  #waiters: { count: number; resolve: () => void }[] = [];
 
   add(records: readonly SluiceRecord[]): void {
     this.records.push(...records);
     this.writes++;
-    this.#waiters = this.#waiters.filter((waiter) => {
-      if (this.records.length < waiter.count) return true;
-      waiter.resolve();
-      return false;
-    });
   }
 
-  /** Resolves once at least `count` records were written. */
-  waitFor(count: number): Promise<void> {
-    if (this.records.length >= count) return Promise.resolve();
-    return new Promise((resolve) => this.#waiters.push({ count, resolve }));
+  /** Resolves once at least `count` records were written; fails after `timeoutMs`. */
+  async waitFor(count: number, timeoutMs = 30_000): Promise<void> {
+    await waitUntil(`${count} records in the sink`, () => {
+      if (this.records.length < count) throw new Error(`${this.records.length} records`);
+      return true;
+    }, { timeoutMs });
   }
 }
 
@@ -100,8 +87,9 @@ export const collectSink = defineSink({
     if (!target) throw new Error(`no collector named ${config.collector}`);
     return {
       async write(batch: SinkBatch) {
+        target.writesStarted++;
         if (target.gate) await target.gate;
-        if (target.writeDelayMs > 0) await delay(target.writeDelayMs);
+        if (target.writeDelayMs > 0) await simulateWork(target.writeDelayMs);
         target.add(batch.records);
         return { written: batch.records.length };
       },
@@ -148,7 +136,7 @@ export const sequenceSource = defineSource({
             });
           }
           yield { records, offset: next };
-          if (config["interval.ms"] > 0) await delay(config["interval.ms"]);
+          if (config["interval.ms"] > 0) await simulateWork(config["interval.ms"]);
         }
       },
       async close() {},
@@ -221,7 +209,7 @@ export async function runUntil(
   });
   ended.catch(() => {});
   try {
-    await within(options.ms ?? 30_000, `pipeline ${spec.name}`, Promise.race([done, ended]));
+    await deadline(`pipeline ${spec.name}`, Promise.race([done, ended]), options.ms ?? 30_000);
   } finally {
     stop.abort();
   }
@@ -293,13 +281,10 @@ export async function readTopic(
   });
   const messages: IncomingMessage[] = [];
   try {
-    await within(
-      30_000,
-      `reading ${count} messages of ${topic}`,
-      (async () => {
-        while (messages.length < count) messages.push(...await consumer.poll(500));
-      })(),
-    );
+    await waitUntil(`${count} messages of ${topic}`, async () => {
+      messages.push(...await consumer.poll(500));
+      return messages.length >= count;
+    }, { timeoutMs: 30_000, intervalMs: 0 });
   } finally {
     await consumer.close();
   }

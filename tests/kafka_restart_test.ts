@@ -11,7 +11,8 @@ import { runPipeline } from "../core/pipeline.ts";
 import { isRetriable, Runtime } from "../core/runtime.ts";
 import { type KafkaServer, startKafka } from "../dev/kafka.ts";
 import { assert, assertEquals } from "./_assert.ts";
-import { collector, delay, fixture, kafkaSpecs, uniqueName, within } from "./kafka_helpers.ts";
+import { collector, fixture, kafkaSpecs, uniqueName } from "./kafka_helpers.ts";
+import { deadline, waitUntil } from "./_wait.ts";
 
 /**
  * Stops the broker's JVM with SIGSTOP for `ms`, then lets it go on: requests
@@ -31,7 +32,9 @@ async function freeze(kafka: KafkaServer, ms: number): Promise<void> {
   if (pid === undefined) throw new Error(`cannot find the broker process of ${properties}`);
   Deno.kill(pid, "SIGSTOP");
   try {
-    await delay(ms);
+    // The fault itself lasts `ms` (longer than the clients' request and
+    // session timeouts): a duration of the scenario, not a wait for a result.
+    await new Promise((resolve) => setTimeout(resolve, ms));
   } finally {
     Deno.kill(pid, "SIGCONT");
   }
@@ -83,18 +86,15 @@ Deno.test("kafka pipelines resume by themselves after a broker restart and a fro
   runtime.onReport((report) => reports.push(report));
   runtime.start();
   try {
-    await within(60_000, "the first records", got.waitFor(200));
+    await got.waitFor(200, 60_000);
     await kafka.restart();
     const afterRestart = got.records.length;
-    await within(60_000, "records after the restart", got.waitFor(afterRestart + 200));
+    await got.waitFor(afterRestart + 200, 60_000);
     await freeze(kafka, 20_000);
-    await within(
-      120_000,
-      "every record",
-      (async () => {
-        while (distinctSeqs(got.records) < count) await delay(200);
-      })(),
-    );
+    await waitUntil("every record", () => distinctSeqs(got.records) >= count, {
+      timeoutMs: 120_000,
+      intervalMs: 200,
+    });
     assertEquals(distinctSeqs(got.records), count);
     // Both pipelines are still running: no run ended for good.
     assertEquals(reports, []);
@@ -132,10 +132,10 @@ Deno.test("without a broker the kafka source and sink fail with retriable errors
     },
   ], deadBrokers);
   for (const spec of [reader, writer]) {
-    const report = await within(
-      60_000,
+    const report = await deadline(
       spec.name,
       runPipeline(spec, { offsets: new MemoryOffsetStore() }),
+      60_000,
     );
     assertEquals(report.status, "failed");
     assert(isRetriable(report.error), `${spec.name}: ${report.error?.message}`);

@@ -7,7 +7,7 @@
 import { runPipeline } from "../core/pipeline.ts";
 import { MemoryOffsetStore } from "../core/offsets.ts";
 import type { SluiceRecord } from "../api/record.ts";
-import { KafkaAdmin, KafkaConsumer } from "../drivers/kafka.ts";
+import { KafkaAdmin, KafkaConsumer, partitionForKey } from "../drivers/kafka.ts";
 import { testKafkaBrokers } from "./_services.ts";
 import { assert, assertEquals } from "./_assert.ts";
 import {
@@ -15,14 +15,13 @@ import {
   collector,
   committedOffsets,
   createTopic,
-  delay,
   fixture,
   kafkaSpecs,
   produce,
   runUntil,
   uniqueName,
-  within,
 } from "./kafka_helpers.ts";
+import { deadline, waitUntil, waitUntilSteady } from "./_wait.ts";
 
 /** A sink connector config reading `topic` into a collector (the kafka source is implied). */
 function collectConfig(topic: string, collectorName: string, extra: Record<string, string> = {}) {
@@ -145,10 +144,10 @@ Deno.test("the kafka source commits only after the sink wrote: a stop in between
     collectConfig(topic, first.name, { "group.id": group, "max.poll.records": "30" }),
   );
   const stop = new AbortController();
-  const crashed = await within(
-    30_000,
+  const crashed = await deadline(
     "the crash",
     runPipeline(crashing, { offsets: new CrashingStore() }, { signal: stop.signal }),
+    30_000,
   );
   assertEquals(crashed.status, "failed");
   assert(first.collector.records.length > 0, "the sink wrote before the crash");
@@ -167,13 +166,23 @@ Deno.test("the kafka source commits only after the sink wrote: a stop in between
   const committed = await committedOffsets(group, topic, 2);
   assertEquals(committed["0"] + committed["1"], 100);
 
-  // And a third run has nothing left to read.
+  // And a third run has nothing left to read: it gets only a marker written
+  // after the commit to each partition (a partition is read in order).
+  const markers = [0, 1].map((partition) => {
+    let id = 1000;
+    while (partitionForKey(bytes(JSON.stringify({ id })), 2) !== partition) id++;
+    return { topic, key: bytes(JSON.stringify({ id })), value: bytes(JSON.stringify({ i: id })) };
+  });
+  await produce(markers);
   const third = collector();
   const [again] = await kafkaSpecs(
     collectConfig(topic, third.name, { "group.id": group }),
   );
-  await runUntil(again, delay(3000));
-  assertEquals(third.collector.records.length, 0);
+  await runUntil(again, third.collector.waitFor(2));
+  assertEquals(
+    third.collector.records.map((r) => (r.value as { i: number }).i).sort(),
+    markers.map((m) => JSON.parse(new TextDecoder().decode(m.value!)).i).sort(),
+  );
 });
 
 Deno.test("the kafka source reads no further ahead than the pipeline pulls", async () => {
@@ -199,7 +208,10 @@ Deno.test("the kafka source reads no further ahead than the pipeline pulls", asy
   );
   const stop = new AbortController();
   const run = runPipeline(spec, { offsets: new MemoryOffsetStore() }, { signal: stop.signal });
-  await delay(4000);
+  await waitUntil("the first write to reach the stuck sink", () => got.writesStarted > 0);
+  // Proves that nothing more is read while the sink is stuck: an interval
+  // that starts once the sink is stuck, long enough for several fetches.
+  await new Promise((resolve) => setTimeout(resolve, 2000));
   stop.abort();
   release.resolve();
   const report = await run;
@@ -219,18 +231,12 @@ Deno.test("the kafka source reads no further ahead than the pipeline pulls", asy
   });
   try {
     let first: unknown[] = [];
-    await within(
-      30_000,
-      "first poll",
-      (async () => {
-        while (first.length === 0) first = await consumer.poll(500);
-      })(),
-    );
-    await delay(3000);
-    assert(
-      consumer.buffered < 1000,
-      `${consumer.buffered} messages buffered while nobody pulled (of ${total})`,
-    );
+    await waitUntil("a first poll with messages", async () => {
+      first = await consumer.poll(500);
+      return first.length > 0;
+    }, { timeoutMs: 30_000, intervalMs: 0 });
+    const buffered = await waitUntilSteady("the messages buffered", () => consumer.buffered, 1000);
+    assert(buffered < 1000, `${buffered} messages buffered while nobody pulled (of ${total})`);
   } finally {
     await consumer.close();
   }
@@ -251,18 +257,18 @@ Deno.test("the kafka source skips what its offset store says the sink already wr
   await admin.close();
 
   // As a sink that stores offsets with its rows would have left them: up to 6 written.
-  const run = async (topicId: string) => {
+  const run = async (topicId: string, expected: number) => {
     const { name, collector: got } = collector();
     const [spec] = await kafkaSpecs(collectConfig(topic, name));
     const offsets = new MemoryOffsetStore();
     await offsets.write(spec.name, { [topic]: { id: topicId, next: { "0": 6 } } });
-    const report = await runUntil(spec, got.waitFor(1).then(() => delay(500)), {
+    const report = await runUntil(spec, got.waitFor(expected), {
       environment: { offsets },
     });
     assertEquals(report.error, undefined);
     return got.records.map((r) => (r.value as { i: number }).i);
   };
-  assertEquals(await run(id), [6, 7, 8, 9]);
+  assertEquals(await run(id, 4), [6, 7, 8, 9]);
   // A topic id that does not match (the topic was created anew): nothing is skipped.
-  assertEquals(await run("AAAAAAAAAAAAAAAAAAAAAA"), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+  assertEquals(await run("AAAAAAAAAAAAAAAAAAAAAA", 10), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
 });

@@ -19,7 +19,7 @@ import {
   touchProfiles,
 } from "../examples/warehouse_to_citizen/generate.ts";
 import { createTestDatabase, testKafkaBrokers } from "./_services.ts";
-import { waitFor } from "./cdc_helpers.ts";
+import { waitUntil } from "./_wait.ts";
 import { committedOffsets, readTopic, text } from "./kafka_helpers.ts";
 import { KafkaAdmin } from "../drivers/kafka.ts";
 
@@ -141,11 +141,11 @@ Deno.test({
       streams.start();
       const secrets = await personalValues(source);
       try {
-        await waitFor("both CDC slots streaming", async () => {
+        await waitUntil("both CDC slots streaming", async () => {
           const [{ n }] = await source`select count(*)::int as n from pg_replication_slots
             where active and slot_name like ${`%_${id}`}`;
           return n === 2;
-        }, 60_000);
+        }, { timeoutMs: 60_000 });
 
         const deleted = 23;
         const [{ phone: oldPhone }] =
@@ -166,7 +166,7 @@ Deno.test({
         assert(touched >= 10, `only ${touched} profiles touched`);
 
         const oldMasked = partial(oldPhone, 0, 4, "*");
-        const row = await waitFor("the changes in smart_citizen", async () => {
+        const row = await waitUntil("the changes in smart_citizen", async () => {
           const [row] = await target`select
               (select phone from profile_data where citizen_id = ${toasted}) as phone,
               (select address_line from profile_data where citizen_id = ${toasted}) as address,
@@ -176,7 +176,7 @@ Deno.test({
           const arrived = row.phone !== oldMasked && row.golden_gone && row.profile_gone &&
             row.new_name !== null;
           return arrived && row;
-        }, 60_000);
+        }, { timeoutMs: 60_000 });
         assertEquals(row.phone, partial(newPhone, 0, 4, "*"));
         assertEquals(row.address, "[redacted]", "the TOASTed column keeps its stored value");
         assertEquals(row.new_name, partial("Ishaan Verghese", 1, 0, "*"));

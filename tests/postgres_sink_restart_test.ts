@@ -5,6 +5,7 @@ import { RetriableError } from "../api/errors.ts";
 import type { SluiceRecord } from "../api/record.ts";
 import { restartPostgres, startPostgres } from "../dev/postgres.ts";
 import sinkPlugin from "../sinks/postgres/mod.ts";
+import { waitUntil } from "./_wait.ts";
 
 function batch(from: number, count: number) {
   const records: SluiceRecord[] = Array.from({ length: count }, (_, i) => ({
@@ -29,7 +30,11 @@ Deno.test("the postgres sink recovers when its server restarts in the middle of 
   );
   try {
     const inFlight = sink.write(batch(1_000_000, 200_000)).then(() => undefined, (error) => error);
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    await waitUntil("the COPY to be running on the server", async () => {
+      const running = await admin`select 1 from pg_stat_activity
+        where query ilike 'copy%' and state = 'active' and pid <> pg_backend_pid()`;
+      return running.length > 0;
+    }, { intervalMs: 10 });
     await restartPostgres(server, "immediate");
     const error = await inFlight;
     if (error !== undefined) assertEquals(error instanceof RetriableError, true, String(error));

@@ -5,6 +5,7 @@ import { MemoryOffsetStore } from "../core/offsets.ts";
 import { runPipeline } from "../core/pipeline.ts";
 import { type JobReport, Runtime } from "../core/runtime.ts";
 import { buckets } from "./fixtures/memory_sink.ts";
+import { waitUntil } from "./_wait.ts";
 
 /** Writes connector JSON into a temporary folder beside copies of the fixture plugins. */
 async function configFolder(connectors: unknown[]): Promise<string> {
@@ -123,8 +124,14 @@ Deno.test("graceful shutdown finishes the batch in flight, commits its offset, a
   ]);
   const offsets = new MemoryOffsetStore();
   const stop = new AbortController();
-  setTimeout(() => stop.abort(), 100);
+  // Stop once a few chunks are written: the run is then mid-way.
+  const midway = waitUntil(
+    "a first chunk in the sink",
+    () => (buckets.get("shutdown")?.records.length ?? 0) >= 10,
+    { intervalMs: 5 },
+  ).then(() => stop.abort());
   const first = await runPipeline(spec, { offsets }, { signal: stop.signal });
+  await midway;
   assertEquals(first.status, "stopped");
   const written = buckets.get("shutdown")!.records.length;
   assert(written > 0 && written < 100, `wrote ${written}`);

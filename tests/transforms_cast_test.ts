@@ -1,4 +1,4 @@
-import { deepStrictEqual, match, ok, rejects, strictEqual } from "node:assert/strict";
+import { assert, assertEquals, assertMatch, assertRejects, assertStrictEquals } from "./_assert.ts";
 import { cast } from "../transforms/cast.ts";
 import {
   apply,
@@ -22,14 +22,14 @@ const badSpecs: [string, string, RegExp][] = [
 for (const [what, spec, message] of badSpecs) {
   Deno.test(`cast refuses ${what} at validation`, () => {
     const issue = configIssues(cast, { spec }).find((i) => i.path === "spec");
-    ok(issue, "expected an issue at spec");
-    match(issue.message, message);
+    assert(issue, "expected an issue at spec");
+    assertMatch(issue.message, message);
   });
 }
 
 Deno.test("cast refuses a missing spec and unknown options at validation", () => {
-  deepStrictEqual(configIssues(cast, {}).map((i) => i.path), ["spec"]);
-  ok(configIssues(cast, { spec: "int8", specs: "x" }).some((i) => i.path === "specs"));
+  assertEquals(configIssues(cast, {}).map((i) => i.path), ["spec"]);
+  assert(configIssues(cast, { spec: "int8", specs: "x" }).some((i) => i.path === "specs"));
 });
 
 // castWholeRecordValueSchemaless*.
@@ -56,23 +56,23 @@ for (const [type, input, expected] of wholeCases) {
   Deno.test(`cast casts a whole ${label} value to ${type}`, async () => {
     const transform = await make(cast, { spec: type });
     const out = await apply(transform, { topic: "t", key: null, value: input });
-    strictEqual(out!.value, expected);
+    assertStrictEquals(out!.value, expected);
   });
 }
 
 Deno.test("cast passes records with a null value unchanged (castNullValueRecordSchemaless)", async () => {
   const transform = await make(cast, { spec: "foo:int64" });
   const record = rowRecord(null, { key: { id: "k" } });
-  deepStrictEqual(await apply(transform, record), record);
+  assertEquals(await apply(transform, record), record);
 });
 
 Deno.test("cast fails a whole-value cast of a list or a row (castWholeRecordValueSchemalessUnsupportedType)", async () => {
   const transform = await make(cast, { spec: "int8" });
-  await rejects(
+  await assertRejects(
     async () => await apply(transform, { topic: "t", key: null, value: ["foo"] }),
     /cast: cannot cast the value \(array\) to int8: not a number/,
   );
-  await rejects(
+  await assertRejects(
     async () => await apply(transform, rowRecord({ a: 1 })),
     /it is a row; name fields as "field:int8"/,
   );
@@ -96,7 +96,7 @@ Deno.test("cast casts fields of a row (castFieldsSchemaless)", async () => {
       string: "42",
     }),
   );
-  deepStrictEqual(out!.value, {
+  assertEquals(out!.value, {
     int8: 8,
     int16: 16,
     int32: 32,
@@ -121,7 +121,7 @@ Deno.test("cast casts decimals, dates and bytes to strings and leaves absent fie
       timestamp: new Date(0),
     }),
   );
-  deepStrictEqual(out!.value, {
+  assertEquals(out!.value, {
     bigdecimal: "42",
     date: "1970-01-02T00:00:00.000Z",
     bytes: "/ty6mHZUMhA=",
@@ -137,8 +137,8 @@ Deno.test("cast casts before, after and key columns of change events", async () 
       key: { id: "7" },
     }),
   );
-  deepStrictEqual(images(out), { before: { id: 7, age: 30 }, after: { id: 7, age: null } });
-  deepStrictEqual(out!.key, { id: 7 });
+  assertEquals(images(out), { before: { id: 7, age: 30 }, after: { id: 7, age: null } });
+  assertEquals(out!.key, { id: 7 });
 });
 
 const badValues: [string, string, unknown, RegExp][] = [
@@ -158,10 +158,8 @@ const badValues: [string, string, unknown, RegExp][] = [
 for (const [what, type, value, message] of badValues) {
   Deno.test(`cast fails a record with ${what}, naming the field`, async () => {
     const transform = await make(cast, { spec: `f:${type}` });
-    await rejects(async () => await apply(transform, rowRecord({ f: value })), (error: Error) => {
-      match(error.message, /^cast: cannot cast field "f"/);
-      match(error.message, message);
-      return true;
-    });
+    const error = await assertRejects(async () => await apply(transform, rowRecord({ f: value })));
+    assertMatch(error.message, /^cast: cannot cast field "f"/);
+    assertMatch(error.message, message);
   });
 }

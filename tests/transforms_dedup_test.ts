@@ -1,4 +1,4 @@
-import { deepStrictEqual, match, ok, rejects, strictEqual } from "node:assert/strict";
+import { assert, assertEquals, assertMatch, assertRejects, assertStrictEquals } from "./_assert.ts";
 import { createDedup, dedup, type DedupTransform, FileSeenStore } from "../transforms/dedup/mod.ts";
 import type { SluiceRecord } from "../api/record.ts";
 import { apply, changeRecord, configIssues, make, rowRecord } from "./transforms_helpers.ts";
@@ -36,20 +36,20 @@ Deno.test("dedup drops change events whose LSN, table and key were already seen"
     event(100, 1, { source: { lsn: 100, table: "applications" } }), // another table
     event(101, 1),
   ];
-  deepStrictEqual(await passed(transform, records), [0, 2, 3, 4]);
-  strictEqual(transform.dropped, 2);
-  strictEqual(transform.size, 4);
+  assertEquals(await passed(transform, records), [0, 2, 3, 4]);
+  assertStrictEquals(transform.dropped, 2);
+  assertStrictEquals(transform.size, 4);
 });
 
 Deno.test("dedup identifies Kafka records by topic, partition and offset", async () => {
   const transform = await make(dedup, { "id.mode": "kafka" }) as DedupTransform;
   const at = (partition: number, offset: number, topic = "t") =>
     rowRecord({ a: 1 }, { topic, origin: { partition, offset } });
-  deepStrictEqual(
+  assertEquals(
     await passed(transform, [at(0, 5), at(0, 5), at(1, 5), at(0, 6), at(0, 5, "u"), at(0, 6)]),
     [0, 2, 3, 4],
   );
-  await rejects(
+  await assertRejects(
     async () => await apply(transform, rowRecord({ a: 1 }, { topic: "t" })),
     /dedup: cannot identify a record on "t": id.mode kafka needs origin.partition and origin.offset/,
   );
@@ -66,8 +66,8 @@ Deno.test("dedup identifies records by named fields, in batch rows and change ev
     rowRecord({ event_id: "e1", kind: "b" }),
     changeRecord("c", { after: { event_id: "e1", kind: "a" } }),
   ];
-  deepStrictEqual(await passed(transform, records), [0, 2]);
-  await rejects(
+  assertEquals(await passed(transform, records), [0, 2]);
+  await assertRejects(
     async () => await apply(transform, rowRecord({ event_id: "e9" })),
     /field "kind" is not in the row/,
   );
@@ -76,10 +76,13 @@ Deno.test("dedup identifies records by named fields, in batch rows and change ev
 Deno.test("dedup passes tombstones and fails batch rows in cdc mode", async () => {
   const transform = await make(dedup, {});
   const tombstone = rowRecord(null, { key: { id: 1 } });
-  strictEqual(await apply(transform, tombstone), tombstone);
-  strictEqual(await apply(transform, tombstone), tombstone);
-  await rejects(async () => await apply(transform, rowRecord({ id: 1 })), /needs change events/);
-  await rejects(
+  assertStrictEquals(await apply(transform, tombstone), tombstone);
+  assertStrictEquals(await apply(transform, tombstone), tombstone);
+  await assertRejects(
+    async () => await apply(transform, rowRecord({ id: 1 })),
+    /needs change events/,
+  );
+  await assertRejects(
     async () => await apply(transform, event(0, 1, { source: { lsn: null } })),
     /its source block has no lsn/,
   );
@@ -89,36 +92,36 @@ Deno.test("dedup forgets IDs older than window.ms", async () => {
   let now = 1_000;
   const options = dedup.config.parse({ "window.ms": "60000" });
   const transform = await createDedup(options, { now: () => now });
-  deepStrictEqual(await passed(transform, [event(1, 1), event(1, 1)]), [0]);
+  assertEquals(await passed(transform, [event(1, 1), event(1, 1)]), [0]);
   now += 59_999;
-  deepStrictEqual(await passed(transform, [event(1, 1)]), []);
+  assertEquals(await passed(transform, [event(1, 1)]), []);
   now += 2;
-  deepStrictEqual(await passed(transform, [event(1, 1), event(1, 1)]), [0]);
-  strictEqual(transform.size, 1);
+  assertEquals(await passed(transform, [event(1, 1), event(1, 1)]), [0]);
+  assertStrictEquals(transform.size, 1);
 });
 
 Deno.test("dedup keeps at most max.entries IDs, forgetting the oldest", async () => {
   const transform = await make(dedup, { "max.entries": "2" }) as DedupTransform;
-  deepStrictEqual(await passed(transform, [event(1, 1), event(2, 1), event(3, 1)]), [0, 1, 2]);
-  strictEqual(transform.size, 2);
-  deepStrictEqual(await passed(transform, [event(3, 1), event(1, 1)]), [1]);
+  assertEquals(await passed(transform, [event(1, 1), event(2, 1), event(3, 1)]), [0, 1, 2]);
+  assertStrictEquals(transform.size, 2);
+  assertEquals(await passed(transform, [event(3, 1), event(1, 1)]), [1]);
 });
 
 Deno.test("dedup remembers committed IDs across a restart with the same state.path", async () => {
   await withTempDir(async (dir) => {
     const options = { "state.path": `${dir}/state/dedup.json`, "state.save.interval.ms": "0" };
     const first = await make(dedup, options) as DedupTransform;
-    deepStrictEqual(await passed(first, [event(1, 1), event(2, 2)]), [0, 1]);
+    assertEquals(await passed(first, [event(1, 1), event(2, 2)]), [0, 1]);
     await first.commit!();
     await first.close!();
 
     const second = await make(dedup, options) as DedupTransform;
-    deepStrictEqual(await passed(second, [event(1, 1), event(2, 2), event(3, 3)]), [2]);
-    strictEqual(second.dropped, 2);
+    assertEquals(await passed(second, [event(1, 1), event(2, 2), event(3, 3)]), [2]);
+    assertStrictEquals(second.dropped, 2);
     await second.close!();
 
     const text = await Deno.readTextFile(`${dir}/state/dedup.json`);
-    ok(!text.includes('"id"'), "key values must not be stored in clear");
+    assert(!text.includes('"id"'), "key values must not be stored in clear");
   });
 });
 
@@ -132,7 +135,7 @@ Deno.test("dedup does not persist IDs of records that were never reported durabl
     await first.close!();
 
     const second = await make(dedup, options) as DedupTransform;
-    deepStrictEqual(await passed(second, [event(1, 1), event(2, 2)]), [1]);
+    assertEquals(await passed(second, [event(1, 1), event(2, 2)]), [1]);
     await second.close!();
   });
 });
@@ -147,19 +150,19 @@ Deno.test("dedup saves at most every state.save.interval.ms, and on close", asyn
     await passed(transform as DedupTransform, [event(1, 1)]);
     await transform.commit!();
     const afterFirst = await new FileSeenStore(path).load();
-    strictEqual([...afterFirst].length, 1);
+    assertStrictEquals([...afterFirst].length, 1);
     await passed(transform as DedupTransform, [event(2, 2)]);
     await transform.commit!();
-    strictEqual([...await new FileSeenStore(path).load()].length, 1);
+    assertStrictEquals([...await new FileSeenStore(path).load()].length, 1);
     await transform.close!();
-    strictEqual([...await new FileSeenStore(path).load()].length, 2);
+    assertStrictEquals([...await new FileSeenStore(path).load()].length, 2);
   });
 });
 
 Deno.test("dedup refuses to start from an unreadable state file", async () => {
   await withTempDir(async (dir) => {
     await Deno.writeTextFile(`${dir}/dedup.json`, '{"entries": 3}');
-    await rejects(
+    await assertRejects(
       async () => await make(dedup, { "state.path": `${dir}/dedup.json` }),
       /Cannot read dedup state ".*dedup.json": expected \{"version": 1/,
     );
@@ -183,7 +186,7 @@ for (const [what, options, path, message] of badConfigs) {
   Deno.test(`dedup refuses ${what} at validation`, () => {
     const issues = configIssues(dedup, options);
     const issue = issues.find((i) => i.path === path);
-    ok(issue, `expected an issue at ${path}, got ${JSON.stringify(issues)}`);
-    match(issue.message, message);
+    assert(issue, `expected an issue at ${path}, got ${JSON.stringify(issues)}`);
+    assertMatch(issue.message, message);
   });
 }

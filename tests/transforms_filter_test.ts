@@ -1,4 +1,4 @@
-import { deepStrictEqual, match, ok, rejects, strictEqual } from "node:assert/strict";
+import { assert, assertEquals, assertMatch, assertRejects, assertStrictEquals } from "./_assert.ts";
 import { filter } from "../transforms/filter.ts";
 import type { SluiceRecord } from "../api/record.ts";
 import { apply, changeRecord, configIssues, make, rowRecord } from "./transforms_helpers.ts";
@@ -26,7 +26,7 @@ Deno.test("filter keeps only applications whose status is final", async () => {
     { condition: "table != 'applications' || value.status == 'final'" },
     records,
   );
-  deepStrictEqual(out, [records[0], records[2], records[3]]);
+  assertEquals(out, [records[0], records[2], records[3]]);
 });
 
 Deno.test("filter drops deletes of draft rows", async () => {
@@ -35,7 +35,7 @@ Deno.test("filter drops deletes of draft rows", async () => {
     { condition: "op == 'd' && value.status == 'draft'", action: "drop" },
     records,
   );
-  deepStrictEqual(out, [records[1], records[2]]);
+  assertEquals(out, [records[1], records[2]]);
 });
 
 Deno.test("filter sees before and after, key, topic, schema and headers", async () => {
@@ -51,7 +51,7 @@ Deno.test("filter sees before and after, key, topic, schema and headers", async 
     "row.status == 'final'",
   ];
   for (const condition of conditions) {
-    strictEqual((await kept({ condition }, [update])).length, 1, condition);
+    assertStrictEquals((await kept({ condition }, [update])).length, 1, condition);
   }
 });
 
@@ -63,15 +63,18 @@ Deno.test("filter treats batch rows as reads of the table named by the topic", a
   const out = await kept({
     condition: "op == 'r' && table == 'payments' && value.amount > 100 && before == null",
   }, rows);
-  deepStrictEqual(out, [rows[0]]);
+  assertEquals(out, [rows[0]]);
 });
 
 Deno.test("filter keeps, drops or evaluates tombstones per null.handling.mode", async () => {
   const tombstone = rowRecord(null, { key: { id: 1 } });
   const condition = "value.status == 'final'";
-  strictEqual((await kept({ condition }, [tombstone])).length, 1);
-  strictEqual((await kept({ condition, "null.handling.mode": "drop" }, [tombstone])).length, 0);
-  strictEqual(
+  assertStrictEquals((await kept({ condition }, [tombstone])).length, 1);
+  assertStrictEquals(
+    (await kept({ condition, "null.handling.mode": "drop" }, [tombstone])).length,
+    0,
+  );
+  assertStrictEquals(
     (await kept({ condition: "value == null && op == ''", "null.handling.mode": "evaluate" }, [
       tombstone,
     ])).length,
@@ -81,12 +84,12 @@ Deno.test("filter keeps, drops or evaluates tombstones per null.handling.mode", 
 
 Deno.test("filter fails a record on which the condition cannot be evaluated", async () => {
   const transform = await make(filter, { condition: "value.status == 'final'" });
-  await rejects(
+  await assertRejects(
     async () => await apply(transform, rowRecord({ id: 1 }, { topic: "t" })),
     /filter: cannot evaluate the condition on a record on "t": No such key: status/,
   );
   const dynamic = await make(filter, { condition: "value.status" });
-  await rejects(
+  await assertRejects(
     async () => await apply(dynamic, rowRecord({ status: "final" })),
     /the condition gave string, not a bool/,
   );
@@ -126,7 +129,7 @@ for (const [what, options, path, message] of badConfigs) {
   Deno.test(`filter refuses ${what} at validation`, () => {
     const issues = configIssues(filter, options);
     const issue = issues.find((i) => i.path === path);
-    ok(issue, `expected an issue at ${path}, got ${JSON.stringify(issues)}`);
-    match(issue.message, message);
+    assert(issue, `expected an issue at ${path}, got ${JSON.stringify(issues)}`);
+    assertMatch(issue.message, message);
   });
 }

@@ -1,4 +1,4 @@
-import { deepStrictEqual, match, ok, rejects, strictEqual } from "node:assert/strict";
+import { assert, assertEquals, assertMatch, assertRejects, assertStrictEquals } from "./_assert.ts";
 import { insertField } from "../transforms/insert_field.ts";
 import {
   apply,
@@ -28,7 +28,7 @@ Deno.test("insert_field inserts the topic, partition, timestamp and a static val
       origin: { partition: 0, offset: 7 },
     }),
   );
-  deepStrictEqual(out!.value, {
+  assertEquals(out!.value, {
     magic: 42,
     topic_field: "test",
     partition_field: 0,
@@ -40,7 +40,7 @@ Deno.test("insert_field inserts the topic, partition, timestamp and a static val
 Deno.test("insert_field inserts null for a partition, offset or timestamp the record does not have", async () => {
   const transform = await make(insertField, { ...KAFKA_OPTIONS, "offset.field": "offset" });
   const out = await apply(transform, rowRecord({ magic: 42 }, { topic: "test" }));
-  deepStrictEqual(out!.value, {
+  assertEquals(out!.value, {
     magic: 42,
     topic_field: "test",
     partition_field: null,
@@ -53,12 +53,12 @@ Deno.test("insert_field inserts null for a partition, offset or timestamp the re
 Deno.test("insert_field leaves tombstones unchanged (insertConfiguredFieldsIntoTombstoneEvent)", async () => {
   const transform = await make(insertField, KAFKA_OPTIONS);
   const tombstone = rowRecord(null, { key: { id: 1 } });
-  strictEqual(await apply(transform, tombstone), tombstone);
+  assertStrictEquals(await apply(transform, tombstone), tombstone);
 });
 
 Deno.test("insert_field fails a record whose value is not a row (topLevelStructRequired)", async () => {
   const transform = await make(insertField, { "topic.field": "topic_field" });
-  await rejects(
+  await assertRejects(
     async () => await apply(transform, { topic: "t", key: null, value: 42 }),
     /insert_field: the value of a record on "t" is not a row/,
   );
@@ -75,7 +75,7 @@ Deno.test("insert_field inserts into before and after and reads Debezium source 
     changeRecord("u", { before: { id: 1 }, after: { id: 1, name: "x" } }),
   );
   const added = { synced_by: "sluice", cdc_lsn: 1234, source_table: "profiles" };
-  deepStrictEqual(images(out), {
+  assertEquals(images(out), {
     before: { id: 1, ...added },
     after: { id: 1, name: "x", ...added },
   });
@@ -87,7 +87,7 @@ Deno.test("insert_field reads source fields of batch rows from the origin", asyn
     "source.fields.prefix": "__",
   });
   const out = await apply(transform, rowRecord({ id: 1 }, { origin: { watermark: "2024-01-01" } }));
-  deepStrictEqual(out!.value, { id: 1, __watermark: "2024-01-01", __missing: null });
+  assertEquals(out!.value, { id: 1, __watermark: "2024-01-01", __missing: null });
 });
 
 const badConfigs: [string, Record<string, unknown>, string, RegExp][] = [
@@ -102,10 +102,10 @@ const badConfigs: [string, Record<string, unknown>, string, RegExp][] = [
 for (const [what, options, path, message] of badConfigs) {
   Deno.test(`insert_field refuses ${what} at validation`, () => {
     const issue = configIssues(insertField, options).find((i) => i.path === path);
-    ok(
+    assert(
       issue,
       `expected an issue at ${path}, got ${JSON.stringify(configIssues(insertField, options))}`,
     );
-    match(issue.message, message);
+    assertMatch(issue.message, message);
   });
 }

@@ -1,12 +1,12 @@
 import {
-  deepStrictEqual,
-  match,
-  notStrictEqual,
-  ok,
-  rejects,
-  strictEqual,
-  throws,
-} from "node:assert/strict";
+  assert,
+  assertEquals,
+  assertMatch,
+  assertNotStrictEquals,
+  assertRejects,
+  assertStrictEquals,
+  assertThrows,
+} from "./_assert.ts";
 import { createHash, createHmac } from "node:crypto";
 import fc from "fast-check";
 import { checkMaskFields, fpeDecrypt, fpeEncrypt, mask } from "../transforms/mask/mod.ts";
@@ -50,29 +50,29 @@ const nist: [number, string, string, "digits" | "lowercase", string, string][] =
 for (const [sample, key, tweak, alphabet, plain, cipher] of nist) {
   Deno.test(`mask fpe reproduces NIST FF1 sample ${sample} (AES-${key.length * 4}, radix ${ALPHABETS[alphabet].length})`, () => {
     const ff1 = new FF1(hexBytes(key), ALPHABETS[alphabet], hexBytes(tweak));
-    strictEqual(ff1.encrypt(plain), cipher);
-    strictEqual(ff1.decrypt(cipher), plain);
+    assertStrictEquals(ff1.encrypt(plain), cipher);
+    assertStrictEquals(ff1.decrypt(cipher), plain);
   });
 }
 
 Deno.test("mask fpe refuses keys that are not AES keys and values below the FF1 minimum", () => {
-  throws(() => new FF1(new Uint8Array(10), ALPHABETS.digits), /16, 24 or 32 bytes/);
+  assertThrows(() => new FF1(new Uint8Array(10), ALPHABETS.digits), /16, 24 or 32 bytes/);
   const ff1 = new FF1(hexBytes(FPE_KEY), ALPHABETS.digits);
-  throws(() => ff1.encrypt("12345"), /at least 6 numerals in radix 10/);
-  throws(() => ff1.encrypt("12345a"), /"a" is not in the FF1 alphabet/);
-  strictEqual(new FF1(hexBytes(FPE_KEY), ALPHABETS.alphanumeric).minLength, 4);
+  assertThrows(() => ff1.encrypt("12345"), /at least 6 numerals in radix 10/);
+  assertThrows(() => ff1.encrypt("12345a"), /"a" is not in the FF1 alphabet/);
+  assertStrictEquals(new FF1(hexBytes(FPE_KEY), ALPHABETS.alphanumeric).minLength, 4);
 });
 
 Deno.test("mask fpe keeps separators in place and decrypts with the exported fpeDecrypt", () => {
   const options = { key: FPE_KEY, alphabet: "digits" as const };
   const encrypted = fpeEncrypt("19850614-1234", options);
-  strictEqual(encrypted.length, 13);
-  strictEqual(encrypted[8], "-");
-  notStrictEqual(encrypted, "19850614-1234");
-  strictEqual(fpeDecrypt(encrypted, options), "19850614-1234");
+  assertStrictEquals(encrypted.length, 13);
+  assertStrictEquals(encrypted[8], "-");
+  assertNotStrictEquals(encrypted, "19850614-1234");
+  assertStrictEquals(fpeDecrypt(encrypted, options), "19850614-1234");
   // A long value needs more than one AES block of keystream per round (d > 16).
   const long = "1234567890".repeat(10);
-  strictEqual(fpeDecrypt(fpeEncrypt(long, options), options), long);
+  assertStrictEquals(fpeDecrypt(fpeEncrypt(long, options), options), long);
 });
 
 Deno.test("mask fpe round-trips and preserves length, alphabet and separator positions (property)", () => {
@@ -91,12 +91,12 @@ Deno.test("mask fpe round-trips and preserves length, alphabet and separator pos
         const tweak = toHex(tweakBytes);
         const options = { key: FPE_KEY, alphabet: name, tweak };
         const encrypted = fpeEncrypt(clear, options);
-        strictEqual(encrypted.length, clear.length);
+        assertStrictEquals(encrypted.length, clear.length);
         [...clear].forEach((c, i) => {
-          if (separators.includes(c)) strictEqual(encrypted[i], c);
-          else ok(alphabet.includes(encrypted[i]));
+          if (separators.includes(c)) assertStrictEquals(encrypted[i], c);
+          else assert(alphabet.includes(encrypted[i]));
         });
-        strictEqual(fpeDecrypt(encrypted, options), clear);
+        assertStrictEquals(fpeDecrypt(encrypted, options), clear);
       }),
       { numRuns: 60 },
     );
@@ -113,9 +113,9 @@ Deno.test("mask hmac is deterministic per key and differs between keys (property
       const a = (await masked(options(key1), { v: value })).v;
       const again = (await masked(options(key1), { v: value })).v;
       const other = (await masked(options(key2), { v: value })).v;
-      strictEqual(a, again);
-      notStrictEqual(a, other);
-      match(a as string, /^[0-9a-f]{64}$/);
+      assertStrictEquals(a, again);
+      assertNotStrictEquals(a, other);
+      assertMatch(a as string, /^[0-9a-f]{64}$/);
     }),
     { numRuns: 100 },
   );
@@ -124,15 +124,15 @@ Deno.test("mask hmac is deterministic per key and differs between keys (property
 Deno.test("mask hmac and hash agree with node:crypto (property)", () => {
   fc.assert(
     fc.property(fc.string({ unit: "binary" }), fc.uint8Array({ maxLength: 150 }), (text, key) => {
-      strictEqual(
+      assertStrictEquals(
         toHex(new HmacSha256(key).digest(utf8(text))),
         createHmac("sha256", key).update(text).digest("hex"),
       );
-      strictEqual(
+      assertStrictEquals(
         new HmacSha256(key).hexOfText(text),
         createHmac("sha256", key).update(text).digest("hex"),
       );
-      strictEqual(toHex(sha256(key)), createHash("sha256").update(key).digest("hex"));
+      assertStrictEquals(toHex(sha256(key)), createHash("sha256").update(key).digest("hex"));
     }),
     { numRuns: 200 },
   );
@@ -147,13 +147,13 @@ Deno.test("mask partial keeps the prefix and suffix and the length (property)", 
       (value, first, last) => {
         const chars = [...value];
         const out = [...partial(value, first, last, "*")];
-        strictEqual(out.length, chars.length);
+        assertStrictEquals(out.length, chars.length);
         if (chars.length > first + last) {
-          deepStrictEqual(out.slice(0, first), chars.slice(0, first));
-          deepStrictEqual(out.slice(out.length - last), chars.slice(chars.length - last));
-          ok(out.slice(first, out.length - last).every((c) => c === "*"));
+          assertEquals(out.slice(0, first), chars.slice(0, first));
+          assertEquals(out.slice(out.length - last), chars.slice(chars.length - last));
+          assert(out.slice(first, out.length - last).every((c) => c === "*"));
         } else {
-          ok(out.every((c) => c === "*"));
+          assert(out.every((c) => c === "*"));
         }
       },
     ),
@@ -246,7 +246,7 @@ const strategyCases: [string, Record<string, unknown>, unknown, unknown][] = [
 
 for (const [what, options, input, expected] of strategyCases) {
   Deno.test(`mask ${what}`, async () => {
-    deepStrictEqual(await masked({ fields: "v", ...options }, { v: input, other: 1 }), {
+    assertEquals(await masked({ fields: "v", ...options }, { v: input, other: 1 }), {
       v: expected,
       other: 1,
     });
@@ -268,7 +268,7 @@ Deno.test("mask redacts every type to its empty value like MaskField (testSchema
     bytes: new Uint8Array([1, 2]),
   };
   const fields = Object.keys(row).filter((f) => f !== "magic").join(",");
-  deepStrictEqual(await masked({ fields }, row), {
+  assertEquals(await masked({ fields }, row), {
     magic: 42,
     bool: false,
     int: 0,
@@ -283,7 +283,7 @@ Deno.test("mask redacts every type to its empty value like MaskField (testSchema
 });
 
 Deno.test("mask replaces numbers and strings with a typed replacement (testSchemalessWithReplacement)", async () => {
-  deepStrictEqual(
+  assertEquals(
     await masked({ fields: "int,double,string,bigint", replacement: "123" }, {
       int: 42,
       double: 4.2,
@@ -304,7 +304,7 @@ Deno.test("mask fails records whose values cannot take the replacement (testSche
   ];
   for (const [row, replacement, message] of cases) {
     const transform = await make(mask, { fields: Object.keys(row)[0], replacement });
-    await rejects(async () => await apply(transform, rowRecord(row)), message);
+    await assertRejects(async () => await apply(transform, rowRecord(row)), message);
   }
 });
 
@@ -325,43 +325,41 @@ Deno.test("mask masks before, after and key columns of change events", async () 
   );
   const { before, after } = images(out);
   const id = fpeEncrypt("850614-1234", { key: FPE_KEY, alphabet: "digits" });
-  deepStrictEqual(before, { national_id: id, phone: "********67", city: "Lund" });
-  deepStrictEqual(after, { national_id: id, phone: "********99", city: "Malmö" });
-  deepStrictEqual(out!.key, { national_id: id });
-  ok(!JSON.stringify(out).includes("850614"), "the clear national ID must not appear");
+  assertEquals(before, { national_id: id, phone: "********67", city: "Lund" });
+  assertEquals(after, { national_id: id, phone: "********99", city: "Malmö" });
+  assertEquals(out!.key, { national_id: id });
+  assert(!JSON.stringify(out).includes("850614"), "the clear national ID must not appear");
 });
 
 Deno.test("mask passes tombstones and leaves keys without masked columns alone", async () => {
   const transform = await make(mask, { fields: "email", strategy: "null" });
   const tombstone = rowRecord(null, { key: { id: 1 } });
-  deepStrictEqual(await apply(transform, tombstone), tombstone);
+  assertEquals(await apply(transform, tombstone), tombstone);
 });
 
 Deno.test("mask fails a record that lacks a listed field, naming the field and not the values", async () => {
   const transform = await make(mask, { fields: "phone,email", strategy: "null" });
-  await rejects(
+  const error = await assertRejects(
     async () =>
       await apply(
         transform,
         rowRecord({ phone: "0701234567", name: "Anna" }, { topic: "profiles" }),
       ),
-    (error: Error) => {
-      match(
-        error.message,
-        /mask: field "email" is not in a record on "profiles" \(its columns: phone, name\)/,
-      );
-      ok(!error.message.includes("0701234567"));
-      return true;
-    },
   );
+  assertMatch(
+    error.message,
+    /mask: field "email" is not in a record on "profiles" \(its columns: phone, name\)/,
+  );
+  assert(!error.message.includes("0701234567"));
+
   // Inserts and snapshot reads carry every column: a missing field is a mistake there.
   for (const op of ["c", "r"] as const) {
-    await rejects(
+    await assertRejects(
       async () => await apply(transform, changeRecord(op, { after: { phone: "1" } })),
       /field "email" is not in a record/,
     );
   }
-  await rejects(
+  await assertRejects(
     async () => await apply(transform, { topic: "t", key: null, value: "a string" }),
     /is not a row, so its fields cannot be masked/,
   );
@@ -387,7 +385,7 @@ Deno.test("mask fails a record with a value its strategy cannot read", async () 
   ];
   for (const [options, value, message] of cases) {
     const transform = await make(mask, { fields: "v", ...options });
-    await rejects(async () => await apply(transform, rowRecord({ v: value })), message);
+    await assertRejects(async () => await apply(transform, rowRecord({ v: value })), message);
   }
 });
 
@@ -482,8 +480,8 @@ for (const [what, options, path, message] of badConfigs) {
   Deno.test(`mask refuses ${what} at validation`, () => {
     const issues = configIssues(mask, options);
     const issue = issues.find((i) => i.path === path);
-    ok(issue, `expected an issue at ${path}, got ${JSON.stringify(issues)}`);
-    match(issue.message, message);
+    assert(issue, `expected an issue at ${path}, got ${JSON.stringify(issues)}`);
+    assertMatch(issue.message, message);
   });
 }
 
@@ -498,13 +496,13 @@ Deno.test("mask never quotes a key or salt in its config errors", () => {
     ]
   ) {
     const text = JSON.stringify(configIssues(mask, options));
-    ok(text.length > 2, "expected issues");
-    ok(!text.includes(secret), `the secret leaked: ${text}`);
+    assert(text.length > 2, "expected issues");
+    assert(!text.includes(secret), `the secret leaked: ${text}`);
   }
 });
 
 Deno.test("mask accepts a valid config and MaskField's class name", () => {
-  deepStrictEqual(
+  assertEquals(
     configIssues(mask, {
       fields: "full_name,phone",
       strategy: "hmac",
@@ -514,14 +512,14 @@ Deno.test("mask accepts a valid config and MaskField's class name", () => {
     }),
     [],
   );
-  deepStrictEqual(mask.aliases, ["org.apache.kafka.connect.transforms.MaskField$Value"]);
+  assertEquals(mask.aliases, ["org.apache.kafka.connect.transforms.MaskField$Value"]);
 });
 
 Deno.test("checkMaskFields reports masked fields that are not columns of the source", () => {
   const config = mask.config.parse({ fields: "phone,email,ssn", strategy: "null" });
-  deepStrictEqual(checkMaskFields(config, ["id", "phone", "email"]), [{
+  assertEquals(checkMaskFields(config, ["id", "phone", "email"]), [{
     path: "fields",
     message: 'names "ssn", which is not a column of the source (columns: email, id, phone)',
   }]);
-  deepStrictEqual(checkMaskFields(config, ["phone", "email", "ssn"]), []);
+  assertEquals(checkMaskFields(config, ["phone", "email", "ssn"]), []);
 });

@@ -3,7 +3,7 @@
  * JSON through the config loader, run by the pipeline runner between an
  * in-memory source and sink.
  */
-import { deepStrictEqual, ok, rejects, strictEqual } from "node:assert/strict";
+import { assert, assertEquals, assertRejects, assertStrictEquals } from "./_assert.ts";
 import { z } from "zod";
 import { buildPipelines } from "../core/config.ts";
 import { ConfigError } from "../api/errors.ts";
@@ -120,7 +120,7 @@ Deno.test("transforms configured from Debezium-style JSON mask, filter, dedup, r
     registry: registry(),
     providers,
   });
-  deepStrictEqual(spec.transforms.map((t) => t.plugin.name), [
+  assertEquals(spec.transforms.map((t) => t.plugin.name), [
     "mask",
     "filter",
     "dedup",
@@ -128,22 +128,22 @@ Deno.test("transforms configured from Debezium-style JSON mask, filter, dedup, r
     "unwrap",
   ]);
   const report = await runPipeline(spec, { offsets: new MemoryOffsetStore() });
-  strictEqual(report.status, "succeeded", report.error?.message);
-  deepStrictEqual(report.stats.filtered, 3); // the duplicate, the draft, the tombstone (rewrite mode)
-  deepStrictEqual(written.map((r) => [r.topic, (r.value as Record<string, unknown>).__op]), [
+  assertStrictEquals(report.status, "succeeded", report.error?.message);
+  assertEquals(report.stats.filtered, 3); // the duplicate, the draft, the tombstone (rewrite mode)
+  assertEquals(written.map((r) => [r.topic, (r.value as Record<string, unknown>).__op]), [
     ["citizen.public.profiles", "c"],
     ["citizen.public.profiles", "c"],
     ["citizen.public.profiles", "d"],
   ]);
   const first = written[0].value as Record<string, unknown>;
-  strictEqual(first.phone, "**********67");
-  strictEqual((first.national_id as string)[6], "-");
-  strictEqual(first.__table, "profiles");
-  strictEqual((written[2].value as Record<string, unknown>).__deleted, "true");
+  assertStrictEquals(first.phone, "**********67");
+  assertStrictEquals((first.national_id as string)[6], "-");
+  assertStrictEquals(first.__table, "profiles");
+  assertStrictEquals((written[2].value as Record<string, unknown>).__deleted, "true");
   const text = JSON.stringify(written);
   for (const person of PEOPLE) {
     for (const clear of [person.full_name, person.phone, person.national_id]) {
-      ok(!text.includes(clear), `${clear} reached the sink in clear`);
+      assert(!text.includes(clear), `${clear} reached the sink in clear`);
     }
   }
 });
@@ -157,37 +157,35 @@ Deno.test("transform config problems are reported at load time with their paths,
     "transforms.route.replacement": "citizen.$2",
     "transforms.unwrap.delete.tombstone.handling.mode": "none",
   };
-  await rejects(
+  const error = await assertRejects(
     buildPipelines([{ name: "profiles", config, baseDir: "." }], {
       registry: registry(),
       providers,
     }),
-    (error: unknown) => {
-      ok(error instanceof ConfigError);
-      const paths = error.issues.map((issue) => issue.path);
-      for (
-        const path of [
-          "profiles: config.transforms.mask.key",
-          "profiles: config.transforms.mask.fields.phone.keep.lst",
-          "profiles: config.transforms.onlyFinal.condition",
-          "profiles: config.transforms.route.replacement",
-          "profiles: config.transforms.unwrap.delete.tombstone.handling.mode",
-        ]
-      ) ok(paths.includes(path), `missing ${path} in ${JSON.stringify(error.issues, null, 1)}`);
-      ok(!error.message.includes("too-short-secret"), error.message);
-      return true;
-    },
+    ConfigError,
   );
+  assert(error instanceof ConfigError);
+  const paths = error.issues.map((issue) => issue.path);
+  for (
+    const path of [
+      "profiles: config.transforms.mask.key",
+      "profiles: config.transforms.mask.fields.phone.keep.lst",
+      "profiles: config.transforms.onlyFinal.condition",
+      "profiles: config.transforms.route.replacement",
+      "profiles: config.transforms.unwrap.delete.tombstone.handling.mode",
+    ]
+  ) assert(paths.includes(path), `missing ${path} in ${JSON.stringify(error.issues, null, 1)}`);
+  assert(!error.message.includes("too-short-secret"), error.message);
 });
 
 Deno.test("every transform and predicate documents each option and registers without clashes", () => {
   const all = [...transforms, ...predicates];
   new Registry(all);
   for (const plugin of all) {
-    ok(/^[a-z_]+$/.test(plugin.name), plugin.name);
-    ok(plugin.summary.length > 0, plugin.name);
+    assert(/^[a-z_]+$/.test(plugin.name), plugin.name);
+    assert(plugin.summary.length > 0, plugin.name);
     for (const option of describeOptions(plugin.config)) {
-      ok(option.description.length > 0, `${plugin.name}.${option.key} has no description`);
+      assert(option.description.length > 0, `${plugin.name}.${option.key} has no description`);
     }
   }
 });

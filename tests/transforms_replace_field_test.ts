@@ -1,4 +1,4 @@
-import { deepStrictEqual, match, ok, strictEqual } from "node:assert/strict";
+import { assert, assertEquals, assertMatch, assertStrictEquals } from "./_assert.ts";
 import { replaceField } from "../transforms/replace_field.ts";
 import {
   apply,
@@ -35,14 +35,14 @@ const cases: [string, Record<string, string>, Record<string, unknown>][] = [
 for (const [what, options, expected] of cases) {
   Deno.test(`replace_field ${what}`, async () => {
     const transform = await make(replaceField, options);
-    deepStrictEqual((await apply(transform, rowRecord(VALUE)))!.value, expected);
+    assertEquals((await apply(transform, rowRecord(VALUE)))!.value, expected);
   });
 }
 
 Deno.test("replace_field passes tombstones unchanged (tombstoneSchemaless)", async () => {
   const transform = await make(replaceField, { include: "abc,foo", renames: "abc:xyz,foo:bar" });
   const tombstone = rowRecord(null, { key: { abc: 1 } });
-  deepStrictEqual(await apply(transform, tombstone), { ...tombstone, key: { xyz: 1 } });
+  assertEquals(await apply(transform, tombstone), { ...tombstone, key: { xyz: 1 } });
 });
 
 Deno.test("replace_field rewrites before and after, and renames key columns without filtering the key", async () => {
@@ -54,14 +54,14 @@ Deno.test("replace_field rewrites before and after, and renames key columns with
       after: { id: 1, name: "b", secret: "t" },
     }, { key: { id: 1 } }),
   );
-  deepStrictEqual(images(out), { before: { name: "a" }, after: { name: "b" } });
-  deepStrictEqual(out!.key, { profile_id: 1 });
+  assertEquals(images(out), { before: { name: "a" }, after: { name: "b" } });
+  assertEquals(out!.key, { profile_id: 1 });
 });
 
 Deno.test("replace_field keeps the original field order", async () => {
   const transform = await make(replaceField, { renames: "b:z" });
   const out = await apply(transform, rowRecord({ a: 1, b: 2, c: 3 }));
-  deepStrictEqual(Object.keys(out!.value as object), ["a", "z", "c"]);
+  assertEquals(Object.keys(out!.value as object), ["a", "z", "c"]);
 });
 
 const badConfigs: [string, Record<string, unknown>, string, RegExp][] = [
@@ -74,11 +74,14 @@ const badConfigs: [string, Record<string, unknown>, string, RegExp][] = [
 for (const [what, options, path, message] of badConfigs) {
   Deno.test(`replace_field refuses ${what} at validation`, () => {
     const issue = configIssues(replaceField, options).find((i) => i.path === path);
-    ok(issue, `expected an issue at ${path}`);
-    match(issue.message, message);
+    assert(issue, `expected an issue at ${path}`);
+    assertMatch(issue.message, message);
   });
 }
 
 Deno.test("replace_field accepts ReplaceField$Value as an alias", () => {
-  strictEqual(replaceField.aliases?.[0], "org.apache.kafka.connect.transforms.ReplaceField$Value");
+  assertStrictEquals(
+    replaceField.aliases?.[0],
+    "org.apache.kafka.connect.transforms.ReplaceField$Value",
+  );
 });

@@ -1,4 +1,4 @@
-import { deepStrictEqual, match, ok, rejects, strictEqual } from "node:assert/strict";
+import { assert, assertEquals, assertMatch, assertRejects, assertStrictEquals } from "./_assert.ts";
 import { route } from "../transforms/route.ts";
 import { apply, changeRecord, configIssues, make, rowRecord } from "./transforms_helpers.ts";
 
@@ -33,7 +33,7 @@ const regexCases: [string, string, string, string, string][] = [
 
 for (const [what, regex, replacement, topic, expected] of regexCases) {
   Deno.test(`route ${what}`, async () => {
-    strictEqual(await routed({ regex, replacement }, topic), expected);
+    assertStrictEquals(await routed({ regex, replacement }, topic), expected);
   });
 }
 
@@ -43,13 +43,13 @@ Deno.test("route rewrites the topic with Java-style $1 replacements on change ev
     replacement: "citizen.$1.$2",
   });
   const out = await apply(transform, changeRecord("c", { after: { id: 1 } }));
-  strictEqual(out!.topic, "citizen.public.profiles");
+  assertStrictEquals(out!.topic, "citizen.public.profiles");
 });
 
 Deno.test("route returns the same record when the topic does not change", async () => {
   const transform = await make(route, { regex: "x", replacement: "y" });
   const record = rowRecord({ id: 1 }, { topic: "z" });
-  strictEqual(await apply(transform, record), record);
+  assertStrictEquals(await apply(transform, record), record);
 });
 
 Deno.test("route fills topic.format from the change event's source block", async () => {
@@ -60,16 +60,16 @@ Deno.test("route fills topic.format from the change event's source block", async
       source: { schema: "crm", table: "applications" },
     }),
   );
-  strictEqual(out!.topic, "citizen.smart_warehouse.crm.applications");
+  assertStrictEquals(out!.topic, "citizen.smart_warehouse.crm.applications");
 });
 
 Deno.test("route reads the table of a batch row from its schema.table topic or origin", async () => {
   const transform = await make(route, { "topic.format": "${schema}__${table}__${topic}" });
-  strictEqual(
+  assertStrictEquals(
     (await apply(transform, rowRecord({ id: 1 }, { topic: "public.profiles" })))!.topic,
     "public__profiles__public.profiles",
   );
-  strictEqual(
+  assertStrictEquals(
     (await apply(
       transform,
       rowRecord({ id: 1 }, { topic: "p", origin: { schema: "s", table: "t" } }),
@@ -80,15 +80,15 @@ Deno.test("route reads the table of a batch row from its schema.table topic or o
 
 Deno.test("route routes by a field of the after image, the before image of deletes, or the key of tombstones", async () => {
   const transform = await make(route, { field: "region" });
-  strictEqual(
+  assertStrictEquals(
     (await apply(transform, changeRecord("c", { after: { id: 1, region: "north" } })))!.topic,
     "north",
   );
-  strictEqual(
+  assertStrictEquals(
     (await apply(transform, changeRecord("d", { before: { id: 1, region: "south" } })))!.topic,
     "south",
   );
-  strictEqual(
+  assertStrictEquals(
     (await apply(transform, rowRecord(null, { key: { region: "east" } })))!.topic,
     "east",
   );
@@ -97,20 +97,20 @@ Deno.test("route routes by a field of the after image, the before image of delet
 Deno.test("route combines field and topic.format", async () => {
   const transform = await make(route, { field: "region", "topic.format": "${table}.${field}" });
   const out = await apply(transform, changeRecord("r", { after: { region: "north" } }));
-  strictEqual(out!.topic, "profiles.north");
+  assertStrictEquals(out!.topic, "profiles.north");
 });
 
 Deno.test("route fails a record whose routing field is missing or null, naming the field", async () => {
   const transform = await make(route, { field: "region" });
-  await rejects(
+  await assertRejects(
     async () => await apply(transform, rowRecord({ id: 1 }, { topic: "t" })),
     /route: cannot route a record on "t" by field "region": it is missing/,
   );
-  await rejects(
+  await assertRejects(
     async () => await apply(transform, rowRecord({ region: null })),
     /it is null/,
   );
-  await rejects(
+  await assertRejects(
     async () => await apply(transform, rowRecord(null)),
     /it is missing: it is a tombstone/,
   );
@@ -159,13 +159,13 @@ const badConfigs: [string, Record<string, unknown>, string, RegExp][] = [
 for (const [what, options, path, message] of badConfigs) {
   Deno.test(`route refuses ${what} at validation`, () => {
     const issues = configIssues(route, options);
-    ok(issues.length > 0, "expected a config issue");
+    assert(issues.length > 0, "expected a config issue");
     const issue = issues.find((i) => i.path === path);
-    ok(issue, `expected an issue at ${path}, got ${JSON.stringify(issues)}`);
-    match(issue.message, message);
+    assert(issue, `expected an issue at ${path}, got ${JSON.stringify(issues)}`);
+    assertMatch(issue.message, message);
   });
 }
 
 Deno.test("route accepts Kafka's class name as an alias", () => {
-  deepStrictEqual(route.aliases, ["org.apache.kafka.connect.transforms.RegexRouter"]);
+  assertEquals(route.aliases, ["org.apache.kafka.connect.transforms.RegexRouter"]);
 });

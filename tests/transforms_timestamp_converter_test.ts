@@ -1,4 +1,4 @@
-import { deepStrictEqual, match, ok, rejects, strictEqual } from "node:assert/strict";
+import { assert, assertEquals, assertMatch, assertRejects, assertStrictEquals } from "./_assert.ts";
 import { timestampConverter } from "../transforms/timestamp_converter.ts";
 import {
   apply,
@@ -54,13 +54,13 @@ const badConfigs: [string, Record<string, unknown>, string, RegExp][] = [
 for (const [what, options, path, message] of badConfigs) {
   Deno.test(`timestamp_converter refuses ${what} at validation`, () => {
     const issue = configIssues(timestampConverter, options).find((i) => i.path === path);
-    ok(issue, `expected an issue at ${path}`);
-    match(issue.message, message);
+    assert(issue, `expected an issue at ${path}`);
+    assertMatch(issue.message, message);
   });
 }
 
 Deno.test("timestamp_converter accepts a valid unix precision (testConfigValidUnixPrecision)", () => {
-  deepStrictEqual(
+  assertEquals(
     configIssues(timestampConverter, { "target.type": "unix", "unix.precision": "seconds" }),
     [],
   );
@@ -139,7 +139,7 @@ const conversions: [string, Record<string, string>, unknown, unknown][] = [
 for (const [what, options, input, expected] of conversions) {
   Deno.test(`timestamp_converter converts ${what}`, async () => {
     const transform = await make(timestampConverter, options);
-    deepStrictEqual((await apply(transform, whole(input)))!.value, expected);
+    assertEquals((await apply(transform, whole(input)))!.value, expected);
   });
 }
 
@@ -147,10 +147,10 @@ for (const target of ["string", "Date", "Timestamp", "unix", "Time"]) {
   Deno.test(`timestamp_converter passes null values and null fields through to ${target}`, async () => {
     const options = { "target.type": target, format: STRING_DATE_FMT };
     const wholeValue = await make(timestampConverter, options);
-    strictEqual((await apply(wholeValue, whole(null)))!.value, null);
+    assertStrictEquals((await apply(wholeValue, whole(null)))!.value, null);
     const field = await make(timestampConverter, { ...options, field: "ts" });
-    strictEqual((await apply(field, whole(null)))!.value, null);
-    deepStrictEqual((await apply(field, rowRecord({ ts: null, other: "test" })))!.value, {
+    assertStrictEquals((await apply(field, whole(null)))!.value, null);
+    assertEquals((await apply(field, rowRecord({ ts: null, other: "test" })))!.value, {
       ts: null,
       other: "test",
     });
@@ -159,7 +159,7 @@ for (const target of ["string", "Date", "Timestamp", "unix", "Time"]) {
 
 Deno.test("timestamp_converter converts one field of a row (testSchemalessFieldConversion)", async () => {
   const transform = await make(timestampConverter, { "target.type": "Date", field: "ts" });
-  deepStrictEqual((await apply(transform, rowRecord({ ts: DATE_PLUS_TIME })))!.value, { ts: DATE });
+  assertEquals((await apply(transform, rowRecord({ ts: DATE_PLUS_TIME })))!.value, { ts: DATE });
 });
 
 const precisions: [string, number][] = [
@@ -173,7 +173,7 @@ for (const [precision, value] of precisions) {
       field: "ts",
       "unix.precision": precision,
     });
-    deepStrictEqual((await apply(transform, rowRecord({ ts: value })))!.value, {
+    assertEquals((await apply(transform, rowRecord({ ts: value })))!.value, {
       ts: DATE_PLUS_TIME,
     });
   });
@@ -185,7 +185,7 @@ Deno.test("timestamp_converter reads unix seconds fields (testWithSchemaFieldCon
     field: "ts",
     "unix.precision": "seconds",
   });
-  deepStrictEqual((await apply(transform, rowRecord({ ts: DATE_PLUS_TIME_UNIX_SECONDS })))!.value, {
+  assertEquals((await apply(transform, rowRecord({ ts: DATE_PLUS_TIME_UNIX_SECONDS })))!.value, {
     ts: new Date(86_401_000),
   });
 });
@@ -198,8 +198,8 @@ Deno.test("timestamp_converter converts the field in before, after and the key o
       key: { day: DATE },
     }),
   );
-  deepStrictEqual(images(out), { before: { day: 86_400_000 }, after: { day: 86_401_234 } });
-  deepStrictEqual(out!.key, { day: 86_400_000 });
+  assertEquals(images(out), { before: { day: 86_400_000 }, after: { day: 86_401_234 } });
+  assertEquals(out!.key, { day: 86_400_000 });
 });
 
 Deno.test("timestamp_converter fails records whose value cannot be read, naming the field", async () => {
@@ -208,13 +208,16 @@ Deno.test("timestamp_converter fails records whose value cannot be read, naming 
     field: "ts",
     format: "yyyy-MM-dd",
   });
-  await rejects(
+  await assertRejects(
     async () => await apply(formatted, rowRecord({ ts: "10/03/2024" })),
     /timestamp_converter: cannot convert field "ts" \(string\): does not match the pattern "yyyy-MM-dd"/,
   );
   const plain = await make(timestampConverter, { "target.type": "Timestamp", field: "ts" });
-  await rejects(async () => await apply(plain, rowRecord({ ts: true })), /expected a Date/);
-  await rejects(async () => await apply(plain, rowRecord({ ts: "yesterday" })), /not an ISO 8601/);
+  await assertRejects(async () => await apply(plain, rowRecord({ ts: true })), /expected a Date/);
+  await assertRejects(
+    async () => await apply(plain, rowRecord({ ts: "yesterday" })),
+    /not an ISO 8601/,
+  );
   const wholeValue = await make(timestampConverter, { "target.type": "Timestamp" });
-  await rejects(async () => await apply(wholeValue, rowRecord({ ts: 1 })), /set "field"/);
+  await assertRejects(async () => await apply(wholeValue, rowRecord({ ts: 1 })), /set "field"/);
 });

@@ -1,4 +1,4 @@
-import { deepStrictEqual, match, ok, rejects, strictEqual } from "node:assert/strict";
+import { assert, assertEquals, assertMatch, assertRejects, assertStrictEquals } from "./_assert.ts";
 import { unwrap } from "../transforms/unwrap.ts";
 import type { SluiceRecord } from "../api/record.ts";
 import { apply, changeRecord, configIssues, make } from "./transforms_helpers.ts";
@@ -80,18 +80,18 @@ for (const [m, what, build, expected] of modeCases) {
   Deno.test(`unwrap in ${m} mode turns ${what} into ${outcome}`, async () => {
     const record = build();
     const out = await unwrapped(mode(m), record);
-    if (expected === "null") strictEqual(out, null);
-    else if (expected === "same") strictEqual(out, record);
+    if (expected === "null") assertStrictEquals(out, null);
+    else if (expected === "same") assertStrictEquals(out, record);
     else if (expected === "tombstone") {
-      strictEqual(out!.value, null);
-      deepStrictEqual(out!.key, record.key);
-    } else deepStrictEqual(out!.value, expected);
+      assertStrictEquals(out!.value, null);
+      assertEquals(out!.key, record.key);
+    } else assertEquals(out!.value, expected);
   });
 }
 
 Deno.test("unwrap uses tombstone mode by default", async () => {
-  strictEqual((await unwrapped({}, deleteRecord({ key: { id: 1 } })))!.value, null);
-  strictEqual(await unwrapped({}, tombstone()), null);
+  assertStrictEquals((await unwrapped({}, deleteRecord({ key: { id: 1 } })))!.value, null);
+  assertStrictEquals(await unwrapped({}, tombstone()), null);
 });
 
 Deno.test("unwrap keeps the key, topic, headers, timestamp and origin (testUnwrapPropagatesRecordHeaders)", async () => {
@@ -102,7 +102,7 @@ Deno.test("unwrap keeps the key, topic, headers, timestamp and origin (testUnwra
     origin: { lsn: "0/16B3748" },
   });
   const out = await unwrapped({}, record);
-  deepStrictEqual(out, {
+  assertEquals(out, {
     topic: "dummy",
     key: { id: 1 },
     value: { id: 1, name: "myRecord" },
@@ -171,7 +171,7 @@ for (const [what, options, build, added] of fieldCases) {
     const record = build();
     const out = await unwrapped({ ...mode("tombstone"), ...options }, record);
     const row = (record.value as { after: Record<string, unknown> }).after;
-    deepStrictEqual(out!.value, { ...row, ...added });
+    assertEquals(out!.value, { ...row, ...added });
   });
 }
 
@@ -211,7 +211,7 @@ const headerCases: [string, Record<string, string>, () => SluiceRecord, Record<s
 for (const [what, options, build, headers] of headerCases) {
   Deno.test(`unwrap ${what}`, async () => {
     const out = await unwrapped(options, build());
-    deepStrictEqual(out!.headers, headers);
+    assertEquals(out!.headers, headers);
   });
 }
 
@@ -222,25 +222,25 @@ Deno.test("unwrap adds headers to rewritten deletes and to the tombstone after t
     "add.fields": "op,lsn",
   });
   const deleted = await apply(transform, deleteRecord());
-  deepStrictEqual(deleted!.value, {
+  assertEquals(deleted!.value, {
     id: 1,
     name: "myRecord",
     __op: "d",
     __lsn: 1234,
     __deleted: "true",
   });
-  deepStrictEqual(deleted!.headers, { __op: "d", __source_lsn: "1234" });
+  assertEquals(deleted!.headers, { __op: "d", __source_lsn: "1234" });
   const after = await apply(transform, tombstone());
-  strictEqual(after!.value, null);
-  deepStrictEqual(after!.headers, { __op: "d" });
+  assertStrictEquals(after!.value, null);
+  assertEquals(after!.headers, { __op: "d" });
 });
 
 Deno.test("unwrap routes by a row field, using the before row of deletes (testAddTopicRoutingField)", async () => {
   const options = { "route.by.field": "name" };
-  strictEqual((await unwrapped(options, createRecord()))!.topic, "myRecord");
-  strictEqual((await unwrapped(options, updateRecord()))!.topic, "updatedRecord");
-  strictEqual((await unwrapped(options, deleteRecord()))!.topic, "myRecord");
-  await rejects(
+  assertStrictEquals((await unwrapped(options, createRecord()))!.topic, "myRecord");
+  assertStrictEquals((await unwrapped(options, updateRecord()))!.topic, "updatedRecord");
+  assertStrictEquals((await unwrapped(options, deleteRecord()))!.topic, "myRecord");
+  await assertRejects(
     async () => await unwrapped({ "route.by.field": "missing" }, createRecord()),
     /unwrap: cannot route a record on "dummy" by field "missing"/,
   );
@@ -251,8 +251,8 @@ Deno.test("unwrap drops the fields a header lists, keeping key columns (dropFiel
   for (const list of ["id,name", '["id","name"]']) {
     const record = createRecord({ key: { id: 1 }, headers: { "drop-fields": list } });
     const out = await unwrapped(options, record);
-    deepStrictEqual(out!.value, { id: 1 });
-    deepStrictEqual(out!.key, { id: 1 });
+    assertEquals(out!.value, { id: 1 });
+    assertEquals(out!.key, { id: 1 });
   }
 });
 
@@ -263,8 +263,8 @@ Deno.test("unwrap drops listed fields from the row and the key when compatibilit
     "drop.fields.keep.schema.compatible": "false",
     "drop.fields.from.key": "true",
   }, record);
-  deepStrictEqual(out!.value, {});
-  deepStrictEqual(out!.key, {});
+  assertEquals(out!.value, {});
+  assertEquals(out!.key, {});
 });
 
 Deno.test("unwrap leaves records that are not change events alone even with add.headers (testAddHeadersForNonEnvelopeRecord)", async () => {
@@ -273,7 +273,7 @@ Deno.test("unwrap leaves records that are not change events alone even with add.
     key: { id: "123" },
     value: { ts_ms: 1 },
   };
-  strictEqual(await unwrapped({ "add.headers": "op,source.lsn" }, heartbeat), heartbeat);
+  assertStrictEquals(await unwrapped({ "add.headers": "op,source.lsn" }, heartbeat), heartbeat);
 });
 
 const badConfigs: [string, Record<string, unknown>, string, RegExp][] = [
@@ -302,11 +302,14 @@ const badConfigs: [string, Record<string, unknown>, string, RegExp][] = [
 for (const [what, options, path, message] of badConfigs) {
   Deno.test(`unwrap refuses ${what} at validation`, () => {
     const issue = configIssues(unwrap, options).find((i) => i.path === path);
-    ok(issue, `expected an issue at ${path}, got ${JSON.stringify(configIssues(unwrap, options))}`);
-    match(issue.message, message);
+    assert(
+      issue,
+      `expected an issue at ${path}, got ${JSON.stringify(configIssues(unwrap, options))}`,
+    );
+    assertMatch(issue.message, message);
   });
 }
 
 Deno.test("unwrap accepts Debezium's class name as an alias", () => {
-  deepStrictEqual(unwrap.aliases, ["io.debezium.transforms.ExtractNewRecordState"]);
+  assertEquals(unwrap.aliases, ["io.debezium.transforms.ExtractNewRecordState"]);
 });
