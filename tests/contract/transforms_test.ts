@@ -21,9 +21,6 @@ const TABLE: TransformCase[] = [
   {
     plugin: mask,
     config: { fields: "email,name", strategy: "redact" },
-    // Issue 7 item 13: mask requires every listed field, but a delete's
-    // before image holds only the key. Un-ignore once the fix is merged.
-    ignore: { "delete (key-only before)": true },
   },
   { plugin: filter, config: { condition: "op != 'x'" } },
   // id.mode fields identifies rows and change events alike (id.mode cdc
@@ -31,11 +28,6 @@ const TABLE: TransformCase[] = [
   {
     plugin: dedup,
     config: { "id.mode": "fields", "id.fields": "id" },
-    // Found by this suite, not yet in an issue (reported to the lead): with
-    // id.mode fields a truncate event (no row) fails the record ("its value
-    // is not a row") instead of passing through, so a TRUNCATE stops a
-    // consumer or goes to the dead letters.
-    ignore: { truncate: true },
   },
   { plugin: route, config: { regex: "(.*)", replacement: "copy.$1" } },
   { plugin: unwrap, config: {} },
