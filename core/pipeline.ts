@@ -149,6 +149,7 @@ class PipelineRun {
       pipeline: spec.name,
       logger: this.logger.getChild(plugin),
       signal: stop.signal,
+      sourceMode: spec.source.plugin.mode,
     });
 
     this.#sink = await spec.sink.plugin.create(spec.sink.config, context(spec.sink.plugin.name));
