@@ -29,9 +29,6 @@ import type { Settings } from "./_settings.ts";
 import type { TargetTable } from "./_table.ts";
 import { isChangeEvent } from "../../api/record.ts";
 
-/** At most this many errors are quoted in the per-batch summary line. */
-const QUOTED_ERRORS = 3;
-
 /** The sink's state between batches. */
 export class PostgresWriter {
   readonly url: string;
@@ -118,8 +115,8 @@ export class PostgresWriter {
         skippedByTable += result.skipped;
       }
       // Dead letters are safe (or the pipeline stops) before the batch commits.
+      // (The runtime logs a few of them per batch, not one line per record.)
       if (failures.length > 0) {
-        this.#summarize(failures);
         await batch.reject(failures.map((failure) => this.#presentable(failure)));
       }
       if (batch.offset) {
@@ -185,15 +182,6 @@ export class PostgresWriter {
     // A table evolved by a later segment is the same table: use its latest shape.
     for (const segment of segments) segment.table = this.#tables.latest(segment.table);
     return segments;
-  }
-
-  /** One log line per batch with rejected records: how many, and the first few errors. */
-  #summarize(failures: readonly RecordFailure[]): void {
-    const quoted = failures.slice(0, QUOTED_ERRORS).map((failure) => failure.error.message);
-    this.#context.logger.warn(
-      "{count} record(s) of the batch could not be written; first errors: {errors}",
-      { count: failures.length, errors: quoted.join(" | ") },
-    );
   }
 
   /** A failure whose record shows json/jsonb values as JSON (for dead letters). */
