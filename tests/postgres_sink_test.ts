@@ -144,6 +144,48 @@ Deno.test("rejected rows are isolated in one pass and dead letters keep jsonb as
   });
 });
 
+Deno.test("a row failing only at the end of the statement is still found, row by row", async () => {
+  // An AFTER trigger raises once the whole statement ran, so the failing row
+  // cannot be read off the walk: the rows are then tried one by one.
+  const ddl = `create table public.items (id int primary key, name text, deleted_at timestamptz);
+    create function refuse_bad() returns trigger language plpgsql as
+      $$ begin if new.name = 'bad' then raise exception 'bad row %', new.id; end if;
+         return null; end $$;
+    create trigger refuse_bad after insert or update on items
+      for each row execute function refuse_bad();`;
+  await withSink(ddl, {}, async ({ write, failures, sql }) => {
+    await write(row({ id: 0, name: "seed" }));
+    const names = ["a", "b", "bad", "c", "bad", "d"];
+    const result = await write(...names.map((name, i) => row({ id: i + 1, name })));
+    assertEquals(result.written, 4);
+    assertEquals(failures.map((f) => [(f.record.key as Row).id, f.error.message]), [
+      [3, "bad row 3"],
+      [5, "bad row 5"],
+    ]);
+    const ids = await sql`select id from items order by id`;
+    assertEquals(ids.map((r) => r.id), [0, 1, 2, 4, 6]);
+  });
+});
+
+Deno.test("a delete the database refuses is handed over while the other deletes apply", async () => {
+  const ddl = `create table public.items (id int primary key, name text);
+    create table public.orders (id int primary key, item int references public.items (id));`;
+  await withSink(ddl, { "delete.mode": "hard" }, async ({ write, failures, sql }) => {
+    await write(row({ id: 1, name: "a" }), row({ id: 2, name: "b" }), row({ id: 3, name: "c" }));
+    await sql`insert into orders values (1, 2)`;
+    const result = await write(
+      change("d", null, 10, { id: 1 }),
+      change("d", null, 11, { id: 2 }),
+      change("d", null, 12, { id: 3 }),
+    );
+    assertEquals(result.written, 2);
+    assertEquals(failures.length, 1);
+    assertEquals((failures[0].record.key as Row).id, 2);
+    assertMatch(failures[0].error.message, /violates foreign key constraint/);
+    assertEquals((await sql`select id from items`).map((r) => r.id), [2]);
+  });
+});
+
 Deno.test("a delete carrying only the key removes a row written with a source position", async () => {
   const ddl = `create table public.items (id int primary key, name text, body text,
                  deleted_at timestamptz, _source_lsn pg_lsn)`;

@@ -13,7 +13,7 @@
 import { createHash } from "node:crypto";
 import type { Queryable, TargetTable } from "./_table.ts";
 import type { MergeCount } from "./_table.ts";
-import { isConnectionError } from "../../drivers/postgres.ts";
+import { isConnectionError, quoteIdent } from "../../drivers/postgres.ts";
 
 /** A staged row the database refused. */
 export interface RejectedRow {
@@ -44,6 +44,13 @@ export async function writeStaged(
   columns: readonly string[],
   count: number,
 ): Promise<StagedWrite> {
+  // After a batch with rejected upserts the next one likely has some too: the
+  // function's own set-based first try saves a doomed statement and its rollback.
+  if (kind === "upsert" && rejecting.has(table)) {
+    const result = await isolateRows(tx, table, kind, columns, count);
+    if (result.rejected.length === 0) rejecting.delete(table);
+    return result;
+  }
   try {
     const result = await tx.savepoint((sp) =>
       kind === "delete" ? table.delete(sp, 1, count, columns) : table.merge(sp, columns, 1, count)
@@ -52,8 +59,13 @@ export async function writeStaged(
   } catch (error) {
     if (isConnectionError(error)) throw error;
   }
-  return await isolateRows(tx, table, kind, columns, count);
+  const result = await isolateRows(tx, table, kind, columns, count);
+  if (kind === "upsert" && result.rejected.length > 0) rejecting.add(table);
+  return result;
 }
+
+/** Tables whose last upsert batch had rejected rows. */
+const rejecting = new WeakSet<TargetTable>();
 
 interface IsolationRow {
   sluice_row: number;
@@ -92,10 +104,20 @@ async function isolateRows(
 }
 
 /**
- * Creates (in the session's pg_temp schema, so nothing is left behind) the function that
- * applies staged rows `first..last` one at a time. It returns one row per
+ * Creates (in the session's pg_temp schema, so nothing is left behind) the
+ * function that applies staged rows `$1..$2` and answers one row per
  * rejected staged row, then a row numbered 0 with the count and key
  * checksum of what it wrote.
+ *
+ * Upserts go set-based from the first unwritten row to the end. Each row
+ * sets a temporary sequence to its number as it passes, and sequences
+ * ignore rollbacks, so when the statement fails the sequence names the row
+ * that failed: the rows before it are written in one more statement, the
+ * failed row is rejected, and the walk goes on after it. That is about two
+ * statements per rejected row instead of one per row. When the failure
+ * cannot be pinned on a row (an error raised at the end of the statement),
+ * the rest of the range is written row by row, each in its own
+ * subtransaction, as deletes always are.
  */
 async function ensureFunction(
   sql: Queryable,
@@ -104,35 +126,40 @@ async function ensureFunction(
   columns: readonly string[],
 ): Promise<string> {
   const staging = table.stagingName(columns);
-  const statement = table.writeStatement(kind, columns, { alias: "staged", where: "true" });
-  const hash = createHash("sha1").update(`${staging}\u0000${statement}`).digest("hex");
+  const body = kind === "upsert" ? upsertBody(table, columns) : deleteBody(table, columns);
+  const hash = createHash("sha1").update(`${staging}\u0000${body}`).digest("hex");
   const name = `pg_temp.sluice_isolate_${hash.slice(0, 16)}`;
-  // Session-scoped: the function lives as long as the connection (pg_temp).
+  // Created once per session (and again after a rollback took it away):
+  // replacing it would make PL/pgSQL compile it and plan its statements anew.
+  const [{ exists }] = await sql.unsafe<{ exists: boolean }[]>(
+    "select to_regprocedure($1) is not null as exists",
+    [`${name}(int, int)`],
+  );
+  if (exists) return name;
   await sql.unsafe(
-    `create or replace function ${name}(int, int)
+    `create function ${name}(int, int)
        returns table (sluice_row int, sluice_state text, sluice_message text,
                       sluice_count int, sluice_checksum text)
-       language plpgsql as $sluice$
+       language plpgsql
+       -- Ordered index scans: a statement that fails at row k has read only rows up to k.
+       set enable_seqscan = off set enable_bitmapscan = off set enable_sort = off set jit = off
+       as $sluice$
      #variable_conflict use_column
      declare
        staged ${staging}%rowtype;
+       sluice_lo int;
+       sluice_hi int;
+       sluice_bad int;
+       sluice_from int;
+       sluice_rejected int[] := '{}';
+       bad_state text;
+       bad_message text;
        total int := 0;
        total_sum numeric := 0;
        one_n int;
        one_s text;
      begin
-       for staged in select * from ${staging} t where t.__row between $1 and $2
-                     order by t.__row loop
-         begin
-           ${statement} into one_n, one_s;
-           total := total + one_n;
-           total_sum := total_sum + one_s::numeric;
-         exception when others then
-           sluice_row := staged.__row; sluice_state := sqlstate; sluice_message := sqlerrm;
-           sluice_count := null; sluice_checksum := null;
-           return next;
-         end;
-       end loop;
+       ${body}
        sluice_row := 0; sluice_state := null; sluice_message := null;
        sluice_count := total; sluice_checksum := total_sum::text;
        return next;
@@ -140,4 +167,97 @@ async function ensureFunction(
      $sluice$`,
   );
   return name;
+}
+
+/** Emits the current row as rejected (inside the function). */
+const REJECT = `sluice_rejected := sluice_rejected || sluice_row;
+         sluice_count := null; sluice_checksum := null;
+         return next;`;
+
+/** Deletes: row by row, each in its own subtransaction. */
+function deleteBody(table: TargetTable, columns: readonly string[]): string {
+  const oneRow = table.writeStatement("delete", columns, { alias: "staged", where: "true" });
+  return `
+       for staged in select * from ${table.stagingName(columns)} t
+                     where t.__row between $1 and $2 order by t.__row loop
+         begin
+           ${oneRow} into one_n, one_s;
+           total := total + one_n;
+           total_sum := total_sum + one_s::numeric;
+         exception when others then
+           sluice_row := staged.__row; sluice_state := sqlstate; sluice_message := sqlerrm;
+           ${REJECT}
+         end;
+       end loop;`;
+}
+
+/**
+ * Upserts: the marked set-based walk, then (only when a failure could not
+ * be pinned on a row) row by row from \`sluice_from\`. Statements are counted
+ * with ROW_COUNT; the key checksum is taken once at the end over the rows
+ * not rejected.
+ */
+function upsertBody(table: TargetTable, columns: readonly string[]): string {
+  const staging = table.stagingName(columns);
+  const index = quoteIdent(`${staging.slice(1, -1)}_row`);
+  const range = table.bareUpsertStatement(columns, {
+    alias: "s",
+    // OFFSET 0 keeps the marking filter above the sort, so rows are marked in order.
+    table: `(select * from ${staging} t where t.__row between sluice_lo and sluice_hi
+              order by t.__row offset 0)`,
+    where: "setval('pg_temp.sluice_mark', s.__row) is not null",
+  });
+  const oneRow = table.bareUpsertStatement(columns, { alias: "staged", where: "true" });
+  return `
+       create temporary sequence if not exists sluice_mark minvalue 0;
+       create index if not exists ${index} on ${staging} (__row);
+       sluice_lo := $1;
+       while sluice_lo <= $2 and sluice_from is null loop
+         sluice_hi := $2;
+         perform setval('pg_temp.sluice_mark', sluice_lo - 1);
+         begin
+           ${range};
+           get diagnostics one_n = row_count;
+           total := total + one_n;
+           exit;
+         exception when others then
+           bad_state := sqlstate;
+           bad_message := sqlerrm;
+         end;
+         -- setval() also sets currval(), and neither follows a rollback.
+         sluice_bad := currval('pg_temp.sluice_mark');
+         if sluice_bad < sluice_lo then
+           sluice_from := sluice_lo;
+           exit;
+         end if;
+         if sluice_bad > sluice_lo then
+           sluice_hi := sluice_bad - 1;
+           begin
+             ${range};
+             get diagnostics one_n = row_count;
+             total := total + one_n;
+           exception when others then
+             sluice_from := sluice_lo;
+           end;
+           exit when sluice_from is not null;
+         end if;
+         sluice_row := sluice_bad; sluice_state := bad_state; sluice_message := bad_message;
+         ${REJECT}
+         sluice_lo := sluice_bad + 1;
+       end loop;
+       if sluice_from is not null then
+         for staged in select * from ${staging} t where t.__row between sluice_from and $2
+                       order by t.__row loop
+           begin
+             ${oneRow};
+             get diagnostics one_n = row_count;
+             total := total + one_n;
+           exception when others then
+             sluice_row := staged.__row; sluice_state := sqlstate; sluice_message := sqlerrm;
+             ${REJECT}
+           end;
+         end loop;
+       end if;
+       ${table.stagedChecksum(columns, "sluice_rejected")} into one_s;
+       total_sum := one_s::numeric;`;
 }

@@ -275,7 +275,30 @@ export class TargetTable {
     return `${source.alias}.${quoteIdent(column)}::${this.columns.get(column)!.type}`;
   }
 
-  #upsertStatement(columns: readonly string[], source: RowSource): string {
+  /**
+   * The bare upsert of the rows of `source`, without RETURNING: the
+   * isolation function counts it with ROW_COUNT (see
+   * {@linkcode stagedChecksum} for the keys).
+   */
+  bareUpsertStatement(columns: readonly string[], source: RowSource): string {
+    return this.#upsertStatement(columns, source, false);
+  }
+
+  /**
+   * A query summing the key hashes of staged rows `$1..$2` except the row
+   * numbers in the int[] expression `excluded`, with each key cast to its
+   * column's type and back, so it hashes what RETURNING would have returned.
+   */
+  stagedChecksum(columns: readonly string[], excluded: string): string {
+    const keys = this.primaryKey.map((c) =>
+      `${this.#cast({ alias: "s", where: "" }, c)}::text as ${quoteIdent(c)}`
+    ).join(", ");
+    return `select ${checksumSql(this.primaryKey)} from (select ${keys}
+      from ${this.stagingName(columns)} s
+      where s.__row between $1 and $2 and s.__row <> all(${excluded})) written`;
+  }
+
+  #upsertStatement(columns: readonly string[], source: RowSource, returns = true): string {
     const stamp = this.#options.writeTimestampColumn;
     // The write timestamp is set on inserts as well as on updates.
     const stamped = stamp !== undefined && !columns.includes(stamp);
@@ -286,7 +309,7 @@ export class TargetTable {
     return `insert into ${this.#quoted} (${list})
          select ${values.join(", ")}${from}
          ${this.#conflict(columns)}
-         returning ${returning}`;
+         ${returns ? `returning ${returning}` : ""}`;
   }
 
   #conflict(columns: readonly string[]): string {
