@@ -1,12 +1,13 @@
 /**
  * Writes staged rows set-based and, when the database rejects the set,
  * finds the rejected rows in one round trip: a PL/pgSQL function walks the
- * staged rows with one subtransaction (`BEGIN … EXCEPTION`) per row and
- * answers the rejected row numbers with their SQLSTATE and message.
+ * staged rows set-based, naming the row each failed statement stopped at
+ * (see {@linkcode ensureFunction}), and answers the rejected row numbers
+ * with their SQLSTATE and message.
  *
  * Bisection under savepoints took one round trip (and one failed statement)
- * per level per bad row: with 10% bad rows that is thousands of round trips
- * per batch.
+ * per level per bad row: with 10% bad rows, thousands of round trips per
+ * batch; one subtransaction per row costs a statement per row.
  *
  * @module
  */

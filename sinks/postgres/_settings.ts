@@ -49,10 +49,10 @@ const options = z.strictObject({
     "Stale-event guard for change events: when the target table has this column (pg_lsn, or a numeric type), each write stores the event's source position (the commit LSN: source.sequence[0], else source.lsn) there, and an event older than the row's stored position is skipped, so a replay cannot roll a row back. Tombstones are then ignored (the delete event before them carries the position). Empty: off.",
   ),
   "auto.create": boolean().default(false).describe(
-    "Create a missing target table from the first record: its fields become columns with types inferred from their values (integers bigint, other numbers double precision, booleans boolean, bytes bytea, arrays text[], objects jsonb, everything else text), its key fields the primary key.",
+    "Create a missing target table from the first record: its fields become columns with types inferred from their values (numbers numeric, booleans boolean, bytes bytea, arrays text[], objects jsonb, strings and nulls text: records carry values, not column types), its key fields (or primary.key.fields) the primary key, plus the soft-delete, write-timestamp and, for change events, source-position columns.",
   ),
   "schema.evolution": z.enum(["none", "basic"]).default("none").describe(
-    "Debezium JDBC sink's schema evolution. basic: a field the table lacks becomes a new nullable column, and a value too wide for its column widens it (smallint → integer → bigint → numeric, real → double precision, varchar(n) → longer); never narrows. none: such a record fails (errors.tolerance).",
+    "Debezium JDBC sink's schema evolution. basic: a field the table lacks becomes a new nullable column, and a value too wide for its column widens it (smallint → integer → bigint → numeric, varchar(n) → longer); a value that would need a narrowing or another kind of type (1.5 for an integer column) fails its record. none: such a record fails (errors.tolerance).",
   ),
   "auto.evolve": boolean().default(false).describe(
     'Kafka Connect JDBC\'s spelling of schema.evolution: true means "basic".',

@@ -5,9 +5,9 @@
  * merged with one `INSERT … SELECT … ON CONFLICT (key) DO UPDATE` per table,
  * in one transaction together with the pipeline's offset. When the target
  * rejects rows (a value that does not fit a column, a failed constraint), a
- * server-side function retries the batch row by row, each in its own
- * subtransaction, and the rejected rows go to the dead-letter destination
- * (or stop the pipeline, per `errors.tolerance`); the rest of the batch lands.
+ * server-side function finds them in one round trip (see `_isolate.ts`), and
+ * the rejected rows go to the dead-letter destination (or stop the pipeline,
+ * per `errors.tolerance`); the rest of the batch lands.
  *
  * Change events (`op` c/u/r) are upserts of their `after` image; deletes
  * (`op` d, or a tombstone) become soft deletes (`deleted_at` set) or hard
