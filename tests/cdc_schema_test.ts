@@ -33,42 +33,63 @@ const LOADED = 60_000;
 
 const SOURCE = `create table public.items (id int primary key, name text, qty int)`;
 
-Deno.test("a stream auto-creates its target and evolves it when a source column is added, renamed and widened", async () => {
-  await using f = await syncFixture("cdc_evolve", SOURCE, "select 1");
-  const slot = uniqueSlot("cdc_evolve");
-  const stream = startStream(
-    await cdcSpec(f, slot, { "sink.auto.create": "true", "sink.schema.evolution": "basic" }),
+Deno.test("a stream evolves its target when a source column is added, renamed and widened", async () => {
+  await using f = await syncFixture(
+    "cdc_evolve",
+    `create table public.items (id int primary key, name text, qty int, n int)`,
+    `create table public.items (id int primary key, name text, qty int, n int,
+       deleted_at timestamptz, _source_lsn pg_lsn)`,
   );
+  const slot = uniqueSlot("cdc_evolve");
+  const stream = startStream(await cdcSpec(f, slot, { "sink.schema.evolution": "basic" }));
   try {
     await waitForActiveSlot(f.sourceSql, slot);
-    await f.sourceSql`insert into items values (1, 'a', 1)`;
-    await waitFor(
-      "the created table",
-      async () => (await f.targetSql`select 1 from items where id = 1`.catch(() => [])).length,
-      LOADED,
-    );
+    await f.sourceSql`insert into items values (1, 'a', 1, 1)`;
     await f.sourceSql`alter table items add column color text`;
-    await f.sourceSql`insert into items values (2, 'b', 2, 'red')`;
+    await f.sourceSql`insert into items values (2, 'b', 2, 2, 'red')`;
     await f.sourceSql`alter table items rename column qty to quantity`;
     await f.sourceSql`update items set quantity = 20 where id = 2`;
-    await f.sourceSql`alter table items alter column quantity type bigint`;
-    await f.sourceSql`insert into items values (3, 'c', 5000000000, 'blue')`;
+    await f.sourceSql`alter table items alter column n type bigint`;
+    await f.sourceSql`insert into items values (3, 'c', 3, 5000000000, 'blue')`;
     await waitFor("rows with the new columns", async () => {
-      const rows = await f.targetSql`select id, color, quantity::text as q from items
-                                     where id = 3`.catch(() => []);
-      return rows[0]?.q === "5000000000";
+      const rows = await f.targetSql`select n::text from items where id = 3`;
+      return rows[0]?.n === "5000000000";
     }, LOADED);
-    const rows = await f.targetSql`select id, name, qty::text, color, quantity::text
+    const rows = await f.targetSql`select id, name, qty, n::text, color, quantity::text
                                    from items order by id`;
-    assertEquals(rows.map((r) => [r.id, r.name, r.qty, r.color, r.quantity]), [
-      ["1", "a", "1", null, null],
-      ["2", "b", "2", "red", "20"],
-      ["3", "c", null, "blue", "5000000000"],
+    assertEquals(rows.map((r) => [r.id, r.name, r.qty, r.n, r.color, r.quantity]), [
+      [1, "a", 1, "1", null, null],
+      [2, "b", 2, "2", "red", "20"],
+      [3, "c", null, "5000000000", "blue", "3"],
     ]);
+    const [{ type }] = await f.targetSql`select format_type(atttypid, atttypmod) as type
+      from pg_attribute where attrelid = 'public.items'::regclass and attname = 'n'`;
+    assertEquals(type, "bigint", "int widened to bigint");
   } finally {
     const report = await stream.stop();
     assertEquals(report.status, "stopped", report.error?.message);
     assertEquals(report.stats.deadLettered, 0);
+  }
+});
+
+Deno.test("a stream with auto.create makes its target from the first change event", async () => {
+  await using f = await syncFixture("cdc_create", SOURCE, "select 1");
+  const slot = uniqueSlot("cdc_create");
+  const stream = startStream(await cdcSpec(f, slot, { "sink.auto.create": "true" }));
+  try {
+    await waitForActiveSlot(f.sourceSql, slot);
+    await f.sourceSql`insert into items values (1, 'a', 1)`;
+    await f.sourceSql`delete from items where id = 1`;
+    await f.sourceSql`insert into items values (2, 'b', 2)`;
+    await waitFor("the created table", async () => {
+      const rows = await f.targetSql`select id::int, name, deleted_at is not null as deleted
+                                     from items order by id`.catch(() => []);
+      return JSON.stringify(rows.map((r) => [r.id, r.name, r.deleted])) ===
+        '[[1,"a",true],[2,"b",false]]';
+    }, LOADED);
+  } finally {
+    const report = await stream.stop();
+    assertEquals(report.status, "stopped", report.error?.message);
   }
 });
 

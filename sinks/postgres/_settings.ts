@@ -34,7 +34,7 @@ const options = z.strictObject({
     "upsert: insert or update by key (idempotent). insert: plain INSERT, duplicates fail.",
   ),
   "delete.mode": z.enum(["soft", "hard", "none"]).default("soft").describe(
-    "How deletes and tombstones apply: soft sets soft.delete.column, hard deletes the row, none ignores them. A stream pipeline whose target cannot apply them (soft without the column) does not start.",
+    "How deletes and tombstones apply: soft sets soft.delete.column, hard deletes the row, none ignores them (so a key change, a delete plus a create, then leaves the old row too). A stream pipeline whose target cannot apply them (soft without the column) does not start; in a batch pipeline such a delete fails its record.",
   ),
   "soft.delete.column": z.string().default("deleted_at").describe(
     "Timestamp column set by soft deletes and cleared by later upserts.",
