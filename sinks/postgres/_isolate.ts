@@ -113,11 +113,11 @@ async function isolateRows(
  * Upserts go set-based from the first unwritten row to the end. Each row
  * sets a temporary sequence to its number as it passes, and sequences
  * ignore rollbacks, so when the statement fails the sequence names the row
- * that failed: the rows before it are written in one more statement, the
- * failed row is rejected, and the walk goes on after it. That is about two
- * statements per rejected row instead of one per row. When the failure
- * cannot be pinned on a row (an error raised at the end of the statement),
- * the rest of the range is written row by row, each in its own
+ * that failed: it is rejected and the walk goes on after it. The rows the
+ * failed statements rolled back then go in with one more statement. That
+ * is about one statement per rejected row instead of one per row. When a
+ * failure cannot be pinned on a row (an error raised at the end of a
+ * statement), those rows are written row by row, each in its own
  * subtransaction, as deletes always are.
  */
 async function ensureFunction(
@@ -152,7 +152,12 @@ async function ensureFunction(
        sluice_hi int;
        sluice_bad int;
        sluice_from int;
+       sluice_to int;
+       region_from int;
+       region_to int;
        sluice_rejected int[] := '{}';
+       rejected_states text[] := '{}';
+       rejected_messages text[] := '{}';
        bad_state text;
        bad_message text;
        total int := 0;
@@ -193,10 +198,12 @@ function deleteBody(table: TargetTable, columns: readonly string[]): string {
 }
 
 /**
- * Upserts: the marked set-based walk, then (only when a failure could not
- * be pinned on a row) row by row from \`sluice_from\`. Statements are counted
- * with ROW_COUNT; the key checksum is taken once at the end over the rows
- * not rejected.
+ * Upserts: the marked walk, then the rows its failed statements rolled back
+ * in one statement, then (only where a failure could not be pinned on a
+ * row) row by row. Verdicts are kept in arrays and answered at the end, so
+ * the walk's can be withdrawn when the rolled-back rows do not go in
+ * without them. Statements are counted with ROW_COUNT; the key checksum is
+ * taken once at the end over the rows not rejected.
  */
 function upsertBody(table: TargetTable, columns: readonly string[]): string {
   const staging = table.stagingName(columns);
@@ -205,60 +212,78 @@ function upsertBody(table: TargetTable, columns: readonly string[]): string {
     alias: "s",
     // OFFSET 0 keeps the marking filter above the sort, so rows are marked in order.
     table: `(select * from ${staging} t where t.__row between sluice_lo and sluice_hi
-              order by t.__row offset 0)`,
+              and t.__row <> all(sluice_rejected) order by t.__row offset 0)`,
     where: "setval('pg_temp.sluice_mark', s.__row) is not null",
   });
   const oneRow = table.bareUpsertStatement(columns, { alias: "staged", where: "true" });
-  return `
-       create temporary sequence if not exists sluice_mark minvalue 0;
-       create index if not exists ${index} on ${staging} (__row);
-       sluice_lo := $1;
-       while sluice_lo <= $2 and sluice_from is null loop
-         sluice_hi := $2;
-         perform setval('pg_temp.sluice_mark', sluice_lo - 1);
-         begin
-           ${range};
-           get diagnostics one_n = row_count;
-           total := total + one_n;
-           exit;
-         exception when others then
-           bad_state := sqlstate;
-           bad_message := sqlerrm;
-         end;
-         -- setval() also sets currval(), and neither follows a rollback.
-         sluice_bad := currval('pg_temp.sluice_mark');
-         if sluice_bad < sluice_lo then
-           sluice_from := sluice_lo;
-           exit;
-         end if;
-         if sluice_bad > sluice_lo then
-           sluice_hi := sluice_bad - 1;
-           begin
-             ${range};
-             get diagnostics one_n = row_count;
-             total := total + one_n;
-           exception when others then
-             sluice_from := sluice_lo;
-           end;
-           exit when sluice_from is not null;
-         end if;
-         sluice_row := sluice_bad; sluice_state := bad_state; sluice_message := bad_message;
-         ${REJECT}
-         sluice_lo := sluice_bad + 1;
-       end loop;
-       if sluice_from is not null then
-         for staged in select * from ${staging} t where t.__row between sluice_from and $2
+  const rowByRow = (from: string, to: string) => `
+         for staged in select * from ${staging} t where t.__row between ${from} and ${to}
                        order by t.__row loop
            begin
              ${oneRow};
              get diagnostics one_n = row_count;
              total := total + one_n;
            exception when others then
-             sluice_row := staged.__row; sluice_state := sqlstate; sluice_message := sqlerrm;
-             ${REJECT}
+             sluice_rejected := sluice_rejected || staged.__row;
+             rejected_states := rejected_states || sqlstate::text;
+             rejected_messages := rejected_messages || sqlerrm;
            end;
-         end loop;
+         end loop;`;
+  return `
+       create temporary sequence if not exists sluice_mark minvalue 0;
+       create index if not exists ${index} on ${staging} (__row);
+       sluice_lo := $1;
+       while sluice_lo <= $2 loop
+         sluice_hi := $2;
+         perform setval('pg_temp.sluice_mark', sluice_lo - 1);
+         begin
+           ${range};
+           get diagnostics one_n = row_count;
+           total := total + one_n;
+           sluice_lo := $2 + 1;
+         exception when others then
+           -- setval() also sets currval(), and neither follows a rollback.
+           sluice_bad := currval('pg_temp.sluice_mark');
+           if sluice_bad < sluice_lo then
+             sluice_from := sluice_lo;
+             sluice_to := $2;
+             sluice_lo := $2 + 1;
+           else
+             sluice_rejected := sluice_rejected || sluice_bad;
+             rejected_states := rejected_states || sqlstate::text;
+             rejected_messages := rejected_messages || sqlerrm;
+             region_from := coalesce(region_from, sluice_lo);
+             region_to := sluice_bad;
+             sluice_lo := sluice_bad + 1;
+           end if;
+         end;
+       end loop;
+       if region_from is not null then
+         sluice_lo := region_from;
+         sluice_hi := region_to;
+         begin
+           ${range};
+           get diagnostics one_n = row_count;
+           total := total + one_n;
+         exception when others then
+           -- A failure the walk pinned on the wrong row (one raised at the
+           -- end of a statement): its verdicts are withdrawn, rows go one by one.
+           sluice_rejected := '{}';
+           rejected_states := '{}';
+           rejected_messages := '{}';
+           ${rowByRow("region_from", "region_to")}
+         end;
        end if;
+       if sluice_from is not null then
+         ${rowByRow("sluice_from", "sluice_to")}
+       end if;
+       for i in 1 .. coalesce(array_length(sluice_rejected, 1), 0) loop
+         sluice_row := sluice_rejected[i];
+         sluice_state := rejected_states[i];
+         sluice_message := rejected_messages[i];
+         sluice_count := null; sluice_checksum := null;
+         return next;
+       end loop;
        ${table.stagedChecksum(columns, "sluice_rejected")} into one_s;
        total_sum := one_s::numeric;`;
 }
