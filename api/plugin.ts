@@ -53,6 +53,12 @@ export interface PluginContext {
   readonly logger: Logger;
   /** Aborted when the pipeline stops; long waits should honour it. */
   readonly signal: AbortSignal;
+  /**
+   * Whether the pipeline's source ends by itself (`batch`) or runs until
+   * stopped (`stream`), when the runtime knows it. A sink can then refuse at
+   * start what a stream would need (for example applying deletes).
+   */
+  readonly sourceMode?: SourceMode;
 }
 
 /**

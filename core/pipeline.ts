@@ -123,6 +123,9 @@ export class ToleranceExceededError extends Error {
   }
 }
 
+/** Failed records logged one by one per batch; the rest are counted in one line. */
+const LOGGED_FAILURES_PER_BATCH = 3;
+
 interface TransformStep {
   readonly alias: string;
   readonly transform: Transform;
@@ -266,6 +269,7 @@ class PipelineRun {
       pipeline: spec.name,
       logger: this.logger.getChild(plugin),
       signal: stop.signal,
+      sourceMode: spec.source.plugin.mode,
     });
 
     this.#sink = await spec.sink.plugin.create(spec.sink.config, context(spec.sink.plugin.name));
@@ -422,7 +426,9 @@ class PipelineRun {
   #reject = async (failures: readonly RecordFailure[]): Promise<void> => {
     const options = this.spec.options;
     if (options["errors.log.enable"]) {
-      for (const failure of failures) {
+      // A few lines per batch, not one per record: a batch with thousands of
+      // bad rows must not flood the log (the dead letters hold every one).
+      for (const failure of failures.slice(0, LOGGED_FAILURES_PER_BATCH)) {
         const fields: Record<string, unknown> = {
           stage: failure.stage,
           topic: failure.record.topic,
@@ -433,6 +439,11 @@ class PipelineRun {
           fields.value = failure.record.value;
         }
         this.logger.warn("Record failed in {stage}: {error}", fields);
+      }
+      if (failures.length > LOGGED_FAILURES_PER_BATCH) {
+        this.logger.warn("{count} more records of the batch failed (not logged one by one)", {
+          count: failures.length - LOGGED_FAILURES_PER_BATCH,
+        });
       }
     }
     if (options["errors.tolerance"] === "none") throw new ToleranceExceededError(failures[0]);

@@ -217,6 +217,8 @@ Deno.test("postgres_cdc carries every type byte for byte, in the snapshot and in
     "transforms.route.regex": "src\\.(.*)",
     "transforms.route.replacement": "$1",
     "sink.table.name.format": "${topic}",
+    // The targets have no deleted_at: a stream must say how deletes apply.
+    "sink.delete.mode": "hard",
   });
   const stream = startStream(spec);
   const columns = `id, big, num, num_free, f8, f4, ts, tsl, d, t, ttz, iv, u, j, jb, b, arr, iarr,

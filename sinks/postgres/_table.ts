@@ -39,6 +39,17 @@ export interface MergeCount {
   checksum: bigint;
 }
 
+/**
+ * Where a write statement takes its rows from: a range of the staging table
+ * (`table` and `alias`, `where` on `$1`/`$2`), or one PL/pgSQL record
+ * variable (`alias` only, `where` true).
+ */
+export interface RowSource {
+  readonly alias: string;
+  readonly table?: string;
+  readonly where: string;
+}
+
 /** A target table and the statements that write to it. */
 export class TargetTable {
   readonly name: string;
@@ -60,10 +71,17 @@ export class TargetTable {
     this.#options = options;
   }
 
-  /** Looks the table up; throws a sentence naming what is wrong. */
-  static async open(sql: Sql, name: string, options: TableOptions): Promise<TargetTable> {
+  /**
+   * Looks the table up; throws a sentence naming what is wrong. Undefined
+   * when the table does not exist.
+   */
+  static async open(
+    sql: Sql,
+    name: string,
+    options: TableOptions,
+  ): Promise<TargetTable | undefined> {
     const described = await describeTable(sql, name);
-    if (!described) throw new Error(`Target table "${name}" does not exist`);
+    if (!described) return undefined;
     const primaryKey = options.primaryKey?.length ? options.primaryKey : described.primaryKey;
     if (primaryKey.length === 0) {
       throw new Error(
@@ -74,9 +92,13 @@ export class TargetTable {
     for (const column of primaryKey) {
       if (!names.has(column)) throw new Error(`Key column "${column}" is not in table "${name}"`);
     }
+    let deleteProblem: string | undefined;
     if (options.deleteMode === "soft" && !names.has(options.softDeleteColumn)) {
-      // Only fatal once a delete arrives; batch tables often have no such column.
-      options = { ...options, deleteMode: "none" as const, softDeleteColumn: "" };
+      deleteProblem = `delete.mode is "soft" but table "${name}" has no column ` +
+        `"${options.softDeleteColumn}" (soft.delete.column): add it ` +
+        `(alter table ${parseTableName(name).quoted} add column ` +
+        `${quoteIdent(options.softDeleteColumn)} timestamptz), or set delete.mode to "hard" ` +
+        `(or "none" to ignore deletes on purpose)`;
     }
     if (options.writeTimestampColumn && !names.has(options.writeTimestampColumn)) {
       options = { ...options, writeTimestampColumn: undefined };
@@ -85,11 +107,32 @@ export class TargetTable {
       options = { ...options, positionColumn: undefined };
     }
     const table = new TargetTable(name, described.columns, primaryKey, options);
+    table.deleteProblem = deleteProblem;
     const [{ empty }] = await sql.unsafe<{ empty: boolean }[]>(
       `select not exists (select 1 from ${table.#quoted}) as empty`,
     );
     table.bulk = empty && options.insertMode === "upsert";
     return table;
+  }
+
+  /**
+   * Why deletes cannot be applied as configured (a sentence naming the table,
+   * the column and the remedies), or undefined when they can.
+   */
+  deleteProblem?: string;
+
+  /** The same table looked up again (after its columns changed), keeping the bulk state. */
+  async reload(sql: Sql, options: TableOptions): Promise<TargetTable> {
+    const table = await TargetTable.open(sql, this.name, options);
+    if (!table) throw new Error(`Target table "${this.name}" no longer exists`);
+    table.bulk = this.bulk;
+    table.bulkRows = this.bulkRows;
+    return table;
+  }
+
+  /** The table's name, quoted for SQL. */
+  get quoted(): string {
+    return this.#quoted;
   }
 
   /**
@@ -163,7 +206,7 @@ export class TargetTable {
 
   /** Copies rows into the session's (temporary) staging table for this column set. */
   async stage(sql: Queryable, columns: readonly string[], rows: readonly Row[]): Promise<void> {
-    const staging = this.#stagingName(columns);
+    const staging = this.stagingName(columns);
     const definition = ["__row integer", ...columns.map((c) => `${quoteIdent(c)} text`)].join(", ");
     await sql.unsafe(`create temp table if not exists ${staging} (${definition})`);
     await sql.unsafe(`truncate ${staging}`);
@@ -175,48 +218,16 @@ export class TargetTable {
   }
 
   /** Merges staged rows `first..last` (1-based row numbers) into the table. */
-  async merge(
+  merge(
     sql: Queryable,
     columns: readonly string[],
     first: number,
     last: number,
   ): Promise<MergeCount> {
-    const staging = this.#stagingName(columns);
-    const list = columns.map(quoteIdent).join(", ");
-    const casts = columns.map((c) => `s.${quoteIdent(c)}::${this.columns.get(c)!.type}`).join(", ");
-    const key = this.primaryKey.map(quoteIdent).join(", ");
-    let conflict = "";
-    if (this.#options.insertMode === "upsert") {
-      const updates = columns.filter((c) => !this.primaryKey.includes(c))
-        .map((c) => `${quoteIdent(c)} = excluded.${quoteIdent(c)}`);
-      if (
-        this.#options.deleteMode === "soft" && !columns.includes(this.#options.softDeleteColumn)
-      ) {
-        updates.push(`${quoteIdent(this.#options.softDeleteColumn)} = null`);
-      }
-      const stamp = this.#options.writeTimestampColumn;
-      if (stamp && !columns.includes(stamp)) updates.push(`${quoteIdent(stamp)} = now()`);
-      // A table of key columns only still "updates", so that RETURNING counts the row.
-      if (updates.length === 0) {
-        updates.push(...this.primaryKey.map((c) => `${quoteIdent(c)} = excluded.${quoteIdent(c)}`));
-      }
-      conflict = ` on conflict (${key}) do update set ${updates.join(", ")}`;
-      const position = this.#options.positionColumn;
-      if (position && columns.includes(position)) {
-        conflict += ` where ${this.#notStale(this.#quoted, `excluded.${quoteIdent(position)}`)}`;
-      }
-    }
-    const returning = this.primaryKey.map((c) => `${quoteIdent(c)}::text`).join(", ");
-    const rows = await sql.unsafe<{ n: number; s: string }[]>(
-      `with written as (
-         insert into ${this.#quoted} (${list})
-         select ${casts} from ${staging} s where s.__row between $1 and $2
-         ${conflict}
-         returning ${returning})
-       select count(*)::int as n, ${checksumSql(this.primaryKey)} as s from written`,
-      [first, last],
-    );
-    return { count: rows[0].n, checksum: BigInt(rows[0].s) };
+    return this.#run(sql, this.writeStatement("upsert", columns, this.stagedRows(columns)), [
+      first,
+      last,
+    ]);
   }
 
   /**
@@ -224,42 +235,125 @@ export class TargetTable {
    * `columns` are the staged columns: the key, and the position column when
    * the deletes carry positions.
    */
-  async delete(
+  delete(
     sql: Queryable,
     first: number,
     last: number,
     columns: readonly string[] = this.primaryKey,
   ): Promise<MergeCount> {
-    const staging = this.#stagingName(columns);
-    let match = this.primaryKey.map((c) =>
-      `t.${quoteIdent(c)} = s.${quoteIdent(c)}::${this.columns.get(c)!.type}`
-    ).join(" and ");
+    return this.#run(sql, this.writeStatement("delete", columns, this.stagedRows(columns)), [
+      first,
+      last,
+    ]);
+  }
+
+  /** Staged rows `$1..$2` of the staging table for `columns`, as a {@linkcode RowSource}. */
+  stagedRows(columns: readonly string[]): RowSource {
+    return { alias: "s", table: this.stagingName(columns), where: "s.__row between $1 and $2" };
+  }
+
+  async #run(sql: Queryable, statement: string, params: number[]): Promise<MergeCount> {
+    const rows = await sql.unsafe<{ n: number; s: string }[]>(statement, params);
+    return { count: rows[0].n, checksum: BigInt(rows[0].s) };
+  }
+
+  /**
+   * The statement that upserts or deletes the rows of `source`, answering one
+   * row `(n, s)`: how many rows the database wrote and the checksum of their
+   * keys. The same statement serves a range of the staging table and, inside
+   * the isolation function, one row at a time.
+   */
+  writeStatement(kind: "upsert" | "delete", columns: readonly string[], source: RowSource): string {
+    const statement = kind === "upsert"
+      ? this.#upsertStatement(columns, source)
+      : this.#deleteStatement(columns, source);
+    return `with written as (${statement})
+       select count(*)::int as n, ${checksumSql(this.primaryKey)} as s from written`;
+  }
+
+  #cast(source: RowSource, column: string): string {
+    return `${source.alias}.${quoteIdent(column)}::${this.columns.get(column)!.type}`;
+  }
+
+  /**
+   * The bare upsert of the rows of `source`, without RETURNING: the
+   * isolation function counts it with ROW_COUNT (see
+   * {@linkcode stagedChecksum} for the keys).
+   */
+  bareUpsertStatement(columns: readonly string[], source: RowSource): string {
+    return this.#upsertStatement(columns, source, false);
+  }
+
+  /**
+   * A query summing the key hashes of staged rows `$1..$2` except the row
+   * numbers in the int[] expression `excluded`, with each key cast to its
+   * column's type and back, so it hashes what RETURNING would have returned.
+   */
+  stagedChecksum(columns: readonly string[], excluded: string): string {
+    const keys = this.primaryKey.map((c) =>
+      `${this.#cast({ alias: "s", where: "" }, c)}::text as ${quoteIdent(c)}`
+    ).join(", ");
+    return `select ${checksumSql(this.primaryKey)} from (select ${keys}
+      from ${this.stagingName(columns)} s
+      where s.__row between $1 and $2 and s.__row <> all(${excluded})) written`;
+  }
+
+  #upsertStatement(columns: readonly string[], source: RowSource, returns = true): string {
+    const stamp = this.#options.writeTimestampColumn;
+    // The write timestamp is set on inserts as well as on updates.
+    const stamped = stamp !== undefined && !columns.includes(stamp);
+    const list = [...columns, ...(stamped ? [stamp] : [])].map(quoteIdent).join(", ");
+    const values = [...columns.map((c) => this.#cast(source, c)), ...(stamped ? ["now()"] : [])];
+    const from = source.table ? ` from ${source.table} ${source.alias} where ${source.where}` : "";
+    const returning = this.primaryKey.map((c) => `${quoteIdent(c)}::text`).join(", ");
+    return `insert into ${this.#quoted} (${list})
+         select ${values.join(", ")}${from}
+         ${this.#conflict(columns)}
+         ${returns ? `returning ${returning}` : ""}`;
+  }
+
+  #conflict(columns: readonly string[]): string {
+    if (this.#options.insertMode !== "upsert") return "";
+    const key = this.primaryKey.map(quoteIdent).join(", ");
+    const updates = columns.filter((c) => !this.primaryKey.includes(c))
+      .map((c) => `${quoteIdent(c)} = excluded.${quoteIdent(c)}`);
+    if (this.#options.deleteMode === "soft" && !columns.includes(this.#options.softDeleteColumn)) {
+      updates.push(`${quoteIdent(this.#options.softDeleteColumn)} = null`);
+    }
+    const stamp = this.#options.writeTimestampColumn;
+    if (stamp && !columns.includes(stamp)) updates.push(`${quoteIdent(stamp)} = now()`);
+    // A table of key columns only still "updates", so that RETURNING counts the row.
+    if (updates.length === 0) {
+      updates.push(...this.primaryKey.map((c) => `${quoteIdent(c)} = excluded.${quoteIdent(c)}`));
+    }
+    let conflict = `on conflict (${key}) do update set ${updates.join(", ")}`;
+    const position = this.#options.positionColumn;
+    if (position && columns.includes(position)) {
+      conflict += ` where ${this.#notStale(this.#quoted, `excluded.${quoteIdent(position)}`)}`;
+    }
+    return conflict;
+  }
+
+  #deleteStatement(columns: readonly string[], source: RowSource): string {
+    let match = this.primaryKey.map((c) => `t.${quoteIdent(c)} = ${this.#cast(source, c)}`)
+      .join(" and ");
     const position = this.#options.positionColumn;
     const positioned = position !== undefined && columns.includes(position);
-    const incoming = positioned
-      ? `s.${quoteIdent(position)}::${this.columns.get(position)!.type}`
-      : "";
+    const incoming = positioned ? this.#cast(source, position) : "";
     if (positioned) match += ` and ${this.#notStale("t", incoming)}`;
     const returning = this.primaryKey.map((c) => `t.${quoteIdent(c)}::text`).join(", ");
-    let statement: string;
+    const where = `where ${source.where} and ${match} returning ${returning}`;
     if (this.#options.deleteMode === "hard") {
-      statement = `delete from ${this.#quoted} t using ${staging} s
-        where s.__row between $1 and $2 and ${match} returning ${returning}`;
-    } else {
-      const softColumn = quoteIdent(this.#options.softDeleteColumn);
-      const stamp = this.#options.writeTimestampColumn;
-      let extra = stamp ? `, ${quoteIdent(stamp)} = now()` : "";
-      if (positioned) extra += `, ${quoteIdent(position)} = ${incoming}`;
-      statement =
-        `update ${this.#quoted} t set ${softColumn} = coalesce(t.${softColumn}, now())${extra}
-        from ${staging} s where s.__row between $1 and $2 and ${match} returning ${returning}`;
+      const using = source.table ? ` using ${source.table} ${source.alias}` : "";
+      return `delete from ${this.#quoted} t${using} ${where}`;
     }
-    const rows = await sql.unsafe<{ n: number; s: string }[]>(
-      `with written as (${statement})
-       select count(*)::int as n, ${checksumSql(this.primaryKey)} as s from written`,
-      [first, last],
-    );
-    return { count: rows[0].n, checksum: BigInt(rows[0].s) };
+    const softColumn = quoteIdent(this.#options.softDeleteColumn);
+    const stamp = this.#options.writeTimestampColumn;
+    let extra = stamp ? `, ${quoteIdent(stamp)} = now()` : "";
+    if (positioned) extra += `, ${quoteIdent(position)} = ${incoming}`;
+    const from = source.table ? ` from ${source.table} ${source.alias}` : "";
+    return `update ${this.#quoted} t set ${softColumn} = coalesce(t.${softColumn}, now())${extra}${from}
+        ${where}`;
   }
 
   /**
@@ -290,7 +384,8 @@ export class TargetTable {
     return result.count;
   }
 
-  #stagingName(columns: readonly string[]): string {
+  /** The session's temporary staging table for this column set. */
+  stagingName(columns: readonly string[]): string {
     return quoteIdent(
       `sluice_stage_${hashText(`${this.name}\u0000${columns.join("\u0000")}`).slice(0, 16)}`,
     );

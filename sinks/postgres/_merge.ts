@@ -1,0 +1,215 @@
+/**
+ * Applies runs of operations to a table: the last operation per key wins
+ * (upserts of one key merged, so columns a change event left out keep the
+ * value an earlier event gave them), rows are written in groups that carry
+ * the same columns, by bulk COPY on a first load or by staging and a
+ * set-based merge otherwise.
+ *
+ * @module
+ */
+import type { Logger } from "@logtape/logtape";
+import { errorMessage } from "../../api/errors.ts";
+import type { RecordFailure } from "../../api/plugin.ts";
+import { type ChangeEvent, isChangeEvent } from "../../api/record.ts";
+import { isConnectionError } from "../../drivers/postgres.ts";
+import { type Savepoints, writeStaged } from "./_isolate.ts";
+import { keyOf, type Operation, type Run, sinkFailure, sourcePosition } from "./_operations.ts";
+import { keyHash, type TargetTable } from "./_table.ts";
+
+/** Rows written and operations deliberately not applied. */
+export interface Counts {
+  written: number;
+  skipped: number;
+}
+
+/** Key checksums over a run of the sink, for validation. */
+export interface Totals {
+  givenChecksum: bigint;
+  writtenChecksum: bigint;
+}
+
+/** What applying runs needs besides the transaction. */
+export interface MergeContext {
+  readonly failures: RecordFailure[];
+  readonly totals: Totals;
+  readonly logger: Logger;
+}
+
+/** Operations on distinct keys that carry the same columns. */
+interface Group {
+  columns: string[];
+  operations: Operation[];
+}
+
+/** Applies one run of same-kind operations on one table, isolating rejected rows. */
+export async function applyRun(tx: Savepoints, run: Run, context: MergeContext): Promise<Counts> {
+  const { table, kind, operations } = run;
+  if (kind === "truncate") return await applyTruncates(tx, table, operations);
+  const failedBefore = context.failures.length;
+  const unique = lastPerKey(table, kind, operations, context.failures);
+  const superseded = operations.length - unique.length - (context.failures.length - failedBefore);
+  const counts: Counts = { written: superseded, skipped: 0 };
+  for (const group of groupsOf(table, kind, unique)) {
+    const result = await applyGroup(tx, table, kind, group, context);
+    counts.written += result.written;
+    counts.skipped += result.skipped;
+  }
+  return counts;
+}
+
+async function applyTruncates(
+  tx: Savepoints,
+  table: TargetTable,
+  operations: readonly Operation[],
+): Promise<Counts> {
+  const column = table.positionColumn;
+  for (const { record } of operations) {
+    const position = column ? sourcePosition(record.value as ChangeEvent) : undefined;
+    await table.truncate(tx, position === undefined ? undefined : table.positionText(position));
+  }
+  return { written: operations.length, skipped: 0 };
+}
+
+/**
+ * The last operation per key, in the order of each key's last operation
+ * (ON CONFLICT cannot touch a row twice). Upserts of one key are merged.
+ * An operation without its key goes to `failures`.
+ */
+function lastPerKey(
+  table: TargetTable,
+  kind: "upsert" | "delete",
+  operations: readonly Operation[],
+  failures: RecordFailure[],
+): Operation[] {
+  const byKey = new Map<string, Operation>();
+  operations: for (const operation of operations) {
+    for (const column of table.primaryKey) {
+      const value = operation.row[column];
+      if (value === undefined || value === null) {
+        failures.push(sinkFailure(
+          operation.record,
+          `key column "${column}" of table "${table.name}" is missing or null`,
+        ));
+        continue operations;
+      }
+    }
+    const key = keyOf(table, operation);
+    const earlier = byKey.get(key);
+    if (earlier === undefined) {
+      byKey.set(key, operation);
+      continue;
+    }
+    // Re-inserted so that the map's order is the order of each key's last operation.
+    byKey.delete(key);
+    byKey.set(
+      key,
+      kind === "upsert" ? { ...operation, row: { ...earlier.row, ...operation.row } } : operation,
+    );
+  }
+  return [...byKey.values()];
+}
+
+/** Groups with the same columns, so a row leaving a column out never overwrites it with null. */
+function groupsOf(
+  table: TargetTable,
+  kind: "upsert" | "delete",
+  operations: readonly Operation[],
+): Group[] {
+  const groups = new Map<string, Group>();
+  const position = table.positionColumn;
+  for (const operation of operations) {
+    const columns = kind === "delete"
+      ? [
+        ...table.primaryKey,
+        ...(position && operation.row[position] !== undefined ? [position] : []),
+      ]
+      : Object.keys(operation.row);
+    // Rows of one source list their fields in one order, so no sorting is needed.
+    const signature = columns.join("\u0000");
+    const group = groups.get(signature);
+    if (group) group.operations.push(operation);
+    else groups.set(signature, { columns, operations: [operation] });
+  }
+  return [...groups.values()];
+}
+
+/** Writes one group: COPY on a first load, else staged and merged, rejected rows isolated. */
+async function applyGroup(
+  tx: Savepoints,
+  table: TargetTable,
+  kind: "upsert" | "delete",
+  group: Group,
+  context: MergeContext,
+): Promise<Counts> {
+  const { columns, operations } = group;
+  const rows = operations.map((op) => op.row);
+  if (kind === "upsert" && table.bulk && !hasUpdates(operations)) {
+    const copied = await tryBulkCopy(tx, table, columns, rows, context.logger);
+    if (copied !== undefined) return { written: copied, skipped: 0 };
+  }
+  await table.stage(tx, columns, rows);
+  const result = await writeStaged(tx, table, kind, columns, operations.length);
+  const rejected = new Set<number>();
+  for (const reject of result.rejected) {
+    rejected.add(reject.row - 1);
+    const failure = sinkFailure(operations[reject.row - 1].record, reject.message);
+    Object.assign(failure.error, { code: reject.sqlstate });
+    context.failures.push(failure);
+  }
+  const applied = operations.filter((_, index) => !rejected.has(index));
+  return account(table, kind, applied, result, context.totals);
+}
+
+/** An update event means the row exists: COPY would only fail, so merge. */
+function hasUpdates(operations: readonly Operation[]): boolean {
+  return operations.some((op) => isChangeEvent(op.record.value) && op.record.value.op === "u");
+}
+
+/** COPYs rows straight into the table; undefined when bulk mode has just ended. */
+async function tryBulkCopy(
+  tx: Savepoints,
+  table: TargetTable,
+  columns: readonly string[],
+  rows: Parameters<TargetTable["copyInto"]>[2],
+  logger: Logger,
+): Promise<number | undefined> {
+  try {
+    return await tx.savepoint((sp) => table.copyInto(sp, columns, rows));
+  } catch (error) {
+    if (isConnectionError(error)) throw error;
+    table.bulk = false;
+    logger.debug("Bulk COPY into {table} ended: {error}", {
+      table: table.name,
+      error: errorMessage(error),
+    });
+    return undefined;
+  }
+}
+
+/** Adds a write to the key checksums and says what was written and skipped. */
+function account(
+  table: TargetTable,
+  kind: "upsert" | "delete",
+  applied: readonly Operation[],
+  result: { count: number; checksum: bigint },
+  totals: Totals,
+): Counts {
+  // Only the stale-event guard may skip upserts; any other row the database
+  // did not write (a trigger, a rule) must fail validation.
+  const staleGuard = kind === "upsert" && table.positionColumn !== undefined;
+  if (kind === "upsert") {
+    totals.writtenChecksum += result.checksum;
+    if (result.count === applied.length || !staleGuard) {
+      for (const op of applied) {
+        totals.givenChecksum += keyHash(table.primaryKey.map((c) => op.row[c]));
+      }
+    } else {
+      // Stale events were skipped on purpose: the check covers what was written.
+      totals.givenChecksum += result.checksum;
+    }
+  }
+  // A delete of a row that is absent (or already deleted), or an event
+  // older than the row (stale-event guard), changes nothing: skipped.
+  const skipped = kind === "upsert" && !staleGuard ? 0 : applied.length - result.count;
+  return { written: result.count, skipped };
+}

@@ -1,0 +1,256 @@
+/**
+ * Records → operations on target tables: field mapping, the row each change
+ * event writes, the checks that turn a record the table cannot take into a
+ * failure instead of a silent drop, and the ordering of operations into
+ * set-based runs.
+ *
+ * @module
+ */
+import type { Logger } from "@logtape/logtape";
+import { RecordError } from "../../api/errors.ts";
+import type { RecordFailure } from "../../api/plugin.ts";
+import { type ChangeEvent, isChangeEvent, type Row, type SluiceRecord } from "../../api/record.ts";
+import type { Settings } from "./_settings.ts";
+import type { TargetTable } from "./_table.ts";
+
+/** One upsert, delete or truncate, ready for the table. */
+export interface Operation {
+  kind: "upsert" | "delete" | "truncate";
+  record: SluiceRecord;
+  row: Row;
+  /** The key columns' values as one string, computed once (see {@linkcode keyOf}). */
+  key?: string;
+}
+
+/** Operations of one kind on one table, applied by one set-based statement. */
+export interface Run {
+  table: TargetTable;
+  kind: Operation["kind"];
+  operations: Operation[];
+}
+
+/** The identity of an operation's row in its table. */
+export function keyOf(table: TargetTable, operation: Operation): string {
+  if (operation.key !== undefined) return operation.key;
+  const columns = table.primaryKey;
+  operation.key = columns.length === 1
+    ? String(operation.row[columns[0]])
+    : columns.map((c) => String(operation.row[c])).join("\u001f");
+  return operation.key;
+}
+
+/** A failure of the sink stage for `record`. */
+export function sinkFailure(record: SluiceRecord, message: string): RecordFailure {
+  const error = new RecordError(message, "sink");
+  // The sink's call stack says nothing about a rejected row, and formatting it
+  // (source-mapped, for the dead letter's stacktrace header) costs about a
+  // millisecond per row: thousands of bad rows would spend seconds on it.
+  error.stack = `${error.name}: ${message}`;
+  return { record, error, stage: "sink" };
+}
+
+/** Maps record fields to target columns, remembering each table's answer per field. */
+export class Projector {
+  readonly #settings: Settings;
+  readonly #logger: Logger;
+  readonly #columnOf = new Map<TargetTable, Map<string, string | null>>();
+  readonly #excludedLogged = new Set<string>();
+
+  constructor(settings: Settings, logger: Logger) {
+    this.#settings = settings;
+    this.#logger = logger;
+  }
+
+  /** The column a field goes to in `table`, or null when the table lacks it. */
+  columnOf(table: TargetTable, field: string): string | null {
+    let columns = this.#columnOf.get(table);
+    if (!columns) this.#columnOf.set(table, columns = new Map());
+    let column = columns.get(field);
+    if (column === undefined) {
+      const mapped = this.#settings.mapping.get(field) ?? field;
+      column = table.columns.has(mapped) ? mapped : null;
+      columns.set(field, column);
+    }
+    return column;
+  }
+
+  /** Whether a field is left out on purpose (`fields.exclude`). */
+  excluded(table: TargetTable, field: string): boolean {
+    if (!this.#settings.excludedFields.has(field)) return false;
+    if (!this.#excludedLogged.has(table.name)) {
+      this.#excludedLogged.add(table.name);
+      this.#logger.debug("Fields excluded from {table}: {fields}", {
+        table: table.name,
+        fields: [...this.#settings.excludedFields].join(", "),
+      });
+    }
+    return true;
+  }
+
+  /** The fields of `source` that `table` has no column for (excluded fields aside). */
+  unknownFields(table: TargetTable, source: Row): string[] {
+    const unknown: string[] = [];
+    for (const field in source) {
+      if (this.columnOf(table, field) === null && !this.excluded(table, field)) {
+        unknown.push(field);
+      }
+    }
+    return unknown;
+  }
+
+  /** The row as the table's columns; fields without a column are left out. */
+  project(table: TargetTable, source: Row): Row {
+    const row: Row = {};
+    for (const field in source) {
+      const column = this.columnOf(table, field);
+      if (column !== null) row[column] = source[field];
+    }
+    return row;
+  }
+
+  /**
+   * The operation a record makes on `table`; a failure when the table cannot
+   * take it as configured; undefined when it deliberately changes nothing
+   * (a tombstone after its positioned delete, a delete with delete.mode none).
+   */
+  operationOf(table: TargetTable, record: SluiceRecord): Operation | RecordFailure | undefined {
+    const value = record.value;
+    if (value === null || value === undefined) {
+      // With a position column the delete event carries the delete (and its
+      // position); an unpositioned tombstone replayed later could delete a
+      // row that was re-created since.
+      if (table.positionColumn || !record.key) return undefined;
+      return this.#delete(table, record, record.key);
+    }
+    if (!isChangeEvent(value)) return this.#upsert(table, record, value as Row);
+    const operation = this.#change(table, record, value);
+    const column = table.positionColumn;
+    const position = column ? sourcePosition(value) : undefined;
+    if (operation && "kind" in operation && column && position !== undefined) {
+      operation.row[column] = table.positionText(position);
+    }
+    return operation;
+  }
+
+  #change(
+    table: TargetTable,
+    record: SluiceRecord,
+    value: ChangeEvent,
+  ): Operation | RecordFailure | undefined {
+    // A delete's `before` may hold only the key (default replica identity):
+    // the key is all a delete needs.
+    if (value.op === "d") return this.#delete(table, record, { ...value.before, ...record.key });
+    if (value.op === "t") {
+      if (table.deletes === "none") return undefined;
+      if (table.deleteProblem) {
+        return sinkFailure(record, `Cannot apply a truncate: ${table.deleteProblem}`);
+      }
+      return { kind: "truncate", record, row: {} };
+    }
+    if (!value.after) return sinkFailure(record, `a "${value.op}" change event without "after"`);
+    return this.#upsert(table, record, value.after);
+  }
+
+  #upsert(table: TargetTable, record: SluiceRecord, source: Row): Operation | RecordFailure {
+    const unknown = this.unknownFields(table, source);
+    if (unknown.length > 0) {
+      return sinkFailure(
+        record,
+        `table "${table.name}" has no column for field${unknown.length > 1 ? "s" : ""} ` +
+          `${unknown.map((f) => `"${f}"`).join(", ")} (schema.evolution is "none"): add the ` +
+          `column, map the field with fields.mapping, list it in fields.exclude, or set ` +
+          `schema.evolution to "basic"`,
+      );
+    }
+    return { kind: "upsert", record, row: this.project(table, source) };
+  }
+
+  #delete(
+    table: TargetTable,
+    record: SluiceRecord,
+    image: Row,
+  ): Operation | RecordFailure | undefined {
+    if (table.deletes === "none") return undefined;
+    if (table.deleteProblem) {
+      return sinkFailure(record, `Cannot apply a delete: ${table.deleteProblem}`);
+    }
+    return { kind: "delete", record, row: this.project(table, image) };
+  }
+}
+
+/**
+ * Splits one table's consecutive operations into runs that keep each key's
+ * order: round n holds every key's n-th streak of same-kind operations (its
+ * upserts, merged, or its deletes), as a delete run then an upsert run.
+ * Change streams interleave upserts and deletes of different keys; this
+ * keeps them to a few statements instead of one per alternation. A
+ * truncate is a barrier: it ends the rounds before it.
+ */
+export function runsOf(table: TargetTable, operations: readonly Operation[]): Run[] {
+  // Batch rows are all upserts: one run, nothing to order.
+  const kind = operations[0]?.kind;
+  if (kind !== "truncate" && operations.every((operation) => operation.kind === kind)) {
+    return kind ? [{ table, kind, operations: [...operations] }] : [];
+  }
+  const runs: Run[] = [];
+  let streaks = new Map<string, Operation[][]>();
+  const flush = () => {
+    runs.push(...rounds(table, streaks));
+    streaks = new Map();
+  };
+  for (const operation of operations) {
+    if (operation.kind === "truncate") {
+      flush();
+      runs.push({ table, kind: "truncate", operations: [operation] });
+      continue;
+    }
+    const key = keyOf(table, operation);
+    const list = streaks.get(key);
+    const last = list?.at(-1);
+    if (!list) streaks.set(key, [[operation]]);
+    else if (last![0].kind === operation.kind) last!.push(operation);
+    else list.push([operation]);
+  }
+  flush();
+  return runs;
+}
+
+/** Round n: every key's n-th streak, deletes first. */
+function rounds(table: TargetTable, streaks: ReadonlyMap<string, Operation[][]>): Run[] {
+  const runs: Run[] = [];
+  for (let round = 0;; round++) {
+    const deletes: Operation[] = [];
+    const upserts: Operation[] = [];
+    for (const list of streaks.values()) {
+      const streak = list[round];
+      if (!streak) continue;
+      (streak[0].kind === "delete" ? deletes : upserts).push(...streak);
+    }
+    if (deletes.length === 0 && upserts.length === 0) return runs;
+    if (deletes.length > 0) runs.push({ table, kind: "delete", operations: deletes });
+    if (upserts.length > 0) runs.push({ table, kind: "upsert", operations: upserts });
+  }
+}
+
+/**
+ * The source position of a change event, for the stale-event guard: the
+ * commit LSN of its transaction (first element of Debezium's
+ * `source.sequence`), else `source.lsn`. Undefined when it has neither.
+ */
+export function sourcePosition(value: ChangeEvent): bigint | undefined {
+  const source = value.source as { sequence?: unknown; lsn?: unknown } | undefined;
+  try {
+    if (typeof source?.sequence === "string") {
+      const sequence = JSON.parse(source.sequence);
+      if (Array.isArray(sequence) && sequence[0] !== null && sequence[0] !== undefined) {
+        return BigInt(sequence[0]);
+      }
+    }
+    if (typeof source?.lsn === "number" || typeof source?.lsn === "string") {
+      return BigInt(source.lsn);
+    }
+  } catch {
+    // Not a number: no position.
+  }
+  return undefined;
+}

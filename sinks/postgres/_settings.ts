@@ -1,0 +1,119 @@
+/**
+ * The postgres sink's options: the zod schema (the only spec of them) and
+ * the camelCase settings object its `.transform()` builds, so the rest of
+ * the sink speaks one vocabulary.
+ *
+ * @module
+ */
+import { z } from "zod";
+import { always, boolean, list } from "../../api/options.ts";
+import {
+  checkConnection,
+  type ConnectionConfig,
+  connectionOptions,
+} from "../../drivers/postgres.ts";
+
+const options = z.strictObject({
+  ...connectionOptions,
+  table: z.string().optional().describe(
+    "Target table as schema.table. Default: table.name.format.",
+  ),
+  "table.name.format": z.string().default("${topic}").describe(
+    "Target table from the record's topic: ${topic} is replaced by the topic (Kafka Connect JDBC).",
+  ),
+  "primary.key.fields": list().optional().describe(
+    "Key columns of the target (after mapping); default: its primary key (or, for auto.create, the record key's fields).",
+  ),
+  "fields.mapping": list().default([]).describe(
+    'Renames: "source_field:target_column,…".',
+  ),
+  "fields.exclude": list().default([]).describe(
+    "Source fields deliberately not written (before mapping). Any other field the target lacks is an error (or a new column, with schema.evolution basic).",
+  ),
+  "insert.mode": z.enum(["upsert", "insert"]).default("upsert").describe(
+    "upsert: insert or update by key (idempotent). insert: plain INSERT, duplicates fail.",
+  ),
+  "delete.mode": z.enum(["soft", "hard", "none"]).default("soft").describe(
+    "How deletes and tombstones apply: soft sets soft.delete.column, hard deletes the row, none ignores them (so a key change, a delete plus a create, then leaves the old row too). A stream pipeline whose target cannot apply them (soft without the column) does not start; in a batch pipeline such a delete fails its record.",
+  ),
+  "soft.delete.column": z.string().default("deleted_at").describe(
+    "Timestamp column set by soft deletes and cleared by later upserts.",
+  ),
+  "write.timestamp.column": z.string().optional().describe(
+    "Column set to now() on every insert and update, e.g. synced_at (ignored when the table lacks it).",
+  ),
+  "offsets.table": z.string().default("public.sluice_offsets").describe(
+    "Table that keeps pipeline offsets, written in the same transaction as the rows.",
+  ),
+  "source.position.column": z.string().default("_source_lsn").describe(
+    "Stale-event guard for change events: when the target table has this column (pg_lsn, or a numeric type), each write stores the event's source position (the commit LSN: source.sequence[0], else source.lsn) there, and an event older than the row's stored position is skipped, so a replay cannot roll a row back. Tombstones are then ignored (the delete event before them carries the position). Empty: off.",
+  ),
+  "auto.create": boolean().default(false).describe(
+    "Create a missing target table from the first record: its fields become columns with types inferred from their values (numbers numeric, booleans boolean, bytes bytea, arrays text[], objects jsonb, strings and nulls text: records carry values, not column types), its key fields (or primary.key.fields) the primary key, plus the soft-delete, write-timestamp and, for change events, source-position columns.",
+  ),
+  "schema.evolution": z.enum(["none", "basic"]).default("none").describe(
+    "Debezium JDBC sink's schema evolution. basic: a field the table lacks becomes a new nullable column, and a value too wide for its column widens it (smallint → integer → bigint → numeric, varchar(n) → longer); a value that would need a narrowing or another kind of type (1.5 for an integer column) fails its record. none: such a record fails (errors.tolerance).",
+  ),
+  "auto.evolve": boolean().default(false).describe(
+    'Kafka Connect JDBC\'s spelling of schema.evolution: true means "basic".',
+  ),
+  "validate.checksum": boolean().default(true).describe(
+    "Compare a checksum of the keys the database wrote with the keys it was given.",
+  ),
+}).superRefine((config, context) => checkConnection(config, context), { when: always });
+
+/** The sink's settings, as the rest of the sink reads them. */
+export interface Settings {
+  readonly connection: ConnectionConfig;
+  /** A fixed target table, or undefined when each record's topic names it. */
+  readonly table?: string;
+  readonly tableNameFormat: string;
+  readonly primaryKeyFields?: readonly string[];
+  /** Source field → target column. */
+  readonly mapping: ReadonlyMap<string, string>;
+  readonly excludedFields: ReadonlySet<string>;
+  readonly insertMode: "upsert" | "insert";
+  readonly deleteMode: "soft" | "hard" | "none";
+  readonly softDeleteColumn: string;
+  readonly writeTimestampColumn?: string;
+  readonly offsetsTable: string;
+  readonly positionColumn?: string;
+  readonly autoCreate: boolean;
+  readonly schemaEvolution: "none" | "basic";
+  readonly validateChecksum: boolean;
+}
+
+/** The sink's config schema: dotted Kafka Connect keys in, {@linkcode Settings} out. */
+export const schema = options.transform((config): Settings => {
+  const connection: ConnectionConfig = {};
+  for (const key of Object.keys(connectionOptions) as (keyof ConnectionConfig)[]) {
+    // deno-lint-ignore no-explicit-any
+    if (config[key] !== undefined) (connection as any)[key] = config[key];
+  }
+  return {
+    connection,
+    table: config.table,
+    tableNameFormat: config["table.name.format"],
+    primaryKeyFields: config["primary.key.fields"],
+    mapping: parseMapping(config["fields.mapping"]),
+    excludedFields: new Set(config["fields.exclude"]),
+    insertMode: config["insert.mode"],
+    deleteMode: config["delete.mode"],
+    softDeleteColumn: config["soft.delete.column"],
+    writeTimestampColumn: config["write.timestamp.column"],
+    offsetsTable: config["offsets.table"],
+    positionColumn: config["source.position.column"] || undefined,
+    autoCreate: config["auto.create"],
+    schemaEvolution: config["auto.evolve"] ? "basic" : config["schema.evolution"],
+    validateChecksum: config["validate.checksum"],
+  };
+});
+
+function parseMapping(pairs: readonly string[]): Map<string, string> {
+  const mapping = new Map<string, string>();
+  for (const pair of pairs) {
+    const [from, to] = pair.split(":").map((part) => part.trim());
+    if (from && to) mapping.set(from, to);
+  }
+  return mapping;
+}

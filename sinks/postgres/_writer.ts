@@ -1,0 +1,257 @@
+/**
+ * The running postgres sink: one connection, the target tables, and the
+ * write of a batch in one transaction together with the pipeline's offset.
+ *
+ * @module
+ */
+import { errorMessage, RetriableError } from "../../api/errors.ts";
+import type {
+  PluginContext,
+  RecordFailure,
+  SinkBatch,
+  SinkResult,
+  ValidationCheck,
+} from "../../api/plugin.ts";
+import type { JsonValue, SluiceRecord } from "../../api/record.ts";
+import {
+  connect,
+  connectionUrl,
+  createOnce,
+  isConnectionError,
+  parseTableName,
+  type Sql,
+} from "../../drivers/postgres.ts";
+import { withJsonParsed } from "./_dead_letters.ts";
+import { TableDirectory } from "./_inspect.ts";
+import { applyRun, type Totals } from "./_merge.ts";
+import { type Operation, Projector, type Run, runsOf } from "./_operations.ts";
+import type { Settings } from "./_settings.ts";
+import type { TargetTable } from "./_table.ts";
+import { isChangeEvent } from "../../api/record.ts";
+
+/** The sink's state between batches. */
+export class PostgresWriter {
+  readonly url: string;
+  readonly #settings: Settings;
+  readonly #context: PluginContext;
+  readonly #offsetsTable: string;
+  readonly #tables: TableDirectory;
+  readonly #projector: Projector;
+  readonly #totals: Totals = { givenChecksum: 0n, writtenChecksum: 0n };
+  #sql: Sql;
+
+  private constructor(settings: Settings, context: PluginContext) {
+    this.#settings = settings;
+    this.#context = context;
+    this.url = connectionUrl(settings.connection);
+    this.#sql = this.#open();
+    this.#offsetsTable = parseTableName(settings.offsetsTable).quoted;
+    this.#projector = new Projector(settings, context.logger);
+    this.#tables = new TableDirectory(() => this.#sql, settings, context);
+  }
+
+  /** Connects, prepares the offsets table and checks a fixed target table. */
+  static async open(
+    settings: Settings,
+    context: PluginContext,
+  ): Promise<PostgresWriter> {
+    const writer = new PostgresWriter(settings, context);
+    try {
+      await createOnce(
+        writer.#sql,
+        `create table if not exists ${writer.#offsetsTable} (
+           pipeline text primary key, "offset" jsonb not null,
+           updated_at timestamptz not null default now())`,
+      );
+    } catch (error) {
+      await writer.close();
+      throw wrap(error, "Cannot prepare the offsets table");
+    }
+    try {
+      await writer.#tables.prepare();
+    } catch (error) {
+      await writer.close();
+      throw isConnectionError(error) ? wrap(error, "Cannot inspect the target table") : error;
+    }
+    return writer;
+  }
+
+  #open(): Sql {
+    return connect(this.url, { max: 1, applicationName: `sluice:${this.#context.pipeline}` });
+  }
+
+  /**
+   * After a lost connection the client is replaced, not reused: postgres.js
+   * can be left wedged (its next transaction never starts) when the server
+   * went away in the middle of a COPY.
+   */
+  #replaceClient(): void {
+    const dead = this.#sql;
+    this.#sql = this.#open();
+    dead.end({ timeout: 0 }).catch(() => {});
+  }
+
+  /** Writes a batch; a lost connection is retriable. */
+  async write(batch: SinkBatch): Promise<SinkResult> {
+    try {
+      return await this.#writeOnce(batch);
+    } catch (error) {
+      if (!isConnectionError(error)) throw error;
+      this.#replaceClient();
+      throw wrap(error, "Cannot write to PostgreSQL");
+    }
+  }
+
+  async #writeOnce(batch: SinkBatch): Promise<SinkResult> {
+    const failures: RecordFailure[] = [];
+    const { runs, skipped } = await this.#plan(batch.records, failures);
+    let written = 0;
+    let skippedByTable = 0;
+    await this.#sql.begin(async (tx) => {
+      const context = { failures, totals: this.#totals, logger: this.#context.logger };
+      for (const run of runs) {
+        const result = await applyRun(tx, run, context);
+        written += result.written;
+        skippedByTable += result.skipped;
+      }
+      // Dead letters are safe (or the pipeline stops) before the batch commits.
+      // (The runtime logs a few of them per batch, not one line per record.)
+      if (failures.length > 0) {
+        await batch.reject(failures.map((failure) => this.#presentable(failure)));
+      }
+      if (batch.offset) {
+        await tx.unsafe(
+          `insert into ${this.#offsetsTable} (pipeline, "offset") values ($1, $2::text::jsonb)
+           on conflict (pipeline) do update set "offset" = excluded."offset", updated_at = now()`,
+          [batch.offset.key, JSON.stringify(batch.offset.value)],
+        );
+      }
+    });
+    return { written, skipped: skipped + skippedByTable };
+  }
+
+  /**
+   * Turns records into runs of operations, table by table in order.
+   * Consecutive operations on one table go together, in order per key (see
+   * `runsOf`). Tables are looked up (and evolved) first: the transaction
+   * holds the only connection.
+   */
+  async #plan(
+    records: readonly SluiceRecord[],
+    failures: RecordFailure[],
+  ): Promise<{ runs: Run[]; skipped: number }> {
+    const runs: Run[] = [];
+    let skipped = 0;
+    for (const segment of await this.#segments(records, failures)) {
+      const operations: Operation[] = [];
+      for (const record of segment.records) {
+        const operation = this.#projector.operationOf(segment.table, record);
+        if (operation === undefined) skipped++;
+        else if ("kind" in operation) operations.push(operation);
+        else failures.push(operation);
+      }
+      runs.push(...runsOf(segment.table, operations));
+    }
+    return { runs, skipped };
+  }
+
+  /** Consecutive records of one table, after the table took their new fields. */
+  async #segments(
+    records: readonly SluiceRecord[],
+    failures: RecordFailure[],
+  ): Promise<{ table: TargetTable; records: SluiceRecord[] }[]> {
+    const segments: { table: TargetTable; records: SluiceRecord[] }[] = [];
+    for (const record of records) {
+      const table = await this.#tables.get(record);
+      const last = segments.at(-1);
+      if (last && last.table.name === table.name) last.records.push(record);
+      else segments.push({ table, records: [record] });
+    }
+    for (const segment of segments) {
+      const { table, refused } = await this.#tables.evolve(
+        segment.table,
+        segment.records,
+        this.#projector,
+      );
+      segment.table = table;
+      if (refused.length === 0) continue;
+      const skip = new Set(refused.map((failure) => failure.record));
+      failures.push(...refused);
+      segment.records = segment.records.filter((record) => !skip.has(record));
+    }
+    // A table evolved by a later segment is the same table: use its latest shape.
+    for (const segment of segments) segment.table = this.#tables.latest(segment.table);
+    return segments;
+  }
+
+  /** A failure whose record shows json/jsonb values as JSON (for dead letters). */
+  #presentable(failure: RecordFailure): RecordFailure {
+    const record = failure.record;
+    const table = [...this.#tables.values()].find((t) => t.name === this.#tables.nameFor(record));
+    if (!table) return failure;
+    const json = new Set<string>();
+    const value = record.value;
+    const row = isChangeEvent(value) ? value.after ?? value.before : value;
+    if (!row || typeof row !== "object") return failure;
+    for (const field of Object.keys(row)) {
+      const column = this.#projector.columnOf(table, field);
+      const type = column === null ? undefined : table.columns.get(column)?.type;
+      if (type === "json" || type === "jsonb") json.add(field);
+    }
+    if (json.size === 0) return failure;
+    const presented = isChangeEvent(value)
+      ? {
+        ...value,
+        before: value.before && withJsonParsed(value.before, json),
+        after: value.after && withJsonParsed(value.after, json),
+      }
+      : withJsonParsed(value as Record<string, unknown>, json);
+    return { ...failure, record: { ...record, value: presented } };
+  }
+
+  /** The stored offset of a pipeline. */
+  async readOffset(key: string): Promise<JsonValue | undefined> {
+    const rows = await this.#sql.unsafe<{ offset: JsonValue }[]>(
+      `select "offset" from ${this.#offsetsTable} where pipeline = $1`,
+      [key],
+    );
+    return rows[0]?.offset;
+  }
+
+  /** Post-run checks: bulk-load row counts and the key checksum. */
+  async validate(): Promise<ValidationCheck[]> {
+    const checks: ValidationCheck[] = [];
+    // A table loaded only by bulk COPY: its row count must equal the rows copied
+    // (COPY does not say how many rows triggers or rules let through).
+    for (const table of this.#tables.values()) {
+      if (!table.bulk || table.bulkRows === 0) continue;
+      const count = await table.count(this.#sql);
+      checks.push({
+        name: "target row count",
+        ok: count === table.bulkRows,
+        detail: `${table.name} holds ${count} rows after a bulk load of ${table.bulkRows}`,
+      });
+    }
+    if (this.#settings.validateChecksum) {
+      const { givenChecksum, writtenChecksum } = this.#totals;
+      checks.push({
+        name: "target key checksum",
+        ok: givenChecksum === writtenChecksum,
+        detail: `checksum of keys given ${givenChecksum}, written ${writtenChecksum}`,
+      });
+    }
+    return checks;
+  }
+
+  async close(): Promise<void> {
+    await this.#sql.end({ timeout: 5 });
+  }
+}
+
+/** An error with what failed in front; retriable when the connection was lost. */
+export function wrap(error: unknown, what: string): Error {
+  const message = `${what}: ${errorMessage(error)}`;
+  return isConnectionError(error)
+    ? new RetriableError(message, { cause: error })
+    : new Error(message, { cause: error });
+}
