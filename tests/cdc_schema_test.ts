@@ -6,7 +6,8 @@
  */
 import { assert, assertEquals, assertMatch } from "./_assert.ts";
 import { specsFrom, type SyncFixture, syncFixture } from "./_batch.ts";
-import { startStream, uniqueSlot, waitFor, waitForActiveSlot } from "./cdc_helpers.ts";
+import { startStream, uniqueSlot, waitForActiveSlot } from "./cdc_helpers.ts";
+import { waitUntil } from "./_wait.ts";
 
 async function cdcSpec(f: SyncFixture, slot: string, extra: Record<string, string> = {}) {
   const [spec] = await specsFrom({
@@ -51,10 +52,10 @@ Deno.test("a stream evolves its target when a source column is added, renamed an
     await f.sourceSql`update items set quantity = 20 where id = 2`;
     await f.sourceSql`alter table items alter column n type bigint`;
     await f.sourceSql`insert into items values (3, 'c', 3, 5000000000, 'blue')`;
-    await waitFor("rows with the new columns", async () => {
+    await waitUntil("rows with the new columns", async () => {
       const rows = await f.targetSql`select n::text from items where id = 3`;
       return rows[0]?.n === "5000000000";
-    }, LOADED);
+    }, { timeoutMs: LOADED });
     const rows = await f.targetSql`select id, name, qty, n::text, color, quantity::text
                                    from items order by id`;
     assertEquals(rows.map((r) => [r.id, r.name, r.qty, r.n, r.color, r.quantity]), [
@@ -81,12 +82,12 @@ Deno.test("a stream with auto.create makes its target from the first change even
     await f.sourceSql`insert into items values (1, 'a', 1)`;
     await f.sourceSql`delete from items where id = 1`;
     await f.sourceSql`insert into items values (2, 'b', 2)`;
-    await waitFor("the created table", async () => {
+    await waitUntil("the created table", async () => {
       const rows = await f.targetSql`select id::int, name, deleted_at is not null as deleted
                                      from items order by id`.catch(() => []);
       return JSON.stringify(rows.map((r) => [r.id, r.name, r.deleted])) ===
         '[[1,"a",true],[2,"b",false]]';
-    }, LOADED);
+    }, { timeoutMs: LOADED });
   } finally {
     const report = await stream.stop();
     assertEquals(report.status, "stopped", report.error?.message);
@@ -101,7 +102,9 @@ Deno.test("with schema evolution off a renamed source column stops the stream, a
   const stream = startStream(await cdcSpec(f, slot));
   await waitForActiveSlot(f.sourceSql, slot);
   await f.sourceSql`insert into items values (1, 'a', 1)`;
-  await waitFor("row 1", async () => (await f.targetSql`select 1 from items`).length, LOADED);
+  await waitUntil("row 1", async () => (await f.targetSql`select 1 from items`).length, {
+    timeoutMs: LOADED,
+  });
   await f.sourceSql`alter table items rename column qty to quantity`;
   await f.sourceSql`insert into items values (2, 'b', 2)`;
   const report = await stream.done;
@@ -111,10 +114,10 @@ Deno.test("with schema evolution off a renamed source column stops the stream, a
   await f.targetSql`alter table items add column quantity int`;
   const again = startStream(await cdcSpec(f, slot));
   try {
-    await waitFor("row 2 after the restart", async () => {
+    await waitUntil("row 2 after the restart", async () => {
       const rows = await f.targetSql`select quantity from items where id = 2`;
       return rows[0]?.quantity === 2;
-    }, LOADED);
+    }, { timeoutMs: LOADED });
   } finally {
     await again.stop();
   }
@@ -135,11 +138,11 @@ Deno.test("with errors.tolerance all an unknown field goes to the dead letters",
     await waitForActiveSlot(f.sourceSql, slot);
     await f.sourceSql`alter table items add column color text`;
     await f.sourceSql`insert into items values (1, 'a', 1, 'red')`;
-    await waitFor("the dead letter", async () => {
+    await waitUntil("the dead letter", async () => {
       const rows = await f.targetSql`select error, record_value->'after'->>'color' as color
                                      from dead_letters`.catch(() => []);
       return rows[0]?.color === "red" && rows[0];
-    }, LOADED);
+    }, { timeoutMs: LOADED });
   } finally {
     const report = await stream.stop();
     assertEquals(report.stats.deadLettered, 1);
@@ -157,13 +160,13 @@ Deno.test("a key change at the source leaves no old row behind in the target", a
       await waitForActiveSlot(f.sourceSql, slot);
       await f.sourceSql`insert into items values (1, 'a', 1)`;
       await f.sourceSql`update items set id = 10 where id = 1`;
-      await waitFor("the moved row", async () => {
+      await waitUntil("the moved row", async () => {
         const rows = await f.targetSql`select id, deleted_at is not null as deleted from items
                                        order by id`;
         const live = rows.filter((r) => !r.deleted).map((r) => r.id);
         return JSON.stringify(live) === "[10]" &&
           (mode === "hard" ? rows.length === 1 : rows.length === 2);
-      }, LOADED);
+      }, { timeoutMs: LOADED });
     } finally {
       const report = await stream.stop();
       assertEquals(report.status, "stopped", report.error?.message);
