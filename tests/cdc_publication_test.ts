@@ -10,7 +10,7 @@ import { getLogger } from "@logtape/logtape";
 import postgresCdc from "../connectors/postgres_cdc/mod.ts";
 import { assert, assertEquals, assertMatch, assertRejects } from "./_assert.ts";
 import { createTestDatabase } from "./_services.ts";
-import { openSource, uniqueSlot, waitForActiveSlot } from "./cdc_helpers.ts";
+import { openSource, uniqueSlot, waitFor, waitForActiveSlot } from "./cdc_helpers.ts";
 import { isRetriable } from "../core/runtime.ts";
 
 const DDL = `
@@ -122,4 +122,62 @@ Deno.test("postgres_cdc publishes all tables only when no include list is given 
     parse({ "table.include.list": "public.items", "publication.autocreate.mode": "all_tables" }),
     "all_tables",
   );
+});
+
+Deno.test("a stop interrupts postgres_cdc while its slot waits for a running transaction", async () => {
+  const db = await createTestDatabase("cdc_stop_setup");
+  const sql = postgres(db.url, { max: 2, onnotice: () => {} });
+  try {
+    await sql.unsafe(DDL);
+    const slot = uniqueSlot("blocked");
+    // A transaction that has written and stays open: CREATE_REPLICATION_SLOT waits for it.
+    const reserved = await sql.reserve();
+    await reserved`begin`;
+    await reserved`insert into items values (99, 'open')`;
+    const controller = new AbortController();
+    const source = await postgresCdc.create(
+      postgresCdc.config.parse({
+        "connection.url": db.url,
+        "topic.prefix": "src",
+        "slot.name": slot,
+        "slot.drop.on.stop": "true",
+        "snapshot.mode": "never",
+        "table.include.list": "public.items",
+      }),
+      {
+        pipeline: "cdc-stop",
+        logger: getLogger(["sluice", "test", "cdc"]),
+        signal: controller.signal,
+        offset: undefined,
+        fullRefresh: false,
+      },
+    );
+    const reading = (async () => {
+      for await (const _ of source.read()) { /* nothing arrives while the slot waits */ }
+    })();
+    await waitFor("the slot creation to wait", async () => {
+      const rows = await sql`select 1 from pg_stat_activity
+        where datname = ${db.name} and backend_type = 'walsender'
+          and wait_event_type = 'Lock' and wait_event = 'transactionid'`;
+      return rows.length > 0;
+    });
+    const stoppedAt = Date.now();
+    controller.abort();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const ended = await Promise.race([
+      reading.then(() => true),
+      new Promise<false>((resolve) => timer = setTimeout(() => resolve(false), 10_000)),
+    ]);
+    clearTimeout(timer);
+    const tookMs = Date.now() - stoppedAt;
+    await reserved`rollback`; // lets a read that did not stop finish, so the test ends
+    reserved.release();
+    await reading;
+    await source.close();
+    assert(ended, "the read did not end within 10 s of the stop");
+    assert(tookMs < 5_000, `the stop took ${tookMs} ms`);
+  } finally {
+    await sql.end();
+    await db.drop();
+  }
 });

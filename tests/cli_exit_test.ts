@@ -46,7 +46,10 @@ function startSluice(config: string, offsets: string): Sluice {
   return { child, lines, done };
 }
 
-/** A CDC stream into a target table that does not exist: it fails for good. */
+/**
+ * A CDC stream whose publication does not exist (and may not be created): it
+ * fails for good at start, before any slot is made.
+ */
 function brokenStream(f: SyncFixture, slot: string) {
   return {
     name: "broken_stream",
@@ -56,7 +59,8 @@ function brokenStream(f: SyncFixture, slot: string) {
       "topic.prefix": "src",
       "slot.name": slot,
       "slot.drop.on.stop": "true",
-      "publication.autocreate.mode": "filtered",
+      "publication.name": "no_such_publication",
+      "publication.autocreate.mode": "disabled",
       "table.include.list": "public.items",
       "snapshot.mode": "initial",
       "errors.tolerance": "none",

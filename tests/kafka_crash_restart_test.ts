@@ -167,3 +167,20 @@ Deno.test("a kafka consumer killed mid-stream consumes again within 15 s of its 
 Deno.test("a static kafka consumer (group.instance.id) killed mid-stream is back within 8 s, losing nothing", async () => {
   await crashAndRestart({ "group.instance.id": "crash-consumer-worker-1" }, 8_000);
 });
+
+Deno.test("the kafka source refuses a heartbeat not below the session timeout and a spaced instance id", async () => {
+  const { default: kafkaSource } = await import("../connectors/kafka.ts");
+  const base = { "bootstrap.servers": "127.0.0.1:9092", topics: "t" };
+  const parsed = kafkaSource.config.parse(base);
+  assertEquals(parsed.sessionTimeoutMs, 10_000);
+  assertEquals(parsed.groupInstanceId, undefined);
+  const bad = kafkaSource.config.safeParse({
+    ...base,
+    "session.timeout.ms": "6000",
+    "heartbeat.interval.ms": "6000",
+    "group.instance.id": "worker 1",
+  });
+  assert(!bad.success);
+  const paths = bad.error.issues.map((issue) => issue.path.join("."));
+  assertEquals(paths.sort(), ["group.instance.id", "heartbeat.interval.ms"]);
+});

@@ -157,6 +157,13 @@ export class Capture {
 
   /** Yields batches until the signal aborts; throws RetriableError on connection faults. */
   async *read(): AsyncGenerator<SourceBatch> {
+    // Creating a slot waits for every transaction running on the server, and
+    // a snapshot can be long: a stop must not wait for them. While streaming,
+    // the loop itself sees the signal and ends after the batch in hand.
+    const interrupt = () => {
+      if (!this.#stream) void this.close();
+    };
+    this.#signal.addEventListener("abort", interrupt, { once: true });
     try {
       yield* this.#run();
     } catch (error) {
@@ -164,6 +171,7 @@ export class Capture {
       if (this.#signal.aborted) return;
       throw classify(error);
     } finally {
+      this.#signal.removeEventListener("abort", interrupt);
       await this.close();
     }
   }
@@ -229,6 +237,7 @@ export class Capture {
       );
       return;
     }
+    if (this.#closed) return; // stopped meanwhile: open nothing more
     const replication = this.#replication = new ReplicationConnection(
       settings.url,
       settings.applicationName,
