@@ -3,8 +3,9 @@
  *
  * - `filtered` (the default when an include list is given): creates the
  *   publication `FOR TABLE` the tables the include and exclude lists
- *   capture, or brings an existing one to that set with
- *   `ALTER PUBLICATION … SET TABLE`.
+ *   capture, or adds the missing ones to an existing one. Tables it already
+ *   publishes are kept: another pipeline sharing the publication may read
+ *   them, and dropping them would silently stop it.
  * - `all_tables`: creates `FOR ALL TABLES` when the publication is missing
  *   (needs a superuser), with a warning; an existing publication is used as
  *   it is.
@@ -233,12 +234,17 @@ async function publishCapturedTables(
     return;
   }
   const current = await publishedTables(sql, name);
-  const same = current.length === wanted.length &&
-    current.every((t) => wanted.some((w) => w.oid === t.oid));
-  if (same) return;
-  logger.info("Setting the tables of publication {name} to {tables}", { name, tables: list });
-  if (list) await sql.unsafe(`alter publication ${quoted} set table ${list}`);
-  else {await sql.unsafe(
-      `alter publication ${quoted} drop table ${current.map(qualified).join(", ")}`,
-    );}
+  const missing = wanted.filter((t) => !current.some((c) => c.oid === t.oid));
+  const others = current.filter((c) => !wanted.some((t) => t.oid === c.oid));
+  if (missing.length > 0) {
+    logger.info("Adding {tables} to publication {name}", { name, tables: names(missing) });
+    await sql.unsafe(`alter publication ${quoted} add table ${missing.map(qualified).join(", ")}`);
+  }
+  if (others.length > 0) {
+    // Dropping them could silently stop another pipeline that shares the publication.
+    logger.info(
+      "Publication {name} also publishes {tables}, which this pipeline does not capture; they are kept (events are still filtered). Give each pipeline its own publication.name, or drop them with ALTER PUBLICATION … DROP TABLE",
+      { name, tables: names(others) },
+    );
+  }
 }

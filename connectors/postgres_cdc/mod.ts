@@ -107,7 +107,7 @@ const fields = z.strictObject({
   ),
   "publication.autocreate.mode": z.enum(["all_tables", "filtered", "disabled"]).optional()
     .describe(
-      "filtered: create or alter the publication FOR TABLE the captured tables (the default when table.include.list or schema.include.list is given; tables created later are published at the next start). all_tables: create it FOR ALL TABLES when missing (the default otherwise), with a warning: an UPDATE or DELETE on any table without a primary key or replica identity then fails. disabled: it must exist. A captured table without a usable replica identity stops the pipeline at start.",
+      "filtered: create the publication FOR TABLE the captured tables, or add the missing ones to it (tables it already publishes are kept, for other pipelines sharing it); the default when table.include.list or schema.include.list is given. Tables created later are added at the next start. all_tables: create it FOR ALL TABLES when missing (the default otherwise), with a warning: an UPDATE or DELETE on any table without a primary key or replica identity then fails. disabled: it must exist. A captured table without a usable replica identity stops the pipeline at start.",
     ),
   "snapshot.mode": z.enum(Object.keys(SNAPSHOT_MODES) as [keyof typeof SNAPSHOT_MODES])
     .default("initial").transform((mode) => SNAPSHOT_MODES[mode]).describe(
