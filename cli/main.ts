@@ -31,7 +31,9 @@ const USAGE = `Usage: sluice <command> [options]
 
 Commands:
   run <config>…               Run pipelines: streams start, batch jobs follow job.schedule,
-                              unscheduled jobs run once. Stops on SIGINT/SIGTERM.
+                              unscheduled jobs run once. Stops on SIGINT/SIGTERM, or by
+                              itself (exit 1) once every stream failed for good and no
+                              job is scheduled.
   validate <config>…          Check configs (files or folders) without connecting.
   plugins [name]              List plugins, or one plugin's options with defaults.
   job run <name> <config>…    Run one batch job now and print its report.
@@ -49,7 +51,7 @@ Options:
   -h, --help                  show this help
 `;
 
-/** Runs the CLI and returns its exit code: 0 ok, 1 a job failed, 2 bad usage or config. */
+/** Runs the CLI and returns its exit code: 0 ok, 1 a job or stream failed, 2 bad usage or config. */
 export async function main(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args,

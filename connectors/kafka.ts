@@ -45,7 +45,10 @@ import { list, positiveInteger } from "../api/options.ts";
 import { defineSource, type RecordFailure, type SourceBatch } from "../api/plugin.ts";
 import type { JsonValue, Row, SluiceRecord } from "../api/record.ts";
 import { RecordError, RetriableError } from "../api/errors.ts";
+import type { Logger } from "@logtape/logtape";
 import {
+  type ConsumerSettings,
+  DEFAULT_SESSION_TIMEOUT_MS,
   type IncomingMessage,
   invalidTopicReason,
   isPermanentKafkaError,
@@ -55,7 +58,7 @@ import {
   rememberOriginal,
 } from "../drivers/kafka.ts";
 
-const schema = z.strictObject({
+const fields = z.strictObject({
   "bootstrap.servers": z.string().min(1).describe(
     "Kafka brokers, host:port[,host:port]; defaults to the worker's --bootstrap / SLUICE_BOOTSTRAP_SERVERS.",
   ),
@@ -67,6 +70,11 @@ const schema = z.strictObject({
   ),
   "group.id": z.string().min(1).optional().describe(
     'Consumer group; default "sluice-<pipeline name>".',
+  ),
+  "group.instance.id": z.string().regex(/^\S{1,249}$/, {
+    error: "must be 1 to 249 characters without spaces",
+  }).optional().describe(
+    "Static membership (KIP-345): a stable id of this worker's member, one per worker and pipeline. A member restarted with the same id (before session.timeout.ms) gets its partitions back at once, without waiting for its old session or a rebalance. Two running workers must not share one: the newer takes the partitions over. Leaving it out makes a dynamic member, whose restart waits up to session.timeout.ms after a crash.",
   ),
   "client.id": z.string().min(1).optional().describe(
     'Client id in broker logs and metrics; default "sluice-<pipeline name>".',
@@ -86,11 +94,11 @@ const schema = z.strictObject({
   "fetch.max.wait.ms": positiveInteger().default(500).describe(
     "How long the broker may wait for data before answering a fetch.",
   ),
-  "session.timeout.ms": positiveInteger().default(45000).describe(
-    "A member not heard from for this long is removed from the group.",
+  "session.timeout.ms": positiveInteger().default(DEFAULT_SESSION_TIMEOUT_MS).describe(
+    "A member not heard from for this long is removed from the group and its partitions go to the others: after a crash, the restarted (dynamic) member waits about this long. Kafka 4's Java client uses 45000; heartbeats here do not wait for processing, so a shorter one is safe. The broker accepts 6000 to 1800000 by default.",
   ),
   "heartbeat.interval.ms": positiveInteger().default(3000).describe(
-    "Heartbeat period; sent independently of processing.",
+    "Heartbeat period; sent independently of processing. Lower than session.timeout.ms (a third of it or less is advised).",
   ),
   "metadata.max.age.ms": positiveInteger().default(300000).describe(
     "How often to look for new topics matching topics.regex.",
@@ -98,35 +106,75 @@ const schema = z.strictObject({
   "request.timeout.ms": positiveInteger().default(30000).describe(
     "Timeout of one request to a broker.",
   ),
-}).superRefine((config, context) => {
+});
+
+const schema = fields.superRefine((config, context) => {
+  const issue = (path: string, message: string, input: unknown) =>
+    context.addIssue({ code: "custom", path: [path], message, input });
   const topics = config.topics ?? [];
   if ((topics.length > 0) === (config["topics.regex"] !== undefined)) {
-    context.addIssue({
-      code: "custom",
-      path: ["topics"],
-      message: "give exactly one of topics and topics.regex",
-      input: undefined,
-    });
+    issue("topics", "give exactly one of topics and topics.regex", undefined);
   }
   for (const topic of topics) {
     const reason = invalidTopicReason(topic);
-    if (reason) {
-      context.addIssue({ code: "custom", path: ["topics"], message: reason, input: topic });
-    }
+    if (reason) issue("topics", reason, topic);
   }
   if (config["topics.regex"] !== undefined) {
     try {
       new RegExp(config["topics.regex"]);
     } catch (error) {
-      context.addIssue({
-        code: "custom",
-        path: ["topics.regex"],
-        message: `is not a valid regular expression (${(error as Error).message})`,
-        input: config["topics.regex"],
-      });
+      issue(
+        "topics.regex",
+        `is not a valid regular expression (${(error as Error).message})`,
+        config["topics.regex"],
+      );
     }
   }
-});
+  if (config["heartbeat.interval.ms"] >= config["session.timeout.ms"]) {
+    issue(
+      "heartbeat.interval.ms",
+      `must be lower than session.timeout.ms (${config["session.timeout.ms"]}): current value is ${
+        config["heartbeat.interval.ms"]
+      }`,
+      config["heartbeat.interval.ms"],
+    );
+  }
+}).transform(settingsOf);
+
+/** The parsed config of the kafka source, in the consumer's own words. */
+export type KafkaSourceSettings =
+  & Omit<ConsumerSettings, "clientId" | "groupId" | "logger">
+  & {
+    /** Default: "sluice-<pipeline name>". */
+    readonly clientId?: string;
+    /** Default: "sluice-<pipeline name>". */
+    readonly groupId?: string;
+    /** `topics.regex` as given, for `sluice plan`. */
+    readonly topicsRegex?: string;
+  };
+
+function settingsOf(config: z.output<typeof fields>): KafkaSourceSettings {
+  const pattern = config["topics.regex"];
+  return {
+    bootstrapServers: config["bootstrap.servers"],
+    clientId: config["client.id"],
+    requestTimeoutMs: config["request.timeout.ms"],
+    groupId: config["group.id"],
+    groupInstanceId: config["group.instance.id"],
+    topicsRegex: pattern,
+    subscription: pattern !== undefined
+      ? { pattern: new RegExp(`^(?:${pattern})$`) }
+      : { topics: config.topics ?? [] },
+    autoOffsetReset: config["auto.offset.reset"],
+    maxPollRecords: config["max.poll.records"],
+    fetchMaxBytes: config["fetch.max.bytes"],
+    maxPartitionFetchBytes: config["max.partition.fetch.bytes"],
+    fetchMaxWaitMs: config["fetch.max.wait.ms"],
+    sessionTimeoutMs: config["session.timeout.ms"],
+    heartbeatIntervalMs: config["heartbeat.interval.ms"],
+    metadataMaxAgeMs: config["metadata.max.age.ms"],
+  };
+}
 
 /** The stored position of one topic: its id and the next offset per partition. */
 interface TopicPosition {
@@ -139,64 +187,22 @@ export default defineSource({
   aliases: ["kafka_source"],
   mode: "stream",
   summary: "Reads Kafka topics as a consumer group, committing offsets after the sink wrote.",
-  plan(config) {
-    return { subscribes: { topics: config.topics, pattern: config["topics.regex"] } };
+  plan(settings) {
+    const subscription = settings.subscription;
+    const topics = "topics" in subscription ? subscription.topics : undefined;
+    return { subscribes: { topics, pattern: settings.topicsRegex } };
   },
   config: schema,
-  create(config, context) {
+  create(settings, context) {
     const name = `sluice-${context.pipeline}`;
+    const { topicsRegex: _, ...consumerSettings } = settings;
     const consumer = new KafkaConsumer({
-      bootstrapServers: config["bootstrap.servers"],
-      clientId: config["client.id"] ?? name,
-      requestTimeoutMs: config["request.timeout.ms"],
-      groupId: config["group.id"] ?? name,
-      subscription: config["topics.regex"] !== undefined
-        ? { pattern: new RegExp(`^(?:${config["topics.regex"]})$`) }
-        : { topics: config.topics ?? [] },
-      autoOffsetReset: config["auto.offset.reset"],
-      maxPollRecords: config["max.poll.records"],
-      fetchMaxBytes: config["fetch.max.bytes"],
-      maxPartitionFetchBytes: config["max.partition.fetch.bytes"],
-      fetchMaxWaitMs: config["fetch.max.wait.ms"],
-      sessionTimeoutMs: config["session.timeout.ms"],
-      heartbeatIntervalMs: config["heartbeat.interval.ms"],
-      metadataMaxAgeMs: config["metadata.max.age.ms"],
+      ...consumerSettings,
+      clientId: settings.clientId ?? name,
+      groupId: settings.groupId ?? name,
       logger: context.logger,
     });
-
-    /** Next offset of every partition read and still owned. */
-    const positions = new Map<string, { topic: string; partition: number; next: bigint }>();
-    /** Positions the offset store says were written already (see the module doc). */
-    const written = storedPositions(context.offset);
-    consumer.onAssignment(({ revoked }) => {
-      for (const { topic, partition } of revoked) positions.delete(`${topic}:${partition}`);
-    });
-
-    /** True when `message` is before a position the sink already made durable. */
-    function alreadyWritten(message: IncomingMessage): boolean {
-      const stored = written.get(message.topic);
-      if (!stored) return false;
-      const id = consumer.topicIds.get(message.topic);
-      if (stored.id !== null && id !== undefined && stored.id !== id) {
-        written.delete(message.topic); // the topic was created anew
-        return false;
-      }
-      const next = stored.next[String(message.partition)];
-      if (next === undefined) return false;
-      if (message.offset < BigInt(next)) return true;
-      delete stored.next[String(message.partition)]; // caught up: stop checking
-      return false;
-    }
-
-    function snapshot(): JsonValue {
-      const topics: Record<string, { id: string | null; next: Record<string, number> }> = {};
-      for (const { topic, partition, next } of positions.values()) {
-        topics[topic] ??= { id: consumer.topicIds.get(topic) ?? null, next: {} };
-        topics[topic].next[String(partition)] = Number(next);
-      }
-      return topics;
-    }
-
+    const positions = new Positions(consumer, storedPositions(context.offset));
     return {
       async *read(): AsyncGenerator<SourceBatch> {
         while (!context.signal.aborted) {
@@ -206,62 +212,112 @@ export default defineSource({
           } catch (error) {
             throw asPipelineError(error);
           }
-          if (messages.length === 0) continue;
-          const records: SluiceRecord[] = [];
-          const failures: RecordFailure[] = [];
-          let skipped = 0;
-          for (const message of messages) {
-            const id = `${message.topic}:${message.partition}`;
-            positions.set(id, {
-              topic: message.topic,
-              partition: message.partition,
-              next: message.offset + 1n,
-            });
-            if (alreadyWritten(message)) {
-              skipped++;
-              continue;
-            }
-            const decoded = decodeMessage(message);
-            rememberOriginal(decoded.record, message);
-            if (decoded.error) {
-              failures.push({ record: decoded.record, error: decoded.error, stage: decoded.stage });
-            } else records.push(decoded.record);
-          }
-          if (skipped > 0) {
-            context.logger.info(
-              "Skipped {count} records the sink had already written (offset store ahead of the group)",
-              { count: skipped },
-            );
-          }
-          yield { records, failures, offset: snapshot() };
+          if (messages.length > 0) yield positions.batch(messages, context.logger);
         }
       },
-
-      async commit(offset) {
-        const toCommit: PartitionPosition[] = [];
-        for (const [topic, position] of storedPositions(offset)) {
-          for (const [partition, next] of Object.entries(position.next)) {
-            toCommit.push({ topic, partition: Number(partition), offset: BigInt(next) });
-          }
-        }
-        try {
-          await consumer.commit(toCommit);
-        } catch (error) {
-          if (isPermanentKafkaError(error)) throw asPipelineError(error);
-          // The next commit carries these positions again; a rebalance or a
-          // broker restart must not stop the pipeline for a missed commit.
-          context.logger.warn("Committing offsets to Kafka failed, will retry: {error}", {
-            error: kafkaErrorMessage(error),
-          });
-        }
-      },
-
-      async close() {
-        await consumer.close();
-      },
+      commit: (offset) => commitOffsets(consumer, offset, context.logger),
+      close: () => consumer.close(),
     };
   },
 });
+
+/**
+ * What was read per partition (the batch offsets), and the positions the
+ * pipeline's offset store says were written already (see the module doc).
+ */
+class Positions {
+  /** Next offset of every partition read and still owned. */
+  readonly #next = new Map<string, { topic: string; partition: number; next: bigint }>();
+  readonly #written: Map<string, TopicPosition>;
+  readonly #consumer: KafkaConsumer;
+
+  constructor(consumer: KafkaConsumer, written: Map<string, TopicPosition>) {
+    this.#consumer = consumer;
+    this.#written = written;
+    consumer.onAssignment(({ revoked }) => {
+      for (const { topic, partition } of revoked) this.#next.delete(`${topic}:${partition}`);
+    });
+  }
+
+  /** Decodes `messages` into a batch whose offset covers them. */
+  batch(messages: readonly IncomingMessage[], logger: Logger): SourceBatch {
+    const records: SluiceRecord[] = [];
+    const failures: RecordFailure[] = [];
+    let skipped = 0;
+    for (const message of messages) {
+      this.#next.set(`${message.topic}:${message.partition}`, {
+        topic: message.topic,
+        partition: message.partition,
+        next: message.offset + 1n,
+      });
+      if (this.#alreadyWritten(message)) {
+        skipped++;
+        continue;
+      }
+      const decoded = decodeMessage(message);
+      rememberOriginal(decoded.record, message);
+      if (decoded.error) {
+        failures.push({ record: decoded.record, error: decoded.error, stage: decoded.stage });
+      } else records.push(decoded.record);
+    }
+    if (skipped > 0) {
+      logger.info(
+        "Skipped {count} records the sink had already written (offset store ahead of the group)",
+        { count: skipped },
+      );
+    }
+    return { records, failures, offset: this.#snapshot() };
+  }
+
+  /** True when `message` is before a position the sink already made durable. */
+  #alreadyWritten(message: IncomingMessage): boolean {
+    const stored = this.#written.get(message.topic);
+    if (!stored) return false;
+    const id = this.#consumer.topicIds.get(message.topic);
+    if (stored.id !== null && id !== undefined && stored.id !== id) {
+      this.#written.delete(message.topic); // the topic was created anew
+      return false;
+    }
+    const next = stored.next[String(message.partition)];
+    if (next === undefined) return false;
+    if (message.offset < BigInt(next)) return true;
+    delete stored.next[String(message.partition)]; // caught up: stop checking
+    return false;
+  }
+
+  #snapshot(): JsonValue {
+    const topics: Record<string, { id: string | null; next: Record<string, number> }> = {};
+    for (const { topic, partition, next } of this.#next.values()) {
+      topics[topic] ??= { id: this.#consumer.topicIds.get(topic) ?? null, next: {} };
+      topics[topic].next[String(partition)] = Number(next);
+    }
+    return topics;
+  }
+}
+
+/** Commits a batch offset the sink made durable to the group. */
+async function commitOffsets(
+  consumer: KafkaConsumer,
+  offset: JsonValue,
+  logger: Logger,
+): Promise<void> {
+  const toCommit: PartitionPosition[] = [];
+  for (const [topic, position] of storedPositions(offset)) {
+    for (const [partition, next] of Object.entries(position.next)) {
+      toCommit.push({ topic, partition: Number(partition), offset: BigInt(next) });
+    }
+  }
+  try {
+    await consumer.commit(toCommit);
+  } catch (error) {
+    if (isPermanentKafkaError(error)) throw asPipelineError(error);
+    // The next commit carries these positions again; a rebalance or a
+    // broker restart must not stop the pipeline for a missed commit.
+    logger.warn("Committing offsets to Kafka failed, will retry: {error}", {
+      error: kafkaErrorMessage(error),
+    });
+  }
+}
 
 /** Reads the positions of a stored offset; anything unrecognised is ignored. */
 function storedPositions(offset: JsonValue | undefined): Map<string, TopicPosition> {

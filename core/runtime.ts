@@ -136,6 +136,12 @@ export class Runtime implements AsyncDisposable {
   readonly #listeners: ReportListener[] = [];
   /** Last successful run time of each job, for `depends.on`. */
   readonly #lastSuccess = new Map<string, number>();
+  /** Streams still supervised (running or waiting to restart). */
+  readonly #liveStreams = new Set<string>();
+  /** Streams that failed and stay stopped. */
+  readonly #failedStreams = new Set<string>();
+  #schedules = 0;
+  #streamsStarted = false;
 
   /** Prepares `specs`; nothing runs until {@linkcode Runtime.start} or {@linkcode Runtime.runJob}. */
   constructor(specs: readonly PipelineSpec[], environment: PipelineEnvironment) {
@@ -161,13 +167,19 @@ export class Runtime implements AsyncDisposable {
   /**
    * Starts everything: streams begin, scheduled jobs are put on `Deno.cron`,
    * and batch jobs with neither a schedule nor upstream jobs run once now.
-   * Returns whether anything keeps running (streams or schedules).
+   * Returns whether anything keeps running (streams or schedules). When
+   * every stream has ended (failed for good, or finished) and no job is
+   * scheduled or running, the runtime stops itself: `signal` aborts.
    */
   start(): boolean {
     let longRunning = false;
     for (const spec of this.#specs.values()) {
       if (spec.source.plugin.mode === "stream") {
-        this.#track(this.#superviseStream(spec));
+        this.#liveStreams.add(spec.name);
+        this.#streamsStarted = true;
+        this.#track(
+          this.#superviseStream(spec).finally(() => this.#streamEnded(spec.name)),
+        );
         longRunning = true;
         continue;
       }
@@ -180,6 +192,7 @@ export class Runtime implements AsyncDisposable {
           () => this.#scheduledRun(spec.name),
         );
         logger.info("Scheduled {pipeline} at {schedule} (UTC)", { pipeline: spec.name, schedule });
+        this.#schedules++;
         longRunning = true;
       } else if (spec.options["job.depends.on"].length === 0) {
         void this.runJob(spec.name, { withDownstream: true });
@@ -211,7 +224,10 @@ export class Runtime implements AsyncDisposable {
       logger.info("{pipeline} is already running; not starting it twice", { pipeline: name });
       return running;
     }
-    const run = this.#runWithRetries(spec, options).finally(() => this.#running.delete(name));
+    const run = this.#runWithRetries(spec, options).finally(() => {
+      this.#running.delete(name);
+      this.#stopWhenNothingCanRun();
+    });
     this.#running.set(name, run);
     this.#track(run);
     return run;
@@ -325,6 +341,7 @@ export class Runtime implements AsyncDisposable {
           pipeline: spec.name,
           error: errorMessage(report.error),
         });
+        this.#failedStreams.add(spec.name);
         for (const listener of this.#listeners) listener({ ...report, attempts: attempt + 1 });
         return;
       }
@@ -338,6 +355,30 @@ export class Runtime implements AsyncDisposable {
         failingSince = undefined;
       }
     }
+  }
+
+  #streamEnded(name: string): void {
+    this.#liveStreams.delete(name);
+    this.#stopWhenNothingCanRun();
+  }
+
+  /**
+   * Stops the runtime once no stream is supervised, no job is scheduled and
+   * none is running: a process that can do nothing more must end, so that a
+   * supervisor sees it (and restarts it, or alerts).
+   */
+  #stopWhenNothingCanRun(): void {
+    if (this.#shutdown.signal.aborted || this.#liveStreams.size > 0) return;
+    if (!this.#streamsStarted || this.#schedules > 0 || this.#running.size > 0) return;
+    if (this.#failedStreams.size > 0) {
+      logger.error(
+        "No pipeline can run any more: {failed} failed for good and no job is running or scheduled; stopping",
+        { failed: [...this.#failedStreams].join(", ") },
+      );
+    } else {
+      logger.info("Every stream has ended and no job is running or scheduled; stopping");
+    }
+    this.#shutdown.abort();
   }
 
   #log(report: RunReport, attempt: number): void {

@@ -169,6 +169,8 @@ const PERMANENT_API_ERRORS = new Set([
   "INVALID_REPLICATION_FACTOR",
   "POLICY_VIOLATION",
   "INVALID_CONFIG",
+  // Another running consumer took this group.instance.id over.
+  "FENCED_INSTANCE_ID",
 ]);
 const PERMANENT_CLIENT_ERRORS = new Set([
   "PLT_KFK_AUTHENTICATION",
@@ -468,6 +470,13 @@ export type Subscription =
 /** Consumer settings (Java consumer names in comments). */
 export interface ConsumerSettings extends KafkaClientOptions {
   readonly groupId: string;
+  /**
+   * `group.instance.id`: makes this member static (KIP-345). A member that
+   * comes back with the same id before its session expired takes over its
+   * old member id and partitions at once, without waiting for the dead
+   * session or a rebalance.
+   */
+  readonly groupInstanceId?: string;
   readonly subscription: Subscription;
   /** `auto.offset.reset`: where a partition without a committed offset starts. */
   readonly autoOffsetReset: "earliest" | "latest" | "none";
@@ -479,7 +488,7 @@ export interface ConsumerSettings extends KafkaClientOptions {
   readonly maxPartitionFetchBytes?: number;
   /** `fetch.max.wait.ms` */
   readonly fetchMaxWaitMs?: number;
-  /** `session.timeout.ms` */
+  /** `session.timeout.ms` (default {@linkcode DEFAULT_SESSION_TIMEOUT_MS}) */
   readonly sessionTimeoutMs?: number;
   /** `heartbeat.interval.ms` */
   readonly heartbeatIntervalMs?: number;
@@ -499,6 +508,17 @@ export type AssignmentListener = (change: {
   assigned: readonly TopicPartition[];
   revoked: readonly TopicPartition[];
 }) => void;
+
+/**
+ * How long a member that stopped heartbeating keeps its partitions. Kafka 4's
+ * Java consumer uses 45 s (KIP-735), and KIP-848's broker-side
+ * `group.consumer.session.timeout.ms` is 45 s too: a crashed, restarted
+ * consumer then waits that long for its partitions. Heartbeats here are
+ * sent by a timer, independent of processing, so the pre-3.0 default of
+ * 10 s is safe and brings a restarted dynamic member back in about 10 s (a
+ * static member, `group.instance.id`, comes back at once).
+ */
+export const DEFAULT_SESSION_TIMEOUT_MS = 10_000;
 
 const key = (topic: string, partition: number) => `${topic}:${partition}`;
 function parseKey(entry: string): TopicPartition {
@@ -543,7 +563,7 @@ export class KafkaConsumer {
 
   #create(ConsumerClass: KafkaLibrary["Consumer"]): Consumer {
     const settings = this.#settings;
-    const sessionTimeout = settings.sessionTimeoutMs ?? 45_000;
+    const sessionTimeout = settings.sessionTimeoutMs ?? DEFAULT_SESSION_TIMEOUT_MS;
     const consumer = new ConsumerClass<Buffer, Buffer, Buffer, Buffer>({
       // A JoinGroup request legitimately blocks until every member rejoined or
       // a dead one's session expired; a shorter client timeout turns that into
@@ -553,6 +573,7 @@ export class KafkaConsumer {
         requestTimeoutMs: Math.max(settings.requestTimeoutMs ?? 30_000, sessionTimeout + 5_000),
       }),
       groupId: settings.groupId,
+      ...(settings.groupInstanceId ? { groupInstanceId: settings.groupInstanceId } : {}),
       autocommit: false,
       sessionTimeout,
       // Members rejoin at once (heartbeats do not wait for processing).

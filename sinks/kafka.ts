@@ -214,7 +214,9 @@ export default defineSink({
 
 function bootstrapOf(config: unknown): string | undefined {
   if (typeof config !== "object" || config === null) return undefined;
-  const value = (config as Record<string, unknown>)["bootstrap.servers"];
+  // A kafka source's settings name it bootstrapServers.
+  const record = config as Record<string, unknown>;
+  const value = record["bootstrap.servers"] ?? record.bootstrapServers;
   return typeof value === "string" && value !== "" ? value : undefined;
 }
 

@@ -45,11 +45,15 @@ export function uniqueSlot(prefix: string): string {
 
 /** Waits until a walsender streams from `slot` (so changes made now are captured). */
 export async function waitForActiveSlot(sql: postgres.Sql, slot: string): Promise<void> {
+  // A slot being created is already listed as active, but it decodes only
+  // what commits after its consistent point, which waits for every running
+  // transaction on the server: until then confirmed_flush_lsn is null.
   await waitUntil(`slot ${slot} to be streaming`, async () => {
-    const rows = await sql<{ active: boolean }[]>`
-      select active from pg_replication_slots where slot_name = ${slot}`;
-    return rows[0]?.active === true;
-  });
+    const rows = await sql<{ active: boolean; created: boolean }[]>`
+      select active, confirmed_flush_lsn is not null as created
+      from pg_replication_slots where slot_name = ${slot}`;
+    return rows[0]?.active === true && rows[0].created;
+  }, { timeoutMs: 60_000 });
 }
 
 /** The slot's confirmed_flush_lsn as a bigint (0 when absent). */

@@ -34,12 +34,19 @@ import { RetriableError } from "../../api/errors.ts";
 import type { JsonValue, SluiceRecord } from "../../api/record.ts";
 import type { SourceBatch } from "../../api/plugin.ts";
 import { connect, isConnectionError, type Sql } from "../../drivers/postgres.ts";
-import { changeRecords, type EventOptions, Tables } from "./_changes.ts";
+import { type ChangePosition, changeRecords, type EventOptions, Tables } from "./_changes.ts";
 import { formatLsn, maxLsn, parseLsn } from "./_lsn.ts";
-import { decodeFrame, PG_EPOCH_MICROS, type PgOutputMessage } from "./_pgoutput.ts";
+import { decodeFrame, PG_EPOCH_MICROS } from "./_pgoutput.ts";
 import { ReplicationConnection, type ReplicationStream, TEXT_SETTINGS } from "./_replication.ts";
 import { readSnapshot } from "./_snapshot.ts";
-import { dropSlot, inspectSlot, preparePublication, publishedTables } from "./_slot.ts";
+import {
+  type AutocreateMode,
+  dropSlot,
+  inspectSlot,
+  preparePublication,
+  publishedTables,
+  type SlotInfo,
+} from "./_slot.ts";
 import { type DecimalMode, type TimeMode, ValueDecoders } from "./_values.ts";
 import type { CaptureFilter } from "./_filters.ts";
 
@@ -50,7 +57,7 @@ export interface CaptureSettings {
   readonly slot: string;
   readonly dropSlotOnStop: boolean;
   readonly publication: string;
-  readonly autocreate: "all_tables" | "filtered" | "disabled";
+  readonly autocreate: AutocreateMode;
   readonly snapshotMode: "initial" | "never" | "when_needed" | "initial_only";
   readonly maxBatchSize: number;
   readonly pollIntervalMs: number;
@@ -150,6 +157,13 @@ export class Capture {
 
   /** Yields batches until the signal aborts; throws RetriableError on connection faults. */
   async *read(): AsyncGenerator<SourceBatch> {
+    // Creating a slot waits for every transaction running on the server, and
+    // a snapshot can be long: a stop must not wait for them. While streaming,
+    // the loop itself sees the signal and ends after the batch in hand.
+    const interrupt = () => {
+      if (!this.#stream) void this.close();
+    };
+    this.#signal.addEventListener("abort", interrupt, { once: true });
     try {
       yield* this.#run();
     } catch (error) {
@@ -157,6 +171,7 @@ export class Capture {
       if (this.#signal.aborted) return;
       throw classify(error);
     } finally {
+      this.#signal.removeEventListener("abort", interrupt);
       await this.close();
     }
   }
@@ -205,7 +220,54 @@ export class Capture {
 
   async *#run(): AsyncGenerator<SourceBatch> {
     const settings = this.#settings;
-    const logger = this.#logger;
+    const { meta, db, catalog, events } = await this.#open();
+    await preparePublication(
+      meta,
+      settings.publication,
+      settings.autocreate,
+      settings.filter,
+      this.#logger,
+    );
+    const slot = await this.#existingSlot(meta, db);
+    const stored = this.#stored;
+    const mode = settings.snapshotMode;
+    if (mode === "initial_only" && stored) {
+      this.#logger.info(
+        "The initial snapshot was taken already (snapshot.mode initial_only); nothing to do",
+      );
+      return;
+    }
+    if (this.#closed) return; // stopped meanwhile: open nothing more
+    const replication = this.#replication = new ReplicationConnection(
+      settings.url,
+      settings.applicationName,
+    );
+    let start: bigint;
+    if (snapshotNeeded(mode, stored, slot)) {
+      start = yield* this.#snapshot(meta, replication, slot, catalog, events);
+      if (mode === "initial_only" || this.#signal.aborted) return;
+    } else {
+      start = await this.#resumeSlot(replication, slot);
+    }
+    this.#acked = this.#reached.lsn;
+    this.#lastOffsetLsn = this.#reached.lsn;
+
+    const stream = this.#stream = await replication.start(
+      settings.slot,
+      settings.publication,
+      start,
+    );
+    this.#logger.info("Streaming from slot {slot} at {lsn}", {
+      slot: settings.slot,
+      lsn: formatLsn(maxLsn(start, slot?.confirmedFlush ?? 0n)),
+    });
+    this.#statusTimer = setInterval(() => this.#sendStatus(true), settings.statusIntervalMs);
+    yield* this.#stream_(stream, catalog, events);
+  }
+
+  /** The metadata connection and the catalog that turns changes into events. */
+  async #open(): Promise<{ meta: Sql; db: string; catalog: Tables; events: EventOptions }> {
+    const settings = this.#settings;
     const meta = this.#meta = connect(settings.url, {
       max: 1,
       applicationName: settings.applicationName,
@@ -218,221 +280,127 @@ export class Capture {
       new ValueDecoders(meta, settings.decimal, settings.time),
       events,
     );
+    return { meta, db, catalog, events };
+  }
 
-    await preparePublication(
-      meta,
-      settings.publication,
-      settings.autocreate,
-      settings.filter,
-      logger,
-    );
-    const slot = await inspectSlot(meta, settings.slot);
+  /** The slot when it exists, after checking it is a pgoutput slot of this database. */
+  async #existingSlot(meta: Sql, db: string): Promise<SlotInfo | undefined> {
+    const name = this.#settings.slot;
+    const slot = await inspectSlot(meta, name);
     if (slot && slot.database !== db) {
       throw new Error(
-        `Replication slot "${settings.slot}" belongs to database "${slot.database}", not "${db}"; choose another slot.name`,
+        `Replication slot "${name}" belongs to database "${slot.database}", not "${db}"; choose another slot.name`,
       );
     }
     if (slot && slot.plugin !== "pgoutput") {
       throw new Error(
-        `Replication slot "${settings.slot}" uses plugin "${slot.plugin}"; postgres_cdc needs a pgoutput slot: drop it or choose another slot.name`,
+        `Replication slot "${name}" uses plugin "${slot.plugin}"; postgres_cdc needs a pgoutput slot: drop it or choose another slot.name`,
       );
     }
-    const stored = this.#stored;
-    const mode = settings.snapshotMode;
-    if (mode === "initial_only" && stored) {
-      logger.info(
-        "The initial snapshot was taken already (snapshot.mode initial_only); nothing to do",
-      );
-      return;
-    }
-    const snapshot = mode === "initial" || mode === "initial_only"
-      ? !stored
-      : mode === "when_needed"
-      ? !stored || !slot
-      : false;
+    return slot;
+  }
 
-    const replication = this.#replication = new ReplicationConnection(
-      settings.url,
-      settings.applicationName,
-    );
-    let start: bigint;
-    if (snapshot) {
-      if (slot) {
-        logger.info("Dropping slot {slot} to take a consistent snapshot", { slot: settings.slot });
-        await dropSlot(meta, settings.slot);
+  /**
+   * Creates the slot anew with an exported snapshot, yields the captured
+   * tables as of that snapshot, and returns the LSN to stream from.
+   */
+  async *#snapshot(
+    meta: Sql,
+    replication: ReplicationConnection,
+    slot: SlotInfo | undefined,
+    catalog: Tables,
+    events: EventOptions,
+  ): AsyncGenerator<SourceBatch, bigint> {
+    const settings = this.#settings;
+    if (slot) {
+      this.#logger.info("Dropping slot {slot} to take a consistent snapshot", {
+        slot: settings.slot,
+      });
+      await dropSlot(meta, settings.slot);
+    }
+    const created = await replication.createSlot(settings.slot, true);
+    this.#logger.info("Created slot {slot} at {lsn}; taking a snapshot", {
+      slot: settings.slot,
+      lsn: formatLsn(created.consistentPoint),
+    });
+    const tables = await publishedTables(meta, settings.publication);
+    for await (
+      const records of readSnapshot({
+        url: settings.url,
+        applicationName: settings.applicationName,
+        snapshotName: created.snapshotName!,
+        consistentPoint: created.consistentPoint,
+        tables,
+        catalog,
+        events,
+        batchSize: settings.maxBatchSize,
+        logger: this.#logger,
+      })
+    ) {
+      yield { records };
+      if (this.#signal.aborted) return created.consistentPoint;
+    }
+    this.#reached = { lsn: created.consistentPoint, txId: null };
+    yield this.#batch([]);
+    return created.consistentPoint;
+  }
+
+  /** Streams on from the stored offset (creating the slot when missing); returns the start LSN. */
+  async #resumeSlot(
+    replication: ReplicationConnection,
+    slot: SlotInfo | undefined,
+  ): Promise<bigint> {
+    const settings = this.#settings;
+    const stored = this.#stored;
+    if (!slot) {
+      if (stored) {
+        this.#logger.warn(
+          "Replication slot {slot} is missing although an offset is stored; changes made since {lsn} may be lost (snapshot.mode when_needed would take a new snapshot)",
+          { slot: settings.slot, lsn: formatLsn(stored.lsn) },
+        );
       }
-      const created = await replication.createSlot(settings.slot, true);
-      logger.info("Created slot {slot} at {lsn}; taking a snapshot", {
+      const created = await replication.createSlot(settings.slot, false);
+      this.#logger.info("Created slot {slot} at {lsn}", {
         slot: settings.slot,
         lsn: formatLsn(created.consistentPoint),
       });
-      const tables = await publishedTables(meta, settings.publication);
-      for await (
-        const records of readSnapshot({
-          url: settings.url,
-          applicationName: settings.applicationName,
-          snapshotName: created.snapshotName!,
-          consistentPoint: created.consistentPoint,
-          tables,
-          catalog,
-          events,
-          batchSize: settings.maxBatchSize,
-          logger,
-        })
-      ) {
-        yield { records };
-        if (this.#signal.aborted) return;
-      }
-      this.#reached = { lsn: created.consistentPoint, txId: null };
-      yield this.#batch([]);
-      if (mode === "initial_only") return;
-      start = created.consistentPoint;
+      this.#reached = { lsn: stored?.lsn ?? created.consistentPoint, txId: stored?.txId ?? null };
     } else {
-      if (!slot) {
-        if (stored) {
-          logger.warn(
-            "Replication slot {slot} is missing although an offset is stored; changes made since {lsn} may be lost (snapshot.mode when_needed would take a new snapshot)",
-            { slot: settings.slot, lsn: formatLsn(stored.lsn) },
-          );
-        }
-        const created = await replication.createSlot(settings.slot, false);
-        logger.info("Created slot {slot} at {lsn}", {
-          slot: settings.slot,
-          lsn: formatLsn(created.consistentPoint),
-        });
-        this.#reached = { lsn: stored?.lsn ?? created.consistentPoint, txId: stored?.txId ?? null };
-      } else {
-        this.#reached = stored
-          ? { lsn: stored.lsn, txId: stored.txId }
-          : { lsn: slot.confirmedFlush ?? 0n, txId: null };
-      }
-      start = stored?.lsn ?? 0n;
+      this.#reached = stored
+        ? { lsn: stored.lsn, txId: stored.txId }
+        : { lsn: slot.confirmedFlush ?? 0n, txId: null };
     }
-    this.#acked = this.#reached.lsn;
-    this.#lastOffsetLsn = this.#reached.lsn;
-
-    const stream = this.#stream = await replication.start(
-      settings.slot,
-      settings.publication,
-      start,
-    );
-    logger.info("Streaming from slot {slot} at {lsn}", {
-      slot: settings.slot,
-      lsn: formatLsn(maxLsn(start, slot?.confirmedFlush ?? 0n)),
-    });
-    this.#statusTimer = setInterval(() => this.#sendStatus(true), settings.statusIntervalMs);
-    yield* this.#stream_(stream, catalog, events);
+    return stored?.lsn ?? 0n;
   }
 
+  /**
+   * Turns the replication stream into batches: a batch is handed over when
+   * it is full or when its first event waited `poll.interval.ms`; an idle
+   * stream runs the heartbeat and persists its position.
+   */
   async *#stream_(
     stream: ReplicationStream,
     catalog: Tables,
     events: EventOptions,
   ): AsyncGenerator<SourceBatch> {
     const settings = this.#settings;
-    const skipBefore = this.#stored?.lsn ?? 0n;
-    let partial = this.#stored?.partial;
-    let tx: Transaction | undefined;
-    let buffer: SluiceRecord[] = [];
-    let firstAt = 0;
-    let skipped = 0;
+    const tracker = new TransactionTracker(this.#stored);
+    const batch = new PendingBatch();
     const heartbeat = settings.heartbeatIntervalMs;
     let nextHeartbeat = heartbeat > 0 ? Date.now() + heartbeat : Infinity;
-
-    const handle = (message: PgOutputMessage, walStart: bigint) => {
-      switch (message.type) {
-        case "begin":
-          tx = {
-            finalLsn: message.finalLsn,
-            xid: message.xid,
-            micros: message.commitTime + PG_EPOCH_MICROS,
-            changes: 0,
-            skipAll: message.finalLsn < skipBefore,
-            skipFirst: partial && partial.commitLsn === message.finalLsn ? partial.events : 0,
-          };
-          return;
-        case "commit":
-          if (tx && tx.skipFirst > 0) partial = undefined;
-          if (tx && (tx.skipAll || tx.skipFirst > 0)) {
-            skipped += tx.skipAll ? tx.changes : Math.min(tx.changes, tx.skipFirst);
-          }
-          this.#reached = { lsn: message.endLsn, txId: tx?.xid ?? null };
-          tx = undefined;
-          return;
-        case "insert":
-        case "update":
-        case "delete":
-        case "truncate": {
-          if (!tx) return;
-          tx.changes++;
-          if (tx.skipAll || tx.changes <= tx.skipFirst) return;
-          const position = {
-            commitLsn: tx.finalLsn,
-            lsn: walStart,
-            txId: tx.xid,
-            micros: tx.micros,
-            snapshot: "false",
-          };
-          const oids = message.type === "truncate" ? message.relationOids : [message.relationOid];
-          for (const oid of oids) {
-            const info = catalog.get(oid);
-            if (!info) throw new Error(`Change for relation ${oid} arrived before its description`);
-            if (!info.captured) continue;
-            const records = changeRecords(info, message, position, events);
-            if (records.length > 0 && buffer.length === 0) firstAt = Date.now();
-            for (const record of records) buffer.push(record);
-          }
-          this.#buffered = buffer.length;
-          return;
-        }
-      }
-    };
-
-    const offsetNow = (): JsonValue => {
-      const offset: Record<string, JsonValue> = {
-        lsn: formatLsn(this.#reached.lsn),
-        txId: this.#reached.txId,
-      };
-      if (tx) {
-        offset.partial = {
-          commitLsn: formatLsn(tx.finalLsn),
-          txId: tx.xid,
-          events: tx.changes,
-        };
-      }
-      return offset;
-    };
+    const take = () => this.#batch(batch.take(), tracker.offset(this.#reached));
 
     for (;;) {
       if (this.#signal.aborted) return;
       const bytes = stream.poll();
       if (bytes) {
-        const frame = decodeFrame(bytes);
-        if (frame.kind === "xlog") {
-          // Only a Relation message waits (for catalog lookups).
-          if (frame.message.type === "relation") await catalog.define(frame.message.relation);
-          else handle(frame.message, frame.walStart);
-        } else if (frame.kind === "keepalive") {
-          if (!tx) {
-            this.#reached = {
-              lsn: maxLsn(this.#reached.lsn, frame.walEnd),
-              txId: this.#reached.txId,
-            };
-          }
-          this.#sendStatus(frame.replyRequested);
-        }
-        if (buffer.length >= settings.maxBatchSize) {
-          const batch = this.#batch(buffer, offsetNow());
-          buffer = [];
-          yield batch;
-        }
+        await this.#onFrame(decodeFrame(bytes), tracker, batch, catalog, events);
+        if (batch.size >= settings.maxBatchSize) yield take();
         continue;
       }
       const now = Date.now();
-      if (buffer.length > 0 && now - firstAt >= settings.pollIntervalMs) {
-        const batch = this.#batch(buffer, offsetNow());
-        buffer = [];
-        yield batch;
+      if (batch.size > 0 && now - batch.firstAt >= settings.pollIntervalMs) {
+        yield take();
         continue;
       }
       if (stream.ended) {
@@ -445,23 +413,67 @@ export class Capture {
       }
       if (now >= nextHeartbeat) {
         nextHeartbeat = now + heartbeat;
-        if (skipped > 0) {
-          this.#logger.debug("Skipped {skipped} re-delivered changes", { skipped });
-          skipped = 0;
-        }
+        const skipped = tracker.takeSkipped();
+        if (skipped > 0) this.#logger.debug("Skipped {skipped} re-delivered changes", { skipped });
         await this.#runHeartbeatQuery();
         // Persist the position of an idle (or filtered) stream.
-        if (buffer.length === 0 && this.#idle() && this.#reached.lsn > this.#lastOffsetLsn) {
-          yield this.#batch([], offsetNow());
+        if (batch.size === 0 && this.#idle() && this.#reached.lsn > this.#lastOffsetLsn) {
+          yield take();
         }
         continue;
       }
       const until = Math.min(
-        buffer.length > 0 ? firstAt + settings.pollIntervalMs : Infinity,
+        batch.size > 0 ? batch.firstAt + settings.pollIntervalMs : Infinity,
         nextHeartbeat,
         now + 1000,
       );
       await stream.wait(until - now, this.#signal);
+    }
+  }
+
+  /** Applies one frame: a message of a transaction, or a keepalive. */
+  async #onFrame(
+    frame: ReturnType<typeof decodeFrame>,
+    tracker: TransactionTracker,
+    batch: PendingBatch,
+    catalog: Tables,
+    events: EventOptions,
+  ): Promise<void> {
+    if (frame.kind === "keepalive") {
+      if (!tracker.inTransaction) {
+        this.#reached = { lsn: maxLsn(this.#reached.lsn, frame.walEnd), txId: this.#reached.txId };
+      }
+      this.#sendStatus(frame.replyRequested);
+      return;
+    }
+    if (frame.kind !== "xlog") return;
+    const message = frame.message;
+    switch (message.type) {
+      case "relation":
+        // Only a Relation message waits (for catalog lookups).
+        await catalog.define(message.relation);
+        return;
+      case "begin":
+        tracker.begin(message);
+        return;
+      case "commit":
+        this.#reached = tracker.commit(message);
+        return;
+      case "insert":
+      case "update":
+      case "delete":
+      case "truncate": {
+        const position = tracker.change(frame.walStart);
+        if (!position) return;
+        const oids = message.type === "truncate" ? message.relationOids : [message.relationOid];
+        for (const oid of oids) {
+          const info = catalog.get(oid);
+          if (!info) throw new Error(`Change for relation ${oid} arrived before its description`);
+          if (info.captured) batch.add(changeRecords(info, message, position, events));
+        }
+        this.#buffered = batch.size;
+        return;
+      }
     }
   }
 
@@ -501,6 +513,117 @@ export class Capture {
         error: (error as Error).message,
       });
     }
+  }
+}
+
+/** Whether this start takes a snapshot (`snapshot.mode`). */
+function snapshotNeeded(
+  mode: CaptureSettings["snapshotMode"],
+  stored: Position | undefined,
+  slot: SlotInfo | undefined,
+): boolean {
+  if (mode === "initial" || mode === "initial_only") return !stored;
+  if (mode === "when_needed") return !stored || !slot;
+  return false;
+}
+
+/**
+ * Follows the transactions of the stream: which change messages were
+ * delivered before a restart (skipped), and the position to store with a
+ * batch, including how far into an open transaction it reaches.
+ */
+class TransactionTracker {
+  readonly #skipBefore: bigint;
+  #partial: Position["partial"];
+  #tx: Transaction | undefined;
+  #skipped = 0;
+
+  constructor(stored: Position | undefined) {
+    this.#skipBefore = stored?.lsn ?? 0n;
+    this.#partial = stored?.partial;
+  }
+
+  get inTransaction(): boolean {
+    return this.#tx !== undefined;
+  }
+
+  begin(message: { finalLsn: bigint; xid: number; commitTime: bigint }): void {
+    const partial = this.#partial;
+    this.#tx = {
+      finalLsn: message.finalLsn,
+      xid: message.xid,
+      micros: message.commitTime + PG_EPOCH_MICROS,
+      changes: 0,
+      skipAll: message.finalLsn < this.#skipBefore,
+      skipFirst: partial && partial.commitLsn === message.finalLsn ? partial.events : 0,
+    };
+  }
+
+  /** Ends the transaction; returns the position every delivered change is before. */
+  commit(message: { endLsn: bigint }): { lsn: bigint; txId: number | null } {
+    const tx = this.#tx;
+    if (tx && tx.skipFirst > 0) this.#partial = undefined;
+    if (tx && (tx.skipAll || tx.skipFirst > 0)) {
+      this.#skipped += tx.skipAll ? tx.changes : Math.min(tx.changes, tx.skipFirst);
+    }
+    this.#tx = undefined;
+    return { lsn: message.endLsn, txId: tx?.xid ?? null };
+  }
+
+  /** Counts a change message; its position, or undefined when it was delivered already. */
+  change(walStart: bigint): ChangePosition | undefined {
+    const tx = this.#tx;
+    if (!tx) return undefined;
+    tx.changes++;
+    if (tx.skipAll || tx.changes <= tx.skipFirst) return undefined;
+    return {
+      commitLsn: tx.finalLsn,
+      lsn: walStart,
+      txId: tx.xid,
+      micros: tx.micros,
+      snapshot: "false",
+    };
+  }
+
+  /** The offset of everything handed over so far, given the last commit reached. */
+  offset(reached: { lsn: bigint; txId: number | null }): JsonValue {
+    const offset: Record<string, JsonValue> = {
+      lsn: formatLsn(reached.lsn),
+      txId: reached.txId,
+    };
+    const tx = this.#tx;
+    if (tx) {
+      offset.partial = { commitLsn: formatLsn(tx.finalLsn), txId: tx.xid, events: tx.changes };
+    }
+    return offset;
+  }
+
+  /** Re-delivered changes skipped since the last call. */
+  takeSkipped(): number {
+    const skipped = this.#skipped;
+    this.#skipped = 0;
+    return skipped;
+  }
+}
+
+/** The events gathered for the next batch, and when the first of them arrived. */
+class PendingBatch {
+  #records: SluiceRecord[] = [];
+  firstAt = 0;
+
+  get size(): number {
+    return this.#records.length;
+  }
+
+  add(records: readonly SluiceRecord[]): void {
+    if (records.length > 0 && this.#records.length === 0) this.firstAt = Date.now();
+    for (const record of records) this.#records.push(record);
+  }
+
+  take(): SluiceRecord[] {
+    const records = this.#records;
+    this.#records = [];
+    return records;
   }
 }
 

@@ -1,12 +1,22 @@
 /**
  * Publication and replication slot management, on an ordinary connection.
  *
+ * - `filtered` (the default when an include list is given): creates the
+ *   publication `FOR TABLE` the tables the include and exclude lists
+ *   capture, or adds the missing ones to an existing one. Tables it already
+ *   publishes are kept: another pipeline sharing the publication may read
+ *   them, and dropping them would silently stop it.
  * - `all_tables`: creates `FOR ALL TABLES` when the publication is missing
- *   (needs a superuser); an existing publication is used as it is.
- * - `filtered`: creates the publication `FOR TABLE` the tables the include
- *   and exclude lists capture, or brings an existing one to that set with
- *   `ALTER PUBLICATION … SET TABLE`.
+ *   (needs a superuser), with a warning; an existing publication is used as
+ *   it is.
  * - `disabled`: the publication must exist.
+ *
+ * PostgreSQL refuses UPDATE and DELETE on a published table that has no
+ * replica identity (no primary key under REPLICA IDENTITY DEFAULT, or
+ * NOTHING), for every session, including the source application's. So a
+ * captured table without one stops the pipeline at start, before the
+ * publication is touched, and an all-tables publication reports the tables
+ * whose writes it breaks.
  *
  * @module
  */
@@ -93,64 +103,148 @@ export async function publishedTables(sql: Sql, publication: string): Promise<Ta
   return [...rows];
 }
 
-/** Makes sure the publication exists (and, in filtered mode, publishes the captured tables). */
+/** How the publication is managed (`publication.autocreate.mode`). */
+export type AutocreateMode = "all_tables" | "filtered" | "disabled";
+
+/**
+ * Of the tables `oids`, those without a usable replica identity: no primary
+ * key under REPLICA IDENTITY DEFAULT, REPLICA IDENTITY NOTHING, or USING
+ * INDEX on an index that is gone. Once such a table is in a publication,
+ * PostgreSQL refuses every UPDATE and DELETE on it, for every session.
+ */
+export async function tablesWithoutReplicaIdentity(
+  sql: Sql,
+  oids: readonly number[],
+): Promise<TableRef[]> {
+  if (oids.length === 0) return [];
+  const rows = await sql<TableRef[]>`
+    select c.oid::int as oid, n.nspname as schema, c.relname as table
+    from pg_class c join pg_namespace n on n.oid = c.relnamespace
+    where c.oid = any(${oids as number[]}::oid[]) and (
+      c.relreplident = 'n'
+      or (c.relreplident = 'd' and not exists (
+        select 1 from pg_index i where i.indrelid = c.oid and i.indisprimary))
+      or (c.relreplident = 'i' and not exists (
+        select 1 from pg_index i where i.indrelid = c.oid and i.indisreplident)))
+    order by 2, 3`;
+  return [...rows];
+}
+
+const qualified = (t: TableRef) => `${quoteIdent(t.schema)}.${quoteIdent(t.table)}`;
+const names = (tables: readonly TableRef[]) =>
+  tables.map((t) => `${t.schema}.${t.table}`).join(", ");
+
+/**
+ * Makes sure the publication exists (and, in filtered mode, publishes the
+ * captured tables), after checking that no captured table would make the
+ * source application's writes fail.
+ */
 export async function preparePublication(
   sql: Sql,
   name: string,
-  mode: "all_tables" | "filtered" | "disabled",
+  mode: AutocreateMode,
   filter: CaptureFilter,
   logger: Logger,
 ): Promise<void> {
   const rows = await sql<{ all: boolean }[]>`
     select puballtables as all from pg_publication where pubname = ${name}`;
   const existing = rows[0];
+  if (mode === "disabled" && !existing) {
+    throw new Error(
+      `Publication "${name}" does not exist; create it, or set publication.autocreate.mode to filtered or all_tables`,
+    );
+  }
+  const captured = (await userTables(sql)).filter((t) => filter.table(t.schema, t.table));
+  const published = mode === "disabled" ? await publishedTables(sql, name) : undefined;
+  await refuseTablesWithoutIdentity(
+    sql,
+    published ? captured.filter((t) => published.some((p) => p.oid === t.oid)) : captured,
+  );
+  if (mode === "disabled") return;
+  if (mode === "filtered" && existing?.all) {
+    logger.warn(
+      "Publication {name} publishes all tables; it is used as it is (events are still filtered)",
+      { name },
+    );
+  }
+  if (mode === "all_tables" || existing?.all) {
+    await useAllTablesPublication(sql, name, existing !== undefined, logger);
+    return;
+  }
+  await publishCapturedTables(sql, name, existing !== undefined, captured, logger);
+}
+
+/** Throws, naming them, when captured tables have no usable replica identity. */
+async function refuseTablesWithoutIdentity(sql: Sql, captured: readonly TableRef[]) {
+  const lacking = await tablesWithoutReplicaIdentity(sql, captured.map((t) => t.oid));
+  if (lacking.length === 0) return;
+  throw new Error(
+    `Cannot capture ${
+      names(lacking)
+    }: without a primary key or a replica identity, a published table refuses every UPDATE and DELETE, for the source application too. Give each a primary key or run ALTER TABLE … REPLICA IDENTITY FULL, or leave it out of the capture (table.exclude.list, or a narrower table.include.list)`,
+  );
+}
+
+/**
+ * `FOR ALL TABLES`: created when missing. It also publishes tables that are
+ * not captured, and tables created later; the ones without a replica
+ * identity are reported, since their UPDATEs and DELETEs fail.
+ */
+async function useAllTablesPublication(
+  sql: Sql,
+  name: string,
+  exists: boolean,
+  logger: Logger,
+): Promise<void> {
+  if (!exists) {
+    logger.warn(
+      "Creating publication {name} FOR ALL TABLES (publication.autocreate.mode all_tables): every table of the database is published, including tables created later; an UPDATE or DELETE on one without a primary key or replica identity will fail. publication.autocreate.mode filtered publishes only the captured tables",
+      { name },
+    );
+    await sql.unsafe(`create publication ${quoteIdent(name)} for all tables`);
+  }
+  const all = await userTables(sql);
+  const lacking = await tablesWithoutReplicaIdentity(sql, all.map((t) => t.oid));
+  if (lacking.length > 0) {
+    logger.error(
+      "Publication {name} publishes all tables, so UPDATE and DELETE fail on these tables without a primary key or replica identity: {tables}. Give them one (ALTER TABLE … REPLICA IDENTITY FULL), or publish only the captured tables (publication.autocreate.mode filtered)",
+      { name, tables: names(lacking) },
+    );
+  }
+}
+
+/** `FOR TABLE` the captured tables: created, or brought to that set. */
+async function publishCapturedTables(
+  sql: Sql,
+  name: string,
+  exists: boolean,
+  wanted: readonly TableRef[],
+  logger: Logger,
+): Promise<void> {
   const quoted = quoteIdent(name);
-  if (mode === "disabled") {
-    if (!existing) {
-      throw new Error(
-        `Publication "${name}" does not exist; create it, or set publication.autocreate.mode to all_tables or filtered`,
-      );
-    }
-    return;
-  }
-  if (mode === "all_tables") {
-    if (!existing) {
-      logger.info("Creating publication {name} for all tables", { name });
-      await sql.unsafe(`create publication ${quoted} for all tables`);
-    }
-    return;
-  }
-  const wanted = (await userTables(sql)).filter((t) => filter.table(t.schema, t.table));
-  const list = wanted.map((t) => `${quoteIdent(t.schema)}.${quoteIdent(t.table)}`).join(", ");
+  const list = wanted.map(qualified).join(", ");
   if (wanted.length === 0) {
     logger.warn("No table matches the include and exclude lists; publication {name} is empty", {
       name,
     });
   }
-  if (!existing) {
+  if (!exists) {
     logger.info("Creating publication {name} for {tables}", { name, tables: list || "no tables" });
     await sql.unsafe(`create publication ${quoted}${list ? ` for table ${list}` : ""}`);
     return;
   }
-  if (existing.all) {
-    logger.warn(
-      "Publication {name} publishes all tables; it is used as it is (events are still filtered)",
-      { name },
-    );
-    return;
-  }
   const current = await publishedTables(sql, name);
-  const key = (t: TableRef) => `${t.schema}\u0000${t.table}`;
-  const same = current.length === wanted.length &&
-    current.every((t) => wanted.some((w) => key(w) === key(t)));
-  if (same) return;
-  logger.info("Setting the tables of publication {name} to {tables}", { name, tables: list });
-  if (list) await sql.unsafe(`alter publication ${quoted} set table ${list}`);
-  else {
-    await sql.unsafe(
-      `alter publication ${quoted} drop table ${
-        current.map((t) => `${quoteIdent(t.schema)}.${quoteIdent(t.table)}`).join(", ")
-      }`,
+  const missing = wanted.filter((t) => !current.some((c) => c.oid === t.oid));
+  const others = current.filter((c) => !wanted.some((t) => t.oid === c.oid));
+  if (missing.length > 0) {
+    logger.info("Adding {tables} to publication {name}", { name, tables: names(missing) });
+    await sql.unsafe(`alter publication ${quoted} add table ${missing.map(qualified).join(", ")}`);
+  }
+  if (others.length > 0) {
+    // Dropping them could silently stop another pipeline that shares the publication.
+    logger.info(
+      "Publication {name} also publishes {tables}, which this pipeline does not capture; they are kept (events are still filtered). Give each pipeline its own publication.name, or drop them with ALTER PUBLICATION … DROP TABLE",
+      { name, tables: names(others) },
     );
   }
 }

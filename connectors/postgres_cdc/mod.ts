@@ -61,9 +61,16 @@ import { z } from "zod";
 import { boolean, integer, list, positiveInteger } from "../../api/options.ts";
 import { defineSource } from "../../api/plugin.ts";
 import type { ChangeOp } from "../../api/record.ts";
-import { checkConnection, connectionOptions, connectionUrl } from "../../drivers/postgres.ts";
+import {
+  checkConnection,
+  type ConnectionConfig,
+  connectionOptions,
+  connectionUrl,
+} from "../../drivers/postgres.ts";
 import { Capture } from "./_capture.ts";
 import { CaptureFilter, compilePatterns } from "./_filters.ts";
+import type { AutocreateMode } from "./_slot.ts";
+import type { DecimalMode, TimeMode } from "./_values.ts";
 
 /** `source.version` of the events. */
 export const VERSION = "sluice-0.1.0";
@@ -78,7 +85,7 @@ const SNAPSHOT_MODES = {
 
 const OPERATIONS = ["c", "u", "d", "t", "none"] as const;
 
-const schema = z.strictObject({
+const fields = z.strictObject({
   ...connectionOptions,
   "topic.prefix": z.string().min(1).optional().describe(
     "Logical name of the source server: events go to topics <topic.prefix>.<schema>.<table>.",
@@ -98,11 +105,10 @@ const schema = z.strictObject({
   "publication.name": z.string().min(1).default("sluice_publication").describe(
     "Publication the slot streams.",
   ),
-  "publication.autocreate.mode": z.enum(["all_tables", "filtered", "disabled"]).default(
-    "all_tables",
-  ).describe(
-    "all_tables: create the publication FOR ALL TABLES when missing. filtered: create or alter it FOR TABLE the captured tables. disabled: it must exist.",
-  ),
+  "publication.autocreate.mode": z.enum(["all_tables", "filtered", "disabled"]).optional()
+    .describe(
+      "filtered: create the publication FOR TABLE the captured tables, or add the missing ones to it (tables it already publishes are kept, for other pipelines sharing it); the default when table.include.list or schema.include.list is given. Tables created later are added at the next start. all_tables: create it FOR ALL TABLES when missing (the default otherwise), with a warning: an UPDATE or DELETE on any table without a primary key or replica identity then fails. disabled: it must exist. A captured table without a usable replica identity stops the pipeline at start.",
+    ),
   "snapshot.mode": z.enum(Object.keys(SNAPSHOT_MODES) as [keyof typeof SNAPSHOT_MODES])
     .default("initial").transform((mode) => SNAPSHOT_MODES[mode]).describe(
       "initial: snapshot the captured tables when no offset is stored, then stream. initial_only: snapshot, then stop. when_needed: snapshot when no offset is stored or the slot is gone. never (alias no_data): stream only.",
@@ -153,7 +159,9 @@ const schema = z.strictObject({
     .default("isostring").describe(
       "isostring: dates and times stay PostgreSQL's ISO text (lossless, microseconds kept). adaptive: Debezium's encodings: date as days since 1970, time/timestamp as ms or µs by column precision, timestamptz/timetz as ISO strings in UTC. adaptive_time_microseconds: time always in µs. connect: ms (drops microseconds).",
     ),
-}).superRefine((config, context) => {
+});
+
+const schema = fields.superRefine((config, context) => {
   checkConnection(config, context);
   const issue = (path: string, message: string, input?: unknown) =>
     context.addIssue({ code: "custom", path: [path], message, input });
@@ -215,7 +223,66 @@ const schema = z.strictObject({
       "runs only with heartbeat.interval.ms greater than 0",
     );
   }
-});
+}).transform(settingsOf);
+
+/** The parsed config of `postgres_cdc`, in the connector's own words. */
+export interface CdcSettings {
+  /** The connection options, in the driver's vocabulary. */
+  readonly connection: ConnectionConfig;
+  readonly topicPrefix: string;
+  /** `database.server.name` when given (deprecated). */
+  readonly serverName?: string;
+  readonly slot: string;
+  readonly dropSlotOnStop: boolean;
+  readonly publication: string;
+  readonly autocreate: AutocreateMode;
+  readonly snapshotMode: (typeof SNAPSHOT_MODES)[keyof typeof SNAPSHOT_MODES];
+  readonly filter: CaptureFilter;
+  /** `table.include.list` as given, for `sluice plan`. */
+  readonly tableIncludeList: readonly string[];
+  readonly tombstones: boolean;
+  readonly skipped: ReadonlySet<ChangeOp>;
+  readonly heartbeatIntervalMs: number;
+  readonly heartbeatQuery?: string;
+  readonly maxBatchSize: number;
+  readonly pollIntervalMs: number;
+  readonly statusIntervalMs: number;
+  readonly decimal: DecimalMode;
+  readonly time: TimeMode;
+}
+
+type ParsedConfig = z.output<typeof fields>;
+
+function settingsOf(config: ParsedConfig): CdcSettings {
+  const connection: Record<string, unknown> = {};
+  for (const key of Object.keys(connectionOptions)) {
+    connection[key] = config[key as keyof ParsedConfig];
+  }
+  const includes = [config["table.include.list"], config["schema.include.list"]];
+  return {
+    connection: connection as ConnectionConfig,
+    topicPrefix: config["topic.prefix"] ?? config["database.server.name"]!,
+    serverName: config["database.server.name"],
+    slot: config["slot.name"],
+    dropSlotOnStop: config["slot.drop.on.stop"],
+    publication: config["publication.name"],
+    // Debezium's filtered behaviour when the capture is narrowed by an include list.
+    autocreate: config["publication.autocreate.mode"] ??
+      (includes.some((list) => list && list.length > 0) ? "filtered" : "all_tables"),
+    snapshotMode: config["snapshot.mode"],
+    filter: new CaptureFilter(config),
+    tableIncludeList: config["table.include.list"] ?? [],
+    tombstones: config["tombstones.on.delete"],
+    skipped: new Set(config["skipped.operations"].filter((op) => op !== "none") as ChangeOp[]),
+    heartbeatIntervalMs: config["heartbeat.interval.ms"],
+    heartbeatQuery: config["heartbeat.action.query"],
+    maxBatchSize: config["max.batch.size"],
+    pollIntervalMs: config["poll.interval.ms"],
+    statusIntervalMs: config["status.update.interval.ms"],
+    decimal: config["decimal.handling.mode"],
+    time: config["time.precision.mode"],
+  };
+}
 
 export default defineSource({
   name: "postgres_cdc",
@@ -224,49 +291,33 @@ export default defineSource({
   summary:
     "Streams row changes from a PostgreSQL logical replication slot (pgoutput) as Debezium change events.",
   config: schema,
-  plan(config) {
+  plan(settings) {
     // Without connecting, only plainly named tables (no regex) can be listed.
-    const prefix = config["topic.prefix"] ?? config["database.server.name"] ?? "";
-    const tables = (config["table.include.list"] ?? []).filter((t) => /^[\w$]+\.[\w$]+$/.test(t));
-    return { captures: tables.map((table) => ({ table, topic: `${prefix}.${table}` })) };
+    const tables = settings.tableIncludeList.filter((t) => /^[\w$]+\.[\w$]+$/.test(t));
+    return {
+      captures: tables.map((table) => ({ table, topic: `${settings.topicPrefix}.${table}` })),
+    };
   },
-  create(config, context) {
-    if (config["database.server.name"]) {
+  create(settings, context) {
+    if (settings.serverName !== undefined) {
       context.logger.warn(
-        config["topic.prefix"]
+        settings.topicPrefix !== settings.serverName
           ? "database.server.name is deprecated and ignored: topic.prefix {prefix} names the topics"
           : "database.server.name is deprecated: use topic.prefix (taking {prefix} from it)",
-        { prefix: config["topic.prefix"] ?? config["database.server.name"] },
+        { prefix: settings.topicPrefix },
       );
     }
-    const prefix = config["topic.prefix"] ?? config["database.server.name"]!;
-    const skipped = new Set(
-      config["skipped.operations"].filter((op) => op !== "none") as ChangeOp[],
-    );
-    const filter = new CaptureFilter(config);
     const capture = new Capture(
       {
-        url: connectionUrl(config),
+        ...settings,
+        url: connectionUrl(settings.connection),
         applicationName: `sluice:${context.pipeline}`,
-        slot: config["slot.name"],
-        dropSlotOnStop: config["slot.drop.on.stop"],
-        publication: config["publication.name"],
-        autocreate: config["publication.autocreate.mode"],
-        snapshotMode: config["snapshot.mode"],
-        maxBatchSize: config["max.batch.size"],
-        pollIntervalMs: config["poll.interval.ms"],
-        statusIntervalMs: config["status.update.interval.ms"],
-        heartbeatIntervalMs: config["heartbeat.interval.ms"],
-        heartbeatQuery: config["heartbeat.action.query"],
-        decimal: config["decimal.handling.mode"],
-        time: config["time.precision.mode"],
-        filter,
         events: {
-          prefix,
+          prefix: settings.topicPrefix,
           version: VERSION,
-          tombstones: config["tombstones.on.delete"],
-          skipped,
-          filter,
+          tombstones: settings.tombstones,
+          skipped: settings.skipped,
+          filter: settings.filter,
         },
       },
       context.offset,
