@@ -43,7 +43,7 @@
 import { z } from "zod";
 import { list, positiveInteger } from "../api/options.ts";
 import { defineSource, type RecordFailure, type SourceBatch } from "../api/plugin.ts";
-import type { JsonValue, Row, SluiceRecord } from "../api/record.ts";
+import { isChangeEvent, type JsonValue, type Row, type SluiceRecord } from "../api/record.ts";
 import { RecordError, RetriableError } from "../api/errors.ts";
 import {
   type IncomingMessage,
@@ -54,6 +54,7 @@ import {
   type PartitionPosition,
   rememberOriginal,
 } from "../drivers/kafka.ts";
+import { changePosition } from "../drivers/pg_codec.ts";
 
 const schema = z.strictObject({
   "bootstrap.servers": z.string().min(1).describe(
@@ -338,7 +339,11 @@ export function decodeMessage(message: IncomingMessage): Decoded {
       value = rawText(message.value);
     }
   }
-  const record: SluiceRecord = { ...base, key, value };
+  // The change's source position, decoded once here at the JSON edge.
+  const position = isChangeEvent(value) ? changePosition(value.source) : undefined;
+  const record: SluiceRecord = position === undefined
+    ? { ...base, key, value }
+    : { ...base, key, value, position };
   const where = `${message.topic} partition ${message.partition} offset ${message.offset}`;
   if (keyError) {
     return {

@@ -60,6 +60,7 @@ import {
   parseTableName,
   type Sql,
 } from "../../drivers/postgres.ts";
+import { changePosition } from "../../drivers/pg_codec.ts";
 import { keyHash, TargetTable } from "./_table.ts";
 
 const schema = z.strictObject({
@@ -224,7 +225,7 @@ export default defineSink({
       if (isChangeEvent(value)) {
         const operation = changeOperation(table, record, value);
         const column = table.positionColumn;
-        const position = column ? sourcePosition(value) : undefined;
+        const position = column ? record.position ?? changePosition(value.source) : undefined;
         if (operation && column && position !== undefined) {
           operation.row[column] = table.positionText(position);
         }
@@ -262,7 +263,7 @@ export default defineSink({
         const column = table.positionColumn;
         for (const { record } of operations) {
           const value = record.value as ChangeEvent;
-          const position = column ? sourcePosition(value) : undefined;
+          const position = column ? record.position ?? changePosition(value.source) : undefined;
           await table.truncate(
             tx,
             position === undefined ? undefined : table.positionText(position),
@@ -562,29 +563,6 @@ function runsOf(table: TargetTable, operations: readonly Operation[]): Run[] {
   }
   flush();
   return runs;
-}
-
-/**
- * The source position of a change event, for the stale-event guard: the
- * commit LSN of its transaction (first element of Debezium's
- * `source.sequence`), else `source.lsn`. Undefined when it has neither.
- */
-function sourcePosition(value: ChangeEvent): bigint | undefined {
-  const source = value.source as { sequence?: unknown; lsn?: unknown } | undefined;
-  try {
-    if (typeof source?.sequence === "string") {
-      const sequence = JSON.parse(source.sequence);
-      if (Array.isArray(sequence) && sequence[0] !== null && sequence[0] !== undefined) {
-        return BigInt(sequence[0]);
-      }
-    }
-    if (typeof source?.lsn === "number" || typeof source?.lsn === "string") {
-      return BigInt(source.lsn);
-    }
-  } catch {
-    // Not a number: no position.
-  }
-  return undefined;
 }
 
 function parseMapping(pairs: readonly string[]): Map<string, string> {
