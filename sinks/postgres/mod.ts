@@ -226,9 +226,8 @@ export default defineSink({
         const operation = changeOperation(table, record, value);
         const column = table.positionColumn;
         const position = column ? record.position ?? changePosition(value.source) : undefined;
-        if (operation && column && position !== undefined) {
-          operation.row[column] = table.positionText(position);
-        }
+        // A bigint: the column's encoder writes it as an LSN or a number.
+        if (operation && column && position !== undefined) operation.row[column] = position;
         return operation;
       }
       return { kind: "upsert", record, row: project(table, value as Row) };
