@@ -338,6 +338,21 @@ async function matrixFixture(name: string): Promise<{ f: SyncFixture; columns: C
   return { f, columns };
 }
 
+/**
+ * Waits until the slot streams from its consistent point. Creating a slot
+ * waits for every transaction running in the cluster, and the slot is
+ * already active meanwhile.
+ */
+async function waitForStreamingSlot(sql: postgres.Sql, slot: string): Promise<void> {
+  await waitForActiveSlot(sql, slot);
+  await waitFor(`slot ${slot} at its consistent point`, async () => {
+    const rows = await sql<{ ready: boolean }[]>`
+      select confirmed_flush_lsn is not null as ready from pg_replication_slots
+      where slot_name = ${slot}`;
+    return rows[0]?.ready === true;
+  }, 40_000);
+}
+
 /** Waits until the target holds `count` rows and the touched TOAST rows. */
 async function waitForTarget(f: SyncFixture, count: number, touched: number): Promise<void> {
   await waitFor(`${count} rows, ${touched} touched, in the target`, async () => {
@@ -390,7 +405,7 @@ Deno.test("path matrix: direct CDC postgres_cdc → postgres keeps every type, s
   });
   const stream = startStream(spec);
   try {
-    await waitForActiveSlot(f.sourceSql, slot);
+    await waitForStreamingSlot(f.sourceSql, slot);
     await f.sourceSql.unsafe(rows(columns, 101));
     await waitForTarget(f, 10, 0);
     await f.sourceSql.unsafe(TOUCH);
@@ -436,7 +451,7 @@ Deno.test("path matrix: CDC over Kafka postgres_cdc → kafka → postgres keeps
   const producer = startStream(capture);
   const consumer = startStream(consume);
   try {
-    await waitForActiveSlot(f.sourceSql, slot);
+    await waitForStreamingSlot(f.sourceSql, slot);
     await f.sourceSql.unsafe(rows(columns, 101));
     await waitForTarget(f, 10, 0);
     await f.sourceSql.unsafe(TOUCH);
