@@ -172,6 +172,13 @@ export interface SluiceRecord {
   readonly timestamp?: number;
   /** Where the record came from (Kafka partition/offset, CDC LSN), for dedup and dead letters. */
   readonly origin?: Readonly<Record<string, JsonValue>>;
+  /**
+   * The change's position in its source log as an integer, when the source
+   * has one (postgres_cdc: the commit LSN of its transaction). Sinks skip
+   * events older than what a row holds by it. It never leaves the process:
+   * on Kafka the envelope's `source.sequence` and `source.lsn` carry it.
+   */
+  readonly position?: bigint;
 }
 
 /**

@@ -11,7 +11,9 @@
  * - Rebalances: a new assignment starts from the group's committed offsets;
  *   data still buffered for a revoked partition is dropped, not delivered.
  * - Values and keys are JSON (Kafka Connect's JsonConverter, with or without
- *   `schemas.enable`: a `{schema, payload}` envelope is unwrapped). Keys must
+ *   `schemas.enable`: a `{schema, payload}` envelope is unwrapped, and its
+ *   bytes, decimals and temporal logical types are decoded by the schema,
+ *   see `drivers/connect_schema.ts`). Keys must
  *   be JSON objects (`{"id":1}`). Integers beyond 2^53 become decimal
  *   strings, as the PostgreSQL drivers read int8. A message that does not
  *   decode fails in stage `KEY_CONVERTER` or `VALUE_CONVERTER` and follows
@@ -43,7 +45,7 @@
 import { z } from "zod";
 import { list, positiveInteger } from "../api/options.ts";
 import { defineSource, type RecordFailure, type SourceBatch } from "../api/plugin.ts";
-import type { JsonValue, Row, SluiceRecord } from "../api/record.ts";
+import { isChangeEvent, type JsonValue, type Row, type SluiceRecord } from "../api/record.ts";
 import { RecordError, RetriableError } from "../api/errors.ts";
 import type { Logger } from "@logtape/logtape";
 import {
@@ -57,6 +59,8 @@ import {
   type PartitionPosition,
   rememberOriginal,
 } from "../drivers/kafka.ts";
+import { changePosition } from "../drivers/pg_codec.ts";
+import { type ConnectSchema, decodeBySchema } from "../drivers/connect_schema.ts";
 
 const fields = z.strictObject({
   "bootstrap.servers": z.string().min(1).describe(
@@ -394,7 +398,11 @@ export function decodeMessage(message: IncomingMessage): Decoded {
       value = rawText(message.value);
     }
   }
-  const record: SluiceRecord = { ...base, key, value };
+  // The change's source position, decoded once here at the JSON edge.
+  const position = isChangeEvent(value) ? changePosition(value.source) : undefined;
+  const record: SluiceRecord = position === undefined
+    ? { ...base, key, value }
+    : { ...base, key, value, position };
   const where = `${message.topic} partition ${message.partition} offset ${message.offset}`;
   if (keyError) {
     return {
@@ -452,12 +460,16 @@ function keepLargeIntegers(
   return value;
 }
 
-/** `{schema, payload}` (JsonConverter with schemas.enable=true) → payload. */
+/**
+ * `{schema, payload}` (JsonConverter with schemas.enable=true) → the payload,
+ * decoded by its schema (bytes, decimals, temporal logical types).
+ */
 function unwrapEnvelope(value: unknown): unknown {
   if (value === null || typeof value !== "object" || Array.isArray(value)) return value;
   const keys = Object.keys(value);
   if (keys.length === 2 && "schema" in value && "payload" in value) {
-    return (value as { payload: unknown }).payload;
+    const { schema, payload } = value as { schema: ConnectSchema | null; payload: unknown };
+    return decodeBySchema(schema, payload);
   }
   return value;
 }

@@ -46,7 +46,8 @@ import {
   quoteIdent,
   type Sql,
 } from "../drivers/postgres.ts";
-import { decodeRawRow, parseCopyText, TypeDecoders } from "../drivers/pg_types.ts";
+import { decodeRawRow, parseCopyText } from "../drivers/pg_types.ts";
+import { PgCodec } from "../drivers/pg_codec.ts";
 import type { Decoder } from "../drivers/pg_text.ts";
 
 const MODES = { full: "full", bulk: "full", incremental: "incremental", timestamp: "incremental" };
@@ -162,7 +163,9 @@ export default defineSource({
       const columnList = config.columns?.map(quoteIdent).join(", ") ?? "*";
       const probe = await sql.unsafe(`select ${columnList} from ${from} limit 0`).raw();
       const names = probe.columns.map((column) => column.name);
-      const decoders = await new TypeDecoders(sql).for(probe.columns.map((c) => c.type));
+      const decoders = await new PgCodec(sql).decoders(
+        probe.columns.map((c) => ({ typeOid: c.type })),
+      );
       const keyColumns = config["key.columns"] ??
         (table ? await primaryKeyColumns(sql, table.quoted) : []);
       if (keyColumns.length === 0) {

@@ -1,19 +1,8 @@
 /**
- * PostgreSQL's text representation of values, both ways.
- *
- * Sources decode text (from COPY, raw query results or pgoutput) into Sluice
- * values; sinks encode values back into text for COPY. The mapping is
- * lossless from PostgreSQL to PostgreSQL:
- *
- * | PostgreSQL                      | Sluice value                                  |
- * | ------------------------------- | --------------------------------------------- |
- * | boolean                         | boolean                                       |
- * | smallint, integer, oid          | number                                        |
- * | bigint                          | number when exact in a double, else string    |
- * | real, double precision          | number (NaN and ±Infinity as strings)         |
- * | bytea                           | Uint8Array                                    |
- * | arrays                          | arrays of the element values (null elements)  |
- * | everything else                 | PostgreSQL's text: numeric, dates, json, uuid |
+ * PostgreSQL's text formats, both ways: array literals, bytea (hex and
+ * escape output, and the base64 JSON carries bytes as), COPY's text-format
+ * escaping, and a type-blind encoder of Sluice values as input text. Which
+ * value a column of a given type becomes is decided in `pg_codec.ts`.
  *
  * @module
  */
@@ -21,62 +10,58 @@
 /** Decodes one value's text given its type; arrays need their element type. */
 export type Decoder = (text: string) => unknown;
 
-const BOOL = 16, BYTEA = 17, INT8 = 20, INT2 = 21, INT4 = 23, OID = 26, FLOAT4 = 700, FLOAT8 = 701;
-
-/** The decoder for a scalar type OID. */
-export function scalarDecoder(typeOid: number): Decoder {
-  switch (typeOid) {
-    case BOOL:
-      return (text) => text === "t" || text === "true";
-    case INT2:
-    case INT4:
-    case OID:
-      return Number;
-    case INT8:
-      return (text) => {
-        const value = Number(text);
-        return Number.isSafeInteger(value) ? value : text;
-      };
-    case FLOAT4:
-    case FLOAT8:
-      return (text) => {
-        const value = Number(text);
-        return Number.isFinite(value) ? value : text;
-      };
-    case BYTEA:
-      return decodeBytea;
-    default:
-      return (text) => text;
-  }
-}
-
-/** A decoder for an array type whose elements decode with `element`. */
-export function arrayDecoder(element: Decoder, delimiter = ","): Decoder {
-  return (text) => parseArray(text, element, delimiter);
-}
+/** Encodes one value as PostgreSQL input text for a given column type; null stays null. */
+export type Encoder = (value: unknown) => string | null;
 
 /** Parses bytea's hex output (`\x0a0b`) or escape output into bytes. */
 export function decodeBytea(text: string): Uint8Array {
-  if (text.startsWith("\\x")) {
-    const bytes = new Uint8Array((text.length - 2) / 2);
-    for (let i = 0; i < bytes.length; i++) {
-      bytes[i] = parseInt(text.substr(2 + i * 2, 2), 16);
-    }
-    return bytes;
-  }
-  const out: number[] = [];
+  if (text.startsWith("\\x")) return Uint8Array.fromHex(text.slice(2));
+  return decodeByteaEscape(text);
+}
+
+/** bytea's escape format: `\\` is a backslash, `\ooo` an octal byte, the rest is Latin-1. */
+function decodeByteaEscape(text: string): Uint8Array {
+  const out = new Uint8Array(text.length);
+  let size = 0;
   for (let i = 0; i < text.length; i++) {
-    if (text[i] === "\\") {
-      if (text[i + 1] === "\\") {
-        out.push(92);
-        i++;
-      } else {
-        out.push(parseInt(text.substr(i + 1, 3), 8));
-        i += 3;
-      }
-    } else out.push(text.charCodeAt(i));
+    const code = text.charCodeAt(i);
+    if (code !== 92) {
+      out[size++] = code;
+    } else if (text.charCodeAt(i + 1) === 92) {
+      out[size++] = 92;
+      i++;
+    } else {
+      const digit = (at: number) => text.charCodeAt(at) - 48;
+      out[size++] = digit(i + 1) * 64 + digit(i + 2) * 8 + digit(i + 3);
+      i += 3;
+    }
   }
-  return Uint8Array.from(out);
+  return out.subarray(0, size);
+}
+
+/** bytea's hex input text (`\x0a0b`) of a byte array. */
+export function encodeBytea(bytes: Uint8Array): string {
+  return `\\x${bytes.toHex()}`;
+}
+
+const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
+const BASE64_URL = /^[A-Za-z0-9_-]*={0,2}$/;
+
+/**
+ * Bytes from the base64 text JSON carries them as (Debezium's
+ * `binary.handling.mode` bytes, base64 and base64-url-safe). Throws a
+ * sentence quoting the text when it is not base64.
+ */
+export function decodeBase64(text: string): Uint8Array {
+  if (text.length % 4 === 0 && BASE64.test(text)) return Uint8Array.fromBase64(text);
+  if (BASE64_URL.test(text)) {
+    return Uint8Array.fromBase64(text, { alphabet: "base64url" });
+  }
+  throw new Error(
+    `"${text.slice(0, 40)}${
+      text.length > 40 ? "…" : ""
+    }" is neither base64 nor bytea hex text (\\x…)`,
+  );
 }
 
 /** Parses an array literal such as `{1,NULL,"a b"}` or `{{1,2},{3,4}}`. */
@@ -128,29 +113,32 @@ export function encodeText(value: unknown): string | null {
     case "string":
       return value;
     case "number":
+      // String(-0) is "0": keep the sign PostgreSQL's floats keep.
+      return value === 0 && 1 / value < 0 ? "-0" : String(value);
     case "bigint":
       return String(value);
     case "boolean":
       return value ? "t" : "f";
   }
-  if (value instanceof Uint8Array) return encodeByteaHex(value);
+  if (value instanceof Uint8Array) return encodeBytea(value);
   if (value instanceof Date) return value.toISOString();
   if (Array.isArray(value)) return encodeArray(value);
   return JSON.stringify(value);
 }
 
-function encodeByteaHex(bytes: Uint8Array): string {
-  let hex = "\\x";
-  for (const byte of bytes) hex += (byte < 16 ? "0" : "") + byte.toString(16);
-  return hex;
-}
-
-/** Encodes an array as a PostgreSQL array literal, quoting every non-null element. */
-export function encodeArray(values: readonly unknown[]): string {
+/**
+ * Encodes an array as a PostgreSQL array literal, quoting every non-null
+ * element; `element` encodes the elements (by the element type).
+ */
+export function encodeArray(
+  values: readonly unknown[],
+  element: Encoder = encodeText,
+): string {
   const parts = values.map((item) => {
     if (item === null || item === undefined) return "NULL";
-    if (Array.isArray(item)) return encodeArray(item);
-    const text = encodeText(item)!;
+    if (Array.isArray(item)) return encodeArray(item, element);
+    const text = element(item);
+    if (text === null) return "NULL";
     return `"${text.replaceAll("\\", "\\\\").replaceAll('"', '\\"')}"`;
   });
   return `{${parts.join(",")}}`;

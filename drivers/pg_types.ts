@@ -1,50 +1,65 @@
 /**
- * Decoders for the columns of a result, looked up in `pg_type` so that
- * arrays, enums and domains decode right.
+ * What `pg_type` says about type OIDs (array element, domain base, enum…),
+ * looked up once per connection and cached; and the framing of rows read as
+ * text (raw query results and COPY). The codec (`pg_codec.ts`) builds each
+ * column's decoder and encoder from these descriptions.
  *
  * @module
  */
 import type { Sql } from "./postgres.ts";
-import { arrayDecoder, type Decoder, scalarDecoder, unescapeCopy } from "./pg_text.ts";
+import { type Decoder, unescapeCopy } from "./pg_text.ts";
 
-/** Builds decoders for type OIDs, caching what `pg_type` says about them. */
-export class TypeDecoders {
-  readonly #sql: Sql;
-  readonly #cache = new Map<number, Decoder>();
+/** One row of `pg_type`, as the codec needs it. */
+export interface PgType {
+  readonly oid: number;
+  /** `typname`, e.g. `int4`, `_int4`, `mood`. */
+  readonly name: string;
+  /** Element type of an array type; 0 otherwise. */
+  readonly element: number;
+  /** `typcategory`: `A` array, `N` numeric, `S` string, `E` enum, `U` user… */
+  readonly category: string;
+  /** Element delimiter of array literals (`,` except for `box`). */
+  readonly delimiter: string;
+  /** Base type of a domain; 0 otherwise. */
+  readonly base: number;
+  /** The domain's type modifier (e.g. the precision of a numeric domain); -1 when none. */
+  readonly baseModifier: number;
+}
 
-  constructor(sql: Sql) {
+/**
+ * A cache of `pg_type` rows for one database. Element and base types are
+ * loaded with the types that name them, so a lookup after {@linkcode load}
+ * never misses.
+ */
+export class PgTypes {
+  readonly #sql: Pick<Sql, "unsafe">;
+  readonly #types = new Map<number, PgType | null>();
+
+  constructor(sql: Pick<Sql, "unsafe">) {
     this.#sql = sql;
   }
 
-  /** One decoder per OID, in order. */
-  async for(oids: readonly number[]): Promise<Decoder[]> {
-    const missing = [...new Set(oids.filter((oid) => !this.#cache.has(oid)))];
-    if (missing.length > 0) {
-      const rows = await this.#sql<
-        { oid: number; elem: number; category: string; delimiter: string; base: number }[]
-      >`
-        select t.oid::int as oid, t.typelem::int as elem, t.typcategory as category,
-               t.typdelim as delimiter, t.typbasetype::int as base
-        from pg_type t where t.oid = any(${missing}::oid[])`;
-      const info = new Map(rows.map((row) => [row.oid, row]));
-      const decoderOf = (oid: number): Decoder => {
-        const cached = this.#cache.get(oid);
-        if (cached) return cached;
-        const row = info.get(oid);
-        let decoder: Decoder;
-        if (row && row.category === "A" && row.elem !== 0) {
-          decoder = arrayDecoder(scalarDecoder(row.elem), row.delimiter);
-        } else if (row && row.base !== 0) {
-          decoder = scalarDecoder(row.base); // a domain decodes as its base type
-        } else {
-          decoder = scalarDecoder(oid);
-        }
-        this.#cache.set(oid, decoder);
-        return decoder;
-      };
-      for (const oid of missing) decoderOf(oid);
+  /** Loads the given OIDs and, transitively, their element and base types. */
+  async load(oids: Iterable<number>): Promise<void> {
+    let missing = [...new Set(oids)].filter((oid) => !this.#types.has(oid));
+    // Domains over arrays of domains nest a few levels at most.
+    for (let depth = 0; missing.length > 0 && depth < 8; depth++) {
+      const rows = await this.#sql.unsafe<PgType[]>(
+        `select t.oid::int as oid, t.typname as name, t.typelem::int as element,
+                t.typcategory as category, t.typdelim as delimiter,
+                t.typbasetype::int as base, t.typtypmod::int as "baseModifier"
+         from pg_type t where t.oid = any('{${missing.join(",")}}'::oid[])`,
+      );
+      for (const oid of missing) this.#types.set(oid, null);
+      for (const row of rows) this.#types.set(row.oid, row);
+      missing = [...new Set(rows.flatMap((row) => [row.element, row.base]))]
+        .filter((oid) => oid !== 0 && !this.#types.has(oid));
     }
-    return oids.map((oid) => this.#cache.get(oid)!);
+  }
+
+  /** The type's row, or undefined when unknown (not loaded, or not in `pg_type`). */
+  get(oid: number): PgType | undefined {
+    return this.#types.get(oid) ?? undefined;
   }
 }
 

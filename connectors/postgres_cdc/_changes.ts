@@ -289,6 +289,7 @@ function eventRecord(
     value,
     timestamp: tsMs,
     origin: { lsn: source.lsn as number, commitLsn: Number(position.commitLsn) },
+    position: position.commitLsn,
   };
 }
 

@@ -13,7 +13,8 @@ import type { RecordFailure } from "../../api/plugin.ts";
 import { type ChangeEvent, isChangeEvent } from "../../api/record.ts";
 import { isConnectionError } from "../../drivers/postgres.ts";
 import { type Savepoints, writeStaged } from "./_isolate.ts";
-import { keyOf, type Operation, type Run, sinkFailure, sourcePosition } from "./_operations.ts";
+import { keyOf, type Operation, type Run, sinkFailure } from "./_operations.ts";
+import { changePosition } from "../../drivers/pg_codec.ts";
 import { keyHash, type TargetTable } from "./_table.ts";
 
 /** Rows written and operations deliberately not applied. */
@@ -64,7 +65,9 @@ async function applyTruncates(
 ): Promise<Counts> {
   const column = table.positionColumn;
   for (const { record } of operations) {
-    const position = column ? sourcePosition(record.value as ChangeEvent) : undefined;
+    const position = column
+      ? record.position ?? changePosition((record.value as ChangeEvent).source)
+      : undefined;
     await table.truncate(tx, position === undefined ? undefined : table.positionText(position));
   }
   return { written: operations.length, skipped: 0 };

@@ -12,6 +12,7 @@ import type { RecordFailure } from "../../api/plugin.ts";
 import { type ChangeEvent, isChangeEvent, type Row, type SluiceRecord } from "../../api/record.ts";
 import type { Settings } from "./_settings.ts";
 import type { TargetTable } from "./_table.ts";
+import { changePosition } from "../../drivers/pg_codec.ts";
 
 /** One upsert, delete or truncate, ready for the table. */
 export interface Operation {
@@ -125,9 +126,10 @@ export class Projector {
     if (!isChangeEvent(value)) return this.#upsert(table, record, value as Row);
     const operation = this.#change(table, record, value);
     const column = table.positionColumn;
-    const position = column ? sourcePosition(value) : undefined;
+    const position = column ? record.position ?? changePosition(value.source) : undefined;
+    // A bigint: the column's encoder writes it as an LSN or a number.
     if (operation && "kind" in operation && column && position !== undefined) {
-      operation.row[column] = table.positionText(position);
+      operation.row[column] = position;
     }
     return operation;
   }
@@ -230,27 +232,4 @@ function rounds(table: TargetTable, streaks: ReadonlyMap<string, Operation[][]>)
     if (deletes.length > 0) runs.push({ table, kind: "delete", operations: deletes });
     if (upserts.length > 0) runs.push({ table, kind: "upsert", operations: upserts });
   }
-}
-
-/**
- * The source position of a change event, for the stale-event guard: the
- * commit LSN of its transaction (first element of Debezium's
- * `source.sequence`), else `source.lsn`. Undefined when it has neither.
- */
-export function sourcePosition(value: ChangeEvent): bigint | undefined {
-  const source = value.source as { sequence?: unknown; lsn?: unknown } | undefined;
-  try {
-    if (typeof source?.sequence === "string") {
-      const sequence = JSON.parse(source.sequence);
-      if (Array.isArray(sequence) && sequence[0] !== null && sequence[0] !== undefined) {
-        return BigInt(sequence[0]);
-      }
-    }
-    if (typeof source?.lsn === "number" || typeof source?.lsn === "string") {
-      return BigInt(source.lsn);
-    }
-  } catch {
-    // Not a number: no position.
-  }
-  return undefined;
 }

@@ -15,7 +15,8 @@ import {
   quoteIdent,
   type Sql,
 } from "../../drivers/postgres.ts";
-import { copyField, encodeText } from "../../drivers/pg_text.ts";
+import { type Encoder, encodeText, escapeCopy } from "../../drivers/pg_text.ts";
+import { formatLsn, PgCodec } from "../../drivers/pg_codec.ts";
 import type { Row } from "../../api/record.ts";
 
 /** What the table needs of a client or a transaction. */
@@ -57,16 +58,20 @@ export class TargetTable {
   readonly primaryKey: readonly string[];
   readonly #quoted: string;
   readonly #options: TableOptions;
+  /** Per column: value → input text for the column's type (see `drivers/pg_codec.ts`). */
+  readonly #encoders: ReadonlyMap<string, Encoder>;
 
   private constructor(
     name: string,
     columns: ColumnInfo[],
+    encoders: readonly Encoder[],
     primaryKey: readonly string[],
     options: TableOptions,
   ) {
     this.name = name;
     this.#quoted = parseTableName(name).quoted;
     this.columns = new Map(columns.map((column) => [column.name, column]));
+    this.#encoders = new Map(columns.map((column, i) => [column.name, encoders[i]]));
     this.primaryKey = primaryKey;
     this.#options = options;
   }
@@ -106,7 +111,8 @@ export class TargetTable {
     if (options.positionColumn && !names.has(options.positionColumn)) {
       options = { ...options, positionColumn: undefined };
     }
-    const table = new TargetTable(name, described.columns, primaryKey, options);
+    const encoders = await new PgCodec(sql).encoders(described.columns);
+    const table = new TargetTable(name, described.columns, encoders, primaryKey, options);
     table.deleteProblem = deleteProblem;
     const [{ empty }] = await sql.unsafe<{ empty: boolean }[]>(
       `select not exists (select 1 from ${table.#quoted}) as empty`,
@@ -167,7 +173,7 @@ export class TargetTable {
       sql,
       `copy ${this.#quoted} (${list}) from stdin`,
       (writable) =>
-        writeCopy(writable, columns, rows, {
+        writeCopy(writable, this.#copyColumns(columns), rows, {
           numbered: false,
           extra: extra ? new Date().toISOString() : undefined,
         }),
@@ -187,10 +193,7 @@ export class TargetTable {
   /** A source position (an LSN as an integer) as text for the position column's type. */
   positionText(position: bigint): string {
     const type = this.columns.get(this.#options.positionColumn ?? "")?.type;
-    if (type !== "pg_lsn") return position.toString();
-    return `${(position >> 32n).toString(16).toUpperCase()}/${
-      (position & 0xffffffffn).toString(16).toUpperCase()
-    }`;
+    return type === "pg_lsn" ? formatLsn(position) : position.toString();
   }
 
   /** `… is null or … <= …`: the write at `incoming` is not older than the row's position. */
@@ -213,8 +216,17 @@ export class TargetTable {
     await copyFrom(
       sql,
       `copy ${staging} from stdin`,
-      (writable) => writeCopy(writable, columns, rows, { numbered: true }),
+      (writable) => writeCopy(writable, this.#copyColumns(columns), rows, { numbered: true }),
     );
+  }
+
+  /** The columns with their encoders, for {@linkcode writeCopy}. */
+  #copyColumns(columns: readonly string[]): CopyColumn[] {
+    return columns.map((name) => ({
+      name,
+      encode: this.#encoders.get(name) ?? encodeText,
+      table: this.name,
+    }));
   }
 
   /** Merges staged rows `first..last` (1-based row numbers) into the table. */
@@ -416,33 +428,63 @@ function hashText(text: string): string {
 
 const encoder = new TextEncoder();
 
+/** A column COPY writes, with the encoder of its type. */
+interface CopyColumn {
+  name: string;
+  encode: Encoder;
+  /** The table, for error messages. */
+  table: string;
+}
+
+/** One field in COPY's text format (`\N` for null). */
+function copyField(column: CopyColumn, value: unknown): string {
+  let text: string | null;
+  try {
+    text = column.encode(value);
+  } catch (error) {
+    throw new Error(
+      `Cannot write a value to column "${column.name}" of table "${column.table}": ${
+        (error as Error).message
+      }`,
+      { cause: error },
+    );
+  }
+  return text === null ? "\\N" : escapeCopy(text);
+}
+
 /**
  * Streams rows into a COPY … FROM STDIN writable in text format, optionally
  * numbered from 1 in a first column, and with one extra constant last column.
  */
 async function writeCopy(
   writable: Writable,
-  columns: readonly string[],
+  columns: readonly CopyColumn[],
   rows: readonly Row[],
   options: { numbered: boolean; extra?: string },
 ): Promise<void> {
-  const tail = options.extra === undefined ? "\n" : `\t${copyField(options.extra)}\n`;
+  const tail = options.extra === undefined ? "\n" : `\t${escapeCopy(options.extra)}\n`;
   let buffer = "";
   const flush = async () => {
     if (!writable.write(encoder.encode(buffer))) await once(writable, "drain");
     buffer = "";
   };
-  for (let i = 0; i < rows.length; i++) {
-    const row = rows[i];
-    let line = options.numbered ? String(i + 1) : "";
-    for (let c = 0; c < columns.length; c++) {
-      if (options.numbered || c > 0) line += "\t";
-      line += copyField(row[columns[c]]);
+  try {
+    for (let i = 0; i < rows.length; i++) {
+      const row = rows[i];
+      let line = options.numbered ? String(i + 1) : "";
+      for (let c = 0; c < columns.length; c++) {
+        if (options.numbered || c > 0) line += "\t";
+        line += copyField(columns[c], row[columns[c].name]);
+      }
+      buffer += line + tail;
+      if (buffer.length > 256 * 1024) await flush();
     }
-    buffer += line + tail;
-    if (buffer.length > 256 * 1024) await flush();
+    if (buffer.length > 0) await flush();
+  } catch (error) {
+    // Ends the COPY with an error, so the server rolls it back.
+    writable.destroy(error as Error);
+    throw error;
   }
-  if (buffer.length > 0) await flush();
   writable.end();
   await once(writable, "finish");
 }

@@ -1,0 +1,152 @@
+/**
+ * Values of Kafka Connect's JsonConverter with `schemas.enable=true`
+ * (`{schema, payload}`), decoded by their schema into the values Sluice
+ * records carry: `bytes` from base64 to Uint8Array, decimals from their
+ * unscaled two's-complement bytes to exact decimal text, and Debezium's and
+ * Kafka Connect's temporal logical types from epoch numbers to ISO text that
+ * PostgreSQL reads back unchanged. Topics written by Debezium thus land in a
+ * postgres sink value for value.
+ *
+ * @module
+ */
+
+/** A Kafka Connect schema as JsonConverter writes it. */
+export interface ConnectSchema {
+  type?: string;
+  name?: string;
+  optional?: boolean;
+  field?: string;
+  fields?: ConnectSchema[];
+  items?: ConnectSchema;
+  keys?: ConnectSchema;
+  values?: ConnectSchema;
+  parameters?: Record<string, string>;
+}
+
+/**
+ * The payload with every value decoded by its schema. Values whose schema
+ * asks for nothing special are returned as they are (the same objects when
+ * nothing below them changed).
+ */
+export function decodeBySchema(schema: ConnectSchema | null | undefined, value: unknown): unknown {
+  if (value === null || value === undefined || !schema || typeof schema !== "object") return value;
+  const logical = schema.name ? LOGICAL[schema.name] : undefined;
+  if (logical) return logical(value, schema);
+  switch (schema.type) {
+    case "bytes":
+      return typeof value === "string" ? Uint8Array.fromBase64(value) : value;
+    case "struct":
+      return decodeStruct(schema, value);
+    case "array":
+      return Array.isArray(value) && schema.items
+        ? value.map((item) => decodeBySchema(schema.items, item))
+        : value;
+    default:
+      return value;
+  }
+}
+
+function decodeStruct(schema: ConnectSchema, value: unknown): unknown {
+  if (typeof value !== "object" || Array.isArray(value) || !schema.fields) return value;
+  const input = value as Record<string, unknown>;
+  let output: Record<string, unknown> | undefined;
+  for (const field of schema.fields) {
+    if (!field.field || !(field.field in input)) continue;
+    const before = input[field.field];
+    const after = decodeBySchema(field, before);
+    if (after !== before) (output ??= { ...input })[field.field] = after;
+  }
+  return output ?? value;
+}
+
+const DAY_MS = 86_400_000;
+
+type Logical = (value: unknown, schema: ConnectSchema) => unknown;
+
+/** Decoders of logical types by schema name; a value of an unexpected shape passes unchanged. */
+const LOGICAL: Record<string, Logical> = {
+  "org.apache.kafka.connect.data.Decimal": (value, schema) =>
+    typeof value === "string"
+      ? decimalText(Uint8Array.fromBase64(value), Number(schema.parameters?.scale ?? 0))
+      : value,
+  "io.debezium.data.VariableScaleDecimal": (value) => {
+    const { scale, value: bytes } = value as { scale?: unknown; value?: unknown };
+    return typeof bytes === "string" && typeof scale === "number"
+      ? decimalText(Uint8Array.fromBase64(bytes), scale)
+      : value;
+  },
+  "io.debezium.time.Date": (value) => epochDate(value),
+  "org.apache.kafka.connect.data.Date": (value) => epochDate(value, DAY_MS),
+  "io.debezium.time.Time": (value) => timeOfDay(value, 1000n),
+  "org.apache.kafka.connect.data.Time": (value) => timeOfDay(value, 1000n),
+  "io.debezium.time.MicroTime": (value) => timeOfDay(value, 1n),
+  "io.debezium.time.NanoTime": (value) => timeOfDay(value, 1n, 1000n),
+  "io.debezium.time.Timestamp": (value) => timestamp(value, 1000n),
+  "org.apache.kafka.connect.data.Timestamp": (value) => timestamp(value, 1000n),
+  "io.debezium.time.MicroTimestamp": (value) => timestamp(value, 1n),
+  "io.debezium.time.NanoTimestamp": (value) => timestamp(value, 1n, 1000n),
+};
+
+/** Exact decimal text of a big-endian two's-complement unscaled value and a scale. */
+export function decimalText(bytes: Uint8Array, scale: number): string {
+  let unscaled = 0n;
+  for (const byte of bytes) unscaled = (unscaled << 8n) | BigInt(byte);
+  if (bytes.length > 0 && bytes[0] >= 0x80) unscaled -= 1n << BigInt(bytes.length * 8);
+  const negative = unscaled < 0n;
+  let digits = (negative ? -unscaled : unscaled).toString();
+  if (scale > 0) {
+    digits = digits.padStart(scale + 1, "0");
+    digits = `${digits.slice(0, -scale)}.${digits.slice(-scale)}`;
+  } else if (scale < 0) {
+    digits += "0".repeat(-scale);
+  }
+  return negative ? `-${digits}` : digits;
+}
+
+/** `YYYY-MM-DD` (with ` BC` before year 1) of days, or of milliseconds when `unit` is a day. */
+function epochDate(value: unknown, unit = 1): unknown {
+  if (typeof value !== "number") return value;
+  return isoDate(new Date((value / unit) * DAY_MS));
+}
+
+function isoDate(date: Date): string {
+  const year = date.getUTCFullYear();
+  const pad = (n: number, width = 2) => String(n).padStart(width, "0");
+  const monthDay = `${pad(date.getUTCMonth() + 1)}-${pad(date.getUTCDate())}`;
+  return year > 0 ? `${pad(year, 4)}-${monthDay}` : `${pad(1 - year, 4)}-${monthDay} BC`;
+}
+
+/** Microseconds of an integer (number or decimal string) times `scale`, divided by `divisor`. */
+function micros(value: unknown, scale: bigint, divisor = 1n): bigint | undefined {
+  if (typeof value === "number" && Number.isInteger(value)) return BigInt(value) * scale / divisor;
+  if (typeof value === "string" && /^-?\d+$/.test(value)) return BigInt(value) * scale / divisor;
+  return undefined;
+}
+
+/** `HH:MM:SS.ffffff` of a time of day in ms (scale 1000), µs or ns (divisor 1000). */
+function timeOfDay(value: unknown, scale: bigint, divisor = 1n): unknown {
+  const total = micros(value, scale, divisor);
+  if (total === undefined) return value;
+  const seconds = Number(total / 1_000_000n);
+  const fraction = String(total % 1_000_000n).padStart(6, "0");
+  const pad = (n: number) => String(n).padStart(2, "0");
+  return `${pad(Math.floor(seconds / 3600))}:${pad(Math.floor(seconds / 60) % 60)}:${
+    pad(seconds % 60)
+  }.${fraction}`;
+}
+
+/** `YYYY-MM-DD HH:MM:SS.ffffff` (UTC, ` BC` before year 1) of an epoch time. */
+function timestamp(value: unknown, scale: bigint, divisor = 1n): unknown {
+  const total = micros(value, scale, divisor);
+  if (total === undefined) return value;
+  let days = total / 86_400_000_000n;
+  let rest = total % 86_400_000_000n;
+  if (rest < 0n) {
+    days -= 1n;
+    rest += 86_400_000_000n;
+  }
+  const date = isoDate(new Date(Number(days) * DAY_MS));
+  const [day, era] = date.split(" ");
+  const time = timeOfDay(String(rest), 1n) as string;
+  return `${day} ${time}${era ? ` ${era}` : ""}`;
+}
