@@ -11,6 +11,7 @@
  *
  * @module
  */
+import { redactedMessage, redactSecrets } from "./redact.ts";
 
 /** One problem in a configuration, with the dotted path of the offending key. */
 export interface ConfigIssue {
@@ -32,7 +33,8 @@ export class ConfigError extends Error {
 
   /** Renders issues one per line, as the CLI prints them. */
   static format(issues: readonly ConfigIssue[]): string {
-    const lines = issues.map((issue) => `  - ${issue.path}: ${issue.message}`);
+    // Messages quote bad values, which may hold a password: hide it.
+    const lines = issues.map((issue) => `  - ${issue.path}: ${redactSecrets(issue.message)}`);
     const noun = issues.length === 1 ? "problem" : "problems";
     return `Invalid configuration (${issues.length} ${noun}):\n${lines.join("\n")}`;
   }
@@ -58,7 +60,7 @@ export class RetriableError extends Error {
   }
 }
 
-/** The message of any thrown value, for logs and dead-letter headers. */
+/** The message of any thrown value, for logs and dead-letter headers, with credentials hidden. */
 export function errorMessage(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
+  return redactedMessage(error);
 }

@@ -15,6 +15,7 @@ import { parseArgs } from "node:util";
 import { getLogger } from "@logtape/logtape";
 import { builtinRegistry } from "../builtins.ts";
 import { ConfigError } from "../api/errors.ts";
+import { redactedMessage, redactSecrets } from "../api/redact.ts";
 import { describeOptions } from "../api/options.ts";
 import { pipelineOptions } from "../core/config.ts";
 import { setUpLogging, tearDownLogging } from "../core/log.ts";
@@ -92,7 +93,9 @@ export async function main(args: string[]): Promise<number> {
       console.error(error.message);
       return 2;
     }
-    throw error;
+    // Anything else still ends the command, without a password in the trace.
+    console.error(redactSecrets((error as Error)?.stack ?? String(error)));
+    return 1;
   } finally {
     await tearDownLogging();
   }
@@ -171,7 +174,7 @@ async function runJob(
     await runtime.runJob(name, { ...options, noRetries: true });
     await runtime.idle();
   } catch (error) {
-    console.error((error as Error).message);
+    console.error(redactedMessage(error));
     return 2;
   } finally {
     Deno.removeSignalListener("SIGINT", stop);

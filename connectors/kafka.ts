@@ -41,7 +41,7 @@
  * @module
  */
 import { z } from "zod";
-import { list, positiveInteger } from "../api/options.ts";
+import { hostPortList, list, positiveInteger } from "../api/options.ts";
 import { defineSource, type RecordFailure, type SourceBatch } from "../api/plugin.ts";
 import type { JsonValue, Row, SluiceRecord } from "../api/record.ts";
 import { RecordError, RetriableError } from "../api/errors.ts";
@@ -56,7 +56,7 @@ import {
 } from "../drivers/kafka.ts";
 
 const schema = z.strictObject({
-  "bootstrap.servers": z.string().min(1).describe(
+  "bootstrap.servers": hostPortList().describe(
     "Kafka brokers, host:port[,host:port]; defaults to the worker's --bootstrap / SLUICE_BOOTSTRAP_SERVERS.",
   ),
   topics: list().optional().describe(

@@ -3,7 +3,8 @@
  * turns them into validated {@linkcode PipelineSpec}s.
  *
  * A config file holds one `{ "name", "config" }` object or an array of them;
- * a folder holds such files. Keys are dotted strings, as in Kafka Connect:
+ * a folder holds such files, in subfolders too. Keys are dotted strings, as in
+ * Kafka Connect:
  *
  * - `connector.class` names the source, `sink.class` the sink; `sink.*` keys
  *   configure the sink and every other plugin key configures the source.
@@ -21,6 +22,7 @@
 import { z } from "zod";
 import { dirname, join, resolve } from "./_path.ts";
 import { ConfigError, type ConfigIssue } from "../api/errors.ts";
+import { isSecretOption, redactSecrets } from "../api/redact.ts";
 import { boolean, integer, list, objectShape, positiveInteger } from "../api/options.ts";
 import type {
   Plugin,
@@ -157,36 +159,59 @@ export interface LoadOptions {
   readonly providers?: ProviderSources;
 }
 
-/** Reads connector entries from files and folders (every `*.json` in a folder, sorted). */
+/**
+ * Reads connector entries from files and folders (every `*.json` under a
+ * folder, at any depth, in path order; folders starting with "." are
+ * skipped). A path that holds no pipeline is a problem: a typo in a path
+ * must not start nothing and report success.
+ */
 export async function readConnectorFiles(paths: readonly string[]): Promise<RawConnector[]> {
   const issues: ConfigIssue[] = [];
   const entries: RawConnector[] = [];
   for (const path of paths) {
     let files: string[];
+    let folder = false;
     try {
-      const info = await Deno.stat(path);
-      files = info.isDirectory ? await jsonFilesIn(path) : [path];
+      folder = (await Deno.stat(path)).isDirectory;
+      files = folder ? await jsonFilesUnder(path) : [path];
     } catch (error) {
       issues.push({ path, message: `cannot read: ${(error as Error).message}` });
       continue;
     }
+    const before = entries.length;
+    let broken = false;
     for (const file of files) {
       try {
         entries.push(...parseConnectors(JSON.parse(await Deno.readTextFile(file)), file));
       } catch (error) {
+        broken = true;
         if (error instanceof ConfigError) issues.push(...error.issues);
         else issues.push({ path: file, message: `is not valid JSON: ${(error as Error).message}` });
       }
+    }
+    if (entries.length === before && !broken) {
+      issues.push({
+        path,
+        message: folder
+          ? 'holds no pipeline: no *.json file with { "name", "config" } in it or its subfolders'
+          : "holds no pipeline",
+      });
     }
   }
   if (issues.length > 0) throw new ConfigError(issues);
   return entries;
 }
 
-async function jsonFilesIn(folder: string): Promise<string[]> {
+async function jsonFilesUnder(folder: string): Promise<string[]> {
   const files: string[] = [];
   for await (const entry of Deno.readDir(folder)) {
-    if (entry.isFile && entry.name.endsWith(".json")) files.push(join(folder, entry.name));
+    if (entry.name.startsWith(".")) continue;
+    const path = join(folder, entry.name);
+    // Symbolic links are followed for files only, so a link cannot loop.
+    if (entry.isDirectory) files.push(...await jsonFilesUnder(path));
+    else if (entry.name.endsWith(".json") && (entry.isFile || (await Deno.stat(path)).isFile)) {
+      files.push(path);
+    }
   }
   return files.sort();
 }
@@ -254,7 +279,8 @@ export async function buildPipelines(
     const spec = await buildPipeline(
       connector,
       options,
-      (path, message) => issues.push({ path: `${connector.name}: ${path}`, message }),
+      (path, message) =>
+        issues.push({ path: `${connector.name}: ${path}`, message: redactSecrets(message) }),
     );
     if (spec) specs.push(spec);
   }
@@ -271,11 +297,17 @@ async function buildPipeline(
   report: Report,
 ): Promise<PipelineSpec | undefined> {
   const before = { count: 0 };
+  // A key whose placeholder did not resolve is reported once, by the provider.
+  const unresolved = new Set<string>();
   const counted: Report = (path, message) => {
+    if (unresolved.has(path)) return;
     before.count++;
     report(path, message);
   };
-  const config = resolveValues(connector, options.providers, counted);
+  const config = resolveValues(connector, options.providers, (path, message) => {
+    counted(path, message);
+    unresolved.add(path);
+  });
   if (config.name !== undefined && config.name !== connector.name) {
     counted("config.name", `must equal the connector name "${connector.name}" when given`);
   }
@@ -536,6 +568,18 @@ function aliasesOf(keys: Record<string, unknown>, group: string, report: Report)
       `must be a comma-separated list of aliases: current value is ${show(declared)}`,
     );
   }
+  const seen = new Set<string>();
+  for (const name of names) {
+    if (seen.has(name)) {
+      report(
+        `config.${group}`,
+        `lists the alias "${name}" more than once; aliases must be unique: current value is ${
+          show(declared)
+        }`,
+      );
+    }
+    seen.add(name);
+  }
   for (const key of Object.keys(keys)) {
     if (key === group) continue;
     const alias = key.slice(group.length + 1).split(".")[0];
@@ -543,7 +587,7 @@ function aliasesOf(keys: Record<string, unknown>, group: string, report: Report)
       report(`config.${key}`, `configures "${alias}", which is not listed in "${group}"`);
     }
   }
-  return names;
+  return [...seen];
 }
 
 async function resolveStep<K extends "transform" | "predicate">(
@@ -604,7 +648,8 @@ function parseWith<T extends z.ZodType>(
       continue;
     }
     const key = issue.path.map(String).join(".");
-    report(`${pathPrefix}${key}`.replace(/\.$/, ""), describeIssue(issue));
+    const hidden = isSecretOption(key) ? { ...issue, input: "(hidden)" } : issue;
+    report(`${pathPrefix}${key}`.replace(/\.$/, ""), describeIssue(hidden as z.core.$ZodIssue));
   }
   return undefined;
 }
@@ -636,6 +681,7 @@ export function describeIssue(issue: z.core.$ZodIssue): string {
 }
 
 function show(value: unknown): string {
+  if (value === "(hidden)") return "(hidden)";
   return typeof value === "string" ? JSON.stringify(value) : String(JSON.stringify(value) ?? value);
 }
 

@@ -10,8 +10,10 @@ import {
   getStreamSink,
   jsonLinesFormatter,
   type LogLevel,
+  type LogRecord,
   reset,
 } from "@logtape/logtape";
+import { redactSecrets } from "../api/redact.ts";
 
 /** Log output format. */
 export type LogFormat = "auto" | "text" | "json";
@@ -25,10 +27,12 @@ export async function setUpLogging(
 ): Promise<void> {
   const format = options.format ?? "auto";
   const json = format === "json" || (format === "auto" && !Deno.stderr.isTerminal());
-  const formatter = json ? jsonLinesFormatter : getAnsiColorFormatter({
+  const plain = json ? jsonLinesFormatter : getAnsiColorFormatter({
     timestamp: "time",
     category: ".",
   });
+  // Whatever a plugin or a driver error put in a line, no password leaves.
+  const formatter = (record: LogRecord) => redactSecrets(plain(record));
   await configure({
     reset: true,
     sinks: { stderr: getStreamSink(Deno.stderr.writable, { formatter }) },
