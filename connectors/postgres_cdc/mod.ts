@@ -64,6 +64,7 @@ import type { ChangeOp } from "../../api/record.ts";
 import { checkConnection, connectionOptions, connectionUrl } from "../../drivers/postgres.ts";
 import { Capture } from "./_capture.ts";
 import { CaptureFilter, compilePatterns } from "./_filters.ts";
+import { literalTables, topicName, topicProblems } from "./_topics.ts";
 
 /** `source.version` of the events. */
 export const VERSION = "sluice-0.1.0";
@@ -168,6 +169,11 @@ const schema = z.strictObject({
   if (!config["topic.prefix"] && !config["database.server.name"]) {
     issue("topic.prefix", "is required: it names the topics <topic.prefix>.<schema>.<table>");
   }
+  // Tables named literally are known now: their topics must not collide.
+  const prefix = config["topic.prefix"] ?? config["database.server.name"] ?? "";
+  for (const problem of topicProblems(prefix, literalTables(config["table.include.list"] ?? []))) {
+    issue("table.include.list", problem);
+  }
   for (
     const [include, exclude] of [
       ["table.include.list", "table.exclude.list"],
@@ -227,8 +233,13 @@ export default defineSource({
   plan(config) {
     // Without connecting, only plainly named tables (no regex) can be listed.
     const prefix = config["topic.prefix"] ?? config["database.server.name"] ?? "";
-    const tables = (config["table.include.list"] ?? []).filter((t) => /^[\w$]+\.[\w$]+$/.test(t));
-    return { captures: tables.map((table) => ({ table, topic: `${prefix}.${table}` })) };
+    const tables = literalTables(config["table.include.list"] ?? []);
+    return {
+      captures: tables.map((t) => ({
+        table: `${t.schema}.${t.table}`,
+        topic: topicName(prefix, t.schema, t.table),
+      })),
+    };
   },
   create(config, context) {
     if (config["database.server.name"]) {
