@@ -7,7 +7,7 @@ import postgres from "postgres";
 import { assert, assertEquals, assertMatch } from "./_assert.ts";
 import { builtinRegistry } from "../builtins.ts";
 import { buildPipelines, parseConnectors } from "../core/config.ts";
-import { ConfigError } from "../api/errors.ts";
+import type { ConfigError } from "../api/errors.ts";
 import type { ChangeEvent } from "../api/record.ts";
 import { literalTables, topicName } from "../connectors/postgres_cdc/_topics.ts";
 import { createTestDatabase, testKafkaBrokers } from "./_services.ts";
