@@ -58,11 +58,21 @@ import {
 import { decodeRawRow, parseCopyText, TypeDecoders } from "../drivers/pg_types.ts";
 import type { Decoder } from "../drivers/pg_text.ts";
 
-const MODES = { full: "full", bulk: "full", incremental: "incremental", timestamp: "incremental" };
+/** pg_type OID of timestamptz. */
+const TIMESTAMPTZ_OID = 1184;
+
+const MODES = {
+  full: "full",
+  bulk: "full",
+  incremental: "incremental",
+  timestamp: "incremental",
+};
 
 const options = z.strictObject({
   ...connectionOptions,
-  table: z.string().optional().describe("Table to read, as schema.table. Give this or query."),
+  table: z.string().optional().describe(
+    "Table to read, as schema.table. Give this or query.",
+  ),
   query: z.string().optional().describe(
     "A SELECT to read instead of a table (no late-commit protection: a query has no xmin).",
   ),
@@ -78,7 +88,9 @@ const options = z.strictObject({
     "Columns that identify a row and break ties between equal timestamps; default: the table's primary key.",
   ),
   columns: list().optional().describe("Columns to read; default: all."),
-  where: z.string().optional().describe("An SQL condition rows must meet, e.g. is_active."),
+  where: z.string().optional().describe(
+    "An SQL condition rows must meet, e.g. is_active.",
+  ),
   "chunk.size": positiveInteger().default(2000).describe(
     "Rows per chunk; each chunk is written and its watermark committed before the next is read.",
   ),
@@ -113,9 +125,16 @@ interface Settings {
 
 function checkOptions(config: Options, context: z.RefinementCtx): void {
   const issue = (path: string, message: string) =>
-    context.addIssue({ code: "custom", path: [path], message, input: undefined });
+    context.addIssue({
+      code: "custom",
+      path: [path],
+      message,
+      input: undefined,
+    });
   checkConnection(config, context);
-  if (!config.table === !config.query) issue("table", "give exactly one of table and query");
+  if (!config.table === !config.query) {
+    issue("table", "give exactly one of table and query");
+  }
   if (config.table) {
     try {
       parseTableName(config.table);
@@ -124,7 +143,10 @@ function checkOptions(config: Options, context: z.RefinementCtx): void {
     }
   }
   if (config.query && config.mode === "incremental" && !config["key.columns"]) {
-    issue("key.columns", "is required for an incremental query (there is no primary key to read)");
+    issue(
+      "key.columns",
+      "is required for an incremental query (there is no primary key to read)",
+    );
   }
 }
 
@@ -144,7 +166,9 @@ function toSettings(config: Options): Settings {
   };
 }
 
-const schema = options.superRefine(checkOptions, { when: always }).transform(toSettings);
+const schema = options.superRefine(checkOptions, { when: always }).transform(
+  toSettings,
+);
 
 /**
  * What the next run must know about a run's snapshot: the transactions it
@@ -155,6 +179,14 @@ interface SnapshotMark {
   xmax: string;
   /** Transactions below xmax that were still running. */
   xip: string[];
+}
+
+/** What a run learnt about its snapshot (see {@linkcode takeSnapshot}). */
+interface RunSnapshot {
+  /** The transactions it could not see; null for a query, which has no xmin. */
+  readonly mark: SnapshotMark | null;
+  /** No other transaction was open or had an id: none can commit behind it with a now() stamp. */
+  readonly quiet: boolean;
 }
 
 /** The offset of an incremental job. */
@@ -172,9 +204,13 @@ interface Watermark {
 
 /** A watermark from a stored offset, including the shape older versions stored. */
 function watermarkFrom(offset: JsonValue | undefined): Watermark | undefined {
-  if (typeof offset !== "object" || offset === null || Array.isArray(offset)) return undefined;
+  if (typeof offset !== "object" || offset === null || Array.isArray(offset)) {
+    return undefined;
+  }
   if (!("ts" in offset) || !("key" in offset)) return undefined;
-  const stored = offset as { ts: string | null; key: JsonValue[] | null } & Record<string, unknown>;
+  const stored = offset as
+    & { ts: string | null; key: JsonValue[] | null }
+    & Record<string, unknown>;
   // Before 0.2 the offset held only the snapshot's xmin: every transaction
   // at or after it counts as unseen, which is what xmax = xmin says.
   const snapshot = "snapshot" in stored
@@ -206,6 +242,8 @@ interface Shape {
   readonly names: readonly string[];
   readonly decoders: readonly Decoder[];
   readonly keyColumns: readonly string[];
+  /** Type OID of the timestamp column (incremental mode). */
+  readonly timestampType?: number;
   /** `select <columns> from <table or query> where <user condition>`. */
   readonly select: string;
 }
@@ -223,7 +261,8 @@ class QueryReader {
     this.#settings = settings;
     this.#context = context;
     const table = settings.table;
-    this.#topic = settings.topic ?? (table ? `${table.schema}.${table.table}` : context.pipeline);
+    this.#topic = settings.topic ??
+      (table ? `${table.schema}.${table.table}` : context.pipeline);
   }
 
   async *read(): AsyncGenerator<SourceBatch> {
@@ -265,37 +304,41 @@ class QueryReader {
 
   async *#readInSnapshot(sql: Sql): AsyncGenerator<SourceBatch> {
     await sql.unsafe("begin isolation level repeatable read read only");
-    const snapshot = await takeSnapshot(sql);
+    const taken = await takeSnapshot(sql);
     const shape = await this.#describe(sql);
     if (!this.#settings.incremental) {
       this.#expected = await count(sql, shape.select);
       yield* this.#copy(sql, shape, shape.select);
       return;
     }
-    const incremental = new IncrementalRead(this.#settings, shape, sql, (rows) => {
-      this.#readCount += rows.length;
-      return rows.map((row) => this.#toRecord(shape, row));
-    });
     // A query has no xmin: there is nothing to find late rows by.
-    const mark = this.#settings.table ? snapshot : null;
+    const run = this.#settings.table ? taken : { mark: null, quiet: false };
+    const incremental = new IncrementalRead(
+      this.#settings,
+      shape,
+      sql,
+      run,
+      (rows) => {
+        this.#readCount += rows.length;
+        return rows.map((row) => this.#toRecord(shape, row));
+      },
+    );
     const previous = watermarkFrom(this.#context.offset);
     if (!previous || previous.ts === null) {
       // First run (or full refresh): everything up to the snapshot.
       this.#expected = await count(sql, shape.select);
       if (!this.#settings.copy) {
-        yield* incremental.chunks({ where: "true", params: [], mark });
+        yield* incremental.chunks({ where: "true", params: [] });
         return;
       }
-      const last = await incremental.lastRow();
+      // Before the COPY: a query after a COPY OUT can hang (FACTS.md, postgres.js #499).
+      const final = await incremental.final(await incremental.lastRow());
       yield* this.#copy(sql, shape, shape.select);
-      const final: Watermark = last
-        ? incremental.watermarkOf(last, mark)
-        : { ts: null, key: null, snapshot: mark };
       yield { records: [], offset: final as unknown as JsonValue };
       return;
     }
     this.#expected = await incremental.countSince(previous);
-    yield* incremental.since(previous, mark);
+    yield* incremental.since(previous);
   }
 
   /** Column names, decoders and key columns of what this run reads. */
@@ -303,15 +346,23 @@ class QueryReader {
     const { table, query, columns, where } = this.#settings;
     const from = table ? table.quoted : `(${query}) as sluice_query`;
     const columnList = columns?.map(quoteIdent).join(", ") ?? "*";
-    const probe = await sql.unsafe(`select ${columnList} from ${from} limit 0`).raw();
+    const probe = await sql.unsafe(`select ${columnList} from ${from} limit 0`)
+      .raw();
     const names = probe.columns.map((column) => column.name);
-    const decoders = await new TypeDecoders(sql).for(probe.columns.map((c) => c.type));
+    const decoders = await new TypeDecoders(sql).for(
+      probe.columns.map((c) => c.type),
+    );
     const keyColumns = this.#settings.keyColumns ??
       (table ? await primaryKeyColumns(sql, table.quoted) : []);
     if (keyColumns.length === 0) {
-      throw new Error(`Cannot read ${table?.quoted}: it has no primary key; set key.columns`);
+      throw new Error(
+        `Cannot read ${table?.quoted}: it has no primary key; set key.columns`,
+      );
     }
-    const required = [...keyColumns, ...(this.#settings.incremental ? [this.#timestamp()] : [])];
+    const required = [
+      ...keyColumns,
+      ...(this.#settings.incremental ? [this.#timestamp()] : []),
+    ];
     for (const column of required) {
       if (!names.includes(column)) {
         const role = column === this.#timestamp() ? "timestamp column" : "key column";
@@ -321,14 +372,19 @@ class QueryReader {
       }
     }
     const select = `select ${columnList} from ${from} where ${where ? `(${where})` : "true"}`;
-    return { names, decoders, keyColumns, select };
+    const timestampType = probe.columns[names.indexOf(this.#timestamp())]?.type;
+    return { names, decoders, keyColumns, timestampType, select };
   }
 
   #timestamp(): string {
     return this.#settings.timestampColumn;
   }
 
-  async *#copy(sql: Sql, shape: Shape, select: string): AsyncGenerator<SourceBatch> {
+  async *#copy(
+    sql: Sql,
+    shape: Shape,
+    select: string,
+  ): AsyncGenerator<SourceBatch> {
     const stream = await sql.unsafe(`copy (${select}) to stdout`).readable();
     const rows = parseCopyText(
       stream as AsyncIterable<Uint8Array>,
@@ -345,7 +401,9 @@ class QueryReader {
   #toRecord(shape: Shape, row: Row): SluiceRecord {
     return {
       topic: this.#topic,
-      key: Object.fromEntries(shape.keyColumns.map((column) => [column, row[column]])),
+      key: Object.fromEntries(
+        shape.keyColumns.map((column) => [column, row[column]]),
+      ),
       value: row,
     };
   }
@@ -355,8 +413,6 @@ class QueryReader {
 interface Slice {
   readonly where: string;
   readonly params: readonly unknown[];
-  /** The snapshot mark the watermarks of this slice carry. */
-  readonly mark: SnapshotMark | null;
   /** When set, every chunk commits this unchanged position (late rows). */
   readonly holdAt?: Watermark;
   /** The position before the first chunk. */
@@ -368,6 +424,7 @@ class IncrementalRead {
   readonly #settings: Settings;
   readonly #shape: Shape;
   readonly #sql: Sql;
+  readonly #run: RunSnapshot;
   readonly #emit: (rows: Row[]) => SluiceRecord[];
   /** `"updated_at", "id"`, quoted. */
   readonly #order: string[];
@@ -376,39 +433,92 @@ class IncrementalRead {
     settings: Settings,
     shape: Shape,
     sql: Sql,
+    run: RunSnapshot,
     emit: (rows: Row[]) => SluiceRecord[],
   ) {
     this.#settings = settings;
     this.#shape = shape;
     this.#sql = sql;
+    this.#run = run;
     this.#emit = emit;
-    this.#order = [settings.timestampColumn, ...shape.keyColumns].map(quoteIdent);
+    this.#order = [settings.timestampColumn, ...shape.keyColumns].map(
+      quoteIdent,
+    );
   }
 
-  watermarkOf(row: Row, mark: SnapshotMark | null): Watermark {
+  watermarkOf(row: Row): Watermark {
     return {
       ts: row[this.#settings.timestampColumn] as string,
       key: this.#shape.keyColumns.map((column) => row[column] as JsonValue),
-      snapshot: mark,
+      snapshot: this.#run.mark,
     };
+  }
+
+  /**
+   * The position at the end of the run: after `last` (or `startAfter` when
+   * nothing was read), with this snapshot's mark, or none when the next run
+   * may skip the late-row scan.
+   */
+  async final(last: Row | null, startAfter?: Watermark): Promise<Watermark> {
+    const at = last ? this.watermarkOf(last) : {
+      ts: startAfter?.ts ?? null,
+      key: startAfter?.key ?? null,
+      snapshot: this.#run.mark,
+    };
+    return {
+      ...at,
+      snapshot: await this.#skippable(at.ts) ? null : this.#run.mark,
+    };
+  }
+
+  /**
+   * Whether no transaction can commit a row behind a watermark at `ts`
+   * later: the snapshot was quiet, and `ts` is a timestamptz older than this
+   * run's start, so the now() of any transaction that begins later is newer.
+   * A date, a plain timestamp or a number could tie, or come from another
+   * clock: those keep the scan.
+   */
+  async #skippable(ts: string | null): Promise<boolean> {
+    if (!this.#run.quiet || this.#run.mark === null) return false;
+    if (ts === null) return true;
+    if (this.#shape.timestampType !== TIMESTAMPTZ_OID) return false;
+    const [{ before }] = await this.#sql.unsafe<{ before: boolean }[]>(
+      "select $1::timestamptz < now() as before",
+      [ts],
+    );
+    return before;
   }
 
   /** The row that comes last in keyset order, or null for an empty range. */
   async lastRow(): Promise<Row | null> {
     const descending = this.#order.map((c) => `${c} desc`).join(", ");
-    const last = await this.#sql.unsafe(`${this.#shape.select} order by ${descending} limit 1`)
+    const last = await this.#sql.unsafe(
+      `${this.#shape.select} order by ${descending} limit 1`,
+    )
       .raw();
     if (!last[0]) return null;
-    return decodeRawRow(last[0] as Uint8Array[], this.#shape.names, this.#shape.decoders);
+    return decodeRawRow(
+      last[0] as Uint8Array[],
+      this.#shape.names,
+      this.#shape.decoders,
+    );
   }
 
   /** How many rows {@linkcode since} will read. */
   async countSince(previous: Watermark): Promise<number> {
     const late = this.#lateSlice(previous);
-    const ahead = this.#aheadSlice(previous, null);
-    let total = await count(this.#sql, `${this.#shape.select} and ${ahead.where}`, ahead.params);
+    const ahead = this.#aheadSlice(previous);
+    let total = await count(
+      this.#sql,
+      `${this.#shape.select} and ${ahead.where}`,
+      ahead.params,
+    );
     if (late) {
-      total += await count(this.#sql, `${this.#shape.select} and ${late.where}`, late.params);
+      total += await count(
+        this.#sql,
+        `${this.#shape.select} and ${late.where}`,
+        late.params,
+      );
     }
     return total;
   }
@@ -417,18 +527,17 @@ class IncrementalRead {
    * Rows changed since `previous`: first the rows at or behind it written by
    * transactions its snapshot could not see, then the rows ahead of it.
    */
-  async *since(previous: Watermark, mark: SnapshotMark | null): AsyncGenerator<SourceBatch> {
+  async *since(previous: Watermark): AsyncGenerator<SourceBatch> {
     const late = this.#lateSlice(previous);
     // Until the late rows are written, the stored position stays where it was.
     if (late) yield* this.chunks(late);
-    yield* this.chunks(this.#aheadSlice(previous, mark));
+    yield* this.chunks(this.#aheadSlice(previous));
   }
 
-  #aheadSlice(previous: Watermark, mark: SnapshotMark | null): Slice {
+  #aheadSlice(previous: Watermark): Slice {
     return {
       where: `${this.#tuple()} > (${placeholders(1, this.#order.length)})`,
       params: [previous.ts, ...(previous.key ?? [])],
-      mark,
       startAfter: previous,
     };
   }
@@ -448,7 +557,6 @@ class IncrementalRead {
         previous.snapshot.xmax,
         previous.snapshot.xip,
       ],
-      mark: previous.snapshot,
       holdAt: previous,
     };
   }
@@ -458,6 +566,7 @@ class IncrementalRead {
     const chunkSize = this.#settings.chunkSize;
     const orderBy = this.#order.join(", ");
     let cursor: Watermark | undefined;
+    let last: Row | null = null;
     for (;;) {
       const after = cursor
         ? ` and ${this.#tuple()} > (${placeholders(slice.params.length + 1, this.#order.length)})`
@@ -471,17 +580,20 @@ class IncrementalRead {
         decodeRawRow(r as Uint8Array[], this.#shape.names, this.#shape.decoders)
       );
       if (rows.length > 0) {
-        cursor = this.watermarkOf(rows[rows.length - 1], slice.mark);
+        last = rows[rows.length - 1];
+        cursor = this.watermarkOf(last);
         const offset = slice.holdAt ?? cursor;
-        yield { records: this.#emit(rows), offset: offset as unknown as JsonValue };
+        yield {
+          records: this.#emit(rows),
+          offset: offset as unknown as JsonValue,
+        };
       }
       if (rows.length < chunkSize) break;
     }
     if (slice.holdAt) return;
     // Record this snapshot's mark even when nothing new was read.
-    const final: Watermark = cursor ??
-      { ts: slice.startAfter?.ts ?? null, key: slice.startAfter?.key ?? null, snapshot: null };
-    yield { records: [], offset: { ...final, snapshot: slice.mark } as unknown as JsonValue };
+    const final = await this.final(last, slice.startAfter);
+    yield { records: [], offset: final as unknown as JsonValue };
   }
 
   #tuple(): string {
@@ -491,21 +603,22 @@ class IncrementalRead {
 
 /**
  * Takes the run's snapshot (the first statement of its transaction) and
- * returns what the next run needs to find rows committed after it, or null
- * when provably no transaction can still commit a row stamped behind what
- * this snapshot sees.
+ * returns what the next run needs to find rows committed after it, and
+ * whether the snapshot was quiet: no transaction can still commit a row
+ * that it did not see, except ones that begin after it.
  *
- * Null needs three things. Every id below the snapshot's xmax had finished
+ * Quiet needs three things. Every id below the snapshot's xmax had finished
  * (no running list). No other session of this database had a transaction
  * open right after the snapshot: one that has written nothing yet has no
  * transaction id, so no snapshot lists it, yet its `now()` may already be
  * older than the newest row. And no transaction id was handed out after the
  * snapshot's xmax, checked last by taking one: a transaction whose id is
  * newer than every finished one is not listed either (issue 7, item 2).
- * Transactions that begin later stamp `now()` values newer than anything this
- * snapshot saw, unless the application writes older stamps itself.
+ * Transactions that begin later stamp `now()` values newer than this run's
+ * start; {@linkcode IncrementalRead.final} skips the next scan only when the
+ * watermark is older than that.
  */
-async function takeSnapshot(sql: Sql): Promise<SnapshotMark | null> {
+async function takeSnapshot(sql: Sql): Promise<RunSnapshot> {
   const [seen] = await sql.unsafe<
     { xmax: string; fullXmax: string; xip: string[]; othersOpen: boolean }[]
   >(
@@ -519,18 +632,22 @@ async function takeSnapshot(sql: Sql): Promise<SnapshotMark | null> {
      from pg_current_snapshot() as s`,
   );
   const mark = { xmax: seen.xmax, xip: seen.xip };
-  if (seen.xip.length > 0 || seen.othersOpen) return mark;
+  if (seen.xip.length > 0 || seen.othersOpen) return { mark, quiet: false };
   const [{ next }] = await sql.unsafe<{ next: string }[]>(
     "select pg_current_xact_id()::text as next",
   );
-  return next === seen.fullXmax ? null : mark;
+  return { mark, quiet: next === seen.fullXmax };
 }
 
 function placeholders(first: number, count: number): string {
   return Array.from({ length: count }, (_, i) => `$${first + i}`).join(", ");
 }
 
-async function count(sql: Sql, select: string, params: readonly unknown[] = []): Promise<number> {
+async function count(
+  sql: Sql,
+  select: string,
+  params: readonly unknown[] = [],
+): Promise<number> {
   const rows = await sql.unsafe<{ n: string }[]>(
     `select count(*)::text as n from (${select}) as counted`,
     params as never[],

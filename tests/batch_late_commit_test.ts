@@ -117,3 +117,23 @@ Deno.test("after everything committed before a run, the next run reads nothing a
   assertEquals(third.status, "succeeded", third.error?.message);
   assertEquals(third.stats.read, 0);
 });
+
+Deno.test("a row stamped in the future does not let rows stamped later by now() hide behind it", async () => {
+  await using db = await syncFixture("late_future", SOURCE_DDL, TARGET_DDL);
+  const [spec] = await specsFrom(connector(db.source.url, db.target.url));
+  const offsets = new MemoryOffsetStore();
+  assertEquals((await runPipeline(spec, { offsets })).stats.read, 7);
+  await db.sourceSql.unsafe(
+    "insert into public.items values (8, 'from a clock ahead', now() + interval '1 day')",
+  );
+  assertEquals((await runPipeline(spec, { offsets })).stats.read, 1);
+  // Stamped now(), behind row 8's watermark, by a transaction begun after the run.
+  await db.sourceSql.unsafe(
+    "update public.items set label = 'now', updated_at = now() where id = 2",
+  );
+  const run = await runPipeline(spec, { offsets });
+  assertEquals(run.status, "succeeded", run.error?.message);
+  const [row2] = await db.targetSql<{ label: string }[]>`
+    select label from public.items_copy where id = 2`;
+  assertEquals(row2.label, "now");
+});
