@@ -387,6 +387,64 @@ function groupKeys(config: Record<string, unknown>): KeyGroups {
   return groups;
 }
 
+/** Which plugin each end names, with its keys and the path its keys are reported under. */
+interface Ends {
+  sourceName: string;
+  sourceKeys: Record<string, unknown>;
+  sourcePath: string;
+  sinkName?: string;
+  sinkKeys: Record<string, unknown>;
+  sinkPath: string;
+}
+
+/** Splits the keys between the ends, as Kafka Connect reads sink and source connectors. */
+function assignEnds(connectorClass: string, groups: KeyGroups, options: LoadOptions): Ends {
+  const { registry } = options;
+  const shapeOf = (kind: "source" | "sink", name: string) => {
+    const plugin = registry.find(kind, name);
+    return plugin ? objectShape(plugin.config) ?? {} : {};
+  };
+  const ends: Ends = {
+    sourceName: connectorClass,
+    sourceKeys: groups.source,
+    sourcePath: "config.",
+    sinkName: typeof groups.sinkClass === "string" ? groups.sinkClass : undefined,
+    sinkKeys: groups.sink,
+    sinkPath: "config.sink.",
+  };
+  // A Kafka Connect *sink* connector: it reads topics, and its options are unprefixed.
+  const namesSink = registry.find("source", connectorClass) === undefined &&
+    registry.find("sink", connectorClass) !== undefined;
+  if (namesSink && options.sinkConnectorSource && ends.sinkName === undefined) {
+    ends.sinkName = connectorClass;
+    ends.sourceName = options.sinkConnectorSource;
+    const sourceShape = shapeOf("source", ends.sourceName);
+    ends.sourceKeys = {};
+    ends.sinkKeys = { ...groups.sink };
+    for (const [key, value] of Object.entries(groups.source)) {
+      if (key in sourceShape) ends.sourceKeys[key] = value;
+      else ends.sinkKeys[key] = value;
+    }
+    ends.sinkPath = "config.";
+  }
+  if (ends.sinkName === undefined && options.defaultSink) {
+    // A source connector writing to the worker's Kafka, as in Kafka Connect:
+    // unprefixed keys only the default sink knows (topic.creation.*) are its.
+    ends.sinkName = options.defaultSink;
+    const sinkShape = shapeOf("sink", ends.sinkName);
+    const sourceShape = shapeOf("source", ends.sourceName);
+    ends.sourceKeys = { ...ends.sourceKeys };
+    ends.sinkKeys = { ...ends.sinkKeys };
+    for (const key of Object.keys(ends.sourceKeys)) {
+      if (key in sinkShape && !(key in sourceShape)) {
+        ends.sinkKeys[key] = ends.sourceKeys[key];
+        delete ends.sourceKeys[key];
+      }
+    }
+  }
+  return ends;
+}
+
 async function resolveEnds(
   connector: RawConnector,
   groups: KeyGroups,
@@ -398,49 +456,11 @@ async function resolveEnds(
     report("config.connector.class", "is required: name a source plugin (see `sluice plugins`)");
     return {};
   }
-  const connectorClass = groups.connectorClass;
-  let sourceName = connectorClass;
-  let sourceKeys = groups.source;
-  let sinkName = typeof groups.sinkClass === "string" ? groups.sinkClass : undefined;
-  let sinkKeys = groups.sink;
-  let sinkPath = "config.sink.";
-  let sourcePath = "config.";
-
-  // A Kafka Connect *sink* connector: it reads topics, and its options are unprefixed.
-  const namesSink = registry.find("source", connectorClass) === undefined &&
-    registry.find("sink", connectorClass) !== undefined;
-  if (namesSink && options.sinkConnectorSource && sinkName === undefined) {
-    sinkName = connectorClass;
-    sourceName = options.sinkConnectorSource;
-    const sourcePlugin = registry.find("source", sourceName);
-    const sourceShape = sourcePlugin ? objectShape(sourcePlugin.config) ?? {} : {};
-    sourceKeys = {};
-    sinkKeys = { ...groups.sink };
-    for (const [key, value] of Object.entries(groups.source)) {
-      if (key in sourceShape) sourceKeys[key] = value;
-      else sinkKeys[key] = value;
-    }
-    sinkPath = "config.";
-    sourcePath = "config.";
-  }
-  if (sinkName === undefined && options.defaultSink) {
-    // A source connector writing to the worker's Kafka, as in Kafka Connect:
-    // unprefixed keys only the default sink knows (topic.creation.*) are its.
-    sinkName = options.defaultSink;
-    const sinkPlugin = registry.find("sink", sinkName);
-    const sourcePlugin = registry.find("source", sourceName);
-    const sinkShape = sinkPlugin ? objectShape(sinkPlugin.config) ?? {} : {};
-    const sourceShape = sourcePlugin ? objectShape(sourcePlugin.config) ?? {} : {};
-    sourceKeys = { ...sourceKeys };
-    sinkKeys = { ...sinkKeys };
-    for (const key of Object.keys(sourceKeys)) {
-      if (key in sinkShape && !(key in sourceShape)) {
-        sinkKeys[key] = sourceKeys[key];
-        delete sourceKeys[key];
-      }
-    }
-  }
-
+  const { sourceName, sourceKeys, sourcePath, sinkName, sinkKeys, sinkPath } = assignEnds(
+    groups.connectorClass,
+    groups,
+    options,
+  );
   const sourcePlugin = await registry.resolve("source", sourceName, connector.baseDir);
   let source: PluginSpec<SourcePlugin> | undefined;
   if (typeof sourcePlugin === "string") {
