@@ -59,11 +59,10 @@ export function checkConnection(config: ConnectionConfig, context: z.RefinementC
       "is required: give connection.url, or database.hostname with database.dbname",
     );
   }
-  if (url && hostname) {
-    issue(
-      "database.hostname",
-      "cannot be combined with connection.url: give one destination, not two",
-    );
+  for (const key of ["database.hostname", "database.port", "database.dbname"] as const) {
+    if (url && config[key] !== undefined) {
+      issue(key, "cannot be combined with connection.url: give one destination, not two");
+    }
   }
   if (url) {
     const problem = urlProblem(url);

@@ -88,9 +88,12 @@ Deno.test("a database.hostname that is not a host, or given beside connection.ur
     );
   }
   const both = await problems({ ...debezium, "connection.url": "postgres://u@other:5432/w" });
-  assertEquals(both, [
-    "job: config.database.hostname: cannot be combined with connection.url: give one destination, not two",
-  ]);
+  assertEquals(
+    both,
+    ["database.hostname", "database.port", "database.dbname"].map((key) =>
+      `job: config.${key}: cannot be combined with connection.url: give one destination, not two`
+    ),
+  );
 });
 
 Deno.test("bootstrap.servers must be a list of host:port for Kafka sources and sinks", async () => {
