@@ -11,6 +11,7 @@
  *
  * @module
  */
+import { redactedMessage, redactSecrets } from "./redact.ts";
 
 /**
  * One problem in a configuration, with the dotted path of the offending key.
@@ -79,7 +80,8 @@ export class ConfigError extends Error {
    * ```
    */
   static format(issues: readonly ConfigIssue[]): string {
-    const lines = issues.map((issue) => `  - ${issue.path}: ${issue.message}`);
+    // Messages quote bad values, which may hold a password: hide it.
+    const lines = issues.map((issue) => `  - ${issue.path}: ${redactSecrets(issue.message)}`);
     const noun = issues.length === 1 ? "problem" : "problems";
     return `Invalid configuration (${issues.length} ${noun}):\n${lines.join("\n")}`;
   }
@@ -134,7 +136,7 @@ export class RetriableError extends Error {
 }
 
 /**
- * The message of any thrown value, for logs and dead-letter headers.
+ * The message of any thrown value, for logs and dead-letter headers, with credentials hidden.
  *
  * @example Errors and other thrown values
  * ```ts
@@ -146,5 +148,5 @@ export class RetriableError extends Error {
  * ```
  */
 export function errorMessage(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
+  return redactedMessage(error);
 }

@@ -51,6 +51,73 @@ export function positiveInteger(): z.ZodType<number, unknown> {
   >;
 }
 
+/** A TCP port, 1 to 65535, given as a number or a numeric string. */
+export function port(): z.ZodType<number, unknown> {
+  const message = "must be a port number from 1 to 65535";
+  return integer().pipe(z.number().min(1, message).max(65535, message)) as z.ZodType<
+    number,
+    unknown
+  >;
+}
+
+const HOST_LABEL = "[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?";
+const HOST_NAME = new RegExp(`^(?=.{1,253}\\.?$)${HOST_LABEL}(?:\\.${HOST_LABEL})*\\.?$`, "i");
+
+/**
+ * Why `host` is not a host name or IPv4 address a connection can go to, or
+ * undefined when it is one. IPv6 literals, socket paths and URLs are refused
+ * rather than half-parsed into another destination.
+ */
+export function hostProblem(host: string): string | undefined {
+  if (host.trim() === "") return "is empty: name a host";
+  if (host.includes(":")) {
+    return `must be a host name or IPv4 address without port, scheme or IPv6 brackets: current value is ${
+      JSON.stringify(host)
+    }`;
+  }
+  if (!HOST_NAME.test(host)) {
+    return `is not a valid host name or IPv4 address: current value is ${JSON.stringify(host)}`;
+  }
+  return undefined;
+}
+
+/** A host name or IPv4 address (see {@linkcode hostProblem}). */
+export function host(): z.ZodType<string, unknown> {
+  return z.string().superRefine((value, context) => {
+    const problem = hostProblem(value);
+    if (problem) context.addIssue({ code: "custom", message: problem, input: undefined });
+  }) as z.ZodType<string, unknown>;
+}
+
+/**
+ * Why `servers` is not a comma-separated list of `host:port` (Kafka's
+ * `bootstrap.servers`), or undefined when it is one.
+ */
+export function hostPortListProblem(servers: string): string | undefined {
+  const entries = servers.split(",").map((entry) => entry.trim());
+  if (entries.every((entry) => entry === "")) return "is empty: list host:port pairs";
+  for (const entry of entries) {
+    // A listener name may come first, as in PLAINTEXT://broker:9092.
+    const match = /^(?:[A-Za-z_]+:\/\/)?(.*):(\d+)$/.exec(entry);
+    const hostIssue = match ? hostProblem(match[1]) : undefined;
+    const portNumber = match ? Number(match[2]) : 0;
+    if (!match || hostIssue || portNumber < 1 || portNumber > 65535) {
+      return `must be a comma-separated list of host:port (port 1 to 65535): ${
+        JSON.stringify(entry)
+      } is not one`;
+    }
+  }
+  return undefined;
+}
+
+/** Kafka `bootstrap.servers`: `host:port[,host:port…]`, each optionally `PLAINTEXT://host:port`. */
+export function hostPortList(): z.ZodType<string, unknown> {
+  return z.string().superRefine((value, context) => {
+    const problem = hostPortListProblem(value);
+    if (problem) context.addIssue({ code: "custom", message: problem, input: undefined });
+  }) as z.ZodType<string, unknown>;
+}
+
 /**
  * A boolean given as `true`/`false` or the strings `"true"`/`"false"`.
  *

@@ -18,6 +18,7 @@ import { builtinRegistry } from "../builtins.ts";
 import type { Plugin } from "../api/plugin.ts";
 import type { Registry } from "../core/registry.ts";
 import { ConfigError } from "../api/errors.ts";
+import { redactedMessage, redactSecrets } from "../api/redact.ts";
 import { describeOptions } from "../api/options.ts";
 import { pipelineOptions } from "../core/config.ts";
 import { setUpLogging, tearDownLogging } from "../core/_log.ts";
@@ -104,7 +105,9 @@ export async function main(args: string[]): Promise<number> {
       console.error(error.message);
       return 2;
     }
-    throw error;
+    // Anything else still ends the command, without a password in the trace.
+    console.error(redactSecrets((error as Error)?.stack ?? String(error)));
+    return 1;
   } finally {
     await tearDownLogging();
   }
@@ -183,7 +186,7 @@ async function runJob(
     await runtime.runJob(name, { ...options, noRetries: true });
     await runtime.idle();
   } catch (error) {
-    console.error((error as Error).message);
+    console.error(redactedMessage(error));
     return 2;
   } finally {
     Deno.removeSignalListener("SIGINT", stop);

@@ -3,6 +3,7 @@
  *
  * @module
  */
+import { redactedMessage, redactSecrets } from "../api/redact.ts";
 import type { JobReport } from "../core/runtime.ts";
 
 /** A plain-text table of job outcomes, one line per job, plus failed checks. */
@@ -31,9 +32,9 @@ export function formatSummary(reports: readonly JobReport[]): string {
   const out = [line(header), line(widths.map((w) => "-".repeat(w))), ...rows.map(line)];
   for (const report of reports) {
     for (const check of report.validation.filter((c) => !c.ok)) {
-      out.push(`  ${report.pipeline}: ${check.name} failed: ${check.detail}`);
+      out.push(`  ${report.pipeline}: ${check.name} failed: ${redactSecrets(check.detail)}`);
     }
-    if (report.error) out.push(`  ${report.pipeline}: ${report.error.message}`);
+    if (report.error) out.push(`  ${report.pipeline}: ${redactedMessage(report.error)}`);
   }
   return out.join("\n");
 }

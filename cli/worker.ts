@@ -11,6 +11,8 @@
  * @module
  */
 import { builtinRegistry } from "../builtins.ts";
+import { ConfigError } from "../api/errors.ts";
+import { hostPortListProblem } from "../api/options.ts";
 import { loadPipelines, type PipelineSpec } from "../core/config.ts";
 import { FileOffsetStore } from "../core/offsets.ts";
 import type { PipelineEnvironment } from "../core/pipeline.ts";
@@ -38,7 +40,14 @@ export function loadWithBuiltins(
   registry: Registry = builtinRegistry(),
 ): Promise<PipelineSpec[]> {
   const pluginDefaults: Record<string, string> = {};
-  if (settings.bootstrapServers) pluginDefaults["bootstrap.servers"] = settings.bootstrapServers;
+  if (settings.bootstrapServers) {
+    const problem = hostPortListProblem(settings.bootstrapServers);
+    if (problem) {
+      const path = "--bootstrap (or SLUICE_BOOTSTRAP_SERVERS)";
+      return Promise.reject(new ConfigError([{ path, message: problem }]));
+    }
+    pluginDefaults["bootstrap.servers"] = settings.bootstrapServers;
+  }
   return loadPipelines(paths, {
     registry,
     pluginDefaults,

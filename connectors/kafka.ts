@@ -43,7 +43,7 @@
  * @module
  */
 import { z } from "zod";
-import { list, positiveInteger } from "../api/options.ts";
+import { hostPortList, list, positiveInteger } from "../api/options.ts";
 import { defineSource, type RecordFailure, type SourceBatch } from "../api/plugin.ts";
 import { isChangeEvent, type JsonValue, type Row, type SluiceRecord } from "../api/record.ts";
 import { RecordError, RetriableError } from "../api/errors.ts";
@@ -63,7 +63,7 @@ import { changePosition } from "../drivers/pg_codec.ts";
 import { type ConnectSchema, decodeBySchema } from "../drivers/connect_schema.ts";
 
 const fields = z.strictObject({
-  "bootstrap.servers": z.string().min(1).describe(
+  "bootstrap.servers": hostPortList().describe(
     "Kafka brokers, host:port[,host:port]; defaults to the worker's --bootstrap / SLUICE_BOOTSTRAP_SERVERS.",
   ),
   topics: list().optional().describe(

@@ -7,11 +7,14 @@
  *   `chunk.size`. The watermark (last timestamp and key) is the offset, so
  *   rows sharing one timestamp across a chunk boundary are neither skipped
  *   nor read twice. A run reads in one REPEATABLE READ snapshot and records
- *   that snapshot's oldest running transaction; the next run also reads rows
- *   written by transactions that were still running then (found by their
- *   `xmin`), so a long transaction that commits a row with an `updated_at`
- *   older than the watermark is not missed. (Table mode only: a `query` has
- *   no `xmin`. When no transaction was running, the next run skips that scan.)
+ *   which transactions that snapshot could not see (its `xmax` and running
+ *   list). The next run also reads the rows at or behind the watermark
+ *   whose `xmin` is one of those, so a transaction that commits a row
+ *   stamped behind the watermark after a run is not missed, whatever the
+ *   order of transaction ids. (Table mode only: a `query` has no `xmin`.)
+ *   The next run skips that scan only when no other session of the database
+ *   had a transaction open and no transaction id was handed out after the
+ *   snapshot (see {@linkcode takeSnapshot}).
  *
  * ```json
  * { "name": "profile_sync",
@@ -32,9 +35,15 @@
  */
 import { z } from "zod";
 import { always, boolean, list, positiveInteger } from "../api/options.ts";
-import { defineSource, type SourceBatch, type ValidationCheck } from "../api/plugin.ts";
+import {
+  defineSource,
+  type SourceBatch,
+  type SourceContext,
+  type ValidationCheck,
+} from "../api/plugin.ts";
 import type { JsonValue, Row, SluiceRecord } from "../api/record.ts";
 import { RetriableError } from "../api/errors.ts";
+import { redactSecrets } from "../api/redact.ts";
 import {
   checkConnection,
   connect,
@@ -50,11 +59,21 @@ import { decodeRawRow, parseCopyText } from "../drivers/pg_types.ts";
 import { PgCodec } from "../drivers/pg_codec.ts";
 import type { Decoder } from "../drivers/pg_text.ts";
 
-const MODES = { full: "full", bulk: "full", incremental: "incremental", timestamp: "incremental" };
+/** pg_type OID of timestamptz. */
+const TIMESTAMPTZ_OID = 1184;
 
-const schema = z.strictObject({
+const MODES = {
+  full: "full",
+  bulk: "full",
+  incremental: "incremental",
+  timestamp: "incremental",
+};
+
+const options = z.strictObject({
   ...connectionOptions,
-  table: z.string().optional().describe("Table to read, as schema.table. Give this or query."),
+  table: z.string().optional().describe(
+    "Table to read, as schema.table. Give this or query.",
+  ),
   query: z.string().optional().describe(
     "A SELECT to read instead of a table (no late-commit protection: a query has no xmin).",
   ),
@@ -70,7 +89,9 @@ const schema = z.strictObject({
     "Columns that identify a row and break ties between equal timestamps; default: the table's primary key.",
   ),
   columns: list().optional().describe("Columns to read; default: all."),
-  where: z.string().optional().describe("An SQL condition rows must meet, e.g. is_active."),
+  where: z.string().optional().describe(
+    "An SQL condition rows must meet, e.g. is_active.",
+  ),
   "chunk.size": positiveInteger().default(2000).describe(
     "Rows per chunk; each chunk is written and its watermark committed before the next is read.",
   ),
@@ -83,25 +104,91 @@ const schema = z.strictObject({
   topic: z.string().optional().describe(
     "Topic of the records; default: schema.table, or the pipeline name for a query.",
   ),
-}).superRefine((config, context) => {
+});
+
+type Options = z.output<typeof options>;
+
+/** The parsed config in the plugin's own vocabulary. */
+interface Settings {
+  /** Where to connect (built from connection.url or the database.* keys). */
+  readonly url: string;
+  readonly table?: { schema: string; table: string; quoted: string };
+  readonly query?: string;
+  readonly incremental: boolean;
+  readonly timestampColumn: string;
+  readonly keyColumns?: readonly string[];
+  readonly columns?: readonly string[];
+  readonly where?: string;
+  readonly chunkSize: number;
+  readonly copy: boolean;
+  readonly topic?: string;
+}
+
+function checkOptions(config: Options, context: z.RefinementCtx): void {
+  const issue = (path: string, message: string) =>
+    context.addIssue({
+      code: "custom",
+      path: [path],
+      message,
+      input: undefined,
+    });
   checkConnection(config, context);
   if (!config.table === !config.query) {
-    context.addIssue({
-      code: "custom",
-      path: ["table"],
-      message: "give exactly one of table and query",
-      input: undefined,
-    });
+    issue("table", "give exactly one of table and query");
+  }
+  if (config.table) {
+    try {
+      parseTableName(config.table);
+    } catch (error) {
+      issue("table", (error as Error).message);
+    }
   }
   if (config.query && config.mode === "incremental" && !config["key.columns"]) {
-    context.addIssue({
-      code: "custom",
-      path: ["key.columns"],
-      message: "is required for an incremental query (there is no primary key to read)",
-      input: undefined,
-    });
+    issue(
+      "key.columns",
+      "is required for an incremental query (there is no primary key to read)",
+    );
   }
-}, { when: always });
+}
+
+function toSettings(config: Options): Settings {
+  return {
+    url: connectionUrl(config),
+    table: config.table ? parseTableName(config.table) : undefined,
+    query: config.query,
+    incremental: config.mode === "incremental",
+    timestampColumn: config["timestamp.column.name"],
+    keyColumns: config["key.columns"],
+    columns: config.columns,
+    where: config.where,
+    chunkSize: config["batch.max.rows"] ?? config["chunk.size"],
+    copy: config.copy,
+    topic: config.topic,
+  };
+}
+
+const schema = options.superRefine(checkOptions, { when: always }).transform(
+  toSettings,
+);
+
+/**
+ * What the next run must know about a run's snapshot: the transactions it
+ * could not see. Transaction ids are 32-bit, as a row's `xmin` is.
+ */
+interface SnapshotMark {
+  /** Every transaction id at or after this one was invisible. */
+  xmax: string;
+  /** Transactions below xmax that were still running. */
+  xip: string[];
+}
+
+/** What a run learnt about its snapshot (see {@linkcode takeSnapshot}). */
+interface RunSnapshot {
+  /** The transactions it could not see; null for a query, which has no xmin. */
+  readonly mark: SnapshotMark | null;
+  /** No other transaction was open or had an id: none can commit behind it with a now() stamp. */
+  readonly quiet: boolean;
+}
 
 /** The offset of an incremental job. */
 interface Watermark {
@@ -109,13 +196,30 @@ interface Watermark {
   ts: string | null;
   /** Key of the last row read. */
   key: JsonValue[] | null;
-  /** Oldest transaction still running when the snapshot that read up to here was taken. */
-  xmin: string | null;
+  /**
+   * The snapshot that read up to here; null when no transaction could commit
+   * a row behind the watermark after it (or when reading a query).
+   */
+  snapshot: SnapshotMark | null;
 }
 
-function isWatermark(value: JsonValue | undefined): value is Watermark & JsonValue {
-  return typeof value === "object" && value !== null && !Array.isArray(value) && "ts" in value &&
-    "key" in value;
+/** A watermark from a stored offset, including the shape older versions stored. */
+function watermarkFrom(offset: JsonValue | undefined): Watermark | undefined {
+  if (typeof offset !== "object" || offset === null || Array.isArray(offset)) {
+    return undefined;
+  }
+  if (!("ts" in offset) || !("key" in offset)) return undefined;
+  const stored = offset as
+    & { ts: string | null; key: JsonValue[] | null }
+    & Record<string, unknown>;
+  // Before 0.2 the offset held only the snapshot's xmin: every transaction
+  // at or after it counts as unseen, which is what xmax = xmin says.
+  const snapshot = "snapshot" in stored
+    ? stored.snapshot as SnapshotMark | null
+    : typeof stored.xmin === "string"
+    ? { xmax: stored.xmin, xip: [] }
+    : null;
+  return { ts: stored.ts, key: stored.key, snapshot };
 }
 
 export default defineSource({
@@ -124,240 +228,430 @@ export default defineSource({
   mode: "batch",
   summary: "Reads a PostgreSQL table or query, fully or incrementally by a timestamp column.",
   config: schema,
-  create(config, context) {
-    const url = connectionUrl(config);
-    const chunkSize = config["batch.max.rows"] ?? config["chunk.size"];
-    const table = config.table ? parseTableName(config.table) : undefined;
-    const topic = config.topic ?? (table ? `${table.schema}.${table.table}` : context.pipeline);
-    let expected: number | undefined;
-    let readCount = 0;
-    let sql: Sql | undefined;
-
-    async function* read(): AsyncGenerator<SourceBatch> {
-      // One connection, one REPEATABLE READ snapshot for the whole run.
-      sql = connect(url, { max: 1, applicationName: `sluice:${context.pipeline}` });
-      try {
-        yield* readInSnapshot(sql);
-      } catch (error) {
-        if (isConnectionError(error)) {
-          throw new RetriableError(`Cannot read from PostgreSQL: ${(error as Error).message}`, {
-            cause: error,
-          });
-        }
-        throw error;
-      } finally {
-        await sql.end({ timeout: 1 });
-        sql = undefined;
-      }
-    }
-
-    async function* readInSnapshot(sql: Sql): AsyncGenerator<SourceBatch> {
-      await sql.unsafe("begin isolation level repeatable read read only");
-      // xmin: the oldest transaction still running; quiet: none was running.
-      const [{ xmin, quiet }] = await sql.unsafe<{ xmin: string; quiet: boolean }[]>(
-        `select (pg_snapshot_xmin(s)::text::numeric % 4294967296)::text as xmin,
-                pg_snapshot_xmin(s) = pg_snapshot_xmax(s) as quiet
-         from pg_current_snapshot() as s`,
-      );
-      const from = table ? `${table.quoted}` : `(${config.query}) as sluice_query`;
-      const columnList = config.columns?.map(quoteIdent).join(", ") ?? "*";
-      const probe = await sql.unsafe(`select ${columnList} from ${from} limit 0`).raw();
-      const names = probe.columns.map((column) => column.name);
-      const decoders = await new PgCodec(sql).decoders(
-        probe.columns.map((c) => ({ typeOid: c.type })),
-      );
-      const keyColumns = config["key.columns"] ??
-        (table ? await primaryKeyColumns(sql, table.quoted) : []);
-      if (keyColumns.length === 0) {
-        throw new Error(
-          `Cannot read ${config.table}: it has no primary key; set key.columns`,
-        );
-      }
-      for (const column of keyColumns) {
-        if (!names.includes(column)) {
-          throw new Error(
-            `key column "${column}" is not among the columns read: ${names.join(", ")}`,
-          );
-        }
-      }
-      const toRecord = (row: Row): SluiceRecord => ({
-        topic,
-        key: Object.fromEntries(keyColumns.map((column) => [column, row[column]])),
-        value: row,
-      });
-      const userWhere = config.where ? `(${config.where})` : "true";
-      const select = `select ${columnList} from ${from}`;
-
-      if (config.mode === "full") {
-        expected = await count(sql, `${select} where ${userWhere}`);
-        for await (
-          const rows of copyRows(sql, `${select} where ${userWhere}`, names, decoders, chunkSize)
-        ) {
-          readCount += rows.length;
-          yield { records: rows.map(toRecord) };
-        }
-        return;
-      }
-
-      const tsColumn = config["timestamp.column.name"];
-      if (!names.includes(tsColumn)) {
-        throw new Error(
-          `timestamp column "${tsColumn}" is not among the columns read: ${names.join(", ")}`,
-        );
-      }
-      const order = [tsColumn, ...keyColumns].map(quoteIdent);
-      const tuple = `(${order.join(", ")})`;
-      const orderBy = order.join(", ");
-      const previous = isWatermark(context.offset) ? context.offset : undefined;
-      const watermarkOf = (row: Row, snapshotXmin: string | null): Watermark => ({
-        ts: row[tsColumn] as string,
-        key: keyColumns.map((column) => row[column] as JsonValue),
-        xmin: snapshotXmin,
-      });
-      // When no transaction was running at this snapshot, none can commit a row
-      // behind the watermark later, and the next run needs no late-row scan.
-      const newXmin = table && !quiet ? xmin : null;
-
-      if (!previous || previous.ts === null) {
-        // First run (or full refresh): everything up to the snapshot.
-        expected = await count(sql, `${select} where ${userWhere}`);
-        if (config.copy) {
-          const last = await sql.unsafe(
-            `${select} where ${userWhere} order by ${
-              order.map((c) => `${c} desc`).join(", ")
-            } limit 1`,
-          ).raw();
-          const lastRow = last[0] ? decodeRawRow(last[0] as Uint8Array[], names, decoders) : null;
-          for await (
-            const rows of copyRows(sql, `${select} where ${userWhere}`, names, decoders, chunkSize)
-          ) {
-            readCount += rows.length;
-            yield { records: rows.map(toRecord) };
-          }
-          const final: Watermark = lastRow
-            ? watermarkOf(lastRow, newXmin)
-            : { ts: null, key: null, xmin: newXmin };
-          yield { records: [], offset: final as unknown as JsonValue };
-          return;
-        }
-        yield* keyset(sql, `${select} where ${userWhere}`, undefined, newXmin);
-        return;
-      }
-
-      // Phase 1: rows at or behind the watermark written by transactions the
-      // previous run could not see (they were still running at its snapshot).
-      const lateFilter = table && previous.xmin !== null
-        ? `${tuple} <= (${placeholders(1, order.length)}) and age(xmin) <= age($${
-          order.length + 1
-        }::text::xid)`
-        : undefined;
-      const lateParams: unknown[] = lateFilter
-        ? [previous.ts, ...(previous.key ?? []), previous.xmin]
-        : [];
-      const aheadFilter = `${tuple} > (${placeholders(1, order.length)})`;
-      const aheadParams: unknown[] = [previous.ts, ...(previous.key ?? [])];
-      expected = await count(sql, `${select} where ${userWhere} and ${aheadFilter}`, aheadParams);
-      if (lateFilter) {
-        expected += await count(sql, `${select} where ${userWhere} and ${lateFilter}`, lateParams);
-        // Until phase 1 is done, the stored position keeps the previous xmin.
-        yield* keyset(
-          sql,
-          `${select} where ${userWhere} and ${lateFilter}`,
-          lateParams,
-          null,
-          previous,
-        );
-      }
-      // Phase 2: rows ahead of the watermark.
-      yield* keyset(
-        sql,
-        `${select} where ${userWhere} and ${aheadFilter}`,
-        aheadParams,
-        newXmin,
-        undefined,
-        previous,
-      );
-
-      async function* keyset(
-        sql: Sql,
-        base: string,
-        baseParams: unknown[] | undefined,
-        snapshotXmin: string | null,
-        /** When set, every chunk commits this unchanged position (phase 1). */
-        holdAt?: Watermark,
-        startAfter?: Watermark,
-      ): AsyncGenerator<SourceBatch> {
-        const params = baseParams ?? [];
-        let cursor: Watermark | undefined;
-        let lastCommitted: Watermark | undefined = startAfter;
-        for (;;) {
-          const cursorFilter = cursor
-            ? ` and ${tuple} > (${placeholders(params.length + 1, order.length)})`
-            : "";
-          const cursorParams = cursor ? [cursor.ts, ...(cursor.key ?? [])] : [];
-          const raw = await sql.unsafe(
-            `${base}${cursorFilter} order by ${orderBy} limit ${chunkSize}`,
-            [...params, ...cursorParams] as never[],
-          ).raw();
-          const rows = raw.map((r) => decodeRawRow(r as Uint8Array[], names, decoders));
-          if (rows.length > 0) cursor = watermarkOf(rows[rows.length - 1], snapshotXmin);
-          readCount += rows.length;
-          const position = holdAt ?? cursor ?? lastCommitted;
-          if (rows.length > 0) {
-            lastCommitted = position;
-            yield { records: rows.map(toRecord), offset: position as unknown as JsonValue };
-          }
-          if (rows.length < chunkSize) break;
-        }
-        // Record the new snapshot's xmin even when nothing new was read.
-        if (!holdAt) {
-          const final: Watermark = cursor ?? {
-            ts: startAfter?.ts ?? null,
-            key: startAfter?.key ?? null,
-            xmin: snapshotXmin,
-          };
-          yield { records: [], offset: { ...final, xmin: snapshotXmin } as unknown as JsonValue };
-        }
-      }
-    }
-
+  create(settings, context) {
+    const reader = new QueryReader(settings, context);
     return {
-      read,
-      validate(): Promise<ValidationCheck[]> {
-        if (expected === undefined) return Promise.resolve([]);
-        return Promise.resolve([{
-          name: "source row count",
-          ok: expected === readCount,
-          detail:
-            `${readCount} rows read; the source snapshot holds ${expected} in the synced range`,
-        }]);
-      },
-      async close() {
-        await sql?.end({ timeout: 1 });
-      },
+      read: () => reader.read(),
+      validate: () => Promise.resolve(reader.checks()),
+      close: () => reader.close(),
     };
   },
 });
+
+/** What a run reads: column names, their decoders and the key. */
+interface Shape {
+  readonly names: readonly string[];
+  readonly decoders: readonly Decoder[];
+  readonly keyColumns: readonly string[];
+  /** Type OID of the timestamp column (incremental mode). */
+  readonly timestampType?: number;
+  /** `select <columns> from <table or query> where <user condition>`. */
+  readonly select: string;
+}
+
+/** One run of the source: a snapshot, then full or incremental reading. */
+class QueryReader {
+  readonly #settings: Settings;
+  readonly #context: SourceContext;
+  readonly #topic: string;
+  #sql: Sql | undefined;
+  #expected: number | undefined;
+  #readCount = 0;
+
+  constructor(settings: Settings, context: SourceContext) {
+    this.#settings = settings;
+    this.#context = context;
+    const table = settings.table;
+    this.#topic = settings.topic ??
+      (table ? `${table.schema}.${table.table}` : context.pipeline);
+  }
+
+  async *read(): AsyncGenerator<SourceBatch> {
+    // One connection, one REPEATABLE READ snapshot for the whole run.
+    const sql = connect(this.#settings.url, {
+      max: 1,
+      applicationName: `sluice:${this.#context.pipeline}`,
+    });
+    this.#sql = sql;
+    try {
+      yield* this.#readInSnapshot(sql);
+    } catch (error) {
+      if (isConnectionError(error)) {
+        throw new RetriableError(
+          `Cannot read from PostgreSQL: ${redactSecrets((error as Error).message)}`,
+          { cause: error },
+        );
+      }
+      throw error;
+    } finally {
+      await sql.end({ timeout: 1 });
+      this.#sql = undefined;
+    }
+  }
+
+  checks(): ValidationCheck[] {
+    if (this.#expected === undefined) return [];
+    return [{
+      name: "source row count",
+      ok: this.#expected === this.#readCount,
+      detail:
+        `${this.#readCount} rows read; the source snapshot holds ${this.#expected} in the synced range`,
+    }];
+  }
+
+  async close(): Promise<void> {
+    await this.#sql?.end({ timeout: 1 });
+  }
+
+  async *#readInSnapshot(sql: Sql): AsyncGenerator<SourceBatch> {
+    await sql.unsafe("begin isolation level repeatable read read only");
+    const taken = await takeSnapshot(sql);
+    const shape = await this.#describe(sql);
+    if (!this.#settings.incremental) {
+      this.#expected = await count(sql, shape.select);
+      yield* this.#copy(sql, shape, shape.select);
+      return;
+    }
+    // A query has no xmin: there is nothing to find late rows by.
+    const run = this.#settings.table ? taken : { mark: null, quiet: false };
+    const incremental = new IncrementalRead(
+      this.#settings,
+      shape,
+      sql,
+      run,
+      (rows) => {
+        this.#readCount += rows.length;
+        return rows.map((row) => this.#toRecord(shape, row));
+      },
+    );
+    const previous = watermarkFrom(this.#context.offset);
+    if (!previous || previous.ts === null) {
+      // First run (or full refresh): everything up to the snapshot.
+      this.#expected = await count(sql, shape.select);
+      if (!this.#settings.copy) {
+        yield* incremental.chunks({ where: "true", params: [] });
+        return;
+      }
+      // Before the COPY: a query after a COPY OUT can hang (FACTS.md, postgres.js #499).
+      const final = await incremental.final(await incremental.lastRow());
+      yield* this.#copy(sql, shape, shape.select);
+      yield { records: [], offset: final as unknown as JsonValue };
+      return;
+    }
+    this.#expected = await incremental.countSince(previous);
+    yield* incremental.since(previous);
+  }
+
+  /** Column names, decoders and key columns of what this run reads. */
+  async #describe(sql: Sql): Promise<Shape> {
+    const { table, query, columns, where } = this.#settings;
+    const from = table ? table.quoted : `(${query}) as sluice_query`;
+    const columnList = columns?.map(quoteIdent).join(", ") ?? "*";
+    const probe = await sql.unsafe(`select ${columnList} from ${from} limit 0`)
+      .raw();
+    const names = probe.columns.map((column) => column.name);
+    const decoders = await new PgCodec(sql).decoders(
+      probe.columns.map((c) => ({ typeOid: c.type })),
+    );
+    const keyColumns = this.#settings.keyColumns ??
+      (table ? await primaryKeyColumns(sql, table.quoted) : []);
+    if (keyColumns.length === 0) {
+      throw new Error(
+        `Cannot read ${table?.quoted}: it has no primary key; set key.columns`,
+      );
+    }
+    const required = [
+      ...keyColumns,
+      ...(this.#settings.incremental ? [this.#timestamp()] : []),
+    ];
+    for (const column of required) {
+      if (!names.includes(column)) {
+        const role = column === this.#timestamp() ? "timestamp column" : "key column";
+        throw new Error(
+          `${role} "${column}" is not among the columns read: ${names.join(", ")}`,
+        );
+      }
+    }
+    const select = `select ${columnList} from ${from} where ${where ? `(${where})` : "true"}`;
+    const timestampType = probe.columns[names.indexOf(this.#timestamp())]?.type;
+    return { names, decoders, keyColumns, timestampType, select };
+  }
+
+  #timestamp(): string {
+    return this.#settings.timestampColumn;
+  }
+
+  async *#copy(
+    sql: Sql,
+    shape: Shape,
+    select: string,
+  ): AsyncGenerator<SourceBatch> {
+    const stream = await sql.unsafe(`copy (${select}) to stdout`).readable();
+    const rows = parseCopyText(
+      stream as AsyncIterable<Uint8Array>,
+      shape.names,
+      shape.decoders,
+      this.#settings.chunkSize,
+    );
+    for await (const chunk of rows) {
+      this.#readCount += chunk.length;
+      yield { records: chunk.map((row) => this.#toRecord(shape, row)) };
+    }
+  }
+
+  #toRecord(shape: Shape, row: Row): SluiceRecord {
+    return {
+      topic: this.#topic,
+      key: Object.fromEntries(
+        shape.keyColumns.map((column) => [column, row[column]]),
+      ),
+      value: row,
+    };
+  }
+}
+
+/** A keyset-ordered slice of the rows: a condition with its parameters. */
+interface Slice {
+  readonly where: string;
+  readonly params: readonly unknown[];
+  /** When set, every chunk commits this unchanged position (late rows). */
+  readonly holdAt?: Watermark;
+  /** The position before the first chunk. */
+  readonly startAfter?: Watermark;
+}
+
+/** Reads rows in keyset order of (timestamp, key), in chunks. */
+class IncrementalRead {
+  readonly #settings: Settings;
+  readonly #shape: Shape;
+  readonly #sql: Sql;
+  readonly #run: RunSnapshot;
+  readonly #emit: (rows: Row[]) => SluiceRecord[];
+  /** `"updated_at", "id"`, quoted. */
+  readonly #order: string[];
+
+  constructor(
+    settings: Settings,
+    shape: Shape,
+    sql: Sql,
+    run: RunSnapshot,
+    emit: (rows: Row[]) => SluiceRecord[],
+  ) {
+    this.#settings = settings;
+    this.#shape = shape;
+    this.#sql = sql;
+    this.#run = run;
+    this.#emit = emit;
+    this.#order = [settings.timestampColumn, ...shape.keyColumns].map(
+      quoteIdent,
+    );
+  }
+
+  watermarkOf(row: Row): Watermark {
+    return {
+      ts: row[this.#settings.timestampColumn] as string,
+      key: this.#shape.keyColumns.map((column) => row[column] as JsonValue),
+      snapshot: this.#run.mark,
+    };
+  }
+
+  /**
+   * The position at the end of the run: after `last` (or `startAfter` when
+   * nothing was read), with this snapshot's mark, or none when the next run
+   * may skip the late-row scan.
+   */
+  async final(last: Row | null, startAfter?: Watermark): Promise<Watermark> {
+    const at = last ? this.watermarkOf(last) : {
+      ts: startAfter?.ts ?? null,
+      key: startAfter?.key ?? null,
+      snapshot: this.#run.mark,
+    };
+    return {
+      ...at,
+      snapshot: await this.#skippable(at.ts) ? null : this.#run.mark,
+    };
+  }
+
+  /**
+   * Whether no transaction can commit a row behind a watermark at `ts`
+   * later: the snapshot was quiet, and `ts` is a timestamptz older than this
+   * run's start, so the now() of any transaction that begins later is newer.
+   * A date, a plain timestamp or a number could tie, or come from another
+   * clock: those keep the scan.
+   */
+  async #skippable(ts: string | null): Promise<boolean> {
+    if (!this.#run.quiet || this.#run.mark === null) return false;
+    if (ts === null) return true;
+    if (this.#shape.timestampType !== TIMESTAMPTZ_OID) return false;
+    const [{ before }] = await this.#sql.unsafe<{ before: boolean }[]>(
+      "select $1::timestamptz < now() as before",
+      [ts],
+    );
+    return before;
+  }
+
+  /** The row that comes last in keyset order, or null for an empty range. */
+  async lastRow(): Promise<Row | null> {
+    const descending = this.#order.map((c) => `${c} desc`).join(", ");
+    const last = await this.#sql.unsafe(
+      `${this.#shape.select} order by ${descending} limit 1`,
+    )
+      .raw();
+    if (!last[0]) return null;
+    return decodeRawRow(
+      last[0] as Uint8Array[],
+      this.#shape.names,
+      this.#shape.decoders,
+    );
+  }
+
+  /** How many rows {@linkcode since} will read. */
+  async countSince(previous: Watermark): Promise<number> {
+    const late = this.#lateSlice(previous);
+    const ahead = this.#aheadSlice(previous);
+    let total = await count(
+      this.#sql,
+      `${this.#shape.select} and ${ahead.where}`,
+      ahead.params,
+    );
+    if (late) {
+      total += await count(
+        this.#sql,
+        `${this.#shape.select} and ${late.where}`,
+        late.params,
+      );
+    }
+    return total;
+  }
+
+  /**
+   * Rows changed since `previous`: first the rows at or behind it written by
+   * transactions its snapshot could not see, then the rows ahead of it.
+   */
+  async *since(previous: Watermark): AsyncGenerator<SourceBatch> {
+    const late = this.#lateSlice(previous);
+    // Until the late rows are written, the stored position stays where it was.
+    if (late) yield* this.chunks(late);
+    yield* this.chunks(this.#aheadSlice(previous));
+  }
+
+  #aheadSlice(previous: Watermark): Slice {
+    return {
+      where: `${this.#tuple()} > (${placeholders(1, this.#order.length)})`,
+      params: [previous.ts, ...(previous.key ?? [])],
+      startAfter: previous,
+    };
+  }
+
+  #lateSlice(previous: Watermark): Slice | undefined {
+    if (!this.#settings.table || previous.snapshot === null) return undefined;
+    const n = this.#order.length;
+    // age() compares 32-bit ids across wraparound: xmin at or after xmax.
+    const unseen = `(age(xmin) <= age($${n + 1}::text::xid) or xmin = any($${
+      n + 2
+    }::text[]::xid[]))`;
+    return {
+      where: `${this.#tuple()} <= (${placeholders(1, n)}) and ${unseen}`,
+      params: [
+        previous.ts,
+        ...(previous.key ?? []),
+        previous.snapshot.xmax,
+        previous.snapshot.xip,
+      ],
+      holdAt: previous,
+    };
+  }
+
+  /** Reads one slice in chunks, each yielded with the position reached. */
+  async *chunks(slice: Slice): AsyncGenerator<SourceBatch> {
+    const chunkSize = this.#settings.chunkSize;
+    const orderBy = this.#order.join(", ");
+    let cursor: Watermark | undefined;
+    let last: Row | null = null;
+    for (;;) {
+      const after = cursor
+        ? ` and ${this.#tuple()} > (${placeholders(slice.params.length + 1, this.#order.length)})`
+        : "";
+      const params = cursor ? [...slice.params, cursor.ts, ...(cursor.key ?? [])] : slice.params;
+      const raw = await this.#sql.unsafe(
+        `${this.#shape.select} and ${slice.where}${after} order by ${orderBy} limit ${chunkSize}`,
+        params as never[],
+      ).raw();
+      const rows = raw.map((r) =>
+        decodeRawRow(r as Uint8Array[], this.#shape.names, this.#shape.decoders)
+      );
+      if (rows.length > 0) {
+        last = rows[rows.length - 1];
+        cursor = this.watermarkOf(last);
+        const offset = slice.holdAt ?? cursor;
+        yield {
+          records: this.#emit(rows),
+          offset: offset as unknown as JsonValue,
+        };
+      }
+      if (rows.length < chunkSize) break;
+    }
+    if (slice.holdAt) return;
+    // Record this snapshot's mark even when nothing new was read.
+    const final = await this.final(last, slice.startAfter);
+    yield { records: [], offset: final as unknown as JsonValue };
+  }
+
+  #tuple(): string {
+    return `(${this.#order.join(", ")})`;
+  }
+}
+
+/**
+ * Takes the run's snapshot (the first statement of its transaction) and
+ * returns what the next run needs to find rows committed after it, and
+ * whether the snapshot was quiet: no transaction can still commit a row
+ * that it did not see, except ones that begin after it.
+ *
+ * Quiet needs three things. Every id below the snapshot's xmax had finished
+ * (no running list). No other session of this database had a transaction
+ * open right after the snapshot: one that has written nothing yet has no
+ * transaction id, so no snapshot lists it, yet its `now()` may already be
+ * older than the newest row. And no transaction id was handed out after the
+ * snapshot's xmax, checked last by taking one: a transaction whose id is
+ * newer than every finished one is not listed either (issue 7, item 2).
+ * Transactions that begin later stamp `now()` values newer than this run's
+ * start; {@linkcode IncrementalRead.final} skips the next scan only when the
+ * watermark is older than that.
+ */
+async function takeSnapshot(sql: Sql): Promise<RunSnapshot> {
+  const [seen] = await sql.unsafe<
+    { xmax: string; fullXmax: string; xip: string[]; othersOpen: boolean }[]
+  >(
+    `select (pg_snapshot_xmax(s)::text::numeric % 4294967296)::text as xmax,
+            pg_snapshot_xmax(s)::text as "fullXmax",
+            array(select (x::text::numeric % 4294967296)::text from pg_snapshot_xip(s) as x) as xip,
+            exists (select 1 from pg_stat_activity a
+                    where a.datname = current_database() and a.pid <> pg_backend_pid()
+                      and a.xact_start is not null
+                      and a.backend_type <> 'autovacuum worker') as "othersOpen"
+     from pg_current_snapshot() as s`,
+  );
+  const mark = { xmax: seen.xmax, xip: seen.xip };
+  if (seen.xip.length > 0 || seen.othersOpen) return { mark, quiet: false };
+  const [{ next }] = await sql.unsafe<{ next: string }[]>(
+    "select pg_current_xact_id()::text as next",
+  );
+  return { mark, quiet: next === seen.fullXmax };
+}
 
 function placeholders(first: number, count: number): string {
   return Array.from({ length: count }, (_, i) => `$${first + i}`).join(", ");
 }
 
-async function count(sql: Sql, select: string, params: unknown[] = []): Promise<number> {
+async function count(
+  sql: Sql,
+  select: string,
+  params: readonly unknown[] = [],
+): Promise<number> {
   const rows = await sql.unsafe<{ n: string }[]>(
     `select count(*)::text as n from (${select}) as counted`,
     params as never[],
   );
   return Number(rows[0].n);
-}
-
-async function* copyRows(
-  sql: Sql,
-  select: string,
-  names: readonly string[],
-  decoders: readonly Decoder[],
-  chunkSize: number,
-): AsyncGenerator<Row[]> {
-  const stream = await sql.unsafe(`copy (${select}) to stdout`).readable();
-  yield* parseCopyText(stream as AsyncIterable<Uint8Array>, names, decoders, chunkSize);
 }

@@ -14,6 +14,7 @@ import {
   type LogRecord,
   reset,
 } from "@logtape/logtape";
+import { redactSecrets } from "../api/redact.ts";
 
 /** Log output format. */
 export type LogFormat = "auto" | "text" | "json";
@@ -31,11 +32,13 @@ export async function setUpLogging(
   // Strings print bare (`orders_cdc stopped`, not `"orders_cdc" "stopped"`);
   // colours only on a terminal, and never when NO_COLOR is set (no-color.org).
   const text = { timestamp: "time", category: ".", value: "bare" } as const;
-  const formatter = json
+  const plain = json
     ? jsonLine
     : terminal && !Deno.env.get("NO_COLOR")
     ? getAnsiColorFormatter(text)
     : getTextFormatter(text);
+  // Whatever a plugin or a driver error put in a line, no password leaves.
+  const formatter = (record: LogRecord) => redactSecrets(plain(record));
   await configure({
     reset: true,
     sinks: { stderr: getStreamSink(Deno.stderr.writable, { formatter }) },

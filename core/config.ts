@@ -3,7 +3,8 @@
  * turns them into validated {@linkcode PipelineSpec}s.
  *
  * A config file holds one `{ "name", "config" }` object or an array of them;
- * a folder holds such files. Keys are dotted strings, as in Kafka Connect:
+ * a folder holds such files, in subfolders too. Keys are dotted strings, as in
+ * Kafka Connect:
  *
  * - `connector.class` names the source, `sink.class` the sink; `sink.*` keys
  *   configure the sink and every other plugin key configures the source.
@@ -27,6 +28,7 @@
 import { z } from "zod";
 import { dirname, join, resolve } from "./_path.ts";
 import { ConfigError, type ConfigIssue } from "../api/errors.ts";
+import { isSecretOption, redactSecrets } from "../api/redact.ts";
 import { boolean, integer, list, objectShape, positiveInteger } from "../api/options.ts";
 import type {
   Plugin,
@@ -328,36 +330,59 @@ export interface LoadOptions {
   readonly providers?: ProviderSources;
 }
 
-/** Reads connector entries from files and folders (every `*.json` in a folder, sorted). */
+/**
+ * Reads connector entries from files and folders (every `*.json` under a
+ * folder, at any depth, in path order; folders starting with "." are
+ * skipped). A path that holds no pipeline is a problem: a typo in a path
+ * must not start nothing and report success.
+ */
 export async function readConnectorFiles(paths: readonly string[]): Promise<RawConnector[]> {
   const issues: ConfigIssue[] = [];
   const entries: RawConnector[] = [];
   for (const path of paths) {
     let files: string[];
+    let folder = false;
     try {
-      const info = await Deno.stat(path);
-      files = info.isDirectory ? await jsonFilesIn(path) : [path];
+      folder = (await Deno.stat(path)).isDirectory;
+      files = folder ? await jsonFilesUnder(path) : [path];
     } catch (error) {
       issues.push({ path, message: `cannot read: ${(error as Error).message}` });
       continue;
     }
+    const before = entries.length;
+    let broken = false;
     for (const file of files) {
       try {
         entries.push(...parseConnectors(JSON.parse(await Deno.readTextFile(file)), file));
       } catch (error) {
+        broken = true;
         if (error instanceof ConfigError) issues.push(...error.issues);
         else issues.push({ path: file, message: `is not valid JSON: ${(error as Error).message}` });
       }
+    }
+    if (entries.length === before && !broken) {
+      issues.push({
+        path,
+        message: folder
+          ? 'holds no pipeline: no *.json file with { "name", "config" } in it or its subfolders'
+          : "holds no pipeline",
+      });
     }
   }
   if (issues.length > 0) throw new ConfigError(issues);
   return entries;
 }
 
-async function jsonFilesIn(folder: string): Promise<string[]> {
+async function jsonFilesUnder(folder: string): Promise<string[]> {
   const files: string[] = [];
   for await (const entry of Deno.readDir(folder)) {
-    if (entry.isFile && entry.name.endsWith(".json")) files.push(join(folder, entry.name));
+    if (entry.name.startsWith(".")) continue;
+    const path = join(folder, entry.name);
+    // Symbolic links are followed for files only, so a link cannot loop.
+    if (entry.isDirectory) files.push(...await jsonFilesUnder(path));
+    else if (entry.name.endsWith(".json") && (entry.isFile || (await Deno.stat(path)).isFile)) {
+      files.push(path);
+    }
   }
   return files.sort();
 }
@@ -464,7 +489,8 @@ export async function buildPipelines(
     const spec = await buildPipeline(
       connector,
       options,
-      (path, message) => issues.push({ path: `${connector.name}: ${path}`, message }),
+      (path, message) =>
+        issues.push({ path: `${connector.name}: ${path}`, message: redactSecrets(message) }),
     );
     if (spec) specs.push(spec);
   }
@@ -481,11 +507,17 @@ async function buildPipeline(
   report: Report,
 ): Promise<PipelineSpec | undefined> {
   const before = { count: 0 };
+  // A key whose placeholder did not resolve is reported once, by the provider.
+  const unresolved = new Set<string>();
   const counted: Report = (path, message) => {
+    if (unresolved.has(path)) return;
     before.count++;
     report(path, message);
   };
-  const config = resolveValues(connector, options.providers, counted);
+  const config = resolveValues(connector, options.providers, (path, message) => {
+    counted(path, message);
+    unresolved.add(path);
+  });
   if (config.name !== undefined && config.name !== connector.name) {
     counted("config.name", `must equal the connector name "${connector.name}" when given`);
   }
@@ -565,6 +597,64 @@ function groupKeys(config: Record<string, unknown>): KeyGroups {
   return groups;
 }
 
+/** Which plugin each end names, with its keys and the path its keys are reported under. */
+interface Ends {
+  sourceName: string;
+  sourceKeys: Record<string, unknown>;
+  sourcePath: string;
+  sinkName?: string;
+  sinkKeys: Record<string, unknown>;
+  sinkPath: string;
+}
+
+/** Splits the keys between the ends, as Kafka Connect reads sink and source connectors. */
+function assignEnds(connectorClass: string, groups: KeyGroups, options: LoadOptions): Ends {
+  const { registry } = options;
+  const shapeOf = (kind: "source" | "sink", name: string) => {
+    const plugin = registry.find(kind, name);
+    return plugin ? objectShape(plugin.config) ?? {} : {};
+  };
+  const ends: Ends = {
+    sourceName: connectorClass,
+    sourceKeys: groups.source,
+    sourcePath: "config.",
+    sinkName: typeof groups.sinkClass === "string" ? groups.sinkClass : undefined,
+    sinkKeys: groups.sink,
+    sinkPath: "config.sink.",
+  };
+  // A Kafka Connect *sink* connector: it reads topics, and its options are unprefixed.
+  const namesSink = registry.find("source", connectorClass) === undefined &&
+    registry.find("sink", connectorClass) !== undefined;
+  if (namesSink && options.sinkConnectorSource && ends.sinkName === undefined) {
+    ends.sinkName = connectorClass;
+    ends.sourceName = options.sinkConnectorSource;
+    const sourceShape = shapeOf("source", ends.sourceName);
+    ends.sourceKeys = {};
+    ends.sinkKeys = { ...groups.sink };
+    for (const [key, value] of Object.entries(groups.source)) {
+      if (key in sourceShape) ends.sourceKeys[key] = value;
+      else ends.sinkKeys[key] = value;
+    }
+    ends.sinkPath = "config.";
+  }
+  if (ends.sinkName === undefined && options.defaultSink) {
+    // A source connector writing to the worker's Kafka, as in Kafka Connect:
+    // unprefixed keys only the default sink knows (topic.creation.*) are its.
+    ends.sinkName = options.defaultSink;
+    const sinkShape = shapeOf("sink", ends.sinkName);
+    const sourceShape = shapeOf("source", ends.sourceName);
+    ends.sourceKeys = { ...ends.sourceKeys };
+    ends.sinkKeys = { ...ends.sinkKeys };
+    for (const key of Object.keys(ends.sourceKeys)) {
+      if (key in sinkShape && !(key in sourceShape)) {
+        ends.sinkKeys[key] = ends.sourceKeys[key];
+        delete ends.sourceKeys[key];
+      }
+    }
+  }
+  return ends;
+}
+
 async function resolveEnds(
   connector: RawConnector,
   groups: KeyGroups,
@@ -576,49 +666,11 @@ async function resolveEnds(
     report("config.connector.class", "is required: name a source plugin (see `sluice plugins`)");
     return {};
   }
-  const connectorClass = groups.connectorClass;
-  let sourceName = connectorClass;
-  let sourceKeys = groups.source;
-  let sinkName = typeof groups.sinkClass === "string" ? groups.sinkClass : undefined;
-  let sinkKeys = groups.sink;
-  let sinkPath = "config.sink.";
-  let sourcePath = "config.";
-
-  // A Kafka Connect *sink* connector: it reads topics, and its options are unprefixed.
-  const namesSink = registry.find("source", connectorClass) === undefined &&
-    registry.find("sink", connectorClass) !== undefined;
-  if (namesSink && options.sinkConnectorSource && sinkName === undefined) {
-    sinkName = connectorClass;
-    sourceName = options.sinkConnectorSource;
-    const sourcePlugin = registry.find("source", sourceName);
-    const sourceShape = sourcePlugin ? objectShape(sourcePlugin.config) ?? {} : {};
-    sourceKeys = {};
-    sinkKeys = { ...groups.sink };
-    for (const [key, value] of Object.entries(groups.source)) {
-      if (key in sourceShape) sourceKeys[key] = value;
-      else sinkKeys[key] = value;
-    }
-    sinkPath = "config.";
-    sourcePath = "config.";
-  }
-  if (sinkName === undefined && options.defaultSink) {
-    // A source connector writing to the worker's Kafka, as in Kafka Connect:
-    // unprefixed keys only the default sink knows (topic.creation.*) are its.
-    sinkName = options.defaultSink;
-    const sinkPlugin = registry.find("sink", sinkName);
-    const sourcePlugin = registry.find("source", sourceName);
-    const sinkShape = sinkPlugin ? objectShape(sinkPlugin.config) ?? {} : {};
-    const sourceShape = sourcePlugin ? objectShape(sourcePlugin.config) ?? {} : {};
-    sourceKeys = { ...sourceKeys };
-    sinkKeys = { ...sinkKeys };
-    for (const key of Object.keys(sourceKeys)) {
-      if (key in sinkShape && !(key in sourceShape)) {
-        sinkKeys[key] = sourceKeys[key];
-        delete sourceKeys[key];
-      }
-    }
-  }
-
+  const { sourceName, sourceKeys, sourcePath, sinkName, sinkKeys, sinkPath } = assignEnds(
+    groups.connectorClass,
+    groups,
+    options,
+  );
   const sourcePlugin = await registry.resolve("source", sourceName, connector.baseDir);
   let source: PluginSpec<SourcePlugin> | undefined;
   if (typeof sourcePlugin === "string") {
@@ -746,6 +798,18 @@ function aliasesOf(keys: Record<string, unknown>, group: string, report: Report)
       `must be a comma-separated list of aliases: current value is ${show(declared)}`,
     );
   }
+  const seen = new Set<string>();
+  for (const name of names) {
+    if (seen.has(name)) {
+      report(
+        `config.${group}`,
+        `lists the alias "${name}" more than once; aliases must be unique: current value is ${
+          show(declared)
+        }`,
+      );
+    }
+    seen.add(name);
+  }
   for (const key of Object.keys(keys)) {
     if (key === group) continue;
     const alias = key.slice(group.length + 1).split(".")[0];
@@ -753,7 +817,7 @@ function aliasesOf(keys: Record<string, unknown>, group: string, report: Report)
       report(`config.${key}`, `configures "${alias}", which is not listed in "${group}"`);
     }
   }
-  return names;
+  return [...seen];
 }
 
 async function resolveStep<K extends "transform" | "predicate">(
@@ -814,7 +878,8 @@ function parseWith<T extends z.ZodType>(
       continue;
     }
     const key = issue.path.map(String).join(".");
-    report(`${pathPrefix}${key}`.replace(/\.$/, ""), describeIssue(issue));
+    const hidden = isSecretOption(key) ? { ...issue, input: "(hidden)" } : issue;
+    report(`${pathPrefix}${key}`.replace(/\.$/, ""), describeIssue(hidden as z.core.$ZodIssue));
   }
   return undefined;
 }
@@ -846,6 +911,7 @@ export function describeIssue(issue: z.core.$ZodIssue): string {
 }
 
 function show(value: unknown): string {
+  if (value === "(hidden)") return "(hidden)";
   return typeof value === "string" ? JSON.stringify(value) : String(JSON.stringify(value) ?? value);
 }
 

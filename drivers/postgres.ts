@@ -10,7 +10,8 @@ import type { Writable } from "node:stream";
 import postgres from "postgres";
 import { getLogger } from "@logtape/logtape";
 import { z } from "zod";
-import { integer } from "../api/options.ts";
+import { hostProblem, port } from "../api/options.ts";
+import { redactSecrets } from "../api/redact.ts";
 
 /** The postgres.js client type. */
 export type Sql = postgres.Sql;
@@ -18,14 +19,16 @@ export type Sql = postgres.Sql;
 /** Connection options, accepted in both Kafka Connect JDBC and Debezium spelling. */
 export const connectionOptions = {
   "connection.url": z.string().optional().describe(
-    "PostgreSQL URL, e.g. postgres://user:password@host:5432/db (JDBC URLs jdbc:postgresql://… are accepted too). Alternative to the database.* keys.",
+    "PostgreSQL URL, e.g. postgres://user:password@host:5432/db (JDBC URLs jdbc:postgresql://… are accepted too); one host, a database, port 5432 when none is given. Alternative to the database.* keys.",
   ),
   "connection.user": z.string().optional().describe("User, when not in connection.url."),
   "connection.password": z.string().optional().describe(
     "Password, when not in connection.url.",
   ),
-  "database.hostname": z.string().optional().describe("Host name (Debezium style)."),
-  "database.port": integer().optional().describe("Port (Debezium style); default 5432."),
+  "database.hostname": z.string().optional().describe(
+    "Host name or IPv4 address (Debezium style).",
+  ),
+  "database.port": port().optional().describe("Port (Debezium style), 1 to 65535; default 5432."),
   "database.user": z.string().optional().describe("User (Debezium style)."),
   "database.password": z.string().optional().describe("Password (Debezium style)."),
   "database.dbname": z.string().optional().describe("Database name (Debezium style)."),
@@ -39,42 +42,106 @@ export type ConnectionConfig = {
   [K in keyof typeof connectionOptions]?: z.output<(typeof connectionOptions)[K]>;
 };
 
-/** Reports a missing connection; used in a zod superRefine of each plugin's schema. */
+/**
+ * Reports a missing, malformed or ambiguous connection; used in a zod
+ * superRefine of each plugin's schema. A connection goes exactly where the
+ * config says or nowhere: every destination is checked here, before
+ * anything connects.
+ */
 export function checkConnection(config: ConnectionConfig, context: z.RefinementCtx): void {
-  if (!config["connection.url"] && !config["database.hostname"]) {
-    context.addIssue({
-      code: "custom",
-      path: ["connection.url"],
-      message: "is required: give connection.url, or database.hostname with database.dbname",
-      input: undefined,
-    });
+  const issue = (path: string, message: string) =>
+    context.addIssue({ code: "custom", path: [path], message, input: undefined });
+  const url = config["connection.url"];
+  const hostname = config["database.hostname"];
+  if (!url && !hostname) {
+    issue(
+      "connection.url",
+      "is required: give connection.url, or database.hostname with database.dbname",
+    );
   }
-  if (config["database.hostname"] && !config["database.dbname"] && !config["connection.url"]) {
-    context.addIssue({
-      code: "custom",
-      path: ["database.dbname"],
-      message: "is required with database.hostname",
-      input: undefined,
-    });
+  for (const key of ["database.hostname", "database.port", "database.dbname"] as const) {
+    if (url && config[key] !== undefined) {
+      issue(key, "cannot be combined with connection.url: give one destination, not two");
+    }
+  }
+  if (url) {
+    const problem = urlProblem(url);
+    if (problem) issue("connection.url", problem);
+  }
+  if (hostname) {
+    const problem = hostProblem(hostname);
+    if (problem) issue("database.hostname", problem);
+  }
+  if (hostname && !config["database.dbname"] && !url) {
+    issue("database.dbname", "is required with database.hostname");
   }
 }
 
-/** A postgres URL built from the connection options. */
+/** Parses a postgres or JDBC URL; throws an error that shows no password. */
+function parseUrl(given: string): URL {
+  try {
+    return new URL(given.trim().replace(/^jdbc:postgresql:/, "postgres:"));
+  } catch {
+    throw new TypeError(`is not a valid URL: current value is ${redactSecrets(given)}`);
+  }
+}
+
+/** Why a `connection.url` cannot be connected to as written, or undefined. */
+function urlProblem(given: string): string | undefined {
+  let url: URL;
+  try {
+    url = parseUrl(given);
+  } catch (error) {
+    return (error as Error).message;
+  }
+  const shown = redactSecrets(given);
+  if (url.protocol !== "postgres:" && url.protocol !== "postgresql:") {
+    return `must start with postgres://, postgresql:// or jdbc:postgresql://: current value is ${shown}`;
+  }
+  const host = url.hostname;
+  if (host === "") return `names no host: current value is ${shown}`;
+  const hostIssue = hostProblem(host);
+  if (hostIssue) return `has an unusable host: the host ${hostIssue}`;
+  if (url.port === "0") return `must have a port from 1 to 65535: current value is ${shown}`;
+  const database = decodeURIComponent(url.pathname.replace(/^\//, ""));
+  if (database === "") return `names no database (…/dbname): current value is ${shown}`;
+  if (database.includes("/")) return `must name one database: current value is ${shown}`;
+  return undefined;
+}
+
+/**
+ * A postgres URL built from the connection options, with host, port (5432
+ * when none is given) and database always written out, so neither the
+ * PGHOST/PGPORT/PGDATABASE environment nor a driver default can send the
+ * connection elsewhere.
+ */
 export function connectionUrl(config: ConnectionConfig): string {
   const given = config["connection.url"];
   if (given) {
-    const url = new URL(given.replace(/^jdbc:postgresql:/, "postgres:"));
+    const url = parseUrl(given);
+    if (url.protocol === "postgresql:") url.href = url.href.replace(/^postgresql:/, "postgres:");
     const user = config["connection.user"] ?? url.searchParams.get("user");
     const password = config["connection.password"] ?? url.searchParams.get("password");
     url.searchParams.delete("user");
     url.searchParams.delete("password");
     if (user) url.username = encodeURIComponent(user);
     if (password) url.password = encodeURIComponent(password);
+    if (url.port === "") url.port = "5432";
     return url.href;
   }
   const url = new URL("postgres://localhost");
   url.hostname = config["database.hostname"]!;
-  url.port = String(config["database.port"] ?? 5432);
+  const port = String(config["database.port"] ?? 5432);
+  url.port = port;
+  // The URL setters ignore what they cannot parse; never connect elsewhere.
+  const wanted = config["database.hostname"]!.toLowerCase();
+  if (url.hostname.toLowerCase() !== wanted || url.port !== port) {
+    throw new TypeError(
+      `Cannot build a URL from database.hostname ${
+        JSON.stringify(config["database.hostname"])
+      } and database.port ${port}`,
+    );
+  }
   url.pathname = `/${encodeURIComponent(config["database.dbname"] ?? "postgres")}`;
   if (config["database.user"]) url.username = encodeURIComponent(config["database.user"]);
   if (config["database.password"]) url.password = encodeURIComponent(config["database.password"]);
@@ -84,13 +151,17 @@ export function connectionUrl(config: ConnectionConfig): string {
 
 /** A URL with its password hidden, for logs. */
 export function redactUrl(url: string): string {
-  try {
-    const parsed = new URL(url);
-    if (parsed.password) parsed.password = "***";
-    return parsed.href;
-  } catch {
-    return "(invalid URL)";
-  }
+  return redactSecrets(url);
+}
+
+/** The host, port and database a URL names, as postgres.js must use them. */
+function destinationOf(url: string): { host: string[]; port: number[]; database: string } {
+  const parsed = parseUrl(url);
+  return {
+    host: [parsed.hostname],
+    port: [Number(parsed.port || 5432)],
+    database: decodeURIComponent(parsed.pathname.replace(/^\//, "")),
+  };
 }
 
 /** Options for {@linkcode connect}. */
@@ -111,6 +182,9 @@ export interface ConnectOptions {
 export function connect(url: string, options: ConnectOptions = {}): Sql & AsyncDisposable {
   guardClosedSocketWrites();
   const settings = {
+    // Given explicitly: postgres.js would otherwise fall back on PGHOST,
+    // PGPORT or PGDATABASE for what the URL leaves out.
+    ...destinationOf(url),
     max: options.max ?? 4,
     onnotice: () => {},
     // Not in postgres.js's type declarations, but a documented option.
@@ -130,7 +204,11 @@ export function connect(url: string, options: ConnectOptions = {}): Sql & AsyncD
       },
     },
   };
-  const sql = postgres(url, settings as postgres.Options<Record<string, postgres.PostgresType>>);
+  // host and port as arrays (postgres.js's parsed form) keep an address whole.
+  const sql = postgres(
+    url,
+    settings as unknown as postgres.Options<Record<string, postgres.PostgresType>>,
+  );
   return Object.assign(sql, { [Symbol.asyncDispose]: () => sql.end() });
 }
 

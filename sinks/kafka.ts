@@ -35,7 +35,7 @@
  */
 import { z } from "zod";
 import { encodeJson } from "../api/json.ts";
-import { boolean, integer, positiveInteger } from "../api/options.ts";
+import { boolean, hostPortList, integer, positiveInteger } from "../api/options.ts";
 import { deadLetterHeaders } from "../api/dead_letters.ts";
 import { RecordError, RetriableError } from "../api/errors.ts";
 import {
@@ -62,7 +62,7 @@ const brokerDefault = () =>
   integer().pipe(z.number().refine((n) => n === -1 || n >= 1, "must be -1 or at least 1"));
 
 const schema = z.strictObject({
-  "bootstrap.servers": z.string().min(1).describe(
+  "bootstrap.servers": hostPortList().describe(
     "Kafka brokers, host:port[,host:port]; defaults to the worker's --bootstrap / SLUICE_BOOTSTRAP_SERVERS.",
   ),
   "client.id": z.string().min(1).optional().describe(

@@ -212,10 +212,14 @@ Deno.test("postgres_cdc carries every type byte for byte, in the snapshot and in
   const spec = await cdcSpec(f, slot, {
     "snapshot.mode": "initial",
     "sink.table": undefined,
-    "transforms": "route",
+    "transforms": "route,weird",
     "transforms.route.type": "org.apache.kafka.connect.transforms.RegexRouter",
     "transforms.route.regex": "src\\.(.*)",
     "transforms.route.replacement": "$1",
+    // Topic names replace spaces with "_" (as Debezium does); route back to the quoted table.
+    "transforms.weird.type": "org.apache.kafka.connect.transforms.RegexRouter",
+    "transforms.weird.regex": "Mixed_Case\\.Weird_Table",
+    "transforms.weird.replacement": '"Mixed Case"."Weird Table"',
     "sink.table.name.format": "${topic}",
     // The targets have no deleted_at: a stream must say how deletes apply.
     "sink.delete.mode": "hard",

@@ -43,7 +43,7 @@ Deno.test("a valid config resolves ${env:…} and ${file:…} and has no problem
   // The postgres sink's schema turns dotted keys into its settings object.
   const sink = specs[0].sink.config as { connection: Record<string, unknown> };
   assertEquals(sink.connection["connection.url"], "postgres://citizen:s3cret@127.0.0.1:1/c");
-  assertEquals((specs[0].source.config as Record<string, unknown>)["chunk.size"], 2000);
+  assertEquals((specs[0].source.config as Record<string, unknown>).chunkSize, 2000);
 });
 
 Deno.test("an unknown plugin is named, with the valid ones and a suggestion", async () => {

@@ -23,6 +23,7 @@ import {
   type TupleValue,
   UNCHANGED_TOAST,
 } from "./_pgoutput.ts";
+import { topicName, TopicNames } from "./_topics.ts";
 import type { ValueDecoders } from "./_values.ts";
 
 /** What every event of one pipeline shares. */
@@ -79,11 +80,13 @@ export class Tables {
   readonly #decoders: ValueDecoders;
   readonly #options: EventOptions;
   readonly #tables = new Map<number, TableInfo>();
+  readonly #topics: TopicNames;
 
   constructor(sql: Sql, decoders: ValueDecoders, options: EventOptions) {
     this.#sql = sql;
     this.#decoders = decoders;
     this.#options = options;
+    this.#topics = new TopicNames(options.prefix);
   }
 
   get(oid: number): TableInfo | undefined {
@@ -94,7 +97,9 @@ export class Tables {
   async define(relation: Relation): Promise<TableInfo> {
     const { filter, prefix } = this.#options;
     const captured = filter.table(relation.schema, relation.table);
-    const topic = `${prefix}.${relation.schema}.${relation.table}`;
+    const topic = captured
+      ? await this.#topics.claim(this.#sql, filter, relation)
+      : topicName(prefix, relation.schema, relation.table);
     const identityIndexes = relation.columns.flatMap((c, i) => c.identity ? [i] : []);
     let info: TableInfo;
     if (!captured) {

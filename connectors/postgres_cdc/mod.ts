@@ -71,6 +71,7 @@ import { Capture } from "./_capture.ts";
 import { CaptureFilter, compilePatterns } from "./_filters.ts";
 import type { AutocreateMode } from "./_slot.ts";
 import type { DecimalMode, TimeMode } from "./_values.ts";
+import { literalTables, topicName, topicProblems } from "./_topics.ts";
 
 /** `source.version` of the events. */
 export const VERSION = "sluice-0.1.0";
@@ -175,6 +176,11 @@ const schema = fields.superRefine((config, context) => {
   }
   if (!config["topic.prefix"] && !config["database.server.name"]) {
     issue("topic.prefix", "is required: it names the topics <topic.prefix>.<schema>.<table>");
+  }
+  // Tables named literally are known now: their topics must not collide.
+  const prefix = config["topic.prefix"] ?? config["database.server.name"] ?? "";
+  for (const problem of topicProblems(prefix, literalTables(config["table.include.list"] ?? []))) {
+    issue("table.include.list", problem);
   }
   for (
     const [include, exclude] of [
@@ -293,9 +299,12 @@ export default defineSource({
   config: schema,
   plan(settings) {
     // Without connecting, only plainly named tables (no regex) can be listed.
-    const tables = settings.tableIncludeList.filter((t) => /^[\w$]+\.[\w$]+$/.test(t));
+    const tables = literalTables(settings.tableIncludeList);
     return {
-      captures: tables.map((table) => ({ table, topic: `${settings.topicPrefix}.${table}` })),
+      captures: tables.map((t) => ({
+        table: `${t.schema}.${t.table}`,
+        topic: topicName(settings.topicPrefix, t.schema, t.table),
+      })),
     };
   },
   create(settings, context) {
