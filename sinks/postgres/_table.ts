@@ -329,8 +329,12 @@ export class TargetTable {
     const key = this.primaryKey.map(quoteIdent).join(", ");
     const updates = columns.filter((c) => !this.primaryKey.includes(c))
       .map((c) => `${quoteIdent(c)} = excluded.${quoteIdent(c)}`);
-    if (this.#options.deleteMode === "soft" && !columns.includes(this.#options.softDeleteColumn)) {
-      updates.push(`${quoteIdent(this.#options.softDeleteColumn)} = null`);
+    const soft = this.#options.softDeleteColumn;
+    // An upsert revives a soft-deleted row; a table without the column has none.
+    if (
+      this.#options.deleteMode === "soft" && this.columns.has(soft) && !columns.includes(soft)
+    ) {
+      updates.push(`${quoteIdent(soft)} = null`);
     }
     const stamp = this.#options.writeTimestampColumn;
     if (stamp && !columns.includes(stamp)) updates.push(`${quoteIdent(stamp)} = now()`);
