@@ -10,7 +10,7 @@ import postgresSink from "../../sinks/postgres/mod.ts";
 import memorySink, { buckets } from "../fixtures/memory_sink.ts";
 import { assertEquals } from "../_assert.ts";
 import { createTestDatabase, testKafkaBrokers } from "../_services.ts";
-import { readTopic, text, uniqueName } from "../kafka_helpers.ts";
+import { readTopic, text, uniqueName } from "../_kafka.ts";
 import {
   foldLog,
   pick,

@@ -12,9 +12,9 @@ import postgresQuery from "../../connectors/postgres_query.ts";
 import numbersSource from "../fixtures/numbers_source.ts";
 import { assertEquals } from "../_assert.ts";
 import { createTestDatabase, testKafkaBrokers } from "../_services.ts";
-import { uniqueSlot } from "../cdc_helpers.ts";
+import { uniqueSlot } from "../_cdc.ts";
 import { waitUntil } from "../_wait.ts";
-import { bytes, createTopic, produce, uniqueName } from "../kafka_helpers.ts";
+import { bytes, createTopic, produce, uniqueName } from "../_kafka.ts";
 import { sourceContract, type SourceEnv, type SourceHarness } from "./source_contract.ts";
 
 const ITEMS = `create table public.items (

@@ -14,7 +14,7 @@
 import type { TransformPlugin } from "../../api/plugin.ts";
 import type { ChangeOp, Row, SluiceRecord } from "../../api/record.ts";
 import { assert, assertEquals } from "../_assert.ts";
-import { changeRecord, deepFreeze, make, rowRecord } from "../transforms_helpers.ts";
+import { changeRecord, deepFreeze, make, rowRecord } from "../_transforms.ts";
 
 /** The kinds of input record every transform is given. */
 export const TRANSFORM_INPUTS = [

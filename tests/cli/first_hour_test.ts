@@ -1,0 +1,99 @@
+/**
+ * What a new user meets in the first hour (issue "The first hour"): plain
+ * log lines in files, left-over temporary files, option docs and `plugins`
+ * on a plugin file.
+ */
+import { assert, assertEquals, assertMatch } from "../_assert.ts";
+import { describeOptions } from "../../api/options.ts";
+import { FileOffsetStore } from "../../core/offsets.ts";
+import postgresCdc from "../../connectors/postgres_cdc/mod.ts";
+
+const root = new URL("../..", import.meta.url).pathname;
+
+async function runDeno(args: string[], env: Record<string, string> = {}) {
+  const output = await new Deno.Command(Deno.execPath(), {
+    args,
+    cwd: root,
+    env,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const decoder = new TextDecoder();
+  return {
+    code: output.code,
+    stdout: decoder.decode(output.stdout),
+    stderr: decoder.decode(output.stderr),
+  };
+}
+
+const LOG_LINE = `
+import { setUpLogging, tearDownLogging } from "./core/_log.ts";
+import { getLogger } from "@logtape/logtape";
+await setUpLogging({ format: "text" });
+getLogger(["sluice"]).info("Pipeline {name} {status}", { name: "orders_cdc", status: "stopped" });
+await tearDownLogging();
+`;
+
+Deno.test("--log-format text into a pipe writes plain lines with bare strings", async () => {
+  const { code, stderr } = await runDeno(["eval", LOG_LINE]);
+  assertEquals(code, 0, stderr);
+  assert(!stderr.includes("\x1b["), `ANSI escapes in ${JSON.stringify(stderr)}`);
+  assertMatch(stderr, /sluice: Pipeline orders_cdc stopped\n/);
+});
+
+Deno.test("the offset store removes temporary files a crash left behind", async () => {
+  const folder = await Deno.makeTempDir();
+  try {
+    const path = `${folder}/offsets.json`;
+    await Deno.writeTextFile(path, JSON.stringify({ a: 1 }));
+    const stale = `${path}.${crypto.randomUUID()}.tmp`;
+    const unrelated = `${folder}/other.json.${crypto.randomUUID()}.tmp`;
+    await Deno.writeTextFile(stale, "{ torn");
+    await Deno.writeTextFile(unrelated, "not ours");
+    assertEquals(await new FileOffsetStore(path).read("a"), 1);
+    const left = [];
+    for await (const entry of Deno.readDir(folder)) left.push(entry.name);
+    assertEquals(left.sort(), ["offsets.json", unrelated.slice(folder.length + 1)].sort());
+  } finally {
+    await Deno.remove(folder, { recursive: true });
+  }
+});
+
+Deno.test("option docs show an enum's values and its real default", () => {
+  const snapshot = describeOptions(postgresCdc.config).find((o) => o.key === "snapshot.mode");
+  assertEquals(snapshot?.required, false);
+  assertEquals(snapshot?.default, "initial");
+  assertMatch(snapshot?.type ?? "", /^"initial" \| "initial_only" \| .*"no_data"$/);
+});
+
+Deno.test("sluice plugins describes a plugin file given by path", async () => {
+  const found = await runDeno([
+    "run",
+    "-A",
+    "cli/main.ts",
+    "plugins",
+    "./tests/fixtures/numbers_source.ts",
+  ]);
+  assertEquals(found.code, 0, found.stderr);
+  assertMatch(found.stdout, /^numbers \(source, batch\): Emits the numbers/);
+  assertMatch(found.stdout, /count: integer \(default 10\)/);
+  const missing = await runDeno(["run", "-A", "cli/main.ts", "plugins", "./no_such_plugin.ts"]);
+  assertEquals(missing.code, 2);
+  assertMatch(missing.stderr, /cannot load plugin module "\.\/no_such_plugin\.ts"/);
+  assertMatch(missing.stderr, /kafka \(source\), kafka \(sink\)/);
+});
+
+Deno.test("JSON log lines render the message like the text lines and keep bigints", async () => {
+  const script = LOG_LINE.replace('format: "text"', 'format: "json"').replace(
+    'status: "stopped" }',
+    'status: "stopped", lsn: 22n, error: new Error("boom") }',
+  );
+  const { code, stderr } = await runDeno(["eval", script]);
+  assertEquals(code, 0, stderr);
+  const line = JSON.parse(stderr.trim());
+  assertEquals(line.message, "Pipeline orders_cdc stopped");
+  assertEquals(line.level, "INFO");
+  assertEquals(line.properties.lsn, "22");
+  assertEquals(line.properties.error.message, "boom");
+});

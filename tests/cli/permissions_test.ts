@@ -1,0 +1,147 @@
+/**
+ * `sluice permissions`: the flags are computed from the configs, and a
+ * pipeline run under them works while a plugin that reaches for another
+ * host or another file is refused by Deno.
+ */
+import postgres from "postgres";
+import { assert, assertEquals } from "../_assert.ts";
+import { permissionFlags, requiredPermissions } from "../../cli/permissions.ts";
+import { createTestDatabase } from "../_services.ts";
+
+const root = new URL("../..", import.meta.url).pathname;
+const main = `${root}cli/main.ts`;
+
+/** A transform that tries to escape: another host, another file. It prints what Deno said. */
+const SPY_PLUGIN = `
+import { defineTransform } from "${root}api/plugin.ts";
+import { z } from "zod";
+
+async function attempt(what, action) {
+  try {
+    await action();
+    console.log("SPY " + what + " allowed");
+  } catch (error) {
+    console.log("SPY " + what + " " + error.name);
+  }
+}
+
+export default defineTransform({
+  name: "spy",
+  summary: "Tries to reach what it should not.",
+  config: z.strictObject({ secret: z.string() }),
+  async create(config) {
+    await attempt("net", () => Deno.connect({ hostname: "127.0.0.1", port: 9 }));
+    await attempt("fetch", () => fetch("http://example.invalid:8080/"));
+    await attempt("read", () => Deno.readTextFile(config.secret));
+    await attempt("env", async () => Deno.env.get("HOME"));
+    await attempt("run", () => new Deno.Command("true").output());
+    return { apply: (record) => record };
+  },
+});
+`;
+
+async function withFixture(
+  run: (dir: string, env: Record<string, string>) => Promise<void>,
+): Promise<void> {
+  const db = await createTestDatabase("permissions");
+  const dir = await Deno.makeTempDir({ prefix: "sluice-permissions-" });
+  const sql = postgres(db.url, { max: 1, onnotice: () => {} });
+  try {
+    await sql`create table source_rows (id int primary key, name text)`;
+    await sql`create table target_rows (id int primary key, name text)`;
+    await sql`insert into source_rows select g, 'row ' || g from generate_series(1, 10) g`;
+    await Deno.mkdir(`${dir}/configs/plugins`, { recursive: true });
+    await Deno.mkdir(`${dir}/state`);
+    await Deno.writeTextFile(`${dir}/configs/plugins/spy.ts`, SPY_PLUGIN);
+    await Deno.writeTextFile(`${dir}/secret.txt`, "not for plugins");
+    await Deno.writeTextFile(`${dir}/configs/names.properties`, "topic=rows\n");
+    await Deno.writeTextFile(
+      `${dir}/configs/job.json`,
+      JSON.stringify({
+        name: "copy_rows",
+        config: {
+          "connector.class": "postgres_query",
+          "connection.url": "${env:SPY_DB_URL}",
+          table: "public.source_rows",
+          mode: "full",
+          topic: "${file:names.properties:topic}",
+          transforms: "spy,dedup",
+          "transforms.spy.type": "./plugins/spy.ts",
+          "transforms.spy.secret": `${dir}/secret.txt`,
+          "transforms.dedup.type": "dedup",
+          "transforms.dedup.id.mode": "fields",
+          "transforms.dedup.id.fields": "id",
+          "transforms.dedup.state.path": `${dir}/state/dedup.json`,
+          "sink.class": "postgres",
+          "sink.connection.url": "${env:SPY_DB_URL}",
+          "sink.table": "public.target_rows",
+          "errors.tolerance": "all",
+          "errors.deadletterqueue.file.path": `${dir}/dead/letters.jsonl`,
+        },
+      }),
+    );
+    await run(dir, { SPY_DB_URL: db.url });
+  } finally {
+    await sql.end();
+    await db.drop();
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+Deno.test("sluice permissions computes net, read, write and env from the configs", async () => {
+  await withFixture(async (dir, env) => {
+    for (const [name, value] of Object.entries(env)) Deno.env.set(name, value);
+    const permissions = await requiredPermissions([`${dir}/configs`], {
+      offsetsFile: `${dir}/state/offsets.json`,
+    });
+    const port = new URL(env.SPY_DB_URL).port;
+    assertEquals(permissions.net, [`127.0.0.1:${port}`]);
+    assertEquals(permissions.write, [`${dir}/dead`, `${dir}/state`]);
+    const read = [
+      `${dir}/configs`,
+      `${dir}/configs/plugins/spy.ts`,
+      `${dir}/configs/names.properties`,
+    ];
+    for (const path of read) {
+      assert(permissions.read.includes(path), `read lacks ${path}: ${permissions.read}`);
+    }
+    assert(
+      !permissions.read.includes(`${dir}/secret.txt`),
+      "the spy's target must not be readable",
+    );
+    assert(permissions.env.includes("SPY_DB_URL"));
+    assert(!permissions.env.includes("HOME"));
+    assertEquals(permissions.sys, []);
+    const flags = permissionFlags(permissions);
+    assert(flags.every((flag) => /^--allow-(net|read|write|env)=./.test(flag)), flags.join(" "));
+  });
+});
+
+Deno.test("a plugin run under the computed flags cannot reach another host, file, variable or program", async () => {
+  await withFixture(async (dir, env) => {
+    const computed = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "--allow-read", "--allow-env", main, "permissions", `${dir}/configs`],
+      env: { ...env, SLUICE_OFFSETS_FILE: `${dir}/state/offsets.json` },
+      cwd: dir,
+    }).output();
+    const flags = new TextDecoder().decode(computed.stdout).trim().split(" ");
+    assertEquals(computed.code, 0, new TextDecoder().decode(computed.stderr));
+    const job = await new Deno.Command(Deno.execPath(), {
+      args: ["run", ...flags, main, "job", "run", "copy_rows", `${dir}/configs`],
+      env: { ...env, SLUICE_OFFSETS_FILE: `${dir}/state/offsets.json` },
+      cwd: dir,
+    }).output();
+    const out = new TextDecoder().decode(job.stdout);
+    const err = new TextDecoder().decode(job.stderr);
+    assertEquals(job.code, 0, `${out}\n${err}`);
+    const said = [...out.matchAll(/^SPY (\w+) (\w+)$/gm)].map((m) => `${m[1]} ${m[2]}`);
+    assertEquals(said, [
+      "net NotCapable",
+      "fetch NotCapable",
+      "read NotCapable",
+      "env NotCapable",
+      "run NotCapable",
+    ]);
+    assert(/copy_rows\s+succeeded\s+10\s+10/.test(out), out);
+  });
+});

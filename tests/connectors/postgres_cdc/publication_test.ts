@@ -1,0 +1,184 @@
+/**
+ * The publication must not break the source application (issue 7, item 6):
+ * PostgreSQL refuses UPDATE and DELETE on a published table without a
+ * replica identity, for every session. With an include list only the
+ * captured tables are published, and a captured table without a usable
+ * replica identity stops the pipeline at start, before anything is published.
+ */
+import postgres from "postgres";
+import { getLogger } from "@logtape/logtape";
+import postgresCdc from "../../../connectors/postgres_cdc/mod.ts";
+import { assert, assertEquals, assertMatch, assertRejects } from "../../_assert.ts";
+import { createTestDatabase } from "../../_services.ts";
+import { openSource, uniqueSlot, waitForActiveSlot } from "../../_cdc.ts";
+import { waitUntil } from "../../_wait.ts";
+import { isRetriable } from "../../../core/runtime.ts";
+
+const DDL = `
+  create table public.items (id int primary key, name text);
+  create table public.audit_log (at timestamptz default now(), note text);
+  insert into public.audit_log (note) values ('first');`;
+
+async function publishedTables(sql: postgres.Sql, publication: string): Promise<string[]> {
+  const rows = await sql<{ name: string }[]>`
+    select schemaname || '.' || tablename as name from pg_publication_tables
+    where pubname = ${publication} order by 1`;
+  return rows.map((row) => row.name);
+}
+
+Deno.test("postgres_cdc with an include list leaves writes on other tables without a key working", async () => {
+  const db = await createTestDatabase("cdc_pub_filtered");
+  const sql = postgres(db.url, { max: 1, onnotice: () => {} });
+  try {
+    await sql.unsafe(DDL);
+    const slot = uniqueSlot("pub");
+    const source = await openSource({
+      "connection.url": db.url,
+      "topic.prefix": "src",
+      "slot.name": slot,
+      "slot.drop.on.stop": "true",
+      "publication.name": "pub_filtered",
+      "snapshot.mode": "never",
+      "table.include.list": "public.items",
+      "poll.interval.ms": "20",
+    });
+    try {
+      await waitForActiveSlot(sql, slot);
+      await sql`insert into items values (1, 'a')`;
+      const [batch] = await source.take(1);
+      assertEquals(batch.records[0].topic, "src.public.items");
+      assertEquals(await publishedTables(sql, "pub_filtered"), ["public.items"]);
+      // A plain session of the source application, as before the pipeline started.
+      const updated = await sql`update audit_log set note = 'changed' where note = 'first'`;
+      assertEquals(updated.count, 1);
+      const deleted = await sql`delete from audit_log`;
+      assertEquals(deleted.count, 1);
+    } finally {
+      await source.close();
+    }
+  } finally {
+    await sql.end();
+    await db.drop();
+  }
+});
+
+Deno.test("postgres_cdc refuses at start to capture a table without a primary key, naming it", async () => {
+  const db = await createTestDatabase("cdc_pub_nokey");
+  const sql = postgres(db.url, { max: 1, onnotice: () => {} });
+  try {
+    await sql.unsafe(DDL);
+    const config = {
+      "connection.url": db.url,
+      "topic.prefix": "src",
+      "slot.name": uniqueSlot("nokey"),
+      "slot.drop.on.stop": "true",
+      "publication.name": "pub_nokey",
+      "snapshot.mode": "never",
+      "table.include.list": "public\\..*",
+    };
+    const source = await postgresCdc.create(postgresCdc.config.parse(config), {
+      pipeline: "cdc-nokey",
+      logger: getLogger(["sluice", "test", "cdc"]),
+      signal: new AbortController().signal,
+      offset: undefined,
+      fullRefresh: false,
+    });
+    const error = await assertRejects(async () => {
+      for await (const _ of source.read()) { /* fails before the first batch */ }
+    });
+    await source.close();
+    assertMatch(error.message, /Cannot capture public\.audit_log: without a primary key/);
+    assertMatch(error.message, /REPLICA IDENTITY FULL/);
+    assert(!isRetriable(error), "a missing replica identity does not heal by retrying");
+    assertEquals(await publishedTables(sql, "pub_nokey"), [], "nothing was published");
+    const updated = await sql`update audit_log set note = 'changed'`;
+    assertEquals(updated.count, 1);
+
+    // With a replica identity the same table is captured.
+    await sql`alter table audit_log replica identity full`;
+    const again = await openSource(config);
+    try {
+      await waitForActiveSlot(sql, config["slot.name"]);
+      await sql`update audit_log set note = 'again'`;
+      const [batch] = await again.take(1);
+      assertEquals(batch.records[0].topic, "src.public.audit_log");
+      assertEquals(await publishedTables(sql, "pub_nokey"), ["public.audit_log", "public.items"]);
+    } finally {
+      await again.close();
+    }
+  } finally {
+    await sql.end();
+    await db.drop();
+  }
+});
+
+Deno.test("postgres_cdc publishes all tables only when no include list is given or when asked", () => {
+  const base = { "connection.url": "postgres://h/db", "topic.prefix": "p" };
+  const parse = (extra: Record<string, string>) =>
+    postgresCdc.config.parse({ ...base, ...extra }).autocreate;
+  assertEquals(parse({}), "all_tables");
+  assertEquals(parse({ "table.include.list": "public.items" }), "filtered");
+  assertEquals(parse({ "schema.include.list": "public" }), "filtered");
+  assertEquals(
+    parse({ "table.include.list": "public.items", "publication.autocreate.mode": "all_tables" }),
+    "all_tables",
+  );
+});
+
+Deno.test("a stop interrupts postgres_cdc while its slot waits for a running transaction", async () => {
+  const db = await createTestDatabase("cdc_stop_setup");
+  const sql = postgres(db.url, { max: 2, onnotice: () => {} });
+  try {
+    await sql.unsafe(DDL);
+    const slot = uniqueSlot("blocked");
+    // A transaction that has written and stays open: CREATE_REPLICATION_SLOT waits for it.
+    const reserved = await sql.reserve();
+    await reserved`begin`;
+    await reserved`insert into items values (99, 'open')`;
+    const controller = new AbortController();
+    const source = await postgresCdc.create(
+      postgresCdc.config.parse({
+        "connection.url": db.url,
+        "topic.prefix": "src",
+        "slot.name": slot,
+        "slot.drop.on.stop": "true",
+        "snapshot.mode": "never",
+        "table.include.list": "public.items",
+      }),
+      {
+        pipeline: "cdc-stop",
+        logger: getLogger(["sluice", "test", "cdc"]),
+        signal: controller.signal,
+        offset: undefined,
+        fullRefresh: false,
+      },
+    );
+    const reading = (async () => {
+      for await (const _ of source.read()) { /* nothing arrives while the slot waits */ }
+    })();
+    await waitUntil("the slot creation to wait", async () => {
+      const rows = await sql`select 1 from pg_stat_activity
+        where datname = ${db.name} and backend_type = 'walsender'
+          and wait_event_type = 'Lock' and wait_event = 'transactionid'`;
+      return rows.length > 0;
+    });
+    const stoppedAt = Date.now();
+    controller.abort();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const ended = await Promise.race([
+      reading.then(() => true),
+      new Promise<false>((resolve) => timer = setTimeout(() => resolve(false), 10_000)),
+    ]);
+    clearTimeout(timer);
+    const tookMs = Date.now() - stoppedAt;
+    await reserved`rollback`; // lets a read that did not stop finish, so the test ends
+    reserved.release();
+    await reading;
+    await source.close();
+    assert(ended, "the read did not end within 10 s of the stop");
+    assert(tookMs < 5_000, `the stop took ${tookMs} ms`);
+  } finally {
+    await sql.end();
+    await db.drop();
+  }
+});

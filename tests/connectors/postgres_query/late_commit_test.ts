@@ -1,0 +1,139 @@
+/**
+ * Incremental jobs and transactions that commit after a run's snapshot
+ * (issue 7, item 2), against the real PostgreSQL.
+ */
+import { assertEquals } from "../../_assert.ts";
+import { MemoryOffsetStore } from "../../../core/offsets.ts";
+import { runPipeline } from "../../../core/pipeline.ts";
+import { specsFrom, syncFixture } from "../../_batch.ts";
+
+const SOURCE_DDL = `
+  create table public.items (
+    id int primary key,
+    label text not null,
+    updated_at timestamptz not null default now());
+  create index on public.items (updated_at, id);
+  insert into public.items (id, label, updated_at)
+  select g, 'item ' || g, timestamptz '2024-01-01 00:00:00+00' + g * interval '1 second'
+  from generate_series(1, 7) g;`;
+
+const TARGET_DDL = `
+  create table public.items_copy (id int primary key, label text not null, updated_at timestamptz);`;
+
+function connector(sourceUrl: string, targetUrl: string) {
+  return {
+    name: "items_sync",
+    config: {
+      "connector.class": "postgres_query",
+      "connection.url": sourceUrl,
+      "table": "public.items",
+      "mode": "incremental",
+      "sink.class": "postgres",
+      "sink.connection.url": targetUrl,
+      "sink.table": "public.items_copy",
+    },
+  };
+}
+
+Deno.test("an update stamped before a newer committed row is synced once its transaction commits", async () => {
+  await using db = await syncFixture("late_xid", SOURCE_DDL, TARGET_DDL);
+  const [spec] = await specsFrom(connector(db.source.url, db.target.url));
+  const offsets = new MemoryOffsetStore();
+  const first = await runPipeline(spec, { offsets });
+  assertEquals(first.stats.read, 7, first.error?.message);
+
+  // T begins: its now() is fixed here, before row 8 exists.
+  const t = await db.sourceSql.reserve();
+  try {
+    await t.unsafe("begin");
+    await t.unsafe("select now()");
+    // Another session commits row 8, stamped later than T's now().
+    await db.sourceSql.unsafe(
+      "insert into public.items (id, label, updated_at) values (8, 'item 8', clock_timestamp())",
+    );
+    // T updates row 7 with its (earlier) now(), after row 8 committed: T's
+    // xid is newer than every committed one, and T stays open.
+    await t.unsafe("update public.items set label = 'item 7 v2', updated_at = now() where id = 7");
+    const [{ behind }] = await t.unsafe<{ behind: boolean }[]>(
+      "select (select updated_at from public.items where id = 7) < (select updated_at from public.items where id = 8) as behind",
+    );
+    assertEquals(behind, true, "row 7's stamp must be earlier than row 8's");
+
+    const run1 = await runPipeline(spec, { offsets });
+    assertEquals(run1.status, "succeeded", run1.error?.message);
+    assertEquals(run1.stats.read, 1, "run 1 sees row 8 only");
+    await t.unsafe("commit");
+  } finally {
+    t.release();
+  }
+
+  const run2 = await runPipeline(spec, { offsets });
+  assertEquals(run2.status, "succeeded", run2.error?.message);
+  const [row7] = await db.targetSql<{ label: string }[]>`
+    select label from public.items_copy where id = 7`;
+  assertEquals(row7.label, "item 7 v2", "run 2 must pick up row 7");
+  assertEquals(run2.validation.every((check) => check.ok), true, JSON.stringify(run2.validation));
+});
+
+Deno.test("a transaction that has written nothing yet when a run starts cannot hide its later row", async () => {
+  await using db = await syncFixture("late_noxid", SOURCE_DDL, TARGET_DDL);
+  const [spec] = await specsFrom(connector(db.source.url, db.target.url));
+  const offsets = new MemoryOffsetStore();
+  await runPipeline(spec, { offsets });
+
+  const t = await db.sourceSql.reserve();
+  try {
+    // T begins and reads: no transaction id yet, so no snapshot lists it.
+    await t.unsafe("begin");
+    await t.unsafe("select now()");
+    await db.sourceSql.unsafe(
+      "insert into public.items (id, label, updated_at) values (8, 'item 8', clock_timestamp())",
+    );
+    const run1 = await runPipeline(spec, { offsets });
+    assertEquals(run1.stats.read, 1, run1.error?.message);
+    // Only now does T write, stamped with its start time (behind row 8).
+    await t.unsafe("update public.items set label = 'item 7 v3', updated_at = now() where id = 7");
+    await t.unsafe("commit");
+  } finally {
+    t.release();
+  }
+  const run2 = await runPipeline(spec, { offsets });
+  assertEquals(run2.status, "succeeded", run2.error?.message);
+  const [row7] = await db.targetSql<{ label: string }[]>`
+    select label from public.items_copy where id = 7`;
+  assertEquals(row7.label, "item 7 v3");
+});
+
+Deno.test("after everything committed before a run, the next run reads nothing again", async () => {
+  await using db = await syncFixture("late_quiet", SOURCE_DDL, TARGET_DDL);
+  const [spec] = await specsFrom(connector(db.source.url, db.target.url));
+  const offsets = new MemoryOffsetStore();
+  assertEquals((await runPipeline(spec, { offsets })).stats.read, 7);
+  await db.sourceSql.unsafe(
+    "update public.items set label = 'again', updated_at = now() where id = 3",
+  );
+  assertEquals((await runPipeline(spec, { offsets })).stats.read, 1);
+  const third = await runPipeline(spec, { offsets });
+  assertEquals(third.status, "succeeded", third.error?.message);
+  assertEquals(third.stats.read, 0);
+});
+
+Deno.test("a row stamped in the future does not let rows stamped later by now() hide behind it", async () => {
+  await using db = await syncFixture("late_future", SOURCE_DDL, TARGET_DDL);
+  const [spec] = await specsFrom(connector(db.source.url, db.target.url));
+  const offsets = new MemoryOffsetStore();
+  assertEquals((await runPipeline(spec, { offsets })).stats.read, 7);
+  await db.sourceSql.unsafe(
+    "insert into public.items values (8, 'from a clock ahead', now() + interval '1 day')",
+  );
+  assertEquals((await runPipeline(spec, { offsets })).stats.read, 1);
+  // Stamped now(), behind row 8's watermark, by a transaction begun after the run.
+  await db.sourceSql.unsafe(
+    "update public.items set label = 'now', updated_at = now() where id = 2",
+  );
+  const run = await runPipeline(spec, { offsets });
+  assertEquals(run.status, "succeeded", run.error?.message);
+  const [row2] = await db.targetSql<{ label: string }[]>`
+    select label from public.items_copy where id = 2`;
+  assertEquals(row2.label, "now");
+});

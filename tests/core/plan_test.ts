@@ -1,0 +1,79 @@
+import { assertEquals } from "../_assert.ts";
+import { builtinRegistry } from "../../builtins.ts";
+import { buildPipelines, parseConnectors } from "../../core/config.ts";
+import { buildPlan, formatPlan } from "../../core/_plan.ts";
+
+/** The connector JSON of the users' plan, exactly as written there. */
+const PLAN_CONNECTOR = {
+  name: "warehouse-to-citizen-connector",
+  config: {
+    "connector.class": "io.debezium.connector.postgresql.PostgresConnector",
+    "database.hostname": "warehouse-db-host",
+    "database.port": "5432",
+    "database.user": "debezium_user",
+    "database.password": "secure_password",
+    "database.dbname": "smart_warehouse",
+    "database.server.name": "warehouse",
+    "table.include.list":
+      "public.golden_records,public.profile_360,eligibility.eligibility_snapshots,decision.applications",
+    "topic.prefix": "warehouse-cdc",
+    "slot.name": "warehouse_citizen_slot",
+    "publication.name": "warehouse_citizen_publication",
+    "plugin.name": "pgoutput",
+    "snapshot.mode": "never",
+    "transforms": "route",
+    "transforms.route.type": "org.apache.kafka.connect.transforms.RegexRouter",
+    "transforms.route.regex": "warehouse-cdc.public.(.*)",
+    "transforms.route.replacement": "warehouse-to-citizen.$1",
+  },
+};
+
+/** The plan's Spring listener, as a Sluice consumer on the same topic. */
+const PLAN_LISTENER = {
+  name: "eligibility-listener",
+  config: {
+    "connector.class": "postgres",
+    "topics": "warehouse-to-citizen.eligibility_snapshots",
+    "connection.url": "postgres://citizen@127.0.0.1:5432/smart_citizen",
+    "table": "public.eligibility_hints",
+  },
+};
+
+async function planOf(connectors: unknown[]) {
+  const specs = await buildPipelines(parseConnectors(connectors), {
+    registry: builtinRegistry(),
+    pluginDefaults: { "bootstrap.servers": "127.0.0.1:9092" },
+    sinkConnectorSource: "kafka",
+    defaultSink: "kafka",
+  });
+  return buildPlan(specs);
+}
+
+Deno.test("the plan's connector JSON validates as written and sluice plan shows where each table goes", async () => {
+  const plan = await planOf([PLAN_CONNECTOR, PLAN_LISTENER]);
+  assertEquals(plan.routes.map((r) => [r.table, r.topic, r.consumers.length]), [
+    ["public.golden_records", "warehouse-to-citizen.golden_records", 0],
+    ["public.profile_360", "warehouse-to-citizen.profile_360", 0],
+    ["eligibility.eligibility_snapshots", "warehouse-cdc.eligibility.eligibility_snapshots", 0],
+    ["decision.applications", "warehouse-cdc.decision.applications", 0],
+  ]);
+});
+
+Deno.test("sluice plan makes the plan's routing mismatch visible: the listener's topic is never produced", async () => {
+  const plan = await planOf([PLAN_CONNECTOR, PLAN_LISTENER]);
+  assertEquals(plan.orphans, ["eligibility-listener: warehouse-to-citizen.eligibility_snapshots"]);
+  const text = formatPlan(plan);
+  assertEquals(text.includes("NOBODY CONSUMES THIS TOPIC"), true);
+  assertEquals(text.includes("Subscriptions that no pipeline produces:"), true);
+});
+
+Deno.test("a consumer on the routed topic is matched to its captured table", async () => {
+  const fixed = {
+    ...PLAN_LISTENER,
+    config: { ...PLAN_LISTENER.config, topics: "warehouse-cdc.eligibility.eligibility_snapshots" },
+  };
+  const plan = await planOf([PLAN_CONNECTOR, fixed]);
+  const route = plan.routes.find((r) => r.table === "eligibility.eligibility_snapshots")!;
+  assertEquals(route.consumers, ["eligibility-listener -> postgres public.eligibility_hints"]);
+  assertEquals(plan.orphans, []);
+});

@@ -1,0 +1,144 @@
+/**
+ * The CDC behaviour of the `postgres` sink: the stale-event guard, unchanged
+ * TOAST columns, and truncate events, with hand-made change events against
+ * the private PostgreSQL of `deno task test`.
+ */
+import postgres from "postgres";
+import { getLogger } from "@logtape/logtape";
+import { assertEquals } from "../../_assert.ts";
+import { createTestDatabase } from "../../_services.ts";
+import postgresSink from "../../../sinks/postgres/mod.ts";
+import type { Sink, SinkResult } from "../../../api/plugin.ts";
+import type { ChangeOp, Row, SluiceRecord } from "../../../api/record.ts";
+
+/** A change event as postgres_cdc makes it, at commit LSN `commit`. */
+function change(op: ChangeOp, row: Row | null, commit: number, key?: Row): SluiceRecord {
+  const image = row ?? key ?? {};
+  return {
+    topic: "shop.public.items",
+    key: key ?? (row ? { id: row.id } : null),
+    value: {
+      before: op === "d" ? image : null,
+      after: op === "d" || op === "t" ? null : row,
+      source: {
+        version: "test",
+        connector: "postgresql",
+        name: "shop",
+        ts_ms: 0,
+        snapshot: "false",
+        db: "src",
+        sequence: `["${commit}","${commit}"]`,
+        schema: "public",
+        table: "items",
+        txId: 1,
+        lsn: commit,
+      },
+      op,
+      ts_ms: 0,
+    },
+  };
+}
+
+async function withSink(
+  ddl: string,
+  extra: Record<string, string>,
+  fn: (
+    write: (...records: SluiceRecord[]) => Promise<SinkResult>,
+    sql: postgres.Sql,
+  ) => Promise<void>,
+) {
+  const db = await createTestDatabase("cdc_sink");
+  const sql = postgres(db.url, { max: 1, onnotice: () => {} });
+  let sink: Sink | undefined;
+  try {
+    await sql.unsafe(ddl);
+    const config = postgresSink.config.parse({
+      "connection.url": db.url,
+      table: "public.items",
+      ...extra,
+    });
+    sink = await postgresSink.create(config, {
+      pipeline: "cdc-sink-test",
+      logger: getLogger(["sluice", "test"]),
+      signal: new AbortController().signal,
+    });
+    const write = (...records: SluiceRecord[]) =>
+      sink!.write({
+        records,
+        reject: (failures) => Promise.reject(failures[0].error),
+      });
+    await fn(write, sql);
+  } finally {
+    await sink?.close();
+    await sql.end();
+    await db.drop();
+  }
+}
+
+const ITEMS = `create table public.items (
+  id int primary key, name text, body text, deleted_at timestamptz, _source_lsn pg_lsn)`;
+
+Deno.test("postgres sink skips change events older than the row's source position", async () => {
+  await withSink(ITEMS, {}, async (write, sql) => {
+    assertEquals(await write(change("c", { id: 1, name: "new" }, 200)), { written: 1, skipped: 0 });
+    // A replay of an older update does not roll the row back.
+    assertEquals(await write(change("u", { id: 1, name: "old" }, 100)), { written: 0, skipped: 1 });
+    // Nor does an older delete delete it.
+    assertEquals(await write(change("d", null, 150, { id: 1 })), { written: 0, skipped: 1 });
+    let [row] = await sql`select name, deleted_at, _source_lsn::text as lsn from items`;
+    assertEquals([row.name, row.deleted_at, row.lsn], ["new", null, "0/C8"]);
+    // A newer delete applies (soft), and its tombstone is ignored.
+    const tombstone: SluiceRecord = { topic: "shop.public.items", key: { id: 1 }, value: null };
+    assertEquals(await write(change("d", null, 300, { id: 1 }), tombstone), {
+      written: 1,
+      skipped: 1,
+    });
+    // Replaying the create (position 200) cannot bring the row back.
+    assertEquals(await write(change("c", { id: 1, name: "new" }, 200)), { written: 0, skipped: 1 });
+    [row] = await sql`select name, deleted_at is not null as deleted, _source_lsn::text as lsn
+                      from items`;
+    assertEquals([row.name, row.deleted, row.lsn], ["new", true, "0/12C"]);
+    // Events of one transaction (equal positions) apply in order.
+    assertEquals(
+      await write(change("c", { id: 2, name: "a" }, 400), change("u", { id: 2, name: "b" }, 400)),
+      { written: 2, skipped: 0 },
+    );
+    assertEquals(await write(change("u", { id: 2, name: "c" }, 400)), { written: 1, skipped: 0 });
+    [row] = await sql`select name from items where id = 2`;
+    assertEquals(row.name, "c");
+  });
+});
+
+Deno.test("postgres sink never overwrites columns an update event left out (unchanged TOAST)", async () => {
+  await withSink(ITEMS, {}, async (write, sql) => {
+    const body = "x".repeat(10_000);
+    // Insert and update of one key in one batch, and a row with a different column set.
+    await write(
+      change("c", { id: 1, name: "a", body }, 100),
+      change("u", { id: 1, name: "b" }, 110),
+      change("c", { id: 2, name: "z", body: "short" }, 120),
+    );
+    await write(change("u", { id: 1, name: "c" }, 130), change("u", { id: 2, name: "y" }, 130));
+    const rows = await sql`select id, name, length(body) as size from items order by id`;
+    assertEquals(rows.map((r) => [r.id, r.name, r.size]), [[1, "c", 10_000], [2, "y", 5]]);
+  });
+});
+
+Deno.test("postgres sink applies truncate events per delete.mode, keeping later rows", async () => {
+  await withSink(ITEMS, {}, async (write, sql) => {
+    await write(change("c", { id: 1, name: "a" }, 100), change("c", { id: 2, name: "b" }, 300));
+    assertEquals(await write(change("t", null, 200)), { written: 1, skipped: 0 });
+    const rows = await sql`select id, deleted_at is not null as deleted from items order by id`;
+    assertEquals(rows.map((r) => [r.id, r.deleted]), [[1, true], [2, false]]);
+  });
+  await withSink(
+    ITEMS,
+    { "delete.mode": "hard", "source.position.column": "" },
+    async (write, sql) => {
+      await write(change("c", { id: 1, name: "a" }, 100), change("c", { id: 2, name: "b" }, 300));
+      await write(change("t", null, 200), change("c", { id: 3, name: "c" }, 200));
+      const rows = await sql`select id from items order by id`;
+      assertEquals(rows.map((r) => r.id), [3], "without positions a truncate removes every row");
+    },
+  );
+});

@@ -1,0 +1,305 @@
+/**
+ * The `postgres` sink on its own, with hand-made records against the
+ * private PostgreSQL of `deno task test`: deletes it cannot apply, the
+ * write timestamp, rejected rows, key-only deletes, unknown fields, and
+ * schema evolution.
+ */
+import postgres from "postgres";
+import { getLogger } from "@logtape/logtape";
+import { assert, assertEquals, assertMatch, assertRejects } from "../../_assert.ts";
+import { createTestDatabase } from "../../_services.ts";
+import postgresSink from "../../../sinks/postgres/mod.ts";
+import type { RecordFailure, Sink, SinkResult, SourceMode } from "../../../api/plugin.ts";
+import type { ChangeOp, Row, SluiceRecord } from "../../../api/record.ts";
+
+/** A change event as postgres_cdc makes it, at commit LSN `commit`. */
+function change(op: ChangeOp, row: Row | null, commit: number, key?: Row): SluiceRecord {
+  return {
+    topic: "shop.public.items",
+    key: key ?? (row ? { id: row.id } : null),
+    value: {
+      before: op === "d" ? key ?? row : null,
+      after: op === "d" ? null : row,
+      source: {
+        version: "test",
+        connector: "postgresql",
+        name: "shop",
+        ts_ms: 0,
+        snapshot: "false",
+        db: "src",
+        sequence: `["${commit}","${commit}"]`,
+        schema: "public",
+        table: "items",
+        lsn: commit,
+      },
+      op,
+      ts_ms: 0,
+    },
+  };
+}
+
+const row = (value: Row): SluiceRecord => ({ topic: "t", key: { id: value.id }, value });
+
+interface Harness {
+  sql: postgres.Sql;
+  url: string;
+  /** Writes records; failures handed to the sink's `reject` are collected. */
+  write(...records: SluiceRecord[]): Promise<SinkResult>;
+  failures: RecordFailure[];
+}
+
+async function withSink(
+  ddl: string,
+  extra: Record<string, string>,
+  fn: (harness: Harness) => Promise<void>,
+  sourceMode?: SourceMode,
+) {
+  const db = await createTestDatabase("pg_sink");
+  const sql = postgres(db.url, { max: 1, onnotice: () => {} });
+  let sink: Sink | undefined;
+  try {
+    await sql.unsafe(ddl);
+    const config = postgresSink.config.parse({
+      "connection.url": db.url,
+      table: "public.items",
+      ...extra,
+    });
+    sink = await postgresSink.create(config, {
+      pipeline: "pg-sink-test",
+      logger: getLogger(["sluice", "test"]),
+      signal: new AbortController().signal,
+      sourceMode,
+    });
+    const failures: RecordFailure[] = [];
+    const write = (...records: SluiceRecord[]) =>
+      sink!.write({
+        records,
+        reject: (rejected) => {
+          failures.push(...rejected);
+          return Promise.resolve();
+        },
+      });
+    await fn({ sql, url: db.url, write, failures });
+  } finally {
+    await sink?.close();
+    await sql.end();
+    await db.drop();
+  }
+}
+
+const NO_DELETED_AT = `create table public.items (id int primary key, name text)`;
+
+Deno.test("a stream sink whose target has no soft-delete column refuses to start, naming the remedies", async () => {
+  const error = await assertRejects(() =>
+    withSink(NO_DELETED_AT, {}, () => Promise.resolve(), "stream")
+  );
+  assertMatch(error.message, /delete\.mode is "soft" but table "public\.items" has no column/);
+  assertMatch(error.message, /"deleted_at" \(soft\.delete\.column\)/);
+  assertMatch(error.message, /add column "deleted_at" timestamptz/);
+  assertMatch(error.message, /set delete\.mode to "hard"/);
+});
+
+Deno.test("a delete the target cannot apply is handed over as a failure, never dropped", async () => {
+  await withSink(NO_DELETED_AT, {}, async ({ write, failures, sql }) => {
+    await write(row({ id: 1, name: "a" }));
+    const result = await write(change("d", null, 10, { id: 1 }));
+    assertEquals(result.written, 0);
+    assertEquals(failures.length, 1);
+    assertMatch(failures[0].error.message, /^Cannot apply a delete: delete\.mode is "soft"/);
+    assertEquals((await sql`select count(*)::int as n from items`)[0].n, 1);
+  });
+});
+
+Deno.test("write.timestamp.column is set on inserts as well as updates, by COPY and by merge", async () => {
+  const ddl = `create table public.items (id int primary key, name text, synced_at timestamptz,
+                 deleted_at timestamptz)`;
+  await withSink(ddl, { "write.timestamp.column": "synced_at" }, async ({ write, sql }) => {
+    await write(row({ id: 1, name: "bulk" })); // first load: COPY
+    await write(row({ id: 2, name: "merged" }), row({ id: 1, name: "updated" })); // merge
+    await write(change("c", { id: 3, name: "event" }, 5));
+    const rows = await sql`select id, synced_at is not null as stamped from items order by id`;
+    assertEquals(rows.map((r) => [r.id, r.stamped]), [[1, true], [2, true], [3, true]]);
+  });
+});
+
+Deno.test("rejected rows are isolated in one pass and dead letters keep jsonb as JSON", async () => {
+  const ddl = `create table public.items (id int primary key, name text, doc jsonb,
+                 deleted_at timestamptz, check (id % 10 <> 3))`;
+  await withSink(ddl, {}, async ({ write, failures, sql }) => {
+    await write(row({ id: 0, name: "seed", doc: "{}" })); // not a first load any more
+    const records = Array.from(
+      { length: 500 },
+      (_, i) => row({ id: i + 1, name: `n${i + 1}`, doc: `{"n": ${i + 1}, "tags": ["a"]}` }),
+    );
+    const result = await write(...records);
+    assertEquals(result.written, 450);
+    assertEquals(failures.length, 50);
+    assert(failures.every((f) => /violates check constraint/.test(f.error.message)));
+    assertEquals((failures[0].error as Error & { code?: string }).code, "23514");
+    assertEquals(failures.map((f) => (f.record.key as Row).id).slice(0, 3), [3, 13, 23]);
+    // The dead letter shows the document, not a string holding it.
+    assertEquals((failures[0].record.value as Row).doc, { n: 3, tags: ["a"] });
+    const [{ n }] = await sql`select count(*)::int as n from items`;
+    assertEquals(n, 451);
+  });
+});
+
+Deno.test("a row failing only at the end of the statement is still found, row by row", async () => {
+  // An AFTER trigger raises once the whole statement ran, so the failing row
+  // cannot be read off the walk: the rows are then tried one by one.
+  const ddl = `create table public.items (id int primary key, name text, deleted_at timestamptz);
+    create function refuse_bad() returns trigger language plpgsql as
+      $$ begin if new.name = 'bad' then raise exception 'bad row %', new.id; end if;
+         return null; end $$;
+    create trigger refuse_bad after insert or update on items
+      for each row execute function refuse_bad();`;
+  await withSink(ddl, {}, async ({ write, failures, sql }) => {
+    await write(row({ id: 0, name: "seed" }));
+    const names = ["a", "b", "bad", "c", "bad", "d"];
+    const result = await write(...names.map((name, i) => row({ id: i + 1, name })));
+    assertEquals(result.written, 4);
+    assertEquals(failures.map((f) => [(f.record.key as Row).id, f.error.message]), [
+      [3, "bad row 3"],
+      [5, "bad row 5"],
+    ]);
+    const ids = await sql`select id from items order by id`;
+    assertEquals(ids.map((r) => r.id), [0, 1, 2, 4, 6]);
+  });
+});
+
+Deno.test("a delete the database refuses is handed over while the other deletes apply", async () => {
+  const ddl = `create table public.items (id int primary key, name text);
+    create table public.orders (id int primary key, item int references public.items (id));`;
+  await withSink(ddl, { "delete.mode": "hard" }, async ({ write, failures, sql }) => {
+    await write(row({ id: 1, name: "a" }), row({ id: 2, name: "b" }), row({ id: 3, name: "c" }));
+    await sql`insert into orders values (1, 2)`;
+    const result = await write(
+      change("d", null, 10, { id: 1 }),
+      change("d", null, 11, { id: 2 }),
+      change("d", null, 12, { id: 3 }),
+    );
+    assertEquals(result.written, 2);
+    assertEquals(failures.length, 1);
+    assertEquals((failures[0].record.key as Row).id, 2);
+    assertMatch(failures[0].error.message, /violates foreign key constraint/);
+    assertEquals((await sql`select id from items`).map((r) => r.id), [2]);
+  });
+});
+
+Deno.test("a delete carrying only the key removes a row written with a source position", async () => {
+  const ddl = `create table public.items (id int primary key, name text, body text,
+                 deleted_at timestamptz, _source_lsn pg_lsn)`;
+  for (const mode of ["soft", "hard"]) {
+    await withSink(ddl, { "delete.mode": mode }, async ({ write, sql, failures }) => {
+      await write(change("c", { id: 1, name: "a", body: "x" }, 100));
+      await write(change("c", { id: 2, name: "b", body: "y" }, 100));
+      // An update without the unchanged TOAST column keeps the stored value.
+      await write(change("u", { id: 1, name: "a2" }, 150));
+      const tombstone: SluiceRecord = { topic: "shop.public.items", key: { id: 1 }, value: null };
+      // before: only the key; and a delete whose before is null.
+      const bare = change("d", null, 220, { id: 2 });
+      const noBefore = { ...bare, value: { ...(bare.value as Row), before: null } };
+      const result = await write(change("d", null, 200, { id: 1 }), tombstone, noBefore);
+      assertEquals(failures, []);
+      assertEquals(result, { written: 2, skipped: 1 });
+      const rows =
+        await sql`select id, body, deleted_at is not null as deleted, _source_lsn::text as lsn
+                             from items order by id`;
+      if (mode === "hard") assertEquals(rows.length, 0);
+      else {
+        assertEquals(rows.map((r) => [r.id, r.body, r.deleted, r.lsn]), [
+          [1, "x", true, "0/C8"],
+          [2, "y", true, "0/DC"],
+        ]);
+      }
+    });
+  }
+});
+
+const ITEMS = `create table public.items (id int primary key, name text, qty int,
+                 code varchar(3), deleted_at timestamptz)`;
+
+Deno.test("a field the target lacks fails its record unless excluded or evolved", async () => {
+  await withSink(ITEMS, {}, async ({ write, failures, sql }) => {
+    const result = await write(row({ id: 1, name: "a", color: "red" }), row({ id: 2, name: "b" }));
+    assertEquals(result.written, 1);
+    assertEquals(failures.length, 1);
+    assertMatch(failures[0].error.message, /no column for field "color".*schema\.evolution/);
+    assertEquals((await sql`select id from items`).map((r) => r.id), [2]);
+  });
+  await withSink(ITEMS, { "fields.exclude": "color" }, async ({ write, failures }) => {
+    assertEquals((await write(row({ id: 1, name: "a", color: "red" }))).written, 1);
+    assertEquals(failures, []);
+  });
+});
+
+Deno.test("schema.evolution basic adds columns and widens, but refuses a narrowing", async () => {
+  await withSink(ITEMS, { "schema.evolution": "basic" }, async ({ write, failures, sql }) => {
+    await write(row({ id: 1, name: "a", qty: 1, code: "abc" }));
+    await write(
+      row({ id: 2, name: "b", qty: 5_000_000_000, code: "abcdef", color: "red", n: 1.5 }),
+      row({ id: 3, name: "c", qty: 2.5 }),
+    );
+    assertEquals(failures.length, 1);
+    assertMatch(
+      failures[0].error.message,
+      /column "qty" of table "public\.items" is bigint; the value 2\.5 is not an integer.*never narrows/,
+    );
+    const types = await sql`select column_name as c, data_type as t, character_maximum_length as l
+                            from information_schema.columns where table_name = 'items'
+                            order by ordinal_position`;
+    assertEquals(types.map((r) => [r.c, r.t, r.l]), [
+      ["id", "integer", null],
+      ["name", "text", null],
+      ["qty", "bigint", null],
+      ["code", "character varying", 6],
+      ["deleted_at", "timestamp with time zone", null],
+      ["color", "text", null],
+      ["n", "numeric", null],
+    ]);
+    const [stored] = await sql`select qty::text, color, n::text from items where id = 2`;
+    assertEquals([stored.qty, stored.color, stored.n], ["5000000000", "red", "1.5"]);
+  });
+});
+
+Deno.test("auto.create makes a missing table from the first record, keyed by the record key", async () => {
+  const db = await createTestDatabase("pg_sink_create");
+  const config = postgresSink.config.parse({
+    "connection.url": db.url,
+    table: "public.made",
+    "auto.create": "true",
+    "write.timestamp.column": "synced_at",
+  });
+  const sink = await postgresSink.create(config, {
+    pipeline: "auto-create",
+    logger: getLogger(["sluice", "test"]),
+    signal: new AbortController().signal,
+    sourceMode: "stream",
+  });
+  const sql = postgres(db.url, { max: 1, onnotice: () => {} });
+  try {
+    const event = change("c", { id: 7, name: "x", qty: 3, ok: true, doc: { a: 1 } }, 42);
+    await sink.write({ records: [event], reject: (f) => Promise.reject(f[0].error) });
+    const columns = await sql`select column_name as c, format_type(atttypid, atttypmod) as t
+      from information_schema.columns join pg_attribute on attrelid = 'public.made'::regclass
+        and attname = column_name
+      where table_name = 'made' order by ordinal_position`;
+    assertEquals(columns.map((r) => `${r.c} ${r.t}`), [
+      "id numeric",
+      "name text",
+      "qty numeric",
+      "ok boolean",
+      "doc jsonb",
+      "deleted_at timestamp with time zone",
+      "synced_at timestamp with time zone",
+      "_source_lsn pg_lsn",
+    ]);
+    const [made] = await sql`select name, doc, _source_lsn::text as lsn, synced_at is not null as s
+                             from made where id = 7`;
+    assertEquals([made.name, made.doc, made.lsn, made.s], ["x", { a: 1 }, "0/2A", true]);
+  } finally {
+    await sink.close();
+    await sql.end();
+    await db.drop();
+  }
+});

@@ -1,0 +1,141 @@
+import {
+  assert,
+  assertEquals,
+  assertMatch,
+  assertRejects,
+  assertStrictEquals,
+} from "../_assert.ts";
+import { filter } from "../../transforms/filter.ts";
+import type { SluiceRecord } from "../../api/record.ts";
+import { apply, changeRecord, configIssues, make, rowRecord } from "../_transforms.ts";
+
+const app = (op: "c" | "u" | "d", status: string, id = 1) =>
+  changeRecord(op, op === "d" ? { before: { id, status } } : { after: { id, status } }, {
+    source: { table: "applications" },
+    topic: "warehouse.public.applications",
+  });
+const profile = () => changeRecord("c", { after: { id: 9, name: "Anna" } });
+
+async function kept(options: Record<string, string>, records: SluiceRecord[]) {
+  const transform = await make(filter, options);
+  const out = [];
+  for (const record of records) {
+    const result = await apply(transform, record);
+    if (result) out.push(result);
+  }
+  return out;
+}
+
+Deno.test("filter keeps only applications whose status is final", async () => {
+  const records = [app("c", "final", 1), app("c", "draft", 2), app("u", "final", 3), profile()];
+  const out = await kept(
+    { condition: "table != 'applications' || value.status == 'final'" },
+    records,
+  );
+  assertEquals(out, [records[0], records[2], records[3]]);
+});
+
+Deno.test("filter drops deletes of draft rows", async () => {
+  const records = [app("d", "draft", 1), app("d", "final", 2), app("u", "draft", 3)];
+  const out = await kept(
+    { condition: "op == 'd' && value.status == 'draft'", action: "drop" },
+    records,
+  );
+  assertEquals(out, [records[1], records[2]]);
+});
+
+Deno.test("filter sees before and after, key, topic, schema and headers", async () => {
+  const update = changeRecord("u", { before: { status: "draft" }, after: { status: "final" } }, {
+    key: { id: 7 },
+    headers: { origin: "portal" },
+  });
+  const conditions = [
+    "before.status != after.status",
+    "key.id == 7",
+    "topic.startsWith('warehouse.') && schema == 'public' && db == 'smart_warehouse'",
+    "headers['origin'] == 'portal'",
+    "row.status == 'final'",
+  ];
+  for (const condition of conditions) {
+    assertStrictEquals((await kept({ condition }, [update])).length, 1, condition);
+  }
+});
+
+Deno.test("filter treats batch rows as reads of the table named by the topic", async () => {
+  const rows = [
+    rowRecord({ amount: 150 }, { topic: "public.payments" }),
+    rowRecord({ amount: 50 }, { topic: "public.payments" }),
+  ];
+  const out = await kept({
+    condition: "op == 'r' && table == 'payments' && value.amount > 100 && before == null",
+  }, rows);
+  assertEquals(out, [rows[0]]);
+});
+
+Deno.test("filter keeps, drops or evaluates tombstones per null.handling.mode", async () => {
+  const tombstone = rowRecord(null, { key: { id: 1 } });
+  const condition = "value.status == 'final'";
+  assertStrictEquals((await kept({ condition }, [tombstone])).length, 1);
+  assertStrictEquals(
+    (await kept({ condition, "null.handling.mode": "drop" }, [tombstone])).length,
+    0,
+  );
+  assertStrictEquals(
+    (await kept({ condition: "value == null && op == ''", "null.handling.mode": "evaluate" }, [
+      tombstone,
+    ])).length,
+    1,
+  );
+});
+
+Deno.test("filter fails a record on which the condition cannot be evaluated", async () => {
+  const transform = await make(filter, { condition: "value.status == 'final'" });
+  await assertRejects(
+    async () => await apply(transform, rowRecord({ id: 1 }, { topic: "t" })),
+    /filter: cannot evaluate the condition on a record on "t": No such key: status/,
+  );
+  const dynamic = await make(filter, { condition: "value.status" });
+  await assertRejects(
+    async () => await apply(dynamic, rowRecord({ status: "final" })),
+    /the condition gave string, not a bool/,
+  );
+});
+
+const badConfigs: [string, Record<string, unknown>, string, RegExp][] = [
+  ["a missing condition", {}, "condition", /is required/],
+  [
+    "a syntax error",
+    { condition: "value.status ==" },
+    "condition",
+    /is not valid CEL: Unexpected token/,
+  ],
+  [
+    "an unknown variable",
+    { condition: "status == 'final'" },
+    "condition",
+    /Unknown variable: status/,
+  ],
+  ["a type error", { condition: "op + 1 == 2" }, "condition", /no such overload/],
+  [
+    "a condition that is not a bool",
+    { condition: "op" },
+    "condition",
+    /must evaluate to a bool, but evaluates to string/,
+  ],
+  [
+    "an unknown action",
+    { condition: "true", action: "remove" },
+    "action",
+    /must be one of "keep", "drop"/,
+  ],
+  ["a misspelt option", { condition: "true", conditon: "x" }, "conditon", /is not an option/],
+];
+
+for (const [what, options, path, message] of badConfigs) {
+  Deno.test(`filter refuses ${what} at validation`, () => {
+    const issues = configIssues(filter, options);
+    const issue = issues.find((i) => i.path === path);
+    assert(issue, `expected an issue at ${path}, got ${JSON.stringify(issues)}`);
+    assertMatch(issue.message, message);
+  });
+}

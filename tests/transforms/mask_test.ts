@@ -1,0 +1,518 @@
+import {
+  assert,
+  assertEquals,
+  assertMatch,
+  assertNotStrictEquals,
+  assertRejects,
+  assertStrictEquals,
+  assertThrows,
+} from "../_assert.ts";
+import { createHash, createHmac } from "node:crypto";
+import fc from "fast-check";
+import { checkMaskFields, fpeDecrypt, fpeEncrypt, mask } from "../../transforms/mask/mod.ts";
+import { ALPHABETS, FF1, hexBytes } from "../../transforms/mask/ff1.ts";
+import { partial } from "../../transforms/mask/strategies.ts";
+import { HmacSha256, sha256, toHex, utf8 } from "../../transforms/_sha256.ts";
+import { apply, changeRecord, configIssues, images, make, rowRecord } from "../_transforms.ts";
+
+const KEY = "a-test-key-that-is-long-enough-32bytes!";
+const FPE_KEY = "2b7e151628aed2a6abf7158809cf4f3c";
+
+async function masked(options: Record<string, unknown>, row: Record<string, unknown>) {
+  return (await apply(await make(mask, options), rowRecord(row)))!.value as Record<string, unknown>;
+}
+
+// NIST SP 800-38G FF1 samples 1–9.
+const K128 = "2B7E151628AED2A6ABF7158809CF4F3C";
+const K192 = K128 + "EF4359D8D580AA4F";
+const K256 = K192 + "7F036D6F04FC6A94";
+const TWEAK10 = "39383736353433323130";
+const TWEAK36 = "3737373770717273373737";
+const nist: [number, string, string, "digits" | "lowercase", string, string][] = [
+  [1, K128, "", "digits", "0123456789", "2433477484"],
+  [2, K128, TWEAK10, "digits", "0123456789", "6124200773"],
+  [3, K128, TWEAK36, "lowercase", "0123456789abcdefghi", "a9tv40mll9kdu509eum"],
+  [4, K192, "", "digits", "0123456789", "2830668132"],
+  [5, K192, TWEAK10, "digits", "0123456789", "2496655549"],
+  [6, K192, TWEAK36, "lowercase", "0123456789abcdefghi", "xbj3kv35jrawxv32ysr"],
+  [7, K256, "", "digits", "0123456789", "6657667009"],
+  [8, K256, TWEAK10, "digits", "0123456789", "1001623463"],
+  [9, K256, TWEAK36, "lowercase", "0123456789abcdefghi", "xs8a0azh2avyalyzuwd"],
+];
+
+for (const [sample, key, tweak, alphabet, plain, cipher] of nist) {
+  Deno.test(`mask fpe reproduces NIST FF1 sample ${sample} (AES-${key.length * 4}, radix ${ALPHABETS[alphabet].length})`, () => {
+    const ff1 = new FF1(hexBytes(key), ALPHABETS[alphabet], hexBytes(tweak));
+    assertStrictEquals(ff1.encrypt(plain), cipher);
+    assertStrictEquals(ff1.decrypt(cipher), plain);
+  });
+}
+
+Deno.test("mask fpe refuses keys that are not AES keys and values below the FF1 minimum", () => {
+  assertThrows(() => new FF1(new Uint8Array(10), ALPHABETS.digits), /16, 24 or 32 bytes/);
+  const ff1 = new FF1(hexBytes(FPE_KEY), ALPHABETS.digits);
+  assertThrows(() => ff1.encrypt("12345"), /at least 6 numerals in radix 10/);
+  assertThrows(() => ff1.encrypt("12345a"), /"a" is not in the FF1 alphabet/);
+  assertStrictEquals(new FF1(hexBytes(FPE_KEY), ALPHABETS.alphanumeric).minLength, 4);
+});
+
+Deno.test("mask fpe keeps separators in place and decrypts with the exported fpeDecrypt", () => {
+  const options = { key: FPE_KEY, alphabet: "digits" as const };
+  const encrypted = fpeEncrypt("19850614-1234", options);
+  assertStrictEquals(encrypted.length, 13);
+  assertStrictEquals(encrypted[8], "-");
+  assertNotStrictEquals(encrypted, "19850614-1234");
+  assertStrictEquals(fpeDecrypt(encrypted, options), "19850614-1234");
+  // A long value needs more than one AES block of keystream per round (d > 16).
+  const long = "1234567890".repeat(10);
+  assertStrictEquals(fpeDecrypt(fpeEncrypt(long, options), options), long);
+});
+
+Deno.test("mask fpe round-trips and preserves length, alphabet and separator positions (property)", () => {
+  const separators = [..."- /."];
+  for (const name of Object.keys(ALPHABETS) as (keyof typeof ALPHABETS)[]) {
+    const alphabet = [...ALPHABETS[name]];
+    const ff1 = new FF1(hexBytes(FPE_KEY), ALPHABETS[name]);
+    const char = fc.oneof(
+      { weight: 4, arbitrary: fc.constantFrom(...alphabet) },
+      { weight: 1, arbitrary: fc.constantFrom(...separators) },
+    );
+    const text = fc.array(char, { minLength: 1, maxLength: 40 }).map((chars) => chars.join(""))
+      .filter((s) => [...s].filter((c) => alphabet.includes(c)).length >= ff1.minLength);
+    fc.assert(
+      fc.property(text, fc.uint8Array({ maxLength: 8 }), (clear, tweakBytes) => {
+        const tweak = toHex(tweakBytes);
+        const options = { key: FPE_KEY, alphabet: name, tweak };
+        const encrypted = fpeEncrypt(clear, options);
+        assertStrictEquals(encrypted.length, clear.length);
+        [...clear].forEach((c, i) => {
+          if (separators.includes(c)) assertStrictEquals(encrypted[i], c);
+          else assert(alphabet.includes(encrypted[i]));
+        });
+        assertStrictEquals(fpeDecrypt(encrypted, options), clear);
+      }),
+      { numRuns: 60 },
+    );
+  }
+});
+
+Deno.test("mask hmac is deterministic per key and differs between keys (property)", async () => {
+  const keyArb = fc.string({ minLength: 32, maxLength: 80 });
+  const valueArb = fc.oneof(fc.string({ unit: "binary" }), fc.integer(), fc.boolean());
+  await fc.assert(
+    fc.asyncProperty(valueArb, keyArb, keyArb, async (value, key1, key2) => {
+      fc.pre(key1 !== key2);
+      const options = (key: string) => ({ fields: "v", strategy: "hmac", key });
+      const a = (await masked(options(key1), { v: value })).v;
+      const again = (await masked(options(key1), { v: value })).v;
+      const other = (await masked(options(key2), { v: value })).v;
+      assertStrictEquals(a, again);
+      assertNotStrictEquals(a, other);
+      assertMatch(a as string, /^[0-9a-f]{64}$/);
+    }),
+    { numRuns: 100 },
+  );
+});
+
+Deno.test("mask hmac and hash agree with node:crypto (property)", () => {
+  fc.assert(
+    fc.property(fc.string({ unit: "binary" }), fc.uint8Array({ maxLength: 150 }), (text, key) => {
+      assertStrictEquals(
+        toHex(new HmacSha256(key).digest(utf8(text))),
+        createHmac("sha256", key).update(text).digest("hex"),
+      );
+      assertStrictEquals(
+        new HmacSha256(key).hexOfText(text),
+        createHmac("sha256", key).update(text).digest("hex"),
+      );
+      assertStrictEquals(toHex(sha256(key)), createHash("sha256").update(key).digest("hex"));
+    }),
+    { numRuns: 200 },
+  );
+});
+
+Deno.test("mask partial keeps the prefix and suffix and the length (property)", () => {
+  fc.assert(
+    fc.property(
+      fc.string({ unit: "binary", maxLength: 30 }),
+      fc.nat(6),
+      fc.nat(6),
+      (value, first, last) => {
+        const chars = [...value];
+        const out = [...partial(value, first, last, "*")];
+        assertStrictEquals(out.length, chars.length);
+        if (chars.length > first + last) {
+          assertEquals(out.slice(0, first), chars.slice(0, first));
+          assertEquals(out.slice(out.length - last), chars.slice(chars.length - last));
+          assert(out.slice(first, out.length - last).every((c) => c === "*"));
+        } else {
+          assert(out.every((c) => c === "*"));
+        }
+      },
+    ),
+  );
+});
+
+// Each strategy on a value.
+const strategyCases: [string, Record<string, unknown>, unknown, unknown][] = [
+  [
+    "hash salts and hashes the text",
+    { strategy: "hash", salt: "pepper" },
+    "anna",
+    createHash("sha256").update("pepperanna").digest("hex"),
+  ],
+  [
+    "hmac pseudonymises numbers through their text",
+    { strategy: "hmac", key: KEY },
+    42,
+    createHmac("sha256", KEY).update("42").digest("hex"),
+  ],
+  [
+    "redact replaces a string with a constant",
+    { strategy: "redact", replacement: "REDACTED" },
+    "anna",
+    "REDACTED",
+  ],
+  ["redact empties a string by default", {}, "anna", ""],
+  ["null nulls the value", { strategy: "null" }, "anna", null],
+  [
+    "truncate keeps the first characters",
+    { strategy: "truncate", length: "3" },
+    "Stockholm",
+    "Sto",
+  ],
+  [
+    "partial keeps the last digits of a phone",
+    { strategy: "partial", "keep.last": "2" },
+    "+46701234567",
+    "**********67",
+  ],
+  [
+    "partial masks a value too short to keep anything",
+    { strategy: "partial", "keep.first": "2", "keep.last": "2" },
+    "abc",
+    "***",
+  ],
+  [
+    "partial uses the mask character",
+    { strategy: "partial", "keep.first": "1", "mask.char": "#" },
+    "Anna",
+    "A###",
+  ],
+  [
+    "email masks the local part and keeps the domain",
+    { strategy: "email", "keep.first": "1" },
+    "anna.berg@example.se",
+    "a********@example.se",
+  ],
+  ["email masks a value without @ whole", { strategy: "email" }, "nobody", "******"],
+  ["date generalises an ISO date to its month", { strategy: "date" }, "1985-06-14", "1985-06-01"],
+  [
+    "date generalises a Date to its year",
+    { strategy: "date", granularity: "year" },
+    new Date("1985-06-14T10:00:00Z"),
+    new Date("1985-01-01T00:00:00Z"),
+  ],
+  [
+    "date generalises epoch milliseconds",
+    { strategy: "date" },
+    Date.UTC(1985, 5, 14, 10),
+    Date.UTC(1985, 5, 1),
+  ],
+  ["number buckets a number", { strategy: "number", "bucket.size": "10000" }, 53210, 50000],
+  ["number buckets negative numbers downwards", { strategy: "number", "bucket.size": 10 }, -5, -10],
+  [
+    "number buckets a numeric string",
+    { strategy: "number", "bucket.size": "1000" },
+    "1234.56",
+    "1000",
+  ],
+  ["number buckets a bigint", { strategy: "number", "bucket.size": "100" }, 12345n, 12300n],
+  [
+    "fpe encrypts digits in place",
+    { strategy: "fpe", key: K128, "fpe.tweak": TWEAK10 },
+    "0123-456789",
+    "6124-200773",
+  ],
+  ["every strategy keeps null as null", { strategy: "hmac", key: KEY }, null, null],
+];
+
+for (const [what, options, input, expected] of strategyCases) {
+  Deno.test(`mask ${what}`, async () => {
+    assertEquals(await masked({ fields: "v", ...options }, { v: input, other: 1 }), {
+      v: expected,
+      other: 1,
+    });
+  });
+}
+
+// Kafka's MaskFieldTest: redact without a replacement empties each type.
+Deno.test("mask redacts every type to its empty value like MaskField (testSchemaless)", async () => {
+  const row = {
+    magic: 42,
+    bool: true,
+    int: 42,
+    double: 42.5,
+    string: "55.121.20.20",
+    date: new Date(),
+    bigint: 42n,
+    list: [42],
+    map: { key: "value" },
+    bytes: new Uint8Array([1, 2]),
+  };
+  const fields = Object.keys(row).filter((f) => f !== "magic").join(",");
+  assertEquals(await masked({ fields }, row), {
+    magic: 42,
+    bool: false,
+    int: 0,
+    double: 0,
+    string: "",
+    date: new Date(0),
+    bigint: 0n,
+    list: [],
+    map: {},
+    bytes: new Uint8Array(),
+  });
+});
+
+Deno.test("mask replaces numbers and strings with a typed replacement (testSchemalessWithReplacement)", async () => {
+  assertEquals(
+    await masked({ fields: "int,double,string,bigint", replacement: "123" }, {
+      int: 42,
+      double: 4.2,
+      string: "x",
+      bigint: 42n,
+    }),
+    { int: 123, double: 123, string: "123", bigint: 123n },
+  );
+});
+
+Deno.test("mask fails records whose values cannot take the replacement (testSchemalessUnsupportedReplacementType, testReplacementTypeMismatch)", async () => {
+  const cases: [Record<string, unknown>, string, RegExp][] = [
+    [{ date: new Date() }, "123", /only strings and numbers can take a replacement/],
+    [{ bool: false }, "123", /only strings and numbers/],
+    [{ list: ["123"] }, "123", /only strings and numbers/],
+    [{ int: 42 }, "foo", /the replacement is not a number/],
+    [{ bigint: 42n }, "foo", /the replacement is not an integer/],
+  ];
+  for (const [row, replacement, message] of cases) {
+    const transform = await make(mask, { fields: Object.keys(row)[0], replacement });
+    await assertRejects(async () => await apply(transform, rowRecord(row)), message);
+  }
+});
+
+Deno.test("mask masks before, after and key columns of change events", async () => {
+  const transform = await make(mask, {
+    fields: "national_id,phone",
+    "fields.national_id.strategy": "fpe",
+    "fields.national_id.key": FPE_KEY,
+    "fields.phone.strategy": "partial",
+    "fields.phone.keep.last": "2",
+  });
+  const out = await apply(
+    transform,
+    changeRecord("u", {
+      before: { national_id: "850614-1234", phone: "0701234567", city: "Lund" },
+      after: { national_id: "850614-1234", phone: "0709999999", city: "Malmö" },
+    }, { key: { national_id: "850614-1234" } }),
+  );
+  const { before, after } = images(out);
+  const id = fpeEncrypt("850614-1234", { key: FPE_KEY, alphabet: "digits" });
+  assertEquals(before, { national_id: id, phone: "********67", city: "Lund" });
+  assertEquals(after, { national_id: id, phone: "********99", city: "Malmö" });
+  assertEquals(out!.key, { national_id: id });
+  assert(!JSON.stringify(out).includes("850614"), "the clear national ID must not appear");
+});
+
+Deno.test("mask passes tombstones and leaves keys without masked columns alone", async () => {
+  const transform = await make(mask, { fields: "email", strategy: "null" });
+  const tombstone = rowRecord(null, { key: { id: 1 } });
+  assertEquals(await apply(transform, tombstone), tombstone);
+});
+
+Deno.test("mask fails a record that lacks a listed field, naming the field and not the values", async () => {
+  const transform = await make(mask, { fields: "phone,email", strategy: "null" });
+  const error = await assertRejects(
+    async () =>
+      await apply(
+        transform,
+        rowRecord({ phone: "0701234567", name: "Anna" }, { topic: "profiles" }),
+      ),
+  );
+  assertMatch(
+    error.message,
+    /mask: field "email" is not in a record on "profiles" \(its columns: phone, name\)/,
+  );
+  assert(!error.message.includes("0701234567"));
+
+  // Inserts and snapshot reads carry every column: a missing field is a mistake there.
+  for (const op of ["c", "r"] as const) {
+    await assertRejects(
+      async () => await apply(transform, changeRecord(op, { after: { phone: "1" } })),
+      /field "email" is not in a record/,
+    );
+  }
+  await assertRejects(
+    async () => await apply(transform, { topic: "t", key: null, value: "a string" }),
+    /is not a row, so its fields cannot be masked/,
+  );
+});
+
+Deno.test("mask fails a record with a value its strategy cannot read", async () => {
+  const cases: [Record<string, unknown>, unknown, RegExp][] = [
+    [
+      { strategy: "date" },
+      "14/06/1985",
+      /cannot apply date to field "v" \(string\): not an ISO 8601 date/,
+    ],
+    [
+      { strategy: "number", "bucket.size": "10" },
+      "many",
+      /cannot apply number to field "v" \(string\): not a number/,
+    ],
+    [
+      { strategy: "fpe", key: FPE_KEY },
+      "12-34",
+      /it has 4 characters of the digits alphabet; FF1 needs at least 6/,
+    ],
+  ];
+  for (const [options, value, message] of cases) {
+    const transform = await make(mask, { fields: "v", ...options });
+    await assertRejects(async () => await apply(transform, rowRecord({ v: value })), message);
+  }
+});
+
+const badConfigs: [string, Record<string, unknown>, string, RegExp][] = [
+  ["no fields", {}, "fields", /is required/],
+  ["an empty field list", { fields: "" }, "fields", /at least one field/],
+  ["a field listed twice", { fields: "a,a" }, "fields", /lists "a" twice/],
+  [
+    "hmac without a key",
+    { fields: "a", strategy: "hmac" },
+    "key",
+    /is required for the hmac strategy; .*no default key\) \(field "a"\)$/,
+  ],
+  [
+    "an hmac key shorter than 32 bytes",
+    { fields: "a", strategy: "hmac", key: "short-secret" },
+    "key",
+    /at least 32 bytes .*: the key given has 12 \(field "a"\)$/,
+  ],
+  [
+    "a short key for several fields once",
+    { fields: "a,b", strategy: "hmac", key: "x" },
+    "key",
+    /has 1 \(fields "a", "b"\)$/,
+  ],
+  [
+    "a short per-field hmac key",
+    { fields: "a", "fields.a.strategy": "hmac", "fields.a.key": "x" },
+    "fields.a.key",
+    /at least 32 bytes/,
+  ],
+  [
+    "an fpe key that is not hex AES",
+    { fields: "a", strategy: "fpe", key: "z".repeat(32) },
+    "key",
+    /32, 48 or 64 hex digits .* and is not hex/,
+  ],
+  [
+    "a bad fpe tweak",
+    { fields: "a", strategy: "fpe", key: FPE_KEY, "fpe.tweak": "abc" },
+    "fpe.tweak",
+    /hex digits/,
+  ],
+  [
+    "hash without a salt",
+    { fields: "a", strategy: "hash" },
+    "salt",
+    /is required for the hash strategy/,
+  ],
+  ["truncate without a length", { fields: "a", strategy: "truncate" }, "length", /is required/],
+  [
+    "number without a bucket size",
+    { fields: "a", strategy: "number" },
+    "bucket.size",
+    /is required/,
+  ],
+  ["an unknown strategy", { fields: "a", strategy: "scramble" }, "strategy", /must be one of/],
+  [
+    "an empty replacement (testEmptyStringReplacementValue)",
+    { fields: "a", replacement: "" },
+    "replacement",
+    /must not be empty/,
+  ],
+  [
+    "a mask character of two characters",
+    { fields: "a", "mask.char": "**" },
+    "mask.char",
+    /one character/,
+  ],
+  [
+    "a negative keep.first",
+    { fields: "a", "fields.a.keep.first": "-1" },
+    "fields.a.keep.first",
+    /0 or more/,
+  ],
+  [
+    "an option for a field that is not listed",
+    { fields: "a", "fields.b.strategy": "null" },
+    "fields.b.strategy",
+    /not listed in "fields"/,
+  ],
+  [
+    "a misspelt per-field option",
+    { fields: "a", "fields.a.stratgy": "null" },
+    "fields.a.stratgy",
+    /is not an option/,
+  ],
+  ["a misspelt option", { fields: "a", strategie: "null" }, "strategie", /is not an option/],
+];
+
+for (const [what, options, path, message] of badConfigs) {
+  Deno.test(`mask refuses ${what} at validation`, () => {
+    const issues = configIssues(mask, options);
+    const issue = issues.find((i) => i.path === path);
+    assert(issue, `expected an issue at ${path}, got ${JSON.stringify(issues)}`);
+    assertMatch(issue.message, message);
+  });
+}
+
+Deno.test("mask never quotes a key or salt in its config errors", () => {
+  const secret = "sekret-value-123";
+  for (
+    const options of [
+      { fields: "a", strategy: "hmac", key: secret },
+      { fields: "a", strategy: "fpe", key: secret },
+      { fields: "a", "fields.a.strategy": "hmac", "fields.a.key": secret },
+      { fields: "a", "fields.a.salt": "", salt: secret, strategy: "hash" },
+    ]
+  ) {
+    const text = JSON.stringify(configIssues(mask, options));
+    assert(text.length > 2, "expected issues");
+    assert(!text.includes(secret), `the secret leaked: ${text}`);
+  }
+});
+
+Deno.test("mask accepts a valid config and MaskField's class name", () => {
+  assertEquals(
+    configIssues(mask, {
+      fields: "full_name,phone",
+      strategy: "hmac",
+      key: KEY,
+      "fields.phone.strategy": "partial",
+      "fields.phone.keep.last": 2,
+    }),
+    [],
+  );
+  assertEquals(mask.aliases, ["org.apache.kafka.connect.transforms.MaskField$Value"]);
+});
+
+Deno.test("checkMaskFields reports masked fields that are not columns of the source", () => {
+  const config = mask.config.parse({ fields: "phone,email,ssn", strategy: "null" });
+  assertEquals(checkMaskFields(config, ["id", "phone", "email"]), [{
+    path: "fields",
+    message: 'names "ssn", which is not a column of the source (columns: email, id, phone)',
+  }]);
+  assertEquals(checkMaskFields(config, ["phone", "email", "ssn"]), []);
+});
