@@ -9,6 +9,7 @@ import { getLogger } from "@logtape/logtape";
 import type { PipelineSpec } from "./config.ts";
 import { errorMessage, RetriableError } from "../api/errors.ts";
 import { type PipelineEnvironment, runPipeline, type RunReport, sleep } from "./pipeline.ts";
+import { PipelineControl } from "./control.ts";
 
 const logger = getLogger(["sluice", "runtime"]);
 
@@ -41,10 +42,24 @@ export class Runtime {
   readonly #listeners: ReportListener[] = [];
   /** Last successful run time of each job, for `depends.on`. */
   readonly #lastSuccess = new Map<string, number>();
+  /** The operator's handle on each pipeline (pause, resume, stop, restart, state). */
+  readonly #controls = new Map<string, PipelineControl>();
 
   constructor(specs: readonly PipelineSpec[], environment: PipelineEnvironment) {
     this.#specs = new Map(specs.map((spec) => [spec.name, spec]));
-    this.#environment = environment;
+    for (const name of this.#specs.keys()) this.#controls.set(name, new PipelineControl(name));
+    this.#environment = {
+      ...environment,
+      gate: (name, signal) => this.control(name).gate(signal),
+    };
+    this.onReport((report) => this.control(report.pipeline).record(report));
+  }
+
+  /** The control of pipeline `name` (throws for an unknown name). */
+  control(name: string): PipelineControl {
+    const control = this.#controls.get(name);
+    if (!control) throw new Error(`Unknown pipeline "${name}"`);
+    return control;
   }
 
   /** Aborted when the runtime stops. */
@@ -131,6 +146,13 @@ export class Runtime {
   }
 
   async #scheduledRun(name: string): Promise<void> {
+    if (!this.control(name).runnable) {
+      logger.info("Skipping the scheduled run of {pipeline}: it is {state}", {
+        pipeline: name,
+        state: this.control(name).state,
+      });
+      return;
+    }
     await this.runJob(name, { withDownstream: true });
   }
 
@@ -138,13 +160,14 @@ export class Runtime {
     const retries = options.noRetries ? 0 : spec.options["job.retries"];
     const delay = spec.options["job.retry.delay.ms"];
     const timeoutMs = spec.options["job.timeout.ms"];
+    const control = this.control(spec.name);
     let report: RunReport;
     let attempt = 0;
     for (;;) {
       attempt++;
       const signals = [this.#shutdown.signal];
       if (timeoutMs > 0) signals.push(AbortSignal.timeout(timeoutMs));
-      const signal = AbortSignal.any(signals);
+      const signal = control.beginRun(AbortSignal.any(signals));
       logger.info("Running {pipeline} (attempt {attempt} of {total})", {
         pipeline: spec.name,
         attempt,
@@ -153,8 +176,12 @@ export class Runtime {
       report = await runPipeline(spec, this.#environment, {
         fullRefresh: options.fullRefresh,
         signal,
-      });
-      if (report.status === "stopped" && !this.#shutdown.signal.aborted) {
+      }).finally(() => control.endRun());
+      if (control.takeRestart()) {
+        attempt--;
+        continue;
+      }
+      if (report.status === "stopped" && !this.#shutdown.signal.aborted && !control.stopped) {
         // Aborted by the timeout, not by shutdown: that is a failure.
         report = {
           ...report,
@@ -164,6 +191,7 @@ export class Runtime {
       }
       this.#log(report, attempt);
       if (report.status !== "failed" || attempt > retries || this.#shutdown.signal.aborted) break;
+      if (control.stopped) break;
       logger.warn("Retrying {pipeline} in {delay} ms", { pipeline: spec.name, delay });
       await sleep(delay, this.#shutdown.signal);
       if (this.#shutdown.signal.aborted) break;
@@ -207,11 +235,16 @@ export class Runtime {
   async #superviseStream(spec: PipelineSpec): Promise<void> {
     const retryTimeout = spec.options["errors.retry.timeout"];
     const maxDelay = spec.options["errors.retry.delay.max.ms"];
+    const control = this.control(spec.name);
     let failingSince: number | undefined;
     let attempt = 0;
     while (!this.#shutdown.signal.aborted) {
-      const report = await runPipeline(spec, this.#environment, { signal: this.#shutdown.signal });
+      const signal = control.beginRun(this.#shutdown.signal);
+      const report = await runPipeline(spec, this.#environment, { signal })
+        .finally(() => control.endRun());
       this.#log(report, attempt + 1);
+      if (control.takeRestart()) continue;
+      if (control.stopped && (await control.waitToRun(this.#shutdown.signal))) continue;
       if (report.status !== "failed") {
         for (const listener of this.#listeners) listener({ ...report, attempts: attempt + 1 });
         return;
