@@ -68,6 +68,7 @@ export class AlertManager implements AsyncDisposable {
   readonly #samples = new Map<string, Sample[]>();
   readonly #now: () => number;
   #timer?: ReturnType<typeof setInterval>;
+  #evaluations = 0;
 
   constructor(
     metrics: SluiceMetrics,
@@ -91,8 +92,14 @@ export class AlertManager implements AsyncDisposable {
     return [...this.#series.values()].flatMap((state) => state.firing ? [state.firing] : []);
   }
 
+  /** How many times the rules were evaluated (tests wait on it). */
+  get evaluations(): number {
+    return this.#evaluations;
+  }
+
   /** Evaluates every rule for every pipeline now. */
   evaluate(): void {
+    this.#evaluations++;
     const now = this.#now();
     const seen = new Set<string>();
     for (const [pipeline, figures] of this.#metrics.figures) {
