@@ -239,12 +239,13 @@ export class Runtime {
     let failingSince: number | undefined;
     let attempt = 0;
     while (!this.#shutdown.signal.aborted) {
+      // Stopped by the operator (even while backing off): wait for resume or restart.
+      if (control.stopped && !(await control.waitToRun(this.#shutdown.signal))) break;
       const signal = control.beginRun(this.#shutdown.signal);
       const report = await runPipeline(spec, this.#environment, { signal })
         .finally(() => control.endRun());
       this.#log(report, attempt + 1);
-      if (control.takeRestart()) continue;
-      if (control.stopped && (await control.waitToRun(this.#shutdown.signal))) continue;
+      if (control.takeRestart() || (control.stopped && !this.#shutdown.signal.aborted)) continue;
       if (report.status !== "failed") {
         for (const listener of this.#listeners) listener({ ...report, attempts: attempt + 1 });
         return;
