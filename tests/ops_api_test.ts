@@ -203,3 +203,63 @@ Deno.test("listening beyond loopback without a token is refused before anything 
   assertEquals(output.code, 2, stderr);
   assertMatch(stderr, /needs a bearer token/);
 });
+
+Deno.test("config/validate answers Kafka Connect's validation shape with every problem per key", async () => {
+  await using ops = await startOps([]);
+  const validate = (plugin: string, config: unknown) =>
+    ops.api(`/connector-plugins/${plugin}/config/validate`, {
+      method: "PUT",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(config),
+    });
+  const response = await validate("postgres_query", {
+    "connector.class": "postgres_query",
+    "connection.url": "postgres://u@127.0.0.1:1/db",
+    "chunk.size": "many",
+    "sink.class": "postgres",
+    "sink.connection.url": "postgres://u@127.0.0.1:1/db",
+  });
+  assertEquals(response.status, 200);
+  const body = await response.json();
+  assertEquals(Object.keys(body).sort(), ["configs", "error_count", "groups", "name"]);
+  assertEquals(body.name, "postgres_query");
+  assertEquals(body.groups, ["postgres_query", "postgres", "Common"]);
+  type Info = { definition: Record<string, unknown>; value: Record<string, unknown> };
+  const byName = new Map<string, Info>(body.configs.map((c: Info) => [c.definition.name, c]));
+  const chunk = byName.get("chunk.size")!;
+  assertEquals(Object.keys(chunk.definition).sort(), [
+    "default_value",
+    "dependents",
+    "display_name",
+    "documentation",
+    "group",
+    "importance",
+    "name",
+    "order",
+    "required",
+    "type",
+    "width",
+  ]);
+  assertEquals(chunk.definition.type, "INT");
+  assertEquals(chunk.value.value, "many");
+  assertEquals(chunk.value.errors, ['expected an integer: current value is "many"']);
+  assertMatch(String((byName.get("table")!.value.errors as string[])[0]), /table and query/);
+  assertEquals(byName.get("sink.table")!.definition.group, "postgres");
+  assertEquals(byName.get("job.retries")!.value.errors, []);
+  assertEquals(
+    body.error_count,
+    body.configs.reduce((n: number, c: Info) => n + (c.value.errors as string[]).length, 0),
+  );
+
+  const valid = await validate("postgres_query", {
+    "connection.url": "postgres://u@127.0.0.1:1/db",
+    table: "public.items",
+    "sink.class": "postgres",
+    "sink.connection.url": "postgres://u@127.0.0.1:1/db",
+    "sink.table": "public.items",
+  });
+  assertEquals((await valid.json()).error_count, 0);
+  const unknown = await validate("nope", {});
+  assertEquals(unknown.status, 404);
+  assertEquals((await unknown.json()).error_code, 404);
+});

@@ -20,6 +20,7 @@ import type { AlertManager } from "../alerts.ts";
 import type { RunReport } from "../pipeline.ts";
 import type { JsonValue } from "../../api/record.ts";
 import { getLogger } from "@logtape/logtape";
+import { findConnectorPlugin, validateConfig } from "./validate.ts";
 
 /** What the API reads and drives. */
 export interface ApiContext {
@@ -190,6 +191,22 @@ export function connectorRoutes(context: ApiContext): Hono {
         version: context.version,
       }));
     return c.json(plugins);
+  });
+  app.put("/connector-plugins/:class/config/validate", async (c) => {
+    const plugin = findConnectorPlugin(context.registry, c.req.param("class"));
+    if (!plugin) return error(c, 404, `Connector plugin ${c.req.param("class")} not found`);
+    let body: unknown;
+    try {
+      body = await c.req.json();
+    } catch {
+      return error(c, 400, "The body must be a JSON object of config keys");
+    }
+    if (typeof body !== "object" || body === null || Array.isArray(body)) {
+      return error(c, 400, "The body must be a JSON object of config keys");
+    }
+    return c.json(
+      await validateConfig(context.registry, plugin, body as Record<string, unknown>) as Json,
+    );
   });
   return app;
 }
