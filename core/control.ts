@@ -30,6 +30,7 @@ export class PipelineControl {
   #wakers: (() => void)[] = [];
   #history: RunReport[] = [];
   #runStartedAt?: Date;
+  #restarts = 0;
 
   constructor(name: string) {
     this.name = name;
@@ -107,6 +108,7 @@ export class PipelineControl {
 
   /** Ends the current run and starts a new one (clearing a failure). */
   restart(): void {
+    this.#restarts++;
     this.#target = "running";
     this.#failure = undefined;
     if (this.#run) {
@@ -131,6 +133,14 @@ export class PipelineControl {
   /** After an operator stop: waits for resume or restart (true) or `signal` (false). */
   async waitToRun(signal: AbortSignal): Promise<boolean> {
     while (this.#target === "stopped" && !signal.aborted) await this.#nextChange(signal);
+    this.takeRestart();
+    return !signal.aborted;
+  }
+
+  /** After a stream failed for good: waits for `restart()` (true) or `signal` (false). */
+  async waitForRestart(signal: AbortSignal): Promise<boolean> {
+    const seen = this.#restarts;
+    while (this.#restarts === seen && !signal.aborted) await this.#nextChange(signal);
     this.takeRestart();
     return !signal.aborted;
   }

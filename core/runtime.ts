@@ -245,7 +245,10 @@ export class Runtime {
       const report = await runPipeline(spec, this.#environment, { signal })
         .finally(() => control.endRun());
       this.#log(report, attempt + 1);
-      if (control.takeRestart() || (control.stopped && !this.#shutdown.signal.aborted)) continue;
+      // Ended by the operator (stop or restart), not by shutdown: the loop's top
+      // waits while stopped. (A resume may already have come in meanwhile.)
+      const byOperator = report.status === "stopped" && !this.#shutdown.signal.aborted;
+      if (control.takeRestart() || byOperator) continue;
       if (report.status !== "failed") {
         for (const listener of this.#listeners) listener({ ...report, attempts: attempt + 1 });
         return;
@@ -259,7 +262,11 @@ export class Runtime {
           error: errorMessage(report.error),
         });
         for (const listener of this.#listeners) listener({ ...report, attempts: attempt + 1 });
-        return;
+        // FAILED until the operator restarts it (POST /connectors/{name}/restart).
+        if (!(await control.waitForRestart(this.#shutdown.signal))) return;
+        attempt = 0;
+        failingSince = undefined;
+        continue;
       }
       const delay = Math.min(maxDelay, 500 * 2 ** attempt);
       attempt++;

@@ -140,3 +140,34 @@ Deno.test("stop ends a stream's replication session, resume starts it again, res
   await waitFor("row 2 after restart", () => has(db.targetSql, 2));
   assertEquals(await state(ops), "RUNNING");
 });
+
+Deno.test("a stream that failed shows FAILED with its trace, and restart runs it again", async () => {
+  await using db = await syncFixture("ops_failed", SOURCE, TARGET);
+  await db.targetSql`alter table items add constraint no_2 check (id <> 2)`;
+  const slot = uniqueSlot("ops_failed");
+  const specs = await specsFrom(stream(db.source.url, db.target.url, slot));
+  await using ops = await startOps(specs);
+  ops.runtime.start();
+  await waitForActiveSlot(db.sourceSql, slot);
+  await db.sourceSql`insert into items values (2, 'two')`;
+
+  const status = await waitFor("the FAILED state", async () => {
+    const body = await (await ops.api("/connectors/items_stream/status")).json();
+    return body.connector.state === "FAILED" ? body : null;
+  });
+  assertEquals(status.tasks[0].state, "FAILED");
+  assert(status.connector.trace.includes("Tolerance exceeded"), status.connector.trace);
+  assert(
+    status.connector.trace.includes('violates check constraint "no_2"'),
+    status.connector.trace,
+  );
+  const ready = await ops.api("/readyz");
+  assertEquals(ready.status, 503);
+  assert((await ready.json()).reasons[0].startsWith("items_stream failed: "));
+
+  await db.targetSql`alter table items drop constraint no_2`;
+  await put(ops, "/connectors/items_stream/restart", 204, "POST");
+  await waitFor("row 2 after the restart", () => has(db.targetSql, 2));
+  assertEquals(await state(ops), "RUNNING");
+  assertEquals((await ops.api("/readyz")).status, 200);
+});
