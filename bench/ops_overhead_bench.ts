@@ -40,6 +40,8 @@ const { values } = parseArgs({
     trials: { type: "string", default: "3" },
     // Prometheus scrapes every 15 s by default; 1000 is a harsh variant.
     "scrape-ms": { type: "string", default: "15000" },
+    // A/A control: both sides off, to show the noise floor of this machine.
+    control: { type: "boolean", default: false },
   },
 });
 const rows = Number(values.rows);
@@ -60,7 +62,9 @@ const metricsOf = new Map<string, SluiceMetrics>();
 /** An environment with operations on (metrics, alerts, endpoint, a scraper) or off. */
 async function environment(specs: PipelineSpec[], on: boolean) {
   const offsets = new MemoryOffsetStore();
-  if (!on) return { env: { offsets } as PipelineEnvironment, close: async () => {} };
+  if (!on || values.control) {
+    return { env: { offsets } as PipelineEnvironment, close: async () => {} };
+  }
   // One metrics object per process, as in `sluice run`: prom-client's default
   // metrics start an event-loop monitor and a GC observer that are never
   // stopped, so one per trial would pile up.
