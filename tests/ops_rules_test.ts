@@ -4,7 +4,7 @@
  * metrics Sluice exports.
  */
 import { assert, assertEquals, assertMatch } from "./_assert.ts";
-import { exampleOps, exampleRules } from "../dev/ops_files.ts";
+import { exampleDashboard, exampleOps, exampleRules } from "../dev/ops_files.ts";
 import { alertRules, parseAlertsConfig, prometheusRules } from "../core/alert_rules.ts";
 import { SluiceMetrics } from "../core/metrics.ts";
 
@@ -84,13 +84,50 @@ tests:
   },
 });
 
-Deno.test("every metric the rules read is one Sluice exports", async () => {
-  const exported = new Set(
-    [...(await new SluiceMetrics([], { defaultMetrics: false }).render()).matchAll(
-      /^# TYPE (\w+) (\w+)$/gm,
-    )].map((m) => m[1]),
+/** The PromQL expressions of the example's Grafana dashboard. */
+function dashboardQueries(): string[] {
+  const dashboard = JSON.parse(exampleDashboard());
+  return dashboard.panels.flatMap((panel: { targets: { expr: string }[] }) =>
+    panel.targets.map((target) => target.expr)
   );
-  const read = [...(await exampleRules()).matchAll(/\bsluice_\w+/g)].map((m) => m[0]);
-  assert(read.length >= 6);
+}
+
+Deno.test("the example's Grafana dashboard is what deno task ops-files generates", async () => {
+  assertEquals(await Deno.readTextFile(exampleOps.dashboard), exampleDashboard());
+  assert(dashboardQueries().length >= 10);
+});
+
+Deno.test({
+  name: "promtool parses every query of the Grafana dashboard",
+  ignore: !hasPromtool,
+  async fn() {
+    const folder = await Deno.makeTempDir({ prefix: "sluice_dashboard_" });
+    // promtool has no offline query check; recording rules make it parse each expression.
+    const rules = dashboardQueries().map((expr, i) =>
+      `      - record: sluice_dashboard_query_${i}\n        expr: ${JSON.stringify(expr)}`
+    );
+    await Deno.writeTextFile(
+      `${folder}/queries.yml`,
+      `groups:\n  - name: dashboard\n    rules:\n${rules.join("\n")}\n`,
+    );
+    const result = await promtool("check", "rules", `${folder}/queries.yml`);
+    await Deno.remove(folder, { recursive: true });
+    assert(typeof result !== "string");
+    assertEquals(result.code, 0, result.output);
+  },
+});
+
+Deno.test("every metric the rules and the dashboard read is one Sluice exports", async () => {
+  const exported = new Set<string>();
+  for (const m of (await new SluiceMetrics([]).render()).matchAll(/^# TYPE (\w+) (\w+)$/gm)) {
+    exported.add(m[1]);
+    // A histogram is read through its _bucket, _sum and _count series.
+    if (m[2] === "histogram") {
+      for (const s of ["_bucket", "_sum", "_count"]) exported.add(m[1] + s);
+    }
+  }
+  const text = (await exampleRules()) + dashboardQueries().join("\n");
+  const read = [...text.matchAll(/\bsluice_\w+/g)].map((m) => m[0]);
+  assert(read.length >= 16);
   for (const name of read) assert(exported.has(name), `${name} is not exported`);
 });
