@@ -127,3 +127,10 @@ export {
   type ReportListener,
   Runtime,
 } from "./core/runtime.ts";
+export type {
+  BatchReadEvent,
+  BatchWrittenEvent,
+  PipelineObserver,
+  RecordsFailedEvent,
+} from "./core/observer.ts";
+export type { ConnectorState, PipelineControl } from "./core/control.ts";

@@ -157,6 +157,8 @@ try {
     `${root}cli/main.ts`,
     "run",
     dir,
+    "--listen",
+    "127.0.0.1:0",
     "--bootstrap",
     brokers,
     "--offsets",

@@ -27,6 +27,7 @@ import { buildPlan, formatPlan } from "../core/_plan.ts";
 import { permissionFlags, requiredPermissions } from "./permissions.ts";
 import { formatSummary } from "./summary.ts";
 import { loadWithBuiltins, workerEnvironment, workerSettings } from "./worker.ts";
+import { type OpsFlags, prepareOperations } from "./ops.ts";
 
 const USAGE = `Usage: sluice <command> [options]
 
@@ -49,6 +50,10 @@ Options:
   --bootstrap <servers>       Kafka bootstrap servers (or $SLUICE_BOOTSTRAP_SERVERS)
   --log-level <level>         trace, debug, info, warning, error (default info)
   --log-format <format>       auto, text or json (default auto: text on a terminal)
+  --listen <host:port|off>    (run) API, health and metrics endpoint (default 127.0.0.1:8083,
+                              or $SLUICE_LISTEN); beyond loopback it needs a token
+  --token <token>             (run) bearer token the endpoint requires (or $SLUICE_API_TOKEN)
+  --alerts <file>             (run) alert rules and webhooks, { "alerts": … } (or $SLUICE_ALERTS_FILE)
   -h, --help                  show this help
 `;
 
@@ -64,6 +69,9 @@ export async function main(args: string[]): Promise<number> {
       bootstrap: { type: "string" },
       "log-level": { type: "string" },
       "log-format": { type: "string" },
+      listen: { type: "string" },
+      token: { type: "string" },
+      alerts: { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -80,7 +88,7 @@ export async function main(args: string[]): Promise<number> {
   try {
     switch (command) {
       case "run":
-        return await run(rest, settings);
+        return await run(rest, settings, values);
       case "validate":
         return await validate(rest, settings);
       case "plugins":
@@ -144,10 +152,17 @@ async function validate(paths: string[], settings: ReturnType<typeof workerSetti
   return 0;
 }
 
-async function run(paths: string[], settings: ReturnType<typeof workerSettings>) {
+async function run(
+  paths: string[],
+  settings: ReturnType<typeof workerSettings>,
+  flags: OpsFlags,
+) {
   requireConfigs(paths);
   const specs = await loadWithBuiltins(paths, settings);
-  const runtime = new Runtime(specs, workerEnvironment(settings));
+  const ops = await prepareOperations(specs, paths, flags);
+  const environment = { ...workerEnvironment(settings), observer: ops.metrics };
+  const runtime = new Runtime(specs, environment);
+  await using _operations = await ops.start(runtime, builtinRegistry(), environment.offsets);
   const reports: JobReport[] = [];
   runtime.onReport((report) => reports.push(report));
   const stop = () => {

@@ -10,6 +10,7 @@ import type { PipelineSpec } from "./config.ts";
 import { fileDeadLetters } from "./_dead_letters.ts";
 import { errorMessage, RetriableError } from "../api/errors.ts";
 import type { OffsetStore } from "./offsets.ts";
+import type { PipelineObserver } from "./observer.ts";
 import type {
   DeadLetterWriter,
   Predicate,
@@ -93,6 +94,10 @@ export interface PipelineEnvironment {
   readonly offsets: OffsetStore;
   /** Builds the writer for `errors.deadletterqueue.topic.name`, when Kafka is available. */
   readonly deadLetterTopic?: (topic: string, spec: PipelineSpec) => Promise<DeadLetterWriter>;
+  /** Told what every pipeline does (metrics, alerts). */
+  readonly observer?: PipelineObserver;
+  /** Resolves when the pipeline may read its next batch (a paused pipeline waits here). */
+  readonly gate?: (pipeline: string, signal: AbortSignal) => Promise<void>;
 }
 
 /**
@@ -235,7 +240,7 @@ export async function runPipeline(
     }
   }
   const status: RunStatus = failure ? "failed" : stop.signal.aborted ? "stopped" : "succeeded";
-  return {
+  const report: RunReport = {
     pipeline: spec.name,
     status,
     stats,
@@ -244,6 +249,8 @@ export async function runPipeline(
     validation,
     error: failure,
   };
+  environment.observer?.onRunFinished?.(report);
+  return report;
 }
 
 /** The state of one run; split out so each step reads as a method. */
@@ -346,6 +353,12 @@ class PipelineRun {
       try {
         for await (const batch of this.#source.read()) {
           this.stats.read += batch.records.length + (batch.failures?.length ?? 0);
+          this.environment.observer?.onBatchRead?.(this.spec.name, {
+            records: batch.records,
+            failures: batch.failures?.length ?? 0,
+            queueDepth: queue.size,
+          });
+          await this.environment.gate?.(this.spec.name, this.stop.signal);
           if (!(await queue.push(batch)) || this.stop.signal.aborted) break;
         }
       } catch (error) {
@@ -356,7 +369,7 @@ class PipelineRun {
     })();
     try {
       for await (const batch of queue) {
-        await this.#deliver(batch);
+        await this.#deliver(batch, queue.size);
         if (this.stop.signal.aborted) break;
       }
     } catch (error) {
@@ -372,25 +385,37 @@ class PipelineRun {
   }
 
   /** Transforms and writes one batch, then commits its offset. */
-  async #deliver(batch: SourceBatch): Promise<void> {
+  async #deliver(batch: SourceBatch, queueDepth: number): Promise<void> {
     const failures: RecordFailure[] = [...(batch.failures ?? [])];
     const out: SluiceRecord[] = [];
+    let filtered = 0;
     for (const record of batch.records) {
       const result = await this.#transform(record);
       if ("failure" in result) failures.push(result.failure);
       else if (result.record) out.push(result.record);
-      else this.stats.filtered++;
+      else filtered++;
     }
+    this.stats.filtered += filtered;
     if (failures.length > 0) await this.#reject(failures);
 
     const offsetToStore = this.#sinkKeepsOffsets && batch.offset !== undefined
       ? { key: this.spec.name, value: batch.offset }
       : undefined;
+    const writeStarted = performance.now();
+    let result: SinkResult = { written: 0 };
     if (out.length > 0 || offsetToStore) {
-      const result = await this.#writeWithRetry(out, offsetToStore);
+      result = await this.#writeWithRetry(out, offsetToStore);
       this.stats.written += result.written;
       this.stats.skipped += result.skipped ?? 0;
     }
+    this.environment.observer?.onBatchWritten?.(this.spec.name, {
+      records: out.length,
+      written: result.written,
+      skipped: result.skipped ?? 0,
+      filtered,
+      writeMs: performance.now() - writeStarted,
+      queueDepth,
+    });
     if (batch.offset !== undefined) {
       if (!this.#sinkKeepsOffsets) {
         await this.environment.offsets.write(this.spec.name, batch.offset);
@@ -449,6 +474,10 @@ class PipelineRun {
     if (options["errors.tolerance"] === "none") throw new ToleranceExceededError(failures[0]);
     if (this.#deadLetters) await this.#deadLetters.write(failures, this.spec.name);
     this.stats.deadLettered += failures.length;
+    this.environment.observer?.onRecordsFailed?.(this.spec.name, {
+      count: failures.length,
+      destination: this.#deadLetters?.description,
+    });
   };
 
   /** Writes to the sink, backing off on transient faults until `errors.retry.timeout`. */

@@ -9,6 +9,7 @@ import { getLogger } from "@logtape/logtape";
 import type { PipelineSpec } from "./config.ts";
 import { errorMessage, RetriableError } from "../api/errors.ts";
 import { type PipelineEnvironment, runPipeline, type RunReport, sleep } from "./pipeline.ts";
+import { PipelineControl } from "./control.ts";
 
 const logger = getLogger(["sluice", "runtime"]);
 
@@ -142,11 +143,25 @@ export class Runtime implements AsyncDisposable {
   readonly #failedStreams = new Set<string>();
   #schedules = 0;
   #streamsStarted = false;
+  /** The operator's handle on each pipeline (pause, resume, stop, restart, state). */
+  readonly #controls = new Map<string, PipelineControl>();
 
   /** Prepares `specs`; nothing runs until {@linkcode Runtime.start} or {@linkcode Runtime.runJob}. */
   constructor(specs: readonly PipelineSpec[], environment: PipelineEnvironment) {
     this.#specs = new Map(specs.map((spec) => [spec.name, spec]));
-    this.#environment = environment;
+    for (const name of this.#specs.keys()) this.#controls.set(name, new PipelineControl(name));
+    this.#environment = {
+      ...environment,
+      gate: (name, signal) => this.control(name).gate(signal),
+    };
+    this.onReport((report) => this.control(report.pipeline).record(report));
+  }
+
+  /** The control of pipeline `name` (throws for an unknown name). */
+  control(name: string): PipelineControl {
+    const control = this.#controls.get(name);
+    if (!control) throw new Error(`Unknown pipeline "${name}"`);
+    return control;
   }
 
   /** Aborted when the runtime stops. */
@@ -248,6 +263,13 @@ export class Runtime implements AsyncDisposable {
   }
 
   async #scheduledRun(name: string): Promise<void> {
+    if (!this.control(name).runnable) {
+      logger.info("Skipping the scheduled run of {pipeline}: it is {state}", {
+        pipeline: name,
+        state: this.control(name).state,
+      });
+      return;
+    }
     await this.runJob(name, { withDownstream: true });
   }
 
@@ -255,13 +277,14 @@ export class Runtime implements AsyncDisposable {
     const retries = options.noRetries ? 0 : spec.options["job.retries"];
     const delay = spec.options["job.retry.delay.ms"];
     const timeoutMs = spec.options["job.timeout.ms"];
+    const control = this.control(spec.name);
     let report: RunReport;
     let attempt = 0;
     for (;;) {
       attempt++;
       const signals = [this.#shutdown.signal];
       if (timeoutMs > 0) signals.push(AbortSignal.timeout(timeoutMs));
-      const signal = AbortSignal.any(signals);
+      const signal = control.beginRun(AbortSignal.any(signals));
       logger.info("Running {pipeline} (attempt {attempt} of {total})", {
         pipeline: spec.name,
         attempt,
@@ -270,8 +293,12 @@ export class Runtime implements AsyncDisposable {
       report = await runPipeline(spec, this.#environment, {
         fullRefresh: options.fullRefresh,
         signal,
-      });
-      if (report.status === "stopped" && !this.#shutdown.signal.aborted) {
+      }).finally(() => control.endRun());
+      if (control.takeRestart()) {
+        attempt--;
+        continue;
+      }
+      if (report.status === "stopped" && !this.#shutdown.signal.aborted && !control.stopped) {
         // Aborted by the timeout, not by shutdown: that is a failure.
         report = {
           ...report,
@@ -281,6 +308,7 @@ export class Runtime implements AsyncDisposable {
       }
       this.#log(report, attempt);
       if (report.status !== "failed" || attempt > retries || this.#shutdown.signal.aborted) break;
+      if (control.stopped) break;
       logger.warn("Retrying {pipeline} in {delay} ms", { pipeline: spec.name, delay });
       await sleep(delay, this.#shutdown.signal);
       if (this.#shutdown.signal.aborted) break;
@@ -324,11 +352,20 @@ export class Runtime implements AsyncDisposable {
   async #superviseStream(spec: PipelineSpec): Promise<void> {
     const retryTimeout = spec.options["errors.retry.timeout"];
     const maxDelay = spec.options["errors.retry.delay.max.ms"];
+    const control = this.control(spec.name);
     let failingSince: number | undefined;
     let attempt = 0;
     while (!this.#shutdown.signal.aborted) {
-      const report = await runPipeline(spec, this.#environment, { signal: this.#shutdown.signal });
+      // Stopped by the operator (even while backing off): wait for resume or restart.
+      if (control.stopped && !(await control.waitToRun(this.#shutdown.signal))) break;
+      const signal = control.beginRun(this.#shutdown.signal);
+      const report = await runPipeline(spec, this.#environment, { signal })
+        .finally(() => control.endRun());
       this.#log(report, attempt + 1);
+      // Ended by the operator (stop or restart), not by shutdown: the loop's top
+      // waits while stopped. (A resume may already have come in meanwhile.)
+      const byOperator = report.status === "stopped" && !this.#shutdown.signal.aborted;
+      if (control.takeRestart() || byOperator) continue;
       if (report.status !== "failed") {
         for (const listener of this.#listeners) listener({ ...report, attempts: attempt + 1 });
         return;
@@ -343,7 +380,16 @@ export class Runtime implements AsyncDisposable {
         });
         this.#failedStreams.add(spec.name);
         for (const listener of this.#listeners) listener({ ...report, attempts: attempt + 1 });
-        return;
+        // FAILED until the operator restarts it (POST /connectors/{name}/restart),
+        // unless nothing else can run: then the process ends for its supervisor.
+        this.#liveStreams.delete(spec.name);
+        this.#stopWhenNothingCanRun();
+        if (!(await control.waitForRestart(this.#shutdown.signal))) return;
+        this.#failedStreams.delete(spec.name);
+        this.#liveStreams.add(spec.name);
+        attempt = 0;
+        failingSince = undefined;
+        continue;
       }
       const delay = Math.min(maxDelay, 500 * 2 ** attempt);
       attempt++;

@@ -48,6 +48,8 @@ function startSluice(config: string, offsets: string, brokers: string): Sluice {
       CLI,
       "run",
       config,
+      "--listen",
+      "127.0.0.1:0",
       "--offsets",
       offsets,
       "--bootstrap",

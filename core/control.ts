@@ -1,0 +1,184 @@
+/**
+ * What an operator can do to one pipeline while the process runs: pause it
+ * (the source is no longer read; what was read is still written), resume it,
+ * stop it (the run ends gracefully and stays ended), restart it. Also the
+ * pipeline's state in Kafka Connect's words and its recent runs.
+ *
+ * The runtime owns one control per pipeline and consults it around each run;
+ * the REST API drives it.
+ *
+ * @module
+ */
+import type { RunReport } from "./pipeline.ts";
+
+/**
+ * Kafka Connect's connector states.
+ *
+ * @example
+ * ```ts
+ * import type { ConnectorState } from "@sluice/sluice";
+ * const state: ConnectorState = "PAUSED";
+ * ```
+ */
+export type ConnectorState = "RUNNING" | "PAUSED" | "FAILED" | "STOPPED";
+
+/** What the operator asked for. */
+type Target = "running" | "paused" | "stopped";
+
+/** How many finished runs a control remembers for the API. */
+const HISTORY = 10;
+
+/**
+ * The operator's handle on one pipeline: what the REST API's pause, resume,
+ * stop and restart act on, and where its status comes from.
+ *
+ * @example The control of a pipeline, from the runtime
+ * ```ts
+ * import { MemoryOffsetStore, Runtime } from "@sluice/sluice";
+ *
+ * await using runtime = new Runtime([], { offsets: new MemoryOffsetStore() });
+ * // With pipelines, runtime.control("name").state is "RUNNING", "PAUSED",
+ * // "FAILED" or "STOPPED", as Kafka Connect reports it.
+ * ```
+ */
+export class PipelineControl {
+  /** The pipeline's name. */
+  readonly name: string;
+  #target: Target = "running";
+  #run?: AbortController;
+  #restartRequested = false;
+  #failure?: Error;
+  #wakers: (() => void)[] = [];
+  #history: RunReport[] = [];
+  #runStartedAt?: Date;
+  #restarts = 0;
+
+  /** A control for pipeline `name`, running until told otherwise. */
+  constructor(name: string) {
+    this.name = name;
+  }
+
+  /** The state shown by `GET /connectors/{name}/status`. */
+  get state(): ConnectorState {
+    if (this.#target === "stopped") return "STOPPED";
+    if (this.#target === "paused") return "PAUSED";
+    return this.#failure ? "FAILED" : "RUNNING";
+  }
+
+  /** The error that put the pipeline in FAILED, with its stack and causes. */
+  get failure(): Error | undefined {
+    return this.#failure;
+  }
+
+  /** When the run in progress started, or undefined when none is running. */
+  get runStartedAt(): Date | undefined {
+    return this.#runStartedAt;
+  }
+
+  /** Finished runs, newest first (final reports of jobs; ends of streams). */
+  get history(): readonly RunReport[] {
+    return this.#history;
+  }
+
+  /** Whether a scheduled run may start now (not paused or stopped). */
+  get runnable(): boolean {
+    return this.#target === "running";
+  }
+
+  /** Whether the operator stopped the pipeline. */
+  get stopped(): boolean {
+    return this.#target === "stopped";
+  }
+
+  /** Called by the runtime as a run starts; the returned signal also ends it on stop or restart. */
+  beginRun(signal: AbortSignal): AbortSignal {
+    this.#run = new AbortController();
+    this.#runStartedAt = new Date();
+    return AbortSignal.any([signal, this.#run.signal]);
+  }
+
+  /** Called by the runtime when the run has ended. */
+  endRun(): void {
+    this.#run = undefined;
+    this.#runStartedAt = undefined;
+  }
+
+  /** Called with every final report: a failure shows as FAILED until a later success. */
+  record(report: RunReport): void {
+    this.#history = [report, ...this.#history].slice(0, HISTORY);
+    if (report.status === "failed") this.#failure = report.error;
+    else if (report.status === "succeeded") this.#failure = undefined;
+  }
+
+  /** Stops reading the source; the batches already read are still written. */
+  pause(): void {
+    if (this.#target === "running") this.#target = "paused";
+  }
+
+  /** Resumes a paused pipeline, or starts a stopped one again. */
+  resume(): void {
+    this.#target = "running";
+    this.#wake();
+  }
+
+  /** Ends the current run gracefully; nothing runs until resume or restart. */
+  stop(): void {
+    this.#target = "stopped";
+    this.#run?.abort(new Error(`Pipeline "${this.name}" stopped by the operator`));
+    this.#wake();
+  }
+
+  /** Ends the current run and starts a new one (clearing a failure). */
+  restart(): void {
+    this.#restarts++;
+    this.#target = "running";
+    this.#failure = undefined;
+    if (this.#run) {
+      this.#restartRequested = true;
+      this.#run.abort(new Error(`Pipeline "${this.name}" restarted by the operator`));
+    }
+    this.#wake();
+  }
+
+  /** True once after `restart()` ended a run: the runtime then runs it again. */
+  takeRestart(): boolean {
+    const requested = this.#restartRequested;
+    this.#restartRequested = false;
+    return requested;
+  }
+
+  /** Resolves when the pipeline may read on: at once unless paused. */
+  async gate(signal: AbortSignal): Promise<void> {
+    while (this.#target === "paused" && !signal.aborted) await this.#nextChange(signal);
+  }
+
+  /** After an operator stop: waits for resume or restart (true) or `signal` (false). */
+  async waitToRun(signal: AbortSignal): Promise<boolean> {
+    while (this.#target === "stopped" && !signal.aborted) await this.#nextChange(signal);
+    this.takeRestart();
+    return !signal.aborted;
+  }
+
+  /** After a stream failed for good: waits for `restart()` (true) or `signal` (false). */
+  async waitForRestart(signal: AbortSignal): Promise<boolean> {
+    const seen = this.#restarts;
+    while (this.#restarts === seen && !signal.aborted) await this.#nextChange(signal);
+    this.takeRestart();
+    return !signal.aborted;
+  }
+
+  #nextChange(signal: AbortSignal): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        signal.removeEventListener("abort", done);
+        resolve();
+      };
+      this.#wakers.push(done);
+      signal.addEventListener("abort", done, { once: true });
+    });
+  }
+
+  #wake(): void {
+    for (const wake of this.#wakers.splice(0)) wake();
+  }
+}

@@ -1,0 +1,277 @@
+/**
+ * The REST API in Kafka Connect's shape, for what a Sluice process has:
+ * connectors (pipelines) with their config, status, offsets and lifecycle
+ * (pause, resume, stop, restart), the plugins, and Sluice's own batch jobs.
+ * Errors are Kafka Connect's `{ "error_code", "message" }`.
+ *
+ * A config is shown as written in its file: `${env:…}` and `${file:…}`
+ * references stay references, so no resolved secret ever leaves the process.
+ *
+ * @module
+ */
+import { type Context, Hono } from "hono";
+import { Cron } from "croner";
+import type { PipelineSpec } from "../config.ts";
+import type { OffsetStore } from "../offsets.ts";
+import type { Registry } from "../registry.ts";
+import type { Runtime } from "../runtime.ts";
+import type { SluiceMetrics } from "../metrics.ts";
+import type { AlertManager } from "../alerts.ts";
+import type { RunReport } from "../pipeline.ts";
+import type { JsonValue } from "../../api/record.ts";
+import { getLogger } from "@logtape/logtape";
+import { findConnectorPlugin, validateConfig } from "./validate.ts";
+
+/** What the API reads and drives. */
+export interface ApiContext {
+  readonly runtime: Runtime;
+  readonly metrics: SluiceMetrics;
+  readonly alerts?: AlertManager;
+  /** Each pipeline's config as written (provider references unresolved). */
+  readonly configs: ReadonlyMap<string, Readonly<Record<string, unknown>>>;
+  readonly registry: Registry;
+  /** The worker's offset store (used when a sink does not keep offsets). */
+  readonly offsets: OffsetStore;
+  /** Sluice's version, reported for every plugin. */
+  readonly version: string;
+  /** `host:port` shown as `worker_id`; set when the server binds. */
+  workerId?: string;
+}
+
+type Json = Parameters<Context["json"]>[0];
+
+function error(c: Context, status: 400 | 404 | 409, message: string) {
+  return c.json({ error_code: status, message }, status);
+}
+
+/** Kafka Connect's connector type: "sink" reads Kafka topics, anything else is a "source". */
+function connectorType(spec: PipelineSpec): "source" | "sink" {
+  return spec.source.plugin.plan?.(spec.source.config)?.subscribes ? "sink" : "source";
+}
+
+function configOf(context: ApiContext, spec: PipelineSpec): Record<string, string> {
+  const written = context.configs.get(spec.name) ?? {};
+  const config: Record<string, string> = {};
+  for (const [key, value] of Object.entries(written)) {
+    config[key] = typeof value === "string" ? value : JSON.stringify(value);
+  }
+  config.name = spec.name;
+  return config;
+}
+
+function info(context: ApiContext, spec: PipelineSpec) {
+  return {
+    name: spec.name,
+    config: configOf(context, spec),
+    tasks: [{ connector: spec.name, task: 0 }],
+    type: connectorType(spec),
+  };
+}
+
+function status(context: ApiContext, spec: PipelineSpec) {
+  const control = context.runtime.control(spec.name);
+  const workerId = context.workerId ?? "sluice";
+  const failure = control.state === "FAILED" ? control.failure : undefined;
+  const trace = failure ? traceOf(failure) : undefined;
+  const state = { state: control.state, worker_id: workerId, ...(trace ? { trace } : {}) };
+  return {
+    name: spec.name,
+    connector: state,
+    tasks: [{ id: 0, ...state }],
+    type: connectorType(spec),
+  };
+}
+
+/** The error's stack followed by its causes, like a Java trace's "Caused by". */
+function traceOf(error: Error): string {
+  const parts: string[] = [];
+  for (let current: unknown = error; current instanceof Error; current = current.cause) {
+    parts.push(current.stack ?? `${current.name}: ${current.message}`);
+  }
+  return parts.join("\nCaused by: ");
+}
+
+/** The pipeline's stored position, read where the pipeline keeps it. */
+async function readOffset(context: ApiContext, spec: PipelineSpec): Promise<JsonValue | undefined> {
+  const storage = spec.options["offset.storage"];
+  if (storage !== "file") {
+    const sink = await spec.sink.plugin.create(spec.sink.config, {
+      pipeline: spec.name,
+      logger: getLogger(["sluice", "http", spec.name]),
+      signal: new AbortController().signal,
+    });
+    try {
+      if (sink.offsets) return await sink.offsets.read(spec.name);
+    } finally {
+      await sink.close();
+    }
+  }
+  return await context.offsets.read(spec.name);
+}
+
+/** `/connectors/…` and `/connector-plugins`. */
+export function connectorRoutes(context: ApiContext): Hono {
+  const app = new Hono();
+  const { runtime } = context;
+  const find = (c: Context) => runtime.pipelines.get(c.req.param("name") ?? "");
+  const missing = (c: Context) => error(c, 404, `Connector ${c.req.param("name")} not found`);
+
+  app.get("/connectors", (c) => {
+    const expand = c.req.queries("expand") ?? [];
+    const names = [...runtime.pipelines.keys()];
+    if (expand.length === 0) return c.json(names);
+    const out: Record<string, Record<string, unknown>> = {};
+    for (const [name, spec] of runtime.pipelines) {
+      out[name] = {};
+      if (expand.includes("status")) out[name].status = status(context, spec);
+      if (expand.includes("info")) out[name].info = info(context, spec);
+    }
+    return c.json(out as Json);
+  });
+  app.get("/connectors/:name", (c) => {
+    const spec = find(c);
+    return spec ? c.json(info(context, spec)) : missing(c);
+  });
+  app.get("/connectors/:name/config", (c) => {
+    const spec = find(c);
+    return spec ? c.json(configOf(context, spec)) : missing(c);
+  });
+  app.get("/connectors/:name/status", (c) => {
+    const spec = find(c);
+    return spec ? c.json(status(context, spec)) : missing(c);
+  });
+  app.get("/connectors/:name/tasks", (c) => {
+    const spec = find(c);
+    return spec
+      ? c.json([{ id: { connector: spec.name, task: 0 }, config: configOf(context, spec) }])
+      : missing(c);
+  });
+  app.get("/connectors/:name/offsets", async (c) => {
+    const spec = find(c);
+    if (!spec) return missing(c);
+    const offset = await readOffset(context, spec);
+    if (offset === undefined) return c.json({ offsets: [] });
+    const value = typeof offset === "object" && offset !== null && !Array.isArray(offset)
+      ? offset
+      : { position: offset };
+    return c.json({ offsets: [{ partition: { pipeline: spec.name }, offset: value }] } as Json);
+  });
+  const lifecycle = (
+    action: (name: string) => void,
+    ok: 202 | 204,
+  ) =>
+  (c: Context) => {
+    const spec = find(c);
+    if (!spec) return missing(c);
+    action(spec.name);
+    return c.body(null, ok);
+  };
+  app.put("/connectors/:name/pause", lifecycle((name) => runtime.control(name).pause(), 202));
+  app.put("/connectors/:name/resume", lifecycle((name) => runtime.control(name).resume(), 202));
+  app.put("/connectors/:name/stop", lifecycle((name) => runtime.control(name).stop(), 204));
+  app.post("/connectors/:name/restart", lifecycle((name) => runtime.control(name).restart(), 204));
+  app.post(
+    "/connectors/:name/tasks/:task/restart",
+    lifecycle((name) => runtime.control(name).restart(), 204),
+  );
+
+  app.get("/connector-plugins", (c) => {
+    const connectorsOnly = c.req.query("connectorsOnly") !== "false";
+    const kinds = {
+      source: "source",
+      sink: "sink",
+      transform: "transformation",
+      predicate: "predicate",
+    };
+    const plugins = context.registry.list()
+      .filter((plugin) => !connectorsOnly || plugin.kind === "source" || plugin.kind === "sink")
+      .map((plugin) => ({
+        class: plugin.name,
+        type: kinds[plugin.kind],
+        version: context.version,
+      }));
+    return c.json(plugins);
+  });
+  app.put("/connector-plugins/:class/config/validate", async (c) => {
+    const plugin = findConnectorPlugin(context.registry, c.req.param("class"));
+    if (!plugin) return error(c, 404, `Connector plugin ${c.req.param("class")} not found`);
+    let body: unknown;
+    try {
+      body = await c.req.json();
+    } catch {
+      return error(c, 400, "The body must be a JSON object of config keys");
+    }
+    if (typeof body !== "object" || body === null || Array.isArray(body)) {
+      return error(c, 400, "The body must be a JSON object of config keys");
+    }
+    return c.json(
+      await validateConfig(context.registry, plugin, body as Record<string, unknown>) as Json,
+    );
+  });
+  return app;
+}
+
+function reportJson(report: RunReport & { attempts?: number }) {
+  return {
+    status: report.status,
+    started_at: report.startedAt.toISOString(),
+    duration_ms: report.durationMs,
+    attempts: report.attempts ?? 1,
+    stats: { ...report.stats },
+    validation: report.validation,
+    ...(report.error ? { error: report.error.message } : {}),
+  };
+}
+
+function nextRun(schedule: string | undefined): string | null {
+  if (!schedule) return null;
+  const cron = new Cron(schedule, { timezone: "UTC", paused: true });
+  try {
+    return cron.nextRun()?.toISOString() ?? null;
+  } finally {
+    cron.stop();
+  }
+}
+
+/** Sluice's own: `GET /jobs`, `POST /jobs/{name}/run`. */
+export function jobRoutes(context: ApiContext): Hono {
+  const app = new Hono();
+  const { runtime } = context;
+  const jobs = () =>
+    [...runtime.pipelines.values()].filter((s) => s.source.plugin.mode === "batch");
+
+  app.get("/jobs", (c) =>
+    c.json(
+      jobs().map((spec) => {
+        const control = runtime.control(spec.name);
+        const schedule = spec.options["job.schedule"];
+        return {
+          name: spec.name,
+          state: control.state,
+          schedule: schedule ?? null,
+          depends_on: spec.options["job.depends.on"],
+          running: control.runStartedAt !== undefined,
+          running_since: control.runStartedAt?.toISOString() ?? null,
+          next_run: control.runnable ? nextRun(schedule) : null,
+          last_runs: control.history.map(reportJson),
+        };
+      }) as Json,
+    ));
+
+  app.post("/jobs/:name/run", (c) => {
+    const name = c.req.param("name");
+    const spec = runtime.pipelines.get(name);
+    if (!spec) return error(c, 404, `Job ${name} not found`);
+    if (spec.source.plugin.mode !== "batch") {
+      return error(c, 409, `${name} is a stream pipeline, not a batch job`);
+    }
+    const control = runtime.control(name);
+    if (!control.runnable) {
+      return error(c, 409, `Job ${name} is ${control.state}; resume it first`);
+    }
+    const fullRefresh = c.req.query("full_refresh") === "true";
+    void runtime.runJob(name, { fullRefresh, withDownstream: true }).catch(() => {});
+    return c.json({ name, full_refresh: fullRefresh, state: "started" }, 202);
+  });
+  return app;
+}

@@ -1,0 +1,250 @@
+/**
+ * Prometheus metrics of a Sluice process, named `sluice_*` and labelled by
+ * pipeline, fed by the engine through {@linkcode PipelineObserver} and by
+ * the runtime's final job reports. `prom-client` renders the exposition
+ * format; its default metrics give process memory and event-loop lag.
+ *
+ * Besides the Prometheus series, {@linkcode SluiceMetrics} keeps the few
+ * plain numbers the in-process alert rules read (lag, failure counts, run
+ * outcomes), so alerts never parse the exposition text.
+ *
+ * @module
+ */
+import client from "prom-client";
+import type { PipelineSpec } from "./config.ts";
+import type {
+  BatchReadEvent,
+  BatchWrittenEvent,
+  PipelineObserver,
+  RecordsFailedEvent,
+} from "./observer.ts";
+import type { RunReport } from "./pipeline.ts";
+import type { JobReport } from "./runtime.ts";
+
+/** What the alert rules read about one pipeline. */
+export interface PipelineFigures {
+  readonly mode: "batch" | "stream";
+  /** Records read and records that failed (dead-lettered or skipped), since start. */
+  recordsRead: number;
+  recordsFailed: number;
+  /** Dead letters written since start, by destination. */
+  readonly deadLetters: Map<string, number>;
+  /** Final job outcomes with their end time (batch jobs). */
+  readonly runs: { at: number; ok: boolean }[];
+  /** Whether the last final job run failed. */
+  lastRunFailed: boolean;
+}
+
+/** Source commit times (ms) of batches read but not yet durable, oldest first. */
+interface PendingBatch {
+  readonly oldestEventMs?: number;
+}
+
+const SECONDS_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+const RUN_BUCKETS = [0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 1800, 3600, 7200];
+const SIZE_BUCKETS = [1, 10, 50, 100, 500, 1000, 2000, 5000, 10000];
+
+/** The metrics of one process. */
+export class SluiceMetrics implements PipelineObserver {
+  readonly registry: client.Registry = new client.Registry();
+  readonly #figures = new Map<string, PipelineFigures>();
+  readonly #pending = new Map<string, PendingBatch[]>();
+  readonly #now: () => number;
+  readonly #m;
+
+  constructor(
+    specs: readonly PipelineSpec[],
+    options: { defaultMetrics?: boolean; now?: () => number } = {},
+  ) {
+    this.#now = options.now ?? Date.now;
+    for (const spec of specs) {
+      this.#figures.set(spec.name, {
+        mode: spec.source.plugin.mode,
+        recordsRead: 0,
+        recordsFailed: 0,
+        deadLetters: new Map(),
+        runs: [],
+        lastRunFailed: false,
+      });
+      this.#pending.set(spec.name, []);
+    }
+    if (options.defaultMetrics ?? true) {
+      client.collectDefaultMetrics({ register: this.registry, prefix: "sluice_" });
+    }
+    this.#m = this.#createMetrics();
+    for (const spec of specs) this.#m.queueDepth.set({ pipeline: spec.name }, 0);
+  }
+
+  #createMetrics() {
+    const registers = [this.registry];
+    const counter = (name: string, help: string, labelNames = ["pipeline"]) =>
+      new client.Counter({ name, help, labelNames, registers });
+    const gauge = (name: string, help: string, labelNames = ["pipeline"]) =>
+      new client.Gauge({ name, help, labelNames, registers });
+    const histogram = (name: string, help: string, buckets: number[]) =>
+      new client.Histogram({ name, help, labelNames: ["pipeline"], buckets, registers });
+    const figures = this.#figures;
+    const lag = (name: string) => this.lagSeconds(name);
+    return {
+      batchRuns: counter(
+        "sluice_batch_runs_total",
+        "Finished batch job runs (after retries) by outcome.",
+        ["pipeline", "outcome"],
+      ),
+      runDuration: histogram(
+        "sluice_batch_run_duration_seconds",
+        "Duration of batch job runs.",
+        RUN_BUCKETS,
+      ),
+      lastSuccess: gauge(
+        "sluice_batch_last_success_timestamp_seconds",
+        "Unix time of the last successful batch job run.",
+      ),
+      lastRunFailed: gauge(
+        "sluice_batch_last_run_failed",
+        "1 when the last batch job run failed (after its retries), else 0.",
+      ),
+      validationFailures: counter(
+        "sluice_validation_failures_total",
+        "Failed post-run validation checks.",
+        ["pipeline", "check"],
+      ),
+      read: counter("sluice_records_read_total", "Records read from the source."),
+      written: counter("sluice_records_written_total", "Records the sink made durable."),
+      filtered: counter("sluice_records_filtered_total", "Records dropped by transforms."),
+      failed: counter(
+        "sluice_records_failed_total",
+        "Records that failed in a transform or the sink and were tolerated.",
+      ),
+      deadLettered: counter(
+        "sluice_records_dead_lettered_total",
+        "Records sent to a dead-letter destination.",
+      ),
+      skipped: counter("sluice_records_skipped_total", "Records the sink chose not to apply."),
+      deadLetters: counter(
+        "sluice_dead_letters_total",
+        "Dead letters written by this process, per destination.",
+        ["pipeline", "destination"],
+      ),
+      errors: counter(
+        "sluice_errors_total",
+        "Runs that ended in an error (a stream restart counts once).",
+      ),
+      batchSize: histogram("sluice_sink_batch_size", "Records per sink write.", SIZE_BUCKETS),
+      writeSeconds: histogram(
+        "sluice_sink_write_duration_seconds",
+        "Sink write latency per batch, retries included.",
+        SECONDS_BUCKETS,
+      ),
+      queueDepth: gauge("sluice_queue_depth", "Batches waiting between source and sink."),
+      lag: new client.Gauge({
+        name: "sluice_stream_lag_seconds",
+        help:
+          "Now minus the source commit time of the oldest event read but not yet durable; 0 when caught up.",
+        labelNames: ["pipeline"],
+        registers,
+        collect() {
+          for (const [name, figure] of figures) {
+            if (figure.mode === "stream") this.set({ pipeline: name }, lag(name));
+          }
+        },
+      }),
+    };
+  }
+
+  /** The figures the alert rules read, by pipeline. */
+  get figures(): ReadonlyMap<string, PipelineFigures> {
+    return this.#figures;
+  }
+
+  /**
+   * A stream's lag in seconds: now minus the commit time of the oldest event
+   * read but not yet durable, or 0 when everything read is durable. (Measured
+   * from the last durable event instead, one new event after an idle hour
+   * would show an hour of lag.)
+   */
+  lagSeconds(pipeline: string): number {
+    const pending = this.#pending.get(pipeline) ?? [];
+    const oldest = pending.find((batch) => batch.oldestEventMs !== undefined)?.oldestEventMs;
+    if (oldest === undefined) return 0;
+    return Math.max(0, (this.#now() - oldest) / 1000);
+  }
+
+  /** The exposition text for `/metrics`. */
+  render(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  onBatchRead(pipeline: string, event: BatchReadEvent): void {
+    const figure = this.#figures.get(pipeline);
+    if (!figure) return;
+    const count = event.records.length + event.failures;
+    figure.recordsRead += count;
+    this.#m.read.inc({ pipeline }, count);
+    this.#m.queueDepth.set({ pipeline }, event.queueDepth + 1);
+    if (figure.mode === "stream") {
+      let oldest: number | undefined;
+      for (const record of event.records) {
+        const at = record.timestamp;
+        if (at !== undefined && (oldest === undefined || at < oldest)) oldest = at;
+      }
+      this.#pending.get(pipeline)!.push({ oldestEventMs: oldest });
+    }
+  }
+
+  onBatchWritten(pipeline: string, event: BatchWrittenEvent): void {
+    const figure = this.#figures.get(pipeline);
+    if (!figure) return;
+    const labels = { pipeline };
+    this.#m.written.inc(labels, event.written);
+    if (event.filtered) this.#m.filtered.inc(labels, event.filtered);
+    if (event.skipped) this.#m.skipped.inc(labels, event.skipped);
+    if (event.records > 0) {
+      this.#m.batchSize.observe(labels, event.records);
+      this.#m.writeSeconds.observe(labels, event.writeMs / 1000);
+    }
+    this.#m.queueDepth.set(labels, event.queueDepth);
+    if (figure.mode === "stream") this.#pending.get(pipeline)!.shift();
+  }
+
+  onRecordsFailed(pipeline: string, event: RecordsFailedEvent): void {
+    const figure = this.#figures.get(pipeline);
+    if (!figure) return;
+    figure.recordsFailed += event.count;
+    this.#m.failed.inc({ pipeline }, event.count);
+    if (event.destination === undefined) return;
+    this.#m.deadLettered.inc({ pipeline }, event.count);
+    this.#m.deadLetters.inc({ pipeline, destination: event.destination }, event.count);
+    figure.deadLetters.set(
+      event.destination,
+      (figure.deadLetters.get(event.destination) ?? 0) + event.count,
+    );
+  }
+
+  onRunFinished(report: RunReport): void {
+    // Batches still queued when a run ends are read again by the next run.
+    this.#pending.set(report.pipeline, []);
+    this.#m.queueDepth.set({ pipeline: report.pipeline }, 0);
+    if (report.status === "failed") this.#m.errors.inc({ pipeline: report.pipeline });
+  }
+
+  /** Takes the runtime's final report of a job (after its retries). */
+  onJobFinished(report: JobReport): void {
+    const figure = this.#figures.get(report.pipeline);
+    if (!figure || figure.mode !== "batch" || report.status === "stopped") return;
+    const pipeline = report.pipeline;
+    const ok = report.status === "succeeded";
+    const now = this.#now();
+    this.#m.batchRuns.inc({ pipeline, outcome: report.status });
+    this.#m.runDuration.observe({ pipeline }, report.durationMs / 1000);
+    this.#m.lastRunFailed.set({ pipeline }, ok ? 0 : 1);
+    if (ok) this.#m.lastSuccess.set({ pipeline }, now / 1000);
+    for (const check of report.validation) {
+      if (!check.ok) this.#m.validationFailures.inc({ pipeline, check: check.name });
+    }
+    figure.lastRunFailed = !ok;
+    figure.runs.push({ at: now, ok });
+    // A day of outcomes is plenty for the success-rate rule.
+    while (figure.runs.length > 0 && figure.runs[0].at < now - 7 * 86_400_000) figure.runs.shift();
+  }
+}
