@@ -6,7 +6,7 @@
  * ```
  * deno task ops-files
  * ```
- * It also writes a Grafana dashboard of the same metrics. `tests/ops_rules_test.ts`
+ * It also writes a Grafana dashboard of the same metrics. `tests/core/ops/rules_test.ts`
  * fails when either file is stale.
  *
  * @module
