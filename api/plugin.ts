@@ -472,6 +472,8 @@ export interface SourcePlan {
   readonly captures?: readonly { readonly table: string; readonly topic: string }[];
   /** Topics it reads: exact names, or a regular expression. */
   readonly subscribes?: { readonly topics?: readonly string[]; readonly pattern?: string };
+  /** Valid but probably unmeant settings (a deprecated option), said at validation. */
+  readonly warnings?: readonly string[];
 }
 
 /**
@@ -489,6 +491,13 @@ export interface SinkPlan {
   readonly writesTopics?: boolean;
   /** Where it writes, for people, e.g. `postgres public.profile_summary`. */
   readonly destination?: string;
+  /**
+   * Why records of `topic` (after the pipeline's transforms) cannot be
+   * written, or undefined when they can; asked at validation for every topic
+   * a source's plan names, so a destination that cannot exist fails before
+   * anything connects.
+   */
+  readonly topicProblem?: (topic: string) => string | undefined;
 }
 
 /**

@@ -23,7 +23,7 @@ import { describeOptions } from "../api/options.ts";
 import { pipelineOptions } from "../core/config.ts";
 import { setUpLogging, tearDownLogging } from "../core/_log.ts";
 import { type JobReport, Runtime } from "../core/runtime.ts";
-import { buildPlan, formatPlan } from "../core/_plan.ts";
+import { buildPlan, configWarnings, formatPlan } from "../core/_plan.ts";
 import { permissionFlags, requiredPermissions } from "./permissions.ts";
 import { formatSummary } from "./summary.ts";
 import { loadWithBuiltins, workerEnvironment, workerSettings } from "./worker.ts";
@@ -148,6 +148,7 @@ async function validate(paths: string[], settings: ReturnType<typeof workerSetti
       : "batch, on demand";
     console.log(`${spec.name}: ${chain} [${when}]`);
   }
+  for (const warning of configWarnings(specs)) console.log(`warning: ${warning}`);
   console.log(`${specs.length} pipeline(s) valid.`);
   return 0;
 }
@@ -159,6 +160,7 @@ async function run(
 ) {
   requireConfigs(paths);
   const specs = await loadWithBuiltins(paths, settings);
+  for (const warning of configWarnings(specs)) getLogger(["sluice", "config"]).warn(warning);
   const ops = await prepareOperations(specs, paths, flags);
   const environment = { ...workerEnvironment(settings), observer: ops.metrics };
   const runtime = new Runtime(specs, environment);

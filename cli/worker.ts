@@ -13,6 +13,7 @@
 import { builtinRegistry } from "../builtins.ts";
 import { ConfigError } from "../api/errors.ts";
 import { hostPortListProblem } from "../api/options.ts";
+import { routeProblems } from "../core/_plan.ts";
 import { loadPipelines, type PipelineSpec } from "../core/config.ts";
 import { FileOffsetStore } from "../core/offsets.ts";
 import type { PipelineEnvironment } from "../core/pipeline.ts";
@@ -53,7 +54,28 @@ export function loadWithBuiltins(
     pluginDefaults,
     sinkConnectorSource: registry.find("source", "kafka") ? "kafka" : undefined,
     defaultSink: registry.find("sink", "kafka") ? "kafka" : undefined,
+  }).then(async (specs) => {
+    const problems = await routeProblems(specs);
+    if (problems.length > 0) throw new ConfigError(problems);
+    return specs;
+  }, (error) => {
+    throw withWorkerHints(error);
   });
+}
+
+/** Says how to give what the worker supplies (the broker) where a config lacks it. */
+function withWorkerHints(error: unknown): unknown {
+  if (!(error instanceof ConfigError)) return error;
+  const issues = error.issues.map((issue) =>
+    issue.path.endsWith("bootstrap.servers") && issue.message === "is required"
+      ? {
+        ...issue,
+        message: "is required: give the Kafka broker with --bootstrap host:port or " +
+          "SLUICE_BOOTSTRAP_SERVERS, or set bootstrap.servers in the config",
+      }
+      : issue
+  );
+  return new ConfigError(issues, { cause: error });
 }
 
 /** The environment pipelines run in: offsets file and optional Kafka. */

@@ -106,6 +106,36 @@ async function routeTopic(spec: PipelineSpec, topic: string): Promise<string | n
   return record?.topic ?? null;
 }
 
+/**
+ * Problems the sinks report for the topics the sources' plans name, after
+ * each pipeline's transforms (a direct CDC pipeline whose target table
+ * cannot be derived from its topics, say), as config issues.
+ */
+export async function routeProblems(
+  specs: readonly PipelineSpec[],
+): Promise<{ path: string; message: string }[]> {
+  const problems: { path: string; message: string }[] = [];
+  for (const spec of specs) {
+    const topicProblem = spec.sink.plugin.plan?.(spec.sink.config as never)?.topicProblem;
+    if (!topicProblem) continue;
+    const plan: SourcePlan = spec.source.plugin.plan?.(spec.source.config as never) ?? {};
+    for (const capture of plan.captures ?? []) {
+      const topic = await routeTopic(spec, capture.topic);
+      const message = topic === null ? undefined : topicProblem(topic);
+      if (message) problems.push({ path: `${spec.name}: config.sink`, message });
+    }
+  }
+  return problems;
+}
+
+/** The sources' warnings about valid but probably unmeant settings, by pipeline. */
+export function configWarnings(specs: readonly PipelineSpec[]): string[] {
+  return specs.flatMap((spec) =>
+    (spec.source.plugin.plan?.(spec.source.config as never)?.warnings ?? [])
+      .map((warning) => `${spec.name}: ${warning}`)
+  );
+}
+
 /** The plan as a text table, with warnings. */
 export function formatPlan(plan: Plan): string {
   const rows = plan.routes.map((route) => [

@@ -866,9 +866,11 @@ function parseWith<T extends z.ZodType>(
   const result = schema.safeParse(input, { reportInput: true });
   if (result.success) return result.data;
   const shape = objectShape(schema) ?? {};
+  const unknown = new Set<string>();
   for (const issue of result.error.issues) {
     if (issue.code === "unrecognized_keys") {
       for (const key of issue.keys) {
+        unknown.add(key);
         const hint = closest(key, Object.keys(shape));
         report(
           `${pathPrefix}${key}`,
@@ -880,6 +882,19 @@ function parseWith<T extends z.ZodType>(
     const key = issue.path.map(String).join(".");
     const hidden = isSecretOption(key) ? { ...issue, input: "(hidden)" } : issue;
     report(`${pathPrefix}${key}`.replace(/\.$/, ""), describeIssue(hidden as z.core.$ZodIssue));
+  }
+  // A schema that takes extra keys (mask's fields.<name>.<option>) stops at a
+  // missing required option before it can judge them: a key that is a typo
+  // of a missing one is named too, so "feilds" is not left unexplained.
+  const missing = result.error.issues.filter((issue) =>
+    issue.path.length === 1 && (issue as { input?: unknown }).input === undefined
+  ).map((issue) => String(issue.path[0]));
+  for (const key of Object.keys(input)) {
+    if (key in shape || unknown.has(key)) continue;
+    const hint = closest(key, missing);
+    if (hint) {
+      report(`${pathPrefix}${key}`, `is not an option of ${owner} (did you mean "${hint}"?)`);
+    }
   }
   return undefined;
 }

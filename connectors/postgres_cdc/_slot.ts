@@ -167,11 +167,37 @@ export async function preparePublication(
       { name },
     );
   }
-  if (mode === "all_tables" || existing?.all) {
-    await useAllTablesPublication(sql, name, existing !== undefined, logger);
-    return;
+  try {
+    if (mode === "all_tables" || existing?.all) {
+      await useAllTablesPublication(sql, name, existing !== undefined, logger);
+      return;
+    }
+    await publishCapturedTables(sql, name, existing !== undefined, captured, logger);
+  } catch (error) {
+    throw publicationPrivilegeError(error, name, mode, captured) ?? error;
   }
-  await publishCapturedTables(sql, name, existing !== undefined, captured, logger);
+}
+
+/** A permission failure on the publication, as a sentence with the two ways out. */
+function publicationPrivilegeError(
+  error: unknown,
+  name: string,
+  mode: AutocreateMode,
+  captured: readonly TableRef[],
+): Error | undefined {
+  if ((error as { code?: string }).code !== "42501") return undefined;
+  const tables = captured.map((t) => `${quoteIdent(t.schema)}.${quoteIdent(t.table)}`).join(", ");
+  const statement = mode === "all_tables"
+    ? `CREATE PUBLICATION ${quoteIdent(name)} FOR ALL TABLES`
+    : `CREATE PUBLICATION ${quoteIdent(name)} FOR TABLE ${tables}`;
+  return new Error(
+    `Cannot create or alter publication "${name}" (publication.autocreate.mode ${mode}): ` +
+      `${(error as Error).message}. Either grant the connector's user what it needs ` +
+      `(CREATE on the database, and ownership of the captured tables; FOR ALL TABLES needs a ` +
+      `superuser), or have an administrator run "${statement}" and set ` +
+      `publication.autocreate.mode to disabled`,
+    { cause: error },
+  );
 }
 
 /** Throws, naming them, when captured tables have no usable replica identity. */

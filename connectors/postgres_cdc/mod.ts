@@ -300,22 +300,20 @@ export default defineSource({
   plan(settings) {
     // Without connecting, only plainly named tables (no regex) can be listed.
     const tables = literalTables(settings.tableIncludeList);
+    const warnings = settings.serverName === undefined ? [] : [
+      settings.topicPrefix !== settings.serverName
+        ? `database.server.name is deprecated and ignored: topic.prefix "${settings.topicPrefix}" names the topics`
+        : `database.server.name is deprecated: use topic.prefix (taken from it: "${settings.topicPrefix}")`,
+    ];
     return {
       captures: tables.map((t) => ({
         table: `${t.schema}.${t.table}`,
         topic: topicName(settings.topicPrefix, t.schema, t.table),
       })),
+      warnings,
     };
   },
   create(settings, context) {
-    if (settings.serverName !== undefined) {
-      context.logger.warn(
-        settings.topicPrefix !== settings.serverName
-          ? "database.server.name is deprecated and ignored: topic.prefix {prefix} names the topics"
-          : "database.server.name is deprecated: use topic.prefix (taking {prefix} from it)",
-        { prefix: settings.topicPrefix },
-      );
-    }
     const capture = new Capture(
       {
         ...settings,

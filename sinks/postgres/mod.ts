@@ -43,6 +43,22 @@ import { type DeadLetterWriter, defineSink } from "../../api/plugin.ts";
 import { postgresDeadLetters } from "./_dead_letters.ts";
 import { schema } from "./_settings.ts";
 import { PostgresWriter } from "./_writer.ts";
+import { parseTableName } from "../../drivers/postgres.ts";
+import type { Settings } from "./_settings.ts";
+
+/** Why `table.name.format` makes no table name of `topic`, if it does not. */
+function tableNameProblem(settings: Settings, topic: string): string | undefined {
+  const name = settings.tableNameFormat.replaceAll("${topic}", topic);
+  try {
+    parseTableName(name);
+    return undefined;
+  } catch {
+    return `records of topic "${topic}" would go to table "${name}" (table.name.format ` +
+      `"${settings.tableNameFormat}"), which is not a table name of the form schema.table: ` +
+      `set sink.table, or route the topics to table names (a route transform, e.g. ` +
+      `"transforms.route.regex": "[^.]+\\.([^.]+\\.[^.]+)", "transforms.route.replacement": "$1")`;
+  }
+}
 
 export default defineSink({
   name: "postgres",
@@ -52,7 +68,10 @@ export default defineSink({
   ],
   summary: "Upserts rows and change events into PostgreSQL tables, with soft or hard deletes.",
   plan(settings) {
-    return { destination: `postgres ${settings.table ?? settings.tableNameFormat}` };
+    return {
+      destination: `postgres ${settings.table ?? settings.tableNameFormat}`,
+      topicProblem: (topic) => settings.table ? undefined : tableNameProblem(settings, topic),
+    };
   },
   config: schema,
   async create(settings, context) {

@@ -21,7 +21,19 @@ interface Sluice {
 
 function startSluice(config: string, offsets: string): Sluice {
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", CLI, "run", config, "--offsets", offsets, "--log-format", "json"],
+    args: [
+      "run",
+      "-A",
+      CLI,
+      "run",
+      config,
+      "--offsets",
+      offsets,
+      "--log-format",
+      "json",
+      "--listen",
+      "off",
+    ],
     cwd: ROOT,
     stdin: "null",
     stdout: "null",

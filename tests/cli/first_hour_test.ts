@@ -1,7 +1,7 @@
 /**
  * What a new user meets in the first hour (issue "The first hour"): plain
  * log lines in files, left-over temporary files, option docs and `plugins`
- * on a plugin file.
+ * on a plugin file, and the errors of a wrong config.
  */
 import { assert, assertEquals, assertMatch } from "../_assert.ts";
 import { describeOptions } from "../../api/options.ts";
@@ -96,4 +96,84 @@ Deno.test("JSON log lines render the message like the text lines and keep bigint
   assertEquals(line.level, "INFO");
   assertEquals(line.properties.lsn, "22");
   assertEquals(line.properties.error.message, "boom");
+});
+
+/** Writes `config` to a temporary file and runs `sluice <command>` on it. */
+async function sluiceOn(command: string, config: unknown, env: Record<string, string> = {}) {
+  const folder = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(`${folder}/pipeline.json`, JSON.stringify(config));
+    const args = ["run", "-A", "--unstable-cron", "cli/main.ts", command];
+    return await runDeno([...args, `${folder}/pipeline.json`, "--listen", "off"], env);
+  } finally {
+    await Deno.remove(folder, { recursive: true });
+  }
+}
+
+const DB = "postgres://u@127.0.0.1:5432/d";
+
+Deno.test("a typo of a required transform option is named with a suggestion", async () => {
+  const { code, stderr } = await sluiceOn("validate", {
+    name: "m",
+    config: {
+      "connector.class": "postgres_query",
+      "connection.url": DB,
+      table: "public.t",
+      transforms: "m",
+      "transforms.m.type": "mask",
+      "transforms.m.feilds": "a",
+      "transforms.m.strategy": "redact",
+      "sink.class": "postgres",
+      "sink.connection.url": DB,
+      "sink.table": "public.t",
+    },
+  });
+  assertEquals(code, 2);
+  assertMatch(stderr, /- m: config\.transforms\.m\.fields: is required\n/);
+  assertMatch(
+    stderr,
+    /- m: config\.transforms\.m\.feilds: is not an option of transform "mask" \(did you mean "fields"\?\)/,
+  );
+});
+
+Deno.test("a CDC pipeline into postgres whose topics are no table names fails validation", async () => {
+  const { code, stderr } = await sluiceOn("validate", {
+    name: "c",
+    config: {
+      "connector.class": "postgres_cdc",
+      "connection.url": DB,
+      "topic.prefix": "shop",
+      "table.include.list": "public.orders",
+      "sink.class": "postgres",
+      "sink.connection.url": DB,
+    },
+  });
+  assertEquals(code, 2);
+  assertMatch(
+    stderr,
+    /- c: config\.sink: records of topic "shop\.public\.orders" would go to table "shop\.public\.orders" .*set sink\.table, or route the topics to table names/,
+  );
+});
+
+Deno.test("validation without a broker says how to give one, and warns of database.server.name", async () => {
+  const config = {
+    "connector.class": "postgres_cdc",
+    "connection.url": DB,
+    "database.server.name": "shop",
+    "table.include.list": "public.orders",
+  };
+  const missing = await sluiceOn("validate", { name: "k", config });
+  assertEquals(missing.code, 2);
+  assertMatch(
+    missing.stderr,
+    /- k: config\.sink\.bootstrap\.servers: is required: give the Kafka broker with --bootstrap host:port or SLUICE_BOOTSTRAP_SERVERS/,
+  );
+  const given = await sluiceOn("validate", { name: "k", config }, {
+    SLUICE_BOOTSTRAP_SERVERS: "127.0.0.1:9092",
+  });
+  assertEquals(given.code, 0, given.stderr);
+  assertMatch(
+    given.stdout,
+    /warning: k: database\.server\.name is deprecated: use topic\.prefix \(taken from it: "shop"\)/,
+  );
 });

@@ -29,7 +29,19 @@ const MARKER = 1_000_000;
 /** A `sluice run` child process; stderr kept for diagnostics. */
 function startSluice(config: string, offsets: string) {
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", CLI, "run", config, "--offsets", offsets, "--log-format", "text"],
+    args: [
+      "run",
+      "-A",
+      CLI,
+      "run",
+      config,
+      "--offsets",
+      offsets,
+      "--log-format",
+      "text",
+      "--listen",
+      "off",
+    ],
     cwd: ROOT,
     stdin: "null",
     stdout: "null",

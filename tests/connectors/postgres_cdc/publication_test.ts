@@ -182,3 +182,54 @@ Deno.test("a stop interrupts postgres_cdc while its slot waits for a running tra
     await db.drop();
   }
 });
+
+Deno.test("a user who may not create the publication is told what was attempted and the two remedies", async () => {
+  const db = await createTestDatabase("cdc_pub_grant");
+  const sql = postgres(db.url, { max: 1, onnotice: () => {} });
+  const role = `sluice_np_${crypto.randomUUID().slice(0, 8)}`;
+  try {
+    await sql.unsafe(`${DDL}
+      create role ${role} login replication;
+      grant select on all tables in schema public to ${role};`);
+    const url = new URL(db.url);
+    url.username = role;
+    const source = await postgresCdc.create(
+      postgresCdc.config.parse({
+        "connection.url": url.toString(),
+        "topic.prefix": "src",
+        "slot.name": uniqueSlot("grant"),
+        "slot.drop.on.stop": "true",
+        "publication.name": "pub_grant",
+        "snapshot.mode": "never",
+        "table.include.list": "public.items",
+      }),
+      {
+        pipeline: "cdc-grant",
+        logger: getLogger(["sluice", "test", "cdc"]),
+        signal: new AbortController().signal,
+        offset: undefined,
+        fullRefresh: false,
+      },
+    );
+    const error = await assertRejects(async () => {
+      for await (const _ of source.read()) { /* fails before the first batch */ }
+    });
+    await source.close();
+    assertMatch(
+      error.message,
+      /Cannot create or alter publication "pub_grant" \(publication\.autocreate\.mode filtered\): permission denied/,
+    );
+    assertMatch(error.message, /grant the connector's user/);
+    assertMatch(
+      error.message,
+      /run "CREATE PUBLICATION "pub_grant" FOR TABLE "public"\."items"" and set publication\.autocreate\.mode to disabled/,
+    );
+    assert(!isRetriable(error), "a missing privilege does not heal by retrying");
+  } finally {
+    await sql.end();
+    await db.drop();
+    const admin = postgres(new URL("/postgres", db.url).toString(), { max: 1, onnotice: () => {} });
+    await admin.unsafe(`drop role if exists ${role}`).catch(() => {});
+    await admin.end();
+  }
+});
