@@ -54,6 +54,8 @@ Options:
                               or $SLUICE_LISTEN); beyond loopback it needs a token
   --token <token>             (run) bearer token the endpoint requires (or $SLUICE_API_TOKEN)
   --alerts <file>             (run) alert rules and webhooks, { "alerts": … } (or $SLUICE_ALERTS_FILE)
+  --keep-failed               (run) keep running when every stream failed, for POST …/restart
+                              (default: exit 1 once no pipeline can run, for a supervisor)
   -h, --help                  show this help
 `;
 
@@ -70,6 +72,7 @@ export async function main(args: string[]): Promise<number> {
       "log-level": { type: "string" },
       "log-format": { type: "string" },
       listen: { type: "string" },
+      "keep-failed": { type: "boolean" },
       token: { type: "string" },
       alerts: { type: "string" },
       help: { type: "boolean", short: "h" },
@@ -97,7 +100,9 @@ export async function main(args: string[]): Promise<number> {
         return await plan(rest, settings);
       case "permissions":
         requireConfigs(rest);
-        console.log(permissionFlags(await requiredPermissions(rest, settings)).join(" "));
+        console.log(
+          permissionFlags(await requiredPermissions(rest, settings, values.listen)).join(" "),
+        );
         return 0;
       case "job":
         if (rest[0] !== "run" || !rest[1]) break;
@@ -156,14 +161,14 @@ async function validate(paths: string[], settings: ReturnType<typeof workerSetti
 async function run(
   paths: string[],
   settings: ReturnType<typeof workerSettings>,
-  flags: OpsFlags,
+  flags: OpsFlags & { readonly "keep-failed"?: boolean },
 ) {
   requireConfigs(paths);
   const specs = await loadWithBuiltins(paths, settings);
   for (const warning of configWarnings(specs)) getLogger(["sluice", "config"]).warn(warning);
   const ops = await prepareOperations(specs, paths, flags);
   const environment = { ...workerEnvironment(settings), observer: ops.metrics };
-  const runtime = new Runtime(specs, environment);
+  const runtime = new Runtime(specs, environment, { keepFailed: flags["keep-failed"] });
   await using _operations = await ops.start(runtime, builtinRegistry(), environment.offsets);
   const reports: JobReport[] = [];
   runtime.onReport((report) => reports.push(report));

@@ -27,13 +27,20 @@
  *
  * @module
  */
+import { DEFAULT_LISTEN, parseListen } from "../core/http/server.ts";
 import { type PipelineSpec, type RawConnector, readConnectorFiles } from "../core/config.ts";
 import { dirname, isAbsolute, resolve } from "../core/_path.ts";
 import { parseBootstrapServers } from "../drivers/kafka.ts";
 import { loadWithBuiltins, type WorkerSettings } from "./worker.ts";
 
 /** Environment variables Sluice itself reads (cli/worker.ts). */
-export const SLUICE_ENV = ["SLUICE_OFFSETS_FILE", "SLUICE_BOOTSTRAP_SERVERS"] as const;
+export const SLUICE_ENV = [
+  "SLUICE_OFFSETS_FILE",
+  "SLUICE_BOOTSTRAP_SERVERS",
+  "SLUICE_LISTEN",
+  "SLUICE_API_TOKEN",
+  "SLUICE_ALERTS_FILE",
+] as const;
 
 /**
  * Environment variables the npm drivers read when they connect, found by
@@ -91,6 +98,7 @@ const POSTGRES_URL = /^(?:jdbc:)?postgres(?:ql)?:\/\//;
 export async function requiredPermissions(
   paths: readonly string[],
   settings: WorkerSettings,
+  listen: string = Deno.env.get("SLUICE_LISTEN") ?? DEFAULT_LISTEN,
 ): Promise<Permissions> {
   const connectors = await readConnectorFiles(paths);
   const specs = await loadWithBuiltins(paths, settings);
@@ -111,6 +119,11 @@ export async function requiredPermissions(
     found.usesKafka = true;
   }
   if (found.usesKafka) { for (const path of kafkaClientFiles()) found.read.add(path); }
+  // The operations endpoint of `sluice run` (a port of 0 lets the system choose).
+  const address = parseListen(listen);
+  if (address !== "off") {
+    found.net.add(address.port === 0 ? address.hostname : `${address.hostname}:${address.port}`);
+  }
   // Whatever Sluice writes it may read back (offsets, dedup state).
   for (const folder of found.write) found.read.add(folder);
   const sorted = (set: Set<string>) => [...set].sort();
@@ -188,16 +201,23 @@ function usedBySpec(spec: PipelineSpec, connector: RawConnector, found: Found): 
   fromOptions(spec.options as unknown as Record<string, unknown>, found);
 }
 
-/** Hosts and files in one plugin's parsed options, recognised by their keys. */
-function fromOptions(options: Record<string, unknown>, found: Found): void {
+/**
+ * Hosts and files in one plugin's parsed options, recognised by their keys,
+ * also inside the settings objects plugins build from them (a sink's
+ * `connection` group, a source's camelCase `bootstrapServers`).
+ */
+function fromOptions(options: Record<string, unknown>, found: Found, depth = 0): void {
   const text = (key: string) => typeof options[key] === "string" ? options[key] as string : "";
   for (const [key, value] of Object.entries(options)) {
+    if (value && typeof value === "object" && !Array.isArray(value) && depth < 3) {
+      fromOptions(value as Record<string, unknown>, found, depth + 1);
+    }
     if (typeof value !== "string" || value === "") continue;
     if (POSTGRES_URL.test(value)) addPostgresUrl(value, found.net);
-    else if (key === "bootstrap.servers") {
+    else if (key === "bootstrap.servers" || key === "bootstrapServers") {
       addBrokers(value, found.net);
       found.usesKafka = true;
-    } else if (/(^|\.)path$/.test(key)) found.write.add(dirname(resolve(value)));
+    } else if (/(^|\.)path$|Path$/.test(key)) found.write.add(dirname(resolve(value)));
   }
   const host = text("database.hostname");
   if (host) {

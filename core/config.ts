@@ -294,7 +294,7 @@ export interface RawConnector {
  * import { builtinRegistry } from "@sluice/sluice/builtins";
  * import assert from "node:assert/strict";
  *
- * const secrets: Record<string, string> = { WAREHOUSE_URL: "postgres://localhost/warehouse" };
+ * const secrets: Record<string, string> = { WAREHOUSE_URL: "postgres://localhost:5432/warehouse" };
  * const options: LoadOptions = {
  *   registry: builtinRegistry(),
  *   defaultSink: "kafka",
@@ -311,7 +311,8 @@ export interface RawConnector {
  *   baseDir: ".",
  * }], options);
  * assert.equal(spec.sink.plugin.name, "kafka");
- * assert.equal((spec.source.config as Record<string, unknown>)["connection.url"], secrets.WAREHOUSE_URL);
+ * // The source's schema turned its options into its settings object.
+ * assert.equal((spec.source.config as { url: string }).url, secrets.WAREHOUSE_URL);
  * ```
  */
 export interface LoadOptions {

@@ -145,9 +145,22 @@ export class Runtime implements AsyncDisposable {
   #streamsStarted = false;
   /** The operator's handle on each pipeline (pause, resume, stop, restart, state). */
   readonly #controls = new Map<string, PipelineControl>();
+  readonly #keepFailed: boolean;
 
-  /** Prepares `specs`; nothing runs until {@linkcode Runtime.start} or {@linkcode Runtime.runJob}. */
-  constructor(specs: readonly PipelineSpec[], environment: PipelineEnvironment) {
+  /**
+   * Prepares `specs`; nothing runs until {@linkcode Runtime.start} or
+   * {@linkcode Runtime.runJob}. By default the runtime stops itself once no
+   * pipeline can run any more (every stream failed for good, no job
+   * scheduled), so that a supervisor sees the process end;
+   * `keepFailed: true` keeps failed streams waiting for a restart instead,
+   * as a Kafka Connect worker keeps FAILED connectors.
+   */
+  constructor(
+    specs: readonly PipelineSpec[],
+    environment: PipelineEnvironment,
+    options: { readonly keepFailed?: boolean } = {},
+  ) {
+    this.#keepFailed = options.keepFailed ?? false;
     this.#specs = new Map(specs.map((spec) => [spec.name, spec]));
     for (const name of this.#specs.keys()) this.#controls.set(name, new PipelineControl(name));
     this.#environment = {
@@ -415,6 +428,7 @@ export class Runtime implements AsyncDisposable {
    */
   #stopWhenNothingCanRun(): void {
     if (this.#shutdown.signal.aborted || this.#liveStreams.size > 0) return;
+    if (this.#keepFailed && this.#failedStreams.size > 0) return;
     if (!this.#streamsStarted || this.#schedules > 0 || this.#running.size > 0) return;
     if (this.#failedStreams.size > 0) {
       logger.error(

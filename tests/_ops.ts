@@ -38,7 +38,8 @@ export async function startOps(
 ): Promise<OpsHarness> {
   const metrics = new SluiceMetrics(specs);
   const offsets = new MemoryOffsetStore();
-  const runtime = new Runtime(specs, { offsets, observer: metrics });
+  // Failed streams wait for POST /restart here, as with `sluice run --keep-failed`.
+  const runtime = new Runtime(specs, { offsets, observer: metrics }, { keepFailed: true });
   const config: AlertsConfig = parseAlertsConfig(options.alerts ?? {});
   const alerts = new AlertManager(metrics, config);
   runtime.onReport((report) => {

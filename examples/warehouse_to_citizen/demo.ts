@@ -22,6 +22,7 @@ import { parseArgs } from "node:util";
 import postgres from "postgres";
 import { startPostgres } from "../../dev/postgres.ts";
 import { type KafkaServer, startKafka } from "../../dev/kafka.ts";
+import { freePorts } from "../../dev/_common.ts";
 import { setUpLogging, tearDownLogging } from "../../core/_log.ts";
 import { permissionFlags, requiredPermissions } from "../../cli/permissions.ts";
 import { loadWithBuiltins, type WorkerSettings } from "../../cli/worker.ts";
@@ -144,8 +145,14 @@ async function runEventFlows(
   };
   const eventsDir = `${here}pipelines/events`;
   const specs = await loadWithBuiltins([eventsDir], settings);
-  const flags = await narrowFlags([eventsDir], settings);
-  const streams = sluiceProcess(flags, ["run", eventsDir, "--bootstrap", kafka.brokers], settings);
+  // A free port, so a Sluice already on Kafka Connect's 8083 does not clash.
+  const listen = `127.0.0.1:${freePorts(1)[0]}`;
+  const flags = await narrowFlags([eventsDir], settings, listen);
+  const streams = sluiceProcess(
+    flags,
+    ["run", eventsDir, "--bootstrap", kafka.brokers, "--listen", listen],
+    settings,
+  );
   const source = postgres(warehouse, { max: 1, onnotice: () => {} });
   const target = postgres(citizen, { max: 1, onnotice: () => {} });
   try {
@@ -153,6 +160,10 @@ async function runEventFlows(
       `Started ${specs.length} stream pipelines (2 CDC connectors, ${
         specs.length - 2
       } consumers) under ${netOf(flags)}`,
+    );
+    step(
+      `Operations endpoint: http://${listen}/connectors?expand=status (Kafka Connect's REST ` +
+        `API), http://${listen}/metrics (Prometheus), http://${listen}/readyz`,
     );
     // snapshot.mode is "never": changes count from the moment the slots exist.
     await waitFor(async () => {
@@ -193,8 +204,12 @@ async function runEventFlows(
 }
 
 /** The narrowest permission flags of `paths`, as `sluice permissions` prints them. */
-async function narrowFlags(paths: string[], settings: WorkerSettings): Promise<string> {
-  return permissionFlags(await requiredPermissions(paths, settings)).join(" ");
+async function narrowFlags(
+  paths: string[],
+  settings: WorkerSettings,
+  listen = "off",
+): Promise<string> {
+  return permissionFlags(await requiredPermissions(paths, settings, listen)).join(" ");
 }
 
 /** The network part of the flags, for the demo's narration (the rest is long). */

@@ -95,7 +95,8 @@ Deno.test("sluice permissions computes net, read, write and env from the configs
       offsetsFile: `${dir}/state/offsets.json`,
     });
     const port = new URL(env.SPY_DB_URL).port;
-    assertEquals(permissions.net, [`127.0.0.1:${port}`]);
+    // The database, and the operations endpoint `sluice run` listens on by default.
+    assertEquals(permissions.net, [`127.0.0.1:${port}`, "127.0.0.1:8083"]);
     assertEquals(permissions.write, [`${dir}/dead`, `${dir}/state`]);
     const read = [
       `${dir}/configs`,
@@ -144,4 +145,41 @@ Deno.test("a plugin run under the computed flags cannot reach another host, file
     ]);
     assert(/copy_rows\s+succeeded\s+10\s+10/.test(out), out);
   });
+});
+
+Deno.test("the example's event pipelines get every database, the broker and the endpoint", async () => {
+  const env = {
+    WAREHOUSE_HOST: "127.0.0.1",
+    WAREHOUSE_PORT: "6101",
+    WAREHOUSE_USER: "u",
+    WAREHOUSE_PASSWORD: "p",
+    CITIZEN_URL: "postgres://u@127.0.0.1:6102/smart_citizen",
+    SLUICE_DEAD_LETTER_DIR: "/tmp/sluice-dlq",
+    SLUICE_STATE_DIR: "/tmp/sluice-state",
+    SLUICE_MASK_KEY: "a-key-of-thirty-two-bytes-or-more-0123",
+    SLUICE_FPE_KEY: "000102030405060708090a0b0c0d0e0f",
+  };
+  const saved = Object.keys(env).map((name) => [name, Deno.env.get(name)] as const);
+  for (const [name, value] of Object.entries(env)) Deno.env.set(name, value);
+  try {
+    const events = `${root}examples/warehouse_to_citizen/pipelines/events`;
+    const settings = {
+      offsetsFile: "/tmp/sluice-state/offsets.json",
+      bootstrapServers: "127.0.0.1:6103",
+    };
+    const permissions = await requiredPermissions([events], settings, "127.0.0.1:6104");
+    assertEquals(permissions.net, [
+      "127.0.0.1:6101",
+      "127.0.0.1:6102",
+      "127.0.0.1:6103",
+      "127.0.0.1:6104",
+    ]);
+    const off = await requiredPermissions([events], settings, "off");
+    assert(!off.net.includes("127.0.0.1:6104"), "no endpoint, no listening permission");
+  } finally {
+    for (const [name, value] of saved) {
+      if (value === undefined) Deno.env.delete(name);
+      else Deno.env.set(name, value);
+    }
+  }
 });

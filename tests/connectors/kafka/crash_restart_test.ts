@@ -114,6 +114,8 @@ async function crashAndRestart(extra: Record<string, string>, boundMs: number): 
         "group.id": uniqueName("crash-group"),
         "connection.url": db.url,
         "table": "public.events",
+        // The target has no deleted_at column: deletes, if any came, remove rows.
+        "delete.mode": "hard",
         ...extra,
       },
     }),
