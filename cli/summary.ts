@@ -8,12 +8,24 @@ import type { JobReport } from "../core/runtime.ts";
 
 /** A plain-text table of job outcomes, one line per job, plus failed checks. */
 export function formatSummary(reports: readonly JobReport[]): string {
-  const header = ["job", "status", "read", "written", "filtered", "dead", "time", "validation"];
+  // read = written + skipped (stale, older than the target's row) + filtered + dead.
+  const header = [
+    "job",
+    "status",
+    "read",
+    "written",
+    "skipped",
+    "filtered",
+    "dead",
+    "time",
+    "validation",
+  ];
   const rows = reports.map((report) => [
     report.pipeline,
     report.status + (report.attempts > 1 ? ` (${report.attempts} tries)` : ""),
     String(report.stats.read),
     String(report.stats.written),
+    String(report.stats.skipped ?? 0),
     String(report.stats.filtered),
     String(report.stats.deadLettered),
     formatDuration(report.durationMs),
@@ -27,7 +39,7 @@ export function formatSummary(reports: readonly JobReport[]): string {
     Math.max(title.length, ...rows.map((row) => row[i].length))
   );
   const line = (cells: string[]) =>
-    cells.map((cell, i) => i >= 2 && i <= 5 ? cell.padStart(widths[i]) : cell.padEnd(widths[i]))
+    cells.map((cell, i) => i >= 2 && i <= 6 ? cell.padStart(widths[i]) : cell.padEnd(widths[i]))
       .join("  ").trimEnd();
   const out = [line(header), line(widths.map((w) => "-".repeat(w))), ...rows.map(line)];
   for (const report of reports) {

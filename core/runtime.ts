@@ -10,6 +10,7 @@ import type { PipelineSpec } from "./config.ts";
 import { errorMessage, RetriableError } from "../api/errors.ts";
 import { type PipelineEnvironment, runPipeline, type RunReport, sleep } from "./pipeline.ts";
 import { PipelineControl } from "./control.ts";
+import { nextRunTime } from "./_schedule.ts";
 
 const logger = getLogger(["sluice", "runtime"]);
 
@@ -219,7 +220,11 @@ export class Runtime implements AsyncDisposable {
           { backoffSchedule: [], signal: this.#shutdown.signal },
           () => this.#scheduledRun(spec.name),
         );
-        logger.info("Scheduled {pipeline} at {schedule} (UTC)", { pipeline: spec.name, schedule });
+        logger.info("Scheduled {pipeline} at {schedule} (UTC); first run at {next}", {
+          pipeline: spec.name,
+          schedule,
+          next: nextRunTime(schedule) ?? "(unknown)",
+        });
         this.#schedules++;
         longRunning = true;
       } else if (spec.options["job.depends.on"].length === 0) {

@@ -259,7 +259,8 @@ export class Capture {
     );
     this.#logger.info("Streaming from slot {slot} at {lsn}", {
       slot: settings.slot,
-      lsn: formatLsn(maxLsn(start, slot?.confirmedFlush ?? 0n)),
+      // A slot made just now starts at its consistent point, not at 0/0.
+      lsn: formatLsn(maxLsn(maxLsn(start, slot?.confirmedFlush ?? 0n), this.#reached.lsn)),
     });
     this.#statusTimer = setInterval(() => this.#sendStatus(true), settings.statusIntervalMs);
     yield* this.#stream_(stream, catalog, events);

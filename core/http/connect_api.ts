@@ -10,7 +10,7 @@
  * @module
  */
 import { type Context, Hono } from "hono";
-import { Cron } from "croner";
+import { nextRunTime } from "../_schedule.ts";
 import type { PipelineSpec } from "../config.ts";
 import type { OffsetStore } from "../offsets.ts";
 import type { Registry } from "../registry.ts";
@@ -223,16 +223,6 @@ function reportJson(report: RunReport & { attempts?: number }) {
   };
 }
 
-function nextRun(schedule: string | undefined): string | null {
-  if (!schedule) return null;
-  const cron = new Cron(schedule, { timezone: "UTC", paused: true });
-  try {
-    return cron.nextRun()?.toISOString() ?? null;
-  } finally {
-    cron.stop();
-  }
-}
-
 /** Sluice's own: `GET /jobs`, `POST /jobs/{name}/run`. */
 export function jobRoutes(context: ApiContext): Hono {
   const app = new Hono();
@@ -252,7 +242,7 @@ export function jobRoutes(context: ApiContext): Hono {
           depends_on: spec.options["job.depends.on"],
           running: control.runStartedAt !== undefined,
           running_since: control.runStartedAt?.toISOString() ?? null,
-          next_run: control.runnable ? nextRun(schedule) : null,
+          next_run: control.runnable ? nextRunTime(schedule) : null,
           last_runs: control.history.map(reportJson),
         };
       }) as Json,

@@ -6,6 +6,7 @@
 import { assert, assertEquals, assertMatch } from "../_assert.ts";
 import { describeOptions } from "../../api/options.ts";
 import { FileOffsetStore } from "../../core/offsets.ts";
+import { formatSummary } from "../../cli/summary.ts";
 import postgresCdc from "../../connectors/postgres_cdc/mod.ts";
 
 const root = new URL("../..", import.meta.url).pathname;
@@ -176,4 +177,18 @@ Deno.test("validation without a broker says how to give one, and warns of databa
     given.stdout,
     /warning: k: database\.server\.name is deprecated: use topic\.prefix \(taken from it: "shop"\)/,
   );
+});
+
+Deno.test("the run summary explains read against written with a skipped column", () => {
+  const summary = formatSummary([{
+    pipeline: "profile_sync",
+    status: "succeeded",
+    attempts: 1,
+    durationMs: 1200,
+    stats: { read: 10, written: 6, skipped: 2, filtered: 1, deadLettered: 1 },
+    validation: [],
+  } as never]);
+  const [header, , row] = summary.split("\n");
+  assertMatch(header, /read\s+written\s+skipped\s+filtered\s+dead/);
+  assertMatch(row, /profile_sync\s+succeeded\s+10\s+6\s+2\s+1\s+1\s+1\.2 s/);
 });

@@ -1,3 +1,4 @@
+import { nextRunTime } from "../../core/_schedule.ts";
 import { assertEquals, assertRejects } from "../_assert.ts";
 import { settle, waitUntil } from "../_wait.ts";
 import { FileOffsetStore } from "../../core/offsets.ts";
@@ -113,4 +114,11 @@ Deno.test("providers resolve env, file and directory placeholders and report wha
   assertEquals(resolved, "postgres://u:p@ss@db.local/x?t=t0ken&${env:NOPE}");
   assertEquals(problems, ['environment variable "NOPE" is not set']);
   assertEquals(parseProperties("# c\na=1\nb : two\n! x\n"), { a: "1", b: "two" });
+});
+
+Deno.test("a schedule's next run is computed in UTC, for the log at start and GET /jobs", () => {
+  const from = new Date("2026-11-30T19:34:21Z");
+  assertEquals(nextRunTime("0 * * * *", from), "2026-11-30T20:00:00.000Z");
+  assertEquals(nextRunTime("30 2 * * *", from), "2026-12-01T02:30:00.000Z");
+  assertEquals(nextRunTime(undefined, from), null);
 });

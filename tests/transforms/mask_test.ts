@@ -206,6 +206,24 @@ const strategyCases: [string, Record<string, unknown>, unknown, unknown][] = [
     "a********@example.se",
   ],
   ["email masks a value without @ whole", { strategy: "email" }, "nobody", "******"],
+  [
+    "partial with mask.length hides how long a name was",
+    { strategy: "partial", "keep.first": "1", "mask.length": "5" },
+    "Annabelle Lindqvist",
+    "A*****",
+  ],
+  [
+    "partial with mask.length masks a short value to the same length",
+    { strategy: "partial", "keep.first": "1", "mask.length": "5" },
+    "A",
+    "*****",
+  ],
+  [
+    "email with mask.length hides how long the mailbox was",
+    { strategy: "email", "mask.length": "5" },
+    "a@example.se",
+    "*****@example.se",
+  ],
   ["date generalises an ISO date to its month", { strategy: "date" }, "1985-06-14", "1985-06-01"],
   [
     "date generalises a Date to its year",

@@ -12,7 +12,7 @@
  * | `redact` (default) | `replacement`, or without it the empty value of the type ("" , 0, false, …) as Kafka's MaskField does |
  * | `null` | null |
  * | `truncate` | the first `length` characters |
- * | `partial` | keeps `keep.first` / `keep.last` characters, the rest becomes `mask.char`; values too short are masked whole |
+ * | `partial` | keeps `keep.first` / `keep.last` characters, the rest becomes `mask.char` (`mask.length` of them when set, hiding the length); values too short are masked whole |
  * | `email` | masks the local part (keeping `keep.first` characters) and keeps `@domain` |
  * | `date` | the first day of the month or year (`granularity`), same type as the input |
  * | `number` | rounds down to a multiple of `bucket.size` |
@@ -89,6 +89,7 @@ const OPTIONS = {
   "mask.char": z.string().refine((s) => Array.from(s).length === 1, "must be one character"),
   "keep.first": nonNegative(),
   "keep.last": nonNegative(),
+  "mask.length": integer().pipe(z.number().positive("must be a positive integer")),
   length: integer().pipe(z.number().positive("must be a positive integer")),
   granularity: z.enum(["month", "year"]),
   "bucket.size": positiveNumber(),
@@ -121,6 +122,9 @@ const shape = {
   ),
   "keep.last": OPTIONS["keep.last"].default(0).describe(
     "partial: how many trailing characters stay in clear.",
+  ),
+  "mask.length": OPTIONS["mask.length"].optional().describe(
+    "partial and email: write exactly this many mask characters for the hidden part, whatever its length, so the length of a name or mailbox does not leak; default: one per hidden character.",
   ),
   length: OPTIONS.length.optional().describe("truncate: how many characters to keep."),
   granularity: OPTIONS.granularity.default("month").describe(
@@ -192,6 +196,7 @@ function resolveRules(input: z.output<z.ZodObject<typeof shape>> & Row, ctx: Con
       maskChar: pick("mask.char")!,
       keepFirst: pick("keep.first")!,
       keepLast: pick("keep.last")!,
+      maskLength: pick("mask.length"),
       length: pick("length"),
       granularity: pick("granularity")!,
       bucketSize: pick("bucket.size"),

@@ -35,6 +35,8 @@ export interface MaskRule {
   readonly maskChar: string;
   readonly keepFirst: number;
   readonly keepLast: number;
+  /** partial/email: a fixed number of mask characters, hiding the original length. */
+  readonly maskLength?: number;
   readonly length?: number;
   readonly granularity: "month" | "year";
   readonly bucketSize?: number;
@@ -73,7 +75,7 @@ export function compileRule(rule: MaskRule): Masker {
       return nullable((value) => Array.from(text(value)).slice(0, rule.length!).join(""));
     case "partial":
       return nullable((value) =>
-        partial(text(value), rule.keepFirst, rule.keepLast, rule.maskChar)
+        partial(text(value), rule.keepFirst, rule.keepLast, rule.maskChar, rule.maskLength)
       );
     case "email":
       return nullable((value) => email(text(value), rule));
@@ -115,18 +117,29 @@ function bytesOf(value: ArrayBufferView): Uint8Array {
   return new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
 }
 
-/** Keeps `first` and `last` characters; masks all of a value too short to keep them. */
-export function partial(value: string, first: number, last: number, maskChar: string): string {
+/**
+ * Keeps `first` and `last` characters; masks all of a value too short to
+ * keep them. With `fixed`, the masked part is that many characters whatever
+ * its length, so the output does not tell how long the value was.
+ */
+export function partial(
+  value: string,
+  first: number,
+  last: number,
+  maskChar: string,
+  fixed?: number,
+): string {
   const chars = Array.from(value);
-  if (chars.length <= first + last) return maskChar.repeat(chars.length);
-  const masked = maskChar.repeat(chars.length - first - last);
+  if (chars.length <= first + last) return maskChar.repeat(fixed ?? chars.length);
+  const masked = maskChar.repeat(fixed ?? chars.length - first - last);
   return chars.slice(0, first).join("") + masked + chars.slice(chars.length - last).join("");
 }
 
 function email(value: string, rule: MaskRule): string {
   const at = value.lastIndexOf("@");
-  if (at <= 0) return rule.maskChar.repeat(Array.from(value).length);
-  return partial(value.slice(0, at), rule.keepFirst, 0, rule.maskChar) + value.slice(at);
+  if (at <= 0) return rule.maskChar.repeat(rule.maskLength ?? Array.from(value).length);
+  return partial(value.slice(0, at), rule.keepFirst, 0, rule.maskChar, rule.maskLength) +
+    value.slice(at);
 }
 
 function redact(
