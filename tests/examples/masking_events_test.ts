@@ -12,7 +12,7 @@ import { buildPipelines, loadPipelines, parseConnectors } from "../../core/confi
 import { MemoryOffsetStore } from "../../core/offsets.ts";
 import { type JobReport, Runtime } from "../../core/runtime.ts";
 import { workerEnvironment } from "../../cli/worker.ts";
-import { partial } from "../../transforms/mask/strategies.ts";
+import { partial } from "../../transforms/mask/_strategies.ts";
 import {
   applySchema,
   generateWarehouse,

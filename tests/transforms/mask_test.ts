@@ -10,8 +10,8 @@ import {
 import { createHash, createHmac } from "node:crypto";
 import fc from "fast-check";
 import { checkMaskFields, fpeDecrypt, fpeEncrypt, mask } from "../../transforms/mask/mod.ts";
-import { ALPHABETS, FF1, hexBytes } from "../../transforms/mask/ff1.ts";
-import { partial } from "../../transforms/mask/strategies.ts";
+import { ALPHABETS, FF1, hexBytes } from "../../transforms/mask/_ff1.ts";
+import { partial } from "../../transforms/mask/_strategies.ts";
 import { HmacSha256, sha256, toHex, utf8 } from "../../transforms/_sha256.ts";
 import { apply, changeRecord, configIssues, images, make, rowRecord } from "../_transforms.ts";
 

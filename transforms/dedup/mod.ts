@@ -41,10 +41,10 @@ import { isChangeEvent, recordRow, type SluiceRecord } from "../../api/record.ts
 import { integer, list, positiveInteger } from "../../api/options.ts";
 import { sha256HexOfText } from "../_sha256.ts";
 import { addIssue, eventField, stableStringify, tableOf } from "../_shared.ts";
-import { FileSeenStore, SeenSet, type SeenStore } from "./seen.ts";
+import { FileSeenStore, SeenSet, type SeenStore } from "./_seen.ts";
 
-export { FileSeenStore, SeenSet, type SeenStore } from "./seen.ts";
-export type { SeenChanges, SeenEntry } from "./seen.ts";
+export { FileSeenStore, SeenSet, type SeenStore } from "./_seen.ts";
+export type { SeenChanges, SeenEntry } from "./_seen.ts";
 
 const config = z.strictObject({
   "id.mode": z.enum(["cdc", "kafka", "fields"]).default("cdc").describe(

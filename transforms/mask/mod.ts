@@ -66,11 +66,11 @@ import { defineTransform } from "../../api/plugin.ts";
 import { isChangeEvent, type Row, type SluiceRecord } from "../../api/record.ts";
 import { integer, list } from "../../api/options.ts";
 import { isRow, mapKey, mayLackColumns, UNAVAILABLE_VALUE } from "../_shared.ts";
-import { type AlphabetName, ALPHABETS } from "./ff1.ts";
-import { compileRule, type Masker, type MaskRule, STRATEGIES } from "./strategies.ts";
+import { type AlphabetName, ALPHABETS } from "./_ff1.ts";
+import { compileRule, type Masker, type MaskRule, STRATEGIES } from "./_strategies.ts";
 
-export { fpeDecrypt, fpeEncrypt, type FpeOptions } from "./ff1.ts";
-export type { MaskRule, Strategy } from "./strategies.ts";
+export { fpeDecrypt, fpeEncrypt, type FpeOptions } from "./_ff1.ts";
+export type { MaskRule, Strategy } from "./_strategies.ts";
 
 const nonNegative = () => integer().pipe(z.number().min(0, "must be 0 or more"));
 const positiveNumber = () =>

@@ -5,7 +5,7 @@
  *
  * @example Decrypting a masked national ID
  * ```ts
- * import { fpeDecrypt, fpeEncrypt } from "./ff1.ts";
+ * import { fpeDecrypt, fpeEncrypt } from "./_ff1.ts";
  *
  * const key = "2b7e151628aed2a6abf7158809cf4f3c";
  * const masked = fpeEncrypt("19850614-1234", { key, alphabet: "digits" });

@@ -6,7 +6,7 @@
  */
 import { HmacSha256, sha256HexOfText, toHex, utf8 } from "../_sha256.ts";
 import { stableStringify, typeName } from "../_shared.ts";
-import { type AlphabetName, ALPHABETS, FF1, hexBytes, preserving } from "./ff1.ts";
+import { type AlphabetName, ALPHABETS, FF1, hexBytes, preserving } from "./_ff1.ts";
 
 /** Every strategy, in the order the docs list them. */
 export const STRATEGIES = [
