@@ -49,6 +49,7 @@ import {
   connect,
   connectionOptions,
   connectionUrl,
+  databaseLabel,
   isConnectionError,
   parseTableName,
   primaryKeyColumns,
@@ -278,7 +279,9 @@ class QueryReader {
     } catch (error) {
       if (isConnectionError(error)) {
         throw new RetriableError(
-          `Cannot read from PostgreSQL: ${redactSecrets((error as Error).message)}`,
+          `Cannot read from the source database ${databaseLabel(this.#settings.url)}: ${
+            redactSecrets((error as Error).message)
+          }`,
           { cause: error },
         );
       }

@@ -154,6 +154,19 @@ export function redactUrl(url: string): string {
   return redactSecrets(url);
 }
 
+/**
+ * Where a URL points, for messages that must say which database failed:
+ * `host:port/database`, never the credentials.
+ */
+export function databaseLabel(url: string): string {
+  try {
+    const { host, port, database } = destinationOf(url);
+    return `${host[0]}:${port[0]}/${database}`;
+  } catch {
+    return "(a connection URL that does not parse)";
+  }
+}
+
 /** The host, port and database a URL names, as postgres.js must use them. */
 function destinationOf(url: string): { host: string[]; port: number[]; database: string } {
   const parsed = parseUrl(url);

@@ -33,7 +33,7 @@ import type { Logger } from "@logtape/logtape";
 import { RetriableError } from "../../api/errors.ts";
 import type { JsonValue, SluiceRecord } from "../../api/record.ts";
 import type { SourceBatch } from "../../api/plugin.ts";
-import { connect, isConnectionError, type Sql } from "../../drivers/postgres.ts";
+import { connect, databaseLabel, isConnectionError, type Sql } from "../../drivers/postgres.ts";
 import { type ChangePosition, changeRecords, type EventOptions, Tables } from "./_changes.ts";
 import { formatLsn, maxLsn, parseLsn } from "./_lsn.ts";
 import { decodeFrame, PG_EPOCH_MICROS } from "./_pgoutput.ts";
@@ -169,7 +169,7 @@ export class Capture {
     } catch (error) {
       // Stopping closes the connections under a read in progress: not a fault.
       if (this.#signal.aborted) return;
-      throw classify(error);
+      throw classify(error, databaseLabel(this.#settings.url));
     } finally {
       this.#signal.removeEventListener("abort", interrupt);
       await this.close();
@@ -629,13 +629,13 @@ class PendingBatch {
 }
 
 /** Connection faults become RetriableError so the runtime restarts from the committed offset. */
-function classify(error: unknown): unknown {
+function classify(error: unknown, where: string): unknown {
   if (error instanceof RetriableError) return error;
   const code = (error as { code?: string })?.code;
   // 55006: the slot is in use by another process (another worker owns it).
   if (isConnectionError(error) || code === "55006" || code === "53300") {
     return new RetriableError(
-      `PostgreSQL change capture interrupted: ${(error as Error).message}`,
+      `Change capture from the source database ${where} interrupted: ${(error as Error).message}`,
       { cause: error },
     );
   }

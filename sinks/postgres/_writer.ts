@@ -17,6 +17,7 @@ import {
   connect,
   connectionUrl,
   createOnce,
+  databaseLabel,
   isConnectionError,
   parseTableName,
   type Sql,
@@ -65,15 +66,22 @@ export class PostgresWriter {
       );
     } catch (error) {
       await writer.close();
-      throw wrap(error, "Cannot prepare the offsets table");
+      throw wrap(error, `Cannot prepare the offsets table in the sink database ${writer.#where}`);
     }
     try {
       await writer.#tables.prepare();
     } catch (error) {
       await writer.close();
-      throw isConnectionError(error) ? wrap(error, "Cannot inspect the target table") : error;
+      throw isConnectionError(error)
+        ? wrap(error, `Cannot inspect the target table in the sink database ${writer.#where}`)
+        : error;
     }
     return writer;
+  }
+
+  /** `host:port/database` of the target, for messages. */
+  get #where(): string {
+    return databaseLabel(this.url);
   }
 
   #open(): Sql {
@@ -98,7 +106,7 @@ export class PostgresWriter {
     } catch (error) {
       if (!isConnectionError(error)) throw error;
       this.#replaceClient();
-      throw wrap(error, "Cannot write to PostgreSQL");
+      throw wrap(error, `Cannot write to the sink database ${this.#where}`);
     }
   }
 

@@ -7,6 +7,8 @@ import { assert, assertEquals, assertMatch } from "../_assert.ts";
 import { describeOptions } from "../../api/options.ts";
 import { FileOffsetStore } from "../../core/offsets.ts";
 import { formatSummary } from "../../cli/summary.ts";
+import { connect } from "../../drivers/postgres.ts";
+import { createTestDatabase } from "../_services.ts";
 import postgresCdc from "../../connectors/postgres_cdc/mod.ts";
 
 const root = new URL("../..", import.meta.url).pathname;
@@ -100,12 +102,17 @@ Deno.test("JSON log lines render the message like the text lines and keep bigint
 });
 
 /** Writes `config` to a temporary file and runs `sluice <command>` on it. */
-async function sluiceOn(command: string, config: unknown, env: Record<string, string> = {}) {
+async function sluiceOn(
+  command: string | string[],
+  config: unknown,
+  env: Record<string, string> = {},
+) {
   const folder = await Deno.makeTempDir();
   try {
     await Deno.writeTextFile(`${folder}/pipeline.json`, JSON.stringify(config));
-    const args = ["run", "-A", "--unstable-cron", "cli/main.ts", command];
-    return await runDeno([...args, `${folder}/pipeline.json`, "--listen", "off"], env);
+    const args = ["run", "-A", "--unstable-cron", "cli/main.ts", ...[command].flat()];
+    const options = ["--listen", "off", "--offsets", `${folder}/offsets.json`];
+    return await runDeno([...args, `${folder}/pipeline.json`, ...options], env);
   } finally {
     await Deno.remove(folder, { recursive: true });
   }
@@ -191,4 +198,43 @@ Deno.test("the run summary explains read against written with a skipped column",
   const [header, , row] = summary.split("\n");
   assertMatch(header, /read\s+written\s+skipped\s+filtered\s+dead/);
   assertMatch(row, /profile_sync\s+succeeded\s+10\s+6\s+2\s+1\s+1\s+1\.2 s/);
+});
+
+Deno.test("a connection error names the side and the database that failed, never the password", async () => {
+  const db = await createTestDatabase("first_hour_where");
+  try {
+    const target = new URL(db.url);
+    target.password = "s3cret-pw";
+    const config = {
+      "connector.class": "postgres_query",
+      "connection.url": "postgres://reader:s3cret-pw@127.0.0.1:1/warehouse",
+      table: "public.t",
+      "sink.class": "postgres",
+      "sink.connection.url": target.toString(),
+      "sink.table": "public.t",
+      "job.retries": "0",
+    };
+    await using sql = connect(db.url, { max: 1 });
+    await sql`create table t (id int primary key)`;
+    const source = await sluiceOn(["job", "run", "where"], { name: "where", config });
+    assertMatch(
+      source.stdout,
+      /where: Cannot read from the source database 127\.0\.0\.1:1\/warehouse: connect ECONNREFUSED/,
+    );
+    const wrongDb = new URL(db.url);
+    wrongDb.pathname = "/no_such_database";
+    const sink = await sluiceOn(["job", "run", "where"], {
+      name: "where",
+      config: { ...config, "sink.connection.url": wrongDb.toString() },
+    });
+    assertMatch(
+      sink.stdout,
+      new RegExp(
+        `where: Cannot prepare the offsets table in the sink database ${wrongDb.host}/no_such_database: database "no_such_database" does not exist`,
+      ),
+    );
+    assert(!`${source.stdout}${source.stderr}${sink.stdout}${sink.stderr}`.includes("s3cret-pw"));
+  } finally {
+    await db.drop();
+  }
 });
