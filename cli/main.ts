@@ -8,6 +8,7 @@
  * sluice job run <name> <config>…      run one batch job now
  * sluice plan <config>…                captured tables → topics → consumers
  * sluice permissions <config>…         the narrowest Deno permission flags they need
+ * sluice status [--url <url>]          a running process's pipelines, lag, runs and alerts
  * ```
  *
  * @module
@@ -26,6 +27,7 @@ import { type JobReport, Runtime } from "../core/runtime.ts";
 import { buildPlan, configWarnings, formatPlan } from "../core/_plan.ts";
 import { permissionFlags, requiredPermissions } from "./permissions.ts";
 import { formatSummary } from "./summary.ts";
+import { formatStatus, statusUrl } from "./status.ts";
 import { loadWithBuiltins, workerEnvironment, workerSettings } from "./worker.ts";
 import { type OpsFlags, prepareOperations } from "./ops.ts";
 
@@ -40,6 +42,9 @@ Commands:
   plugins [name]              List plugins, or one plugin's options with defaults.
   job run <name> <config>…    Run one batch job now and print its report.
   plan <config>…              For every captured table: its topic after routing and who consumes it.
+  status                      Pipelines of a running \`sluice run\` (its --listen address, or
+                              --url / $SLUICE_URL): state, lag, written, dead letters, last
+                              and next run, firing alerts.
   permissions <config>…       Print the narrowest Deno permission flags the configs need:
                               deno run $(sluice permissions cfg/) cli/main.ts run cfg/
 
@@ -74,6 +79,7 @@ export async function main(args: string[]): Promise<number> {
       listen: { type: "string" },
       "keep-failed": { type: "boolean" },
       token: { type: "string" },
+      url: { type: "string" },
       alerts: { type: "string" },
       help: { type: "boolean", short: "h" },
     },
@@ -98,6 +104,14 @@ export async function main(args: string[]): Promise<number> {
         return await plugins(rest[0]);
       case "plan":
         return await plan(rest, settings);
+      case "status":
+        console.log(
+          await formatStatus({
+            url: statusUrl(values.url, values.listen),
+            token: values.token ?? (Deno.env.get("SLUICE_API_TOKEN") || undefined),
+          }),
+        );
+        return 0;
       case "permissions":
         requireConfigs(rest);
         console.log(

@@ -1,0 +1,136 @@
+/**
+ * `sluice status`: a table of a running process's pipelines, read from its
+ * REST API and metrics (`/connectors?expand=status&expand=info`, `/jobs`,
+ * `/alerts`, `/metrics`): state, stream lag, records written, the last run
+ * of a job and its validation, dead letters, and the alerts that fire.
+ *
+ * @module
+ */
+import { DEFAULT_LISTEN } from "../core/http/server.ts";
+
+/** Where the process listens and how to authenticate. */
+export interface StatusTarget {
+  /** Base URL, e.g. `http://127.0.0.1:8083`. */
+  readonly url: string;
+  /** Bearer token, when the process requires one. */
+  readonly token?: string;
+}
+
+/** The base URL from `--url`, `SLUICE_URL`, or the `--listen`/`SLUICE_LISTEN` address. */
+export function statusUrl(url?: string, listen?: string): string {
+  if (url) return url.replace(/\/$/, "");
+  const address = listen ?? Deno.env.get("SLUICE_LISTEN") ?? DEFAULT_LISTEN;
+  return Deno.env.get("SLUICE_URL")?.replace(/\/$/, "") ?? `http://${address}`;
+}
+
+interface ConnectorEntry {
+  status: { connector: { state: string; trace?: string }; type?: string };
+  info: { type?: string };
+}
+
+interface JobEntry {
+  name: string;
+  next_run: string | null;
+  last_runs: { status: string; started_at: string; validation: { ok: boolean }[] }[];
+}
+
+interface AlertEntry {
+  alertname: string;
+  severity: string;
+  labels: Record<string, string>;
+  value: number;
+  since: string;
+}
+
+/** Fetches what the table needs; throws a sentence when the process cannot be reached. */
+async function fetchJson<T>(target: StatusTarget, path: string): Promise<T> {
+  const headers: Record<string, string> = {};
+  if (target.token) headers.authorization = `Bearer ${target.token}`;
+  let response: Response;
+  try {
+    response = await fetch(`${target.url}${path}`, { headers });
+  } catch (error) {
+    throw new Error(
+      `Cannot reach a Sluice process at ${target.url} (${(error as Error).message}): is ` +
+        "`sluice run` running, and on which --listen address?",
+    );
+  }
+  if (response.status === 401) {
+    await response.body?.cancel();
+    throw new Error(`${target.url} requires a token: give --token or SLUICE_API_TOKEN`);
+  }
+  if (!response.ok) {
+    throw new Error(`${target.url}${path} answered ${response.status}: ${await response.text()}`);
+  }
+  return path === "/metrics" ? await response.text() as T : await response.json() as T;
+}
+
+/** The value of `metric{pipeline="name"}` (summed over other labels) per pipeline. */
+export function metricByPipeline(text: string, metric: string): Map<string, number> {
+  const values = new Map<string, number>();
+  const line = new RegExp(`^${metric}\\{([^}]*)\\} (\\S+)$`, "gm");
+  for (const match of text.matchAll(line)) {
+    const pipeline = /pipeline="([^"]*)"/.exec(match[1])?.[1];
+    if (pipeline === undefined) continue;
+    values.set(pipeline, (values.get(pipeline) ?? 0) + Number(match[2]));
+  }
+  return values;
+}
+
+/** Reads the process's state and renders it as a table plus the firing alerts. */
+export async function formatStatus(target: StatusTarget): Promise<string> {
+  const [connectors, jobs, alerts, metrics] = await Promise.all([
+    fetchJson<Record<string, ConnectorEntry>>(target, "/connectors?expand=status&expand=info"),
+    fetchJson<JobEntry[]>(target, "/jobs"),
+    fetchJson<AlertEntry[]>(target, "/alerts"),
+    fetchJson<string>(target, "/metrics"),
+  ]);
+  const lag = metricByPipeline(metrics, "sluice_stream_lag_seconds");
+  const written = metricByPipeline(metrics, "sluice_records_written_total");
+  const dead = metricByPipeline(metrics, "sluice_records_dead_lettered_total");
+  const jobByName = new Map(jobs.map((job) => [job.name, job]));
+  const header = ["pipeline", "kind", "state", "lag", "written", "dead", "last run", "next run"];
+  const rows = Object.entries(connectors).sort(([a], [b]) => a.localeCompare(b)).map(
+    ([name, entry]) => {
+      const job = jobByName.get(name);
+      const last = job?.last_runs[0];
+      return [
+        name,
+        job ? "batch" : "stream",
+        entry.status.connector.state,
+        job ? "-" : `${(lag.get(name) ?? 0).toFixed(1)} s`,
+        String(written.get(name) ?? 0),
+        String(dead.get(name) ?? 0),
+        last ? lastRun(last) : "-",
+        job?.next_run ?? "-",
+      ];
+    },
+  );
+  const lines = [table(header, rows)];
+  lines.push("", alerts.length === 0 ? "No alert is firing." : "Firing alerts:");
+  for (const alert of alerts) {
+    const where = alert.labels.pipeline ? ` ${alert.labels.pipeline}` : "";
+    lines.push(
+      `  ${alert.severity} ${alert.alertname}${where}: ${alert.value} since ${alert.since}`,
+    );
+  }
+  return lines.join("\n");
+}
+
+function lastRun(run: JobEntry["last_runs"][number]): string {
+  const checks = run.validation.length === 0
+    ? ""
+    : run.validation.every((check) => check.ok)
+    ? `, validation ok`
+    : `, validation FAILED`;
+  return `${run.status}${checks} at ${run.started_at}`;
+}
+
+function table(header: string[], rows: string[][]): string {
+  const widths = header.map((title, i) => Math.max(title.length, ...rows.map((r) => r[i].length)));
+  const numeric = new Set([3, 4, 5]);
+  const line = (cells: string[]) =>
+    cells.map((cell, i) => numeric.has(i) ? cell.padStart(widths[i]) : cell.padEnd(widths[i]))
+      .join("  ").trimEnd();
+  return [line(header), line(widths.map((w) => "-".repeat(w))), ...rows.map(line)].join("\n");
+}

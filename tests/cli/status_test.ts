@@ -1,0 +1,63 @@
+/**
+ * `sluice status` reads a running process over its REST API and metrics and
+ * prints one line per pipeline, plus the alerts that fire.
+ */
+import { assertEquals, assertMatch, assertRejects } from "../_assert.ts";
+import { specsFrom, syncFixture } from "../_batch.ts";
+import { startOps } from "../_ops.ts";
+import { formatStatus, metricByPipeline, statusUrl } from "../../cli/status.ts";
+
+const SOURCE = `create table public.items (id int primary key, name text,
+  updated_at timestamptz not null default now());`;
+const TARGET = `create table public.items (id int primary key, name text,
+  updated_at timestamptz, deleted_at timestamptz);`;
+
+Deno.test("sluice status shows a job's state, written rows, last run with its validation, and alerts", async () => {
+  await using db = await syncFixture("cli_status", SOURCE, TARGET);
+  await db.sourceSql`insert into items select g, 'n' || g from generate_series(1, 40) g`;
+  const specs = await specsFrom({
+    name: "items_job",
+    config: {
+      "connector.class": "postgres_query",
+      "connection.url": db.source.url,
+      table: "public.items",
+      "sink.class": "postgres",
+      "sink.connection.url": db.target.url,
+      "sink.table": "public.items",
+      "job.retries": "0",
+      "job.schedule": "0 3 * * *",
+    },
+  });
+  await using ops = await startOps(specs, { token: "t0ken" });
+  await ops.runtime.runJob("items_job");
+  const text = await formatStatus({ url: ops.url, token: "t0ken" });
+  const [header, , row] = text.split("\n");
+  assertMatch(header, /^pipeline\s+kind\s+state\s+lag\s+written\s+dead\s+last run\s+next run$/);
+  assertMatch(
+    row,
+    /^items_job\s+batch\s+RUNNING\s+-\s+40\s+0\s+succeeded, validation ok at \S+\s+\d{4}-\d\d-\d\dT03:00:00\.000Z$/,
+  );
+  assertMatch(text, /\nNo alert is firing\.$/);
+  const denied = await assertRejects(() => formatStatus({ url: ops.url }));
+  assertMatch(denied.message, /requires a token: give --token or SLUICE_API_TOKEN/);
+});
+
+Deno.test("sluice status says what to check when no process listens", async () => {
+  const error = await assertRejects(() => formatStatus({ url: "http://127.0.0.1:1" }));
+  assertMatch(error.message, /Cannot reach a Sluice process at http:\/\/127\.0\.0\.1:1 .*--listen/);
+});
+
+Deno.test("status reads per-pipeline series out of the exposition format", () => {
+  const text = [
+    "# HELP sluice_records_written_total Records the sink made durable.",
+    'sluice_records_written_total{pipeline="a",table="t1"} 3',
+    'sluice_records_written_total{pipeline="a",table="t2"} 4',
+    'sluice_records_written_total{pipeline="b"} 1',
+  ].join("\n");
+  assertEquals(
+    [...metricByPipeline(text, "sluice_records_written_total")],
+    [["a", 7], ["b", 1]],
+  );
+  assertEquals(statusUrl("http://h:1/"), "http://h:1");
+  assertEquals(statusUrl(undefined, "127.0.0.1:9000"), "http://127.0.0.1:9000");
+});
