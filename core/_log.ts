@@ -8,7 +8,6 @@
 import {
   configure,
   getAnsiColorFormatter,
-  getStreamSink,
   getTextFormatter,
   type LogLevel,
   type LogRecord,
@@ -41,7 +40,7 @@ export async function setUpLogging(
   const formatter = (record: LogRecord) => redactSecrets(plain(record));
   await configure({
     reset: true,
-    sinks: { stderr: getStreamSink(Deno.stderr.writable, { formatter }) },
+    sinks: { stderr: stderrSink(formatter) },
     loggers: [
       { category: ["sluice"], lowestLevel: options.level ?? "info", sinks: ["stderr"] },
       { category: ["logtape", "meta"], lowestLevel: "warning", sinks: ["stderr"] },
@@ -88,4 +87,18 @@ export function jsonLine(record: LogRecord): string {
         ? { name: value.name, message: value.message, stack: value.stack }
         : value,
   ) + "\n";
+}
+
+/**
+ * Writes each line to stderr before the logging call returns, so log lines
+ * and the command's own output (the run summary on stdout) appear in the
+ * order they happened, also when both go to one file.
+ */
+function stderrSink(formatter: (record: LogRecord) => string): (record: LogRecord) => void {
+  const encoder = new TextEncoder();
+  return (record) => {
+    const bytes = encoder.encode(formatter(record));
+    let written = 0;
+    while (written < bytes.length) written += Deno.stderr.writeSync(bytes.subarray(written));
+  };
 }

@@ -238,3 +238,34 @@ Deno.test("a connection error names the side and the database that failed, never
     await db.drop();
   }
 });
+
+Deno.test("log lines and the run summary keep their order in one file", async () => {
+  const folder = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(
+      `${folder}/pipeline.json`,
+      JSON.stringify({
+        name: "numbers",
+        config: {
+          "connector.class": `${root}tests/fixtures/numbers_source.ts`,
+          "sink.class": `${root}tests/fixtures/memory_sink.ts`,
+          "sink.bucket": "order",
+        },
+      }),
+    );
+    const command = `"${Deno.execPath()}" run -A --unstable-cron cli/main.ts job run numbers ` +
+      `"${folder}/pipeline.json" --offsets "${folder}/offsets.json" --log-format json 2>&1`;
+    const output = await new Deno.Command("sh", {
+      args: ["-c", command],
+      cwd: root,
+      stdout: "piped",
+    }).output();
+    const lines = new TextDecoder().decode(output.stdout).trimEnd().split("\n");
+    const summary = lines.findIndex((line) => line.startsWith("job "));
+    assert(summary > 0, lines.join("\n"));
+    assertMatch(lines[summary - 1], /"message":"numbers succeeded: read 10, written 10/);
+    assert(lines.slice(summary).every((line) => !line.startsWith("{")), lines.join("\n"));
+  } finally {
+    await Deno.remove(folder, { recursive: true });
+  }
+});
