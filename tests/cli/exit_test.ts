@@ -17,6 +17,8 @@ interface Sluice {
   child: Deno.ChildProcess;
   lines: { level: string; message: string }[];
   done: Promise<Deno.CommandStatus>;
+  /** Everything written to stdout (the run summary), once the process ended. */
+  stdout: Promise<string>;
 }
 
 function startSluice(config: string, offsets: string): Sluice {
@@ -36,9 +38,10 @@ function startSluice(config: string, offsets: string): Sluice {
     ],
     cwd: ROOT,
     stdin: "null",
-    stdout: "null",
+    stdout: "piped",
     stderr: "piped",
   }).spawn();
+  const stdout = new Response(child.stdout).text();
   const lines: Sluice["lines"] = [];
   const read = (async () => {
     let rest = "";
@@ -55,8 +58,8 @@ function startSluice(config: string, offsets: string): Sluice {
       }
     }
   })();
-  const done = Promise.all([child.status, read]).then(([status]) => status);
-  return { child, lines, done };
+  const done = Promise.all([child.status, read, stdout]).then(([status]) => status);
+  return { child, lines, done, stdout };
 }
 
 /**
@@ -161,6 +164,8 @@ Deno.test("sluice run keeps running after a stream failed while a job is still s
         );
         assert(!sluice.lines.some((l) => /No pipeline can run any more/.test(l.message)));
         assertEquals(status.code, 1, "the failed stream is reported in the exit code");
+        // The summary after SIGTERM still shows the stream that failed.
+        assertMatch(await sluice.stdout, /\nbroken_stream\s+failed\s+0\s+0\s+0\s+0\s+0\s/);
       } finally {
         try {
           sluice.child.kill("SIGKILL");
