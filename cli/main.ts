@@ -234,8 +234,19 @@ async function runJob(
 
 async function plan(paths: string[], settings: ReturnType<typeof workerSettings>) {
   requireConfigs(paths);
-  const built = await buildPlan(await loadWithBuiltins(paths, settings));
+  // The plan needs table and topic names, not secrets: unresolved references get stand-ins.
+  const standIns: string[] = [];
+  const specs = await loadWithBuiltins(paths, settings, builtinRegistry(), {
+    standIn: (path) => standIns.push(path),
+  });
+  const built = await buildPlan(specs);
   console.log(formatPlan(built));
+  if (standIns.length > 0) {
+    console.log(
+      `\n${standIns.length} provider reference(s) could not be resolved and got stand-ins ` +
+        `(the plan needs names, not secrets): ${standIns.join(", ")}`,
+    );
+  }
   const broken = built.orphans.length > 0 || built.routes.some((r) => r.consumers.length === 0);
   return broken ? 1 : 0;
 }

@@ -14,7 +14,7 @@ import { builtinRegistry } from "../builtins.ts";
 import { ConfigError } from "../api/errors.ts";
 import { hostPortListProblem } from "../api/options.ts";
 import { routeProblems } from "../core/_plan.ts";
-import { loadPipelines, type PipelineSpec } from "../core/config.ts";
+import { type LoadOptions, loadPipelines, type PipelineSpec } from "../core/config.ts";
 import { FileOffsetStore } from "../core/offsets.ts";
 import type { PipelineEnvironment } from "../core/pipeline.ts";
 import type { Registry } from "../core/registry.ts";
@@ -39,6 +39,7 @@ export function loadWithBuiltins(
   paths: readonly string[],
   settings: WorkerSettings,
   registry: Registry = builtinRegistry(),
+  extra: Pick<LoadOptions, "standIn"> = {},
 ): Promise<PipelineSpec[]> {
   const pluginDefaults: Record<string, string> = {};
   if (settings.bootstrapServers) {
@@ -50,6 +51,7 @@ export function loadWithBuiltins(
     pluginDefaults["bootstrap.servers"] = settings.bootstrapServers;
   }
   return loadPipelines(paths, {
+    ...extra,
     registry,
     pluginDefaults,
     sinkConnectorSource: registry.find("source", "kafka") ? "kafka" : undefined,

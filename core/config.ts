@@ -329,6 +329,13 @@ export interface LoadOptions {
   readonly defaultSink?: string;
   /** Replaces the environment and file system for `${…}` providers (tests). */
   readonly providers?: ProviderSources;
+  /**
+   * For commands that need names, not secrets (`sluice plan`): a `${…}`
+   * reference that cannot be resolved gets a stand-in chosen by its option's
+   * name (a URL, a host, a port, a key…) instead of being an error, and is
+   * passed to this callback.
+   */
+  readonly standIn?: (path: string) => void;
 }
 
 /**
@@ -518,7 +525,7 @@ async function buildPipeline(
   const config = resolveValues(connector, options.providers, (path, message) => {
     counted(path, message);
     unresolved.add(path);
-  });
+  }, options.standIn);
   if (config.name !== undefined && config.name !== connector.name) {
     counted("config.name", `must equal the connector name "${connector.name}" when given`);
   }
@@ -554,19 +561,38 @@ function resolveValues(
   connector: RawConnector,
   providers: ProviderSources | undefined,
   report: Report,
+  standIn?: (path: string) => void,
 ): Record<string, unknown> {
   const resolved: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(connector.config)) {
-    resolved[key] = typeof value === "string"
-      ? resolvePlaceholders(
-        value,
-        connector.baseDir,
-        (message) => report(`config.${key}`, message),
-        providers,
-      )
-      : value;
+    if (typeof value !== "string") {
+      resolved[key] = value;
+      continue;
+    }
+    let missing = false;
+    resolved[key] = resolvePlaceholders(
+      value,
+      connector.baseDir,
+      (message) => standIn ? missing = true : report(`config.${key}`, message),
+      providers,
+    );
+    if (missing) {
+      standIn!(`${connector.name}: config.${key}`);
+      resolved[key] = standInValue(key);
+    }
   }
   return resolved;
+}
+
+/** A value that passes the option's checks, for a reference `plan` cannot resolve. */
+function standInValue(key: string): string {
+  if (/(^|\.)url$/.test(key)) return "postgres://unresolved@unresolved.invalid:5432/unresolved";
+  if (/hostname$/.test(key)) return "unresolved.invalid";
+  if (/port$/.test(key)) return "5432";
+  if (/bootstrap\.servers$/.test(key)) return "unresolved.invalid:9092";
+  // hmac keys (32+ bytes) and fpe keys (hex AES) both accept 64 hex digits.
+  if (/(^|\.)(key|salt|password|token|secret)$/.test(key)) return "0".repeat(64);
+  return "unresolved";
 }
 
 interface KeyGroups {

@@ -269,3 +269,37 @@ Deno.test("log lines and the run summary keep their order in one file", async ()
     await Deno.remove(folder, { recursive: true });
   }
 });
+
+Deno.test("plan runs without the secrets of the configs, and validate still asks for them", async () => {
+  const config = {
+    "connector.class": "postgres_cdc",
+    "database.hostname": "${env:FIRST_HOUR_NO_HOST}",
+    "database.port": "${env:FIRST_HOUR_NO_PORT}",
+    "database.dbname": "d",
+    "database.user": "u",
+    "database.password": "${env:FIRST_HOUR_NO_PASSWORD}",
+    "topic.prefix": "shop",
+    "table.include.list": "public.orders",
+    transforms: "m,route",
+    "transforms.m.type": "mask",
+    "transforms.m.fields": "email",
+    "transforms.m.strategy": "hmac",
+    "transforms.m.key": "${env:FIRST_HOUR_NO_KEY}",
+    "transforms.route.type": "org.apache.kafka.connect.transforms.RegexRouter",
+    "transforms.route.regex": "shop.public.(.*)",
+    "transforms.route.replacement": "events.$1",
+  };
+  const env = { SLUICE_BOOTSTRAP_SERVERS: "127.0.0.1:9092" };
+  const plan = await sluiceOn("plan", { name: "k", config }, env);
+  assertMatch(plan.stdout, /public\.orders\s+events\.orders\s+NOBODY CONSUMES THIS TOPIC/);
+  assertMatch(
+    plan.stdout,
+    /4 provider reference\(s\) could not be resolved and got stand-ins \(the plan needs names, not secrets\): k: config\.database\.hostname, k: config\.database\.port, k: config\.database\.password, k: config\.transforms\.m\.key/,
+  );
+  const validate = await sluiceOn("validate", { name: "k", config }, env);
+  assertEquals(validate.code, 2);
+  assertMatch(
+    validate.stderr,
+    /- k: config\.database\.password: environment variable "FIRST_HOUR_NO_PASSWORD" is not set/,
+  );
+});
