@@ -54,20 +54,6 @@ export function isSecretOption(key: string): boolean {
 }
 
 /**
- * A URL with its password (and `password=` parameters) hidden, for logs.
- *
- * @example
- * ```ts
- * import { redactUrl } from "./redact.ts";
- *
- * console.assert(redactUrl("postgres://app:s3cret@db:5432/w") === "postgres://app:***@db:5432/w");
- * ```
- */
-export function redactUrl(url: string): string {
-  return redactSecrets(url);
-}
-
-/**
  * The message of an error (or any thrown value) with secrets hidden.
  *
  * @example

@@ -149,11 +149,6 @@ export function connectionUrl(config: ConnectionConfig): string {
   return url.href;
 }
 
-/** A URL with its password hidden, for logs. */
-export function redactUrl(url: string): string {
-  return redactSecrets(url);
-}
-
 /**
  * Where a URL points, for messages that must say which database failed:
  * `host:port/database`, never the credentials.
