@@ -7,6 +7,7 @@
  * @module
  */
 import { DEFAULT_LISTEN } from "../core/http/server.ts";
+import { formatTable } from "./_table.ts";
 
 /** Where the process listens and how to authenticate. */
 export interface StatusTarget {
@@ -106,7 +107,7 @@ export async function formatStatus(target: StatusTarget): Promise<string> {
       ];
     },
   );
-  const lines = [table(header, rows)];
+  const lines = [formatTable(header, rows, new Set([3, 4, 5]))];
   lines.push("", alerts.length === 0 ? "No alert is firing." : "Firing alerts:");
   for (const alert of alerts) {
     const where = alert.labels.pipeline ? ` ${alert.labels.pipeline}` : "";
@@ -124,13 +125,4 @@ function lastRun(run: JobEntry["last_runs"][number]): string {
     ? `, validation ok`
     : `, validation FAILED`;
   return `${run.status}${checks} at ${run.started_at}`;
-}
-
-function table(header: string[], rows: string[][]): string {
-  const widths = header.map((title, i) => Math.max(title.length, ...rows.map((r) => r[i].length)));
-  const numeric = new Set([3, 4, 5]);
-  const line = (cells: string[]) =>
-    cells.map((cell, i) => numeric.has(i) ? cell.padStart(widths[i]) : cell.padEnd(widths[i]))
-      .join("  ").trimEnd();
-  return [line(header), line(widths.map((w) => "-".repeat(w))), ...rows.map(line)].join("\n");
 }

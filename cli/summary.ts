@@ -5,6 +5,7 @@
  */
 import { redactedMessage, redactSecrets } from "../api/redact.ts";
 import type { JobReport } from "../core/runtime.ts";
+import { formatTable } from "./_table.ts";
 
 /** A plain-text table of job outcomes, one line per job, plus failed checks. */
 export function formatSummary(reports: readonly JobReport[]): string {
@@ -35,13 +36,7 @@ export function formatSummary(reports: readonly JobReport[]): string {
       ? `ok (${report.validation.length} checks)`
       : "FAILED",
   ]);
-  const widths = header.map((title, i) =>
-    Math.max(title.length, ...rows.map((row) => row[i].length))
-  );
-  const line = (cells: string[]) =>
-    cells.map((cell, i) => i >= 2 && i <= 6 ? cell.padStart(widths[i]) : cell.padEnd(widths[i]))
-      .join("  ").trimEnd();
-  const out = [line(header), line(widths.map((w) => "-".repeat(w))), ...rows.map(line)];
+  const out = [formatTable(header, rows, new Set([2, 3, 4, 5, 6]))];
   for (const report of reports) {
     for (const check of report.validation.filter((c) => !c.ok)) {
       out.push(`  ${report.pipeline}: ${check.name} failed: ${redactSecrets(check.detail)}`);
