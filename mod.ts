@@ -64,6 +64,9 @@ export {
   type SourceBatch,
   type SourceContext,
   type SourceMode,
+  type SourceOffsets,
+  type OffsetChange,
+  type OffsetEntry,
   type SourcePlan,
   type SourcePlugin,
   type Transform,
@@ -85,6 +88,7 @@ export {
   ConfigError,
   type ConfigIssue,
   errorMessage,
+  OffsetChangeError,
   RecordError,
   RetriableError,
 } from "./api/errors.ts";

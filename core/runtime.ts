@@ -27,6 +27,8 @@ const logger = getLogger(["sluice", "runtime"]);
 export interface JobRunOptions {
   /** Ignore the stored watermark and read everything. */
   readonly fullRefresh?: boolean;
+  /** Re-sync the rows changed at or after this time; the stored watermark stays. */
+  readonly since?: Date;
   /** Run the jobs that depend on this one after it succeeds. */
   readonly withDownstream?: boolean;
   /** Skip retries (a manual run that should report at once). */
@@ -310,6 +312,7 @@ export class Runtime implements AsyncDisposable {
       });
       report = await runPipeline(spec, this.#environment, {
         fullRefresh: options.fullRefresh,
+        since: options.since,
         signal,
       }).finally(() => control.endRun());
       if (control.takeRestart()) {
