@@ -28,7 +28,12 @@ import { buildPlan, configWarnings, formatPlan } from "../core/_plan.ts";
 import { permissionFlags, requiredPermissions } from "./permissions.ts";
 import { formatSummary } from "./summary.ts";
 import { formatStatus, statusUrl } from "./status.ts";
-import { loadWithBuiltins, workerEnvironment, workerSettings } from "./worker.ts";
+import {
+  buildWithBuiltins,
+  loadWithBuiltins,
+  workerEnvironment,
+  workerSettings,
+} from "./worker.ts";
 import { type OpsFlags, prepareOperations } from "./ops.ts";
 
 const USAGE = `Usage: sluice <command> [options]
@@ -180,7 +185,12 @@ async function run(
   requireConfigs(paths);
   const specs = await loadWithBuiltins(paths, settings);
   for (const warning of configWarnings(specs)) getLogger(["sluice", "config"]).warn(warning);
-  const ops = await prepareOperations(specs, paths, flags);
+  const ops = await prepareOperations(
+    specs,
+    paths,
+    flags,
+    (entries) => buildWithBuiltins(entries, settings),
+  );
   const environment = { ...workerEnvironment(settings), observer: ops.metrics };
   const runtime = new Runtime(specs, environment, { keepFailed: flags["keep-failed"] });
   await using _operations = await ops.start(runtime, builtinRegistry(), environment.offsets);
