@@ -3,7 +3,9 @@
  * shapes (`{ "offsets": [{ "partition": {…}, "offset": {…} }] }`). Offsets
  * change only while the connector is STOPPED and its run has ended, as in
  * Kafka Connect; they are changed where the pipeline keeps them (see
- * `core/offset_admin.ts`).
+ * `core/offset_admin.ts`). Besides Kafka Connect's entries, a PATCH may
+ * carry `{ "reset_to": "earliest" | "latest" | "<ISO time>" }` (what
+ * `sluice offsets reset` sends to a running process).
  *
  * @module
  */
@@ -72,6 +74,19 @@ async function parsePatch(c: Context): Promise<OffsetChange> {
     body = await c.req.json();
   } catch {
     throw new OffsetChangeError(`The body is not JSON: ${shape}`);
+  }
+  // Sluice's own (what `sluice offsets reset` sends): { "reset_to": "earliest" | "latest" | <ISO time> }.
+  const resetTo = (body as { reset_to?: unknown } | null)?.reset_to;
+  if (resetTo !== undefined) {
+    if (resetTo === "earliest" || resetTo === "latest") return { to: resetTo };
+    if (typeof resetTo === "string" && !Number.isNaN(Date.parse(resetTo))) {
+      return { to: "timestamp", at: new Date(resetTo) };
+    }
+    throw new OffsetChangeError(
+      `reset_to must be "earliest", "latest" or an ISO 8601 time: current value is ${
+        JSON.stringify(resetTo)
+      }`,
+    );
   }
   const list = (body as { offsets?: unknown } | null)?.offsets;
   if (!Array.isArray(list) || list.length === 0) throw new OffsetChangeError(`No offsets given: ${shape}`);
