@@ -163,6 +163,9 @@ Deno.test("connectors created, updated and deleted over REST are validated, save
       offsets: [{ partition: { table: "public.items" }, offset: { ts: "2024-01-01T00:00:00Z" } }],
     });
     assertEquals(patchRefused.status, 400);
+    const cliRefused = await cli("offsets", "reset", folder, "job_c", "--to-earliest", "--url", base);
+    assertEquals(cliRefused.code, 2);
+    assertMatch(cliRefused.err, /job_c is RUNNING in the Sluice process at .*: stop it first/);
     assertEquals((await call("PUT", "/connectors/job_c/stop")).status, 204);
     const patched = await call("PATCH", "/connectors/job_c/offsets", {
       offsets: [{ partition: { table: "public.items" }, offset: { ts: "2024-01-01T00:00:00Z" } }],
@@ -171,6 +174,15 @@ Deno.test("connectors created, updated and deleted over REST are validated, save
     assertEquals(patched.body.offsets[0].offset.ts, "2024-01-01T00:00:00Z");
     const malformed = await call("PATCH", "/connectors/job_c/offsets", { offsets: [{ offset: {} }] });
     assertEquals(malformed.status, 400);
+    const viaProcess = await cli(
+      "offsets", "reset", folder, "job_c", "--to-timestamp", "2024-02-01T00:00:00Z", "--url", base,
+    );
+    assertEquals(viaProcess.code, 0, viaProcess.err);
+    assertMatch(viaProcess.out, /changed through the process at/);
+    assertEquals(
+      (await call("GET", "/connectors/job_c/offsets")).body.offsets[0].offset.ts,
+      "2024-02-01T00:00:00.000Z",
+    );
     const reset = await call("DELETE", "/connectors/job_c/offsets");
     assertEquals(reset.status, 200, JSON.stringify(reset.body));
     assertEquals((await call("GET", "/connectors/job_c/offsets")).body, { offsets: [] });
@@ -219,6 +231,18 @@ Deno.test("a process started on files cannot create connectors, and keeps a file
     await Deno.remove(folder, { recursive: true });
   }
 });
+
+/** The CLI run to its end (environment with the source URL). */
+async function cli(...args: string[]): Promise<{ code: number; out: string; err: string }> {
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", CLI, ...args, "--log-level", "warning"],
+    cwd: ROOT,
+    env: { [VARIABLE]: "postgres://127.0.0.1:9/unused" },
+    stdin: "null",
+  }).output();
+  const decode = (data: Uint8Array) => new TextDecoder().decode(data);
+  return { code: output.code, out: decode(output.stdout), err: decode(output.stderr) };
+}
 
 function catching(fn: () => unknown): Error | undefined {
   try {
