@@ -582,7 +582,11 @@ export type OffsetChange =
  */
 export interface SourceOffsets<Config> {
   /** The stored offset as Kafka Connect entries (plus what the source keeps elsewhere). */
-  list(config: Config, stored: JsonValue | undefined, context: PluginContext): Promise<OffsetEntry[]>;
+  list(
+    config: Config,
+    stored: JsonValue | undefined,
+    context: PluginContext,
+  ): Promise<OffsetEntry[]>;
   /**
    * Applies `change` to what the source keeps elsewhere and returns the new
    * stored offset (undefined: none, the next run starts afresh).

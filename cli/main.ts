@@ -40,8 +40,8 @@ import { type OpsFlags, prepareOperations } from "./ops.ts";
 import {
   changeFromFlags,
   formatOffsets,
-  resetOffsets,
   type ResetFlags,
+  resetOffsets,
   showOffsets,
   splitPipelineArgument,
 } from "./offsets.ts";
@@ -287,7 +287,8 @@ function parseSince(since: string | undefined): Date | undefined {
   if (Number.isNaN(Date.parse(since))) {
     throw new ConfigError([{
       path: "--since",
-      message: `expected an ISO 8601 time such as 2024-05-01T00:00:00Z: current value is "${since}"`,
+      message:
+        `expected an ISO 8601 time such as 2024-05-01T00:00:00Z: current value is "${since}"`,
     }]);
   }
   return new Date(since);

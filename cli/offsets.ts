@@ -58,9 +58,10 @@ export function changeFromFlags(spec: PipelineSpec, flags: ResetFlags): OffsetCh
   if (given.length !== 1) {
     throw new ConfigError([{
       path: "offsets reset",
-      message: `give exactly one of --to-earliest, --to-latest, --to-timestamp <ISO time>, --to-offset <…>${
-        given.length > 1 ? `: got ${given.map((f) => `--${f}`).join(", ")}` : ""
-      }`,
+      message:
+        `give exactly one of --to-earliest, --to-latest, --to-timestamp <ISO time>, --to-offset <…>${
+          given.length > 1 ? `: got ${given.map((f) => `--${f}`).join(", ")}` : ""
+        }`,
     }]);
   }
   if (flags["to-earliest"]) return { to: "earliest" };
@@ -70,7 +71,8 @@ export function changeFromFlags(spec: PipelineSpec, flags: ResetFlags): OffsetCh
     if (Number.isNaN(Date.parse(time))) {
       throw new ConfigError([{
         path: "--to-timestamp",
-        message: `expected an ISO 8601 time such as 2024-05-01T00:00:00Z: current value is "${time}"`,
+        message:
+          `expected an ISO 8601 time such as 2024-05-01T00:00:00Z: current value is "${time}"`,
       }]);
     }
     return { to: "timestamp", at: new Date(time) };

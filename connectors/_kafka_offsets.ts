@@ -184,7 +184,9 @@ function parseEntry(entry: OffsetEntry, index: number) {
       }`,
     );
   }
-  if (offset !== null && (typeof offset !== "number" || !Number.isSafeInteger(offset) || offset < 0)) {
+  if (
+    offset !== null && (typeof offset !== "number" || !Number.isSafeInteger(offset) || offset < 0)
+  ) {
     throw new OffsetChangeError(
       `${where}.offset.kafka_offset must be an offset (0 or more), or the offset null to forget it: current value is ${
         JSON.stringify(offset)

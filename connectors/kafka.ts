@@ -186,7 +186,6 @@ function settingsOf(config: z.output<typeof fields>): KafkaSourceSettings {
   };
 }
 
-
 export default defineSource({
   name: "kafka",
   aliases: ["kafka_source"],
@@ -324,7 +323,6 @@ async function commitOffsets(
     });
   }
 }
-
 
 /** Turns a client failure into what the runtime expects: retriable unless it cannot heal. */
 function asPipelineError(error: unknown): Error {

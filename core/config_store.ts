@@ -88,9 +88,7 @@ export class ConfigStore {
       else if (Array.isArray(others.json)) {
         const list = others.json as { name: string }[];
         const at = list.findIndex((item) => item.name === entry.name);
-        content = at < 0
-          ? [...list, written]
-          : list.map((item, i) => i === at ? written : item);
+        content = at < 0 ? [...list, written] : list.map((item, i) => i === at ? written : item);
       } else if ((others.json as { name?: string }).name === entry.name) content = written;
       else content = [others.json, written];
       await writeAtomically(file, JSON.stringify(content, null, 2) + "\n");

@@ -304,7 +304,9 @@ export class Runtime implements AsyncDisposable {
     if (!spec) throw new Error(`Unknown pipeline "${name}"`);
     this.#retiring.add(name);
     try {
-      this.#lifetimes.get(name)?.abort(new Error(`Pipeline "${name}" is being replaced or removed`));
+      this.#lifetimes.get(name)?.abort(
+        new Error(`Pipeline "${name}" is being replaced or removed`),
+      );
       while ((this.#pipelineTasks.get(name)?.size ?? 0) > 0) {
         await Promise.allSettled([...this.#pipelineTasks.get(name)!]);
       }

@@ -340,7 +340,9 @@ export class KafkaAdmin {
       for (const topic of group.topics) {
         if (!topics.includes(topic.name)) continue;
         for (const p of topic.partitions) {
-          if (p.committedOffset >= 0n) result.set(key(topic.name, p.partitionIndex), p.committedOffset);
+          if (p.committedOffset >= 0n) {
+            result.set(key(topic.name, p.partitionIndex), p.committedOffset);
+          }
         }
       }
     }

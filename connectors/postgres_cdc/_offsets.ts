@@ -71,7 +71,9 @@ export async function changeCdcOffsets(
     }
     if (wanted === undefined) {
       throw new OffsetChangeError(
-        `offsets[0].offset must be {"lsn": "0/16B3748"}: current value is ${JSON.stringify(offset)}`,
+        `offsets[0].offset must be {"lsn": "0/16B3748"}: current value is ${
+          JSON.stringify(offset)
+        }`,
       );
     }
   }
@@ -79,7 +81,9 @@ export async function changeCdcOffsets(
     max: 1,
     applicationName: `sluice:${context.pipeline}:offsets`,
   });
-  const [{ current }] = await sql<{ current: string }[]>`select pg_current_wal_lsn()::text as current`;
+  const [{ current }] = await sql<
+    { current: string }[]
+  >`select pg_current_wal_lsn()::text as current`;
   const now = parseLsn(current);
   if (wanted === undefined) return { lsn: formatLsn(now), txId: null };
   const slot = await inspectSlot(sql, settings.slot);

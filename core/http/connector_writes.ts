@@ -36,7 +36,9 @@ class HttpError extends Error {
 function invalid(error: ConfigError, name: string): HttpError {
   const prefix = `${name}: config.`;
   const lines = error.issues.map((issue) =>
-    `${issue.path.startsWith(prefix) ? issue.path.slice(prefix.length) : issue.path}: ${issue.message}`
+    `${
+      issue.path.startsWith(prefix) ? issue.path.slice(prefix.length) : issue.path
+    }: ${issue.message}`
   );
   return new HttpError(
     400,
@@ -62,13 +64,18 @@ async function jsonBody(c: Context): Promise<Record<string, unknown>> {
 /** A config map: an object of keys (the name key, if any, must match). */
 function configOf(value: unknown, name: string): Record<string, unknown> {
   if (typeof value !== "object" || value === null || Array.isArray(value)) {
-    throw new HttpError(400, 'The connector config must be a JSON object of keys ("config": { … })');
+    throw new HttpError(
+      400,
+      'The connector config must be a JSON object of keys ("config": { … })',
+    );
   }
   const { name: given, ...config } = value as Record<string, unknown>;
   if (given !== undefined && given !== name) {
     throw new HttpError(
       400,
-      `The config's name (${JSON.stringify(given)}) does not match the connector's name ("${name}")`,
+      `The config's name (${
+        JSON.stringify(given)
+      }) does not match the connector's name ("${name}")`,
     );
   }
   return config;

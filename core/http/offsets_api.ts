@@ -32,35 +32,37 @@ export function offsetRoutes(context: { runtime: Runtime; offsets: OffsetStore }
     return c.json({ offsets: await listOffsets(spec, context.offsets) } as never);
   });
 
-  const change = (parse: (c: Context) => Promise<OffsetChange>, done: string) =>
-  async (c: Context) => {
-    const name = c.req.param("name") ?? "";
-    const spec = runtime.pipelines.get(name);
-    if (!spec) return fail(c, 404, `Connector ${name} not found`);
-    const control = runtime.control(name);
-    if (control.state !== "STOPPED") {
-      return fail(
-        c,
-        400,
-        `Connector ${name} is ${control.state}: offsets can be changed only while it is STOPPED (PUT /connectors/${name}/stop first, then PUT …/resume afterwards)`,
-      );
-    }
-    const until = Date.now() + STOPPING_WAIT_MS;
-    while (control.runStartedAt && Date.now() < until) {
-      await new Promise((resolve) => setTimeout(resolve, 50)); // the run is committing its last batch
-    }
-    if (control.runStartedAt) {
-      return fail(c, 409, `Connector ${name} is still finishing its last batch; try again`);
-    }
-    try {
-      const request = await parse(c);
-      const offsets = await changeOffsets(spec, context.offsets, request);
-      return c.json({ message: `The offsets of connector ${name} were ${done}`, offsets } as never);
-    } catch (error) {
-      if (error instanceof OffsetChangeError) return fail(c, 400, error.message);
-      throw error;
-    }
-  };
+  const change =
+    (parse: (c: Context) => Promise<OffsetChange>, done: string) => async (c: Context) => {
+      const name = c.req.param("name") ?? "";
+      const spec = runtime.pipelines.get(name);
+      if (!spec) return fail(c, 404, `Connector ${name} not found`);
+      const control = runtime.control(name);
+      if (control.state !== "STOPPED") {
+        return fail(
+          c,
+          400,
+          `Connector ${name} is ${control.state}: offsets can be changed only while it is STOPPED (PUT /connectors/${name}/stop first, then PUT …/resume afterwards)`,
+        );
+      }
+      const until = Date.now() + STOPPING_WAIT_MS;
+      while (control.runStartedAt && Date.now() < until) {
+        await new Promise((resolve) => setTimeout(resolve, 50)); // the run is committing its last batch
+      }
+      if (control.runStartedAt) {
+        return fail(c, 409, `Connector ${name} is still finishing its last batch; try again`);
+      }
+      try {
+        const request = await parse(c);
+        const offsets = await changeOffsets(spec, context.offsets, request);
+        return c.json(
+          { message: `The offsets of connector ${name} were ${done}`, offsets } as never,
+        );
+      } catch (error) {
+        if (error instanceof OffsetChangeError) return fail(c, 400, error.message);
+        throw error;
+      }
+    };
   app.delete("/connectors/:name/offsets", change(() => Promise.resolve({ to: "reset" }), "reset"));
   app.patch("/connectors/:name/offsets", change(parsePatch, "altered"));
   return app;
@@ -89,11 +91,16 @@ async function parsePatch(c: Context): Promise<OffsetChange> {
     );
   }
   const list = (body as { offsets?: unknown } | null)?.offsets;
-  if (!Array.isArray(list) || list.length === 0) throw new OffsetChangeError(`No offsets given: ${shape}`);
+  if (!Array.isArray(list) || list.length === 0) {
+    throw new OffsetChangeError(`No offsets given: ${shape}`);
+  }
   const isObject = (value: unknown) =>
     typeof value === "object" && value !== null && !Array.isArray(value);
   list.forEach((entry, index) => {
-    if (!isObject(entry) || !isObject(entry.partition) || !(entry.offset === null || isObject(entry.offset))) {
+    if (
+      !isObject(entry) || !isObject(entry.partition) ||
+      !(entry.offset === null || isObject(entry.offset))
+    ) {
       throw new OffsetChangeError(`offsets[${index}] is malformed: ${shape}`);
     }
   });

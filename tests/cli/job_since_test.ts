@@ -50,7 +50,9 @@ Deno.test("job run --since re-syncs a window of an incremental job and keeps its
     );
     const offsets = ["--offsets", `${folder}/.offsets.json`];
     const watermark = async () =>
-      (await db.targetSql`select "offset" from public.sluice_offsets where pipeline = 'items_job'`)[0]
+      (await db.targetSql`select "offset" from public.sluice_offsets where pipeline = 'items_job'`)[
+        0
+      ]
         ?.offset;
 
     const first = await sluice("job", "run", folder, "items_job", ...offsets);
@@ -60,11 +62,30 @@ Deno.test("job run --since re-syncs a window of an incremental job and keeps its
 
     // The target drifted; re-sync what changed since March.
     await db.targetSql`update public.items set name = 'drift'`;
-    const window = await sluice("job", "run", folder, "items_job", "--since", "2024-03-01T00:00:00Z", ...offsets);
+    const window = await sluice(
+      "job",
+      "run",
+      folder,
+      "items_job",
+      "--since",
+      "2024-03-01T00:00:00Z",
+      ...offsets,
+    );
     assertEquals(window.code, 0, window.err + window.out);
     const names = await db.targetSql<{ id: number; name: string }[]>`
       select id, name from public.items order by id`;
-    assertEquals(names.filter((r) => r.name === "drift").map((r) => r.id), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    assertEquals(names.filter((r) => r.name === "drift").map((r) => r.id), [
+      1,
+      2,
+      3,
+      4,
+      5,
+      6,
+      7,
+      8,
+      9,
+      10,
+    ]);
     assertEquals(names.filter((r) => r.id > 10).every((r) => r.name === `n${r.id}`), true);
     assertEquals(await watermark(), before, "the stored watermark is not moved");
 
@@ -75,10 +96,27 @@ Deno.test("job run --since re-syncs a window of an incremental job and keeps its
     const [{ name }] = await db.targetSql`select name from public.items where id = 20`;
     assertEquals(name, "drift2");
 
-    const both = await sluice("job", "run", folder, "items_job", "--since", "2024-03-01", "--full-refresh", ...offsets);
+    const both = await sluice(
+      "job",
+      "run",
+      folder,
+      "items_job",
+      "--since",
+      "2024-03-01",
+      "--full-refresh",
+      ...offsets,
+    );
     assertEquals(both.code, 2);
     assertMatch(both.err, /--since/);
-    const badTime = await sluice("job", "run", folder, "items_job", "--since", "last tuesday", ...offsets);
+    const badTime = await sluice(
+      "job",
+      "run",
+      folder,
+      "items_job",
+      "--since",
+      "last tuesday",
+      ...offsets,
+    );
     assertEquals(badTime.code, 2);
     assertMatch(badTime.err, /ISO 8601/);
   } finally {

@@ -81,11 +81,21 @@ Deno.test("offsets reset --to-earliest replays the topic into an unchanged targe
       const next = await storedNext(sql, pipeline, topic);
       return Object.values(next).reduce((a, b) => a + b, 0) === 20;
     }, { timeoutMs: 30_000 });
-    const first = await runUntil(spec, synced, { environment: { offsets: new MemoryOffsetStore() } });
+    const first = await runUntil(spec, synced, {
+      environment: { offsets: new MemoryOffsetStore() },
+    });
     assertEquals(first.stats.written, 20);
     const digest = await tableDigest(sql, "select * from public.items order by id");
 
-    const reset = await sluice("offsets", "reset", file, pipeline, "--to-earliest", "--offsets", offsetsFile);
+    const reset = await sluice(
+      "offsets",
+      "reset",
+      file,
+      pipeline,
+      "--to-earliest",
+      "--offsets",
+      offsetsFile,
+    );
     assertEquals(reset.code, 0, reset.err);
     assertMatch(reset.out, /changed directly/);
     assertEquals(await committedOffsets(group, topic, 2), { "0": 0, "1": 0 });
@@ -112,7 +122,16 @@ Deno.test("offsets reset --to-earliest replays the topic into an unchanged targe
         expected[partition] = offset;
       }
     }
-    const byTime = await sluice("offsets", "reset", file, pipeline, "--to-timestamp", at, "--offsets", offsetsFile);
+    const byTime = await sluice(
+      "offsets",
+      "reset",
+      file,
+      pipeline,
+      "--to-timestamp",
+      at,
+      "--offsets",
+      offsetsFile,
+    );
     assertEquals(byTime.code, 0, byTime.err);
     assertEquals(await committedOffsets(group, topic, 2), expected);
     assertEquals(await storedNext(sql, pipeline, topic), expected);
@@ -127,10 +146,28 @@ Deno.test("offsets reset --to-earliest replays the topic into an unchanged targe
     }
 
     // Explicit positions, and what a Kafka source cannot do.
-    const explicit = await sluice("offsets", "reset", file, pipeline, "--to-offset", "0:1,1:2", "--offsets", offsetsFile);
+    const explicit = await sluice(
+      "offsets",
+      "reset",
+      file,
+      pipeline,
+      "--to-offset",
+      "0:1,1:2",
+      "--offsets",
+      offsetsFile,
+    );
     assertEquals(explicit.code, 0, explicit.err);
     assertEquals(await committedOffsets(group, topic, 2), { "0": 1, "1": 2 });
-    const two = await sluice("offsets", "reset", file, pipeline, "--to-earliest", "--to-latest", "--offsets", offsetsFile);
+    const two = await sluice(
+      "offsets",
+      "reset",
+      file,
+      pipeline,
+      "--to-earliest",
+      "--to-latest",
+      "--offsets",
+      offsetsFile,
+    );
     assertEquals(two.code, 2);
     assertMatch(two.err, /exactly one of --to-earliest/);
   } finally {

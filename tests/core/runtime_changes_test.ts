@@ -37,8 +37,15 @@ Deno.test("a replaced stream commits its offset and resumes there with the new s
   await runtime.replace(second);
   const committed = await offsets.read("numbers");
   const before = collected.records.filter((r) => r.topic === "before").length;
-  assertEquals(committed, before, "the offset of everything written is committed before the restart");
-  await waitUntil("records of the new spec", () => collected.records.some((r) => r.topic === "after"));
+  assertEquals(
+    committed,
+    before,
+    "the offset of everything written is committed before the restart",
+  );
+  await waitUntil(
+    "records of the new spec",
+    () => collected.records.some((r) => r.topic === "after"),
+  );
   const firstAfter = collected.records.find((r) => r.topic === "after")!;
   assertEquals((firstAfter.value as { seq: number }).seq, committed, "resumed where it left off");
   assertEquals(runtime.pipelines.get("numbers"), second);

@@ -55,11 +55,17 @@ Deno.test("postgres_cdc offsets: forward only from the slot's confirmed LSN, no 
 
     const back = formatLsn(parseLsn(confirmed) - 1n);
     const error = await refusal(changeOffsets(spec, store, at(back)));
-    assertMatch(error.message, new RegExp(`has confirmed ${confirmed}: PostgreSQL keeps no WAL before it`));
+    assertMatch(
+      error.message,
+      new RegExp(`has confirmed ${confirmed}: PostgreSQL keeps no WAL before it`),
+    );
     assertEquals(await store.read("cdc"), undefined, "nothing changed");
 
     const listed = await changeOffsets(spec, store, at(confirmed));
-    assertEquals(listed, [{ partition: { server: "src" }, offset: { lsn: confirmed, txId: null } }]);
+    assertEquals(listed, [{
+      partition: { server: "src" },
+      offset: { lsn: confirmed, txId: null },
+    }]);
     assertEquals(await listOffsets(spec, store), listed);
 
     const time = await refusal(changeOffsets(spec, store, { to: "timestamp", at: new Date() }));

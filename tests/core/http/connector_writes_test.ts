@@ -32,8 +32,18 @@ function freePort(): number {
 async function startSluice(folder: string, offsets: string, port: number, sourceUrl: string) {
   const child = new Deno.Command(Deno.execPath(), {
     args: [
-      "run", "-A", "--unstable-cron", CLI, "run", folder,
-      "--offsets", offsets, "--listen", `127.0.0.1:${port}`, "--log-level", "warning",
+      "run",
+      "-A",
+      "--unstable-cron",
+      CLI,
+      "run",
+      folder,
+      "--offsets",
+      offsets,
+      "--listen",
+      `127.0.0.1:${port}`,
+      "--log-level",
+      "warning",
     ],
     cwd: ROOT,
     env: { [VARIABLE]: sourceUrl },
@@ -117,7 +127,10 @@ Deno.test("connectors created, updated and deleted over REST are validated, save
     assertEquals((await call("GET", "/connectors")).body.sort(), ["job_a", "job_b", "job_c"]);
 
     // 409 when it exists; 400 naming every bad key, nothing saved.
-    const again = await call("POST", "/connectors", { name: "job_c", config: job(db.target.url, "0 5 * * *") });
+    const again = await call("POST", "/connectors", {
+      name: "job_c",
+      config: job(db.target.url, "0 5 * * *"),
+    });
     assertEquals(again.status, 409);
     assertEquals(again.body.error_code, 409);
     const bad = await call("POST", "/connectors", {
@@ -154,8 +167,10 @@ Deno.test("connectors created, updated and deleted over REST are validated, save
 
     // Offsets: kept by the postgres sink; changed only while STOPPED.
     assertEquals((await call("POST", "/jobs/job_c/run")).status, 202);
-    await waitUntil("job_c's offsets", async () =>
-      (await call("GET", "/connectors/job_c/offsets")).body.offsets.length === 1);
+    await waitUntil(
+      "job_c's offsets",
+      async () => (await call("GET", "/connectors/job_c/offsets")).body.offsets.length === 1,
+    );
     const refused = await call("DELETE", "/connectors/job_c/offsets");
     assertEquals(refused.status, 400);
     assertMatch(refused.body.message, /RUNNING: offsets can be changed only while it is STOPPED/);
@@ -163,7 +178,15 @@ Deno.test("connectors created, updated and deleted over REST are validated, save
       offsets: [{ partition: { table: "public.items" }, offset: { ts: "2024-01-01T00:00:00Z" } }],
     });
     assertEquals(patchRefused.status, 400);
-    const cliRefused = await cli("offsets", "reset", folder, "job_c", "--to-earliest", "--url", base);
+    const cliRefused = await cli(
+      "offsets",
+      "reset",
+      folder,
+      "job_c",
+      "--to-earliest",
+      "--url",
+      base,
+    );
     assertEquals(cliRefused.code, 2);
     assertMatch(cliRefused.err, /job_c is RUNNING in the Sluice process at .*: stop it first/);
     assertEquals((await call("PUT", "/connectors/job_c/stop")).status, 204);
@@ -172,10 +195,19 @@ Deno.test("connectors created, updated and deleted over REST are validated, save
     });
     assertEquals(patched.status, 200, JSON.stringify(patched.body));
     assertEquals(patched.body.offsets[0].offset.ts, "2024-01-01T00:00:00Z");
-    const malformed = await call("PATCH", "/connectors/job_c/offsets", { offsets: [{ offset: {} }] });
+    const malformed = await call("PATCH", "/connectors/job_c/offsets", {
+      offsets: [{ offset: {} }],
+    });
     assertEquals(malformed.status, 400);
     const viaProcess = await cli(
-      "offsets", "reset", folder, "job_c", "--to-timestamp", "2024-02-01T00:00:00Z", "--url", base,
+      "offsets",
+      "reset",
+      folder,
+      "job_c",
+      "--to-timestamp",
+      "2024-02-01T00:00:00Z",
+      "--url",
+      base,
     );
     assertEquals(viaProcess.code, 0, viaProcess.err);
     assertMatch(viaProcess.out, /changed through the process at/);
@@ -195,7 +227,10 @@ Deno.test("connectors created, updated and deleted over REST are validated, save
     assertEquals(ended.code, 0, ended.stderr);
     sluice = await startSluice(folder, offsets, port, db.source.url);
     assertEquals((await call("GET", "/connectors")).body.sort(), ["job_a", "job_b", "job_c"]);
-    assertEquals((await call("GET", "/connectors/job_a/config")).body["job.schedule"], "30 2 * * *");
+    assertEquals(
+      (await call("GET", "/connectors/job_a/config")).body["job.schedule"],
+      "30 2 * * *",
+    );
     assertEquals(
       (await call("GET", "/connectors/job_c/config")).body["connection.url"],
       `\${env:${VARIABLE}}`,
