@@ -22,6 +22,8 @@ export interface WriteContext {
   readonly store?: ConfigStore;
   /** Validates entries as `sluice validate` does (throws ConfigError). */
   readonly build?: (entries: RawConnector[]) => Promise<PipelineSpec[]>;
+  /** Counts the records of pipelines added or changed here too. */
+  readonly metrics?: { track(spec: PipelineSpec): void };
 }
 
 type Status = 400 | 404 | 409 | 500;
@@ -128,6 +130,7 @@ export function connectorWriteRoutes(
     const entry = store.draft(name, config);
     const spec = await validated(entry);
     await store.save(entry);
+    context.metrics?.track(spec);
     if (existed) await runtime.replace(spec);
     else runtime.add(spec);
     return { spec, created: !existed };

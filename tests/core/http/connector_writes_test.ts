@@ -171,6 +171,10 @@ Deno.test("connectors created, updated and deleted over REST are validated, save
       "job_c's offsets",
       async () => (await call("GET", "/connectors/job_c/offsets")).body.offsets.length === 1,
     );
+    await waitUntil("job_c's run in the metrics", async () => {
+      const text = await (await fetch(`${base}/metrics`)).text();
+      return /sluice_batch_runs_total\{[^}]*pipeline="job_c"[^}]*\} 1/.test(text);
+    });
     const refused = await call("DELETE", "/connectors/job_c/offsets");
     assertEquals(refused.status, 400);
     assertMatch(refused.body.message, /RUNNING: offsets can be changed only while it is STOPPED/);
