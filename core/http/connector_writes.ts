@@ -100,6 +100,14 @@ export function connectorWriteRoutes(
       if (error instanceof ConfigStoreConflict) {
         return c.json({ error_code: 409, message: error.message }, 409);
       }
+      if (
+        error instanceof Deno.errors.NotCapable || error instanceof Deno.errors.PermissionDenied
+      ) {
+        // The narrow flags of `sluice permissions` do not let the process write its configs.
+        const message =
+          `This process may not write its config folder (${error.message}): grant --allow-write for it to create, change or delete connectors over REST`;
+        return c.json({ error_code: 409, message }, 409);
+      }
       throw error;
     });
     tail = next.catch(() => {});
