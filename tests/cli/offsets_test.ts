@@ -158,6 +158,19 @@ Deno.test("offsets reset --to-earliest replays the topic into an unchanged targe
     );
     assertEquals(explicit.code, 0, explicit.err);
     assertEquals(await committedOffsets(group, topic, 2), { "0": 1, "1": 2 });
+    const latest = await sluice(
+      "offsets",
+      "reset",
+      file,
+      pipeline,
+      "--to-latest",
+      "--offsets",
+      offsetsFile,
+    );
+    assertEquals(latest.code, 0, latest.err);
+    const ends = await committedOffsets(group, topic, 2);
+    assertEquals(ends["0"] + ends["1"], 20, "each partition's end");
+    assertEquals(await storedNext(sql, pipeline, topic), ends);
     const two = await sluice(
       "offsets",
       "reset",
