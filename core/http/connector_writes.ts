@@ -34,7 +34,7 @@ class HttpError extends Error {
   }
 }
 
-/** Kafka Connect's answer to an invalid config: every problem, one per line. */
+/** A 400 for an invalid config, in Kafka Connect's shape: every problem, one per line. */
 function invalid(error: ConfigError, name: string): HttpError {
   const prefix = `${name}: config.`;
   const lines = error.issues.map((issue) =>
@@ -44,7 +44,7 @@ function invalid(error: ConfigError, name: string): HttpError {
   );
   return new HttpError(
     400,
-    `Connector configuration is invalid and contains the following ${lines.length} error(s):\n${
+    `Invalid connector config, ${lines.length} problem(s):\n${
       lines.join("\n")
     }\nPUT /connector-plugins/{class}/config/validate lists every key with its errors.`,
   );

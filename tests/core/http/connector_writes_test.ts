@@ -139,7 +139,7 @@ Deno.test("connectors created, updated and deleted over REST are validated, save
     });
     assertEquals(bad.status, 400);
     assertEquals(bad.body.error_code, 400);
-    assertMatch(bad.body.message, /contains the following 2 error\(s\)/);
+    assertMatch(bad.body.message, /Invalid connector config, 2 problem\(s\)/);
     assertMatch(bad.body.message, /chunk\.size: /);
     assertMatch(bad.body.message, /mode: /);
     assertEquals(await exists(`${folder}/job_bad.json`), false);
