@@ -85,6 +85,12 @@ export interface SourceContext extends PluginContext {
   readonly offset: JsonValue | undefined;
   /** True when the run was asked to ignore the stored position and read everything. */
   readonly fullRefresh: boolean;
+  /**
+   * Set for a window re-synced by hand (`sluice job run --since`): read the
+   * rows changed at or after this time and yield no offsets, so the stored
+   * position is not moved. A source that cannot read such a window fails.
+   */
+  readonly since?: Date;
 }
 
 /**
@@ -329,6 +335,10 @@ export interface Sink {
   readonly offsets?: {
     /** The offset stored under `key` (the pipeline name), if any. */
     read(key: string): Promise<JsonValue | undefined>;
+    /** Replaces the offset under `key` (an operator's offsets reset, with the pipeline stopped). */
+    write?(key: string, value: JsonValue): Promise<void>;
+    /** Forgets the offset under `key`, so the next run starts from the beginning. */
+    delete?(key: string): Promise<void>;
   };
   /** Present when the sink can keep dead letters itself (for example in a table). */
   deadLetters?(destination: string): DeadLetterWriter;
@@ -501,6 +511,95 @@ export interface SinkPlan {
 }
 
 /**
+ * One entry of Kafka Connect's offsets list (`GET /connectors/{name}/offsets`):
+ * a source partition and the position reached in it. In a change, a `null`
+ * offset forgets that partition's position.
+ *
+ * @example A Kafka topic-partition, in Kafka Connect's sink connector words
+ * ```ts
+ * import type { OffsetEntry } from "@sluice/sluice";
+ *
+ * const entry: OffsetEntry = {
+ *   partition: { kafka_topic: "orders", kafka_partition: 0 },
+ *   offset: { kafka_offset: 42 },
+ * };
+ * ```
+ */
+export interface OffsetEntry {
+  /** Which part of the source, e.g. `{ "kafka_topic": "orders", "kafka_partition": 0 }`. */
+  readonly partition: Readonly<Record<string, JsonValue>>;
+  /** The next position to read there, or null to forget it. */
+  readonly offset: Readonly<Record<string, JsonValue>> | null;
+}
+
+/**
+ * What an operator asks of a stopped pipeline's position: forget it
+ * (`DELETE …/offsets`), set the given entries (`PATCH …/offsets`), or move to
+ * the earliest or latest position or the first one at a time
+ * (`sluice offsets reset`).
+ *
+ * @example Rewinding to the start of a day
+ * ```ts
+ * import type { OffsetChange } from "@sluice/sluice";
+ *
+ * const change: OffsetChange = { to: "timestamp", at: new Date("2024-05-01T00:00:00Z") };
+ * ```
+ */
+export type OffsetChange =
+  | { readonly to: "reset" }
+  | { readonly to: "earliest" }
+  | { readonly to: "latest" }
+  | { readonly to: "timestamp"; readonly at: Date }
+  | { readonly to: "entries"; readonly entries: readonly OffsetEntry[] };
+
+/**
+ * How a source shows and changes its stored position (Kafka Connect's
+ * `alterOffsets`). The runtime reads and writes the stored offset where the
+ * pipeline keeps it (the sink's table or the worker's file); the source
+ * turns it into entries, computes the new one, and changes what it keeps
+ * elsewhere (a Kafka consumer group's committed offsets). The pipeline is
+ * stopped meanwhile. What cannot be done throws an
+ * `OffsetChangeError` that says why.
+ *
+ * @example A source whose offset is one number
+ * ```ts
+ * import { OffsetChangeError, type SourceOffsets } from "@sluice/sluice";
+ * import assert from "node:assert/strict";
+ *
+ * const counter: SourceOffsets<unknown> = {
+ *   list: (_config, stored) =>
+ *     Promise.resolve(typeof stored === "number" ? [{ partition: {}, offset: { n: stored } }] : []),
+ *   change(_config, _stored, change) {
+ *     if (change.to === "reset" || change.to === "earliest") return Promise.resolve(undefined);
+ *     if (change.to === "entries" && typeof change.entries[0]?.offset?.n === "number") {
+ *       return Promise.resolve(change.entries[0].offset.n);
+ *     }
+ *     throw new OffsetChangeError(`cannot move to ${change.to}`);
+ *   },
+ * };
+ * assert.equal(await counter.change({}, 5, { to: "reset" }, {} as never), undefined);
+ * ```
+ */
+export interface SourceOffsets<Config> {
+  /** The stored offset as Kafka Connect entries (plus what the source keeps elsewhere). */
+  list(
+    config: Config,
+    stored: JsonValue | undefined,
+    context: PluginContext,
+  ): Promise<OffsetEntry[]>;
+  /**
+   * Applies `change` to what the source keeps elsewhere and returns the new
+   * stored offset (undefined: none, the next run starts afresh).
+   */
+  change(
+    config: Config,
+    stored: JsonValue | undefined,
+    change: OffsetChange,
+    context: PluginContext,
+  ): Promise<JsonValue | undefined>;
+}
+
+/**
  * A source plugin definition; make one with {@linkcode defineSource}.
  *
  * @example Looking a source up and reading its options
@@ -523,6 +622,8 @@ export interface SourcePlugin<Schema extends z.ZodType = z.ZodType> extends Plug
   plan?(config: z.output<Schema>): SourcePlan;
   /** Opens the source with its parsed config; nothing connects before this. */
   create(config: z.output<Schema>, context: SourceContext): Source | Promise<Source>;
+  /** Shows and changes its stored position; without it, only a reset is possible. */
+  readonly offsets?: SourceOffsets<z.output<Schema>>;
 }
 
 /**

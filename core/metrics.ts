@@ -57,22 +57,31 @@ export class SluiceMetrics implements PipelineObserver {
     options: { defaultMetrics?: boolean; now?: () => number } = {},
   ) {
     this.#now = options.now ?? Date.now;
-    for (const spec of specs) {
-      this.#figures.set(spec.name, {
-        mode: spec.source.plugin.mode,
-        recordsRead: 0,
-        recordsFailed: 0,
-        deadLetters: new Map(),
-        runs: [],
-        lastRunFailed: false,
-      });
-      this.#pending.set(spec.name, []);
-    }
+    for (const spec of specs) this.#addFigures(spec);
     if (options.defaultMetrics ?? true) {
       client.collectDefaultMetrics({ register: this.registry, prefix: "sluice_" });
     }
     this.#m = this.#createMetrics();
     for (const spec of specs) this.#m.queueDepth.set({ pipeline: spec.name }, 0);
+  }
+
+  /** Starts counting for a pipeline added while the process runs (`POST /connectors`). */
+  track(spec: PipelineSpec): void {
+    if (this.#figures.get(spec.name)?.mode === spec.source.plugin.mode) return;
+    this.#addFigures(spec);
+    this.#m.queueDepth.set({ pipeline: spec.name }, 0);
+  }
+
+  #addFigures(spec: PipelineSpec): void {
+    this.#figures.set(spec.name, {
+      mode: spec.source.plugin.mode,
+      recordsRead: 0,
+      recordsFailed: 0,
+      deadLetters: new Map(),
+      runs: [],
+      lastRunFailed: false,
+    });
+    this.#pending.set(spec.name, []);
   }
 
   #createMetrics() {

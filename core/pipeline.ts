@@ -113,6 +113,8 @@ export interface PipelineEnvironment {
 export interface RunOptions {
   /** Ignore the stored position and read everything (batch full refresh). */
   readonly fullRefresh?: boolean;
+  /** Re-sync the rows changed at or after this time, leaving the stored position alone. */
+  readonly since?: Date;
   /** Stops the run gracefully: the batch being written finishes, then offsets are committed. */
   readonly signal?: AbortSignal;
 }
@@ -222,7 +224,7 @@ export async function runPipeline(
   let failure: Error | undefined;
   try {
     const run = new PipelineRun(spec, environment, logger, stop, stats, closers);
-    validation = await run.execute(options.fullRefresh ?? false);
+    validation = await run.execute(options.fullRefresh ?? false, options.since);
     if (validation.some((check) => !check.ok)) {
       const failed = validation.filter((check) => !check.ok).map((check) => check.name);
       failure = new Error(`Validation failed: ${failed.join(", ")}`);
@@ -270,7 +272,7 @@ class PipelineRun {
     readonly closers: (() => Promise<void>)[],
   ) {}
 
-  async execute(fullRefresh: boolean): Promise<ValidationCheck[]> {
+  async execute(fullRefresh: boolean, since?: Date): Promise<ValidationCheck[]> {
     const { spec, stop } = this;
     const context = (plugin: string) => ({
       pipeline: spec.name,
@@ -310,6 +312,7 @@ class PipelineRun {
       ...context(spec.source.plugin.name),
       offset,
       fullRefresh,
+      ...(since ? { since } : {}),
     });
     this.closers.push(() => this.#source.close());
 
