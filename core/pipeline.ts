@@ -310,6 +310,7 @@ class PipelineRun {
       ...context(spec.source.plugin.name),
       offset,
       fullRefresh,
+      subject: spec.subject,
     });
     this.closers.push(() => this.#source.close());
 
