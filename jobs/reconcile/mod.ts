@@ -397,7 +397,7 @@ class Reconciliation {
     await target.unsafe(
       `insert into ${table} (pipeline, checked_pipeline, mode, started_at, source_rows, target_rows,
          missing, extra, different, repaired, remaining, queries, sample_keys, note)
-       values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::jsonb, $14)`,
+       values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::text::jsonb, $14)`,
       [
         this.#context.pipeline,
         this.#subject!.name,
