@@ -58,10 +58,10 @@ export async function compareDeep(
     sourceRows += chunk.length;
     const staged: { row: Row; key: Row }[] = [];
     for (const row of chunk) {
-      const record = await chain.apply(recordOf(subject, row));
+      const original = recordOf(subject, row);
+      const record = chain.empty ? original : await chain.apply(original);
       if (record === null) continue; // dropped by a filter: the target should not have it either
-      const value = record.value as Row;
-      staged.push({ row: value, key: recordOf(subject, row).key as Row });
+      staged.push({ row: record.value as Row, key: original.key as Row });
     }
     if (staged.length === 0) continue;
     if (!columns) {
@@ -83,9 +83,11 @@ export async function compareDeep(
   columns ??= [...subject.targetKey];
   const exists = await run<{ ok: boolean }>(`select to_regclass('${STAGED}') is not null as ok`);
   if (!exists[0].ok) {
-    await run(`create temp table ${STAGED} as select ${
-      columns.map(quoteIdent).join(", ")
-    } from ${subject.targetTable} with no data`);
+    await run(
+      `create temp table ${STAGED} as select ${
+        columns.map(quoteIdent).join(", ")
+      } from ${subject.targetTable} with no data`,
+    );
     await run(`alter table ${STAGED} add column ${SOURCE_KEY} text[]`);
   }
   await run(diffStatement(subject, columns));

@@ -189,9 +189,12 @@ function fastSides(subject: Subject, versionField: string | undefined) {
     column ? `coalesce(s.${quoteIdent(column)}::${versionType}::text, '\\N')` : "''";
   const sourceRows = `(${subject.sourceSelect}) as s`;
   const targetRows = `(select * from ${subject.targetTable} where ${subject.targetLive}) as s`;
+  // The planner flattens this: the aggregate never builds the key array.
   const hashed = (rows: string, keys: string[], versionText: string) =>
-    `select array[${keys.join(", ")}] as key, ${versionText} as version, ` +
-    `hashtextextended(concat_ws(chr(31), ${keys.join(", ")}), 0) as h from ${rows}`;
+    `select key, kt, version, hashtextextended(kt, 0) as h from (select array[${
+      keys.join(", ")
+    }] as key, concat_ws(chr(31), ${keys.join(", ")}) as kt, ${versionText} as version ` +
+    `from ${rows}) as k`;
   const sourceHashed = hashed(sourceRows, sourceKeys, version(versionField));
   const targetHashed = hashed(
     targetRows,
@@ -205,7 +208,7 @@ function fastSides(subject: Subject, versionField: string | undefined) {
     aggregate(bits: number, parents?: { bits: number; ids: string[] }) {
       const select = (rows: string) =>
         `select ${bucket(bits)}::text as bucket, count(*)::text as n, ` +
-        `sum(hashtextextended(array_to_string(key, chr(31)) || chr(30) || version, 1))::text as hash ` +
+        `sum(hashtextextended(kt || chr(30) || version, 1))::text as hash ` +
         `from (${rows}) r ${within(parents)} group by 1`;
       return {
         source: select(sourceHashed),

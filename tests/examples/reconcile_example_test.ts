@@ -37,10 +37,21 @@ Deno.test("the example's daily reconciliation finds profile_summary in sync, the
     });
     const reconcile = specs.find((spec) => spec.name === "profile_summary_reconcile")!;
     assertEquals(reconcile.options["job.schedule"], "0 3 * * *");
-    const deep = { ...reconcile, name: "deep", source: { ...reconcile.source, config: {
-      ...(reconcile.source.config as Record<string, unknown>), mode: "deep",
-    } } };
-    await using runtime = new Runtime([...specs.filter((s) => s.source.plugin.mode === "batch"), deep], {
+    const deep = {
+      ...reconcile,
+      name: "deep",
+      source: {
+        ...reconcile.source,
+        config: {
+          ...(reconcile.source.config as Record<string, unknown>),
+          mode: "deep",
+        },
+      },
+    };
+    await using runtime = new Runtime([
+      ...specs.filter((s) => s.source.plugin.mode === "batch"),
+      deep,
+    ], {
       offsets: new MemoryOffsetStore(),
     });
     for (const name of ["scheme_sync", "profile_sync"]) {

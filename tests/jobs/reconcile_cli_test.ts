@@ -12,14 +12,20 @@ import type { RunReport } from "../../core/pipeline.ts";
 const CLI = new URL("../../cli/main.ts", import.meta.url).pathname;
 const ROOT = new URL("../..", import.meta.url).pathname;
 
-async function sluice(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+async function sluice(
+  ...args: string[]
+): Promise<{ code: number; stdout: string; stderr: string }> {
   const output = await new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", CLI, ...args, "--log-format", "json"],
     cwd: ROOT,
     stdin: "null",
   }).output();
   const text = new TextDecoder();
-  return { code: output.code, stdout: text.decode(output.stdout), stderr: text.decode(output.stderr) };
+  return {
+    code: output.code,
+    stdout: text.decode(output.stdout),
+    stderr: text.decode(output.stderr),
+  };
 }
 
 Deno.test("sluice job run exits 1 while a reconciliation finds differences and 0 once they are repaired", async () => {
@@ -82,8 +88,15 @@ Deno.test("reconciliation figures become sluice_reconciliation_* metrics", async
       ok: false,
       detail: "",
       reconciliation: {
-        mode: "fast", sourceRows: 10, targetRows: 9, missing: 2, extra: 1, different: 3,
-        repaired: 0, remaining: 6, queries: 4,
+        mode: "fast",
+        sourceRows: 10,
+        targetRows: 9,
+        missing: 2,
+        extra: 1,
+        different: 3,
+        repaired: 0,
+        remaining: 6,
+        queries: 4,
       },
     }],
   };
@@ -91,5 +104,8 @@ Deno.test("reconciliation figures become sluice_reconciliation_* metrics", async
   const text = await metrics.render();
   assertStringIncludes(text, 'sluice_reconciliation_rows{pipeline="check",kind="missing"} 2');
   assertStringIncludes(text, 'sluice_reconciliation_rows{pipeline="check",kind="remaining"} 6');
-  assertStringIncludes(text, 'sluice_reconciliation_runs_total{pipeline="check",result="differences"} 1');
+  assertStringIncludes(
+    text,
+    'sluice_reconciliation_runs_total{pipeline="check",result="differences"} 1',
+  );
 });

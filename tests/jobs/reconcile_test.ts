@@ -79,7 +79,9 @@ function pipelines(source: string, target: string, reconciles: Record<string, st
   ];
 }
 
-async function run(spec: PipelineSpec): Promise<{ report: RunReport; found: ReconciliationFigures }> {
+async function run(
+  spec: PipelineSpec,
+): Promise<{ report: RunReport; found: ReconciliationFigures }> {
   const report = await runPipeline(spec, { offsets: new MemoryOffsetStore() });
   const check = report.validation.find((c) => c.name === "reconciliation");
   assert(check?.reconciliation, `no reconciliation check: ${report.error?.message}`);
@@ -88,7 +90,8 @@ async function run(spec: PipelineSpec): Promise<{ report: RunReport; found: Reco
 
 /** The sample keys of the last run row, per kind, sorted. */
 async function lastSamples(sql: import("postgres").Sql): Promise<Record<string, string[]>> {
-  const [row] = await sql`select sample_keys from sluice_reconciliation_runs order by id desc limit 1`;
+  const [row] =
+    await sql`select sample_keys from sluice_reconciliation_runs order by id desc limit 1`;
   const samples = row.sample_keys as Record<string, string[]>;
   return {
     missing: [...samples.missing].sort(),
@@ -128,7 +131,11 @@ Deno.test("reconcile finds exactly the corrupted rows through masking and rename
   assertEquals(clean.found.sourceRows, 3000);
   const cleanDeep = await run(deep);
   assertEquals(cleanDeep.report.status, "succeeded", cleanDeep.report.error?.message);
-  assertEquals(cleanDeep.found.remaining, 0, "deep mode sees the masked values as the sink wrote them");
+  assertEquals(
+    cleanDeep.found.remaining,
+    0,
+    "deep mode sees the masked values as the sink wrote them",
+  );
 
   await corrupt(db.targetSql);
   const byFast = await run(fast);
@@ -147,7 +154,8 @@ Deno.test("reconcile finds exactly the corrupted rows through masking and rename
   assertEquals(repaired.report.status, "succeeded", repaired.report.error?.message);
   assertEquals(repaired.found.repaired, 7);
   assertEquals(repaired.found.remaining, 0);
-  const [stray] = await db.targetSql`select deleted_at from people_summary where citizen_id = 999999`;
+  const [stray] = await db
+    .targetSql`select deleted_at from people_summary where citizen_id = 999999`;
   assert(stray.deleted_at !== null, "the stray row is soft-deleted (the sink's delete.mode)");
   const [back] = await db.targetSql`select display_name, deleted_at from people_summary
                                     where citizen_id = 20`;
@@ -230,7 +238,8 @@ Deno.test("fast mode falls back to deep, and says so, when the transforms change
     { name: "check", config: { "connector.class": "reconcile", pipeline: "emails" } },
   ]);
   await runPipeline(sync, { offsets: new MemoryOffsetStore() });
-  await db.targetSql`delete from people_copy where email in (select email from people_copy limit 3)`;
+  await db
+    .targetSql`delete from people_copy where email in (select email from people_copy limit 3)`;
   const found = await run(fast);
   assertEquals(found.found.mode, "deep");
   assertEquals(found.found.missing, 3);
@@ -242,7 +251,11 @@ Deno.test("a reconcile job names a batch pipeline and takes its transforms and s
   const base = pipelines("postgres://localhost/a", "postgres://localhost/b", []);
   const specs = await specsFrom([...base, {
     name: "check",
-    config: { "connector.class": "reconcile", pipeline: "people_sync", "job.schedule": "0 3 * * *" },
+    config: {
+      "connector.class": "reconcile",
+      pipeline: "people_sync",
+      "job.schedule": "0 3 * * *",
+    },
   }]);
   assertEquals(specs[1].sink.plugin.name, "postgres");
   assertEquals(specs[1].transforms.map((t) => t.alias), ["mask"]);
@@ -266,7 +279,10 @@ Deno.test("a reconcile job names a batch pipeline and takes its transforms and s
   }
   assert(error instanceof ConfigError, String(error));
   const message = error.message;
-  assertMatch(message, /check: config.sink.class: "reconcile" uses the sink of the pipeline it names/);
+  assertMatch(
+    message,
+    /check: config.sink.class: "reconcile" uses the sink of the pipeline it names/,
+  );
   assertMatch(message, /check: config.transforms: "reconcile" runs the transforms/);
   assertGreater(message.length, 0);
 });
