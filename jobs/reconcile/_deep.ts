@@ -14,7 +14,7 @@
  *
  * @module
  */
-import { Writable } from "node:stream";
+import type { Writable } from "node:stream";
 import { connect, copyFrom, quoteIdent, type Sql } from "../../drivers/postgres.ts";
 import { parseCopyText } from "../../drivers/pg_types.ts";
 import { PgCodec } from "../../drivers/pg_codec.ts";
