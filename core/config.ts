@@ -508,7 +508,7 @@ export async function buildPipelines(
     );
     if (spec) specs.push(spec);
   }
-  const resolved = resolveSubjects(specs, issues);
+  const resolved = resolveSubjects(specs, new Set(connectors.map((c) => c.name)), issues);
   checkDependencies(resolved, new Set(connectors.map((c) => c.name)), issues);
   if (issues.length > 0) throw new ConfigError(issues);
   return resolved;
@@ -521,14 +521,19 @@ const SUBJECT_SINK = { reference: "(subject)", plugin: undefined as never, confi
  * Gives each job whose source names a subject pipeline (a reconciliation)
  * that pipeline's transforms and sink, and its parts as `subject`.
  */
-function resolveSubjects(specs: readonly PipelineSpec[], issues: ConfigIssue[]): PipelineSpec[] {
+function resolveSubjects(
+  specs: readonly PipelineSpec[],
+  allNames: ReadonlySet<string>,
+  issues: ConfigIssue[],
+): PipelineSpec[] {
   const byName = new Map(specs.map((spec) => [spec.name, spec]));
   return specs.map((spec) => {
     const name = spec.source.plugin.subject?.(spec.source.config);
     if (name === undefined) return spec;
     const other = byName.get(name);
+    if (!other && allNames.has(name)) return spec; // invalid itself, reported already
     const problem = !other
-      ? `names "${name}", which is not a valid pipeline in this configuration`
+      ? `names "${name}", which is not a pipeline in this configuration`
       : other.source.plugin.mode !== "batch"
       ? `names "${name}", a stream pipeline; only batch pipelines can be checked`
       : other.subject !== undefined || other.source.plugin.subject

@@ -284,5 +284,6 @@ Deno.test("a reconcile job names a batch pipeline and takes its transforms and s
     /check: config.sink.class: "reconcile" uses the sink of the pipeline it names/,
   );
   assertMatch(message, /check: config.transforms: "reconcile" runs the transforms/);
+  assertMatch(message, /check: config.pipeline: names "nope", which is not a pipeline/);
   assertGreater(message.length, 0);
 });
