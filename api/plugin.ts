@@ -91,6 +91,79 @@ export interface SourceContext extends PluginContext {
    * position is not moved. A source that cannot read such a window fails.
    */
   readonly since?: Date;
+  /**
+   * The pipeline this source works on, when its plugin names one
+   * ({@linkcode SourcePlugin.subject}): a reconciliation job gets the checked
+   * pipeline's source, transforms and sink here.
+   */
+  readonly subject?: PipelineParts;
+}
+
+/**
+ * A plugin chosen in another pipeline, with its parsed config.
+ *
+ * @example The sink part of a checked pipeline
+ * ```ts
+ * import type { PluginPart, SinkPlugin } from "@sluice/sluice";
+ * import { builtinRegistry } from "@sluice/sluice/builtins";
+ * import assert from "node:assert/strict";
+ *
+ * const plugin = builtinRegistry().find("sink", "postgres")!;
+ * const part: PluginPart<SinkPlugin> = { reference: "postgres", plugin, config: {} };
+ * assert.equal(part.plugin.kind, "sink");
+ * ```
+ */
+export interface PluginPart<P extends Plugin> {
+  /** The name or path written in the config. */
+  readonly reference: string;
+  /** The plugin it resolved to. */
+  readonly plugin: P;
+  /** The config after the plugin's schema parsed it. */
+  readonly config: unknown;
+}
+
+/**
+ * A transform step of another pipeline, with its predicate.
+ *
+ * @example A step without a predicate
+ * ```ts
+ * import type { TransformPart } from "@sluice/sluice";
+ * import { builtinRegistry } from "@sluice/sluice/builtins";
+ *
+ * const plugin = builtinRegistry().find("transform", "cast")!;
+ * const step: TransformPart = { alias: "cast", reference: "cast", plugin, config: {}, negate: false };
+ * ```
+ */
+export interface TransformPart extends PluginPart<TransformPlugin> {
+  /** The name given in `transforms`. */
+  readonly alias: string;
+  /** The predicate that decides whether the step applies, when one is set. */
+  readonly predicate?: PluginPart<PredicatePlugin> & { readonly alias: string };
+  /** Apply the step when the predicate does not match instead. */
+  readonly negate: boolean;
+}
+
+/**
+ * The parts of a validated pipeline, as a job that works on another
+ * pipeline (a reconciliation) receives them in {@linkcode SourceContext.subject}.
+ *
+ * @example Naming what a checked pipeline writes to
+ * ```ts
+ * import type { PipelineParts } from "@sluice/sluice";
+ *
+ * const describe = (parts: PipelineParts): string =>
+ *   `${parts.name}: ${parts.source.plugin.name} -> ${parts.transforms.length} transforms -> ${parts.sink.plugin.name}`;
+ * ```
+ */
+export interface PipelineParts {
+  /** The pipeline's name. */
+  readonly name: string;
+  /** Its source. */
+  readonly source: PluginPart<SourcePlugin>;
+  /** Its transform chain, in order. */
+  readonly transforms: readonly TransformPart[];
+  /** Its sink. */
+  readonly sink: PluginPart<SinkPlugin>;
 }
 
 /**
@@ -153,6 +226,42 @@ export interface ValidationCheck {
   readonly ok: boolean;
   /** What was compared, with the figures, for logs and reports. */
   readonly detail: string;
+  /** Set by a reconciliation: what it found, for the `sluice_reconciliation_*` metrics. */
+  readonly reconciliation?: ReconciliationFigures;
+}
+
+/**
+ * What one reconciliation run found between a source and its target.
+ *
+ * @example A run that found and repaired two rows
+ * ```ts
+ * import type { ReconciliationFigures } from "@sluice/sluice";
+ *
+ * const figures: ReconciliationFigures = {
+ *   mode: "fast", sourceRows: 100, targetRows: 99, missing: 1, extra: 0, different: 1,
+ *   repaired: 2, remaining: 0, queries: 6,
+ * };
+ * ```
+ */
+export interface ReconciliationFigures {
+  /** `fast` (hashes of key ranges) or `deep` (every transformed value). */
+  readonly mode: "fast" | "deep";
+  /** Rows in the source (after its `where`). */
+  readonly sourceRows: number;
+  /** Live rows in the target (soft-deleted rows do not count). */
+  readonly targetRows: number;
+  /** Source rows the target lacks. */
+  readonly missing: number;
+  /** Target rows with no source row. */
+  readonly extra: number;
+  /** Rows on both sides whose compared values differ. */
+  readonly different: number;
+  /** Differences written through the sink (repair). */
+  readonly repaired: number;
+  /** Differences left after the run (and after the re-check, with repair). */
+  readonly remaining: number;
+  /** SQL statements the comparison ran on both databases. */
+  readonly queries: number;
 }
 
 /**
@@ -620,6 +729,13 @@ export interface SourcePlugin<Schema extends z.ZodType = z.ZodType> extends Plug
   readonly mode: SourceMode;
   /** Describes captures and subscriptions for `sluice plan`. */
   plan?(config: z.output<Schema>): SourcePlan;
+  /**
+   * For a job that works on another pipeline (a reconciliation): the name of
+   * the batch pipeline its config names. The job then runs with that
+   * pipeline's transforms and sink (it must not set its own), and its source
+   * gets that pipeline's parts as `context.subject`.
+   */
+  subject?(config: z.output<Schema>): string;
   /** Opens the source with its parsed config; nothing connects before this. */
   create(config: z.output<Schema>, context: SourceContext): Source | Promise<Source>;
   /** Shows and changes its stored position; without it, only a reset is possible. */

@@ -313,6 +313,7 @@ class PipelineRun {
       offset,
       fullRefresh,
       ...(since ? { since } : {}),
+      subject: spec.subject,
     });
     this.closers.push(() => this.#source.close());
 
