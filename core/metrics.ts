@@ -18,6 +18,8 @@ import type {
   PipelineObserver,
   RecordsFailedEvent,
 } from "./observer.ts";
+import type { RunMetrics } from "./observer.ts";
+import type { MetricDefinition, MetricLabels } from "../api/metrics.ts";
 import type { RunReport } from "./pipeline.ts";
 import type { JobReport } from "./runtime.ts";
 
@@ -51,6 +53,10 @@ export class SluiceMetrics implements PipelineObserver {
   readonly #pending = new Map<string, PendingBatch[]>();
   readonly #now: () => number;
   readonly #m;
+  readonly #pluginMetrics = new Map<
+    string,
+    { kind: "gauge" | "counter"; labels: string; metric: client.Metric }
+  >();
 
   constructor(
     specs: readonly PipelineSpec[],
@@ -168,6 +174,81 @@ export class SluiceMetrics implements PipelineObserver {
     const oldest = pending.find((batch) => batch.oldestEventMs !== undefined)?.oldestEventMs;
     if (oldest === undefined) return 0;
     return Math.max(0, (this.#now() - oldest) / 1000);
+  }
+
+  /**
+   * The metrics a run's plugins report (`context.metrics`), labelled with the
+   * pipeline; the gauge series they set are removed by `release()`.
+   */
+  pluginMetrics(pipeline: string): RunMetrics {
+    const set = new Map<string, { gauge: client.Gauge; labels: Record<string, string> }>();
+    const labelsOf = (definition: MetricDefinition, labels: MetricLabels) => {
+      const result: Record<string, string> = { pipeline };
+      for (const name of definition.labels ?? []) {
+        const value = labels[name];
+        if (value === undefined) {
+          throw new Error(`Metric ${definition.name} needs a value for label "${name}"`);
+        }
+        result[name] = String(value);
+      }
+      return result;
+    };
+    return {
+      gauge: (definition) => {
+        const gauge = this.#pluginMetric(definition, "gauge") as client.Gauge;
+        return {
+          set(labels, value) {
+            const all = labelsOf(definition, labels);
+            gauge.set(all, value);
+            set.set(`${definition.name}${JSON.stringify(all)}`, { gauge, labels: all });
+          },
+          remove(labels) {
+            const all = labelsOf(definition, labels);
+            gauge.remove(all);
+            set.delete(`${definition.name}${JSON.stringify(all)}`);
+          },
+        };
+      },
+      counter: (definition) => {
+        const counter = this.#pluginMetric(definition, "counter") as client.Counter;
+        return { inc: (labels, by = 1) => counter.inc(labelsOf(definition, labels), by) };
+      },
+      release() {
+        for (const { gauge, labels } of set.values()) gauge.remove(labels);
+        set.clear();
+      },
+    };
+  }
+
+  /** The plugin metric of that name, created on first use; a clash of kind or labels throws. */
+  #pluginMetric(definition: MetricDefinition, kind: "gauge" | "counter"): client.Metric {
+    const { name, help } = definition;
+    const labelNames = ["pipeline", ...(definition.labels ?? [])];
+    const known = this.#pluginMetrics.get(name);
+    if (known) {
+      if (known.kind !== kind || known.labels !== labelNames.join(",")) {
+        throw new Error(
+          `Metric ${name} is already declared as a ${known.kind} with labels ${known.labels}; cannot declare it as a ${kind} with labels ${labelNames}`,
+        );
+      }
+      return known.metric;
+    }
+    if (!/^[a-zA-Z_:][a-zA-Z0-9_:]*$/.test(name)) {
+      throw new Error(`"${name}" is not a valid metric name ([a-zA-Z_:][a-zA-Z0-9_:]*)`);
+    }
+    for (const label of definition.labels ?? []) {
+      if (!/^[a-zA-Z_][a-zA-Z0-9_]*$/.test(label) || label.startsWith("__")) {
+        throw new Error(`Metric ${name}: "${label}" is not a valid label name`);
+      }
+      if (label === "pipeline") throw new Error(`Metric ${name}: the pipeline label is added`);
+    }
+    if (this.registry.getSingleMetric(name)) {
+      throw new Error(`Metric ${name} is one of Sluice's own; choose another name`);
+    }
+    const options = { name, help, labelNames, registers: [this.registry] };
+    const metric = kind === "gauge" ? new client.Gauge(options) : new client.Counter(options);
+    this.#pluginMetrics.set(name, { kind, labels: labelNames.join(","), metric });
+    return metric;
   }
 
   /** The exposition text for `/metrics`. */
