@@ -9,7 +9,12 @@
  * - CDC: `postgres_cdc` → `postgres` (direct mode) catching up a backlog of
  *   N single-row inserts made while the stream was stopped.
  *
- * Target: "on" ≥ 97% of "off".
+ * With operations on, the CDC source also polls its slot's lag (the
+ * plugin metrics, every `lag.poll.interval.ms`, 10 s by default).
+ *
+ * Target: "on" ≥ 97% of "off". The machine's load average (1 min) is printed
+ * with every pair: the machine is shared, and a pair measured while the
+ * load moved says little.
  *
  * ```
  * deno run -A --unstable-cron bench/ops_overhead_bench.ts [--rows 200000] [--events 50000] [--trials 3] [--scrape-ms 15000]
@@ -37,7 +42,7 @@ const { values } = parseArgs({
   options: {
     rows: { type: "string", default: "200000" },
     events: { type: "string", default: "50000" },
-    trials: { type: "string", default: "3" },
+    trials: { type: "string", default: "5" },
     // Prometheus scrapes every 15 s by default; 1000 is a harsh variant.
     "scrape-ms": { type: "string", default: "15000" },
     // A/A control: both sides off, to show the noise floor of this machine.
@@ -140,6 +145,8 @@ async function cdcTrial(
   return events / seconds;
 }
 
+const load = () => Deno.loadavg().map((x) => x.toFixed(2)).join(" ");
+
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 /** Throughput and this process's CPU time per item of one trial. */
@@ -176,6 +183,11 @@ async function compare(
       cpu[enabled ? "on" : "off"].push(figure.cpuMicrosPerItem);
     }
     ratios.push(pair["true"] / pair["false"]);
+    console.log(
+      `  pair ${i + 1}: off ${Math.round(pair["false"])}, on ${Math.round(pair["true"])} → ${
+        (100 * pair["true"] / pair["false"]).toFixed(1)
+      }%; load average ${load()}`,
+    );
   }
   const ratio = median(ratios);
   const round = (x: number) => Math.round(x).toLocaleString("en");
@@ -218,6 +230,7 @@ try {
     }),
     { registry: builtinRegistry() },
   );
+  console.log(`load average (1, 5, 15 min) at start: ${load()}; ${navigator.hardwareConcurrency} CPUs`);
   console.log(
     `batch: ${
       rows.toLocaleString("en")
@@ -228,6 +241,7 @@ try {
   if (events > 0) await cdcComparison(source, target);
   await source.end();
   await target.end();
+  console.log(`load average at end: ${load()}`);
 } finally {
   await admin`select pg_drop_replication_slot(slot_name) from pg_replication_slots
               where slot_name = 'bench_ops_slot' and not active`.catch(() => {});
