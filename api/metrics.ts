@@ -137,6 +137,13 @@ export interface PluginMetrics {
   counter(definition: MetricDefinition): PluginCounter;
 }
 
+/** The counter of failed polls that {@linkcode pollMetrics} keeps. */
+export const POLL_FAILURES: MetricDefinition = {
+  name: "sluice_metric_poll_failures_total",
+  help: "Polls of a plugin's metrics (slot lag, consumer lag) that failed; the data flow goes on.",
+  labels: ["poll"],
+};
+
 /** What {@linkcode pollMetrics} needs. */
 export interface MetricsPolling {
   /** The context's metrics; without them nothing is polled. */
@@ -191,11 +198,7 @@ export interface MetricsPolling {
 export function pollMetrics(options: MetricsPolling): { stop(): Promise<void> } {
   const { metrics, logger, name, intervalMs } = options;
   if (!metrics || intervalMs <= 0) return { stop: () => Promise.resolve() };
-  const failures = metrics.counter({
-    name: "sluice_metric_poll_failures_total",
-    help: "Polls of a plugin's metrics (slot lag, consumer lag) that failed; the data flow goes on.",
-    labels: ["poll"],
-  });
+  const failures = metrics.counter(POLL_FAILURES);
   let stopped = false;
   let failing = false;
   let timer: ReturnType<typeof setTimeout> | undefined;

@@ -21,7 +21,7 @@
  * @module
  */
 import type { Logger } from "@logtape/logtape";
-import { type PluginMetrics, pollMetrics } from "../api/metrics.ts";
+import { type MetricDefinition, type PluginMetrics, pollMetrics } from "../api/metrics.ts";
 import type { IncomingMessage, KafkaConsumer, TopicPartition } from "../drivers/kafka.ts";
 
 /** A batch's messages of one partition, while not committed. */
@@ -42,6 +42,22 @@ interface PartitionState {
   /** First offset read in this run (for a partition without a committed offset). */
   firstRead?: bigint;
 }
+
+/** Messages after the committed offset, per partition. */
+export const LAG_MESSAGES: MetricDefinition = {
+  name: "sluice_kafka_consumer_lag_messages",
+  help:
+    "Messages in the partition after the group's committed offset (log end offset minus committed offset).",
+  labels: ["topic", "partition"],
+};
+
+/** Age of the oldest message not yet written, per partition. */
+export const LAG_SECONDS: MetricDefinition = {
+  name: "sluice_kafka_consumer_lag_seconds",
+  help:
+    "Age of the partition's oldest message not yet written by the sink (by message timestamp); 0 when caught up.",
+  labels: ["topic", "partition"],
+};
 
 const partitionKey = (topic: string, partition: number) => `${topic}:${partition}`;
 
@@ -102,18 +118,8 @@ export class ConsumerLag {
       name: "kafka_consumer",
       intervalMs,
       poll: async (metrics) => {
-        const messages = metrics.gauge({
-          name: "sluice_kafka_consumer_lag_messages",
-          help:
-            "Messages in the partition after the group's committed offset (log end offset minus committed offset).",
-          labels: ["topic", "partition"],
-        });
-        const seconds = metrics.gauge({
-          name: "sluice_kafka_consumer_lag_seconds",
-          help:
-            "Age of the partition's oldest message not yet written by the sink (by message timestamp); 0 when caught up.",
-          labels: ["topic", "partition"],
-        });
+        const messages = metrics.gauge(LAG_MESSAGES);
+        const seconds = metrics.gauge(LAG_SECONDS);
         const assignment = consumer.assignment;
         const [ends, committed] = await Promise.all([
           consumer.endOffsets(assignment),

@@ -35,6 +35,17 @@ export interface PipelineFigures {
   readonly runs: { at: number; ok: boolean }[];
   /** Whether the last final job run failed. */
   lastRunFailed: boolean;
+  /**
+   * The gauges the pipeline's plugins set (context.metrics), by metric name,
+   * then by the series' labels as JSON; alert rules read them.
+   */
+  readonly pluginGauges: Map<string, Map<string, PluginSeries>>;
+}
+
+/** One series a plugin set: its labels (the pipeline's included) and value. */
+export interface PluginSeries {
+  readonly labels: Readonly<Record<string, string>>;
+  readonly value: number;
 }
 
 /** Source commit times (ms) of batches read but not yet durable, oldest first. */
@@ -45,6 +56,50 @@ interface PendingBatch {
 const SECONDS_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 const RUN_BUCKETS = [0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 1800, 3600, 7200];
 const SIZE_BUCKETS = [1, 10, 50, 100, 500, 1000, 2000, 5000, 10000];
+
+/** How often the event-loop monitor's timer is due, and how far back its gauge looks. */
+const LOOP_SAMPLE_MS = 100;
+const LOOP_WINDOW_SECONDS = 10;
+
+/**
+ * The event loop's lag as timer drift: a 100 ms interval timer notes how late
+ * it fires, and the gauge shows the worst delay of the last 10 s (a timer
+ * overdue at scrape time counts too). prom-client's
+ * `nodejs_eventloop_lag_*` histogram comes from `monitorEventLoopDelay`,
+ * which under Deno 2.9 misses stalls (a 300 ms blocking loop showed as
+ * 10 ms), so this one is Sluice's own. The timer is unref'd: it never keeps
+ * a process alive.
+ */
+class EventLoopMonitor {
+  /** Worst delay (ms) per second of the window, by whole second. */
+  readonly #worst = new Map<number, number>();
+  #due = performance.now() + LOOP_SAMPLE_MS;
+
+  constructor() {
+    const timer = setInterval(() => this.#note(performance.now()), LOOP_SAMPLE_MS);
+    Deno.unrefTimer(timer);
+  }
+
+  #note(now: number): void {
+    const late = Math.max(0, now - this.#due);
+    this.#due = now + LOOP_SAMPLE_MS;
+    const second = Math.floor(Date.now() / 1000);
+    this.#worst.set(second, Math.max(this.#worst.get(second) ?? 0, late));
+    for (const at of this.#worst.keys()) {
+      if (at <= second - LOOP_WINDOW_SECONDS) this.#worst.delete(at);
+    }
+  }
+
+  /** The worst delay of the window in seconds, counting a timer overdue now. */
+  lagSeconds(): number {
+    const now = performance.now();
+    if (now > this.#due) this.#note(now);
+    const since = Math.floor(Date.now() / 1000) - LOOP_WINDOW_SECONDS;
+    let worst = 0;
+    for (const [at, late] of this.#worst) if (at > since) worst = Math.max(worst, late);
+    return worst / 1000;
+  }
+}
 
 /** The metrics of one process. */
 export class SluiceMetrics implements PipelineObserver {
@@ -71,11 +126,22 @@ export class SluiceMetrics implements PipelineObserver {
         deadLetters: new Map(),
         runs: [],
         lastRunFailed: false,
+        pluginGauges: new Map(),
       });
       this.#pending.set(spec.name, []);
     }
     if (options.defaultMetrics ?? true) {
       client.collectDefaultMetrics({ register: this.registry, prefix: "sluice_" });
+      const loop = new EventLoopMonitor();
+      new client.Gauge({
+        name: "sluice_event_loop_lag_seconds",
+        help:
+          "Worst event-loop delay in the last 10 s (how late a 100 ms timer fired); unlike sluice_nodejs_eventloop_lag_*, it sees stalls under Deno.",
+        registers: [this.registry],
+        collect() {
+          this.set(loop.lagSeconds());
+        },
+      });
     }
     this.#m = this.#createMetrics();
     for (const spec of specs) this.#m.queueDepth.set({ pipeline: spec.name }, 0);
@@ -181,7 +247,18 @@ export class SluiceMetrics implements PipelineObserver {
    * pipeline; the gauge series they set are removed by `release()`.
    */
   pluginMetrics(pipeline: string): RunMetrics {
-    const set = new Map<string, { gauge: client.Gauge; labels: Record<string, string> }>();
+    const set = new Map<
+      string,
+      { name: string; gauge: client.Gauge; labels: Record<string, string> }
+    >();
+    const figures = this.#figures.get(pipeline)?.pluginGauges;
+    const keep = (name: string, labels: Record<string, string>, value?: number) => {
+      if (!figures) return;
+      const series = figures.get(name) ?? new Map<string, PluginSeries>();
+      figures.set(name, series);
+      if (value === undefined) series.delete(JSON.stringify(labels));
+      else series.set(JSON.stringify(labels), { labels, value });
+    };
     const labelsOf = (definition: MetricDefinition, labels: MetricLabels) => {
       const result: Record<string, string> = { pipeline };
       for (const name of definition.labels ?? []) {
@@ -200,11 +277,17 @@ export class SluiceMetrics implements PipelineObserver {
           set(labels, value) {
             const all = labelsOf(definition, labels);
             gauge.set(all, value);
-            set.set(`${definition.name}${JSON.stringify(all)}`, { gauge, labels: all });
+            keep(definition.name, all, value);
+            set.set(`${definition.name}${JSON.stringify(all)}`, {
+              name: definition.name,
+              gauge,
+              labels: all,
+            });
           },
           remove(labels) {
             const all = labelsOf(definition, labels);
             gauge.remove(all);
+            keep(definition.name, all);
             set.delete(`${definition.name}${JSON.stringify(all)}`);
           },
         };
@@ -214,7 +297,10 @@ export class SluiceMetrics implements PipelineObserver {
         return { inc: (labels, by = 1) => counter.inc(labelsOf(definition, labels), by) };
       },
       release() {
-        for (const { gauge, labels } of set.values()) gauge.remove(labels);
+        for (const { name, gauge, labels } of set.values()) {
+          gauge.remove(labels);
+          keep(name, labels);
+        }
         set.clear();
       },
     };

@@ -9,8 +9,23 @@
  * @module
  */
 import type { Logger } from "@logtape/logtape";
-import { type PluginMetrics, pollMetrics } from "../../api/metrics.ts";
+import { type MetricDefinition, type PluginMetrics, pollMetrics } from "../../api/metrics.ts";
 import type { Sql } from "../../drivers/postgres.ts";
+
+/** WAL the stream has not confirmed. */
+export const SLOT_LAG: MetricDefinition = {
+  name: "sluice_replication_slot_lag_bytes",
+  help:
+    "WAL bytes written since the replication slot's confirmed flush position (what the stream has not acknowledged).",
+  labels: ["slot"],
+};
+
+/** WAL the server keeps for the slot. */
+export const SLOT_RETAINED_WAL: MetricDefinition = {
+  name: "sluice_replication_slot_retained_wal_bytes",
+  help: "WAL bytes the server retains for the replication slot (since its restart_lsn).",
+  labels: ["slot"],
+};
 
 /** Starts polling; returns the handle that stops it (before the connection closes). */
 export function pollSlotLag(
@@ -26,17 +41,8 @@ export function pollSlotLag(
     name: "replication_slot",
     intervalMs,
     async poll(metrics) {
-      const lag = metrics.gauge({
-        name: "sluice_replication_slot_lag_bytes",
-        help:
-          "WAL bytes written since the replication slot's confirmed flush position (what the stream has not acknowledged).",
-        labels: ["slot"],
-      });
-      const retained = metrics.gauge({
-        name: "sluice_replication_slot_retained_wal_bytes",
-        help: "WAL bytes the server retains for the replication slot (since its restart_lsn).",
-        labels: ["slot"],
-      });
+      const lag = metrics.gauge(SLOT_LAG);
+      const retained = metrics.gauge(SLOT_RETAINED_WAL);
       // On a standby (PostgreSQL 16+ decodes there) the position is the replayed one.
       const rows = await sql<{ lag: number | null; retained: number | null }[]>`
         with here as (
