@@ -63,9 +63,10 @@ const PANELS: [string, string, string[]][] = [
 /** A series' legend: the labels the query keeps, and what it is when a panel has several. */
 function legend(expr: string, several: boolean): string {
   const kept = /by \(([^)]*)\)/.exec(expr)?.[1].split(",").map((l) => l.trim()) ?? ["pipeline"];
-  const what = several && /sluice_(records_read|records_written|replication_slot_lag|replication_slot_retained)/
-    .exec(expr)?.[1].replace("replication_slot_lag", "not confirmed")
-    .replace("replication_slot_retained", "retained").replace("records_", "");
+  const what = several &&
+    /sluice_(records_read|records_written|replication_slot_lag|replication_slot_retained)/
+      .exec(expr)?.[1].replace("replication_slot_lag", "not confirmed")
+      .replace("replication_slot_retained", "retained").replace("records_", "");
   return [...kept.filter((l) => l !== "le").map((l) => `{{${l}}}`), ...(what ? [what] : [])]
     .join(" ");
 }

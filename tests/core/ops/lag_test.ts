@@ -72,8 +72,9 @@ Deno.test("a paused postgres_cdc stream's slot lag and retained WAL grow with so
   await put(ops, "/connectors/slot_stream/pause");
   // About 2 MB of WAL in 20 transactions the paused stream does not confirm.
   for (let i = 0; i < 20; i++) {
+    const [from, to] = [1 + i * 200, 200 + i * 200];
     await db.sourceSql`insert into items
-      select g, repeat('x', 500) from generate_series(${1 + i * 200}::int, ${200 + i * 200}::int) g`;
+      select g, repeat('x', 500) from generate_series(${from}::int, ${to}::int) g`;
   }
   const peak = await waitUntil("a slot lag of 1 MB", async () => {
     const lag = await ops.metric("sluice_replication_slot_lag_bytes", labels);

@@ -72,9 +72,12 @@ Deno.test("a run's gauge series go when it ends; the alert rule reads the retain
   run.release();
   const text = await metrics.render();
   assertEquals(/^sluice_replication_slot_retained_wal_bytes\{/m.test(text), false, text);
-  assertEquals(metrics.figures.get("cdc")!.pluginGauges.get(
-    "sluice_replication_slot_retained_wal_bytes",
-  )?.size, 0);
+  assertEquals(
+    metrics.figures.get("cdc")!.pluginGauges.get(
+      "sluice_replication_slot_retained_wal_bytes",
+    )?.size,
+    0,
+  );
 });
 
 Deno.test("pollMetrics logs a failing poll once per streak, counts every failure, and stops", async () => {
