@@ -162,8 +162,9 @@ export interface MetricsPolling {
  * Runs `poll` now and then every `intervalMs` (never two at once) until
  * stopped. A failing poll must not stop the data: its error is logged once
  * per streak of failures and counted in `sluice_metric_poll_failures_total`
- * (labels `pipeline`, `poll`). `stop()` resolves after a poll in flight
- * ended, so the connection it uses can then be closed.
+ * (labels `pipeline`, `poll`). `stop()` waits for a poll in flight (at most
+ * 2 s, so an unreachable server does not hold a shutdown); whatever that
+ * poll sets after `stop()` is ignored, so no stale series outlives the run.
  *
  * @example Polling an upstream backlog, with one failure on the way
  * ```ts
@@ -203,9 +204,20 @@ export function pollMetrics(options: MetricsPolling): { stop(): Promise<void> } 
   let failing = false;
   let timer: ReturnType<typeof setTimeout> | undefined;
   let current: Promise<void> = Promise.resolve();
+  // Gauges that ignore what a poll still in flight sets after stop().
+  const guarded: PluginMetrics = {
+    gauge(definition) {
+      const gauge = metrics.gauge(definition);
+      return {
+        set: (labels, value) => stopped ? undefined : gauge.set(labels, value),
+        remove: (labels) => stopped ? undefined : gauge.remove(labels),
+      };
+    },
+    counter: (definition) => metrics.counter(definition),
+  };
   const run = async () => {
     try {
-      await options.poll(metrics);
+      await options.poll(guarded);
       if (failing) logger.info("Polling {poll} metrics works again", { poll: name });
       failing = false;
     } catch (error) {
@@ -225,7 +237,12 @@ export function pollMetrics(options: MetricsPolling): { stop(): Promise<void> } 
     async stop() {
       stopped = true;
       clearTimeout(timer);
-      await current;
+      let waited: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([
+        current,
+        new Promise((resolve) => waited = setTimeout(resolve, 2_000)),
+      ]);
+      clearTimeout(waited);
     },
   };
 }

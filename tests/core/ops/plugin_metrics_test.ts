@@ -112,3 +112,31 @@ Deno.test("sluice_event_loop_lag_seconds shows a stall of the event loop", async
   const lag = seriesValue(await metrics.render(), "sluice_event_loop_lag_seconds", {});
   assert(lag >= 0.15 && lag < 5, `event-loop lag ${lag} s after a 300 ms stall`);
 });
+
+Deno.test("a poll that hangs does not hold stop() past 2 s, and what it sets afterwards is ignored", async () => {
+  const metrics = new SluiceMetrics([streamSpec("p")], { defaultMetrics: false });
+  const { promise: answer, resolve: reply } = Promise.withResolvers<void>();
+  let started = false;
+  let lateSet = false;
+  const polling = pollMetrics({
+    metrics: metrics.pluginMetrics("p"),
+    logger: getLogger(["sluice", "test"]),
+    name: "hanging",
+    intervalMs: 1000,
+    async poll(metrics) {
+      started = true;
+      await answer; // an unreachable server's answer, released by the test
+      metrics.gauge(LAG).set({ slot: "late" }, 1);
+      lateSet = true;
+    },
+  });
+  await waitUntil("the poll to start", () => started);
+  const before = performance.now();
+  await polling.stop();
+  const waited = performance.now() - before;
+  assert(waited >= 1900 && waited < 10_000, `stop waited ${waited} ms`);
+  reply();
+  await waitUntil("the late poll to set its gauge", () => lateSet);
+  const text = await metrics.render();
+  assertEquals(/sluice_test_lag_bytes\{/.test(text), false, text);
+});
