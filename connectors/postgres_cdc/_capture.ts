@@ -230,6 +230,7 @@ export class Capture {
   async *#run(): AsyncGenerator<SourceBatch> {
     const settings = this.#settings;
     const { meta, db, catalog, events } = await this.#open();
+    if (this.#closed) return; // stopped while connecting: the connection is closed
     this.#lagPolling = pollSlotLag(
       meta,
       settings.slot,
