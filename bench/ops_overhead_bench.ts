@@ -36,6 +36,8 @@ import { SluiceMetrics } from "../core/metrics.ts";
 import { MemoryOffsetStore } from "../core/offsets.ts";
 import { type PipelineEnvironment, runPipeline, type RunReport } from "../core/pipeline.ts";
 import { Runtime } from "../core/runtime.ts";
+import { pollSlotLag } from "../connectors/postgres_cdc/_slot_metrics.ts";
+import { getLogger } from "@logtape/logtape";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -301,5 +303,40 @@ async function cdcComparison(source: postgres.Sql, target: postgres.Sql) {
     "events/s",
     events,
     (on) => cdcTrial(cdc, source, target, on),
+  );
+  await slotPollCost(source);
+}
+
+/** What one slot-lag poll costs (it runs every lag.poll.interval.ms, 10 s by default). */
+async function slotPollCost(source: postgres.Sql) {
+  const polls = 200;
+  let done = 0;
+  const metrics = new SluiceMetrics([], { defaultMetrics: false }).pluginMetrics("bench");
+  const counting = {
+    gauge: (definition: Parameters<typeof metrics.gauge>[0]) => {
+      const gauge = metrics.gauge(definition);
+      return {
+        set: (labels: Record<string, string>, value: number) => {
+          gauge.set(labels, value);
+          if (definition.name.endsWith("retained_wal_bytes")) done++;
+        },
+        remove: gauge.remove,
+      };
+    },
+    counter: metrics.counter,
+  };
+  const cpu = process.cpuUsage();
+  const started = performance.now();
+  const polling = pollSlotLag(source, "bench_ops_slot", counting, 1, getLogger(["bench"]));
+  while (done < polls) await new Promise((resolve) => setTimeout(resolve, 5));
+  await polling.stop();
+  const ms = (performance.now() - started) / done;
+  const used = process.cpuUsage(cpu);
+  console.log(
+    `slot lag poll: ${ms.toFixed(2)} ms per poll wall clock (1 ms pause included), ${
+      ((used.user + used.system) / done / 1000).toFixed(3)
+    } ms of Sluice CPU per poll; every 10 s that is ${
+      ((used.user + used.system) / done / 1000 / 10_000 * 100).toFixed(4)
+    }% of one core`,
   );
 }
