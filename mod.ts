@@ -104,6 +104,15 @@ export {
   type OptionDoc,
   positiveInteger,
 } from "./api/options.ts";
+export {
+  type MetricDefinition,
+  type MetricLabels,
+  type MetricsPolling,
+  type PluginCounter,
+  type PluginGauge,
+  type PluginMetrics,
+  pollMetrics,
+} from "./api/metrics.ts";
 export { type DeadLetterEntry, deadLetterEntry, deadLetterHeaders } from "./api/dead_letters.ts";
 export { type Closable, disposable } from "./api/disposable.ts";
 export { encodeJson } from "./api/json.ts";
@@ -140,5 +149,6 @@ export type {
   BatchWrittenEvent,
   PipelineObserver,
   RecordsFailedEvent,
+  RunMetrics,
 } from "./core/observer.ts";
 export type { ConnectorState, PipelineControl } from "./core/control.ts";

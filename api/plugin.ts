@@ -17,6 +17,7 @@ import type { z } from "zod";
 /** @internal See the note above: LogTape's `Logger` is public in LogTape. */
 import type { Logger } from "@logtape/logtape";
 import type { JsonValue, SluiceRecord } from "./record.ts";
+import type { PluginMetrics } from "./metrics.ts";
 
 /**
  * What every plugin factory receives besides its config.
@@ -59,6 +60,12 @@ export interface PluginContext {
    * start what a stream would need (for example applying deletes).
    */
   readonly sourceMode?: SourceMode;
+  /**
+   * Where the plugin reports metrics of its own (lag it can see, for
+   * example); present when the process exposes metrics. Series get the
+   * pipeline's label and are removed when the run ends.
+   */
+  readonly metrics?: PluginMetrics;
 }
 
 /**

@@ -43,7 +43,7 @@
  * @module
  */
 import { z } from "zod";
-import { hostPortList, list, positiveInteger } from "../api/options.ts";
+import { hostPortList, integer, list, positiveInteger } from "../api/options.ts";
 import { defineSource, type RecordFailure, type SourceBatch } from "../api/plugin.ts";
 import { isChangeEvent, type JsonValue, type Row, type SluiceRecord } from "../api/record.ts";
 import { RecordError, RetriableError } from "../api/errors.ts";
@@ -67,6 +67,7 @@ import {
   type TopicPosition,
 } from "./_kafka_offsets.ts";
 import { type ConnectSchema, decodeBySchema } from "../drivers/connect_schema.ts";
+import { ConsumerLag } from "./_kafka_lag.ts";
 
 const fields = z.strictObject({
   "bootstrap.servers": hostPortList().describe(
@@ -116,6 +117,9 @@ const fields = z.strictObject({
   "request.timeout.ms": positiveInteger().default(30000).describe(
     "Timeout of one request to a broker.",
   ),
+  "lag.poll.interval.ms": integer().pipe(z.number().min(0)).default(10000).describe(
+    "How often the consumer lag per partition (messages and seconds) is read from the brokers for the metrics (ms); 0: never.",
+  ),
 });
 
 const schema = fields.superRefine((config, context) => {
@@ -161,6 +165,8 @@ export type KafkaSourceSettings =
     readonly groupId?: string;
     /** `topics.regex` as given, for `sluice plan`. */
     readonly topicsRegex?: string;
+    /** How often the consumer lag is polled for the metrics (ms); 0: never. */
+    readonly lagPollIntervalMs: number;
   };
 
 function settingsOf(config: z.output<typeof fields>): KafkaSourceSettings {
@@ -183,6 +189,7 @@ function settingsOf(config: z.output<typeof fields>): KafkaSourceSettings {
     sessionTimeoutMs: config["session.timeout.ms"],
     heartbeatIntervalMs: config["heartbeat.interval.ms"],
     metadataMaxAgeMs: config["metadata.max.age.ms"],
+    lagPollIntervalMs: config["lag.poll.interval.ms"],
   };
 }
 
@@ -200,7 +207,7 @@ export default defineSource({
   offsets: { list: listKafkaOffsets, change: changeKafkaOffsets },
   create(settings, context) {
     const name = `sluice-${context.pipeline}`;
-    const { topicsRegex: _, ...consumerSettings } = settings;
+    const { topicsRegex: _, lagPollIntervalMs, ...consumerSettings } = settings;
     const consumer = new KafkaConsumer({
       ...consumerSettings,
       clientId: settings.clientId ?? name,
@@ -208,6 +215,9 @@ export default defineSource({
       logger: context.logger,
     });
     const positions = new Positions(consumer, storedPositions(context.offset));
+    const lag = new ConsumerLag();
+    consumer.onAssignment(({ revoked }) => lag.revoked(revoked));
+    const lagPolling = lag.poll(consumer, context.metrics, lagPollIntervalMs, context.logger);
     return {
       async *read(): AsyncGenerator<SourceBatch> {
         while (!context.signal.aborted) {
@@ -217,11 +227,16 @@ export default defineSource({
           } catch (error) {
             throw asPipelineError(error);
           }
-          if (messages.length > 0) yield positions.batch(messages, context.logger);
+          if (messages.length === 0) continue;
+          lag.read(messages);
+          yield positions.batch(messages, context.logger);
         }
       },
-      commit: (offset) => commitOffsets(consumer, offset, context.logger),
-      close: () => consumer.close(),
+      commit: (offset) => commitOffsets(consumer, offset, context.logger, lag),
+      async close() {
+        await lagPolling.stop();
+        await consumer.close();
+      },
     };
   },
 });
@@ -305,6 +320,7 @@ async function commitOffsets(
   consumer: KafkaConsumer,
   offset: JsonValue,
   logger: Logger,
+  lag: ConsumerLag,
 ): Promise<void> {
   const toCommit: PartitionPosition[] = [];
   for (const [topic, position] of storedPositions(offset)) {
@@ -314,6 +330,7 @@ async function commitOffsets(
   }
   try {
     await consumer.commit(toCommit);
+    for (const { topic, partition, offset } of toCommit) lag.committed(topic, partition, offset);
   } catch (error) {
     if (isPermanentKafkaError(error)) throw asPipelineError(error);
     // The next commit carries these positions again; a rebalance or a

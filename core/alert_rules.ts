@@ -61,6 +61,7 @@ export const ruleIds = [
   "error_rate_high",
   "dead_letters_high",
   "success_rate_low",
+  "replication_slot_wal_retained",
 ] as const;
 
 /** A rule's id. */
@@ -69,6 +70,7 @@ export type RuleId = typeof ruleIds[number];
 const seconds = (value: number) => `${value.toFixed(1)} s`;
 const percent = (value: number) => `${(value * 100).toFixed(2)}%`;
 const count = (value: number) => String(Math.round(value));
+const mebibytes = (value: number) => `${(value / 1_048_576).toFixed(1)} MiB`;
 const promWindow = (ms: number) => `${Math.max(1, Math.round(ms / 1000))}s`;
 
 type RuleDefaults = Omit<AlertRule, "id">;
@@ -161,6 +163,22 @@ const DEFAULTS: Record<RuleId, RuleDefaults> = {
         promWindow(windowMs)
       }])) / sum by (pipeline) (increase(sluice_batch_runs_total[${promWindow(windowMs)}]))`,
     format: percent,
+  },
+  replication_slot_wal_retained: {
+    alertname: "SluiceReplicationSlotWalRetained",
+    summary:
+      "WAL bytes the source database keeps for a postgres_cdc replication slot (they fill its disk while the stream does not consume)",
+    severity: "warning",
+    comparison: ">",
+    threshold: 1_073_741_824,
+    forMs: 0,
+    windowMs: 0,
+    // Set by postgres_cdc through its context's metrics (connectors/postgres_cdc/_slot_metrics.ts).
+    measure: ({ figures }) => [
+      ...figures.pluginGauges.get("sluice_replication_slot_retained_wal_bytes")?.values() ?? [],
+    ],
+    promql: () => "max by (pipeline, slot) (sluice_replication_slot_retained_wal_bytes)",
+    format: mebibytes,
   },
 };
 

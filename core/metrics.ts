@@ -19,6 +19,8 @@ import type {
   RecordsFailedEvent,
 } from "./observer.ts";
 import type { ReconciliationFigures } from "../api/plugin.ts";
+import type { RunMetrics } from "./observer.ts";
+import type { MetricDefinition, MetricLabels } from "../api/metrics.ts";
 import type { RunReport } from "./pipeline.ts";
 import type { JobReport } from "./runtime.ts";
 
@@ -34,6 +36,17 @@ export interface PipelineFigures {
   readonly runs: { at: number; ok: boolean }[];
   /** Whether the last final job run failed. */
   lastRunFailed: boolean;
+  /**
+   * The gauges the pipeline's plugins set (context.metrics), by metric name,
+   * then by the series' labels as JSON; alert rules read them.
+   */
+  readonly pluginGauges: Map<string, Map<string, PluginSeries>>;
+}
+
+/** One series a plugin set: its labels (the pipeline's included) and value. */
+export interface PluginSeries {
+  readonly labels: Readonly<Record<string, string>>;
+  readonly value: number;
 }
 
 /** Source commit times (ms) of batches read but not yet durable, oldest first. */
@@ -45,6 +58,50 @@ const SECONDS_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10
 const RUN_BUCKETS = [0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 1800, 3600, 7200];
 const SIZE_BUCKETS = [1, 10, 50, 100, 500, 1000, 2000, 5000, 10000];
 
+/** How often the event-loop monitor's timer is due, and how far back its gauge looks. */
+const LOOP_SAMPLE_MS = 100;
+const LOOP_WINDOW_SECONDS = 10;
+
+/**
+ * The event loop's lag as timer drift: a 100 ms interval timer notes how late
+ * it fires, and the gauge shows the worst delay of the last 10 s (a timer
+ * overdue at scrape time counts too). prom-client's
+ * `nodejs_eventloop_lag_*` histogram comes from `monitorEventLoopDelay`,
+ * which under Deno 2.9 misses stalls (a 300 ms blocking loop showed as
+ * 10 ms), so this one is Sluice's own. The timer is unref'd: it never keeps
+ * a process alive.
+ */
+class EventLoopMonitor {
+  /** Worst delay (ms) per second of the window, by whole second. */
+  readonly #worst = new Map<number, number>();
+  #due = performance.now() + LOOP_SAMPLE_MS;
+
+  constructor() {
+    const timer = setInterval(() => this.#note(performance.now()), LOOP_SAMPLE_MS);
+    Deno.unrefTimer(timer);
+  }
+
+  #note(now: number): void {
+    const late = Math.max(0, now - this.#due);
+    this.#due = now + LOOP_SAMPLE_MS;
+    const second = Math.floor(Date.now() / 1000);
+    this.#worst.set(second, Math.max(this.#worst.get(second) ?? 0, late));
+    for (const at of this.#worst.keys()) {
+      if (at <= second - LOOP_WINDOW_SECONDS) this.#worst.delete(at);
+    }
+  }
+
+  /** The worst delay of the window in seconds, counting a timer overdue now. */
+  lagSeconds(): number {
+    const now = performance.now();
+    if (now > this.#due) this.#note(now);
+    const since = Math.floor(Date.now() / 1000) - LOOP_WINDOW_SECONDS;
+    let worst = 0;
+    for (const [at, late] of this.#worst) if (at > since) worst = Math.max(worst, late);
+    return worst / 1000;
+  }
+}
+
 /** The metrics of one process. */
 export class SluiceMetrics implements PipelineObserver {
   readonly registry: client.Registry = new client.Registry();
@@ -52,6 +109,10 @@ export class SluiceMetrics implements PipelineObserver {
   readonly #pending = new Map<string, PendingBatch[]>();
   readonly #now: () => number;
   readonly #m;
+  readonly #pluginMetrics = new Map<
+    string,
+    { kind: "gauge" | "counter"; labels: string; metric: client.Metric }
+  >();
 
   constructor(
     specs: readonly PipelineSpec[],
@@ -61,6 +122,16 @@ export class SluiceMetrics implements PipelineObserver {
     for (const spec of specs) this.#addFigures(spec);
     if (options.defaultMetrics ?? true) {
       client.collectDefaultMetrics({ register: this.registry, prefix: "sluice_" });
+      const loop = new EventLoopMonitor();
+      new client.Gauge({
+        name: "sluice_event_loop_lag_seconds",
+        help:
+          "Worst event-loop delay in the last 10 s (how late a 100 ms timer fired); unlike sluice_nodejs_eventloop_lag_*, it sees stalls under Deno.",
+        registers: [this.registry],
+        collect() {
+          this.set(loop.lagSeconds());
+        },
+      });
     }
     this.#m = this.#createMetrics();
     for (const spec of specs) this.#m.queueDepth.set({ pipeline: spec.name }, 0);
@@ -81,6 +152,7 @@ export class SluiceMetrics implements PipelineObserver {
       deadLetters: new Map(),
       runs: [],
       lastRunFailed: false,
+      pluginGauges: new Map(),
     });
     this.#pending.set(spec.name, []);
   }
@@ -196,6 +268,101 @@ export class SluiceMetrics implements PipelineObserver {
     const oldest = pending.find((batch) => batch.oldestEventMs !== undefined)?.oldestEventMs;
     if (oldest === undefined) return 0;
     return Math.max(0, (this.#now() - oldest) / 1000);
+  }
+
+  /**
+   * The metrics a run's plugins report (`context.metrics`), labelled with the
+   * pipeline; the gauge series they set are removed by `release()`.
+   */
+  pluginMetrics(pipeline: string): RunMetrics {
+    const set = new Map<
+      string,
+      { name: string; gauge: client.Gauge; labels: Record<string, string> }
+    >();
+    const figures = this.#figures.get(pipeline)?.pluginGauges;
+    const keep = (name: string, labels: Record<string, string>, value?: number) => {
+      if (!figures) return;
+      const series = figures.get(name) ?? new Map<string, PluginSeries>();
+      figures.set(name, series);
+      if (value === undefined) series.delete(JSON.stringify(labels));
+      else series.set(JSON.stringify(labels), { labels, value });
+    };
+    const labelsOf = (definition: MetricDefinition, labels: MetricLabels) => {
+      const result: Record<string, string> = { pipeline };
+      for (const name of definition.labels ?? []) {
+        const value = labels[name];
+        if (value === undefined) {
+          throw new Error(`Metric ${definition.name} needs a value for label "${name}"`);
+        }
+        result[name] = String(value);
+      }
+      return result;
+    };
+    return {
+      gauge: (definition) => {
+        const gauge = this.#pluginMetric(definition, "gauge") as client.Gauge;
+        return {
+          set(labels, value) {
+            const all = labelsOf(definition, labels);
+            gauge.set(all, value);
+            keep(definition.name, all, value);
+            set.set(`${definition.name}${JSON.stringify(all)}`, {
+              name: definition.name,
+              gauge,
+              labels: all,
+            });
+          },
+          remove(labels) {
+            const all = labelsOf(definition, labels);
+            gauge.remove(all);
+            keep(definition.name, all);
+            set.delete(`${definition.name}${JSON.stringify(all)}`);
+          },
+        };
+      },
+      counter: (definition) => {
+        const counter = this.#pluginMetric(definition, "counter") as client.Counter;
+        return { inc: (labels, by = 1) => counter.inc(labelsOf(definition, labels), by) };
+      },
+      release() {
+        for (const { name, gauge, labels } of set.values()) {
+          gauge.remove(labels);
+          keep(name, labels);
+        }
+        set.clear();
+      },
+    };
+  }
+
+  /** The plugin metric of that name, created on first use; a clash of kind or labels throws. */
+  #pluginMetric(definition: MetricDefinition, kind: "gauge" | "counter"): client.Metric {
+    const { name, help } = definition;
+    const labelNames = ["pipeline", ...(definition.labels ?? [])];
+    const known = this.#pluginMetrics.get(name);
+    if (known) {
+      if (known.kind !== kind || known.labels !== labelNames.join(",")) {
+        throw new Error(
+          `Metric ${name} is already declared as a ${known.kind} with labels ${known.labels}; cannot declare it as a ${kind} with labels ${labelNames}`,
+        );
+      }
+      return known.metric;
+    }
+    if (!/^[a-zA-Z_:][a-zA-Z0-9_:]*$/.test(name)) {
+      throw new Error(`"${name}" is not a valid metric name ([a-zA-Z_:][a-zA-Z0-9_:]*)`);
+    }
+    for (const label of definition.labels ?? []) {
+      if (!/^[a-zA-Z_][a-zA-Z0-9_]*$/.test(label) || label.startsWith("__")) {
+        throw new Error(`Metric ${name}: "${label}" is not a valid label name`);
+      }
+      if (label === "pipeline") throw new Error(`Metric ${name}: the pipeline label is added`);
+    }
+    if (this.registry.getSingleMetric(name)) {
+      throw new Error(`Metric ${name} is one of Sluice's own; choose another name`);
+    }
+    const options = { name, help, labelNames, registers: [this.registry] };
+    const metric = kind === "gauge" ? new client.Gauge(options) : new client.Counter(options);
+    this.#pluginMetrics.set(name, { kind, labels: labelNames.join(","), metric });
+    return metric;
   }
 
   /** The exposition text for `/metrics`. */

@@ -10,6 +10,7 @@
  */
 import type { RunReport } from "./pipeline.ts";
 import type { SluiceRecord } from "../api/record.ts";
+import type { PluginMetrics } from "../api/metrics.ts";
 
 /** A batch the source produced, before transforms. */
 export interface BatchReadEvent {
@@ -46,6 +47,31 @@ export interface RecordsFailedEvent {
 }
 
 /**
+ * The metrics of one run's plugins: what their context's `metrics` is, plus
+ * the runtime's handle to remove every series they set when the run ends.
+ *
+ * @example Releasing a run's series
+ * ```ts
+ * import type { RunMetrics } from "@sluice/sluice";
+ * import assert from "node:assert/strict";
+ *
+ * const series = new Set<string>();
+ * const run: RunMetrics = {
+ *   gauge: () => ({ set: (labels) => void series.add(JSON.stringify(labels)), remove() {} }),
+ *   counter: () => ({ inc() {} }),
+ *   release: () => series.clear(),
+ * };
+ * run.gauge({ name: "sluice_x", help: "x" }).set({}, 1);
+ * run.release();
+ * assert.equal(series.size, 0);
+ * ```
+ */
+export interface RunMetrics extends PluginMetrics {
+  /** Removes the gauge series this run set (counters keep their totals). */
+  release(): void;
+}
+
+/**
  * Receives what pipelines do.
  *
  * @example Count written rows
@@ -73,6 +99,8 @@ export interface PipelineObserver {
   onRecordsFailed?(pipeline: string, event: RecordsFailedEvent): void;
   /** One run (one attempt of a job, or one life of a stream) ended. */
   onRunFinished?(report: RunReport): void;
+  /** Metrics for the plugins of a run that starts now (their context's `metrics`). */
+  pluginMetrics?(pipeline: string): RunMetrics;
 }
 
 /** One observer that forwards to several. */
@@ -84,5 +112,13 @@ export function combineObservers(...observers: PipelineObserver[]): PipelineObse
     onRecordsFailed: (pipeline, event) =>
       observers.forEach((o) => o.onRecordsFailed?.(pipeline, event)),
     onRunFinished: (report) => observers.forEach((o) => o.onRunFinished?.(report)),
+    pluginMetrics: (pipeline) => {
+      const owner = observers.find((o) => o.pluginMetrics);
+      return owner?.pluginMetrics?.(pipeline) ?? {
+        gauge: () => ({ set() {}, remove() {} }),
+        counter: () => ({ inc() {} }),
+        release() {},
+      };
+    },
   };
 }

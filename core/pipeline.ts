@@ -274,11 +274,14 @@ class PipelineRun {
 
   async execute(fullRefresh: boolean, since?: Date): Promise<ValidationCheck[]> {
     const { spec, stop } = this;
+    const metrics = this.environment.observer?.pluginMetrics?.(spec.name);
+    if (metrics) this.closers.push(() => Promise.resolve(metrics.release()));
     const context = (plugin: string) => ({
       pipeline: spec.name,
       logger: this.logger.getChild(plugin),
       signal: stop.signal,
       sourceMode: spec.source.plugin.mode,
+      metrics,
     });
 
     this.#sink = await spec.sink.plugin.create(spec.sink.config, context(spec.sink.plugin.name));

@@ -26,7 +26,20 @@ export const exampleOps = {
 /** Panels of the example's Grafana dashboard: title, unit, PromQL queries. */
 const PANELS: [string, string, string[]][] = [
   ["Stream lag", "s", ["max by (pipeline) (sluice_stream_lag_seconds)"]],
-  ["Records written / s", "ops", ["sum by (pipeline) (rate(sluice_records_written_total[5m]))"]],
+  ["Records read and written / s", "ops", [
+    "sum by (pipeline) (rate(sluice_records_read_total[5m]))",
+    "sum by (pipeline) (rate(sluice_records_written_total[5m]))",
+  ]],
+  ["Replication slot WAL not confirmed / retained", "bytes", [
+    "max by (pipeline, slot) (sluice_replication_slot_lag_bytes)",
+    "max by (pipeline, slot) (sluice_replication_slot_retained_wal_bytes)",
+  ]],
+  ["Kafka consumer lag (messages)", "short", [
+    "sum by (pipeline, topic) (sluice_kafka_consumer_lag_messages)",
+  ]],
+  ["Kafka consumer lag (seconds, worst partition)", "s", [
+    "max by (pipeline, topic) (sluice_kafka_consumer_lag_seconds)",
+  ]],
   ["Failed records (share of read)", "percentunit", [
     "sum by (pipeline) (rate(sluice_records_failed_total[5m])) / sum by (pipeline) (rate(sluice_records_read_total[5m]))",
   ]],
@@ -44,8 +57,19 @@ const PANELS: [string, string, string[]][] = [
   ]],
   ["Queue depth", "short", ["max by (pipeline) (sluice_queue_depth)"]],
   ["Process memory", "bytes", ["sluice_process_resident_memory_bytes"]],
-  ["Event-loop lag p99", "s", ["sluice_nodejs_eventloop_lag_p99_seconds"]],
+  ["Event-loop lag (worst in 10 s)", "s", ["sluice_event_loop_lag_seconds"]],
 ];
+
+/** A series' legend: the labels the query keeps, and what it is when a panel has several. */
+function legend(expr: string, several: boolean): string {
+  const kept = /by \(([^)]*)\)/.exec(expr)?.[1].split(",").map((l) => l.trim()) ?? ["pipeline"];
+  const what = several &&
+    /sluice_(records_read|records_written|replication_slot_lag|replication_slot_retained)/
+      .exec(expr)?.[1].replace("replication_slot_lag", "not confirmed")
+      .replace("replication_slot_retained", "retained").replace("records_", "");
+  return [...kept.filter((l) => l !== "le").map((l) => `{{${l}}}`), ...(what ? [what] : [])]
+    .join(" ");
+}
 
 /** The example's Grafana dashboard (a Prometheus data source chosen at import). */
 export function exampleDashboard(): string {
@@ -59,7 +83,7 @@ export function exampleDashboard(): string {
     targets: queries.map((expr, ref) => ({
       refId: String.fromCharCode(65 + ref),
       expr,
-      legendFormat: expr.includes("destination") ? "{{pipeline}} {{destination}}" : "{{pipeline}}",
+      legendFormat: legend(expr, queries.length > 1),
     })),
   }));
   const dashboard = {

@@ -875,6 +875,27 @@ export class KafkaConsumer {
     return result;
   }
 
+  /**
+   * The log end offset (high watermark: the offset the next produced message
+   * gets) of each given partition, keyed `topic:partition`.
+   */
+  async endOffsets(partitions: readonly TopicPartition[]): Promise<Map<string, bigint>> {
+    const byTopic: Record<string, number[]> = {};
+    for (const { topic, partition } of partitions) (byTopic[topic] ??= []).push(partition);
+    const result = new Map<string, bigint>();
+    if (partitions.length === 0) return result;
+    const ends = await (await this.#client()).listOffsets({
+      topics: Object.keys(byTopic),
+      partitions: byTopic,
+    });
+    for (const [topic, offsets] of ends) {
+      offsets.forEach((offset, partition) => {
+        if (offset !== undefined) result.set(key(topic, partition), offset);
+      });
+    }
+    return result;
+  }
+
   /** Leaves the group and closes connections. */
   async close(): Promise<void> {
     if (this.#closed) return;

@@ -49,6 +49,8 @@ import {
 } from "./_slot.ts";
 import { type DecimalMode, type TimeMode, ValueDecoders } from "./_values.ts";
 import type { CaptureFilter } from "./_filters.ts";
+import type { PluginMetrics } from "../../api/metrics.ts";
+import { pollSlotLag } from "./_slot_metrics.ts";
 
 /** The settings of one capture, from the parsed config. */
 export interface CaptureSettings {
@@ -64,6 +66,8 @@ export interface CaptureSettings {
   readonly statusIntervalMs: number;
   readonly heartbeatIntervalMs: number;
   readonly heartbeatQuery?: string;
+  /** How often the slot's lag is read for the metrics (ms); 0: never. */
+  readonly lagPollIntervalMs?: number;
   readonly decimal: DecimalMode;
   readonly time: TimeMode;
   readonly filter: CaptureFilter;
@@ -131,6 +135,8 @@ export class Capture {
   #replication?: ReplicationConnection;
   #stream?: ReplicationStream;
   #statusTimer?: ReturnType<typeof setInterval>;
+  #lagPolling?: { stop(): Promise<void> };
+  readonly #metrics?: PluginMetrics;
   #closed = false;
 
   /** Everything with a commit before this LSN was received (and buffered or yielded). */
@@ -148,7 +154,9 @@ export class Capture {
     offset: JsonValue | undefined,
     logger: Logger,
     signal: AbortSignal,
+    metrics?: PluginMetrics,
   ) {
+    this.#metrics = metrics;
     this.#settings = settings;
     this.#logger = logger;
     this.#signal = signal;
@@ -199,6 +207,7 @@ export class Capture {
         error: (error as Error).message,
       });
     }
+    await this.#lagPolling?.stop();
     const meta = this.#meta;
     this.#meta = undefined;
     if (meta) {
@@ -221,6 +230,14 @@ export class Capture {
   async *#run(): AsyncGenerator<SourceBatch> {
     const settings = this.#settings;
     const { meta, db, catalog, events } = await this.#open();
+    if (this.#closed) return; // stopped while connecting: the connection is closed
+    this.#lagPolling = pollSlotLag(
+      meta,
+      settings.slot,
+      this.#metrics,
+      settings.lagPollIntervalMs ?? 0,
+      this.#logger,
+    );
     await preparePublication(
       meta,
       settings.publication,

@@ -154,6 +154,9 @@ const fields = z.strictObject({
   "status.update.interval.ms": positiveInteger().default(10000).describe(
     "How often the acknowledged position is sent to PostgreSQL even when nothing changed (ms).",
   ),
+  "lag.poll.interval.ms": integer().pipe(z.number().min(0)).default(10000).describe(
+    "How often the slot's lag and retained WAL are read from pg_replication_slots for the metrics (ms); 0: never.",
+  ),
   "decimal.handling.mode": z.enum(["precise", "string", "double"]).default("precise").describe(
     'numeric values: precise and string keep PostgreSQL\'s exact decimal text ("1234.5600", "NaN"; JSON has no decimal type); double converts to a JavaScript number (may round).',
   ),
@@ -254,6 +257,7 @@ export interface CdcSettings {
   readonly maxBatchSize: number;
   readonly pollIntervalMs: number;
   readonly statusIntervalMs: number;
+  readonly lagPollIntervalMs: number;
   readonly decimal: DecimalMode;
   readonly time: TimeMode;
 }
@@ -286,6 +290,7 @@ function settingsOf(config: ParsedConfig): CdcSettings {
     maxBatchSize: config["max.batch.size"],
     pollIntervalMs: config["poll.interval.ms"],
     statusIntervalMs: config["status.update.interval.ms"],
+    lagPollIntervalMs: config["lag.poll.interval.ms"],
     decimal: config["decimal.handling.mode"],
     time: config["time.precision.mode"],
   };
@@ -340,6 +345,7 @@ export default defineSource({
       context.offset,
       context.logger,
       context.signal,
+      context.metrics,
     );
     return {
       read: () => capture.read(),

@@ -1,0 +1,188 @@
+/**
+ * The lag the sources see and report through their context's metrics, over
+ * real HTTP: a postgres_cdc slot's unconfirmed and retained WAL grow while
+ * the stream is paused and writes go on, and the unconfirmed part falls back
+ * after resume; a Kafka consumer's lag per partition grows while paused with
+ * messages produced, and returns to 0. Real PostgreSQL, real broker.
+ */
+import type postgres from "postgres";
+import { assert, assertEquals } from "../../_assert.ts";
+import { specsFrom, syncFixture } from "../../_batch.ts";
+import { uniqueSlot, waitForActiveSlot } from "../../_cdc.ts";
+import { collector, createTopic, kafkaSpecs, produce, uniqueName } from "../../_kafka.ts";
+import { type OpsHarness, seriesValue, startOps } from "../../_ops.ts";
+import { waitUntil } from "../../_wait.ts";
+
+const SOURCE = `create table public.items (id int primary key, name text);`;
+const TARGET = `create table public.items (id int primary key, name text,
+  deleted_at timestamptz, _source_lsn pg_lsn);`;
+
+async function put(ops: OpsHarness, path: string) {
+  const response = await ops.api(path, { method: "PUT" });
+  assertEquals(response.status, 202, `PUT ${path}`);
+  await response.body?.cancel();
+}
+
+/** The value of a series that must be present (undefined while it is not). */
+async function present(ops: OpsHarness, name: string, labels: Record<string, string>) {
+  const text = await (await ops.api("/metrics")).text();
+  const line = text.split("\n").find((l) =>
+    l.startsWith(`${name}{`) &&
+    Object.entries(labels).every(([k, v]) => l.includes(`${k}="${v}"`))
+  );
+  return line === undefined ? undefined : seriesValue(line, name, labels);
+}
+
+async function count(sql: postgres.Sql): Promise<number> {
+  const [{ n }] = await sql<{ n: number }[]>`select count(*)::int as n from items`;
+  return n;
+}
+
+Deno.test("a paused postgres_cdc stream's slot lag and retained WAL grow with source writes, and the lag falls after resume", async () => {
+  await using db = await syncFixture("ops_slot_lag", SOURCE, TARGET);
+  const slot = uniqueSlot("ops_slot_lag");
+  const specs = await specsFrom({
+    name: "slot_stream",
+    config: {
+      "connector.class": "postgres_cdc",
+      "connection.url": db.source.url,
+      "topic.prefix": "src",
+      "slot.name": slot,
+      "publication.name": "ops_lag_publication",
+      "snapshot.mode": "never",
+      "poll.interval.ms": "20",
+      "status.update.interval.ms": "200",
+      "lag.poll.interval.ms": "100",
+      "sink.class": "postgres",
+      "sink.connection.url": db.target.url,
+      "sink.table": "public.items",
+    },
+  });
+  await using ops = await startOps(specs);
+  const labels = { pipeline: "slot_stream", slot };
+  ops.runtime.start();
+  await waitForActiveSlot(db.sourceSql, slot);
+  await waitUntil(
+    "the slot lag series",
+    async () => await present(ops, "sluice_replication_slot_lag_bytes", labels) !== undefined,
+  );
+
+  await db.sourceSql`insert into items values (0, 'first')`;
+  await waitUntil("row 0 in the target", async () => await count(db.targetSql) === 1);
+  await put(ops, "/connectors/slot_stream/pause");
+  // About 2 MB of WAL in 20 transactions the paused stream does not confirm.
+  for (let i = 0; i < 20; i++) {
+    const [from, to] = [1 + i * 200, 200 + i * 200];
+    await db.sourceSql`insert into items
+      select g, repeat('x', 500) from generate_series(${from}::int, ${to}::int) g`;
+  }
+  const peak = await waitUntil("a slot lag of 1 MB", async () => {
+    const lag = await ops.metric("sluice_replication_slot_lag_bytes", labels);
+    return lag > 1_000_000 ? lag : 0;
+  });
+  const retained = await ops.metric("sluice_replication_slot_retained_wal_bytes", labels);
+  assert(retained >= 1_000_000, `retained WAL ${retained} bytes while paused`);
+  assertEquals(await count(db.targetSql), 1, "the paused stream wrote nothing");
+
+  await put(ops, "/connectors/slot_stream/resume");
+  await waitUntil("every row in the target", async () => await count(db.targetSql) === 4001);
+  // The target lives in the same cluster: its writes add WAL after the
+  // source's last commit until an idle keepalive lets the stream confirm it.
+  const after = await waitUntil("the slot lag to fall back", async () => {
+    const lag = await ops.metric("sluice_replication_slot_lag_bytes", labels);
+    return lag < 100_000 ? String(lag) : "";
+  });
+  assert(Number(after) < peak / 10, `lag ${after} after resume, ${peak} at the peak`);
+  assertEquals(await ops.metric("sluice_metric_poll_failures_total"), 0);
+
+  await ops.runtime.stop();
+  assertEquals(
+    await present(ops, "sluice_replication_slot_lag_bytes", labels),
+    undefined,
+    "a stopped stream shows no stale slot lag",
+  );
+});
+
+Deno.test("a paused kafka source's consumer lag per partition grows with produced messages and returns to 0", async () => {
+  const topic = uniqueName("ops-lag");
+  await createTopic(topic, 2);
+  const { name, collector: got } = collector();
+  const pipeline = uniqueName("lag-consumer");
+  const specs = await kafkaSpecs({
+    name: pipeline,
+    config: {
+      "connector.class": "kafka",
+      topics: topic,
+      "lag.poll.interval.ms": "100",
+      "max.poll.records": "50",
+      "sink.class": "collect",
+      "sink.collector": name,
+    },
+  });
+  await using ops = await startOps(specs);
+  const encode = (value: unknown) => new TextEncoder().encode(JSON.stringify(value));
+  const messages = (from: number, to: number) =>
+    Array.from({ length: to - from }, (_, i) => ({
+      topic,
+      key: encode({ id: from + i }),
+      value: encode({ id: from + i }),
+    }));
+  const partitions = ["0", "1"];
+  const lagOf = (partition: string, unit: "messages" | "seconds") =>
+    ops.metric(`sluice_kafka_consumer_lag_${unit}`, { pipeline, topic, partition });
+
+  ops.runtime.start();
+  await produce(messages(0, 20));
+  await got.waitFor(20);
+  await waitUntil("lag 0 on both partitions", async () => {
+    for (const partition of partitions) {
+      const seen = await present(ops, "sluice_kafka_consumer_lag_messages", {
+        pipeline,
+        topic,
+        partition,
+      });
+      if (seen !== 0) throw new Error(`partition ${partition}: ${seen}`);
+    }
+    return true;
+  });
+
+  await put(ops, `/connectors/${pipeline}/pause`);
+  const produced = messages(20, 220);
+  await produce(produced);
+  let total = 0;
+  await waitUntil("the lag of both partitions to count the paused messages", async () => {
+    const lags = await Promise.all(partitions.map((p) => lagOf(p, "messages")));
+    total = lags[0] + lags[1];
+    if (lags.some((lag) => lag === 0) || total < 200) throw new Error(`lags ${lags}`);
+    return true;
+  });
+  // At most one batch was read before the pause held the pipeline; none was written.
+  assertEquals(total, 200);
+  assert(got.records.length <= 20 + 50, `${got.records.length} records written while paused`);
+  await waitUntil("the seconds lag to grow past 1 s", async () => {
+    const seconds = await Promise.all(partitions.map((p) => lagOf(p, "seconds")));
+    if (seconds.some((s) => s < 1 || s > 120)) throw new Error(`seconds ${seconds}`);
+    return true;
+  });
+
+  await put(ops, `/connectors/${pipeline}/resume`);
+  await got.waitFor(220);
+  await waitUntil("lag 0 again, in messages and seconds", async () => {
+    for (const partition of partitions) {
+      const lag = [await lagOf(partition, "messages"), await lagOf(partition, "seconds")];
+      if (lag[0] !== 0 || lag[1] !== 0) throw new Error(`partition ${partition}: ${lag}`);
+    }
+    return true;
+  });
+  assertEquals(await ops.metric("sluice_metric_poll_failures_total"), 0);
+  const text = await (await ops.api("/metrics")).text();
+  for (
+    const line of [
+      "# TYPE sluice_kafka_consumer_lag_messages gauge",
+      "# TYPE sluice_kafka_consumer_lag_seconds gauge",
+      `sluice_kafka_consumer_lag_messages{pipeline="${pipeline}",topic="${topic}",partition="1"} 0`,
+    ]
+  ) {
+    assert(text.includes(line), `/metrics lacks ${line}`);
+  }
+});
