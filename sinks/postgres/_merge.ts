@@ -119,12 +119,13 @@ function groupsOf(
   operations: readonly Operation[],
 ): Group[] {
   const groups = new Map<string, Group>();
-  const position = table.positionColumn;
+  const guards = [table.positionColumn, table.versionColumn];
   for (const operation of operations) {
+    // A delete stages its key, and the position and version it carries.
     const columns = kind === "delete"
       ? [
         ...table.primaryKey,
-        ...(position && operation.row[position] !== undefined ? [position] : []),
+        ...guards.filter((c): c is string => c !== undefined && operation.row[c] !== undefined),
       ]
       : Object.keys(operation.row);
     // Rows of one source list their fields in one order, so no sorting is needed.
@@ -197,9 +198,10 @@ function account(
   result: { count: number; checksum: bigint },
   totals: Totals,
 ): Counts {
-  // Only the stale-event guard may skip upserts; any other row the database
-  // did not write (a trigger, a rule) must fail validation.
-  const staleGuard = kind === "upsert" && table.positionColumn !== undefined;
+  // Only the stale-event and version guards may skip upserts; any other row
+  // the database did not write (a trigger, a rule) must fail validation.
+  const staleGuard = kind === "upsert" &&
+    (table.positionColumn !== undefined || table.versionColumn !== undefined);
   if (kind === "upsert") {
     totals.writtenChecksum += result.checksum;
     if (result.count === applied.length || !staleGuard) {
@@ -212,7 +214,7 @@ function account(
     }
   }
   // A delete of a row that is absent (or already deleted), or an event
-  // older than the row (stale-event guard), changes nothing: skipped.
+  // older than the row (stale-event or version guard), changes nothing: skipped.
   const skipped = kind === "upsert" && !staleGuard ? 0 : applied.length - result.count;
   return { written: result.count, skipped };
 }

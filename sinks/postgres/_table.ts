@@ -31,6 +31,8 @@ export interface TableOptions {
   primaryKey?: readonly string[];
   /** Column holding each row's source position (stale-event guard); dropped when absent. */
   positionColumn?: string;
+  /** Column holding each row's source version (the version guard); required when set. */
+  versionColumn?: string;
 }
 
 /** What a merge of staged rows reports. */
@@ -107,6 +109,13 @@ export class TargetTable {
     }
     if (options.writeTimestampColumn && !names.has(options.writeTimestampColumn)) {
       options = { ...options, writeTimestampColumn: undefined };
+    }
+    if (options.versionColumn && !names.has(options.versionColumn)) {
+      throw new Error(
+        `Target table "${name}" has no column "${options.versionColumn}" (version.column): add ` +
+          `it (the type of the source's version, e.g. timestamptz for an updated_at), map the ` +
+          `source's version field to it with fields.mapping, or leave version.column empty`,
+      );
     }
     if (options.positionColumn && !names.has(options.positionColumn)) {
       options = { ...options, positionColumn: undefined };
@@ -194,6 +203,36 @@ export class TargetTable {
   positionText(position: bigint): string {
     const type = this.columns.get(this.#options.positionColumn ?? "")?.type;
     return type === "pg_lsn" ? formatLsn(position) : position.toString();
+  }
+
+  /**
+   * The column that keeps each row's source version, when the sink has a
+   * version guard: upserts carrying a version not newer than the row's are
+   * skipped.
+   */
+  get versionColumn(): string | undefined {
+    return this.#options.versionColumn;
+  }
+
+  /**
+   * The version guard of an upsert: the row's version is older than the
+   * incoming one, or (positioned change events) equal and written by the
+   * same source transaction, so that two updates of one row in one
+   * transaction, which a trigger's now() gives the same version, both apply.
+   * A row without a version (written before the guard) is overwritten.
+   */
+  #newerVersion(columns: readonly string[]): string {
+    const column = quoteIdent(this.#options.versionColumn!);
+    const target = `${this.#quoted}.${column}`;
+    let guard = `${target} is null or ${target} < excluded.${column}`;
+    const position = this.#options.positionColumn;
+    if (position && columns.includes(position)) {
+      const stored = `${this.#quoted}.${quoteIdent(position)}`;
+      guard += ` or (${target} = excluded.${column} and ${stored} = excluded.${
+        quoteIdent(position)
+      })`;
+    }
+    return `(${guard})`;
   }
 
   /** `… is null or … <= …`: the write at `incoming` is not older than the row's position. */
@@ -342,12 +381,15 @@ export class TargetTable {
     if (updates.length === 0) {
       updates.push(...this.primaryKey.map((c) => `${quoteIdent(c)} = excluded.${quoteIdent(c)}`));
     }
-    let conflict = `on conflict (${key}) do update set ${updates.join(", ")}`;
+    const guards: string[] = [];
     const position = this.#options.positionColumn;
     if (position && columns.includes(position)) {
-      conflict += ` where ${this.#notStale(this.#quoted, `excluded.${quoteIdent(position)}`)}`;
+      guards.push(this.#notStale(this.#quoted, `excluded.${quoteIdent(position)}`));
     }
-    return conflict;
+    const version = this.#options.versionColumn;
+    if (version && columns.includes(version)) guards.push(this.#newerVersion(columns));
+    const conflict = `on conflict (${key}) do update set ${updates.join(", ")}`;
+    return guards.length > 0 ? `${conflict} where ${guards.join(" and ")}` : conflict;
   }
 
   #deleteStatement(columns: readonly string[], source: RowSource): string {
@@ -357,6 +399,14 @@ export class TargetTable {
     const positioned = position !== undefined && columns.includes(position);
     const incoming = positioned ? this.#cast(source, position) : "";
     if (positioned) match += ` and ${this.#notStale("t", incoming)}`;
+    // A delete that saw a version applies to a row no newer than what it saw.
+    const version = this.#options.versionColumn;
+    const versioned = version !== undefined && columns.includes(version);
+    const seen = versioned ? this.#cast(source, version) : "";
+    if (versioned) {
+      const stored = `t.${quoteIdent(version)}`;
+      match += ` and (${stored} is null or ${stored} <= ${seen})`;
+    }
     const returning = this.primaryKey.map((c) => `t.${quoteIdent(c)}::text`).join(", ");
     const where = `where ${source.where} and ${match} returning ${returning}`;
     if (this.#options.deleteMode === "hard") {
@@ -367,6 +417,9 @@ export class TargetTable {
     const stamp = this.#options.writeTimestampColumn;
     let extra = stamp ? `, ${quoteIdent(stamp)} = now()` : "";
     if (positioned) extra += `, ${quoteIdent(position)} = ${incoming}`;
+    // The soft-deleted row keeps the delete's version: a late write of what
+    // the row was before the delete is then not newer, and cannot revive it.
+    if (versioned) extra += `, ${quoteIdent(version)} = ${seen}`;
     const from = source.table ? ` from ${source.table} ${source.alias}` : "";
     return `update ${this.#quoted} t set ${softColumn} = coalesce(t.${softColumn}, now())${extra}${from}
         ${where}`;
