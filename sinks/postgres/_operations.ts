@@ -21,6 +21,11 @@ export interface Operation {
   row: Row;
   /** The key columns' values as one string, computed once (see {@linkcode keyOf}). */
   key?: string;
+  /**
+   * Earlier operations on the same key in the same run folded into this one
+   * (see `lastPerKey` in `_merge.ts`): they are written or skipped with it.
+   */
+  folded?: number;
 }
 
 /** Operations of one kind on one table, applied by one set-based statement. */

@@ -40,6 +40,11 @@ export interface MergeCount {
   count: number;
   /** Sum of the key hashes of the rows the database wrote (see {@linkcode keyHash}). */
   checksum: bigint;
+  /**
+   * The key hashes of the rows written, as decimal text, when the table has
+   * a guard that may skip rows (so skipped operations can be told apart).
+   */
+  writtenKeys?: ReadonlySet<string>;
 }
 
 /**
@@ -275,7 +280,13 @@ export class TargetTable {
     first: number,
     last: number,
   ): Promise<MergeCount> {
-    return this.#run(sql, this.writeStatement("upsert", columns, this.stagedRows(columns)), [
+    const statement = this.writeStatement(
+      "upsert",
+      columns,
+      this.stagedRows(columns),
+      this.guarded,
+    );
+    return this.#run(sql, statement, [
       first,
       last,
     ]);
@@ -292,7 +303,13 @@ export class TargetTable {
     last: number,
     columns: readonly string[] = this.primaryKey,
   ): Promise<MergeCount> {
-    return this.#run(sql, this.writeStatement("delete", columns, this.stagedRows(columns)), [
+    const statement = this.writeStatement(
+      "delete",
+      columns,
+      this.stagedRows(columns),
+      this.guarded,
+    );
+    return this.#run(sql, statement, [
       first,
       last,
     ]);
@@ -304,22 +321,41 @@ export class TargetTable {
   }
 
   async #run(sql: Queryable, statement: string, params: number[]): Promise<MergeCount> {
-    const rows = await sql.unsafe<{ n: number; s: string }[]>(statement, params);
-    return { count: rows[0].n, checksum: BigInt(rows[0].s) };
+    const rows = await sql.unsafe<{ n: number; s: string; h?: string[] }[]>(statement, params);
+    const { n, s, h } = rows[0];
+    // array_agg of no rows is null.
+    return {
+      count: n,
+      checksum: BigInt(s),
+      ...(h !== undefined ? { writtenKeys: new Set(h ?? []) } : {}),
+    };
+  }
+
+  /** Whether a guard (source position or version) may leave rows of a write alone. */
+  get guarded(): boolean {
+    return this.#options.positionColumn !== undefined ||
+      this.#options.versionColumn !== undefined;
   }
 
   /**
    * The statement that upserts or deletes the rows of `source`, answering one
    * row `(n, s)`: how many rows the database wrote and the checksum of their
    * keys. The same statement serves a range of the staging table and, inside
-   * the isolation function, one row at a time.
+   * the isolation function, one row at a time. With `keys` (a guarded
+   * table's staged rows), it also answers `h`, the written keys' hashes.
    */
-  writeStatement(kind: "upsert" | "delete", columns: readonly string[], source: RowSource): string {
+  writeStatement(
+    kind: "upsert" | "delete",
+    columns: readonly string[],
+    source: RowSource,
+    keys = false,
+  ): string {
     const statement = kind === "upsert"
       ? this.#upsertStatement(columns, source)
       : this.#deleteStatement(columns, source);
+    const hashes = keys ? `, array_agg(${keyHashSql(this.primaryKey)})::text[] as h` : "";
     return `with written as (${statement})
-       select count(*)::int as n, ${checksumSql(this.primaryKey)} as s from written`;
+       select count(*)::int as n, ${checksumSql(this.primaryKey)} as s${hashes} from written`;
   }
 
   #cast(source: RowSource, column: string): string {
@@ -408,12 +444,21 @@ export class TargetTable {
       match += ` and (${stored} is null or ${stored} <= ${seen})`;
     }
     const returning = this.primaryKey.map((c) => `t.${quoteIdent(c)}::text`).join(", ");
-    const where = `where ${source.where} and ${match} returning ${returning}`;
     if (this.#options.deleteMode === "hard") {
       const using = source.table ? ` using ${source.table} ${source.alias}` : "";
-      return `delete from ${this.#quoted} t${using} ${where}`;
+      return `delete from ${this.#quoted} t${using}
+        where ${source.where} and ${match} returning ${returning}`;
     }
     const softColumn = quoteIdent(this.#options.softDeleteColumn);
+    // A row already deleted is left alone (a replayed delete and its
+    // tombstone change nothing) unless the delete moves its position or
+    // version forward, which keeps older writes from reviving it.
+    const forward = [
+      ...(positioned ? [`t.${quoteIdent(position)} < ${incoming}`] : []),
+      ...(versioned ? [`t.${quoteIdent(version)} < ${seen}`] : []),
+    ];
+    match += ` and (${[`t.${softColumn} is null`, ...forward].join(" or ")})`;
+    const where = `where ${source.where} and ${match} returning ${returning}`;
     const stamp = this.#options.writeTimestampColumn;
     let extra = stamp ? `, ${quoteIdent(stamp)} = now()` : "";
     if (positioned) extra += `, ${quoteIdent(position)} = ${incoming}`;
@@ -466,11 +511,14 @@ export class TargetTable {
  * what the database wrote with what it was given ({@linkcode keyHash}).
  */
 function checksumSql(keyColumns: readonly string[]): string {
+  return `coalesce(sum(${keyHashSql(keyColumns)}), 0)::text`;
+}
+
+/** SQL for one written row's 60-bit key hash ({@linkcode keyHash}). */
+function keyHashSql(keyColumns: readonly string[]): string {
   // `returning k::text` names its output column k.
   const parts = keyColumns.map((column) => `coalesce(written.${quoteIdent(column)}, '')`);
-  return `coalesce(sum(('x' || substr(md5(${
-    parts.join(` || chr(31) || `)
-  }), 1, 15))::bit(60)::bigint), 0)::text`;
+  return `('x' || substr(md5(${parts.join(` || chr(31) || `)}), 1, 15))::bit(60)::bigint`;
 }
 
 /** The same 60-bit key hash as {@linkcode checksumSql}, computed in JavaScript. */

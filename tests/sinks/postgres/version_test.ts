@@ -253,3 +253,28 @@ Deno.test("a version.column the target table lacks stops the sink before it writ
   assert(error !== undefined, "the sink started without its version column");
   assertMatch(error.message, /has no column "row_version" \(version\.column\)/);
 });
+
+Deno.test("events folded into a skipped write are counted as skipped, not written", async () => {
+  await withSink(ITEMS, {}, async (write, sql) => {
+    const events = [
+      change("c", { id: 1, name: "a", version: T1 }, 100),
+      change("u", { id: 1, name: "b", version: T2 }, 110),
+      change("c", { id: 2, name: "x", version: T1 }, 120),
+      change("u", { id: 2, name: "y", version: T2 }, 130),
+      change("u", { id: 2, name: "z", version: T3 }, 140),
+    ];
+    assertEquals(await write(...events), { written: 5, skipped: 0 });
+    // A replay of the whole stream: every event is older or equal.
+    assertEquals(await write(...events), { written: 0, skipped: 5 });
+    // Key 1 moves on, key 2 is replayed: each key's events share its write's fate.
+    assertEquals(
+      await write(
+        change("u", { id: 1, name: "c", version: T3 }, 150),
+        change("u", { id: 1, name: "d", version: "2026-01-02 00:00:00+00" }, 160),
+        ...events.slice(2),
+      ),
+      { written: 2, skipped: 3 },
+    );
+    assertEquals((await rowsOf(sql)).map((r) => r.name), ["d", "z"]);
+  });
+});
