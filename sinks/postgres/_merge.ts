@@ -153,7 +153,10 @@ async function applyGroup(
     if (copied !== undefined) return { written: copied, skipped: 0 };
   }
   await table.stage(tx, columns, rows);
-  const result = await writeStaged(tx, table, kind, columns, operations.length);
+  // Which keys were written matters only to count operations folded into
+  // guarded writes (see addFolded).
+  const keys = table.guarded && operations.some((op) => op.folded);
+  const result = await writeStaged(tx, table, kind, columns, operations.length, keys);
   const rejected = new Set<number>();
   for (const reject of result.rejected) {
     rejected.add(reject.row - 1);
@@ -204,8 +207,7 @@ function account(
 ): Counts {
   // Only the stale-event and version guards may skip upserts; any other row
   // the database did not write (a trigger, a rule) must fail validation.
-  const staleGuard = kind === "upsert" &&
-    (table.positionColumn !== undefined || table.versionColumn !== undefined);
+  const staleGuard = kind === "upsert" && table.guarded;
   if (kind === "upsert") {
     totals.writtenChecksum += result.checksum;
     if (result.count === applied.length || !staleGuard) {

@@ -273,46 +273,35 @@ export class TargetTable {
     }));
   }
 
-  /** Merges staged rows `first..last` (1-based row numbers) into the table. */
+  /**
+   * Merges staged rows `first..last` (1-based row numbers) into the table;
+   * with `keys`, also says which keys it wrote (`writtenKeys`).
+   */
   merge(
     sql: Queryable,
     columns: readonly string[],
     first: number,
     last: number,
+    keys = false,
   ): Promise<MergeCount> {
-    const statement = this.writeStatement(
-      "upsert",
-      columns,
-      this.stagedRows(columns),
-      this.guarded,
-    );
-    return this.#run(sql, statement, [
-      first,
-      last,
-    ]);
+    const statement = this.writeStatement("upsert", columns, this.stagedRows(columns), keys);
+    return this.#run(sql, statement, [first, last]);
   }
 
   /**
    * Deletes (hard or soft) the rows whose keys are staged as `first..last`.
-   * `columns` are the staged columns: the key, and the position column when
-   * the deletes carry positions.
+   * `columns` are the staged columns: the key, and the position and version
+   * when the deletes carry them. With `keys`, also says which keys it deleted.
    */
   delete(
     sql: Queryable,
     first: number,
     last: number,
     columns: readonly string[] = this.primaryKey,
+    keys = false,
   ): Promise<MergeCount> {
-    const statement = this.writeStatement(
-      "delete",
-      columns,
-      this.stagedRows(columns),
-      this.guarded,
-    );
-    return this.#run(sql, statement, [
-      first,
-      last,
-    ]);
+    const statement = this.writeStatement("delete", columns, this.stagedRows(columns), keys);
+    return this.#run(sql, statement, [first, last]);
   }
 
   /** Staged rows `$1..$2` of the staging table for `columns`, as a {@linkcode RowSource}. */
@@ -341,8 +330,8 @@ export class TargetTable {
    * The statement that upserts or deletes the rows of `source`, answering one
    * row `(n, s)`: how many rows the database wrote and the checksum of their
    * keys. The same statement serves a range of the staging table and, inside
-   * the isolation function, one row at a time. With `keys` (a guarded
-   * table's staged rows), it also answers `h`, the written keys' hashes.
+   * the isolation function, one row at a time. With `keys`, it also answers
+   * `h`, the written keys' hashes.
    */
   writeStatement(
     kind: "upsert" | "delete",
