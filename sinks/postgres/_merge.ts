@@ -150,7 +150,11 @@ async function applyGroup(
   const rows = operations.map((op) => op.row);
   if (kind === "upsert" && table.bulk && !hasUpdates(operations)) {
     const copied = await tryBulkCopy(tx, table, columns, rows, context.logger);
-    if (copied !== undefined) return { written: copied, skipped: 0 };
+    if (copied !== undefined) {
+      // COPY writes every row: the operations folded into them are written too.
+      const folded = operations.reduce((sum, op) => sum + (op.folded ?? 0), 0);
+      return { written: copied + folded, skipped: 0 };
+    }
   }
   await table.stage(tx, columns, rows);
   // Which keys were written matters only to count operations folded into

@@ -41,8 +41,8 @@ export interface MergeCount {
   /** Sum of the key hashes of the rows the database wrote (see {@linkcode keyHash}). */
   checksum: bigint;
   /**
-   * The key hashes of the rows written, as decimal text, when the table has
-   * a guard that may skip rows (so skipped operations can be told apart).
+   * The key hashes of the rows written, as decimal text, when the write was
+   * asked for them (to tell the operations a guard skipped apart).
    */
   writtenKeys?: ReadonlySet<string>;
 }

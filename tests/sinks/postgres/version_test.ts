@@ -278,3 +278,13 @@ Deno.test("events folded into a skipped write are counted as skipped, not writte
     assertEquals((await rowsOf(sql)).map((r) => r.name), ["d", "z"]);
   });
 });
+
+Deno.test("rows of one key folded into a first load (COPY) are counted as written", async () => {
+  await withSink(ITEMS, {}, async (write, sql) => {
+    assertEquals(await write(row(1, "a", T1), row(1, "b", T2), row(2, "c", T1)), {
+      written: 3,
+      skipped: 0,
+    });
+    assertEquals((await rowsOf(sql)).map((r) => [r.id, r.name]), [[1, "b"], [2, "c"]]);
+  });
+});
