@@ -21,7 +21,6 @@ import postgres from "postgres";
 import { getLogger } from "@logtape/logtape";
 import { startPostgres } from "../dev/postgres.ts";
 import postgresSink from "../sinks/postgres/mod.ts";
-import type { SinkResult } from "../api/plugin.ts";
 import type { SluiceRecord } from "../api/record.ts";
 
 const { values } = parseArgs({
@@ -61,7 +60,7 @@ async function run(list: SluiceRecord[], guarded: boolean) {
     }),
     { pipeline: "bench", logger: getLogger(["bench"]), signal: new AbortController().signal },
   );
-  const total: Required<SinkResult> = { written: 0, skipped: 0 };
+  const total = { written: 0, skipped: 0 };
   const started = performance.now();
   try {
     for (let i = 0; i < list.length; i += batchSize) {
