@@ -41,8 +41,11 @@ CREATE OR REPLACE TRIGGER schemes_set_synced_at
   BEFORE UPDATE ON public.schemes
   FOR EACH ROW EXECUTE FUNCTION public.set_synced_at();
 
--- <- public.profile_360 (daily full + hourly incremental; CDC later).
--- Renames: full_name -> display_name, updated_at -> source_updated_at.
+-- <- public.profile_360: hybrid, written by CDC (events.json, profile-updates)
+-- and by the daily full and hourly incremental jobs. Renames: full_name ->
+-- display_name, updated_at -> source_updated_at. Every writer's sink sets
+-- version.column to source_updated_at, so a row is only overwritten by a
+-- newer version of it; _source_lsn holds the commit LSN of CDC writes.
 CREATE TABLE IF NOT EXISTS public.profile_summary (
   citizen_id        bigint PRIMARY KEY,
   display_name      text,
@@ -59,7 +62,8 @@ CREATE TABLE IF NOT EXISTS public.profile_summary (
   tags              text[],
   source_updated_at timestamptz,
   synced_at         timestamptz NOT NULL DEFAULT now(),
-  deleted_at        timestamptz
+  deleted_at        timestamptz,
+  _source_lsn       pg_lsn
 );
 CREATE OR REPLACE TRIGGER profile_summary_set_synced_at
   BEFORE UPDATE ON public.profile_summary

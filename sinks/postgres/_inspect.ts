@@ -107,6 +107,7 @@ export class TableDirectory {
       writeTimestampColumn: settings.writeTimestampColumn,
       primaryKey: settings.primaryKeyFields,
       positionColumn: settings.positionColumn,
+      versionColumn: settings.versionColumn,
     };
   }
 

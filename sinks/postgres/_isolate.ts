@@ -36,7 +36,8 @@ export interface Savepoints extends Queryable {
 
 /**
  * Upserts or deletes staged rows `1..count`: first as one statement under a
- * savepoint; if the database refuses it, row by row on the server.
+ * savepoint; if the database refuses it, row by row on the server. With
+ * `keys`, the set-based statement also says which keys it wrote.
  */
 export async function writeStaged(
   tx: Savepoints,
@@ -44,6 +45,7 @@ export async function writeStaged(
   kind: "upsert" | "delete",
   columns: readonly string[],
   count: number,
+  keys = false,
 ): Promise<StagedWrite> {
   // After a batch with rejected upserts the next one likely has some too: the
   // function's own set-based first try saves a doomed statement and its rollback.
@@ -54,7 +56,9 @@ export async function writeStaged(
   }
   try {
     const result = await tx.savepoint((sp) =>
-      kind === "delete" ? table.delete(sp, 1, count, columns) : table.merge(sp, columns, 1, count)
+      kind === "delete"
+        ? table.delete(sp, 1, count, columns, keys)
+        : table.merge(sp, columns, 1, count, keys)
     );
     return { ...result, rejected: [] };
   } catch (error) {

@@ -46,10 +46,8 @@ interface Group {
 export async function applyRun(tx: Savepoints, run: Run, context: MergeContext): Promise<Counts> {
   const { table, kind, operations } = run;
   if (kind === "truncate") return await applyTruncates(tx, table, operations);
-  const failedBefore = context.failures.length;
   const unique = lastPerKey(table, kind, operations, context.failures);
-  const superseded = operations.length - unique.length - (context.failures.length - failedBefore);
-  const counts: Counts = { written: superseded, skipped: 0 };
+  const counts: Counts = { written: 0, skipped: 0 };
   for (const group of groupsOf(table, kind, unique)) {
     const result = await applyGroup(tx, table, kind, group, context);
     counts.written += result.written;
@@ -104,9 +102,12 @@ function lastPerKey(
     }
     // Re-inserted so that the map's order is the order of each key's last operation.
     byKey.delete(key);
+    const folded = (earlier.folded ?? 0) + 1;
     byKey.set(
       key,
-      kind === "upsert" ? { ...operation, row: { ...earlier.row, ...operation.row } } : operation,
+      kind === "upsert"
+        ? { ...operation, row: { ...earlier.row, ...operation.row }, folded }
+        : { ...operation, folded },
     );
   }
   return [...byKey.values()];
@@ -119,12 +120,13 @@ function groupsOf(
   operations: readonly Operation[],
 ): Group[] {
   const groups = new Map<string, Group>();
-  const position = table.positionColumn;
+  const guards = [table.positionColumn, table.versionColumn];
   for (const operation of operations) {
+    // A delete stages its key, and the position and version it carries.
     const columns = kind === "delete"
       ? [
         ...table.primaryKey,
-        ...(position && operation.row[position] !== undefined ? [position] : []),
+        ...guards.filter((c): c is string => c !== undefined && operation.row[c] !== undefined),
       ]
       : Object.keys(operation.row);
     // Rows of one source list their fields in one order, so no sorting is needed.
@@ -148,10 +150,17 @@ async function applyGroup(
   const rows = operations.map((op) => op.row);
   if (kind === "upsert" && table.bulk && !hasUpdates(operations)) {
     const copied = await tryBulkCopy(tx, table, columns, rows, context.logger);
-    if (copied !== undefined) return { written: copied, skipped: 0 };
+    if (copied !== undefined) {
+      // COPY writes every row: the operations folded into them are written too.
+      const folded = operations.reduce((sum, op) => sum + (op.folded ?? 0), 0);
+      return { written: copied + folded, skipped: 0 };
+    }
   }
   await table.stage(tx, columns, rows);
-  const result = await writeStaged(tx, table, kind, columns, operations.length);
+  // Which keys were written matters only to count operations folded into
+  // guarded writes (see addFolded).
+  const keys = table.guarded && operations.some((op) => op.folded);
+  const result = await writeStaged(tx, table, kind, columns, operations.length, keys);
   const rejected = new Set<number>();
   for (const reject of result.rejected) {
     rejected.add(reject.row - 1);
@@ -160,7 +169,10 @@ async function applyGroup(
     context.failures.push(failure);
   }
   const applied = operations.filter((_, index) => !rejected.has(index));
-  return account(table, kind, applied, result, context.totals);
+  const counts = account(table, kind, applied, result, context.totals);
+  // A rejected operation is dead-lettered; the ones folded into it count as written, as before.
+  for (const index of rejected) counts.written += operations[index].folded ?? 0;
+  return counts;
 }
 
 /** An update event means the row exists: COPY would only fail, so merge. */
@@ -197,9 +209,9 @@ function account(
   result: { count: number; checksum: bigint },
   totals: Totals,
 ): Counts {
-  // Only the stale-event guard may skip upserts; any other row the database
-  // did not write (a trigger, a rule) must fail validation.
-  const staleGuard = kind === "upsert" && table.positionColumn !== undefined;
+  // Only the stale-event and version guards may skip upserts; any other row
+  // the database did not write (a trigger, a rule) must fail validation.
+  const staleGuard = kind === "upsert" && table.guarded;
   if (kind === "upsert") {
     totals.writtenChecksum += result.checksum;
     if (result.count === applied.length || !staleGuard) {
@@ -212,7 +224,39 @@ function account(
     }
   }
   // A delete of a row that is absent (or already deleted), or an event
-  // older than the row (stale-event guard), changes nothing: skipped.
+  // older than the row (stale-event or version guard), changes nothing: skipped.
   const skipped = kind === "upsert" && !staleGuard ? 0 : applied.length - result.count;
-  return { written: result.count, skipped };
+  const counts = { written: result.count, skipped };
+  addFolded(table, applied, result, counts);
+  return counts;
+}
+
+/**
+ * Counts the operations folded into applied ones with them: written when
+ * their operation was, skipped when it was skipped (a replay of a stream
+ * must not report its older events as written).
+ */
+function addFolded(
+  table: TargetTable,
+  applied: readonly Operation[],
+  result: { count: number; writtenKeys?: ReadonlySet<string> },
+  counts: Counts,
+): void {
+  let folded = 0;
+  for (const op of applied) folded += op.folded ?? 0;
+  if (folded === 0) return;
+  const { writtenKeys } = result;
+  if (result.count === applied.length || (result.count > 0 && !writtenKeys)) {
+    // All written, or (after bad-row isolation, which reports no keys) some:
+    // counted as written, as an unguarded write would be.
+    counts.written += folded;
+  } else if (result.count === 0) {
+    counts.skipped += folded;
+  } else {
+    for (const op of applied) {
+      const hash = keyHash(table.primaryKey.map((c) => op.row[c])).toString();
+      if (writtenKeys!.has(hash)) counts.written += op.folded ?? 0;
+      else counts.skipped += op.folded ?? 0;
+    }
+  }
 }

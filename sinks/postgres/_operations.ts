@@ -21,6 +21,11 @@ export interface Operation {
   row: Row;
   /** The key columns' values as one string, computed once (see {@linkcode keyOf}). */
   key?: string;
+  /**
+   * Earlier operations on the same key in the same run folded into this one
+   * (see `lastPerKey` in `_merge.ts`): they are written or skipped with it.
+   */
+  folded?: number;
 }
 
 /** Operations of one kind on one table, applied by one set-based statement. */
@@ -164,7 +169,18 @@ export class Projector {
           `schema.evolution to "basic"`,
       );
     }
-    return { kind: "upsert", record, row: this.project(table, source) };
+    const row = this.project(table, source);
+    const version = table.versionColumn;
+    if (version !== undefined && (row[version] === undefined || row[version] === null)) {
+      return sinkFailure(
+        record,
+        `the record has no version for column "${version}" of table "${table.name}" ` +
+          `(version.column), so the version guard cannot tell whether it is newer than the ` +
+          `row: give the source's version field a value, or map it to that column with ` +
+          `fields.mapping`,
+      );
+    }
+    return { kind: "upsert", record, row };
   }
 
   #delete(
@@ -176,7 +192,12 @@ export class Projector {
     if (table.deleteProblem) {
       return sinkFailure(record, `Cannot apply a delete: ${table.deleteProblem}`);
     }
-    return { kind: "delete", record, row: this.project(table, image) };
+    const row = this.project(table, image);
+    // A delete without a version (a key-only before image) is unversioned,
+    // not versioned null: it applies whatever the row's version.
+    const version = table.versionColumn;
+    if (version !== undefined && row[version] === null) delete row[version];
+    return { kind: "delete", record, row };
   }
 }
 

@@ -48,6 +48,9 @@ const options = z.strictObject({
   "source.position.column": z.string().default("_source_lsn").describe(
     "Stale-event guard for change events: when the target table has this column (pg_lsn, or a numeric type), each write stores the event's source position (the commit LSN: source.sequence[0], else source.lsn) there, and an event older than the row's stored position is skipped, so a replay cannot roll a row back. Tombstones are then ignored (the delete event before them carries the position). Empty: off.",
   ),
+  "version.column": z.string().default("").describe(
+    "Version guard shared by batch rows and change events: a target column (after fields.mapping) holding the source row's version, e.g. its updated_at or a version counter. An upsert only overwrites a row whose version is older than its own; at an equal version nothing is written (a replay or a late batch changes nothing), except for a change event of the transaction that wrote the row (equal source.position.column), so two updates of one row in one transaction both apply. A record without a version fails. A delete whose image carries a version only applies to a row not newer than it, and a soft delete stores that version; a delete without one (a key-only before image, a tombstone) applies whatever the row's version. Rows left alone count as skipped. The rule trusts the source's versions: they must grow with every change of a row. Every target table needs the column. Empty: off.",
+  ),
   "auto.create": boolean().default(false).describe(
     "Create a missing target table from the first record: its fields become columns with types inferred from their values (numbers numeric, booleans boolean, bytes bytea, arrays text[], objects jsonb, strings and nulls text: records carry values, not column types), its key fields (or primary.key.fields) the primary key, plus the soft-delete, write-timestamp and, for change events, source-position columns.",
   ),
@@ -78,6 +81,8 @@ export interface Settings {
   readonly writeTimestampColumn?: string;
   readonly offsetsTable: string;
   readonly positionColumn?: string;
+  /** Column holding the source row's version (the version guard), when set. */
+  readonly versionColumn?: string;
   readonly autoCreate: boolean;
   readonly schemaEvolution: "none" | "basic";
   readonly validateChecksum: boolean;
@@ -103,6 +108,7 @@ export const schema = options.transform((config): Settings => {
     writeTimestampColumn: config["write.timestamp.column"],
     offsetsTable: config["offsets.table"],
     positionColumn: config["source.position.column"] || undefined,
+    versionColumn: config["version.column"] || undefined,
     autoCreate: config["auto.create"],
     schemaEvolution: config["auto.evolve"] ? "basic" : config["schema.evolution"],
     validateChecksum: config["validate.checksum"],

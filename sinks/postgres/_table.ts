@@ -31,6 +31,8 @@ export interface TableOptions {
   primaryKey?: readonly string[];
   /** Column holding each row's source position (stale-event guard); dropped when absent. */
   positionColumn?: string;
+  /** Column holding each row's source version (the version guard); required when set. */
+  versionColumn?: string;
 }
 
 /** What a merge of staged rows reports. */
@@ -38,6 +40,11 @@ export interface MergeCount {
   count: number;
   /** Sum of the key hashes of the rows the database wrote (see {@linkcode keyHash}). */
   checksum: bigint;
+  /**
+   * The key hashes of the rows written, as decimal text, when the write was
+   * asked for them (to tell the operations a guard skipped apart).
+   */
+  writtenKeys?: ReadonlySet<string>;
 }
 
 /**
@@ -107,6 +114,13 @@ export class TargetTable {
     }
     if (options.writeTimestampColumn && !names.has(options.writeTimestampColumn)) {
       options = { ...options, writeTimestampColumn: undefined };
+    }
+    if (options.versionColumn && !names.has(options.versionColumn)) {
+      throw new Error(
+        `Target table "${name}" has no column "${options.versionColumn}" (version.column): add ` +
+          `it (the type of the source's version, e.g. timestamptz for an updated_at), map the ` +
+          `source's version field to it with fields.mapping, or leave version.column empty`,
+      );
     }
     if (options.positionColumn && !names.has(options.positionColumn)) {
       options = { ...options, positionColumn: undefined };
@@ -196,6 +210,36 @@ export class TargetTable {
     return type === "pg_lsn" ? formatLsn(position) : position.toString();
   }
 
+  /**
+   * The column that keeps each row's source version, when the sink has a
+   * version guard: upserts carrying a version not newer than the row's are
+   * skipped.
+   */
+  get versionColumn(): string | undefined {
+    return this.#options.versionColumn;
+  }
+
+  /**
+   * The version guard of an upsert: the row's version is older than the
+   * incoming one, or (positioned change events) equal and written by the
+   * same source transaction, so that two updates of one row in one
+   * transaction, which a trigger's now() gives the same version, both apply.
+   * A row without a version (written before the guard) is overwritten.
+   */
+  #newerVersion(columns: readonly string[]): string {
+    const column = quoteIdent(this.#options.versionColumn!);
+    const target = `${this.#quoted}.${column}`;
+    let guard = `${target} is null or ${target} < excluded.${column}`;
+    const position = this.#options.positionColumn;
+    if (position && columns.includes(position)) {
+      const stored = `${this.#quoted}.${quoteIdent(position)}`;
+      guard += ` or (${target} = excluded.${column} and ${stored} = excluded.${
+        quoteIdent(position)
+      })`;
+    }
+    return `(${guard})`;
+  }
+
   /** `… is null or … <= …`: the write at `incoming` is not older than the row's position. */
   #notStale(target: string, incoming: string): string {
     const column = quoteIdent(this.#options.positionColumn!);
@@ -229,34 +273,35 @@ export class TargetTable {
     }));
   }
 
-  /** Merges staged rows `first..last` (1-based row numbers) into the table. */
+  /**
+   * Merges staged rows `first..last` (1-based row numbers) into the table;
+   * with `keys`, also says which keys it wrote (`writtenKeys`).
+   */
   merge(
     sql: Queryable,
     columns: readonly string[],
     first: number,
     last: number,
+    keys = false,
   ): Promise<MergeCount> {
-    return this.#run(sql, this.writeStatement("upsert", columns, this.stagedRows(columns)), [
-      first,
-      last,
-    ]);
+    const statement = this.writeStatement("upsert", columns, this.stagedRows(columns), keys);
+    return this.#run(sql, statement, [first, last]);
   }
 
   /**
    * Deletes (hard or soft) the rows whose keys are staged as `first..last`.
-   * `columns` are the staged columns: the key, and the position column when
-   * the deletes carry positions.
+   * `columns` are the staged columns: the key, and the position and version
+   * when the deletes carry them. With `keys`, also says which keys it deleted.
    */
   delete(
     sql: Queryable,
     first: number,
     last: number,
     columns: readonly string[] = this.primaryKey,
+    keys = false,
   ): Promise<MergeCount> {
-    return this.#run(sql, this.writeStatement("delete", columns, this.stagedRows(columns)), [
-      first,
-      last,
-    ]);
+    const statement = this.writeStatement("delete", columns, this.stagedRows(columns), keys);
+    return this.#run(sql, statement, [first, last]);
   }
 
   /** Staged rows `$1..$2` of the staging table for `columns`, as a {@linkcode RowSource}. */
@@ -265,22 +310,41 @@ export class TargetTable {
   }
 
   async #run(sql: Queryable, statement: string, params: number[]): Promise<MergeCount> {
-    const rows = await sql.unsafe<{ n: number; s: string }[]>(statement, params);
-    return { count: rows[0].n, checksum: BigInt(rows[0].s) };
+    const rows = await sql.unsafe<{ n: number; s: string; h?: string[] }[]>(statement, params);
+    const { n, s, h } = rows[0];
+    // array_agg of no rows is null.
+    return {
+      count: n,
+      checksum: BigInt(s),
+      ...(h !== undefined ? { writtenKeys: new Set(h ?? []) } : {}),
+    };
+  }
+
+  /** Whether a guard (source position or version) may leave rows of a write alone. */
+  get guarded(): boolean {
+    return this.#options.positionColumn !== undefined ||
+      this.#options.versionColumn !== undefined;
   }
 
   /**
    * The statement that upserts or deletes the rows of `source`, answering one
    * row `(n, s)`: how many rows the database wrote and the checksum of their
    * keys. The same statement serves a range of the staging table and, inside
-   * the isolation function, one row at a time.
+   * the isolation function, one row at a time. With `keys`, it also answers
+   * `h`, the written keys' hashes.
    */
-  writeStatement(kind: "upsert" | "delete", columns: readonly string[], source: RowSource): string {
+  writeStatement(
+    kind: "upsert" | "delete",
+    columns: readonly string[],
+    source: RowSource,
+    keys = false,
+  ): string {
     const statement = kind === "upsert"
       ? this.#upsertStatement(columns, source)
       : this.#deleteStatement(columns, source);
+    const hashes = keys ? `, array_agg(${keyHashSql(this.primaryKey)})::text[] as h` : "";
     return `with written as (${statement})
-       select count(*)::int as n, ${checksumSql(this.primaryKey)} as s from written`;
+       select count(*)::int as n, ${checksumSql(this.primaryKey)} as s${hashes} from written`;
   }
 
   #cast(source: RowSource, column: string): string {
@@ -342,12 +406,15 @@ export class TargetTable {
     if (updates.length === 0) {
       updates.push(...this.primaryKey.map((c) => `${quoteIdent(c)} = excluded.${quoteIdent(c)}`));
     }
-    let conflict = `on conflict (${key}) do update set ${updates.join(", ")}`;
+    const guards: string[] = [];
     const position = this.#options.positionColumn;
     if (position && columns.includes(position)) {
-      conflict += ` where ${this.#notStale(this.#quoted, `excluded.${quoteIdent(position)}`)}`;
+      guards.push(this.#notStale(this.#quoted, `excluded.${quoteIdent(position)}`));
     }
-    return conflict;
+    const version = this.#options.versionColumn;
+    if (version && columns.includes(version)) guards.push(this.#newerVersion(columns));
+    const conflict = `on conflict (${key}) do update set ${updates.join(", ")}`;
+    return guards.length > 0 ? `${conflict} where ${guards.join(" and ")}` : conflict;
   }
 
   #deleteStatement(columns: readonly string[], source: RowSource): string {
@@ -357,16 +424,36 @@ export class TargetTable {
     const positioned = position !== undefined && columns.includes(position);
     const incoming = positioned ? this.#cast(source, position) : "";
     if (positioned) match += ` and ${this.#notStale("t", incoming)}`;
+    // A delete that saw a version applies to a row no newer than what it saw.
+    const version = this.#options.versionColumn;
+    const versioned = version !== undefined && columns.includes(version);
+    const seen = versioned ? this.#cast(source, version) : "";
+    if (versioned) {
+      const stored = `t.${quoteIdent(version)}`;
+      match += ` and (${stored} is null or ${stored} <= ${seen})`;
+    }
     const returning = this.primaryKey.map((c) => `t.${quoteIdent(c)}::text`).join(", ");
-    const where = `where ${source.where} and ${match} returning ${returning}`;
     if (this.#options.deleteMode === "hard") {
       const using = source.table ? ` using ${source.table} ${source.alias}` : "";
-      return `delete from ${this.#quoted} t${using} ${where}`;
+      return `delete from ${this.#quoted} t${using}
+        where ${source.where} and ${match} returning ${returning}`;
     }
     const softColumn = quoteIdent(this.#options.softDeleteColumn);
+    // A row already deleted is left alone (a replayed delete and its
+    // tombstone change nothing) unless the delete moves its position or
+    // version forward, which keeps older writes from reviving it.
+    const forward = [
+      ...(positioned ? [`t.${quoteIdent(position)} < ${incoming}`] : []),
+      ...(versioned ? [`t.${quoteIdent(version)} < ${seen}`] : []),
+    ];
+    match += ` and (${[`t.${softColumn} is null`, ...forward].join(" or ")})`;
+    const where = `where ${source.where} and ${match} returning ${returning}`;
     const stamp = this.#options.writeTimestampColumn;
     let extra = stamp ? `, ${quoteIdent(stamp)} = now()` : "";
     if (positioned) extra += `, ${quoteIdent(position)} = ${incoming}`;
+    // The soft-deleted row keeps the delete's version: a late write of what
+    // the row was before the delete is then not newer, and cannot revive it.
+    if (versioned) extra += `, ${quoteIdent(version)} = ${seen}`;
     const from = source.table ? ` from ${source.table} ${source.alias}` : "";
     return `update ${this.#quoted} t set ${softColumn} = coalesce(t.${softColumn}, now())${extra}${from}
         ${where}`;
@@ -413,11 +500,14 @@ export class TargetTable {
  * what the database wrote with what it was given ({@linkcode keyHash}).
  */
 function checksumSql(keyColumns: readonly string[]): string {
+  return `coalesce(sum(${keyHashSql(keyColumns)}), 0)::text`;
+}
+
+/** SQL for one written row's 60-bit key hash ({@linkcode keyHash}). */
+function keyHashSql(keyColumns: readonly string[]): string {
   // `returning k::text` names its output column k.
   const parts = keyColumns.map((column) => `coalesce(written.${quoteIdent(column)}, '')`);
-  return `coalesce(sum(('x' || substr(md5(${
-    parts.join(` || chr(31) || `)
-  }), 1, 15))::bit(60)::bigint), 0)::text`;
+  return `('x' || substr(md5(${parts.join(` || chr(31) || `)}), 1, 15))::bit(60)::bigint`;
 }
 
 /** The same 60-bit key hash as {@linkcode checksumSql}, computed in JavaScript. */
