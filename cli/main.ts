@@ -27,6 +27,7 @@ import { type JobReport, Runtime } from "../core/runtime.ts";
 import { buildPlan, configWarnings, formatPlan } from "../core/_plan.ts";
 import { permissionFlags, requiredPermissions } from "./permissions.ts";
 import { formatSummary } from "./summary.ts";
+import { terminalProgress } from "./progress.ts";
 import { formatStatus, statusUrl } from "./status.ts";
 import { loadWithBuiltins, workerEnvironment, workerSettings } from "./worker.ts";
 import { type OpsFlags, prepareOperations } from "./ops.ts";
@@ -40,7 +41,8 @@ Commands:
                               job is scheduled.
   validate <config>…          Check configs (files or folders) without connecting.
   plugins [name]              List plugins, or one plugin's options with defaults.
-  job run <name> <config>…    Run one batch job now and print its report.
+  job run <name> <config>…    Run one batch job now and print its report (on a terminal,
+                              with rows, rows/s and an ETA on stderr while it runs).
   plan <config>…              For every captured table: its topic after routing and who consumes it.
   status                      Pipelines of a running \`sluice run\` (its --listen address, or
                               --url / $SLUICE_URL): state, lag, written, dead letters, last
@@ -212,7 +214,9 @@ async function runJob(
 ) {
   requireConfigs(paths);
   const specs = await loadWithBuiltins(paths, settings);
-  const runtime = new Runtime(specs, workerEnvironment(settings));
+  // Rows, rows/s and an ETA on stderr while the job runs, only on a terminal.
+  using progress = terminalProgress();
+  const runtime = new Runtime(specs, { ...workerEnvironment(settings), observer: progress });
   const reports: JobReport[] = [];
   runtime.onReport((report) => reports.push(report));
   const stop = () => runtime.stop();
