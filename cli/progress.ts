@@ -15,8 +15,8 @@ import type { RunReport } from "../core/pipeline.ts";
 export interface ProgressFigures {
   /** Rows read so far. */
   readonly rows: number;
-  /** Since the run began. */
-  readonly elapsedMs: number;
+  /** Rows per second; undefined until it can be measured. */
+  readonly rate?: number;
   /** Rows the run will read in all, when the source can tell. */
   readonly expected?: number;
 }
@@ -34,21 +34,20 @@ export function formatEta(seconds: number): string {
 }
 
 /**
- * One line: `profile_sync: 12,000 of 48,000 rows (25%), 8,000 rows/s, ETA 4.5 s`,
+ * One line: `profile_sync: 12,000/48,000 rows (25%), 8,000 rows/s, ETA 4.5 s`,
  * or `profile_sync: 12,000 rows, 8,000 rows/s` when the total is unknown.
  */
 export function formatProgress(pipeline: string, figures: ProgressFigures): string {
-  const { rows, elapsedMs, expected } = figures;
-  const rate = elapsedMs > 0 ? rows / (elapsedMs / 1000) : 0;
-  const parts = [`${pipeline}: ${numbers.format(rows)}`];
-  if (expected !== undefined && expected > 0) {
-    const share = Math.min(100, Math.floor((rows / expected) * 100));
-    parts[0] += ` of ${numbers.format(expected)} rows (${share}%)`;
-  } else {
-    parts[0] += " rows";
-  }
-  parts.push(`${numbers.format(Math.round(rate))} rows/s`);
-  if (expected !== undefined && expected > rows && rate > 0) {
+  const { rows, rate, expected } = figures;
+  const known = expected !== undefined && expected > 0;
+  const share = known ? Math.min(100, Math.floor((rows / expected) * 100)) : 0;
+  const parts = [
+    known
+      ? `${pipeline}: ${numbers.format(rows)}/${numbers.format(expected)} rows (${share}%)`
+      : `${pipeline}: ${numbers.format(rows)} rows`,
+  ];
+  if (rate !== undefined) parts.push(`${numbers.format(Math.round(rate))} rows/s`);
+  if (known && rate !== undefined && rate > 0 && expected > rows) {
     parts.push(`ETA ${formatEta((expected - rows) / rate)}`);
   }
   return parts.join(", ");
@@ -61,7 +60,9 @@ export interface ProgressOutput {
 }
 
 interface Running {
-  readonly startedAt: number;
+  /** When the first batch arrived, and its rows: the rate is measured from there. */
+  readonly firstAt: number;
+  readonly firstRows: number;
   rows: number;
   expected?: number;
 }
@@ -86,9 +87,12 @@ export class TerminalProgress implements PipelineObserver, Disposable {
   }
 
   onBatchRead(pipeline: string, event: BatchReadEvent): void {
+    const rows = event.records.length + event.failures;
     let run = this.#runs.get(pipeline);
-    if (!run) this.#runs.set(pipeline, run = { startedAt: this.#now(), rows: 0 });
-    run.rows += event.records.length + event.failures;
+    if (!run) {
+      this.#runs.set(pipeline, run = { firstAt: this.#now(), firstRows: rows, rows: 0 });
+    }
+    run.rows += rows;
     run.expected = event.expectedRecords ?? run.expected;
     const now = this.#now();
     if (now - this.#drawnAt < this.#intervalMs) return;
@@ -106,9 +110,12 @@ export class TerminalProgress implements PipelineObserver, Disposable {
   }
 
   #draw(now: number): void {
-    const line = [...this.#runs].map(([pipeline, run]) =>
-      formatProgress(pipeline, { ...run, elapsedMs: now - run.startedAt })
-    ).join(" | ");
+    const line = [...this.#runs].map(([pipeline, run]) => {
+      const seconds = (now - run.firstAt) / 1000;
+      const since = run.rows - run.firstRows;
+      const rate = since > 0 && seconds > 0 ? since / seconds : undefined;
+      return formatProgress(pipeline, { rows: run.rows, rate, expected: run.expected });
+    }).join(" | ");
     // Wider than the terminal, the line would wrap and \r would not take it back.
     this.#write(`\r\x1b[2K${line.slice(0, columns() - 1)}`);
     this.#drawn = true;
