@@ -128,7 +128,7 @@ export function startApiServer(context: ApiContext, options: ServerOptions): Pro
           const host = address.hostname.includes(":") ? `[${address.hostname}]` : address.hostname;
           const url = `http://${host}:${address.port}`;
           context.workerId ??= `${address.hostname}:${address.port}`;
-          logger.info("API, health and metrics at {url}, status page at {url}/", { url });
+          logger.info("API, health, metrics and status page at {url}", { url });
           lagHistory.start();
           resolve({
             url,
