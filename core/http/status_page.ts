@@ -68,8 +68,13 @@ export class LagHistory implements Disposable {
   /** Records every stream's lag now, dropping samples older than the window. */
   sample(): void {
     const now = this.#now();
-    for (const [pipeline, figures] of this.#metrics.figures) {
-      if (figures.mode !== "stream") continue;
+    const figures = this.#metrics.figures;
+    // A pipeline that is gone (deleted over the REST API) keeps no history.
+    for (const pipeline of this.#samples.keys()) {
+      if (!figures.has(pipeline)) this.#samples.delete(pipeline);
+    }
+    for (const [pipeline, { mode }] of figures) {
+      if (mode !== "stream") continue;
       let ring = this.#samples.get(pipeline);
       if (!ring) this.#samples.set(pipeline, ring = []);
       ring.push([now / 1000, this.#metrics.lagSeconds(pipeline)]);

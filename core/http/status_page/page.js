@@ -10,6 +10,7 @@ const TOKEN_KEY = "sluice.api.token";
 const charts = new Map();
 const previousWritten = { at: 0, values: new Map() };
 let timer;
+let announcedAlerts = "";
 
 /** Fetches a path of this process, with the bearer token when one is kept. */
 async function api(path) {
@@ -110,6 +111,7 @@ function renderAlerts(alerts) {
   document.getElementById("alerts-title").textContent = alerts.length > 0
     ? `Firing alerts (${alerts.length})`
     : "Alerts";
+  announce(alerts);
   list.replaceChildren(...alerts.map((alert) => {
     const item = element("li");
     item.dataset.alertname = alert.alertname;
@@ -121,6 +123,17 @@ function renderAlerts(alerts) {
     );
     return item;
   }));
+}
+
+/** Tells screen readers when the set of firing alerts changes (not on every refresh). */
+function announce(alerts) {
+  const names = alerts.map((alert) => `${alert.alertname} ${alert.labels.pipeline ?? ""}`.trim());
+  const key = names.sort().join(", ");
+  if (key === announcedAlerts) return;
+  announcedAlerts = key;
+  document.getElementById("alert-news").textContent = key
+    ? `Firing: ${key}`
+    : "No alert is firing.";
 }
 
 function chartWidth(container) {

@@ -111,7 +111,8 @@ Deno.test({
     for (const path of STATUS_PAGE_PUBLIC_PATHS) {
       const response = await fetch(`${ops.url}${path}`);
       assertEquals(response.status, 200, `${path} is served without the token`);
-      await response.body?.cancel();
+      assertMatch(response.headers.get("content-security-policy")!, /script-src 'self';/);
+      assert((await response.text()).length > 100, `${path} has a body`);
     }
     const lagResponse = await fetch(`${ops.url}/status/lag`);
     assertEquals(lagResponse.status, 401, "the lag history needs the token");
@@ -177,6 +178,11 @@ Deno.test({
         /^warning SluiceStreamLagHigh items_stream: [\d.]+ since \d{4}-/,
       );
       assert(await page.$eval("#alerts", (node) => node.classList.contains("firing")));
+      assertEquals(
+        await page.$eval("#alert-news", (node) => node.textContent),
+        "Firing: SluiceStreamLagHigh items_stream",
+        "screen readers are told",
+      );
       await page.waitForFunction(() =>
         document.querySelector('tr[data-pipeline="items_stream"] td.state')?.textContent ===
           "PAUSED"
