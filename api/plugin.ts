@@ -326,6 +326,13 @@ export interface Source {
   commit?(offset: JsonValue): Promise<void> | void;
   /** Post-run checks of a batch source (for example row counts in the read snapshot). */
   validate?(stats: RunStats): Promise<ValidationCheck[]>;
+  /**
+   * How many records this run of a batch source will read in all, once the
+   * source knows (for example a count in the run's snapshot); undefined
+   * before then or when it cannot tell. Read after every batch, for
+   * progress and an ETA: it must be cheap, so return what is already known.
+   */
+  expectedRecords?(): number | undefined;
   /** Releases connections and timers; called once, whether the run succeeded or not. */
   close(): Promise<void>;
 }

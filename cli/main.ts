@@ -29,6 +29,7 @@ import { type JobReport, Runtime } from "../core/runtime.ts";
 import { buildPlan, configWarnings, formatPlan } from "../core/_plan.ts";
 import { permissionFlags, requiredPermissions } from "./permissions.ts";
 import { formatSummary } from "./summary.ts";
+import { terminalProgress } from "./progress.ts";
 import { formatStatus, statusUrl } from "./status.ts";
 import {
   buildWithBuiltins,
@@ -56,7 +57,7 @@ Commands:
   validate <config>…          Check configs (files or folders) without connecting.
   plugins [name]              List plugins, or one plugin's options with defaults.
   job run <name> <config>…    Run one batch job now and print its report (name and configs in
-                              either order).
+                              either order; on a terminal, rows, rows/s and an ETA on stderr).
   offsets show <config>… [name]
                               Stored positions of the pipelines (or of one), as Kafka Connect
                               lists them.
@@ -262,7 +263,9 @@ async function runJob(
     }]);
   }
   const specs = await loadWithBuiltins(paths, settings);
-  const runtime = new Runtime(specs, workerEnvironment(settings));
+  // Rows, rows/s and an ETA on stderr while the job runs, only on a terminal.
+  using progress = terminalProgress();
+  const runtime = new Runtime(specs, { ...workerEnvironment(settings), observer: progress });
   const reports: JobReport[] = [];
   runtime.onReport((report) => reports.push(report));
   const stop = () => runtime.stop();

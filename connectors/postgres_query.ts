@@ -240,6 +240,8 @@ export default defineSource({
     return {
       read: () => reader.read(),
       validate: () => Promise.resolve(reader.checks()),
+      // The count the run's validation takes in its snapshot, before the first row.
+      expectedRecords: () => reader.expected,
       close: () => reader.close(),
     };
   },
@@ -336,6 +338,11 @@ class QueryReader {
       await sql.end({ timeout: 1 });
       this.#sql = undefined;
     }
+  }
+
+  /** The rows this run's snapshot holds in the synced range, once counted. */
+  get expected(): number | undefined {
+    return this.#expected;
   }
 
   checks(): ValidationCheck[] {

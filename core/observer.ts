@@ -20,6 +20,8 @@ export interface BatchReadEvent {
   readonly failures: number;
   /** Batches waiting between the source and the sink after this one was queued. */
   readonly queueDepth: number;
+  /** What the source expects the whole run to read, when it can tell (batch sources). */
+  readonly expectedRecords?: number;
 }
 
 /** A batch the sink made durable (its offset is committed right after). */

@@ -364,6 +364,7 @@ class PipelineRun {
             records: batch.records,
             failures: batch.failures?.length ?? 0,
             queueDepth: queue.size,
+            expectedRecords: this.#source.expectedRecords?.(),
           });
           await this.environment.gate?.(this.spec.name, this.stop.signal);
           if (!(await queue.push(batch)) || this.stop.signal.aborted) break;

@@ -1,11 +1,12 @@
 /**
  * The one HTTP endpoint of a `sluice run` process: health, readiness,
- * Prometheus metrics, and the Kafka Connect–style REST API, routed by Hono
- * on `Deno.serve`.
+ * Prometheus metrics, the Kafka Connect–style REST API and the status page at
+ * `/`, routed by Hono on `Deno.serve`.
  *
  * Bound to loopback it is open to the host's users, as Kafka Connect's REST
  * port is. Bound beyond loopback it refuses to start without a bearer token,
- * and with a token every route but `/healthz` requires it.
+ * and with a token every route but `/healthz` and the status page's static
+ * files (core/http/status_page.ts; they hold no data) requires it.
  *
  * @module
  */
@@ -13,6 +14,7 @@ import { Hono } from "hono";
 import { getLogger } from "@logtape/logtape";
 import { ConfigError } from "../../api/errors.ts";
 import { type ApiContext, connectorRoutes, jobRoutes } from "./connect_api.ts";
+import { LagHistory, statusPageAssets, statusPageData } from "./status_page.ts";
 
 const logger = getLogger(["sluice", "http"]);
 
@@ -68,9 +70,11 @@ export function checkServerOptions(options: ServerOptions): void {
 }
 
 /** The routes, without a socket (tests and `app.request`). */
-export function apiApp(context: ApiContext, token?: string): Hono {
+export function apiApp(context: ApiContext, token?: string, lagHistory?: LagHistory): Hono {
   const app = new Hono();
   app.get("/healthz", (c) => c.json({ status: "ok" }));
+  // The status page holds no data (it fetches it with the token), so it comes before the check.
+  app.route("/", statusPageAssets());
   if (token) app.use("*", bearerAuth(token));
   app.get("/readyz", (c) => {
     const reasons = notReadyReasons(context);
@@ -93,6 +97,7 @@ export function apiApp(context: ApiContext, token?: string): Hono {
     }))));
   app.route("/", connectorRoutes(context));
   app.route("/", jobRoutes(context));
+  app.route("/", statusPageData(lagHistory));
   app.notFound((c) =>
     c.json({ error_code: 404, message: `No route ${c.req.method} ${c.req.path}` }, 404)
   );
@@ -111,7 +116,8 @@ export function apiApp(context: ApiContext, token?: string): Hono {
 export function startApiServer(context: ApiContext, options: ServerOptions): Promise<ApiServer> {
   checkServerOptions(options);
   if (options.listen === "off") throw new Error("startApiServer: listen is off");
-  const app = apiApp(context, options.token);
+  const lagHistory = new LagHistory(context.metrics);
+  const app = apiApp(context, options.token, lagHistory);
   const { hostname, port } = options.listen;
   return new Promise((resolve, reject) => {
     try {
@@ -122,10 +128,14 @@ export function startApiServer(context: ApiContext, options: ServerOptions): Pro
           const host = address.hostname.includes(":") ? `[${address.hostname}]` : address.hostname;
           const url = `http://${host}:${address.port}`;
           context.workerId ??= `${address.hostname}:${address.port}`;
-          logger.info("API, health and metrics at {url}", { url });
+          logger.info("API, health, metrics and status page at {url}", { url });
+          lagHistory.start();
           resolve({
             url,
-            [Symbol.asyncDispose]: () => server.shutdown(),
+            [Symbol.asyncDispose]: () => {
+              lagHistory[Symbol.dispose]();
+              return server.shutdown();
+            },
           });
         },
       }, app.fetch);

@@ -178,6 +178,7 @@ async function runEventFlows(
         specs.length - 2
       } consumers) under ${netOf(flags)}`,
     );
+    step(`Status page: http://${listen}/ (pipelines, lag chart per stream, firing alerts)`);
     step(
       `Operations endpoint: http://${listen}/connectors?expand=status (Kafka Connect's REST ` +
         `API), http://${listen}/metrics (Prometheus), http://${listen}/readyz`,
