@@ -208,6 +208,13 @@ export interface SourceBatch {
    * transform failed: dead-lettered with the batch, or they stop the pipeline.
    */
   readonly failures?: readonly RecordFailure[];
+  /**
+   * The records are corrections read from the source of truth (a
+   * reconciliation's repair): a sink that keeps rows from being overwritten
+   * by older versions writes them even where the target claims the same or a
+   * newer version, since that target row is what is wrong.
+   */
+  readonly overwrite?: boolean;
 }
 
 /**
@@ -408,6 +415,8 @@ export interface SinkBatch {
    * pipeline does not tolerate errors, and the sink must then roll back.
    */
   reject(failures: readonly RecordFailure[]): Promise<void>;
+  /** Set from {@linkcode SourceBatch.overwrite}: write past version guards. */
+  readonly overwrite?: boolean;
 }
 
 /**

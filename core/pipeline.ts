@@ -415,7 +415,7 @@ class PipelineRun {
     const writeStarted = performance.now();
     let result: SinkResult = { written: 0 };
     if (out.length > 0 || offsetToStore) {
-      result = await this.#writeWithRetry(out, offsetToStore);
+      result = await this.#writeWithRetry(out, offsetToStore, batch.overwrite ?? false);
       this.stats.written += result.written;
       this.stats.skipped += result.skipped ?? 0;
     }
@@ -503,13 +503,19 @@ class PipelineRun {
   async #writeWithRetry(
     records: readonly SluiceRecord[],
     offset: { key: string; value: JsonValue } | undefined,
+    overwrite = false,
   ): Promise<SinkResult> {
     const timeout = this.spec.options["errors.retry.timeout"];
     const maxDelay = this.spec.options["errors.retry.delay.max.ms"];
     const started = Date.now();
     for (let attempt = 0;; attempt++) {
       try {
-        return await this.#sink.write({ records, offset, reject: this.#reject });
+        return await this.#sink.write({
+          records,
+          offset,
+          reject: this.#reject,
+          ...(overwrite ? { overwrite } : {}),
+        });
       } catch (error) {
         const retriable = error instanceof RetriableError;
         const elapsed = Date.now() - started;

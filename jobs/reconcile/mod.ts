@@ -315,7 +315,7 @@ class Reconciliation {
         records.push(this.#deletion(difference.key));
       }
       this.#repaired += records.length;
-      if (records.length > 0) yield { records };
+      if (records.length > 0) yield { records, overwrite: true };
     }
     if (this.#unrepairable > 0) {
       this.#context.logger.warn(

@@ -67,6 +67,7 @@ export class TargetTable {
   readonly #options: TableOptions;
   /** Per column: value → input text for the column's type (see `drivers/pg_codec.ts`). */
   readonly #encoders: ReadonlyMap<string, Encoder>;
+  #unguarded?: TargetTable;
 
   private constructor(
     name: string,
@@ -318,6 +319,24 @@ export class TargetTable {
       checksum: BigInt(s),
       ...(h !== undefined ? { writtenKeys: new Set(h ?? []) } : {}),
     };
+  }
+
+  /**
+   * The same table with the version guard off: the version column is then
+   * written like any other, whatever the stored version. For corrections
+   * read from the source of truth (a reconciliation's repair), where the
+   * stored row is the one that is wrong.
+   */
+  withoutVersionGuard(): TargetTable {
+    if (this.#options.versionColumn === undefined) return this;
+    this.#unguarded ??= new TargetTable(
+      this.name,
+      [...this.columns.values()],
+      [...this.columns.keys()].map((column) => this.#encoders.get(column)!),
+      this.primaryKey,
+      { ...this.#options, versionColumn: undefined },
+    );
+    return this.#unguarded;
   }
 
   /** Whether a guard (source position or version) may leave rows of a write alone. */

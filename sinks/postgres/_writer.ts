@@ -112,7 +112,7 @@ export class PostgresWriter {
 
   async #writeOnce(batch: SinkBatch): Promise<SinkResult> {
     const failures: RecordFailure[] = [];
-    const { runs, skipped } = await this.#plan(batch.records, failures);
+    const { runs, skipped } = await this.#plan(batch.records, failures, batch.overwrite ?? false);
     let written = 0;
     let skippedByTable = 0;
     await this.#sql.begin(async (tx) => {
@@ -147,10 +147,13 @@ export class PostgresWriter {
   async #plan(
     records: readonly SluiceRecord[],
     failures: RecordFailure[],
+    overwrite: boolean,
   ): Promise<{ runs: Run[]; skipped: number }> {
     const runs: Run[] = [];
     let skipped = 0;
     for (const segment of await this.#segments(records, failures)) {
+      // Corrections from the source of truth pass the version guard.
+      if (overwrite) segment.table = segment.table.withoutVersionGuard();
       const operations: Operation[] = [];
       for (const record of segment.records) {
         const operation = this.#projector.operationOf(segment.table, record);

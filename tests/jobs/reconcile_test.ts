@@ -43,7 +43,12 @@ const TARGET_DDL = `
 
 const MASK_KEY = "0123456789abcdef0123456789abcdef";
 
-function pipelines(source: string, target: string, reconciles: Record<string, string>[]) {
+function pipelines(
+  source: string,
+  target: string,
+  reconciles: Record<string, string>[],
+  sink: Record<string, string> = {},
+) {
   return [
     {
       name: "people_sync",
@@ -65,6 +70,7 @@ function pipelines(source: string, target: string, reconciles: Record<string, st
         "sink.table": "public.people_summary",
         "sink.fields.mapping": "id:citizen_id,full_name:display_name,updated_at:source_updated_at",
         "sink.write.timestamp.column": "synced_at",
+        ...sink,
       },
     },
     ...reconciles.map((config, i) => ({
@@ -170,6 +176,46 @@ Deno.test("reconcile finds exactly the corrupted rows through masking and rename
                                   from sluice_reconciliation_runs order by id`;
   assertEquals(runs.length, 7);
   assertEquals(runs[4].repaired, "7");
+});
+
+Deno.test("repair writes past the sink's version guard: the target row is the wrong one", async () => {
+  await using db = await syncFixture("reconcile_guarded", SOURCE_DDL, TARGET_DDL);
+  const [sync, repair, check] = await specsFrom(pipelines(db.source.url, db.target.url, [
+    { mode: "deep", repair: "true" },
+    { mode: "deep" },
+  ], { "sink.version.column": "source_updated_at" }));
+  const synced = await runPipeline(sync, { offsets: new MemoryOffsetStore() });
+  assertEquals(synced.status, "succeeded", synced.error?.message);
+  // A version the source never had (newer), a value changed at the same
+  // version, and a soft delete that kept the version: each would make the
+  // guard skip an ordinary write of the source row.
+  await db
+    .targetSql`update people_summary set source_updated_at = source_updated_at + interval '1 day'
+                     where citizen_id = 5`;
+  await db.targetSql`update people_summary set income = 0 where citizen_id = 7`;
+  await db.targetSql`update people_summary set deleted_at = now() where citizen_id = 20`;
+
+  const repaired = await run(repair);
+  assertEquals(repaired.report.status, "succeeded", repaired.report.error?.message);
+  assertEquals([repaired.found.missing, repaired.found.different], [1, 2]);
+  assertEquals(repaired.found.repaired, 3);
+  assertEquals(repaired.found.remaining, 0);
+  const rows = await db.targetSql`select citizen_id, income::text, deleted_at,
+                                    source_updated_at = timestamptz '2024-01-01 00:00:00.123456+00'
+                                      + citizen_id * interval '1 second' as same_version
+                                  from people_summary where citizen_id in (5, 7, 20)
+                                  order by citizen_id`;
+  assertEquals(rows.map((r) => [r.citizen_id, r.income, r.deleted_at, r.same_version]), [
+    ["5", "5002.50", null, true],
+    ["7", "7003.50", null, true],
+    ["20", "20010.00", null, true],
+  ]);
+  assertEquals((await run(check)).found.remaining, 0);
+
+  // An ordinary run of the guarded pipeline still skips what is not newer.
+  const again = await runPipeline(sync, { offsets: new MemoryOffsetStore() });
+  assertEquals(again.status, "succeeded", again.error?.message);
+  assertEquals(again.stats.written, 0);
 });
 
 Deno.test("deep mode finds a masked value changed in the target; fast mode compares keys and versions only", async () => {
