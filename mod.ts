@@ -126,7 +126,15 @@ export {
   type JobRunOptions,
   type ReportListener,
   Runtime,
+  type RuntimeOptions,
 } from "./core/runtime.ts";
+export {
+  type Claim,
+  type JobCoordinator,
+  type JobLease,
+  type SkipReason,
+  StandbyError,
+} from "./core/cluster.ts";
 export type {
   BatchReadEvent,
   BatchWrittenEvent,

@@ -28,7 +28,12 @@ import { buildPlan, configWarnings, formatPlan } from "../core/_plan.ts";
 import { permissionFlags, requiredPermissions } from "./permissions.ts";
 import { formatSummary } from "./summary.ts";
 import { formatStatus, statusUrl } from "./status.ts";
-import { loadWithBuiltins, workerEnvironment, workerSettings } from "./worker.ts";
+import {
+  ClusterCoordinators,
+  loadWithBuiltins,
+  workerEnvironment,
+  workerSettings,
+} from "./worker.ts";
 import { type OpsFlags, prepareOperations } from "./ops.ts";
 
 const USAGE = `Usage: sluice <command> [options]
@@ -59,6 +64,11 @@ Options:
                               or $SLUICE_LISTEN); beyond loopback it needs a token
   --token <token>             (run) bearer token the endpoint requires (or $SLUICE_API_TOKEN)
   --alerts <file>             (run) alert rules and webhooks, { "alerts": … } (or $SLUICE_ALERTS_FILE)
+  --cluster-url <url>         PostgreSQL database where several \`sluice run\` processes coordinate
+                              batch jobs (or $SLUICE_CLUSTER_URL; default: each job's sink database)
+  --worker-id <id>            this process's name in the group (or $SLUICE_WORKER_ID; default host-pid)
+  --max-parallel-jobs <n>     (run) most batch jobs running at once here (or $SLUICE_MAX_PARALLEL_JOBS;
+                              default 4)
   --keep-failed               (run) keep running when every stream failed, for POST …/restart
                               (default: exit 1 once no pipeline can run, for a supervisor)
   -h, --help                  show this help
@@ -81,6 +91,9 @@ export async function main(args: string[]): Promise<number> {
       token: { type: "string" },
       url: { type: "string" },
       alerts: { type: "string" },
+      "cluster-url": { type: "string" },
+      "worker-id": { type: "string" },
+      "max-parallel-jobs": { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -93,8 +106,8 @@ export async function main(args: string[]): Promise<number> {
     level: (values["log-level"] ?? "info") as "info",
     format: (values["log-format"] ?? "auto") as "auto",
   });
-  const settings = workerSettings(values);
   try {
+    const settings = workerSettings(values);
     switch (command) {
       case "run":
         return await run(rest, settings, values);
@@ -182,7 +195,20 @@ async function run(
   for (const warning of configWarnings(specs)) getLogger(["sluice", "config"]).warn(warning);
   const ops = await prepareOperations(specs, paths, flags);
   const environment = { ...workerEnvironment(settings), observer: ops.metrics };
-  const runtime = new Runtime(specs, environment, { keepFailed: flags["keep-failed"] });
+  await using cluster = new ClusterCoordinators(settings);
+  const alone = cluster.uncoordinated(specs);
+  if (alone.length > 0) {
+    getLogger(["sluice", "cluster"]).info(
+      "Batch jobs without a cluster database (their sink is not PostgreSQL and --cluster-url is not set): {jobs}; every process running these configs runs them",
+      { jobs: alone.join(", ") },
+    );
+  }
+  getLogger(["sluice", "cluster"]).info("Worker {worker} starting", { worker: settings.workerId });
+  const runtime = new Runtime(specs, environment, {
+    keepFailed: flags["keep-failed"],
+    coordinator: cluster.of,
+    maxParallelJobs: settings.maxParallelJobs,
+  });
   await using _operations = await ops.start(runtime, builtinRegistry(), environment.offsets);
   const reports: JobReport[] = [];
   runtime.onReport((report) => reports.push(report));
@@ -212,7 +238,8 @@ async function runJob(
 ) {
   requireConfigs(paths);
   const specs = await loadWithBuiltins(paths, settings);
-  const runtime = new Runtime(specs, workerEnvironment(settings));
+  await using cluster = new ClusterCoordinators(settings);
+  const runtime = new Runtime(specs, workerEnvironment(settings), { coordinator: cluster.of });
   const reports: JobReport[] = [];
   runtime.onReport((report) => reports.push(report));
   const stop = () => runtime.stop();

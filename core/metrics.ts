@@ -20,6 +20,7 @@ import type {
 } from "./observer.ts";
 import type { RunReport } from "./pipeline.ts";
 import type { JobReport } from "./runtime.ts";
+import { standbyOf } from "./cluster.ts";
 
 /** What the alert rules read about one pipeline. */
 export interface PipelineFigures {
@@ -103,6 +104,11 @@ export class SluiceMetrics implements PipelineObserver {
       lastRunFailed: gauge(
         "sluice_batch_last_run_failed",
         "1 when the last batch job run failed (after its retries), else 0.",
+      ),
+      ticksSkipped: counter(
+        "sluice_batch_ticks_skipped_total",
+        "Scheduled or triggered runs skipped because another worker of the group runs (running_elsewhere) or ran (already_run) them.",
+        ["pipeline", "reason"],
       ),
       validationFailures: counter(
         "sluice_validation_failures_total",
@@ -225,7 +231,14 @@ export class SluiceMetrics implements PipelineObserver {
     // Batches still queued when a run ends are read again by the next run.
     this.#pending.set(report.pipeline, []);
     this.#m.queueDepth.set({ pipeline: report.pipeline }, 0);
-    if (report.status === "failed") this.#m.errors.inc({ pipeline: report.pipeline });
+    // A standby attempt (another worker owns the slot) is not an error.
+    if (report.status === "failed" && !standbyOf(report.error)) {
+      this.#m.errors.inc({ pipeline: report.pipeline });
+    }
+  }
+
+  onTickSkipped(pipeline: string, reason: "running_elsewhere" | "already_run"): void {
+    this.#m.ticksSkipped.inc({ pipeline, reason });
   }
 
   /** Takes the runtime's final report of a job (after its retries). */

@@ -73,6 +73,8 @@ export interface PipelineObserver {
   onRecordsFailed?(pipeline: string, event: RecordsFailedEvent): void;
   /** One run (one attempt of a job, or one life of a stream) ended. */
   onRunFinished?(report: RunReport): void;
+  /** A scheduled or triggered run was skipped: another process of the group runs or ran it. */
+  onTickSkipped?(pipeline: string, reason: "running_elsewhere" | "already_run"): void;
 }
 
 /** One observer that forwards to several. */

@@ -1,7 +1,8 @@
 /**
  * The runtime: many pipelines in one process. Batch pipelines run as jobs on
- * `Deno.cron` (with retries, timeouts and `depends.on`); stream pipelines run
- * as supervised tasks that restart after transient faults.
+ * a cron schedule (with retries, timeouts and `depends.on`); stream pipelines
+ * run as supervised tasks that restart after transient faults. Several
+ * processes can run the same pipelines: see `cluster.ts`.
  *
  * @module
  */
@@ -11,6 +12,7 @@ import { errorMessage, RetriableError } from "../api/errors.ts";
 import { type PipelineEnvironment, runPipeline, type RunReport, sleep } from "./pipeline.ts";
 import { PipelineControl } from "./control.ts";
 import { nextRunTime } from "./_schedule.ts";
+import { type JobCoordinator, type JobLease, schedule, type SkipReason, standbyOf } from "./cluster.ts";
 
 const logger = getLogger(["sluice", "runtime"]);
 
@@ -56,6 +58,33 @@ export interface JobRunOptions {
 export interface JobReport extends RunReport {
   /** How many attempts it took (1 when the first succeeded). */
   readonly attempts: number;
+}
+
+/**
+ * How a runtime runs among others and within its process.
+ *
+ * @example Three jobs at a time, coordinated through a group-wide coordinator
+ * ```ts
+ * import type { JobCoordinator, RuntimeOptions } from "@sluice/sluice";
+ *
+ * const alone: JobCoordinator = {
+ *   workerId: "local",
+ *   claim: () => Promise.resolve({ lease: { finish: () => Promise.resolve() } }),
+ *   lastSuccess: () => Promise.resolve(new Map()),
+ * };
+ * const options: RuntimeOptions = { maxParallelJobs: 3, coordinator: () => alone };
+ * ```
+ */
+export interface RuntimeOptions {
+  /** Keep failed streams waiting for a restart instead of ending the process. */
+  readonly keepFailed?: boolean;
+  /**
+   * The group-wide coordinator of a batch job (locks, ticks, `depends.on`
+   * across processes), or undefined to run it as if alone.
+   */
+  readonly coordinator?: (spec: PipelineSpec) => JobCoordinator | undefined;
+  /** Most batch jobs running at once in this process (default: no limit). */
+  readonly maxParallelJobs?: number;
 }
 
 /**
@@ -133,7 +162,7 @@ export class Runtime implements AsyncDisposable {
   readonly #specs: Map<string, PipelineSpec>;
   readonly #environment: PipelineEnvironment;
   readonly #shutdown = new AbortController();
-  readonly #running = new Map<string, Promise<JobReport>>();
+  readonly #running = new Map<string, Promise<JobReport | undefined>>();
   readonly #tasks = new Set<Promise<unknown>>();
   readonly #listeners: ReportListener[] = [];
   /** Last successful run time of each job, for `depends.on`. */
@@ -147,6 +176,8 @@ export class Runtime implements AsyncDisposable {
   /** The operator's handle on each pipeline (pause, resume, stop, restart, state). */
   readonly #controls = new Map<string, PipelineControl>();
   readonly #keepFailed: boolean;
+  readonly #coordinator: RuntimeOptions["coordinator"];
+  readonly #jobSlots: JobSlots;
 
   /**
    * Prepares `specs`; nothing runs until {@linkcode Runtime.start} or
@@ -159,14 +190,21 @@ export class Runtime implements AsyncDisposable {
   constructor(
     specs: readonly PipelineSpec[],
     environment: PipelineEnvironment,
-    options: { readonly keepFailed?: boolean } = {},
+    options: RuntimeOptions = {},
   ) {
     this.#keepFailed = options.keepFailed ?? false;
+    this.#coordinator = options.coordinator;
+    this.#jobSlots = new JobSlots(options.maxParallelJobs ?? Infinity);
     this.#specs = new Map(specs.map((spec) => [spec.name, spec]));
     for (const name of this.#specs.keys()) this.#controls.set(name, new PipelineControl(name));
     this.#environment = {
       ...environment,
       gate: (name, signal) => this.control(name).gate(signal),
+      claimed: (name, resource) => {
+        const control = this.control(name);
+        if (control.standby) logger.info("{pipeline} took over {resource}", { pipeline: name, resource });
+        control.claimed(resource);
+      },
     };
     this.onReport((report) => this.control(report.pipeline).record(report));
   }
@@ -194,7 +232,7 @@ export class Runtime implements AsyncDisposable {
   }
 
   /**
-   * Starts everything: streams begin, scheduled jobs are put on `Deno.cron`,
+   * Starts everything: streams begin, scheduled jobs are put on their cron schedule,
    * and batch jobs with neither a schedule nor upstream jobs run once now.
    * Returns whether anything keeps running (streams or schedules). When
    * every stream has ended (failed for good, or finished) and no job is
@@ -212,18 +250,17 @@ export class Runtime implements AsyncDisposable {
         longRunning = true;
         continue;
       }
-      const schedule = spec.options["job.schedule"];
-      if (schedule) {
-        Deno.cron(
-          cronName(spec.name),
-          schedule,
-          { backoffSchedule: [], signal: this.#shutdown.signal },
-          () => this.#scheduledRun(spec.name),
+      const expression = spec.options["job.schedule"];
+      if (expression) {
+        schedule(
+          spec.options["job.schedule"]!,
+          this.#shutdown.signal,
+          (tick) => this.#scheduledRun(spec.name, tick),
         );
         logger.info("Scheduled {pipeline} at {schedule} (UTC); first run at {next}", {
           pipeline: spec.name,
-          schedule,
-          next: nextRunTime(schedule) ?? "(unknown)",
+          schedule: expression,
+          next: nextRunTime(expression) ?? "(unknown)",
         });
         this.#schedules++;
         longRunning = true;
@@ -252,18 +289,101 @@ export class Runtime implements AsyncDisposable {
     if (spec.source.plugin.mode !== "batch") {
       return Promise.reject(new Error(`"${name}" is a stream pipeline, not a batch job`));
     }
-    const running = this.#running.get(name);
+    return this.#launch(spec, options).then((report) => {
+      if (report) return report;
+      throw new Error(
+        `Job "${name}" is running on another worker of the group; not starting it twice`,
+      );
+    });
+  }
+
+  /** Starts a run unless one is in flight here; undefined when the group skipped it. */
+  #launch(spec: PipelineSpec, options: JobRunOptions, tick?: string) {
+    const running = this.#running.get(spec.name);
     if (running) {
-      logger.info("{pipeline} is already running; not starting it twice", { pipeline: name });
+      logger.info("{pipeline} is already running; not starting it twice", { pipeline: spec.name });
       return running;
     }
-    const run = this.#runWithRetries(spec, options).finally(() => {
-      this.#running.delete(name);
+    const run = this.#claimAndRun(spec, options, tick).finally(() => {
+      this.#running.delete(spec.name);
       this.#stopWhenNothingCanRun();
     });
-    this.#running.set(name, run);
+    this.#running.set(spec.name, run);
     this.#track(run);
     return run;
+  }
+
+  /**
+   * Waits for a free job slot of this process, claims the run across the
+   * group (when a coordinator is configured), runs it with its retries and
+   * records how it ended. Undefined when another process runs (or ran) it.
+   */
+  async #claimAndRun(
+    spec: PipelineSpec,
+    options: JobRunOptions,
+    tick: string | undefined,
+  ): Promise<JobReport | undefined> {
+    const release = await this.#jobSlots.acquire(this.#shutdown.signal);
+    let final: JobReport | undefined;
+    try {
+      if (this.#shutdown.signal.aborted) return undefined;
+      const lease = await this.#claim(spec, tick);
+      if (lease === "skipped") return undefined;
+      try {
+        final = await this.#runWithRetries(spec, options);
+      } finally {
+        await lease?.finish(final?.status ?? "failed").catch((error) =>
+          logger.warn("Recording the end of {pipeline} in the cluster database failed: {error}", {
+            pipeline: spec.name,
+            error: errorMessage(error),
+          })
+        );
+      }
+    } catch (error) {
+      final = {
+        pipeline: spec.name,
+        status: "failed",
+        stats: { read: 0, written: 0, filtered: 0, deadLettered: 0, skipped: 0 },
+        startedAt: new Date(),
+        durationMs: 0,
+        validation: [],
+        error: error instanceof Error ? error : new Error(String(error)),
+        attempts: 0,
+      };
+      this.#log(final, 0);
+    } finally {
+      release();
+    }
+    await this.#finished(spec, options, final);
+    return final;
+  }
+
+  /** The group-wide lease of a run, undefined when alone, "skipped" when another process has it. */
+  async #claim(spec: PipelineSpec, tick: string | undefined) {
+    const coordinator = this.#coordinator?.(spec);
+    if (!coordinator) return undefined;
+    let claim;
+    try {
+      claim = await coordinator.claim(spec.name, tick);
+    } catch (error) {
+      throw new Error(
+        `Cannot coordinate ${spec.name} with the other workers: ${errorMessage(error)}`,
+        { cause: error },
+      );
+    }
+    if ("lease" in claim) return claim.lease as JobLease;
+    this.#skipped(spec.name, claim.skipped, tick, claim.holder);
+    return "skipped" as const;
+  }
+
+  #skipped(name: string, reason: SkipReason, tick: string | undefined, holder?: string): void {
+    const fields = { pipeline: name, tick: tick ?? "manual run", holder: holder ?? "another worker" };
+    if (reason === "running_elsewhere") {
+      logger.info("Skipping {pipeline} ({tick}): still running on {holder}", fields);
+    } else {
+      logger.info("Skipping {pipeline} ({tick}): another worker ran this tick", fields);
+    }
+    this.#environment.observer?.onTickSkipped?.(name, reason);
   }
 
   /** Stops everything gracefully and waits for in-flight work to end. */
@@ -280,7 +400,7 @@ export class Runtime implements AsyncDisposable {
     return this.stop();
   }
 
-  async #scheduledRun(name: string): Promise<void> {
+  async #scheduledRun(name: string, tick: Date): Promise<void> {
     if (!this.control(name).runnable) {
       logger.info("Skipping the scheduled run of {pipeline}: it is {state}", {
         pipeline: name,
@@ -288,7 +408,7 @@ export class Runtime implements AsyncDisposable {
       });
       return;
     }
-    await this.runJob(name, { withDownstream: true });
+    await this.#launch(this.#specs.get(name)!, { withDownstream: true }, tick.toISOString());
   }
 
   async #runWithRetries(spec: PipelineSpec, options: JobRunOptions): Promise<JobReport> {
@@ -331,11 +451,22 @@ export class Runtime implements AsyncDisposable {
       await sleep(delay, this.#shutdown.signal);
       if (this.#shutdown.signal.aborted) break;
     }
-    const final: JobReport = { ...report, attempts: attempt };
+    return { ...report, attempts: attempt };
+  }
+
+  /** Tells the listeners, and starts or skips the downstream jobs. */
+  async #finished(spec: PipelineSpec, options: JobRunOptions, final: JobReport): Promise<void> {
     for (const listener of this.#listeners) listener(final);
     if (final.status === "succeeded") {
       this.#lastSuccess.set(spec.name, Date.now());
-      if (options.withDownstream) this.#triggerDownstream(spec.name, options);
+      if (options.withDownstream) {
+        await this.#triggerDownstream(spec.name, options).catch((error) =>
+          logger.error("Cannot start the jobs after {pipeline}: {error}", {
+            pipeline: spec.name,
+            error: errorMessage(error),
+          })
+        );
+      }
     } else if (final.status === "failed" && options.withDownstream) {
       for (const downstream of this.#dependentsOf(spec.name)) {
         logger.warn("Skipping {pipeline}: upstream {upstream} failed", {
@@ -344,20 +475,40 @@ export class Runtime implements AsyncDisposable {
         });
       }
     }
-    return final;
   }
 
-  /** Starts every job all of whose upstream jobs succeeded since its own last success. */
-  #triggerDownstream(upstream: string, options: JobRunOptions): void {
+  /**
+   * Starts every job all of whose upstream jobs succeeded since its own last
+   * success. With a coordinator, the successes are those of the whole group
+   * (recorded in the cluster database), and the run is claimed under a tick
+   * named after the upstream successes, so it runs once in the group.
+   */
+  async #triggerDownstream(upstream: string, options: JobRunOptions): Promise<void> {
     for (const downstream of this.#dependentsOf(upstream)) {
-      const since = this.#lastSuccess.get(downstream.name) ?? -Infinity;
-      const ready = downstream.options["job.depends.on"].every((name) =>
-        (this.#lastSuccess.get(name) ?? -Infinity) > since
-      );
-      if (ready) {
-        void this.runJob(downstream.name, { ...options, withDownstream: true });
-      }
+      const upstreams = downstream.options["job.depends.on"];
+      const last = await this.#lastSuccesses([downstream.name, ...upstreams]);
+      const since = last.get(downstream.name) ?? -Infinity;
+      const ready = upstreams.every((name) => (last.get(name) ?? -Infinity) > since);
+      if (!ready) continue;
+      const tick = `after ${
+        upstreams.map((name) => `${name}@${new Date(last.get(name)!).toISOString()}`).join(",")
+      }`;
+      void this.#launch(downstream, { ...options, withDownstream: true }, tick);
     }
+  }
+
+  /** When each job last succeeded: in the group where a coordinator knows, else here. */
+  async #lastSuccesses(names: readonly string[]): Promise<Map<string, number>> {
+    const last = new Map<string, number>();
+    for (const name of names) {
+      const spec = this.#specs.get(name);
+      const coordinator = spec ? this.#coordinator?.(spec) : undefined;
+      const at = coordinator
+        ? (await coordinator.lastSuccess([name])).get(name)
+        : this.#lastSuccess.get(name);
+      if (at !== undefined) last.set(name, at);
+    }
+    return last;
   }
 
   #dependentsOf(name: string): PipelineSpec[] {
@@ -379,6 +530,23 @@ export class Runtime implements AsyncDisposable {
       const signal = control.beginRun(this.#shutdown.signal);
       const report = await runPipeline(spec, this.#environment, { signal })
         .finally(() => control.endRun());
+      const standby = report.status === "failed" ? standbyOf(report.error) : undefined;
+      if (standby) {
+        // Another process owns what the stream needs: wait, neither failed nor restarting.
+        if (!control.standby) {
+          logger.info("Stream {pipeline} is on standby: {reason}; trying to take over every {ms} ms", {
+            pipeline: spec.name,
+            reason: standby.message,
+            ms: standby.retryAfterMs,
+          });
+        }
+        control.setStandby(standby.message);
+        attempt = 0;
+        failingSince = undefined;
+        await sleep(standby.retryAfterMs, this.#shutdown.signal);
+        continue;
+      }
+      control.setStandby(undefined);
       this.#log(report, attempt + 1);
       // Ended by the operator (stop or restart), not by shutdown: the loop's top
       // waits while stopped. (A resume may already have come in meanwhile.)
@@ -483,7 +651,35 @@ export function isRetriable(error: unknown): boolean {
   return false;
 }
 
-/** Deno.cron names allow 64 characters of `[A-Za-z0-9 _-]`. */
-function cronName(pipeline: string): string {
-  return `sluice ${pipeline}`.replace(/[^A-Za-z0-9 _-]/g, "_").slice(0, 64);
+/** A counting semaphore: at most `limit` batch jobs of this process at once. */
+class JobSlots {
+  readonly #limit: number;
+  #used = 0;
+  readonly #waiting: (() => void)[] = [];
+
+  constructor(limit: number) {
+    this.#limit = limit;
+  }
+
+  /** Resolves with the slot's release once one is free (or at once when `signal` aborted). */
+  async acquire(signal: AbortSignal): Promise<() => void> {
+    while (this.#used >= this.#limit && !signal.aborted) {
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          signal.removeEventListener("abort", done);
+          resolve();
+        };
+        this.#waiting.push(done);
+        signal.addEventListener("abort", done, { once: true });
+      });
+    }
+    this.#used++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.#used--;
+      this.#waiting.shift()?.();
+    };
+  }
 }

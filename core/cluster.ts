@@ -1,0 +1,117 @@
+/**
+ * Several identical `sluice run` processes on one plan, without a
+ * coordinator of our own: the runtime asks a {@linkcode JobCoordinator}
+ * (PostgreSQL advisory locks and a ticks table, see
+ * `drivers/pg_cluster.ts`) before each batch run, so that a scheduled tick
+ * runs once across the group and `depends.on` sees upstream runs made by
+ * other processes. Replication slots and Kafka partitions need nothing here:
+ * a source that finds its slot owned elsewhere raises a
+ * {@linkcode StandbyError} and the runtime keeps it on standby.
+ *
+ * @module
+ */
+import { Cron } from "croner";
+import { RetriableError } from "../api/errors.ts";
+
+/** Why a claimed run did not start. */
+export type SkipReason = "running_elsewhere" | "already_run";
+
+/** The group-wide right to run a job once; release it with {@linkcode JobLease.finish}. */
+export interface JobLease {
+  /** Records how the run ended (for `depends.on` in the whole group) and releases the lock. */
+  finish(status: "succeeded" | "failed" | "stopped"): Promise<void>;
+}
+
+/** The outcome of {@linkcode JobCoordinator.claim}. */
+export type Claim =
+  | { readonly lease: JobLease }
+  | { readonly skipped: SkipReason; readonly holder?: string };
+
+/**
+ * Coordinates batch runs across a group of processes.
+ *
+ * @example A coordinator for a single process (every claim succeeds)
+ * ```ts
+ * import type { JobCoordinator } from "@sluice/sluice";
+ *
+ * const alone: JobCoordinator = {
+ *   workerId: "local",
+ *   claim: () => Promise.resolve({ lease: { finish: () => Promise.resolve() } }),
+ *   lastSuccess: () => Promise.resolve(new Map()),
+ * };
+ * ```
+ */
+export interface JobCoordinator {
+  /** This process's name in the group (shown in logs and status). */
+  readonly workerId: string;
+  /**
+   * Takes the group-wide lock of `job`. With `tick` (a scheduled time, or
+   * the upstream completion that triggers a dependent job), also records
+   * the tick under the lock, so a tick that fired on several processes runs
+   * once even when one finished before the next one tried.
+   */
+  claim(job: string, tick?: string): Promise<Claim>;
+  /** When each of `jobs` last succeeded anywhere in the group (ms since the epoch). */
+  lastSuccess(jobs: readonly string[]): Promise<Map<string, number>>;
+}
+
+/**
+ * Raised by a source whose resource (a replication slot) another process
+ * owns: the runtime keeps the pipeline on standby, neither failed nor
+ * running, and tries again after `retryAfterMs`.
+ *
+ * @example A source that finds its slot taken
+ * ```ts
+ * import { RetriableError, StandbyError } from "@sluice/sluice";
+ * import assert from "node:assert/strict";
+ *
+ * const error = new StandbyError('Slot "s" is owned by another worker', 2000);
+ * assert.equal(error.retryAfterMs, 2000);
+ * assert.ok(error instanceof RetriableError);
+ * ```
+ */
+export class StandbyError extends RetriableError {
+  /** How long to wait before trying to take over. */
+  readonly retryAfterMs: number;
+
+  /** Builds the error. */
+  constructor(message: string, retryAfterMs: number, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "StandbyError";
+    this.retryAfterMs = retryAfterMs;
+  }
+}
+
+/** The StandbyError in `error` or its causes, if any. */
+export function standbyOf(error: unknown): StandbyError | undefined {
+  for (let current = error; current instanceof Error; current = current.cause) {
+    if (current instanceof StandbyError || current.name === "StandbyError") {
+      return current as StandbyError;
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Runs `handler` at every tick of a 5-field (minutes) or 6-field (seconds
+ * first) UTC cron schedule, with the tick's scheduled time, never two runs
+ * of one schedule at once and no catch-up of missed ticks. Stops when
+ * `signal` aborts.
+ */
+export function schedule(
+  expression: string,
+  signal: AbortSignal,
+  handler: (tick: Date) => Promise<void>,
+): void {
+  const cron = new Cron(
+    expression,
+    { timezone: "UTC", protect: true, catch: true },
+    async (self: Cron) => {
+      // The scheduled time (croner fires at it or just after), not the clock
+      // reading: every process of the group names the tick alike.
+      const tick = self.previousRuns(1, new Date(Date.now() + 1))[0] ?? new Date();
+      await handler(tick);
+    },
+  );
+  signal.addEventListener("abort", () => cron.stop(), { once: true });
+}
