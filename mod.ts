@@ -87,6 +87,7 @@ export {
   errorMessage,
   RecordError,
   RetriableError,
+  StandbyError,
 } from "./api/errors.ts";
 export {
   boolean,
@@ -133,7 +134,6 @@ export {
   type JobCoordinator,
   type JobLease,
   type SkipReason,
-  StandbyError,
 } from "./core/cluster.ts";
 export type {
   BatchReadEvent,

@@ -11,7 +11,7 @@
  * @module
  */
 import { Cron } from "croner";
-import { RetriableError } from "../api/errors.ts";
+import { StandbyError } from "../api/errors.ts";
 
 /** Why a claimed run did not start. */
 export type SkipReason = "running_elsewhere" | "already_run";
@@ -53,33 +53,6 @@ export interface JobCoordinator {
   claim(job: string, tick?: string): Promise<Claim>;
   /** When each of `jobs` last succeeded anywhere in the group (ms since the epoch). */
   lastSuccess(jobs: readonly string[]): Promise<Map<string, number>>;
-}
-
-/**
- * Raised by a source whose resource (a replication slot) another process
- * owns: the runtime keeps the pipeline on standby, neither failed nor
- * running, and tries again after `retryAfterMs`.
- *
- * @example A source that finds its slot taken
- * ```ts
- * import { RetriableError, StandbyError } from "@sluice/sluice";
- * import assert from "node:assert/strict";
- *
- * const error = new StandbyError('Slot "s" is owned by another worker', 2000);
- * assert.equal(error.retryAfterMs, 2000);
- * assert.ok(error instanceof RetriableError);
- * ```
- */
-export class StandbyError extends RetriableError {
-  /** How long to wait before trying to take over. */
-  readonly retryAfterMs: number;
-
-  /** Builds the error. */
-  constructor(message: string, retryAfterMs: number, options?: ErrorOptions) {
-    super(message, options);
-    this.name = "StandbyError";
-    this.retryAfterMs = retryAfterMs;
-  }
 }
 
 /** The StandbyError in `error` or its causes, if any. */
