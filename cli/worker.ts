@@ -36,10 +36,10 @@ export interface WorkerSettings {
   bootstrapServers?: string;
   /** The database where the group coordinates; default: each job's sink database. */
   clusterUrl?: string;
-  /** This process's name in the group. */
-  workerId: string;
-  /** Most batch jobs running at once in this process. */
-  maxParallelJobs: number;
+  /** This process's name in the group (default `<hostname>-<pid>`). */
+  workerId?: string;
+  /** Most batch jobs running at once in this process (default 4). */
+  maxParallelJobs?: number;
 }
 
 /** Settings from flags, then the environment, then defaults. */
@@ -94,7 +94,7 @@ export class ClusterCoordinators implements AsyncDisposable {
     if (!url) return undefined;
     let coordinator = this.#byUrl.get(url);
     if (!coordinator) {
-      coordinator = new PgJobCoordinator(url, this.#settings.workerId);
+      coordinator = new PgJobCoordinator(url, this.#settings.workerId ?? defaultWorkerId());
       this.#byUrl.set(url, coordinator);
     }
     return coordinator as JobCoordinator;
@@ -159,7 +159,9 @@ function withWorkerHints(error: unknown): unknown {
 }
 
 /** The environment pipelines run in: offsets file and optional Kafka. */
-export function workerEnvironment(settings: WorkerSettings): PipelineEnvironment {
+export function workerEnvironment(
+  settings: Pick<WorkerSettings, "offsetsFile" | "bootstrapServers">,
+): PipelineEnvironment {
   return {
     offsets: new FileOffsetStore(settings.offsetsFile),
     // The worker's Kafka, or else the pipeline's own kafka source or sink.
