@@ -131,6 +131,7 @@ export {
 } from "./core/runtime.ts";
 export {
   type Claim,
+  type GroupRun,
   type JobCoordinator,
   type JobLease,
   type SkipReason,

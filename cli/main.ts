@@ -208,6 +208,7 @@ async function run(
     keepFailed: flags["keep-failed"],
     coordinator: cluster.of,
     maxParallelJobs: settings.maxParallelJobs,
+    workerId: settings.workerId,
   });
   await using _operations = await ops.start(runtime, builtinRegistry(), environment.offsets);
   const reports: JobReport[] = [];

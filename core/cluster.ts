@@ -53,6 +53,20 @@ export interface JobCoordinator {
   claim(job: string, tick?: string): Promise<Claim>;
   /** When each of `jobs` last succeeded anywhere in the group (ms since the epoch). */
   lastSuccess(jobs: readonly string[]): Promise<Map<string, number>>;
+  /** The latest run of `job` in the group: which worker ran which tick, and how it ended. */
+  lastRun?(job: string): Promise<GroupRun | undefined>;
+}
+
+/** One run of a job somewhere in the group, as the cluster database recorded it. */
+export interface GroupRun {
+  /** The tick: a scheduled time, `after <upstream>@<time>`, or `manual …`. */
+  readonly tick: string;
+  /** The worker that ran it. */
+  readonly worker: string;
+  /** running, succeeded, failed or stopped (running also when its worker died mid-run). */
+  readonly status: string;
+  /** When it started (ISO 8601). */
+  readonly startedAt: string;
 }
 
 /** The StandbyError in `error` or its causes, if any. */

@@ -12,7 +12,14 @@ import { errorMessage, RetriableError } from "../api/errors.ts";
 import { type PipelineEnvironment, runPipeline, type RunReport, sleep } from "./pipeline.ts";
 import { PipelineControl } from "./control.ts";
 import { nextRunTime } from "./_schedule.ts";
-import { type JobCoordinator, type JobLease, schedule, type SkipReason, standbyOf } from "./cluster.ts";
+import {
+  type GroupRun,
+  type JobCoordinator,
+  type JobLease,
+  schedule,
+  type SkipReason,
+  standbyOf,
+} from "./cluster.ts";
 
 const logger = getLogger(["sluice", "runtime"]);
 
@@ -85,6 +92,8 @@ export interface RuntimeOptions {
   readonly coordinator?: (spec: PipelineSpec) => JobCoordinator | undefined;
   /** Most batch jobs running at once in this process (default: no limit). */
   readonly maxParallelJobs?: number;
+  /** This process's name in its group, for status. */
+  readonly workerId?: string;
 }
 
 /**
@@ -178,6 +187,7 @@ export class Runtime implements AsyncDisposable {
   readonly #keepFailed: boolean;
   readonly #coordinator: RuntimeOptions["coordinator"];
   readonly #jobSlots: JobSlots;
+  readonly #workerId: string | undefined;
 
   /**
    * Prepares `specs`; nothing runs until {@linkcode Runtime.start} or
@@ -195,6 +205,7 @@ export class Runtime implements AsyncDisposable {
     this.#keepFailed = options.keepFailed ?? false;
     this.#coordinator = options.coordinator;
     this.#jobSlots = new JobSlots(options.maxParallelJobs ?? Infinity);
+    this.#workerId = options.workerId;
     this.#specs = new Map(specs.map((spec) => [spec.name, spec]));
     for (const name of this.#specs.keys()) this.#controls.set(name, new PipelineControl(name));
     this.#environment = {
@@ -202,7 +213,9 @@ export class Runtime implements AsyncDisposable {
       gate: (name, signal) => this.control(name).gate(signal),
       claimed: (name, resource) => {
         const control = this.control(name);
-        if (control.standby) logger.info("{pipeline} took over {resource}", { pipeline: name, resource });
+        if (control.standby) {
+          logger.info("{pipeline} took over {resource}", { pipeline: name, resource });
+        }
         control.claimed(resource);
       },
     };
@@ -377,13 +390,32 @@ export class Runtime implements AsyncDisposable {
   }
 
   #skipped(name: string, reason: SkipReason, tick: string | undefined, holder?: string): void {
-    const fields = { pipeline: name, tick: tick ?? "manual run", holder: holder ?? "another worker" };
+    const fields = {
+      pipeline: name,
+      tick: tick ?? "manual run",
+      holder: holder ?? "another worker",
+    };
     if (reason === "running_elsewhere") {
       logger.info("Skipping {pipeline} ({tick}): still running on {holder}", fields);
     } else {
       logger.info("Skipping {pipeline} ({tick}): another worker ran this tick", fields);
     }
     this.#environment.observer?.onTickSkipped?.(name, reason);
+  }
+
+  /**
+   * The latest run of job `name` anywhere in the group (which worker ran
+   * which tick), when a coordinator records runs; undefined otherwise.
+   */
+  async lastGroupRun(name: string): Promise<GroupRun | undefined> {
+    const spec = this.#specs.get(name);
+    const coordinator = spec ? this.#coordinator?.(spec) : undefined;
+    return await coordinator?.lastRun?.(name);
+  }
+
+  /** This process's name in the group, when it runs in one. */
+  get workerId(): string | undefined {
+    return this.#workerId;
   }
 
   /** Stops everything gracefully and waits for in-flight work to end. */
@@ -534,11 +566,14 @@ export class Runtime implements AsyncDisposable {
       if (standby) {
         // Another process owns what the stream needs: wait, neither failed nor restarting.
         if (!control.standby) {
-          logger.info("Stream {pipeline} is on standby: {reason}; trying to take over every {ms} ms", {
-            pipeline: spec.name,
-            reason: standby.message,
-            ms: standby.retryAfterMs,
-          });
+          logger.info(
+            "Stream {pipeline} is on standby: {reason}; trying to take over every {ms} ms",
+            {
+              pipeline: spec.name,
+              reason: standby.message,
+              ms: standby.retryAfterMs,
+            },
+          );
         }
         control.setStandby(standby.message);
         attempt = 0;

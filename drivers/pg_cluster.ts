@@ -111,20 +111,20 @@ export class PgJobCoordinator implements AsyncDisposable {
     return new Map(rows.map((row) => [row.job, Number(row.at)]));
   }
 
-  /** The latest runs of each job, newest first (for `sluice status` and the REST API). */
-  async recentRuns(
-    jobs: readonly string[],
-  ): Promise<{ job: string; tick: string; worker: string; status: string; startedAt: string }[]> {
+  /** The latest run of `job` in the group (for `sluice status` and the REST API). */
+  async lastRun(
+    job: string,
+  ): Promise<{ tick: string; worker: string; status: string; startedAt: string } | undefined> {
     await this.#prepare();
-    return [
-      ...await this.#sql!.unsafe<
-        { job: string; tick: string; worker: string; status: string; startedAt: string }[]
-      >(
-        `select distinct on (job) job, tick, worker, status, started_at::text as "startedAt"
-         from ${this.#table} where job = any($1::text[]) order by job, started_at desc`,
-        [jobs as string[]],
-      ),
-    ];
+    const rows = await this.#sql!.unsafe<
+      { tick: string; worker: string; status: string; startedAt: string }[]
+    >(
+      `select tick, worker, status,
+              to_char(started_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') as "startedAt"
+       from ${this.#table} where job = $1 order by started_at desc limit 1`,
+      [job],
+    );
+    return rows[0] ? { ...rows[0] } : undefined;
   }
 
   /** Closes the shared connection. */

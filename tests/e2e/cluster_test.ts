@@ -263,7 +263,9 @@ Deno.test("a killed Kafka consumer's partitions move to the others: nothing lost
       for (const row of rows) assertEquals(row.seq, total - keys + row.k, `key ${row.k}`);
       await stopMember(members[0]);
       await stopMember(members[2]);
-      for (const [group, from] of [["sluice-latest_sink", topic], ["sluice-events_sink", eventsTopic]]) {
+      for (
+        const [group, from] of [["sluice-latest_sink", topic], ["sluice-events_sink", eventsTopic]]
+      ) {
         const committed = await committedOffsets(group, from, 6);
         const sum = Object.values(committed).reduce((a, b) => a + b, 0);
         assertEquals(sum, total, `${group}: ${JSON.stringify(committed)}`);
