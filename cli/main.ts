@@ -195,6 +195,9 @@ async function run(
   for (const warning of configWarnings(specs)) getLogger(["sluice", "config"]).warn(warning);
   const ops = await prepareOperations(specs, paths, flags);
   const environment = { ...workerEnvironment(settings), observer: ops.metrics };
+  await using _offsets = {
+    [Symbol.asyncDispose]: async () => await environment.offsets.close?.(),
+  };
   await using cluster = new ClusterCoordinators(settings);
   const alone = cluster.uncoordinated(specs);
   if (alone.length > 0) {
@@ -204,6 +207,12 @@ async function run(
     );
   }
   getLogger(["sluice", "cluster"]).info("Worker {worker} starting", { worker: settings.workerId });
+  if (!settings.clusterUrl && specs.some((spec) => spec.source.plugin.mode === "stream")) {
+    getLogger(["sluice", "cluster"]).debug(
+      "Offsets of pipelines whose sink keeps none are in {file}: with several processes, give --cluster-url so they share them",
+      { file: settings.offsetsFile },
+    );
+  }
   const runtime = new Runtime(specs, environment, {
     keepFailed: flags["keep-failed"],
     coordinator: cluster.of,
@@ -239,8 +248,12 @@ async function runJob(
 ) {
   requireConfigs(paths);
   const specs = await loadWithBuiltins(paths, settings);
+  const environment = workerEnvironment(settings);
+  await using _offsets = {
+    [Symbol.asyncDispose]: async () => await environment.offsets.close?.(),
+  };
   await using cluster = new ClusterCoordinators(settings);
-  const runtime = new Runtime(specs, workerEnvironment(settings), { coordinator: cluster.of });
+  const runtime = new Runtime(specs, environment, { coordinator: cluster.of });
   const reports: JobReport[] = [];
   runtime.onReport((report) => reports.push(report));
   const stop = () => runtime.stop();

@@ -28,7 +28,7 @@ import type { PipelineEnvironment } from "../core/pipeline.ts";
 import type { Registry } from "../core/registry.ts";
 import { kafkaDeadLetterTopics } from "../sinks/kafka.ts";
 import type { JobCoordinator } from "../core/cluster.ts";
-import { PgJobCoordinator } from "../drivers/pg_cluster.ts";
+import { PgJobCoordinator, PgOffsetStore } from "../drivers/pg_cluster.ts";
 
 /** Worker-level settings. */
 export interface WorkerSettings {
@@ -158,12 +158,18 @@ function withWorkerHints(error: unknown): unknown {
   return new ConfigError(issues, { cause: error });
 }
 
-/** The environment pipelines run in: offsets file and optional Kafka. */
+/**
+ * The environment pipelines run in: the offset store (the cluster database
+ * when `--cluster-url` is given, shared by the group; else the offsets
+ * file) and optional Kafka.
+ */
 export function workerEnvironment(
-  settings: Pick<WorkerSettings, "offsetsFile" | "bootstrapServers">,
+  settings: Pick<WorkerSettings, "offsetsFile" | "bootstrapServers" | "clusterUrl">,
 ): PipelineEnvironment {
   return {
-    offsets: new FileOffsetStore(settings.offsetsFile),
+    offsets: settings.clusterUrl
+      ? new PgOffsetStore(settings.clusterUrl)
+      : new FileOffsetStore(settings.offsetsFile),
     // The worker's Kafka, or else the pipeline's own kafka source or sink.
     deadLetterTopic: kafkaDeadLetterTopics(settings.bootstrapServers),
   };

@@ -13,6 +13,7 @@
  *
  * @module
  */
+import type { JsonValue } from "../api/record.ts";
 import { connect, type Sql } from "./postgres.ts";
 
 /** A 64-bit advisory lock key from a name, stable across processes, hosts and versions. */
@@ -181,5 +182,90 @@ export class PgJobCoordinator implements AsyncDisposable {
       throw error;
     });
     return this.#ready;
+  }
+}
+
+/**
+ * Offsets of a group kept in the cluster database, in the same table shape
+ * as the postgres sink's (`public.sluice_offsets`: pipeline, offset jsonb),
+ * for pipelines whose sink does not keep offsets itself (CDC → Kafka): a
+ * standby that takes over a slot reads where the owner got to, as Kafka
+ * Connect's distributed workers share their offsets topic.
+ *
+ * @example Shared positions (needs a database, so not run here)
+ * ```ts ignore
+ * import { PgOffsetStore } from "./pg_cluster.ts";
+ *
+ * await using store = new PgOffsetStore("postgres://localhost/sluice");
+ * await store.write("warehouse-cdc", { lsn: "0/16B3748", txId: 745 });
+ * ```
+ */
+export class PgOffsetStore implements AsyncDisposable {
+  readonly #url: string;
+  readonly #table: string;
+  #sql?: Sql;
+  #ready?: Promise<void>;
+
+  /** A store in the database at `url`; nothing connects before first use. */
+  constructor(url: string, table = "public.sluice_offsets") {
+    this.#url = url;
+    this.#table = table;
+  }
+
+  /** The position stored under `key`, or undefined. */
+  async read(key: string): Promise<JsonValue | undefined> {
+    const sql = await this.#prepare();
+    const rows = await sql.unsafe<{ offset: JsonValue }[]>(
+      `select "offset" from ${this.#table} where pipeline = $1`,
+      [key],
+    );
+    return rows[0]?.offset;
+  }
+
+  /** Stores `value` under `key`; resolves once committed. */
+  async write(key: string, value: JsonValue): Promise<void> {
+    const sql = await this.#prepare();
+    await sql.unsafe(
+      `insert into ${this.#table} (pipeline, "offset") values ($1, $2::text::jsonb)
+       on conflict (pipeline) do update set "offset" = excluded."offset", updated_at = now()`,
+      [key, JSON.stringify(value)],
+    );
+  }
+
+  /** Forgets the position of `key`. */
+  async delete(key: string): Promise<void> {
+    const sql = await this.#prepare();
+    await sql.unsafe(`delete from ${this.#table} where pipeline = $1`, [key]);
+  }
+
+  /** Closes the connection. */
+  async close(): Promise<void> {
+    await this.#sql?.end({ timeout: 1 });
+    this.#sql = undefined;
+    this.#ready = undefined;
+  }
+
+  /** Same as {@linkcode PgOffsetStore.close}. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  async #prepare(): Promise<Sql> {
+    this.#sql ??= connect(this.#url, { max: 2, applicationName: "sluice-offsets" });
+    const sql = this.#sql;
+    this.#ready ??= (async () => {
+      const key = await advisoryLockKey("sluice ddl");
+      await sql.begin(async (tx) => {
+        await tx`select pg_advisory_xact_lock(${key}::bigint)`;
+        await tx.unsafe(`create table if not exists ${this.#table} (
+          pipeline text primary key, "offset" jsonb not null,
+          updated_at timestamptz not null default now())`);
+      });
+    })().catch((error) => {
+      this.#ready = undefined;
+      throw error;
+    });
+    await this.#ready;
+    return sql;
   }
 }

@@ -5,7 +5,7 @@
  */
 import { assertEquals } from "../_assert.ts";
 import { createTestDatabase } from "../_services.ts";
-import { PgJobCoordinator } from "../../drivers/pg_cluster.ts";
+import { PgJobCoordinator, PgOffsetStore } from "../../drivers/pg_cluster.ts";
 
 Deno.test("job claims: one holder at a time, each tick once, successes seen by every worker", async () => {
   const db = await createTestDatabase("pg_cluster");
@@ -26,6 +26,25 @@ Deno.test("job claims: one holder at a time, each tick once, successes seen by e
     assertEquals([...last.keys()], ["sync"]);
     assertEquals((await b.lastRun("sync"))?.worker, "worker-b");
     assertEquals((await b.lastRun("sync"))?.status, "failed");
+  } finally {
+    await a.close();
+    await b.close();
+    await db.drop();
+  }
+});
+
+Deno.test("the group's offsets in the cluster database: written by one worker, read by another", async () => {
+  const db = await createTestDatabase("pg_offsets");
+  const a = new PgOffsetStore(db.url);
+  const b = new PgOffsetStore(db.url);
+  try {
+    assertEquals(await b.read("cdc"), undefined);
+    await a.write("cdc", { lsn: "0/16B3748", txId: 745 });
+    assertEquals(await b.read("cdc"), { lsn: "0/16B3748", txId: 745 });
+    await b.write("cdc", { lsn: "0/16B4000", txId: 746 });
+    assertEquals(await a.read("cdc"), { lsn: "0/16B4000", txId: 746 });
+    await a.delete("cdc");
+    assertEquals(await b.read("cdc"), undefined);
   } finally {
     await a.close();
     await b.close();
