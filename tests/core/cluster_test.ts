@@ -29,6 +29,7 @@ const slotSource = defineSource({
       if (++attempts <= 3) throw new StandbyError('slot "s" is owned by worker b', 10);
       context.claimed?.("slot s");
       await new Promise((resolve) => context.signal.addEventListener("abort", resolve));
+      yield { records: [] };
     },
     close: () => Promise.resolve(),
   }),
