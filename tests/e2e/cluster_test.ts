@@ -26,6 +26,19 @@ async function withConfig<T>(
   }
 }
 
+/** Which rows differ between source and target, for a failed convergence. */
+async function differences(source: postgres.Sql, target: postgres.Sql): Promise<string> {
+  const s = await source<{ id: number; v: number }[]>`select id, v from items`;
+  const t = await target<{ id: number; v: number; deleted: boolean }[]>`
+    select id, v, deleted_at is not null as deleted from items`;
+  const byId = new Map(t.map((row) => [row.id, row]));
+  const missing = s.filter((row) => !byId.has(row.id)).map((row) => row.id);
+  const stale = s.filter((row) => byId.has(row.id) && byId.get(row.id)!.v !== row.v)
+    .map((row) => `${row.id}: ${byId.get(row.id)!.v} not ${row.v}`);
+  return `source ${s.length} rows, target ${t.length}; missing ${missing.length} ` +
+    `[${missing.slice(0, 20)}]; stale ${stale.length} [${stale.slice(0, 10)}]`;
+}
+
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 Deno.test("each tick of a scheduled job runs once across three processes killed and restarted", async () => {
@@ -275,5 +288,118 @@ Deno.test("a killed Kafka consumer's partitions move to the others: nothing lost
     for (const member of members) await killMember(member);
     await sql.end();
     await db.drop();
+  }
+});
+
+Deno.test("a rolling restart of all three under load (CDC → Kafka → PostgreSQL, offsets in the cluster database) loses nothing", async () => {
+  await using f = await syncFixture(
+    "cluster_roll",
+    "create table items (id int primary key, v int not null, note text)",
+    `create table items (id int primary key, v int not null, note text,
+       deleted_at timestamptz, _source_lsn pg_lsn)`,
+  );
+  const cluster = await createTestDatabase("cluster_roll_meta");
+  const slot = uniqueSlot("roll");
+  const prefix = uniqueName("roll").replaceAll("-", "_");
+  const retry = { "errors.retry.timeout": "120000", "errors.retry.delay.max.ms": "1000" };
+  const pipelines = [{
+    name: "roll_capture",
+    config: {
+      "connector.class": "postgres_cdc",
+      "connection.url": f.source.url,
+      "topic.prefix": prefix,
+      "table.include.list": "public.items",
+      "slot.name": slot,
+      "publication.name": `pub_${slot}`,
+      "slot.standby.retry.ms": "500",
+      "poll.interval.ms": "20",
+      "status.update.interval.ms": "1000",
+      "sink.topic.creation.default.partitions": "6",
+      ...retry,
+    },
+  }, {
+    name: "roll_consume",
+    config: {
+      "connector.class": "postgres",
+      topics: `${prefix}.public.items`,
+      "connection.url": f.target.url,
+      table: "public.items",
+      "session.timeout.ms": "6000",
+      "heartbeat.interval.ms": "1000",
+      "max.poll.records": "500",
+      ...retry,
+    },
+  }];
+  const members: Member[] = [];
+  let stop = false;
+  let load: Promise<void> | undefined;
+  try {
+    await withConfig(pipelines, async (config, dir) => {
+      const extra = ["--bootstrap", testKafkaBrokers(), "--cluster-url", cluster.url];
+      for (const id of ["a", "b", "c"]) members.push(startMember(id, config, dir, extra));
+      await waitUntil("one member streaming", () => {
+        return members.some((member) => logged(member, /Streaming from slot/).length > 0);
+      }, { timeoutMs: 60_000, intervalMs: 100 });
+      let next = 1;
+      load = (async () => {
+        while (!stop) {
+          await f.sourceSql.begin(async (tx) => {
+            for (let i = 0; i < 10; i++) {
+              await tx`insert into items values (${next}, 0, ${"row " + next})`;
+              next++;
+            }
+            await tx`update items set v = v + 1 where id % 5 = ${next % 5}`;
+          });
+          await sleep(5);
+        }
+      })();
+      for (const [i, id] of ["a", "b", "c"].entries()) {
+        await sleep(2000);
+        const code = await stopMember(members[i]);
+        assertEquals(code, 0, `${id} did not stop cleanly:\n${logsOf([members[i]])}`);
+        const replacement = startMember(`${id}2`, config, dir, extra);
+        members.push(replacement);
+        await waitUntil(`${id}2 in the group`, () => {
+          return logged(replacement, /assignment|is on standby|Streaming from slot/).length > 0;
+        }, { timeoutMs: 60_000, intervalMs: 100 });
+      }
+      await sleep(2000);
+      stop = true;
+      await load;
+      const digest = (sql: postgres.Sql, where = "") =>
+        sql.unsafe(
+          `select md5(coalesce(string_agg((id, v, note)::text, '|' order by id), '')) as d,
+                  count(*)::int as n from items ${where}`,
+        );
+      const [source] = await digest(f.sourceSql);
+      await waitUntil("target equals source", async () => {
+        const [target] = await digest(f.targetSql, "where deleted_at is null");
+        return target.d === source.d ? true : undefined;
+      }, { timeoutMs: 90_000, intervalMs: 250 }).catch(async (error) => {
+        throw new Error(
+          `${error.message}\n${await differences(f.sourceSql, f.targetSql)}\n${
+            logsOf(members, 25)
+          }`,
+        );
+      });
+      assert(source.n > 100, `only ${source.n} rows written under load`);
+      // The capture's position is shared in the cluster database, not in one process's file.
+      const meta = postgres(cluster.url, { max: 1, onnotice: () => {} });
+      try {
+        const rows =
+          await meta`select pipeline from sluice_offsets where pipeline = 'roll_capture'`;
+        assertEquals(rows.length, 1);
+      } finally {
+        await meta.end();
+      }
+      for (const member of members.slice(3)) await stopMember(member);
+    });
+  } finally {
+    stop = true;
+    await load?.catch(() => {});
+    for (const member of members) await killMember(member);
+    await f.sourceSql`select pg_drop_replication_slot(slot_name) from pg_replication_slots
+                      where slot_name = ${slot} and not active`.catch(() => {});
+    await cluster.drop();
   }
 });
