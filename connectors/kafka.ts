@@ -207,6 +207,11 @@ export default defineSource({
       logger: context.logger,
     });
     const positions = new Positions(consumer, storedPositions(context.offset));
+    // Shown in status: which partitions this process reads now.
+    consumer.onAssignment(() => {
+      const held = consumer.assignment.map((p) => `${p.topic}:${p.partition}`).sort();
+      context.claimed?.(`partitions ${held.join(",") || "none"}`);
+    });
     return {
       async *read(): AsyncGenerator<SourceBatch> {
         while (!context.signal.aborted) {

@@ -86,10 +86,15 @@ export class PipelineControl {
     if (reason) this.#owns = [];
   }
 
-  /** Called when the run took a resource only one process may hold: standby ends. */
+  /**
+   * Called when the run took a resource only one process may hold: standby
+   * ends. A resource replaces an earlier one of its kind (its first word), so
+   * `partitions t:0,t:3` replaces the partitions held before a rebalance.
+   */
   claimed(resource: string): void {
     this.#standby = undefined;
-    if (!this.#owns.includes(resource)) this.#owns = [...this.#owns, resource];
+    const kind = resource.split(" ")[0];
+    this.#owns = [...this.#owns.filter((held) => held.split(" ")[0] !== kind), resource];
   }
 
   /** The error that put the pipeline in FAILED, with its stack and causes. */

@@ -151,3 +151,15 @@ Deno.test("a manual run refused by the group says so; the local limit keeps jobs
     'Job "one" is running on another worker of the group; not starting it twice',
   );
 });
+
+Deno.test("what a pipeline owns is replaced kind by kind (partitions after a rebalance)", async () => {
+  attempts = 10; // the slot source owns its slot at once
+  await using runtime = new Runtime(await specs([{ name: "owner", source: "slot_source" }]), {
+    offsets: new MemoryOffsetStore(),
+  });
+  const control = runtime.control("owner");
+  control.claimed("partitions t:0,t:1");
+  control.claimed("slot s");
+  control.claimed("partitions t:2");
+  assertEquals(control.owns, ["slot s", "partitions t:2"]);
+});
