@@ -14,7 +14,7 @@
  * @module
  */
 import type { JsonValue } from "../api/record.ts";
-import { connect, type Sql } from "./postgres.ts";
+import { connect, databaseLabel, type Sql } from "./postgres.ts";
 
 /** A 64-bit advisory lock key from a name, stable across processes, hosts and versions. */
 export async function advisoryLockKey(name: string): Promise<string> {
@@ -70,6 +70,17 @@ export class PgJobCoordinator implements AsyncDisposable {
 
   /** Takes the job's lock and records `tick` (a manual run gets a tick of its own). */
   async claim(job: string, tick?: string): Promise<Claim> {
+    try {
+      return await this.#claim(job, tick);
+    } catch (error) {
+      throw new Error(
+        `cannot use the cluster database ${databaseLabel(this.#url)}: ${(error as Error).message}`,
+        { cause: error },
+      );
+    }
+  }
+
+  async #claim(job: string, tick?: string): Promise<Claim> {
     await this.#prepare();
     const key = await advisoryLockKey(`sluice job ${job}`);
     const session = connect(this.#url, {
