@@ -17,6 +17,8 @@ import {
   Runtime,
   StandbyError,
 } from "../../mod.ts";
+import { startApiServer } from "../../core/http/server.ts";
+import { SluiceMetrics } from "../../core/metrics.ts";
 
 let attempts = 0;
 const slotSource = defineSource({
@@ -162,4 +164,36 @@ Deno.test("what a pipeline owns is replaced kind by kind (partitions after a reb
   control.claimed("slot s");
   control.claimed("partitions t:2");
   assertEquals(control.owns, ["slot s", "partitions t:2"]);
+});
+
+Deno.test("the REST status says STANDBY with the owner, then what this member owns", async () => {
+  attempts = -1_000_000; // on standby until told otherwise
+  const pipelines = await specs([{ name: "watched", source: "slot_source" }]);
+  const runtime = new Runtime(pipelines, { offsets: new MemoryOffsetStore() }, {
+    workerId: "w1",
+  });
+  await using server = await startApiServer({
+    runtime,
+    metrics: new SluiceMetrics(pipelines, { defaultMetrics: false }),
+    configs: new Map(),
+    registry,
+    offsets: new MemoryOffsetStore(),
+    version: "test",
+  }, { listen: { hostname: "127.0.0.1", port: 0 } });
+  const status = async () => {
+    const response = await fetch(`${server.url}/connectors/watched/status`);
+    return (await response.json()).connector;
+  };
+  runtime.start();
+  try {
+    await waitUntil("standby", async () => (await status()).state === "STANDBY");
+    const standby = await status();
+    assertEquals(standby.member, "w1");
+    assertEquals(standby.trace, 'Standby: slot "s" is owned by worker b');
+    attempts = 10; // the owner went away: the next attempt takes the slot
+    await waitUntil("running", async () => (await status()).state === "RUNNING");
+    assertEquals((await status()).owns, ["slot s"]);
+  } finally {
+    await runtime.stop();
+  }
 });
