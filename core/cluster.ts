@@ -13,16 +13,51 @@
 import { Cron } from "croner";
 import { StandbyError } from "../api/errors.ts";
 
-/** Why a claimed run did not start. */
+/**
+ * Why a claimed run did not start.
+ *
+ * @example Telling the two apart in a log line
+ * ```ts
+ * import type { SkipReason } from "@sluice/sluice";
+ * import assert from "node:assert/strict";
+ *
+ * const say = (reason: SkipReason) =>
+ *   reason === "running_elsewhere" ? "still running on another worker" : "ran elsewhere";
+ * assert.equal(say("already_run"), "ran elsewhere");
+ * ```
+ */
 export type SkipReason = "running_elsewhere" | "already_run";
 
-/** The group-wide right to run a job once; release it with {@linkcode JobLease.finish}. */
+/**
+ * The group-wide right to run a job once; release it with {@linkcode JobLease.finish}.
+ *
+ * @example A lease that only logs
+ * ```ts
+ * import type { JobLease } from "@sluice/sluice";
+ *
+ * const lease: JobLease = {
+ *   finish: (status) => Promise.resolve(console.log(`run ended: ${status}`)),
+ * };
+ * await lease.finish("succeeded");
+ * ```
+ */
 export interface JobLease {
   /** Records how the run ended (for `depends.on` in the whole group) and releases the lock. */
   finish(status: "succeeded" | "failed" | "stopped"): Promise<void>;
 }
 
-/** The outcome of {@linkcode JobCoordinator.claim}. */
+/**
+ * The outcome of {@linkcode JobCoordinator.claim}.
+ *
+ * @example Running only with a lease
+ * ```ts
+ * import type { Claim } from "@sluice/sluice";
+ * import assert from "node:assert/strict";
+ *
+ * const claim: Claim = { skipped: "running_elsewhere", holder: "host-b-4242" };
+ * assert.equal("lease" in claim, false);
+ * ```
+ */
 export type Claim =
   | { readonly lease: JobLease }
   | { readonly skipped: SkipReason; readonly holder?: string };
@@ -57,7 +92,23 @@ export interface JobCoordinator {
   lastRun?(job: string): Promise<GroupRun | undefined>;
 }
 
-/** One run of a job somewhere in the group, as the cluster database recorded it. */
+/**
+ * One run of a job somewhere in the group, as the cluster database recorded it.
+ *
+ * @example Who ran the last tick
+ * ```ts
+ * import type { GroupRun } from "@sluice/sluice";
+ * import assert from "node:assert/strict";
+ *
+ * const run: GroupRun = {
+ *   tick: "2026-11-30T02:00:00.000Z",
+ *   worker: "host-a-1234",
+ *   status: "succeeded",
+ *   startedAt: "2026-11-30T02:00:00.012Z",
+ * };
+ * assert.equal(`${run.worker} ${run.status}`, "host-a-1234 succeeded");
+ * ```
+ */
 export interface GroupRun {
   /** The tick: a scheduled time, `after <upstream>@<time>`, or `manual …`. */
   readonly tick: string;
