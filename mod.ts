@@ -95,6 +95,7 @@ export {
   OffsetChangeError,
   RecordError,
   RetriableError,
+  StandbyError,
 } from "./api/errors.ts";
 export {
   boolean,
@@ -143,7 +144,15 @@ export {
   type JobRunOptions,
   type ReportListener,
   Runtime,
+  type RuntimeOptions,
 } from "./core/runtime.ts";
+export {
+  type Claim,
+  type GroupRun,
+  type JobCoordinator,
+  type JobLease,
+  type SkipReason,
+} from "./core/cluster.ts";
 export type {
   BatchReadEvent,
   BatchWrittenEvent,

@@ -158,6 +158,33 @@ export class OffsetChangeError extends Error {
 }
 
 /**
+ * Raised by a source whose resource (a replication slot) another process
+ * owns: the runtime keeps the pipeline on standby, neither failed nor
+ * running, and tries again after `retryAfterMs`.
+ *
+ * @example A source that finds its slot taken
+ * ```ts
+ * import { RetriableError, StandbyError } from "@sluice/sluice";
+ * import assert from "node:assert/strict";
+ *
+ * const error = new StandbyError('Slot "s" is owned by another worker', 2000);
+ * assert.equal(error.retryAfterMs, 2000);
+ * assert.ok(error instanceof RetriableError);
+ * ```
+ */
+export class StandbyError extends RetriableError {
+  /** How long to wait before trying to take over. */
+  readonly retryAfterMs: number;
+
+  /** Builds the error. */
+  constructor(message: string, retryAfterMs: number, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "StandbyError";
+    this.retryAfterMs = retryAfterMs;
+  }
+}
+
+/**
  * The message of any thrown value, for logs and dead-letter headers, with credentials hidden.
  *
  * @example Errors and other thrown values

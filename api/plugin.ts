@@ -66,6 +66,12 @@ export interface PluginContext {
    * pipeline's label and are removed when the run ends.
    */
   readonly metrics?: PluginMetrics;
+  /**
+   * Tells the runtime that the run now holds a resource only one process of
+   * a group may hold (`slot warehouse_slot`): a pipeline on standby is
+   * running again, and status shows what this process owns.
+   */
+  readonly claimed?: (resource: string) => void;
 }
 
 /**
@@ -640,6 +646,12 @@ export interface SinkPlan {
    * anything connects.
    */
   readonly topicProblem?: (topic: string) => string | undefined;
+  /**
+   * A PostgreSQL connection URL of the database it writes: where several
+   * Sluice processes running this pipeline coordinate (job locks and ticks)
+   * unless the worker's cluster URL names another database.
+   */
+  readonly clusterDatabase?: string;
 }
 
 /**

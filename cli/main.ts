@@ -33,6 +33,7 @@ import { terminalProgress } from "./progress.ts";
 import { formatStatus, statusUrl } from "./status.ts";
 import {
   buildWithBuiltins,
+  ClusterCoordinators,
   loadWithBuiltins,
   workerEnvironment,
   workerSettings,
@@ -88,6 +89,11 @@ Options:
                               or $SLUICE_LISTEN); beyond loopback it needs a token
   --token <token>             (run) bearer token the endpoint requires (or $SLUICE_API_TOKEN)
   --alerts <file>             (run) alert rules and webhooks, { "alerts": … } (or $SLUICE_ALERTS_FILE)
+  --cluster-url <url>         PostgreSQL database where several \`sluice run\` processes coordinate
+                              batch jobs (or $SLUICE_CLUSTER_URL; default: each job's sink database)
+  --worker-id <id>            this process's name in the group (or $SLUICE_WORKER_ID; default host-pid)
+  --max-parallel-jobs <n>     (run) most batch jobs running at once here (or $SLUICE_MAX_PARALLEL_JOBS;
+                              default 4)
   --keep-failed               (run) keep running when every stream failed, for POST …/restart
                               (default: exit 1 once no pipeline can run, for a supervisor)
   -h, --help                  show this help
@@ -115,6 +121,9 @@ export async function main(args: string[]): Promise<number> {
       "to-latest": { type: "boolean" },
       "to-timestamp": { type: "string" },
       "to-offset": { type: "string" },
+      "cluster-url": { type: "string" },
+      "worker-id": { type: "string" },
+      "max-parallel-jobs": { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -127,8 +136,8 @@ export async function main(args: string[]): Promise<number> {
     level: (values["log-level"] ?? "info") as "info",
     format: (values["log-format"] ?? "auto") as "auto",
   });
-  const settings = workerSettings(values);
   try {
+    const settings = workerSettings(values);
     switch (command) {
       case "run":
         return await run(rest, settings, values);
@@ -227,7 +236,30 @@ async function run(
     (entries) => buildWithBuiltins(entries, settings),
   );
   const environment = { ...workerEnvironment(settings), observer: ops.metrics };
-  const runtime = new Runtime(specs, environment, { keepFailed: flags["keep-failed"] });
+  await using _offsets = {
+    [Symbol.asyncDispose]: async () => await environment.offsets.close?.(),
+  };
+  await using cluster = new ClusterCoordinators(settings);
+  const alone = cluster.uncoordinated(specs);
+  if (alone.length > 0) {
+    getLogger(["sluice", "cluster"]).info(
+      "Batch jobs without a cluster database (their sink is not PostgreSQL and --cluster-url is not set): {jobs}; every process running these configs runs them",
+      { jobs: alone.join(", ") },
+    );
+  }
+  getLogger(["sluice", "cluster"]).info("Worker {worker} starting", { worker: settings.workerId });
+  if (!settings.clusterUrl && specs.some((spec) => spec.source.plugin.mode === "stream")) {
+    getLogger(["sluice", "cluster"]).debug(
+      "Offsets of pipelines whose sink keeps none are in {file}: with several processes, give --cluster-url so they share them",
+      { file: settings.offsetsFile },
+    );
+  }
+  const runtime = new Runtime(specs, environment, {
+    keepFailed: flags["keep-failed"],
+    coordinator: cluster.of,
+    maxParallelJobs: settings.maxParallelJobs,
+    workerId: settings.workerId,
+  });
   await using _operations = await ops.start(runtime, builtinRegistry(), environment.offsets);
   const reports: JobReport[] = [];
   runtime.onReport((report) => reports.push(report));
@@ -263,9 +295,16 @@ async function runJob(
     }]);
   }
   const specs = await loadWithBuiltins(paths, settings);
+  const environment = workerEnvironment(settings);
+  await using _offsets = {
+    [Symbol.asyncDispose]: async () => await environment.offsets.close?.(),
+  };
+  await using cluster = new ClusterCoordinators(settings);
   // Rows, rows/s and an ETA on stderr while the job runs, only on a terminal.
   using progress = terminalProgress();
-  const runtime = new Runtime(specs, { ...workerEnvironment(settings), observer: progress });
+  const runtime = new Runtime(specs, { ...environment, observer: progress }, {
+    coordinator: cluster.of,
+  });
   const reports: JobReport[] = [];
   runtime.onReport((report) => reports.push(report));
   const stop = () => runtime.stop();

@@ -40,6 +40,9 @@ export const SLUICE_ENV = [
   "SLUICE_LISTEN",
   "SLUICE_API_TOKEN",
   "SLUICE_ALERTS_FILE",
+  "SLUICE_CLUSTER_URL",
+  "SLUICE_WORKER_ID",
+  "SLUICE_MAX_PARALLEL_JOBS",
 ] as const;
 
 /**
@@ -118,6 +121,7 @@ export async function requiredPermissions(
     addBrokers(settings.bootstrapServers, found.net);
     found.usesKafka = true;
   }
+  if (settings.clusterUrl) addPostgresUrl(settings.clusterUrl, found.net);
   if (found.usesKafka) { for (const path of kafkaClientFiles()) found.read.add(path); }
   // The operations endpoint of `sluice run` (a port of 0 lets the system choose).
   const address = parseListen(listen);

@@ -25,7 +25,10 @@ export function statusUrl(url?: string, listen?: string): string {
 }
 
 interface ConnectorEntry {
-  status: { connector: { state: string; trace?: string }; type?: string };
+  status: {
+    connector: { state: string; trace?: string; owns?: string[]; member?: string };
+    type?: string;
+  };
   info: { type?: string };
 }
 
@@ -33,6 +36,7 @@ interface JobEntry {
   name: string;
   next_run: string | null;
   last_runs: { status: string; started_at: string; validation: { ok: boolean }[] }[];
+  last_group_run?: { worker: string; status: string } | null;
 }
 
 interface AlertEntry {
@@ -90,7 +94,17 @@ export async function formatStatus(target: StatusTarget): Promise<string> {
   const written = metricByPipeline(metrics, "sluice_records_written_total");
   const dead = metricByPipeline(metrics, "sluice_records_dead_lettered_total");
   const jobByName = new Map(jobs.map((job) => [job.name, job]));
-  const header = ["pipeline", "kind", "state", "lag", "written", "dead", "last run", "next run"];
+  const header = [
+    "pipeline",
+    "kind",
+    "state",
+    "lag",
+    "written",
+    "dead",
+    "last run",
+    "next run",
+    "owner",
+  ];
   const rows = Object.entries(connectors).sort(([a], [b]) => a.localeCompare(b)).map(
     ([name, entry]) => {
       const job = jobByName.get(name);
@@ -104,6 +118,7 @@ export async function formatStatus(target: StatusTarget): Promise<string> {
         String(dead.get(name) ?? 0),
         last ? lastRun(last) : "-",
         job?.next_run ?? "-",
+        owner(entry, job),
       ];
     },
   );
@@ -116,6 +131,22 @@ export async function formatStatus(target: StatusTarget): Promise<string> {
     );
   }
   return lines.join("\n");
+}
+
+/**
+ * Who holds the pipeline in a group of processes: for a stream, this
+ * process and what it owns (`me (slot s)`), or standby; for a job, the
+ * worker of its latest run in the group.
+ */
+function owner(entry: ConnectorEntry, job: JobEntry | undefined): string {
+  if (job) {
+    const run = job.last_group_run;
+    return run ? `${run.worker} (${run.status})` : "-";
+  }
+  const connector = entry.status.connector;
+  const me = connector.member ?? "this process";
+  if (connector.state === "STANDBY") return "another worker (standby here)";
+  return connector.owns?.length ? `${me} (${connector.owns.join(", ")})` : "-";
 }
 
 function lastRun(run: JobEntry["last_runs"][number]): string {

@@ -7,6 +7,14 @@
  * | ----------------------- | --------------- | --------------------------- | ---------------------- |
  * | offsets file            | `--offsets`     | `SLUICE_OFFSETS_FILE`       | `.sluice/offsets.json` |
  * | Kafka bootstrap servers | `--bootstrap`   | `SLUICE_BOOTSTRAP_SERVERS`  | none                   |
+ * | cluster database        | `--cluster-url` | `SLUICE_CLUSTER_URL`        | each job's sink database |
+ * | worker id in the group  | `--worker-id`   | `SLUICE_WORKER_ID`          | `<hostname>-<pid>`     |
+ * | jobs at once            | `--max-parallel-jobs` | `SLUICE_MAX_PARALLEL_JOBS` | 4              |
+ *
+ * Several processes with the same configs form a group: each scheduled
+ * tick runs once (an advisory lock and a row in `sluice_job_ticks` in the
+ * cluster database), a replication slot has one owner and standbys, and
+ * Kafka consumers share partitions through their consumer group.
  *
  * @module
  */
@@ -25,19 +33,89 @@ import { FileOffsetStore } from "../core/offsets.ts";
 import type { PipelineEnvironment } from "../core/pipeline.ts";
 import type { Registry } from "../core/registry.ts";
 import { kafkaDeadLetterTopics } from "../sinks/kafka.ts";
+import type { JobCoordinator } from "../core/cluster.ts";
+import { PgJobCoordinator, PgOffsetStore } from "../drivers/pg_cluster.ts";
 
 /** Worker-level settings. */
 export interface WorkerSettings {
   offsetsFile: string;
   bootstrapServers?: string;
+  /** The database where the group coordinates; default: each job's sink database. */
+  clusterUrl?: string;
+  /** This process's name in the group (default `<hostname>-<pid>`). */
+  workerId?: string;
+  /** Most batch jobs running at once in this process (default 4). */
+  maxParallelJobs?: number;
 }
 
 /** Settings from flags, then the environment, then defaults. */
-export function workerSettings(flags: { offsets?: string; bootstrap?: string }): WorkerSettings {
+export function workerSettings(flags: {
+  offsets?: string;
+  bootstrap?: string;
+  "cluster-url"?: string;
+  "worker-id"?: string;
+  "max-parallel-jobs"?: string;
+}): WorkerSettings {
+  const parallel = flags["max-parallel-jobs"] ?? Deno.env.get("SLUICE_MAX_PARALLEL_JOBS") ?? "4";
+  const maxParallelJobs = Number(parallel);
+  if (!Number.isInteger(maxParallelJobs) || maxParallelJobs < 1) {
+    throw new ConfigError([{
+      path: "--max-parallel-jobs (or SLUICE_MAX_PARALLEL_JOBS)",
+      message: `must be a positive integer: current value is "${parallel}"`,
+    }]);
+  }
   return {
     offsetsFile: flags.offsets ?? Deno.env.get("SLUICE_OFFSETS_FILE") ?? ".sluice/offsets.json",
     bootstrapServers: flags.bootstrap ?? Deno.env.get("SLUICE_BOOTSTRAP_SERVERS"),
+    clusterUrl: flags["cluster-url"] ?? (Deno.env.get("SLUICE_CLUSTER_URL") || undefined),
+    workerId: flags["worker-id"] ?? (Deno.env.get("SLUICE_WORKER_ID") || defaultWorkerId()),
+    maxParallelJobs,
   };
+}
+
+/** `<hostname>-<pid>`; without the permission to read the host name, `sluice-<pid>`. */
+function defaultWorkerId(): string {
+  const granted = Deno.permissions.querySync({ name: "sys", kind: "hostname" }).state === "granted";
+  return `${granted ? Deno.hostname() : "sluice"}-${Deno.pid}`;
+}
+
+/**
+ * The group-wide coordinators of batch jobs, one per cluster database:
+ * `--cluster-url`, or else the job's sink database when the sink names one
+ * (a PostgreSQL sink). A job with neither runs as if alone.
+ */
+export class ClusterCoordinators implements AsyncDisposable {
+  readonly #settings: WorkerSettings;
+  readonly #byUrl = new Map<string, PgJobCoordinator>();
+
+  constructor(settings: WorkerSettings) {
+    this.#settings = settings;
+  }
+
+  /** The coordinator of `spec`, or undefined when it has no cluster database. */
+  readonly of = (spec: PipelineSpec): JobCoordinator | undefined => {
+    if (spec.source.plugin.mode !== "batch") return undefined;
+    const url = this.#settings.clusterUrl ??
+      spec.sink.plugin.plan?.(spec.sink.config)?.clusterDatabase;
+    if (!url) return undefined;
+    let coordinator = this.#byUrl.get(url);
+    if (!coordinator) {
+      coordinator = new PgJobCoordinator(url, this.#settings.workerId ?? defaultWorkerId());
+      this.#byUrl.set(url, coordinator);
+    }
+    return coordinator as JobCoordinator;
+  };
+
+  /** Batch jobs that nothing coordinates: with several processes, each would run them. */
+  uncoordinated(specs: readonly PipelineSpec[]): string[] {
+    return specs.filter((spec) => spec.source.plugin.mode === "batch" && !this.of(spec))
+      .map((spec) => spec.name);
+  }
+
+  /** Closes the connections. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await Promise.all([...this.#byUrl.values()].map((coordinator) => coordinator.close()));
+  }
 }
 
 /** Loads and validates pipelines with the built-in plugins (throws ConfigError). */
@@ -99,10 +177,18 @@ function withWorkerHints(error: unknown): unknown {
   return new ConfigError(issues, { cause: error });
 }
 
-/** The environment pipelines run in: offsets file and optional Kafka. */
-export function workerEnvironment(settings: WorkerSettings): PipelineEnvironment {
+/**
+ * The environment pipelines run in: the offset store (the cluster database
+ * when `--cluster-url` is given, shared by the group; else the offsets
+ * file) and optional Kafka.
+ */
+export function workerEnvironment(
+  settings: Pick<WorkerSettings, "offsetsFile" | "bootstrapServers" | "clusterUrl">,
+): PipelineEnvironment {
   return {
-    offsets: new FileOffsetStore(settings.offsetsFile),
+    offsets: settings.clusterUrl
+      ? new PgOffsetStore(settings.clusterUrl)
+      : new FileOffsetStore(settings.offsetsFile),
     // The worker's Kafka, or else the pipeline's own kafka source or sink.
     deadLetterTopic: kafkaDeadLetterTopics(settings.bootstrapServers),
   };

@@ -218,6 +218,11 @@ export default defineSource({
     const lag = new ConsumerLag();
     consumer.onAssignment(({ revoked }) => lag.revoked(revoked));
     const lagPolling = lag.poll(consumer, context.metrics, lagPollIntervalMs, context.logger);
+    // Shown in status: which partitions this process reads now.
+    consumer.onAssignment(() => {
+      const held = consumer.assignment.map((p) => `${p.topic}:${p.partition}`).sort();
+      context.claimed?.(`partitions ${held.join(",") || "none"}`);
+    });
     return {
       async *read(): AsyncGenerator<SourceBatch> {
         while (!context.signal.aborted) {

@@ -1,12 +1,13 @@
 /**
- * When a cron schedule fires next, for the log at start and for `GET /jobs`
- * (Deno.cron itself does not say).
+ * Cron schedules of batch jobs: when they fire next (for the log at start
+ * and `GET /jobs`; Deno.cron itself does not say) and running a job at each
+ * tick.
  *
  * @module
  */
 import { Cron } from "croner";
 
-/** The next time (ISO 8601, UTC) a 5-field UTC schedule fires, or null. */
+/** The next time (ISO 8601, UTC) a UTC schedule fires, or null. */
 export function nextRunTime(schedule: string | undefined, from = new Date()): string | null {
   if (!schedule) return null;
   const cron = new Cron(schedule, { timezone: "UTC", paused: true });
@@ -15,4 +16,41 @@ export function nextRunTime(schedule: string | undefined, from = new Date()): st
   } finally {
     cron.stop();
   }
+}
+
+/**
+ * The scheduled time of the tick that fired just now: what every process of
+ * a group names the tick by (the ticks table key), whatever its clock read
+ * when the callback ran.
+ */
+function tickTime(cron: Cron): Date {
+  return cron.previousRuns(1, new Date(Date.now() + 1))[0] ?? new Date();
+}
+
+/**
+ * Runs `handler` at every tick of a UTC cron schedule with the tick's
+ * scheduled time, until `signal` aborts. A 5-field schedule (minutes) runs
+ * on `Deno.cron` under `name`; a 6-field one (seconds first), which
+ * Deno.cron does not take, on a croner timer. Either way a tick never
+ * overlaps the previous one's handler and missed ticks are not caught up.
+ */
+export function scheduleJob(
+  name: string,
+  expression: string,
+  signal: AbortSignal,
+  handler: (tick: Date) => Promise<void>,
+): void {
+  const cron = new Cron(expression, { timezone: "UTC", paused: true });
+  if (expression.trim().split(/\s+/).length === 5) {
+    Deno.cron(name, expression, { backoffSchedule: [], signal }, () => handler(tickTime(cron)));
+    signal.addEventListener("abort", () => cron.stop(), { once: true });
+    return;
+  }
+  cron.stop();
+  const timer = new Cron(
+    expression,
+    { timezone: "UTC", protect: true, catch: true },
+    async (self: Cron) => await handler(tickTime(self)),
+  );
+  signal.addEventListener("abort", () => timer.stop(), { once: true });
 }

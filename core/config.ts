@@ -80,7 +80,7 @@ export const pipelineOptions = z.strictObject({
     "Upper bound of the exponential backoff between retries (ms).",
   ),
   "job.schedule": z.string().optional().describe(
-    'Cron schedule (5 fields, UTC) of a batch pipeline, e.g. "0 0 * * *". Without it the job runs on demand (and once when `sluice run` starts).',
+    'Cron schedule (UTC) of a batch pipeline: 5 fields, e.g. "0 0 * * *", or 6 with seconds first, e.g. "*/10 * * * * *". Without it the job runs on demand (and once when `sluice run` starts). With several `sluice run` processes, each tick runs once in the group.',
   ),
   "job.retries": integer().pipe(z.number().min(0)).default(3).describe(
     "How many times a failed run is retried.",
@@ -1065,10 +1065,11 @@ const CRON_FIELD = /^(\*|\d+(-\d+)?)(\/\d+)?(,(\*|\d+(-\d+)?)(\/\d+)?)*$/;
 
 function checkCron(schedule: string, report: Report): void {
   const fields = schedule.trim().split(/\s+/);
-  if (fields.length !== 5 || !fields.every((field) => CRON_FIELD.test(field))) {
+  const count = fields.length;
+  if ((count !== 5 && count !== 6) || !fields.every((field) => CRON_FIELD.test(field))) {
     report(
       "config.job.schedule",
-      `must be a 5-field cron expression in UTC such as "0 0 * * *": current value is ${
+      `must be a 5-field cron expression in UTC such as "0 0 * * *" (or 6 fields, seconds first): current value is ${
         show(schedule)
       }`,
     );

@@ -12,7 +12,9 @@
 import type { RunReport } from "./pipeline.ts";
 
 /**
- * Kafka Connect's connector states.
+ * Kafka Connect's connector states, plus STANDBY: another process of the
+ * group owns what the pipeline needs (its replication slot), and this one
+ * waits to take over.
  *
  * @example
  * ```ts
@@ -20,7 +22,7 @@ import type { RunReport } from "./pipeline.ts";
  * const state: ConnectorState = "PAUSED";
  * ```
  */
-export type ConnectorState = "RUNNING" | "PAUSED" | "FAILED" | "STOPPED";
+export type ConnectorState = "RUNNING" | "PAUSED" | "FAILED" | "STOPPED" | "STANDBY";
 
 /** What the operator asked for. */
 type Target = "running" | "paused" | "stopped";
@@ -52,6 +54,8 @@ export class PipelineControl {
   #history: RunReport[] = [];
   #runStartedAt?: Date;
   #restarts = 0;
+  #standby?: string;
+  #owns: string[] = [];
 
   /** A control for pipeline `name`, running until told otherwise. */
   constructor(name: string) {
@@ -62,7 +66,35 @@ export class PipelineControl {
   get state(): ConnectorState {
     if (this.#target === "stopped") return "STOPPED";
     if (this.#target === "paused") return "PAUSED";
-    return this.#failure ? "FAILED" : "RUNNING";
+    if (this.#failure) return "FAILED";
+    return this.#standby ? "STANDBY" : "RUNNING";
+  }
+
+  /** Why the pipeline is on standby (another process owns its resource), or undefined. */
+  get standby(): string | undefined {
+    return this.#standby;
+  }
+
+  /** What this process owns for the pipeline, e.g. `slot warehouse_slot`. */
+  get owns(): readonly string[] {
+    return this.#owns;
+  }
+
+  /** Called by the runtime: on standby for `reason`, or (undefined) no longer. */
+  setStandby(reason: string | undefined): void {
+    this.#standby = reason;
+    if (reason) this.#owns = [];
+  }
+
+  /**
+   * Called when the run took a resource only one process may hold: standby
+   * ends. A resource replaces an earlier one of its kind (its first word), so
+   * `partitions t:0,t:3` replaces the partitions held before a rebalance.
+   */
+  claimed(resource: string): void {
+    this.#standby = undefined;
+    const kind = resource.split(" ")[0];
+    this.#owns = [...this.#owns.filter((held) => held.split(" ")[0] !== kind), resource];
   }
 
   /** The error that put the pipeline in FAILED, with its stack and causes. */
@@ -99,6 +131,7 @@ export class PipelineControl {
 
   /** Called by the runtime when the run has ended. */
   endRun(): void {
+    this.#owns = [];
     this.#run = undefined;
     this.#runStartedAt = undefined;
   }

@@ -23,6 +23,7 @@ import type { RunMetrics } from "./observer.ts";
 import type { MetricDefinition, MetricLabels } from "../api/metrics.ts";
 import type { RunReport } from "./pipeline.ts";
 import type { JobReport } from "./runtime.ts";
+import { standbyOf } from "./cluster.ts";
 
 /** What the alert rules read about one pipeline. */
 export interface PipelineFigures {
@@ -185,6 +186,11 @@ export class SluiceMetrics implements PipelineObserver {
       lastRunFailed: gauge(
         "sluice_batch_last_run_failed",
         "1 when the last batch job run failed (after its retries), else 0.",
+      ),
+      ticksSkipped: counter(
+        "sluice_batch_ticks_skipped_total",
+        "Scheduled or triggered runs skipped because another worker of the group runs (running_elsewhere) or ran (already_run) them.",
+        ["pipeline", "reason"],
       ),
       validationFailures: counter(
         "sluice_validation_failures_total",
@@ -420,7 +426,10 @@ export class SluiceMetrics implements PipelineObserver {
     // Batches still queued when a run ends are read again by the next run.
     this.#pending.set(report.pipeline, []);
     this.#m.queueDepth.set({ pipeline: report.pipeline }, 0);
-    if (report.status === "failed") this.#m.errors.inc({ pipeline: report.pipeline });
+    // A standby attempt (another worker owns the slot) is not an error.
+    if (report.status === "failed" && !standbyOf(report.error)) {
+      this.#m.errors.inc({ pipeline: report.pipeline });
+    }
     for (const check of report.validation) {
       if (check.reconciliation) this.#reconciled(report.pipeline, check.reconciliation);
     }
@@ -437,6 +446,10 @@ export class SluiceMetrics implements PipelineObserver {
     const result = found.remaining > 0 ? "differences" : differed ? "repaired" : "in_sync";
     this.#m.reconciliationRuns.inc({ pipeline, result });
     this.#m.reconciliationLastRun.set({ pipeline }, this.#now() / 1000);
+  }
+
+  onTickSkipped(pipeline: string, reason: "running_elsewhere" | "already_run"): void {
+    this.#m.ticksSkipped.inc({ pipeline, reason });
   }
 
   /** Takes the runtime's final report of a job (after its retries). */

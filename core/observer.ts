@@ -103,6 +103,8 @@ export interface PipelineObserver {
   onRunFinished?(report: RunReport): void;
   /** Metrics for the plugins of a run that starts now (their context's `metrics`). */
   pluginMetrics?(pipeline: string): RunMetrics;
+  /** A scheduled or triggered run was skipped: another process of the group runs or ran it. */
+  onTickSkipped?(pipeline: string, reason: "running_elsewhere" | "already_run"): void;
 }
 
 /** One observer that forwards to several. */

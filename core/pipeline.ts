@@ -98,6 +98,8 @@ export interface PipelineEnvironment {
   readonly observer?: PipelineObserver;
   /** Resolves when the pipeline may read its next batch (a paused pipeline waits here). */
   readonly gate?: (pipeline: string, signal: AbortSignal) => Promise<void>;
+  /** Told when a run took a resource only one process of a group may hold (a slot). */
+  readonly claimed?: (pipeline: string, resource: string) => void;
 }
 
 /**
@@ -282,6 +284,7 @@ class PipelineRun {
       signal: stop.signal,
       sourceMode: spec.source.plugin.mode,
       metrics,
+      claimed: (resource: string) => this.environment.claimed?.(spec.name, resource),
     });
 
     this.#sink = await spec.sink.plugin.create(spec.sink.config, context(spec.sink.plugin.name));

@@ -1,7 +1,8 @@
 /**
  * The runtime: many pipelines in one process. Batch pipelines run as jobs on
- * `Deno.cron` (with retries, timeouts and `depends.on`); stream pipelines run
- * as supervised tasks that restart after transient faults.
+ * a cron schedule (with retries, timeouts and `depends.on`); stream pipelines
+ * run as supervised tasks that restart after transient faults. Several
+ * processes can run the same pipelines: see `cluster.ts`.
  *
  * @module
  */
@@ -10,7 +11,14 @@ import type { PipelineSpec } from "./config.ts";
 import { errorMessage, RetriableError } from "../api/errors.ts";
 import { type PipelineEnvironment, runPipeline, type RunReport, sleep } from "./pipeline.ts";
 import { PipelineControl } from "./control.ts";
-import { nextRunTime } from "./_schedule.ts";
+import { nextRunTime, scheduleJob } from "./_schedule.ts";
+import {
+  type GroupRun,
+  type JobCoordinator,
+  type JobLease,
+  type SkipReason,
+  standbyOf,
+} from "./cluster.ts";
 
 const logger = getLogger(["sluice", "runtime"]);
 
@@ -58,6 +66,35 @@ export interface JobRunOptions {
 export interface JobReport extends RunReport {
   /** How many attempts it took (1 when the first succeeded). */
   readonly attempts: number;
+}
+
+/**
+ * How a runtime runs among others and within its process.
+ *
+ * @example Three jobs at a time, coordinated through a group-wide coordinator
+ * ```ts
+ * import type { JobCoordinator, RuntimeOptions } from "@sluice/sluice";
+ *
+ * const alone: JobCoordinator = {
+ *   workerId: "local",
+ *   claim: () => Promise.resolve({ lease: { finish: () => Promise.resolve() } }),
+ *   lastSuccess: () => Promise.resolve(new Map()),
+ * };
+ * const options: RuntimeOptions = { maxParallelJobs: 3, coordinator: () => alone };
+ * ```
+ */
+export interface RuntimeOptions {
+  /** Keep failed streams waiting for a restart instead of ending the process. */
+  readonly keepFailed?: boolean;
+  /**
+   * The group-wide coordinator of a batch job (locks, ticks, `depends.on`
+   * across processes), or undefined to run it as if alone.
+   */
+  readonly coordinator?: (spec: PipelineSpec) => JobCoordinator | undefined;
+  /** Most batch jobs running at once in this process (default: no limit). */
+  readonly maxParallelJobs?: number;
+  /** This process's name in its group, for status. */
+  readonly workerId?: string;
 }
 
 /**
@@ -135,7 +172,7 @@ export class Runtime implements AsyncDisposable {
   readonly #specs: Map<string, PipelineSpec>;
   readonly #environment: PipelineEnvironment;
   readonly #shutdown = new AbortController();
-  readonly #running = new Map<string, Promise<JobReport>>();
+  readonly #running = new Map<string, Promise<JobReport | undefined>>();
   readonly #tasks = new Set<Promise<unknown>>();
   readonly #listeners: ReportListener[] = [];
   /** Last successful run time of each job, for `depends.on`. */
@@ -156,6 +193,9 @@ export class Runtime implements AsyncDisposable {
   /** Pipelines being removed or replaced: their end does not stop the runtime. */
   readonly #retiring = new Set<string>();
   #started = false;
+  readonly #coordinator: RuntimeOptions["coordinator"];
+  readonly #jobSlots: JobSlots;
+  readonly #workerId: string | undefined;
 
   /**
    * Prepares `specs`; nothing runs until {@linkcode Runtime.start} or
@@ -168,9 +208,12 @@ export class Runtime implements AsyncDisposable {
   constructor(
     specs: readonly PipelineSpec[],
     environment: PipelineEnvironment,
-    options: { readonly keepFailed?: boolean } = {},
+    options: RuntimeOptions = {},
   ) {
     this.#keepFailed = options.keepFailed ?? false;
+    this.#coordinator = options.coordinator;
+    this.#jobSlots = new JobSlots(options.maxParallelJobs ?? Infinity);
+    this.#workerId = options.workerId;
     this.#specs = new Map(specs.map((spec) => [spec.name, spec]));
     for (const name of this.#specs.keys()) {
       this.#controls.set(name, new PipelineControl(name));
@@ -179,6 +222,13 @@ export class Runtime implements AsyncDisposable {
     this.#environment = {
       ...environment,
       gate: (name, signal) => this.control(name).gate(signal),
+      claimed: (name, resource) => {
+        const control = this.control(name);
+        if (control.standby) {
+          logger.info("{pipeline} took over {resource}", { pipeline: name, resource });
+        }
+        control.claimed(resource);
+      },
     };
     this.onReport((report) => this.control(report.pipeline).record(report));
   }
@@ -206,7 +256,7 @@ export class Runtime implements AsyncDisposable {
   }
 
   /**
-   * Starts everything: streams begin, scheduled jobs are put on `Deno.cron`,
+   * Starts everything: streams begin, scheduled jobs are put on their cron schedule,
    * and batch jobs with neither a schedule nor upstream jobs run once now.
    * Returns whether anything keeps running (streams or schedules). When
    * every stream has ended (failed for good, or finished) and no job is
@@ -223,7 +273,7 @@ export class Runtime implements AsyncDisposable {
 
   /**
    * Starts one pipeline as {@linkcode Runtime.start} does: a stream is
-   * supervised, a scheduled job goes on `Deno.cron`, and (when `runOnce`) a
+   * supervised, a scheduled job goes on its schedule ({@linkcode scheduleJob}), and (when `runOnce`) a
    * job with neither a schedule nor upstream jobs runs now. Returns whether
    * it keeps running.
    */
@@ -239,11 +289,11 @@ export class Runtime implements AsyncDisposable {
     }
     const schedule = spec.options["job.schedule"];
     if (schedule) {
-      Deno.cron(
+      scheduleJob(
         cronName(spec.name),
         schedule,
-        { backoffSchedule: [], signal: this.#signalOf(spec.name) },
-        () => this.#scheduledRun(spec.name),
+        this.#signalOf(spec.name),
+        (tick) => this.#scheduledRun(spec.name, tick),
       );
       logger.info("Scheduled {pipeline} at {schedule} (UTC); first run at {next}", {
         pipeline: spec.name,
@@ -350,18 +400,120 @@ export class Runtime implements AsyncDisposable {
     if (spec.source.plugin.mode !== "batch") {
       return Promise.reject(new Error(`"${name}" is a stream pipeline, not a batch job`));
     }
-    const running = this.#running.get(name);
+    return this.#startRun(spec, options).then((report) => {
+      if (report) return report;
+      throw new Error(
+        `Job "${name}" is running on another worker of the group; not starting it twice`,
+      );
+    });
+  }
+
+  /** Starts a run unless one is in flight here; undefined when the group skipped it. */
+  #startRun(spec: PipelineSpec, options: JobRunOptions, tick?: string) {
+    const running = this.#running.get(spec.name);
     if (running) {
-      logger.info("{pipeline} is already running; not starting it twice", { pipeline: name });
+      logger.info("{pipeline} is already running; not starting it twice", { pipeline: spec.name });
       return running;
     }
-    const run = this.#runWithRetries(spec, options).finally(() => {
-      this.#running.delete(name);
-      if (!this.#retiring.has(name)) this.#stopWhenNothingCanRun();
+    const run = this.#claimAndRun(spec, options, tick).finally(() => {
+      this.#running.delete(spec.name);
+      if (!this.#retiring.has(spec.name)) this.#stopWhenNothingCanRun();
     });
-    this.#running.set(name, run);
-    this.#track(run, name);
+    this.#running.set(spec.name, run);
+    this.#track(run, spec.name);
     return run;
+  }
+
+  /**
+   * Waits for a free job slot of this process, claims the run across the
+   * group (when a coordinator is configured), runs it with its retries and
+   * records how it ended. Undefined when another process runs (or ran) it.
+   */
+  async #claimAndRun(
+    spec: PipelineSpec,
+    options: JobRunOptions,
+    tick: string | undefined,
+  ): Promise<JobReport | undefined> {
+    const release = await this.#jobSlots.acquire(this.#shutdown.signal);
+    let final: JobReport | undefined;
+    try {
+      if (this.#shutdown.signal.aborted) return undefined;
+      const lease = await this.#claim(spec, tick);
+      if (lease === "skipped") return undefined;
+      try {
+        final = await this.#runWithRetries(spec, options);
+      } finally {
+        await lease?.finish(final?.status ?? "failed").catch((error) =>
+          logger.warn("Recording the end of {pipeline} in the cluster database failed: {error}", {
+            pipeline: spec.name,
+            error: errorMessage(error),
+          })
+        );
+      }
+    } catch (error) {
+      final = {
+        pipeline: spec.name,
+        status: "failed",
+        stats: { read: 0, written: 0, filtered: 0, deadLettered: 0, skipped: 0 },
+        startedAt: new Date(),
+        durationMs: 0,
+        validation: [],
+        error: error instanceof Error ? error : new Error(String(error)),
+        attempts: 0,
+      };
+      this.#log(final, 0);
+    } finally {
+      release();
+    }
+    await this.#finished(spec, options, final);
+    return final;
+  }
+
+  /** The group-wide lease of a run, undefined when alone, "skipped" when another process has it. */
+  async #claim(spec: PipelineSpec, tick: string | undefined) {
+    const coordinator = this.#coordinator?.(spec);
+    if (!coordinator) return undefined;
+    let claim;
+    try {
+      claim = await coordinator.claim(spec.name, tick);
+    } catch (error) {
+      throw new Error(
+        `Cannot coordinate ${spec.name} with the other workers: ${errorMessage(error)}`,
+        { cause: error },
+      );
+    }
+    if ("lease" in claim) return claim.lease as JobLease;
+    this.#skipped(spec.name, claim.skipped, tick, claim.holder);
+    return "skipped" as const;
+  }
+
+  #skipped(name: string, reason: SkipReason, tick: string | undefined, holder?: string): void {
+    const fields = {
+      pipeline: name,
+      tick: tick ?? "manual run",
+      holder: holder ?? "another worker",
+    };
+    if (reason === "running_elsewhere") {
+      logger.info("Skipping {pipeline} ({tick}): still running on {holder}", fields);
+    } else {
+      logger.info("Skipping {pipeline} ({tick}): another worker ran this tick", fields);
+    }
+    this.#environment.observer?.onTickSkipped?.(name, reason);
+  }
+
+  /**
+   * The latest run of job `name` anywhere in the group (which worker ran
+   * which tick), when a coordinator records runs; undefined otherwise.
+   */
+  async lastGroupRun(name: string): Promise<GroupRun | undefined> {
+    const spec = this.#specs.get(name);
+    const coordinator = spec ? this.#coordinator?.(spec) : undefined;
+    return await coordinator?.lastRun?.(name);
+  }
+
+  /** This process's name in the group, when it runs in one. */
+  get workerId(): string | undefined {
+    return this.#workerId;
   }
 
   /** Stops everything gracefully and waits for in-flight work to end. */
@@ -378,7 +530,7 @@ export class Runtime implements AsyncDisposable {
     return this.stop();
   }
 
-  async #scheduledRun(name: string): Promise<void> {
+  async #scheduledRun(name: string, tick: Date): Promise<void> {
     if (!this.control(name).runnable) {
       logger.info("Skipping the scheduled run of {pipeline}: it is {state}", {
         pipeline: name,
@@ -386,7 +538,7 @@ export class Runtime implements AsyncDisposable {
       });
       return;
     }
-    await this.runJob(name, { withDownstream: true });
+    await this.#startRun(this.#specs.get(name)!, { withDownstream: true }, tick.toISOString());
   }
 
   async #runWithRetries(spec: PipelineSpec, options: JobRunOptions): Promise<JobReport> {
@@ -431,11 +583,22 @@ export class Runtime implements AsyncDisposable {
       await sleep(delay, lifetime);
       if (lifetime.aborted) break;
     }
-    const final: JobReport = { ...report, attempts: attempt };
+    return { ...report, attempts: attempt };
+  }
+
+  /** Tells the listeners, and starts or skips the downstream jobs. */
+  async #finished(spec: PipelineSpec, options: JobRunOptions, final: JobReport): Promise<void> {
     for (const listener of this.#listeners) listener(final);
     if (final.status === "succeeded") {
       this.#lastSuccess.set(spec.name, Date.now());
-      if (options.withDownstream) this.#triggerDownstream(spec.name, options);
+      if (options.withDownstream) {
+        await this.#triggerDownstream(spec.name, options).catch((error) =>
+          logger.error("Cannot start the jobs after {pipeline}: {error}", {
+            pipeline: spec.name,
+            error: errorMessage(error),
+          })
+        );
+      }
     } else if (final.status === "failed" && options.withDownstream) {
       for (const downstream of this.#dependentsOf(spec.name)) {
         logger.warn("Skipping {pipeline}: upstream {upstream} failed", {
@@ -444,20 +607,40 @@ export class Runtime implements AsyncDisposable {
         });
       }
     }
-    return final;
   }
 
-  /** Starts every job all of whose upstream jobs succeeded since its own last success. */
-  #triggerDownstream(upstream: string, options: JobRunOptions): void {
+  /**
+   * Starts every job all of whose upstream jobs succeeded since its own last
+   * success. With a coordinator, the successes are those of the whole group
+   * (recorded in the cluster database), and the run is claimed under a tick
+   * named after the upstream successes, so it runs once in the group.
+   */
+  async #triggerDownstream(upstream: string, options: JobRunOptions): Promise<void> {
     for (const downstream of this.#dependentsOf(upstream)) {
-      const since = this.#lastSuccess.get(downstream.name) ?? -Infinity;
-      const ready = downstream.options["job.depends.on"].every((name) =>
-        (this.#lastSuccess.get(name) ?? -Infinity) > since
-      );
-      if (ready) {
-        void this.runJob(downstream.name, { ...options, withDownstream: true });
-      }
+      const upstreams = downstream.options["job.depends.on"];
+      const last = await this.#lastSuccesses([downstream.name, ...upstreams]);
+      const since = last.get(downstream.name) ?? -Infinity;
+      const ready = upstreams.every((name) => (last.get(name) ?? -Infinity) > since);
+      if (!ready) continue;
+      const tick = `after ${
+        upstreams.map((name) => `${name}@${new Date(last.get(name)!).toISOString()}`).join(",")
+      }`;
+      void this.#startRun(downstream, { ...options, withDownstream: true }, tick);
     }
+  }
+
+  /** When each job last succeeded: in the group where a coordinator knows, else here. */
+  async #lastSuccesses(names: readonly string[]): Promise<Map<string, number>> {
+    const last = new Map<string, number>();
+    for (const name of names) {
+      const spec = this.#specs.get(name);
+      const coordinator = spec ? this.#coordinator?.(spec) : undefined;
+      const at = coordinator
+        ? (await coordinator.lastSuccess([name])).get(name)
+        : this.#lastSuccess.get(name);
+      if (at !== undefined) last.set(name, at);
+    }
+    return last;
   }
 
   #dependentsOf(name: string): PipelineSpec[] {
@@ -481,6 +664,26 @@ export class Runtime implements AsyncDisposable {
       const signal = control.beginRun(lifetime);
       const report = await runPipeline(spec, this.#environment, { signal })
         .finally(() => control.endRun());
+      const standby = report.status === "failed" ? standbyOf(report.error) : undefined;
+      if (standby) {
+        // Another process owns what the stream needs: wait, neither failed nor restarting.
+        if (!control.standby) {
+          logger.info(
+            "Stream {pipeline} is on standby: {reason}; trying to take over every {ms} ms",
+            {
+              pipeline: spec.name,
+              reason: standby.message,
+              ms: standby.retryAfterMs,
+            },
+          );
+        }
+        control.setStandby(standby.message);
+        attempt = 0;
+        failingSince = undefined;
+        await sleep(standby.retryAfterMs, this.#shutdown.signal);
+        continue;
+      }
+      control.setStandby(undefined);
       this.#log(report, attempt + 1);
       // Ended by the operator (stop or restart), not by shutdown: the loop's top
       // waits while stopped. (A resume may already have come in meanwhile.)
@@ -591,6 +794,39 @@ export function isRetriable(error: unknown): boolean {
     if (current instanceof RetriableError) return true;
   }
   return false;
+}
+
+/** A counting semaphore: at most `limit` batch jobs of this process at once. */
+class JobSlots {
+  readonly #limit: number;
+  #used = 0;
+  readonly #waiting: (() => void)[] = [];
+
+  constructor(limit: number) {
+    this.#limit = limit;
+  }
+
+  /** Resolves with the slot's release once one is free (or at once when `signal` aborted). */
+  async acquire(signal: AbortSignal): Promise<() => void> {
+    while (this.#used >= this.#limit && !signal.aborted) {
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          signal.removeEventListener("abort", done);
+          resolve();
+        };
+        this.#waiting.push(done);
+        signal.addEventListener("abort", done, { once: true });
+      });
+    }
+    this.#used++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.#used--;
+      this.#waiting.shift()?.();
+    };
+  }
 }
 
 /** Deno.cron names allow 64 characters of `[A-Za-z0-9 _-]`. */

@@ -709,6 +709,17 @@ export class KafkaConsumer {
     }
     const revoked = [...this.#assigned].filter((entry) => !now.has(entry)).map(parseKey);
     for (const { topic, partition } of revoked) this.#committed.delete(key(topic, partition));
+    // The client keeps its own fetch position of a partition across
+    // rebalances and, when the group has no committed offset for it, resumes
+    // from there after the partition comes back: past the messages it fetched
+    // and we dropped while the partition was elsewhere, which nobody
+    // committed. Forgetting the position makes the client's refresh (which
+    // runs after this listener) start from the committed offset, or else
+    // from auto.offset.reset.
+    const positions = this.#stream?.offsetsToFetch;
+    for (const { topic, partition } of [...revoked, ...assigned]) {
+      positions?.delete(key(topic, partition));
+    }
     this.#assigned = now;
     if (assigned.length === 0 && revoked.length === 0) return;
     this.#settings.logger?.info(

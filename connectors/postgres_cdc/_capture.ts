@@ -30,7 +30,8 @@
  * @module
  */
 import type { Logger } from "@logtape/logtape";
-import { RetriableError } from "../../api/errors.ts";
+import { RetriableError, StandbyError } from "../../api/errors.ts";
+import { advisoryLockKey } from "../../drivers/pg_cluster.ts";
 import type { JsonValue, SluiceRecord } from "../../api/record.ts";
 import type { SourceBatch } from "../../api/plugin.ts";
 import { connect, databaseLabel, isConnectionError, type Sql } from "../../drivers/postgres.ts";
@@ -68,6 +69,10 @@ export interface CaptureSettings {
   readonly heartbeatQuery?: string;
   /** How often the slot's lag is read for the metrics (ms); 0: never. */
   readonly lagPollIntervalMs?: number;
+  /** How often a standby tries to take the slot over (ms). */
+  readonly standbyRetryMs: number;
+  /** Told once this run owns the slot. */
+  readonly claimed?: (resource: string) => void;
   readonly decimal: DecimalMode;
   readonly time: TimeMode;
   readonly filter: CaptureFilter;
@@ -138,6 +143,8 @@ export class Capture {
   #lagPolling?: { stop(): Promise<void> };
   readonly #metrics?: PluginMetrics;
   #closed = false;
+  /** This run holds the slot's lock (a standby never drops the slot). */
+  #owner = false;
 
   /** Everything with a commit before this LSN was received (and buffered or yielded). */
   #reached: { lsn: bigint; txId: number | null } = { lsn: 0n, txId: null };
@@ -212,7 +219,7 @@ export class Capture {
     this.#meta = undefined;
     if (meta) {
       try {
-        if (this.#settings.dropSlotOnStop) {
+        if (this.#settings.dropSlotOnStop && this.#owner) {
           await dropSlot(meta, this.#settings.slot);
           this.#logger.info("Dropped replication slot {slot}", { slot: this.#settings.slot });
         }
@@ -230,7 +237,14 @@ export class Capture {
   async *#run(): AsyncGenerator<SourceBatch> {
     const settings = this.#settings;
     const { meta, db, catalog, events } = await this.#open();
-    if (this.#closed) return; // stopped while connecting: the connection is closed
+    if (this.#closed) return; // stopped while connecting: open nothing more
+    const replication = this.#replication = new ReplicationConnection(
+      settings.url,
+      settings.applicationName,
+    );
+    await this.#ownSlot(replication, meta);
+    if (this.#closed) return; // stopped while taking the slot: the connection is closed
+    // Only the slot's owner reports its lag: standbys would repeat the figure.
     this.#lagPolling = pollSlotLag(
       meta,
       settings.slot,
@@ -255,10 +269,6 @@ export class Capture {
       return;
     }
     if (this.#closed) return; // stopped meanwhile: open nothing more
-    const replication = this.#replication = new ReplicationConnection(
-      settings.url,
-      settings.applicationName,
-    );
     let start: bigint;
     if (snapshotNeeded(mode, stored, slot)) {
       start = yield* this.#snapshot(meta, replication, slot, catalog, events);
@@ -281,6 +291,37 @@ export class Capture {
     });
     this.#statusTimer = setInterval(() => this.#sendStatus(true), settings.statusIntervalMs);
     yield* this.#stream_(stream, catalog, events);
+  }
+
+  /**
+   * Makes this run the slot's one owner in the group: an advisory lock keyed
+   * on the slot's name, taken on the replication connection itself, so it
+   * is released exactly when the walsender ends. Another process holding it
+   * puts this run on standby (a StandbyError), before anything is touched.
+   */
+  async #ownSlot(replication: ReplicationConnection, meta: Sql): Promise<void> {
+    const slot = this.#settings.slot;
+    const key = await advisoryLockKey(`sluice slot ${slot}`);
+    if (await replication.tryLock(key)) {
+      this.#owner = true;
+      this.#settings.claimed?.(`slot ${slot}`);
+      return;
+    }
+    const holder = await meta<{ pid: number; client: string | null; app: string }[]>`
+      select a.pid, a.client_addr::text || ':' || a.client_port as client,
+             a.application_name as app
+      from pg_locks l join pg_stat_activity a on a.pid = l.pid
+      where l.locktype = 'advisory' and l.granted and l.objsubid = 1
+        and ((l.classid::bigint << 32) | l.objid::bigint) = ${key}::bigint`;
+    const who = holder[0]
+      ? `${holder[0].app} (walsender pid ${holder[0].pid}${
+        holder[0].client ? ` for ${holder[0].client}` : ""
+      })`
+      : "another worker";
+    throw new StandbyError(
+      `replication slot "${slot}" is owned by ${who}`,
+      this.#settings.standbyRetryMs,
+    );
   }
 
   /** The metadata connection and the catalog that turns changes into events. */

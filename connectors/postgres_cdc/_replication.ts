@@ -71,6 +71,19 @@ export class ReplicationConnection {
     };
   }
 
+  /**
+   * Tries to take the session-level advisory lock `key` (a signed 64-bit
+   * integer) on this connection. The lock lives as long as the walsender:
+   * when PostgreSQL ends it (the process died, or wal_sender_timeout passed
+   * without a reply), the lock goes with it.
+   */
+  async tryLock(key: string): Promise<boolean> {
+    const rows = await this.#sql.unsafe<{ locked: boolean }[]>(
+      `select pg_try_advisory_lock(${BigInt(key)}) as locked`,
+    );
+    return rows[0]?.locked === true;
+  }
+
   /** `START_REPLICATION SLOT … LOGICAL <start>` with pgoutput protocol version 1. */
   async start(slot: string, publication: string, start: bigint): Promise<ReplicationStream> {
     // publication_names is a string literal holding a list of identifiers.

@@ -101,6 +101,9 @@ const fields = z.strictObject({
   "slot.name": z.string().regex(/^[a-z0-9_]{1,63}$/, {
     error: "must be 1 to 63 lower-case letters, digits or underscores",
   }).default("sluice").describe("Logical replication slot to create or reuse."),
+  "slot.standby.retry.ms": positiveInteger().default(2000).describe(
+    "With several Sluice processes on one plan, one owns the slot (an advisory lock on its replication connection) and the others stand by (state STANDBY), trying to take over this often (ms). Takeover time after the owner dies: this interval plus the time PostgreSQL needs to notice (at once for a killed process; up to wal_sender_timeout for a lost host).",
+  ),
   "slot.drop.on.stop": boolean().default(false).describe(
     "Drop the slot when the pipeline stops (tests and one-off runs; the position is lost).",
   ),
@@ -244,6 +247,7 @@ export interface CdcSettings {
   readonly serverName?: string;
   readonly slot: string;
   readonly dropSlotOnStop: boolean;
+  readonly standbyRetryMs: number;
   readonly publication: string;
   readonly autocreate: AutocreateMode;
   readonly snapshotMode: (typeof SNAPSHOT_MODES)[keyof typeof SNAPSHOT_MODES];
@@ -276,6 +280,7 @@ function settingsOf(config: ParsedConfig): CdcSettings {
     serverName: config["database.server.name"],
     slot: config["slot.name"],
     dropSlotOnStop: config["slot.drop.on.stop"],
+    standbyRetryMs: config["slot.standby.retry.ms"],
     publication: config["publication.name"],
     // Debezium's filtered behaviour when the capture is narrowed by an include list.
     autocreate: config["publication.autocreate.mode"] ??
@@ -334,6 +339,7 @@ export default defineSource({
         ...settings,
         url: connectionUrl(settings.connection),
         applicationName: `sluice:${context.pipeline}`,
+        claimed: context.claimed,
         events: {
           prefix: settings.topicPrefix,
           version: VERSION,

@@ -79,7 +79,15 @@ function status(context: ApiContext, spec: PipelineSpec) {
   const workerId = context.workerId ?? "sluice";
   const failure = control.state === "FAILED" ? control.failure : undefined;
   const trace = failure ? traceOf(failure) : undefined;
-  const state = { state: control.state, worker_id: workerId, ...(trace ? { trace } : {}) };
+  const state = {
+    state: control.state,
+    worker_id: workerId,
+    ...(trace ? { trace } : {}),
+    // Sluice's additions for a group of processes: why it waits, what it holds, who it is.
+    ...(control.standby ? { trace: `Standby: ${control.standby}` } : {}),
+    ...(control.owns.length > 0 ? { owns: control.owns } : {}),
+    ...(context.runtime.workerId ? { member: context.runtime.workerId } : {}),
+  };
   return {
     name: spec.name,
     connector: state,
@@ -211,22 +219,34 @@ export function jobRoutes(context: ApiContext): Hono {
   const jobs = () =>
     [...runtime.pipelines.values()].filter((s) => s.source.plugin.mode === "batch");
 
-  app.get("/jobs", (c) =>
+  app.get("/jobs", async (c) =>
     c.json(
-      jobs().map((spec) => {
-        const control = runtime.control(spec.name);
-        const schedule = spec.options["job.schedule"];
-        return {
-          name: spec.name,
-          state: control.state,
-          schedule: schedule ?? null,
-          depends_on: spec.options["job.depends.on"],
-          running: control.runStartedAt !== undefined,
-          running_since: control.runStartedAt?.toISOString() ?? null,
-          next_run: control.runnable ? nextRunTime(schedule) : null,
-          last_runs: control.history.map(reportJson),
-        };
-      }) as Json,
+      await Promise.all(
+        jobs().map(async (spec) => {
+          const control = runtime.control(spec.name);
+          const schedule = spec.options["job.schedule"];
+          const group = await runtime.lastGroupRun(spec.name).catch(() => undefined);
+          return {
+            name: spec.name,
+            state: control.state,
+            schedule: schedule ?? null,
+            depends_on: spec.options["job.depends.on"],
+            running: control.runStartedAt !== undefined,
+            running_since: control.runStartedAt?.toISOString() ?? null,
+            next_run: control.runnable ? nextRunTime(schedule) : null,
+            last_runs: control.history.map(reportJson),
+            // The latest run anywhere in the group of processes (cluster database).
+            last_group_run: group
+              ? {
+                worker: group.worker,
+                tick: group.tick,
+                status: group.status,
+                started_at: group.startedAt,
+              }
+              : null,
+          };
+        }),
+      ) as Json,
     ));
 
   app.post("/jobs/:name/run", (c) => {

@@ -47,7 +47,7 @@ import { type DeadLetterWriter, defineSink } from "../../api/plugin.ts";
 import { postgresDeadLetters } from "./_dead_letters.ts";
 import { schema } from "./_settings.ts";
 import { PostgresWriter } from "./_writer.ts";
-import { parseTableName } from "../../drivers/postgres.ts";
+import { connectionUrl, parseTableName } from "../../drivers/postgres.ts";
 import type { Settings } from "./_settings.ts";
 
 /** Why `table.name.format` makes no table name of `topic`, if it does not. */
@@ -64,6 +64,15 @@ function tableNameProblem(settings: Settings, topic: string): string | undefined
   }
 }
 
+/** The sink's URL, or undefined when its settings cannot make one (validation says why). */
+function urlOrUndefined(settings: Settings): string | undefined {
+  try {
+    return connectionUrl(settings.connection);
+  } catch {
+    return undefined;
+  }
+}
+
 export default defineSink({
   name: "postgres",
   aliases: [
@@ -75,6 +84,7 @@ export default defineSink({
     return {
       destination: `postgres ${settings.table ?? settings.tableNameFormat}`,
       topicProblem: (topic) => settings.table ? undefined : tableNameProblem(settings, topic),
+      clusterDatabase: urlOrUndefined(settings),
     };
   },
   config: schema,

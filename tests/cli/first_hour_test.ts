@@ -230,7 +230,8 @@ Deno.test("a connection error names the side and the database that failed, never
     assertMatch(
       sink.stdout,
       new RegExp(
-        `where: Cannot prepare the offsets table in the sink database ${wrongDb.host}/no_such_database: database "no_such_database" does not exist`,
+        // The job's locks and ticks live in its sink database (no --cluster-url): that fails first.
+        `where: Cannot coordinate where with the other workers: cannot use the cluster database ${wrongDb.host}/no_such_database: database "no_such_database" does not exist`,
       ),
     );
     assert(!`${source.stdout}${source.stderr}${sink.stdout}${sink.stderr}`.includes("s3cret-pw"));

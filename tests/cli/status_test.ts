@@ -32,10 +32,13 @@ Deno.test("sluice status shows a job's state, written rows, last run with its va
   await ops.runtime.runJob("items_job");
   const text = await formatStatus({ url: ops.url, token: "t0ken" });
   const [header, , row] = text.split("\n");
-  assertMatch(header, /^pipeline\s+kind\s+state\s+lag\s+written\s+dead\s+last run\s+next run$/);
+  assertMatch(
+    header,
+    /^pipeline\s+kind\s+state\s+lag\s+written\s+dead\s+last run\s+next run\s+owner$/,
+  );
   assertMatch(
     row,
-    /^items_job\s+batch\s+RUNNING\s+-\s+40\s+0\s+succeeded, validation ok at \S+\s+\d{4}-\d\d-\d\dT03:00:00\.000Z$/,
+    /^items_job\s+batch\s+RUNNING\s+-\s+40\s+0\s+succeeded, validation ok at \S+\s+\d{4}-\d\d-\d\dT03:00:00\.000Z\s+-$/,
   );
   assertMatch(text, /\nNo alert is firing\.$/);
   const denied = await assertRejects(() => formatStatus({ url: ops.url }));

@@ -128,7 +128,7 @@ Deno.test("job schedules and dependencies are checked across pipelines", async (
     messages = (error as ConfigError).issues.map((i) => `${i.path}: ${i.message}`);
   }
   assertEquals(messages, [
-    'd: config.job.schedule: must be a 5-field cron expression in UTC such as "0 0 * * *": current value is "every day"',
+    'd: config.job.schedule: must be a 5-field cron expression in UTC such as "0 0 * * *" (or 6 fields, seconds first): current value is "every day"',
     "a: config.job.depends.on: forms a cycle: a -> c -> b -> a",
   ]);
 });

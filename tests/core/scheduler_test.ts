@@ -143,10 +143,30 @@ Deno.test("graceful shutdown finishes the batch in flight, commits its offset, a
   assertEquals(numbers, Array.from({ length: 100 }, (_, i) => i + 1), "no gap, no duplicate");
 });
 
-Deno.test("scheduled jobs are put on Deno.cron and the runtime stops cleanly", async () => {
+Deno.test("scheduled jobs are put on their cron schedule and the runtime stops cleanly", async () => {
   const specs = await load([job("nightly", "cron", { "job.schedule": "0 0 * * *" })]);
   const runtime = new Runtime(specs, { offsets: new MemoryOffsetStore() });
   assertEquals(runtime.start(), true, "a schedule keeps the runtime running");
   await runtime.stop();
   assertMatch(String(runtime.signal.aborted), /true/);
+});
+
+Deno.test("a 6-field schedule (seconds first) runs its job every second, with the tick's time", async () => {
+  const specs = await load([job("every_second", "seconds", { "job.schedule": "* * * * * *" })]);
+  const ticks: string[] = [];
+  const runtime = new Runtime(specs, { offsets: new MemoryOffsetStore() }, {
+    coordinator: () => ({
+      workerId: "test",
+      claim(_job, tick) {
+        ticks.push(tick ?? "manual");
+        return Promise.resolve({ lease: { finish: () => Promise.resolve() } });
+      },
+      lastSuccess: () => Promise.resolve(new Map()),
+    }),
+  });
+  runtime.start();
+  await waitUntil("two ticks", () => ticks.length >= 2, { timeoutMs: 10_000 });
+  await runtime.stop();
+  for (const tick of ticks) assertMatch(tick, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.000Z$/);
+  assert(ticks[1] > ticks[0], ticks.join());
 });
