@@ -243,6 +243,8 @@ export function invalidTopicReason(topic: string): string | undefined {
 export interface TopicSettings {
   readonly partitions: number;
   readonly replicationFactor: number;
+  /** Topic configs, such as `cleanup.policy`. */
+  readonly configs?: Readonly<Record<string, string>>;
 }
 
 /** Creates and lists topics. */
@@ -266,6 +268,7 @@ export class KafkaAdmin {
         topics: [topic],
         partitions: settings.partitions,
         replicas: settings.replicationFactor,
+        configs: Object.entries(settings.configs ?? {}).map(([name, value]) => ({ name, value })),
       });
       return true;
     } catch (error) {
@@ -291,6 +294,34 @@ export class KafkaAdmin {
       result.set(name, { id: topic.id, partitions: topic.partitionsCount });
     }
     return result;
+  }
+
+  /**
+   * The first and the next offset of each partition of `topic` (the log start
+   * and the high watermark): `end - start` messages are there, by partition.
+   */
+  async offsetRange(
+    topic: string,
+    partitions: number,
+  ): Promise<Map<number, { start: bigint; end: bigint }>> {
+    const admin = await this.#client();
+    const ask = (timestamp: bigint) =>
+      admin.listOffsets({
+        topics: [{
+          name: topic,
+          partitions: Array.from({ length: partitions }, (_, i) => ({ partitionIndex: i, timestamp })),
+        }],
+      });
+    const [earliest, latest] = await Promise.all([ask(-2n), ask(-1n)]);
+    const range = new Map<number, { start: bigint; end: bigint }>();
+    for (const partition of earliest[0]?.partitions ?? []) {
+      range.set(partition.partitionIndex, { start: partition.offset, end: partition.offset });
+    }
+    for (const partition of latest[0]?.partitions ?? []) {
+      const known = range.get(partition.partitionIndex);
+      range.set(partition.partitionIndex, { start: known?.start ?? 0n, end: partition.offset });
+    }
+    return range;
   }
 
   /** Closes the admin client's connections. */
@@ -859,4 +890,53 @@ export function rememberOriginal(record: object, message: IncomingMessage): void
 /** The message `record` was decoded from, when it came from Kafka in this process. */
 export function originalMessage(record: object): IncomingMessage | undefined {
   return originals.get(record);
+}
+
+/**
+ * Every message of `topic` from the log start to the high watermark as it
+ * was when the call began, read by a throwaway consumer group that commits
+ * nothing. Empty when the topic does not exist.
+ */
+export async function readWholeTopic(
+  options: KafkaClientOptions,
+  topic: string,
+  timeoutMs = 60_000,
+): Promise<IncomingMessage[]> {
+  const admin = new KafkaAdmin(options);
+  let range: Map<number, { start: bigint; end: bigint }>;
+  try {
+    const described = (await admin.describeTopics([topic])).get(topic);
+    if (!described) return [];
+    range = await admin.offsetRange(topic, described.partitions);
+  } finally {
+    await admin.close();
+  }
+  const remaining = new Map<number, bigint>();
+  for (const [partition, { start, end }] of range) if (end > start) remaining.set(partition, end);
+  if (remaining.size === 0) return [];
+  const consumer = new KafkaConsumer({
+    ...options,
+    groupId: `sluice-reader-${crypto.randomUUID()}`,
+    subscription: { topics: [topic] },
+    autoOffsetReset: "earliest",
+    maxPollRecords: 1000,
+  });
+  const messages: IncomingMessage[] = [];
+  const giveUp = Date.now() + timeoutMs;
+  try {
+    while (remaining.size > 0) {
+      if (Date.now() > giveUp) {
+        throw new Error(`Reading Kafka topic "${topic}" took longer than ${timeoutMs} ms`);
+      }
+      for (const message of await consumer.poll(500)) {
+        const end = remaining.get(message.partition);
+        if (end === undefined || message.offset >= end) continue;
+        messages.push(message);
+        if (message.offset + 1n >= end) remaining.delete(message.partition);
+      }
+    }
+  } finally {
+    await consumer.close();
+  }
+  return messages;
 }
