@@ -19,6 +19,7 @@ import { FileOffsetStore } from "../core/offsets.ts";
 import type { PipelineEnvironment } from "../core/pipeline.ts";
 import type { Registry } from "../core/registry.ts";
 import { kafkaDeadLetterTopics } from "../sinks/kafka.ts";
+import { kafkaDeadLetterStores } from "../connectors/kafka_dead_letters.ts";
 
 /** Worker-level settings. */
 export interface WorkerSettings {
@@ -86,5 +87,6 @@ export function workerEnvironment(settings: WorkerSettings): PipelineEnvironment
     offsets: new FileOffsetStore(settings.offsetsFile),
     // The worker's Kafka, or else the pipeline's own kafka source or sink.
     deadLetterTopic: kafkaDeadLetterTopics(settings.bootstrapServers),
+    deadLetterTopicStore: kafkaDeadLetterStores(settings.bootstrapServers),
   };
 }

@@ -309,7 +309,10 @@ export class KafkaAdmin {
       admin.listOffsets({
         topics: [{
           name: topic,
-          partitions: Array.from({ length: partitions }, (_, i) => ({ partitionIndex: i, timestamp })),
+          partitions: Array.from(
+            { length: partitions },
+            (_, i) => ({ partitionIndex: i, timestamp }),
+          ),
         }],
       });
     const [earliest, latest] = await Promise.all([ask(-2n), ask(-1n)]);
