@@ -18,6 +18,7 @@ import { encodeJson } from "../api/json.ts";
 import type { RecordFailure, Sink } from "../api/plugin.ts";
 import type { SluiceRecord } from "../api/record.ts";
 import type { PipelineSpec } from "./config.ts";
+import type { SluiceMetrics } from "./metrics.ts";
 import { fileDeadLetterStore } from "./_dead_letters.ts";
 import {
   applyTransformSteps,
@@ -57,6 +58,35 @@ export function openDeadLetterStore(
   }
   if (file) return fileDeadLetterStore(file);
   return undefined;
+}
+
+/**
+ * Has the `sluice_dead_letters` gauge read the real size of every pipeline's
+ * dead-letter destination (on scrape); dispose to release the stores.
+ */
+export function watchDeadLetterSizes(
+  metrics: Pick<SluiceMetrics, "watchDeadLetters">,
+  specs: readonly PipelineSpec[],
+  environment: Pick<PipelineEnvironment, "deadLetterTopicStore">,
+): AsyncDisposable {
+  const stores: DeadLetterStore[] = [];
+  for (const spec of specs) {
+    let store: DeadLetterStore | undefined;
+    try {
+      store = openDeadLetterStore(spec, environment);
+    } catch {
+      continue; // The pipeline itself fails to start and says why.
+    }
+    if (!store) continue;
+    stores.push(store);
+    const opened = store;
+    metrics.watchDeadLetters(spec.name, store.description, () => opened.count(spec.name));
+  }
+  return {
+    async [Symbol.asyncDispose]() {
+      await Promise.allSettled(stores.map((store) => store.close()));
+    },
+  };
 }
 
 /** What a replay did, by dead-letter id. */
