@@ -68,7 +68,7 @@ interface Row {
   record_key: unknown;
   record_value: unknown;
   headers: Record<string, string> | null;
-  failed_at: Date;
+  failed_at: string;
   attempts: number;
 }
 
@@ -91,7 +91,7 @@ function letterOf(row: Row): StoredDeadLetter {
     errorClass: row.error_class ?? "Error",
     ...(row.error_code ? { errorCode: row.error_code } : {}),
     ...(trace ? { trace } : {}),
-    failedAt: row.failed_at.toISOString(),
+    failedAt: new Date(row.failed_at).toISOString(),
     attempts: row.attempts,
     record: {
       topic: row.topic ?? "",
@@ -128,7 +128,7 @@ export function postgresDeadLetterStore(url: string, tableName: string): DeadLet
       if (!(await open())) return [];
       const rows = await sql!.unsafe<Row[]>(
         `select id::text as id, pipeline, stage, error, error_class, error_code, topic,
-                record_key, record_value, headers, failed_at, attempts
+                record_key, record_value, headers, to_json(failed_at) #>> '{}' as failed_at, attempts
          from ${table}
          where pipeline = $1
            and ($2::text[] is null or id::text = any($2::text[]))
