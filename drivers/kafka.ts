@@ -908,6 +908,7 @@ export async function readWholeTopic(
   const admin = new KafkaAdmin(options);
   let range: Map<number, { start: bigint; end: bigint }>;
   try {
+    if (!(await admin.listTopics()).includes(topic)) return [];
     const described = (await admin.describeTopics([topic])).get(topic);
     if (!described) return [];
     range = await admin.offsetRange(topic, described.partitions);

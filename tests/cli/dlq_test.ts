@@ -19,6 +19,7 @@ import { kafkaDeadLetterTopics } from "../../sinks/kafka.ts";
 import { kafkaDeadLetterStores } from "../../connectors/kafka_dead_letters.ts";
 import { fileDeadLetters, fileDeadLetterStore } from "../../core/_dead_letters.ts";
 import type { StoredDeadLetter } from "../../api/dead_letters.ts";
+import { waitUntil } from "../_wait.ts";
 
 const CLI = new URL("../../cli/main.ts", import.meta.url).pathname;
 const ROOT = new URL("../..", import.meta.url).pathname;
@@ -49,6 +50,18 @@ async function listJson(config: string, ...selection: string[]): Promise<StoredD
   const result = await sluiceDlq(["list", config, "items_sync", "--json", ...selection]);
   assertEquals(result.code, 0, result.stderr);
   return JSON.parse(result.stdout);
+}
+
+/**
+ * Scrapes until the gauge shows `expected`: a destination read slower than a
+ * scrape waits for (a topic) lands on a later scrape.
+ */
+async function gaugeShows(metrics: SluiceMetrics, expected: number): Promise<void> {
+  await waitUntil(`sluice_dead_letters = ${expected}`, async () => {
+    const value = gaugeValue(await metrics.render());
+    if (value !== expected) throw new Error(`sluice_dead_letters is ${value}`);
+    return true;
+  }, { timeoutMs: 30_000 });
 }
 
 /** The `sluice_dead_letters` value of the exposition text, or undefined. */
@@ -100,7 +113,7 @@ async function scenario(kind: Kind) {
   await using _watch = watchDeadLetterSizes(metrics, [spec], {
     deadLetterTopicStore: kafkaDeadLetterStores(testKafkaBrokers()),
   });
-  assertEquals(gaugeValue(await metrics.render()), 3);
+  await gaugeShows(metrics, 3);
 
   // list and show
   const all = await listJson(config);
@@ -143,7 +156,7 @@ async function scenario(kind: Kind) {
   assertEquals(rows.map((r) => r.id), [1, 2, 3, 5]);
   // Masked once: row 2 has the note of row 1 (same clear text), not a hash of the hash.
   assertEquals(rows[1].note, rows[0].note);
-  assertEquals(gaugeValue(await metrics.render()), 2);
+  await gaugeShows(metrics, 2);
 
   // Replay all: row 4 lands, row 6 fails in the cast again and stays with attempts 2.
   const rest = await sluiceDlq(["replay", config, "items_sync"]);
@@ -153,7 +166,7 @@ async function scenario(kind: Kind) {
   assertEquals(rows.map((r) => r.id), [1, 2, 3, 4, 5]);
   const left = await listJson(config);
   assertEquals(left.map((l) => [l.record.key, l.stage, l.attempts]), [[{ id: 6 }, "types", 2]]);
-  assertEquals(gaugeValue(await metrics.render()), 1);
+  await gaugeShows(metrics, 1);
 
   // purge: a dry run by default, then for real.
   const dry = await sluiceDlq(["purge", config, "items_sync"]);
@@ -163,7 +176,7 @@ async function scenario(kind: Kind) {
   const purged = await sluiceDlq(["purge", config, "items_sync", "--yes"]);
   assertEquals(purged.code, 0, purged.stderr);
   assertEquals((await listJson(config)).length, 0);
-  assertEquals(gaugeValue(await metrics.render()), 0);
+  await gaugeShows(metrics, 0);
   await Deno.remove(dir, { recursive: true });
 }
 
