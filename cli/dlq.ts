@@ -258,10 +258,15 @@ async function replay(
   const parts = [`${outcome.replayed.length} replayed`];
   if (outcome.filtered.length > 0) parts.push(`${outcome.filtered.length} filtered`);
   parts.push(`${outcome.failed.length} failed again`);
+  if (outcome.unplaced.length > 0) {
+    parts.push(
+      `${outcome.unplaced.length} left alone (their stage is no longer a transform of the pipeline)`,
+    );
+  }
   console.log(`${spec.name}: ${parts.join(", ")} (of ${letters.length} selected).`);
   for (const { letter, failure } of outcome.failed.slice(0, 20)) {
     console.log(`  ${letter.id} ${failure.stage}: ${summary(failure.error.message, 100)}`);
   }
   if (outcome.failed.length > 20) console.log(`  … and ${outcome.failed.length - 20} more`);
-  return outcome.failed.length > 0 ? 1 : 0;
+  return outcome.failed.length > 0 || outcome.unplaced.length > 0 ? 1 : 0;
 }

@@ -97,14 +97,21 @@ export interface ReplayOutcome {
   readonly filtered: string[];
   /** Failed again: kept, with the attempt count raised and the new error. */
   readonly failed: { readonly letter: StoredDeadLetter; readonly failure: RecordFailure }[];
+  /** Not tried and left as they are: their stage is no longer in the pipeline's chain. */
+  readonly unplaced: string[];
 }
 
-/** Where in the chain a dead letter resumes: the index of its failed step. */
-export function resumeStep(spec: PipelineSpec, stage: string): number {
+/**
+ * Where in the chain a dead letter resumes: the index of its failed step;
+ * 0 for a converter stage (`KEY_CONVERTER`, `VALUE_CONVERTER`: before the
+ * transforms); undefined for a transform no longer in the chain, whose
+ * record cannot be placed (steps before it may or may not have run).
+ */
+export function resumeStep(spec: PipelineSpec, stage: string): number | undefined {
   if (stage === "sink") return spec.transforms.length;
   const index = spec.transforms.findIndex((step) => step.alias === stage);
-  // Not a transform: a stage before them (KEY_CONVERTER, VALUE_CONVERTER).
-  return index === -1 ? 0 : index;
+  if (index !== -1) return index;
+  return /^[A-Z_]+_CONVERTER$/.test(stage) ? 0 : undefined;
 }
 
 /** Records per sink write; no two records of one chunk share a topic and key (see `chunks`). */
@@ -133,18 +140,19 @@ export async function replayDeadLetters(
     sourceMode: spec.source.plugin.mode,
   });
   const closers: (() => Promise<void>)[] = [];
-  const outcome: ReplayOutcome = { replayed: [], filtered: [], failed: [] };
+  const outcome: ReplayOutcome = { replayed: [], filtered: [], failed: [], unplaced: [] };
   try {
     const sink = await spec.sink.plugin.create(spec.sink.config, context(spec.sink.plugin.name));
     closers.push(() => sink.close());
     const steps = await openTransformSteps(spec, context, closers);
     const pending: { letter: StoredDeadLetter; record: SluiceRecord }[] = [];
     for (const letter of letters) {
-      const result = await applyTransformSteps(
-        steps,
-        letter.record,
-        resumeStep(spec, letter.stage),
-      );
+      const from = resumeStep(spec, letter.stage);
+      if (from === undefined) {
+        outcome.unplaced.push(letter.id);
+        continue;
+      }
+      const result = await applyTransformSteps(steps, letter.record, from);
       if ("failure" in result) outcome.failed.push({ letter, failure: result.failure });
       else if (result.record === null) outcome.filtered.push(letter.id);
       else pending.push({ letter, record: result.record });
