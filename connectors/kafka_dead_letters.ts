@@ -125,11 +125,11 @@ export function kafkaDeadLetterStore(bootstrapServers: string, topic: string): D
     description: `Kafka topic ${topic}`,
     async list(pipeline: string, selection: DeadLetterSelection) {
       return (await live()).filter((letter) =>
-        letter.pipeline === pipeline && selectsDeadLetter(selection, letter)
+        ownedBy(letter, pipeline) && selectsDeadLetter(selection, letter)
       );
     },
     async count(pipeline: string) {
-      return (await live()).filter((letter) => letter.pipeline === pipeline).length;
+      return (await live()).filter((letter) => ownedBy(letter, pipeline)).length;
     },
     async remove(ids) {
       if (ids.length === 0) return 0;
@@ -163,6 +163,15 @@ export function kafkaDeadLetterStore(bootstrapServers: string, topic: string): D
       await producer?.close();
     },
   };
+}
+
+/**
+ * Whether `letter` is one of `pipeline`'s. Without context headers
+ * (`errors.deadletterqueue.context.headers.enable` false) a dead letter
+ * names no pipeline and counts as one of every pipeline writing the topic.
+ */
+function ownedBy(letter: StoredDeadLetter, pipeline: string): boolean {
+  return letter.pipeline === pipeline || letter.pipeline === "";
 }
 
 /** A dead-letter message as a stored dead letter, its record decoded as the kafka source does. */

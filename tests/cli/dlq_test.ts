@@ -8,7 +8,7 @@
  * the destination; `purge` is a dry run without `--yes`; the gauge follows.
  */
 import { assert, assertEquals, assertMatch } from "../_assert.ts";
-import { syncFixture, specsFrom } from "../_batch.ts";
+import { specsFrom, syncFixture } from "../_batch.ts";
 import { testKafkaBrokers } from "../_services.ts";
 import { uniqueName } from "../_kafka.ts";
 import { MemoryOffsetStore } from "../../core/offsets.ts";
@@ -36,7 +36,9 @@ const TARGET_DDL = `
 type Kind = "table" | "file" | "topic";
 
 /** Runs `sluice dlq …`; returns the exit code and what it printed. */
-async function sluiceDlq(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+async function sluiceDlq(
+  args: string[],
+): Promise<{ code: number; stdout: string; stderr: string }> {
   const output = await new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", CLI, "dlq", ...args, "--bootstrap", testKafkaBrokers()],
     cwd: ROOT,
