@@ -20,6 +20,7 @@ import { kafkaDeadLetterStores } from "../../connectors/kafka_dead_letters.ts";
 import { fileDeadLetters, fileDeadLetterStore } from "../../core/_dead_letters.ts";
 import type { StoredDeadLetter } from "../../api/dead_letters.ts";
 import { waitUntil } from "../_wait.ts";
+import { uniqueSlot, waitForActiveSlot } from "../_cdc.ts";
 
 const CLI = new URL("../../cli/main.ts", import.meta.url).pathname;
 const ROOT = new URL("../..", import.meta.url).pathname;
@@ -253,5 +254,93 @@ Deno.test("a dead-letter file rewritten by sluice dlq while a pipeline appends t
   const remaining = await store.count("p");
   assert(removed > 0, "the test removed nothing while appending");
   assertEquals(remaining + removed, 200);
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("sluice dlq replays from a dead-letter file while sluice run appends to it, and loses no dead letter", async () => {
+  await using db = await syncFixture(
+    "dlq_running",
+    "create table items (id int primary key, amount int not null)",
+    "create table items (id int primary key, amount int not null constraint amount_positive check (amount >= 0))",
+  );
+  const dir = await Deno.makeTempDir({ prefix: "sluice-dlq-" });
+  const slot = uniqueSlot("dlq_running");
+  const config = `${dir}/stream.json`;
+  await Deno.writeTextFile(
+    config,
+    JSON.stringify({
+      name: "items_sync",
+      config: {
+        "connector.class": "postgres_cdc",
+        "connection.url": db.source.url,
+        "topic.prefix": "src",
+        "slot.name": slot,
+        "slot.drop.on.stop": "true",
+        "table.include.list": "public.items",
+        "sink.class": "postgres",
+        "sink.connection.url": db.target.url,
+        "sink.table": "public.items",
+        "sink.delete.mode": "hard",
+        "errors.tolerance": "all",
+        "errors.deadletterqueue.file.path": `${dir}/dead.jsonl`,
+      },
+    }),
+  );
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", CLI, "run", config, "--offsets", `${dir}/offsets.json`, "--listen", "off"],
+    cwd: ROOT,
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  const log = new Response(child.stderr).text();
+  let exited = false;
+  child.status.then(() => exited = true);
+  try {
+    await waitForActiveSlot(db.sourceSql, slot);
+    // 20 transactions of 10 rows, every 5th row refused by the target's CHECK.
+    const inserting = (async () => {
+      for (let tx = 0; tx < 20; tx++) {
+        await db.sourceSql.unsafe(
+          `insert into items select g, case when g % 5 = 0 then -1 else g end
+           from generate_series(${tx * 10 + 1}, ${tx * 10 + 10}) g`,
+        );
+        // Paced like a live workload, so that replays below overlap the appends.
+        await new Promise((resolve) => setTimeout(resolve, 300));
+      }
+    })();
+    let inserted = false;
+    inserting.finally(() => inserted = true);
+    let replays = 0;
+    while (!inserted || replays < 2) {
+      // The constraint is still there: each replay fails again and rewrites the file.
+      const result = await sluiceDlq(["replay", config, "items_sync"]);
+      assert(result.code === 0 || result.code === 1, result.stdout + result.stderr);
+      replays++;
+    }
+    await inserting;
+    const store = fileDeadLetterStore(`${dir}/dead.jsonl`);
+    await waitUntil("40 dead letters", async () => (await store.count("items_sync")) === 40, {
+      timeoutMs: 60_000,
+    });
+    const letters = await store.list("items_sync", {});
+    const ids = new Set(letters.map((l) => (l.record.value as { after: { id: number } }).after.id));
+    assertEquals(ids.size, 40);
+    assert(letters.some((l) => l.attempts >= 2), "no replay overlapped the stream");
+
+    await db.targetSql.unsafe("alter table items drop constraint amount_positive");
+    const fixed = await sluiceDlq(["replay", config, "items_sync"]);
+    assertEquals(fixed.code, 0, fixed.stdout + fixed.stderr);
+    const [{ count }] = await db.targetSql`select count(*)::int as count from items`;
+    assertEquals(count, 200);
+    assertEquals(await store.count("items_sync"), 0);
+  } catch (error) {
+    if (exited) throw new Error(`sluice run ended early:\n${await log}`, { cause: error });
+    throw error;
+  } finally {
+    if (!exited) child.kill("SIGTERM");
+    await child.status;
+    await log;
+  }
   await Deno.remove(dir, { recursive: true });
 });
