@@ -24,7 +24,7 @@ import {
   KafkaAdmin,
   type KafkaClientOptions,
   KafkaProducer,
-  readWholeTopic,
+  readWholeTopics,
 } from "../drivers/kafka.ts";
 import { decodeMessage } from "./kafka.ts";
 
@@ -102,10 +102,9 @@ export function kafkaDeadLetterStore(bootstrapServers: string, topic: string): D
 
   /** Every live dead letter of the topic (any pipeline): messages without a ledger entry. */
   const live = async (): Promise<StoredDeadLetter[]> => {
-    const [messages, done] = await Promise.all([
-      readWholeTopic(client, topic),
-      readWholeTopic(client, ledger),
-    ]);
+    const read = await readWholeTopics(client, [topic, ledger]);
+    const messages = read.get(topic)!;
+    const done = read.get(ledger)!;
     const gone = new Set<string>();
     for (const entry of done) {
       if (entry.key === null) continue;

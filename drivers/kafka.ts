@@ -905,42 +905,61 @@ export async function readWholeTopic(
   topic: string,
   timeoutMs = 60_000,
 ): Promise<IncomingMessage[]> {
+  return (await readWholeTopics(options, [topic], timeoutMs)).get(topic)!;
+}
+
+/**
+ * {@linkcode readWholeTopic} for several topics at once, with one consumer
+ * (one group join, which is most of the time a small read takes).
+ */
+export async function readWholeTopics(
+  options: KafkaClientOptions,
+  topics: readonly string[],
+  timeoutMs = 60_000,
+): Promise<Map<string, IncomingMessage[]>> {
+  const found = new Map(topics.map((topic) => [topic, [] as IncomingMessage[]]));
+  /** The high watermark of each partition that has messages, by `topic:partition`. */
+  const remaining = new Map<string, bigint>();
   const admin = new KafkaAdmin(options);
-  let range: Map<number, { start: bigint; end: bigint }>;
   try {
-    if (!(await admin.listTopics()).includes(topic)) return [];
-    const described = (await admin.describeTopics([topic])).get(topic);
-    if (!described) return [];
-    range = await admin.offsetRange(topic, described.partitions);
+    const existing = new Set(await admin.listTopics());
+    const present = topics.filter((topic) => existing.has(topic));
+    const described = await admin.describeTopics(present);
+    for (const [topic, { partitions }] of described) {
+      for (const [partition, { start, end }] of await admin.offsetRange(topic, partitions)) {
+        if (end > start) remaining.set(key(topic, partition), end);
+      }
+    }
   } finally {
     await admin.close();
   }
-  const remaining = new Map<number, bigint>();
-  for (const [partition, { start, end }] of range) if (end > start) remaining.set(partition, end);
-  if (remaining.size === 0) return [];
+  if (remaining.size === 0) return found;
+  const reading = [...new Set([...remaining.keys()].map((entry) => parseKey(entry).topic))];
   const consumer = new KafkaConsumer({
     ...options,
     groupId: `sluice-reader-${crypto.randomUUID()}`,
-    subscription: { topics: [topic] },
+    subscription: { topics: reading },
     autoOffsetReset: "earliest",
     maxPollRecords: 1000,
   });
-  const messages: IncomingMessage[] = [];
   const giveUp = Date.now() + timeoutMs;
   try {
     while (remaining.size > 0) {
       if (Date.now() > giveUp) {
-        throw new Error(`Reading Kafka topic "${topic}" took longer than ${timeoutMs} ms`);
+        throw new Error(
+          `Reading Kafka topics ${reading.join(", ")} took longer than ${timeoutMs} ms`,
+        );
       }
       for (const message of await consumer.poll(500)) {
-        const end = remaining.get(message.partition);
+        const partition = key(message.topic, message.partition);
+        const end = remaining.get(partition);
         if (end === undefined || message.offset >= end) continue;
-        messages.push(message);
-        if (message.offset + 1n >= end) remaining.delete(message.partition);
+        found.get(message.topic)!.push(message);
+        if (message.offset + 1n >= end) remaining.delete(partition);
       }
     }
   } finally {
     await consumer.close();
   }
-  return messages;
+  return found;
 }
