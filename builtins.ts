@@ -32,6 +32,7 @@
 import type { Plugin } from "./api/plugin.ts";
 import { Registry } from "./core/registry.ts";
 import { sources } from "./connectors/mod.ts";
+import { jobs } from "./jobs/mod.ts";
 import { sinks } from "./sinks/mod.ts";
 import { predicates, transforms } from "./transforms/mod.ts";
 
@@ -49,6 +50,7 @@ import { predicates, transforms } from "./transforms/mod.ts";
  */
 export const builtinPlugins: readonly Plugin[] = [
   ...sources,
+  ...jobs,
   ...sinks,
   ...transforms,
   ...predicates,

@@ -136,6 +136,28 @@ export class RetriableError extends Error {
 }
 
 /**
+ * An offsets change a source cannot make (a replication slot cannot go back
+ * before its confirmed position; a batch query has no "latest"). The REST
+ * API answers it with 400, the CLI with exit code 2.
+ *
+ * @example Refusing a rewind
+ * ```ts
+ * import { OffsetChangeError } from "@sluice/sluice";
+ * import assert from "node:assert/strict";
+ *
+ * const error = new OffsetChangeError("the slot has confirmed 0/1A00000; it cannot go back to 0/1000000");
+ * assert.equal(error.name, "OffsetChangeError");
+ * ```
+ */
+export class OffsetChangeError extends Error {
+  /** Builds the error with a sentence that says what cannot be done and why. */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "OffsetChangeError";
+  }
+}
+
+/**
  * The message of any thrown value, for logs and dead-letter headers, with credentials hidden.
  *
  * @example Errors and other thrown values

@@ -86,6 +86,85 @@ export interface SourceContext extends PluginContext {
   readonly offset: JsonValue | undefined;
   /** True when the run was asked to ignore the stored position and read everything. */
   readonly fullRefresh: boolean;
+  /**
+   * Set for a window re-synced by hand (`sluice job run --since`): read the
+   * rows changed at or after this time and yield no offsets, so the stored
+   * position is not moved. A source that cannot read such a window fails.
+   */
+  readonly since?: Date;
+  /**
+   * The pipeline this source works on, when its plugin names one
+   * ({@linkcode SourcePlugin.subject}): a reconciliation job gets the checked
+   * pipeline's source, transforms and sink here.
+   */
+  readonly subject?: PipelineParts;
+}
+
+/**
+ * A plugin chosen in another pipeline, with its parsed config.
+ *
+ * @example The sink part of a checked pipeline
+ * ```ts
+ * import type { PluginPart, SinkPlugin } from "@sluice/sluice";
+ * import { builtinRegistry } from "@sluice/sluice/builtins";
+ * import assert from "node:assert/strict";
+ *
+ * const plugin = builtinRegistry().find("sink", "postgres")!;
+ * const part: PluginPart<SinkPlugin> = { reference: "postgres", plugin, config: {} };
+ * assert.equal(part.plugin.kind, "sink");
+ * ```
+ */
+export interface PluginPart<P extends Plugin> {
+  /** The name or path written in the config. */
+  readonly reference: string;
+  /** The plugin it resolved to. */
+  readonly plugin: P;
+  /** The config after the plugin's schema parsed it. */
+  readonly config: unknown;
+}
+
+/**
+ * A transform step of another pipeline, with its predicate.
+ *
+ * @example A step without a predicate
+ * ```ts
+ * import type { TransformPart } from "@sluice/sluice";
+ * import { builtinRegistry } from "@sluice/sluice/builtins";
+ *
+ * const plugin = builtinRegistry().find("transform", "cast")!;
+ * const step: TransformPart = { alias: "cast", reference: "cast", plugin, config: {}, negate: false };
+ * ```
+ */
+export interface TransformPart extends PluginPart<TransformPlugin> {
+  /** The name given in `transforms`. */
+  readonly alias: string;
+  /** The predicate that decides whether the step applies, when one is set. */
+  readonly predicate?: PluginPart<PredicatePlugin> & { readonly alias: string };
+  /** Apply the step when the predicate does not match instead. */
+  readonly negate: boolean;
+}
+
+/**
+ * The parts of a validated pipeline, as a job that works on another
+ * pipeline (a reconciliation) receives them in {@linkcode SourceContext.subject}.
+ *
+ * @example Naming what a checked pipeline writes to
+ * ```ts
+ * import type { PipelineParts } from "@sluice/sluice";
+ *
+ * const describe = (parts: PipelineParts): string =>
+ *   `${parts.name}: ${parts.source.plugin.name} -> ${parts.transforms.length} transforms -> ${parts.sink.plugin.name}`;
+ * ```
+ */
+export interface PipelineParts {
+  /** The pipeline's name. */
+  readonly name: string;
+  /** Its source. */
+  readonly source: PluginPart<SourcePlugin>;
+  /** Its transform chain, in order. */
+  readonly transforms: readonly TransformPart[];
+  /** Its sink. */
+  readonly sink: PluginPart<SinkPlugin>;
 }
 
 /**
@@ -148,6 +227,42 @@ export interface ValidationCheck {
   readonly ok: boolean;
   /** What was compared, with the figures, for logs and reports. */
   readonly detail: string;
+  /** Set by a reconciliation: what it found, for the `sluice_reconciliation_*` metrics. */
+  readonly reconciliation?: ReconciliationFigures;
+}
+
+/**
+ * What one reconciliation run found between a source and its target.
+ *
+ * @example A run that found and repaired two rows
+ * ```ts
+ * import type { ReconciliationFigures } from "@sluice/sluice";
+ *
+ * const figures: ReconciliationFigures = {
+ *   mode: "fast", sourceRows: 100, targetRows: 99, missing: 1, extra: 0, different: 1,
+ *   repaired: 2, remaining: 0, queries: 6,
+ * };
+ * ```
+ */
+export interface ReconciliationFigures {
+  /** `fast` (hashes of key ranges) or `deep` (every transformed value). */
+  readonly mode: "fast" | "deep";
+  /** Rows in the source (after its `where`). */
+  readonly sourceRows: number;
+  /** Live rows in the target (soft-deleted rows do not count). */
+  readonly targetRows: number;
+  /** Source rows the target lacks. */
+  readonly missing: number;
+  /** Target rows with no source row. */
+  readonly extra: number;
+  /** Rows on both sides whose compared values differ. */
+  readonly different: number;
+  /** Differences written through the sink (repair). */
+  readonly repaired: number;
+  /** Differences left after the run (and after the re-check, with repair). */
+  readonly remaining: number;
+  /** SQL statements the comparison ran on both databases. */
+  readonly queries: number;
 }
 
 /**
@@ -330,6 +445,10 @@ export interface Sink {
   readonly offsets?: {
     /** The offset stored under `key` (the pipeline name), if any. */
     read(key: string): Promise<JsonValue | undefined>;
+    /** Replaces the offset under `key` (an operator's offsets reset, with the pipeline stopped). */
+    write?(key: string, value: JsonValue): Promise<void>;
+    /** Forgets the offset under `key`, so the next run starts from the beginning. */
+    delete?(key: string): Promise<void>;
   };
   /** Present when the sink can keep dead letters itself (for example in a table). */
   deadLetters?(destination: string): DeadLetterWriter;
@@ -502,6 +621,95 @@ export interface SinkPlan {
 }
 
 /**
+ * One entry of Kafka Connect's offsets list (`GET /connectors/{name}/offsets`):
+ * a source partition and the position reached in it. In a change, a `null`
+ * offset forgets that partition's position.
+ *
+ * @example A Kafka topic-partition, in Kafka Connect's sink connector words
+ * ```ts
+ * import type { OffsetEntry } from "@sluice/sluice";
+ *
+ * const entry: OffsetEntry = {
+ *   partition: { kafka_topic: "orders", kafka_partition: 0 },
+ *   offset: { kafka_offset: 42 },
+ * };
+ * ```
+ */
+export interface OffsetEntry {
+  /** Which part of the source, e.g. `{ "kafka_topic": "orders", "kafka_partition": 0 }`. */
+  readonly partition: Readonly<Record<string, JsonValue>>;
+  /** The next position to read there, or null to forget it. */
+  readonly offset: Readonly<Record<string, JsonValue>> | null;
+}
+
+/**
+ * What an operator asks of a stopped pipeline's position: forget it
+ * (`DELETE …/offsets`), set the given entries (`PATCH …/offsets`), or move to
+ * the earliest or latest position or the first one at a time
+ * (`sluice offsets reset`).
+ *
+ * @example Rewinding to the start of a day
+ * ```ts
+ * import type { OffsetChange } from "@sluice/sluice";
+ *
+ * const change: OffsetChange = { to: "timestamp", at: new Date("2024-05-01T00:00:00Z") };
+ * ```
+ */
+export type OffsetChange =
+  | { readonly to: "reset" }
+  | { readonly to: "earliest" }
+  | { readonly to: "latest" }
+  | { readonly to: "timestamp"; readonly at: Date }
+  | { readonly to: "entries"; readonly entries: readonly OffsetEntry[] };
+
+/**
+ * How a source shows and changes its stored position (Kafka Connect's
+ * `alterOffsets`). The runtime reads and writes the stored offset where the
+ * pipeline keeps it (the sink's table or the worker's file); the source
+ * turns it into entries, computes the new one, and changes what it keeps
+ * elsewhere (a Kafka consumer group's committed offsets). The pipeline is
+ * stopped meanwhile. What cannot be done throws an
+ * `OffsetChangeError` that says why.
+ *
+ * @example A source whose offset is one number
+ * ```ts
+ * import { OffsetChangeError, type SourceOffsets } from "@sluice/sluice";
+ * import assert from "node:assert/strict";
+ *
+ * const counter: SourceOffsets<unknown> = {
+ *   list: (_config, stored) =>
+ *     Promise.resolve(typeof stored === "number" ? [{ partition: {}, offset: { n: stored } }] : []),
+ *   change(_config, _stored, change) {
+ *     if (change.to === "reset" || change.to === "earliest") return Promise.resolve(undefined);
+ *     if (change.to === "entries" && typeof change.entries[0]?.offset?.n === "number") {
+ *       return Promise.resolve(change.entries[0].offset.n);
+ *     }
+ *     throw new OffsetChangeError(`cannot move to ${change.to}`);
+ *   },
+ * };
+ * assert.equal(await counter.change({}, 5, { to: "reset" }, {} as never), undefined);
+ * ```
+ */
+export interface SourceOffsets<Config> {
+  /** The stored offset as Kafka Connect entries (plus what the source keeps elsewhere). */
+  list(
+    config: Config,
+    stored: JsonValue | undefined,
+    context: PluginContext,
+  ): Promise<OffsetEntry[]>;
+  /**
+   * Applies `change` to what the source keeps elsewhere and returns the new
+   * stored offset (undefined: none, the next run starts afresh).
+   */
+  change(
+    config: Config,
+    stored: JsonValue | undefined,
+    change: OffsetChange,
+    context: PluginContext,
+  ): Promise<JsonValue | undefined>;
+}
+
+/**
  * A source plugin definition; make one with {@linkcode defineSource}.
  *
  * @example Looking a source up and reading its options
@@ -522,8 +730,17 @@ export interface SourcePlugin<Schema extends z.ZodType = z.ZodType> extends Plug
   readonly mode: SourceMode;
   /** Describes captures and subscriptions for `sluice plan`. */
   plan?(config: z.output<Schema>): SourcePlan;
+  /**
+   * For a job that works on another pipeline (a reconciliation): the name of
+   * the batch pipeline its config names. The job then runs with that
+   * pipeline's transforms and sink (it must not set its own), and its source
+   * gets that pipeline's parts as `context.subject`.
+   */
+  subject?(config: z.output<Schema>): string;
   /** Opens the source with its parsed config; nothing connects before this. */
   create(config: z.output<Schema>, context: SourceContext): Source | Promise<Source>;
+  /** Shows and changes its stored position; without it, only a reset is possible. */
+  readonly offsets?: SourceOffsets<z.output<Schema>>;
 }
 
 /**

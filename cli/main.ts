@@ -5,7 +5,9 @@
  * sluice run <config>…                 run pipelines: streams, schedules, one-shot jobs
  * sluice validate <config>…            check configs without connecting
  * sluice plugins [name]                list plugins and their options
- * sluice job run <name> <config>…      run one batch job now
+ * sluice job run <name> <config>…      run one batch job now (--since: re-sync a window)
+ * sluice offsets show <config>… [name] stored positions
+ * sluice offsets reset <config>… <name> --to-earliest | --to-latest | --to-timestamp | --to-offset
  * sluice plan <config>…                captured tables → topics → consumers
  * sluice permissions <config>…         the narrowest Deno permission flags they need
  * sluice status [--url <url>]          a running process's pipelines, lag, runs and alerts
@@ -19,7 +21,7 @@ import { getLogger } from "@logtape/logtape";
 import { builtinRegistry } from "../builtins.ts";
 import type { Plugin } from "../api/plugin.ts";
 import type { Registry } from "../core/registry.ts";
-import { ConfigError } from "../api/errors.ts";
+import { ConfigError, OffsetChangeError } from "../api/errors.ts";
 import { redactedMessage, redactSecrets } from "../api/redact.ts";
 import { describeOptions } from "../api/options.ts";
 import { pipelineOptions } from "../core/config.ts";
@@ -29,9 +31,22 @@ import { buildPlan, configWarnings, formatPlan } from "../core/_plan.ts";
 import { permissionFlags, requiredPermissions } from "./permissions.ts";
 import { formatSummary } from "./summary.ts";
 import { formatStatus, statusUrl } from "./status.ts";
-import { loadWithBuiltins, workerEnvironment, workerSettings } from "./worker.ts";
+import {
+  buildWithBuiltins,
+  loadWithBuiltins,
+  workerEnvironment,
+  workerSettings,
+} from "./worker.ts";
 import { type OpsFlags, prepareOperations } from "./ops.ts";
 import { dlq } from "./dlq.ts";
+import {
+  changeFromFlags,
+  formatOffsets,
+  type ResetFlags,
+  resetOffsets,
+  showOffsets,
+  splitPipelineArgument,
+} from "./offsets.ts";
 
 const USAGE = `Usage: sluice <command> [options]
 
@@ -42,7 +57,16 @@ Commands:
                               job is scheduled.
   validate <config>…          Check configs (files or folders) without connecting.
   plugins [name]              List plugins, or one plugin's options with defaults.
-  job run <name> <config>…    Run one batch job now and print its report.
+  job run <name> <config>…    Run one batch job now and print its report (name and configs in
+                              either order).
+  offsets show <config>… [name]
+                              Stored positions of the pipelines (or of one), as Kafka Connect
+                              lists them.
+  offsets reset <config>… <name> --to-earliest | --to-latest | --to-timestamp <ISO time>
+                              | --to-offset <p:o[,p:o] | topic:p:o | LSN>
+                              Move a stopped pipeline's position. When a \`sluice run\` process
+                              answers (--url / $SLUICE_URL / --listen) and runs it, through its
+                              REST API (stop it first); otherwise where the offsets live.
   plan <config>…              For every captured table: its topic after routing and who consumes it.
   status                      Pipelines of a running \`sluice run\` (its --listen address, or
                               --url / $SLUICE_URL): state, lag, written, dead letters, last
@@ -56,6 +80,10 @@ Commands:
 Options:
   --full-refresh              (job run) ignore the stored watermark and read everything
   --with-downstream           (job run) then run the jobs that depend on it
+  --since <ISO time>          (job run) re-sync the rows whose timestamp column is at or after
+                              it; the stored watermark is left as it is
+  --to-earliest, --to-latest, --to-timestamp <ISO time>, --to-offset <…>
+                              (offsets reset) where to move: see above
   --offsets <file>            offsets file (default .sluice/offsets.json, or $SLUICE_OFFSETS_FILE)
   --bootstrap <servers>       Kafka bootstrap servers (or $SLUICE_BOOTSTRAP_SERVERS)
   --log-level <level>         trace, debug, info, warning, error (default info)
@@ -88,6 +116,11 @@ export async function main(args: string[]): Promise<number> {
       token: { type: "string" },
       url: { type: "string" },
       alerts: { type: "string" },
+      since: { type: "string" },
+      "to-earliest": { type: "boolean" },
+      "to-latest": { type: "boolean" },
+      "to-timestamp": { type: "string" },
+      "to-offset": { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -125,12 +158,18 @@ export async function main(args: string[]): Promise<number> {
           permissionFlags(await requiredPermissions(rest, settings, values.listen)).join(" "),
         );
         return 0;
-      case "job":
+      case "job": {
         if (rest[0] !== "run" || !rest[1]) break;
-        return await runJob(rest[1], rest.slice(2), settings, {
+        const { paths, pipeline } = await splitPipelineArgument(rest.slice(1), true);
+        return await runJob(pipeline!, paths, settings, {
           fullRefresh: values["full-refresh"] ?? false,
           withDownstream: values["with-downstream"] ?? false,
+          since: parseSince(values.since),
         });
+      }
+      case "offsets":
+        if (rest[0] !== "show" && rest[0] !== "reset") break;
+        return await offsets(rest[0], rest.slice(1), settings, values);
     }
     console.error(`Unknown command: ${positionals.join(" ")}\n\n${USAGE}`);
     return 2;
@@ -187,7 +226,12 @@ async function run(
   requireConfigs(paths);
   const specs = await loadWithBuiltins(paths, settings);
   for (const warning of configWarnings(specs)) getLogger(["sluice", "config"]).warn(warning);
-  const ops = await prepareOperations(specs, paths, flags);
+  const ops = await prepareOperations(
+    specs,
+    paths,
+    flags,
+    (entries) => buildWithBuiltins(entries, settings),
+  );
   const environment = { ...workerEnvironment(settings), observer: ops.metrics };
   const runtime = new Runtime(specs, environment, { keepFailed: flags["keep-failed"] });
   await using _operations = await ops.start(runtime, builtinRegistry(), environment.offsets);
@@ -215,9 +259,15 @@ async function runJob(
   name: string,
   paths: string[],
   settings: ReturnType<typeof workerSettings>,
-  options: { fullRefresh: boolean; withDownstream: boolean },
+  options: { fullRefresh: boolean; withDownstream: boolean; since?: Date },
 ) {
   requireConfigs(paths);
+  if (options.since && options.fullRefresh) {
+    throw new ConfigError([{
+      path: "--since",
+      message: "a window (--since) and --full-refresh exclude each other: give one",
+    }]);
+  }
   const specs = await loadWithBuiltins(paths, settings);
   const runtime = new Runtime(specs, workerEnvironment(settings));
   const reports: JobReport[] = [];
@@ -237,6 +287,57 @@ async function runJob(
   }
   console.log(formatSummary(reports));
   return reports.some((report) => report.status === "failed") ? 1 : 0;
+}
+
+function parseSince(since: string | undefined): Date | undefined {
+  if (since === undefined) return undefined;
+  if (Number.isNaN(Date.parse(since))) {
+    throw new ConfigError([{
+      path: "--since",
+      message:
+        `expected an ISO 8601 time such as 2024-05-01T00:00:00Z: current value is "${since}"`,
+    }]);
+  }
+  return new Date(since);
+}
+
+async function offsets(
+  action: "show" | "reset",
+  args: string[],
+  settings: ReturnType<typeof workerSettings>,
+  flags: ResetFlags & { url?: string; listen?: string; token?: string },
+) {
+  const { paths, pipeline } = await splitPipelineArgument(args, action === "reset");
+  const specs = await loadWithBuiltins(paths, settings);
+  const chosen = pipeline ? specs.filter((spec) => spec.name === pipeline) : specs;
+  if (chosen.length === 0) {
+    console.error(
+      `No pipeline named "${pipeline}"; pipelines are: ${specs.map((s) => s.name).join(", ")}`,
+    );
+    return 2;
+  }
+  const store = workerEnvironment(settings).offsets;
+  try {
+    if (action === "show") {
+      console.log(await showOffsets(chosen, store));
+      return 0;
+    }
+    const change = changeFromFlags(chosen[0], flags);
+    const endpoint = {
+      url: statusUrl(flags.url, flags.listen),
+      token: flags.token ?? (Deno.env.get("SLUICE_API_TOKEN") || undefined),
+    };
+    const { entries, via } = await resetOffsets(chosen[0], store, change, endpoint);
+    console.log(`Offsets of ${chosen[0].name} changed ${via}.`);
+    console.log(formatOffsets(chosen[0].name, entries));
+    return 0;
+  } catch (error) {
+    if (!(error instanceof OffsetChangeError)) throw error;
+    console.error(error.message);
+    return 2;
+  } finally {
+    await store.close?.();
+  }
 }
 
 async function plan(paths: string[], settings: ReturnType<typeof workerSettings>) {

@@ -14,7 +14,8 @@ import denoJson from "../deno.json" with { type: "json" };
 import { ConfigError } from "../api/errors.ts";
 import { parseAlertsConfig } from "../core/alert_rules.ts";
 import { AlertManager } from "../core/alerts.ts";
-import { type PipelineSpec, readConnectorFiles } from "../core/config.ts";
+import type { PipelineSpec, RawConnector } from "../core/config.ts";
+import { ConfigStore } from "../core/config_store.ts";
 import { SluiceMetrics } from "../core/metrics.ts";
 import { watchDeadLetterSizes } from "../core/dead_letter_queue.ts";
 import { kafkaDeadLetterStores } from "../connectors/kafka_dead_letters.ts";
@@ -51,6 +52,7 @@ export async function prepareOperations(
   specs: readonly PipelineSpec[],
   paths: readonly string[],
   flags: OpsFlags,
+  build?: (entries: RawConnector[]) => Promise<PipelineSpec[]>,
 ): Promise<Operations> {
   const listen: ListenAddress = parseListen(
     flags.listen ?? Deno.env.get("SLUICE_LISTEN") ?? DEFAULT_LISTEN,
@@ -61,7 +63,8 @@ export async function prepareOperations(
   const alertsConfig = alertsFile
     ? parseAlertsConfig(await readJson(alertsFile), alertsFile)
     : undefined;
-  const configs = new Map((await readConnectorFiles(paths)).map((c) => [c.name, c.config]));
+  // The configs as written, saved back when the API creates, changes or deletes one.
+  const store = await ConfigStore.open(paths);
   const metrics = listen !== "off" || alertsConfig ? new SluiceMetrics(specs) : undefined;
   return {
     metrics,
@@ -79,7 +82,17 @@ export async function prepareOperations(
         ),
       });
       const server = listen === "off" ? undefined : await startApiServer(
-        { runtime, metrics, alerts, configs, registry, offsets, version: denoJson.version },
+        {
+          runtime,
+          metrics,
+          alerts,
+          configs: store.configs,
+          store,
+          build,
+          registry,
+          offsets,
+          version: denoJson.version,
+        },
         { listen, token },
       );
       return {

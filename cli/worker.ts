@@ -14,7 +14,13 @@ import { builtinRegistry } from "../builtins.ts";
 import { ConfigError } from "../api/errors.ts";
 import { hostPortListProblem } from "../api/options.ts";
 import { routeProblems } from "../core/_plan.ts";
-import { type LoadOptions, loadPipelines, type PipelineSpec } from "../core/config.ts";
+import {
+  buildPipelines,
+  type LoadOptions,
+  type PipelineSpec,
+  type RawConnector,
+  readConnectorFiles,
+} from "../core/config.ts";
 import { FileOffsetStore } from "../core/offsets.ts";
 import type { PipelineEnvironment } from "../core/pipeline.ts";
 import type { Registry } from "../core/registry.ts";
@@ -36,8 +42,21 @@ export function workerSettings(flags: { offsets?: string; bootstrap?: string }):
 }
 
 /** Loads and validates pipelines with the built-in plugins (throws ConfigError). */
-export function loadWithBuiltins(
+export async function loadWithBuiltins(
   paths: readonly string[],
+  settings: WorkerSettings,
+  registry: Registry = builtinRegistry(),
+  extra: Pick<LoadOptions, "standIn"> = {},
+): Promise<PipelineSpec[]> {
+  return await buildWithBuiltins(await readConnectorFiles(paths), settings, registry, extra);
+}
+
+/**
+ * Validates connector entries as `sluice validate` does (the same checks for
+ * the REST API's creates and updates); throws ConfigError.
+ */
+export function buildWithBuiltins(
+  entries: readonly RawConnector[],
   settings: WorkerSettings,
   registry: Registry = builtinRegistry(),
   extra: Pick<LoadOptions, "standIn"> = {},
@@ -51,7 +70,7 @@ export function loadWithBuiltins(
     }
     pluginDefaults["bootstrap.servers"] = settings.bootstrapServers;
   }
-  return loadPipelines(paths, {
+  return buildPipelines(entries, {
     ...extra,
     registry,
     pluginDefaults,

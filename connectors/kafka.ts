@@ -60,6 +60,12 @@ import {
   rememberOriginal,
 } from "../drivers/kafka.ts";
 import { changePosition } from "../drivers/pg_codec.ts";
+import {
+  changeKafkaOffsets,
+  listKafkaOffsets,
+  storedPositions,
+  type TopicPosition,
+} from "./_kafka_offsets.ts";
 import { type ConnectSchema, decodeBySchema } from "../drivers/connect_schema.ts";
 
 const fields = z.strictObject({
@@ -180,12 +186,6 @@ function settingsOf(config: z.output<typeof fields>): KafkaSourceSettings {
   };
 }
 
-/** The stored position of one topic: its id and the next offset per partition. */
-interface TopicPosition {
-  id: string | null;
-  next: Record<string, number>;
-}
-
 export default defineSource({
   name: "kafka",
   aliases: ["kafka_source"],
@@ -197,6 +197,7 @@ export default defineSource({
     return { subscribes: { topics, pattern: settings.topicsRegex } };
   },
   config: schema,
+  offsets: { list: listKafkaOffsets, change: changeKafkaOffsets },
   create(settings, context) {
     const name = `sluice-${context.pipeline}`;
     const { topicsRegex: _, ...consumerSettings } = settings;
@@ -321,26 +322,6 @@ async function commitOffsets(
       error: kafkaErrorMessage(error),
     });
   }
-}
-
-/** Reads the positions of a stored offset; anything unrecognised is ignored. */
-function storedPositions(offset: JsonValue | undefined): Map<string, TopicPosition> {
-  const result = new Map<string, TopicPosition>();
-  if (!offset || typeof offset !== "object" || Array.isArray(offset)) return result;
-  for (const [topic, value] of Object.entries(offset)) {
-    if (!value || typeof value !== "object" || Array.isArray(value)) continue;
-    const next = (value as Record<string, JsonValue>).next;
-    if (!next || typeof next !== "object" || Array.isArray(next)) continue;
-    const id = (value as Record<string, JsonValue>).id;
-    const partitions: Record<string, number> = {};
-    for (const [partition, position] of Object.entries(next)) {
-      if (typeof position === "number" && Number.isSafeInteger(position)) {
-        partitions[partition] = position;
-      }
-    }
-    result.set(topic, { id: typeof id === "string" ? id : null, next: partitions });
-  }
-  return result;
 }
 
 /** Turns a client failure into what the runtime expects: retriable unless it cannot heal. */

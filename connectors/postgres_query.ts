@@ -37,12 +37,14 @@ import { z } from "zod";
 import { always, boolean, list, positiveInteger } from "../api/options.ts";
 import {
   defineSource,
+  type OffsetChange,
+  type OffsetEntry,
   type SourceBatch,
   type SourceContext,
   type ValidationCheck,
 } from "../api/plugin.ts";
 import type { JsonValue, Row, SluiceRecord } from "../api/record.ts";
-import { RetriableError } from "../api/errors.ts";
+import { OffsetChangeError, RetriableError } from "../api/errors.ts";
 import { redactSecrets } from "../api/redact.ts";
 import {
   checkConnection,
@@ -229,6 +231,10 @@ export default defineSource({
   mode: "batch",
   summary: "Reads a PostgreSQL table or query, fully or incrementally by a timestamp column.",
   config: schema,
+  offsets: {
+    list: (settings, stored) => Promise.resolve(listWatermark(settings, stored)),
+    change: (settings, _stored, change) => Promise.resolve(changeWatermark(settings, change)),
+  },
   create(settings, context) {
     const reader = new QueryReader(settings, context);
     return {
@@ -238,6 +244,46 @@ export default defineSource({
     };
   },
 });
+
+/** The stored watermark as a Kafka Connect entry (partition: the table or query). */
+function listWatermark(settings: Settings, stored: JsonValue | undefined): OffsetEntry[] {
+  if (typeof stored !== "object" || stored === null || Array.isArray(stored)) return [];
+  const partition: Record<string, JsonValue> = settings.table
+    ? { table: `${settings.table.schema}.${settings.table.table}` }
+    : { query: settings.query ?? "" };
+  return [{ partition, offset: stored }];
+}
+
+/**
+ * The watermark after an operator's change: none (the next run reads
+ * everything), or a time (the next run reads the rows stamped at or after it).
+ */
+function changeWatermark(settings: Settings, change: OffsetChange): JsonValue | undefined {
+  if (change.to === "reset" || change.to === "earliest") return undefined;
+  if (!settings.incremental) {
+    throw new OffsetChangeError(
+      "This job reads in full mode: every run reads everything, so only a reset applies",
+    );
+  }
+  const at = (ts: string): JsonValue => ({ ts, key: null, snapshot: null });
+  if (change.to === "timestamp") return at(change.at.toISOString());
+  if (change.to === "latest") {
+    throw new OffsetChangeError(
+      "postgres_query has no latest position to move to; give --to-timestamp <time> (the next run reads rows stamped at or after it) or --to-earliest (a full read)",
+    );
+  }
+  const entry = change.entries.length === 1 ? change.entries[0] : undefined;
+  if (entry?.offset === null) return undefined;
+  const ts = entry?.offset?.ts;
+  if (typeof ts !== "string" || Number.isNaN(Date.parse(ts))) {
+    throw new OffsetChangeError(
+      `give one entry whose offset is {"ts": "<time>"} (the next run reads rows whose ${settings.timestampColumn} is at or after it), or null for a full read: current value is ${
+        JSON.stringify(change.entries.map((e) => e.offset))
+      }`,
+    );
+  }
+  return at(ts);
+}
 
 /** What a run reads: column names, their decoders and the key. */
 interface Shape {
@@ -311,6 +357,11 @@ class QueryReader {
     const taken = await takeSnapshot(sql);
     const shape = await this.#describe(sql);
     if (!this.#settings.incremental) {
+      if (this.#context.since) {
+        throw new Error(
+          `${this.#context.pipeline} reads in full mode: a window (--since) needs mode incremental and its timestamp.column.name`,
+        );
+      }
       this.#expected = await count(sql, shape.select);
       yield* this.#copy(sql, shape, shape.select);
       return;
@@ -327,6 +378,19 @@ class QueryReader {
         return rows.map((row) => this.#toRecord(shape, row));
       },
     );
+    const since = this.#context.since;
+    if (since) {
+      // A window re-synced by hand: the stored watermark stays as it is.
+      const window = {
+        where: `${quoteIdent(this.#settings.timestampColumn)} >= $1`,
+        params: [since.toISOString()],
+      };
+      this.#expected = await count(sql, `${shape.select} and ${window.where}`, window.params);
+      for await (const batch of incremental.chunks(window)) {
+        if (batch.records.length > 0) yield { records: batch.records };
+      }
+      return;
+    }
     const previous = watermarkFrom(this.#context.offset);
     if (!previous || previous.ts === null) {
       // First run (or full refresh): everything up to the snapshot.
@@ -539,6 +603,14 @@ class IncrementalRead {
   }
 
   #aheadSlice(previous: Watermark): Slice {
+    if (previous.key === null && previous.ts !== null) {
+      // Set by an operator (--to-timestamp): every row at or after that time.
+      return {
+        where: `${this.#order[0]} >= $1`,
+        params: [previous.ts],
+        startAfter: previous,
+      };
+    }
     return {
       where: `${this.#tuple()} > (${placeholders(1, this.#order.length)})`,
       params: [previous.ts, ...(previous.key ?? [])],

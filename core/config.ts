@@ -31,6 +31,7 @@ import { ConfigError, type ConfigIssue } from "../api/errors.ts";
 import { isSecretOption, redactSecrets } from "../api/redact.ts";
 import { boolean, integer, list, objectShape, positiveInteger } from "../api/options.ts";
 import type {
+  PipelineParts,
   Plugin,
   PredicatePlugin,
   SinkPlugin,
@@ -258,6 +259,11 @@ export interface PipelineSpec {
   readonly sink: PluginSpec<SinkPlugin>;
   /** The runtime's own options, parsed. */
   readonly options: PipelineOptions;
+  /**
+   * The pipeline this one works on, when its source names one (a
+   * reconciliation job): its transforms and sink are that pipeline's.
+   */
+  readonly subject?: PipelineParts;
 }
 
 /**
@@ -502,9 +508,49 @@ export async function buildPipelines(
     );
     if (spec) specs.push(spec);
   }
-  checkDependencies(specs, new Set(connectors.map((c) => c.name)), issues);
+  const resolved = resolveSubjects(specs, new Set(connectors.map((c) => c.name)), issues);
+  checkDependencies(resolved, new Set(connectors.map((c) => c.name)), issues);
   if (issues.length > 0) throw new ConfigError(issues);
-  return specs;
+  return resolved;
+}
+
+/** Stands in for the sink of a job that takes its subject's sink, until subjects are resolved. */
+const SUBJECT_SINK = { reference: "(subject)", plugin: undefined as never, config: undefined };
+
+/**
+ * Gives each job whose source names a subject pipeline (a reconciliation)
+ * that pipeline's transforms and sink, and its parts as `subject`.
+ */
+function resolveSubjects(
+  specs: readonly PipelineSpec[],
+  allNames: ReadonlySet<string>,
+  issues: ConfigIssue[],
+): PipelineSpec[] {
+  const byName = new Map(specs.map((spec) => [spec.name, spec]));
+  return specs.map((spec) => {
+    const name = spec.source.plugin.subject?.(spec.source.config);
+    if (name === undefined) return spec;
+    const other = byName.get(name);
+    if (!other && allNames.has(name)) return spec; // invalid itself, reported already
+    const problem = !other
+      ? `names "${name}", which is not a pipeline in this configuration`
+      : other.source.plugin.mode !== "batch"
+      ? `names "${name}", a stream pipeline; only batch pipelines can be checked`
+      : other.subject !== undefined || other.source.plugin.subject
+      ? `names "${name}", which works on another pipeline itself`
+      : undefined;
+    if (problem || !other) {
+      issues.push({ path: `${spec.name}: config.pipeline`, message: problem ?? "" });
+      return spec;
+    }
+    const subject: PipelineParts = {
+      name: other.name,
+      source: other.source,
+      transforms: other.transforms,
+      sink: other.sink,
+    };
+    return { ...spec, transforms: other.transforms, sink: other.sink, subject };
+  });
 }
 
 type Report = (path: string, message: string) => void;
@@ -536,6 +582,12 @@ async function buildPipeline(
 
   const { source, sink } = await resolveEnds(connector, groups, options, counted);
   const transforms = await resolveTransforms(connector, groups, options.registry, counted);
+  if (source?.plugin.subject && transforms && transforms.length > 0) {
+    counted(
+      "config.transforms",
+      `"${source.plugin.name}" runs the transforms of the pipeline it names; remove transforms`,
+    );
+  }
 
   if (source && runtime) {
     if (source.plugin.mode === "stream" && runtime["job.schedule"]) {
@@ -711,6 +763,19 @@ async function resolveEnds(
       `source "${sourcePlugin.name}"`,
     );
     if (config !== undefined) source = { reference: sourceName, plugin: sourcePlugin, config };
+  }
+
+  if (typeof sourcePlugin !== "string" && sourcePlugin.subject) {
+    // A job on another pipeline (a reconciliation) writes with that pipeline's sink.
+    const own = typeof groups.sinkClass === "string" ? ["sink.class"] : [];
+    own.push(...Object.keys(groups.sink).map((key) => `sink.${key}`));
+    if (own.length > 0) {
+      report(
+        `config.${own[0]}`,
+        `"${sourcePlugin.name}" uses the sink of the pipeline it names; remove ${own.join(", ")}`,
+      );
+    }
+    return { source, sink: source ? SUBJECT_SINK : undefined };
   }
 
   if (sinkName === undefined) {

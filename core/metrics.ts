@@ -18,6 +18,7 @@ import type {
   PipelineObserver,
   RecordsFailedEvent,
 } from "./observer.ts";
+import type { ReconciliationFigures } from "../api/plugin.ts";
 import type { RunReport } from "./pipeline.ts";
 import type { JobReport } from "./runtime.ts";
 
@@ -70,22 +71,31 @@ export class SluiceMetrics implements PipelineObserver {
   ) {
     this.#now = options.now ?? Date.now;
     this.#deadLetterRefreshMs = options.deadLetterRefreshMs ?? 15_000;
-    for (const spec of specs) {
-      this.#figures.set(spec.name, {
-        mode: spec.source.plugin.mode,
-        recordsRead: 0,
-        recordsFailed: 0,
-        deadLetters: new Map(),
-        runs: [],
-        lastRunFailed: false,
-      });
-      this.#pending.set(spec.name, []);
-    }
+    for (const spec of specs) this.#addFigures(spec);
     if (options.defaultMetrics ?? true) {
       client.collectDefaultMetrics({ register: this.registry, prefix: "sluice_" });
     }
     this.#m = this.#createMetrics();
     for (const spec of specs) this.#m.queueDepth.set({ pipeline: spec.name }, 0);
+  }
+
+  /** Starts counting for a pipeline added while the process runs (`POST /connectors`). */
+  track(spec: PipelineSpec): void {
+    if (this.#figures.get(spec.name)?.mode === spec.source.plugin.mode) return;
+    this.#addFigures(spec);
+    this.#m.queueDepth.set({ pipeline: spec.name }, 0);
+  }
+
+  #addFigures(spec: PipelineSpec): void {
+    this.#figures.set(spec.name, {
+      mode: spec.source.plugin.mode,
+      recordsRead: 0,
+      recordsFailed: 0,
+      deadLetters: new Map(),
+      runs: [],
+      lastRunFailed: false,
+    });
+    this.#pending.set(spec.name, []);
   }
 
   #createMetrics() {
@@ -158,6 +168,24 @@ export class SluiceMetrics implements PipelineObserver {
         SECONDS_BUCKETS,
       ),
       queueDepth: gauge("sluice_queue_depth", "Batches waiting between source and sink."),
+      reconciliationRows: gauge(
+        "sluice_reconciliation_rows",
+        "Rows the last reconciliation run found, by kind: missing (in the source only), extra (in the target only), different, remaining (left after repair and re-check).",
+        ["pipeline", "kind"],
+      ),
+      reconciliationRepaired: counter(
+        "sluice_reconciliation_repaired_rows_total",
+        "Differences a reconciliation wrote through the sink (repair).",
+      ),
+      reconciliationRuns: counter(
+        "sluice_reconciliation_runs_total",
+        "Reconciliation runs by result: in_sync, differences (some remain) or repaired (none remain).",
+        ["pipeline", "result"],
+      ),
+      reconciliationLastRun: gauge(
+        "sluice_reconciliation_last_run_timestamp_seconds",
+        "Unix time of the last finished reconciliation run.",
+      ),
       lag: new client.Gauge({
         name: "sluice_stream_lag_seconds",
         help:
@@ -280,6 +308,22 @@ export class SluiceMetrics implements PipelineObserver {
     this.#pending.set(report.pipeline, []);
     this.#m.queueDepth.set({ pipeline: report.pipeline }, 0);
     if (report.status === "failed") this.#m.errors.inc({ pipeline: report.pipeline });
+    for (const check of report.validation) {
+      if (check.reconciliation) this.#reconciled(report.pipeline, check.reconciliation);
+    }
+  }
+
+  #reconciled(pipeline: string, found: ReconciliationFigures): void {
+    const rows = this.#m.reconciliationRows;
+    rows.set({ pipeline, kind: "missing" }, found.missing);
+    rows.set({ pipeline, kind: "extra" }, found.extra);
+    rows.set({ pipeline, kind: "different" }, found.different);
+    rows.set({ pipeline, kind: "remaining" }, found.remaining);
+    if (found.repaired > 0) this.#m.reconciliationRepaired.inc({ pipeline }, found.repaired);
+    const differed = found.missing + found.extra + found.different > 0;
+    const result = found.remaining > 0 ? "differences" : differed ? "repaired" : "in_sync";
+    this.#m.reconciliationRuns.inc({ pipeline, result });
+    this.#m.reconciliationLastRun.set({ pipeline }, this.#now() / 1000);
   }
 
   /** Takes the runtime's final report of a job (after its retries). */

@@ -27,6 +27,8 @@ const logger = getLogger(["sluice", "runtime"]);
 export interface JobRunOptions {
   /** Ignore the stored watermark and read everything. */
   readonly fullRefresh?: boolean;
+  /** Re-sync the rows changed at or after this time; the stored watermark stays. */
+  readonly since?: Date;
   /** Run the jobs that depend on this one after it succeeds. */
   readonly withDownstream?: boolean;
   /** Skip retries (a manual run that should report at once). */
@@ -147,6 +149,13 @@ export class Runtime implements AsyncDisposable {
   /** The operator's handle on each pipeline (pause, resume, stop, restart, state). */
   readonly #controls = new Map<string, PipelineControl>();
   readonly #keepFailed: boolean;
+  /** Aborted when the pipeline is removed or replaced (and on shutdown). */
+  readonly #lifetimes = new Map<string, AbortController>();
+  /** The supervised stream or running job of each pipeline. */
+  readonly #pipelineTasks = new Map<string, Set<Promise<unknown>>>();
+  /** Pipelines being removed or replaced: their end does not stop the runtime. */
+  readonly #retiring = new Set<string>();
+  #started = false;
 
   /**
    * Prepares `specs`; nothing runs until {@linkcode Runtime.start} or
@@ -163,7 +172,10 @@ export class Runtime implements AsyncDisposable {
   ) {
     this.#keepFailed = options.keepFailed ?? false;
     this.#specs = new Map(specs.map((spec) => [spec.name, spec]));
-    for (const name of this.#specs.keys()) this.#controls.set(name, new PipelineControl(name));
+    for (const name of this.#specs.keys()) {
+      this.#controls.set(name, new PipelineControl(name));
+      this.#lifetimes.set(name, new AbortController());
+    }
     this.#environment = {
       ...environment,
       gate: (name, signal) => this.control(name).gate(signal),
@@ -201,37 +213,123 @@ export class Runtime implements AsyncDisposable {
    * scheduled or running, the runtime stops itself: `signal` aborts.
    */
   start(): boolean {
+    this.#started = true;
     let longRunning = false;
     for (const spec of this.#specs.values()) {
-      if (spec.source.plugin.mode === "stream") {
-        this.#liveStreams.add(spec.name);
-        this.#streamsStarted = true;
-        this.#track(
-          this.#superviseStream(spec).finally(() => this.#streamEnded(spec.name)),
-        );
-        longRunning = true;
-        continue;
-      }
-      const schedule = spec.options["job.schedule"];
-      if (schedule) {
-        Deno.cron(
-          cronName(spec.name),
-          schedule,
-          { backoffSchedule: [], signal: this.#shutdown.signal },
-          () => this.#scheduledRun(spec.name),
-        );
-        logger.info("Scheduled {pipeline} at {schedule} (UTC); first run at {next}", {
-          pipeline: spec.name,
-          schedule,
-          next: nextRunTime(schedule) ?? "(unknown)",
-        });
-        this.#schedules++;
-        longRunning = true;
-      } else if (spec.options["job.depends.on"].length === 0) {
-        void this.runJob(spec.name, { withDownstream: true });
-      }
+      if (this.#launch(spec, true)) longRunning = true;
     }
     return longRunning;
+  }
+
+  /**
+   * Starts one pipeline as {@linkcode Runtime.start} does: a stream is
+   * supervised, a scheduled job goes on `Deno.cron`, and (when `runOnce`) a
+   * job with neither a schedule nor upstream jobs runs now. Returns whether
+   * it keeps running.
+   */
+  #launch(spec: PipelineSpec, runOnce: boolean): boolean {
+    if (spec.source.plugin.mode === "stream") {
+      this.#liveStreams.add(spec.name);
+      this.#streamsStarted = true;
+      this.#track(
+        this.#superviseStream(spec).finally(() => this.#streamEnded(spec.name)),
+        spec.name,
+      );
+      return true;
+    }
+    const schedule = spec.options["job.schedule"];
+    if (schedule) {
+      Deno.cron(
+        cronName(spec.name),
+        schedule,
+        { backoffSchedule: [], signal: this.#signalOf(spec.name) },
+        () => this.#scheduledRun(spec.name),
+      );
+      logger.info("Scheduled {pipeline} at {schedule} (UTC); first run at {next}", {
+        pipeline: spec.name,
+        schedule,
+        next: nextRunTime(schedule) ?? "(unknown)",
+      });
+      this.#schedules++;
+      return true;
+    }
+    if (runOnce && spec.options["job.depends.on"].length === 0) {
+      void this.runJob(spec.name, { withDownstream: true });
+    }
+    return false;
+  }
+
+  /**
+   * Adds a pipeline while the runtime runs (`POST /connectors`): once the
+   * runtime has started, it starts as it would have at start.
+   */
+  add(spec: PipelineSpec): void {
+    this.#install(spec);
+    if (this.#started && !this.#shutdown.signal.aborted) this.#launch(spec, true);
+  }
+
+  /**
+   * Replaces a pipeline's spec (`PUT /connectors/{name}/config`): a stream
+   * run ends gracefully, its offsets committed, and starts again with the
+   * new spec; a job's schedule is replaced (a run in progress ends first).
+   * Pause and stop carry over, as the run history does.
+   */
+  async replace(spec: PipelineSpec): Promise<void> {
+    await this.#retire(spec.name);
+    this.#install(spec);
+    if (this.#started && !this.#shutdown.signal.aborted) this.#launch(spec, false);
+  }
+
+  /**
+   * Removes a pipeline (`DELETE /connectors/{name}`): its run ends
+   * gracefully (offsets committed) and its schedule is dropped.
+   */
+  async remove(name: string): Promise<void> {
+    await this.#retire(name);
+    this.#controls.delete(name);
+  }
+
+  #install(spec: PipelineSpec): void {
+    if (this.#specs.has(spec.name)) throw new Error(`Pipeline "${spec.name}" exists already`);
+    this.#specs.set(spec.name, spec);
+    if (!this.#controls.has(spec.name)) {
+      this.#controls.set(spec.name, new PipelineControl(spec.name));
+    }
+    this.#lifetimes.set(spec.name, new AbortController());
+  }
+
+  /** Ends a pipeline's stream, schedule and running job, and forgets its spec. */
+  async #retire(name: string): Promise<void> {
+    const spec = this.#specs.get(name);
+    if (!spec) throw new Error(`Unknown pipeline "${name}"`);
+    this.#retiring.add(name);
+    try {
+      this.#lifetimes.get(name)?.abort(
+        new Error(`Pipeline "${name}" is being replaced or removed`),
+      );
+      while ((this.#pipelineTasks.get(name)?.size ?? 0) > 0) {
+        await Promise.allSettled([...this.#pipelineTasks.get(name)!]);
+      }
+    } finally {
+      this.#retiring.delete(name);
+    }
+    this.#specs.delete(name);
+    this.#lifetimes.delete(name);
+    this.#liveStreams.delete(name);
+    this.#failedStreams.delete(name);
+    if (spec.source.plugin.mode === "batch" && spec.options["job.schedule"] && this.#started) {
+      this.#schedules--;
+    }
+    // A runtime left without streams does not stop when its jobs end.
+    this.#streamsStarted = [...this.#liveStreams, ...this.#failedStreams].length > 0;
+  }
+
+  /** Aborted on shutdown and when the pipeline is replaced or removed. */
+  #signalOf(name: string): AbortSignal {
+    const lifetime = this.#lifetimes.get(name);
+    return lifetime
+      ? AbortSignal.any([this.#shutdown.signal, lifetime.signal])
+      : this.#shutdown.signal;
   }
 
   /** Resolves when every job and stream started so far has ended. */
@@ -259,10 +357,10 @@ export class Runtime implements AsyncDisposable {
     }
     const run = this.#runWithRetries(spec, options).finally(() => {
       this.#running.delete(name);
-      this.#stopWhenNothingCanRun();
+      if (!this.#retiring.has(name)) this.#stopWhenNothingCanRun();
     });
     this.#running.set(name, run);
-    this.#track(run);
+    this.#track(run, name);
     return run;
   }
 
@@ -296,11 +394,12 @@ export class Runtime implements AsyncDisposable {
     const delay = spec.options["job.retry.delay.ms"];
     const timeoutMs = spec.options["job.timeout.ms"];
     const control = this.control(spec.name);
+    const lifetime = this.#signalOf(spec.name);
     let report: RunReport;
     let attempt = 0;
     for (;;) {
       attempt++;
-      const signals = [this.#shutdown.signal];
+      const signals = [lifetime];
       if (timeoutMs > 0) signals.push(AbortSignal.timeout(timeoutMs));
       const signal = control.beginRun(AbortSignal.any(signals));
       logger.info("Running {pipeline} (attempt {attempt} of {total})", {
@@ -310,13 +409,14 @@ export class Runtime implements AsyncDisposable {
       });
       report = await runPipeline(spec, this.#environment, {
         fullRefresh: options.fullRefresh,
+        since: options.since,
         signal,
       }).finally(() => control.endRun());
       if (control.takeRestart()) {
         attempt--;
         continue;
       }
-      if (report.status === "stopped" && !this.#shutdown.signal.aborted && !control.stopped) {
+      if (report.status === "stopped" && !lifetime.aborted && !control.stopped) {
         // Aborted by the timeout, not by shutdown: that is a failure.
         report = {
           ...report,
@@ -325,11 +425,11 @@ export class Runtime implements AsyncDisposable {
         };
       }
       this.#log(report, attempt);
-      if (report.status !== "failed" || attempt > retries || this.#shutdown.signal.aborted) break;
+      if (report.status !== "failed" || attempt > retries || lifetime.aborted) break;
       if (control.stopped) break;
       logger.warn("Retrying {pipeline} in {delay} ms", { pipeline: spec.name, delay });
-      await sleep(delay, this.#shutdown.signal);
-      if (this.#shutdown.signal.aborted) break;
+      await sleep(delay, lifetime);
+      if (lifetime.aborted) break;
     }
     const final: JobReport = { ...report, attempts: attempt };
     for (const listener of this.#listeners) listener(final);
@@ -371,18 +471,20 @@ export class Runtime implements AsyncDisposable {
     const retryTimeout = spec.options["errors.retry.timeout"];
     const maxDelay = spec.options["errors.retry.delay.max.ms"];
     const control = this.control(spec.name);
+    // Ends on shutdown, and when the pipeline is replaced or removed.
+    const lifetime = this.#signalOf(spec.name);
     let failingSince: number | undefined;
     let attempt = 0;
-    while (!this.#shutdown.signal.aborted) {
+    while (!lifetime.aborted) {
       // Stopped by the operator (even while backing off): wait for resume or restart.
-      if (control.stopped && !(await control.waitToRun(this.#shutdown.signal))) break;
-      const signal = control.beginRun(this.#shutdown.signal);
+      if (control.stopped && !(await control.waitToRun(lifetime))) break;
+      const signal = control.beginRun(lifetime);
       const report = await runPipeline(spec, this.#environment, { signal })
         .finally(() => control.endRun());
       this.#log(report, attempt + 1);
       // Ended by the operator (stop or restart), not by shutdown: the loop's top
       // waits while stopped. (A resume may already have come in meanwhile.)
-      const byOperator = report.status === "stopped" && !this.#shutdown.signal.aborted;
+      const byOperator = report.status === "stopped" && !lifetime.aborted;
       if (control.takeRestart() || byOperator) continue;
       if (report.status !== "failed") {
         for (const listener of this.#listeners) listener({ ...report, attempts: attempt + 1 });
@@ -402,7 +504,7 @@ export class Runtime implements AsyncDisposable {
         // unless nothing else can run: then the process ends for its supervisor.
         this.#liveStreams.delete(spec.name);
         this.#stopWhenNothingCanRun();
-        if (!(await control.waitForRestart(this.#shutdown.signal))) return;
+        if (!(await control.waitForRestart(lifetime))) return;
         this.#failedStreams.delete(spec.name);
         this.#liveStreams.add(spec.name);
         attempt = 0;
@@ -412,7 +514,7 @@ export class Runtime implements AsyncDisposable {
       const delay = Math.min(maxDelay, 500 * 2 ** attempt);
       attempt++;
       logger.warn("Restarting stream {pipeline} in {delay} ms", { pipeline: spec.name, delay });
-      await sleep(delay, this.#shutdown.signal);
+      await sleep(delay, lifetime);
       // A run that got going before failing resets the backoff.
       if (report.stats.written > 0) {
         attempt = 0;
@@ -423,7 +525,7 @@ export class Runtime implements AsyncDisposable {
 
   #streamEnded(name: string): void {
     this.#liveStreams.delete(name);
-    this.#stopWhenNothingCanRun();
+    if (!this.#retiring.has(name)) this.#stopWhenNothingCanRun();
   }
 
   /**
@@ -468,10 +570,18 @@ export class Runtime implements AsyncDisposable {
     }
   }
 
-  #track(task: Promise<unknown>): void {
+  #track(task: Promise<unknown>, pipeline?: string): void {
+    const own = pipeline === undefined
+      ? undefined
+      : this.#pipelineTasks.get(pipeline) ?? new Set<Promise<unknown>>();
+    if (pipeline !== undefined) this.#pipelineTasks.set(pipeline, own!);
     const tracked = task.catch((error) => logger.error("{error}", { error: errorMessage(error) }))
-      .finally(() => this.#tasks.delete(tracked));
+      .finally(() => {
+        this.#tasks.delete(tracked);
+        own?.delete(tracked);
+      });
     this.#tasks.add(tracked);
+    own?.add(tracked);
   }
 }
 

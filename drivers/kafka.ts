@@ -11,7 +11,8 @@
  *   limited to the partitions it owns; pulls at most `maxPollRecords` at a time
  *   and stops fetching while nobody pulls (backpressure); follows topics that
  *   appear later (missing topics, `topics.regex`).
- * - {@linkcode KafkaAdmin}: create a topic with a partition count, list topics.
+ * - {@linkcode KafkaAdmin}: create a topic with a partition count, list topics,
+ *   look offsets up by time, and read or set a consumer group's offsets.
  *
  * Errors are classified by {@linkcode isPermanentKafkaError}: everything else
  * (broker down, leader moved, timeouts) is worth retrying.
@@ -297,34 +298,87 @@ export class KafkaAdmin {
   }
 
   /**
-   * The first and the next offset of each partition of `topic` (the log start
-   * and the high watermark): `end - start` messages are there, by partition.
+   * The offset of each partition of `topics` at `at`: the first offset
+   * (`earliest`), the end (`latest`), or the first record stamped at or after
+   * a time (the end when none is). Keys are `topic:partition`.
    */
-  async offsetRange(
-    topic: string,
-    partitions: number,
-  ): Promise<Map<number, { start: bigint; end: bigint }>> {
+  async listOffsets(
+    topics: readonly string[],
+    at: "earliest" | "latest" | Date,
+  ): Promise<Map<string, bigint>> {
+    const described = await this.describeTopics(topics);
+    const missing = topics.filter((topic) => !described.has(topic));
+    if (missing.length > 0) throw new Error(`No such topic: ${missing.join(", ")}`);
+    const request = (timestamp: bigint) =>
+      [...described].map(([name, { partitions }]) => ({
+        name,
+        partitions: Array.from({ length: partitions }, (_, partitionIndex) => ({
+          partitionIndex,
+          timestamp,
+        })),
+      }));
     const admin = await this.#client();
-    const ask = (timestamp: bigint) =>
-      admin.listOffsets({
-        topics: [{
-          name: topic,
-          partitions: Array.from(
-            { length: partitions },
-            (_, i) => ({ partitionIndex: i, timestamp }),
-          ),
-        }],
-      });
-    const [earliest, latest] = await Promise.all([ask(-2n), ask(-1n)]);
-    const range = new Map<number, { start: bigint; end: bigint }>();
-    for (const partition of earliest[0]?.partitions ?? []) {
-      range.set(partition.partitionIndex, { start: partition.offset, end: partition.offset });
+    const stamp = at === "earliest" ? -2n : at === "latest" ? -1n : BigInt(at.getTime());
+    const found = await admin.listOffsets({ topics: request(stamp) });
+    const ends = at instanceof Date ? await admin.listOffsets({ topics: request(-1n) }) : [];
+    const result = new Map<string, bigint>();
+    for (const topic of ends) {
+      for (const p of topic.partitions) result.set(key(topic.name, p.partitionIndex), p.offset);
     }
-    for (const partition of latest[0]?.partitions ?? []) {
-      const known = range.get(partition.partitionIndex);
-      range.set(partition.partitionIndex, { start: known?.start ?? 0n, end: partition.offset });
+    for (const topic of found) {
+      for (const p of topic.partitions) {
+        // No record at or after the time: the partition's end.
+        if (p.offset >= 0n) result.set(key(topic.name, p.partitionIndex), p.offset);
+      }
     }
-    return range;
+    return result;
+  }
+
+  /** A consumer group's committed next-offsets for `topics`, keyed `topic:partition`. */
+  async groupOffsets(groupId: string, topics: readonly string[]): Promise<Map<string, bigint>> {
+    const admin = await this.#client();
+    const groups = await admin.listConsumerGroupOffsets({ groups: [groupId] });
+    const result = new Map<string, bigint>();
+    for (const group of groups) {
+      for (const topic of group.topics) {
+        if (!topics.includes(topic.name)) continue;
+        for (const p of topic.partitions) {
+          if (p.committedOffset >= 0n) {
+            result.set(key(topic.name, p.partitionIndex), p.committedOffset);
+          }
+        }
+      }
+    }
+    return result;
+  }
+
+  /**
+   * Sets a consumer group's committed offsets (the group must have no active
+   * member: the broker refuses otherwise).
+   */
+  async alterGroupOffsets(groupId: string, positions: Iterable<PartitionPosition>): Promise<void> {
+    const byTopic = new Map<string, { partition: number; offset: bigint }[]>();
+    for (const { topic, partition, offset } of positions) {
+      byTopic.set(topic, [...(byTopic.get(topic) ?? []), { partition, offset }]);
+    }
+    if (byTopic.size === 0) return;
+    await (await this.#client()).alterConsumerGroupOffsets({
+      groupId,
+      topics: [...byTopic].map(([name, partitionOffsets]) => ({ name, partitionOffsets })),
+    });
+  }
+
+  /** Forgets a consumer group's committed offsets of the given partitions. */
+  async deleteGroupOffsets(groupId: string, partitions: readonly TopicPartition[]): Promise<void> {
+    const byTopic = new Map<string, number[]>();
+    for (const { topic, partition } of partitions) {
+      byTopic.set(topic, [...(byTopic.get(topic) ?? []), partition]);
+    }
+    if (byTopic.size === 0) return;
+    await (await this.#client()).deleteConsumerGroupOffsets({
+      groupId,
+      topics: [...byTopic].map(([name, partitionIndexes]) => ({ name, partitionIndexes })),
+    });
   }
 
   /** Closes the admin client's connections. */
@@ -924,10 +978,13 @@ export async function readWholeTopics(
   try {
     const existing = new Set(await admin.listTopics());
     const present = topics.filter((topic) => existing.has(topic));
-    const described = await admin.describeTopics(present);
-    for (const [topic, { partitions }] of described) {
-      for (const [partition, { start, end }] of await admin.offsetRange(topic, partitions)) {
-        if (end > start) remaining.set(key(topic, partition), end);
+    if (present.length > 0) {
+      const [starts, ends] = await Promise.all([
+        admin.listOffsets(present, "earliest"),
+        admin.listOffsets(present, "latest"),
+      ]);
+      for (const [partition, end] of ends) {
+        if (end > (starts.get(partition) ?? 0n)) remaining.set(partition, end);
       }
     }
   } finally {

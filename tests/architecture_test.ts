@@ -2,7 +2,8 @@
  * The layers, read from the import statements: plugins (connectors, sinks,
  * transforms) see only the plugin API (`api/`) and the drivers; the API sees
  * nothing of ours but itself; the engine (`core/`) never reaches into a
- * plugin or a driver; `mod.ts` exports the API and the runtime without
+ * plugin or a driver; jobs (reconcile) are plugins too, and reach another
+ * pipeline's plugins only through the parts the runtime hands them; `mod.ts` exports the API and the runtime without
  * pulling the built-ins (and their drivers) in.
  */
 import { assert, assertEquals } from "./_assert.ts";
@@ -18,6 +19,7 @@ const allowed: Record<string, string[]> = {
   connectors: ["connectors", "api", "drivers"],
   sinks: ["sinks", "api", "drivers"],
   transforms: ["transforms", "api", "drivers"],
+  jobs: ["jobs", "api", "drivers"],
 };
 
 async function* sourceFiles(folder: string): AsyncGenerator<string> {

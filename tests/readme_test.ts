@@ -36,15 +36,19 @@ Deno.test("every JSON block in the README parses, and its pipelines and alerts v
     assert(plugin, "the README's my_source.ts example is missing");
     await Deno.writeTextFile(`${folder}/my_source.ts`, plugin);
     let checked = 0;
+    // A block may name a pipeline of an earlier block (a reconcile job names the one it checks).
+    const earlier: ReturnType<typeof parseConnectors> = [];
     for (const text of json) {
       const value = JSON.parse(text);
       if ("config" in value) {
         const connectors = parseConnectors(value).map((c) => ({ ...c, baseDir: folder }));
-        const specs = await buildPipelines(connectors, {
+        const others = earlier.filter((c) => c.name !== value.name);
+        const specs = await buildPipelines([...others, ...connectors], {
           registry: builtinRegistry(),
           providers: { env, readText: () => "" },
         });
-        assertEquals(specs.map((spec) => spec.name), [value.name]);
+        assertEquals(specs.map((spec) => spec.name).slice(others.length), [value.name]);
+        earlier.push(...connectors);
         checked++;
       } else if ("alerts" in value) {
         parseAlertsConfig(value, "README");

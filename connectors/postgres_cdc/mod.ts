@@ -57,6 +57,7 @@
  *
  * @module
  */
+import { changeCdcOffsets, listCdcOffsets } from "./_offsets.ts";
 import { z } from "zod";
 import { boolean, integer, list, positiveInteger } from "../../api/options.ts";
 import { defineSource } from "../../api/plugin.ts";
@@ -312,6 +313,15 @@ export default defineSource({
       })),
       warnings,
     };
+  },
+  offsets: {
+    list: (settings, stored) => Promise.resolve(listCdcOffsets(settings.topicPrefix, stored)),
+    change: (settings, _stored, change, context) =>
+      changeCdcOffsets(
+        { ...settings, url: connectionUrl(settings.connection) },
+        change,
+        context,
+      ),
   },
   create(settings, context) {
     const capture = new Capture(

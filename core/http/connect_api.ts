@@ -1,7 +1,8 @@
 /**
  * The REST API in Kafka Connect's shape, for what a Sluice process has:
  * connectors (pipelines) with their config, status, offsets and lifecycle
- * (pause, resume, stop, restart), the plugins, and Sluice's own batch jobs.
+ * (create, update, delete, pause, resume, stop, restart), the plugins, and
+ * Sluice's own batch jobs.
  * Errors are Kafka Connect's `{ "error_code", "message" }`.
  *
  * A config is shown as written in its file: `${env:…}` and `${file:…}`
@@ -11,15 +12,16 @@
  */
 import { type Context, Hono } from "hono";
 import { nextRunTime } from "../_schedule.ts";
-import type { PipelineSpec } from "../config.ts";
+import type { PipelineSpec, RawConnector } from "../config.ts";
+import type { ConfigStore } from "../config_store.ts";
+import { connectorWriteRoutes } from "./connector_writes.ts";
+import { offsetRoutes } from "./offsets_api.ts";
 import type { OffsetStore } from "../offsets.ts";
 import type { Registry } from "../registry.ts";
 import type { Runtime } from "../runtime.ts";
 import type { SluiceMetrics } from "../metrics.ts";
 import type { AlertManager } from "../alerts.ts";
 import type { RunReport } from "../pipeline.ts";
-import type { JsonValue } from "../../api/record.ts";
-import { getLogger } from "@logtape/logtape";
 import { findConnectorPlugin, validateConfig } from "./validate.ts";
 
 /** What the API reads and drives. */
@@ -29,6 +31,10 @@ export interface ApiContext {
   readonly alerts?: AlertManager;
   /** Each pipeline's config as written (provider references unresolved). */
   readonly configs: ReadonlyMap<string, Readonly<Record<string, unknown>>>;
+  /** Where configs created or changed over REST are saved; without it they are refused. */
+  readonly store?: ConfigStore;
+  /** Validates connector entries as `sluice validate` does (throws ConfigError). */
+  readonly build?: (entries: RawConnector[]) => Promise<PipelineSpec[]>;
   readonly registry: Registry;
   /** The worker's offset store (used when a sink does not keep offsets). */
   readonly offsets: OffsetStore;
@@ -91,24 +97,6 @@ function traceOf(error: Error): string {
   return parts.join("\nCaused by: ");
 }
 
-/** The pipeline's stored position, read where the pipeline keeps it. */
-async function readOffset(context: ApiContext, spec: PipelineSpec): Promise<JsonValue | undefined> {
-  const storage = spec.options["offset.storage"];
-  if (storage !== "file") {
-    const sink = await spec.sink.plugin.create(spec.sink.config, {
-      pipeline: spec.name,
-      logger: getLogger(["sluice", "http", spec.name]),
-      signal: new AbortController().signal,
-    });
-    try {
-      if (sink.offsets) return await sink.offsets.read(spec.name);
-    } finally {
-      await sink.close();
-    }
-  }
-  return await context.offsets.read(spec.name);
-}
-
 /** `/connectors/…` and `/connector-plugins`. */
 export function connectorRoutes(context: ApiContext): Hono {
   const app = new Hono();
@@ -146,16 +134,6 @@ export function connectorRoutes(context: ApiContext): Hono {
       ? c.json([{ id: { connector: spec.name, task: 0 }, config: configOf(context, spec) }])
       : missing(c);
   });
-  app.get("/connectors/:name/offsets", async (c) => {
-    const spec = find(c);
-    if (!spec) return missing(c);
-    const offset = await readOffset(context, spec);
-    if (offset === undefined) return c.json({ offsets: [] });
-    const value = typeof offset === "object" && offset !== null && !Array.isArray(offset)
-      ? offset
-      : { position: offset };
-    return c.json({ offsets: [{ partition: { pipeline: spec.name }, offset: value }] } as Json);
-  });
   const lifecycle = (
     action: (name: string) => void,
     ok: 202 | 204,
@@ -174,6 +152,9 @@ export function connectorRoutes(context: ApiContext): Hono {
     "/connectors/:name/tasks/:task/restart",
     lifecycle((name) => runtime.control(name).restart(), 204),
   );
+
+  app.route("/", offsetRoutes(context));
+  app.route("/", connectorWriteRoutes(context, (spec) => info(context, spec)));
 
   app.get("/connector-plugins", (c) => {
     const connectorsOnly = c.req.query("connectorsOnly") !== "false";

@@ -7,7 +7,8 @@
  *    generates `--rows` citizens of deterministic data.
  * 3. Runs every batch pipeline of `pipelines/` once, in dependency order
  *    (`scheme_sync >> profile_sync`), then a second incremental run after
- *    1% of profiles changed, and prints a summary.
+ *    1% of profiles changed, and prints a summary; then the daily
+ *    reconciliation of `profile_summary` (`pipelines/reconcile/`).
  * 4. Starts a private Kafka broker and the event pipelines, changes an
  *    application in the warehouse and reports when (and how fast) it arrives
  *    in the citizen database. Needs Java and Maven; skipped without them.
@@ -85,6 +86,16 @@ async function main(): Promise<number> {
     step(`Changed ${changed.toLocaleString("en")} profiles (1%); running the hourly job again`);
     results.push(
       await sluice(flags, ["job", "run", "profile_sync_incremental", batchDir], settings),
+    );
+    // The plan's daily 03:00 UTC check, now: profile_summary against profile_360.
+    const reconcileDir = `${here}pipelines/reconcile`;
+    step("Reconciling profile_summary with profile_360 (fast mode: hashed key ranges)");
+    results.push(
+      await sluice(
+        await narrowFlags([batchDir, reconcileDir], settings),
+        ["job", "run", "profile_summary_reconcile", batchDir, reconcileDir],
+        settings,
+      ),
     );
 
     const events = values["no-events"]

@@ -226,6 +226,20 @@ export class PostgresWriter {
     return rows[0]?.offset;
   }
 
+  /** Replaces a pipeline's stored offset (an operator's reset, with the pipeline stopped). */
+  async writeOffset(key: string, value: JsonValue): Promise<void> {
+    await this.#sql.unsafe(
+      `insert into ${this.#offsetsTable} (pipeline, "offset") values ($1, $2::text::jsonb)
+       on conflict (pipeline) do update set "offset" = excluded."offset", updated_at = now()`,
+      [key, JSON.stringify(value)],
+    );
+  }
+
+  /** Forgets a pipeline's stored offset. */
+  async deleteOffset(key: string): Promise<void> {
+    await this.#sql.unsafe(`delete from ${this.#offsetsTable} where pipeline = $1`, [key]);
+  }
+
   /** Post-run checks: bulk-load row counts and the key checksum. */
   async validate(): Promise<ValidationCheck[]> {
     const checks: ValidationCheck[] = [];

@@ -81,7 +81,11 @@ export default defineSink({
     const writer = await PostgresWriter.open(settings, context);
     return {
       write: (batch) => writer.write(batch),
-      offsets: { read: (key) => writer.readOffset(key) },
+      offsets: {
+        read: (key) => writer.readOffset(key),
+        write: (key, value) => writer.writeOffset(key, value),
+        delete: (key) => writer.deleteOffset(key),
+      },
       deadLetters: (destination): DeadLetterWriter => postgresDeadLetters(writer.url, destination),
       validate: () => writer.validate(),
       close: () => writer.close(),

@@ -111,7 +111,8 @@ Deno.test("the REST API answers in Kafka Connect's shapes, and never shows a res
   assertEquals(last.stats.written, 30);
   const { body: offsets } = await get("/connectors/items_job/offsets");
   assertEquals(offsets.offsets.length, 1);
-  assertEquals(offsets.offsets[0].partition, { pipeline: "items_job" });
+  // Partitioned as Kafka Connect's JDBC source does: by table.
+  assertEquals(offsets.offsets[0].partition, { table: "public.items" });
   assertEquals(typeof offsets.offsets[0].offset, "object");
 
   const unknownJob = await get("/jobs/nope/run");

@@ -1,0 +1,293 @@
+/**
+ * The `reconcile` job against the real PostgreSQL: it finds exactly the rows
+ * a test corrupted in the target, through the checked pipeline's masking and
+ * renames; repair fixes them; fast and deep modes agree.
+ */
+import { assert, assertEquals, assertLessOrEqual, assertMatch } from "../_assert.ts";
+import { MemoryOffsetStore } from "../../core/offsets.ts";
+import { runPipeline, type RunReport } from "../../core/pipeline.ts";
+import { ConfigError } from "../../api/errors.ts";
+import type { ReconciliationFigures } from "../../api/plugin.ts";
+import type { PipelineSpec } from "../../core/config.ts";
+import { specsFrom, syncFixture } from "../_batch.ts";
+
+const SOURCE_DDL = `
+  create table public.people (
+    id bigint primary key,
+    full_name text not null,
+    national_id text,
+    email text,
+    income numeric(12,2),
+    tags text[],
+    doc json,
+    updated_at timestamptz not null default now());
+  insert into public.people
+  select g, 'Person ' || g, lpad(g::text, 12, '0'), 'p' || g || '@example.org',
+         g * 1000.5, array['t' || (g % 3)], json_build_object('n', g),
+         timestamptz '2024-01-01 00:00:00.123456+00' + g * interval '1 second'
+  from generate_series(1, 3000) g;`;
+
+// The key and the version are renamed; names, ids and emails are masked.
+const TARGET_DDL = `
+  create table public.people_summary (
+    citizen_id bigint primary key,
+    display_name text,
+    national_id text,
+    email text,
+    income numeric(14,2),
+    tags text[],
+    doc json,
+    source_updated_at timestamptz,
+    synced_at timestamptz,
+    deleted_at timestamptz);`;
+
+const MASK_KEY = "0123456789abcdef0123456789abcdef";
+
+function pipelines(source: string, target: string, reconciles: Record<string, string>[]) {
+  return [
+    {
+      name: "people_sync",
+      config: {
+        "connector.class": "postgres_query",
+        "connection.url": source,
+        table: "public.people",
+        mode: "full",
+        transforms: "mask",
+        "transforms.mask.type": "mask",
+        "transforms.mask.fields": "full_name,national_id,email",
+        "transforms.mask.key": MASK_KEY,
+        "transforms.mask.fields.full_name.strategy": "partial",
+        "transforms.mask.fields.full_name.keep.first": "1",
+        "transforms.mask.fields.national_id.strategy": "hmac",
+        "transforms.mask.fields.email.strategy": "email",
+        "sink.class": "postgres",
+        "sink.connection.url": target,
+        "sink.table": "public.people_summary",
+        "sink.fields.mapping": "id:citizen_id,full_name:display_name,updated_at:source_updated_at",
+        "sink.write.timestamp.column": "synced_at",
+      },
+    },
+    ...reconciles.map((config, i) => ({
+      name: `people_reconcile_${i}`,
+      config: {
+        "connector.class": "reconcile",
+        pipeline: "people_sync",
+        "sample.size": "20",
+        ...config,
+      },
+    })),
+  ];
+}
+
+async function run(
+  spec: PipelineSpec,
+): Promise<{ report: RunReport; found: ReconciliationFigures }> {
+  const report = await runPipeline(spec, { offsets: new MemoryOffsetStore() });
+  const check = report.validation.find((c) => c.name === "reconciliation");
+  assert(check?.reconciliation, `no reconciliation check: ${report.error?.message}`);
+  return { report, found: check.reconciliation };
+}
+
+/** The sample keys of the last run row, per kind, sorted. */
+async function lastSamples(sql: import("postgres").Sql): Promise<Record<string, string[]>> {
+  const [row] =
+    await sql`select sample_keys from sluice_reconciliation_runs order by id desc limit 1`;
+  const samples = row.sample_keys as Record<string, string[]>;
+  return {
+    missing: [...samples.missing].sort(),
+    extra: [...samples.extra].sort(),
+    different: [...samples.different].sort(),
+  };
+}
+
+/** Corrupts the target: 2 versions changed, 3 rows deleted, 1 soft-deleted, 1 stray row. */
+async function corrupt(sql: import("postgres").Sql): Promise<void> {
+  await sql`update people_summary set source_updated_at = source_updated_at + interval '1 day'
+            where citizen_id in (5, 2077)`;
+  await sql`delete from people_summary where citizen_id in (10, 11, 2999)`;
+  await sql`update people_summary set deleted_at = now() where citizen_id = 20`;
+  await sql`insert into people_summary (citizen_id, display_name) values (999999, 'Stray')`;
+}
+
+const CORRUPTED = {
+  missing: ["id=10", "id=11", "id=20", "id=2999"],
+  extra: ["citizen_id=999999"],
+  different: ["id=2077", "id=5"],
+};
+
+Deno.test("reconcile finds exactly the corrupted rows through masking and renames; repair fixes them", async () => {
+  await using db = await syncFixture("reconcile", SOURCE_DDL, TARGET_DDL);
+  const [sync, fast, deep, repair] = await specsFrom(pipelines(db.source.url, db.target.url, [
+    { mode: "fast" },
+    { mode: "deep", "chunk.size": "700" },
+    { mode: "fast", repair: "true" },
+  ]));
+  const synced = await runPipeline(sync, { offsets: new MemoryOffsetStore() });
+  assertEquals(synced.status, "succeeded", synced.error?.message);
+
+  const clean = await run(fast);
+  assertEquals(clean.report.status, "succeeded", clean.report.error?.message);
+  assertEquals(clean.found.remaining, 0);
+  assertEquals(clean.found.sourceRows, 3000);
+  const cleanDeep = await run(deep);
+  assertEquals(cleanDeep.report.status, "succeeded", cleanDeep.report.error?.message);
+  assertEquals(
+    cleanDeep.found.remaining,
+    0,
+    "deep mode sees the masked values as the sink wrote them",
+  );
+
+  await corrupt(db.targetSql);
+  const byFast = await run(fast);
+  assertEquals(byFast.report.status, "failed");
+  assertMatch(byFast.report.error?.message ?? "", /Validation failed: reconciliation/);
+  assertEquals(
+    [byFast.found.missing, byFast.found.extra, byFast.found.different],
+    [4, 1, 2],
+  );
+  assertEquals(await lastSamples(db.targetSql), CORRUPTED);
+  const byDeep = await run(deep);
+  assertEquals([byDeep.found.missing, byDeep.found.extra, byDeep.found.different], [4, 1, 2]);
+  assertEquals(await lastSamples(db.targetSql), CORRUPTED, "fast and deep agree");
+
+  const repaired = await run(repair);
+  assertEquals(repaired.report.status, "succeeded", repaired.report.error?.message);
+  assertEquals(repaired.found.repaired, 7);
+  assertEquals(repaired.found.remaining, 0);
+  const [stray] = await db
+    .targetSql`select deleted_at from people_summary where citizen_id = 999999`;
+  assert(stray.deleted_at !== null, "the stray row is soft-deleted (the sink's delete.mode)");
+  const [back] = await db.targetSql`select display_name, deleted_at from people_summary
+                                    where citizen_id = 20`;
+  assertEquals(back.deleted_at, null);
+  assertEquals(back.display_name[0], "P", "repaired rows went through the mask");
+  assert(back.display_name !== "Person 20");
+
+  const after = await run(fast);
+  assertEquals(after.found.remaining, 0);
+  assertEquals((await run(deep)).found.remaining, 0);
+  const runs = await db.targetSql`select mode, missing, extra, different, repaired, remaining
+                                  from sluice_reconciliation_runs order by id`;
+  assertEquals(runs.length, 7);
+  assertEquals(runs[4].repaired, "7");
+});
+
+Deno.test("deep mode finds a masked value changed in the target; fast mode compares keys and versions only", async () => {
+  await using db = await syncFixture("reconcile_values", SOURCE_DDL, TARGET_DDL);
+  const [sync, fast, deep, repair] = await specsFrom(pipelines(db.source.url, db.target.url, [
+    { mode: "fast" },
+    { mode: "deep" },
+    { mode: "deep", repair: "true" },
+  ]));
+  await runPipeline(sync, { offsets: new MemoryOffsetStore() });
+  await db.targetSql`update people_summary set national_id = 'tampered' where citizen_id = 42`;
+  await db.targetSql`update people_summary set income = income + 0.01 where citizen_id = 43`;
+  await db.targetSql`update people_summary set doc = '{"n": 0}' where citizen_id = 44`;
+  assertEquals((await run(fast)).found.remaining, 0);
+  const found = await run(deep);
+  assertEquals(found.found.different, 3);
+  assertEquals((await lastSamples(db.targetSql)).different, ["id=42", "id=43", "id=44"]);
+  const repaired = await run(repair);
+  assertEquals(repaired.report.status, "succeeded", repaired.report.error?.message);
+  assertEquals(repaired.found.remaining, 0);
+});
+
+Deno.test("a table in sync costs one round of two aggregate queries in fast mode", async () => {
+  await using db = await syncFixture("reconcile_cost", SOURCE_DDL, TARGET_DDL);
+  const [sync, fast] = await specsFrom(pipelines(db.source.url, db.target.url, [{ mode: "fast" }]));
+  await runPipeline(sync, { offsets: new MemoryOffsetStore() });
+  await db.targetSql`analyze people_summary`;
+  const clean = await run(fast);
+  // The size estimate, then one aggregate per side.
+  assertEquals(clean.found.queries, 3);
+  const [row] = await db.targetSql`select count(*)::int as n from sluice_reconciliation_runs`;
+  assertEquals(row.n, 1);
+
+  // One drifted row: ranges of ~64 rows, so a second round is not needed either.
+  await db.targetSql`update people_summary set source_updated_at = now() where citizen_id = 1500`;
+  const drifted = await run(fast);
+  assertEquals(drifted.found.different, 1);
+  assertLessOrEqual(drifted.found.queries, 5);
+});
+
+Deno.test("fast mode falls back to deep, and says so, when the transforms change the key", async () => {
+  await using db = await syncFixture(
+    "reconcile_masked_key",
+    `create table people (email text primary key, updated_at timestamptz default now());
+     insert into people select 'p' || g || '@example.org', now() from generate_series(1, 200) g;`,
+    `create table people_copy (email text primary key, updated_at timestamptz,
+                               deleted_at timestamptz);`,
+  );
+  const [sync, fast] = await specsFrom([
+    {
+      name: "emails",
+      config: {
+        "connector.class": "postgres_query",
+        "connection.url": db.source.url,
+        table: "public.people",
+        transforms: "mask",
+        "transforms.mask.type": "mask",
+        "transforms.mask.fields": "email",
+        "transforms.mask.strategy": "hmac",
+        "transforms.mask.key": MASK_KEY,
+        "sink.class": "postgres",
+        "sink.connection.url": db.target.url,
+        "sink.table": "public.people_copy",
+      },
+    },
+    { name: "check", config: { "connector.class": "reconcile", pipeline: "emails" } },
+  ]);
+  await runPipeline(sync, { offsets: new MemoryOffsetStore() });
+  await db
+    .targetSql`delete from people_copy where email in (select email from people_copy limit 3)`;
+  const found = await run(fast);
+  assertEquals(found.found.mode, "deep");
+  assertEquals(found.found.missing, 3);
+  const [row] = await db.targetSql`select note from sluice_reconciliation_runs`;
+  assertMatch(row.note, /change the key field "email"/);
+});
+
+Deno.test("a reconcile job names a batch pipeline and takes its transforms and sink", async () => {
+  const base = pipelines("postgres://localhost/a", "postgres://localhost/b", []);
+  const specs = await specsFrom([...base, {
+    name: "check",
+    config: {
+      "connector.class": "reconcile",
+      pipeline: "people_sync",
+      "job.schedule": "0 3 * * *",
+    },
+  }]);
+  assertEquals(specs[1].sink.plugin.name, "postgres");
+  assertEquals(specs[1].transforms.map((t) => t.alias), ["mask"]);
+  assertEquals(specs[1].subject?.name, "people_sync");
+
+  let error: unknown;
+  try {
+    await specsFrom([...base, {
+      name: "check",
+      config: {
+        "connector.class": "reconcile",
+        pipeline: "nope",
+        "sink.class": "postgres",
+        transforms: "x",
+        "transforms.x.type": "cast",
+        "transforms.x.spec": "id:int64",
+      },
+    }]);
+  } catch (caught) {
+    error = caught;
+  }
+  assert(error instanceof ConfigError, String(error));
+  const message = error.message;
+  assertMatch(
+    message,
+    /check: config.sink.class: "reconcile" uses the sink of the pipeline it names/,
+  );
+  assertMatch(message, /check: config.transforms: "reconcile" runs the transforms/);
+  const unknown = await specsFrom([...base, {
+    name: "check",
+    config: { "connector.class": "reconcile", pipeline: "nope" },
+  }]).catch((caught) => caught as Error);
+  assert(unknown instanceof ConfigError, String(unknown));
+  assertMatch(unknown.message, /check: config.pipeline: names "nope", which is not a pipeline/);
+});
