@@ -114,7 +114,15 @@ export {
   type PluginMetrics,
   pollMetrics,
 } from "./api/metrics.ts";
-export { type DeadLetterEntry, deadLetterEntry, deadLetterHeaders } from "./api/dead_letters.ts";
+export {
+  type DeadLetterEntry,
+  deadLetterEntry,
+  deadLetterHeaders,
+  type DeadLetterSelection,
+  type DeadLetterStore,
+  selectsDeadLetter,
+  type StoredDeadLetter,
+} from "./api/dead_letters.ts";
 export { type Closable, disposable } from "./api/disposable.ts";
 export { encodeJson } from "./api/json.ts";
 export { writeAtomically } from "./api/files.ts";

@@ -18,6 +18,7 @@ import type { z } from "zod";
 import type { Logger } from "@logtape/logtape";
 import type { JsonValue, SluiceRecord } from "./record.ts";
 import type { PluginMetrics } from "./metrics.ts";
+import type { DeadLetterStore } from "./dead_letters.ts";
 
 /**
  * What every plugin factory receives besides its config.
@@ -797,6 +798,11 @@ export interface SinkPlugin<Schema extends z.ZodType = z.ZodType> extends Plugin
   plan?(config: z.output<Schema>): SinkPlan;
   /** Opens the sink with its parsed config. */
   create(config: z.output<Schema>, context: PluginContext): Sink | Promise<Sink>;
+  /**
+   * Opens the dead-letter table `destination` that {@linkcode Sink.deadLetters}
+   * writes, for `sluice dlq` and the dead-letter gauge; without a running sink.
+   */
+  deadLetterStore?(config: z.output<Schema>, destination: string): DeadLetterStore;
 }
 
 /**

@@ -11,6 +11,7 @@
  * sluice plan <config>…                captured tables → topics → consumers
  * sluice permissions <config>…         the narrowest Deno permission flags they need
  * sluice status [--url <url>]          a running process's pipelines, lag, runs and alerts
+ * sluice dlq list|show|replay|purge <config>… <pipeline>   work off dead letters
  * ```
  *
  * @module
@@ -39,6 +40,7 @@ import {
   workerSettings,
 } from "./worker.ts";
 import { type OpsFlags, prepareOperations } from "./ops.ts";
+import { dlq } from "./dlq.ts";
 import {
   changeFromFlags,
   formatOffsets,
@@ -71,6 +73,9 @@ Commands:
   status                      Pipelines of a running \`sluice run\` (its --listen address, or
                               --url / $SLUICE_URL): state, lag, written, dead letters, last
                               and next run, firing alerts.
+  dlq <list|show|replay|purge> <config>… <pipeline>
+                              A pipeline's dead letters: list, show one, replay them through
+                              its transforms and sink, or purge them (sluice dlq --help).
   permissions <config>…       Print the narrowest Deno permission flags the configs need:
                               deno run $(sluice permissions cfg/) cli/main.ts run cfg/
 
@@ -101,6 +106,8 @@ Options:
 
 /** Runs the CLI and returns its exit code: 0 ok, 1 a job or stream failed, 2 bad usage or config. */
 export async function main(args: string[]): Promise<number> {
+  // dlq has options of its own (--stage, --since, --yes…): it parses its arguments itself.
+  if (args[0] === "dlq") return await dlq(args.slice(1));
   const { values, positionals } = parseArgs({
     args,
     allowPositionals: true,

@@ -17,6 +17,8 @@ import { AlertManager } from "../core/alerts.ts";
 import type { PipelineSpec, RawConnector } from "../core/config.ts";
 import { ConfigStore } from "../core/config_store.ts";
 import { SluiceMetrics } from "../core/metrics.ts";
+import { watchDeadLetterSizes } from "../core/dead_letter_queue.ts";
+import { kafkaDeadLetterStores } from "../connectors/kafka_dead_letters.ts";
 import type { OffsetStore } from "../core/offsets.ts";
 import type { Registry } from "../core/registry.ts";
 import type { Runtime } from "../core/runtime.ts";
@@ -33,6 +35,8 @@ export interface OpsFlags {
   readonly listen?: string;
   readonly token?: string;
   readonly alerts?: string;
+  /** Kafka of the worker, for the dead-letter topics' gauge. */
+  readonly bootstrap?: string;
 }
 
 /** Metrics and alerts built before the runtime; `start` adds the endpoint. */
@@ -72,6 +76,11 @@ export async function prepareOperations(
         alerts.evaluate();
       });
       alerts.start();
+      const deadLetters = watchDeadLetterSizes(metrics, specs, {
+        deadLetterTopicStore: kafkaDeadLetterStores(
+          flags.bootstrap ?? Deno.env.get("SLUICE_BOOTSTRAP_SERVERS"),
+        ),
+      });
       const server = listen === "off" ? undefined : await startApiServer(
         {
           runtime,
@@ -90,6 +99,7 @@ export async function prepareOperations(
         async [Symbol.asyncDispose]() {
           await server?.[Symbol.asyncDispose]();
           await alerts[Symbol.asyncDispose]();
+          await deadLetters[Symbol.asyncDispose]();
         },
       };
     },

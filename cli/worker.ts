@@ -35,6 +35,7 @@ import type { Registry } from "../core/registry.ts";
 import { kafkaDeadLetterTopics } from "../sinks/kafka.ts";
 import type { JobCoordinator } from "../core/cluster.ts";
 import { PgJobCoordinator, PgOffsetStore } from "../drivers/pg_cluster.ts";
+import { kafkaDeadLetterStores } from "../connectors/kafka_dead_letters.ts";
 
 /** Worker-level settings. */
 export interface WorkerSettings {
@@ -191,5 +192,6 @@ export function workerEnvironment(
       : new FileOffsetStore(settings.offsetsFile),
     // The worker's Kafka, or else the pipeline's own kafka source or sink.
     deadLetterTopic: kafkaDeadLetterTopics(settings.bootstrapServers),
+    deadLetterTopicStore: kafkaDeadLetterStores(settings.bootstrapServers),
   };
 }

@@ -50,6 +50,15 @@ export interface PluginSeries {
   readonly value: number;
 }
 
+/** Reads a dead-letter destination's size for the `sluice_dead_letters` gauge. */
+interface DeadLetterSizeProbe {
+  readonly pipeline: string;
+  readonly destination: string;
+  readonly count: () => Promise<number>;
+  readAt: number;
+  reading?: Promise<void>;
+}
+
 /** Source commit times (ms) of batches read but not yet durable, oldest first. */
 interface PendingBatch {
   readonly oldestEventMs?: number;
@@ -114,12 +123,16 @@ export class SluiceMetrics implements PipelineObserver {
     string,
     { kind: "gauge" | "counter"; labels: string; metric: client.Metric }
   >();
+  /** Where the dead-letter gauge reads each destination's real size. */
+  readonly #deadLetterSizes: DeadLetterSizeProbe[] = [];
+  readonly #deadLetterRefreshMs: number;
 
   constructor(
     specs: readonly PipelineSpec[],
-    options: { defaultMetrics?: boolean; now?: () => number } = {},
+    options: { defaultMetrics?: boolean; now?: () => number; deadLetterRefreshMs?: number } = {},
   ) {
     this.#now = options.now ?? Date.now;
+    this.#deadLetterRefreshMs = options.deadLetterRefreshMs ?? 15_000;
     for (const spec of specs) this.#addFigures(spec);
     if (options.defaultMetrics ?? true) {
       client.collectDefaultMetrics({ register: this.registry, prefix: "sluice_" });
@@ -214,6 +227,14 @@ export class SluiceMetrics implements PipelineObserver {
         "Dead letters written by this process, per destination.",
         ["pipeline", "destination"],
       ),
+      deadLetterSize: new client.Gauge({
+        name: "sluice_dead_letters",
+        help:
+          "Dead letters a destination holds now: grows as records are dead-lettered, and is read again from the destination (rows, lines, topic messages not in the replay ledger) at most every 15 s on scrape, so replayed and purged ones leave it.",
+        labelNames: ["pipeline", "destination"],
+        registers,
+        collect: () => this.#refreshDeadLetterSizes(),
+      }),
       errors: counter(
         "sluice_errors_total",
         "Runs that ended in an error (a stream restart counts once).",
@@ -371,6 +392,38 @@ export class SluiceMetrics implements PipelineObserver {
     return metric;
   }
 
+  /**
+   * Has the `sluice_dead_letters` gauge of `pipeline` at `destination` read
+   * the destination's real size with `count` (on scrape, at most every 15 s).
+   */
+  watchDeadLetters(pipeline: string, destination: string, count: () => Promise<number>): void {
+    this.#deadLetterSizes.push({ pipeline, destination, count, readAt: -Infinity });
+  }
+
+  /** Starts the due reads and waits for them up to 2 s; a slower one lands on a later scrape. */
+  async #refreshDeadLetterSizes(): Promise<void> {
+    const now = this.#now();
+    const reads = this.#deadLetterSizes.map((probe) => {
+      if (!probe.reading && now - probe.readAt >= this.#deadLetterRefreshMs) {
+        probe.readAt = now;
+        const labels = { pipeline: probe.pipeline, destination: probe.destination };
+        probe.reading = probe.count().then(
+          (size) => this.#m.deadLetterSize.set(labels, size),
+          // Unreachable right now: keep the last value (the counters still move).
+          () => {},
+        ).finally(() => probe.reading = undefined);
+      }
+      return probe.reading;
+    }).filter((read) => read !== undefined);
+    if (reads.length === 0) return;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      Promise.all(reads),
+      new Promise((resolve) => timer = setTimeout(resolve, 2000)),
+    ]);
+    clearTimeout(timer);
+  }
+
   /** The exposition text for `/metrics`. */
   render(): Promise<string> {
     return this.registry.metrics();
@@ -416,6 +469,7 @@ export class SluiceMetrics implements PipelineObserver {
     if (event.destination === undefined) return;
     this.#m.deadLettered.inc({ pipeline }, event.count);
     this.#m.deadLetters.inc({ pipeline, destination: event.destination }, event.count);
+    this.#m.deadLetterSize.inc({ pipeline, destination: event.destination }, event.count);
     figure.deadLetters.set(
       event.destination,
       (figure.deadLetters.get(event.destination) ?? 0) + event.count,

@@ -11,8 +11,10 @@ import { fileDeadLetters } from "./_dead_letters.ts";
 import { errorMessage, RetriableError } from "../api/errors.ts";
 import type { OffsetStore } from "./offsets.ts";
 import type { PipelineObserver } from "./observer.ts";
+import type { DeadLetterStore } from "../api/dead_letters.ts";
 import type {
   DeadLetterWriter,
+  PluginContext,
   Predicate,
   RecordFailure,
   RunStats,
@@ -94,6 +96,8 @@ export interface PipelineEnvironment {
   readonly offsets: OffsetStore;
   /** Builds the writer for `errors.deadletterqueue.topic.name`, when Kafka is available. */
   readonly deadLetterTopic?: (topic: string, spec: PipelineSpec) => Promise<DeadLetterWriter>;
+  /** Opens `errors.deadletterqueue.topic.name` for reading and working off (`sluice dlq`). */
+  readonly deadLetterTopicStore?: (topic: string, spec: PipelineSpec) => DeadLetterStore;
   /** Told what every pipeline does (metrics, alerts). */
   readonly observer?: PipelineObserver;
   /** Resolves when the pipeline may read its next batch (a paused pipeline waits here). */
@@ -135,11 +139,68 @@ export class ToleranceExceededError extends Error {
 /** Failed records logged one by one per batch; the rest are counted in one line. */
 const LOGGED_FAILURES_PER_BATCH = 3;
 
-interface TransformStep {
+/** One opened transform of a pipeline's chain, with its predicate. */
+export interface TransformStep {
   readonly alias: string;
   readonly transform: Transform;
   readonly predicate?: Predicate;
   readonly negate: boolean;
+}
+
+/**
+ * Opens the transforms of `spec` in order (their closers go to `closers`):
+ * the chain a run applies, and the one a dead-letter replay applies again.
+ */
+export async function openTransformSteps(
+  spec: PipelineSpec,
+  context: (plugin: string) => PluginContext,
+  closers: (() => Promise<void>)[],
+): Promise<TransformStep[]> {
+  const steps: TransformStep[] = [];
+  for (const step of spec.transforms) {
+    const transform = await step.plugin.create(step.config, context(step.alias));
+    if (transform.close) closers.push(() => transform.close!());
+    const predicate = step.predicate
+      ? step.predicate.plugin.create(step.predicate.config, context(step.predicate.alias))
+      : undefined;
+    steps.push({ alias: step.alias, transform, predicate, negate: step.negate });
+  }
+  return steps;
+}
+
+/**
+ * Applies `steps` to `record`, from step `from` on: the record, null when a
+ * step dropped it, or the failure of the step that threw. Synchronous as
+ * long as every step answers synchronously, so only a chain with an
+ * asynchronous step pays for a promise.
+ */
+export function applyTransformSteps(
+  steps: readonly TransformStep[],
+  record: SluiceRecord,
+  from = 0,
+): TransformOutcome | Promise<TransformOutcome> {
+  let current: SluiceRecord = record;
+  for (let index = from; index < steps.length; index++) {
+    const step = steps[index];
+    if (step.predicate && step.predicate(current) === step.negate) continue;
+    let applied: SluiceRecord | null | Promise<SluiceRecord | null>;
+    try {
+      applied = step.transform.apply(current);
+    } catch (error) {
+      return failedIn(step.alias, current, error);
+    }
+    if (applied instanceof Promise) {
+      const input = current;
+      return applied.then(
+        (result) =>
+          result === null ? { record: null } : applyTransformSteps(steps, result, index + 1),
+        (error) => failedIn(step.alias, input, error),
+      );
+    }
+    if (applied === null) return { record: null };
+    current = applied;
+  }
+  return { record: current };
 }
 
 /**
@@ -289,14 +350,7 @@ class PipelineRun {
 
     this.#sink = await spec.sink.plugin.create(spec.sink.config, context(spec.sink.plugin.name));
     this.closers.push(() => this.#sink.close());
-    for (const step of spec.transforms) {
-      const transform = await step.plugin.create(step.config, context(step.alias));
-      if (transform.close) this.closers.push(() => transform.close!());
-      const predicate = step.predicate
-        ? step.predicate.plugin.create(step.predicate.config, context(step.predicate.alias))
-        : undefined;
-      this.#steps.push({ alias: step.alias, transform, predicate, negate: step.negate });
-    }
+    this.#steps = await openTransformSteps(spec, context, this.closers);
     this.#deadLetters = await this.#openDeadLetters();
     if (this.#deadLetters) this.closers.push(() => this.#deadLetters!.close());
 
@@ -439,34 +493,8 @@ class PipelineRun {
     for (const step of this.#steps) await step.transform.commit?.();
   }
 
-  /**
-   * Runs `record` through the steps from `first` on; synchronous as long as
-   * every step answers synchronously, so only a chain with an asynchronous
-   * step pays for a promise.
-   */
-  #transform(record: SluiceRecord, first = 0): TransformOutcome | Promise<TransformOutcome> {
-    let current: SluiceRecord = record;
-    const steps = this.#steps;
-    for (let index = first; index < steps.length; index++) {
-      const step = steps[index];
-      if (step.predicate && step.predicate(current) === step.negate) continue;
-      let applied: SluiceRecord | null | Promise<SluiceRecord | null>;
-      try {
-        applied = step.transform.apply(current);
-      } catch (error) {
-        return failedIn(step.alias, current, error);
-      }
-      if (applied instanceof Promise) {
-        const input = current;
-        return applied.then(
-          (result) => result === null ? { record: null } : this.#transform(result, index + 1),
-          (error) => failedIn(step.alias, input, error),
-        );
-      }
-      if (applied === null) return { record: null };
-      current = applied;
-    }
-    return { record: current };
+  #transform(record: SluiceRecord): TransformOutcome | Promise<TransformOutcome> {
+    return applyTransformSteps(this.#steps, record);
   }
 
   /** Routes failed records per `errors.tolerance`; throws when they are not tolerated. */
@@ -564,7 +592,7 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
 }
 
 /** A record after the transform chain: kept, dropped (`null`) or failed. */
-type TransformOutcome = { record: SluiceRecord | null } | { failure: RecordFailure };
+export type TransformOutcome = { record: SluiceRecord | null } | { failure: RecordFailure };
 
 /**
  * The failure of `step` on `record`, as the failing step received it: after

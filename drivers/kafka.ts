@@ -244,6 +244,8 @@ export function invalidTopicReason(topic: string): string | undefined {
 export interface TopicSettings {
   readonly partitions: number;
   readonly replicationFactor: number;
+  /** Topic configs, such as `cleanup.policy`. */
+  readonly configs?: Readonly<Record<string, string>>;
 }
 
 /** Creates and lists topics. */
@@ -267,6 +269,7 @@ export class KafkaAdmin {
         topics: [topic],
         partitions: settings.partitions,
         replicas: settings.replicationFactor,
+        configs: Object.entries(settings.configs ?? {}).map(([name, value]) => ({ name, value })),
       });
       return true;
     } catch (error) {
@@ -976,4 +979,76 @@ export function rememberOriginal(record: object, message: IncomingMessage): void
 /** The message `record` was decoded from, when it came from Kafka in this process. */
 export function originalMessage(record: object): IncomingMessage | undefined {
   return originals.get(record);
+}
+
+/**
+ * Every message of `topic` from the log start to the high watermark as it
+ * was when the call began, read by a throwaway consumer group that commits
+ * nothing. Empty when the topic does not exist.
+ */
+export async function readWholeTopic(
+  options: KafkaClientOptions,
+  topic: string,
+  timeoutMs = 60_000,
+): Promise<IncomingMessage[]> {
+  return (await readWholeTopics(options, [topic], timeoutMs)).get(topic)!;
+}
+
+/**
+ * {@linkcode readWholeTopic} for several topics at once, with one consumer
+ * (one group join, which is most of the time a small read takes).
+ */
+export async function readWholeTopics(
+  options: KafkaClientOptions,
+  topics: readonly string[],
+  timeoutMs = 60_000,
+): Promise<Map<string, IncomingMessage[]>> {
+  const found = new Map(topics.map((topic) => [topic, [] as IncomingMessage[]]));
+  /** The high watermark of each partition that has messages, by `topic:partition`. */
+  const remaining = new Map<string, bigint>();
+  const admin = new KafkaAdmin(options);
+  try {
+    const existing = new Set(await admin.listTopics());
+    const present = topics.filter((topic) => existing.has(topic));
+    if (present.length > 0) {
+      const [starts, ends] = await Promise.all([
+        admin.listOffsets(present, "earliest"),
+        admin.listOffsets(present, "latest"),
+      ]);
+      for (const [partition, end] of ends) {
+        if (end > (starts.get(partition) ?? 0n)) remaining.set(partition, end);
+      }
+    }
+  } finally {
+    await admin.close();
+  }
+  if (remaining.size === 0) return found;
+  const reading = [...new Set([...remaining.keys()].map((entry) => parseKey(entry).topic))];
+  const consumer = new KafkaConsumer({
+    ...options,
+    groupId: `sluice-reader-${crypto.randomUUID()}`,
+    subscription: { topics: reading },
+    autoOffsetReset: "earliest",
+    maxPollRecords: 1000,
+  });
+  const giveUp = Date.now() + timeoutMs;
+  try {
+    while (remaining.size > 0) {
+      if (Date.now() > giveUp) {
+        throw new Error(
+          `Reading Kafka topics ${reading.join(", ")} took longer than ${timeoutMs} ms`,
+        );
+      }
+      for (const message of await consumer.poll(500)) {
+        const partition = key(message.topic, message.partition);
+        const end = remaining.get(partition);
+        if (end === undefined || message.offset >= end) continue;
+        found.get(message.topic)!.push(message);
+        if (message.offset + 1n >= end) remaining.delete(partition);
+      }
+    }
+  } finally {
+    await consumer.close();
+  }
+  return found;
 }

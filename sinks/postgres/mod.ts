@@ -44,7 +44,7 @@
  * @module
  */
 import { type DeadLetterWriter, defineSink } from "../../api/plugin.ts";
-import { postgresDeadLetters } from "./_dead_letters.ts";
+import { postgresDeadLetters, postgresDeadLetterStore } from "./_dead_letters.ts";
 import { schema } from "./_settings.ts";
 import { PostgresWriter } from "./_writer.ts";
 import { connectionUrl, parseTableName } from "../../drivers/postgres.ts";
@@ -88,6 +88,8 @@ export default defineSink({
     };
   },
   config: schema,
+  deadLetterStore: (settings, destination) =>
+    postgresDeadLetterStore(connectionUrl(settings.connection), destination),
   async create(settings, context) {
     const writer = await PostgresWriter.open(settings, context);
     return {
