@@ -130,7 +130,7 @@ const DEFAULTS: Record<RuleId, RuleDefaults> = {
   },
   dead_letters_high: {
     alertname: "SluiceDeadLettersHigh",
-    summary: "Dead letters written to one destination",
+    summary: "Dead letters waiting in one destination (replayed and purged ones leave it)",
     severity: "critical",
     comparison: ">",
     threshold: 1000,
@@ -141,7 +141,7 @@ const DEFAULTS: Record<RuleId, RuleDefaults> = {
         labels: { pipeline, destination },
         value,
       })),
-    promql: () => "sum by (pipeline, destination) (sluice_dead_letters_total)",
+    promql: () => "max by (pipeline, destination) (sluice_dead_letters)",
     format: count,
   },
   success_rate_low: {

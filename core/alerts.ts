@@ -100,6 +100,9 @@ export class AlertManager implements AsyncDisposable {
   /** Evaluates every rule for every pipeline now. */
   evaluate(): void {
     this.#evaluations++;
+    // The dead-letter backlog is read from its destinations at most every
+    // 15 s; what this starts is seen by a later evaluation.
+    void this.#metrics.refreshDeadLetterSizes();
     const now = this.#now();
     const seen = new Set<string>();
     for (const [pipeline, figures] of this.#metrics.figures) {

@@ -31,7 +31,11 @@ export interface PipelineFigures {
   /** Records read and records that failed (dead-lettered or skipped), since start. */
   recordsRead: number;
   recordsFailed: number;
-  /** Dead letters written since start, by destination. */
+  /**
+   * Dead letters waiting in each destination: its size as last read (see
+   * `watchDeadLetters`), plus those written since; without a reader, those
+   * written since start.
+   */
   readonly deadLetters: Map<string, number>;
   /** Final job outcomes with their end time (batch jobs). */
   readonly runs: { at: number; ok: boolean }[];
@@ -233,7 +237,7 @@ export class SluiceMetrics implements PipelineObserver {
           "Dead letters a destination holds now: grows as records are dead-lettered, and is read again from the destination (rows, lines, topic messages not in the replay ledger) at most every 15 s on scrape, so replayed and purged ones leave it.",
         labelNames: ["pipeline", "destination"],
         registers,
-        collect: () => this.#refreshDeadLetterSizes(),
+        collect: () => this.refreshDeadLetterSizes(),
       }),
       errors: counter(
         "sluice_errors_total",
@@ -400,15 +404,21 @@ export class SluiceMetrics implements PipelineObserver {
     this.#deadLetterSizes.push({ pipeline, destination, count, readAt: -Infinity });
   }
 
-  /** Starts the due reads and waits for them up to 2 s; a slower one lands on a later scrape. */
-  async #refreshDeadLetterSizes(): Promise<void> {
+  /**
+   * Starts the due reads of dead-letter sizes and waits for them up to 2 s;
+   * a slower one lands on a later scrape or alert evaluation.
+   */
+  async refreshDeadLetterSizes(): Promise<void> {
     const now = this.#now();
     const reads = this.#deadLetterSizes.map((probe) => {
       if (!probe.reading && now - probe.readAt >= this.#deadLetterRefreshMs) {
         probe.readAt = now;
         const labels = { pipeline: probe.pipeline, destination: probe.destination };
         probe.reading = probe.count().then(
-          (size) => this.#m.deadLetterSize.set(labels, size),
+          (size) => {
+            this.#m.deadLetterSize.set(labels, size);
+            this.#figures.get(probe.pipeline)?.deadLetters.set(probe.destination, size);
+          },
           // Unreachable right now: keep the last value (the counters still move).
           () => {},
         ).finally(() => probe.reading = undefined);

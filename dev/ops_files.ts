@@ -43,8 +43,8 @@ const PANELS: [string, string, string[]][] = [
   ["Failed records (share of read)", "percentunit", [
     "sum by (pipeline) (rate(sluice_records_failed_total[5m])) / sum by (pipeline) (rate(sluice_records_read_total[5m]))",
   ]],
-  ["Dead letters by destination", "short", [
-    "sum by (pipeline, destination) (sluice_dead_letters_total)",
+  ["Dead letters waiting, by destination", "short", [
+    "max by (pipeline, destination) (sluice_dead_letters)",
   ]],
   ["Batch runs by outcome (1 day)", "short", [
     "sum by (pipeline, outcome) (increase(sluice_batch_runs_total[1d]))",

@@ -140,3 +140,35 @@ Deno.test("a poll that hangs does not hold stop() past 2 s, and what it sets aft
   const text = await metrics.render();
   assertEquals(/sluice_test_lag_bytes\{/.test(text), false, text);
 });
+
+Deno.test("the dead-letter alert follows the backlog: it resolves once dead letters are replayed or purged", async () => {
+  const metrics = new SluiceMetrics([streamSpec("events")], {
+    defaultMetrics: false,
+    deadLetterRefreshMs: 0,
+  });
+  let waiting = 0;
+  metrics.watchDeadLetters("events", "table dead_letters", () => Promise.resolve(waiting));
+  await using alerts = new AlertManager(
+    metrics,
+    parseAlertsConfig({ rules: { dead_letters_high: { threshold: 2 } } }),
+  );
+  waiting = 5; // written by another process, or before this one started
+  await metrics.refreshDeadLetterSizes();
+  alerts.evaluate();
+  assertEquals(alerts.firing.map((a) => [a.rule.alertname, a.value]), [
+    ["SluiceDeadLettersHigh", 5],
+  ]);
+  waiting = 0; // `sluice dlq replay` landed them
+  // The evaluation above started a read of its own (of 5); the second call reads 0.
+  await metrics.refreshDeadLetterSizes();
+  await metrics.refreshDeadLetterSizes();
+  alerts.evaluate();
+  assertEquals(alerts.firing, [], "resolved once the destination is empty");
+  assertEquals(
+    seriesValue(await metrics.render(), "sluice_dead_letters", {
+      pipeline: "events",
+      destination: "table dead_letters",
+    }),
+    0,
+  );
+});
