@@ -274,7 +274,7 @@ function temporalDecoder(oid: number, modifier: number, mode: TimeMode): Decoder
 }
 
 /** `10:11:12.5+05:30` → `04:41:12.5Z`. */
-function timetzInUtc(text: string): string {
+export function timetzInUtc(text: string): string {
   const match = /^(\d\d):(\d\d):(\d\d)(\.\d+)?([+-])(\d\d)(?::(\d\d))?(?::(\d\d))?$/.exec(text);
   if (!match) return text;
   const offset = (Number(match[6]) * 3600 + Number(match[7] ?? 0) * 60 +
@@ -288,7 +288,7 @@ function timetzInUtc(text: string): string {
 }
 
 /** Days since 1970-01-01 of an ISO date (`2024-01-31`, `0044-03-15 BC`). */
-function parseDate(text: string): number | undefined {
+export function parseDate(text: string): number | undefined {
   const match = /^(\d{4,})-(\d\d)-(\d\d)( BC)?$/.exec(text);
   if (!match) return undefined;
   const year = match[4] ? 1 - Number(match[1]) : Number(match[1]);
@@ -298,7 +298,7 @@ function parseDate(text: string): number | undefined {
 }
 
 /** Microseconds since midnight of `HH:MM:SS[.ffffff]`. */
-function parseTime(text: string): number | undefined {
+export function parseTime(text: string): number | undefined {
   const match = /^(\d\d):(\d\d):(\d\d)(?:\.(\d{1,6}))?$/.exec(text);
   if (!match) return undefined;
   const seconds = Number(match[1]) * 3600 + Number(match[2]) * 60 + Number(match[3]);
@@ -306,7 +306,7 @@ function parseTime(text: string): number | undefined {
 }
 
 /** Microseconds since the epoch of `YYYY-MM-DD HH:MM:SS[.ffffff][ BC]`. */
-function parseTimestamp(text: string): number | undefined {
+export function parseTimestamp(text: string): number | undefined {
   const match = /^(\d{4,}-\d\d-\d\d) (\d\d:\d\d:\d\d(?:\.\d{1,6})?)( BC)?$/.exec(text);
   if (!match) return undefined;
   const days = parseDate(match[1] + (match[3] ?? ""));
