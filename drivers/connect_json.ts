@@ -54,8 +54,14 @@ export function payloadJson(schema: ConnectSchema, value: unknown): string {
     case "struct":
       return structJson(schema, value);
     case "array":
+      // Arrays with explicit bounds stay PostgreSQL's text; multidimensional
+      // ones (whose Connect schema names only the element) nest.
       if (!Array.isArray(value)) return JSON.stringify(String(value));
-      return `[${value.map((item) => payloadJson(schema.items ?? {}, item)).join(",")}]`;
+      return `[${
+        value.map((item) =>
+          Array.isArray(item) ? payloadJson(schema, item) : payloadJson(schema.items ?? {}, item)
+        ).join(",")
+      }]`;
     case "int8":
     case "int16":
     case "int32":
@@ -195,8 +201,7 @@ const LOGICAL: Record<string, Logical> = {
   "io.debezium.time.ZonedTimestamp": (value) => JSON.stringify(zonedTimestamp(String(value))),
   "io.debezium.time.ZonedTime": (value) =>
     JSON.stringify(String(value).endsWith("Z") ? value : timetzInUtc(String(value))),
-  "io.debezium.time.IsoTimestamp": (value) =>
-    JSON.stringify(String(value).replace(" ", "T")),
+  "io.debezium.time.IsoTimestamp": (value) => JSON.stringify(String(value).replace(" ", "T")),
   "io.debezium.time.MicroDuration": (value) =>
     typeof value === "string" ? intervalMicros(value) : integerJson(value),
   "io.debezium.data.Bits": (value) =>
@@ -208,7 +213,12 @@ const LOGICAL: Record<string, Logical> = {
 
 /** Decimal: base64 of the unscaled value at the schema's scale. NaN and infinities: null. */
 function decimalJson(value: unknown, scale: number): string {
-  const unscaled = unscaledAt(String(value), scale);
+  const text = String(value);
+  // money's text carries a currency symbol and group separators ("-$1,234.50").
+  const unscaled = unscaledAt(text, scale) ??
+    (/\d/.test(text) && !/[eE]/.test(text)
+      ? unscaledAt(text.replace(/[^\d.-]/g, ""), scale)
+      : undefined);
   return unscaled === undefined ? "null" : `"${bytesToBase64(twosComplement(unscaled))}"`;
 }
 
@@ -248,8 +258,9 @@ export function twosComplement(value: bigint): Uint8Array {
 /** `2024-01-31 10:11:12.5+00` (or `…+05:30`, ` BC`) → `2024-01-31T10:11:12.5Z` in UTC. */
 function zonedTimestamp(text: string): string {
   if (text.includes("T") || text === "infinity" || text === "-infinity") return text;
-  const match = /^(\d{4,})-(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d)(\.\d+)?([+-]\d\d(?::?\d\d)?(?::?\d\d)?)( BC)?$/
-    .exec(text);
+  const match =
+    /^(\d{4,})-(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d)(\.\d+)?([+-]\d\d(?::?\d\d)?(?::?\d\d)?)( BC)?$/
+      .exec(text);
   if (!match) return text;
   const [, y, mo, d, h, mi, s, fraction = "", offset, bc] = match;
   if (/^\+00(:?00)*$/.test(offset) && !bc) return `${y}-${mo}-${d}T${h}:${mi}:${s}${fraction}Z`;
@@ -284,7 +295,11 @@ function intervalMicros(text: string): string {
     micros = time[1] === "-" ? -total : total;
   }
   const daysTotal = months * (365.25 / 12) + days;
-  return String(Math.trunc(daysTotal * 86_400_000_000 + micros));
+  const total = Math.trunc(daysTotal * 86_400_000_000 + micros);
+  // Java's (long) cast of a double saturates.
+  if (total >= 9223372036854775807) return LONG_MAX;
+  if (total <= -9223372036854775808) return LONG_MIN;
+  return BigInt(total).toString();
 }
 
 /** A bit string (`1010`, most significant first) as Debezium's little-endian bytes. */

@@ -46,6 +46,17 @@ export function decodeBySchema(schema: ConnectSchema | null | undefined, value: 
   }
 }
 
+/** Debezium's stand-in for an unchanged TOAST value, as text and as base64 bytes. */
+const UNAVAILABLE = new Set([
+  "__debezium_unavailable_value",
+  "X19kZWJleml1bV91bmF2YWlsYWJsZV92YWx1ZQ==",
+]);
+
+/**
+ * A struct's fields decoded by their schemas. A field holding Debezium's
+ * unavailable-value stand-in (an unchanged TOAST column) is left out, so a
+ * sink keeps the stored value.
+ */
 function decodeStruct(schema: ConnectSchema, value: unknown): unknown {
   if (typeof value !== "object" || Array.isArray(value) || !schema.fields) return value;
   const input = value as Record<string, unknown>;
@@ -53,6 +64,14 @@ function decodeStruct(schema: ConnectSchema, value: unknown): unknown {
   for (const field of schema.fields) {
     if (!field.field || !(field.field in input)) continue;
     const before = input[field.field];
+    if (
+      typeof before === "string" && UNAVAILABLE.has(before) &&
+      (field.type === "string" || field.type === "bytes")
+    ) {
+      output ??= { ...input };
+      delete output[field.field];
+      continue;
+    }
     const after = decodeBySchema(field, before);
     if (after !== before) (output ??= { ...input })[field.field] = after;
   }
@@ -84,6 +103,13 @@ const LOGICAL: Record<string, Logical> = {
   "io.debezium.time.Timestamp": (value) => timestamp(value, 1000n),
   "org.apache.kafka.connect.data.Timestamp": (value) => timestamp(value, 1000n),
   "io.debezium.time.MicroTimestamp": (value) => timestamp(value, 1n),
+  "io.debezium.time.MicroDuration": (value) => duration(value),
+  "io.debezium.data.geometry.Point": (value) => {
+    const { x, y } = value as { x?: unknown; y?: unknown };
+    return typeof x === "number" && typeof y === "number" ? `(${x},${y})` : value;
+  },
+  "io.debezium.data.Bits": (value, schema) =>
+    typeof value === "string" ? bitString(Uint8Array.fromBase64(value), schema) : value,
   "io.debezium.time.NanoTimestamp": (value) => timestamp(value, 1n, 1000n),
 };
 
@@ -133,6 +159,37 @@ function timeOfDay(value: unknown, scale: bigint, divisor = 1n): unknown {
   return `${pad(Math.floor(seconds / 3600))}:${pad(Math.floor(seconds / 60) % 60)}:${
     pad(seconds % 60)
   }.${fraction}`;
+}
+
+/**
+ * A bit string (most significant bit first) of Debezium's little-endian
+ * Bits bytes, padded to the `length` parameter of a `bit(n)` column. A
+ * `varbit` without a length loses its leading zeros (as with Debezium).
+ */
+function bitString(bytes: Uint8Array, schema: ConnectSchema): string {
+  let value = 0n;
+  for (let i = bytes.length - 1; i >= 0; i--) value = (value << 8n) | BigInt(bytes[i]);
+  const length = Number(schema.parameters?.length ?? 0);
+  const text = value.toString(2);
+  return length > 0 && length < 2147483647 ? text.padStart(length, "0") : text;
+}
+
+/**
+ * An interval's text (`-12:00:00.5`, hours unbounded) of Debezium's
+ * MicroDuration microseconds. The months and days it was made of are gone
+ * (Debezium counts a month as 30.4375 days).
+ */
+function duration(value: unknown): unknown {
+  const total = micros(value, 1n);
+  if (total === undefined) return value;
+  const negative = total < 0n;
+  const magnitude = negative ? -total : total;
+  const hours = magnitude / 3_600_000_000n;
+  const rest = magnitude % 3_600_000_000n;
+  const minutes = String(rest / 60_000_000n).padStart(2, "0");
+  const seconds = String((rest % 60_000_000n) / 1_000_000n).padStart(2, "0");
+  const fraction = String(rest % 1_000_000n).padStart(6, "0");
+  return `${negative ? "-" : ""}${hours}:${minutes}:${seconds}.${fraction}`;
 }
 
 /** `YYYY-MM-DD HH:MM:SS.ffffff` (UTC, ` BC` before year 1) of an epoch time. */

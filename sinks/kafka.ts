@@ -141,18 +141,14 @@ export function recordToMessage(
 ): OutgoingMessage {
   return {
     topic: record.topic,
-    key: record.key === null || record.key === undefined
-      ? null
-      : encoder.encode(
-        schemas.keys ? connectEnvelope(record.schemas?.key, record.key) : encodeJson(record.key),
-      ),
-    value: record.value === null || record.value === undefined
-      ? null
-      : encoder.encode(
-        schemas.values
-          ? connectEnvelope(record.schemas?.value, record.value)
-          : encodeJson(record.value),
-      ),
+    key: record.key === null || record.key === undefined ? null : encoder.encode(
+      schemas.keys ? connectEnvelope(record.schemas?.key, record.key) : encodeJson(record.key),
+    ),
+    value: record.value === null || record.value === undefined ? null : encoder.encode(
+      schemas.values
+        ? connectEnvelope(record.schemas?.value, record.value)
+        : encodeJson(record.value),
+    ),
     headers: record.headers ? Object.entries(record.headers) : undefined,
     timestamp: record.timestamp,
   };

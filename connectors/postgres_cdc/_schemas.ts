@@ -154,7 +154,8 @@ const SOURCE: ConnectSchema = {
       name: "io.debezium.data.Enum",
       version: 1,
       parameters: {
-        allowed: "true,first,first_in_data_collection,last_in_data_collection,last,false,incremental",
+        allowed:
+          "true,first,first_in_data_collection,last_in_data_collection,last,false,incremental",
       },
       default: "false",
       field: "snapshot",
@@ -332,7 +333,11 @@ function temporalSchema(
   }
   if (mode === "connect") {
     const name = { date: "Date", time: "Time", timestamp: "Timestamp" }[type];
-    return semantic(type === "timestamp" ? "int64" : "int32", optional, `org.apache.kafka.connect.data.${name}`);
+    return semantic(
+      type === "timestamp" ? "int64" : "int32",
+      optional,
+      `org.apache.kafka.connect.data.${name}`,
+    );
   }
   if (type === "date") return semantic("int32", optional, "io.debezium.time.Date");
   if (type === "time") {
