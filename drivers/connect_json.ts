@@ -96,7 +96,7 @@ function structJson(schema: ConnectSchema, value: unknown): string {
     if (item !== undefined || name in row) present++;
     if (i > 0) text += ",";
     text += `${JSON.stringify(name)}:${
-      item === undefined ? missingJson(field) : payloadJson(field, item)
+      item === undefined ? missingJson(field, row) : payloadJson(field, item)
     }`;
   }
   let total = 0;
@@ -113,8 +113,15 @@ function structJson(schema: ConnectSchema, value: unknown): string {
   return text + "}";
 }
 
-/** A field the row does not carry: an unchanged TOAST value, which Debezium marks. */
-function missingJson(field: ConnectSchema): string {
+/**
+ * A field the value does not carry: `ts_ns` of Debezium's envelope and
+ * source block (from `ts_us`; a double cannot hold it), or an unchanged
+ * TOAST column, which Debezium marks with a stand-in.
+ */
+function missingJson(field: ConnectSchema, row: Record<string, unknown>): string {
+  if (field.field === "ts_ns") {
+    return typeof row.ts_us === "number" ? `${row.ts_us}000` : "null";
+  }
   if (field.type === "string" && !field.name?.startsWith("io.debezium.time")) {
     return `"${UNAVAILABLE_VALUE}"`;
   }
@@ -257,13 +264,17 @@ export function twosComplement(value: bigint): Uint8Array {
 
 /** `2024-01-31 10:11:12.5+00` (or `…+05:30`, ` BC`) → `2024-01-31T10:11:12.5Z` in UTC. */
 function zonedTimestamp(text: string): string {
-  if (text.includes("T") || text === "infinity" || text === "-infinity") return text;
+  if (text === "infinity" || text === "-infinity") return text;
+  const iso = /^(.*T\d\d:\d\d:\d\d)(\.\d+)?Z$/.exec(text);
+  if (iso) return `${iso[1]}${micros6(iso[2] ?? "")}Z`;
   const match =
     /^(\d{4,})-(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d)(\.\d+)?([+-]\d\d(?::?\d\d)?(?::?\d\d)?)( BC)?$/
       .exec(text);
   if (!match) return text;
   const [, y, mo, d, h, mi, s, fraction = "", offset, bc] = match;
-  if (/^\+00(:?00)*$/.test(offset) && !bc) return `${y}-${mo}-${d}T${h}:${mi}:${s}${fraction}Z`;
+  if (/^\+00(:?00)*$/.test(offset) && !bc) {
+    return `${y}-${mo}-${d}T${h}:${mi}:${s}${micros6(fraction)}Z`;
+  }
   const sign = offset[0] === "-" ? -1 : 1;
   const parts = offset.slice(1).split(":").map(Number);
   const offsetSeconds = sign * ((parts[0] ?? 0) * 3600 + (parts[1] ?? 0) * 60 + (parts[2] ?? 0));
@@ -275,7 +286,12 @@ function zonedTimestamp(text: string): string {
   const yearText = year < 0 ? `-${pad(year, 4)}` : pad(year, 4);
   return `${yearText}-${pad(date.getUTCMonth() + 1)}-${pad(date.getUTCDate())}T${
     pad(date.getUTCHours())
-  }:${pad(date.getUTCMinutes())}:${pad(date.getUTCSeconds())}${fraction}Z`;
+  }:${pad(date.getUTCMinutes())}:${pad(date.getUTCSeconds())}${micros6(fraction)}Z`;
+}
+
+/** Debezium prints a timestamptz's fraction with the column's precision (6 by default). */
+function micros6(fraction: string): string {
+  return (fraction || ".").padEnd(7, "0");
 }
 
 /** Debezium's MicroDuration: months count 365.25 / 12 days. */

@@ -132,13 +132,29 @@ export function decimalText(bytes: Uint8Array, scale: number): string {
 /** `YYYY-MM-DD` (with ` BC` before year 1) of days, or of milliseconds when `unit` is a day. */
 function epochDate(value: unknown, unit = 1): unknown {
   if (typeof value !== "number") return value;
-  return isoDate(new Date((value / unit) * DAY_MS));
+  return isoDate(Math.floor(value / unit));
 }
 
-function isoDate(date: Date): string {
-  const year = date.getUTCFullYear();
+/**
+ * `YYYY-MM-DD` (` BC` before year 1) of days since 1970-01-01, by calendar
+ * arithmetic: PostgreSQL's dates reach past what a JavaScript Date holds.
+ */
+function isoDate(days: number): string {
+  const shifted = days + 719468;
+  const era = Math.floor(shifted / 146097);
+  const dayOfEra = shifted - era * 146097;
+  const yearOfEra = Math.floor(
+    (dayOfEra - Math.floor(dayOfEra / 1460) + Math.floor(dayOfEra / 36524) -
+      Math.floor(dayOfEra / 146096)) / 365,
+  );
+  const dayOfYear = dayOfEra -
+    (365 * yearOfEra + Math.floor(yearOfEra / 4) - Math.floor(yearOfEra / 100));
+  const monthIndex = Math.floor((5 * dayOfYear + 2) / 153);
+  const day = dayOfYear - Math.floor((153 * monthIndex + 2) / 5) + 1;
+  const month = monthIndex < 10 ? monthIndex + 3 : monthIndex - 9;
+  const year = yearOfEra + era * 400 + (month <= 2 ? 1 : 0);
   const pad = (n: number, width = 2) => String(n).padStart(width, "0");
-  const monthDay = `${pad(date.getUTCMonth() + 1)}-${pad(date.getUTCDate())}`;
+  const monthDay = `${pad(month)}-${pad(day)}`;
   return year > 0 ? `${pad(year, 4)}-${monthDay}` : `${pad(1 - year, 4)}-${monthDay} BC`;
 }
 
@@ -202,7 +218,7 @@ function timestamp(value: unknown, scale: bigint, divisor = 1n): unknown {
     days -= 1n;
     rest += 86_400_000_000n;
   }
-  const date = isoDate(new Date(Number(days) * DAY_MS));
+  const date = isoDate(Number(days));
   const [day, era] = date.split(" ");
   const time = timeOfDay(String(rest), 1n) as string;
   return `${day} ${time}${era ? ` ${era}` : ""}`;

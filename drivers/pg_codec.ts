@@ -125,12 +125,15 @@ export class PgCodec {
     if (type && depth < 8) {
       if (type.base !== 0) return this.#encoder(type.base, depth + 1);
       if (isArray(type)) return arrayEncoder(this.#encoder(type.element, depth + 1));
+      if (type.name === "hstore") return encodeHstoreValue;
     }
     switch (oid) {
       case BYTEA:
         return encodeByteaValue;
       case DATE:
         return encodeDateValue;
+      case NUMERIC:
+        return encodeNumericValue;
       case PG_LSN:
         return (value) => typeof value === "bigint" ? formatLsn(value) : encodeText(value);
       default:
@@ -196,6 +199,34 @@ function encodeByteaValue(value: unknown): string | null {
     return value.startsWith("\\x") ? value : encodeBytea(decodeBase64(value));
   }
   return encodeText(value);
+}
+
+/** numeric: Debezium's `decimal.handling.mode=string` names infinities as Java does. */
+function encodeNumericValue(value: unknown): string | null {
+  if (value === "POSITIVE_INFINITY") return "Infinity";
+  if (value === "NEGATIVE_INFINITY") return "-Infinity";
+  return encodeText(value);
+}
+
+/**
+ * hstore: a map (Debezium's `hstore.handling.mode=map`) or its JSON text
+ * (Debezium's default `json` mode) becomes hstore text; hstore's own text
+ * (which never starts with `{`) passes.
+ */
+function encodeHstoreValue(value: unknown): string | null {
+  let map = value;
+  if (typeof value === "string" && value.startsWith("{")) {
+    try {
+      map = JSON.parse(value);
+    } catch {
+      return value;
+    }
+  }
+  if (map === null || typeof map !== "object" || Array.isArray(map)) return encodeText(value);
+  const quote = (text: string) => `"${text.replaceAll("\\", "\\\\").replaceAll('"', '\\"')}"`;
+  return Object.entries(map as Record<string, unknown>)
+    .map(([key, item]) => `${quote(key)}=>${item === null ? "NULL" : quote(String(item))}`)
+    .join(", ");
 }
 
 /** date: a number is days since 1970-01-01 (Debezium's io.debezium.time.Date). */

@@ -323,9 +323,12 @@ export async function assertSameRows(f: SyncFixture, columns: Column[]): Promise
 }
 
 /** A source and target with the fixture table, the source holding rows 1–5. */
-export async function matrixFixture(name: string): Promise<{ f: SyncFixture; columns: Column[] }> {
+export async function matrixFixture(
+  name: string,
+  keep: (column: Column) => boolean = () => true,
+): Promise<{ f: SyncFixture; columns: Column[] }> {
   const extensions = await availableExtensions();
-  const columns = columnsWith(extensions);
+  const columns = columnsWith(extensions).filter(keep);
   const schema = ddl(columns, extensions);
   const f = await syncFixture(name, schema + rows(columns, 1), schema);
   const [{ length }] = await f.sourceSql`select length(big) from matrix where id = 5`;

@@ -13,8 +13,10 @@
  * numeric, dates…); the kafka sink's JsonConverter turns them into the
  * schema's representation when it writes (`drivers/connect_json.ts`).
  *
+ * Checked against Debezium 3.6.1's own output (tests/e2e/debezium_interop_test.ts).
  * Not rendered: column defaults (`default`), `column.propagate.source.type`
- * parameters, PostGIS types (as string).
+ * parameters, PostGIS types (strings here); `hstore` stays a plain string
+ * (Debezium: `io.debezium.data.Json` of its map), so it travels losslessly.
  *
  * @module
  */
@@ -120,6 +122,7 @@ export function tableSchemas(
       { type: "string", optional: false, field: "op" },
       { type: "int64", optional: true, field: "ts_ms" },
       { type: "int64", optional: true, field: "ts_us" },
+      { type: "int64", optional: true, field: "ts_ns" },
     ],
     optional: false,
     name: `${topic}.Envelope`,
@@ -163,11 +166,14 @@ const SOURCE: ConnectSchema = {
     string(false, "db"),
     string(true, "sequence"),
     int64(true, "ts_us"),
+    int64(true, "ts_ns"),
     string(false, "schema"),
     string(false, "table"),
     int64(true, "txId"),
     int64(true, "lsn"),
     int64(true, "xmin"),
+    string(true, "origin"),
+    int64(true, "origin_lsn"),
   ],
   optional: false,
   name: "io.debezium.connector.postgresql.Source",
@@ -249,7 +255,9 @@ function scalarSchema(facts: ColumnFacts, modes: SchemaModes, optional: boolean)
     case "numeric":
       return numericSchema(modifier, modes.decimal, optional);
     case "money":
-      return numericSchema(((12 << 16) | 2) + 4, modes.decimal, optional);
+      // Debezium: a Decimal of scale 2 (money.fraction.digits) without a precision.
+      if (modes.decimal !== "precise") return numericSchema(0, modes.decimal, optional);
+      return semantic("bytes", optional, "org.apache.kafka.connect.data.Decimal", { scale: "2" });
     case "bytea":
       return { type: "bytes", optional };
     case "json":
@@ -259,6 +267,8 @@ function scalarSchema(facts: ColumnFacts, modes: SchemaModes, optional: boolean)
       return semantic("string", optional, "io.debezium.data.Xml");
     case "uuid":
       return semantic("string", optional, "io.debezium.data.Uuid");
+    case "tsvector":
+      return semantic("string", optional, "io.debezium.data.Tsvector");
     case "ltree":
       return semantic("string", optional, "io.debezium.data.Ltree");
     case "timestamptz":
