@@ -60,7 +60,11 @@ import {
   rememberOriginal,
 } from "../drivers/kafka.ts";
 import { changePosition } from "../drivers/pg_codec.ts";
-import { type ConnectSchema, decodeBySchema } from "../drivers/connect_schema.ts";
+import {
+  type ConnectSchema,
+  decodeBySchema,
+  withoutUnavailableValues,
+} from "../drivers/connect_schema.ts";
 
 const fields = z.strictObject({
   "bootstrap.servers": hostPortList().describe(
@@ -469,7 +473,7 @@ function unwrapEnvelope(value: unknown): unknown {
   const keys = Object.keys(value);
   if (keys.length === 2 && "schema" in value && "payload" in value) {
     const { schema, payload } = value as { schema: ConnectSchema | null; payload: unknown };
-    return decodeBySchema(schema, payload);
+    return schema ? decodeBySchema(schema, payload) : withoutUnavailableValues(payload);
   }
-  return value;
+  return withoutUnavailableValues(value);
 }

@@ -53,6 +53,30 @@ const UNAVAILABLE = new Set([
 ]);
 
 /**
+ * A schemaless change event without the fields that hold Debezium's
+ * unavailable-value stand-in (unchanged TOAST columns) in `before` and
+ * `after`, so a sink keeps the stored values. Other values pass unchanged.
+ */
+export function withoutUnavailableValues(value: unknown): unknown {
+  if (value === null || typeof value !== "object" || !("op" in value)) return value;
+  const event = value as Record<string, unknown>;
+  let output: Record<string, unknown> | undefined;
+  for (const image of ["before", "after"]) {
+    const row = event[image];
+    if (row === null || typeof row !== "object") continue;
+    let kept: Record<string, unknown> | undefined;
+    for (const [name, item] of Object.entries(row)) {
+      if (typeof item === "string" && UNAVAILABLE.has(item)) {
+        kept ??= { ...row as Record<string, unknown> };
+        delete kept[name];
+      }
+    }
+    if (kept) (output ??= { ...event })[image] = kept;
+  }
+  return output ?? value;
+}
+
+/**
  * A struct's fields decoded by their schemas. A field holding Debezium's
  * unavailable-value stand-in (an unchanged TOAST column) is left out, so a
  * sink keeps the stored value.

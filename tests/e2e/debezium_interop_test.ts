@@ -80,14 +80,27 @@ const DEBEZIUM_MANGLES = new Set(["d", "d_neg", "ts", "tsarr", "tarr2", "iarr2",
  * - arrays lose explicit bounds (`[0:1]={7,8}` comes as `{7,8}`).
  */
 const LOSSY_WITH_SCHEMAS = new Set(["iv", "num", "num_inf", "narr", "vbits", "ttz", "iarr"]);
-/** Schemaless, in Debezium's string/isostring modes: see the test for the reasons. */
-const LOSSY_SCHEMALESS = new Set(["iv", "ttz", "vbits", "bits", "pt", "h"]);
+/**
+ * Schemaless (Debezium's string/isostring modes) a value's type must be
+ * guessed from the target column, which fails for bit strings (sent as
+ * little-endian base64 bytes) and points (sent as a struct); left out.
+ */
+const UNTYPED_SCHEMALESS = new Set(["bits", "vbits", "pt"]);
+/**
+ * Schemaless: `timetz` in UTC and arrays without bounds, as above; numeric
+ * arrays holding NaN or infinities come as null; `time` 24:00:00 as
+ * `00:00:00` (Debezium's isostring).
+ */
+const LOSSY_SCHEMALESS = new Set(["ttz", "iarr", "narr", "t"]);
 
 Deno.test("the real Debezium PostgreSQL connector's topics, with and without schemas, land in PostgreSQL through Sluice value for value", async (t) => {
   const keep = (column: Column) => !DEBEZIUM_MANGLES.has(column.name);
   const withSchemas = await matrixFixture("dbz_schemas", keep);
   await using _a = withSchemas.f;
-  const schemaless = await matrixFixture("dbz_plain", keep);
+  const schemaless = await matrixFixture(
+    "dbz_plain",
+    (column) => keep(column) && !UNTYPED_SCHEMALESS.has(column.name),
+  );
   await using _b = schemaless.f;
   const prefixA = uniqueName("dbzs");
   const prefixB = uniqueName("dbzp");
