@@ -322,10 +322,16 @@ export function timetzInUtc(text: string): string {
 export function parseDate(text: string): number | undefined {
   const match = /^(\d{4,})-(\d\d)-(\d\d)( BC)?$/.exec(text);
   if (!match) return undefined;
-  const year = match[4] ? 1 - Number(match[1]) : Number(match[1]);
-  const date = new Date(0);
-  date.setUTCFullYear(year, Number(match[2]) - 1, Number(match[3]));
-  return Math.round(date.getTime() / DAY_MS);
+  // Calendar arithmetic: PostgreSQL's dates reach past a JavaScript Date's range.
+  const month = Number(match[2]);
+  const year = (match[4] ? 1 - Number(match[1]) : Number(match[1])) - (month <= 2 ? 1 : 0);
+  const era = Math.floor(year / 400);
+  const yearOfEra = year - era * 400;
+  const dayOfYear = Math.floor((153 * (month + (month > 2 ? -3 : 9)) + 2) / 5) +
+    Number(match[3]) - 1;
+  const dayOfEra = yearOfEra * 365 + Math.floor(yearOfEra / 4) - Math.floor(yearOfEra / 100) +
+    dayOfYear;
+  return era * 146097 + dayOfEra - 719468;
 }
 
 /** Microseconds since midnight of `HH:MM:SS[.ffffff]`. */
