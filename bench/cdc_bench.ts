@@ -473,7 +473,9 @@ try {
       } events/s | - | - |`,
     );
     console.log(
-      `| (d) with schemas / schemaless events/s | ${(schemasRate / sluiceRate).toFixed(2)} | - | - |`,
+      `| (d) with schemas / schemaless events/s | ${
+        (schemasRate / sluiceRate).toFixed(2)
+      } | - | - |`,
     );
   }
   const peakMb = peakA / 1024;

@@ -76,7 +76,7 @@ const converter = (side: "key" | "value") =>
       : "only JSON is written";
     context.addIssue({
       code: "custom",
-      message: `must be ${JSON_CONVERTER} (${why}): current value is "${name}"`,
+      message: `must be ${JSON_CONVERTER} (${why})`,
     });
   }).describe(
     `Converter of the ${side}s written; only ${JSON_CONVERTER} (Kafka Connect's JSON).`,
