@@ -17,7 +17,7 @@
  */
 import type { ConnectSchema } from "../api/schema.ts";
 import { bytesToBase64, encodeJson } from "../api/json.ts";
-import { parseDate, parseTime, parseTimestamp, timetzInUtc } from "./pg_codec.ts";
+import { parseDate, parseTime, timetzInUtc } from "./pg_codec.ts";
 
 /** Debezium's stand-in for an unchanged TOAST value the change did not carry. */
 export const UNAVAILABLE_VALUE = "__debezium_unavailable_value";
@@ -150,8 +150,11 @@ export function javaDouble(value: number): string {
     const text = String(value);
     return text.includes(".") ? text : `${text}.0`;
   }
-  const [mantissa, exponent] = value.toExponential().split("e");
-  return `${mantissa.includes(".") ? mantissa : `${mantissa}.0`}E${exponent.replace("+", "")}`;
+  // Java prints at least two significant digits in this form, the two
+  // nearest the true value when one would do (5e-324 is 4.9E-324).
+  let [mantissa, exponent] = value.toExponential().split("e");
+  if (!mantissa.includes(".")) [mantissa, exponent] = value.toExponential(1).split("e");
+  return `${mantissa}E${exponent.replace("+", "")}`;
 }
 
 function doubleJson(value: unknown): string {
@@ -180,7 +183,7 @@ const LONG_MIN = "-9223372036854775808";
 
 /** Epoch numbers of PostgreSQL's temporal text; infinities as Java's Long bounds. */
 function temporal(
-  parse: (text: string) => number | undefined,
+  parse: (text: string) => number | bigint | undefined,
   divisor: number,
 ): Logical {
   return (value) => {
@@ -189,8 +192,23 @@ function temporal(
     if (value === "-infinity") return LONG_MIN;
     const parsed = parse(value);
     if (parsed === undefined) throw new Error(`cannot read ${JSON.stringify(value)} as a time`);
+    if (typeof parsed === "bigint") {
+      const step = BigInt(divisor);
+      const quotient = parsed / step;
+      return String(parsed % step < 0n ? quotient - 1n : quotient);
+    }
     return String(Math.floor(parsed / divisor));
   };
+}
+
+/** Microseconds since the epoch of a timestamp's text, exactly (they pass 2^53). */
+function timestampMicros(text: string): bigint | undefined {
+  const match = /^(\d{4,}-\d\d-\d\d) (\d\d:\d\d:\d\d(?:\.\d{1,6})?)( BC)?$/.exec(text);
+  if (!match) return undefined;
+  const days = parseDate(match[1] + (match[3] ?? ""));
+  const time = parseTime(match[2]);
+  if (days === undefined || time === undefined) return undefined;
+  return BigInt(days) * 86_400_000_000n + BigInt(time);
 }
 
 const LOGICAL: Record<string, Logical> = {
@@ -202,9 +220,9 @@ const LOGICAL: Record<string, Logical> = {
   "io.debezium.time.Time": temporal(parseTime, 1000),
   "org.apache.kafka.connect.data.Time": temporal(parseTime, 1000),
   "io.debezium.time.MicroTime": temporal(parseTime, 1),
-  "io.debezium.time.Timestamp": temporal(parseTimestamp, 1000),
-  "org.apache.kafka.connect.data.Timestamp": temporal(parseTimestamp, 1000),
-  "io.debezium.time.MicroTimestamp": temporal(parseTimestamp, 1),
+  "io.debezium.time.Timestamp": temporal(timestampMicros, 1000),
+  "org.apache.kafka.connect.data.Timestamp": temporal(timestampMicros, 1000),
+  "io.debezium.time.MicroTimestamp": temporal(timestampMicros, 1),
   "io.debezium.time.ZonedTimestamp": (value) => JSON.stringify(zonedTimestamp(String(value))),
   "io.debezium.time.ZonedTime": (value) =>
     JSON.stringify(String(value).endsWith("Z") ? value : timetzInUtc(String(value))),
