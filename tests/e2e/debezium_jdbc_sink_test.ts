@@ -29,9 +29,11 @@ import { startConnect } from "../../dev/connect.ts";
  * - `point` (io.debezium.data.geometry.Point): written through PostGIS's
  *   `ST_GeomFromWKB`, which plain PostgreSQL lacks;
  * - `mood[]` (an enum's array): "column is of type mood[] but expression is
- *   of type text[]".
+ *   of type text[]";
+ * - `numeric[]` (arrays of VariableScaleDecimal structs): written as the
+ *   text `Struct{scale=2,value=[B@…}`.
  */
-const JDBC_CANNOT_WRITE = new Set<string>(["tsarr", "barr", "t", "pt", "marr"]);
+const JDBC_CANNOT_WRITE = new Set<string>(["tsarr", "barr", "t", "pt", "marr", "narr"]);
 
 /** Columns it writes, but not exactly. */
 const JDBC_LOSSY = new Set<string>([]);
