@@ -35,8 +35,33 @@ import { startConnect } from "../../dev/connect.ts";
  */
 const JDBC_CANNOT_WRITE = new Set<string>(["tsarr", "barr", "t", "pt", "marr", "narr"]);
 
-/** Columns it writes, but not exactly. */
-const JDBC_LOSSY = new Set<string>([]);
+/**
+ * Columns it writes, but not exactly (seen here):
+ * - `real`/`double` NaN, ±Infinity and -0 come out as 0: JsonConverter
+ *   writes NaN and infinities as strings (Jackson), and reads a string back
+ *   as 0 for a float field;
+ * - numeric NaN/±Infinity: Decimal has no form for them (null);
+ * - infinite dates and timestamps have no Debezium form (Long bounds), and a
+ *   BC timestamp loses its microseconds in the sink;
+ * - `interval` as MicroDuration: months counted as 30.4375 days;
+ * - `timetz` arrives in UTC, its offset gone;
+ * - arrays with explicit bounds (sent as PostgreSQL's text) and
+ *   multidimensional arrays: the sink writes `{}` or flattens them.
+ */
+const JDBC_LOSSY = new Set<string>([
+  "f4",
+  "f8",
+  "num",
+  "num_inf",
+  "d",
+  "d_neg",
+  "ts",
+  "iv",
+  "ttz",
+  "iarr",
+  "iarr2",
+  "tarr2",
+]);
 
 Deno.test("Debezium's JDBC sink applies a Sluice CDC topic written with schemas to PostgreSQL", async () => {
   const keep = (column: Column) => !JDBC_CANNOT_WRITE.has(column.name);
