@@ -265,12 +265,10 @@ export function mapRecordRows(
 ): SluiceRecord {
   const value = record.value;
   if (value === null || value === undefined || typeof value !== "object") return record;
-  const kept = record.schemas;
-  const schemas = kept?.value ? (kept.key ? { key: kept.key } : undefined) : kept;
+  const base = record.schemas?.value ? withoutValueSchema(record) : record;
   if (isChangeEvent(value)) {
     return {
-      ...record,
-      schemas,
+      ...base,
       value: {
         ...value,
         before: value.before ? mapRow(value.before) : value.before,
@@ -278,5 +276,30 @@ export function mapRecordRows(
       },
     };
   }
-  return { ...record, schemas, value: mapRow(value as Row) };
+  return { ...base, value: mapRow(value as Row) };
+}
+
+/** The record with its key schema only: its rows are about to change shape. */
+function withoutValueSchema(record: SluiceRecord): SluiceRecord {
+  const { schemas, ...rest } = record;
+  return schemas?.key ? { ...rest, schemas: { key: schemas.key } } : rest;
+}
+
+/**
+ * The transform step's output with the schemas that still fit: a schema
+ * the output carried over unchanged from its input (a `{ ...record }`
+ * spread) is dropped for the part whose object the transform replaced, as
+ * the shape may have changed; schemas a transform set itself are kept.
+ */
+export function withFittingSchemas(input: SluiceRecord, output: SluiceRecord): SluiceRecord {
+  const schemas = output.schemas;
+  if (schemas === undefined || schemas !== input.schemas) return output;
+  const keepKey = output.key === input.key && schemas.key !== undefined;
+  const keepValue = output.value === input.value && schemas.value !== undefined;
+  if (keepKey === (schemas.key !== undefined) && keepValue === (schemas.value !== undefined)) {
+    return output;
+  }
+  const { schemas: _, ...rest } = output;
+  if (!keepKey && !keepValue) return rest;
+  return { ...rest, schemas: keepKey ? { key: schemas.key } : { value: schemas.value } };
 }

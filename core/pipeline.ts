@@ -24,7 +24,7 @@ import type {
   ValidationCheck,
 } from "../api/plugin.ts";
 import { BoundedQueue } from "./_queue.ts";
-import type { JsonValue, SluiceRecord } from "../api/record.ts";
+import { type JsonValue, type SluiceRecord, withFittingSchemas } from "../api/record.ts";
 
 /**
  * How a run ended: `succeeded`, `failed` (an error, or a failed validation
@@ -448,12 +448,15 @@ class PipelineRun {
       if (applied instanceof Promise) {
         const input = current;
         return applied.then(
-          (result) => result === null ? { record: null } : this.#transform(result, index + 1),
+          (result) =>
+            result === null
+              ? { record: null }
+              : this.#transform(withFittingSchemas(input, result), index + 1),
           (error) => failedIn(step.alias, input, error),
         );
       }
       if (applied === null) return { record: null };
-      current = applied;
+      current = withFittingSchemas(current, applied);
     }
     return { record: current };
   }

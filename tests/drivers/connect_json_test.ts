@@ -6,7 +6,7 @@
  */
 import { assertEquals, assertThrows } from "../_assert.ts";
 import type { ConnectSchema } from "../../api/schema.ts";
-import { mapRecordRows } from "../../api/record.ts";
+import { mapRecordRows, withFittingSchemas } from "../../api/record.ts";
 import {
   connectEnvelope,
   javaDouble,
@@ -118,4 +118,20 @@ Deno.test("a value with a field its schema lacks fails, and mapRecordRows drops 
   };
   const mapped = mapRecordRows(record, (row) => ({ ...row, extra: 2 }));
   assertEquals(mapped.schemas, { key: schema });
+});
+
+Deno.test("a transform step that replaces a record's value or key drops the schema it carried over", () => {
+  const schema: ConnectSchema = { type: "struct", fields: [], optional: false };
+  const input = {
+    topic: "t",
+    key: { id: 1 },
+    value: { id: 1 },
+    schemas: { key: schema, value: schema },
+  };
+  assertEquals(withFittingSchemas(input, { ...input, topic: "u" }).schemas, input.schemas);
+  assertEquals(withFittingSchemas(input, { ...input, value: { id: 2 } }).schemas, { key: schema });
+  assertEquals(withFittingSchemas(input, { ...input, key: { k: 1 } }).schemas, { value: schema });
+  assertEquals("schemas" in withFittingSchemas(input, { ...input, key: null, value: null }), false);
+  const own = { value: schema };
+  assertEquals(withFittingSchemas(input, { ...input, value: 1, schemas: own }).schemas, own);
 });
