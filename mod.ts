@@ -88,6 +88,7 @@ export {
   type Row,
   type SluiceRecord,
 } from "./api/record.ts";
+export { type ConnectSchema, type ConnectType, type RecordSchemas } from "./api/schema.ts";
 export {
   ConfigError,
   type ConfigIssue,

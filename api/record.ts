@@ -7,6 +7,7 @@
  *
  * @module
  */
+import type { RecordSchemas } from "./schema.ts";
 
 /**
  * A value that survives `JSON.stringify` and back; used for offsets.
@@ -179,6 +180,14 @@ export interface SluiceRecord {
    * on Kafka the envelope's `source.sequence` and `source.lsn` carry it.
    */
   readonly position?: bigint;
+  /**
+   * The types of `key` and `value`, when the source knows them (postgres_cdc
+   * attaches Debezium's schemas of each table), shared by every record of
+   * one table shape. Sinks that write typed formats read them (the kafka
+   * sink with `value.converter.schemas.enable=true`). A transform that
+   * reshapes rows drops or replaces them.
+   */
+  readonly schemas?: RecordSchemas;
 }
 
 /**
@@ -226,7 +235,8 @@ export function recordRow(record: SluiceRecord): Row | null {
 /**
  * Returns a record whose row images are replaced by `mapRow(row)`: `before`
  * and `after` for change events, the value itself for batch rows. The input
- * is never mutated. Tombstones pass through unchanged.
+ * is never mutated. Tombstones pass through unchanged. The record's value
+ * schema is dropped (the rows' shape may have changed); its key schema stays.
  *
  * @example Dropping a column from both images of a change event
  * ```ts
@@ -255,9 +265,10 @@ export function mapRecordRows(
 ): SluiceRecord {
   const value = record.value;
   if (value === null || value === undefined || typeof value !== "object") return record;
+  const base = record.schemas?.value ? withoutValueSchema(record) : record;
   if (isChangeEvent(value)) {
     return {
-      ...record,
+      ...base,
       value: {
         ...value,
         before: value.before ? mapRow(value.before) : value.before,
@@ -265,5 +276,30 @@ export function mapRecordRows(
       },
     };
   }
-  return { ...record, value: mapRow(value as Row) };
+  return { ...base, value: mapRow(value as Row) };
+}
+
+/** The record with its key schema only: its rows are about to change shape. */
+function withoutValueSchema(record: SluiceRecord): SluiceRecord {
+  const { schemas, ...rest } = record;
+  return schemas?.key ? { ...rest, schemas: { key: schemas.key } } : rest;
+}
+
+/**
+ * The transform step's output with the schemas that still fit: a schema
+ * the output carried over unchanged from its input (a `{ ...record }`
+ * spread) is dropped for the part whose object the transform replaced, as
+ * the shape may have changed; schemas a transform set itself are kept.
+ */
+export function withFittingSchemas(input: SluiceRecord, output: SluiceRecord): SluiceRecord {
+  const schemas = output.schemas;
+  if (schemas === undefined || schemas !== input.schemas) return output;
+  const keepKey = output.key === input.key && schemas.key !== undefined;
+  const keepValue = output.value === input.value && schemas.value !== undefined;
+  if (keepKey === (schemas.key !== undefined) && keepValue === (schemas.value !== undefined)) {
+    return output;
+  }
+  const { schemas: _, ...rest } = output;
+  if (!keepKey && !keepValue) return rest;
+  return { ...rest, schemas: keepKey ? { key: schemas.key } : { value: schemas.value } };
 }

@@ -16,11 +16,15 @@
  *     `clock_timestamp()` when the sink writes the row (both databases on the
  *     same server, same clock).
  * (c) Peak RSS (VmHWM) of the Sluice process while the backlog of (a) drains.
+ * (d) With `--schemas`: the same backlog drained again, from a third slot
+ *     created at the same point, with JsonConverter schemas on keys and
+ *     values (`{schema, payload}`, Debezium's envelope schema), against (a)'s
+ *     schemaless JSON in the same run.
  *
  * Targets: p99 < 1 s at 5,000 changes/s; peak RSS < 200 MB.
  *
  * ```
- * deno run -A bench/cdc_bench.ts [--events 1000000] [--seconds 15] [--rates 1000,5000]
+ * deno run -A bench/cdc_bench.ts [--events 1000000] [--seconds 15] [--rates 1000,5000] [--schemas]
  * ```
  * Uses SLUICE_TEST_PG_URL and SLUICE_TEST_KAFKA_BROKERS when set, else starts a
  * private PostgreSQL and Kafka broker.
@@ -45,6 +49,8 @@ const { values } = parseArgs({
     "sluice-v8-flags": { type: "string" },
     // Skip part (b).
     "no-latency": { type: "boolean", default: false },
+    // Part (d): drain the backlog again with JsonConverter schemas.
+    schemas: { type: "boolean", default: false },
   },
 });
 const events = Number(values.events);
@@ -75,6 +81,7 @@ const CIT = "cdc_bench_citizen";
 const SLOT_A = "cdc_bench_a";
 const SLOT_CEILING = "cdc_bench_ceiling";
 const SLOT_B = "cdc_bench_b";
+const SLOT_SCHEMAS = "cdc_bench_schemas";
 const PUB_A = "cdc_bench_pub_a";
 const PUB_B = "cdc_bench_pub_b";
 const warehouse = urlFor(WH);
@@ -180,6 +187,9 @@ try {
   }
   const [{ lsn: startLsn }] = await admin`select pg_current_wal_lsn()::text as lsn`;
   await w`select pg_create_logical_replication_slot(${SLOT_CEILING}, 'pgoutput')`;
+  if (values.schemas) {
+    await w`select pg_create_logical_replication_slot(${SLOT_SCHEMAS}, 'pgoutput')`;
+  }
 
   console.log(
     `Committing ${
@@ -252,6 +262,44 @@ try {
     `  ${fmt(sluiceMs)} from process start (first event after ${fmt(firstEventMs)}), ` +
       `${onTopic.toLocaleString("en")} messages on the topic, peak RSS ${mb(peakA)}`,
   );
+
+  // ---------------------------------------------------------------------- (d)
+  let schemasMs = 0;
+  let schemasFirstMs = 0;
+  if (values.schemas) {
+    console.log("Sluice: postgres_cdc → kafka with JsonConverter schemas, same backlog…");
+    const dirS = `${scratch}/schemas`;
+    await Deno.mkdir(dirS);
+    const topicS = `${prefix}_s.public.bench_a`;
+    await Deno.writeTextFile(
+      `${dirS}/schemas.json`,
+      JSON.stringify([{
+        name: `${cdcA.name}_schemas`,
+        config: {
+          ...cdcA.config,
+          "topic.prefix": `${prefix}_s`,
+          "slot.name": SLOT_SCHEMAS,
+          "key.converter.schemas.enable": "true",
+          "value.converter.schemas.enable": "true",
+        },
+      }]),
+    );
+    const sluiceS = spawn(Deno.execPath(), sluiceArgs(dirS, `${scratch}/offsets_s.json`));
+    await waitFor(
+      async () => {
+        const n = await topicCount(topicS);
+        if (n > 0 && !schemasFirstMs) schemasFirstMs = performance.now() - sluiceS.started;
+        return n >= events;
+      },
+      3_600_000,
+      `${events} events on ${topicS}`,
+      sluiceS.child,
+      100,
+    );
+    schemasMs = performance.now() - sluiceS.started;
+    await stop(sluiceS.child);
+    console.log(`  ${fmt(schemasMs)} from process start`);
+  }
 
   // ---------------------------------------------------------------------- (b)
   const latency: {
@@ -422,6 +470,25 @@ try {
       caughtUp ? "PASS" : "FAIL"
     } |`,
   );
+  if (values.schemas) {
+    const schemasRate = events / (schemasMs / 1000);
+    console.log(
+      `| (d) Sluice → Kafka with JsonConverter schemas, from process start | ${fmt(schemasMs)}, ${
+        Math.round(schemasRate).toLocaleString("en")
+      } events/s | - | - |`,
+    );
+    const schemasDrain = events / ((schemasMs - schemasFirstMs) / 1000);
+    console.log(
+      `| (d) Sluice with schemas, from first event on the topic | ${
+        fmt(schemasMs - schemasFirstMs)
+      }, ${Math.round(schemasDrain).toLocaleString("en")} events/s | - | - |`,
+    );
+    console.log(
+      `| (d) with schemas / schemaless events/s | ${(schemasRate / sluiceRate).toFixed(2)} (${
+        (schemasDrain / drainRate).toFixed(2)
+      } from first event) | - | - |`,
+    );
+  }
   const peakMb = peakA / 1024;
   console.log(
     `| (c) Sluice peak RSS draining the backlog | ${peakMb.toFixed(0)} MB | < 200 MB | ${
@@ -479,7 +546,7 @@ async function slotExists(slot: string, active = false): Promise<boolean> {
 }
 
 async function dropSlots(): Promise<void> {
-  for (const slot of [SLOT_A, SLOT_CEILING, SLOT_B]) {
+  for (const slot of [SLOT_A, SLOT_CEILING, SLOT_B, SLOT_SCHEMAS]) {
     await admin`
       select pg_drop_replication_slot(slot_name) from pg_replication_slots
       where slot_name = ${slot} and not active`;

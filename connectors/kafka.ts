@@ -66,7 +66,11 @@ import {
   storedPositions,
   type TopicPosition,
 } from "./_kafka_offsets.ts";
-import { type ConnectSchema, decodeBySchema } from "../drivers/connect_schema.ts";
+import {
+  type ConnectSchema,
+  decodeBySchema,
+  withoutUnavailableValues,
+} from "../drivers/connect_schema.ts";
 import { ConsumerLag } from "./_kafka_lag.ts";
 
 const fields = z.strictObject({
@@ -472,7 +476,7 @@ function unwrapEnvelope(value: unknown): unknown {
   const keys = Object.keys(value);
   if (keys.length === 2 && "schema" in value && "payload" in value) {
     const { schema, payload } = value as { schema: ConnectSchema | null; payload: unknown };
-    return decodeBySchema(schema, payload);
+    return schema ? decodeBySchema(schema, payload) : withoutUnavailableValues(payload);
   }
-  return value;
+  return withoutUnavailableValues(value);
 }

@@ -142,14 +142,15 @@ export const pipelineOptions = z.strictObject({
  */
 export type PipelineOptions = z.output<typeof pipelineOptions>;
 
-/** Keys accepted for Kafka Connect compatibility but not used (Sluice speaks JSON). */
-const IGNORED_KEYS = new Set([
-  "key.converter",
-  "value.converter",
-  "header.converter",
-  "key.converter.schemas.enable",
-  "value.converter.schemas.enable",
-]);
+/**
+ * Kafka Connect's converter keys (`key.converter`, `value.converter.schemas.enable`…).
+ * Unprefixed, they go to the end whose plugin declares them (the kafka sink
+ * does); when neither does they are accepted and ignored, as Sluice's other
+ * ends speak JSON records, not bytes.
+ */
+function isConverterKey(key: string): boolean {
+  return /^(key|value|header)\.converter($|\.)/.test(key);
+}
 
 /**
  * A plugin chosen for a pipeline, with its parsed config.
@@ -655,17 +656,25 @@ interface KeyGroups {
   sink: Record<string, unknown>;
   transforms: Record<string, unknown>;
   predicates: Record<string, unknown>;
+  converters: Record<string, unknown>;
 }
 
 const RUNTIME_PREFIXES = ["errors.", "job."];
 const RUNTIME_KEYS = new Set(["offset.storage", "queue.max.batches", "tasks.max"]);
 
 function groupKeys(config: Record<string, unknown>): KeyGroups {
-  const groups: KeyGroups = { runtime: {}, source: {}, sink: {}, transforms: {}, predicates: {} };
+  const groups: KeyGroups = {
+    runtime: {},
+    source: {},
+    sink: {},
+    transforms: {},
+    predicates: {},
+    converters: {},
+  };
   for (const [key, value] of Object.entries(config)) {
     if (key === "connector.class") groups.connectorClass = value;
     else if (key === "sink.class" || key === "sink.connector.class") groups.sinkClass = value;
-    else if (IGNORED_KEYS.has(key)) continue;
+    else if (isConverterKey(key)) groups.converters[key] = value;
     else if (RUNTIME_KEYS.has(key) || RUNTIME_PREFIXES.some((p) => key.startsWith(p))) {
       groups.runtime[key] = value;
     } else if (key.startsWith("sink.")) groups.sink[key.slice(5)] = value;
@@ -731,7 +740,26 @@ function assignEnds(connectorClass: string, groups: KeyGroups, options: LoadOpti
       }
     }
   }
+  assignConverterKeys(ends, groups.converters, shapeOf);
   return ends;
+}
+
+/** Converter keys go to the sink when it declares them, else to the source, else nowhere. */
+function assignConverterKeys(
+  ends: Ends,
+  converters: Record<string, unknown>,
+  shapeOf: (kind: "source" | "sink", name: string) => Record<string, unknown>,
+): void {
+  if (Object.keys(converters).length === 0) return;
+  const sinkShape = ends.sinkName === undefined ? {} : shapeOf("sink", ends.sinkName);
+  const sourceShape = shapeOf("source", ends.sourceName);
+  ends.sourceKeys = { ...ends.sourceKeys };
+  ends.sinkKeys = { ...ends.sinkKeys };
+  for (const [key, value] of Object.entries(converters)) {
+    if (key in sinkShape) {
+      if (!(key in ends.sinkKeys)) ends.sinkKeys[key] = value;
+    } else if (key in sourceShape && !(key in ends.sourceKeys)) ends.sourceKeys[key] = value;
+  }
 }
 
 async function resolveEnds(

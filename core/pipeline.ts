@@ -26,7 +26,7 @@ import type {
   ValidationCheck,
 } from "../api/plugin.ts";
 import { BoundedQueue } from "./_queue.ts";
-import type { JsonValue, SluiceRecord } from "../api/record.ts";
+import { type JsonValue, type SluiceRecord, withFittingSchemas } from "../api/record.ts";
 
 /**
  * How a run ended: `succeeded`, `failed` (an error, or a failed validation
@@ -193,12 +193,15 @@ export function applyTransformSteps(
       const input = current;
       return applied.then(
         (result) =>
-          result === null ? { record: null } : applyTransformSteps(steps, result, index + 1),
+          result === null
+            ? { record: null }
+            : applyTransformSteps(steps, withFittingSchemas(input, result), index + 1),
         (error) => failedIn(step.alias, input, error),
       );
     }
     if (applied === null) return { record: null };
-    current = applied;
+    // A step that replaced the value or key drops the schema it carried.
+    current = withFittingSchemas(current, applied);
   }
   return { record: current };
 }

@@ -46,6 +46,41 @@ export function decodeBySchema(schema: ConnectSchema | null | undefined, value: 
   }
 }
 
+/** Debezium's stand-in for an unchanged TOAST value, as text and as base64 bytes. */
+const UNAVAILABLE = new Set([
+  "__debezium_unavailable_value",
+  "X19kZWJleml1bV91bmF2YWlsYWJsZV92YWx1ZQ==",
+]);
+
+/**
+ * A schemaless change event without the fields that hold Debezium's
+ * unavailable-value stand-in (unchanged TOAST columns) in `before` and
+ * `after`, so a sink keeps the stored values. Other values pass unchanged.
+ */
+export function withoutUnavailableValues(value: unknown): unknown {
+  if (value === null || typeof value !== "object" || !("op" in value)) return value;
+  const event = value as Record<string, unknown>;
+  let output: Record<string, unknown> | undefined;
+  for (const image of ["before", "after"]) {
+    const row = event[image];
+    if (row === null || typeof row !== "object") continue;
+    let kept: Record<string, unknown> | undefined;
+    for (const [name, item] of Object.entries(row)) {
+      if (typeof item === "string" && UNAVAILABLE.has(item)) {
+        kept ??= { ...row as Record<string, unknown> };
+        delete kept[name];
+      }
+    }
+    if (kept) (output ??= { ...event })[image] = kept;
+  }
+  return output ?? value;
+}
+
+/**
+ * A struct's fields decoded by their schemas. A field holding Debezium's
+ * unavailable-value stand-in (an unchanged TOAST column) is left out, so a
+ * sink keeps the stored value.
+ */
 function decodeStruct(schema: ConnectSchema, value: unknown): unknown {
   if (typeof value !== "object" || Array.isArray(value) || !schema.fields) return value;
   const input = value as Record<string, unknown>;
@@ -53,6 +88,14 @@ function decodeStruct(schema: ConnectSchema, value: unknown): unknown {
   for (const field of schema.fields) {
     if (!field.field || !(field.field in input)) continue;
     const before = input[field.field];
+    if (
+      typeof before === "string" && UNAVAILABLE.has(before) &&
+      (field.type === "string" || field.type === "bytes")
+    ) {
+      output ??= { ...input };
+      delete output[field.field];
+      continue;
+    }
     const after = decodeBySchema(field, before);
     if (after !== before) (output ??= { ...input })[field.field] = after;
   }
@@ -84,6 +127,13 @@ const LOGICAL: Record<string, Logical> = {
   "io.debezium.time.Timestamp": (value) => timestamp(value, 1000n),
   "org.apache.kafka.connect.data.Timestamp": (value) => timestamp(value, 1000n),
   "io.debezium.time.MicroTimestamp": (value) => timestamp(value, 1n),
+  "io.debezium.time.MicroDuration": (value) => duration(value),
+  "io.debezium.data.geometry.Point": (value) => {
+    const { x, y } = value as { x?: unknown; y?: unknown };
+    return typeof x === "number" && typeof y === "number" ? `(${x},${y})` : value;
+  },
+  "io.debezium.data.Bits": (value, schema) =>
+    typeof value === "string" ? bitString(Uint8Array.fromBase64(value), schema) : value,
   "io.debezium.time.NanoTimestamp": (value) => timestamp(value, 1n, 1000n),
 };
 
@@ -106,13 +156,29 @@ export function decimalText(bytes: Uint8Array, scale: number): string {
 /** `YYYY-MM-DD` (with ` BC` before year 1) of days, or of milliseconds when `unit` is a day. */
 function epochDate(value: unknown, unit = 1): unknown {
   if (typeof value !== "number") return value;
-  return isoDate(new Date((value / unit) * DAY_MS));
+  return isoDate(Math.floor(value / unit));
 }
 
-function isoDate(date: Date): string {
-  const year = date.getUTCFullYear();
+/**
+ * `YYYY-MM-DD` (` BC` before year 1) of days since 1970-01-01, by calendar
+ * arithmetic: PostgreSQL's dates reach past what a JavaScript Date holds.
+ */
+function isoDate(days: number): string {
+  const shifted = days + 719468;
+  const era = Math.floor(shifted / 146097);
+  const dayOfEra = shifted - era * 146097;
+  const yearOfEra = Math.floor(
+    (dayOfEra - Math.floor(dayOfEra / 1460) + Math.floor(dayOfEra / 36524) -
+      Math.floor(dayOfEra / 146096)) / 365,
+  );
+  const dayOfYear = dayOfEra -
+    (365 * yearOfEra + Math.floor(yearOfEra / 4) - Math.floor(yearOfEra / 100));
+  const monthIndex = Math.floor((5 * dayOfYear + 2) / 153);
+  const day = dayOfYear - Math.floor((153 * monthIndex + 2) / 5) + 1;
+  const month = monthIndex < 10 ? monthIndex + 3 : monthIndex - 9;
+  const year = yearOfEra + era * 400 + (month <= 2 ? 1 : 0);
   const pad = (n: number, width = 2) => String(n).padStart(width, "0");
-  const monthDay = `${pad(date.getUTCMonth() + 1)}-${pad(date.getUTCDate())}`;
+  const monthDay = `${pad(month)}-${pad(day)}`;
   return year > 0 ? `${pad(year, 4)}-${monthDay}` : `${pad(1 - year, 4)}-${monthDay} BC`;
 }
 
@@ -135,6 +201,37 @@ function timeOfDay(value: unknown, scale: bigint, divisor = 1n): unknown {
   }.${fraction}`;
 }
 
+/**
+ * A bit string (most significant bit first) of Debezium's little-endian
+ * Bits bytes, padded to the `length` parameter of a `bit(n)` column. A
+ * `varbit` without a length loses its leading zeros (as with Debezium).
+ */
+function bitString(bytes: Uint8Array, schema: ConnectSchema): string {
+  let value = 0n;
+  for (let i = bytes.length - 1; i >= 0; i--) value = (value << 8n) | BigInt(bytes[i]);
+  const length = Number(schema.parameters?.length ?? 0);
+  const text = value.toString(2);
+  return length > 0 && length < 2147483647 ? text.padStart(length, "0") : text;
+}
+
+/**
+ * An interval's text (`-12:00:00.5`, hours unbounded) of Debezium's
+ * MicroDuration microseconds. The months and days it was made of are gone
+ * (Debezium counts a month as 30.4375 days).
+ */
+function duration(value: unknown): unknown {
+  const total = micros(value, 1n);
+  if (total === undefined) return value;
+  const negative = total < 0n;
+  const magnitude = negative ? -total : total;
+  const hours = magnitude / 3_600_000_000n;
+  const rest = magnitude % 3_600_000_000n;
+  const minutes = String(rest / 60_000_000n).padStart(2, "0");
+  const seconds = String((rest % 60_000_000n) / 1_000_000n).padStart(2, "0");
+  const fraction = String(rest % 1_000_000n).padStart(6, "0");
+  return `${negative ? "-" : ""}${hours}:${minutes}:${seconds}.${fraction}`;
+}
+
 /** `YYYY-MM-DD HH:MM:SS.ffffff` (UTC, ` BC` before year 1) of an epoch time. */
 function timestamp(value: unknown, scale: bigint, divisor = 1n): unknown {
   const total = micros(value, scale, divisor);
@@ -145,7 +242,7 @@ function timestamp(value: unknown, scale: bigint, divisor = 1n): unknown {
     days -= 1n;
     rest += 86_400_000_000n;
   }
-  const date = isoDate(new Date(Number(days) * DAY_MS));
+  const date = isoDate(Number(days));
   const [day, era] = date.split(" ");
   const time = timeOfDay(String(rest), 1n) as string;
   return `${day} ${time}${era ? ` ${era}` : ""}`;

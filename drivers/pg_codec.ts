@@ -125,12 +125,15 @@ export class PgCodec {
     if (type && depth < 8) {
       if (type.base !== 0) return this.#encoder(type.base, depth + 1);
       if (isArray(type)) return arrayEncoder(this.#encoder(type.element, depth + 1));
+      if (type.name === "hstore") return encodeHstoreValue;
     }
     switch (oid) {
       case BYTEA:
         return encodeByteaValue;
       case DATE:
         return encodeDateValue;
+      case NUMERIC:
+        return encodeNumericValue;
       case PG_LSN:
         return (value) => typeof value === "bigint" ? formatLsn(value) : encodeText(value);
       default:
@@ -196,6 +199,34 @@ function encodeByteaValue(value: unknown): string | null {
     return value.startsWith("\\x") ? value : encodeBytea(decodeBase64(value));
   }
   return encodeText(value);
+}
+
+/** numeric: Debezium's `decimal.handling.mode=string` names infinities as Java does. */
+function encodeNumericValue(value: unknown): string | null {
+  if (value === "POSITIVE_INFINITY") return "Infinity";
+  if (value === "NEGATIVE_INFINITY") return "-Infinity";
+  return encodeText(value);
+}
+
+/**
+ * hstore: a map (Debezium's `hstore.handling.mode=map`) or its JSON text
+ * (Debezium's default `json` mode) becomes hstore text; hstore's own text
+ * (which never starts with `{`) passes.
+ */
+function encodeHstoreValue(value: unknown): string | null {
+  let map = value;
+  if (typeof value === "string" && value.startsWith("{")) {
+    try {
+      map = JSON.parse(value);
+    } catch {
+      return value;
+    }
+  }
+  if (map === null || typeof map !== "object" || Array.isArray(map)) return encodeText(value);
+  const quote = (text: string) => `"${text.replaceAll("\\", "\\\\").replaceAll('"', '\\"')}"`;
+  return Object.entries(map as Record<string, unknown>)
+    .map(([key, item]) => `${quote(key)}=>${item === null ? "NULL" : quote(String(item))}`)
+    .join(", ");
 }
 
 /** date: a number is days since 1970-01-01 (Debezium's io.debezium.time.Date). */
@@ -274,7 +305,7 @@ function temporalDecoder(oid: number, modifier: number, mode: TimeMode): Decoder
 }
 
 /** `10:11:12.5+05:30` → `04:41:12.5Z`. */
-function timetzInUtc(text: string): string {
+export function timetzInUtc(text: string): string {
   const match = /^(\d\d):(\d\d):(\d\d)(\.\d+)?([+-])(\d\d)(?::(\d\d))?(?::(\d\d))?$/.exec(text);
   if (!match) return text;
   const offset = (Number(match[6]) * 3600 + Number(match[7] ?? 0) * 60 +
@@ -288,17 +319,23 @@ function timetzInUtc(text: string): string {
 }
 
 /** Days since 1970-01-01 of an ISO date (`2024-01-31`, `0044-03-15 BC`). */
-function parseDate(text: string): number | undefined {
+export function parseDate(text: string): number | undefined {
   const match = /^(\d{4,})-(\d\d)-(\d\d)( BC)?$/.exec(text);
   if (!match) return undefined;
-  const year = match[4] ? 1 - Number(match[1]) : Number(match[1]);
-  const date = new Date(0);
-  date.setUTCFullYear(year, Number(match[2]) - 1, Number(match[3]));
-  return Math.round(date.getTime() / DAY_MS);
+  // Calendar arithmetic: PostgreSQL's dates reach past a JavaScript Date's range.
+  const month = Number(match[2]);
+  const year = (match[4] ? 1 - Number(match[1]) : Number(match[1])) - (month <= 2 ? 1 : 0);
+  const era = Math.floor(year / 400);
+  const yearOfEra = year - era * 400;
+  const dayOfYear = Math.floor((153 * (month + (month > 2 ? -3 : 9)) + 2) / 5) +
+    Number(match[3]) - 1;
+  const dayOfEra = yearOfEra * 365 + Math.floor(yearOfEra / 4) - Math.floor(yearOfEra / 100) +
+    dayOfYear;
+  return era * 146097 + dayOfEra - 719468;
 }
 
 /** Microseconds since midnight of `HH:MM:SS[.ffffff]`. */
-function parseTime(text: string): number | undefined {
+export function parseTime(text: string): number | undefined {
   const match = /^(\d\d):(\d\d):(\d\d)(?:\.(\d{1,6}))?$/.exec(text);
   if (!match) return undefined;
   const seconds = Number(match[1]) * 3600 + Number(match[2]) * 60 + Number(match[3]);
@@ -306,7 +343,7 @@ function parseTime(text: string): number | undefined {
 }
 
 /** Microseconds since the epoch of `YYYY-MM-DD HH:MM:SS[.ffffff][ BC]`. */
-function parseTimestamp(text: string): number | undefined {
+export function parseTimestamp(text: string): number | undefined {
   const match = /^(\d{4,}-\d\d-\d\d) (\d\d:\d\d:\d\d(?:\.\d{1,6})?)( BC)?$/.exec(text);
   if (!match) return undefined;
   const days = parseDate(match[1] + (match[3] ?? ""));

@@ -34,6 +34,7 @@
  * @module
  */
 import { z } from "zod";
+import { connectEnvelope } from "../drivers/connect_json.ts";
 import { encodeJson } from "../api/json.ts";
 import { boolean, hostPortList, integer, positiveInteger } from "../api/options.ts";
 import { deadLetterHeaders } from "../api/dead_letters.ts";
@@ -61,7 +62,35 @@ import {
 const brokerDefault = () =>
   integer().pipe(z.number().refine((n) => n === -1 || n >= 1, "must be -1 or at least 1"));
 
+const JSON_CONVERTER = "org.apache.kafka.connect.json.JsonConverter";
+const AVRO_CONVERTERS = [
+  "io.confluent.connect.avro.AvroConverter",
+  "io.apicurio.registry.utils.converter.AvroConverter",
+];
+
+const converter = (side: "key" | "value") =>
+  z.string().default(JSON_CONVERTER).superRefine((name, context) => {
+    if (name === JSON_CONVERTER) return;
+    const why = AVRO_CONVERTERS.includes(name)
+      ? "Avro is not supported yet"
+      : "only JSON is written";
+    context.addIssue({
+      code: "custom",
+      message: `must be ${JSON_CONVERTER} (${why})`,
+    });
+  }).describe(
+    `Converter of the ${side}s written; only ${JSON_CONVERTER} (Kafka Connect's JSON).`,
+  );
+
 const schema = z.strictObject({
+  "key.converter": converter("key"),
+  "value.converter": converter("value"),
+  "key.converter.schemas.enable": boolean().default(false).describe(
+    'Write keys as {"schema":…,"payload":…} with the key schema the source attached (JsonConverter with schemas.enable=true).',
+  ),
+  "value.converter.schemas.enable": boolean().default(false).describe(
+    'Write values as {"schema":…,"payload":…} with the schema the source attached (postgres_cdc: Debezium\'s envelope schema), for consumers such as the Debezium JDBC sink; default false: plain JSON.',
+  ),
   "bootstrap.servers": hostPortList().describe(
     "Kafka brokers, host:port[,host:port]; defaults to the worker's --bootstrap / SLUICE_BOOTSTRAP_SERVERS.",
   ),
@@ -93,16 +122,33 @@ const schema = z.strictObject({
 
 const encoder = new TextEncoder();
 
-/** The Kafka message for a record: JSON key and value, string headers. */
-export function recordToMessage(record: SluiceRecord): OutgoingMessage {
+/** Whether keys and values are written with their Connect schemas. */
+export interface SchemaSettings {
+  readonly keys: boolean;
+  readonly values: boolean;
+}
+
+const SCHEMALESS: SchemaSettings = { keys: false, values: false };
+
+/**
+ * The Kafka message for a record: JSON key and value (plain, or JsonConverter's
+ * `{schema, payload}` when `schemas` asks), string headers. Throws when a
+ * value does not fit its schema.
+ */
+export function recordToMessage(
+  record: SluiceRecord,
+  schemas: SchemaSettings = SCHEMALESS,
+): OutgoingMessage {
   return {
     topic: record.topic,
-    key: record.key === null || record.key === undefined
-      ? null
-      : encoder.encode(encodeJson(record.key)),
-    value: record.value === null || record.value === undefined
-      ? null
-      : encoder.encode(encodeJson(record.value)),
+    key: record.key === null || record.key === undefined ? null : encoder.encode(
+      schemas.keys ? connectEnvelope(record.schemas?.key, record.key) : encodeJson(record.key),
+    ),
+    value: record.value === null || record.value === undefined ? null : encoder.encode(
+      schemas.values
+        ? connectEnvelope(record.schemas?.value, record.value)
+        : encodeJson(record.value),
+    ),
     headers: record.headers ? Object.entries(record.headers) : undefined,
     timestamp: record.timestamp,
   };
@@ -157,6 +203,10 @@ export default defineSink({
       compression: config["compression.type"],
       maxRequestBytes: config["max.request.size"],
     });
+    const schemas: SchemaSettings = {
+      keys: config["key.converter.schemas.enable"],
+      values: config["value.converter.schemas.enable"],
+    };
     const admin = config["topic.creation.enable"] ? new KafkaAdmin(client) : undefined;
     const topics = admin
       ? new TopicCreator(admin, {
@@ -170,8 +220,15 @@ export default defineSink({
         const messages: OutgoingMessage[] = [];
         const failures: RecordFailure[] = [];
         for (const record of batch.records) {
-          const reason = invalidTopicReason(record.topic);
-          const message = reason ? undefined : recordToMessage(record);
+          let reason = invalidTopicReason(record.topic);
+          let message: OutgoingMessage | undefined;
+          if (!reason) {
+            try {
+              message = recordToMessage(record, schemas);
+            } catch (error) {
+              reason = `the record does not fit its schema: ${(error as Error).message}`;
+            }
+          }
           const tooLarge = message && messageSize(message) > config["max.request.size"];
           if (message && !tooLarge) {
             messages.push(message);

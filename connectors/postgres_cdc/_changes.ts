@@ -14,6 +14,7 @@
  * @module
  */
 import type { ChangeEvent, ChangeOp, ChangeSource, Row, SluiceRecord } from "../../api/record.ts";
+import type { RecordSchemas } from "../../api/schema.ts";
 import { quoteIdent, type Sql } from "../../drivers/postgres.ts";
 import type { Decoder } from "../../drivers/pg_text.ts";
 import type { CaptureFilter } from "./_filters.ts";
@@ -23,6 +24,7 @@ import {
   type TupleValue,
   UNCHANGED_TOAST,
 } from "./_pgoutput.ts";
+import { columnFacts, tableSchemas } from "./_schemas.ts";
 import { topicName, TopicNames } from "./_topics.ts";
 import type { ValueDecoders } from "./_values.ts";
 
@@ -72,6 +74,10 @@ export interface TableInfo {
   readonly keyIndexes: readonly number[];
   /** Indexes of the replica identity columns (what a `K` old tuple carries). */
   readonly identityIndexes: readonly number[];
+  /** Debezium's key and envelope schemas of this shape (captured tables only). */
+  readonly schemas?: RecordSchemas;
+  /** The key schema alone, for tombstones. */
+  readonly keySchemas?: RecordSchemas;
 }
 
 /** The relations seen so far, refreshed by every Relation message. */
@@ -117,7 +123,24 @@ export class Tables {
       const keyNames = await this.#keyColumns(relation);
       const keyIndexes = keyNames.map((name) => relation.columns.findIndex((c) => c.name === name))
         .filter((index) => index >= 0);
-      info = { relation, captured, topic, fields, keyIndexes, identityIndexes };
+      const facts = await columnFacts(this.#sql, relation.oid);
+      const schemas = tableSchemas(
+        topic,
+        fields.map((f) => ({ name: f.name, facts: facts.get(f.name) })),
+        keyIndexes.map((index) => relation.columns[index].name),
+        this.#decoders.modes,
+      );
+      const keySchemas = schemas.key ? { key: schemas.key } : undefined;
+      info = {
+        relation,
+        captured,
+        topic,
+        fields,
+        keyIndexes,
+        identityIndexes,
+        schemas,
+        keySchemas,
+      };
     }
     this.#tables.set(relation.oid, info);
     return info;
@@ -203,6 +226,7 @@ export function changeRecords(
         key,
         value: null,
         timestamp: Number(position.micros / 1000n),
+        schemas: info.keySchemas,
       });
     }
   };
@@ -295,6 +319,7 @@ function eventRecord(
     timestamp: tsMs,
     origin: { lsn: source.lsn as number, commitLsn: Number(position.commitLsn) },
     position: position.commitLsn,
+    schemas: info.schemas,
   };
 }
 

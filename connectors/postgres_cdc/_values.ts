@@ -24,9 +24,12 @@ export type { BinaryMode, ColumnType, DecimalMode, TimeMode };
 /** Builds decoders for column types, looking arrays and domains up in `pg_type` once. */
 export class ValueDecoders {
   readonly #codec: PgCodec;
+  /** The modes the values follow (they decide the events' Connect schemas). */
+  readonly modes: { readonly decimal: DecimalMode; readonly time: TimeMode };
 
   constructor(sql: Sql, decimal: DecimalMode, time: TimeMode, binary: BinaryMode = "bytes") {
     this.#codec = new PgCodec(sql, { decimal, time, binary });
+    this.modes = { decimal, time };
   }
 
   /** One decoder per column, in order. */

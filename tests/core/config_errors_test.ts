@@ -182,3 +182,47 @@ Deno.test("a source without sink.class writes to Kafka, and Kafka Connect's topi
   assertEquals(sink["topic.creation.default.partitions"], 6);
   assertEquals(sink["bootstrap.servers"], "127.0.0.1:9092");
 });
+
+Deno.test("converter keys go to the kafka sink, are ignored by ends that speak records, and an Avro converter is refused by name", async () => {
+  const options = {
+    registry: builtinRegistry(),
+    pluginDefaults: { "bootstrap.servers": "127.0.0.1:9092" },
+    sinkConnectorSource: "kafka",
+    defaultSink: "kafka",
+  };
+  const [capture] = await buildPipelines(
+    parseConnectors({
+      name: "capture",
+      config: {
+        "connector.class": "postgres_cdc",
+        "database.hostname": "127.0.0.1",
+        "database.dbname": "smart_warehouse",
+        "topic.prefix": "warehouse-cdc",
+        "value.converter": "org.apache.kafka.connect.json.JsonConverter",
+        "value.converter.schemas.enable": "true",
+      },
+    }),
+    options,
+  );
+  const sink = capture.sink.config as Record<string, unknown>;
+  assertEquals(sink["value.converter.schemas.enable"], true);
+  assertEquals(sink["key.converter.schemas.enable"], false);
+  assertEquals(
+    await problems({ ...valid, "value.converter.schemas.enable": "true" }),
+    [],
+    "postgres → postgres: accepted and unused",
+  );
+  assertEquals(
+    await problems({
+      "connector.class": "postgres_query",
+      "connection.url": "${env:WAREHOUSE_URL}",
+      "table": "public.profile_360",
+      "sink.class": "kafka",
+      "sink.bootstrap.servers": "127.0.0.1:9092",
+      "value.converter": "io.confluent.connect.avro.AvroConverter",
+    }),
+    [
+      'job: config.sink.value.converter: must be org.apache.kafka.connect.json.JsonConverter (Avro is not supported yet): current value is "io.confluent.connect.avro.AvroConverter"',
+    ],
+  );
+});

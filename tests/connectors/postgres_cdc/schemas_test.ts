@@ -1,0 +1,147 @@
+/**
+ * The Kafka Connect schemas postgres_cdc attaches to its records (Debezium's
+ * key and envelope schemas), rendered by the kafka sink's JsonConverter: the
+ * column types, optional flags, semantic types by mode, sharing by
+ * reference, and a new schema in the next message after a schema change.
+ */
+import postgres from "postgres";
+import { assert, assertEquals } from "../../_assert.ts";
+import { createTestDatabase } from "../../_services.ts";
+import { openSource, uniqueSlot, waitForActiveSlot } from "../../_cdc.ts";
+import type { ConnectSchema } from "../../../api/schema.ts";
+import type { SluiceRecord } from "../../../api/record.ts";
+import { recordToMessage } from "../../../sinks/kafka.ts";
+
+// deno-lint-ignore no-explicit-any
+type Json = any;
+const idOf = (record: SluiceRecord) => (record.key as { id?: number } | null)?.id;
+
+const text = (bytes: Uint8Array | null | undefined) =>
+  bytes ? JSON.parse(new TextDecoder().decode(bytes)) : null;
+
+/** The record as JsonConverter with schemas.enable=true writes it, parsed. */
+function written(record: SluiceRecord): { key: Json; value: Json } {
+  const message = recordToMessage(record, { keys: true, values: true });
+  return { key: text(message.key), value: text(message.value) };
+}
+
+function afterFields(value: { schema: ConnectSchema }): Record<string, ConnectSchema> {
+  const after = value.schema.fields!.find((f) => f.field === "after")!;
+  return Object.fromEntries(after.fields!.map((f) => [f.field, f]));
+}
+
+async function withTable(name: string, ddl: string, mode: Record<string, string>) {
+  const db = await createTestDatabase(name);
+  const sql = postgres(db.url, { max: 2, onnotice: () => {} });
+  await sql.unsafe(ddl);
+  const slot = uniqueSlot(name);
+  const source = await openSource({
+    "connection.url": db.url,
+    "topic.prefix": "w",
+    "slot.name": slot,
+    "publication.name": `${name}_pub`,
+    "snapshot.mode": "never",
+    "poll.interval.ms": "10",
+    ...mode,
+  });
+  await waitForActiveSlot(sql, slot);
+  return {
+    sql,
+    source,
+    async [Symbol.asyncDispose]() {
+      await source.close();
+      await sql.end();
+      await db.drop();
+    },
+  };
+}
+
+Deno.test("postgres_cdc attaches Debezium's schemas and JsonConverter writes them with the payload", async () => {
+  await using t = await withTable(
+    "cdc_schemas",
+    `create table public.t (id int primary key, amount numeric(10,2) not null, n numeric,
+       born date, seen timestamp(3), at timestamptz, doc jsonb, tag uuid, flags bit(4),
+       big bigint);`,
+    { "time.precision.mode": "adaptive" },
+  );
+  await t.sql`insert into t values (1, 12.50, -0.001, '2024-02-29', '2024-02-29 10:11:12.5',
+    '2024-02-29 10:11:12+05', '{"a":1}', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', B'1010',
+    9223372036854775807), (2, 1, 1, null, null, null, null, null, null, null)`;
+  const [one, two] = await t.source.readUntil("two rows", (r) => idOf(r) === 2);
+  assert(one.schemas !== undefined && one.schemas === two.schemas, "one schema object per table");
+  const { key, value } = written(one);
+  assertEquals(key, {
+    schema: {
+      type: "struct",
+      fields: [{ type: "int32", optional: false, field: "id" }],
+      optional: false,
+      name: "w.public.t.Key",
+    },
+    payload: { id: 1 },
+  });
+  assertEquals(value.schema.name, "w.public.t.Envelope");
+  assertEquals(value.schema.fields.map((f: ConnectSchema) => f.field), [
+    "before",
+    "after",
+    "source",
+    "transaction",
+    "op",
+    "ts_ms",
+    "ts_us",
+    "ts_ns",
+  ]);
+  const fields = afterFields(value);
+  assertEquals(fields.id, { type: "int32", optional: false, field: "id" });
+  assertEquals(fields.amount, {
+    type: "bytes",
+    optional: false,
+    name: "org.apache.kafka.connect.data.Decimal",
+    version: 1,
+    parameters: { scale: "2", "connect.decimal.precision": "10" },
+    field: "amount",
+  });
+  assertEquals(fields.n.name, "io.debezium.data.VariableScaleDecimal");
+  assertEquals(fields.born.name, "io.debezium.time.Date");
+  assertEquals([fields.seen.type, fields.seen.name], ["int64", "io.debezium.time.Timestamp"]);
+  assertEquals(fields.at.name, "io.debezium.time.ZonedTimestamp");
+  assertEquals(fields.doc.name, "io.debezium.data.Json");
+  assertEquals(fields.tag.name, "io.debezium.data.Uuid");
+  assertEquals(fields.flags.parameters, { length: "4" });
+  const after = value.payload.after;
+  assertEquals(after.amount, "BOI=", "1250 as two's-complement bytes");
+  assertEquals(after.n, { scale: 3, value: "/w==" });
+  assertEquals(after.born, 19782);
+  assertEquals(after.seen, 1709201472500);
+  assertEquals(after.at, "2024-02-29T05:11:12.000000Z");
+  assertEquals(after.flags, "Cg==");
+  assert(
+    new TextDecoder().decode(recordToMessage(one, { keys: true, values: true }).value!)
+      .includes('"big":9223372036854775807'),
+    "an int64 beyond 2^53 is written as a bare number",
+  );
+  assertEquals(value.payload.op, "c");
+  assertEquals(value.payload.transaction, null);
+});
+
+Deno.test("a column added or a type widened gives the next message a new schema", async () => {
+  await using t = await withTable(
+    "cdc_schema_change",
+    `create table public.t (id int primary key, v int);`,
+    {},
+  );
+  await t.sql`insert into t values (1, 1)`;
+  await t.source.readUntil("row 1", (r) => idOf(r) === 1);
+  await t.sql.unsafe(`alter table t add column note text not null default 'x'`);
+  await t.sql`insert into t values (2, 2, 'two')`;
+  await t.source.readUntil("row 2", (r) => idOf(r) === 2);
+  await t.sql.unsafe(`alter table t alter column v type bigint`);
+  await t.sql`insert into t values (3, 3000000000, 'three')`;
+  await t.source.readUntil("row 3", (r) => idOf(r) === 3);
+  const [one, two, three] = t.source.records.map((r) => written(r).value);
+  assertEquals(Object.keys(afterFields(one)), ["id", "v"]);
+  assertEquals(Object.keys(afterFields(two)), ["id", "v", "note"]);
+  assertEquals(afterFields(two).note, { type: "string", optional: false, field: "note" });
+  assertEquals(afterFields(two).v.type, "int32");
+  assertEquals(afterFields(three).v.type, "int64");
+  assertEquals(three.payload.after, { id: 3, v: 3000000000, note: "three" });
+});
