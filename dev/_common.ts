@@ -93,3 +93,50 @@ export function waitForStopSignal(): Promise<Deno.Signal> {
 export function secondsSince(start: number): string {
   return `${((performance.now() - start) / 1000).toFixed(1)} s`;
 }
+
+/**
+ * Copies the dependencies of `pomPath` into `<root>/libs` with Maven, once,
+ * and returns that folder. Maven copies into a scratch folder that is
+ * renamed into place only after a marker file (holding the pom's text) was
+ * written, so an interrupted copy is redone and a changed pom triggers a
+ * fresh one. `what` names the download in errors; `withoutMaven` is the
+ * sentence shown when `mvn` is missing.
+ */
+export async function mavenLibs(
+  pomPath: string,
+  root: string,
+  what: string,
+  withoutMaven: string,
+): Promise<string> {
+  const libs = `${root}/libs`;
+  const pom = await Deno.readTextFile(pomPath);
+  const marker = ".sluice-complete";
+  try {
+    if (await Deno.readTextFile(`${libs}/${marker}`) === pom) return libs;
+  } catch { /* not there yet */ }
+  await Deno.mkdir(root, { recursive: true });
+  const scratch = await Deno.makeTempDir({ dir: root, prefix: "libs-partial-" });
+  try {
+    let res;
+    try {
+      res = await run([
+        "mvn",
+        ...["-q", "-B", "-f", pomPath, "dependency:copy-dependencies"],
+        `-DoutputDirectory=${scratch}`,
+      ]);
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+      throw new Error(withoutMaven);
+    }
+    if (res.code !== 0) {
+      throw new Error(`Maven could not fetch ${what}:\n${res.stdout}${res.stderr}`);
+    }
+    await Deno.writeTextFile(`${scratch}/${marker}`, pom);
+    // Another process may have finished first; ours is as good, replace it.
+    await Deno.remove(libs, { recursive: true }).catch(() => {});
+    await Deno.rename(scratch, libs);
+    return libs;
+  } finally {
+    await Deno.remove(scratch, { recursive: true }).catch(() => {});
+  }
+}

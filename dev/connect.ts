@@ -15,7 +15,7 @@
  * @module
  */
 import { fileURLToPath } from "node:url";
-import { freePorts, run, secondsSince, tailFile, waitForStopSignal } from "./_common.ts";
+import { freePorts, mavenLibs, secondsSince, tailFile, waitForStopSignal } from "./_common.ts";
 
 /** Versions; must match dev/connect/pom.xml (they name the cache folder). */
 export const CONNECT_VERSIONS = { kafka: "4.2.2", debezium: "3.6.1.Final", jdbc: "3.6.0.Final" };
@@ -32,49 +32,21 @@ function cacheDir(): string {
 
 /**
  * Makes sure Kafka Connect's and Debezium's jars are in the cache and
- * returns that folder. Maven copies into a scratch folder renamed into place
- * after a marker (the pom's text) was written, so an interrupted copy is
- * redone and a changed pom triggers a fresh one.
+ * returns that folder (see {@linkcode mavenLibs}).
  */
 export async function ensureConnectJars(): Promise<string> {
-  const root = cacheDir();
-  const libs = `${root}/libs`;
   const pom = await Deno.readTextFile(POM);
   for (const [name, version] of Object.entries(CONNECT_VERSIONS)) {
     if (!pom.includes(`>${version}<`)) {
       throw new Error(`${POM} must use ${name} ${version} (CONNECT_VERSIONS in connect.ts)`);
     }
   }
-  const marker = ".sluice-complete";
-  try {
-    if (await Deno.readTextFile(`${libs}/${marker}`) === pom) return libs;
-  } catch { /* not there yet */ }
-  await Deno.mkdir(root, { recursive: true });
-  const scratch = await Deno.makeTempDir({ dir: root, prefix: "libs-partial-" });
-  try {
-    let res;
-    try {
-      res = await run([
-        "mvn",
-        ...["-q", "-B", "-f", POM, "dependency:copy-dependencies"],
-        `-DoutputDirectory=${scratch}`,
-      ]);
-    } catch (e) {
-      if (!(e instanceof Deno.errors.NotFound)) throw e;
-      throw new Error("Maven (`mvn`) is needed once to fetch Kafka Connect and Debezium");
-    }
-    if (res.code !== 0) {
-      throw new Error(
-        `Maven could not fetch Kafka Connect and Debezium:\n${res.stdout}${res.stderr}`,
-      );
-    }
-    await Deno.writeTextFile(`${scratch}/${marker}`, pom);
-    await Deno.remove(libs, { recursive: true }).catch(() => {});
-    await Deno.rename(scratch, libs);
-    return libs;
-  } finally {
-    await Deno.remove(scratch, { recursive: true }).catch(() => {});
-  }
+  return await mavenLibs(
+    POM,
+    cacheDir(),
+    "Kafka Connect and Debezium",
+    "Maven (`mvn`) is needed once to fetch Kafka Connect and Debezium",
+  );
 }
 
 /** A connector for the worker: its name and properties. */

@@ -12,7 +12,14 @@
  */
 import { fileURLToPath } from "node:url";
 import { Admin } from "@platformatic/kafka";
-import { freePorts, run, runOk, secondsSince, tailFile, waitForStopSignal } from "./_common.ts";
+import {
+  freePorts,
+  mavenLibs,
+  runOk,
+  secondsSince,
+  tailFile,
+  waitForStopSignal,
+} from "./_common.ts";
 
 /** Kafka version of the broker; must match `kafka.version` in dev/kafka/pom.xml. */
 export const KAFKA_VERSION = "4.2.2";
@@ -57,52 +64,22 @@ function cacheRoot(): string {
  * Makes sure the broker's jars are in the cache and returns that folder
  * (`$XDG_CACHE_HOME` or `~/.cache`, then `sluice/kafka-<version>/libs`).
  *
- * Maven copies into a scratch folder that is renamed into place only after a
- * marker file (holding the pom's text) was written, so an interrupted copy is
- * redone and a changed pom triggers a fresh copy.
+ * (see {@linkcode mavenLibs}).
  */
 export async function ensureKafkaJars(): Promise<string> {
-  const root = cacheRoot();
-  const libs = `${root}/libs`;
   const pom = await Deno.readTextFile(POM);
   if (!pom.includes(`<kafka.version>${KAFKA_VERSION}</kafka.version>`)) {
     throw new Error(
       `${POM} must set kafka.version to ${KAFKA_VERSION} (KAFKA_VERSION in kafka.ts)`,
     );
   }
-  const marker = ".sluice-complete";
-  try {
-    if (await Deno.readTextFile(`${libs}/${marker}`) === pom) return libs;
-  } catch { /* not there yet */ }
-
-  await Deno.mkdir(root, { recursive: true });
-  const scratch = await Deno.makeTempDir({ dir: root, prefix: "libs-partial-" });
-  try {
-    let res;
-    try {
-      res = await run([
-        "mvn",
-        ...["-q", "-B", "-f", POM, "dependency:copy-dependencies"],
-        `-DoutputDirectory=${scratch}`,
-      ]);
-    } catch (e) {
-      if (!(e instanceof Deno.errors.NotFound)) throw e;
-      throw new Error(
-        "Maven (`mvn`) is needed once to download the Kafka broker: install it with " +
-          "`apt-get install maven`, or set SLUICE_TEST_KAFKA_BROKERS to use an existing broker.",
-      );
-    }
-    if (res.code !== 0) {
-      throw new Error(`Maven could not fetch Kafka ${KAFKA_VERSION}:\n${res.stdout}${res.stderr}`);
-    }
-    await Deno.writeTextFile(`${scratch}/${marker}`, pom);
-    // Another process may have finished first; ours is as good, replace it.
-    await Deno.remove(libs, { recursive: true }).catch(() => {});
-    await Deno.rename(scratch, libs);
-    return libs;
-  } finally {
-    await Deno.remove(scratch, { recursive: true }).catch(() => {});
-  }
+  return await mavenLibs(
+    POM,
+    cacheRoot(),
+    `Kafka ${KAFKA_VERSION}`,
+    "Maven (`mvn`) is needed once to download the Kafka broker: install it with " +
+      "`apt-get install maven`, or set SLUICE_TEST_KAFKA_BROKERS to use an existing broker.",
+  );
 }
 
 /** A cluster id for `StorageTool format`: 16 random bytes, base64url, no padding. */
