@@ -217,6 +217,9 @@ async function compare(
 
 try {
   for (const db of [SRC, DST]) {
+    // A slot left by an interrupted run would keep the database from going.
+    await admin`select pg_drop_replication_slot(slot_name) from pg_replication_slots
+                where database = ${db} and not active`;
     await admin.unsafe(`drop database if exists ${db} with (force)`);
     await admin.unsafe(`create database ${db}`);
   }
