@@ -19,6 +19,20 @@ export function nextRunTime(schedule: string | undefined, from = new Date()): st
 }
 
 /**
+ * Why croner (and Deno.cron) would refuse `schedule`, in its words, or
+ * undefined when it is a valid expression: a value out of range ("61" as a
+ * minute) passes a shape check but stops the job at start.
+ */
+export function scheduleProblem(schedule: string): string | undefined {
+  try {
+    new Cron(schedule, { timezone: "UTC", paused: true }).stop();
+    return undefined;
+  } catch (error) {
+    return error instanceof Error ? error.message : String(error);
+  }
+}
+
+/**
  * The scheduled time of the tick that fired just now: what every process of
  * a group names the tick by (the ticks table key), whatever its clock read
  * when the callback ran.

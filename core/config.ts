@@ -25,6 +25,7 @@
  *
  * @internal
  */
+import { scheduleProblem } from "./_schedule.ts";
 import { z } from "zod";
 import { dirname, join, resolve } from "./_path.ts";
 import { ConfigError, type ConfigIssue } from "../api/errors.ts";
@@ -1100,6 +1101,16 @@ function checkCron(schedule: string, report: Report): void {
       `must be a 5-field cron expression in UTC such as "0 0 * * *" (or 6 fields, seconds first): current value is ${
         show(schedule)
       }`,
+    );
+    return;
+  }
+  const problem = scheduleProblem(schedule);
+  if (problem) {
+    report(
+      "config.job.schedule",
+      `is not a valid cron expression (${
+        problem.replace(/^CronPattern:\s*/, "").replace(/^\w/, (c) => c.toLowerCase())
+      }): current value is ${show(schedule)}`,
     );
   }
 }

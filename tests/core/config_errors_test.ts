@@ -120,6 +120,7 @@ Deno.test("job schedules and dependencies are checked across pipelines", async (
     { name: "b", config: { ...valid, "job.depends.on": "a" } },
     { name: "c", config: { ...valid, "job.depends.on": "b" } },
     { name: "d", config: { ...valid, "job.schedule": "every day", "job.depends.on": "nobody" } },
+    { name: "e", config: { ...valid, "job.schedule": "61 * * * *" } },
   ]);
   let messages: string[] = [];
   try {
@@ -129,6 +130,7 @@ Deno.test("job schedules and dependencies are checked across pipelines", async (
   }
   assertEquals(messages, [
     'd: config.job.schedule: must be a 5-field cron expression in UTC such as "0 0 * * *" (or 6 fields, seconds first): current value is "every day"',
+    'e: config.job.schedule: is not a valid cron expression (invalid value for minute: 61): current value is "61 * * * *"',
     "a: config.job.depends.on: forms a cycle: a -> c -> b -> a",
   ]);
 });
