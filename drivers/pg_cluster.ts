@@ -15,6 +15,7 @@
  */
 import type { JsonValue } from "../api/record.ts";
 import { connect, databaseLabel, type Sql } from "./postgres.ts";
+import { OffsetsTable } from "./pg_offsets.ts";
 
 /** A 64-bit advisory lock key from a name, stable across processes, hosts and versions. */
 export async function advisoryLockKey(name: string): Promise<string> {
@@ -213,40 +214,29 @@ export class PgJobCoordinator implements AsyncDisposable {
  */
 export class PgOffsetStore implements AsyncDisposable {
   readonly #url: string;
-  readonly #table: string;
+  readonly #table: OffsetsTable;
   #sql?: Sql;
   #ready?: Promise<void>;
 
   /** A store in the database at `url`; nothing connects before first use. */
   constructor(url: string, table = "public.sluice_offsets") {
     this.#url = url;
-    this.#table = table;
+    this.#table = new OffsetsTable(table);
   }
 
   /** The position stored under `key`, or undefined. */
   async read(key: string): Promise<JsonValue | undefined> {
-    const sql = await this.#prepare();
-    const rows = await sql.unsafe<{ offset: JsonValue }[]>(
-      `select "offset" from ${this.#table} where pipeline = $1`,
-      [key],
-    );
-    return rows[0]?.offset;
+    return await this.#table.read(await this.#prepare(), key);
   }
 
   /** Stores `value` under `key`; resolves once committed. */
   async write(key: string, value: JsonValue): Promise<void> {
-    const sql = await this.#prepare();
-    await sql.unsafe(
-      `insert into ${this.#table} (pipeline, "offset") values ($1, $2::text::jsonb)
-       on conflict (pipeline) do update set "offset" = excluded."offset", updated_at = now()`,
-      [key, JSON.stringify(value)],
-    );
+    await this.#table.write(await this.#prepare(), key, value);
   }
 
   /** Forgets the position of `key`. */
   async delete(key: string): Promise<void> {
-    const sql = await this.#prepare();
-    await sql.unsafe(`delete from ${this.#table} where pipeline = $1`, [key]);
+    await this.#table.delete(await this.#prepare(), key);
   }
 
   /** Closes the connection. */
@@ -264,15 +254,7 @@ export class PgOffsetStore implements AsyncDisposable {
   async #prepare(): Promise<Sql> {
     this.#sql ??= connect(this.#url, { max: 2, applicationName: "sluice-offsets" });
     const sql = this.#sql;
-    this.#ready ??= (async () => {
-      const key = await advisoryLockKey("sluice ddl");
-      await sql.begin(async (tx) => {
-        await tx`select pg_advisory_xact_lock(${key}::bigint)`;
-        await tx.unsafe(`create table if not exists ${this.#table} (
-          pipeline text primary key, "offset" jsonb not null,
-          updated_at timestamptz not null default now())`);
-      });
-    })().catch((error) => {
+    this.#ready ??= this.#table.create(sql).catch((error) => {
       this.#ready = undefined;
       throw error;
     });

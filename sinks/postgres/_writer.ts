@@ -16,12 +16,11 @@ import type { JsonValue, SluiceRecord } from "../../api/record.ts";
 import {
   connect,
   connectionUrl,
-  createOnce,
   databaseLabel,
   isConnectionError,
-  parseTableName,
   type Sql,
 } from "../../drivers/postgres.ts";
+import { OffsetsTable } from "../../drivers/pg_offsets.ts";
 import { withJsonParsed } from "./_dead_letters.ts";
 import { TableDirectory } from "./_inspect.ts";
 import { applyRun, type Totals } from "./_merge.ts";
@@ -35,7 +34,7 @@ export class PostgresWriter {
   readonly url: string;
   readonly #settings: Settings;
   readonly #context: PluginContext;
-  readonly #offsetsTable: string;
+  readonly #offsets: OffsetsTable;
   readonly #tables: TableDirectory;
   readonly #projector: Projector;
   readonly #totals: Totals = { givenChecksum: 0n, writtenChecksum: 0n };
@@ -46,7 +45,7 @@ export class PostgresWriter {
     this.#context = context;
     this.url = connectionUrl(settings.connection);
     this.#sql = this.#open();
-    this.#offsetsTable = parseTableName(settings.offsetsTable).quoted;
+    this.#offsets = new OffsetsTable(settings.offsetsTable);
     this.#projector = new Projector(settings, context.logger);
     this.#tables = new TableDirectory(() => this.#sql, settings, context);
   }
@@ -58,12 +57,7 @@ export class PostgresWriter {
   ): Promise<PostgresWriter> {
     const writer = new PostgresWriter(settings, context);
     try {
-      await createOnce(
-        writer.#sql,
-        `create table if not exists ${writer.#offsetsTable} (
-           pipeline text primary key, "offset" jsonb not null,
-           updated_at timestamptz not null default now())`,
-      );
+      await writer.#offsets.create(writer.#sql);
     } catch (error) {
       await writer.close();
       throw wrap(error, `Cannot prepare the offsets table in the sink database ${writer.#where}`);
@@ -128,11 +122,7 @@ export class PostgresWriter {
         await batch.reject(failures.map((failure) => this.#presentable(failure)));
       }
       if (batch.offset) {
-        await tx.unsafe(
-          `insert into ${this.#offsetsTable} (pipeline, "offset") values ($1, $2::text::jsonb)
-           on conflict (pipeline) do update set "offset" = excluded."offset", updated_at = now()`,
-          [batch.offset.key, JSON.stringify(batch.offset.value)],
-        );
+        await this.#offsets.write(tx, batch.offset.key, batch.offset.value);
       }
     });
     return { written, skipped: skipped + skippedByTable };
@@ -222,25 +212,17 @@ export class PostgresWriter {
 
   /** The stored offset of a pipeline. */
   async readOffset(key: string): Promise<JsonValue | undefined> {
-    const rows = await this.#sql.unsafe<{ offset: JsonValue }[]>(
-      `select "offset" from ${this.#offsetsTable} where pipeline = $1`,
-      [key],
-    );
-    return rows[0]?.offset;
+    return await this.#offsets.read(this.#sql, key);
   }
 
   /** Replaces a pipeline's stored offset (an operator's reset, with the pipeline stopped). */
   async writeOffset(key: string, value: JsonValue): Promise<void> {
-    await this.#sql.unsafe(
-      `insert into ${this.#offsetsTable} (pipeline, "offset") values ($1, $2::text::jsonb)
-       on conflict (pipeline) do update set "offset" = excluded."offset", updated_at = now()`,
-      [key, JSON.stringify(value)],
-    );
+    await this.#offsets.write(this.#sql, key, value);
   }
 
   /** Forgets a pipeline's stored offset. */
   async deleteOffset(key: string): Promise<void> {
-    await this.#sql.unsafe(`delete from ${this.#offsetsTable} where pipeline = $1`, [key]);
+    await this.#offsets.delete(this.#sql, key);
   }
 
   /** Post-run checks: bulk-load row counts and the key checksum. */
