@@ -140,7 +140,7 @@ Deno.test("a typo of a required transform option is named with a suggestion", as
   assertMatch(stderr, /- m: config\.transforms\.m\.fields: is required\n/);
   assertMatch(
     stderr,
-    /- m: config\.transforms\.m\.feilds: is not an option of transform "mask" \(did you mean "fields"\?\)/,
+    /- m: config\.transforms\.m\.feilds: is not an option of transform "mask" \(did you mean "transforms\.m\.fields"\?\)/,
   );
 });
 
