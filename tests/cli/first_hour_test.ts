@@ -262,7 +262,7 @@ Deno.test("log lines and the run summary keep their order in one file", async ()
       stdout: "piped",
     }).output();
     const lines = new TextDecoder().decode(output.stdout).trimEnd().split("\n");
-    const summary = lines.findIndex((line) => line.startsWith("job "));
+    const summary = lines.findIndex((line) => line.startsWith("pipeline "));
     assert(summary > 0, lines.join("\n"));
     assertMatch(lines[summary - 1], /"message":"numbers succeeded: read 10, written 10/);
     assert(lines.slice(summary).every((line) => !line.startsWith("{")), lines.join("\n"));
