@@ -23,7 +23,9 @@
  * ```
  * deno run -A bench/startup_bench.ts [--trials 5] [--idle-ms 3000] [--binary ./sluice]
  * ```
- * `--binary` also measures a `deno compile`d Sluice (`deno task compile`).
+ * `--binary` also measures a `deno compile`d Sluice (`deno task compile`);
+ * `--v8="<flags>;<flags>"` adds `deno task run` with other V8 flags (each
+ * set comma-separated, replacing the task's `--v8-flags`).
  * Uses SLUICE_TEST_PG_URL when set (`deno task bench` sets it), else starts a
  * private PostgreSQL.
  *
@@ -39,6 +41,8 @@ const { values } = parseArgs({
     trials: { type: "string", default: "5" },
     "idle-ms": { type: "string", default: "3000" },
     binary: { type: "string" },
+    // V8 flag sets to compare with the task's own, separated by ";": --v8="--lite-mode;--max-semi-space-size=1"
+    v8: { type: "string" },
   },
 });
 const trials = Number(values.trials);
@@ -242,6 +246,14 @@ try {
   // precede the slot) and fills Deno's caches.
   await sluice(source, target, Deno.execPath(), task, true);
   const variants: [string, string, string[]][] = [["deno task run", Deno.execPath(), task]];
+  for (const flags of values.v8?.split(";").filter((f) => f !== "") ?? []) {
+    const args = [
+      task[0],
+      `--v8-flags=${flags}`,
+      ...task.slice(1).filter((arg) => !arg.startsWith("--v8-flags")),
+    ];
+    variants.push([`--v8-flags=${flags}`, Deno.execPath(), args]);
+  }
   if (values.binary) {
     variants.push(["compiled binary", values.binary, ["run", ...runArgs]]);
     await sluice(source, target, values.binary, ["run", ...runArgs]);

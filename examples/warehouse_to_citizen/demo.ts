@@ -213,6 +213,12 @@ async function runEventFlows(
     );
     return await showHybridProfiles(source, target, hourly) ? "ok" : "failed";
   } finally {
+    // The kernel's high-water mark of the process's memory over the whole flow.
+    const peak = await Deno.readTextFile(`/proc/${streams.pid}/status`)
+      .then((status) => Number(/VmHWM:\s+(\d+)/.exec(status)?.[1]) / 1024, () => NaN);
+    if (peak > 0) {
+      step(`Peak RSS of the sluice run process of the event flows: ${peak.toFixed(0)} MB`);
+    }
     streams.kill("SIGTERM");
     await streams.status;
     await source.end();
