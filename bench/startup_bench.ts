@@ -25,7 +25,8 @@
  * ```
  * `--binary` also measures a `deno compile`d Sluice (`deno task compile`);
  * `--v8="<flags>;<flags>"` adds `deno task run` with other V8 flags (each
- * set comma-separated, replacing the task's `--v8-flags`).
+ * set comma-separated, replacing the task's `--v8-flags`; `none` for
+ * none).
  * Uses SLUICE_TEST_PG_URL when set (`deno task bench` sets it), else starts a
  * private PostgreSQL.
  *
@@ -70,7 +71,8 @@ interface Sample {
   peakRssMb: number;
 }
 
-const load = async () => (await Deno.readTextFile("/proc/loadavg")).split(" ").slice(0, 3).join(" ");
+const load = async () =>
+  (await Deno.readTextFile("/proc/loadavg")).split(" ").slice(0, 3).join(" ");
 
 /** `deno task run`'s command as arguments of the deno binary (V8 flags included). */
 async function runTaskArgs(): Promise<string[]> {
@@ -116,13 +118,17 @@ async function measure(
     stderr: "inherit",
   }).spawn();
   try {
-    let timer: number | undefined;
+    let timer: ReturnType<typeof setTimeout> | undefined;
     const deadline = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new Error(`${command} not ready after 60 s`)), 60_000);
     });
-    await Promise.race([ready(child), deadline, child.status.then((s) => {
-      throw new Error(`${command} ${args.join(" ")} exited early with ${s.code}`);
-    })]).finally(() => clearTimeout(timer));
+    await Promise.race([
+      ready(child),
+      deadline,
+      child.status.then((s) => {
+        throw new Error(`${command} ${args.join(" ")} exited early with ${s.code}`);
+      }),
+    ]).finally(() => clearTimeout(timer));
     const readyMs = performance.now() - started;
     const { cpuMs } = await procStatus(child.pid);
     await new Promise((resolve) => setTimeout(resolve, idleMs));
@@ -247,12 +253,17 @@ try {
   await sluice(source, target, Deno.execPath(), task, true);
   const variants: [string, string, string[]][] = [["deno task run", Deno.execPath(), task]];
   for (const flags of values.v8?.split(";").filter((f) => f !== "") ?? []) {
+    // "none": the task's command without V8 flags.
     const args = [
       task[0],
-      `--v8-flags=${flags}`,
+      ...(flags === "none" ? [] : [`--v8-flags=${flags}`]),
       ...task.slice(1).filter((arg) => !arg.startsWith("--v8-flags")),
     ];
-    variants.push([`--v8-flags=${flags}`, Deno.execPath(), args]);
+    variants.push([
+      flags === "none" ? "no V8 flags" : `--v8-flags=${flags}`,
+      Deno.execPath(),
+      args,
+    ]);
   }
   if (values.binary) {
     variants.push(["compiled binary", values.binary, ["run", ...runArgs]]);
