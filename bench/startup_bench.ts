@@ -23,7 +23,8 @@
  * ```
  * deno run -A bench/startup_bench.ts [--trials 5] [--idle-ms 3000] [--binary ./sluice]
  * ```
- * `--binary` also measures a `deno compile`d Sluice (`deno task compile`);
+ * `--other <dir>` measures another checkout's `deno task run` (main, say)
+ * in the same trials. `--binary` also measures a `deno compile`d Sluice (`deno task compile`);
  * `--v8="<flags>;<flags>"` adds `deno task run` with other V8 flags (each
  * set comma-separated, replacing the task's `--v8-flags`; `none` for
  * none).
@@ -44,6 +45,8 @@ const { values } = parseArgs({
     binary: { type: "string" },
     // V8 flag sets to compare with the task's own, separated by ";": --v8="--lite-mode;--max-semi-space-size=1"
     v8: { type: "string" },
+    // Another checkout of Sluice (e.g. main) measured in the same trials: --other /path/to/main
+    other: { type: "string" },
   },
 });
 const trials = Number(values.trials);
@@ -74,12 +77,12 @@ interface Sample {
 const load = async () =>
   (await Deno.readTextFile("/proc/loadavg")).split(" ").slice(0, 3).join(" ");
 
-/** `deno task run`'s command as arguments of the deno binary (V8 flags included). */
-async function runTaskArgs(): Promise<string[]> {
-  const config = JSON.parse(await Deno.readTextFile(`${root}deno.json`));
+/** `deno task run`'s command in checkout `dir` as arguments of the deno binary (V8 flags included). */
+async function runTaskArgs(dir = root): Promise<string[]> {
+  const config = JSON.parse(await Deno.readTextFile(`${dir}deno.json`));
   const words = (config.tasks.run as string).split(/\s+/);
   if (words[0] !== "deno") throw new Error(`unexpected run task: ${config.tasks.run}`);
-  return words.slice(1).map((word) => word.startsWith("cli/") ? `${root}${word}` : word);
+  return words.slice(1).map((word) => word.startsWith("cli/") ? `${dir}${word}` : word);
 }
 
 async function procStatus(pid: number): Promise<{ rss: number; hwm: number; cpuMs: number }> {
@@ -265,10 +268,19 @@ try {
       args,
     ]);
   }
+  if (values.other) {
+    const dir = values.other.endsWith("/") ? values.other : `${values.other}/`;
+    variants.push([`${dir} deno task run`, Deno.execPath(), [
+      ...await runTaskArgs(dir),
+      "run",
+      ...runArgs,
+    ]]);
+  }
   if (values.binary) {
     variants.push(["compiled binary", values.binary, ["run", ...runArgs]]);
-    await sluice(source, target, values.binary, ["run", ...runArgs]);
   }
+  // Every other variant once unmeasured too, for its caches.
+  for (const [, command, args] of variants.slice(1)) await sluice(source, target, command, args);
   const ref: Sample[] = [];
   const results = variants.map(() => [] as Sample[]);
   for (let trial = 0; trial < trials; trial++) {
