@@ -1,7 +1,8 @@
 /**
  * The plugins that ship with Sluice, registered explicitly (importing a
- * plugin module registers nothing by itself). This module pulls in the
- * PostgreSQL and Kafka drivers; `@sluice/sluice` alone does not.
+ * plugin module registers nothing by itself). This module loads every
+ * built-in plugin and the PostgreSQL driver; `@sluice/sluice` alone does
+ * not. (The `sluice` command loads only the plugins its configs name.)
  *
  * @example Validating a config against the built-in plugins
  * ```ts
@@ -31,10 +32,7 @@
  */
 import type { Plugin } from "./api/plugin.ts";
 import { Registry } from "./core/registry.ts";
-import { sources } from "./connectors/mod.ts";
-import { jobs } from "./jobs/mod.ts";
-import { sinks } from "./sinks/mod.ts";
-import { predicates, transforms } from "./transforms/mod.ts";
+import { builtinCatalog } from "./_builtin_catalog.ts";
 
 /**
  * Every built-in plugin: sources, sinks, transforms and predicates.
@@ -48,13 +46,9 @@ import { predicates, transforms } from "./transforms/mod.ts";
  * assert.ok(transforms.includes("mask") && transforms.includes("route"));
  * ```
  */
-export const builtinPlugins: readonly Plugin[] = [
-  ...sources,
-  ...jobs,
-  ...sinks,
-  ...transforms,
-  ...predicates,
-];
+export const builtinPlugins: readonly Plugin[] = await Promise.all(
+  builtinCatalog.map((entry) => entry.load()),
+);
 
 /**
  * A new registry holding the built-in plugins; add your own with `register`.

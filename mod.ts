@@ -127,7 +127,7 @@ export {
 export { type Closable, disposable } from "./api/disposable.ts";
 export { encodeJson } from "./api/json.ts";
 export { writeAtomically } from "./api/files.ts";
-export { type PluginKind, Registry } from "./core/registry.ts";
+export { type LazyPlugin, type PluginKind, Registry } from "./core/registry.ts";
 export {
   buildPipelines,
   type LoadOptions,

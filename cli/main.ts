@@ -18,37 +18,22 @@
  */
 import { parseArgs } from "node:util";
 import { getLogger } from "@logtape/logtape";
-import { builtinRegistry } from "../builtins.ts";
+import { lazyBuiltinRegistry } from "../_builtin_catalog.ts";
 import type { Plugin } from "../api/plugin.ts";
 import type { Registry } from "../core/registry.ts";
+import type { JobReport } from "../core/runtime.ts";
 import { ConfigError, OffsetChangeError } from "../api/errors.ts";
 import { redactedMessage, redactSecrets } from "../api/redact.ts";
-import { describeOptions } from "../api/options.ts";
-import { pipelineOptions } from "../core/config.ts";
 import { setUpLogging, tearDownLogging } from "../core/_log.ts";
-import { type JobReport, Runtime } from "../core/runtime.ts";
-import { buildPlan, configWarnings, formatPlan } from "../core/_plan.ts";
-import { permissionFlags, requiredPermissions } from "./permissions.ts";
-import { formatSummary } from "./summary.ts";
-import { terminalProgress } from "./progress.ts";
-import { formatStatus, statusUrl } from "./status.ts";
-import {
-  buildWithBuiltins,
-  ClusterCoordinators,
-  loadWithBuiltins,
-  workerEnvironment,
-  workerSettings,
-} from "./worker.ts";
-import { type OpsFlags, prepareOperations } from "./ops.ts";
-import { dlq } from "./dlq.ts";
-import {
-  changeFromFlags,
-  formatOffsets,
-  type ResetFlags,
-  resetOffsets,
-  showOffsets,
-  splitPipelineArgument,
-} from "./offsets.ts";
+import type { WorkerSettings } from "./worker.ts";
+import type { OptionDoc } from "../api/options.ts";
+import type { OpsFlags } from "./ops.ts";
+import type { ResetFlags } from "./offsets.ts";
+
+// Each command imports what it needs when it runs (`await import`), so
+// `sluice status` or `--help` does not load the engine, and `sluice run`
+// loads the plugins its configs name (the registry is lazy), not all of
+// them: start-up time and idle memory follow what a config uses.
 
 const USAGE = `Usage: sluice <command> [options]
 
@@ -107,7 +92,7 @@ Options:
 /** Runs the CLI and returns its exit code: 0 ok, 1 a job or stream failed, 2 bad usage or config. */
 export async function main(args: string[]): Promise<number> {
   // dlq has options of its own (--stage, --since, --yes…): it parses its arguments itself.
-  if (args[0] === "dlq") return await dlq(args.slice(1));
+  if (args[0] === "dlq") return await (await import("./dlq.ts")).dlq(args.slice(1));
   const { values, positionals } = parseArgs({
     args,
     allowPositionals: true,
@@ -144,6 +129,7 @@ export async function main(args: string[]): Promise<number> {
     format: (values["log-format"] ?? "auto") as "auto",
   });
   try {
+    const { workerSettings } = await import("./worker.ts");
     const settings = workerSettings(values);
     switch (command) {
       case "run":
@@ -154,7 +140,8 @@ export async function main(args: string[]): Promise<number> {
         return await plugins(rest[0]);
       case "plan":
         return await plan(rest, settings);
-      case "status":
+      case "status": {
+        const { formatStatus, statusUrl } = await import("./status.ts");
         console.log(
           await formatStatus({
             url: statusUrl(values.url, values.listen),
@@ -162,14 +149,18 @@ export async function main(args: string[]): Promise<number> {
           }),
         );
         return 0;
-      case "permissions":
+      }
+      case "permissions": {
         requireConfigs(rest);
+        const { permissionFlags, requiredPermissions } = await import("./permissions.ts");
         console.log(
           permissionFlags(await requiredPermissions(rest, settings, values.listen)).join(" "),
         );
         return 0;
+      }
       case "job": {
         if (rest[0] !== "run" || !rest[1]) break;
+        const { splitPipelineArgument } = await import("./offsets.ts");
         const { paths, pipeline } = await splitPipelineArgument(rest.slice(1), true);
         return await runJob(pipeline!, paths, settings, {
           fullRefresh: values["full-refresh"] ?? false,
@@ -205,8 +196,10 @@ function requireConfigs(paths: string[]): void {
   }
 }
 
-async function validate(paths: string[], settings: ReturnType<typeof workerSettings>) {
+async function validate(paths: string[], settings: WorkerSettings) {
   requireConfigs(paths);
+  const { loadWithBuiltins } = await import("./worker.ts");
+  const { configWarnings } = await import("../core/_plan.ts");
   const specs = await loadWithBuiltins(paths, settings);
   for (const spec of specs) {
     const chain = [
@@ -230,17 +223,32 @@ async function validate(paths: string[], settings: ReturnType<typeof workerSetti
 
 async function run(
   paths: string[],
-  settings: ReturnType<typeof workerSettings>,
+  settings: WorkerSettings,
   flags: OpsFlags & { readonly "keep-failed"?: boolean },
 ) {
   requireConfigs(paths);
-  const specs = await loadWithBuiltins(paths, settings);
+  const registry = lazyBuiltinRegistry();
+  // One batch of imports, loaded together while the configs are read.
+  const [
+    { buildWithBuiltins, ClusterCoordinators, loadWithBuiltins, workerEnvironment },
+    { configWarnings },
+    { prepareOperations },
+    { Runtime },
+    { formatSummary },
+  ] = await Promise.all([
+    import("./worker.ts"),
+    import("../core/_plan.ts"),
+    import("./ops.ts"),
+    import("../core/runtime.ts"),
+    import("./summary.ts"),
+  ]);
+  const specs = await loadWithBuiltins(paths, settings, registry);
   for (const warning of configWarnings(specs)) getLogger(["sluice", "config"]).warn(warning);
   const ops = await prepareOperations(
     specs,
     paths,
     flags,
-    (entries) => buildWithBuiltins(entries, settings),
+    (entries) => buildWithBuiltins(entries, settings, registry),
   );
   const environment = { ...workerEnvironment(settings), observer: ops.metrics };
   await using _offsets = {
@@ -267,7 +275,7 @@ async function run(
     maxParallelJobs: settings.maxParallelJobs,
     workerId: settings.workerId,
   });
-  await using _operations = await ops.start(runtime, builtinRegistry(), environment.offsets);
+  await using _operations = await ops.start(runtime, registry, environment.offsets);
   const reports: JobReport[] = [];
   runtime.onReport((report) => reports.push(report));
   const stop = () => {
@@ -291,7 +299,7 @@ async function run(
 async function runJob(
   name: string,
   paths: string[],
-  settings: ReturnType<typeof workerSettings>,
+  settings: WorkerSettings,
   options: { fullRefresh: boolean; withDownstream: boolean; since?: Date },
 ) {
   requireConfigs(paths);
@@ -301,6 +309,10 @@ async function runJob(
       message: "a window (--since) and --full-refresh exclude each other: give one",
     }]);
   }
+  const { ClusterCoordinators, loadWithBuiltins, workerEnvironment } = await import("./worker.ts");
+  const { terminalProgress } = await import("./progress.ts");
+  const { Runtime } = await import("../core/runtime.ts");
+  const { formatSummary } = await import("./summary.ts");
   const specs = await loadWithBuiltins(paths, settings);
   const environment = workerEnvironment(settings);
   await using _offsets = {
@@ -346,9 +358,13 @@ function parseSince(since: string | undefined): Date | undefined {
 async function offsets(
   action: "show" | "reset",
   args: string[],
-  settings: ReturnType<typeof workerSettings>,
+  settings: WorkerSettings,
   flags: ResetFlags & { url?: string; listen?: string; token?: string },
 ) {
+  const { changeFromFlags, formatOffsets, resetOffsets, showOffsets, splitPipelineArgument } =
+    await import("./offsets.ts");
+  const { loadWithBuiltins, workerEnvironment } = await import("./worker.ts");
+  const { statusUrl } = await import("./status.ts");
   const { paths, pipeline } = await splitPipelineArgument(args, action === "reset");
   const specs = await loadWithBuiltins(paths, settings);
   const chosen = pipeline ? specs.filter((spec) => spec.name === pipeline) : specs;
@@ -382,11 +398,13 @@ async function offsets(
   }
 }
 
-async function plan(paths: string[], settings: ReturnType<typeof workerSettings>) {
+async function plan(paths: string[], settings: WorkerSettings) {
   requireConfigs(paths);
   // The plan needs table and topic names, not secrets: unresolved references get stand-ins.
   const standIns: string[] = [];
-  const specs = await loadWithBuiltins(paths, settings, builtinRegistry(), {
+  const { loadWithBuiltins } = await import("./worker.ts");
+  const { buildPlan, formatPlan } = await import("../core/_plan.ts");
+  const specs = await loadWithBuiltins(paths, settings, lazyBuiltinRegistry(), {
     standIn: (path) => standIns.push(path),
   });
   const built = await buildPlan(specs);
@@ -402,7 +420,9 @@ async function plan(paths: string[], settings: ReturnType<typeof workerSettings>
 }
 
 async function plugins(name?: string): Promise<number> {
-  const registry = builtinRegistry();
+  const { pipelineOptions } = await import("../core/config.ts");
+  const { describeOptions } = await import("../api/options.ts");
+  const registry = await lazyBuiltinRegistry().loadAll();
   const all = registry.list();
   const chosen = name ? all.filter((p) => p.name === name || p.aliases?.includes(name)) : all;
   if (name && chosen.length === 0) chosen.push(...await pluginsInFile(registry, name));
@@ -416,9 +436,13 @@ async function plugins(name?: string): Promise<number> {
       plugin.kind === "source" ? `, ${plugin.mode}` : ""
     }): ${plugin.summary}`;
     const aliases = plugin.aliases?.length ? `\n  aliases: ${plugin.aliases.join(", ")}` : "";
-    return `${title}${aliases}\n${formatOptions(plugin.config)}`;
+    return `${title}${aliases}\n${formatOptions(describeOptions(plugin.config))}`;
   });
-  if (!name) sections.push(`pipeline options (every pipeline):\n${formatOptions(pipelineOptions)}`);
+  if (!name) {
+    sections.push(
+      `pipeline options (every pipeline):\n${formatOptions(describeOptions(pipelineOptions))}`,
+    );
+  }
   console.log(sections.join("\n\n"));
   return 0;
 }
@@ -434,8 +458,8 @@ async function pluginsInFile(registry: Registry, path: string): Promise<Plugin[]
   return plugins;
 }
 
-function formatOptions(schema: Parameters<typeof describeOptions>[0]): string {
-  return describeOptions(schema).map((option) => {
+function formatOptions(options: readonly OptionDoc[]): string {
+  return options.map((option) => {
     const fallback = option.default !== undefined
       ? ` (default ${JSON.stringify(option.default)})`
       : option.required

@@ -18,7 +18,7 @@ import type { PipelineSpec, RawConnector } from "../core/config.ts";
 import { ConfigStore } from "../core/config_store.ts";
 import { SluiceMetrics } from "../core/metrics.ts";
 import { watchDeadLetterSizes } from "../core/dead_letter_queue.ts";
-import { kafkaDeadLetterStores } from "../connectors/kafka_dead_letters.ts";
+import { lazyKafkaDeadLetterStores } from "./worker.ts";
 import type { OffsetStore } from "../core/offsets.ts";
 import type { Registry } from "../core/registry.ts";
 import type { Runtime } from "../core/runtime.ts";
@@ -77,7 +77,7 @@ export async function prepareOperations(
       });
       alerts.start();
       const deadLetters = watchDeadLetterSizes(metrics, specs, {
-        deadLetterTopicStore: kafkaDeadLetterStores(
+        deadLetterTopicStore: lazyKafkaDeadLetterStores(
           flags.bootstrap ?? Deno.env.get("SLUICE_BOOTSTRAP_SERVERS"),
         ),
       });

@@ -18,7 +18,7 @@
  *
  * @module
  */
-import { builtinRegistry } from "../builtins.ts";
+import { lazyBuiltinRegistry } from "../_builtin_catalog.ts";
 import { ConfigError } from "../api/errors.ts";
 import { hostPortListProblem } from "../api/options.ts";
 import { routeProblems } from "../core/_plan.ts";
@@ -32,10 +32,21 @@ import {
 import { FileOffsetStore } from "../core/offsets.ts";
 import type { PipelineEnvironment } from "../core/pipeline.ts";
 import type { Registry } from "../core/registry.ts";
-import { kafkaDeadLetterTopics } from "../sinks/kafka.ts";
 import type { JobCoordinator } from "../core/cluster.ts";
 import { PgJobCoordinator, PgOffsetStore } from "../drivers/pg_cluster.ts";
-import { kafkaDeadLetterStores } from "../connectors/kafka_dead_letters.ts";
+import type { DeadLetterStore } from "../api/dead_letters.ts";
+
+/**
+ * The V8 settings `sluice run` starts with (`deno task run`, `deno task
+ * compile`, the demo): new space at most 4 MB per semi-space instead of
+ * V8's default of up to 16 (or more, by heap size). Records live for one
+ * batch, so a large young generation mostly holds garbage between scavenges:
+ * a 200k-row sync peaked at 184 MB instead of 238 at the same CPU time
+ * (within noise), and idle RSS drops a few MB. Not a heap cap: old space
+ * still grows as it needs. tests/cli/v8_flags_test.ts checks that
+ * deno.json's tasks carry the same value.
+ */
+export const SLUICE_V8_FLAGS = "--max-semi-space-size=4";
 
 /** Worker-level settings. */
 export interface WorkerSettings {
@@ -123,7 +134,7 @@ export class ClusterCoordinators implements AsyncDisposable {
 export async function loadWithBuiltins(
   paths: readonly string[],
   settings: WorkerSettings,
-  registry: Registry = builtinRegistry(),
+  registry: Registry = lazyBuiltinRegistry(),
   extra: Pick<LoadOptions, "standIn"> = {},
 ): Promise<PipelineSpec[]> {
   return await buildWithBuiltins(await readConnectorFiles(paths), settings, registry, extra);
@@ -136,7 +147,7 @@ export async function loadWithBuiltins(
 export function buildWithBuiltins(
   entries: readonly RawConnector[],
   settings: WorkerSettings,
-  registry: Registry = builtinRegistry(),
+  registry: Registry = lazyBuiltinRegistry(),
   extra: Pick<LoadOptions, "standIn"> = {},
 ): Promise<PipelineSpec[]> {
   const pluginDefaults: Record<string, string> = {};
@@ -152,8 +163,8 @@ export function buildWithBuiltins(
     ...extra,
     registry,
     pluginDefaults,
-    sinkConnectorSource: registry.find("source", "kafka") ? "kafka" : undefined,
-    defaultSink: registry.find("sink", "kafka") ? "kafka" : undefined,
+    sinkConnectorSource: registry.has("source", "kafka") ? "kafka" : undefined,
+    defaultSink: registry.has("sink", "kafka") ? "kafka" : undefined,
   }).then(async (specs) => {
     const problems = await routeProblems(specs);
     if (problems.length > 0) throw new ConfigError(problems);
@@ -191,7 +202,35 @@ export function workerEnvironment(
       ? new PgOffsetStore(settings.clusterUrl)
       : new FileOffsetStore(settings.offsetsFile),
     // The worker's Kafka, or else the pipeline's own kafka source or sink.
-    deadLetterTopic: kafkaDeadLetterTopics(settings.bootstrapServers),
-    deadLetterTopicStore: kafkaDeadLetterStores(settings.bootstrapServers),
+    // The Kafka sink's module loads with the first pipeline that has a dead-letter topic.
+    deadLetterTopic: async (topic, spec) => {
+      const { kafkaDeadLetterTopics } = await import("../sinks/kafka.ts");
+      return await kafkaDeadLetterTopics(settings.bootstrapServers)(topic, spec);
+    },
+    deadLetterTopicStore: lazyKafkaDeadLetterStores(settings.bootstrapServers),
+  };
+}
+
+/**
+ * The stores of dead-letter topics (`kafkaDeadLetterStores`), whose module
+ * and the Kafka source's are imported when a store is first used: most
+ * processes have no dead-letter topic and should not load them. A store
+ * that cannot open (no Kafka for it) fails its first call with the reason.
+ */
+export function lazyKafkaDeadLetterStores(
+  workerBootstrapServers?: string,
+): NonNullable<PipelineEnvironment["deadLetterTopicStore"]> {
+  return (topic, spec) => {
+    const opened: Promise<DeadLetterStore> = import("../connectors/kafka_dead_letters.ts")
+      .then((module) => module.kafkaDeadLetterStores(workerBootstrapServers)(topic, spec));
+    opened.catch(() => {}); // reported by the first call that needs the store
+    return {
+      description: `Kafka topic ${topic}`,
+      list: async (pipeline, selection) => await (await opened).list(pipeline, selection),
+      count: async (pipeline) => await (await opened).count(pipeline),
+      remove: async (ids) => await (await opened).remove(ids),
+      failedAgain: async (again) => await (await opened).failedAgain(again),
+      close: async () => await (await opened.catch(() => undefined))?.close(),
+    };
   };
 }

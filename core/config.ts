@@ -574,6 +574,12 @@ async function buildPipeline(
     counted(path, message);
     unresolved.add(path);
   }, options.standIn);
+  // A registry may hold plugins it imports on first use: load those this config names.
+  await options.registry.loadNamed([
+    ...Object.values(config),
+    options.defaultSink,
+    options.sinkConnectorSource,
+  ]);
   if (config.name !== undefined && config.name !== connector.name) {
     counted("config.name", `must equal the connector name "${connector.name}" when given`);
   }
@@ -1063,7 +1069,7 @@ function show(value: unknown): string {
 
 function withSuggestion(message: string, name: string, registry: Registry, kind: PluginKind) {
   if (!message.startsWith("unknown")) return message;
-  const names = registry.list(kind).flatMap((p) => [p.name, ...(p.aliases ?? [])]);
+  const names = registry.namesAndAliases(kind);
   const hint = closest(name, names);
   const elsewhere = registry.kindsOf(name).filter((k) => k !== kind);
   let text = message;

@@ -9,7 +9,8 @@
  *    (`scheme_sync >> profile_sync`), then a second incremental run after
  *    1% of profiles changed, and prints a summary; then the daily
  *    reconciliation of `profile_summary` (`pipelines/reconcile/`).
- * 4. Starts a private Kafka broker and the event pipelines, changes an
+ * 4. Starts a private Kafka broker (or uses `SLUICE_KAFKA_BROKERS`, an
+ *    existing one) and the event pipelines, changes an
  *    application in the warehouse and reports when (and how fast) it arrives
  *    in the citizen database. Then the hybrid profile summary: CDC delivers
  *    a change to a few profiles, and the hourly job that reads them again
@@ -29,7 +30,7 @@ import { type KafkaServer, startKafka } from "../../dev/kafka.ts";
 import { freePorts } from "../../dev/_common.ts";
 import { setUpLogging, tearDownLogging } from "../../core/_log.ts";
 import { permissionFlags, requiredPermissions } from "../../cli/permissions.ts";
-import { loadWithBuiltins, type WorkerSettings } from "../../cli/worker.ts";
+import { loadWithBuiltins, SLUICE_V8_FLAGS, type WorkerSettings } from "../../cli/worker.ts";
 import { applySchema, generateWarehouse, touchProfiles } from "./generate.ts";
 
 const here = new URL(".", import.meta.url).pathname;
@@ -140,11 +141,16 @@ async function runEventFlows(
   scratch: string,
   hourly: () => Promise<boolean>,
 ): Promise<"ok" | "failed" | "skipped"> {
-  let kafka: KafkaServer;
+  let kafka: Pick<KafkaServer, "brokers" | "stop">;
   try {
     const started = performance.now();
-    kafka = await startKafka();
-    step(`Started a private Kafka broker at ${kafka.brokers} in ${seconds(started)}`);
+    const existing = Deno.env.get("SLUICE_KAFKA_BROKERS");
+    kafka = existing ? { brokers: existing, stop: async () => {} } : await startKafka();
+    step(
+      existing
+        ? `Using the Kafka broker at ${existing} (SLUICE_KAFKA_BROKERS)`
+        : `Started a private Kafka broker at ${kafka.brokers} in ${seconds(started)}`,
+    );
   } catch (error) {
     step(`Event flows skipped: cannot start Kafka (${(error as Error).message.split("\n")[0]})`);
     step("They need Java 17 and Maven (apt-get install openjdk-17-jdk-headless maven)");
@@ -213,6 +219,12 @@ async function runEventFlows(
     );
     return await showHybridProfiles(source, target, hourly) ? "ok" : "failed";
   } finally {
+    // The kernel's high-water mark of the process's memory over the whole flow.
+    const peak = await Deno.readTextFile(`/proc/${streams.pid}/status`)
+      .then((status) => Number(/VmHWM:\s+(\d+)/.exec(status)?.[1]) / 1024, () => NaN);
+    if (peak > 0) {
+      step(`Peak RSS of the sluice run process of the event flows: ${peak.toFixed(0)} MB`);
+    }
     streams.kill("SIGTERM");
     await streams.status;
     await source.end();
@@ -294,6 +306,7 @@ function sluiceProcess(
       "run",
       ...flags.split(" ").filter(Boolean),
       "--unstable-cron",
+      `--v8-flags=${SLUICE_V8_FLAGS}`,
       cli,
       ...args,
       "--offsets",
