@@ -222,7 +222,9 @@ export function stableStringify(value: unknown): string {
   let out = "{";
   for (let i = 0; i < keys.length; i++) {
     if (i > 0) out += ",";
-    out += `${JSON.stringify(keys[i])}:${stableStringify((value as Record<string, unknown>)[keys[i]])}`;
+    out += `${JSON.stringify(keys[i])}:${
+      stableStringify((value as Record<string, unknown>)[keys[i]])
+    }`;
   }
   return `${out}}`;
 }
