@@ -180,7 +180,10 @@ export function tableOf(record: SluiceRecord): TableRef {
 
 /** Applies `mapRow` to the key as well when it is a row (key columns are row columns). */
 export function mapKey(record: SluiceRecord, mapRow: (row: Row) => Row): SluiceRecord {
-  return record.key ? { ...record, key: mapRow(record.key) } : record;
+  if (!record.key) return record;
+  const key = mapRow(record.key);
+  // An untouched key needs no new record: one copy less per record in a chain.
+  return key === record.key ? record : { ...record, key };
 }
 
 /** True when `value` is a plain row object (not null, an array, a Date or bytes). */
@@ -213,10 +216,17 @@ export function stableStringify(value: unknown): string {
     return `"0x${Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("")}"`;
   }
   if (Array.isArray(value)) return `[${value.map(stableStringify).join(",")}]`;
-  const entries = Object.keys(value).sort().map((key) =>
-    `${JSON.stringify(key)}:${stableStringify((value as Record<string, unknown>)[key])}`
-  );
-  return `{${entries.join(",")}}`;
+  // A loop rather than map/join: dedup builds one of these per record.
+  const keys = Object.keys(value);
+  if (keys.length > 1) keys.sort();
+  let out = "{";
+  for (let i = 0; i < keys.length; i++) {
+    if (i > 0) out += ",";
+    out += `${JSON.stringify(keys[i])}:${
+      stableStringify((value as Record<string, unknown>)[keys[i]])
+    }`;
+  }
+  return `${out}}`;
 }
 
 /** A short description of a value's type for error messages (never the value itself). */

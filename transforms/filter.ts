@@ -39,7 +39,7 @@
 import { z } from "zod";
 import { Environment } from "@marcbachmann/cel-js";
 import { defineTransform } from "../api/plugin.ts";
-import { isChangeEvent, recordRow, type SluiceRecord } from "../api/record.ts";
+import { isChangeEvent, recordRow, type Row, type SluiceRecord } from "../api/record.ts";
 import { addIssue, tableOf } from "./_shared.ts";
 
 const environment = new Environment({ unlistedVariablesAreDyn: false })
@@ -91,6 +91,7 @@ export const filter = defineTransform({
   config,
   create(options) {
     const program = environment.parse(options.condition);
+    const variables = new Variables();
     const keepOnMatch = options.action === "keep";
     const nullMode = options["null.handling.mode"];
     return {
@@ -99,7 +100,8 @@ export const filter = defineTransform({
         if (tombstone && nullMode !== "evaluate") return nullMode === "keep" ? record : null;
         let result: unknown;
         try {
-          result = program(variables(record));
+          variables.record = record;
+          result = program(variables);
         } catch (error) {
           if (leftOutByEventKind(record, error)) return record;
           throw new Error(
@@ -132,22 +134,50 @@ function leftOutByEventKind(record: SluiceRecord, error: unknown): boolean {
   return /^No such key: /.test(firstLine(error));
 }
 
-function variables(record: SluiceRecord): Record<string, unknown> {
-  const value = record.value;
-  const change = isChangeEvent(value) ? value : undefined;
-  const row = recordRow(record);
-  const { db, schema, table } = tableOf(record);
-  return {
-    value: row,
-    row,
-    before: change?.before ?? null,
-    after: change?.after ?? null,
-    key: record.key,
-    op: change ? change.op : value === null || value === undefined ? "" : "r",
-    db,
-    schema,
-    table,
-    topic: record.topic,
-    headers: record.headers ?? {},
-  };
+/**
+ * The variables of the condition for the record being judged. One instance
+ * per filter, re-pointed at each record: CEL reads only the variables the
+ * condition names, so each is computed on demand and a record costs no
+ * object of its own. Safe because evaluation is synchronous.
+ */
+class Variables {
+  record: SluiceRecord = { topic: "", key: null, value: null };
+
+  get value(): Row | null {
+    return recordRow(this.record);
+  }
+  get row(): Row | null {
+    return recordRow(this.record);
+  }
+  get before(): Row | null {
+    const value = this.record.value;
+    return isChangeEvent(value) ? value.before ?? null : null;
+  }
+  get after(): Row | null {
+    const value = this.record.value;
+    return isChangeEvent(value) ? value.after ?? null : null;
+  }
+  get key(): unknown {
+    return this.record.key;
+  }
+  get op(): string {
+    const value = this.record.value;
+    if (isChangeEvent(value)) return value.op;
+    return value === null || value === undefined ? "" : "r";
+  }
+  get db(): string {
+    return tableOf(this.record).db;
+  }
+  get schema(): string {
+    return tableOf(this.record).schema;
+  }
+  get table(): string {
+    return tableOf(this.record).table;
+  }
+  get topic(): string {
+    return this.record.topic;
+  }
+  get headers(): Readonly<Record<string, string>> {
+    return this.record.headers ?? {};
+  }
 }

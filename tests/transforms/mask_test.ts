@@ -114,6 +114,57 @@ Deno.test("mask hmac is deterministic per key and differs between keys (property
   );
 });
 
+// RFC 4231 section 4, HMAC-SHA-256 of test cases 1-7 (case 5 is truncated to 128 bits).
+const RFC4231: [key: string, data: string, mac: string][] = [
+  [
+    "0b".repeat(20),
+    toHex(utf8("Hi There")),
+    "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7",
+  ],
+  [
+    toHex(utf8("Jefe")),
+    toHex(utf8("what do ya want for nothing?")),
+    "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843",
+  ],
+  [
+    "aa".repeat(20),
+    "dd".repeat(50),
+    "773ea91e36800e46854db8ebd09181a72959098b3ef8c122d9635514ced565fe",
+  ],
+  [
+    "0102030405060708090a0b0c0d0e0f10111213141516171819",
+    "cd".repeat(50),
+    "82558a389a443c0ea4cc819899f2083a85f0faa3e578f8077a2e3ff46729665b",
+  ],
+  ["0c".repeat(20), toHex(utf8("Test With Truncation")), "a3b6167473100ee06e0c796c2955552b"],
+  [
+    "aa".repeat(131),
+    toHex(utf8("Test Using Larger Than Block-Size Key - Hash Key First")),
+    "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54",
+  ],
+  [
+    "aa".repeat(131),
+    toHex(utf8(
+      "This is a test using a larger than block-size key and a larger than block-size data. The key needs to be hashed before being used by the HMAC algorithm.",
+    )),
+    "9b09ffa71b942fcb27635fbcd5b0e944bfdc63644f0713938a7f51535c3a35e2",
+  ],
+];
+
+Deno.test("mask hmac gives the RFC 4231 HMAC-SHA-256 test vectors", () => {
+  for (const [key, data, mac] of RFC4231) {
+    const hmac = new HmacSha256(hexBytes(key));
+    assertStrictEquals(toHex(hmac.digest(hexBytes(data))).slice(0, mac.length), mac);
+    // The same instance again: its keyed state must survive a digest.
+    assertStrictEquals(toHex(hmac.digest(hexBytes(data))).slice(0, mac.length), mac);
+    const bytes = hexBytes(data);
+    if (bytes.every((byte) => byte >= 0x20 && byte <= 0x7e)) {
+      const text = String.fromCharCode(...bytes);
+      assertStrictEquals(hmac.hexOfText(text).slice(0, mac.length), mac);
+    }
+  }
+});
+
 Deno.test("mask hmac and hash agree with node:crypto (property)", () => {
   fc.assert(
     fc.property(fc.string({ unit: "binary" }), fc.uint8Array({ maxLength: 150 }), (text, key) => {

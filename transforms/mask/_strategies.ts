@@ -129,11 +129,21 @@ export function partial(
   maskChar: string,
   fixed?: number,
 ): string {
-  const chars = Array.from(value);
-  if (chars.length <= first + last) return maskChar.repeat(fixed ?? chars.length);
-  const masked = maskChar.repeat(fixed ?? chars.length - first - last);
-  return chars.slice(0, first).join("") + masked + chars.slice(chars.length - last).join("");
+  // Counted in characters, so a character outside the BMP is kept or masked
+  // whole; text without surrogates (nearly all) needs no array of characters.
+  if (SURROGATE.test(value)) {
+    const chars = Array.from(value);
+    if (chars.length <= first + last) return maskChar.repeat(fixed ?? chars.length);
+    const masked = maskChar.repeat(fixed ?? chars.length - first - last);
+    return chars.slice(0, first).join("") + masked + chars.slice(chars.length - last).join("");
+  }
+  const length = value.length;
+  if (length <= first + last) return maskChar.repeat(fixed ?? length);
+  const masked = maskChar.repeat(fixed ?? length - first - last);
+  return value.slice(0, first) + masked + value.slice(length - last);
 }
+
+const SURROGATE = /[\uD800-\uDFFF]/;
 
 function email(value: string, rule: MaskRule): string {
   const at = value.lastIndexOf("@");
