@@ -31,6 +31,8 @@ const PROJECT_FILES = [
 export interface RegistryServer {
   /** The Confluent-compatible API, `http://127.0.0.1:PORT/apis/ccompat/v7`. */
   readonly url: string;
+  /** Apicurio's own API, `http://127.0.0.1:PORT/apis/registry/v2` (its serdes and converters use it). */
+  readonly apicurioUrl: string;
   readonly logFile: string;
   /** Stops the registry (SIGTERM, SIGKILL after 20 s) and removes its folder. */
   stop(): Promise<void>;
@@ -160,7 +162,8 @@ export async function startRegistry(
     await stop();
     throw new Error(`${(e as Error).message}\n${tail}`);
   }
-  return { url, logFile, stop, [Symbol.asyncDispose]: stop };
+  const apicurioUrl = `${base}/apis/registry/v2`;
+  return { url, apicurioUrl, logFile, stop, [Symbol.asyncDispose]: stop };
 }
 
 async function waitUntilServing(

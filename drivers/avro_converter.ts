@@ -76,12 +76,14 @@ export class AvroWriter {
     if (id === undefined) throw new Error(`no registered schema for ${topic}-${side}`);
     const { type } = this.#compile(schema);
     const datum = avroDatum(schema, value);
-    // isValid first: avsc's own message for a bad value is a dump of the schema.
-    const paths: string[] = [];
-    if (!type.isValid(datum, { errorHook: (path) => paths.push(path.join(".")) })) {
+    try {
+      return frame(id, type.toBuffer(datum));
+    } catch {
+      // avsc's own message dumps the whole schema; name the fields instead.
+      const paths: string[] = [];
+      type.isValid(datum, { errorHook: (path) => paths.push(path.join(".")) });
       throw new Error(`the value does not fit its Avro schema at ${paths.join(", ") || "the top"}`);
     }
-    return frame(id, type.toBuffer(datum));
   }
 
   #compile(schema: ConnectSchema): Compiled {
