@@ -15,12 +15,19 @@ import { Buffer } from "node:buffer";
 import type { ConnectSchema } from "../api/schema.ts";
 import {
   avroDatum,
+  type AvroSchema,
   avroSchemaOf,
   avroType,
   connectSchemaOfAvro,
   valueOfDatum,
 } from "./connect_avro.ts";
-import { frame, type SchemaRegistry, unframe } from "./schema_registry.ts";
+import {
+  frame,
+  type RegisteredSchema,
+  type SchemaReference,
+  type SchemaRegistry,
+  unframe,
+} from "./schema_registry.ts";
 
 /** Kafka Connect's JSON converter, the default. */
 export const JSON_CONVERTER = "org.apache.kafka.connect.json.JsonConverter";
@@ -125,17 +132,38 @@ export class AvroReader {
       if (!this.#schemas.has(id)) wanted.add(id);
     }
     for (const id of wanted) {
-      let text: string;
+      let registered: RegisteredSchema;
       try {
-        text = await this.#registry.schemaById(id);
+        registered = await this.#registry.schemaById(id);
       } catch (error) {
         if ((error as Error).name === "RegistryRefusal") continue;
         throw error;
       }
-      const avroSchema = JSON.parse(text);
+      // Referenced schemas first, each once, so their names are defined.
+      const referenced: AvroSchema[] = [];
+      const seen = new Set<string>();
+      const resolve = async (references: readonly SchemaReference[]) => {
+        for (const { subject, version } of references) {
+          if (seen.has(`${subject}/${version}`)) continue;
+          seen.add(`${subject}/${version}`);
+          const reference = await this.#registry.schemaByVersion(subject, version);
+          await resolve(reference.references);
+          referenced.push(JSON.parse(reference.schema));
+        }
+      };
+      try {
+        await resolve(registered.references);
+      } catch (error) {
+        // Left for decode to report per message, as an unknown id is.
+        if ((error as Error).name === "RegistryRefusal") continue;
+        throw error;
+      }
+      const avroSchema = JSON.parse(registered.schema);
+      const types = {};
+      for (const reference of referenced) avroType(reference, types);
       this.#schemas.set(id, {
-        type: avroType(avroSchema),
-        connect: connectSchemaOfAvro(avroSchema),
+        type: avroType(avroSchema, types),
+        connect: connectSchemaOfAvro(avroSchema, referenced),
       });
     }
   }

@@ -178,9 +178,14 @@ const ExactLong = avro.types.LongType.__with({
   compare: (a: bigint, b: bigint) => (a < b ? -1 : a > b ? 1 : 0),
 });
 
-/** The avsc type of an Avro schema (longs as bigints, `["null", T]` unions unwrapped). */
-export function avroType(schema: AvroSchema): avro.Type {
+/**
+ * The avsc type of an Avro schema (longs as bigints, `["null", T]` unions
+ * unwrapped). Named types it refers to must be in `registry` (filled by
+ * calling this on the referenced schemas first with the same registry).
+ */
+export function avroType(schema: AvroSchema, registry: Record<string, avro.Type> = {}): avro.Type {
   return avro.Type.forSchema(schema as avro.Schema, {
+    registry,
     // `{"type":"long", …}` with attributes bypasses avsc's registry; the hook does not.
     typeHook: (s: avro.Schema) =>
       s === "long" || (typeof s === "object" && (s as { type?: unknown }).type === "long")
@@ -254,8 +259,13 @@ function toDatum(schema: ConnectSchema, value: unknown): unknown {
  * {@linkcode avroSchemaOf}; plain Avro from elsewhere maps to the nearest
  * Connect types).
  */
-export function connectSchemaOfAvro(schema: AvroSchema): ConnectSchema {
-  return fromAvro(schema, new Map(), false);
+export function connectSchemaOfAvro(
+  schema: AvroSchema,
+  references: readonly AvroSchema[] = [],
+): ConnectSchema {
+  const named = new Map<string, ConnectSchema>();
+  for (const reference of references) fromAvro(reference, named, false);
+  return fromAvro(schema, named, false);
 }
 
 function fromAvro(

@@ -29,11 +29,24 @@ export class RegistryRefusal extends Error {
   }
 }
 
+/** A schema by name in another subject, which a registered schema refers to. */
+export interface SchemaReference {
+  readonly name: string;
+  readonly subject: string;
+  readonly version: number;
+}
+
+/** A registered schema: its text and the schemas it refers to by name. */
+export interface RegisteredSchema {
+  readonly schema: string;
+  readonly references: readonly SchemaReference[];
+}
+
 /** A schema registry's Confluent-compatible API at `url`, with caches. */
 export class SchemaRegistry {
   readonly #url: string;
   readonly #ids = new Map<string, Promise<number>>();
-  readonly #schemas = new Map<number, Promise<string>>();
+  readonly #schemas = new Map<string, Promise<RegisteredSchema>>();
 
   /** A client of the API at `url` (for Apicurio: `http://host:port/apis/ccompat/v7`). */
   constructor(url: string) {
@@ -60,14 +73,25 @@ export class SchemaRegistry {
     return id;
   }
 
-  /** The schema text registered under `id`. */
-  schemaById(id: number): Promise<string> {
-    let schema = this.#schemas.get(id);
+  /** The schema registered under `id`, with its references. */
+  schemaById(id: number): Promise<RegisteredSchema> {
+    return this.#fetch(`/schemas/ids/${id}`);
+  }
+
+  /** A subject's version of a schema, with its references. */
+  schemaByVersion(subject: string, version: number): Promise<RegisteredSchema> {
+    return this.#fetch(`/subjects/${encodeURIComponent(subject)}/versions/${version}`);
+  }
+
+  #fetch(path: string): Promise<RegisteredSchema> {
+    let schema = this.#schemas.get(path);
     if (!schema) {
-      schema = this.#call(`/schemas/ids/${id}`, { method: "GET" })
-        .then((body) => (body as { schema: string }).schema);
-      schema.catch(() => this.#schemas.delete(id));
-      this.#schemas.set(id, schema);
+      schema = this.#call(path, { method: "GET" }).then((body) => {
+        const { schema, references } = body as { schema: string; references?: SchemaReference[] };
+        return { schema, references: references ?? [] };
+      });
+      schema.catch(() => this.#schemas.delete(path));
+      this.#schemas.set(path, schema);
     }
     return schema;
   }

@@ -9,7 +9,10 @@
  * Left out, beside what Debezium mangles or cannot carry with schemas (the
  * lists of debezium_interop_test.ts): `"Mixed Case Col"`, which Avro's name
  * rules make `Mixed_Case_Col` in Debezium (`field.name.adjustment.mode=avro`),
- * so no target column bears its name.
+ * so no target column bears its name; and `num_inf`, `narr`: a second field
+ * of Debezium's VariableScaleDecimal struct type (after `num`) makes
+ * Apicurio's converter 2.4.2 fail the task ("An optinal schema should have
+ * an Avro Union type, not STRUCT", in its AvroData), seen here.
  */
 import { assertEquals } from "../_assert.ts";
 import { startStream } from "../_cdc.ts";
@@ -29,9 +32,11 @@ import { startRegistry } from "../../dev/registry.ts";
 const DEBEZIUM_MANGLES = new Set(["d", "d_neg", "ts", "tsarr", "tarr2", "iarr2", "marr"]);
 const LOSSY = new Set(["iv", "num", "num_inf", "narr", "vbits", "ttz", "iarr"]);
 const RENAMED_FOR_AVRO = new Set([`"Mixed Case Col"`]);
+const CONVERTER_FAILS = new Set(["num_inf", "narr"]);
 
 Deno.test("the real Debezium PostgreSQL connector writing Avro through a schema registry lands in PostgreSQL through Sluice value for value", async () => {
-  const keep = (c: Column) => !DEBEZIUM_MANGLES.has(c.name) && !RENAMED_FOR_AVRO.has(c.name);
+  const keep = (c: Column) =>
+    !DEBEZIUM_MANGLES.has(c.name) && !RENAMED_FOR_AVRO.has(c.name) && !CONVERTER_FAILS.has(c.name);
   const { f, columns } = await matrixFixture("dbz_avro", keep);
   await using _ = f;
   await using registry = await startRegistry();
@@ -47,7 +52,7 @@ Deno.test("the real Debezium PostgreSQL connector writing Avro through a schema 
     [`${side}.converter.apicurio.registry.use-id`]: "contentId",
     [`${side}.converter.apicurio.registry.headers.enabled`]: "false",
   });
-  await using _worker = await startConnect(testKafkaBrokers(), [{
+  await using worker = await startConnect(testKafkaBrokers(), [{
     name: "dbz-avro",
     config: {
       "connector.class": "io.debezium.connector.postgresql.PostgresConnector",
@@ -97,6 +102,8 @@ Deno.test("the real Debezium PostgreSQL connector writing Avro through a schema 
     await assertSameColumns(f, columns.filter((c) => !LOSSY.has(c.name)));
   } finally {
     const report = await stream.stop();
+    const status = await worker.status("dbz-avro");
     assertEquals(report.error?.message, undefined);
+    assertEquals(status.tasks, ["RUNNING"], status.trace);
   }
 });
