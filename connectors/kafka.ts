@@ -289,7 +289,8 @@ export default defineSource({
             await readers.key?.prepare(messages.map((m) => m.key));
             await readers.value?.prepare(messages.map((m) => m.value));
           } catch (error) {
-            throw asPipelineError(error);
+            // The registry's own error says what failed (and is retriable).
+            throw error instanceof RetriableError ? error : asPipelineError(error);
           }
           yield positions.batch(messages, context.logger, readers);
         }

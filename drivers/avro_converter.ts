@@ -104,10 +104,9 @@ export class AvroWriter {
   }
 }
 
-interface Readable {
-  readonly type: avro.Type;
-  readonly connect: ConnectSchema;
-}
+type Readable =
+  | { readonly type: avro.Type; readonly connect: ConnectSchema; readonly error?: undefined }
+  | { readonly error: string };
 
 /** Reads framed Avro messages, fetching their writer schemas by id. */
 export class AvroReader {
@@ -158,13 +157,18 @@ export class AvroReader {
         if ((error as Error).name === "RegistryRefusal") continue;
         throw error;
       }
-      const avroSchema = JSON.parse(registered.schema);
-      const types = {};
-      for (const reference of referenced) avroType(reference, types);
-      this.#schemas.set(id, {
-        type: avroType(avroSchema, types),
-        connect: connectSchemaOfAvro(avroSchema, referenced),
-      });
+      try {
+        const avroSchema = JSON.parse(registered.schema);
+        const types = {};
+        for (const reference of referenced) avroType(reference, types);
+        this.#schemas.set(id, {
+          type: avroType(avroSchema, types),
+          connect: connectSchemaOfAvro(avroSchema, referenced),
+        });
+      } catch (error) {
+        // A schema that cannot be read fails its messages, not the pipeline.
+        this.#schemas.set(id, { error: (error as Error).message });
+      }
     }
   }
 
@@ -173,6 +177,9 @@ export class AvroReader {
     const { id, payload } = unframe(bytes);
     const schema = this.#schemas.get(id);
     if (!schema) throw new Error(`the schema registry has no schema with id ${id}`);
+    if (schema.error !== undefined) {
+      throw new Error(`the writer schema ${id} cannot be read: ${schema.error}`);
+    }
     return valueOfDatum(
       schema.connect,
       schema.type.fromBuffer(Buffer.from(payload.buffer, payload.byteOffset, payload.length)),
