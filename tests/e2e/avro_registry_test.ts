@@ -153,6 +153,12 @@ async function evolution(registry: RegistryServer): Promise<void> {
   };
   try {
     await waitForStreamingSlot(f.sourceSql, slot);
+    // The snapshot must have read the table before it changes, or its
+    // schema already holds the change.
+    await waitUntil("the snapshot row in the target", async () => {
+      const [row] = await f.targetSql<{ n: number }[]>`select count(*)::int as n from evolve`;
+      return row.n === 1;
+    }, { timeoutMs: 40_000 });
     await f.sourceSql`alter table evolve add column b text`;
     await f.sourceSql.unsafe("update evolve set a = 11 where id = 1; update evolve set b = 'x'");
     await f.sourceSql`insert into evolve values (2, 20, 'two')`;
