@@ -18,8 +18,9 @@
  * (c) Peak RSS (VmHWM) of the Sluice process while the backlog of (a) drains.
  * (d) With `--schemas`: the same backlog drained again, from a third slot
  *     created at the same point, with JsonConverter schemas on keys and
- *     values (`{schema, payload}`, Debezium's envelope schema), against (a)'s
- *     schemaless JSON in the same run.
+ *     values (`{schema, payload}`, Debezium's envelope schema), and once more
+ *     from a fourth slot as Avro through a schema registry (dev/registry.ts,
+ *     started for the run), against (a)'s schemaless JSON in the same run.
  *
  * Targets: p99 < 1 s at 5,000 changes/s; peak RSS < 200 MB.
  *
@@ -36,6 +37,7 @@ import postgres from "postgres";
 import { Admin } from "@platformatic/kafka";
 import { startPostgres } from "../dev/postgres.ts";
 import { startKafka } from "../dev/kafka.ts";
+import { startRegistry } from "../dev/registry.ts";
 import { KafkaAdmin } from "../drivers/kafka.ts";
 
 const { values } = parseArgs({
@@ -66,6 +68,7 @@ const [pgServer, kafkaServer] = await Promise.all([
   externalPg ? undefined : startPostgres(),
   externalKafka ? undefined : startKafka(),
 ]);
+const registryServer = values.schemas ? await startRegistry() : undefined;
 const adminUrl = externalPg ?? pgServer!.url;
 const brokers = externalKafka ?? kafkaServer!.brokers;
 const urlFor = (db: string) => {
@@ -82,6 +85,7 @@ const SLOT_A = "cdc_bench_a";
 const SLOT_CEILING = "cdc_bench_ceiling";
 const SLOT_B = "cdc_bench_b";
 const SLOT_SCHEMAS = "cdc_bench_schemas";
+const SLOT_AVRO = "cdc_bench_avro";
 const PUB_A = "cdc_bench_pub_a";
 const PUB_B = "cdc_bench_pub_b";
 const warehouse = urlFor(WH);
@@ -189,6 +193,7 @@ try {
   await w`select pg_create_logical_replication_slot(${SLOT_CEILING}, 'pgoutput')`;
   if (values.schemas) {
     await w`select pg_create_logical_replication_slot(${SLOT_SCHEMAS}, 'pgoutput')`;
+    await w`select pg_create_logical_replication_slot(${SLOT_AVRO}, 'pgoutput')`;
   }
 
   console.log(
@@ -264,41 +269,59 @@ try {
   );
 
   // ---------------------------------------------------------------------- (d)
-  let schemasMs = 0;
-  let schemasFirstMs = 0;
-  if (values.schemas) {
-    console.log("Sluice: postgres_cdc → kafka with JsonConverter schemas, same backlog…");
-    const dirS = `${scratch}/schemas`;
-    await Deno.mkdir(dirS);
-    const topicS = `${prefix}_s.public.bench_a`;
+  // Drains the backlog again from `slot` with other converter keys.
+  const drainAgain = async (kind: string, slot: string, converters: Record<string, string>) => {
+    const dir = `${scratch}/${kind}`;
+    await Deno.mkdir(dir);
+    const topic = `${prefix}_${kind}.public.bench_a`;
     await Deno.writeTextFile(
-      `${dirS}/schemas.json`,
+      `${dir}/${kind}.json`,
       JSON.stringify([{
-        name: `${cdcA.name}_schemas`,
+        name: `${cdcA.name}_${kind}`,
         config: {
           ...cdcA.config,
-          "topic.prefix": `${prefix}_s`,
-          "slot.name": SLOT_SCHEMAS,
-          "key.converter.schemas.enable": "true",
-          "value.converter.schemas.enable": "true",
+          "topic.prefix": `${prefix}_${kind}`,
+          "slot.name": slot,
+          ...converters,
         },
       }]),
     );
-    const sluiceS = spawn(Deno.execPath(), sluiceArgs(dirS, `${scratch}/offsets_s.json`));
+    const child = spawn(Deno.execPath(), sluiceArgs(dir, `${scratch}/offsets_${kind}.json`));
+    let firstMs = 0;
     await waitFor(
       async () => {
-        const n = await topicCount(topicS);
-        if (n > 0 && !schemasFirstMs) schemasFirstMs = performance.now() - sluiceS.started;
+        const n = await topicCount(topic);
+        if (n > 0 && !firstMs) firstMs = performance.now() - child.started;
         return n >= events;
       },
       3_600_000,
-      `${events} events on ${topicS}`,
-      sluiceS.child,
+      `${events} events on ${topic}`,
+      child.child,
       100,
     );
-    schemasMs = performance.now() - sluiceS.started;
-    await stop(sluiceS.child);
-    console.log(`  ${fmt(schemasMs)} from process start`);
+    const ms = performance.now() - child.started;
+    await stop(child.child);
+    console.log(`  ${fmt(ms)} from process start`);
+    return { ms, firstMs };
+  };
+  let schemasMs = 0;
+  let schemasFirstMs = 0;
+  let avroMs = 0;
+  let avroFirstMs = 0;
+  if (values.schemas) {
+    console.log("Sluice: postgres_cdc → kafka with JsonConverter schemas, same backlog…");
+    ({ ms: schemasMs, firstMs: schemasFirstMs } = await drainAgain("s", SLOT_SCHEMAS, {
+      "key.converter.schemas.enable": "true",
+      "value.converter.schemas.enable": "true",
+    }));
+    console.log("Sluice: postgres_cdc → kafka as Avro through the schema registry, same backlog…");
+    const avro = "io.confluent.connect.avro.AvroConverter";
+    ({ ms: avroMs, firstMs: avroFirstMs } = await drainAgain("avro", SLOT_AVRO, {
+      "key.converter": avro,
+      "key.converter.schema.registry.url": registryServer!.url,
+      "value.converter": avro,
+      "value.converter.schema.registry.url": registryServer!.url,
+    }));
   }
 
   // ---------------------------------------------------------------------- (b)
@@ -488,6 +511,18 @@ try {
         (schemasDrain / drainRate).toFixed(2)
       } from first event) | - | - |`,
     );
+    const avroRate = events / (avroMs / 1000);
+    const avroDrain = events / ((avroMs - avroFirstMs) / 1000);
+    console.log(
+      `| (d) Sluice → Kafka as Avro (schema registry), from process start | ${fmt(avroMs)}, ${
+        Math.round(avroRate).toLocaleString("en")
+      } events/s | - | - |`,
+    );
+    console.log(
+      `| (d) Avro / schemaless events/s | ${(avroRate / sluiceRate).toFixed(2)} (${
+        (avroDrain / drainRate).toFixed(2)
+      } from first event) | - | - |`,
+    );
   }
   const peakMb = peakA / 1024;
   console.log(
@@ -527,7 +562,7 @@ try {
   await kAdmin.close().catch(() => {});
   await rawAdmin.close().catch(() => {});
   await Deno.remove(scratch, { recursive: true }).catch(() => {});
-  await Promise.all([pgServer?.stop(), kafkaServer?.stop()]);
+  await Promise.all([pgServer?.stop(), kafkaServer?.stop(), registryServer?.stop()]);
 }
 
 // ---------------------------------------------------------------------------
@@ -546,7 +581,7 @@ async function slotExists(slot: string, active = false): Promise<boolean> {
 }
 
 async function dropSlots(): Promise<void> {
-  for (const slot of [SLOT_A, SLOT_CEILING, SLOT_B, SLOT_SCHEMAS]) {
+  for (const slot of [SLOT_A, SLOT_CEILING, SLOT_B, SLOT_SCHEMAS, SLOT_AVRO]) {
     await admin`
       select pg_drop_replication_slot(slot_name) from pg_replication_slots
       where slot_name = ${slot} and not active`;

@@ -72,11 +72,30 @@ import {
   withoutUnavailableValues,
 } from "../drivers/connect_schema.ts";
 import { ConsumerLag } from "./_kafka_lag.ts";
+import { AVRO_CONVERTERS, AvroReader, JSON_CONVERTER } from "../drivers/avro_converter.ts";
+import { SchemaRegistry } from "../drivers/schema_registry.ts";
+
+const converter = (side: "key" | "value") =>
+  z.enum([JSON_CONVERTER, ...AVRO_CONVERTERS] as [string, ...string[]]).default(JSON_CONVERTER)
+    .describe(
+      `Converter of the ${side}s read: ${JSON_CONVERTER} (JSON, with or without a {schema, payload} envelope), or an Avro converter (${
+        AVRO_CONVERTERS.join(", ")
+      }) with ${side}.converter.schema.registry.url.`,
+    );
+
+const registryUrl = (side: "key" | "value") =>
+  z.url().optional().describe(
+    `The schema registry's Confluent-compatible API for an Avro ${side}.converter (Apicurio: http://host:port/apis/ccompat/v7); writer schemas are fetched by the id in each message and cached.`,
+  );
 
 const fields = z.strictObject({
   "bootstrap.servers": hostPortList().describe(
     "Kafka brokers, host:port[,host:port]; defaults to the worker's --bootstrap / SLUICE_BOOTSTRAP_SERVERS.",
   ),
+  "key.converter": converter("key"),
+  "value.converter": converter("value"),
+  "key.converter.schema.registry.url": registryUrl("key"),
+  "value.converter.schema.registry.url": registryUrl("value"),
   topics: list().optional().describe(
     "Topics to read (comma-separated). Give this or topics.regex. Topics that do not exist yet are followed once they appear.",
   ),
@@ -148,6 +167,18 @@ const schema = fields.superRefine((config, context) => {
       );
     }
   }
+  for (const side of ["key", "value"] as const) {
+    if (
+      config[`${side}.converter`] !== JSON_CONVERTER &&
+      config[`${side}.converter.schema.registry.url`] === undefined
+    ) {
+      issue(
+        `${side}.converter.schema.registry.url`,
+        `is required with the Avro ${side}.converter`,
+        undefined,
+      );
+    }
+  }
   if (config["heartbeat.interval.ms"] >= config["session.timeout.ms"]) {
     issue(
       "heartbeat.interval.ms",
@@ -171,6 +202,8 @@ export type KafkaSourceSettings =
     readonly topicsRegex?: string;
     /** How often the consumer lag is polled for the metrics (ms); 0: never. */
     readonly lagPollIntervalMs: number;
+    /** Registry APIs of Avro keys and values; absent: JSON. */
+    readonly avroRegistries: { readonly key?: string; readonly value?: string };
   };
 
 function settingsOf(config: z.output<typeof fields>): KafkaSourceSettings {
@@ -194,6 +227,14 @@ function settingsOf(config: z.output<typeof fields>): KafkaSourceSettings {
     heartbeatIntervalMs: config["heartbeat.interval.ms"],
     metadataMaxAgeMs: config["metadata.max.age.ms"],
     lagPollIntervalMs: config["lag.poll.interval.ms"],
+    avroRegistries: {
+      key: config["key.converter"] === JSON_CONVERTER
+        ? undefined
+        : config["key.converter.schema.registry.url"],
+      value: config["value.converter"] === JSON_CONVERTER
+        ? undefined
+        : config["value.converter.schema.registry.url"],
+    },
   };
 }
 
@@ -211,7 +252,13 @@ export default defineSource({
   offsets: { list: listKafkaOffsets, change: changeKafkaOffsets },
   create(settings, context) {
     const name = `sluice-${context.pipeline}`;
-    const { topicsRegex: _, lagPollIntervalMs, ...consumerSettings } = settings;
+    const { topicsRegex: _, lagPollIntervalMs, avroRegistries, ...consumerSettings } = settings;
+    const readers: AvroReaders = {
+      key: avroRegistries.key ? new AvroReader(new SchemaRegistry(avroRegistries.key)) : undefined,
+      value: avroRegistries.value
+        ? new AvroReader(new SchemaRegistry(avroRegistries.value))
+        : undefined,
+    };
     const consumer = new KafkaConsumer({
       ...consumerSettings,
       clientId: settings.clientId ?? name,
@@ -238,7 +285,14 @@ export default defineSource({
           }
           if (messages.length === 0) continue;
           lag.read(messages);
-          yield positions.batch(messages, context.logger);
+          try {
+            await readers.key?.prepare(messages.map((m) => m.key));
+            await readers.value?.prepare(messages.map((m) => m.value));
+          } catch (error) {
+            // The registry's own error says what failed (and is retriable).
+            throw error instanceof RetriableError ? error : asPipelineError(error);
+          }
+          yield positions.batch(messages, context.logger, readers);
         }
       },
       commit: (offset) => commitOffsets(consumer, offset, context.logger, lag),
@@ -269,7 +323,11 @@ class Positions {
   }
 
   /** Decodes `messages` into a batch whose offset covers them. */
-  batch(messages: readonly IncomingMessage[], logger: Logger): SourceBatch {
+  batch(
+    messages: readonly IncomingMessage[],
+    logger: Logger,
+    readers: AvroReaders = {},
+  ): SourceBatch {
     const records: SluiceRecord[] = [];
     const failures: RecordFailure[] = [];
     let skipped = 0;
@@ -283,7 +341,7 @@ class Positions {
         skipped++;
         continue;
       }
-      const decoded = decodeMessage(message);
+      const decoded = decodeMessage(message, readers);
       rememberOriginal(decoded.record, message);
       if (decoded.error) {
         failures.push({ record: decoded.record, error: decoded.error, stage: decoded.stage });
@@ -366,8 +424,18 @@ type Decoded =
   | { record: SluiceRecord; error?: undefined; stage?: undefined }
   | { record: SluiceRecord; error: Error; stage: string };
 
-/** Decodes one message into a record, or a record with the converter error that stops it. */
-export function decodeMessage(message: IncomingMessage): Decoded {
+/** Avro readers of keys and values (prepared for the batch); absent: JSON. */
+export interface AvroReaders {
+  readonly key?: AvroReader;
+  readonly value?: AvroReader;
+}
+
+/**
+ * Decodes one message into a record, or a record with the converter error
+ * that stops it. With an Avro reader the key or value is Avro in the
+ * registry's wire format, and the reader must have prepared its schema.
+ */
+export function decodeMessage(message: IncomingMessage, readers: AvroReaders = {}): Decoded {
   const headers: Record<string, string> = {};
   for (const [name, value] of message.headers) headers[name] = lenientUtf8.decode(value);
   const base = {
@@ -384,7 +452,9 @@ export function decodeMessage(message: IncomingMessage): Decoded {
   let keyError: Error | undefined;
   if (message.key !== null && message.key.length > 0) {
     try {
-      const parsed = unwrapEnvelope(parseJson(message.key));
+      const parsed = readers.key
+        ? readers.key.decode(message.key)
+        : unwrapEnvelope(parseJson(message.key));
       if (parsed !== null && (typeof parsed !== "object" || Array.isArray(parsed))) {
         throw new Error(
           `keys must be JSON objects such as {"id":1}: got ${JSON.stringify(parsed)}`.slice(0, 300),
@@ -399,7 +469,9 @@ export function decodeMessage(message: IncomingMessage): Decoded {
   let valueError: Error | undefined;
   if (message.value !== null) {
     try {
-      value = unwrapEnvelope(parseJson(message.value));
+      value = readers.value
+        ? readers.value.decode(message.value)
+        : unwrapEnvelope(parseJson(message.value));
     } catch (error) {
       valueError = error as Error;
       value = rawText(message.value);
@@ -415,7 +487,9 @@ export function decodeMessage(message: IncomingMessage): Decoded {
     return {
       record,
       error: new RecordError(
-        `Cannot decode the key of ${where} as JSON: ${keyError.message}`,
+        `Cannot decode the key of ${where} as ${
+          readers.key ? "Avro" : "JSON"
+        }: ${keyError.message}`,
         "KEY_CONVERTER",
         { cause: keyError },
       ),
@@ -426,7 +500,9 @@ export function decodeMessage(message: IncomingMessage): Decoded {
     return {
       record,
       error: new RecordError(
-        `Cannot decode the value of ${where} as JSON: ${valueError.message}`,
+        `Cannot decode the value of ${where} as ${
+          readers.value ? "Avro" : "JSON"
+        }: ${valueError.message}`,
         "VALUE_CONVERTER",
         { cause: valueError },
       ),

@@ -1,7 +1,8 @@
 /**
  * Kafka Connect standalone with Debezium's PostgreSQL source and JDBC sink
- * connectors, for the interoperability tests: the real Debezium writes
- * topics Sluice reads, and reads topics Sluice writes.
+ * connectors and Apicurio's Avro converter, for the interoperability tests:
+ * the real Debezium writes topics Sluice reads, and reads topics Sluice
+ * writes.
  *
  * The jars come from Maven ({@linkcode ensureConnectJars}, cached per
  * version, as `dev/kafka.ts` does for the broker). The worker runs with
@@ -18,7 +19,12 @@ import { fileURLToPath } from "node:url";
 import { freePorts, mavenLibs, secondsSince, tailFile, waitForStopSignal } from "./_common.ts";
 
 /** Versions; must match dev/connect/pom.xml (they name the cache folder). */
-export const CONNECT_VERSIONS = { kafka: "4.2.2", debezium: "3.6.1.Final", jdbc: "3.6.0.Final" };
+export const CONNECT_VERSIONS = {
+  kafka: "4.2.2",
+  debezium: "3.6.1.Final",
+  jdbc: "3.6.0.Final",
+  apicurio: "2.4.2.Final",
+};
 
 const POM = fileURLToPath(new URL("./connect/pom.xml", import.meta.url));
 
@@ -26,8 +32,8 @@ function cacheDir(): string {
   const xdg = Deno.env.get("XDG_CACHE_HOME");
   const home = Deno.env.get("HOME");
   if (!xdg && !home) throw new Error("neither XDG_CACHE_HOME nor HOME is set");
-  const { kafka, debezium, jdbc } = CONNECT_VERSIONS;
-  return `${xdg || `${home}/.cache`}/sluice/connect-${kafka}-${debezium}-${jdbc}`;
+  const { kafka, debezium, jdbc, apicurio } = CONNECT_VERSIONS;
+  return `${xdg || `${home}/.cache`}/sluice/connect-${kafka}-${debezium}-${jdbc}-${apicurio}`;
 }
 
 /**

@@ -36,6 +36,14 @@
 import { z } from "zod";
 import { connectEnvelope } from "../drivers/connect_json.ts";
 import { encodeJson } from "../api/json.ts";
+import type { ConnectSchema } from "../api/schema.ts";
+import {
+  AVRO_CONVERTERS,
+  AvroWriter,
+  JSON_CONVERTER,
+  type Side,
+} from "../drivers/avro_converter.ts";
+import { SchemaRegistry } from "../drivers/schema_registry.ts";
 import { boolean, hostPortList, integer, positiveInteger } from "../api/options.ts";
 import { deadLetterHeaders } from "../api/dead_letters.ts";
 import { RecordError, RetriableError } from "../api/errors.ts";
@@ -62,29 +70,29 @@ import {
 const brokerDefault = () =>
   integer().pipe(z.number().refine((n) => n === -1 || n >= 1, "must be -1 or at least 1"));
 
-const JSON_CONVERTER = "org.apache.kafka.connect.json.JsonConverter";
-const AVRO_CONVERTERS = [
-  "io.confluent.connect.avro.AvroConverter",
-  "io.apicurio.registry.utils.converter.AvroConverter",
-];
-
 const converter = (side: "key" | "value") =>
   z.string().default(JSON_CONVERTER).superRefine((name, context) => {
-    if (name === JSON_CONVERTER) return;
-    const why = AVRO_CONVERTERS.includes(name)
-      ? "Avro is not supported yet"
-      : "only JSON is written";
+    if (name === JSON_CONVERTER || AVRO_CONVERTERS.includes(name)) return;
     context.addIssue({
       code: "custom",
-      message: `must be ${JSON_CONVERTER} (${why})`,
+      message: `must be ${JSON_CONVERTER} or ${AVRO_CONVERTERS.join(" or ")}`,
     });
   }).describe(
-    `Converter of the ${side}s written; only ${JSON_CONVERTER} (Kafka Connect's JSON).`,
+    `Converter of the ${side}s written: ${JSON_CONVERTER} (Kafka Connect's JSON, the default), or an Avro converter (${
+      AVRO_CONVERTERS.join(", ")
+    }) with ${side}.converter.schema.registry.url.`,
   );
 
-const schema = z.strictObject({
+const registryUrl = (side: "key" | "value") =>
+  z.url().optional().describe(
+    `The schema registry's Confluent-compatible API for an Avro ${side}.converter (Apicurio: http://host:port/apis/ccompat/v7). The ${side} schema is registered under "<topic>-${side}" and each message is written in the registry's wire format (magic byte 0, 4-byte schema id, Avro binary).`,
+  );
+
+const fields = z.strictObject({
   "key.converter": converter("key"),
   "value.converter": converter("value"),
+  "key.converter.schema.registry.url": registryUrl("key"),
+  "value.converter.schema.registry.url": registryUrl("value"),
   "key.converter.schemas.enable": boolean().default(false).describe(
     'Write keys as {"schema":…,"payload":…} with the key schema the source attached (JsonConverter with schemas.enable=true).',
   ),
@@ -120,12 +128,32 @@ const schema = z.strictObject({
   ),
 });
 
+const schema = fields.superRefine((config, context) => {
+  for (const side of ["key", "value"] as const) {
+    const url = config[`${side}.converter.schema.registry.url`];
+    if (AVRO_CONVERTERS.includes(config[`${side}.converter`]) && url === undefined) {
+      context.addIssue({
+        code: "custom",
+        path: [`${side}.converter.schema.registry.url`],
+        message: `is required with the Avro ${side}.converter`,
+        input: url,
+      });
+    }
+  }
+});
+
 const encoder = new TextEncoder();
 
-/** Whether keys and values are written with their Connect schemas. */
+/**
+ * How keys and values are written: with their Connect schemas as JSON
+ * (`keys`, `values`), or as Avro through a schema registry (`avroKeys`,
+ * `avroValues`, which win when set).
+ */
 export interface SchemaSettings {
   readonly keys: boolean;
   readonly values: boolean;
+  readonly avroKeys?: AvroWriter;
+  readonly avroValues?: AvroWriter;
 }
 
 const SCHEMALESS: SchemaSettings = { keys: false, values: false };
@@ -141,17 +169,78 @@ export function recordToMessage(
 ): OutgoingMessage {
   return {
     topic: record.topic,
-    key: record.key === null || record.key === undefined ? null : encoder.encode(
-      schemas.keys ? connectEnvelope(record.schemas?.key, record.key) : encodeJson(record.key),
-    ),
-    value: record.value === null || record.value === undefined ? null : encoder.encode(
-      schemas.values
-        ? connectEnvelope(record.schemas?.value, record.value)
-        : encodeJson(record.value),
-    ),
+    key: record.key === null || record.key === undefined
+      ? null
+      : schemas.avroKeys
+      ? avroBytes(schemas.avroKeys, record, "key")
+      : encoder.encode(
+        schemas.keys ? connectEnvelope(record.schemas?.key, record.key) : encodeJson(record.key),
+      ),
+    value: record.value === null || record.value === undefined
+      ? null
+      : schemas.avroValues
+      ? avroBytes(schemas.avroValues, record, "value")
+      : encoder.encode(
+        schemas.values
+          ? connectEnvelope(record.schemas?.value, record.value)
+          : encodeJson(record.value),
+      ),
     headers: record.headers ? Object.entries(record.headers) : undefined,
     timestamp: record.timestamp,
   };
+}
+
+function avroBytes(writer: AvroWriter, record: SluiceRecord, side: Side): Uint8Array {
+  const schema = record.schemas?.[side];
+  if (!schema) throw new Error(missingSchema(side));
+  return writer.encode(record.topic, side, schema, record[side]);
+}
+
+const missingSchema = (side: Side) =>
+  `Avro needs the ${side}'s Connect schema and the record carries none (postgres_cdc attaches schemas; a transform that reshapes rows drops them)`;
+
+/**
+ * Registers the Avro schemas of a batch's records (once per schema and
+ * subject; the writer caches). Returns why records whose schema is missing,
+ * has no Avro form or was refused cannot be written; throws a
+ * `RetriableError` when the registry cannot be reached.
+ */
+async function prepareAvro(
+  records: readonly SluiceRecord[],
+  settings: SchemaSettings,
+): Promise<Map<SluiceRecord, string>> {
+  const failed = new Map<SluiceRecord, string>();
+  const refused = new Map<ConnectSchema, Map<string, string>>();
+  for (const record of records) {
+    for (const side of ["key", "value"] as const) {
+      const writer = side === "key" ? settings.avroKeys : settings.avroValues;
+      const value = record[side];
+      if (!writer || value === null || value === undefined) continue;
+      const schema = record.schemas?.[side];
+      if (!schema) {
+        failed.set(record, missingSchema(side));
+        continue;
+      }
+      if (writer.ready(record.topic, side, schema)) continue;
+      const subject = `${record.topic}-${side}`;
+      let reason = refused.get(schema)?.get(subject);
+      if (reason === undefined) {
+        try {
+          await writer.prepare(record.topic, side, schema);
+          continue;
+        } catch (error) {
+          if (error instanceof RetriableError) throw error;
+          reason = `the ${side} schema cannot be registered as ${subject}: ${
+            (error as Error).message
+          }`;
+          if (!refused.has(schema)) refused.set(schema, new Map());
+          refused.get(schema)!.set(subject, reason);
+        }
+      }
+      failed.set(record, reason);
+    }
+  }
+  return failed;
 }
 
 /** Creates each topic once per process lifetime of the writer; remembers what exists. */
@@ -203,10 +292,19 @@ export default defineSink({
       compression: config["compression.type"],
       maxRequestBytes: config["max.request.size"],
     });
+    const avroWriter = (side: Side) => {
+      const url = config[`${side}.converter.schema.registry.url`];
+      return AVRO_CONVERTERS.includes(config[`${side}.converter`]) && url
+        ? new AvroWriter(new SchemaRegistry(url))
+        : undefined;
+    };
     const schemas: SchemaSettings = {
       keys: config["key.converter.schemas.enable"],
       values: config["value.converter.schemas.enable"],
+      avroKeys: avroWriter("key"),
+      avroValues: avroWriter("value"),
     };
+    const avro = schemas.avroKeys !== undefined || schemas.avroValues !== undefined;
     const admin = config["topic.creation.enable"] ? new KafkaAdmin(client) : undefined;
     const topics = admin
       ? new TopicCreator(admin, {
@@ -219,8 +317,9 @@ export default defineSink({
       async write(batch: SinkBatch) {
         const messages: OutgoingMessage[] = [];
         const failures: RecordFailure[] = [];
+        const unregistered = avro ? await prepareAvro(batch.records, schemas) : undefined;
         for (const record of batch.records) {
-          let reason = invalidTopicReason(record.topic);
+          let reason = invalidTopicReason(record.topic) ?? unregistered?.get(record);
           let message: OutgoingMessage | undefined;
           if (!reason) {
             try {

@@ -222,7 +222,7 @@ Deno.test("a source without sink.class writes to Kafka, and Kafka Connect's topi
   assertEquals(sink["bootstrap.servers"], "127.0.0.1:9092");
 });
 
-Deno.test("converter keys go to the kafka sink, are ignored by ends that speak records, and an Avro converter is refused by name", async () => {
+Deno.test("converter keys go to the kafka sink, are ignored by ends that speak records, and an Avro converter needs a registry", async () => {
   const options = {
     registry: builtinRegistry(),
     pluginDefaults: { "bootstrap.servers": "127.0.0.1:9092" },
@@ -259,9 +259,11 @@ Deno.test("converter keys go to the kafka sink, are ignored by ends that speak r
       "sink.class": "kafka",
       "sink.bootstrap.servers": "127.0.0.1:9092",
       "value.converter": "io.confluent.connect.avro.AvroConverter",
+      "key.converter": "org.apache.kafka.connect.storage.StringConverter",
     }),
     [
-      'job: config.sink.value.converter: must be org.apache.kafka.connect.json.JsonConverter (Avro is not supported yet): current value is "io.confluent.connect.avro.AvroConverter"',
+      'job: config.sink.key.converter: must be org.apache.kafka.connect.json.JsonConverter or io.confluent.connect.avro.AvroConverter or io.apicurio.registry.utils.converter.AvroConverter: current value is "org.apache.kafka.connect.storage.StringConverter"',
+      "job: config.sink.value.converter.schema.registry.url: is required with the Avro value.converter",
     ],
   );
 });

@@ -19,6 +19,7 @@ import {
 import { testKafkaBrokers } from "../_services.ts";
 import { waitUntil } from "../_wait.ts";
 import { startConnect } from "../../dev/connect.ts";
+import { startRegistry } from "../../dev/registry.ts";
 
 /**
  * Columns the JDBC sink cannot write (its task fails), as seen here:
@@ -63,9 +64,18 @@ const JDBC_LOSSY = new Set<string>([
   "tarr2",
 ]);
 
-Deno.test("Debezium's JDBC sink applies a Sluice CDC topic written with schemas to PostgreSQL", async () => {
-  const keep = (column: Column) => !JDBC_CANNOT_WRITE.has(column.name);
-  const { f, columns } = await matrixFixture("dbz_jdbc", keep);
+/** Converter keys of the Sluice capture and of the JDBC sink, per run. */
+interface Converters {
+  readonly label: string;
+  readonly sluice: Record<string, string>;
+  readonly jdbc: Record<string, string>;
+  readonly leftOut: ReadonlySet<string>;
+}
+
+async function jdbcSinkReads(converters: Converters): Promise<void> {
+  const keep = (column: Column) =>
+    !JDBC_CANNOT_WRITE.has(column.name) && !converters.leftOut.has(column.name);
+  const { f, columns } = await matrixFixture(`dbz_jdbc_${converters.label}`, keep);
   await using _ = f;
   const slot = uniqueSlot("dbz_jdbc");
   const prefix = uniqueName("jdbc");
@@ -81,8 +91,7 @@ Deno.test("Debezium's JDBC sink applies a Sluice CDC topic written with schemas 
       "snapshot.mode": "initial",
       "poll.interval.ms": "20",
       "time.precision.mode": "adaptive",
-      "key.converter.schemas.enable": "true",
-      "value.converter.schemas.enable": "true",
+      ...converters.sluice,
     },
   }]);
   const producer = startStream(capture);
@@ -107,10 +116,7 @@ Deno.test("Debezium's JDBC sink applies a Sluice CDC topic written with schemas 
         "collection.name.format": "matrix",
         "use.time.zone": "UTC",
         "consumer.override.auto.offset.reset": "earliest",
-        "key.converter": "org.apache.kafka.connect.json.JsonConverter",
-        "value.converter": "org.apache.kafka.connect.json.JsonConverter",
-        "key.converter.schemas.enable": "true",
-        "value.converter.schemas.enable": "true",
+        ...converters.jdbc,
       },
     }], { worker: { "connector.client.config.override.policy": "All" } });
     await f.sourceSql.unsafe(rows(columns, 101));
@@ -125,4 +131,52 @@ Deno.test("Debezium's JDBC sink applies a Sluice CDC topic written with schemas 
     const report = await producer.stop();
     assertEquals(report.error?.message, undefined);
   }
+}
+
+Deno.test("Debezium's JDBC sink applies a Sluice CDC topic written with schemas to PostgreSQL", async () => {
+  const json = "org.apache.kafka.connect.json.JsonConverter";
+  await jdbcSinkReads({
+    label: "json",
+    sluice: { "key.converter.schemas.enable": "true", "value.converter.schemas.enable": "true" },
+    jdbc: {
+      "key.converter": json,
+      "value.converter": json,
+      "key.converter.schemas.enable": "true",
+      "value.converter.schemas.enable": "true",
+    },
+    leftOut: new Set(),
+  });
+});
+
+/**
+ * The same through Avro and the registry of dev/registry.ts: Sluice writes
+ * the Confluent wire format, which Apicurio's AvroConverter reads by the
+ * same ids (content ids). Left out: arrays that are not one plain dimension
+ * (no Avro form, see avro_registry_test.ts); `"Mixed Case Col"`, which
+ * Avro names `Mixed_Case_Col`, a column the JDBC sink does not find; and
+ * the dates holding ±infinity, whose Debezium form (Java's Long bounds as a
+ * day count) does not fit the int of io.debezium.time.Date: Sluice refuses
+ * such a record rather than write a wrong day (JSON carries the number).
+ */
+Deno.test("Debezium's JDBC sink applies a Sluice CDC topic written as Avro through a schema registry", async () => {
+  await using registry = await startRegistry();
+  const avro = "io.confluent.connect.avro.AvroConverter";
+  const apicurio = (side: "key" | "value") => ({
+    [`${side}.converter`]: "io.apicurio.registry.utils.converter.AvroConverter",
+    [`${side}.converter.apicurio.registry.url`]: registry.apicurioUrl,
+    [`${side}.converter.apicurio.registry.as-confluent`]: "true",
+    [`${side}.converter.apicurio.registry.use-id`]: "contentId",
+    [`${side}.converter.apicurio.registry.headers.enabled`]: "false",
+  });
+  await jdbcSinkReads({
+    label: "avro",
+    sluice: {
+      "key.converter": avro,
+      "key.converter.schema.registry.url": registry.url,
+      "value.converter": avro,
+      "value.converter.schema.registry.url": registry.url,
+    },
+    jdbc: { ...apicurio("key"), ...apicurio("value") },
+    leftOut: new Set(["iarr", "iarr2", "tarr2", `"Mixed Case Col"`, "d", "d_neg"]),
+  });
 });
