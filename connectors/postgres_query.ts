@@ -36,6 +36,8 @@
 import { z } from "zod";
 import { always, boolean, list, positiveInteger } from "../api/options.ts";
 import {
+  type CopyColumnType,
+  type CopyRows,
   defineSource,
   type OffsetChange,
   type OffsetEntry,
@@ -61,9 +63,17 @@ import {
 import { decodeRawRow, parseCopyText } from "../drivers/pg_types.ts";
 import { PgCodec } from "../drivers/pg_codec.ts";
 import type { Decoder } from "../drivers/pg_text.ts";
+import { copyTextChunks, decodeCopyText } from "../drivers/pg_copy_text.ts";
 
 /** pg_type OID of timestamptz. */
 const TIMESTAMPTZ_OID = 1184;
+
+/**
+ * At most this many bytes of undecoded COPY text per chunk, whatever
+ * chunk.size says: wide rows must not make a chunk, and the memory of the
+ * chunks in flight, large.
+ */
+const COPY_CHUNK_BYTES = 1 << 20;
 
 const MODES = {
   full: "full",
@@ -291,6 +301,8 @@ function changeWatermark(settings: Settings, change: OffsetChange): JsonValue | 
 interface Shape {
   readonly names: readonly string[];
   readonly decoders: readonly Decoder[];
+  /** Each column's type, for rows handed on as COPY text. */
+  readonly types: readonly CopyColumnType[];
   readonly keyColumns: readonly string[];
   /** Type OID of the timestamp column (incremental mode). */
   readonly timestampType?: number;
@@ -427,6 +439,7 @@ class QueryReader {
     const decoders = await new PgCodec(sql).decoders(
       probe.columns.map((c) => ({ typeOid: c.type })),
     );
+    const types = await columnTypes(sql, names, probe.columns.map((c) => c.type));
     const keyColumns = this.#settings.keyColumns ??
       (table ? await primaryKeyColumns(sql, table.quoted) : []);
     if (keyColumns.length === 0) {
@@ -448,7 +461,7 @@ class QueryReader {
     }
     const select = `select ${columnList} from ${from} where ${where ? `(${where})` : "true"}`;
     const timestampType = probe.columns[names.indexOf(this.#timestamp())]?.type;
-    return { names, decoders, keyColumns, timestampType, select };
+    return { names, decoders, types, keyColumns, timestampType, select };
   }
 
   #timestamp(): string {
@@ -461,6 +474,10 @@ class QueryReader {
     select: string,
   ): AsyncGenerator<SourceBatch> {
     const stream = await sql.unsafe(`copy (${select}) to stdout`).readable();
+    if (this.#context.copyText) {
+      yield* this.#copyText(stream as AsyncIterable<Uint8Array>, shape);
+      return;
+    }
     const rows = parseCopyText(
       stream as AsyncIterable<Uint8Array>,
       shape.names,
@@ -470,6 +487,31 @@ class QueryReader {
     for await (const chunk of rows) {
       this.#readCount += chunk.length;
       yield { records: chunk.map((row) => this.#toRecord(shape, row)) };
+    }
+  }
+
+  /**
+   * The COPY stream handed on undecoded, in chunks of `chunk.size` rows (or
+   * {@linkcode COPY_CHUNK_BYTES}), each decodable on demand.
+   */
+  async *#copyText(
+    stream: AsyncIterable<Uint8Array>,
+    shape: Shape,
+  ): AsyncGenerator<SourceBatch> {
+    const chunks = copyTextChunks(stream, this.#settings.chunkSize, COPY_CHUNK_BYTES);
+    for await (const { text, count } of chunks) {
+      this.#readCount += count;
+      const copy: CopyRows = {
+        topic: this.#topic,
+        columns: shape.types,
+        text,
+        count,
+        decode: () =>
+          decodeCopyText(text, shape.names, shape.decoders).map((row) =>
+            this.#toRecord(shape, row)
+          ),
+      };
+      yield { records: [], copy };
     }
   }
 
@@ -720,6 +762,20 @@ async function takeSnapshot(sql: Sql): Promise<RunSnapshot> {
     "select pg_current_xact_id()::text as next",
   );
   return { mark, quiet: next === seen.fullXmax };
+}
+
+/** The columns read with their types' `format_type` names. */
+async function columnTypes(
+  sql: Sql,
+  names: readonly string[],
+  oids: readonly number[],
+): Promise<CopyColumnType[]> {
+  const rows = await sql.unsafe<{ oid: number; type: string }[]>(
+    "select t.oid::int as oid, format_type(t.oid, null) as type from unnest($1::oid[]) as t(oid)",
+    [oids as number[]],
+  );
+  const typeOf = new Map(rows.map((row) => [row.oid, row.type]));
+  return names.map((name, i) => ({ name, typeOid: oids[i], type: typeOf.get(oids[i]) ?? "" }));
 }
 
 function placeholders(first: number, count: number): string {

@@ -16,6 +16,7 @@ import {
   type Sql,
 } from "../../drivers/postgres.ts";
 import { type Encoder, encodeText, escapeCopy } from "../../drivers/pg_text.ts";
+import { frameCopyLines } from "../../drivers/pg_copy_text.ts";
 import { formatLsn, PgCodec } from "../../drivers/pg_codec.ts";
 import type { Row } from "../../api/record.ts";
 
@@ -198,6 +199,40 @@ export class TargetTable {
   }
 
   /**
+   * COPYs rows of COPY text (fields in the order of `columns`) straight into
+   * the table (bulk mode). The caller adds them to `bulkRows` once committed.
+   */
+  async copyTextInto(
+    sql: Queryable,
+    columns: readonly string[],
+    text: Uint8Array,
+    count: number,
+  ): Promise<void> {
+    const stamp = this.#options.writeTimestampColumn;
+    const extra = stamp && !columns.includes(stamp) ? stamp : undefined;
+    const list = [...columns, ...(extra ? [extra] : [])].map(quoteIdent).join(", ");
+    const framed = frameCopyLines(text, count, {
+      suffix: extra ? new Date().toISOString() : undefined,
+    });
+    await copyFrom(sql, `copy ${this.#quoted} (${list}) from stdin`, (w) => writeBytes(w, framed));
+  }
+
+  /**
+   * Copies rows of COPY text into the staging table for `columns`, numbered
+   * from 1 as {@linkcode stage} numbers records.
+   */
+  async stageText(
+    sql: Queryable,
+    columns: readonly string[],
+    text: Uint8Array,
+    count: number,
+  ): Promise<void> {
+    const staging = await this.#emptyStaging(sql, columns);
+    const framed = frameCopyLines(text, count, { numbered: true });
+    await copyFrom(sql, `copy ${staging} from stdin`, (w) => writeBytes(w, framed));
+  }
+
+  /**
    * The column that keeps each row's source position, when the table has
    * it: writes carrying an older position than the row's are skipped.
    */
@@ -254,15 +289,21 @@ export class TargetTable {
 
   /** Copies rows into the session's (temporary) staging table for this column set. */
   async stage(sql: Queryable, columns: readonly string[], rows: readonly Row[]): Promise<void> {
-    const staging = this.stagingName(columns);
-    const definition = ["__row integer", ...columns.map((c) => `${quoteIdent(c)} text`)].join(", ");
-    await sql.unsafe(`create temp table if not exists ${staging} (${definition})`);
-    await sql.unsafe(`truncate ${staging}`);
+    const staging = await this.#emptyStaging(sql, columns);
     await copyFrom(
       sql,
       `copy ${staging} from stdin`,
       (writable) => writeCopy(writable, this.#copyColumns(columns), rows, { numbered: true }),
     );
+  }
+
+  /** The session's staging table for `columns`, created if needed and emptied. */
+  async #emptyStaging(sql: Queryable, columns: readonly string[]): Promise<string> {
+    const staging = this.stagingName(columns);
+    const definition = ["__row integer", ...columns.map((c) => `${quoteIdent(c)} text`)].join(", ");
+    await sql.unsafe(`create temp table if not exists ${staging} (${definition})`);
+    await sql.unsafe(`truncate ${staging}`);
+    return staging;
   }
 
   /** The columns with their encoders, for {@linkcode writeCopy}. */
@@ -563,6 +604,17 @@ function copyField(column: CopyColumn, value: unknown): string {
     );
   }
   return text === null ? "\\N" : escapeCopy(text);
+}
+
+/** Writes bytes into a COPY … FROM STDIN writable and ends it. */
+async function writeBytes(writable: Writable, bytes: Uint8Array): Promise<void> {
+  // In pieces, so the driver never holds a second copy of a large chunk.
+  const piece = 256 * 1024;
+  for (let at = 0; at < bytes.length; at += piece) {
+    if (!writable.write(bytes.subarray(at, at + piece))) await once(writable, "drain");
+  }
+  writable.end();
+  await once(writable, "finish");
 }
 
 /**
