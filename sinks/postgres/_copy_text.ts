@@ -45,8 +45,11 @@ const WIDENINGS = new Map<number, readonly number[]>([
 /** Whether a target column takes the source type's text as the decoded path would. */
 function takesAsIs(source: CopyColumnType, target: ColumnInfo): boolean {
   if (source.typeOid < FIRST_USER_OID) {
-    return source.typeOid === target.typeOid ||
-      (WIDENINGS.get(source.typeOid)?.includes(target.typeOid) ?? false);
+    // A query reports a domain column as its base type; the domain's input
+    // checks its constraint as it would for the decoded value's text.
+    const base = target.baseTypeOid ?? target.typeOid;
+    return source.typeOid === target.typeOid || source.typeOid === base ||
+      (WIDENINGS.get(source.typeOid)?.includes(base) ?? false);
   }
   // Enums and domains get other OIDs in another database: same name, same text.
   return target.typeOid >= FIRST_USER_OID && source.type === target.type;
@@ -63,11 +66,13 @@ export function copyTextColumns(
 ): string[] | string {
   const columns: string[] = [];
   for (const field of fields) {
-    if (projector.excluded(table, field.name)) {
-      return `field "${field.name}" is excluded (fields.exclude)`;
-    }
     const column = projector.columnOf(table, field.name);
-    if (column === null) return `table "${table.name}" has no column for field "${field.name}"`;
+    if (column === null) {
+      // Records would leave an excluded field out, and fail on an unknown one.
+      return projector.excluded(table, field.name)
+        ? `field "${field.name}" is excluded (fields.exclude)`
+        : `table "${table.name}" has no column for field "${field.name}"`;
+    }
     if (columns.includes(column)) return `two fields go to column "${column}"`;
     const target = table.columns.get(column)!;
     if (!takesAsIs(field, target)) {
