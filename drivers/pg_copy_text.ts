@@ -22,12 +22,13 @@ export interface CopyTextChunk {
 }
 
 /**
- * Cuts a COPY text stream into chunks of whole rows: a chunk ends once it
- * holds `maxRows` rows or `maxBytes` bytes (whichever comes first, at the
- * next row boundary). The bytes are copied out of the stream's buffers, so
- * a chunk does not keep a socket buffer alive.
+ * Cuts a COPY text stream into chunks of whole rows: a chunk ends at the
+ * first row boundary after it reached `maxBytes` bytes (or `maxRows` rows).
+ * Each piece of the stream is copied into the chunk as it arrives, so the
+ * driver's per-row buffers die young instead of living (and being promoted
+ * by the garbage collector) until the chunk is full.
  *
- * @example Two rows per chunk
+ * @example Chunks of two rows
  * ```ts
  * import { copyTextChunks } from "./pg_copy_text.ts";
  * import assert from "node:assert/strict";
@@ -46,30 +47,34 @@ export async function* copyTextChunks(
   maxRows: number,
   maxBytes: number,
 ): AsyncGenerator<CopyTextChunk> {
-  let parts: Uint8Array[] = [];
+  let buffer = new Uint8Array(Math.min(maxBytes, 1 << 16) + (1 << 12));
   let size = 0;
   let rows = 0;
+  /** Where the last complete row ends. */
+  let boundary = 0;
   const cut = (): CopyTextChunk => {
-    const joined = new Uint8Array(size);
-    let at = 0;
-    for (const part of parts) {
-      joined.set(part, at);
-      at += part.length;
-    }
-    const end = joined.lastIndexOf(NEWLINE) + 1;
-    // What follows the last newline is the start of the next row.
-    const rest = joined.slice(end);
-    parts = rest.length > 0 ? [rest] : [];
-    size = rest.length;
+    const text = buffer.slice(0, boundary);
     const count = rows;
+    // What follows the last newline is the start of the next row.
+    buffer.copyWithin(0, boundary, size);
+    size -= boundary;
+    boundary = 0;
     rows = 0;
-    return { text: joined.subarray(0, end), count };
+    return { text, count };
   };
   for await (const bytes of stream) {
-    for (let i = bytes.indexOf(NEWLINE); i >= 0; i = bytes.indexOf(NEWLINE, i + 1)) rows++;
-    parts.push(bytes);
+    if (size + bytes.length > buffer.length) {
+      const grown = new Uint8Array(Math.max(buffer.length * 2, size + bytes.length));
+      grown.set(buffer.subarray(0, size));
+      buffer = grown;
+    }
+    buffer.set(bytes, size);
+    for (let i = bytes.indexOf(NEWLINE); i >= 0; i = bytes.indexOf(NEWLINE, i + 1)) {
+      rows++;
+      boundary = size + i + 1;
+    }
     size += bytes.length;
-    if (rows > 0 && (rows >= maxRows || size >= maxBytes)) yield cut();
+    if (rows > 0 && (rows >= maxRows || boundary >= maxBytes)) yield cut();
   }
   if (rows > 0) yield cut();
   if (size > 0) throw new Error("COPY stream ended in the middle of a row");
