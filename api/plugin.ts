@@ -154,6 +154,13 @@ export interface CopyRows {
   readonly count: number;
   /** The same rows as records, as the source would have yielded them. */
   decode(): SluiceRecord[];
+  /**
+   * Frees `text` at once. The runtime calls it when the batch is durable:
+   * a chunk outlives a few minor collections on its way, and its bytes
+   * would otherwise wait for a full one (tens of MB on a long load).
+   * `text` and `decode` are unusable afterwards.
+   */
+  release?(): void;
 }
 
 /** A field of {@linkcode CopyRows}: its name and type (OID and `format_type` name). */

@@ -513,6 +513,8 @@ class QueryReader {
           decodeCopyText(text, shape.names, shape.decoders).map((row) =>
             this.#toRecord(shape, row)
           ),
+        // Detaching the buffer frees its memory now, not at the next full GC.
+        release: () => void (text.buffer as ArrayBuffer).transfer(0),
       };
       yield { records: [], copy };
     }

@@ -502,6 +502,7 @@ class PipelineRun {
       await this.#source.commit?.(batch.offset);
     }
     for (const step of this.#steps) await step.transform.commit?.();
+    batch.copy?.release?.();
   }
 
   #transform(record: SluiceRecord): TransformOutcome | Promise<TransformOutcome> {

@@ -214,7 +214,11 @@ export class TargetTable {
     const framed = frameCopyLines(text, count, {
       suffix: extra ? new Date().toISOString() : undefined,
     });
-    await copyFrom(sql, `copy ${this.#quoted} (${list}) from stdin`, (w) => writeBytes(w, framed));
+    try {
+      await copyFrom(sql, `copy ${this.#quoted} (${list}) from stdin`, (w) => writeBytes(w, framed));
+    } finally {
+      if (framed !== text) freeBytes(framed);
+    }
   }
 
   /**
@@ -229,7 +233,11 @@ export class TargetTable {
   ): Promise<void> {
     const staging = await this.#emptyStaging(sql, columns);
     const framed = frameCopyLines(text, count, { numbered: true });
-    await copyFrom(sql, `copy ${staging} from stdin`, (w) => writeBytes(w, framed));
+    try {
+      await copyFrom(sql, `copy ${staging} from stdin`, (w) => writeBytes(w, framed));
+    } finally {
+      freeBytes(framed);
+    }
   }
 
   /**
@@ -604,6 +612,14 @@ function copyField(column: CopyColumn, value: unknown): string {
     );
   }
   return text === null ? "\\N" : escapeCopy(text);
+}
+
+/**
+ * Frees a buffer of ours at once (by detaching it) rather than at the next
+ * full GC: a megabyte per chunk adds up to tens of MB between full GCs.
+ */
+function freeBytes(bytes: Uint8Array): void {
+  (bytes.buffer as ArrayBuffer).transfer(0);
 }
 
 /** Writes bytes into a COPY … FROM STDIN writable and ends it. */
