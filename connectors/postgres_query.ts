@@ -68,13 +68,16 @@ import { copyTextChunks, decodeCopyText } from "../drivers/pg_copy_text.ts";
 /** pg_type OID of timestamptz. */
 const TIMESTAMPTZ_OID = 1184;
 
+/** Rows per chunk when chunk.size is not given. */
+const DEFAULT_CHUNK_ROWS = 2000;
+
 /**
- * Rows handed on as COPY text go in chunks of about this many bytes instead
- * of chunk.size rows: the sink writes a chunk in one transaction, and its
- * fixed cost per transaction (commit, staging, merge statement) weighed a
- * third of a full sync's time with 2,000 rows of 150 bytes. A full load
- * commits no position per chunk, so only memory bounds the size: a few
- * chunks are in flight at once.
+ * Rows handed on as COPY text go in chunks of at most about this many
+ * bytes, and of chunk.size rows only when it is given: the sink writes a
+ * chunk in one transaction, and its fixed cost per transaction (commit,
+ * staging, merge statement) counts with 2,000 rows of 150 bytes. A full
+ * load commits no position per chunk, so only memory bounds the size: a
+ * few chunks are in flight at once.
  */
 const COPY_CHUNK_BYTES = 1 << 20;
 
@@ -108,8 +111,8 @@ const options = z.strictObject({
   where: z.string().optional().describe(
     "An SQL condition rows must meet, e.g. is_active.",
   ),
-  "chunk.size": positiveInteger().default(2000).describe(
-    "Rows per chunk; each chunk is written and its watermark committed before the next is read. A full load that goes to a postgres sink without transforms as COPY text is cut into chunks of about 1 MiB instead.",
+  "chunk.size": positiveInteger().optional().describe(
+    "Rows per chunk (default 2000); each chunk is written and its watermark committed before the next is read. A full load handed to a postgres sink as COPY text (no transforms) goes in chunks of about 1 MiB unless chunk.size is set.",
   ),
   "batch.max.rows": positiveInteger().optional().describe(
     "Alias of chunk.size (Kafka Connect JDBC).",
@@ -136,6 +139,8 @@ interface Settings {
   readonly columns?: readonly string[];
   readonly where?: string;
   readonly chunkSize: number;
+  /** Rows per chunk of COPY text: chunk.size when given, else bounded by bytes only. */
+  readonly copyChunkRows?: number;
   readonly copy: boolean;
   readonly topic?: string;
 }
@@ -177,7 +182,8 @@ function toSettings(config: Options): Settings {
     keyColumns: config["key.columns"],
     columns: config.columns,
     where: config.where,
-    chunkSize: config["batch.max.rows"] ?? config["chunk.size"],
+    chunkSize: config["batch.max.rows"] ?? config["chunk.size"] ?? DEFAULT_CHUNK_ROWS,
+    copyChunkRows: config["batch.max.rows"] ?? config["chunk.size"],
     copy: config.copy,
     topic: config.topic,
   };
@@ -501,7 +507,8 @@ class QueryReader {
     stream: AsyncIterable<Uint8Array>,
     shape: Shape,
   ): AsyncGenerator<SourceBatch> {
-    const chunks = copyTextChunks(stream, Number.MAX_SAFE_INTEGER, COPY_CHUNK_BYTES);
+    const rows = this.#settings.copyChunkRows ?? Number.MAX_SAFE_INTEGER;
+    const chunks = copyTextChunks(stream, rows, COPY_CHUNK_BYTES);
     for await (const { text, count } of chunks) {
       this.#readCount += count;
       const copy: CopyRows = {

@@ -215,7 +215,11 @@ export class TargetTable {
       suffix: extra ? new Date().toISOString() : undefined,
     });
     try {
-      await copyFrom(sql, `copy ${this.#quoted} (${list}) from stdin`, (w) => writeBytes(w, framed));
+      await copyFrom(
+        sql,
+        `copy ${this.#quoted} (${list}) from stdin`,
+        (w) => writeBytes(w, framed),
+      );
     } finally {
       if (framed !== text) freeBytes(framed);
     }
