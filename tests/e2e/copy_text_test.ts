@@ -121,7 +121,7 @@ const peopleJob = (source: string, target: string, extra = {}) => ({
   },
 });
 
-/** 40,000 rows: about 2.5 MB of COPY text, so three chunks of about 1 MiB. */
+/** 40,000 rows: about 2.5 MB of COPY text, so several chunks of about 256 KiB. */
 const FILL = `insert into public.people
   select g, E'name\\t' || g || E'\\\\ \\n🙂', timestamptz '2026-01-01 00:00:00+00' + g * interval '1 s', g
   from generate_series(1, 40000) g`;
