@@ -163,10 +163,22 @@ export interface CopyRows {
   release?(): void;
 }
 
-/** A field of {@linkcode CopyRows}: its name and type (OID and `format_type` name). */
+/**
+ * A field of {@linkcode CopyRows}: its name and type.
+ *
+ * @example An integer column
+ * ```ts
+ * import type { CopyColumnType } from "@sluice/sluice";
+ *
+ * const id: CopyColumnType = { name: "id", typeOid: 23, type: "integer" };
+ * ```
+ */
 export interface CopyColumnType {
+  /** The field's name, as the source reports it. */
   readonly name: string;
+  /** The type's OID in the source database, as a query's result reports it (a domain's base type). */
   readonly typeOid: number;
+  /** The type's `format_type` name, e.g. `integer`, `text[]`, `mood`. */
   readonly type: string;
 }
 
