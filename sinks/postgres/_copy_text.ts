@@ -96,7 +96,7 @@ export interface CopyTextWrite {
   skipped: number;
   /** Rows COPYed in bulk mode. */
   bulkRows: number;
-  /** Key checksums of the rows given and written (see `keyHash` in `_table.ts`). */
+  /** Key checksums of the rows given and written (see `mergeWithKeySums` in `_table.ts`). */
   givenChecksum: bigint;
   writtenChecksum: bigint;
 }
@@ -111,7 +111,7 @@ export async function writeCopyText(
   table: TargetTable,
   columns: readonly string[],
   copy: CopyRows,
-  options: { checksum: boolean; debug: (message: string) => void },
+  options: { debug: (message: string) => void },
 ): Promise<CopyTextWrite | undefined> {
   const { text, count } = copy;
   const nothing = { skipped: 0, givenChecksum: 0n, writtenChecksum: 0n };
@@ -138,27 +138,15 @@ export async function writeCopyText(
   }
   let merged;
   try {
-    merged = await tx.savepoint((sp) => table.merge(sp, columns, 1, count));
+    [merged] = await tx.savepoint((sp) => table.mergeWithKeySums(sp, columns, count));
   } catch (error) {
     if (isConnectionError(error)) throw error;
     return undefined;
   }
   // Only the guards may leave rows alone; any other shortfall fails validation.
-  const skipped = table.guarded ? count - merged.count : 0;
+  const skipped = table.guarded ? count - merged.n : 0;
+  const writtenChecksum = BigInt(merged.s);
   // As for records: rows a guard skipped on purpose are left out of the check.
-  let givenChecksum = merged.checksum;
-  if (options.checksum && !(table.guarded && merged.count !== count)) {
-    const [{ s }] = await tx.unsafe<{ s: string }[]>(
-      `select (${table.stagedChecksum(columns, "'{}'::int[]")}) as s`,
-      [1, count],
-    );
-    givenChecksum = BigInt(s);
-  }
-  return {
-    written: merged.count,
-    skipped,
-    bulkRows: 0,
-    givenChecksum,
-    writtenChecksum: merged.checksum,
-  };
+  const givenChecksum = table.guarded && merged.n !== count ? writtenChecksum : BigInt(merged.g);
+  return { written: merged.n, skipped, bulkRows: 0, givenChecksum, writtenChecksum };
 }

@@ -134,10 +134,7 @@ export class PostgresWriter {
     let write: CopyTextWrite;
     try {
       write = await this.#sql.begin(async (tx) => {
-        const done = await writeCopyText(tx, target, columns, copy, {
-          checksum: this.#settings.validateChecksum,
-          debug,
-        });
+        const done = await writeCopyText(tx, target, columns, copy, { debug });
         if (!done) throw refused;
         if (batch.offset) await this.#offsets.write(tx, batch.offset.key, batch.offset.value);
         return done;
