@@ -704,6 +704,8 @@ export interface SourcePlan {
   readonly subscribes?: { readonly topics?: readonly string[]; readonly pattern?: string };
   /** Valid but probably unmeant settings (a deprecated option), said at validation. */
   readonly warnings?: readonly string[];
+  /** What a batch source reads, for people, e.g. `postgres public.profile_360 (incremental)`. */
+  readonly reads?: string;
 }
 
 /**

@@ -8,7 +8,7 @@
  * sluice job run <name> <config>…      run one batch job now (--since: re-sync a window)
  * sluice offsets show <config>… [name] stored positions
  * sluice offsets reset <config>… <name> --to-earliest | --to-latest | --to-timestamp | --to-offset
- * sluice plan <config>…                captured tables → topics → consumers
+ * sluice plan <config>…                captured tables → topics → consumers; batch jobs
  * sluice permissions <config>…         the narrowest Deno permission flags they need
  * sluice status [--url <url>]          a running process's pipelines, lag, runs and alerts
  * sluice dlq list|show|replay|purge <config>… <pipeline>   work off dead letters
@@ -69,7 +69,7 @@ Commands:
                               Move a stopped pipeline's position. When a \`sluice run\` process
                               answers (--url / $SLUICE_URL / --listen) and runs it, through its
                               REST API (stop it first); otherwise where the offsets live.
-  plan <config>…              For every captured table: its topic after routing and who consumes it.
+  plan <config>…              Captured tables → topics after routing → consumers; batch jobs: schedule, reads, writes.
   status                      Pipelines of a running \`sluice run\` (its --listen address, or
                               --url / $SLUICE_URL): state, lag, written, dead letters, last
                               and next run, firing alerts.

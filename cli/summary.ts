@@ -11,7 +11,7 @@ import { formatTable } from "./_table.ts";
 export function formatSummary(reports: readonly JobReport[]): string {
   // read = written + skipped (stale, older than the target's row) + filtered + dead.
   const header = [
-    "job",
+    "pipeline",
     "status",
     "read",
     "written",

@@ -250,6 +250,11 @@ export default defineSource({
   mode: "batch",
   summary: "Reads a PostgreSQL table or query, fully or incrementally by a timestamp column.",
   config: schema,
+  plan(settings) {
+    const what = settings.table ? `${settings.table.schema}.${settings.table.table}` : "query";
+    const how = settings.incremental ? `incremental on ${settings.timestampColumn}` : "full";
+    return { reads: `postgres ${what} (${how})` };
+  },
   offsets: {
     list: (settings, stored) => Promise.resolve(listWatermark(settings, stored)),
     change: (settings, _stored, change) => Promise.resolve(changeWatermark(settings, change)),

@@ -25,9 +25,21 @@ export interface PlanRoute {
   readonly consumers: readonly string[];
 }
 
+/** One batch job: when it runs, what it reads and where it writes. */
+export interface PlanJob {
+  readonly pipeline: string;
+  /** The cron schedule (UTC), or null when it runs once at start. */
+  readonly schedule: string | null;
+  readonly reads: string;
+  readonly writes: string;
+  /** Jobs it waits for (`job.depends.on`). */
+  readonly after: readonly string[];
+}
+
 /** The whole picture. */
 export interface Plan {
   readonly routes: readonly PlanRoute[];
+  readonly jobs: readonly PlanJob[];
   /** Subscriptions no pipeline produces: `pipeline: topics`. */
   readonly orphans: readonly string[];
 }
@@ -70,7 +82,16 @@ export async function buildPlan(specs: readonly PipelineSpec[]): Promise<Plan> {
       orphans.push(`${spec.name}: /${plan.subscribes!.pattern}/`);
     }
   }
-  return { routes, orphans };
+  const jobs = specs.filter((spec) => spec.source.plugin.mode === "batch").map((spec) => ({
+    pipeline: spec.name,
+    schedule: spec.options["job.schedule"] ?? null,
+    reads: spec.source.plugin.plan?.(spec.source.config as never)?.reads ??
+      spec.source.plugin.name,
+    writes: spec.sink.plugin.plan?.(spec.sink.config as never)?.destination ??
+      spec.sink.plugin.name,
+    after: spec.options["job.depends.on"],
+  }));
+  return { routes, jobs, orphans };
 }
 
 function matches(plan: SourcePlan, topic: string): boolean {
@@ -136,23 +157,44 @@ export function configWarnings(specs: readonly PipelineSpec[]): string[] {
   );
 }
 
-/** The plan as a text table, with warnings. */
+/** The plan as text tables (streams' routes, then batch jobs), with warnings. */
 export function formatPlan(plan: Plan): string {
-  const rows = plan.routes.map((route) => [
-    route.table,
-    route.topic ?? "(dropped)",
-    route.consumers.length > 0 ? route.consumers.join("; ") : "NOBODY CONSUMES THIS TOPIC",
-  ]);
-  const header = ["captured table", "topic after transforms", "consumed by"];
-  const widths = header.map((title, i) =>
-    Math.max(title.length, ...rows.map((row) => row[i].length))
-  );
-  const line = (cells: string[]) =>
-    cells.map((cell, i) => cell.padEnd(widths[i])).join("  ").trimEnd();
-  const out = [line(header), line(widths.map((w) => "-".repeat(w))), ...rows.map(line)];
+  const out: string[] = [];
+  if (plan.routes.length > 0 || plan.jobs.length === 0) {
+    out.push(...textTable(
+      ["captured table", "topic after transforms", "consumed by"],
+      plan.routes.map((route) => [
+        route.table,
+        route.topic ?? "(dropped)",
+        route.consumers.length > 0 ? route.consumers.join("; ") : "NOBODY CONSUMES THIS TOPIC",
+      ]),
+    ));
+  }
+  if (plan.jobs.length > 0) {
+    if (out.length > 0) out.push("");
+    out.push(...textTable(
+      ["batch job", "schedule (UTC)", "reads", "writes", "after"],
+      plan.jobs.map((job) => [
+        job.pipeline,
+        job.schedule ?? "once at start",
+        job.reads,
+        job.writes,
+        job.after.join(", "),
+      ]),
+    ));
+  }
   if (plan.orphans.length > 0) {
     out.push("", "Subscriptions that no pipeline produces:");
     for (const orphan of plan.orphans) out.push(`  ${orphan}`);
   }
   return out.join("\n");
+}
+
+function textTable(header: string[], rows: string[][]): string[] {
+  const widths = header.map((title, i) =>
+    Math.max(title.length, ...rows.map((row) => row[i].length))
+  );
+  const line = (cells: string[]) =>
+    cells.map((cell, i) => cell.padEnd(widths[i])).join("  ").trimEnd();
+  return [line(header), line(widths.map((w) => "-".repeat(w))), ...rows.map(line)];
 }

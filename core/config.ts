@@ -591,15 +591,14 @@ async function buildPipeline(
     );
   }
 
-  if (source && runtime) {
-    if (source.plugin.mode === "stream" && runtime["job.schedule"]) {
-      counted(
-        "config.job.schedule",
-        `applies only to batch sources; "${source.reference}" is a stream source`,
-      );
-    }
-    if (runtime["job.schedule"]) checkCron(runtime["job.schedule"], counted);
+  if (source && runtime?.["job.schedule"] && source.plugin.mode === "stream") {
+    counted(
+      "config.job.schedule",
+      `applies only to batch sources; "${source.reference}" is a stream source`,
+    );
   }
+  // Checked even when the source's options failed, so one run names every problem.
+  if (runtime?.["job.schedule"]) checkCron(runtime["job.schedule"], counted);
   if (before.count > 0 || !source || !sink || !runtime || !transforms) return undefined;
   return {
     name: connector.name,
@@ -790,6 +789,7 @@ async function resolveEnds(
       sourcePath,
       report,
       `source "${sourcePlugin.name}"`,
+      sourcePath === "config." ? Object.keys(objectShape(pipelineOptions) ?? {}) : [],
     );
     if (config !== undefined) source = { reference: sourceName, plugin: sourcePlugin, config };
   }
@@ -807,6 +807,9 @@ async function resolveEnds(
     return { source, sink: source ? SUBJECT_SINK : undefined };
   }
 
+  // An unknown source with a defaulted sink: its keys cannot be told apart
+  // from the sink's, so the sink's errors would only mislead.
+  if (typeof sourcePlugin === "string" && groups.sinkClass === undefined) return { source };
   if (sinkName === undefined) {
     report("config.sink.class", "is required: name a sink plugin (see `sluice plugins`)");
     return { source };
@@ -983,16 +986,20 @@ function parseWith<T extends z.ZodType>(
   pathPrefix: string,
   report: Report,
   owner = "the pipeline",
+  alsoKnown: readonly string[] = [],
 ): z.output<T> | undefined {
   const result = schema.safeParse(input, { reportInput: true });
   if (result.success) return result.data;
   const shape = objectShape(schema) ?? {};
+  // Hints name the key as the user writes it ("sink.table", not "table").
+  const written = pathPrefix.replace(/^config\./, "");
+  const candidates = [...Object.keys(shape).map((key) => written + key), ...alsoKnown];
   const unknown = new Set<string>();
   for (const issue of result.error.issues) {
     if (issue.code === "unrecognized_keys") {
       for (const key of issue.keys) {
         unknown.add(key);
-        const hint = closest(key, Object.keys(shape));
+        const hint = closestKey(written + key, candidates);
         report(
           `${pathPrefix}${key}`,
           `is not an option of ${owner}` + (hint ? ` (did you mean "${hint}"?)` : ""),
@@ -1014,7 +1021,10 @@ function parseWith<T extends z.ZodType>(
     if (key in shape || unknown.has(key)) continue;
     const hint = closest(key, missing);
     if (hint) {
-      report(`${pathPrefix}${key}`, `is not an option of ${owner} (did you mean "${hint}"?)`);
+      report(
+        `${pathPrefix}${key}`,
+        `is not an option of ${owner} (did you mean "${written}${hint}"?)`,
+      );
     }
   }
   return undefined;
@@ -1063,6 +1073,14 @@ function withSuggestion(message: string, name: string, registry: Registry, kind:
 }
 
 /** The candidate closest to `word` by edit distance, if it is close enough to be a typo. */
+/**
+ * The known key a misspelt one most likely meant: the closest by edit
+ * distance, else one it is the last part of ("schedule" → "job.schedule").
+ */
+function closestKey(key: string, candidates: readonly string[]): string | undefined {
+  return closest(key, candidates) ?? candidates.find((candidate) => candidate.endsWith(`.${key}`));
+}
+
 function closest(word: string, candidates: readonly string[]): string | undefined {
   let best: string | undefined;
   let bestDistance = Infinity;

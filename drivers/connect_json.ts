@@ -17,7 +17,7 @@
  */
 import type { ConnectSchema } from "../api/schema.ts";
 import { bytesToBase64, encodeJson } from "../api/json.ts";
-import { parseDate, parseTime, timetzInUtc } from "./pg_codec.ts";
+import { parseDate, parseTime, timestampMicros, timetzInUtc } from "./pg_codec.ts";
 
 /** Debezium's stand-in for an unchanged TOAST value the change did not carry. */
 export const UNAVAILABLE_VALUE = "__debezium_unavailable_value";
@@ -199,16 +199,6 @@ function temporal(
     }
     return String(Math.floor(parsed / divisor));
   };
-}
-
-/** Microseconds since the epoch of a timestamp's text, exactly (they pass 2^53). */
-function timestampMicros(text: string): bigint | undefined {
-  const match = /^(\d{4,}-\d\d-\d\d) (\d\d:\d\d:\d\d(?:\.\d{1,6})?)( BC)?$/.exec(text);
-  if (!match) return undefined;
-  const days = parseDate(match[1] + (match[3] ?? ""));
-  const time = parseTime(match[2]);
-  if (days === undefined || time === undefined) return undefined;
-  return BigInt(days) * 86_400_000_000n + BigInt(time);
 }
 
 const LOGICAL: Record<string, Logical> = {

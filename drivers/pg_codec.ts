@@ -290,7 +290,15 @@ function temporalDecoder(oid: number, modifier: number, mode: TimeMode): Decoder
       return (text) => {
         const value = parseTimestamp(text);
         if (value === undefined) return text;
-        return mode !== "connect" && precision > 3 ? value : Math.floor(value / 1000);
+        const inMicros = mode !== "connect" && precision > 3;
+        if (Number.isSafeInteger(value)) return inMicros ? value : Math.floor(value / 1000);
+        // Past ±2^53 µs (before 1685 or after 2255, such as the 9999-12-31
+        // sentinels of slowly changing dimensions) a double is off by up to
+        // 64 µs: the exact integer goes as a decimal string, as bigint does.
+        const micros = timestampMicros(text)!;
+        const exact = inMicros ? micros : floorDivide(micros, 1000n);
+        const number = Number(exact);
+        return Number.isSafeInteger(number) ? number : String(exact);
       };
     case TIMESTAMPTZ:
       return (text) => {
@@ -340,6 +348,21 @@ export function parseTime(text: string): number | undefined {
   if (!match) return undefined;
   const seconds = Number(match[1]) * 3600 + Number(match[2]) * 60 + Number(match[3]);
   return seconds * 1_000_000 + Number((match[4] ?? "").padEnd(6, "0"));
+}
+
+/** {@linkcode parseTimestamp} exactly, for values past 2^53 µs. */
+export function timestampMicros(text: string): bigint | undefined {
+  const match = /^(\d{4,}-\d\d-\d\d) (\d\d:\d\d:\d\d(?:\.\d{1,6})?)( BC)?$/.exec(text);
+  if (!match) return undefined;
+  const days = parseDate(match[1] + (match[3] ?? ""));
+  const time = parseTime(match[2]);
+  if (days === undefined || time === undefined) return undefined;
+  return BigInt(days) * 86_400_000_000n + BigInt(time);
+}
+
+function floorDivide(value: bigint, divisor: bigint): bigint {
+  const quotient = value / divisor;
+  return value % divisor < 0n ? quotient - 1n : quotient;
 }
 
 /** Microseconds since the epoch of `YYYY-MM-DD HH:MM:SS[.ffffff][ BC]`. */

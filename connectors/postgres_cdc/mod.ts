@@ -165,7 +165,7 @@ const fields = z.strictObject({
   ),
   "time.precision.mode": z.enum(["isostring", "adaptive", "adaptive_time_microseconds", "connect"])
     .default("isostring").describe(
-      "isostring: dates and times stay PostgreSQL's ISO text (lossless, microseconds kept). adaptive: Debezium's encodings: date as days since 1970, time/timestamp as ms or µs by column precision, timestamptz/timetz as ISO strings in UTC. adaptive_time_microseconds: time always in µs. connect: ms (drops microseconds).",
+      "isostring: dates and times stay PostgreSQL's ISO text (lossless, microseconds kept). adaptive: Debezium's encodings: date as days since 1970, time/timestamp as ms or µs by column precision (a decimal string past 2^53, as for bigint: years after 2255), timestamptz/timetz as ISO strings in UTC. adaptive_time_microseconds: time always in µs. connect: ms (drops microseconds).",
     ),
 });
 

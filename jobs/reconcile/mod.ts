@@ -105,6 +105,9 @@ export default defineSource({
     "Compares a batch pipeline's source and target through its transforms, reports and optionally repairs the differences.",
   config: schema,
   subject: (config) => config.pipeline,
+  plan: (settings) => ({
+    reads: `checks ${settings.pipeline} (${settings.mode}${settings.repair ? ", repairs" : ""})`,
+  }),
   create(settings, context) {
     const job = new Reconciliation(settings, context);
     return {

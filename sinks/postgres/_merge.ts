@@ -46,14 +46,57 @@ interface Group {
 export async function applyRun(tx: Savepoints, run: Run, context: MergeContext): Promise<Counts> {
   const { table, kind, operations } = run;
   if (kind === "truncate") return await applyTruncates(tx, table, operations);
-  const unique = lastPerKey(table, kind, operations, context.failures);
   const counts: Counts = { written: 0, skipped: 0 };
-  for (const group of groupsOf(table, kind, unique)) {
-    const result = await applyGroup(tx, table, kind, group, context);
-    counts.written += result.written;
-    counts.skipped += result.skipped;
+  for (const round of versionRounds(table, operations)) {
+    const unique = lastPerKey(table, kind, round, context.failures);
+    for (const group of groupsOf(table, kind, unique)) {
+      const result = await applyGroup(tx, table, kind, group, context);
+      counts.written += result.written;
+      counts.skipped += result.skipped;
+    }
   }
   return counts;
+}
+
+/**
+ * Splits a run on a version-guarded table into rounds applied one after
+ * another, so that folding the operations of a key never lets an older
+ * version replace a newer one: a key whose next operation does not carry a
+ * version known to be at least as new (an out-of-order event, or versions
+ * that cannot be compared here) starts a new round, and the database's
+ * guard decides as if the two had come in separate batches.
+ */
+function versionRounds(table: TargetTable, operations: readonly Operation[]): Operation[][] {
+  const column = table.versionColumn;
+  if (column === undefined) return [operations as Operation[]];
+  const rounds: Operation[][] = [[]];
+  const versions = new Map<string, unknown>();
+  for (const operation of operations) {
+    const key = keyOf(table, operation);
+    const version = operation.row[column];
+    if (versions.has(key) && !notOlder(version, versions.get(key))) {
+      rounds.push([]);
+      versions.clear();
+    }
+    versions.set(key, version);
+    rounds[rounds.length - 1].push(operation);
+  }
+  return rounds;
+}
+
+// An ISO date or timestamp as PostgreSQL prints it, and its UTC offset.
+const ISO_TIME = /^(\d{4}-\d\d-\d\d(?:[ T]\d\d:\d\d:\d\d(?:\.\d+)?)?)(Z|[+-]\d\d(?::?\d\d){0,2})?$/;
+
+/** True when version `later` is known to be at least as new as `earlier`. */
+function notOlder(later: unknown, earlier: unknown): boolean {
+  if (later === earlier) return true;
+  if (typeof later === "number" && typeof earlier === "number") return later >= earlier;
+  if (typeof later !== "string" || typeof earlier !== "string") return false;
+  if (/^-?\d+$/.test(later) && /^-?\d+$/.test(earlier)) return BigInt(later) >= BigInt(earlier);
+  const a = ISO_TIME.exec(later), b = ISO_TIME.exec(earlier);
+  // Same offset, years 1000–9999: the text orders as the time does.
+  return a !== null && b !== null && a[2] === b[2] &&
+    a[1].replace("T", " ") >= b[1].replace("T", " ");
 }
 
 async function applyTruncates(

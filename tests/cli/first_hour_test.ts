@@ -140,7 +140,7 @@ Deno.test("a typo of a required transform option is named with a suggestion", as
   assertMatch(stderr, /- m: config\.transforms\.m\.fields: is required\n/);
   assertMatch(
     stderr,
-    /- m: config\.transforms\.m\.feilds: is not an option of transform "mask" \(did you mean "fields"\?\)/,
+    /- m: config\.transforms\.m\.feilds: is not an option of transform "mask" \(did you mean "transforms\.m\.fields"\?\)/,
   );
 });
 
@@ -262,7 +262,7 @@ Deno.test("log lines and the run summary keep their order in one file", async ()
       stdout: "piped",
     }).output();
     const lines = new TextDecoder().decode(output.stdout).trimEnd().split("\n");
-    const summary = lines.findIndex((line) => line.startsWith("job "));
+    const summary = lines.findIndex((line) => line.startsWith("pipeline "));
     assert(summary > 0, lines.join("\n"));
     assertMatch(lines[summary - 1], /"message":"numbers succeeded: read 10, written 10/);
     assert(lines.slice(summary).every((line) => !line.startsWith("{")), lines.join("\n"));

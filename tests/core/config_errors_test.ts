@@ -12,11 +12,16 @@ const providers = {
   },
 };
 
-async function problems(config: Record<string, unknown>, name = "job"): Promise<string[]> {
+async function problems(
+  config: Record<string, unknown>,
+  name = "job",
+  defaultSink?: string,
+): Promise<string[]> {
   try {
     await buildPipelines(parseConnectors({ name, config }), {
       registry: builtinRegistry(),
       providers,
+      defaultSink,
     });
   } catch (error) {
     if (error instanceof ConfigError) return error.issues.map((i) => `${i.path}: ${i.message}`);
@@ -76,6 +81,38 @@ Deno.test("missing and mistyped keys are all reported at once with their paths",
     "job: config.sink.connection.url: is required: give connection.url, or database.hostname with database.dbname",
     "job: config.table: give exactly one of table and query",
   ]);
+});
+
+Deno.test("a misspelt key is suggested as the user writes it, with its prefix", async () => {
+  const found = await problems({ ...valid, "sink.tabel": "t", "schedule": "0 * * * *" });
+  assertEquals(found.sort(), [
+    'job: config.schedule: is not an option of source "postgres_query" (did you mean "job.schedule"?)',
+    'job: config.sink.tabel: is not an option of sink "postgres" (did you mean "sink.table"?)',
+  ]);
+});
+
+Deno.test("a bad schedule is named even when the source's options fail too", async () => {
+  const found = await problems({ ...valid, "chunk.size": "many", "job.schedule": "61 * * * *" });
+  assertEquals(found.length, 2);
+  assertEquals(found[0], 'job: config.chunk.size: expected an integer: current value is "many"');
+  assertEquals(
+    found[1].startsWith("job: config.job.schedule: is not a valid cron expression"),
+    true,
+  );
+});
+
+Deno.test("a misspelt CDC source is named alone, without errors of the Kafka sink it would default to", async () => {
+  const found = await problems(
+    {
+      "connector.class": "postgress_cdc",
+      "database.hostname": "127.0.0.1",
+      "topic.prefix": "x",
+    },
+    "job",
+    "kafka",
+  );
+  assertEquals(found.length, 1);
+  assertEquals(found[0].includes('(did you mean "postgres_cdc"?)'), true);
 });
 
 Deno.test("an unresolved ${env:…} names the variable and the key", async () => {

@@ -77,3 +77,60 @@ Deno.test("a consumer on the routed topic is matched to its captured table", asy
   assertEquals(route.consumers, ["eligibility-listener -> postgres public.eligibility_hints"]);
   assertEquals(plan.orphans, []);
 });
+
+Deno.test("sluice plan lists batch jobs with their schedule, what they read and write, and what they wait for", async () => {
+  const db = "postgres://u@127.0.0.1:5432/";
+  const plan = await planOf([
+    {
+      name: "schemes",
+      config: {
+        "connector.class": "postgres_query",
+        "connection.url": `${db}w`,
+        "table": "eligibility.scheme_master",
+        "job.schedule": "0 0 * * *",
+        "sink.class": "postgres",
+        "sink.connection.url": `${db}c`,
+        "sink.table": "public.schemes",
+      },
+    },
+    {
+      name: "profiles",
+      config: {
+        "connector.class": "postgres_query",
+        "connection.url": `${db}w`,
+        "query": "SELECT * FROM public.profile_360",
+        "mode": "incremental",
+        "timestamp.column.name": "updated_at",
+        "key.columns": "citizen_id",
+        "job.depends.on": "schemes",
+        "sink.class": "postgres",
+        "sink.connection.url": `${db}c`,
+        "sink.table": "public.profile_summary",
+      },
+    },
+  ]);
+  assertEquals(plan.routes, []);
+  assertEquals(plan.jobs, [
+    {
+      pipeline: "schemes",
+      schedule: "0 0 * * *",
+      reads: "postgres eligibility.scheme_master (full)",
+      writes: "postgres public.schemes",
+      after: [],
+    },
+    {
+      pipeline: "profiles",
+      schedule: null,
+      reads: "postgres query (incremental on updated_at)",
+      writes: "postgres public.profile_summary",
+      after: ["schemes"],
+    },
+  ]);
+  const text = formatPlan(plan);
+  assertEquals(text.includes("captured table"), false);
+  assertEquals(
+    text.split("\n")[2].replace(/\s+/g, " "),
+    "schemes 0 0 * * * postgres eligibility.scheme_master (full) postgres public.schemes",
+  );
+  assertEquals(text.includes("once at start"), true);
+});

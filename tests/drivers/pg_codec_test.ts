@@ -83,6 +83,22 @@ Deno.test("binary.handling.mode base64 gives bytea as base64 text at once", asyn
   assertEquals(await decode("bytes"), Uint8Array.from([0, 1, 2, 3, 255, 254]));
 });
 
+Deno.test("adaptive timestamps past 2^53 µs are exact decimal strings, not rounded numbers", async () => {
+  const TIMESTAMP = 1114;
+  const decode = (time: ValueModes["time"], modifier: number, text: string) =>
+    withCodec({ time }, async (codec) => {
+      const [decoder] = await codec.decoders([{ typeOid: TIMESTAMP, typeModifier: modifier }]);
+      return decoder(text);
+    });
+  // The 9999-12-31 sentinel of slowly changing dimensions: a double would say 253402300800000000.
+  assertEquals(await decode("adaptive", -1, "9999-12-31 23:59:59.999999"), "253402300799999999");
+  assertEquals(await decode("adaptive", 3, "9999-12-31 23:59:59.999"), 253402300799999);
+  assertEquals(await decode("connect", -1, "9999-12-31 23:59:59.999999"), 253402300799999);
+  // Figures from PostgreSQL: extract(epoch from …) * 1e6.
+  assertEquals(await decode("adaptive", -1, "1000-01-01 00:00:00.000001 BC"), "-93692591999999999");
+  assertEquals(await decode("adaptive", -1, "2024-05-01 12:00:00.5"), 1714564800500000);
+});
+
 Deno.test("encoders decode by the target column's type what the JSON edge encoded", async () => {
   const encoded = await withCodec({}, async (codec) => {
     const [bytea, byteaArray, date, lsn, text] = await codec.encoders(

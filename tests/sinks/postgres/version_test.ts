@@ -288,3 +288,39 @@ Deno.test("rows of one key folded into a first load (COPY) are counted as writte
     assertEquals((await rowsOf(sql)).map((r) => [r.id, r.name]), [[1, "b"], [2, "c"]]);
   });
 });
+
+Deno.test("within one batch, an older version of a key never replaces a newer one", async () => {
+  await withSink(ITEMS, {}, async (write, sql) => {
+    assertEquals(await write(row(1, "a", T1), row(2, "x", T1)), { written: 2, skipped: 0 });
+    // Out of order in one batch (a skewed clock, two producers): the batch
+    // must end as the same records in two batches would, at the newest version.
+    assertEquals(await write(row(1, "newest", T3), row(1, "older", T2)), {
+      written: 1,
+      skipped: 1,
+    });
+    // Versions this side cannot order (other offsets) are left to the database.
+    assertEquals(
+      await write(
+        row(2, "newer", "2026-01-01 13:00:00+02"),
+        row(2, "older", "2026-01-01 09:30:00+00"),
+      ),
+      { written: 1, skipped: 1 },
+    );
+    assertEquals((await rowsOf(sql)).map((r) => [r.id, r.name, r.version]), [
+      [1, "newest", "2026-01-01 11:00:00+00"],
+      [2, "newer", "2026-01-01 11:00:00+00"],
+    ]);
+    // Deletes too: a delete that saw the newest version is not lost to an older one.
+    assertEquals(
+      await write(
+        change("d", { id: 1, version: T3 }, 500),
+        change("d", { id: 1, version: T1 }, 510),
+      ),
+      { written: 1, skipped: 1 },
+    );
+    assertEquals((await rowsOf(sql)).map((r) => [r.id, r.version, r.deleted]), [
+      [1, "2026-01-01 11:00:00+00", true],
+      [2, "2026-01-01 11:00:00+00", false],
+    ]);
+  });
+});
