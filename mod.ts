@@ -43,6 +43,8 @@
  * @module
  */
 export {
+  type CopyColumnType,
+  type CopyRows,
   type DeadLetterWriter,
   definePredicate,
   defineSink,

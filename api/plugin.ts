@@ -111,6 +111,75 @@ export interface SourceContext extends PluginContext {
    * pipeline's source, transforms and sink here.
    */
   readonly subject?: PipelineParts;
+  /**
+   * True when the runtime takes batches of {@linkcode CopyRows} (no
+   * transform touches the rows and the sink writes COPY text): a source
+   * that reads COPY text may then hand it on undecoded.
+   */
+  readonly copyText?: boolean;
+}
+
+/**
+ * Rows still in PostgreSQL's COPY text format, as a source read them: the
+ * fast path from one database to another when nothing needs their values.
+ * A sink that cannot write them as they are (a column it lacks, another
+ * type, a rejected row) decodes them and writes the records instead.
+ *
+ * @example Two rows of (id integer, name text)
+ * ```ts
+ * import type { CopyRows } from "@sluice/sluice";
+ * import assert from "node:assert/strict";
+ *
+ * const rows: CopyRows = {
+ *   topic: "public.people",
+ *   columns: [{ name: "id", typeOid: 23, type: "integer" }, { name: "name", typeOid: 25, type: "text" }],
+ *   text: new TextEncoder().encode("1\tAda\n2\t\\N\n"),
+ *   count: 2,
+ *   decode: () => [
+ *     { topic: "public.people", key: { id: 1 }, value: { id: 1, name: "Ada" } },
+ *     { topic: "public.people", key: { id: 2 }, value: { id: 2, name: null } },
+ *   ],
+ * };
+ * assert.equal(rows.decode().length, rows.count);
+ * ```
+ */
+export interface CopyRows {
+  /** The topic the records would have (it names the target table). */
+  readonly topic: string;
+  /** The fields of each row, in order, with their PostgreSQL types. */
+  readonly columns: readonly CopyColumnType[];
+  /** `count` lines of COPY text format, each ending in a newline. */
+  readonly text: Uint8Array;
+  /** How many rows `text` holds. */
+  readonly count: number;
+  /** The same rows as records, as the source would have yielded them. */
+  decode(): SluiceRecord[];
+  /**
+   * Frees `text` at once. The runtime calls it when the batch is durable:
+   * a chunk outlives a few minor collections on its way, and its bytes
+   * would otherwise wait for a full one (tens of MB on a long load).
+   * `text` and `decode` are unusable afterwards.
+   */
+  release?(): void;
+}
+
+/**
+ * A field of {@linkcode CopyRows}: its name and type.
+ *
+ * @example An integer column
+ * ```ts
+ * import type { CopyColumnType } from "@sluice/sluice";
+ *
+ * const id: CopyColumnType = { name: "id", typeOid: 23, type: "integer" };
+ * ```
+ */
+export interface CopyColumnType {
+  /** The field's name, as the source reports it. */
+  readonly name: string;
+  /** The type's OID in the source database, as a query's result reports it (a domain's base type). */
+  readonly typeOid: number;
+  /** The type's `format_type` name, e.g. `integer`, `text[]`, `mood`. */
+  readonly type: string;
 }
 
 /**
@@ -222,6 +291,11 @@ export interface SourceBatch {
    * newer version, since that target row is what is wrong.
    */
   readonly overwrite?: boolean;
+  /**
+   * Rows as COPY text, only when the source was told
+   * {@linkcode SourceContext.copyText}; `records` is then empty.
+   */
+  readonly copy?: CopyRows;
 }
 
 /**
@@ -424,6 +498,11 @@ export interface SinkBatch {
   reject(failures: readonly RecordFailure[]): Promise<void>;
   /** Set from {@linkcode SourceBatch.overwrite}: write past version guards. */
   readonly overwrite?: boolean;
+  /**
+   * Rows as COPY text instead of `records` (which is then empty); only for a
+   * sink that declares {@linkcode Sink.copyText}.
+   */
+  readonly copy?: CopyRows;
 }
 
 /**
@@ -470,6 +549,8 @@ export interface SinkResult {
 export interface Sink {
   /** Resolves once the batch is durable. Throws to fail the whole batch. */
   write(batch: SinkBatch): Promise<SinkResult>;
+  /** True when `write` takes {@linkcode SinkBatch.copy} (rows as COPY text). */
+  readonly copyText?: boolean;
   /** Present when the sink can store offsets in the same transaction as the rows. */
   readonly offsets?: {
     /** The offset stored under `key` (the pipeline name), if any. */

@@ -87,7 +87,7 @@ export class TerminalProgress implements PipelineObserver, Disposable {
   }
 
   onBatchRead(pipeline: string, event: BatchReadEvent): void {
-    const rows = event.records.length + event.failures;
+    const rows = event.records.length + event.failures + (event.copyRows ?? 0);
     let run = this.#runs.get(pipeline);
     if (!run) {
       this.#runs.set(pipeline, run = { firstAt: this.#now(), firstRows: rows, rows: 0 });

@@ -476,7 +476,7 @@ export class SluiceMetrics implements PipelineObserver {
   onBatchRead(pipeline: string, event: BatchReadEvent): void {
     const figure = this.#figures.get(pipeline);
     if (!figure) return;
-    const count = event.records.length + event.failures;
+    const count = event.records.length + event.failures + (event.copyRows ?? 0);
     figure.recordsRead += count;
     this.#m.read.inc({ pipeline }, count);
     this.#m.queueDepth.set({ pipeline }, event.queueDepth + 1);

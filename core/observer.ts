@@ -18,6 +18,8 @@ export interface BatchReadEvent {
   readonly records: readonly SluiceRecord[];
   /** Records the source could not decode (they follow errors.tolerance). */
   readonly failures: number;
+  /** Rows read as COPY text instead of records (see `CopyRows`); they count as records. */
+  readonly copyRows?: number;
   /** Batches waiting between the source and the sink after this one was queued. */
   readonly queueDepth: number;
   /** What the source expects the whole run to read, when it can tell (batch sources). */

@@ -13,6 +13,7 @@ import type { OffsetStore } from "./offsets.ts";
 import type { PipelineObserver } from "./observer.ts";
 import type { DeadLetterStore } from "../api/dead_letters.ts";
 import type {
+  CopyRows,
   DeadLetterWriter,
   PluginContext,
   Predicate,
@@ -371,12 +372,15 @@ class PipelineRun {
       : await this.environment.offsets.read(spec.name);
     this.logger.debug("Starting from offset {offset}", { offset });
 
+    // Rows no transform touches may go from source to sink as COPY text.
+    const copyText = this.#steps.length === 0 && this.#sink.copyText === true;
     this.#source = await spec.source.plugin.create(spec.source.config, {
       ...context(spec.source.plugin.name),
       offset,
       fullRefresh,
       ...(since ? { since } : {}),
       subject: spec.subject,
+      ...(copyText ? { copyText } : {}),
     });
     this.closers.push(() => this.#source.close());
 
@@ -419,10 +423,12 @@ class PipelineRun {
     const reader = (async () => {
       try {
         for await (const batch of this.#source.read()) {
-          this.stats.read += batch.records.length + (batch.failures?.length ?? 0);
+          const copyRows = batch.copy?.count ?? 0;
+          this.stats.read += batch.records.length + (batch.failures?.length ?? 0) + copyRows;
           this.environment.observer?.onBatchRead?.(this.spec.name, {
             records: batch.records,
             failures: batch.failures?.length ?? 0,
+            ...(copyRows > 0 ? { copyRows } : {}),
             queueDepth: queue.size,
             expectedRecords: this.#source.expectedRecords?.(),
           });
@@ -474,13 +480,15 @@ class PipelineRun {
       : undefined;
     const writeStarted = performance.now();
     let result: SinkResult = { written: 0 };
-    if (out.length > 0 || offsetToStore) {
-      result = await this.#writeWithRetry(out, offsetToStore, batch.overwrite ?? false);
+    // COPY text comes only when the chain is empty (see execute): nothing to transform.
+    const copy = batch.copy;
+    if (out.length > 0 || offsetToStore || copy) {
+      result = await this.#writeWithRetry(out, offsetToStore, batch.overwrite ?? false, copy);
       this.stats.written += result.written;
       this.stats.skipped += result.skipped ?? 0;
     }
     this.environment.observer?.onBatchWritten?.(this.spec.name, {
-      records: out.length,
+      records: out.length + (copy?.count ?? 0),
       written: result.written,
       skipped: result.skipped ?? 0,
       filtered,
@@ -494,6 +502,7 @@ class PipelineRun {
       await this.#source.commit?.(batch.offset);
     }
     for (const step of this.#steps) await step.transform.commit?.();
+    batch.copy?.release?.();
   }
 
   #transform(record: SluiceRecord): TransformOutcome | Promise<TransformOutcome> {
@@ -538,6 +547,7 @@ class PipelineRun {
     records: readonly SluiceRecord[],
     offset: { key: string; value: JsonValue } | undefined,
     overwrite = false,
+    copy?: CopyRows,
   ): Promise<SinkResult> {
     const timeout = this.spec.options["errors.retry.timeout"];
     const maxDelay = this.spec.options["errors.retry.delay.max.ms"];
@@ -549,6 +559,7 @@ class PipelineRun {
           offset,
           reject: this.#reject,
           ...(overwrite ? { overwrite } : {}),
+          ...(copy ? { copy } : {}),
         });
       } catch (error) {
         const retriable = error instanceof RetriableError;

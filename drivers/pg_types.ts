@@ -79,6 +79,28 @@ export function decodeRawRow(
   return row;
 }
 
+/** Decodes one line of COPY text format (without its newline) into an object. */
+export function parseCopyLine(
+  line: string,
+  names: readonly string[],
+  decoders: readonly Decoder[],
+): Record<string, unknown> {
+  const width = names.length;
+  const row: Record<string, unknown> = {};
+  let start = 0;
+  for (let i = 0; i < width; i++) {
+    let end = line.indexOf("\t", start);
+    if (end < 0) {
+      if (i !== width - 1) throw new Error(`COPY row has ${i + 1} fields, expected ${width}`);
+      end = line.length;
+    }
+    const field = line.slice(start, end);
+    row[names[i]] = field === "\\N" ? null : decoders[i](unescapeCopy(field));
+    start = end + 1;
+  }
+  return row;
+}
+
 /**
  * Splits a COPY text-format byte stream into decoded rows. Yields arrays of
  * rows of at most `chunkSize`.
@@ -90,24 +112,9 @@ export async function* parseCopyText(
   chunkSize: number,
 ): AsyncGenerator<Record<string, unknown>[]> {
   const decoder = new TextDecoder();
-  const width = names.length;
   let pending = "";
   const rows: Record<string, unknown>[] = [];
-  const parseLine = (line: string): Record<string, unknown> => {
-    const row: Record<string, unknown> = {};
-    let start = 0;
-    for (let i = 0; i < width; i++) {
-      let end = line.indexOf("\t", start);
-      if (end < 0) {
-        if (i !== width - 1) throw new Error(`COPY row has ${i + 1} fields, expected ${width}`);
-        end = line.length;
-      }
-      const field = line.slice(start, end);
-      row[names[i]] = field === "\\N" ? null : decoders[i](unescapeCopy(field));
-      start = end + 1;
-    }
-    return row;
-  };
+  const parseLine = (line: string) => parseCopyLine(line, names, decoders);
   // PostgreSQL sends one row per CopyData message; decoding them a few
   // hundred at a time saves a call into the runtime per row.
   let parts: Uint8Array[] = [];

@@ -292,6 +292,8 @@ export interface ColumnInfo {
   /** The type as `format_type` prints it, e.g. `numeric(12,2)` or `text[]`. */
   type: string;
   typeOid: number;
+  /** The base type of a domain (one level), else `typeOid`: what a query's result reports. */
+  baseTypeOid: number;
   notNull: boolean;
 }
 
@@ -306,8 +308,10 @@ export async function describeTable(
   if (!oid) return undefined;
   const columns = await sql<ColumnInfo[]>`
     select a.attname as name, format_type(a.atttypid, a.atttypmod) as type,
-           a.atttypid::int as "typeOid", a.attnotnull as "notNull"
-    from pg_attribute a
+           a.atttypid::int as "typeOid",
+           (case when t.typtype = 'd' then t.typbasetype else a.atttypid end)::int as "baseTypeOid",
+           a.attnotnull as "notNull"
+    from pg_attribute a join pg_type t on t.oid = a.atttypid
     where a.attrelid = ${oid} and a.attnum > 0 and not a.attisdropped
     order by a.attnum`;
   return { columns: [...columns], primaryKey: await primaryKeyColumns(sql, quoted) };

@@ -67,6 +67,11 @@ export class TableDirectory {
     }
   }
 
+  /** The table named `name`, opened on first use; undefined when it does not exist (yet). */
+  async existing(name: string): Promise<TargetTable | undefined> {
+    return this.#tables.get(name) ?? await this.#open(name);
+  }
+
   /** The table for `record`, opened (or created) and checked on first use. */
   async get(record: SluiceRecord): Promise<TargetTable> {
     const name = this.nameFor(record);

@@ -6,6 +6,7 @@
  */
 import { errorMessage, RetriableError } from "../../api/errors.ts";
 import type {
+  CopyRows,
   PluginContext,
   RecordFailure,
   SinkBatch,
@@ -28,6 +29,7 @@ import { type Operation, Projector, type Run, runsOf } from "./_operations.ts";
 import type { Settings } from "./_settings.ts";
 import type { TargetTable } from "./_table.ts";
 import { isChangeEvent } from "../../api/record.ts";
+import { copyTextColumns, type CopyTextWrite, writeCopyText } from "./_copy_text.ts";
 
 /** The sink's state between batches. */
 export class PostgresWriter {
@@ -38,6 +40,10 @@ export class PostgresWriter {
   readonly #tables: TableDirectory;
   readonly #projector: Projector;
   readonly #totals: Totals = { givenChecksum: 0n, writtenChecksum: 0n };
+  /** Why COPY text was decoded, logged once each. */
+  readonly #decodeReasons = new Set<string>();
+  /** Tables written from COPY text, logged once each. */
+  readonly #copiedInto = new Set<string>();
   #sql: Sql;
 
   private constructor(settings: Settings, context: PluginContext) {
@@ -96,12 +102,67 @@ export class PostgresWriter {
   /** Writes a batch; a lost connection is retriable. */
   async write(batch: SinkBatch): Promise<SinkResult> {
     try {
+      if (batch.copy) {
+        const written = await this.#writeCopyText(batch, batch.copy);
+        if (written) return written;
+        return await this.#writeOnce({ ...batch, records: batch.copy.decode(), copy: undefined });
+      }
       return await this.#writeOnce(batch);
     } catch (error) {
       if (!isConnectionError(error)) throw error;
       this.#replaceClient();
       throw wrap(error, `Cannot write to the sink database ${this.#where}`);
     }
+  }
+
+  /**
+   * Writes rows of COPY text as they are (see `_copy_text.ts`), with the
+   * offset, in one transaction; undefined when they must be decoded and
+   * written as records instead.
+   */
+  async #writeCopyText(batch: SinkBatch, copy: CopyRows): Promise<SinkResult | undefined> {
+    let table = await this.#tables.existing(
+      this.#tables.nameFor({ topic: copy.topic, key: null, value: null }),
+    );
+    if (!table) return this.#decodeBecause("the target table does not exist yet");
+    if (batch.overwrite) table = table.withoutVersionGuard();
+    const columns = copyTextColumns(table, this.#projector, copy.columns);
+    if (typeof columns === "string") return this.#decodeBecause(columns);
+    const debug = (message: string) => this.#context.logger.debug(message);
+    const target = table;
+    const refused = Symbol("refused");
+    let write: CopyTextWrite;
+    try {
+      write = await this.#sql.begin(async (tx) => {
+        const done = await writeCopyText(tx, target, columns, copy, { debug });
+        if (!done) throw refused;
+        if (batch.offset) await this.#offsets.write(tx, batch.offset.key, batch.offset.value);
+        return done;
+      });
+    } catch (error) {
+      if (error !== refused) throw error;
+      // The chunk is written as records, which isolates and dead-letters what was refused.
+      return this.#decodeBecause(`${target.name} refused a row of the chunk`, true);
+    }
+    if (!this.#copiedInto.has(target.name)) {
+      this.#copiedInto.add(target.name);
+      this.#context.logger.debug("Rows go into {table} as COPY text, not decoded", {
+        table: target.name,
+      });
+    }
+    target.bulkRows += write.bulkRows;
+    this.#totals.givenChecksum += write.givenChecksum;
+    this.#totals.writtenChecksum += write.writtenChecksum;
+    return { written: write.written, skipped: write.skipped };
+  }
+
+  /** Logs (once per reason, unless `always`) why COPY text is decoded; returns undefined. */
+  #decodeBecause(reason: string, always = false): undefined {
+    if (always || !this.#decodeReasons.has(reason)) {
+      this.#decodeReasons.add(reason);
+      this.#context.logger.debug("Rows are decoded, not copied as text: {reason}", { reason });
+    }
+    return undefined;
   }
 
   async #writeOnce(batch: SinkBatch): Promise<SinkResult> {

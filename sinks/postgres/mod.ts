@@ -94,6 +94,7 @@ export default defineSink({
     const writer = await PostgresWriter.open(settings, context);
     return {
       write: (batch) => writer.write(batch),
+      copyText: true,
       offsets: {
         read: (key) => writer.readOffset(key),
         write: (key, value) => writer.writeOffset(key, value),

@@ -1,0 +1,152 @@
+/**
+ * The fast path of the postgres sink: rows that arrive as COPY text (a
+ * `postgres_query` source with no transform) go into the target without
+ * being decoded and encoded again, when that writes exactly what the
+ * records would have written.
+ *
+ * That holds when every field has its own column (after `fields.mapping`)
+ * whose type reads the source's text as the record's value would have
+ * been read: the same type, or a widening of the same kind (`integer` into
+ * `bigint`, `varchar` into `text`). Anything else, such as an excluded or
+ * unknown field, another type, or a table that does not exist yet, takes
+ * the decoded path (the reason is logged at debug level).
+ *
+ * Rows are bulk-COPYed on a first load, else staged and merged by the same
+ * statement as records. Whatever the target refuses (a bad value, a
+ * missing version, a duplicate key) makes the chunk fall back: its
+ * transaction rolls back and the chunk is written as records, so bad rows
+ * are isolated and dead-lettered, and counted, exactly as they would be.
+ *
+ * @module
+ */
+import type { CopyColumnType, CopyRows } from "../../api/plugin.ts";
+import type { ColumnInfo } from "../../drivers/postgres.ts";
+import { isConnectionError, quoteIdent } from "../../drivers/postgres.ts";
+import type { Savepoints } from "./_isolate.ts";
+import type { Projector } from "./_operations.ts";
+import type { TargetTable } from "./_table.ts";
+
+/** OIDs below this are built-in types, the same in every database. */
+const FIRST_USER_OID = 16384;
+
+/**
+ * Source type → target types that read its text as the decoded value's
+ * text would be read: strings into strings, integers into wider numbers.
+ */
+const WIDENINGS = new Map<number, readonly number[]>([
+  [25, [1043]], // text → varchar
+  [1043, [25]], // varchar → text
+  [1042, [25, 1043]], // char → text, varchar
+  [21, [23, 20, 1700]], // smallint → integer, bigint, numeric
+  [23, [20, 1700]], // integer → bigint, numeric
+  [20, [1700]], // bigint → numeric
+]);
+
+/** Whether a target column takes the source type's text as the decoded path would. */
+function takesAsIs(source: CopyColumnType, target: ColumnInfo): boolean {
+  if (source.typeOid < FIRST_USER_OID) {
+    // A query reports a domain column as its base type; the domain's input
+    // checks its constraint as it would for the decoded value's text.
+    const base = target.baseTypeOid ?? target.typeOid;
+    return source.typeOid === target.typeOid || source.typeOid === base ||
+      (WIDENINGS.get(source.typeOid)?.includes(base) ?? false);
+  }
+  // Enums and domains get other OIDs in another database: same name, same text.
+  return target.typeOid >= FIRST_USER_OID && source.type === target.type;
+}
+
+/**
+ * The target columns of the COPY fields, in field order, or why the rows
+ * must be decoded instead.
+ */
+export function copyTextColumns(
+  table: TargetTable,
+  projector: Projector,
+  fields: readonly CopyColumnType[],
+): string[] | string {
+  const columns: string[] = [];
+  for (const field of fields) {
+    const column = projector.columnOf(table, field.name);
+    if (column === null) {
+      // Records would leave an excluded field out, and fail on an unknown one.
+      return projector.excluded(table, field.name)
+        ? `field "${field.name}" is excluded (fields.exclude)`
+        : `table "${table.name}" has no column for field "${field.name}"`;
+    }
+    if (columns.includes(column)) return `two fields go to column "${column}"`;
+    const target = table.columns.get(column)!;
+    if (!takesAsIs(field, target)) {
+      return `field "${field.name}" (${field.type}) goes to column "${column}" of type ${target.type}`;
+    }
+    columns.push(column);
+  }
+  for (const key of table.primaryKey) {
+    if (!columns.includes(key)) return `key column "${key}" is not among the fields`;
+  }
+  const version = table.versionColumn;
+  if (version !== undefined && !columns.includes(version)) {
+    return `version column "${version}" is not among the fields`;
+  }
+  return columns;
+}
+
+/** What a chunk wrote, to be accounted once its transaction committed. */
+export interface CopyTextWrite {
+  written: number;
+  skipped: number;
+  /** Rows COPYed in bulk mode. */
+  bulkRows: number;
+  /** Key checksums of the rows given and written (see `mergeWithKeySums` in `_table.ts`). */
+  givenChecksum: bigint;
+  writtenChecksum: bigint;
+}
+
+/**
+ * Writes a chunk of COPY text into `table` inside `tx`: bulk COPY on a first
+ * load, else staged and merged. Undefined when the target refused a row:
+ * the caller rolls back and writes the chunk as records.
+ */
+export async function writeCopyText(
+  tx: Savepoints,
+  table: TargetTable,
+  columns: readonly string[],
+  copy: CopyRows,
+  options: { debug: (message: string) => void },
+): Promise<CopyTextWrite | undefined> {
+  const { text, count } = copy;
+  const nothing = { skipped: 0, givenChecksum: 0n, writtenChecksum: 0n };
+  // The version guard must see every row's version first: a null one fails
+  // its record, which a bulk COPY would store.
+  if (table.bulk && table.versionColumn === undefined) {
+    try {
+      await tx.savepoint((sp) => table.copyTextInto(sp, columns, text, count));
+      return { ...nothing, written: count, bulkRows: count };
+    } catch (error) {
+      if (isConnectionError(error)) throw error;
+      table.bulk = false;
+      options.debug(`Bulk COPY into ${table.name} ended: ${(error as Error).message}`);
+    }
+  }
+  await table.stageText(tx, columns, text, count);
+  const version = table.versionColumn;
+  if (version !== undefined) {
+    const [{ missing }] = await tx.unsafe<{ missing: boolean }[]>(
+      `select exists (select 1 from ${table.stagingName(columns)} s
+        where s.${quoteIdent(version)} is null) as missing`,
+    );
+    if (missing) return undefined;
+  }
+  let merged;
+  try {
+    [merged] = await tx.savepoint((sp) => table.mergeWithKeySums(sp, columns, count));
+  } catch (error) {
+    if (isConnectionError(error)) throw error;
+    return undefined;
+  }
+  // Only the guards may leave rows alone; any other shortfall fails validation.
+  const skipped = table.guarded ? count - merged.n : 0;
+  const writtenChecksum = BigInt(merged.s);
+  // As for records: rows a guard skipped on purpose are left out of the check.
+  const givenChecksum = table.guarded && merged.n !== count ? writtenChecksum : BigInt(merged.g);
+  return { written: merged.n, skipped, bulkRows: 0, givenChecksum, writtenChecksum };
+}

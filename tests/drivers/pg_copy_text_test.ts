@@ -1,0 +1,63 @@
+import { assertEquals, assertRejects } from "../_assert.ts";
+import { copyTextChunks, decodeCopyText, frameCopyLines } from "../../drivers/pg_copy_text.ts";
+
+const utf8 = new TextEncoder();
+const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
+
+async function* pieces(...parts: string[]): AsyncGenerator<Uint8Array> {
+  for (const part of parts) yield utf8.encode(part);
+}
+
+async function chunksOf(
+  stream: AsyncIterable<Uint8Array>,
+  maxRows: number,
+  maxBytes: number,
+): Promise<{ text: string; count: number }[]> {
+  const out: { text: string; count: number }[] = [];
+  for await (const chunk of copyTextChunks(stream, maxRows, maxBytes)) {
+    out.push({ text: text(chunk.text), count: chunk.count });
+  }
+  return out;
+}
+
+Deno.test("COPY text is cut at row boundaries, whatever the pieces the stream arrives in", async () => {
+  const chunks = await chunksOf(pieces("1\ta\\tb\n2", "\tc\\n\n3\t", "\\N\n4\td\n"), 2, 1 << 20);
+  assertEquals(chunks, [
+    { text: "1\ta\\tb\n2\tc\\n\n", count: 2 },
+    { text: "3\t\\N\n4\td\n", count: 2 },
+  ]);
+});
+
+Deno.test("COPY text chunks end once they reach their byte bound", async () => {
+  const rows = Array.from({ length: 10 }, (_, i) => `${i}\tvalue ${i}\n`);
+  const chunks = await chunksOf(pieces(...rows), 1000, 30);
+  assertEquals(chunks.map((chunk) => chunk.count), [3, 3, 3, 1]);
+  assertEquals(chunks.map((chunk) => chunk.text).join(""), rows.join(""));
+});
+
+Deno.test("a COPY stream that ends inside a row is an error, not a lost row", async () => {
+  await assertRejects(
+    () => chunksOf(pieces("1\ta\n2\tb"), 10, 1 << 20),
+    Error,
+    "COPY stream ended in the middle of a row",
+  );
+});
+
+Deno.test("COPY lines are framed with row numbers and a constant last field", () => {
+  const bytes = utf8.encode("a\tb\n\\N\tc\\td\n");
+  assertEquals(text(frameCopyLines(bytes, 2, { numbered: true })), "1\ta\tb\n2\t\\N\tc\\td\n");
+  assertEquals(
+    text(frameCopyLines(bytes, 2, { suffix: "x\ty" })),
+    "a\tb\tx\\ty\n\\N\tc\\td\tx\\ty\n",
+  );
+  assertEquals(frameCopyLines(bytes, 2, {}), bytes);
+});
+
+Deno.test("a chunk of COPY text decodes into the rows it holds, NULLs and escapes included", () => {
+  const rows = decodeCopyText(
+    utf8.encode("1\ttab\\there\\nnew 🙂\n2\t\\N\n"),
+    ["id", "name"],
+    [Number, (value: string) => value],
+  );
+  assertEquals(rows, [{ id: 1, name: "tab\there\nnew 🙂" }, { id: 2, name: null }]);
+});

@@ -1,0 +1,209 @@
+/**
+ * The batch fast path: `postgres_query` → `postgres` with no transform hands
+ * rows on as COPY text. These tests prove the path is taken (the runner sees
+ * COPY rows, the sink logs that it wrote them as text) and that it writes
+ * the same bytes as the decoded path, and keeps every guarantee of it: bad
+ * rows dead-lettered, the version guard, counts, and a fallback for configs
+ * it cannot serve.
+ */
+import { configure, type LogRecord, reset } from "@logtape/logtape";
+import { assertEquals, assertMatch } from "../_assert.ts";
+import { MemoryOffsetStore } from "../../core/offsets.ts";
+import { runPipeline } from "../../core/pipeline.ts";
+import type { PipelineObserver } from "../../core/observer.ts";
+import { specsFrom, syncFixture } from "../_batch.ts";
+import { assertSameRows, digests, matrixFixture } from "../_matrix.ts";
+
+/** Debug log lines of the run, as text. */
+async function capturingLogs(): Promise<{ lines: string[] } & AsyncDisposable> {
+  const lines: string[] = [];
+  await configure({
+    reset: true,
+    sinks: {
+      memory: (record: LogRecord) =>
+        lines.push(record.message.map((part) => String(part)).join("")),
+    },
+    loggers: [
+      { category: ["sluice"], lowestLevel: "debug", sinks: ["memory"] },
+      { category: ["logtape", "meta"], lowestLevel: "warning", sinks: [] },
+    ],
+  });
+  return { lines, [Symbol.asyncDispose]: () => reset() };
+}
+
+/** An observer counting the rows that reached the runner as COPY text. */
+function copyRowCounter(): { observer: PipelineObserver; rows: () => number } {
+  let rows = 0;
+  return {
+    observer: { onBatchRead: (_pipeline, event) => rows += event.copyRows ?? 0 },
+    rows: () => rows,
+  };
+}
+
+const matrixJob = (name: string, source: string, target: string, extra = {}) => ({
+  name,
+  config: {
+    "connector.class": "postgres_query",
+    "connection.url": source,
+    table: "public.matrix",
+    mode: "full",
+    "chunk.size": "2",
+    "sink.class": "postgres",
+    "sink.connection.url": target,
+    "sink.table": "public.matrix",
+    ...extra,
+  },
+});
+
+Deno.test("a full sync without transforms copies COPY text through, byte for byte as the decoded path writes", async () => {
+  const { f, columns } = await matrixFixture("copy_text_matrix");
+  await using _ = f;
+  await using logs = await capturingLogs();
+
+  const counter = copyRowCounter();
+  const [fast] = await specsFrom(matrixJob("fast", f.source.url, f.target.url));
+  const first = await runPipeline(fast, {
+    offsets: new MemoryOffsetStore(),
+    observer: counter.observer,
+  });
+  assertEquals(first.error?.message, undefined);
+  assertEquals(counter.rows(), 5, "every row reached the sink as COPY text");
+  assertEquals(first.stats.written, 5);
+  assertEquals(
+    logs.lines.some((line) => line.includes("as COPY text, not decoded")),
+    true,
+    logs.lines.join("\n"),
+  );
+  assertEquals(logs.lines.filter((line) => line.includes("Rows are decoded")), []);
+  await assertSameRows(f, columns);
+
+  // Into the filled target: staged and merged, still the same bytes.
+  const again = await runPipeline(fast, { offsets: new MemoryOffsetStore() });
+  assertEquals(again.error?.message, undefined);
+  assertEquals(again.stats.written, 5);
+  assertEquals(again.validation.every((check) => check.ok), true, JSON.stringify(again.validation));
+  await assertSameRows(f, columns);
+
+  // The decoded path (a transform that keeps every record turns the fast path
+  // off) into the emptied target: the same digests as the source, so as the fast path's.
+  await f.targetSql.unsafe("truncate public.matrix");
+  const decodedCounter = copyRowCounter();
+  const [decoded] = await specsFrom(matrixJob("decoded", f.source.url, f.target.url, {
+    transforms: "keep",
+    "transforms.keep.type": "filter",
+    "transforms.keep.condition": "true",
+  }));
+  const slow = await runPipeline(decoded, {
+    offsets: new MemoryOffsetStore(),
+    observer: decodedCounter.observer,
+  });
+  assertEquals(slow.error?.message, undefined);
+  assertEquals(decodedCounter.rows(), 0, "with a transform the rows are decoded");
+  assertEquals(await digests(f.targetSql), await digests(f.sourceSql));
+});
+
+const PEOPLE = `
+  create table public.people (id int primary key, name text, v timestamptz, n int);`;
+
+const peopleJob = (source: string, target: string, extra = {}) => ({
+  name: "people",
+  config: {
+    "connector.class": "postgres_query",
+    "connection.url": source,
+    table: "public.people",
+    mode: "full",
+    "sink.class": "postgres",
+    "sink.connection.url": target,
+    "sink.table": "public.people",
+    "errors.tolerance": "all",
+    "errors.deadletterqueue.table.name": "public.dead_letters",
+    ...extra,
+  },
+});
+
+/** 40,000 rows: about 2.5 MB of COPY text, so several chunks of about 256 KiB. */
+const FILL = `insert into public.people
+  select g, E'name\\t' || g || E'\\\\ \\n🙂', timestamptz '2026-01-01 00:00:00+00' + g * interval '1 s', g
+  from generate_series(1, 40000) g`;
+
+Deno.test("a row the target refuses in a COPY text chunk is dead-lettered, the rest of the chunk lands", async () => {
+  for (const filled of [false, true]) {
+    await using f = await syncFixture(
+      `copy_text_refused_${filled}`,
+      PEOPLE,
+      PEOPLE + "alter table public.people add constraint no_seven check (id <> 7);",
+    );
+    await using logs = await capturingLogs();
+    await f.sourceSql.unsafe(FILL);
+    // A filled target takes the merge; an empty one the bulk COPY.
+    if (filled) await f.targetSql.unsafe("insert into public.people (id) values (1), (2), (20)");
+    const [spec] = await specsFrom(peopleJob(f.source.url, f.target.url));
+    const report = await runPipeline(spec, { offsets: new MemoryOffsetStore() });
+    assertEquals(report.status, "succeeded", report.error?.message);
+    assertEquals(report.stats.read, 40000);
+    assertEquals(report.stats.written, 39999);
+    assertEquals(report.stats.deadLettered, 1);
+    const letters = await f.targetSql<{ key: string; error: string }[]>`
+      select record_key::text as key, error from dead_letters`;
+    assertEquals(letters.map((letter) => letter.key), ['{"id": 7}']);
+    assertMatch(letters[0].error, /no_seven/);
+    const [{ n }] = await f.targetSql`select count(*)::int as n from people where n is not null`;
+    assertEquals(n, 39999);
+    assertEquals(
+      logs.lines.some((line) => line.includes("refused a row of the chunk")),
+      true,
+      "the refused chunk fell back to records",
+    );
+    assertEquals(logs.lines.some((line) => line.includes("as COPY text, not decoded")), true);
+  }
+});
+
+Deno.test("COPY text keeps the version guard: older rows are skipped, a row without a version fails", async () => {
+  await using f = await syncFixture("copy_text_version", PEOPLE, PEOPLE);
+  await using logs = await capturingLogs();
+  await f.sourceSql.unsafe(FILL);
+  await f.sourceSql.unsafe("update public.people set v = null where id = 3");
+  // Row 5 is newer in the target: the batch must not roll it back.
+  await f.targetSql.unsafe(
+    "insert into public.people values (5, 'newer', '2027-01-01 00:00:00+00', 0), (6, 'older', '2020-01-01 00:00:00+00', 0)",
+  );
+  const [spec] = await specsFrom(peopleJob(f.source.url, f.target.url, {
+    "sink.version.column": "v",
+  }));
+  const report = await runPipeline(spec, { offsets: new MemoryOffsetStore() });
+  assertEquals(report.status, "succeeded", report.error?.message);
+  assertEquals(report.stats.deadLettered, 1);
+  assertEquals(report.stats.skipped, 1);
+  assertEquals(report.stats.written, 39998);
+  const [kept] = await f.targetSql`select name from people where id = 5`;
+  assertEquals(kept.name, "newer");
+  const [updated] = await f.targetSql`select n from people where id = 6`;
+  assertEquals(updated.n, 6);
+  const letters = await f.targetSql<{ key: string }[]>`
+    select record_key::text as key from dead_letters`;
+  assertEquals(letters.map((letter) => letter.key), ['{"id": 3}']);
+  assertEquals(logs.lines.some((line) => line.includes("as COPY text, not decoded")), true);
+});
+
+Deno.test("a config the COPY text path cannot serve falls back to decoded records and says why", async () => {
+  await using f = await syncFixture(
+    "copy_text_fallback",
+    PEOPLE,
+    "create table public.people (id int primary key, v timestamptz, n bigint);",
+  );
+  await using logs = await capturingLogs();
+  await f.sourceSql.unsafe(FILL);
+  const [spec] = await specsFrom(peopleJob(f.source.url, f.target.url, {
+    "sink.fields.exclude": "name",
+  }));
+  const report = await runPipeline(spec, { offsets: new MemoryOffsetStore() });
+  assertEquals(report.status, "succeeded", report.error?.message);
+  assertEquals(report.stats.written, 40000);
+  assertEquals(
+    logs.lines.some((line) => line.includes('field "name" is excluded (fields.exclude)')),
+    true,
+  );
+  assertEquals(logs.lines.some((line) => line.includes("as COPY text, not decoded")), false);
+  const [{ n }] = await f.targetSql`select count(n)::int as n from people`;
+  assertEquals(n, 40000);
+});
