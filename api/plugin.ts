@@ -470,6 +470,13 @@ export interface SinkResult {
 export interface Sink {
   /** Resolves once the batch is durable. Throws to fail the whole batch. */
   write(batch: SinkBatch): Promise<SinkResult>;
+  /**
+   * How many writes may be in flight at once (default 1: each write waits
+   * for the previous one). A sink that sets more promises that overlapping
+   * writes become durable in the order `write` was called, or fail: the
+   * runtime then waits for all of them and writes them again, in order.
+   */
+  readonly writesInFlight?: number;
   /** Present when the sink can store offsets in the same transaction as the rows. */
   readonly offsets?: {
     /** The offset stored under `key` (the pipeline name), if any. */

@@ -215,47 +215,88 @@ export default defineSink({
       })
       : undefined;
 
-    return {
-      async write(batch: SinkBatch) {
-        const messages: OutgoingMessage[] = [];
-        const failures: RecordFailure[] = [];
-        for (const record of batch.records) {
-          let reason = invalidTopicReason(record.topic);
-          let message: OutgoingMessage | undefined;
-          if (!reason) {
-            try {
-              message = recordToMessage(record, schemas);
-            } catch (error) {
-              reason = `the record does not fit its schema: ${(error as Error).message}`;
-            }
+    /** The messages of a batch, and the records that cannot be written (stage `sink`). */
+    const encodeBatch = (batch: SinkBatch) => {
+      const messages: OutgoingMessage[] = [];
+      const failures: RecordFailure[] = [];
+      for (const record of batch.records) {
+        let reason = invalidTopicReason(record.topic);
+        let message: OutgoingMessage | undefined;
+        if (!reason) {
+          try {
+            message = recordToMessage(record, schemas);
+          } catch (error) {
+            reason = `the record does not fit its schema: ${(error as Error).message}`;
           }
-          const tooLarge = message && messageSize(message) > config["max.request.size"];
-          if (message && !tooLarge) {
-            messages.push(message);
-            continue;
-          }
-          const why = reason ??
-            `the record is larger than max.request.size (${config["max.request.size"]} bytes)`;
-          failures.push({
-            record,
-            error: new RecordError(`Cannot write to Kafka: ${why}`, "sink"),
-            stage: "sink",
-          });
         }
+        const tooLarge = message && messageSize(message) > config["max.request.size"];
+        if (message && !tooLarge) {
+          messages.push(message);
+          continue;
+        }
+        const why = reason ??
+          `the record is larger than max.request.size (${config["max.request.size"]} bytes)`;
+        failures.push({
+          record,
+          error: new RecordError(`Cannot write to Kafka: ${why}`, "sink"),
+          stage: "sink",
+        });
+      }
+      return { messages, failures };
+    };
+
+    // Writes may overlap (writesInFlight); each is issued to the producer only
+    // after the previous one was, so their messages keep the order of the
+    // calls. Once one failed, the writes already started fail too (none is
+    // issued on a fresh client ahead of it), until none is left: the runtime
+    // then writes them again, in order.
+    let issuing: Promise<unknown> = Promise.resolve();
+    let pending = 0;
+    let issueError: unknown;
+    const issue = async (
+      batch: SinkBatch,
+      messages: OutgoingMessage[],
+      failures: RecordFailure[],
+    ) => {
+      if (issueError !== undefined) throw issueError;
+      try {
         if (failures.length > 0) await batch.reject(failures);
-        if (messages.length === 0) return { written: 0 };
+        if (messages.length === 0) return undefined;
         try {
           const created = await topics?.ensure(new Set(messages.map((m) => m.topic))) ?? [];
           for (const topic of created) context.logger.info("Created topic {topic}", { topic });
         } catch (error) {
           throw kafkaFailure("Cannot create Kafka topics", error);
         }
+        return { acked: producer.send(messages) };
+      } catch (error) {
+        issueError = error;
+        throw error;
+      }
+    };
+
+    return {
+      writesInFlight: 4,
+
+      async write(batch: SinkBatch) {
+        if (pending === 0) issueError = undefined;
+        pending++;
         try {
-          await producer.send(messages);
-        } catch (error) {
-          throw kafkaFailure("Cannot write to Kafka", error);
+          const { messages, failures } = encodeBatch(batch);
+          const issued = issuing.then(() => issue(batch, messages, failures));
+          issuing = issued.catch(() => {});
+          const sent = await issued;
+          if (!sent) return { written: 0 };
+          try {
+            await sent.acked;
+          } catch (error) {
+            issueError ??= error;
+            throw kafkaFailure("Cannot write to Kafka", error);
+          }
+          return { written: messages.length };
+        } finally {
+          pending--;
         }
-        return { written: messages.length };
       },
 
       async close() {
