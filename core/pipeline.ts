@@ -544,9 +544,10 @@ class PipelineRun {
   /** Runs the transforms of one batch and routes its failed records. */
   async #prepare(batch: SourceBatch, queueDepth: number): Promise<Prepared> {
     const failures: RecordFailure[] = [...(batch.failures ?? [])];
-    const out: SluiceRecord[] = [];
+    // An empty chain passes the records as they are (no outcome per record).
+    const out: SluiceRecord[] = this.#steps.length === 0 ? [...batch.records] : [];
     let filtered = 0;
-    for (const record of batch.records) {
+    for (const record of this.#steps.length === 0 ? [] : batch.records) {
       // Synchronous chains are not awaited per record: a microtask per
       // record cost a quarter of an empty chain's rate.
       const pending = this.#transform(record);

@@ -428,6 +428,7 @@ export function messageSize(message: OutgoingMessage): number {
 }
 
 function toBuffer(bytes: Uint8Array): Buffer {
+  if (Buffer.isBuffer(bytes)) return bytes;
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
