@@ -510,12 +510,29 @@ class PipelineRun {
         await this.#finish(prepared, result, performance.now() - started);
       }
     };
+    const batches = queue[Symbol.asyncIterator]();
+    let next = batches.next();
     try {
-      for await (const batch of queue) {
-        const prepared = await this.#prepare(batch, queue.size);
+      for (;;) {
+        // A write that completes while no batch is waiting commits at once,
+        // so a quiet stream's last offsets do not wait for the next batch.
+        if (window.length > 0) {
+          const first = await Promise.race([
+            next.then(() => "batch"),
+            window[0].outcome.then(() => "write"),
+          ]);
+          if (first === "write") {
+            await settleOldest();
+            continue;
+          }
+        }
+        const item = await next;
+        if (item.done) break;
+        const prepared = await this.#prepare(item.value, queue.size);
         window.push({ prepared, outcome: this.#startWrite(prepared) });
         while (window.length >= limit) await settleOldest();
         if (this.stop.signal.aborted) break;
+        next = batches.next();
       }
       while (window.length > 0) await settleOldest();
     } finally {
