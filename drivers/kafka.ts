@@ -449,9 +449,9 @@ interface QueuedRequest {
 /**
  * Produces with acks=all. `send` resolves once the broker acknowledged every
  * message of the call. Calls may overlap: their requests go out in call
- * order, up to five at a time, so messages of one partition land in call
- * order (the idempotent producer's sequence numbers make the broker refuse
- * anything else). After a failed request the client is rebuilt, so an
+ * order, up to five at a time (one without idempotence), so messages of one
+ * partition land in call order (the idempotent producer's sequence numbers
+ * make the broker refuse anything else). After a failed request the client is rebuilt, so an
  * idempotent producer never continues with sequence numbers the broker may
  * not have seen; the requests in flight with it fail too.
  */
@@ -525,7 +525,10 @@ export class KafkaProducer {
 
   /** Starts queued requests, in order, while fewer than the limit are in flight. */
   #next(): void {
-    const limit = this.#warm ? MAX_REQUESTS_IN_FLIGHT : 1;
+    // Without idempotence a retried request could land after a later one:
+    // then one request at a time, like the Java producer with ordering kept.
+    const idempotent = this.#settings.idempotent ?? true;
+    const limit = this.#warm && idempotent ? MAX_REQUESTS_IN_FLIGHT : 1;
     while (this.#active < limit && this.#queue.length > 0) {
       const request = this.#queue.shift()!;
       this.#active++;
