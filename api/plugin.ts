@@ -551,6 +551,13 @@ export interface Sink {
   write(batch: SinkBatch): Promise<SinkResult>;
   /** True when `write` takes {@linkcode SinkBatch.copy} (rows as COPY text). */
   readonly copyText?: boolean;
+  /**
+   * How many writes may be in flight at once (default 1: each write waits
+   * for the previous one). A sink that sets more promises that overlapping
+   * writes become durable in the order `write` was called, or fail: the
+   * runtime then waits for all of them and writes them again, in order.
+   */
+  readonly writesInFlight?: number;
   /** Present when the sink can store offsets in the same transaction as the rows. */
   readonly offsets?: {
     /** The offset stored under `key` (the pipeline name), if any. */

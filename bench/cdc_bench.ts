@@ -16,16 +16,27 @@
  *     `clock_timestamp()` when the sink writes the row (both databases on the
  *     same server, same clock).
  * (c) Peak RSS (VmHWM) of the Sluice process while the backlog of (a) drains.
+ * (e) The reference: the real Debezium 3.6.1 (Kafka Connect 4.2 standalone,
+ *     jars from Maven like the broker's; producer tuned with linger.ms 5 and
+ *     batch.size 256 KB; JVM defaults) drains its own pgoutput slot, created
+ *     at the same point, until its topic's end offsets hold all N events.
+ *     For pg_recvlogical, Sluice and Debezium the table shows events/s, CPU
+ *     seconds per 100k events (user + system of the process, all threads)
+ *     and peak RSS, and Sluice's ratios against the targets of issue 12.
+ *     `--no-debezium` skips it (it needs Java and Maven).
  * (d) With `--schemas`: the same backlog drained again, from a third slot
  *     created at the same point, with JsonConverter schemas on keys and
  *     values (`{schema, payload}`, Debezium's envelope schema), and once more
  *     from a fourth slot as Avro through a schema registry (dev/registry.ts,
  *     started for the run), against (a)'s schemaless JSON in the same run.
  *
- * Targets: p99 < 1 s at 5,000 changes/s; peak RSS < 200 MB.
+ * Targets: p99 < 1 s at 5,000 changes/s; peak RSS < 150 MB; capture
+ * ≥ 2.0× Debezium's events/s and ≥ 0.7× pg_recvlogical's, CPU per event
+ * ≤ 0.35× Debezium's.
  *
  * ```
  * deno run -A bench/cdc_bench.ts [--events 1000000] [--seconds 15] [--rates 1000,5000] [--schemas]
+ *   [--no-latency] [--no-debezium]
  * ```
  * Uses SLUICE_TEST_PG_URL and SLUICE_TEST_KAFKA_BROKERS when set, else starts a
  * private PostgreSQL and Kafka broker.
@@ -39,6 +50,7 @@ import { startPostgres } from "../dev/postgres.ts";
 import { startKafka } from "../dev/kafka.ts";
 import { startRegistry } from "../dev/registry.ts";
 import { KafkaAdmin } from "../drivers/kafka.ts";
+import { cpuSeconds, peakRssKb, startDebezium, timeCommand } from "./_processes.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -53,6 +65,8 @@ const { values } = parseArgs({
     "no-latency": { type: "boolean", default: false },
     // Part (d): drain the backlog again with JsonConverter schemas.
     schemas: { type: "boolean", default: false },
+    // Skip part (e), the real Debezium.
+    "no-debezium": { type: "boolean", default: false },
   },
 });
 const events = Number(values.events);
@@ -86,6 +100,7 @@ const SLOT_CEILING = "cdc_bench_ceiling";
 const SLOT_B = "cdc_bench_b";
 const SLOT_SCHEMAS = "cdc_bench_schemas";
 const SLOT_AVRO = "cdc_bench_avro";
+const SLOT_DEBEZIUM = "cdc_bench_debezium";
 const PUB_A = "cdc_bench_pub_a";
 const PUB_B = "cdc_bench_pub_b";
 const warehouse = urlFor(WH);
@@ -191,6 +206,10 @@ try {
   }
   const [{ lsn: startLsn }] = await admin`select pg_current_wal_lsn()::text as lsn`;
   await w`select pg_create_logical_replication_slot(${SLOT_CEILING}, 'pgoutput')`;
+  const withDebezium = !values["no-debezium"];
+  if (withDebezium) {
+    await w`select pg_create_logical_replication_slot(${SLOT_DEBEZIUM}, 'pgoutput')`;
+  }
   if (values.schemas) {
     await w`select pg_create_logical_replication_slot(${SLOT_SCHEMAS}, 'pgoutput')`;
     await w`select pg_create_logical_replication_slot(${SLOT_AVRO}, 'pgoutput')`;
@@ -230,18 +249,22 @@ try {
     "--endpos",
     endLsn,
   ]);
-  console.log(`  ${fmt(recv.ms)}`);
+  console.log(`  ${fmt(recv.ms)}${recv.cpu === undefined ? "" : `, ${recv.cpu.toFixed(2)} CPU s`}`);
 
   console.log("Sluice: postgres_cdc → kafka draining the backlog…");
   const sluiceA = spawn(Deno.execPath(), sluiceArgs(dirA, `${scratch}/offsets_a.json`));
   let firstEventMs = 0;
+  let firstEventCpu = 0;
   let lastCount = -1;
   let lastProgress = performance.now();
   await waitFor(
     async () => {
       const n = await topicCount(topicA);
       const now = performance.now();
-      if (n > 0 && !firstEventMs) firstEventMs = now - sluiceA.started;
+      if (n > 0 && !firstEventMs) {
+        firstEventMs = now - sluiceA.started;
+        firstEventCpu = await cpuSeconds(sluiceA.child.pid);
+      }
       if (n !== lastCount) {
         lastCount = n;
         lastProgress = now;
@@ -256,7 +279,8 @@ try {
     100,
   );
   const sluiceMs = performance.now() - sluiceA.started;
-  const peakA = sluiceA.peakKb();
+  const sluiceCpu = await cpuSeconds(sluiceA.child.pid);
+  const peakA = Math.max(sluiceA.peakKb(), await peakRssKb(sluiceA.child.pid));
   await stop(sluiceA.child);
   const onTopic = await topicCount(topicA);
   const [{ confirmed, caughtUp }] = await admin`
@@ -265,8 +289,15 @@ try {
     from pg_replication_slots where slot_name = ${SLOT_A}`;
   console.log(
     `  ${fmt(sluiceMs)} from process start (first event after ${fmt(firstEventMs)}), ` +
-      `${onTopic.toLocaleString("en")} messages on the topic, peak RSS ${mb(peakA)}`,
+      `${onTopic.toLocaleString("en")} messages on the topic, peak RSS ${mb(peakA)}, ` +
+      `${sluiceCpu.toFixed(2)} CPU s`,
   );
+
+  // ---------------------------------------------------------------------- (e)
+  let debezium: Drain | undefined;
+  if (withDebezium) {
+    debezium = await drainWithDebezium(endLsn);
+  }
 
   // ---------------------------------------------------------------------- (d)
   // Drains the backlog again from `slot` with other converter keys.
@@ -493,6 +524,21 @@ try {
       caughtUp ? "PASS" : "FAIL"
     } |`,
   );
+  if (debezium) {
+    reportReferences({
+      recvMs: recv.ms,
+      recvCpu: recv.cpu,
+      recvPeakKb: recv.peakKb,
+      sluice: {
+        ms: sluiceMs,
+        firstMs: firstEventMs,
+        cpu: sluiceCpu,
+        firstCpu: firstEventCpu,
+        peakKb: peakA,
+      },
+      debezium,
+    });
+  }
   if (values.schemas) {
     const schemasRate = events / (schemasMs / 1000);
     console.log(
@@ -526,8 +572,8 @@ try {
   }
   const peakMb = peakA / 1024;
   console.log(
-    `| (c) Sluice peak RSS draining the backlog | ${peakMb.toFixed(0)} MB | < 200 MB | ${
-      peakMb < 200 ? "PASS" : "FAIL"
+    `| (c) Sluice peak RSS draining the backlog | ${peakMb.toFixed(0)} MB | < 150 MB | ${
+      peakMb < 150 ? "PASS" : "FAIL"
     } |`,
   );
   console.log(
@@ -565,6 +611,145 @@ try {
   await Promise.all([pgServer?.stop(), kafkaServer?.stop(), registryServer?.stop()]);
 }
 
+// --------------------------------------------------- (e) the real Debezium
+
+/** One capture's drain of the backlog: wall times and CPU from its process start. */
+interface Drain {
+  ms: number;
+  firstMs: number;
+  cpu: number;
+  firstCpu: number;
+  peakKb: number;
+}
+
+/** Debezium drains its own slot until its topic holds every event. */
+async function drainWithDebezium(endLsn: string): Promise<Drain> {
+  const topic = `${prefix}_dbz.public.bench_a`;
+  console.log("Debezium 3.6.1 (Kafka Connect standalone, tuned producer) draining its slot…");
+  const started = performance.now();
+  await using worker = await startDebezium({
+    url: warehouse,
+    brokers,
+    prefix: `${prefix}_dbz`,
+    slot: SLOT_DEBEZIUM,
+    publication: PUB_A,
+    table: "public.bench_a",
+  });
+  let firstMs = 0;
+  let firstCpu = 0;
+  let peakKb = 0;
+  let lastCount = -1;
+  let lastProgress = performance.now();
+  await waitFor(
+    async () => {
+      const n = await topicCount(topic);
+      const now = performance.now();
+      peakKb = Math.max(peakKb, await peakRssKb(worker.pid));
+      if (n > 0 && !firstMs) {
+        firstMs = now - started;
+        firstCpu = await cpuSeconds(worker.pid);
+      }
+      if (n !== lastCount) {
+        lastCount = n;
+        lastProgress = now;
+      } else if (now - lastProgress > 120_000) {
+        const status = await worker.status(`${prefix}_dbz-debezium`);
+        throw new Error(
+          `Debezium made no progress for 120 s at ${n} of ${events} events on ${topic}: ${
+            JSON.stringify(status)
+          }`,
+        );
+      }
+      return n >= events;
+    },
+    3_600_000,
+    `${events} events on ${topic}`,
+    undefined,
+    100,
+  );
+  const ms = performance.now() - started;
+  const cpu = await cpuSeconds(worker.pid);
+  peakKb = Math.max(peakKb, await peakRssKb(worker.pid));
+  const onTopic = await topicCount(topic);
+  console.log(
+    `  ${fmt(ms)} from process start (first event after ${fmt(firstMs)}), ` +
+      `${onTopic.toLocaleString("en")} messages on the topic (slot end ${endLsn}), ` +
+      `peak RSS ${mb(peakKb)}, ${cpu.toFixed(2)} CPU s`,
+  );
+  if (onTopic !== events) {
+    console.log(`  note: ${onTopic} messages for ${events} transactions`);
+  }
+  return { ms, firstMs, cpu, firstCpu, peakKb };
+}
+
+/**
+ * pg_recvlogical, Sluice and Debezium side by side, and Sluice's ratios
+ * against the targets. Rates "from first event" leave out process start-up
+ * (the JVM's is seconds); CPU per 100k events is counted over the same span.
+ */
+function reportReferences(r: {
+  recvMs: number;
+  recvCpu?: number;
+  recvPeakKb?: number;
+  sluice: Drain;
+  debezium: Drain;
+}): void {
+  const per100k = (cpu: number) => cpu / events * 100_000;
+  const fromStart = (d: Drain) => events / (d.ms / 1000);
+  const drained = (d: Drain) => events / ((d.ms - d.firstMs) / 1000);
+  const drainCpu = (d: Drain) => per100k(d.cpu - d.firstCpu);
+  const n = (x: number) => Math.round(x).toLocaleString("en");
+  const recvRate = events / (r.recvMs / 1000);
+  const recvCpu = r.recvCpu === undefined ? "-" : per100k(r.recvCpu).toFixed(2);
+  const recvPeak = r.recvPeakKb === undefined ? "-" : mb(r.recvPeakKb);
+  console.log(`\nCapture PostgreSQL → Kafka, side by side (load average ${loadAverage()})\n`);
+  console.log(
+    "| capture | events/s from process start | events/s from first event | " +
+      "CPU s per 100k events (drain) | CPU s per 100k (whole run) | peak RSS |",
+  );
+  console.log("| --- | ---: | ---: | ---: | ---: | ---: |");
+  console.log(`| pg_recvlogical → /dev/null | ${n(recvRate)} | - | - | ${recvCpu} | ${recvPeak} |`);
+  for (const [name, d] of [["Sluice", r.sluice], ["Debezium tuned", r.debezium]] as const) {
+    console.log(
+      `| ${name} | ${n(fromStart(d))} | ${n(drained(d))} | ${drainCpu(d).toFixed(2)} | ${
+        per100k(d.cpu).toFixed(2)
+      } | ${mb(d.peakKb)} |`,
+    );
+  }
+  const vsDebezium = drained(r.sluice) / drained(r.debezium);
+  const vsRecv = fromStart(r.sluice) / recvRate;
+  const cpuRatio = drainCpu(r.sluice) / drainCpu(r.debezium);
+  const line = (what: string, value: number, target: string, ok?: boolean) =>
+    console.log(
+      `| ${what} | ${value.toFixed(2)} | ${target} | ${
+        ok === undefined ? "-" : ok ? "PASS" : "FAIL"
+      } |`,
+    );
+  console.log("\n| ratio | figure | target | result |");
+  console.log("| --- | ---: | ---: | --- |");
+  line("Sluice / Debezium events/s (from first event)", vsDebezium, "≥ 2.0", vsDebezium >= 2);
+  line(
+    "Sluice / Debezium events/s (from process start)",
+    fromStart(r.sluice) / fromStart(r.debezium),
+    "-",
+  );
+  line("Sluice (from process start) / pg_recvlogical events/s", vsRecv, "≥ 0.7", vsRecv >= 0.7);
+  line("Sluice / Debezium CPU per event (drain)", cpuRatio, "≤ 0.35", cpuRatio <= 0.35);
+  line(
+    "Sluice / Debezium peak RSS",
+    r.sluice.peakKb / r.debezium.peakKb,
+    "-",
+  );
+}
+
+function loadAverage(): string {
+  try {
+    return Deno.readTextFileSync("/proc/loadavg").split(" ").slice(0, 3).join(" ");
+  } catch {
+    return "unknown";
+  }
+}
+
 // ---------------------------------------------------------------------------
 
 function split(n: number, parts: number): number[] {
@@ -581,7 +766,7 @@ async function slotExists(slot: string, active = false): Promise<boolean> {
 }
 
 async function dropSlots(): Promise<void> {
-  for (const slot of [SLOT_A, SLOT_CEILING, SLOT_B, SLOT_SCHEMAS, SLOT_AVRO]) {
+  for (const slot of [SLOT_A, SLOT_CEILING, SLOT_B, SLOT_SCHEMAS, SLOT_AVRO, SLOT_DEBEZIUM]) {
     await admin`
       select pg_drop_replication_slot(slot_name) from pg_replication_slots
       where slot_name = ${slot} and not active`;
@@ -649,14 +834,6 @@ function spawn(command: string, args: string[]): Spawned {
     children.delete(child);
   });
   return { child, started, peakKb: () => peakKb };
-}
-
-async function timeCommand(command: string, args: string[]): Promise<{ ms: number }> {
-  const started = performance.now();
-  const status = await new Deno.Command(command, { args, stdout: "inherit", stderr: "inherit" })
-    .spawn().status;
-  if (!status.success) throw new Error(`${command} ${args.join(" ")} exited with ${status.code}`);
-  return { ms: performance.now() - started };
 }
 
 /** SIGTERM, then SIGKILL after 20 s. */

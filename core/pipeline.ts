@@ -442,9 +442,12 @@ class PipelineRun {
       }
     })();
     try {
-      for await (const batch of queue) {
-        await this.#deliver(batch, queue.size);
-        if (this.stop.signal.aborted) break;
+      if (this.#writesInFlight() > 1) await this.#writeOverlapping(queue);
+      else {
+        for await (const batch of queue) {
+          await this.#deliver(batch, queue.size);
+          if (this.stop.signal.aborted) break;
+        }
       }
     } catch (error) {
       this.stop.abort(error);
@@ -458,12 +461,119 @@ class PipelineRun {
     if (readError !== undefined) throw readError;
   }
 
+  /**
+   * Writes that may overlap: the sink's own promise (it keeps their order),
+   * and only when no transform keeps state to commit after a write (a later
+   * batch's state must not be committed with an earlier one).
+   */
+  #writesInFlight(): number {
+    if (this.#steps.some((step) => step.transform.commit)) return 1;
+    return Math.max(1, Math.floor(this.#sink.writesInFlight ?? 1));
+  }
+
   /** Transforms and writes one batch, then commits its offset. */
   async #deliver(batch: SourceBatch, queueDepth: number): Promise<void> {
+    const prepared = await this.#prepare(batch, queueDepth);
+    const writeStarted = performance.now();
+    let result: SinkResult = { written: 0 };
+    if (prepared.records.length > 0 || prepared.offsetToStore || prepared.copy) {
+      result = await this.#writeWithRetry(
+        prepared.records,
+        prepared.offsetToStore,
+        prepared.overwrite,
+        prepared.copy,
+      );
+    }
+    await this.#finish(prepared, result, performance.now() - writeStarted);
+  }
+
+  /**
+   * Keeps up to `writesInFlight` writes going while the next batches are
+   * transformed; commits their offsets in order as each one completes. When
+   * one fails, the later ones may have landed or not: once all settled, the
+   * failed write and every later one are written again in order (with the
+   * usual retries), so the sink's order holds.
+   */
+  async #writeOverlapping(queue: BoundedQueue<SourceBatch>): Promise<void> {
+    const window: Overlapping[] = [];
+    const limit = this.#writesInFlight();
+    const settleOldest = async () => {
+      const oldest = window[0];
+      const outcome = await oldest.outcome;
+      if ("result" in outcome) {
+        window.shift();
+        await this.#finish(oldest.prepared, outcome.result, outcome.ms);
+        return;
+      }
+      await Promise.all(window.map((w) => w.outcome));
+      if (!(outcome.error instanceof RetriableError)) throw outcome.error;
+      for (const { prepared } of window.splice(0)) {
+        const started = performance.now();
+        const result = await this.#writeWithRetry(
+          prepared.records,
+          prepared.offsetToStore,
+          prepared.overwrite,
+          prepared.copy,
+        );
+        await this.#finish(prepared, result, performance.now() - started);
+      }
+    };
+    const batches = queue[Symbol.asyncIterator]();
+    let next = batches.next();
+    try {
+      for (;;) {
+        // A write that completes while no batch is waiting commits at once,
+        // so a quiet stream's last offsets do not wait for the next batch.
+        if (window.length > 0) {
+          const first = await Promise.race([
+            next.then(() => "batch"),
+            window[0].outcome.then(() => "write"),
+          ]);
+          if (first === "write") {
+            await settleOldest();
+            continue;
+          }
+        }
+        const item = await next;
+        if (item.done) break;
+        const prepared = await this.#prepare(item.value, queue.size);
+        window.push({ prepared, outcome: this.#startWrite(prepared) });
+        while (window.length >= limit) await settleOldest();
+        if (this.stop.signal.aborted) break;
+        next = batches.next();
+      }
+      while (window.length > 0) await settleOldest();
+    } finally {
+      // Never leave a write running behind the run's end (its batch is read again).
+      await Promise.all(window.map((w) => w.outcome));
+    }
+  }
+
+  /** Starts one write; its outcome never rejects. */
+  #startWrite(prepared: Prepared): Promise<WriteOutcome> {
+    const started = performance.now();
+    if (prepared.records.length === 0 && !prepared.offsetToStore && !prepared.copy) {
+      return Promise.resolve({ result: { written: 0 }, ms: 0 });
+    }
+    return this.#sink.write({
+      records: prepared.records,
+      offset: prepared.offsetToStore,
+      reject: this.#reject,
+      ...(prepared.overwrite ? { overwrite: true } : {}),
+      ...(prepared.copy ? { copy: prepared.copy } : {}),
+    }).then(
+      (result) => ({ result, ms: performance.now() - started }),
+      (error) => ({ error }),
+    );
+  }
+
+  /** Runs the transforms of one batch and routes its failed records. */
+  async #prepare(batch: SourceBatch, queueDepth: number): Promise<Prepared> {
     const failures: RecordFailure[] = [...(batch.failures ?? [])];
-    const out: SluiceRecord[] = [];
+    // An empty chain passes the records as they are (no outcome per record).
+    const out: SluiceRecord[] = this.#steps.length === 0 ? [...batch.records] : [];
     let filtered = 0;
-    for (const record of batch.records) {
+    for (const record of this.#steps.length === 0 ? [] : batch.records) {
       // Synchronous chains are not awaited per record: a microtask per
       // record cost a quarter of an empty chain's rate.
       const pending = this.#transform(record);
@@ -474,35 +584,41 @@ class PipelineRun {
     }
     this.stats.filtered += filtered;
     if (failures.length > 0) await this.#reject(failures);
-
     const offsetToStore = this.#sinkKeepsOffsets && batch.offset !== undefined
       ? { key: this.spec.name, value: batch.offset }
       : undefined;
-    const writeStarted = performance.now();
-    let result: SinkResult = { written: 0 };
-    // COPY text comes only when the chain is empty (see execute): nothing to transform.
-    const copy = batch.copy;
-    if (out.length > 0 || offsetToStore || copy) {
-      result = await this.#writeWithRetry(out, offsetToStore, batch.overwrite ?? false, copy);
-      this.stats.written += result.written;
-      this.stats.skipped += result.skipped ?? 0;
-    }
+    return {
+      records: out,
+      offset: batch.offset,
+      offsetToStore,
+      overwrite: batch.overwrite ?? false,
+      // COPY text comes only when the chain is empty (see execute): nothing to transform.
+      copy: batch.copy,
+      filtered,
+      queueDepth,
+    };
+  }
+
+  /** Counts a written batch, then commits its offset (source, store, transforms). */
+  async #finish(prepared: Prepared, result: SinkResult, writeMs: number): Promise<void> {
+    this.stats.written += result.written;
+    this.stats.skipped += result.skipped ?? 0;
     this.environment.observer?.onBatchWritten?.(this.spec.name, {
-      records: out.length + (copy?.count ?? 0),
+      records: prepared.records.length + (prepared.copy?.count ?? 0),
       written: result.written,
       skipped: result.skipped ?? 0,
-      filtered,
-      writeMs: performance.now() - writeStarted,
-      queueDepth,
+      filtered: prepared.filtered,
+      writeMs,
+      queueDepth: prepared.queueDepth,
     });
-    if (batch.offset !== undefined) {
+    if (prepared.offset !== undefined) {
       if (!this.#sinkKeepsOffsets) {
-        await this.environment.offsets.write(this.spec.name, batch.offset);
+        await this.environment.offsets.write(this.spec.name, prepared.offset);
       }
-      await this.#source.commit?.(batch.offset);
+      await this.#source.commit?.(prepared.offset);
     }
     for (const step of this.#steps) await step.transform.commit?.();
-    batch.copy?.release?.();
+    prepared.copy?.release?.();
   }
 
   #transform(record: SluiceRecord): TransformOutcome | Promise<TransformOutcome> {
@@ -603,6 +719,26 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
     }
     signal?.addEventListener("abort", done, { once: true });
   });
+}
+
+/** A batch after the transforms, ready to write. */
+interface Prepared {
+  readonly records: SluiceRecord[];
+  readonly offset: JsonValue | undefined;
+  readonly offsetToStore: { key: string; value: JsonValue } | undefined;
+  readonly overwrite: boolean;
+  readonly copy: CopyRows | undefined;
+  readonly filtered: number;
+  readonly queueDepth: number;
+}
+
+/** How one write ended. */
+type WriteOutcome = { result: SinkResult; ms: number } | { error: unknown };
+
+/** A write in flight and its batch. */
+interface Overlapping {
+  readonly prepared: Prepared;
+  readonly outcome: Promise<WriteOutcome>;
 }
 
 /** A record after the transform chain: kept, dropped (`null`) or failed. */

@@ -66,6 +66,8 @@ export interface ConnectWorker {
   /** `http://127.0.0.1:PORT`, Kafka Connect's REST API. */
   readonly rest: string;
   readonly logFile: string;
+  /** The Java process's id (for CPU and memory figures). */
+  readonly pid: number;
   /** The connector's and its tasks' states (`RUNNING`, `FAILED`…), and a failed task's trace. */
   status(name: string): Promise<{ connector: string; tasks: string[]; trace?: string }>;
   /** Stops the worker (SIGTERM, SIGKILL after 20 s) and removes its folder. */
@@ -95,7 +97,12 @@ const properties = (entries: Record<string, string>) =>
 export async function startConnect(
   brokers: string,
   connectors: readonly ConnectorProperties[],
-  options: { timeoutMs?: number; worker?: Record<string, string> } = {},
+  options: {
+    timeoutMs?: number;
+    worker?: Record<string, string>;
+    /** JVM options before the class path; default a 512 MB heap and C1 only (fast start). */
+    jvm?: readonly string[];
+  } = {},
 ): Promise<ConnectWorker> {
   const libs = await ensureConnectJars();
   const dir = await Deno.makeTempDir({ prefix: "sluice-connect-" });
@@ -123,8 +130,7 @@ export async function startConnect(
     files.push(file);
   }
   const args = [
-    "-Xmx512m",
-    "-XX:TieredStopAtLevel=1",
+    ...(options.jvm ?? ["-Xmx512m", "-XX:TieredStopAtLevel=1"]),
     "-cp",
     `${libs}/*`,
     `-Dlog4j2.configurationFile=${dir}/log4j2.properties`,
@@ -171,7 +177,15 @@ export async function startConnect(
       trace: body.tasks.find((t) => t.trace)?.trace,
     };
   };
-  const worker: ConnectWorker = { rest, logFile, status, stop, [Symbol.asyncDispose]: stop };
+  const worker: ConnectWorker = {
+    rest,
+    logFile,
+    // `sh -c 'exec java …'`: the shell becomes the JVM, same process id.
+    pid: child.pid,
+    status,
+    stop,
+    [Symbol.asyncDispose]: stop,
+  };
   try {
     await waitUntilRunning(worker, connectors, child, options.timeoutMs ?? 120_000);
   } catch (e) {

@@ -428,19 +428,45 @@ export function messageSize(message: OutgoingMessage): number {
 }
 
 function toBuffer(bytes: Uint8Array): Buffer {
+  if (Buffer.isBuffer(bytes)) return bytes;
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
 /**
+ * Requests a producer keeps in flight: with idempotence, the broker keeps
+ * order (and spots duplicates) for up to five per partition, as the Java
+ * producer's `max.in.flight.requests.per.connection` limit says.
+ */
+const MAX_REQUESTS_IN_FLIGHT = 5;
+
+/** A request waiting for its turn. */
+interface QueuedRequest {
+  readonly messages: readonly OutgoingMessage[];
+  readonly resolve: () => void;
+  readonly reject: (error: unknown) => void;
+}
+
+/**
  * Produces with acks=all. `send` resolves once the broker acknowledged every
- * message of the call. After a failed send the client is rebuilt, so an
+ * message of the call. Calls may overlap: their requests go out in call
+ * order, up to five at a time (one without idempotence), so messages of one
+ * partition land in call order (the idempotent producer's sequence numbers
+ * make the broker refuse anything else). After a failed request the client is rebuilt, so an
  * idempotent producer never continues with sequence numbers the broker may
- * not have seen.
+ * not have seen; the requests in flight with it fail too.
  */
 export class KafkaProducer {
   readonly #settings: ProducerSettings;
   #producer: Producer | undefined;
   #roundRobin = 0;
+  readonly #queue: QueuedRequest[] = [];
+  #active = 0;
+  /**
+   * The current client finished a request: its idempotent producer id is
+   * set up. Until then one request at a time, so that two first requests do
+   * not each initialize one.
+   */
+  #warm = false;
 
   constructor(settings: ProducerSettings) {
     this.#settings = settings;
@@ -466,26 +492,55 @@ export class KafkaProducer {
     return this.#producer;
   }
 
-  /** Sends `messages` and resolves once all are acknowledged by all in-sync replicas. */
-  async send(messages: readonly OutgoingMessage[]): Promise<void> {
+  /**
+   * Sends `messages` and resolves once all are acknowledged by all in-sync
+   * replicas. The requests are queued before this returns, so a later call
+   * never overtakes an earlier one.
+   */
+  send(messages: readonly OutgoingMessage[]): Promise<void> {
     const limit = this.#settings.maxRequestBytes ?? 1_000_000;
+    const acks: Promise<void>[] = [];
     let chunk: OutgoingMessage[] = [];
     let bytes = 0;
     for (const message of messages) {
       const size = messageSize(message);
       if (chunk.length > 0 && bytes + size > limit) {
-        await this.#sendChunk(chunk);
+        acks.push(this.#enqueue(chunk));
         chunk = [];
         bytes = 0;
       }
       chunk.push(message);
       bytes += size;
     }
-    if (chunk.length > 0) await this.#sendChunk(chunk);
+    if (chunk.length > 0) acks.push(this.#enqueue(chunk));
+    return Promise.all(acks).then(() => {});
+  }
+
+  #enqueue(messages: readonly OutgoingMessage[]): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.#queue.push({ messages, resolve, reject });
+      this.#next();
+    });
+  }
+
+  /** Starts queued requests, in order, while fewer than the limit are in flight. */
+  #next(): void {
+    // Without idempotence a retried request could land after a later one:
+    // then one request at a time, like the Java producer with ordering kept.
+    const idempotent = this.#settings.idempotent ?? true;
+    const limit = this.#warm && idempotent ? MAX_REQUESTS_IN_FLIGHT : 1;
+    while (this.#active < limit && this.#queue.length > 0) {
+      const request = this.#queue.shift()!;
+      this.#active++;
+      this.#sendChunk(request.messages).then(request.resolve, request.reject).finally(() => {
+        this.#active--;
+        this.#next();
+      });
+    }
   }
 
   async #sendChunk(messages: readonly OutgoingMessage[]): Promise<void> {
-    const producer = await this.#client();
+    const producer = this.#producer ?? await this.#client();
     try {
       await producer.send({
         messages: messages.map((message) => ({
@@ -496,8 +551,14 @@ export class KafkaProducer {
           timestamp: message.timestamp === undefined ? undefined : BigInt(message.timestamp),
         })),
       });
+      if (this.#producer === producer) this.#warm = true;
     } catch (error) {
-      this.#producer = undefined;
+      if (this.#producer === producer) {
+        this.#producer = undefined;
+        this.#warm = false;
+        // Requests queued behind this one must not overtake it on a new client.
+        for (const queued of this.#queue.splice(0)) queued.reject(error);
+      }
       await producer.close(true).catch(() => {});
       throw error;
     }
@@ -507,6 +568,7 @@ export class KafkaProducer {
   async close(): Promise<void> {
     const producer = this.#producer;
     this.#producer = undefined;
+    this.#warm = false;
     await producer?.close(true);
   }
 

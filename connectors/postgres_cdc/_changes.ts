@@ -283,6 +283,13 @@ export function readRecord(
   return eventRecord(info, "r", key, null, row, position, options);
 }
 
+/**
+ * Numbers derived from a position's bigints, kept from the previous event:
+ * the changes of one transaction share its commit time and commit LSN, and
+ * bigint arithmetic per event showed in profiles.
+ */
+const derived = { micros: -1n, tsMs: 0, tsUs: 0, commitLsn: -1n, commitNumber: 0, commitText: "" };
+
 function eventRecord(
   info: TableInfo,
   op: ChangeOp,
@@ -292,7 +299,18 @@ function eventRecord(
   position: ChangePosition,
   options: EventOptions,
 ): SluiceRecord {
-  const tsMs = Number(position.micros / 1000n);
+  if (position.micros !== derived.micros) {
+    derived.micros = position.micros;
+    derived.tsMs = Number(position.micros / 1000n);
+    derived.tsUs = Number(position.micros);
+  }
+  if (position.commitLsn !== derived.commitLsn) {
+    derived.commitLsn = position.commitLsn;
+    derived.commitNumber = Number(position.commitLsn);
+    derived.commitText = String(position.commitLsn);
+  }
+  const { tsMs, tsUs, commitNumber, commitText } = derived;
+  const lsn = Number(position.lsn);
   const source: ChangeSource = {
     version: options.version,
     connector: "postgresql",
@@ -302,12 +320,12 @@ function eventRecord(
     db: options.database,
     // Debezium's ordering hint, as decimal LSN strings: [commit LSN of the
     // change's transaction, LSN of the change]. Sinks order events by it.
-    sequence: `["${position.commitLsn}","${position.lsn}"]`,
-    ts_us: Number(position.micros),
+    sequence: `["${commitText}","${position.lsn}"]`,
+    ts_us: tsUs,
     schema: info.relation.schema,
     table: info.relation.table,
     txId: position.txId,
-    lsn: Number(position.lsn),
+    lsn,
     xmin: null,
   };
   const now = Date.now();
@@ -317,7 +335,7 @@ function eventRecord(
     key,
     value,
     timestamp: tsMs,
-    origin: { lsn: source.lsn as number, commitLsn: Number(position.commitLsn) },
+    origin: { lsn, commitLsn: commitNumber },
     position: position.commitLsn,
     schemas: info.schemas,
   };
