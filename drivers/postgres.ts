@@ -183,9 +183,24 @@ export interface ConnectOptions {
 }
 
 /**
+ * Session settings of every connection whose text output becomes values or
+ * whose input reads them: sent at start-up, they win over what a database
+ * or role sets (`ALTER DATABASE … SET DateStyle = 'SQL, DMY'` would print
+ * 01/02/2024 for a date another session reads as January 2; a zero
+ * extra_float_digits rounds floats; escape bytea output is another text).
+ */
+export const TEXT_SETTINGS: Readonly<Record<string, string>> = {
+  TimeZone: "UTC",
+  DateStyle: "ISO, MDY",
+  IntervalStyle: "postgres",
+  extra_float_digits: "3",
+  bytea_output: "hex",
+};
+
+/**
  * Opens a postgres.js client. Timestamps, dates and numerics are returned as
- * PostgreSQL's own text (lossless); the session time zone is UTC. Close it
- * with `sql.end()`, or let `await using` end it.
+ * PostgreSQL's own text (lossless), in the {@linkcode TEXT_SETTINGS}. Close
+ * it with `sql.end()`, or let `await using` end it.
  */
 export function connect(url: string, options: ConnectOptions = {}): Sql & AsyncDisposable {
   guardClosedSocketWrites();
@@ -199,7 +214,7 @@ export function connect(url: string, options: ConnectOptions = {}): Sql & AsyncD
     socket: connectNoDelay,
     connection: {
       application_name: options.applicationName ?? "sluice",
-      TimeZone: "UTC",
+      ...TEXT_SETTINGS,
       ...options.connection,
     },
     types: {

@@ -13,17 +13,9 @@ import type { Duplex } from "node:stream";
 import { formatLsn, parseLsn } from "./_lsn.ts";
 import { standbyStatusUpdate } from "./_pgoutput.ts";
 
-/**
- * Session settings of every connection whose text output becomes event
- * values, so that the snapshot and the stream print values alike.
- */
-export const TEXT_SETTINGS: Readonly<Record<string, string>> = {
-  TimeZone: "UTC",
-  DateStyle: "ISO, MDY",
-  IntervalStyle: "postgres",
-  extra_float_digits: "3",
-  bytea_output: "hex",
-};
+import { TEXT_SETTINGS } from "../../drivers/postgres.ts";
+
+export { TEXT_SETTINGS };
 
 /** A slot created by {@linkcode ReplicationConnection.createSlot}. */
 export interface CreatedSlot {
