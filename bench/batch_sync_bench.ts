@@ -27,6 +27,7 @@
  *
  * @module
  */
+import { SLUICE_V8_FLAGS } from "../cli/worker.ts";
 import { parseArgs } from "node:util";
 import postgres from "postgres";
 import { startPostgres } from "../dev/postgres.ts";
@@ -131,7 +132,9 @@ try {
     configFile,
     JSON.stringify([job("full", "full"), job("incremental", "incremental")]),
   );
-  const v8Flags = values["sluice-v8-flags"];
+  // The V8 settings `deno task run` starts with, unless given ("none": V8's own).
+  const chosenFlags = values["sluice-v8-flags"] ?? SLUICE_V8_FLAGS;
+  const v8Flags = chosenFlags === "none" ? undefined : chosenFlags;
   const sluiceArgs = (name: string) => [
     "run",
     "-A",

@@ -43,6 +43,7 @@
  *
  * @module
  */
+import { SLUICE_V8_FLAGS } from "../cli/worker.ts";
 import { parseArgs } from "node:util";
 import postgres from "postgres";
 import { Admin } from "@platformatic/kafka";
@@ -74,7 +75,9 @@ const seconds = Number(values.seconds);
 const rates = values.rates!.split(",").map(Number);
 const writers = Math.max(1, Number(values.writers));
 const root = new URL("..", import.meta.url).pathname;
-const v8Flags = values["sluice-v8-flags"] ? [`--v8-flags=${values["sluice-v8-flags"]}`] : [];
+// The V8 settings `deno task run` starts with, unless given ("none": V8's own).
+const chosenFlags = values["sluice-v8-flags"] ?? SLUICE_V8_FLAGS;
+const v8Flags = chosenFlags === "none" ? [] : [`--v8-flags=${chosenFlags}`];
 
 const externalPg = Deno.env.get("SLUICE_TEST_PG_URL");
 const externalKafka = Deno.env.get("SLUICE_TEST_KAFKA_BROKERS");
