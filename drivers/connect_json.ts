@@ -187,7 +187,9 @@ function temporal(
   divisor: number,
 ): Logical {
   return (value) => {
-    if (typeof value !== "string") return integerJson(value);
+    // A number, or the exact decimal string the codec gives past 2^53 µs:
+    // already the schema's epoch unit (time.precision.mode chose both).
+    if (typeof value !== "string" || /^-?\d+$/.test(value)) return integerJson(value);
     if (value === "infinity") return LONG_MAX;
     if (value === "-infinity") return LONG_MIN;
     const parsed = parse(value);
