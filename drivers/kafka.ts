@@ -737,6 +737,16 @@ export class KafkaConsumer {
       retryDelay: 500,
     });
     consumer.on("consumer:group:join", () => this.#onJoin(consumer.assignments ?? []));
+    // A rejoin the client starts by itself (a heartbeat saw a rebalance)
+    // reports its failure as an 'error' event, which an emitter without a
+    // listener throws: the process ended (seen when a member stopped during
+    // a rolling restart). Failing the next poll lets the pipeline retry;
+    // while closing, the failure is expected.
+    consumer.on("error", (error: unknown) => {
+      if (this.#closed) return;
+      this.#failure ??= error;
+      this.#wake?.();
+    });
     this.#consumer = consumer;
     return consumer;
   }
