@@ -140,3 +140,34 @@ export async function mavenLibs(
     await Deno.remove(scratch, { recursive: true }).catch(() => {});
   }
 }
+
+/** `<cache>/sluice/<name>`: `$XDG_CACHE_HOME` or `~/.cache`, where fetched jars and builds live. */
+export function sluiceCacheDir(name: string): string {
+  const xdg = Deno.env.get("XDG_CACHE_HOME");
+  const home = Deno.env.get("HOME");
+  if (!xdg && !home) throw new Error("neither XDG_CACHE_HOME nor HOME is set");
+  return `${xdg || `${home}/.cache`}/sluice/${name}`;
+}
+
+/**
+ * A stop function for a JVM child started by a dev script: SIGTERM, SIGKILL
+ * after 20 s, then its scratch folder removed. Calling it again does nothing.
+ */
+export function childStopper(child: Deno.ChildProcess, dir: string): () => Promise<void> {
+  let stopped = false;
+  return async () => {
+    if (stopped) return;
+    stopped = true;
+    const timer = setTimeout(() => {
+      try {
+        child.kill("SIGKILL");
+      } catch { /* gone */ }
+    }, 20_000);
+    try {
+      child.kill("SIGTERM");
+    } catch { /* gone */ }
+    await child.status;
+    clearTimeout(timer);
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  };
+}

@@ -16,7 +16,15 @@
  * @module
  */
 import { fileURLToPath } from "node:url";
-import { freePorts, mavenLibs, secondsSince, tailFile, waitForStopSignal } from "./_common.ts";
+import {
+  childStopper,
+  freePorts,
+  mavenLibs,
+  secondsSince,
+  sluiceCacheDir,
+  tailFile,
+  waitForStopSignal,
+} from "./_common.ts";
 
 /** Versions; must match dev/connect/pom.xml (they name the cache folder). */
 export const CONNECT_VERSIONS = {
@@ -29,11 +37,8 @@ export const CONNECT_VERSIONS = {
 const POM = fileURLToPath(new URL("./connect/pom.xml", import.meta.url));
 
 function cacheDir(): string {
-  const xdg = Deno.env.get("XDG_CACHE_HOME");
-  const home = Deno.env.get("HOME");
-  if (!xdg && !home) throw new Error("neither XDG_CACHE_HOME nor HOME is set");
   const { kafka, debezium, jdbc, apicurio } = CONNECT_VERSIONS;
-  return `${xdg || `${home}/.cache`}/sluice/connect-${kafka}-${debezium}-${jdbc}-${apicurio}`;
+  return sluiceCacheDir(`connect-${kafka}-${debezium}-${jdbc}-${apicurio}`);
 }
 
 /**
@@ -145,22 +150,7 @@ export async function startConnect(
     stdout: "null",
     stderr: "null",
   }).spawn();
-  let stopped = false;
-  const stop = async () => {
-    if (stopped) return;
-    stopped = true;
-    const timer = setTimeout(() => {
-      try {
-        child.kill("SIGKILL");
-      } catch { /* gone */ }
-    }, 20_000);
-    try {
-      child.kill("SIGTERM");
-    } catch { /* gone */ }
-    await child.status;
-    clearTimeout(timer);
-    await Deno.remove(dir, { recursive: true }).catch(() => {});
-  };
+  const stop = childStopper(child, dir);
   const status = async (name: string) => {
     const response = await fetch(`${rest}/connectors/${encodeURIComponent(name)}/status`);
     if (!response.ok) {

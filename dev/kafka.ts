@@ -17,6 +17,7 @@ import {
   mavenLibs,
   runOk,
   secondsSince,
+  sluiceCacheDir,
   tailFile,
   waitForStopSignal,
 } from "./_common.ts";
@@ -53,12 +54,7 @@ const MISSING_JAVA =
   "`apt-get install openjdk-17-jdk-headless`, or set SLUICE_TEST_KAFKA_BROKERS to use an " +
   "existing broker instead.";
 
-function cacheRoot(): string {
-  const xdg = Deno.env.get("XDG_CACHE_HOME");
-  const home = Deno.env.get("HOME");
-  if (!xdg && !home) throw new Error("neither XDG_CACHE_HOME nor HOME is set");
-  return `${xdg || `${home}/.cache`}/sluice/kafka-${KAFKA_VERSION}`;
-}
+const cacheRoot = () => sluiceCacheDir(`kafka-${KAFKA_VERSION}`);
 
 /**
  * Makes sure the broker's jars are in the cache and returns that folder

@@ -15,7 +15,15 @@
  * @module
  */
 import { fileURLToPath } from "node:url";
-import { freePorts, run, secondsSince, tailFile, waitForStopSignal } from "./_common.ts";
+import {
+  childStopper,
+  freePorts,
+  run,
+  secondsSince,
+  sluiceCacheDir,
+  tailFile,
+  waitForStopSignal,
+} from "./_common.ts";
 
 /** Apicurio version; must match `apicurio.version` in dev/registry/pom.xml. */
 export const REGISTRY_VERSION = "2.4.2.Final";
@@ -42,12 +50,7 @@ export interface RegistryServer {
 const MISSING_TOOLS = "Java 17 and Maven (`mvn`) are needed to build and run the private " +
   "schema registry: install them with `apt-get install openjdk-17-jdk-headless maven`.";
 
-function cacheRoot(): string {
-  const xdg = Deno.env.get("XDG_CACHE_HOME");
-  const home = Deno.env.get("HOME");
-  if (!xdg && !home) throw new Error("neither XDG_CACHE_HOME nor HOME is set");
-  return `${xdg || `${home}/.cache`}/sluice/registry-${REGISTRY_VERSION}`;
-}
+const cacheRoot = () => sluiceCacheDir(`registry-${REGISTRY_VERSION}`);
 
 /**
  * Builds the registry with Maven unless the cache holds a build of the same
@@ -138,22 +141,7 @@ export async function startRegistry(
     await Deno.remove(dir, { recursive: true }).catch(() => {});
     throw e;
   }
-  let stopped = false;
-  const stop = async () => {
-    if (stopped) return;
-    stopped = true;
-    const timer = setTimeout(() => {
-      try {
-        child.kill("SIGKILL");
-      } catch { /* gone */ }
-    }, 20_000);
-    try {
-      child.kill("SIGTERM");
-    } catch { /* gone */ }
-    await child.status;
-    clearTimeout(timer);
-    await Deno.remove(dir, { recursive: true }).catch(() => {});
-  };
+  const stop = childStopper(child, dir);
   const url = `${base}/apis/ccompat/v7`;
   try {
     await waitUntilServing(url, child, options.timeoutMs ?? 180_000);
