@@ -86,9 +86,13 @@ export {
   isChangeEvent,
   type JsonValue,
   mapRecordRows,
+  NEW_KEY_HEADER,
+  OLD_KEY_HEADER,
   recordRow,
   type Row,
   type SluiceRecord,
+  UNAVAILABLE_FIELDS_HEADER,
+  unavailableFields,
 } from "./api/record.ts";
 export { type ConnectSchema, type ConnectType, type RecordSchemas } from "./api/schema.ts";
 export {

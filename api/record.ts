@@ -303,3 +303,52 @@ export function withFittingSchemas(input: SluiceRecord, output: SluiceRecord): S
   if (!keepKey && !keepValue) return rest;
   return { ...rest, schemas: keepKey ? { key: schemas.key } : { value: schemas.value } };
 }
+
+/**
+ * Header naming the fields a change event's `after` leaves out because the
+ * source did not send them (PostgreSQL's unchanged TOAST values), as a JSON
+ * array of field names. A typed format (Connect JSON with schemas, Avro)
+ * writes a missing optional field as null; the header tells a reader that
+ * null is "not sent", so a sink keeps the stored value instead of writing it.
+ */
+export const UNAVAILABLE_FIELDS_HEADER = "__sluice.unavailable";
+
+/**
+ * Header of the create event of an update that changed the row's key: the
+ * old key, as JSON (Debezium's header name). A sink takes the fields listed
+ * in {@linkcode UNAVAILABLE_FIELDS_HEADER} from the row stored under it.
+ */
+export const OLD_KEY_HEADER = "__debezium.oldkey";
+
+/** Header of the delete event of an update that changed the row's key: the new key, as JSON. */
+export const NEW_KEY_HEADER = "__debezium.newkey";
+
+/**
+ * The fields a record's row leaves out because its source did not send them
+ * (see {@linkcode UNAVAILABLE_FIELDS_HEADER}); empty when there are none or
+ * the header is not a JSON array of strings.
+ *
+ * @example An update that left a TOASTed column unchanged
+ * ```ts
+ * import { unavailableFields } from "@sluice/sluice";
+ * import assert from "node:assert/strict";
+ *
+ * const fields = unavailableFields({
+ *   topic: "app.public.documents",
+ *   key: { id: 7 },
+ *   value: { id: 7, title: "Renamed" },
+ *   headers: { "__sluice.unavailable": '["body"]' },
+ * });
+ * assert.deepEqual(fields, ["body"]);
+ * ```
+ */
+export function unavailableFields(record: SluiceRecord): string[] {
+  const header = record.headers?.[UNAVAILABLE_FIELDS_HEADER];
+  if (header === undefined) return [];
+  try {
+    const fields = JSON.parse(header);
+    return Array.isArray(fields) && fields.every((f) => typeof f === "string") ? fields : [];
+  } catch {
+    return [];
+  }
+}

@@ -45,7 +45,15 @@
 import { z } from "zod";
 import { hostPortList, integer, list, positiveInteger } from "../api/options.ts";
 import { defineSource, type RecordFailure, type SourceBatch } from "../api/plugin.ts";
-import { isChangeEvent, type JsonValue, type Row, type SluiceRecord } from "../api/record.ts";
+import {
+  isChangeEvent,
+  type JsonValue,
+  OLD_KEY_HEADER,
+  type Row,
+  type SluiceRecord,
+  UNAVAILABLE_FIELDS_HEADER,
+  unavailableFields,
+} from "../api/record.ts";
 import { RecordError, RetriableError } from "../api/errors.ts";
 import type { Logger } from "@logtape/logtape";
 import {
@@ -69,6 +77,7 @@ import {
 import {
   type ConnectSchema,
   decodeBySchema,
+  unavailableAfterFields,
   withoutUnavailableValues,
 } from "../drivers/connect_schema.ts";
 import { ConsumerLag } from "./_kafka_lag.ts";
@@ -469,13 +478,25 @@ export function decodeMessage(message: IncomingMessage, readers: AvroReaders = {
   let valueError: Error | undefined;
   if (message.value !== null) {
     try {
-      value = readers.value
-        ? readers.value.decode(message.value)
-        : unwrapEnvelope(parseJson(message.value));
+      if (readers.value) value = readers.value.decode(message.value);
+      else {
+        const parsed = parseJson(message.value);
+        // Debezium's create after a key change: what it did not send is dropped below.
+        if (headers[OLD_KEY_HEADER] !== undefined && !headers[UNAVAILABLE_FIELDS_HEADER]) {
+          const unavailable = unavailableAfterFields(parsed);
+          if (unavailable.length > 0) {
+            headers[UNAVAILABLE_FIELDS_HEADER] = JSON.stringify(unavailable);
+          }
+        }
+        value = unwrapEnvelope(parsed);
+      }
     } catch (error) {
       valueError = error as Error;
       value = rawText(message.value);
     }
+  }
+  if (headers[UNAVAILABLE_FIELDS_HEADER] !== undefined && value !== null && !valueError) {
+    value = withoutFields(value, unavailableFields({ topic: message.topic, key, value, headers }));
   }
   // The change's source position, decoded once here at the JSON edge.
   const position = isChangeEvent(value) ? changePosition(value.source) : undefined;
@@ -510,6 +531,21 @@ export function decodeMessage(message: IncomingMessage, readers: AvroReaders = {
     };
   }
   return { record };
+}
+
+/**
+ * The value without the fields its source did not send: a typed converter
+ * wrote them as null, which a sink would store over the kept value.
+ */
+function withoutFields(value: unknown, fields: readonly string[]): unknown {
+  if (fields.length === 0 || typeof value !== "object" || value === null) return value;
+  const drop = (row: Row): Row => {
+    const kept = { ...row };
+    for (const field of fields) delete kept[field];
+    return kept;
+  };
+  if (isChangeEvent(value)) return value.after ? { ...value, after: drop(value.after) } : value;
+  return Array.isArray(value) ? value : drop(value as Row);
 }
 
 /** The bytes as text when they are UTF-8, else the bytes themselves. */

@@ -53,6 +53,23 @@ const UNAVAILABLE = new Set([
 ]);
 
 /**
+ * The fields of a change event's `after` (plain or `{schema, payload}`)
+ * that hold Debezium's unavailable-value stand-in, before decoding drops
+ * them.
+ */
+export function unavailableAfterFields(message: unknown): string[] {
+  if (message === null || typeof message !== "object") return [];
+  const envelope = message as Record<string, unknown>;
+  const event = "payload" in envelope && "schema" in envelope ? envelope.payload : envelope;
+  const after = (event as Record<string, unknown> | null)?.after;
+  if (after === null || typeof after !== "object") return [];
+  return Object.entries(after).filter(([, item]) =>
+    typeof item === "string" && UNAVAILABLE.has(item)
+  )
+    .map(([name]) => name);
+}
+
+/**
  * A schemaless change event without the fields that hold Debezium's
  * unavailable-value stand-in (unchanged TOAST columns) in `before` and
  * `after`, so a sink keeps the stored values. Other values pass unchanged.

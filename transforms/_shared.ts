@@ -6,7 +6,12 @@
  * @module
  */
 import type { z } from "zod";
-import { isChangeEvent, type Row, type SluiceRecord } from "../api/record.ts";
+import {
+  isChangeEvent,
+  type Row,
+  type SluiceRecord,
+  UNAVAILABLE_FIELDS_HEADER,
+} from "../api/record.ts";
 
 /** Adds a custom issue whose message never quotes the whole config (secrets may be in it). */
 export function addIssue(
@@ -250,7 +255,9 @@ export const UNAVAILABLE_VALUE = "__debezium_unavailable_value";
  * - `after` of an update (`op` u): an unchanged TOAST value is not sent, so
  *   its column is absent and the target keeps its stored value;
  * - a row that `unwrap` rewrote from a delete (`__deleted: "true"`): the
- *   key-only `before` image.
+ *   key-only `before` image;
+ * - any image of a record whose `__sluice.unavailable` header names fields
+ *   the source did not send (the create of an update that changed the key).
  *
  * Inserts (`c`), snapshot reads (`r`) and batch rows always carry every
  * column, so a field missing from them is a mistake (a typo, a wrong
@@ -258,6 +265,8 @@ export const UNAVAILABLE_VALUE = "__debezium_unavailable_value";
  */
 export function mayLackColumns(record: SluiceRecord, image: "before" | "after" | "row"): boolean {
   if (image === "before") return true;
+  // The source said which fields it did not send (a key change's unchanged TOAST values).
+  if (record.headers?.[UNAVAILABLE_FIELDS_HEADER] !== undefined) return true;
   const value = record.value;
   if (image === "after") return isChangeEvent(value) && value.op === "u";
   return isRow(value) && !isChangeEvent(value) && value.__deleted === "true";

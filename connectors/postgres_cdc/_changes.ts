@@ -7,13 +7,27 @@
  *   pgoutput sends (the key for REPLICA IDENTITY DEFAULT when the key
  *   changed or on deletes, the whole row with FULL), else null;
  * - unchanged TOAST columns are left out of `after`, so a sink never
- *   overwrites their stored value;
+ *   overwrites their stored value, and named in the `__sluice.unavailable`
+ *   header (a typed format writes a missing field as null);
  * - an update that changes the key becomes a delete of the old key (plus a
- *   tombstone) and a create of the new one, as Debezium does.
+ *   tombstone) and a create of the new one, as Debezium does, with the
+ *   `__debezium.newkey` and `__debezium.oldkey` headers. The create's
+ *   unchanged TOAST values come from the old row when PostgreSQL sent it
+ *   (REPLICA IDENTITY FULL); otherwise the header names them and a sink
+ *   takes them from the row it stored under the old key.
  *
  * @module
  */
-import type { ChangeEvent, ChangeOp, ChangeSource, Row, SluiceRecord } from "../../api/record.ts";
+import {
+  type ChangeEvent,
+  type ChangeOp,
+  type ChangeSource,
+  NEW_KEY_HEADER,
+  OLD_KEY_HEADER,
+  type Row,
+  type SluiceRecord,
+  UNAVAILABLE_FIELDS_HEADER,
+} from "../../api/record.ts";
 import type { RecordSchemas } from "../../api/schema.ts";
 import { quoteIdent, type Sql } from "../../drivers/postgres.ts";
 import type { Decoder } from "../../drivers/pg_text.ts";
@@ -217,9 +231,10 @@ export function changeRecords(
     key: Row | null,
     before: Row | null,
     after: Row | null,
+    headers?: Record<string, string>,
   ) => {
     if (options.skipped.has(op)) return;
-    records.push(eventRecord(info, op, key, before, after, position, options));
+    records.push(eventRecord(info, op, key, before, after, position, options, headers));
     if (op === "d" && options.tombstones) {
       records.push({
         topic: info.topic,
@@ -239,16 +254,44 @@ export function changeRecords(
     case "update": {
       const after = rowOf(info, message.tuple);
       const newKey = keyOf(info, message.tuple);
-      if (message.oldTuple) {
-        const before = message.oldKind === "K"
-          ? identityRow(info, message.oldTuple)
-          : rowOf(info, message.oldTuple);
-        const oldKey = keyOf(info, message.oldTuple);
-        if (keyChanged(info, message.oldTuple, message.tuple)) {
-          emit("d", oldKey, before, null);
-          emit("c", newKey, null, after);
-        } else emit("u", newKey, before, after);
-      } else emit("u", newKey, null, after);
+      const old = message.oldTuple;
+      if (old && keyChanged(info, old, message.tuple)) {
+        const before = message.oldKind === "K" ? identityRow(info, old) : rowOf(info, old);
+        const oldKey = keyOf(info, old);
+        // The old image (REPLICA IDENTITY FULL) holds what the new one did not send.
+        const unavailable = unsent(info, message.tuple, message.oldKind === "O" ? old : undefined);
+        if (message.oldKind === "O") {
+          for (const field of info.fields) {
+            const value = old[field.index];
+            if (message.tuple[field.index] !== UNCHANGED_TOAST || value === UNCHANGED_TOAST) {
+              continue;
+            }
+            after[field.name] = value === null || value === undefined ? null : field.decode(value);
+          }
+        }
+        emit("d", oldKey, before, null, { [NEW_KEY_HEADER]: JSON.stringify(newKey) });
+        const headers: Record<string, string> = { [OLD_KEY_HEADER]: JSON.stringify(oldKey) };
+        if (unavailable.length > 0) {
+          headers[UNAVAILABLE_FIELDS_HEADER] = JSON.stringify(unavailable);
+        }
+        emit("c", newKey, null, after, headers);
+        break;
+      }
+      const before = !old
+        ? null
+        : message.oldKind === "K"
+        ? identityRow(info, old)
+        : rowOf(info, old);
+      const unavailable = unsent(info, message.tuple);
+      emit(
+        "u",
+        newKey,
+        before,
+        after,
+        unavailable.length > 0
+          ? { [UNAVAILABLE_FIELDS_HEADER]: JSON.stringify(unavailable) }
+          : undefined,
+      );
       break;
     }
     case "delete": {
@@ -298,6 +341,7 @@ function eventRecord(
   after: Row | null,
   position: ChangePosition,
   options: EventOptions,
+  headers?: Record<string, string>,
 ): SluiceRecord {
   if (position.micros !== derived.micros) {
     derived.micros = position.micros;
@@ -330,7 +374,7 @@ function eventRecord(
   };
   const now = Date.now();
   const value: ChangeEvent = { before, after, source, op, ts_ms: now, ts_us: now * 1000 };
-  return {
+  const record: SluiceRecord = {
     topic: info.topic,
     key,
     value,
@@ -339,6 +383,25 @@ function eventRecord(
     position: position.commitLsn,
     schemas: info.schemas,
   };
+  return headers ? { ...record, headers } : record;
+}
+
+/**
+ * The captured fields PostgreSQL did not send in `tuple` (unchanged TOAST
+ * values), except those `fallback` (a full old image) holds.
+ */
+function unsent(
+  info: TableInfo,
+  tuple: readonly TupleValue[],
+  fallback?: readonly TupleValue[],
+): string[] {
+  const names: string[] = [];
+  for (const field of info.fields) {
+    if (tuple[field.index] !== UNCHANGED_TOAST) continue;
+    if (fallback && fallback[field.index] !== UNCHANGED_TOAST) continue;
+    names.push(field.name);
+  }
+  return names;
 }
 
 /** The captured columns of a tuple; unchanged TOAST values are left out. */

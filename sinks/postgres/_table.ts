@@ -176,6 +176,50 @@ export class TargetTable {
     return Number(n);
   }
 
+  /**
+   * The stored values of `columns` in the rows under `keys` (rows holding
+   * the primary-key columns), decoded as a source would decode them; in
+   * the order of `keys`, undefined where the table has no such row.
+   */
+  async storedValues(
+    sql: Queryable,
+    keys: readonly Row[],
+    columns: readonly string[],
+  ): Promise<(Row | undefined)[]> {
+    const found: (Row | undefined)[] = new Array(keys.length).fill(undefined);
+    if (keys.length === 0) return found;
+    const key = this.primaryKey;
+    // One text array per key column, cast back to the column's type in the join.
+    const params = key.map((column) => {
+      const encode = this.#encoders.get(column) ?? encodeText;
+      return keys.map((row) => encode(row[column]));
+    });
+    const unnested = key.map((_, i) => `$${i + 1}::text[]`).join(", ");
+    const names = key.map((_, i) => `k${i}`).join(", ");
+    const join = key.map((column, i) =>
+      `t.${quoteIdent(column)} = u.k${i}::${this.columns.get(column)!.type}`
+    ).join(" and ");
+    const selected = columns.map((column, i) => `t.${quoteIdent(column)}::text as c${i}`);
+    const rows = await sql.unsafe<Record<string, string | null>[]>(
+      `select u.n::int as n${selected.map((c) => `, ${c}`).join("")}
+         from unnest(${unnested}) with ordinality as u(${names}, n)
+         join ${this.#quoted} t on ${join}`,
+      params as never[],
+    );
+    const decoders = await new PgCodec(sql).decoders(
+      columns.map((column) => ({ typeOid: this.columns.get(column)!.typeOid })),
+    );
+    for (const row of rows) {
+      const values: Row = {};
+      columns.forEach((column, i) => {
+        const text = row[`c${i}`];
+        values[column] = text === null ? null : decoders[i](text);
+      });
+      found[Number(row.n) - 1] = values;
+    }
+    return found;
+  }
+
   /** COPYs rows straight into the table (bulk mode). Returns the row count. */
   async copyInto(
     sql: Queryable,

@@ -25,6 +25,7 @@ import { OffsetsTable } from "../../drivers/pg_offsets.ts";
 import { withJsonParsed } from "./_dead_letters.ts";
 import { TableDirectory } from "./_inspect.ts";
 import { applyRun, type Totals } from "./_merge.ts";
+import { fillMovedRows } from "./_moved_keys.ts";
 import { type Operation, Projector, type Run, runsOf } from "./_operations.ts";
 import type { Settings } from "./_settings.ts";
 import type { TargetTable } from "./_table.ts";
@@ -212,7 +213,14 @@ export class PostgresWriter {
         else if ("kind" in operation) operations.push(operation);
         else failures.push(operation);
       }
-      runs.push(...runsOf(segment.table, operations));
+      const writable = await fillMovedRows(
+        this.#sql,
+        segment.table,
+        this.#projector,
+        operations,
+        failures,
+      );
+      runs.push(...runsOf(segment.table, writable));
     }
     return { runs, skipped };
   }

@@ -1,0 +1,135 @@
+/**
+ * Rows whose key changed at the source, with values the source did not send.
+ *
+ * PostgreSQL does not send an unchanged TOAST value, and an update that
+ * changes the key becomes a delete of the old key and a create of the new
+ * one. The create then lacks those values, and a plain insert would store
+ * NULL in their place. Its `__debezium.oldkey` header names the row that
+ * holds them: they are taken from the same batch when an earlier record of
+ * it wrote that key, else from the target as it was before the batch. When
+ * neither holds them, the record fails (dead letter or stop, as
+ * configured) instead of being written with NULLs.
+ *
+ * @module
+ */
+import type { RecordFailure } from "../../api/plugin.ts";
+import { OLD_KEY_HEADER, type Row, unavailableFields } from "../../api/record.ts";
+import { keyOf, type Operation, type Projector, sinkFailure } from "./_operations.ts";
+import type { Queryable, TargetTable } from "./_table.ts";
+
+/** An upsert that needs stored values, and where they are. */
+interface Move {
+  operation: Operation;
+  /** The old key as the table's key columns. */
+  oldKey: Row;
+  /** Target columns to fill. */
+  columns: string[];
+}
+
+/**
+ * Fills the values the source did not send into the upserts of moved keys;
+ * returns the operations that can be written (the others went to `failures`).
+ */
+export async function fillMovedRows(
+  sql: Queryable,
+  table: TargetTable,
+  projector: Projector,
+  operations: Operation[],
+  failures: RecordFailure[],
+): Promise<Operation[]> {
+  const moves = new Map<number, Move>();
+  const failed = new Set<unknown>();
+  const fail = (operation: Operation, message: string) => {
+    failed.add(operation.record);
+    failures.push(sinkFailure(operation.record, message));
+  };
+  for (let i = 0; i < operations.length; i++) {
+    const move = moveOf(table, projector, operations[i]);
+    if (typeof move === "string") fail(operations[i], move);
+    else if (move) moves.set(i, move);
+  }
+  if (moves.size === 0 && failed.size === 0) return operations;
+
+  // From the batch: the latest earlier upsert of the old key that holds the column.
+  const fromTarget: Move[] = [];
+  for (const [index, move] of moves) {
+    const oldKey = keyOf(table, {
+      kind: "upsert",
+      record: move.operation.record,
+      row: move.oldKey,
+    });
+    const missing = new Set(move.columns);
+    for (let j = index - 1; j >= 0 && missing.size > 0; j--) {
+      const earlier = operations[j];
+      if (earlier.kind !== "upsert" || keyOf(table, earlier) !== oldKey) continue;
+      for (const column of missing) {
+        if (column in earlier.row) {
+          move.operation.row[column] = earlier.row[column];
+          missing.delete(column);
+        }
+      }
+    }
+    if (missing.size > 0) fromTarget.push({ ...move, columns: [...missing] });
+  }
+
+  // From the target, one query per set of columns.
+  const byColumns = Map.groupBy(fromTarget, (move) => move.columns.join("\u001f"));
+  for (const moves of byColumns.values()) {
+    const stored = await table.storedValues(sql, moves.map((m) => m.oldKey), moves[0].columns);
+    moves.forEach((move, i) => {
+      const values = stored[i];
+      if (values) {
+        Object.assign(move.operation.row, values);
+        return;
+      }
+      fail(
+        move.operation,
+        `the key of a row of "${table.name}" changed from ${JSON.stringify(move.oldKey)}, ` +
+          `and PostgreSQL did not send the unchanged TOAST value of ${
+            move.columns.map((c) => `"${c}"`).join(", ")
+          }; the target has no row under the old key to take it from, so the row cannot be ` +
+          `written whole. Set REPLICA IDENTITY FULL on the source table to have the values ` +
+          `sent, then re-sync the row`,
+      );
+    });
+  }
+  return failed.size === 0
+    ? operations
+    : operations.filter((operation) => !failed.has(operation.record));
+}
+
+/** What an upsert needs from its old key's row; a message when it cannot say. */
+function moveOf(
+  table: TargetTable,
+  projector: Projector,
+  operation: Operation,
+): Move | string | undefined {
+  if (operation.kind !== "upsert") return undefined;
+  const record = operation.record;
+  const header = record.headers?.[OLD_KEY_HEADER];
+  const fields = unavailableFields(record);
+  if (header === undefined || fields.length === 0) return undefined;
+  const columns = fields
+    .map((field) => projector.columnOf(table, field))
+    .filter((column): column is string => column !== null && !(column in operation.row));
+  if (columns.length === 0) return undefined;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(header);
+  } catch {
+    parsed = undefined;
+  }
+  const oldKey = parsed && typeof parsed === "object" && !Array.isArray(parsed)
+    ? projector.project(table, parsed as Row)
+    : undefined;
+  if (!oldKey || table.primaryKey.some((column) => oldKey[column] == null)) {
+    return `the key of a row of "${table.name}" changed, and the values of ${
+      columns.map((c) => `"${c}"`).join(", ")
+    } were not sent; its ${OLD_KEY_HEADER} header (${
+      header.slice(0, 200)
+    }) does not give the old key's columns ${
+      table.primaryKey.map((c) => `"${c}"`).join(", ")
+    }, so they cannot be taken from the stored row`;
+  }
+  return { operation, oldKey, columns };
+}

@@ -1,0 +1,222 @@
+/**
+ * An update that changes a row's key and leaves a TOASTed value unchanged.
+ * PostgreSQL does not send that value; the change becomes a delete of the
+ * old key and a create of the new one, and the create must not store NULL
+ * in its place: the sink takes it from the row under the old key, the
+ * source takes it from a REPLICA IDENTITY FULL old image, and when neither
+ * can, the record fails loudly instead. Also through Kafka with typed JSON,
+ * which writes a missing field as null on the wire.
+ */
+import { assert, assertEquals, assertMatch } from "../_assert.ts";
+import { specsFrom, type SyncFixture, syncFixture, tableDigest } from "../_batch.ts";
+import { startStream, uniqueSlot, waitForActiveSlot } from "../_cdc.ts";
+import { kafkaSpecs, uniqueName } from "../_kafka.ts";
+import { waitUntil } from "../_wait.ts";
+
+const SOURCE = `
+  create table public.docs (
+    tenant int, no int, title text, secret text, body text, nums int[],
+    primary key (tenant, no));
+  alter table public.docs alter column body set storage external;
+  alter table public.docs alter column secret set storage external;
+  alter table public.docs alter column nums set storage external;`;
+const TARGET = `
+  create table public.docs (
+    tenant int, no int, title text, secret text, body text, nums int[], deleted_at timestamptz,
+    primary key (tenant, no));`;
+
+/** A row whose body, secret and nums are all stored out of line. */
+const INSERT = (tenant: number, no: number) => `
+  insert into docs values (${tenant}, ${no}, 'first',
+    (select string_agg(md5(g::text), '') from generate_series(1, 400) g) || '@secret.example',
+    (select string_agg(md5((g * 7)::text), '') from generate_series(1, 500) g),
+    (select array_agg(g * 13) from generate_series(1, 3000) g))`;
+
+/** The columns compared (secret is masked on the way, so compared apart). */
+const LIVE =
+  `select tenant, no, title, md5(body) as body, md5(nums::text) as nums from docs where %s order by 1, 2`;
+
+function live(where: string): string {
+  return LIVE.replace("%s", where);
+}
+
+async function cdcSpec(f: SyncFixture, slot: string, extra: Record<string, string> = {}) {
+  const [spec] = await specsFrom({
+    name: uniqueName("keychange"),
+    config: {
+      "connector.class": "postgres_cdc",
+      "connection.url": f.source.url,
+      "topic.prefix": "src",
+      "slot.name": slot,
+      "publication.name": slot,
+      "snapshot.mode": "never",
+      "poll.interval.ms": "20",
+      transforms: "mask",
+      "transforms.mask.type": "mask",
+      "transforms.mask.fields": "secret",
+      "transforms.mask.fields.secret.strategy": "redact",
+      "transforms.mask.fields.secret.replacement": "[hidden]",
+      "sink.class": "postgres",
+      "sink.connection.url": f.target.url,
+      "sink.table": "public.docs",
+      ...extra,
+    },
+  });
+  return spec;
+}
+
+for (const mode of ["soft", "hard"]) {
+  Deno.test(`direct CDC: a key change keeps the unchanged TOAST values (${mode} deletes)`, async () => {
+    await using f = await syncFixture(`keychange_${mode}`, SOURCE, TARGET);
+    const slot = uniqueSlot(`keychange_${mode}`);
+    const stream = startStream(await cdcSpec(f, slot, { "sink.delete.mode": mode }));
+    try {
+      await waitForActiveSlot(f.sourceSql, slot);
+      await f.sourceSql.unsafe(INSERT(1, 10));
+      await f.sourceSql.unsafe(INSERT(1, 11));
+      await waitUntil("the rows", async () => (await f.targetSql`select 1 from docs`).length === 2);
+      // One key change alone, one after an update of the same row in the same transaction.
+      await f.sourceSql`update docs set no = 20 where tenant = 1 and no = 10`;
+      await f.sourceSql.begin(async (tx) => {
+        await tx`update docs set title = 'second' where tenant = 1 and no = 11`;
+        await tx`update docs set no = 21, tenant = 2 where tenant = 1 and no = 11`;
+      });
+      await waitUntil(
+        "the moved rows",
+        async () =>
+          (await f.targetSql`select 1 from docs where deleted_at is null and no > 19`).length === 2,
+      );
+      const where = "deleted_at is null";
+      assertEquals(
+        await tableDigest(f.targetSql, live(where)),
+        await tableDigest(f.sourceSql, live("true")),
+      );
+      const secrets = await f.targetSql`select no, secret from docs where ${
+        f.targetSql.unsafe(where)
+      }`;
+      assertEquals(secrets.map((row) => row.secret), ["[hidden]", "[hidden]"]);
+      if (mode === "hard") {
+        assertEquals((await f.targetSql`select count(*)::int as n from docs`)[0].n, 2);
+      }
+    } finally {
+      const report = await stream.stop();
+      assertEquals(report.error?.message, undefined);
+    }
+  });
+}
+
+Deno.test("direct CDC: with REPLICA IDENTITY FULL a key change carries the values itself", async () => {
+  await using f = await syncFixture(
+    "keychange_full",
+    SOURCE + "alter table public.docs replica identity full;",
+    TARGET,
+  );
+  const slot = uniqueSlot("keychange_full");
+  const stream = startStream(await cdcSpec(f, slot, { "sink.delete.mode": "hard" }));
+  try {
+    await waitForActiveSlot(f.sourceSql, slot);
+    await f.sourceSql.unsafe(INSERT(1, 10));
+    await waitUntil("the row", async () => (await f.targetSql`select 1 from docs`).length === 1);
+    // The target lost the row: only the event can give the values now.
+    await f.targetSql`delete from docs`;
+    await f.sourceSql`update docs set no = 20 where tenant = 1 and no = 10`;
+    await waitUntil(
+      "the moved row",
+      async () => (await f.targetSql`select 1 from docs`).length === 1,
+    );
+    assertEquals(
+      await tableDigest(f.targetSql, live("true")),
+      await tableDigest(f.sourceSql, live("true")),
+    );
+    assertEquals((await f.targetSql`select secret from docs`)[0].secret, "[hidden]");
+  } finally {
+    const report = await stream.stop();
+    assertEquals(report.error?.message, undefined);
+  }
+});
+
+Deno.test("direct CDC: a key change whose values nobody holds stops loudly, never writes NULLs", async () => {
+  await using f = await syncFixture("keychange_lost", SOURCE, TARGET);
+  const slot = uniqueSlot("keychange_lost");
+  const stream = startStream(await cdcSpec(f, slot, { "sink.delete.mode": "hard" }));
+  await waitForActiveSlot(f.sourceSql, slot);
+  await f.sourceSql.unsafe(INSERT(1, 10));
+  await waitUntil("the row", async () => (await f.targetSql`select 1 from docs`).length === 1);
+  await f.targetSql`delete from docs`;
+  await f.sourceSql`update docs set no = 20 where tenant = 1 and no = 10`;
+  const report = await stream.done;
+  assertMatch(report.error?.message ?? "", /unchanged TOAST value of .*REPLICA IDENTITY FULL/s);
+  assertEquals((await f.targetSql`select no from docs`).length, 0);
+});
+
+Deno.test({
+  name: "CDC over Kafka with JSON schemas: unchanged TOAST values survive updates and key changes",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    await using f = await syncFixture("keychange_kafka", SOURCE, TARGET);
+    const slot = uniqueSlot("keychange_kafka");
+    const prefix = uniqueName("keychange");
+    const [capture, consume] = await kafkaSpecs([
+      {
+        name: uniqueName("keychange-capture"),
+        config: {
+          "connector.class": "postgres_cdc",
+          "connection.url": f.source.url,
+          "topic.prefix": prefix,
+          "slot.name": slot,
+          "publication.name": slot,
+          "snapshot.mode": "never",
+          "poll.interval.ms": "20",
+          "value.converter": "org.apache.kafka.connect.json.JsonConverter",
+          "value.converter.schemas.enable": "true",
+          transforms: "mask",
+          "transforms.mask.type": "mask",
+          "transforms.mask.fields": "secret",
+          "transforms.mask.fields.secret.strategy": "redact",
+          "transforms.mask.fields.secret.replacement": "[hidden]",
+        },
+      },
+      {
+        name: uniqueName("keychange-consume"),
+        config: {
+          "connector.class": "kafka",
+          topics: `${prefix}.public.docs`,
+          "fetch.max.wait.ms": "50",
+          "value.converter": "org.apache.kafka.connect.json.JsonConverter",
+          "value.converter.schemas.enable": "true",
+          "sink.class": "postgres",
+          "sink.connection.url": f.target.url,
+          "sink.table": "public.docs",
+        },
+      },
+    ]);
+    const producer = startStream(capture);
+    const consumer = startStream(consume);
+    try {
+      await waitForActiveSlot(f.sourceSql, slot);
+      await f.sourceSql.unsafe(INSERT(1, 10));
+      await waitUntil("the row", async () => (await f.targetSql`select 1 from docs`).length === 1);
+      await f.sourceSql`update docs set title = 'second' where tenant = 1 and no = 10`;
+      await waitUntil(
+        "the update",
+        async () => (await f.targetSql`select 1 from docs where title = 'second'`).length === 1,
+      );
+      await f.sourceSql`update docs set no = 20 where tenant = 1 and no = 10`;
+      await waitUntil(
+        "the moved row",
+        async () => (await f.targetSql`select 1 from docs where no = 20`).length === 1,
+      );
+      const where = "deleted_at is null";
+      assertEquals(
+        await tableDigest(f.targetSql, live(where)),
+        await tableDigest(f.sourceSql, live("true")),
+      );
+      const [row] = await f.targetSql`select secret from docs where no = 20`;
+      assert(row.secret === "[hidden]", `secret is ${String(row.secret).slice(0, 40)}`);
+    } finally {
+      const reports = [await producer.stop(), await consumer.stop()];
+      assertEquals(reports.map((r) => r.error?.message), [undefined, undefined]);
+    }
+  },
+});
