@@ -33,12 +33,16 @@ export function scheduleProblem(schedule: string): string | undefined {
 }
 
 /**
- * The scheduled time of the tick that fired just now: what every process of
+ * The scheduled time of the tick that fired at `now`: what every process of
  * a group names the tick by (the ticks table key), whatever its clock read
- * when the callback ran.
+ * when the callback ran, a little early or late. croner's `previousRuns`
+ * truncates its reference to the second and returns times strictly before
+ * it, so the reference is the second after `now` rounded: the latest tick
+ * at or before that rounded second.
  */
-function tickTime(cron: Cron): Date {
-  return cron.previousRuns(1, new Date(Date.now() + 1))[0] ?? new Date();
+export function tickTime(cron: Cron, now = Date.now()): Date {
+  const reference = new Date(Math.round(now / 1000) * 1000 + 1000);
+  return cron.previousRuns(1, reference)[0] ?? new Date(now);
 }
 
 /**

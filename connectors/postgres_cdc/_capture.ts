@@ -35,7 +35,13 @@ import { advisoryLockKey } from "../../drivers/pg_cluster.ts";
 import type { JsonValue, SluiceRecord } from "../../api/record.ts";
 import type { SourceBatch } from "../../api/plugin.ts";
 import { connect, databaseLabel, isConnectionError, type Sql } from "../../drivers/postgres.ts";
-import { type ChangePosition, changeRecords, type EventOptions, Tables } from "./_changes.ts";
+import {
+  type ChangePosition,
+  changeRecords,
+  type EventOptions,
+  type TableInfo,
+  Tables,
+} from "./_changes.ts";
 import { formatLsn, maxLsn, parseLsn } from "./_lsn.ts";
 import { decodeFrame, PG_EPOCH_MICROS } from "./_pgoutput.ts";
 import { ReplicationConnection, type ReplicationStream, TEXT_SETTINGS } from "./_replication.ts";
@@ -508,10 +514,13 @@ export class Capture {
     if (frame.kind !== "xlog") return;
     const message = frame.message;
     switch (message.type) {
-      case "relation":
+      case "relation": {
         // Only a Relation message waits (for catalog lookups).
-        await catalog.define(message.relation);
+        const before = catalog.get(message.relation.oid);
+        const after = await catalog.define(message.relation);
+        this.#warnOfGoneColumns(before, after);
         return;
+      }
       case "begin":
         tracker.begin(message);
         return;
@@ -545,6 +554,28 @@ export class Capture {
     this.#buffered = 0;
     this.#lastOffsetLsn = this.#reached.lsn;
     return { records, offset: position };
+  }
+
+  /**
+   * A captured column that a new shape of its table no longer has was
+   * dropped or renamed. Nothing in the stream says which, and the target's
+   * column keeps its values (a renamed column's new name fills only as rows
+   * change): say so once, with what repairs it.
+   */
+  #warnOfGoneColumns(before: TableInfo | undefined, after: TableInfo): void {
+    if (!before?.captured || !after.captured) return;
+    const now = new Set(after.fields.map((field) => field.name));
+    const gone = before.fields.map((field) => field.name).filter((name) => !now.has(name));
+    if (gone.length === 0) return;
+    this.#logger.warn(
+      "Columns {columns} of {table} are gone from the source (dropped or renamed): the target keeps " +
+        "their last values, and a renamed column gets values only as rows change. Re-sync the table " +
+        "(a batch job with --full-refresh, or a reconcile job with repair) to make it whole",
+      {
+        columns: gone.join(", "),
+        table: `${after.relation.schema}.${after.relation.table}`,
+      },
+    );
   }
 
   /** Every yielded batch was committed and nothing waits in the buffer. */

@@ -1,4 +1,5 @@
-import { nextRunTime } from "../../core/_schedule.ts";
+import { Cron } from "croner";
+import { nextRunTime, tickTime } from "../../core/_schedule.ts";
 import { assertEquals, assertRejects } from "../_assert.ts";
 import { settle, waitUntil } from "../_wait.ts";
 import { FileOffsetStore } from "../../core/offsets.ts";
@@ -121,4 +122,17 @@ Deno.test("a schedule's next run is computed in UTC, for the log at start and GE
   assertEquals(nextRunTime("0 * * * *", from), "2026-11-30T20:00:00.000Z");
   assertEquals(nextRunTime("30 2 * * *", from), "2026-12-01T02:30:00.000Z");
   assertEquals(nextRunTime(undefined, from), null);
+});
+
+Deno.test("a tick is named by its own scheduled time, fired a little early or late", () => {
+  const seconds = new Cron("*/10 * * * * *", { timezone: "UTC", paused: true });
+  const minutes = new Cron("* * * * *", { timezone: "UTC", paused: true });
+  const at = (iso: string, offset: number) => tickTime(seconds, Date.parse(iso) + offset);
+  for (const offset of [-300, 0, 1, 5, 400, 999, 1_400, 4_000]) {
+    assertEquals(at("2026-01-01T04:17:40Z", offset).toISOString(), "2026-01-01T04:17:40.000Z");
+  }
+  const minute = Date.parse("2026-01-01T04:21:00Z");
+  for (const offset of [-200, 6, 900, 30_000]) {
+    assertEquals(tickTime(minutes, minute + offset).toISOString(), "2026-01-01T04:21:00.000Z");
+  }
 });

@@ -6,30 +6,13 @@
  * rows dead-lettered, the version guard, counts, and a fallback for configs
  * it cannot serve.
  */
-import { configure, type LogRecord, reset } from "@logtape/logtape";
 import { assertEquals, assertMatch } from "../_assert.ts";
 import { MemoryOffsetStore } from "../../core/offsets.ts";
 import { runPipeline } from "../../core/pipeline.ts";
 import type { PipelineObserver } from "../../core/observer.ts";
 import { specsFrom, syncFixture } from "../_batch.ts";
 import { assertSameRows, digests, matrixFixture } from "../_matrix.ts";
-
-/** Debug log lines of the run, as text. */
-async function capturingLogs(): Promise<{ lines: string[] } & AsyncDisposable> {
-  const lines: string[] = [];
-  await configure({
-    reset: true,
-    sinks: {
-      memory: (record: LogRecord) =>
-        lines.push(record.message.map((part) => String(part)).join("")),
-    },
-    loggers: [
-      { category: ["sluice"], lowestLevel: "debug", sinks: ["memory"] },
-      { category: ["logtape", "meta"], lowestLevel: "warning", sinks: [] },
-    ],
-  });
-  return { lines, [Symbol.asyncDispose]: () => reset() };
-}
+import { capturingLogs } from "../_logs.ts";
 
 /** An observer counting the rows that reached the runner as COPY text. */
 function copyRowCounter(): { observer: PipelineObserver; rows: () => number } {

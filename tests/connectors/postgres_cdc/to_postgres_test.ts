@@ -20,6 +20,7 @@ import { ConfigError } from "../../../api/errors.ts";
 import { MemoryOffsetStore } from "../../../core/offsets.ts";
 import { isRetriable } from "../../../core/runtime.ts";
 import { assertRejects } from "../../_assert.ts";
+import { capturingLogs } from "../../_logs.ts";
 
 /** A direct-mode pipeline from the fixture's source database into its target. */
 async function cdcSpec(
@@ -308,6 +309,35 @@ Deno.test("postgres_cdc picks up a column added mid-stream without a restart", a
       const rows = await f.targetSql`select id, color from items order by id`;
       return rows.length === 2 && rows[0].color === "blue" && rows[1].color === "red";
     });
+  } finally {
+    const report = await stream.stop();
+    assertEquals(report.status, "stopped", report.error?.message);
+  }
+});
+
+Deno.test("postgres_cdc warns when a captured column is renamed or dropped mid-stream", async () => {
+  await using f = await syncFixture(
+    "cdc_rename",
+    ITEMS_SOURCE,
+    `create table public.items (id int primary key, name text, qty int, title text,
+       deleted_at timestamptz);`,
+  );
+  await using logs = await capturingLogs();
+  const slot = uniqueSlot("cdc_rename");
+  const stream = startStream(await cdcSpec(f, slot));
+  try {
+    await waitForActiveSlot(f.sourceSql, slot);
+    await f.sourceSql`insert into items values (1, 'a', 1)`;
+    await waitUntil("the first row", async () => (await f.targetSql`select 1 from items`).length);
+    await f.sourceSql`alter table items rename column name to title`;
+    await f.sourceSql`insert into items values (2, 'b', 2)`;
+    await waitUntil(
+      "the second row",
+      async () => (await f.targetSql`select 1 from items where title = 'b'`).length,
+    );
+    const warnings = logs.lines.filter((line) => line.includes("gone from the source"));
+    assertEquals(warnings.length, 1, logs.lines.join("\n"));
+    assertMatch(warnings[0], /Columns name of public\.items .*--full-refresh/);
   } finally {
     const report = await stream.stop();
     assertEquals(report.status, "stopped", report.error?.message);
