@@ -21,12 +21,12 @@
  * and against the targets.
  *
  * ```
- * deno run -A bench/startup_bench.ts [--trials 5] [--idle-ms 3000] [--bundle task|none|<files>] [--binary ./sluice]
+ * deno run -A bench/startup_bench.ts [--trials 5] [--idle-ms 3000] [--bundle task|none|<main.js>,…] [--binary ./sluice]
  * ```
  * It also measures the bundled CLI: `deno task bundle`'s command is run into a
  * scratch folder inside the checkout and its `main.js` started with the run
  * task's flags in place of `cli/main.ts` (`--bundle none` skips it,
- * `--bundle a/main.js,b/main.js` measures bundles built elsewhere).
+ * `--bundle task,other/main.js` adds a bundle built elsewhere).
  * `--other <dir>` measures another checkout's `deno task run` (main, say)
  * in the same trials. `--binary` also measures a `deno compile`d Sluice (`deno task compile`);
  * `--v8="<flags>;<flags>"` adds `deno task run` with other V8 flags (each
@@ -51,8 +51,8 @@ const { values } = parseArgs({
     v8: { type: "string" },
     // Another checkout of Sluice (e.g. main) measured in the same trials: --other /path/to/main
     other: { type: "string" },
-    // The bundled CLI: "task" (default) builds it with `deno task bundle`'s command into a
-    // scratch folder; "none" skips it; else bundle entry files, comma-separated.
+    // Bundled CLIs, comma-separated: "task" (the default) builds one with `deno task
+    // bundle`'s command into a scratch folder, a path is a bundle's entry file; "none": none.
     bundle: { type: "string", default: "task" },
   },
 });
@@ -303,14 +303,10 @@ try {
       ...runArgs,
     ]]);
   }
-  const bundles = values.bundle === "none"
-    ? []
-    : values.bundle === "task"
-    ? [await buildBundle()]
-    : values.bundle.split(",").filter((file) => file !== "");
-  for (const file of bundles) {
-    const bundle = await Deno.realPath(file);
-    const name = values.bundle === "task" ? "deno task bundle" : `bundle ${file}`;
+  // "task": built here with `deno task bundle`'s command; a path: a bundle built elsewhere.
+  for (const file of values.bundle.split(",").filter((f) => f !== "" && f !== "none")) {
+    const bundle = await Deno.realPath(file === "task" ? await buildBundle() : file);
+    const name = file === "task" ? "deno task bundle" : `bundle ${file}`;
     // The bundle in place of cli/main.ts, with the run task's flags.
     variants.push([
       name,
