@@ -35,12 +35,6 @@ import type { Registry } from "../core/registry.ts";
 import type { JobCoordinator } from "../core/cluster.ts";
 import { PgJobCoordinator, PgOffsetStore } from "../drivers/pg_cluster.ts";
 import type { DeadLetterStore } from "../api/dead_letters.ts";
-import { z } from "zod";
-
-// Zod checks configs a few times per process, never records: its interpreter
-// does that without compiling a parser per schema first (measured by
-// bench/startup_bench.ts: ~2-3 MB less idle memory, start-up CPU unchanged).
-z.config({ jitless: true });
 
 /**
  * The V8 settings `sluice run` starts with (`deno task run`, `deno task
