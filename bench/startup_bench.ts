@@ -21,8 +21,12 @@
  * and against the targets.
  *
  * ```
- * deno run -A bench/startup_bench.ts [--trials 5] [--idle-ms 3000] [--binary ./sluice]
+ * deno run -A bench/startup_bench.ts [--trials 5] [--idle-ms 3000] [--bundle task|none|<main.js>,…] [--binary ./sluice]
  * ```
+ * It also measures the bundled CLI: `deno task bundle`'s command is run into a
+ * scratch folder inside the checkout and its `main.js` started with the run
+ * task's flags in place of `cli/main.ts` (`--bundle none` skips it,
+ * `--bundle task,other/main.js` adds a bundle built elsewhere).
  * `--other <dir>` measures another checkout's `deno task run` (main, say)
  * in the same trials. `--binary` also measures a `deno compile`d Sluice (`deno task compile`);
  * `--v8="<flags>;<flags>"` adds `deno task run` with other V8 flags (each
@@ -47,6 +51,9 @@ const { values } = parseArgs({
     v8: { type: "string" },
     // Another checkout of Sluice (e.g. main) measured in the same trials: --other /path/to/main
     other: { type: "string" },
+    // Bundled CLIs, comma-separated: "task" (the default) builds one with `deno task
+    // bundle`'s command into a scratch folder, a path is a bundle's entry file; "none": none.
+    bundle: { type: "string", default: "task" },
   },
 });
 const trials = Number(values.trials);
@@ -156,6 +163,26 @@ async function reference(): Promise<Sample> {
     reader.releaseLock();
   });
 }
+
+/**
+ * Builds the CLI with `deno task bundle`'s command into a folder inside the
+ * checkout (the bundle leaves the Kafka client to the import map of deno.json,
+ * found from the bundle's folder) and returns its entry file.
+ */
+async function buildBundle(): Promise<string> {
+  const config = JSON.parse(await Deno.readTextFile(`${root}deno.json`));
+  const words = (config.tasks.bundle as string).split(/\s+/);
+  const outdir = await Deno.makeTempDir({ dir: root, prefix: ".startup_bundle_" });
+  bundleDirs.push(outdir);
+  const args = words.slice(1).map((word, i, all) => all[i - 1] === "--outdir" ? outdir : word);
+  const built = await new Deno.Command(Deno.execPath(), { args, cwd: root, stdout: "null" })
+    .output();
+  if (!built.success) {
+    throw new Error(`deno ${args.join(" ")}: ${new TextDecoder().decode(built.stderr)}`);
+  }
+  return `${outdir}/main.js`;
+}
+const bundleDirs: string[] = [];
 
 let nextId = 1;
 
@@ -276,6 +303,17 @@ try {
       ...runArgs,
     ]]);
   }
+  // "task": built here with `deno task bundle`'s command; a path: a bundle built elsewhere.
+  for (const file of values.bundle.split(",").filter((f) => f !== "" && f !== "none")) {
+    const bundle = await Deno.realPath(file === "task" ? await buildBundle() : file);
+    const name = file === "task" ? "deno task bundle" : `bundle ${file}`;
+    // The bundle in place of cli/main.ts, with the run task's flags.
+    variants.push([
+      name,
+      Deno.execPath(),
+      task.map((arg) => arg.endsWith("cli/main.ts") ? bundle : arg),
+    ]);
+  }
   if (values.binary) {
     variants.push(["compiled binary", values.binary, ["run", ...runArgs]]);
   }
@@ -319,4 +357,5 @@ try {
   await admin.end();
   await server?.stop();
   await Deno.remove(scratch, { recursive: true }).catch(() => {});
+  for (const dir of bundleDirs) await Deno.remove(dir, { recursive: true }).catch(() => {});
 }
