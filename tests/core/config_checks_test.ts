@@ -79,6 +79,21 @@ Deno.test("every malformed connection.url, source or sink, is reported with the 
   );
 });
 
+Deno.test("a sink.fields.mapping entry that is not source:target fails validation, naming the entry", async () => {
+  assertEquals(await problems({ ...batch, "sink.fields.mapping": "customer_email" }), [
+    'job: config.sink.fields.mapping: each entry must be "source_field:target_column": current entry is "customer_email"',
+  ]);
+  assertEquals(await problems({ ...batch, "sink.fields.mapping": ":x, a:b:c" }), [
+    'job: config.sink.fields.mapping: each entry must be "source_field:target_column": current entry is ":x"',
+    'job: config.sink.fields.mapping: each entry must be "source_field:target_column": current entry is "a:b:c"',
+  ]);
+  assertEquals(await problems({ ...batch, "sink.fields.mapping": "a:x,b:x,a:y" }), [
+    'job: config.sink.fields.mapping: maps both "a" and "b" to column "x"',
+    'job: config.sink.fields.mapping: maps field "a" twice',
+  ]);
+  assertEquals(await problems({ ...batch, "sink.fields.mapping": " a : b ,c:d," }), []);
+});
+
 Deno.test("a database.hostname that is not a host, or given beside connection.url, is refused", async () => {
   for (const hostname of ["bad host", "db:5432", "/var/run/postgresql", "postgres://db", " "]) {
     const found = await problems({ ...debezium, "database.hostname": hostname });
