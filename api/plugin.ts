@@ -738,6 +738,14 @@ export interface SinkPlan {
    */
   readonly topicProblem?: (topic: string) => string | undefined;
   /**
+   * Why records of all these topics (after the pipeline's transforms) cannot
+   * be written by one pipeline, or undefined when they can: a sink that
+   * writes every topic to one fixed table refuses several topics, whose rows
+   * would be mixed there. Asked at validation with the topics a source's
+   * plan names.
+   */
+  readonly topicsProblem?: (topics: readonly string[]) => string | undefined;
+  /**
    * A PostgreSQL connection URL of the database it writes: where several
    * Sluice processes running this pipeline coordinate (job locks and ticks)
    * unless the worker's cluster URL names another database.

@@ -137,14 +137,23 @@ export async function routeProblems(
 ): Promise<{ path: string; message: string }[]> {
   const problems: { path: string; message: string }[] = [];
   for (const spec of specs) {
-    const topicProblem = spec.sink.plugin.plan?.(spec.sink.config as never)?.topicProblem;
-    if (!topicProblem) continue;
+    const sinkPlan = spec.sink.plugin.plan?.(spec.sink.config as never);
+    if (!sinkPlan?.topicProblem && !sinkPlan?.topicsProblem) continue;
     const plan: SourcePlan = spec.source.plugin.plan?.(spec.source.config as never) ?? {};
+    const topics = new Set<string>();
     for (const capture of plan.captures ?? []) {
       const topic = await routeTopic(spec, capture.topic);
-      const message = topic === null ? undefined : topicProblem(topic);
+      if (topic === null || topics.has(topic)) continue;
+      topics.add(topic);
+      const message = sinkPlan.topicProblem?.(topic);
       if (message) problems.push({ path: `${spec.name}: config.sink`, message });
     }
+    for (const subscribed of plan.subscribes?.topics ?? []) {
+      const topic = await routeTopic(spec, subscribed);
+      if (topic !== null) topics.add(topic);
+    }
+    const message = sinkPlan.topicsProblem?.([...topics]);
+    if (message) problems.push({ path: `${spec.name}: config.sink`, message });
   }
   return problems;
 }
