@@ -159,11 +159,33 @@ Deno.test("a row failing only at the end of the statement is still found, row by
     const result = await write(...names.map((name, i) => row({ id: i + 1, name })));
     assertEquals(result.written, 4);
     assertEquals(failures.map((f) => [(f.record.key as Row).id, f.error.message]), [
-      [3, "bad row 3"],
-      [5, "bad row 5"],
+      [3, 'Cannot write to table "public.items" (key {"id":3}): bad row 3'],
+      [5, 'Cannot write to table "public.items" (key {"id":5}): bad row 5'],
     ]);
     const ids = await sql`select id from items order by id`;
     assertEquals(ids.map((r) => r.id), [0, 1, 2, 4, 6]);
+  });
+});
+
+Deno.test("a value the column cannot take fails naming the table, the column and the key", async () => {
+  // After a column's type changed, PostgreSQL says only what it could not read.
+  const ddl = `create table public.items (id int primary key, risk numeric, code varchar(3),
+                 n integer, note text, deleted_at timestamptz)`;
+  await withSink(ddl, {}, async ({ write, failures }) => {
+    await write(row({ id: 0, risk: 1, code: "a", n: 1, note: "high" }));
+    const result = await write(
+      row({ id: 1, risk: "high", code: "b", n: 1, note: "high" }),
+      row({ id: 2, risk: 2, code: "abc", n: 1, note: "x" }),
+      row({ id: 3, risk: 3, code: "c", n: 99999999999, note: "x" }),
+      row({ id: 4, risk: 4, code: "d", n: 4, note: "x" }),
+    );
+    assertEquals(result.written, 2);
+    const errors = failures.map((f) => f.error.message);
+    assertEquals(errors, [
+      'Cannot write to table "public.items" (column "risk", key {"id":1}): invalid input syntax for type numeric: "high"',
+      'Cannot write to table "public.items" (column "n", key {"id":3}): value "99999999999" is out of range for type integer',
+    ]);
+    assertEquals((failures[0].error as Error & { code?: string }).code, "22P02");
   });
 });
 
