@@ -189,6 +189,34 @@ Deno.test("a value the column cannot take fails naming the table, the column and
   });
 });
 
+Deno.test("a value longer than its varchar, char or bit column is refused, not cut to size", async () => {
+  const ddl = `create table public.items (id int primary key, code varchar(3), flag char(2),
+                 bits bit(3), codes varchar(3)[], deleted_at timestamptz)`;
+  await withSink(ddl, {}, async ({ write, failures, sql }) => {
+    await write(row({ id: 0, code: "a", flag: "x", bits: "101", codes: ["a"] })); // not a first load
+    const result = await write(
+      row({ id: 1, code: "long", flag: "x", bits: "101", codes: ["a"] }),
+      row({ id: 2, code: "abc", flag: "xyz", bits: "101", codes: ["a"] }),
+      row({ id: 3, code: "abc", flag: "x", bits: "1011", codes: ["a"] }),
+      row({ id: 4, code: "abc", flag: "x", bits: "101", codes: ["abcd"] }),
+      row({ id: 0, code: "upda", flag: "x", bits: "101", codes: ["a"] }), // an update
+      row({ id: 5, code: "abc", flag: "xy", bits: "010", codes: ["abc"] }),
+    );
+    assertEquals(result.written, 1);
+    assertEquals(failures.map((f) => (f.record.key as Row).id), [1, 2, 3, 4, 0]);
+    assertMatch(
+      failures[0].error.message,
+      /^Cannot write to table "public\.items" \(column "code", key \{"id":1\}\): value too long for type character varying\(3\)$/,
+    );
+    assertMatch(failures[1].error.message, /\(column "flag", key \{"id":2\}\): value too long/);
+    const rows = await sql`select id, code, flag, bits::text, codes from items order by id`;
+    assertEquals(rows.map((r) => [r.id, r.code, r.flag, r.bits, r.codes]), [
+      [0, "a", "x ", "101", ["a"]],
+      [5, "abc", "xy", "010", ["abc"]],
+    ]);
+  });
+});
+
 Deno.test("a delete the database refuses is handed over while the other deletes apply", async () => {
   const ddl = `create table public.items (id int primary key, name text);
     create table public.orders (id int primary key, item int references public.items (id));`;
