@@ -922,6 +922,12 @@ export interface SinkPlugin<Schema extends z.ZodType = z.ZodType> extends Plugin
 export interface TransformPlugin<Schema extends z.ZodType = z.ZodType> extends PluginBase<Schema> {
   /** Always `transform`. */
   readonly kind: "transform";
+  /**
+   * True when the transform hides personal data (`mask`). A record that
+   * fails in it is dead-lettered as it entered, in clear, so `validate`
+   * warns when those dead letters go to the sink's database.
+   */
+  readonly hidesData?: boolean;
   /** Builds the transform with its parsed config. */
   create(config: z.output<Schema>, context: PluginContext): Transform | Promise<Transform>;
 }

@@ -288,6 +288,7 @@ export function checkMaskFields(
 export const mask = defineTransform({
   name: "mask",
   aliases: ["org.apache.kafka.connect.transforms.MaskField$Value"],
+  hidesData: true,
   summary:
     "Masks fields: hmac pseudonyms, hash, redact, null, truncate, partial, email, date, number buckets, FF1 fpe.",
   config,
