@@ -738,6 +738,14 @@ export interface SinkPlan {
    */
   readonly topicProblem?: (topic: string) => string | undefined;
   /**
+   * Why records of all these topics (after the pipeline's transforms) cannot
+   * be written by one pipeline, or undefined when they can: a sink that
+   * writes every topic to one fixed table refuses several topics, whose rows
+   * would be mixed there. Asked at validation with the topics a source's
+   * plan names.
+   */
+  readonly topicsProblem?: (topics: readonly string[]) => string | undefined;
+  /**
    * A PostgreSQL connection URL of the database it writes: where several
    * Sluice processes running this pipeline coordinate (job locks and ticks)
    * unless the worker's cluster URL names another database.
@@ -914,6 +922,12 @@ export interface SinkPlugin<Schema extends z.ZodType = z.ZodType> extends Plugin
 export interface TransformPlugin<Schema extends z.ZodType = z.ZodType> extends PluginBase<Schema> {
   /** Always `transform`. */
   readonly kind: "transform";
+  /**
+   * True when the transform hides personal data (`mask`). A record that
+   * fails in it is dead-lettered as it entered, in clear, so `validate`
+   * warns when those dead letters go to the sink's database.
+   */
+  readonly hidesData?: boolean;
   /** Builds the transform with its parsed config. */
   create(config: z.output<Schema>, context: PluginContext): Transform | Promise<Transform>;
 }

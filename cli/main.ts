@@ -179,12 +179,35 @@ export async function main(args: string[]): Promise<number> {
       console.error(error.message);
       return 2;
     }
+    const refused = refusedPermission(error);
+    if (refused) {
+      console.error(refused);
+      return 1;
+    }
     // Anything else still ends the command, without a password in the trace.
     console.error(redactSecrets((error as Error)?.stack ?? String(error)));
     return 1;
   } finally {
     await tearDownLogging();
   }
+}
+
+/**
+ * One line for a permission Deno refused (a narrow `--allow-*` run): which
+ * one, and how to get the flags this run needs; a stack trace says nothing
+ * more to the user. Undefined for other errors.
+ */
+function refusedPermission(error: unknown): string | undefined {
+  for (let cause = error, depth = 0; cause instanceof Error && depth < 8; depth++) {
+    if (cause instanceof Deno.errors.NotCapable || cause instanceof Deno.errors.PermissionDenied) {
+      const what = cause.message.replace(/, run again with the (--allow-\w+) flag$/, " ($1)");
+      return `Missing permission: ${what}. Print the flags this run needs with ` +
+        `"sluice permissions <configs>", given the same environment and options ` +
+        `(--offsets, --bootstrap, --listen, --cluster-url) as this run.`;
+    }
+    cause = cause.cause;
+  }
+  return undefined;
 }
 
 function requireConfigs(paths: string[]): void {

@@ -30,7 +30,13 @@ export interface ResetFlags {
   readonly "to-offset"?: string;
 }
 
-/** Splits `<configs…> <pipeline>` (either order): the argument that is not a path is the pipeline. */
+/**
+ * Splits `<configs…> <pipeline>` (either order): the argument that is not a
+ * path is the pipeline. When every argument is a path (a folder named like
+ * the pipeline sits in the current directory) and a name is required, the one
+ * argument written as a bare name (no `/`) is the pipeline, and the others
+ * are the configs; a config folder is then written `./name` or `name/`.
+ */
 export async function splitPipelineArgument(
   args: readonly string[],
   required: boolean,
@@ -38,8 +44,24 @@ export async function splitPipelineArgument(
   const exists = await Promise.all(
     args.map((arg) => Deno.stat(arg).then(() => true, () => false)),
   );
-  const names = args.filter((_, i) => !exists[i]);
-  const paths = args.filter((_, i) => exists[i]);
+  let names = args.filter((_, i) => !exists[i]);
+  let paths = args.filter((_, i) => exists[i]);
+  if (required && names.length === 0 && args.length > 1) {
+    const bare = args.filter((arg) => !/[\\/]/.test(arg));
+    if (bare.length === 1) {
+      names = bare;
+      paths = args.filter((arg) => arg !== bare[0]);
+    } else if (bare.length > 1) {
+      throw new ConfigError([{
+        path: "arguments",
+        message: `cannot tell the pipeline name from the config paths: ${
+          bare.map((arg) => `"${arg}"`).join(", ")
+        } all exist as files or folders here; write config folders as "./${bare[0]}" or "${
+          bare[0]
+        }/" and the pipeline name bare`,
+      }]);
+    }
+  }
   if (names.length > 1 || (required && names.length === 0) || paths.length === 0) {
     throw new ConfigError([{
       path: "arguments",

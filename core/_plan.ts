@@ -137,14 +137,23 @@ export async function routeProblems(
 ): Promise<{ path: string; message: string }[]> {
   const problems: { path: string; message: string }[] = [];
   for (const spec of specs) {
-    const topicProblem = spec.sink.plugin.plan?.(spec.sink.config as never)?.topicProblem;
-    if (!topicProblem) continue;
+    const sinkPlan = spec.sink.plugin.plan?.(spec.sink.config as never);
+    if (!sinkPlan?.topicProblem && !sinkPlan?.topicsProblem) continue;
     const plan: SourcePlan = spec.source.plugin.plan?.(spec.source.config as never) ?? {};
+    const topics = new Set<string>();
     for (const capture of plan.captures ?? []) {
       const topic = await routeTopic(spec, capture.topic);
-      const message = topic === null ? undefined : topicProblem(topic);
+      if (topic === null || topics.has(topic)) continue;
+      topics.add(topic);
+      const message = sinkPlan.topicProblem?.(topic);
       if (message) problems.push({ path: `${spec.name}: config.sink`, message });
     }
+    for (const subscribed of plan.subscribes?.topics ?? []) {
+      const topic = await routeTopic(spec, subscribed);
+      if (topic !== null) topics.add(topic);
+    }
+    const message = sinkPlan.topicsProblem?.([...topics]);
+    if (message) problems.push({ path: `${spec.name}: config.sink`, message });
   }
   return problems;
 }
@@ -152,9 +161,29 @@ export async function routeProblems(
 /** The sources' warnings about valid but probably unmeant settings, by pipeline. */
 export function configWarnings(specs: readonly PipelineSpec[]): string[] {
   return specs.flatMap((spec) =>
-    (spec.source.plugin.plan?.(spec.source.config as never)?.warnings ?? [])
-      .map((warning) => `${spec.name}: ${warning}`)
+    [
+      ...(spec.source.plugin.plan?.(spec.source.config as never)?.warnings ?? []),
+      ...clearDeadLetterWarnings(spec),
+    ].map((warning) => `${spec.name}: ${warning}`)
   );
+}
+
+/**
+ * A record that fails in a masking step is dead-lettered in clear (that is
+ * what can be repaired and replayed); a dead-letter table lives in the
+ * sink's database, past the masking.
+ */
+function clearDeadLetterWarnings(spec: PipelineSpec): string[] {
+  const table = spec.options["errors.deadletterqueue.table.name"];
+  const masking = spec.transforms.filter((step) => step.plugin.hidesData);
+  if (!table || masking.length === 0 || spec.options["errors.tolerance"] !== "all") return [];
+  const aliases = masking.map((step) => `"${step.alias}"`).join(", ");
+  return [
+    `a record that fails in ${aliases} (a value it cannot mask) is dead-lettered with its ` +
+    `clear values into errors.deadletterqueue.table.name "${table}", in the sink's database; ` +
+    `send dead letters to a file or topic on the source's side (errors.deadletterqueue.file.path) ` +
+    `if the target must never hold them`,
+  ];
 }
 
 /** The plan as text tables (streams' routes, then batch jobs), with warnings. */

@@ -789,13 +789,20 @@ async function resolveEnds(
   if (typeof sourcePlugin === "string") {
     report("config.connector.class", withSuggestion(sourcePlugin, sourceName, registry, "source"));
   } else {
+    // A sink option written without its "sink." prefix lands on the source:
+    // its hint names the sink's key ("delete.mode" → "sink.delete.mode").
+    const sinkHints = sourcePath === "config." && sinkPath !== sourcePath && sinkName
+      ? await optionKeys(registry, sinkName, connector.baseDir, sinkPath)
+      : [];
     const config = parseWith(
       sourcePlugin.config,
       withDefaults(sourceKeys, sourcePlugin, options.pluginDefaults),
       sourcePath,
       report,
       `source "${sourcePlugin.name}"`,
-      sourcePath === "config." ? Object.keys(objectShape(pipelineOptions) ?? {}) : [],
+      sourcePath === "config."
+        ? [...Object.keys(objectShape(pipelineOptions) ?? {}), ...sinkHints]
+        : [],
     );
     if (config !== undefined) source = { reference: sourceName, plugin: sourcePlugin, config };
   }
@@ -836,6 +843,19 @@ async function resolveEnds(
     if (config !== undefined) sink = { reference: sinkName, plugin: sinkPlugin, config };
   }
   return { source, sink };
+}
+
+/** The option keys of sink `name` as written in a config (`sink.delete.mode`); none if unknown. */
+async function optionKeys(
+  registry: Registry,
+  name: string,
+  baseDir: string,
+  path: string,
+): Promise<string[]> {
+  const plugin = await registry.resolve("sink", name, baseDir);
+  if (typeof plugin === "string") return [];
+  const written = path.replace(/^config\./, "");
+  return Object.keys(objectShape(plugin.config) ?? {}).map((key) => written + key);
 }
 
 function withDefaults(

@@ -82,8 +82,28 @@ function parseUrl(given: string): URL {
   try {
     return new URL(given.trim().replace(/^jdbc:postgresql:/, "postgres:"));
   } catch {
-    throw new TypeError(`is not a valid URL: current value is ${redactSecrets(given)}`);
+    const why = urlSyntaxProblem(given.trim());
+    throw new TypeError(
+      `is not a valid URL${why ? `: ${why}` : ""}: current value is ${redactSecrets(given)}`,
+    );
   }
+}
+
+/** Why `URL` refused a URL, where it can be told: the parser itself only says "invalid". */
+function urlSyntaxProblem(given: string): string | undefined {
+  const authority = /^[a-z][a-z0-9+.:-]*:\/\/([^/?#]*)/i.exec(given)?.[1];
+  if (authority === undefined) return undefined;
+  // The host part comes after the last "@" (user and password come before it).
+  const hostPort = authority.slice(authority.lastIndexOf("@") + 1);
+  if (hostPort.includes(",")) return "several hosts are not supported, give one";
+  const port = /:([^:\]]*)$/.exec(hostPort)?.[1];
+  if (port !== undefined && port !== "") {
+    if (!/^\d+$/.test(port)) return `the port "${port}" is not a number`;
+    if (Number(port) > 65535) return `the port ${port} is not a port number from 1 to 65535`;
+  }
+  const host = port === undefined ? hostPort : hostPort.slice(0, -port.length - 1);
+  if (/\s/.test(host)) return "the host contains a space";
+  return undefined;
 }
 
 /** Why a `connection.url` cannot be connected to as written, or undefined. */

@@ -135,6 +135,23 @@ const names = (tables: readonly TableRef[]) =>
   tables.map((t) => `${t.schema}.${t.table}`).join(", ");
 
 /**
+ * Throws a sentence with the fix when the server cannot decode its WAL
+ * (`wal_level` below `logical`, PostgreSQL's default): checked before the
+ * publication is created, which the slot's creation would otherwise leave
+ * behind when it fails.
+ */
+async function requireLogicalDecoding(sql: Sql): Promise<void> {
+  const [{ level }] = await sql<{ level: string }[]>`select current_setting('wal_level') as level`;
+  if (level === "logical") return;
+  throw new Error(
+    `Cannot capture changes: the server's wal_level is "${level}"; logical decoding needs ` +
+      `wal_level = logical. Set it (ALTER SYSTEM SET wal_level = logical, or in ` +
+      `postgresql.conf) and restart PostgreSQL; managed services call it logical ` +
+      `replication (e.g. rds.logical_replication = 1)`,
+  );
+}
+
+/**
  * Makes sure the publication exists (and, in filtered mode, publishes the
  * captured tables), after checking that no captured table would make the
  * source application's writes fail.
@@ -146,6 +163,7 @@ export async function preparePublication(
   filter: CaptureFilter,
   logger: Logger,
 ): Promise<void> {
+  await requireLogicalDecoding(sql);
   const rows = await sql<{ all: boolean }[]>`
     select puballtables as all from pg_publication where pubname = ${name}`;
   const existing = rows[0];

@@ -14,6 +14,7 @@ import { type ChangeEvent, isChangeEvent } from "../../api/record.ts";
 import { isConnectionError } from "../../drivers/postgres.ts";
 import { type Savepoints, writeStaged } from "./_isolate.ts";
 import { keyOf, type Operation, type Run, sinkFailure } from "./_operations.ts";
+import { rejectedMessage } from "./_rejected.ts";
 import { changePosition } from "../../drivers/pg_codec.ts";
 import { keyHash, type TargetTable } from "./_table.ts";
 
@@ -207,7 +208,9 @@ async function applyGroup(
   const rejected = new Set<number>();
   for (const reject of result.rejected) {
     rejected.add(reject.row - 1);
-    const failure = sinkFailure(operations[reject.row - 1].record, reject.message);
+    const operation = operations[reject.row - 1];
+    const message = rejectedMessage(table, operation.row, reject.message);
+    const failure = sinkFailure(operation.record, message);
     Object.assign(failure.error, { code: reject.sqlstate });
     context.failures.push(failure);
   }

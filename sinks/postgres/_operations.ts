@@ -161,12 +161,17 @@ export class Projector {
   #upsert(table: TargetTable, record: SluiceRecord, source: Row): Operation | RecordFailure {
     const unknown = this.unknownFields(table, source);
     if (unknown.length > 0) {
+      // With one fixed table, the likelier cause is a record of another table.
+      const fixed = this.#settings.table
+        ? `; if records of topic "${record.topic}" come from another table than "${table.name}", ` +
+          `remove sink.table so that table.name.format names each table from its topic`
+        : "";
       return sinkFailure(
         record,
         `table "${table.name}" has no column for field${unknown.length > 1 ? "s" : ""} ` +
           `${unknown.map((f) => `"${f}"`).join(", ")} (schema.evolution is "none"): add the ` +
           `column, map the field with fields.mapping, list it in fields.exclude, or set ` +
-          `schema.evolution to "basic"`,
+          `schema.evolution to "basic"${fixed}`,
       );
     }
     const row = this.project(table, source);

@@ -25,7 +25,7 @@ const options = z.strictObject({
     "Key columns of the target (after mapping); default: its primary key (or, for auto.create, the record key's fields).",
   ),
   "fields.mapping": list().default([]).describe(
-    'Renames: "source_field:target_column,…".',
+    'Renames: "source_field:target_column,…"; an entry that is not one such pair is a config error.',
   ),
   "fields.exclude": list().default([]).describe(
     "Source fields deliberately not written (before mapping). Any other field the target lacks is an error (or a new column, with schema.evolution basic).",
@@ -63,7 +63,43 @@ const options = z.strictObject({
   "validate.checksum": boolean().default(true).describe(
     "Compare a checksum of the keys the database wrote with the keys it was given.",
   ),
-}).superRefine((config, context) => checkConnection(config, context), { when: always });
+}).superRefine((config, context) => {
+  checkConnection(config, context);
+  for (const message of mappingProblems(config["fields.mapping"] ?? [])) {
+    context.addIssue({ code: "custom", message, path: ["fields.mapping"], input: undefined });
+  }
+}, { when: always });
+
+/**
+ * What is wrong with `fields.mapping` entries, one sentence each: an entry
+ * that is not `source:target` would otherwise be dropped without a word and
+ * its field written under its own name (or fail later as an unknown column).
+ */
+function mappingProblems(entries: readonly string[]): string[] {
+  const problems: string[] = [];
+  const targets = new Map<string, string>();
+  const sources = new Set<string>();
+  for (const entry of entries) {
+    const parts = entry.split(":").map((part) => part.trim());
+    if (parts.length !== 2 || !parts[0] || !parts[1]) {
+      problems.push(
+        `each entry must be "source_field:target_column": current entry is ${
+          JSON.stringify(entry)
+        }`,
+      );
+      continue;
+    }
+    const [from, to] = parts;
+    if (sources.has(from)) problems.push(`maps field "${from}" twice`);
+    const other = targets.get(to);
+    if (other !== undefined && other !== from) {
+      problems.push(`maps both "${other}" and "${from}" to column "${to}"`);
+    }
+    sources.add(from);
+    targets.set(to, from);
+  }
+  return problems;
+}
 
 /** The sink's settings, as the rest of the sink reads them. */
 export interface Settings {
@@ -118,8 +154,9 @@ export const schema = options.transform((config): Settings => {
 function parseMapping(pairs: readonly string[]): Map<string, string> {
   const mapping = new Map<string, string>();
   for (const pair of pairs) {
+    // Entries were checked by the schema (mappingProblems).
     const [from, to] = pair.split(":").map((part) => part.trim());
-    if (from && to) mapping.set(from, to);
+    mapping.set(from, to);
   }
   return mapping;
 }

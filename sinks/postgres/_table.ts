@@ -489,7 +489,7 @@ export class TargetTable {
   }
 
   #cast(source: RowSource, column: string): string {
-    return `${source.alias}.${quoteIdent(column)}::${this.columns.get(column)!.type}`;
+    return `${source.alias}.${quoteIdent(column)}::${castType(this.columns.get(column)!.type)}`;
   }
 
   /**
@@ -741,4 +741,18 @@ async function writeCopy(
   }
   writable.end();
   await once(writable, "finish");
+}
+
+/**
+ * The type a staged text value is cast to for a column of `type`. An
+ * explicit cast to `varchar(n)`, `char(n)` or `bit(n)` cuts a longer value
+ * to size without a word; cast without the length, the assignment to the
+ * column checks it and refuses the row ("value too long for type character
+ * varying(3)"), as an INSERT or a COPY would.
+ */
+function castType(type: string): string {
+  return type
+    .replace(/^character varying\(\d+\)/, "character varying")
+    .replace(/^character\(\d+\)/, "bpchar")
+    .replace(/^bit(?: varying)?\(\d+\)/, "bit varying");
 }

@@ -59,9 +59,31 @@ function tableNameProblem(settings: Settings, topic: string): string | undefined
   } catch {
     return `records of topic "${topic}" would go to table "${name}" (table.name.format ` +
       `"${settings.tableNameFormat}"), which is not a table name of the form schema.table: ` +
-      `set sink.table, or route the topics to table names (a route transform, e.g. ` +
-      `"transforms.route.regex": "[^.]+\\.([^.]+\\.[^.]+)", "transforms.route.replacement": "$1")`;
+      `route the topics to table names (a route transform, e.g. ` +
+      `"transforms.route.regex": "[^.]+\\.([^.]+\\.[^.]+)", "transforms.route.replacement": "$1"), ` +
+      `or, for one captured table only, set sink.table`;
   }
+}
+
+/**
+ * Several topics into one fixed table mix rows of different tables, and the
+ * first record whose fields differ fails as if a column were missing. Kafka
+ * Connect's JDBC sink names the table from the topic (`${topic}`) for this.
+ */
+function oneTableProblem(settings: Settings, topics: readonly string[]): string | undefined {
+  const fixed = settings.table ??
+    (settings.tableNameFormat.includes("${topic}") ? undefined : settings.tableNameFormat);
+  if (fixed === undefined || topics.length < 2) return undefined;
+  const key = settings.table ? "sink.table" : "sink.table.name.format";
+  const shown = topics.slice(0, 5).map((topic) => `"${topic}"`).join(", ") +
+    (topics.length > 5 ? ", …" : "");
+  return `${key} writes every record to the one table "${fixed}", but the records come from ` +
+    `${topics.length} topics (${shown}), whose rows would be mixed there: to give each topic ` +
+    `its own table, remove ${key} and let sink.table.name.format (default "\${topic}") name ` +
+    `it from the topic, routing the topics to table names with a transform where needed ` +
+    `(e.g. "transforms.route.regex": "[^.]+\\.([^.]+\\.[^.]+)", ` +
+    `"transforms.route.replacement": "$1"); to merge tables of one shape on purpose, route ` +
+    `their topics to one topic first`;
 }
 
 /** The sink's URL, or undefined when its settings cannot make one (validation says why). */
@@ -84,6 +106,7 @@ export default defineSink({
     return {
       destination: `postgres ${settings.table ?? settings.tableNameFormat}`,
       topicProblem: (topic) => settings.table ? undefined : tableNameProblem(settings, topic),
+      topicsProblem: (topics) => oneTableProblem(settings, topics),
       clusterDatabase: urlOrUndefined(settings),
     };
   },

@@ -159,8 +159,51 @@ Deno.test("a CDC pipeline into postgres whose topics are no table names fails va
   assertEquals(code, 2);
   assertMatch(
     stderr,
-    /- c: config\.sink: records of topic "shop\.public\.orders" would go to table "shop\.public\.orders" .*set sink\.table, or route the topics to table names/,
+    /- c: config\.sink: records of topic "shop\.public\.orders" would go to table "shop\.public\.orders" .*route the topics to table names .*or, for one captured table only, set sink\.table/,
   );
+});
+
+Deno.test("a CDC pipeline of two tables into one fixed sink.table fails validation, pointing at table.name.format", async () => {
+  const config = {
+    "connector.class": "postgres_cdc",
+    "connection.url": DB,
+    "topic.prefix": "shop",
+    "table.include.list": "public.orders,public.customers",
+    "sink.class": "postgres",
+    "sink.connection.url": DB,
+    "sink.table": "public.orders",
+  };
+  const { code, stderr } = await sluiceOn("validate", { name: "c", config });
+  assertEquals(code, 2);
+  assertMatch(
+    stderr,
+    /- c: config\.sink: sink\.table writes every record to the one table "public\.orders", but the records come from 2 topics \("shop\.public\.orders", "shop\.public\.customers"\), whose rows would be mixed there: to give each topic its own table, remove sink\.table and let sink\.table\.name\.format \(default "\$\{topic\}"\) name it from the topic/,
+  );
+  assert(!stderr.includes("schema.evolution"), stderr);
+  // A fixed table.name.format is the same mistake.
+  const { "sink.table": _, ...unfixed } = config;
+  const format = await sluiceOn("validate", {
+    name: "c",
+    config: { ...unfixed, "sink.table.name.format": "public.orders" },
+  });
+  assertEquals(format.code, 2);
+  assertMatch(format.stderr, /sink\.table\.name\.format writes every record to the one table/);
+  // Routed to table names, or merged into one topic on purpose: accepted.
+  const route = {
+    transforms: "route",
+    "transforms.route.type": "route",
+    "transforms.route.regex": "[^.]+\\.([^.]+\\.[^.]+)",
+  };
+  const routed = await sluiceOn("validate", {
+    name: "c",
+    config: { ...unfixed, ...route, "transforms.route.replacement": "$1" },
+  });
+  assertEquals(routed.code, 0, routed.stderr);
+  const merged = await sluiceOn("validate", {
+    name: "c",
+    config: { ...config, ...route, "transforms.route.replacement": "all" },
+  });
+  assertEquals(merged.code, 0, merged.stderr);
 });
 
 Deno.test("validation without a broker says how to give one, and warns of database.server.name", async () => {

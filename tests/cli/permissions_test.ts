@@ -183,3 +183,57 @@ Deno.test("the example's event pipelines get every database, the broker and the 
     }
   }
 });
+
+Deno.test("a permission the flags do not cover is named in one line, without a stack trace", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "sluice-permissions-" });
+  try {
+    await Deno.writeTextFile(
+      `${dir}/job.json`,
+      JSON.stringify({
+        name: "job",
+        config: {
+          "connector.class": "postgres_query",
+          "connection.url": "postgres://u@127.0.0.1:5432/d",
+          table: "public.t",
+          "sink.class": "postgres",
+          "sink.connection.url": "postgres://u@127.0.0.1:5432/d",
+          "sink.table": "public.t",
+        },
+      }),
+    );
+    const flags = permissionFlags(
+      await requiredPermissions(
+        [`${dir}/job.json`],
+        { offsetsFile: `${dir}/offsets.json` },
+        "off",
+      ),
+    )
+      // As if the flags came from another environment: one of Sluice's variables is left out.
+      .map((flag) => flag.replace("SLUICE_MAX_PARALLEL_JOBS,", ""));
+    const output = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        ...flags,
+        main,
+        "validate",
+        `${dir}/job.json`,
+        "--listen",
+        "off",
+        "--offsets",
+        `${dir}/offsets.json`,
+      ],
+      cwd: root,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const stderr = new TextDecoder().decode(output.stderr);
+    assertEquals(output.code, 1, stderr);
+    assertEquals(
+      stderr,
+      'Missing permission: Requires env access to "SLUICE_MAX_PARALLEL_JOBS" (--allow-env). Print the flags this run needs with "sluice permissions <configs>", given the same environment and options (--offsets, --bootstrap, --listen, --cluster-url) as this run.\n',
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

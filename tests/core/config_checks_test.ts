@@ -66,7 +66,12 @@ Deno.test("every malformed connection.url, source or sink, is reported with the 
     ["postgres://u@h:5432", /names no database/],
     ["postgres://u@h:0/w", /port from 1 to 65535/],
     ["postgres://u@[::1]:5432/w", /IPv6/],
-    ["postgres://u@h1:5432,h2:5433/w", /not a valid URL/],
+    ["postgres://u@h1:5432,h2:5433/w", /not a valid URL: several hosts are not supported/],
+    [
+      "postgres://u@h:99999/w",
+      /not a valid URL: the port 99999 is not a port number from 1 to 65535/,
+    ],
+    ["postgres://u@h:5432x/w", /not a valid URL: the port "5432x" is not a number/],
   ] as const;
   for (const [url, expected] of more) {
     const [problem, ...rest] = await problems({ ...batch, "connection.url": url });
@@ -77,6 +82,27 @@ Deno.test("every malformed connection.url, source or sink, is reported with the 
     await problems({ ...batch, "connection.url": "jdbc:postgresql://db.internal/w?user=u" }),
     [],
   );
+});
+
+Deno.test("a sink.fields.mapping entry that is not source:target fails validation, naming the entry", async () => {
+  assertEquals(await problems({ ...batch, "sink.fields.mapping": "customer_email" }), [
+    'job: config.sink.fields.mapping: each entry must be "source_field:target_column": current entry is "customer_email"',
+  ]);
+  assertEquals(await problems({ ...batch, "sink.fields.mapping": ":x, a:b:c" }), [
+    'job: config.sink.fields.mapping: each entry must be "source_field:target_column": current entry is ":x"',
+    'job: config.sink.fields.mapping: each entry must be "source_field:target_column": current entry is "a:b:c"',
+  ]);
+  assertEquals(await problems({ ...batch, "sink.fields.mapping": "a:x,b:x,a:y" }), [
+    'job: config.sink.fields.mapping: maps both "a" and "b" to column "x"',
+    'job: config.sink.fields.mapping: maps field "a" twice',
+  ]);
+  assertEquals(await problems({ ...batch, "sink.fields.mapping": " a : b ,c:d," }), []);
+});
+
+Deno.test("a sink option written without its sink. prefix is pointed at it", async () => {
+  assertEquals(await problems({ ...batch, "delete.mode": "hard" }), [
+    'job: config.delete.mode: is not an option of source "postgres_query" (did you mean "sink.delete.mode"?)',
+  ]);
 });
 
 Deno.test("a database.hostname that is not a host, or given beside connection.url, is refused", async () => {

@@ -1,7 +1,7 @@
 import { assertEquals } from "../_assert.ts";
 import { builtinRegistry } from "../../builtins.ts";
 import { buildPipelines, parseConnectors } from "../../core/config.ts";
-import { buildPlan, formatPlan } from "../../core/_plan.ts";
+import { buildPlan, configWarnings, formatPlan } from "../../core/_plan.ts";
 
 /** The connector JSON of the users' plan, exactly as written there. */
 const PLAN_CONNECTOR = {
@@ -133,4 +133,31 @@ Deno.test("sluice plan lists batch jobs with their schedule, what they read and 
     "schemes 0 0 * * * postgres eligibility.scheme_master (full) postgres public.schemes",
   );
   assertEquals(text.includes("once at start"), true);
+});
+
+Deno.test("validate warns when a masking pipeline dead-letters its clear records into the sink's database", async () => {
+  const config = {
+    "connector.class": "postgres_query",
+    "connection.url": "postgres://u@127.0.0.1:5432/w",
+    table: "public.people",
+    transforms: "hide",
+    "transforms.hide.type": "mask",
+    "transforms.hide.fields": "email",
+    "transforms.hide.strategy": "fpe",
+    "transforms.hide.key": "2b7e151628aed2a6abf7158809cf4f3c",
+    "sink.class": "postgres",
+    "sink.connection.url": "postgres://u@127.0.0.1:5432/c",
+    "sink.table": "public.people",
+    "errors.tolerance": "all",
+  };
+  const warnings = async (extra: Record<string, string>) =>
+    configWarnings(
+      await buildPipelines(parseConnectors({ name: "p", config: { ...config, ...extra } }), {
+        registry: builtinRegistry(),
+      }),
+    );
+  assertEquals(await warnings({ "errors.deadletterqueue.table.name": "public.dlq" }), [
+    'p: a record that fails in "hide" (a value it cannot mask) is dead-lettered with its clear values into errors.deadletterqueue.table.name "public.dlq", in the sink\'s database; send dead letters to a file or topic on the source\'s side (errors.deadletterqueue.file.path) if the target must never hold them',
+  ]);
+  assertEquals(await warnings({ "errors.deadletterqueue.file.path": "/tmp/dlq.jsonl" }), []);
 });

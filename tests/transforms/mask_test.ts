@@ -444,10 +444,49 @@ Deno.test("mask fails a record with a value its strategy cannot read", async () 
       "12-34",
       /it has 4 characters of the digits alphabet; FF1 needs at least 6/,
     ],
+    [
+      { strategy: "date" },
+      Number.NaN,
+      /cannot apply date to field "v" \(number\): not a finite number of epoch milliseconds/,
+    ],
+    [
+      { strategy: "number", "bucket.size": "10" },
+      Number.POSITIVE_INFINITY,
+      /cannot apply number to field "v" \(number\): not a finite number/,
+    ],
+    [{ strategy: "number", "bucket.size": "10" }, Number.NaN, /not a finite number/],
+    [{ strategy: "fpe", key: FPE_KEY }, true, /\(boolean\): expected a string or a finite number/],
+    [
+      { strategy: "fpe", key: FPE_KEY },
+      new Date("1985-06-14T10:00:00Z"),
+      /expected a string or a finite number/,
+    ],
   ];
   for (const [options, value, message] of cases) {
     const transform = await make(mask, { fields: "v", ...options });
     await assertRejects(async () => await apply(transform, rowRecord({ v: value })), message);
+  }
+});
+
+Deno.test("mask never writes the clear value of a value it cannot transform", async () => {
+  // A value with no digits (or an empty one) has nothing FF1 can encrypt; it
+  // must fail the record, not reach the sink as it was.
+  const cases: [Record<string, unknown>, unknown][] = [
+    [{ strategy: "fpe", key: FPE_KEY }, "not-an-email"],
+    [{ strategy: "fpe", key: FPE_KEY }, ""],
+    [{ strategy: "fpe", key: FPE_KEY }, "12345"],
+    [{ strategy: "fpe", key: FPE_KEY, "fpe.alphabet": "alphanumeric" }, "---"],
+    [{ strategy: "number", "bucket.size": "10" }, Number.NaN],
+    [{ strategy: "date" }, Number.POSITIVE_INFINITY],
+  ];
+  for (const [options, value] of cases) {
+    const transform = await make(mask, { fields: "v", ...options });
+    const error = await assertRejects(
+      async () => await apply(transform, rowRecord({ v: value })),
+      Error,
+      `cannot apply ${options.strategy} to field "v"`,
+    );
+    if (typeof value === "string" && value !== "") assert(!error.message.includes(value));
   }
 });
 

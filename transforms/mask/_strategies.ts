@@ -90,6 +90,11 @@ export function compileRule(rule: MaskRule): Masker {
         hexBytes(rule.tweak ?? ""),
       );
       return nullable((value) => {
+        // Booleans, rows, bytes and Dates have no digits of their own to
+        // encrypt in place: refused rather than encrypted as some text form.
+        const readable = typeof value === "string" || typeof value === "bigint" ||
+          (typeof value === "number" && Number.isFinite(value));
+        if (!readable) fail(value, "expected a string or a finite number");
         const clear = text(value);
         let count = 0;
         for (const char of clear) if (cipher.alphabet.includes(char)) count++;
@@ -197,6 +202,7 @@ function generalizeDate(
     return start(value.getUTCFullYear(), value.getUTCMonth());
   }
   if (typeof value === "number") {
+    if (!Number.isFinite(value)) fail(value, "not a finite number of epoch milliseconds");
     const date = new Date(value);
     return start(date.getUTCFullYear(), date.getUTCMonth()).getTime();
   }
@@ -213,7 +219,12 @@ function bucket(
   size: number,
   fail: (value: unknown, why: string) => never,
 ): unknown {
-  if (typeof value === "number") return Math.floor(value / size) * size;
+  if (typeof value === "number") {
+    // NaN and ±Infinity would come out as they went in.
+    return Number.isFinite(value)
+      ? Math.floor(value / size) * size
+      : fail(value, "not a finite number");
+  }
   if (typeof value === "bigint" && Number.isInteger(size)) {
     const step = BigInt(size);
     const quotient = value / step;

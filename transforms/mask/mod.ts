@@ -11,12 +11,12 @@
  * | `hash` | SHA-256 of `salt` + the value's text, as 64 hex digits |
  * | `redact` (default) | `replacement`, or without it the empty value of the type ("" , 0, false, …) as Kafka's MaskField does |
  * | `null` | null |
- * | `truncate` | the first `length` characters |
+ * | `truncate` | the first `length` characters; a value no longer than that stays whole |
  * | `partial` | keeps `keep.first` / `keep.last` characters, the rest becomes `mask.char` (`mask.length` of them when set, hiding the length); values too short are masked whole |
  * | `email` | masks the local part (keeping `keep.first` characters) and keeps `@domain` |
  * | `date` | the first day of the month or year (`granularity`), same type as the input |
  * | `number` | rounds down to a multiple of `bucket.size` |
- * | `fpe` | FF1 format-preserving encryption under `key` (hex AES key): same length, alphabet characters encrypted in place, others kept; reversible with {@linkcode fpeDecrypt} |
+ * | `fpe` | FF1 format-preserving encryption under `key` (hex AES key): same length, alphabet characters encrypted in place, others kept in clear (an email under `digits` keeps its letters: pick the alphabet that covers the value); a value with fewer alphabet characters than FF1's minimum (6 digits, 4 alphanumerics), or that is not a string or a number, fails its record; reversible with {@linkcode fpeDecrypt} |
  *
  * `key` is a secret: set it with `${env:…}` or `${file:…}`. `hmac` refuses a
  * key shorter than 32 bytes and there is no default key; `fpe` needs 32, 48
@@ -288,6 +288,7 @@ export function checkMaskFields(
 export const mask = defineTransform({
   name: "mask",
   aliases: ["org.apache.kafka.connect.transforms.MaskField$Value"],
+  hidesData: true,
   summary:
     "Masks fields: hmac pseudonyms, hash, redact, null, truncate, partial, email, date, number buckets, FF1 fpe.",
   config,

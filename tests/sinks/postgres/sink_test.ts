@@ -159,11 +159,61 @@ Deno.test("a row failing only at the end of the statement is still found, row by
     const result = await write(...names.map((name, i) => row({ id: i + 1, name })));
     assertEquals(result.written, 4);
     assertEquals(failures.map((f) => [(f.record.key as Row).id, f.error.message]), [
-      [3, "bad row 3"],
-      [5, "bad row 5"],
+      [3, 'Cannot write to table "public.items" (key {"id":3}): bad row 3'],
+      [5, 'Cannot write to table "public.items" (key {"id":5}): bad row 5'],
     ]);
     const ids = await sql`select id from items order by id`;
     assertEquals(ids.map((r) => r.id), [0, 1, 2, 4, 6]);
+  });
+});
+
+Deno.test("a value the column cannot take fails naming the table, the column and the key", async () => {
+  // After a column's type changed, PostgreSQL says only what it could not read.
+  const ddl = `create table public.items (id int primary key, risk numeric, code varchar(3),
+                 n integer, note text, deleted_at timestamptz)`;
+  await withSink(ddl, {}, async ({ write, failures }) => {
+    await write(row({ id: 0, risk: 1, code: "a", n: 1, note: "high" }));
+    const result = await write(
+      row({ id: 1, risk: "high", code: "b", n: 1, note: "high" }),
+      row({ id: 2, risk: 2, code: "abc", n: 1, note: "x" }),
+      row({ id: 3, risk: 3, code: "c", n: 99999999999, note: "x" }),
+      row({ id: 4, risk: 4, code: "d", n: 4, note: "x" }),
+    );
+    assertEquals(result.written, 2);
+    const errors = failures.map((f) => f.error.message);
+    assertEquals(errors, [
+      'Cannot write to table "public.items" (column "risk", key {"id":1}): invalid input syntax for type numeric: "high"',
+      'Cannot write to table "public.items" (column "n", key {"id":3}): value "99999999999" is out of range for type integer',
+    ]);
+    assertEquals((failures[0].error as Error & { code?: string }).code, "22P02");
+  });
+});
+
+Deno.test("a value longer than its varchar, char or bit column is refused, not cut to size", async () => {
+  const ddl = `create table public.items (id int primary key, code varchar(3), flag char(2),
+                 bits bit(3), codes varchar(3)[], deleted_at timestamptz)`;
+  await withSink(ddl, {}, async ({ write, failures, sql }) => {
+    await write(row({ id: 0, code: "a", flag: "x", bits: "101", codes: ["a"] })); // not a first load
+    const result = await write(
+      row({ id: 1, code: "long", flag: "x", bits: "101", codes: ["a"] }),
+      row({ id: 2, code: "abc", flag: "xyz", bits: "101", codes: ["a"] }),
+      row({ id: 3, code: "abc", flag: "x", bits: "1011", codes: ["a"] }),
+      row({ id: 4, code: "abc", flag: "x", bits: "101", codes: ["abcd"] }),
+      row({ id: 0, code: "upda", flag: "x", bits: "101", codes: ["a"] }), // an update
+      row({ id: 5, code: "abc", flag: "xy", bits: "010", codes: ["abc"] }),
+    );
+    assertEquals(result.written, 1);
+    assertEquals(failures.map((f) => (f.record.key as Row).id), [1, 2, 3, 4, 0]);
+    assertMatch(
+      failures[0].error.message,
+      /^Cannot write to table "public\.items" \(column "code", key \{"id":1\}\): value too long for type character varying\(3\)$/,
+    );
+    assertMatch(failures[1].error.message, /\(column "flag", key \{"id":2\}\): value too long/);
+    const rows = await sql`select id, code, flag, bits::text, codes from items order by id`;
+    assertEquals(rows.map((r) => [r.id, r.code, r.flag, r.bits, r.codes]), [
+      [0, "a", "x ", "101", ["a"]],
+      [5, "abc", "xy", "010", ["abc"]],
+    ]);
   });
 });
 
@@ -225,6 +275,11 @@ Deno.test("a field the target lacks fails its record unless excluded or evolved"
     assertEquals(result.written, 1);
     assertEquals(failures.length, 1);
     assertMatch(failures[0].error.message, /no column for field "color".*schema\.evolution/);
+    // With one fixed table (sink.table), a record of another table is the likelier cause.
+    assertMatch(
+      failures[0].error.message,
+      /if records of topic "t" come from another table than "public\.items", remove sink\.table so that table\.name\.format names each table from its topic$/,
+    );
     assertEquals((await sql`select id from items`).map((r) => r.id), [2]);
   });
   await withSink(ITEMS, { "fields.exclude": "color" }, async ({ write, failures }) => {
