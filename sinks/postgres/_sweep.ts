@@ -62,8 +62,12 @@ export class SnapshotSweeper {
   /** Tables already warned about (no position column), with the snapshot's position. */
   readonly #warned = new Map<string, bigint>();
 
-  constructor(logger: Logger) {
+  readonly #positionColumn: string;
+
+  /** `positionColumn`: the sink's `source.position.column`, named in the warning. */
+  constructor(logger: Logger, positionColumn: string) {
     this.#logger = logger;
+    this.#positionColumn = positionColumn || "_source_lsn";
   }
 
   /** Before the batch's writes: notes which tables a snapshot begins on empty. */
@@ -125,8 +129,8 @@ export class SnapshotSweeper {
     this.#warned.set(table.name, position);
     if (!(await table.holdsLiveRows(tx))) return;
     this.#logger.warn(
-      "A snapshot begins writing into {table}, which already holds rows, and the table has no source position column: rows deleted at the source before this snapshot will stay live there. Add the column (alter table {table} add column _source_lsn pg_lsn, see sink source.position.column) so the sink removes them when the snapshot ends, or run a reconcile job with repair after it",
-      { table: table.name },
+      "A snapshot begins writing into {table}, which already holds live rows, and the table has no source position column ({column}): rows deleted at the source before this snapshot will stay live there. Add the column (alter table {table} add column {column} pg_lsn) before the next snapshot so the sink removes them when it ends; for this one, compare the tables (a reconcile job with repair over a postgres_query pipeline of the same table)",
+      { table: table.name, column: this.#positionColumn },
     );
   }
 }

@@ -142,3 +142,49 @@ Deno.test("postgres sink applies truncate events per delete.mode, keeping later 
     },
   );
 });
+
+/** A snapshot record at consistent point `at`, with its `source.snapshot` mark. */
+function read(id: number, at: number, snapshot = "true"): SluiceRecord {
+  const record = change("r", { id, name: `snap ${id}` }, at);
+  const value = record.value as { source: Record<string, unknown> };
+  value.source = { ...value.source, snapshot };
+  return record;
+}
+
+const liveIds = async (sql: postgres.Sql) =>
+  (await sql`select id from items where deleted_at is null order by id`).map((r) => r.id);
+
+Deno.test("postgres sink deletes, when a table's snapshot ends, the rows that snapshot did not write", async () => {
+  await withSink(ITEMS, {}, async (write, sql) => {
+    // An earlier (interrupted) snapshot at 100 wrote rows 1 to 5.
+    await write(read(1, 100, "first"), read(2, 100), read(3, 100), read(4, 100), read(5, 100));
+    // Rows 3 and 5 were deleted at the source before the new snapshot at 200.
+    await write(read(1, 200, "first"), read(2, 200));
+    await write(change("c", { id: 7, name: "streamed" }, 250), read(4, 200, "last"));
+    assertEquals(await liveIds(sql), [1, 2, 4, 7], "rows 3 and 5 are soft-deleted");
+    const [row3] = await sql`select _source_lsn::text as lsn from items where id = 3`;
+    assertEquals(row3.lsn, "0/C8", "a swept row takes the snapshot's position");
+    // A snapshot record still on its way (another partition) revives its row.
+    await write(read(5, 200));
+    assertEquals(await liveIds(sql), [1, 2, 4, 5, 7]);
+  });
+  await withSink(ITEMS, { "delete.mode": "hard" }, async (write, sql) => {
+    await write(read(1, 100, "first"), read(2, 100), read(3, 100, "last"));
+    await write(read(2, 200, "first"), read(3, 200, "last_in_data_collection"));
+    assertEquals((await sql`select id from items order by id`).map((r) => r.id), [2, 3]);
+  });
+});
+
+Deno.test("postgres sink sweeps a snapshot that began on an empty table only when an older row arrived", async () => {
+  await withSink(ITEMS, {}, async (write, sql) => {
+    await write(read(1, 200, "first"), read(2, 200));
+    // A late event of an earlier run, older than the snapshot.
+    await write(change("c", { id: 9, name: "old" }, 150));
+    await write(read(3, 200, "last"));
+    assertEquals(await liveIds(sql), [1, 2, 3], "row 9 was not in the snapshot");
+  });
+  await withSink(ITEMS, {}, async (write, sql) => {
+    await write(read(1, 200, "first"), read(2, 200, "last"));
+    assertEquals(await liveIds(sql), [1, 2]);
+  });
+});
