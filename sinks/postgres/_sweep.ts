@@ -73,7 +73,7 @@ export class SnapshotSweeper {
   /** Before the batch's writes: notes which tables a snapshot begins on empty. */
   async before(tx: Queryable, marks: readonly SnapshotMark[]): Promise<void> {
     for (const { table, edge, position } of marks) {
-      if (edge !== "first" || table.deletes === "none") continue;
+      if (edge !== "first" || table.deletes === "none" || table.deleteProblem) continue;
       if (!table.positionColumn) {
         await this.#warnUnpositioned(tx, table, position);
         continue;
