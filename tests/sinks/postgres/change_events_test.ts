@@ -5,7 +5,10 @@
  */
 import postgres from "postgres";
 import { getLogger } from "@logtape/logtape";
-import { assertEquals } from "../../_assert.ts";
+import type { Logger } from "@logtape/logtape";
+import { assertEquals, assertMatch } from "../../_assert.ts";
+import { type TableOptions, TargetTable } from "../../../sinks/postgres/_table.ts";
+import { SnapshotSweeper } from "../../../sinks/postgres/_sweep.ts";
 import { createTestDatabase } from "../../_services.ts";
 import postgresSink from "../../../sinks/postgres/mod.ts";
 import type { Sink, SinkResult } from "../../../api/plugin.ts";
@@ -187,4 +190,26 @@ Deno.test("postgres sink sweeps a snapshot that began on an empty table only whe
     await write(read(1, 200, "first"), read(2, 200, "last"));
     assertEquals(await liveIds(sql), [1, 2]);
   });
+});
+
+Deno.test("postgres sink warns when a snapshot begins on a filled table it cannot sweep (no position column)", async () => {
+  const db = await createTestDatabase("cdc_sink_sweep");
+  const sql = postgres(db.url, { max: 1, onnotice: () => {} });
+  try {
+    await sql`create table items (id int primary key, name text, deleted_at timestamptz)`;
+    const options = { insertMode: "upsert", deleteMode: "soft", softDeleteColumn: "deleted_at" };
+    const table = (await TargetTable.open(sql, "public.items", options as TableOptions))!;
+    const warnings: string[] = [];
+    const logger = { warn: (message: string) => warnings.push(message) } as unknown as Logger;
+    const sweeper = new SnapshotSweeper(logger, "_source_lsn");
+    await sweeper.before(sql, [{ table, edge: "first", position: 200n }]);
+    assertEquals(warnings, [], "an empty table needs no sweep");
+    await sql`insert into items values (1, 'earlier')`;
+    await sweeper.before(sql, [{ table, edge: "first", position: 300n }]);
+    assertEquals(warnings.length, 1);
+    assertMatch(warnings[0], /add column \{column\} pg_lsn/);
+  } finally {
+    await sql.end();
+    await db.drop();
+  }
 });
