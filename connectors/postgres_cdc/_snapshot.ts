@@ -36,8 +36,11 @@ export interface SnapshotOptions {
 
 /**
  * Yields the snapshot's `op: "r"` records in chunks of at most `batchSize`.
- * `source.snapshot` is "first" on the first record, "last" on the last and
- * "true" in between.
+ * `source.snapshot` follows Debezium: "first" on the first record, "last" on
+ * the last, "first_in_data_collection" / "last_in_data_collection" on the
+ * first and last record of each other table, and "true" in between. The
+ * postgres sink removes, at a table's last record, the rows the snapshot did
+ * not write (rows deleted at the source before it, see `sinks/postgres`).
  */
 export async function* readSnapshot(options: SnapshotOptions): AsyncGenerator<SluiceRecord[]> {
   const started = BigInt(Date.now()) * 1000n;
@@ -51,6 +54,10 @@ export async function* readSnapshot(options: SnapshotOptions): AsyncGenerator<Sl
   const middle = position("true");
   let first = true;
   let pending: SluiceRecord[] | undefined;
+  const mark = (record: SluiceRecord, snapshot: string) => {
+    const value = record.value as { source: { snapshot: string } };
+    value.source = { ...value.source, snapshot };
+  };
   for (const ref of options.tables) {
     const info = await options.catalog.define(await options.catalog.describe(ref.oid));
     if (!info.captured) continue;
@@ -60,6 +67,7 @@ export async function* readSnapshot(options: SnapshotOptions): AsyncGenerator<Sl
       connection: { ...TEXT_SETTINGS },
     });
     let rows = 0;
+    const firstOfTable = first ? position("first") : position("first_in_data_collection");
     try {
       await sql.unsafe("begin isolation level repeatable read read only");
       await sql.unsafe(`set transaction snapshot '${options.snapshotName.replaceAll("'", "''")}'`);
@@ -75,26 +83,25 @@ export async function* readSnapshot(options: SnapshotOptions): AsyncGenerator<Sl
         )
       ) {
         const records = chunk.map((row) => {
-          const record = readRecord(info, row, first ? position("first") : middle, options.events);
+          const record = readRecord(info, row, rows === 0 ? firstOfTable : middle, options.events);
           first = false;
+          rows++;
           return record;
         });
-        rows += records.length;
         if (pending) yield pending;
         pending = records;
       }
     } finally {
       await sql.end({ timeout: 0 });
     }
+    if (rows > 0) mark(pending!.at(-1)!, "last_in_data_collection");
     options.logger.info("Snapshot of {table}: {rows} rows", {
       table: `${ref.schema}.${ref.table}`,
       rows,
     });
   }
   if (pending) {
-    const last = pending[pending.length - 1];
-    const value = last.value as { source: { snapshot: string } };
-    value.source = { ...value.source, snapshot: "last" };
+    mark(pending[pending.length - 1], "last");
     yield pending;
   }
 }

@@ -8,7 +8,10 @@
  * - Publication and slot are created when missing (`publication.autocreate.mode`).
  * - `snapshot.mode` initial | initial_only | when_needed take a consistent
  *   snapshot (an exported snapshot of the new slot), then stream from the
- *   slot's consistent point: nothing lost or doubled in between.
+ *   slot's consistent point: nothing lost or doubled in between. Each
+ *   table's first and last snapshot record is marked (Debezium's
+ *   `first_in_data_collection` / `last_in_data_collection`), so a postgres
+ *   sink can delete what a snapshot taken again no longer holds.
  * - An LSN is confirmed to PostgreSQL only after the sink made everything up
  *   to it durable; on restart, changes re-delivered by the slot are skipped.
  *   Offsets are `{ "lsn": "0/16B3748", "txId": 745 }` (see `_capture.ts`).

@@ -628,6 +628,58 @@ export class TargetTable {
     return result.count;
   }
 
+  /** SQL true for a row not deleted (soft deletes), or true (hard deletes). */
+  #live(alias: string): string {
+    return this.#options.deleteMode === "soft"
+      ? `${alias}.${quoteIdent(this.#options.softDeleteColumn)} is null`
+      : "true";
+  }
+
+  /** Whether the table holds a live row (see the sweep in `_sweep.ts`). */
+  async holdsLiveRows(sql: Queryable): Promise<boolean> {
+    const [{ found }] = await sql.unsafe<{ found: boolean }[]>(
+      `select exists (select 1 from ${this.#quoted} t where ${this.#live("t")}) as found`,
+    );
+    return found;
+  }
+
+  /** Whether a live row holds a source position older than `position` (position column text). */
+  async holdsOlderRows(sql: Queryable, position: string): Promise<boolean> {
+    const column = quoteIdent(this.#options.positionColumn!);
+    const type = this.columns.get(this.#options.positionColumn!)!.type;
+    const [{ found }] = await sql.unsafe<{ found: boolean }[]>(
+      `select exists (select 1 from ${this.#quoted} t
+         where t.${column} < $1::${type} and ${this.#live("t")}) as found`,
+      [position],
+    );
+    return found;
+  }
+
+  /**
+   * Deletes (soft or hard) the live rows whose source position is older than
+   * `position`: after a snapshot at `position`, the rows it did not write.
+   * Soft-deleted rows take `position`, so a snapshot record of the row still
+   * on its way revives it and older events cannot. Returns the row count.
+   */
+  async sweepOlderRows(sql: Queryable, position: string): Promise<number> {
+    const column = quoteIdent(this.#options.positionColumn!);
+    const type = this.columns.get(this.#options.positionColumn!)!.type;
+    const older = `t.${column} < $1::${type}`;
+    let statement: string;
+    if (this.#options.deleteMode === "hard") {
+      statement = `delete from ${this.#quoted} t where ${older}`;
+    } else {
+      const softColumn = quoteIdent(this.#options.softDeleteColumn);
+      const stamp = this.#options.writeTimestampColumn;
+      const extra = stamp ? `, ${quoteIdent(stamp)} = now()` : "";
+      statement =
+        `update ${this.#quoted} t set ${softColumn} = now(), ${column} = $1::${type}${extra}
+        where ${older} and ${this.#live("t")}`;
+    }
+    const result = await sql.unsafe(statement, [position]);
+    return result.count;
+  }
+
   /** The session's temporary staging table for this column set. */
   stagingName(columns: readonly string[]): string {
     return quoteIdent(

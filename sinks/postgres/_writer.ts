@@ -31,6 +31,7 @@ import type { Settings } from "./_settings.ts";
 import type { TargetTable } from "./_table.ts";
 import { isChangeEvent } from "../../api/record.ts";
 import { copyTextColumns, type CopyTextWrite, writeCopyText } from "./_copy_text.ts";
+import { type SnapshotMark, snapshotMark, SnapshotSweeper } from "./_sweep.ts";
 
 /** The sink's state between batches. */
 export class PostgresWriter {
@@ -45,6 +46,8 @@ export class PostgresWriter {
   readonly #decodeReasons = new Set<string>();
   /** Tables written from COPY text, logged once each. */
   readonly #copiedInto = new Set<string>();
+  /** Removes, when a table's snapshot ends, the rows it did not write. */
+  readonly #sweeper: SnapshotSweeper;
   #sql: Sql;
 
   private constructor(settings: Settings, context: PluginContext) {
@@ -54,6 +57,7 @@ export class PostgresWriter {
     this.#sql = this.#open();
     this.#offsets = new OffsetsTable(settings.offsetsTable);
     this.#projector = new Projector(settings, context.logger);
+    this.#sweeper = new SnapshotSweeper(context.logger, settings.positionColumn ?? "");
     this.#tables = new TableDirectory(() => this.#sql, settings, context);
   }
 
@@ -168,16 +172,23 @@ export class PostgresWriter {
 
   async #writeOnce(batch: SinkBatch): Promise<SinkResult> {
     const failures: RecordFailure[] = [];
-    const { runs, skipped } = await this.#plan(batch.records, failures, batch.overwrite ?? false);
+    const { runs, skipped, marks } = await this.#plan(
+      batch.records,
+      failures,
+      batch.overwrite ?? false,
+    );
     let written = 0;
     let skippedByTable = 0;
     await this.#sql.begin(async (tx) => {
       const context = { failures, totals: this.#totals, logger: this.#context.logger };
+      if (marks.length > 0) await this.#sweeper.before(tx, marks);
+      this.#sweeper.watch(runs);
       for (const run of runs) {
         const result = await applyRun(tx, run, context);
         written += result.written;
         skippedByTable += result.skipped;
       }
+      if (marks.length > 0) await this.#sweeper.after(tx, marks);
       // Dead letters are safe (or the pipeline stops) before the batch commits.
       // (The runtime logs a few of them per batch, not one line per record.)
       if (failures.length > 0) {
@@ -200,14 +211,17 @@ export class PostgresWriter {
     records: readonly SluiceRecord[],
     failures: RecordFailure[],
     overwrite: boolean,
-  ): Promise<{ runs: Run[]; skipped: number }> {
+  ): Promise<{ runs: Run[]; skipped: number; marks: SnapshotMark[] }> {
     const runs: Run[] = [];
+    const marks: SnapshotMark[] = [];
     let skipped = 0;
     for (const segment of await this.#segments(records, failures)) {
       // Corrections from the source of truth pass the version guard.
       if (overwrite) segment.table = segment.table.withoutVersionGuard();
       const operations: Operation[] = [];
       for (const record of segment.records) {
+        const mark = snapshotMark(segment.table, record);
+        if (mark) marks.push(mark);
         const operation = this.#projector.operationOf(segment.table, record);
         if (operation === undefined) skipped++;
         else if ("kind" in operation) operations.push(operation);
@@ -222,7 +236,7 @@ export class PostgresWriter {
       );
       runs.push(...runsOf(segment.table, writable));
     }
-    return { runs, skipped };
+    return { runs, skipped, marks };
   }
 
   /** Consecutive records of one table, after the table took their new fields. */

@@ -20,8 +20,11 @@
  * the `source.position.column` (e.g. `_source_lsn pg_lsn`), every write
  * stores the event's commit LSN there and events older than the row's are
  * skipped, so replaying a stream from an older position never rolls a row
- * back. When one table is also written by batch jobs, `version.column`
- * names the column holding the source row's version (e.g. its `updated_at`),
+ * back. The same column lets the end of a table's snapshot (its last `op` r
+ * record) delete the rows that snapshot did not write: rows deleted at the
+ * source before a snapshot that was taken again (see `_sweep.ts`). When one
+ * table is also written by batch jobs, `version.column` names the column
+ * holding the source row's version (e.g. its `updated_at`),
  * and every write, batch or change event, lands only on a row older than it
  * (`ON CONFLICT … DO UPDATE … WHERE target.version < excluded.version`), so
  * an hourly job that read a row before CDC changed it cannot roll it back.

@@ -222,6 +222,45 @@ Deno.test("postgres_cdc snapshots existing rows as op r, then streams from the c
   }
 });
 
+Deno.test("postgres_cdc marks the first and last snapshot record of each table", async () => {
+  await using f = await fixture(
+    "cdc_snapshot_marks",
+    `create table public.a (id int primary key);
+     create table public.b (id int primary key);
+     create table public.c (id int primary key);
+     insert into a select generate_series(1, 3);
+     insert into c values (1);`,
+  );
+  const source = await openSource(f.config({ "snapshot.mode": "initial", "max.batch.size": "2" }));
+  try {
+    await source.take(4);
+    const marks = (table: string) =>
+      source.records.map(event).filter((e) => e.source.table === table).map((e) =>
+        e.source.snapshot
+      );
+    const [a, c] = [marks("a"), marks("c")];
+    assertEquals(a.length, 3);
+    assertEquals(c.length, 1);
+    // The tables come in any order: one of them opens the snapshot, the other ends it.
+    const aFirst = a[0] === "first";
+    assertEquals(
+      a,
+      aFirst ? ["first", "true", "last_in_data_collection"] : [
+        "first_in_data_collection",
+        "true",
+        "last",
+      ],
+    );
+    assertEquals(
+      c,
+      [aFirst ? "last" : "last_in_data_collection"],
+      "a one-row table's record ends it",
+    );
+  } finally {
+    await source.close();
+  }
+});
+
 Deno.test("postgres_cdc leaves excluded columns out of snapshot and stream events", async () => {
   await using f = await fixture(
     "cdc_columns",

@@ -5,7 +5,10 @@
  */
 import postgres from "postgres";
 import { getLogger } from "@logtape/logtape";
-import { assertEquals } from "../../_assert.ts";
+import type { Logger } from "@logtape/logtape";
+import { assertEquals, assertMatch } from "../../_assert.ts";
+import { type TableOptions, TargetTable } from "../../../sinks/postgres/_table.ts";
+import { SnapshotSweeper } from "../../../sinks/postgres/_sweep.ts";
 import { createTestDatabase } from "../../_services.ts";
 import postgresSink from "../../../sinks/postgres/mod.ts";
 import type { Sink, SinkResult } from "../../../api/plugin.ts";
@@ -141,4 +144,72 @@ Deno.test("postgres sink applies truncate events per delete.mode, keeping later 
       assertEquals(rows.map((r) => r.id), [3], "without positions a truncate removes every row");
     },
   );
+});
+
+/** A snapshot record at consistent point `at`, with its `source.snapshot` mark. */
+function read(id: number, at: number, snapshot = "true"): SluiceRecord {
+  const record = change("r", { id, name: `snap ${id}` }, at);
+  const value = record.value as { source: Record<string, unknown> };
+  value.source = { ...value.source, snapshot };
+  return record;
+}
+
+const liveIds = async (sql: postgres.Sql) =>
+  (await sql`select id from items where deleted_at is null order by id`).map((r) => r.id);
+
+Deno.test("postgres sink deletes, when a table's snapshot ends, the rows that snapshot did not write", async () => {
+  await withSink(ITEMS, {}, async (write, sql) => {
+    // An earlier (interrupted) snapshot at 100 wrote rows 1 to 5.
+    await write(read(1, 100, "first"), read(2, 100), read(3, 100), read(4, 100), read(5, 100));
+    // Rows 3 and 5 were deleted at the source before the new snapshot at 200.
+    await write(read(1, 200, "first"), read(2, 200));
+    await write(change("c", { id: 7, name: "streamed" }, 250), read(4, 200, "last"));
+    assertEquals(await liveIds(sql), [1, 2, 4, 7], "rows 3 and 5 are soft-deleted");
+    const [row3] = await sql`select _source_lsn::text as lsn from items where id = 3`;
+    assertEquals(row3.lsn, "0/C8", "a swept row takes the snapshot's position");
+    // A snapshot record still on its way (another partition) revives its row.
+    await write(read(5, 200));
+    assertEquals(await liveIds(sql), [1, 2, 4, 5, 7]);
+  });
+  await withSink(ITEMS, { "delete.mode": "hard" }, async (write, sql) => {
+    await write(read(1, 100, "first"), read(2, 100), read(3, 100, "last"));
+    await write(read(2, 200, "first"), read(3, 200, "last_in_data_collection"));
+    assertEquals((await sql`select id from items order by id`).map((r) => r.id), [2, 3]);
+  });
+});
+
+Deno.test("postgres sink sweeps a snapshot that began on an empty table only when an older row arrived", async () => {
+  await withSink(ITEMS, {}, async (write, sql) => {
+    await write(read(1, 200, "first"), read(2, 200));
+    // A late event of an earlier run, older than the snapshot.
+    await write(change("c", { id: 9, name: "old" }, 150));
+    await write(read(3, 200, "last"));
+    assertEquals(await liveIds(sql), [1, 2, 3], "row 9 was not in the snapshot");
+  });
+  await withSink(ITEMS, {}, async (write, sql) => {
+    await write(read(1, 200, "first"), read(2, 200, "last"));
+    assertEquals(await liveIds(sql), [1, 2]);
+  });
+});
+
+Deno.test("postgres sink warns when a snapshot begins on a filled table it cannot sweep (no position column)", async () => {
+  const db = await createTestDatabase("cdc_sink_sweep");
+  const sql = postgres(db.url, { max: 1, onnotice: () => {} });
+  try {
+    await sql`create table items (id int primary key, name text, deleted_at timestamptz)`;
+    const options = { insertMode: "upsert", deleteMode: "soft", softDeleteColumn: "deleted_at" };
+    const table = (await TargetTable.open(sql, "public.items", options as TableOptions))!;
+    const warnings: string[] = [];
+    const logger = { warn: (message: string) => warnings.push(message) } as unknown as Logger;
+    const sweeper = new SnapshotSweeper(logger, "_source_lsn");
+    await sweeper.before(sql, [{ table, edge: "first", position: 200n }]);
+    assertEquals(warnings, [], "an empty table needs no sweep");
+    await sql`insert into items values (1, 'earlier')`;
+    await sweeper.before(sql, [{ table, edge: "first", position: 300n }]);
+    assertEquals(warnings.length, 1);
+    assertMatch(warnings[0], /add column \{column\} pg_lsn/);
+  } finally {
+    await sql.end();
+    await db.drop();
+  }
 });
