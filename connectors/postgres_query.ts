@@ -63,7 +63,7 @@ import {
 import { decodeRawRow, parseCopyText } from "../drivers/pg_types.ts";
 import { PgCodec } from "../drivers/pg_codec.ts";
 import type { Decoder } from "../drivers/pg_text.ts";
-import { copyTextChunks, decodeCopyText } from "../drivers/pg_copy_text.ts";
+import { copyTextChunks, decodeCopyText, type PausableStream } from "../drivers/pg_copy_text.ts";
 
 /** pg_type OID of timestamptz. */
 const TIMESTAMPTZ_OID = 1184;
@@ -489,7 +489,7 @@ class QueryReader {
   ): AsyncGenerator<SourceBatch> {
     const stream = await sql.unsafe(`copy (${select}) to stdout`).readable();
     if (this.#context.copyText) {
-      yield* this.#copyText(stream as AsyncIterable<Uint8Array>, shape);
+      yield* this.#copyText(stream as unknown as PausableStream, shape);
       return;
     }
     const rows = parseCopyText(
@@ -509,7 +509,7 @@ class QueryReader {
    * {@linkcode COPY_CHUNK_BYTES}, each decodable on demand.
    */
   async *#copyText(
-    stream: AsyncIterable<Uint8Array>,
+    stream: PausableStream,
     shape: Shape,
   ): AsyncGenerator<SourceBatch> {
     const rows = this.#settings.copyChunkRows ?? Number.MAX_SAFE_INTEGER;

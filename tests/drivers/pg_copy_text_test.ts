@@ -1,3 +1,4 @@
+import { Readable } from "node:stream";
 import { assertEquals, assertRejects } from "../_assert.ts";
 import { copyTextChunks, decodeCopyText, frameCopyLines } from "../../drivers/pg_copy_text.ts";
 
@@ -33,6 +34,32 @@ Deno.test("COPY text chunks end once they reach their byte bound", async () => {
   const chunks = await chunksOf(pieces(...rows), 1000, 30);
   assertEquals(chunks.map((chunk) => chunk.count), [3, 3, 3, 1]);
   assertEquals(chunks.map((chunk) => chunk.text).join(""), rows.join(""));
+});
+
+Deno.test("a pausable stream is cut into the same chunks, paused while chunks wait", async () => {
+  const rows = Array.from({ length: 50 }, (_, i) => `${i}\tvalue ${i}\n`);
+  let pauses = 0;
+  const stream = new Readable({ read() {} });
+  const pause = stream.pause.bind(stream);
+  stream.pause = () => (pauses++, pause());
+  for (const row of rows) stream.push(utf8.encode(row));
+  stream.push(null);
+  const chunks = [];
+  for await (const chunk of copyTextChunks(stream, 1000, 30)) {
+    chunks.push({ text: text(chunk.text), count: chunk.count });
+    // A slow consumer: the stream runs ahead by at most a couple of chunks.
+    await new Promise((resolve) => setTimeout(resolve, 1));
+  }
+  assertEquals(chunks.map((chunk) => chunk.text).join(""), rows.join(""));
+  assertEquals(chunks.map((chunk) => chunk.count).reduce((a, b) => a + b), 50);
+  assertEquals(pauses > 0, true);
+});
+
+Deno.test("a consumer that stops early destroys the pausable stream", async () => {
+  const stream = new Readable({ read() {} });
+  for (let i = 0; i < 10; i++) stream.push(utf8.encode(`${i}\tx\n`));
+  for await (const _ of copyTextChunks(stream, 2, 1 << 20)) break;
+  assertEquals(stream.destroyed, true);
 });
 
 Deno.test("a COPY stream that ends inside a row is an error, not a lost row", async () => {
