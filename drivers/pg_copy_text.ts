@@ -35,7 +35,7 @@ export interface PausableStream {
 }
 
 /** Chunks cut ahead of the consumer before a pausable stream is paused. */
-const CHUNKS_AHEAD = 2;
+const CHUNKS_AHEAD = 1;
 
 /**
  * Cuts a COPY text stream into chunks of whole rows: a chunk ends at the
@@ -155,7 +155,7 @@ class Chunker {
 
   #capacity(): number {
     // Room for the row that crosses the bound; a longer one grows the buffer.
-    return Math.min(this.#maxBytes, 1 << 20) + (1 << 16);
+    return Math.min(this.#maxBytes, 1 << 26) + (1 << 16);
   }
 
   /** Takes a piece of the stream; answers a chunk when one is complete. */
@@ -220,25 +220,26 @@ const encoder = new TextEncoder();
 const TAB = 0x09;
 
 /**
- * The lines of `text` with their 1-based number and a tab in front
- * (`numbered`), and/or a tab and the constant `suffix` (escaped for COPY)
- * behind. The text itself when neither is asked for.
+ * The lines of `text` with their number (from `firstRow`, default 1) and a
+ * tab in front (`numbered`), and/or a tab and the constant `suffix`
+ * (escaped for COPY) behind. The text itself when neither is asked for.
  */
 export function frameCopyLines(
   text: Uint8Array,
   count: number,
-  options: { numbered?: boolean; suffix?: string },
+  options: { numbered?: boolean; suffix?: string; firstRow?: number },
 ): Uint8Array {
   const suffix = options.suffix === undefined
     ? undefined
     : encoder.encode(`\t${escapeCopy(options.suffix)}`);
   if (!options.numbered && suffix === undefined) return text;
-  // Row numbers take at most digits(count) + 1 bytes.
-  const numberBytes = options.numbered ? String(count).length + 1 : 0;
+  const firstRow = options.firstRow ?? 1;
+  // Row numbers take at most digits(last row) + 1 bytes.
+  const numberBytes = options.numbered ? String(firstRow + count - 1).length + 1 : 0;
   const out = new Uint8Array(text.length + count * (numberBytes + (suffix?.length ?? 0)));
   let at = 0;
   let start = 0;
-  for (let row = 1; start < text.length; row++) {
+  for (let row = firstRow; start < text.length; row++) {
     const end = text.indexOf(NEWLINE, start);
     if (options.numbered) {
       const { written } = encoder.encodeInto(String(row), out.subarray(at));
@@ -255,4 +256,41 @@ export function frameCopyLines(
     start = end + 1;
   }
   return out.subarray(0, at);
+}
+
+/**
+ * The rows of `text` framed as {@linkcode frameCopyLines} frames them, in
+ * pieces of whole rows of about `pieceBytes`: a large chunk is never copied
+ * whole. Without framing, the pieces are views of `text`.
+ *
+ * @example Numbered pieces
+ * ```ts
+ * import { framedPieces } from "./pg_copy_text.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const text = new TextEncoder().encode("a\nb\nc\n");
+ * const pieces = [...framedPieces(text, { numbered: true }, 2)];
+ * assert.deepEqual(pieces.map((p) => new TextDecoder().decode(p)), ["1\ta\n", "2\tb\n", "3\tc\n"]);
+ * ```
+ */
+export function* framedPieces(
+  text: Uint8Array,
+  options: { numbered?: boolean; suffix?: string },
+  pieceBytes: number,
+): Generator<Uint8Array> {
+  let row = 1;
+  for (let start = 0; start < text.length;) {
+    const newline = start + pieceBytes >= text.length
+      ? text.length - 1
+      : indexOf.call(text, NEWLINE, start + pieceBytes - 1);
+    const end = newline < 0 ? text.length : newline + 1;
+    const piece = text.subarray(start, end);
+    let count = 0;
+    for (let i = indexOf.call(piece, NEWLINE); i >= 0; i = indexOf.call(piece, NEWLINE, i + 1)) {
+      count++;
+    }
+    yield frameCopyLines(piece, count, { ...options, firstRow: row });
+    row += count;
+    start = end;
+  }
 }

@@ -16,7 +16,7 @@ import {
   type Sql,
 } from "../../drivers/postgres.ts";
 import { type Encoder, encodeText, escapeCopy } from "../../drivers/pg_text.ts";
-import { frameCopyLines } from "../../drivers/pg_copy_text.ts";
+import { framedPieces } from "../../drivers/pg_copy_text.ts";
 import { formatLsn, PgCodec } from "../../drivers/pg_codec.ts";
 import type { Row } from "../../api/record.ts";
 
@@ -206,23 +206,16 @@ export class TargetTable {
     sql: Queryable,
     columns: readonly string[],
     text: Uint8Array,
-    count: number,
   ): Promise<void> {
     const stamp = this.#options.writeTimestampColumn;
     const extra = stamp && !columns.includes(stamp) ? stamp : undefined;
     const list = [...columns, ...(extra ? [extra] : [])].map(quoteIdent).join(", ");
-    const framed = frameCopyLines(text, count, {
-      suffix: extra ? new Date().toISOString() : undefined,
-    });
-    try {
-      await copyFrom(
-        sql,
-        `copy ${this.#quoted} (${list}) from stdin`,
-        (w) => writeBytes(w, framed),
-      );
-    } finally {
-      if (framed !== text) freeBytes(framed);
-    }
+    const pieces = framedPieces(
+      text,
+      { suffix: extra ? new Date().toISOString() : undefined },
+      PIECE_BYTES,
+    );
+    await copyFrom(sql, `copy ${this.#quoted} (${list}) from stdin`, (w) => writePieces(w, pieces));
   }
 
   /**
@@ -233,15 +226,10 @@ export class TargetTable {
     sql: Queryable,
     columns: readonly string[],
     text: Uint8Array,
-    count: number,
   ): Promise<void> {
     const staging = await this.#emptyStaging(sql, columns);
-    const framed = frameCopyLines(text, count, { numbered: true });
-    try {
-      await copyFrom(sql, `copy ${staging} from stdin`, (w) => writeBytes(w, framed));
-    } finally {
-      freeBytes(framed);
-    }
+    const pieces = framedPieces(text, { numbered: true }, PIECE_BYTES);
+    await copyFrom(sql, `copy ${staging} from stdin`, (w) => writePieces(w, pieces));
   }
 
   /**
@@ -647,16 +635,13 @@ function copyField(column: CopyColumn, value: unknown): string {
  * Frees a buffer of ours at once (by detaching it) rather than at the next
  * full GC: a megabyte per chunk adds up to tens of MB between full GCs.
  */
-function freeBytes(bytes: Uint8Array): void {
-  (bytes.buffer as ArrayBuffer).transfer(0);
-}
+/** Bytes per write into a COPY … FROM STDIN: the driver copies each one into a message. */
+const PIECE_BYTES = 256 * 1024;
 
-/** Writes bytes into a COPY … FROM STDIN writable and ends it. */
-async function writeBytes(writable: Writable, bytes: Uint8Array): Promise<void> {
-  // In pieces, so the driver never holds a second copy of a large chunk.
-  const piece = 256 * 1024;
-  for (let at = 0; at < bytes.length; at += piece) {
-    if (!writable.write(bytes.subarray(at, at + piece))) await once(writable, "drain");
+/** Writes pieces of COPY text into a COPY … FROM STDIN writable and ends it. */
+async function writePieces(writable: Writable, pieces: Iterable<Uint8Array>): Promise<void> {
+  for (const piece of pieces) {
+    if (!writable.write(piece)) await once(writable, "drain");
   }
   writable.end();
   await once(writable, "finish");

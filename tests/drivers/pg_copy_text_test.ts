@@ -1,6 +1,11 @@
 import { Readable } from "node:stream";
 import { assertEquals, assertRejects } from "../_assert.ts";
-import { copyTextChunks, decodeCopyText, frameCopyLines } from "../../drivers/pg_copy_text.ts";
+import {
+  copyTextChunks,
+  decodeCopyText,
+  frameCopyLines,
+  framedPieces,
+} from "../../drivers/pg_copy_text.ts";
 
 const utf8 = new TextEncoder();
 const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
@@ -87,4 +92,17 @@ Deno.test("a chunk of COPY text decodes into the rows it holds, NULLs and escape
     [Number, (value: string) => value],
   );
   assertEquals(rows, [{ id: 1, name: "tab\there\nnew 🙂" }, { id: 2, name: null }]);
+});
+
+Deno.test("COPY lines framed in pieces number on across pieces and cut only between rows", () => {
+  const rows = Array.from({ length: 25 }, (_, i) => `${i}\tvalue\\t${i}\n`);
+  const bytes = utf8.encode(rows.join(""));
+  const numbered = [...framedPieces(bytes, { numbered: true }, 40)].map(text);
+  assertEquals(numbered.length > 3, true);
+  assertEquals(numbered.every((piece) => piece.endsWith("\n")), true);
+  assertEquals(numbered.join(""), rows.map((row, i) => `${i + 1}\t${row}`).join(""));
+  const suffixed = [...framedPieces(bytes, { suffix: "s" }, 1000)].map(text).join("");
+  assertEquals(suffixed, rows.map((row) => row.replace("\n", "\ts\n")).join(""));
+  // Without framing, the pieces are the text itself, in views.
+  assertEquals([...framedPieces(bytes, {}, 1 << 20)], [bytes]);
 });
