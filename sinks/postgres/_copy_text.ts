@@ -138,7 +138,7 @@ export async function writeCopyText(
   }
   let merged;
   try {
-    [merged] = await tx.savepoint((sp) => table.mergeWithKeySums(sp, columns, count));
+    [merged] = await tx.savepoint((sp) => table.mergeWithKeySums(sp, columns));
   } catch (error) {
     if (isConnectionError(error)) throw error;
     return undefined;

@@ -219,8 +219,9 @@ export class TargetTable {
   }
 
   /**
-   * Copies rows of COPY text into the staging table for `columns`, numbered
-   * from 1 as {@linkcode stage} numbers records.
+   * Copies rows of COPY text into the staging table for `columns`, as they
+   * are: without row numbers (no framing, no copy of the text), as the
+   * merge of COPY text takes every staged row ({@linkcode mergeWithKeySums}).
    */
   async stageText(
     sql: Queryable,
@@ -228,8 +229,9 @@ export class TargetTable {
     text: Uint8Array,
   ): Promise<void> {
     const staging = await this.#emptyStaging(sql, columns);
-    const pieces = framedPieces(text, { numbered: true }, PIECE_BYTES);
-    await copyFrom(sql, `copy ${staging} from stdin`, (w) => writePieces(w, pieces));
+    const list = columns.map(quoteIdent).join(", ");
+    const pieces = framedPieces(text, {}, PIECE_BYTES);
+    await copyFrom(sql, `copy ${staging} (${list}) from stdin`, (w) => writePieces(w, pieces));
   }
 
   /**
@@ -408,7 +410,7 @@ export class TargetTable {
   }
 
   /**
-   * Upserts staged rows `$1..$2` and answers `(n, s, g)`: how many rows the
+   * Upserts every staged row (see {@linkcode stageText}) and answers `(n, s, g)`: how many rows the
    * database wrote, and two sums of a 64-bit key hash, over the keys it
    * wrote (`s`) and over the staged keys cast to their types (`g`). The
    * COPY text path compares them as the record path compares its md5 key
@@ -416,8 +418,8 @@ export class TargetTable {
    * took a tenth of a merge's time. Both sums of a write use the same hash,
    * so the run's totals still match only when every write matched.
    */
-  mergeWithKeySums(sql: Queryable, columns: readonly string[], count: number) {
-    const source = this.stagedRows(columns);
+  mergeWithKeySums(sql: Queryable, columns: readonly string[]) {
+    const source = { alias: "s", table: this.stagingName(columns), where: "true" };
     const hash = (alias: string, cast: boolean) =>
       `hashtextextended(${
         this.primaryKey.map((c) =>
@@ -429,7 +431,7 @@ export class TargetTable {
         (select coalesce(sum(${hash("s", true)}), 0)::text
          from ${source.table} ${source.alias} where ${source.where}) as g
       from written`;
-    return sql.unsafe<{ n: number; s: string; g: string }[]>(statement, [1, count]);
+    return sql.unsafe<{ n: number; s: string; g: string }[]>(statement);
   }
 
   #cast(source: RowSource, column: string): string {
