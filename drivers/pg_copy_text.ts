@@ -285,12 +285,16 @@ export function* framedPieces(
       : indexOf.call(text, NEWLINE, start + pieceBytes - 1);
     const end = newline < 0 ? text.length : newline + 1;
     const piece = text.subarray(start, end);
+    start = end;
+    if (!options.numbered && options.suffix === undefined) {
+      yield piece;
+      continue;
+    }
     let count = 0;
     for (let i = indexOf.call(piece, NEWLINE); i >= 0; i = indexOf.call(piece, NEWLINE, i + 1)) {
       count++;
     }
     yield frameCopyLines(piece, count, { ...options, firstRow: row });
     row += count;
-    start = end;
   }
 }
