@@ -27,7 +27,7 @@ export interface CopyTextChunk {
  */
 export interface PausableStream {
   on(event: "data", listener: (bytes: Uint8Array) => void): unknown;
-  on(event: "end", listener: () => void): unknown;
+  on(event: "end" | "close", listener: () => void): unknown;
   on(event: "error", listener: (error: Error) => void): unknown;
   pause(): unknown;
   resume(): unknown;
@@ -113,6 +113,11 @@ async function* flowing(stream: PausableStream, chunker: Chunker): AsyncGenerato
   });
   stream.on("error", (error) => {
     failure = error;
+    signal();
+  });
+  // Destroyed without an error (or before "end" came): rows may be missing.
+  stream.on("close", () => {
+    if (!ended) failure ??= new Error("COPY stream closed before its end");
     signal();
   });
   try {

@@ -15,7 +15,7 @@ async function* pieces(...parts: string[]): AsyncGenerator<Uint8Array> {
 }
 
 async function chunksOf(
-  stream: AsyncIterable<Uint8Array>,
+  stream: Parameters<typeof copyTextChunks>[0],
   maxRows: number,
   maxBytes: number,
 ): Promise<{ text: string; count: number }[]> {
@@ -65,6 +65,17 @@ Deno.test("a consumer that stops early destroys the pausable stream", async () =
   for (let i = 0; i < 10; i++) stream.push(utf8.encode(`${i}\tx\n`));
   for await (const _ of copyTextChunks(stream, 2, 1 << 20)) break;
   assertEquals(stream.destroyed, true);
+});
+
+Deno.test("a pausable stream that fails or closes before its end is an error, not a short read", async () => {
+  const failing = new Readable({ read() {} });
+  failing.push(utf8.encode("1\ta\n"));
+  setTimeout(() => failing.destroy(new Error("connection lost")), 5);
+  await assertRejects(() => chunksOf(failing, 10, 1 << 20), Error, "connection lost");
+  const closing = new Readable({ read() {} });
+  closing.push(utf8.encode("1\ta\n"));
+  setTimeout(() => closing.destroy(), 5);
+  await assertRejects(() => chunksOf(closing, 10, 1 << 20), Error, "closed before its end");
 });
 
 Deno.test("a COPY stream that ends inside a row is an error, not a lost row", async () => {
