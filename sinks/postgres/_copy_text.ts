@@ -119,7 +119,7 @@ export async function writeCopyText(
   // its record, which a bulk COPY would store.
   if (table.bulk && table.versionColumn === undefined) {
     try {
-      await tx.savepoint((sp) => table.copyTextInto(sp, columns, text, count));
+      await tx.savepoint((sp) => table.copyTextInto(sp, columns, text));
       return { ...nothing, written: count, bulkRows: count };
     } catch (error) {
       if (isConnectionError(error)) throw error;
@@ -127,7 +127,7 @@ export async function writeCopyText(
       options.debug(`Bulk COPY into ${table.name} ended: ${(error as Error).message}`);
     }
   }
-  await table.stageText(tx, columns, text, count);
+  await table.stageText(tx, columns, text);
   const version = table.versionColumn;
   if (version !== undefined) {
     const [{ missing }] = await tx.unsafe<{ missing: boolean }[]>(
@@ -138,7 +138,7 @@ export async function writeCopyText(
   }
   let merged;
   try {
-    [merged] = await tx.savepoint((sp) => table.mergeWithKeySums(sp, columns, count));
+    [merged] = await tx.savepoint((sp) => table.mergeWithKeySums(sp, columns));
   } catch (error) {
     if (isConnectionError(error)) throw error;
     return undefined;

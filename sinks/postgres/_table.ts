@@ -16,7 +16,7 @@ import {
   type Sql,
 } from "../../drivers/postgres.ts";
 import { type Encoder, encodeText, escapeCopy } from "../../drivers/pg_text.ts";
-import { frameCopyLines } from "../../drivers/pg_copy_text.ts";
+import { framedPieces } from "../../drivers/pg_copy_text.ts";
 import { formatLsn, PgCodec } from "../../drivers/pg_codec.ts";
 import type { Row } from "../../api/record.ts";
 
@@ -250,42 +250,32 @@ export class TargetTable {
     sql: Queryable,
     columns: readonly string[],
     text: Uint8Array,
-    count: number,
   ): Promise<void> {
     const stamp = this.#options.writeTimestampColumn;
     const extra = stamp && !columns.includes(stamp) ? stamp : undefined;
     const list = [...columns, ...(extra ? [extra] : [])].map(quoteIdent).join(", ");
-    const framed = frameCopyLines(text, count, {
-      suffix: extra ? new Date().toISOString() : undefined,
-    });
-    try {
-      await copyFrom(
-        sql,
-        `copy ${this.#quoted} (${list}) from stdin`,
-        (w) => writeBytes(w, framed),
-      );
-    } finally {
-      if (framed !== text) freeBytes(framed);
-    }
+    const pieces = framedPieces(
+      text,
+      { suffix: extra ? new Date().toISOString() : undefined },
+      PIECE_BYTES,
+    );
+    await copyFrom(sql, `copy ${this.#quoted} (${list}) from stdin`, (w) => writePieces(w, pieces));
   }
 
   /**
-   * Copies rows of COPY text into the staging table for `columns`, numbered
-   * from 1 as {@linkcode stage} numbers records.
+   * Copies rows of COPY text into the staging table for `columns`, as they
+   * are: without row numbers (no framing, no copy of the text), as the
+   * merge of COPY text takes every staged row ({@linkcode mergeWithKeySums}).
    */
   async stageText(
     sql: Queryable,
     columns: readonly string[],
     text: Uint8Array,
-    count: number,
   ): Promise<void> {
     const staging = await this.#emptyStaging(sql, columns);
-    const framed = frameCopyLines(text, count, { numbered: true });
-    try {
-      await copyFrom(sql, `copy ${staging} from stdin`, (w) => writeBytes(w, framed));
-    } finally {
-      freeBytes(framed);
-    }
+    const list = columns.map(quoteIdent).join(", ");
+    const pieces = framedPieces(text, {}, PIECE_BYTES);
+    await copyFrom(sql, `copy ${staging} (${list}) from stdin`, (w) => writePieces(w, pieces));
   }
 
   /**
@@ -464,7 +454,7 @@ export class TargetTable {
   }
 
   /**
-   * Upserts staged rows `$1..$2` and answers `(n, s, g)`: how many rows the
+   * Upserts every staged row (see {@linkcode stageText}) and answers `(n, s, g)`: how many rows the
    * database wrote, and two sums of a 64-bit key hash, over the keys it
    * wrote (`s`) and over the staged keys cast to their types (`g`). The
    * COPY text path compares them as the record path compares its md5 key
@@ -472,8 +462,8 @@ export class TargetTable {
    * took a tenth of a merge's time. Both sums of a write use the same hash,
    * so the run's totals still match only when every write matched.
    */
-  mergeWithKeySums(sql: Queryable, columns: readonly string[], count: number) {
-    const source = this.stagedRows(columns);
+  mergeWithKeySums(sql: Queryable, columns: readonly string[]) {
+    const source = { alias: "s", table: this.stagingName(columns), where: "true" };
     const hash = (alias: string, cast: boolean) =>
       `hashtextextended(${
         this.primaryKey.map((c) =>
@@ -485,7 +475,7 @@ export class TargetTable {
         (select coalesce(sum(${hash("s", true)}), 0)::text
          from ${source.table} ${source.alias} where ${source.where}) as g
       from written`;
-    return sql.unsafe<{ n: number; s: string; g: string }[]>(statement, [1, count]);
+    return sql.unsafe<{ n: number; s: string; g: string }[]>(statement);
   }
 
   #cast(source: RowSource, column: string): string {
@@ -743,16 +733,13 @@ function copyField(column: CopyColumn, value: unknown): string {
  * Frees a buffer of ours at once (by detaching it) rather than at the next
  * full GC: a megabyte per chunk adds up to tens of MB between full GCs.
  */
-function freeBytes(bytes: Uint8Array): void {
-  (bytes.buffer as ArrayBuffer).transfer(0);
-}
+/** Bytes per write into a COPY … FROM STDIN: the driver copies each one into a message. */
+const PIECE_BYTES = 256 * 1024;
 
-/** Writes bytes into a COPY … FROM STDIN writable and ends it. */
-async function writeBytes(writable: Writable, bytes: Uint8Array): Promise<void> {
-  // In pieces, so the driver never holds a second copy of a large chunk.
-  const piece = 256 * 1024;
-  for (let at = 0; at < bytes.length; at += piece) {
-    if (!writable.write(bytes.subarray(at, at + piece))) await once(writable, "drain");
+/** Writes pieces of COPY text into a COPY … FROM STDIN writable and ends it. */
+async function writePieces(writable: Writable, pieces: Iterable<Uint8Array>): Promise<void> {
+  for (const piece of pieces) {
+    if (!writable.write(piece)) await once(writable, "drain");
   }
   writable.end();
   await once(writable, "finish");

@@ -10,7 +10,8 @@ import { assertEquals, assertMatch } from "../_assert.ts";
 import { MemoryOffsetStore } from "../../core/offsets.ts";
 import { runPipeline } from "../../core/pipeline.ts";
 import type { PipelineObserver } from "../../core/observer.ts";
-import { specsFrom, syncFixture } from "../_batch.ts";
+import { specsFrom, syncFixture, tableDigest } from "../_batch.ts";
+import { waitUntil } from "../_wait.ts";
 import { assertSameRows, digests, matrixFixture } from "../_matrix.ts";
 import { capturingLogs } from "../_logs.ts";
 
@@ -104,7 +105,7 @@ const peopleJob = (source: string, target: string, extra = {}) => ({
   },
 });
 
-/** 40,000 rows: about 2.5 MB of COPY text, so several chunks of about 256 KiB. */
+/** 40,000 rows: about 2.5 MB of COPY text, so several chunks of about 1 MiB. */
 const FILL = `insert into public.people
   select g, E'name\\t' || g || E'\\\\ \\n🙂', timestamptz '2026-01-01 00:00:00+00' + g * interval '1 s', g
   from generate_series(1, 40000) g`;
@@ -189,4 +190,66 @@ Deno.test("a config the COPY text path cannot serve falls back to decoded record
   assertEquals(logs.lines.some((line) => line.includes("as COPY text, not decoded")), false);
   const [{ n }] = await f.targetSql`select count(n)::int as n from people`;
   assertEquals(n, 40000);
+});
+
+const CLI = new URL("../../cli/main.ts", import.meta.url).pathname;
+
+/** 200,000 rows: about 13 chunks of COPY text, so a kill lands between commits. */
+const FILL_LARGE = `insert into public.people
+  select g, 'name ' || g || repeat('x', 40), timestamptz '2026-01-01 00:00:00+00' + g * interval '1 s', g
+  from generate_series(1, 200000) g`;
+
+Deno.test("a COPY text load killed between its chunks' commits is completed by the next run, in full and incremental mode", async () => {
+  for (const mode of ["full", "incremental"]) {
+    await using f = await syncFixture(`copy_text_killed_${mode}`, PEOPLE, PEOPLE);
+    await f.sourceSql.unsafe(FILL_LARGE);
+    const dir = await Deno.makeTempDir({ prefix: "sluice_copy_kill_" });
+    try {
+      const config = `${dir}/jobs.json`;
+      await Deno.writeTextFile(
+        config,
+        JSON.stringify([peopleJob(f.source.url, f.target.url, {
+          mode,
+          "timestamp.column.name": "v",
+        })]),
+      );
+      const offsets = `${dir}/offsets.json`;
+      const child = new Deno.Command(Deno.execPath(), {
+        args: ["run", "-A", CLI, "job", "run", "people", config, "--offsets", offsets],
+        stdin: "null",
+        stdout: "null",
+        stderr: "null",
+      }).spawn();
+      let landed = 0;
+      await waitUntil("the first chunks to commit", async () => {
+        [{ n: landed }] = await f.targetSql<{ n: number }[]>`
+          select count(*)::int as n from people`;
+        return landed > 0;
+      }, { intervalMs: 10, timeoutMs: 60_000 });
+      child.kill("SIGKILL");
+      await child.status;
+      const [{ n: atKill }] = await f.targetSql<{ n: number }[]>`
+        select count(*)::int as n from people`;
+      // Whole chunks only: a kill never leaves part of a chunk behind.
+      assertEquals(atKill < 200000, true, `the load had already finished (${atKill} rows)`);
+      // The watermark is stored only with the last chunk: nothing to resume from.
+      const stored = await f
+        .targetSql`select "offset" from sluice_offsets where pipeline = 'people'`;
+      assertEquals(stored.length, 0, JSON.stringify(stored));
+
+      const [spec] = await specsFrom(peopleJob(f.source.url, f.target.url, {
+        mode,
+        "timestamp.column.name": "v",
+      }));
+      const report = await runPipeline(spec, { offsets: new MemoryOffsetStore() });
+      assertEquals(report.status, "succeeded", report.error?.message);
+      assertEquals(report.stats.read, 200000);
+      assertEquals(report.stats.written, 200000);
+      assertEquals(report.validation.every((check) => check.ok), true);
+      const query = "select * from people order by id";
+      assertEquals(await tableDigest(f.targetSql, query), await tableDigest(f.sourceSql, query));
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  }
 });
