@@ -153,6 +153,13 @@ class Reader {
     this.position = position;
   }
 
+  /** Points the reader at another message (one reader serves every message). */
+  reset(bytes: Uint8Array, position: number): this {
+    this.#bytes = bytes;
+    this.position = position;
+    return this;
+  }
+
   byte(): number {
     return this.#bytes[this.position++];
   }
@@ -215,8 +222,11 @@ export function decodeMessage(bytes: Uint8Array): PgOutputMessage {
   return decodeAt(bytes, 0);
 }
 
+const sharedReader = new Reader(new Uint8Array(0), 0);
+
 function decodeAt(bytes: Uint8Array, start: number): PgOutputMessage {
-  const reader = new Reader(bytes, start);
+  // Decoding is synchronous, so one reader serves every call.
+  const reader = sharedReader.reset(bytes, start);
   const tag = String.fromCharCode(reader.byte());
   switch (tag) {
     case "B":
