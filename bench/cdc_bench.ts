@@ -24,6 +24,13 @@
  *     seconds per 100k events (user + system of the process, all threads)
  *     and peak RSS, and Sluice's ratios against the targets of issue 12.
  *     `--no-debezium` skips it (it needs Java and Maven).
+ *     pg_recvlogical's own CPU is mostly its output: two write() calls per
+ *     pgoutput message, six per single-row transaction, even to /dev/null.
+ *     Its rate is bound by its walsender, which decodes and, while the
+ *     client keeps up, sends each message with its own send(): the run
+ *     prints the walsender's CPU beside it. On a VM where syscalls and
+ *     loopback wake-ups are dear both grow (seen: 0.9 CPU s per 100k for
+ *     pg_recvlogical, 1.9 for its walsender, two thirds of it in the kernel).
  * (d) With `--schemas`: the same backlog drained again, from a third slot
  *     created at the same point, with JsonConverter schemas on keys and
  *     values (`{schema, payload}`, Debezium's envelope schema), and once more
@@ -236,6 +243,7 @@ try {
   );
 
   console.log("Ceiling: pg_recvlogical draining the second slot to /dev/null…");
+  const walsender = watchWalsender("pg_recvlogical");
   const recv = await timeCommand(await recvlogicalPath(), [
     "-d",
     warehouse,
@@ -252,7 +260,11 @@ try {
     "--endpos",
     endLsn,
   ]);
-  console.log(`  ${fmt(recv.ms)}${recv.cpu === undefined ? "" : `, ${recv.cpu.toFixed(2)} CPU s`}`);
+  const senderCpu = await walsender.stop();
+  console.log(
+    `  ${fmt(recv.ms)}${recv.cpu === undefined ? "" : `, ${recv.cpu.toFixed(2)} CPU s`}` +
+      (senderCpu > 0 ? `; its walsender ${senderCpu.toFixed(2)} CPU s` : ""),
+  );
 
   console.log("Sluice: postgres_cdc → kafka draining the backlog…");
   const sluiceA = spawn(Deno.execPath(), sluiceArgs(dirA, `${scratch}/offsets_a.json`));
@@ -793,6 +805,39 @@ async function topicCount(topic: string): Promise<number> {
   let total = 0;
   for (const t of listed) for (const p of t.partitions) total += Number(p.offset);
   return total;
+}
+
+/**
+ * Follows the CPU time of the walsender serving `application`, for the
+ * report: pg_recvlogical's rate is bound by its walsender (decoding, and a
+ * send() per message while the client keeps up), not by pg_recvlogical
+ * itself. 0 when the server's processes cannot be read (another host).
+ */
+function watchWalsender(application: string): { stop(): Promise<number> } {
+  let pid = 0;
+  let cpu = 0;
+  let busy = false;
+  const sample = async () => {
+    if (busy) return;
+    busy = true;
+    try {
+      if (!pid) {
+        const rows = await admin`
+          select pid from pg_stat_replication where application_name = ${application}`;
+        pid = rows[0]?.pid ?? 0;
+      }
+      if (pid) cpu = Math.max(cpu, await cpuSeconds(pid));
+    } finally {
+      busy = false;
+    }
+  };
+  const timer = setInterval(() => void sample().catch(() => {}), 100);
+  return {
+    stop() {
+      clearInterval(timer);
+      return Promise.resolve(cpu);
+    },
+  };
 }
 
 async function recvlogicalPath(): Promise<string> {

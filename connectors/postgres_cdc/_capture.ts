@@ -43,7 +43,7 @@ import {
   Tables,
 } from "./_changes.ts";
 import { formatLsn, maxLsn, parseLsn } from "./_lsn.ts";
-import { decodeFrame, PG_EPOCH_MICROS } from "./_pgoutput.ts";
+import { decodeXLogMessage, keepaliveWalEnd, PG_EPOCH_MICROS, xlogWalStart } from "./_pgoutput.ts";
 import { ReplicationConnection, type ReplicationStream, TEXT_SETTINGS } from "./_replication.ts";
 import { readSnapshot } from "./_snapshot.ts";
 import {
@@ -103,6 +103,8 @@ interface Transaction {
   skipAll: boolean;
   /** Already delivered up to this many change messages. */
   skipFirst: number;
+  /** The position of its changes (`lsn` set per change). */
+  position?: { -readonly [K in keyof ChangePosition]: ChangePosition[K] };
 }
 
 /** Reads a stored offset; throws a sentence when it is not one of ours. */
@@ -459,7 +461,10 @@ export class Capture {
       if (this.#signal.aborted) return;
       const bytes = stream.poll();
       if (bytes) {
-        await this.#onFrame(decodeFrame(bytes), tracker, batch, catalog, events);
+        // Synchronous but for Relation messages: an await per frame cost
+        // a promise and a microtask, three times per change event.
+        const waiting = this.#onFrame(bytes, tracker, batch, catalog, events);
+        if (waiting) await waiting;
         if (batch.size >= settings.maxBatchSize) yield take();
         continue;
       }
@@ -496,30 +501,36 @@ export class Capture {
     }
   }
 
-  /** Applies one frame: a message of a transaction, or a keepalive. */
-  async #onFrame(
-    frame: ReturnType<typeof decodeFrame>,
+  /**
+   * Applies one frame: a message of a transaction, or a keepalive. Returns a
+   * promise only when the frame needs a catalog lookup (a Relation message).
+   */
+  #onFrame(
+    frame: Uint8Array,
     tracker: TransactionTracker,
     batch: PendingBatch,
     catalog: Tables,
     events: EventOptions,
-  ): Promise<void> {
-    if (frame.kind === "keepalive") {
+  ): Promise<unknown> | undefined {
+    if (frame[0] === 0x6b) { // k: keepalive
       if (!tracker.inTransaction) {
-        this.#reached = { lsn: maxLsn(this.#reached.lsn, frame.walEnd), txId: this.#reached.txId };
+        this.#reached = {
+          lsn: maxLsn(this.#reached.lsn, keepaliveWalEnd(frame)),
+          txId: this.#reached.txId,
+        };
       }
-      this.#sendStatus(frame.replyRequested);
+      this.#sendStatus(frame[17] === 1);
       return;
     }
-    if (frame.kind !== "xlog") return;
-    const message = frame.message;
+    if (frame[0] !== 0x77) return; // not XLogData
+    const message = decodeXLogMessage(frame);
     switch (message.type) {
       case "relation": {
         // Only a Relation message waits (for catalog lookups).
         const before = catalog.get(message.relation.oid);
-        const after = await catalog.define(message.relation);
-        this.#warnOfGoneColumns(before, after);
-        return;
+        return catalog.define(message.relation).then((after) =>
+          this.#warnOfGoneColumns(before, after)
+        );
       }
       case "begin":
         tracker.begin(message);
@@ -529,16 +540,29 @@ export class Capture {
         return;
       case "insert":
       case "update":
-      case "delete":
-      case "truncate": {
-        const position = tracker.change(frame.walStart);
+      case "delete": {
+        const position = tracker.change(xlogWalStart(frame));
         if (!position) return;
-        const oids = message.type === "truncate" ? message.relationOids : [message.relationOid];
-        for (const oid of oids) {
+        const info = catalog.get(message.relationOid);
+        if (!info) {
+          throw new Error(
+            `Change for relation ${message.relationOid} arrived before its description`,
+          );
+        }
+        if (info.captured) changeRecords(info, message, position, events, batch.records);
+        batch.added();
+        this.#buffered = batch.size;
+        return;
+      }
+      case "truncate": {
+        const position = tracker.change(xlogWalStart(frame));
+        if (!position) return;
+        for (const oid of message.relationOids) {
           const info = catalog.get(oid);
           if (!info) throw new Error(`Change for relation ${oid} arrived before its description`);
-          if (info.captured) batch.add(changeRecords(info, message, position, events));
+          if (info.captured) changeRecords(info, message, position, events, batch.records);
         }
+        batch.added();
         this.#buffered = batch.size;
         return;
       }
@@ -660,19 +684,25 @@ class TransactionTracker {
     return { lsn: message.endLsn, txId: tx?.xid ?? null };
   }
 
-  /** Counts a change message; its position, or undefined when it was delivered already. */
+  /**
+   * Counts a change message; its position, or undefined when it was
+   * delivered already. The position is one object per transaction, updated
+   * per change: it is read while the change's records are built, never kept.
+   */
   change(walStart: bigint): ChangePosition | undefined {
     const tx = this.#tx;
     if (!tx) return undefined;
     tx.changes++;
     if (tx.skipAll || tx.changes <= tx.skipFirst) return undefined;
-    return {
+    const position = tx.position ??= {
       commitLsn: tx.finalLsn,
       lsn: walStart,
       txId: tx.xid,
       micros: tx.micros,
       snapshot: "false",
     };
+    position.lsn = walStart;
+    return position;
   }
 
   /** The offset of everything handed over so far, given the last commit reached. */
@@ -698,21 +728,25 @@ class TransactionTracker {
 
 /** The events gathered for the next batch, and when the first of them arrived. */
 class PendingBatch {
-  #records: SluiceRecord[] = [];
+  /** Where change records are appended; call {@linkcode added} after. */
+  records: SluiceRecord[] = [];
   firstAt = 0;
+  #counted = 0;
 
   get size(): number {
-    return this.#records.length;
+    return this.records.length;
   }
 
-  add(records: readonly SluiceRecord[]): void {
-    if (records.length > 0 && this.#records.length === 0) this.firstAt = Date.now();
-    for (const record of records) this.#records.push(record);
+  /** Notes records appended to {@linkcode records}. */
+  added(): void {
+    if (this.#counted === 0 && this.records.length > 0) this.firstAt = Date.now();
+    this.#counted = this.records.length;
   }
 
   take(): SluiceRecord[] {
-    const records = this.#records;
-    this.#records = [];
+    const records = this.records;
+    this.records = [];
+    this.#counted = 0;
     return records;
   }
 }

@@ -218,14 +218,14 @@ export class Tables {
   }
 }
 
-/** Builds the records of one change message (none when filtered out). */
+/** Appends the records of one change message to `records` (none when filtered out). */
 export function changeRecords(
   info: TableInfo,
   message: PgOutputMessage,
   position: ChangePosition,
   options: EventOptions,
-): SluiceRecord[] {
-  const records: SluiceRecord[] = [];
+  records: SluiceRecord[],
+): void {
   const emit = (
     op: ChangeOp,
     key: Row | null,
@@ -305,7 +305,6 @@ export function changeRecords(
       emit("t", null, null, null);
       break;
   }
-  return records;
 }
 
 /** A snapshot (`op: "r"`) record of one row read by COPY. */

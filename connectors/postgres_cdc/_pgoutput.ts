@@ -75,20 +75,50 @@ const utf8 = new TextDecoder("utf-8", { fatal: false });
 
 /** Decodes one CopyData payload of a `START_REPLICATION … LOGICAL` stream. */
 export function decodeFrame(bytes: Uint8Array): ReplicationFrame {
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const tag = bytes[0];
   if (tag === 0x77) { // w
     return {
       kind: "xlog",
-      walStart: view.getBigUint64(1),
-      walEnd: view.getBigUint64(9),
-      message: decodeMessage(bytes.subarray(25)),
+      walStart: xlogWalStart(bytes),
+      walEnd: readUint64(bytes, 9),
+      message: decodeXLogMessage(bytes),
     };
   }
   if (tag === 0x6b) { // k
-    return { kind: "keepalive", walEnd: view.getBigUint64(1), replyRequested: bytes[17] === 1 };
+    return { kind: "keepalive", walEnd: readUint64(bytes, 1), replyRequested: bytes[17] === 1 };
   }
   return { kind: "unknown", tag };
+}
+
+/**
+ * The pgoutput message of an XLogData (`w`) frame, read in place: the
+ * capture loop takes frames apart with this and {@linkcode xlogWalStart}
+ * instead of {@linkcode decodeFrame}, so a frame costs no wrapper object
+ * and no LSN it does not need.
+ */
+export function decodeXLogMessage(frame: Uint8Array): PgOutputMessage {
+  return decodeAt(frame, 25);
+}
+
+/** Where the WAL record of an XLogData (`w`) frame's message starts. */
+export function xlogWalStart(frame: Uint8Array): bigint {
+  return readUint64(frame, 1);
+}
+
+/** A keepalive's (`k`) WAL end. */
+export function keepaliveWalEnd(frame: Uint8Array): bigint {
+  return readUint64(frame, 1);
+}
+
+function readUint32(bytes: Uint8Array, at: number): number {
+  return ((bytes[at] << 24) | (bytes[at + 1] << 16) | (bytes[at + 2] << 8) | bytes[at + 3]) >>> 0;
+}
+
+function readUint64(bytes: Uint8Array, at: number): bigint {
+  const high = readUint32(bytes, at);
+  const low = readUint32(bytes, at + 4);
+  // Positions below 2^53 (every LSN in practice) skip the bigint arithmetic.
+  return high < 0x200000 ? BigInt(high * 0x100000000 + low) : (BigInt(high) << 32n) | BigInt(low);
 }
 
 /** Builds a Standby Status Update (`r`) acknowledging the given positions. */
@@ -109,42 +139,53 @@ export function standbyStatusUpdate(
   return bytes;
 }
 
-/** A cursor over one message's bytes. */
+/**
+ * A cursor over one message's bytes. Integers are read byte by byte rather
+ * than through a DataView: a change event is three frames, and a view per
+ * frame showed among the allocations per event.
+ */
 class Reader {
-  #view: DataView;
   #bytes: Uint8Array;
-  position = 0;
+  position: number;
 
-  constructor(bytes: Uint8Array) {
+  constructor(bytes: Uint8Array, position: number) {
     this.#bytes = bytes;
-    this.#view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    this.position = position;
+  }
+
+  /** Points the reader at another message (one reader serves every message). */
+  reset(bytes: Uint8Array, position: number): this {
+    this.#bytes = bytes;
+    this.position = position;
+    return this;
   }
 
   byte(): number {
     return this.#bytes[this.position++];
   }
   int16(): number {
-    const value = this.#view.getInt16(this.position);
+    const bytes = this.#bytes;
+    const at = this.position;
     this.position += 2;
-    return value;
+    return ((bytes[at] << 24) | (bytes[at + 1] << 16)) >> 16;
   }
   int32(): number {
-    const value = this.#view.getInt32(this.position);
+    const value = readUint32(this.#bytes, this.position) | 0;
     this.position += 4;
     return value;
   }
   uint32(): number {
-    const value = this.#view.getUint32(this.position);
+    const value = readUint32(this.#bytes, this.position);
     this.position += 4;
     return value;
   }
   uint64(): bigint {
-    const value = this.#view.getBigUint64(this.position);
+    const value = readUint64(this.#bytes, this.position);
     this.position += 8;
     return value;
   }
   int64(): bigint {
-    const value = this.#view.getBigInt64(this.position);
+    const value = BigInt.asIntN(64, readUint64(this.#bytes, this.position));
     this.position += 8;
     return value;
   }
@@ -178,7 +219,14 @@ class Reader {
 
 /** Decodes one pgoutput (protocol version 1) message. */
 export function decodeMessage(bytes: Uint8Array): PgOutputMessage {
-  const reader = new Reader(bytes);
+  return decodeAt(bytes, 0);
+}
+
+const sharedReader = new Reader(new Uint8Array(0), 0);
+
+function decodeAt(bytes: Uint8Array, start: number): PgOutputMessage {
+  // Decoding is synchronous, so one reader serves every call.
+  const reader = sharedReader.reset(bytes, start);
   const tag = String.fromCharCode(reader.byte());
   switch (tag) {
     case "B":
