@@ -38,6 +38,10 @@ export function formatSummary(reports: readonly JobReport[]): string {
   ]);
   const out = [formatTable(header, rows, new Set([2, 3, 4, 5, 6]))];
   for (const report of reports) {
+    // A reconciliation reads and writes no records: its figures are its result.
+    for (const check of report.validation.filter((c) => c.ok && c.reconciliation)) {
+      out.push(`  ${report.pipeline}: ${redactSecrets(check.detail)}`);
+    }
     for (const check of report.validation.filter((c) => !c.ok)) {
       out.push(`  ${report.pipeline}: ${check.name} failed: ${redactSecrets(check.detail)}`);
     }

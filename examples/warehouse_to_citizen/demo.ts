@@ -86,6 +86,11 @@ async function main(): Promise<number> {
       }
     }
 
+    step(
+      "profile_sync_incremental, the hourly job, read every profile on its first run and " +
+        "skipped them all: profile_sync had just written the same versions into " +
+        "profile_summary, and the sink's version guard leaves a row alone unless the record is newer",
+    );
     const changed = await touchProfiles(warehouse, 0.01);
     step(`Changed ${changed.toLocaleString("en")} profiles (1%); running the hourly job again`);
     results.push(

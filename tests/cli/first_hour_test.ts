@@ -243,6 +243,26 @@ Deno.test("the run summary explains read against written with a skipped column",
   assertMatch(row, /profile_sync\s+succeeded\s+10\s+6\s+2\s+1\s+1\s+1\.2 s/);
 });
 
+Deno.test("the run summary shows what a reconciliation that passed compared", () => {
+  const summary = formatSummary([{
+    pipeline: "profile_summary_reconcile",
+    status: "succeeded",
+    attempts: 1,
+    durationMs: 188,
+    stats: { read: 0, written: 0, skipped: 0, filtered: 0, deadLettered: 0 },
+    validation: [{
+      name: "reconciliation",
+      ok: true,
+      detail: "public.profile_summary in sync (fast; 2000 source rows)",
+      reconciliation: {},
+    }],
+  } as never]);
+  assertMatch(
+    summary,
+    /\n {2}profile_summary_reconcile: public\.profile_summary in sync \(fast; 2000 source rows\)$/,
+  );
+});
+
 Deno.test("a connection error names the side and the database that failed, never the password", async () => {
   const db = await createTestDatabase("first_hour_where");
   try {
