@@ -52,6 +52,13 @@ export async function fillMovedRows(
 
   // From the batch: the latest earlier upsert of the old key that holds the column.
   const fromTarget: Move[] = [];
+  // Upserts still waiting for stored values, by operation: a key moved twice
+  // in one batch (A → B → C) waits for what B waits for, from A's row.
+  const waiting = new Map<Operation, Move>();
+  const wait = (move: Move) => {
+    fromTarget.push(move);
+    waiting.set(move.operation, move);
+  };
   for (const [index, move] of moves) {
     const oldKey = keyOf(table, {
       kind: "upsert",
@@ -68,8 +75,13 @@ export async function fillMovedRows(
           missing.delete(column);
         }
       }
+      const upstream = waiting.get(earlier);
+      if (upstream && missing.size > 0) {
+        wait({ ...move, oldKey: upstream.oldKey, columns: [...missing] });
+        missing.clear();
+      }
     }
-    if (missing.size > 0) fromTarget.push({ ...move, columns: [...missing] });
+    if (missing.size > 0) wait({ ...move, columns: [...missing] });
   }
 
   // From the target, one query per set of columns.

@@ -81,10 +81,20 @@ for (const mode of ["soft", "hard"]) {
         await tx`update docs set title = 'second' where tenant = 1 and no = 11`;
         await tx`update docs set no = 21, tenant = 2 where tenant = 1 and no = 11`;
       });
+      // Moved twice in one transaction: the values come from the row under the first key.
+      await f.sourceSql.unsafe(INSERT(1, 12));
+      await waitUntil(
+        "the third row",
+        async () => (await f.targetSql`select 1 from docs where no = 12`).length === 1,
+      );
+      await f.sourceSql.begin(async (tx) => {
+        await tx`update docs set no = 30 where tenant = 1 and no = 12`;
+        await tx`update docs set no = 31 where tenant = 1 and no = 30`;
+      });
       await waitUntil(
         "the moved rows",
         async () =>
-          (await f.targetSql`select 1 from docs where deleted_at is null and no > 19`).length === 2,
+          (await f.targetSql`select 1 from docs where deleted_at is null and no > 19`).length === 3,
       );
       const where = "deleted_at is null";
       assertEquals(
@@ -94,9 +104,9 @@ for (const mode of ["soft", "hard"]) {
       const secrets = await f.targetSql`select no, secret from docs where ${
         f.targetSql.unsafe(where)
       }`;
-      assertEquals(secrets.map((row) => row.secret), ["[hidden]", "[hidden]"]);
+      assertEquals(secrets.map((row) => row.secret), ["[hidden]", "[hidden]", "[hidden]"]);
       if (mode === "hard") {
-        assertEquals((await f.targetSql`select count(*)::int as n from docs`)[0].n, 2);
+        assertEquals((await f.targetSql`select count(*)::int as n from docs`)[0].n, 3);
       }
     } finally {
       const report = await stream.stop();
