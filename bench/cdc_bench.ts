@@ -54,6 +54,7 @@ import { SLUICE_V8_FLAGS } from "../cli/worker.ts";
 import { parseArgs } from "node:util";
 import postgres from "postgres";
 import { Admin } from "@platformatic/kafka";
+import { stopChild } from "../dev/_common.ts";
 import { startPostgres } from "../dev/postgres.ts";
 import { startKafka } from "../dev/kafka.ts";
 import { startRegistry } from "../dev/registry.ts";
@@ -212,7 +213,7 @@ try {
     await waitFor(async () => await slotExists(SLOT_A), 60_000, "slot " + SLOT_A, setup.child);
     await delay(1000);
     setupPeakKb = setup.peakKb();
-    await stop(setup.child);
+    await stopChild(setup.child);
   }
   const [{ lsn: startLsn }] = await admin`select pg_current_wal_lsn()::text as lsn`;
   await w`select pg_create_logical_replication_slot(${SLOT_CEILING}, 'pgoutput')`;
@@ -296,7 +297,7 @@ try {
   const sluiceMs = performance.now() - sluiceA.started;
   const sluiceCpu = await cpuSeconds(sluiceA.child.pid);
   const peakA = Math.max(sluiceA.peakKb(), await peakRssKb(sluiceA.child.pid));
-  await stop(sluiceA.child);
+  await stopChild(sluiceA.child);
   const onTopic = await topicCount(topicA);
   const [{ confirmed, caughtUp }] = await admin`
     select confirmed_flush_lsn::text as confirmed,
@@ -346,7 +347,7 @@ try {
       100,
     );
     const ms = performance.now() - child.started;
-    await stop(child.child);
+    await stopChild(child.child);
     console.log(`  ${fmt(ms)} from process start`);
     return { ms, firstMs };
   };
@@ -497,7 +498,7 @@ try {
       );
     }
     peakB = sluiceB.peakKb();
-    await stop(sluiceB.child);
+    await stopChild(sluiceB.child);
   } // part (b)
   await w.end();
   await c.end();
@@ -614,7 +615,7 @@ try {
     );
   }
 } finally {
-  for (const child of children) await stop(child).catch(() => {});
+  for (const child of children) await stopChild(child).catch(() => {});
   await dropSlots().catch((e) => console.error(`dropping slots: ${e}`));
   for (const db of [WH, CIT]) {
     await admin.unsafe(`drop database if exists ${db} with (force)`).catch(() => {});
@@ -882,20 +883,6 @@ function spawn(command: string, args: string[]): Spawned {
     children.delete(child);
   });
   return { child, started, peakKb: () => peakKb };
-}
-
-/** SIGTERM, then SIGKILL after 20 s. */
-async function stop(child: Deno.ChildProcess): Promise<void> {
-  try {
-    child.kill("SIGTERM");
-  } catch { /* already gone */ }
-  const timer = setTimeout(() => {
-    try {
-      child.kill("SIGKILL");
-    } catch { /* gone */ }
-  }, 20_000);
-  await child.status;
-  clearTimeout(timer);
 }
 
 async function waitFor(

@@ -39,6 +39,7 @@
  */
 import { parseArgs } from "node:util";
 import postgres from "postgres";
+import { stopChild } from "../dev/_common.ts";
 import { startPostgres } from "../dev/postgres.ts";
 
 const { values } = parseArgs({
@@ -101,19 +102,6 @@ async function procStatus(pid: number): Promise<{ rss: number; hwm: number; cpuM
   return { rss: kb("VmRSS") / 1024, hwm: kb("VmHWM") / 1024, cpuMs: ticks * 1000 / TICKS };
 }
 
-async function stop(child: Deno.ChildProcess): Promise<void> {
-  try {
-    child.kill("SIGTERM");
-  } catch { /* already gone */ }
-  const timer = setTimeout(() => {
-    try {
-      child.kill("SIGKILL");
-    } catch { /* gone */ }
-  }, 20_000);
-  await child.status;
-  clearTimeout(timer);
-}
-
 /** Waits for `ready` (with a deadline), then samples the process, idles and samples again. */
 async function measure(
   command: string,
@@ -145,7 +133,7 @@ async function measure(
     const { rss, hwm } = await procStatus(child.pid);
     return { readyMs, cpuMs, idleRssMb: rss, peakRssMb: hwm };
   } finally {
-    await stop(child);
+    await stopChild(child);
     await child.stdout.cancel().catch(() => {});
   }
 }

@@ -149,25 +149,30 @@ export function sluiceCacheDir(name: string): string {
   return `${xdg || `${home}/.cache`}/sluice/${name}`;
 }
 
+/** Stops a child: SIGTERM, SIGKILL if it is still there after `graceMs`. */
+export async function stopChild(child: Deno.ChildProcess, graceMs = 20_000): Promise<void> {
+  const timer = setTimeout(() => {
+    try {
+      child.kill("SIGKILL");
+    } catch { /* gone */ }
+  }, graceMs);
+  try {
+    child.kill("SIGTERM");
+  } catch { /* gone */ }
+  await child.status;
+  clearTimeout(timer);
+}
+
 /**
- * A stop function for a JVM child started by a dev script: SIGTERM, SIGKILL
- * after 20 s, then its scratch folder removed. Calling it again does nothing.
+ * A stop function for a JVM child started by a dev script: {@linkcode stopChild},
+ * then its scratch folder removed. Calling it again does nothing.
  */
 export function childStopper(child: Deno.ChildProcess, dir: string): () => Promise<void> {
   let stopped = false;
   return async () => {
     if (stopped) return;
     stopped = true;
-    const timer = setTimeout(() => {
-      try {
-        child.kill("SIGKILL");
-      } catch { /* gone */ }
-    }, 20_000);
-    try {
-      child.kill("SIGTERM");
-    } catch { /* gone */ }
-    await child.status;
-    clearTimeout(timer);
+    await stopChild(child);
     await Deno.remove(dir, { recursive: true }).catch(() => {});
   };
 }

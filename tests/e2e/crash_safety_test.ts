@@ -16,6 +16,7 @@ import { createTestDatabase, type TestDatabase, testKafkaBrokers } from "../_ser
 import { type PostgresServer, restartPostgres, startPostgres } from "../../dev/postgres.ts";
 import { startKafka } from "../../dev/kafka.ts";
 import { waitUntil } from "../_wait.ts";
+import { stderrTail } from "../_logs.ts";
 
 const CLI = new URL("../../cli/main.ts", import.meta.url).pathname;
 const ROOT = new URL("../..", import.meta.url).pathname;
@@ -64,13 +65,7 @@ function startSluice(config: string, offsets: string, brokers: string): Sluice {
     stdout: "null",
     stderr: "piped",
   }).spawn();
-  const stderr = (async () => {
-    let text = "";
-    for await (const chunk of child.stderr.pipeThrough(new TextDecoderStream())) {
-      text = (text + chunk).slice(-20_000);
-    }
-    return text;
-  })();
+  const stderr = stderrTail(child, 20_000);
   const done = Promise.all([child.status, stderr]).then(([status, stderr]) => ({
     status,
     stderr,

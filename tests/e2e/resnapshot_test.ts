@@ -10,6 +10,7 @@ import postgres from "postgres";
 import { assert, assertEquals } from "../_assert.ts";
 import { createTestDatabase, testKafkaBrokers } from "../_services.ts";
 import { waitUntil } from "../_wait.ts";
+import { stderrTail } from "../_logs.ts";
 
 const CLI = new URL("../../cli/main.ts", import.meta.url).pathname;
 const ROOT = new URL("../..", import.meta.url).pathname;
@@ -43,13 +44,7 @@ function startSluice(config: string, dir: string, brokers?: string) {
     stdout: "null",
     stderr: "piped",
   }).spawn();
-  const stderr = (async () => {
-    let text = "";
-    for await (const chunk of child.stderr.pipeThrough(new TextDecoderStream())) {
-      text = (text + chunk).slice(-50_000);
-    }
-    return text;
-  })();
+  const stderr = stderrTail(child, 50_000);
   const done = Promise.all([child.status, stderr]).then(([, text]) => text);
   const kill = async (signal: Deno.Signal) => {
     try {

@@ -21,6 +21,7 @@ import { createTestDatabase, testKafkaBrokers } from "../../_services.ts";
 import { waitUntil } from "../../_wait.ts";
 import { bytes, createTopic, uniqueName } from "../../_kafka.ts";
 import { KafkaProducer } from "../../../drivers/kafka.ts";
+import { stderrTail } from "../../_logs.ts";
 
 const CLI = new URL("../../../cli/main.ts", import.meta.url).pathname;
 const ROOT = new URL("../../..", import.meta.url).pathname;
@@ -47,13 +48,7 @@ function startSluice(config: string, offsets: string) {
     stdout: "null",
     stderr: "piped",
   }).spawn();
-  const stderr = (async () => {
-    let text = "";
-    for await (const chunk of child.stderr.pipeThrough(new TextDecoderStream())) {
-      text = (text + chunk).slice(-10_000);
-    }
-    return text;
-  })();
+  const stderr = stderrTail(child, 10_000);
   const done = Promise.all([child.status, stderr]);
   return { child, done };
 }
