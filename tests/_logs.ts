@@ -1,5 +1,5 @@
 /**
- * Log lines of Sluice's loggers during a test, and of child processes, as text.
+ * Log lines of Sluice's loggers during a test, as text.
  *
  * @module
  */
@@ -20,13 +20,4 @@ export async function capturingLogs(): Promise<{ lines: string[] } & AsyncDispos
     ],
   });
   return { lines, [Symbol.asyncDispose]: () => reset() };
-}
-
-/** The last `limit` characters a child wrote to its piped stderr, once it closes it. */
-export async function stderrTail(child: Deno.ChildProcess, limit: number): Promise<string> {
-  let text = "";
-  for await (const chunk of child.stderr.pipeThrough(new TextDecoderStream())) {
-    text = (text + chunk).slice(-limit);
-  }
-  return text;
 }

@@ -10,23 +10,12 @@ import { assert, assertEquals, assertMatch } from "../_assert.ts";
 import { uniqueSlot, waitForActiveSlot } from "../_cdc.ts";
 import { createTestDatabase } from "../_services.ts";
 import { waitUntil } from "../_wait.ts";
+import { runDeno } from "../_process.ts";
 
 const ROOT = new URL("../..", import.meta.url).pathname;
 
-async function deno(args: string[], cwd = ROOT) {
-  const output = await new Deno.Command(Deno.execPath(), {
-    args,
-    cwd,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const decoder = new TextDecoder();
-  return {
-    code: output.code,
-    stdout: decoder.decode(output.stdout),
-    stderr: decoder.decode(output.stderr),
-  };
+function deno(args: string[], cwd = ROOT) {
+  return runDeno(args, { cwd });
 }
 
 /** `deno task bundle`'s command, its output folder replaced by `outdir`. */

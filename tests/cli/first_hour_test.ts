@@ -7,27 +7,16 @@ import { assert, assertEquals, assertMatch } from "../_assert.ts";
 import { describeOptions } from "../../api/options.ts";
 import { FileOffsetStore } from "../../core/offsets.ts";
 import { formatSummary } from "../../cli/summary.ts";
+import { runDeno as runDenoIn } from "../_process.ts";
 import { connect } from "../../drivers/postgres.ts";
 import { createTestDatabase } from "../_services.ts";
 import postgresCdc from "../../connectors/postgres_cdc/mod.ts";
 
 const root = new URL("../..", import.meta.url).pathname;
 
-async function runDeno(args: string[], env: Record<string, string> = {}) {
-  const output = await new Deno.Command(Deno.execPath(), {
-    args,
-    cwd: root,
-    env,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const decoder = new TextDecoder();
-  return {
-    code: output.code,
-    stdout: decoder.decode(output.stdout),
-    stderr: decoder.decode(output.stderr),
-  };
+/** `deno` with `args` in the repository's root. */
+function runDeno(args: string[], env: Record<string, string> = {}) {
+  return runDenoIn(args, { cwd: root, env });
 }
 
 const LOG_LINE = `

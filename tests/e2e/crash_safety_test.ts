@@ -16,7 +16,7 @@ import { createTestDatabase, type TestDatabase, testKafkaBrokers } from "../_ser
 import { type PostgresServer, restartPostgres, startPostgres } from "../../dev/postgres.ts";
 import { startKafka } from "../../dev/kafka.ts";
 import { waitUntil } from "../_wait.ts";
-import { stderrTail } from "../_logs.ts";
+import { stderrTail } from "../_process.ts";
 
 const CLI = new URL("../../cli/main.ts", import.meta.url).pathname;
 const ROOT = new URL("../..", import.meta.url).pathname;

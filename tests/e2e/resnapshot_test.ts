@@ -10,7 +10,7 @@ import postgres from "postgres";
 import { assert, assertEquals } from "../_assert.ts";
 import { createTestDatabase, testKafkaBrokers } from "../_services.ts";
 import { waitUntil } from "../_wait.ts";
-import { stderrTail } from "../_logs.ts";
+import { stderrTail } from "../_process.ts";
 
 const CLI = new URL("../../cli/main.ts", import.meta.url).pathname;
 const ROOT = new URL("../..", import.meta.url).pathname;

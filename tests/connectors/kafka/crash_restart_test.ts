@@ -21,7 +21,7 @@ import { createTestDatabase, testKafkaBrokers } from "../../_services.ts";
 import { waitUntil } from "../../_wait.ts";
 import { bytes, createTopic, uniqueName } from "../../_kafka.ts";
 import { KafkaProducer } from "../../../drivers/kafka.ts";
-import { stderrTail } from "../../_logs.ts";
+import { stderrTail } from "../../_process.ts";
 
 const CLI = new URL("../../../cli/main.ts", import.meta.url).pathname;
 const ROOT = new URL("../../..", import.meta.url).pathname;
