@@ -70,6 +70,8 @@ const { values } = parseArgs({
     writers: { type: "string", default: "2" },
     // Diagnostics: V8 flags for the Sluice child processes, e.g. --max-old-space-size=96.
     "sluice-v8-flags": { type: "string" },
+    // Diagnostics: JSON merged into the capture pipeline's config, e.g. '{"max.batch.size":512}'.
+    "sluice-config": { type: "string" },
     // Skip part (b).
     "no-latency": { type: "boolean", default: false },
     // Part (d): drain the backlog again with JsonConverter schemas.
@@ -181,6 +183,7 @@ try {
       "publication.name": PUB_A,
       "publication.autocreate.mode": "filtered",
       "snapshot.mode": "never",
+      ...JSON.parse(values["sluice-config"] ?? "{}"),
     },
   };
   const dirA = `${scratch}/capture`;
