@@ -23,9 +23,12 @@ import { Buffer } from "node:buffer";
 import process from "node:process";
 import type {
   Admin,
+  API,
+  Callback,
   Consumer,
   Message,
   MessagesStream,
+  MessageToProduce,
   Producer,
   ProducerOptions,
 } from "@platformatic/kafka";
@@ -40,6 +43,15 @@ let library: Promise<KafkaLibrary> | undefined;
 function kafkaLibrary(): Promise<KafkaLibrary> {
   library ??= withGrantedEnvOnly(() => import("@platformatic/kafka"));
   return library;
+}
+
+type ProduceEncoding = typeof import("./_kafka_produce.ts");
+let produceEncoding: Promise<ProduceEncoding> | undefined;
+
+/** Sluice's own Produce request encoder, which imports the client library: loaded with it. */
+function ownProduceEncoding(): Promise<ProduceEncoding> {
+  produceEncoding ??= kafkaLibrary().then(() => import("./_kafka_produce.ts"));
+  return produceEncoding;
 }
 
 /**
@@ -468,13 +480,23 @@ export class KafkaProducer {
    */
   #warm = false;
 
+  /**
+   * Record batches are encoded by `_kafka_produce.ts` rather than the
+   * client (uncompressed batches only; the client compresses).
+   */
+  readonly #ownBatches: boolean;
+
   constructor(settings: ProducerSettings) {
     this.#settings = settings;
+    this.#ownBatches = (settings.compression ?? "none") === "none";
   }
 
   async #client(): Promise<Producer> {
     if (this.#producer) return this.#producer;
-    const { Producer } = await kafkaLibrary();
+    const library = await kafkaLibrary();
+    const Producer: ProducerClass = this.#ownBatches
+      ? ownBatchProducer(library, await ownProduceEncoding())
+      : library.Producer;
     if (this.#producer) return this.#producer;
     const idempotent = this.#settings.idempotent ?? true;
     const options: ProducerOptions<Buffer, Buffer, Buffer, Buffer> = {
@@ -543,13 +565,7 @@ export class KafkaProducer {
     const producer = this.#producer ?? await this.#client();
     try {
       await producer.send({
-        messages: messages.map((message) => ({
-          topic: message.topic,
-          key: message.key ? toBuffer(message.key) : undefined,
-          value: message.value ? toBuffer(message.value) : undefined,
-          headers: message.headers ? toHeaderMap(message.headers) : undefined,
-          timestamp: message.timestamp === undefined ? undefined : BigInt(message.timestamp),
-        })),
+        messages: this.#ownBatches ? forOwnBatches(messages) : messages.map(forClientBatches),
       });
       if (this.#producer === producer) this.#warm = true;
     } catch (error) {
@@ -578,6 +594,36 @@ export class KafkaProducer {
   }
 }
 
+type ClientMessage = MessageToProduce<Buffer, Buffer, Buffer, Buffer>;
+
+/** A message as the client encodes it: Buffers, a bigint timestamp, headers in a map. */
+function forClientBatches(message: OutgoingMessage): ClientMessage {
+  return {
+    topic: message.topic,
+    key: message.key ? toBuffer(message.key) : undefined,
+    value: message.value ? toBuffer(message.value) : undefined,
+    headers: message.headers ? toHeaderMap(message.headers) : undefined,
+    timestamp: message.timestamp === undefined ? undefined : BigInt(message.timestamp),
+  };
+}
+
+/**
+ * Messages for `_kafka_produce.ts`, which takes any byte arrays and number
+ * timestamps: the given objects themselves, unless one carries headers (the
+ * client wants those in a map).
+ */
+function forOwnBatches(messages: readonly OutgoingMessage[]): ClientMessage[] {
+  let withHeaders = false;
+  for (const message of messages) if (message.headers) withHeaders = true;
+  const given = withHeaders
+    ? messages.map((message) =>
+      message.headers ? { ...message, headers: toHeaderMap(message.headers) } : message
+    )
+    : messages;
+  // The client only passes these fields on to the encoder, which reads them as they are.
+  return given as unknown as ClientMessage[];
+}
+
 function toHeaderMap(headers: readonly (readonly [string, HeaderValue])[]): Map<Buffer, Buffer> {
   // Keys are distinct Buffer objects, so a header name may appear twice.
   const map = new Map<Buffer, Buffer>();
@@ -585,6 +631,53 @@ function toHeaderMap(headers: readonly (readonly [string, HeaderValue])[]): Map<
     map.set(Buffer.from(name), typeof value === "string" ? Buffer.from(value) : toBuffer(value));
   }
   return map;
+}
+
+/**
+ * The client's Producer, except that its Produce requests are encoded by
+ * `_kafka_produce.ts` (one pass into one reused buffer) instead of a writer
+ * object per record field. Everything else stays the client's: the
+ * idempotent producer id, the sequence number of each partition, leaders,
+ * retries (which encode the same messages with the same sequence numbers
+ * again), the connection and the parsing of the response.
+ */
+function ownBatchProducer(library: KafkaLibrary, encoding: ProduceEncoding): ProducerClass {
+  ownBatchProducerClass ??= defineOwnBatchProducer(library, encoding);
+  return ownBatchProducerClass;
+}
+type ProducerClass = new (options: ProducerOptions<Buffer, Buffer, Buffer, Buffer>) => Producer;
+let ownBatchProducerClass: ProducerClass | undefined;
+
+function defineOwnBatchProducer(library: KafkaLibrary, encoding: ProduceEncoding): ProducerClass {
+  const kGetApi: KafkaLibrary["kGetApi"] = library.kGetApi;
+  const { createAPI } = library;
+  // The request body is the same from v9 to v11; the responses differ.
+  const parsers = new Map([
+    [9, library.produceV9.parseResponse],
+    [10, library.produceV10.parseResponse],
+    [11, library.produceV11.parseResponse],
+  ]);
+  const apis = new Map<number, unknown>();
+  return class OwnBatchProducer extends library.Producer<Buffer, Buffer, Buffer, Buffer> {
+    override [kGetApi]<A extends unknown[], R>(name: string, callback: Callback<API<A, R>>): void {
+      if (name !== "Produce") return super[kGetApi](name, callback);
+      super[kGetApi](name, (error, api) => {
+        if (error || !api) return callback(error);
+        const parse = parsers.get(api.version);
+        if (!parse) {
+          return callback(
+            new library.UnsupportedApiError(
+              `The broker speaks Produce v${api.version}; Sluice writes v9 to v11 (Kafka 2.8 or later)`,
+            ),
+          );
+        }
+        if (!apis.has(api.version)) {
+          apis.set(api.version, createAPI(0, api.version, encoding.produceRequestWriter, parse));
+        }
+        callback(null, apis.get(api.version) as API<A, R>);
+      });
+    }
+  };
 }
 
 // ---------------------------------------------------------------------------

@@ -33,7 +33,6 @@
  *
  * @module
  */
-import { Buffer } from "node:buffer";
 import { z } from "zod";
 import { connectEnvelope } from "../drivers/connect_json.ts";
 import { encodeJson } from "../api/json.ts";
@@ -153,14 +152,15 @@ const encoder = new TextEncoder();
  */
 class Utf8Arena {
   static readonly CHUNK = 1 << 20;
-  #buffer = Buffer.allocUnsafe(Utf8Arena.CHUNK);
+  // Plain Uint8Array views: a Buffer view costs a constructor call in JavaScript.
+  #buffer = new Uint8Array(Utf8Arena.CHUNK);
   #used = 0;
 
   encode(text: string): Uint8Array {
     // UTF-8 takes at most three bytes per UTF-16 code unit.
     const room = text.length * 3;
     if (this.#used + room > this.#buffer.length) {
-      this.#buffer = Buffer.allocUnsafe(Math.max(Utf8Arena.CHUNK, room));
+      this.#buffer = new Uint8Array(Math.max(Utf8Arena.CHUNK, room));
       this.#used = 0;
     }
     const { written } = encoder.encodeInto(text, this.#buffer.subarray(this.#used));
