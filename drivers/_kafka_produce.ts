@@ -2,40 +2,48 @@
  * Produce requests (versions 9 to 11) with uncompressed RecordBatch v2,
  * written in one pass into one reused buffer.
  *
- * `@platformatic/kafka` builds a writer object per field of every record and
- * concatenates them: the largest share of the memory a change event
- * allocated on its way to Kafka (about 1.8 of 6.6 kB sampled per event). Its
- * producer keeps everything else it does — producer id, sequence numbers,
- * leaders, retries of the same batches, the connection — and only the
- * request body comes from here, through the `Produce` API the producer asks
- * its connection for (`kGetApi`, see `drivers/kafka.ts`).
+ * `@platformatic/kafka` builds a writer object per field of every record,
+ * concatenates them, and before that two maps and a message object per
+ * record: together the largest share of the memory a change event allocated
+ * on its way to Kafka (about 2.6 of 6.6 kB sampled per event).
+ * `KafkaProducer` (`drivers/kafka.ts`) groups the records per
+ * partition and numbers them; the client's producer still does the rest (the
+ * producer id and epoch, leaders, retries of the same batches, the
+ * connection) and asks this module for the request body through its
+ * `Produce` API.
+ *
+ * Unlike the client's encoder, record timestamps may lie any distance before
+ * the batch's first one (the client's batches are refused as out of range
+ * when a delta passes 32 bits).
  *
  * @module
  */
 import { Buffer } from "node:buffer";
 import { crc32c, Writer } from "@platformatic/kafka";
 
-/**
- * A message as the client hands it to the Produce API: partition already
- * chosen, key and value serialized (bytes as given), headers in a map whose
- * keys may be distinct objects with the same name bytes.
- */
-export interface ProduceMessage {
-  readonly topic: string;
-  readonly partition?: number;
-  readonly key?: Uint8Array | null;
-  readonly value?: Uint8Array | null;
-  readonly headers?: ReadonlyMap<Uint8Array, Uint8Array | null | undefined>;
+/** One record of a batch. A null value is a tombstone. */
+export interface ProduceRecord {
+  readonly key: Uint8Array | null;
+  readonly value: Uint8Array | null;
+  /** Header name/value pairs (text is written as UTF-8); a name may repeat. */
+  readonly headers?: readonly (readonly [string, string | Uint8Array])[];
   /** Milliseconds since the epoch; the time of encoding when absent. */
-  readonly timestamp?: number | bigint;
+  readonly timestamp?: number;
 }
 
-/** The batch fields the client's producer decides (all absent without idempotence). */
-export interface ProduceBatchOptions {
+/** The records bound for one topic partition in one request, in order. */
+export interface PartitionBatch {
+  readonly topic: string;
+  readonly partition: number;
+  readonly records: readonly ProduceRecord[];
+  /** Sequence number of the first record (idempotent producer only). */
+  readonly firstSequence: number;
+}
+
+/** Who writes: without a producer id, batches carry no id, epoch or sequence (-1). */
+export interface ProducerIdentity {
   readonly producerId?: bigint;
   readonly producerEpoch?: number;
-  /** First sequence number of each `topic:partition` in this request. */
-  readonly sequences?: { getWithDefault(key: string, fallback: number): number };
   readonly transactionalId?: string;
 }
 
@@ -151,84 +159,84 @@ const writer = new ByteWriter();
 /** Sizes of the records of the batch being written (length prefix excluded). */
 let recordSizes = new Int32Array(4096);
 
-function timestampOf(message: ProduceMessage, now: number): number {
-  const timestamp = message.timestamp;
-  return timestamp === undefined
-    ? now
-    : typeof timestamp === "bigint"
-    ? Number(timestamp)
-    : timestamp;
+/** Header names and values as bytes, for the records that have headers. */
+const headerBytes = new WeakMap<ProduceRecord, [Uint8Array, Uint8Array][]>();
+
+function headersOf(record: ProduceRecord): [Uint8Array, Uint8Array][] | undefined {
+  if (!record.headers || record.headers.length === 0) return undefined;
+  let encoded = headerBytes.get(record);
+  if (!encoded) {
+    encoded = record.headers.map(([name, value]) => [
+      encoder.encode(name),
+      typeof value === "string" ? encoder.encode(value) : value,
+    ]);
+    headerBytes.set(record, encoded);
+  }
+  return encoded;
 }
 
 /** Bytes of a record after its length prefix. */
-function recordSize(message: ProduceMessage, index: number, delta: number): number {
-  const key = message.key;
-  const value = message.value;
+function recordSize(record: ProduceRecord, index: number, delta: number): number {
+  const key = record.key;
+  const value = record.value;
   let size = 1 + varintSize(delta) + varintSize(index);
   size += key ? varintSize(key.length) + key.length : 1;
   size += value ? varintSize(value.length) + value.length : 1;
-  const headers = message.headers;
-  size += varintSize(headers?.size ?? 0);
+  const headers = headersOf(record);
+  size += varintSize(headers?.length ?? 0);
   if (headers) {
     for (const [name, data] of headers) {
-      size += varintSize(name.length) + name.length;
-      size += data ? varintSize(data.length) + data.length : 1;
+      size += varintSize(name.length) + name.length + varintSize(data.length) + data.length;
     }
   }
   return size;
 }
 
-function writeRecord(message: ProduceMessage, index: number, delta: number, size: number): void {
+function writeRecord(record: ProduceRecord, index: number, delta: number, size: number): void {
   const out = writer;
   out.ensure(5 + size);
   out.varint(size);
   out.int8(0); // record attributes: none are defined
   out.varint(delta);
   out.varint(index);
-  const key = message.key;
+  const key = record.key;
   if (key) {
     out.varint(key.length);
     out.raw(key);
   } else out.varint(-1);
-  const value = message.value;
+  const value = record.value;
   if (value) {
     out.varint(value.length);
     out.raw(value);
   } else out.varint(-1);
-  const headers = message.headers;
-  out.varint(headers?.size ?? 0);
+  const headers = headersOf(record);
+  out.varint(headers?.length ?? 0);
   if (headers) {
     for (const [name, data] of headers) {
       out.varint(name.length);
       out.raw(name);
-      if (data) {
-        out.varint(data.length);
-        out.raw(data);
-      } else out.varint(-1);
+      out.varint(data.length);
+      out.raw(data);
     }
   }
 }
 
 /**
  * Writes the COMPACT_RECORDS field of one partition: the length prefix, then
- * a RecordBatch v2 holding `messages` in order, uncompressed.
+ * a RecordBatch v2 holding the batch's records in order, uncompressed.
  */
-function writeBatch(
-  topic: string,
-  partition: number,
-  messages: readonly ProduceMessage[],
-  options: ProduceBatchOptions,
-  now: number,
-): void {
-  const count = messages.length;
+function writeBatch(batch: PartitionBatch, identity: ProducerIdentity, now: number): void {
+  const records = batch.records;
+  const count = records.length;
+  if (count === 0) throw new Error(`Empty batch for ${batch.topic}:${batch.partition}`);
   if (recordSizes.length < count) recordSizes = new Int32Array(count * 2);
-  const first = timestampOf(messages[0], now);
+  const first = records[0].timestamp ?? now;
   let max = first;
   let length = BATCH_HEADER;
   for (let i = 0; i < count; i++) {
-    const timestamp = timestampOf(messages[i], now);
+    const timestamp = records[i].timestamp ?? now;
     if (timestamp > max) max = timestamp;
-    const size = recordSize(messages[i], i, timestamp - first);
+    const size = recordSize(records[i], i, timestamp - first);
     recordSizes[i] = size;
     length += varintSize(size) + size;
   }
@@ -242,22 +250,18 @@ function writeBatch(
   out.int8(MAGIC);
   const crcAt = out.pos;
   out.int32(0); // CRC-32C, written once the rest is in place
-  out.int16(options.transactionalId === undefined ? 0 : TRANSACTIONAL);
+  out.int16(identity.transactionalId === undefined ? 0 : TRANSACTIONAL);
   out.int32(count - 1); // last offset delta
   out.int64(first);
   out.int64(max);
-  const idempotent = options.producerId !== undefined;
-  out.bigInt64(options.producerId ?? -1n);
-  out.int16(idempotent ? options.producerEpoch ?? 0 : -1);
-  out.int32(
-    idempotent && options.sequences
-      ? options.sequences.getWithDefault(`${topic}:${partition}`, 0)
-      : -1,
-  );
+  const idempotent = identity.producerId !== undefined;
+  out.bigInt64(identity.producerId ?? -1n);
+  out.int16(idempotent ? identity.producerEpoch ?? 0 : -1);
+  out.int32(idempotent ? batch.firstSequence : -1);
   out.int32(count);
   for (let i = 0; i < count; i++) {
-    const message = messages[i];
-    writeRecord(message, i, timestampOf(message, now) - first, recordSizes[i]);
+    const record = records[i];
+    writeRecord(record, i, (record.timestamp ?? now) - first, recordSizes[i]);
   }
   const end = out.pos;
   if (end - start !== length) {
@@ -270,45 +274,41 @@ function writeBatch(
 }
 
 /**
- * The body of a Produce request (v9–v11 share it): every message's record
- * in a batch per topic partition, partitions in the order they first appear,
- * records in the order given.
+ * The body of a Produce request (v9–v11 share it): a RecordBatch per
+ * topic partition, topics in the order they first appear. A partition may
+ * appear once per request.
  */
 export function encodeProduceRequest(
   acks: number,
   timeoutMs: number,
-  messages: readonly ProduceMessage[],
-  options: ProduceBatchOptions = {},
+  batches: readonly PartitionBatch[],
+  identity: ProducerIdentity = {},
 ): Uint8Array {
-  const byTopic = new Map<string, Map<number, ProduceMessage[]>>();
-  for (const message of messages) {
-    let partitions = byTopic.get(message.topic);
-    if (!partitions) {
-      partitions = new Map();
-      byTopic.set(message.topic, partitions);
-    }
-    const partition = message.partition ?? 0;
-    const list = partitions.get(partition);
-    if (list) list.push(message);
-    else partitions.set(partition, [message]);
+  const byTopic = new Map<string, PartitionBatch[]>();
+  for (const batch of batches) {
+    const list = byTopic.get(batch.topic);
+    if (!list) byTopic.set(batch.topic, [batch]);
+    else if (list.some((other) => other.partition === batch.partition)) {
+      throw new Error(`Two batches for ${batch.topic}:${batch.partition} in one produce request`);
+    } else list.push(batch);
   }
   const now = Date.now();
   const out = writer;
   out.pos = 0;
   out.ensure(16);
-  out.compactString(options.transactionalId);
+  out.compactString(identity.transactionalId);
   out.ensure(16);
   out.int16(acks);
   out.int32(timeoutMs);
   out.unsignedVarint(byTopic.size + 1);
-  for (const [topic, partitions] of byTopic) {
+  for (const [topic, list] of byTopic) {
     out.compactString(topic);
     out.ensure(5);
-    out.unsignedVarint(partitions.size + 1);
-    for (const [partition, list] of partitions) {
+    out.unsignedVarint(list.length + 1);
+    for (const batch of list) {
       out.ensure(4);
-      out.int32(partition);
-      writeBatch(topic, partition, list, options, now);
+      out.int32(batch.partition);
+      writeBatch(batch, identity, now);
       out.ensure(1);
       out.unsignedVarint(0); // partition tagged fields
     }
@@ -329,10 +329,10 @@ export function encodeProduceRequest(
 export function produceRequestWriter(
   acks: number,
   timeoutMs: number,
-  messages: readonly ProduceMessage[],
-  options: ProduceBatchOptions = {},
+  batches: readonly PartitionBatch[],
+  identity: ProducerIdentity = {},
 ): Writer {
-  const body = encodeProduceRequest(acks, timeoutMs, messages, options);
+  const body = encodeProduceRequest(acks, timeoutMs, batches, identity);
   const request = Writer.create().append(
     Buffer.from(body.buffer, body.byteOffset, body.byteLength),
   );

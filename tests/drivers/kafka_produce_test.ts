@@ -7,8 +7,12 @@
  */
 import { Buffer } from "node:buffer";
 import { crc32c, Reader, readRecordsBatch } from "@platformatic/kafka";
-import { assert, assertEquals } from "../_assert.ts";
-import { encodeProduceRequest, type ProduceMessage } from "../../drivers/_kafka_produce.ts";
+import { assert, assertEquals, assertThrows } from "../_assert.ts";
+import {
+  encodeProduceRequest,
+  type PartitionBatch,
+  type ProduceRecord,
+} from "../../drivers/_kafka_produce.ts";
 
 const bytes = (text: string) => new TextEncoder().encode(text);
 const text = (data: Uint8Array | null | undefined) =>
@@ -48,48 +52,42 @@ function decode(body: Uint8Array) {
 
 Deno.test("a produce request holds one batch per topic partition with every record field", () => {
   const big = new Uint8Array(20_000).fill(120);
-  const messages: ProduceMessage[] = [
+  const record = (
+    key: string | null,
+    value: Uint8Array | string | null,
+    timestamp: number,
+    headers?: ProduceRecord["headers"],
+  ): ProduceRecord => ({
+    key: key === null ? null : bytes(key),
+    value: typeof value === "string" ? bytes(value) : value,
+    timestamp,
+    headers,
+  });
+  const batches: PartitionBatch[] = [
     {
       topic: "a",
       partition: 2,
-      key: bytes('{"id":1}'),
-      value: bytes('{"v":"é€😀"}'),
-      timestamp: 1_700_000_000_000,
+      firstSequence: 7,
+      records: [
+        record('{"id":1}', '{"v":"é€😀"}', 1_700_000_000_000),
+        // Earlier than the first record of its batch: a negative delta.
+        record('{"id":2}', "{}", 1_699_999_999_000),
+        record('{"id":3}', "", 1_700_000_005_000),
+      ],
     },
-    { topic: "b", partition: 1, key: null, value: big, timestamp: 1_700_000_000_100 },
+    { topic: "b", partition: 1, firstSequence: 2_147_483_000, records: [record(null, big, 1)] },
     {
       topic: "a",
       partition: 0,
-      key: bytes("k0"),
-      value: null,
-      headers: new Map<Uint8Array, Uint8Array | null>([
-        [bytes("h"), bytes("1")],
-        [bytes("h"), bytes("2")],
-        [bytes("empty"), null],
-      ]),
-      timestamp: 1_699_999_000_000,
-    },
-    // Earlier than the first record of its batch: a negative delta.
-    {
-      topic: "a",
-      partition: 2,
-      key: bytes('{"id":2}'),
-      value: bytes("{}"),
-      timestamp: 1_699_999_999_000,
-    },
-    {
-      topic: "a",
-      partition: 2,
-      key: bytes('{"id":3}'),
-      value: bytes(""),
-      timestamp: 1_700_000_005_000n,
+      firstSequence: 0,
+      records: [
+        record("k0", null, 1_699_999_000_000, [["h", "1"], ["h", bytes("2")], ["é", ""]]),
+      ],
     },
   ];
-  const sequences = new Map([["a:2", 7], ["b:1", 2_147_483_000]]);
-  const body = encodeProduceRequest(-1, 30_000, messages, {
+  const body = encodeProduceRequest(-1, 30_000, batches, {
     producerId: 12_345_678_901n,
     producerEpoch: 3,
-    sequences: { getWithDefault: (key, fallback) => sequences.get(key) ?? fallback },
   });
   const request = decode(body);
   assertEquals([request.transactionalId, request.acks, request.timeout], [null, -1, 30_000]);
@@ -121,7 +119,7 @@ Deno.test("a produce request holds one batch per topic partition with every reco
   assertEquals([text(a0.records[0].key), a0.records[0].value], ["k0", null]);
   assertEquals(
     a0.records[0].headers.map(([name, value]) => [text(name), text(value)]),
-    [["h", "1"], ["h", "2"], ["empty", null]],
+    [["h", "1"], ["h", "2"], ["é", ""]],
   );
   assertEquals([b1.records[0].key, b1.records[0].value?.length], [null, 20_000]);
   assert(b1.records[0].value!.every((byte) => byte === 120));
@@ -129,7 +127,9 @@ Deno.test("a produce request holds one batch per topic partition with every reco
 
 Deno.test("without idempotence a batch carries no producer id, epoch or sequence", () => {
   const before = Date.now();
-  const body = encodeProduceRequest(1, 5_000, [{ topic: "t", key: null, value: bytes("x") }]);
+  const body = encodeProduceRequest(1, 5_000, [
+    { topic: "t", partition: 0, firstSequence: 5, records: [{ key: null, value: bytes("x") }] },
+  ]);
   const request = decode(body);
   assertEquals(request.acks, 1);
   const { batch, partition } = request.partitions[0];
@@ -141,14 +141,17 @@ Deno.test("without idempotence a batch carries no producer id, epoch or sequence
 
 Deno.test("a request larger than the encoder's buffer grows it, and a transactional id marks the batches", () => {
   const value = new Uint8Array(300).fill(7);
-  const messages: ProduceMessage[] = Array.from({ length: 2_000 }, (_, i) => ({
+  const batches: PartitionBatch[] = [0, 1, 2].map((partition) => ({
     topic: "grow",
-    partition: i % 3,
-    key: bytes(`key-${i}`),
-    value,
-    timestamp: 1_700_000_000_000 + i,
+    partition,
+    firstSequence: 0,
+    records: Array.from({ length: 667 - (partition === 2 ? 1 : 0) }, (_, i) => ({
+      key: bytes(`key-${i * 3 + partition}`),
+      value,
+      timestamp: 1_700_000_000_000 + i,
+    })),
   }));
-  const body = encodeProduceRequest(-1, 1_000, messages, {
+  const body = encodeProduceRequest(-1, 1_000, batches, {
     producerId: 1n,
     producerEpoch: 0,
     transactionalId: "tx-é",
@@ -165,8 +168,25 @@ Deno.test("a request larger than the encoder's buffer grows it, and a transactio
   const keys = request.partitions[1].batch.records.map((r) => text(r.key));
   assertEquals(keys.slice(0, 3), ["key-1", "key-4", "key-7"]);
   // The buffer is reused: a small request after a large one is still whole.
-  assertEquals(
-    decode(encodeProduceRequest(-1, 1, [{ topic: "s", value: bytes("v") }])).partitions.length,
-    1,
+  const small = [{ topic: "s", partition: 0, firstSequence: 0, records: [{ key: null, value }] }];
+  assertEquals(decode(encodeProduceRequest(-1, 1, small)).partitions.length, 1);
+});
+
+Deno.test("a request refuses two batches of one partition and an empty batch", () => {
+  const one = { key: null, value: bytes("v") };
+  assertThrows(
+    () =>
+      encodeProduceRequest(-1, 1, [
+        { topic: "t", partition: 1, firstSequence: 0, records: [one] },
+        { topic: "t", partition: 1, firstSequence: 1, records: [one] },
+      ]),
+    Error,
+    "Two batches for t:1",
+  );
+  assertThrows(
+    () =>
+      encodeProduceRequest(-1, 1, [{ topic: "t", partition: 0, firstSequence: 0, records: [] }]),
+    Error,
+    "Empty batch",
   );
 });
