@@ -441,6 +441,18 @@ export function messageSize(message: OutgoingMessage): number {
   return size;
 }
 
+/** The distinct topics of `messages` (without an array per message: runs of one topic are common). */
+export function topicsOf(messages: readonly OutgoingMessage[]): Set<string> {
+  const topics = new Set<string>();
+  let last: string | undefined;
+  for (const { topic } of messages) {
+    if (topic === last) continue;
+    last = topic;
+    topics.add(topic);
+  }
+  return topics;
+}
+
 function toBuffer(bytes: Uint8Array): Buffer {
   if (Buffer.isBuffer(bytes)) return bytes;
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
@@ -606,7 +618,7 @@ export class KafkaProducer {
     producer: Producer,
     messages: readonly OutgoingMessage[],
   ): Promise<{ acked: Promise<unknown> }> {
-    const topics = [...new Set(messages.map((message) => message.topic))];
+    const topics = [...topicsOf(messages)];
     const { topics: described } = await producer.metadata({ topics });
     const byTopic = new Map<string, PartitionBatch[]>();
     const batches: PartitionBatch[] = [];

@@ -65,6 +65,7 @@ import {
   originalMessage,
   type OutgoingMessage,
   type TopicSettings,
+  topicsOf,
 } from "../drivers/kafka.ts";
 
 const brokerDefault = () =>
@@ -194,28 +195,33 @@ export function recordToMessage(
   schemas: SchemaSettings = SCHEMALESS,
   arena?: Utf8Arena,
 ): OutgoingMessage {
-  const encode = (text: string) => arena ? arena.encode(text) : encoder.encode(text);
   return {
     topic: record.topic,
     key: record.key === null || record.key === undefined
       ? null
       : schemas.avroKeys
       ? avroBytes(schemas.avroKeys, record, "key")
-      : encode(
+      : utf8(
         schemas.keys ? connectEnvelope(record.schemas?.key, record.key) : encodeJson(record.key),
+        arena,
       ),
     value: record.value === null || record.value === undefined
       ? null
       : schemas.avroValues
       ? avroBytes(schemas.avroValues, record, "value")
-      : encode(
+      : utf8(
         schemas.values
           ? connectEnvelope(record.schemas?.value, record.value)
           : encodeJson(record.value),
+        arena,
       ),
     headers: record.headers ? Object.entries(record.headers) : undefined,
     timestamp: record.timestamp,
   };
+}
+
+function utf8(text: string, arena: Utf8Arena | undefined): Uint8Array {
+  return arena ? arena.encode(text) : encoder.encode(text);
 }
 
 function avroBytes(writer: AvroWriter, record: SluiceRecord, side: Side): Uint8Array {
@@ -392,7 +398,7 @@ export default defineSink({
         if (failures.length > 0) await batch.reject(failures);
         if (messages.length === 0) return undefined;
         try {
-          const created = await topics?.ensure(new Set(messages.map((m) => m.topic))) ?? [];
+          const created = await topics?.ensure(topicsOf(messages)) ?? [];
           for (const topic of created) context.logger.info("Created topic {topic}", { topic });
         } catch (error) {
           throw kafkaFailure("Cannot create Kafka topics", error);
