@@ -628,7 +628,8 @@ export class KafkaProducer {
         partitions = [];
         byTopic.set(message.topic, partitions);
       }
-      const count = described.get(message.topic)!.partitionsCount;
+      const count = described.get(message.topic)?.partitionsCount;
+      if (!count) throw new Error(`No partitions known for topic ${message.topic}`);
       const partition = message.key
         ? partitionForKey(message.key, count)
         : (this.#roundRobin = (this.#roundRobin + 1) & 0x7fffffff) % count;
