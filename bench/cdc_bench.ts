@@ -43,7 +43,7 @@
  *
  * ```
  * deno run -A bench/cdc_bench.ts [--events 1000000] [--seconds 15] [--rates 1000,5000] [--schemas]
- *   [--no-latency] [--no-debezium]
+ *   [--no-latency] [--no-debezium] [--sluice-v8-flags=FLAGS] [--sluice-deno-flags="FLAGS"]
  * ```
  * Uses SLUICE_TEST_PG_URL and SLUICE_TEST_KAFKA_BROKERS when set, else starts a
  * private PostgreSQL and Kafka broker.
@@ -72,6 +72,9 @@ const { values } = parseArgs({
     "sluice-v8-flags": { type: "string" },
     // Diagnostics: JSON merged into the capture pipeline's config, e.g. '{"max.batch.size":512}'.
     "sluice-config": { type: "string" },
+    // Diagnostics: more Deno flags for the Sluice child processes, space-separated,
+    // e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
+    "sluice-deno-flags": { type: "string" },
     // Skip part (b).
     "no-latency": { type: "boolean", default: false },
     // Part (d): drain the backlog again with JsonConverter schemas.
@@ -88,6 +91,7 @@ const root = new URL("..", import.meta.url).pathname;
 // The V8 settings `deno task run` starts with, unless given ("none": V8's own).
 const chosenFlags = values["sluice-v8-flags"] ?? SLUICE_V8_FLAGS;
 const v8Flags = chosenFlags === "none" ? [] : [`--v8-flags=${chosenFlags}`];
+const denoFlags = values["sluice-deno-flags"]?.split(/\s+/).filter((flag) => flag !== "") ?? [];
 
 const externalPg = Deno.env.get("SLUICE_TEST_PG_URL");
 const externalKafka = Deno.env.get("SLUICE_TEST_KAFKA_BROKERS");
@@ -194,6 +198,7 @@ try {
     "-A",
     "--unstable-cron",
     ...v8Flags,
+    ...denoFlags,
     `${root}cli/main.ts`,
     "run",
     dir,

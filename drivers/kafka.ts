@@ -23,9 +23,12 @@ import { Buffer } from "node:buffer";
 import process from "node:process";
 import type {
   Admin,
+  API,
+  Callback,
   Consumer,
   Message,
   MessagesStream,
+  MessageToProduce,
   Producer,
   ProducerOptions,
 } from "@platformatic/kafka";
@@ -40,6 +43,17 @@ let library: Promise<KafkaLibrary> | undefined;
 function kafkaLibrary(): Promise<KafkaLibrary> {
   library ??= withGrantedEnvOnly(() => import("@platformatic/kafka"));
   return library;
+}
+
+type ProduceEncoding = typeof import("./_kafka_produce.ts");
+type PartitionBatch = import("./_kafka_produce.ts").PartitionBatch;
+type ProducerIdentity = import("./_kafka_produce.ts").ProducerIdentity;
+let produceEncoding: Promise<ProduceEncoding> | undefined;
+
+/** Sluice's own Produce request encoder, which imports the client library: loaded with it. */
+function ownProduceEncoding(): Promise<ProduceEncoding> {
+  produceEncoding ??= kafkaLibrary().then(() => import("./_kafka_produce.ts"));
+  return produceEncoding;
 }
 
 /**
@@ -427,6 +441,18 @@ export function messageSize(message: OutgoingMessage): number {
   return size;
 }
 
+/** The distinct topics of `messages` (without an array per message: runs of one topic are common). */
+export function topicsOf(messages: readonly OutgoingMessage[]): Set<string> {
+  const topics = new Set<string>();
+  let last: string | undefined;
+  for (const { topic } of messages) {
+    if (topic === last) continue;
+    last = topic;
+    topics.add(topic);
+  }
+  return topics;
+}
+
 function toBuffer(bytes: Uint8Array): Buffer {
   if (Buffer.isBuffer(bytes)) return bytes;
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
@@ -454,6 +480,11 @@ interface QueuedRequest {
  * make the broker refuse anything else). After a failed request the client is rebuilt, so an
  * idempotent producer never continues with sequence numbers the broker may
  * not have seen; the requests in flight with it fail too.
+ *
+ * Without compression, each request's messages are grouped per partition
+ * and numbered here, in call order, and the record batches are encoded by
+ * `_kafka_produce.ts` in one pass; the client gets one message per batch and
+ * keeps the producer id, leaders, retries and the connection.
  */
 export class KafkaProducer {
   readonly #settings: ProducerSettings;
@@ -468,13 +499,27 @@ export class KafkaProducer {
    */
   #warm = false;
 
+  /**
+   * Record batches are encoded by `_kafka_produce.ts` rather than the
+   * client (uncompressed batches only; the client compresses): records are
+   * grouped per partition and numbered here, and the client sees one
+   * message per partition batch.
+   */
+  readonly #ownBatches: boolean;
+  /** Own batches are grouped, numbered and handed to the client one request after the other. */
+  #issuing: Promise<unknown> = Promise.resolve();
+
   constructor(settings: ProducerSettings) {
     this.#settings = settings;
+    this.#ownBatches = (settings.compression ?? "none") === "none";
   }
 
   async #client(): Promise<Producer> {
     if (this.#producer) return this.#producer;
-    const { Producer } = await kafkaLibrary();
+    const library = await kafkaLibrary();
+    const Producer: ProducerClass = this.#ownBatches
+      ? ownBatchProducer(library, await ownProduceEncoding())
+      : library.Producer;
     if (this.#producer) return this.#producer;
     const idempotent = this.#settings.idempotent ?? true;
     const options: ProducerOptions<Buffer, Buffer, Buffer, Buffer> = {
@@ -542,15 +587,14 @@ export class KafkaProducer {
   async #sendChunk(messages: readonly OutgoingMessage[]): Promise<void> {
     const producer = this.#producer ?? await this.#client();
     try {
-      await producer.send({
-        messages: messages.map((message) => ({
-          topic: message.topic,
-          key: message.key ? toBuffer(message.key) : undefined,
-          value: message.value ? toBuffer(message.value) : undefined,
-          headers: message.headers ? toHeaderMap(message.headers) : undefined,
-          timestamp: message.timestamp === undefined ? undefined : BigInt(message.timestamp),
-        })),
-      });
+      if (this.#ownBatches) {
+        // Registered synchronously, in the order #next starts requests.
+        const issued = this.#issuing.then(() => this.#issueOwnBatches(producer, messages));
+        this.#issuing = issued.catch(() => {});
+        await (await issued).acked;
+      } else {
+        await producer.send({ messages: messages.map(forClientBatches) });
+      }
       if (this.#producer === producer) this.#warm = true;
     } catch (error) {
       if (this.#producer === producer) {
@@ -562,6 +606,58 @@ export class KafkaProducer {
       await producer.close(true).catch(() => {});
       throw error;
     }
+  }
+
+  /**
+   * Groups `messages` into one batch per partition (keys on the partition
+   * the Java producer picks, keyless messages round robin), gives each batch
+   * the next sequence numbers of its partition, and hands them to the
+   * client. Resolves once the client took them (not acknowledged: `acked`).
+   */
+  async #issueOwnBatches(
+    producer: Producer,
+    messages: readonly OutgoingMessage[],
+  ): Promise<{ acked: Promise<unknown> }> {
+    const topics = [...topicsOf(messages)];
+    const { topics: described } = await producer.metadata({ topics });
+    const byTopic = new Map<string, PartitionBatch[]>();
+    const batches: PartitionBatch[] = [];
+    for (const message of messages) {
+      let partitions = byTopic.get(message.topic);
+      if (!partitions) {
+        partitions = [];
+        byTopic.set(message.topic, partitions);
+      }
+      const count = described.get(message.topic)?.partitionsCount;
+      if (!count) throw new Error(`No partitions known for topic ${message.topic}`);
+      const partition = message.key
+        ? partitionForKey(message.key, count)
+        : (this.#roundRobin = (this.#roundRobin + 1) & 0x7fffffff) % count;
+      let batch = partitions[partition];
+      if (!batch) {
+        batch = { topic: message.topic, partition, records: [], firstSequence: -1 };
+        partitions[partition] = batch;
+        batches.push(batch);
+      }
+      (batch.records as OutgoingMessage[]).push(message);
+    }
+    if (this.#settings.idempotent ?? true) {
+      const next = nextSequences(producer);
+      for (const batch of batches) {
+        const key = `${batch.topic}:${batch.partition}`;
+        const first = next.get(key) ?? 0;
+        (batch as { firstSequence: number }).firstSequence = first;
+        // Sequence numbers wrap from 2^31 - 1 to 0, as the Java producer's do.
+        next.set(key, (first + batch.records.length) % 2147483648);
+      }
+    }
+    // The client's message per batch: partition set, the batch as its value.
+    const carriers = batches.map((batch) => ({
+      topic: batch.topic,
+      partition: batch.partition,
+      value: batch,
+    }));
+    return { acked: producer.send({ messages: carriers as unknown as ClientMessage[] }) };
   }
 
   /** Closes the producer's connections; call it after the last `send` resolved. */
@@ -578,6 +674,35 @@ export class KafkaProducer {
   }
 }
 
+type ClientMessage = MessageToProduce<Buffer, Buffer, Buffer, Buffer>;
+
+/** A message as the client encodes it: Buffers, a bigint timestamp, headers in a map. */
+function forClientBatches(message: OutgoingMessage): ClientMessage {
+  return {
+    topic: message.topic,
+    key: message.key ? toBuffer(message.key) : undefined,
+    value: message.value ? toBuffer(message.value) : undefined,
+    headers: message.headers ? toHeaderMap(message.headers) : undefined,
+    timestamp: message.timestamp === undefined ? undefined : BigInt(message.timestamp),
+  };
+}
+
+/**
+ * The next sequence number of each `topic:partition` a client writes to with
+ * its idempotent producer id. A client whose id changes is discarded
+ * (`sendChunk`), so the numbers start at 0 with each client.
+ */
+const sequencesOfClients = new WeakMap<Producer, Map<string, number>>();
+
+function nextSequences(producer: Producer): Map<string, number> {
+  let next = sequencesOfClients.get(producer);
+  if (!next) {
+    next = new Map();
+    sequencesOfClients.set(producer, next);
+  }
+  return next;
+}
+
 function toHeaderMap(headers: readonly (readonly [string, HeaderValue])[]): Map<Buffer, Buffer> {
   // Keys are distinct Buffer objects, so a header name may appear twice.
   const map = new Map<Buffer, Buffer>();
@@ -585,6 +710,93 @@ function toHeaderMap(headers: readonly (readonly [string, HeaderValue])[]): Map<
     map.set(Buffer.from(name), typeof value === "string" ? Buffer.from(value) : toBuffer(value));
   }
   return map;
+}
+
+/**
+ * The client's Producer, except that its Produce requests are encoded by
+ * `_kafka_produce.ts`: the messages {@linkcode KafkaProducer} gives it are
+ * partition batches, already numbered. The client keeps doing the rest: the
+ * idempotent producer id and epoch, leaders, the connection, retries (which
+ * encode the same batches with the same sequence numbers again) and the
+ * parsing of the response.
+ */
+function ownBatchProducer(library: KafkaLibrary, encoding: ProduceEncoding): ProducerClass {
+  ownBatchProducerClass ??= defineOwnBatchProducer(library, encoding);
+  return ownBatchProducerClass;
+}
+type ProducerClass = new (options: ProducerOptions<Buffer, Buffer, Buffer, Buffer>) => Producer;
+let ownBatchProducerClass: ProducerClass | undefined;
+
+function defineOwnBatchProducer(library: KafkaLibrary, encoding: ProduceEncoding): ProducerClass {
+  const kGetApi: KafkaLibrary["kGetApi"] = library.kGetApi;
+  // The request body is the same from v9 to v11; the responses differ.
+  const parsers = new Map([
+    [9, library.produceV9.parseResponse],
+    [10, library.produceV10.parseResponse],
+    [11, library.produceV11.parseResponse],
+  ]);
+  return class OwnBatchProducer extends library.Producer<Buffer, Buffer, Buffer, Buffer> {
+    readonly #apis = new Map<number, unknown>();
+    /** The idempotent producer id and epoch the first request was written with. */
+    #identity: { id: bigint; epoch: number } | undefined;
+
+    override [kGetApi]<A extends unknown[], R>(name: string, callback: Callback<API<A, R>>): void {
+      if (name !== "Produce") return super[kGetApi](name, callback);
+      super[kGetApi](name, (error, api) => {
+        if (error || !api) return callback(error);
+        const parse = parsers.get(api.version);
+        if (!parse) {
+          return callback(
+            new library.UnsupportedApiError(
+              `The broker speaks Produce v${api.version}; Sluice writes v9 to v11 (Kafka 2.8 or later)`,
+            ),
+          );
+        }
+        if (!this.#apis.has(api.version)) {
+          const create = (
+            acks: number,
+            timeout: number,
+            carriers: readonly { partition: number; value: PartitionBatch }[],
+            options: ProducerIdentity,
+          ) => this.#request(acks, timeout, carriers, options);
+          this.#apis.set(api.version, library.createAPI(0, api.version, create, parse));
+        }
+        callback(null, this.#apis.get(api.version) as API<A, R>);
+      });
+    }
+
+    #request(
+      acks: number,
+      timeout: number,
+      carriers: readonly { partition: number; value: PartitionBatch }[],
+      options: ProducerIdentity,
+    ) {
+      const batches = carriers.map((carrier) => {
+        if (carrier.partition !== carrier.value.partition) {
+          throw new Error(
+            `A batch for partition ${carrier.value.partition} was routed to ${carrier.partition}`,
+          );
+        }
+        return carrier.value;
+      });
+      if (options.producerId !== undefined) {
+        const epoch = options.producerEpoch ?? 0;
+        this.#identity ??= { id: options.producerId, epoch };
+        if (this.#identity.id !== options.producerId || this.#identity.epoch !== epoch) {
+          // The client got itself a new producer id (its recovery from
+          // UNKNOWN_PRODUCER_ID or OUT_OF_ORDER_SEQUENCE_NUMBER): the
+          // numbers given here belong to the old one. Failing, without
+          // retries, discards this client; the batches are written again in
+          // order on a new one.
+          throw Object.assign(
+            new Error("The idempotent producer id changed while batches were in flight"),
+            { canRetry: false },
+          );
+        }
+      }
+      return encoding.produceRequestWriter(acks, timeout, batches, options);
+    }
+  };
 }
 
 // ---------------------------------------------------------------------------

@@ -33,7 +33,6 @@
  *
  * @module
  */
-import { Buffer } from "node:buffer";
 import { z } from "zod";
 import { connectEnvelope } from "../drivers/connect_json.ts";
 import { encodeJson } from "../api/json.ts";
@@ -66,6 +65,7 @@ import {
   originalMessage,
   type OutgoingMessage,
   type TopicSettings,
+  topicsOf,
 } from "../drivers/kafka.ts";
 
 const brokerDefault = () =>
@@ -153,14 +153,15 @@ const encoder = new TextEncoder();
  */
 class Utf8Arena {
   static readonly CHUNK = 1 << 20;
-  #buffer = Buffer.allocUnsafe(Utf8Arena.CHUNK);
+  // Plain Uint8Array views: a Buffer view costs a constructor call in JavaScript.
+  #buffer = new Uint8Array(Utf8Arena.CHUNK);
   #used = 0;
 
   encode(text: string): Uint8Array {
     // UTF-8 takes at most three bytes per UTF-16 code unit.
     const room = text.length * 3;
     if (this.#used + room > this.#buffer.length) {
-      this.#buffer = Buffer.allocUnsafe(Math.max(Utf8Arena.CHUNK, room));
+      this.#buffer = new Uint8Array(Math.max(Utf8Arena.CHUNK, room));
       this.#used = 0;
     }
     const { written } = encoder.encodeInto(text, this.#buffer.subarray(this.#used));
@@ -194,28 +195,33 @@ export function recordToMessage(
   schemas: SchemaSettings = SCHEMALESS,
   arena?: Utf8Arena,
 ): OutgoingMessage {
-  const encode = (text: string) => arena ? arena.encode(text) : encoder.encode(text);
   return {
     topic: record.topic,
     key: record.key === null || record.key === undefined
       ? null
       : schemas.avroKeys
       ? avroBytes(schemas.avroKeys, record, "key")
-      : encode(
+      : utf8(
         schemas.keys ? connectEnvelope(record.schemas?.key, record.key) : encodeJson(record.key),
+        arena,
       ),
     value: record.value === null || record.value === undefined
       ? null
       : schemas.avroValues
       ? avroBytes(schemas.avroValues, record, "value")
-      : encode(
+      : utf8(
         schemas.values
           ? connectEnvelope(record.schemas?.value, record.value)
           : encodeJson(record.value),
+        arena,
       ),
     headers: record.headers ? Object.entries(record.headers) : undefined,
     timestamp: record.timestamp,
   };
+}
+
+function utf8(text: string, arena: Utf8Arena | undefined): Uint8Array {
+  return arena ? arena.encode(text) : encoder.encode(text);
 }
 
 function avroBytes(writer: AvroWriter, record: SluiceRecord, side: Side): Uint8Array {
@@ -392,7 +398,7 @@ export default defineSink({
         if (failures.length > 0) await batch.reject(failures);
         if (messages.length === 0) return undefined;
         try {
-          const created = await topics?.ensure(new Set(messages.map((m) => m.topic))) ?? [];
+          const created = await topics?.ensure(topicsOf(messages)) ?? [];
           for (const topic of created) context.logger.info("Created topic {topic}", { topic });
         } catch (error) {
           throw kafkaFailure("Cannot create Kafka topics", error);

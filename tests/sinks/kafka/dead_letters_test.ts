@@ -2,7 +2,9 @@
  * Poison messages on a topic read by the kafka source: with errors.tolerance
  * all they go to the dead-letter topic with their original bytes and Kafka
  * Connect's error headers while the following messages land; with none they
- * stop the pipeline before anything after them is written or committed.
+ * stop the pipeline before anything after them is written or committed. A
+ * record the kafka sink cannot write (illegal topic, larger than
+ * max.request.size) fails alone.
  */
 import { runPipeline } from "../../../core/pipeline.ts";
 import { MemoryOffsetStore } from "../../../core/offsets.ts";
@@ -176,4 +178,44 @@ Deno.test("a record routed to an illegal topic name fails alone in the kafka sin
   assertEquals(headers["__connect.errors.stage"], "sink");
   assertMatch(headers["__connect.errors.exception.message"] ?? "", /topic names are/);
   assertEquals((await readTopic(good, 1)).map((m) => text(m.value)), ['{"id":1}']);
+});
+
+Deno.test("a record larger than max.request.size fails alone; the rest lands once each, over several requests", async () => {
+  const good = uniqueName("split");
+  const dlq = uniqueName("dlq");
+  const records = Array.from({ length: 40 }, (_, id) => ({
+    topic: good,
+    key: { id },
+    value: { id, text: (id === 17 ? "x".repeat(5_000) : "y".repeat(150)) + "é" },
+  }));
+  const [spec] = await kafkaSpecs({
+    name: uniqueName("oversize"),
+    config: {
+      "connector.class": "records",
+      fixture: fixture(records),
+      "sink.class": "kafka",
+      // About ten of the small records per request.
+      "sink.max.request.size": "2000",
+      "errors.tolerance": "all",
+      "errors.deadletterqueue.topic.name": dlq,
+    },
+  });
+  await using environment = await testWorkerEnvironment();
+  const report = await runPipeline(spec, environment);
+  assertEquals(report.error, undefined);
+  assertEquals([report.stats.written, report.stats.deadLettered], [39, 1]);
+  const [letter] = await readTopic(dlq, 1);
+  assertEquals(text(letter.key), '{"id":17}');
+  const headers = Object.fromEntries(letter.headers.map(([k, v]) => [k, text(v)]));
+  assertMatch(headers["__connect.errors.exception.message"] ?? "", /larger than max.request.size/);
+  const landed = await readTopic(good, 39);
+  // Each key once, and every key's record whole.
+  assertEquals(
+    landed.map((m) => JSON.parse(text(m.key)!).id).sort((a, b) => a - b),
+    records.map((r) => r.key.id).filter((id) => id !== 17),
+  );
+  for (const message of landed) {
+    const { id, text: body } = JSON.parse(text(message.value)!);
+    assertEquals(body, "y".repeat(150) + "é", `record ${id}`);
+  }
 });
