@@ -427,9 +427,16 @@ async function plan(paths: string[], settings: WorkerSettings) {
   const standIns: string[] = [];
   const { loadWithBuiltins } = await import("./worker.ts");
   const { buildPlan, formatPlan } = await import("../core/_plan.ts");
-  const specs = await loadWithBuiltins(paths, settings, lazyBuiltinRegistry(), {
-    standIn: (path) => standIns.push(path),
-  });
+  // Nor a broker: without --bootstrap, Kafka plugins get a stand-in address.
+  const bootstrapServers = settings.bootstrapServers || "unresolved.invalid:9092";
+  const specs = await loadWithBuiltins(
+    paths,
+    { ...settings, bootstrapServers },
+    lazyBuiltinRegistry(),
+    {
+      standIn: (path) => standIns.push(path),
+    },
+  );
   const built = await buildPlan(specs);
   console.log(formatPlan(built));
   if (standIns.length > 0) {

@@ -323,7 +323,7 @@ Deno.test("log lines and the run summary keep their order in one file", async ()
   }
 });
 
-Deno.test("plan runs without the secrets of the configs, and validate still asks for them", async () => {
+Deno.test("plan runs without the secrets of the configs or a broker, and validate still asks for them", async () => {
   const config = {
     "connector.class": "postgres_cdc",
     "database.hostname": "${env:FIRST_HOUR_NO_HOST}",
@@ -342,13 +342,15 @@ Deno.test("plan runs without the secrets of the configs, and validate still asks
     "transforms.route.regex": "shop.public.(.*)",
     "transforms.route.replacement": "events.$1",
   };
-  const env = { SLUICE_BOOTSTRAP_SERVERS: "127.0.0.1:9092" };
-  const plan = await sluiceOn("plan", { name: "k", config }, env);
+  // No --bootstrap for the plan: it needs topic names, not a broker.
+  const plan = await sluiceOn("plan", { name: "k", config }, { SLUICE_BOOTSTRAP_SERVERS: "" });
+  assertEquals(plan.code, 1, plan.stderr);
   assertMatch(plan.stdout, /public\.orders\s+events\.orders\s+NOBODY CONSUMES THIS TOPIC/);
   assertMatch(
     plan.stdout,
     /4 provider reference\(s\) could not be resolved and got stand-ins \(the plan needs names, not secrets\): k: config\.database\.hostname, k: config\.database\.port, k: config\.database\.password, k: config\.transforms\.m\.key/,
   );
+  const env = { SLUICE_BOOTSTRAP_SERVERS: "127.0.0.1:9092" };
   const validate = await sluiceOn("validate", { name: "k", config }, env);
   assertEquals(validate.code, 2);
   assertMatch(
