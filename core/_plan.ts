@@ -171,19 +171,25 @@ export function configWarnings(specs: readonly PipelineSpec[]): string[] {
 /**
  * A record that fails in a masking step is dead-lettered in clear (that is
  * what can be repaired and replayed); a dead-letter table lives in the
- * sink's database, past the masking.
+ * sink's database, and a dead-letter topic is on the broker every consumer
+ * reads: both past the masking.
  */
 function clearDeadLetterWarnings(spec: PipelineSpec): string[] {
-  const table = spec.options["errors.deadletterqueue.table.name"];
   const masking = spec.transforms.filter((step) => step.plugin.hidesData);
-  if (!table || masking.length === 0 || spec.options["errors.tolerance"] !== "all") return [];
+  if (masking.length === 0 || spec.options["errors.tolerance"] !== "all") return [];
   const aliases = masking.map((step) => `"${step.alias}"`).join(", ");
-  return [
-    `a record that fails in ${aliases} (a value it cannot mask) is dead-lettered with its ` +
-    `clear values into errors.deadletterqueue.table.name "${table}", in the sink's database; ` +
-    `send dead letters to a file or topic on the source's side (errors.deadletterqueue.file.path) ` +
-    `if the target must never hold them`,
+  const table = spec.options["errors.deadletterqueue.table.name"];
+  const topic = spec.options["errors.deadletterqueue.topic.name"];
+  const places = [
+    ...(table ? [`errors.deadletterqueue.table.name "${table}", in the sink's database`] : []),
+    ...(topic ? [`errors.deadletterqueue.topic.name "${topic}", on the Kafka broker`] : []),
   ];
+  return places.map((place) =>
+    `a record that fails in ${aliases} (a value it cannot mask) is dead-lettered with its ` +
+    `clear values into ${place}; ` +
+    `send dead letters to a file on the source's side (errors.deadletterqueue.file.path) ` +
+    `if the target must never hold them`
+  );
 }
 
 /** The plan as text tables (streams' routes, then batch jobs), with warnings. */

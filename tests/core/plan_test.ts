@@ -135,7 +135,7 @@ Deno.test("sluice plan lists batch jobs with their schedule, what they read and 
   assertEquals(text.includes("once at start"), true);
 });
 
-Deno.test("validate warns when a masking pipeline dead-letters its clear records into the sink's database", async () => {
+Deno.test("validate warns when a masking pipeline dead-letters its clear records into the sink's database or a topic", async () => {
   const config = {
     "connector.class": "postgres_query",
     "connection.url": "postgres://u@127.0.0.1:5432/w",
@@ -157,7 +157,10 @@ Deno.test("validate warns when a masking pipeline dead-letters its clear records
       }),
     );
   assertEquals(await warnings({ "errors.deadletterqueue.table.name": "public.dlq" }), [
-    'p: a record that fails in "hide" (a value it cannot mask) is dead-lettered with its clear values into errors.deadletterqueue.table.name "public.dlq", in the sink\'s database; send dead letters to a file or topic on the source\'s side (errors.deadletterqueue.file.path) if the target must never hold them',
+    'p: a record that fails in "hide" (a value it cannot mask) is dead-lettered with its clear values into errors.deadletterqueue.table.name "public.dlq", in the sink\'s database; send dead letters to a file on the source\'s side (errors.deadletterqueue.file.path) if the target must never hold them',
+  ]);
+  assertEquals(await warnings({ "errors.deadletterqueue.topic.name": "dlq.people" }), [
+    'p: a record that fails in "hide" (a value it cannot mask) is dead-lettered with its clear values into errors.deadletterqueue.topic.name "dlq.people", on the Kafka broker; send dead letters to a file on the source\'s side (errors.deadletterqueue.file.path) if the target must never hold them',
   ]);
   assertEquals(await warnings({ "errors.deadletterqueue.file.path": "/tmp/dlq.jsonl" }), []);
 });
