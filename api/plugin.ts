@@ -870,6 +870,12 @@ export interface SourcePlugin<Schema extends z.ZodType = z.ZodType> extends Plug
    * gets that pipeline's parts as `context.subject`.
    */
   subject?(config: z.output<Schema>): string;
+  /**
+   * Why the job cannot work on the pipeline its config names (see
+   * {@linkcode SourcePlugin.subject}), or undefined when it can: checked by
+   * `validate`, before anything connects.
+   */
+  subjectProblem?(subject: PipelineParts): string | undefined;
   /** Opens the source with its parsed config; nothing connects before this. */
   create(config: z.output<Schema>, context: SourceContext): Source | Promise<Source>;
   /** Shows and changes its stored position; without it, only a reset is possible. */

@@ -551,6 +551,11 @@ function resolveSubjects(
       transforms: other.transforms,
       sink: other.sink,
     };
+    const unfit = spec.source.plugin.subjectProblem?.(subject);
+    if (unfit) {
+      issues.push({ path: `${spec.name}: config.pipeline`, message: `names "${name}": ${unfit}` });
+      return spec;
+    }
     return { ...spec, transforms: other.transforms, sink: other.sink, subject };
   });
 }

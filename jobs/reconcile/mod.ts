@@ -105,6 +105,7 @@ export default defineSource({
     "Compares a batch pipeline's source and target through its transforms, reports and optionally repairs the differences.",
   config: schema,
   subject: (config) => config.pipeline,
+  subjectProblem,
   plan: (settings) => ({
     reads: `checks ${settings.pipeline} (${settings.mode}${settings.repair ? ", repairs" : ""})`,
   }),

@@ -336,4 +336,17 @@ Deno.test("a reconcile job names a batch pipeline and takes its transforms and s
   }]).catch((caught) => caught as Error);
   assert(unknown instanceof ConfigError, String(unknown));
   assertMatch(unknown.message, /check: config.pipeline: names "nope", which is not a pipeline/);
+
+  // A pipeline whose sink names its tables per record cannot be compared: validate says so.
+  const perTopic = pipelines("postgres://localhost/a", "postgres://localhost/b", []);
+  delete (perTopic[0].config as Record<string, string>)["sink.table"];
+  const unfit = await specsFrom([...perTopic, {
+    name: "check",
+    config: { "connector.class": "reconcile", pipeline: "people_sync" },
+  }]).catch((caught) => caught as Error);
+  assert(unfit instanceof ConfigError, String(unfit));
+  assertMatch(
+    unfit.message,
+    /check: config.pipeline: names "people_sync": its sink has no fixed table \(sink.table\)/,
+  );
 });
