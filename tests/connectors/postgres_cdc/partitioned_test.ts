@@ -253,3 +253,35 @@ Deno.test("postgres_cdc warns, naming it, when a table created since the last st
     await db.drop();
   }
 });
+
+Deno.test("postgres_cdc captures a partition named alone under its own name", async () => {
+  const db = await createTestDatabase("cdc_part_alone");
+  const sql = postgres(db.url, { max: 1, onnotice: () => {} });
+  try {
+    await sql.unsafe(SOURCE);
+    const source = await openSource({
+      "connection.url": db.url,
+      "topic.prefix": "src",
+      "slot.name": uniqueSlot("part_alone"),
+      "slot.drop.on.stop": "true",
+      "publication.name": "pub_alone",
+      "table.include.list": "public\\.ev_eu",
+      "snapshot.mode": "initial",
+      "poll.interval.ms": "20",
+    });
+    try {
+      await source.take(2);
+      await sql`insert into ev values (10, 'us', 'not captured'), (11, 'eu', 'marker')`;
+      await source.readUntil("the marker", (r) => (r.key as { id: number })?.id === 11);
+      assertEquals(
+        source.records.map((r) => `${r.topic} ${(r.key as { id: number }).id}`),
+        ["src.public.ev_eu 1", "src.public.ev_eu 2", "src.public.ev_eu 11"],
+      );
+    } finally {
+      await source.close();
+    }
+  } finally {
+    await sql.end();
+    await db.drop();
+  }
+});
