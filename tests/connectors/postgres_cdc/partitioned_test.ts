@@ -285,3 +285,50 @@ Deno.test("postgres_cdc captures a partition named alone under its own name", as
     await db.drop();
   }
 });
+
+Deno.test("postgres_cdc keeps streaming partitions under their own names from an all-tables publication without via-root that it captures whole", async () => {
+  const db = await createTestDatabase("cdc_part_alltables");
+  const sql = postgres(db.url, { max: 1, onnotice: () => {} });
+  await using logs = await capturingLogs();
+  try {
+    await sql.unsafe(SOURCE + `create publication pub_all for all tables;`);
+    const source = await openSource({
+      "connection.url": db.url,
+      "topic.prefix": "src",
+      "slot.name": uniqueSlot("part_all"),
+      "slot.drop.on.stop": "true",
+      "publication.name": "pub_all",
+      "snapshot.mode": "initial",
+      "poll.interval.ms": "20",
+    });
+    try {
+      await source.take(4);
+      await sql`insert into ev values (12, 'us', 'marker')`;
+      await source.readUntil("the marker", (r) => (r.key as { id: number })?.id === 12);
+      assertEquals(
+        source.records.map((r) => `${r.topic} ${(r.key as { id: number }).id}`),
+        [
+          "src.public.ev_eu 1",
+          "src.public.ev_eu 2",
+          "src.public.ev_us 3",
+          "src.public.ev_us 4",
+          "src.public.ev_us 12",
+        ],
+      );
+    } finally {
+      await source.close();
+    }
+    assertEquals(
+      await viaRoot(sql, "pub_all"),
+      false,
+      "an existing all-tables publication is kept",
+    );
+    assert(
+      logs.lines.some((line) => line.includes("arrive under their partitions' names")),
+      logs.lines.join("\n"),
+    );
+  } finally {
+    await sql.end();
+    await db.drop();
+  }
+});
