@@ -53,6 +53,7 @@ import {
   preparePublication,
   publishedTables,
   type SlotInfo,
+  type TableRef,
 } from "./_slot.ts";
 import { type DecimalMode, type TimeMode, ValueDecoders } from "./_values.ts";
 import type { CaptureFilter } from "./_filters.ts";
@@ -260,7 +261,7 @@ export class Capture {
       settings.lagPollIntervalMs ?? 0,
       this.#logger,
     );
-    await preparePublication(
+    const { newlyPublished } = await preparePublication(
       meta,
       settings.publication,
       settings.autocreate,
@@ -282,6 +283,8 @@ export class Capture {
       start = yield* this.#snapshot(meta, replication, slot, catalog, events);
       if (mode === "initial_only" || this.#signal.aborted) return;
     } else {
+      // Without a stored offset, snapshot.mode never asked for no copy at all.
+      if (stored) this.#warnOfUncopiedRows(newlyPublished);
       start = await this.#resumeSlot(replication, slot);
     }
     this.#acked = this.#reached.lsn;
@@ -410,6 +413,24 @@ export class Capture {
     this.#reached = { lsn: created.consistentPoint, txId: null };
     yield this.#batch([]);
     return created.consistentPoint;
+  }
+
+  /**
+   * Tables that start to be streamed now, without a snapshot (added to the
+   * publication at this start, typically created since the last one): their
+   * rows written before were never streamed, and streaming does not copy
+   * them. Copying them while the stream runs would need a snapshot
+   * consistent with the slot's position, which only a new slot gives.
+   */
+  #warnOfUncopiedRows(tables: readonly TableRef[]): void {
+    if (tables.length === 0) return;
+    this.#logger.warn(
+      "{tables} start to be streamed now (added to publication {publication}) without a snapshot: their rows written before this start are not copied, only changes from now on. To copy them, take a new snapshot (stop the pipeline, sluice offsets reset … --to-earliest, start it with snapshot.mode initial or when_needed), or copy them once with a batch job (postgres_query)",
+      {
+        tables: tables.map((t) => `${t.schema}.${t.table}`).join(", "),
+        publication: this.#settings.publication,
+      },
+    );
   }
 
   /** Streams on from the stored offset (creating the slot when missing); returns the start LSN. */

@@ -79,16 +79,57 @@ export async function dropSlot(sql: Sql, name: string): Promise<void> {
   }
 }
 
-/** The ordinary tables (and partitioned tables) of the database, outside system schemas. */
-export async function userTables(sql: Sql): Promise<TableRef[]> {
-  const rows = await sql<TableRef[]>`
-    select c.oid::int as oid, n.nspname as schema, c.relname as table
+/** A table of the database, with where it sits in a partition tree. */
+export interface CatalogTable extends TableRef {
+  /** A partitioned table (relkind `p`): its rows live in its partitions. */
+  readonly partitioned: boolean;
+  /** The partitioned tables it is a partition of, nearest first; empty when it is not a partition. */
+  readonly ancestors: readonly number[];
+}
+
+/**
+ * The ordinary and partitioned tables of the database, partitions included,
+ * outside system schemas. The ancestors come from a walk up `pg_inherits`
+ * rather than `pg_partition_ancestors` (PostgreSQL 12+), which older
+ * servers lack.
+ */
+export async function userTables(sql: Sql): Promise<CatalogTable[]> {
+  const rows = await sql<CatalogTable[]>`
+    select c.oid::int as oid, n.nspname as schema, c.relname as table,
+      c.relkind = 'p' as partitioned,
+      coalesce((
+        with recursive up(rel, depth, partition) as (
+          select i.inhparent, 1, p.relispartition
+          from pg_inherits i join pg_class p on p.oid = i.inhparent
+          where i.inhrelid = c.oid and c.relispartition
+          union all
+          select i.inhparent, up.depth + 1, p.relispartition
+          from up join pg_inherits i on i.inhrelid = up.rel
+          join pg_class p on p.oid = i.inhparent
+          where up.partition)
+        select array_agg(rel::int order by depth) from up), '{}') as ancestors
     from pg_class c join pg_namespace n on n.oid = c.relnamespace
-    where c.relkind in ('r', 'p') and not c.relispartition
+    where c.relkind in ('r', 'p')
       and n.nspname not in ('pg_catalog', 'information_schema')
       and n.nspname not like 'pg\\_toast%' and n.nspname not like 'pg\\_temp%'
     order by 2, 3`;
   return [...rows];
+}
+
+/**
+ * The tables the filter captures, each once: a partition whose partitioned
+ * ancestor is captured too (an include regex matching both, or the default
+ * of capturing everything) is left out, since its rows are read and its
+ * changes arrive under that ancestor's name (`publish_via_partition_root`).
+ * A partition named without its ancestor is captured under its own name.
+ */
+export function capturedTables(
+  all: readonly CatalogTable[],
+  filter: CaptureFilter,
+): CatalogTable[] {
+  const matched = all.filter((t) => filter.table(t.schema, t.table));
+  const oids = new Set(matched.map((t) => t.oid));
+  return matched.filter((t) => !t.ancestors.some((oid) => oids.has(oid)));
 }
 
 /** The tables a publication publishes. */
@@ -115,10 +156,12 @@ export type AutocreateMode = "all_tables" | "filtered" | "disabled";
 export async function tablesWithoutReplicaIdentity(
   sql: Sql,
   oids: readonly number[],
-): Promise<TableRef[]> {
+): Promise<TableWithoutIdentity[]> {
   if (oids.length === 0) return [];
-  const rows = await sql<TableRef[]>`
-    select c.oid::int as oid, n.nspname as schema, c.relname as table
+  const rows = await sql<TableWithoutIdentity[]>`
+    select c.oid::int as oid, n.nspname as schema, c.relname as table,
+      c.relreplident as identity,
+      exists (select 1 from pg_index i where i.indrelid = c.oid and i.indisprimary) as "primaryKey"
     from pg_class c join pg_namespace n on n.oid = c.relnamespace
     where c.oid = any(${oids as number[]}::oid[]) and (
       c.relreplident = 'n'
@@ -128,6 +171,27 @@ export async function tablesWithoutReplicaIdentity(
         select 1 from pg_index i where i.indrelid = c.oid and i.indisreplident)))
     order by 2, 3`;
   return [...rows];
+}
+
+/** A table without a usable replica identity, and why. */
+export interface TableWithoutIdentity extends TableRef {
+  /** `relreplident`: d (default), n (nothing), i (index), f (full). */
+  readonly identity: string;
+  readonly primaryKey: boolean;
+}
+
+/** Why a table has no usable replica identity, and the statement that gives it one. */
+function identityProblem(t: TableWithoutIdentity): string {
+  const table = qualified(t);
+  if (t.identity === "n" && t.primaryKey) {
+    return `${t.schema}.${t.table} has a primary key but REPLICA IDENTITY NOTHING (run ALTER TABLE ${table} REPLICA IDENTITY DEFAULT to use its primary key)`;
+  }
+  if (t.identity === "i") {
+    return `${t.schema}.${t.table} has REPLICA IDENTITY USING INDEX on an index that is gone (run ALTER TABLE ${table} REPLICA IDENTITY DEFAULT, FULL, or USING INDEX on another unique index)`;
+  }
+  return `${t.schema}.${t.table} has no primary key${
+    t.identity === "n" ? " and REPLICA IDENTITY NOTHING" : ""
+  } (give it a primary key, or run ALTER TABLE ${table} REPLICA IDENTITY FULL)`;
 }
 
 const qualified = (t: TableRef) => `${quoteIdent(t.schema)}.${quoteIdent(t.table)}`;
@@ -151,10 +215,40 @@ async function requireLogicalDecoding(sql: Sql): Promise<void> {
   );
 }
 
+/** What {@linkcode preparePublication} found and did. */
+export interface PreparedPublication {
+  /**
+   * Captured tables whose changes the publication did not carry under their
+   * own name before this start (added to it now, or partitioned tables now
+   * published via their root): their rows written before were never
+   * streamed, and only a snapshot copies them.
+   */
+  readonly newlyPublished: readonly TableRef[];
+}
+
+/** The publication's flags, when it exists. */
+async function inspectPublication(
+  sql: Sql,
+  name: string,
+): Promise<{ all: boolean; viaroot: boolean } | undefined> {
+  // pubviaroot exists from PostgreSQL 13 on; through jsonb it reads as null before.
+  const rows = await sql<{ all: boolean; viaroot: boolean }[]>`
+    select puballtables as all, coalesce((to_jsonb(p) ->> 'pubviaroot')::boolean, false) as viaroot
+    from pg_publication p where pubname = ${name}`;
+  return rows[0];
+}
+
 /**
  * Makes sure the publication exists (and, in filtered mode, publishes the
  * captured tables), after checking that no captured table would make the
- * source application's writes fail.
+ * source application's writes fail; then checks that every captured table's
+ * changes arrive under a captured name, and fails naming the fix otherwise.
+ *
+ * A captured partitioned table is published with
+ * `publish_via_partition_root = true` (PostgreSQL 13+): its partitions'
+ * changes arrive under its name and key, and partitions attached later are
+ * included. Without it they would arrive under the partitions' names, which
+ * the include list does not match, and be dropped.
  */
 export async function preparePublication(
   sql: Sql,
@@ -162,37 +256,152 @@ export async function preparePublication(
   mode: AutocreateMode,
   filter: CaptureFilter,
   logger: Logger,
-): Promise<void> {
+): Promise<PreparedPublication> {
   await requireLogicalDecoding(sql);
-  const rows = await sql<{ all: boolean }[]>`
-    select puballtables as all from pg_publication where pubname = ${name}`;
-  const existing = rows[0];
+  const existing = await inspectPublication(sql, name);
   if (mode === "disabled" && !existing) {
     throw new Error(
       `Publication "${name}" does not exist; create it, or set publication.autocreate.mode to filtered or all_tables`,
     );
   }
-  const captured = (await userTables(sql)).filter((t) => filter.table(t.schema, t.table));
+  const all = await userTables(sql);
+  const captured = capturedTables(all, filter);
+  await requirePartitionRootSupport(sql, captured);
   const published = mode === "disabled" ? await publishedTables(sql, name) : undefined;
   await refuseTablesWithoutIdentity(
     sql,
-    published ? captured.filter((t) => published.some((p) => p.oid === t.oid)) : captured,
+    withPartitions(
+      published ? captured.filter((t) => carries(published, t, all)) : captured,
+      all,
+    ),
   );
-  if (mode === "disabled") return;
-  if (mode === "filtered" && existing?.all) {
+  let newlyPublished: TableRef[] = [];
+  if (mode !== "disabled") {
+    if (mode === "filtered" && existing?.all) {
+      logger.warn(
+        "Publication {name} publishes all tables; it is used as it is (events are still filtered)",
+        { name },
+      );
+    }
+    try {
+      newlyPublished = mode === "all_tables" || existing?.all
+        ? await useAllTablesPublication(sql, name, existing, captured, logger)
+        : await publishCapturedTables(sql, name, existing, captured, all, logger);
+    } catch (error) {
+      throw publicationPrivilegeError(error, name, mode, captured) ?? error;
+    }
+  }
+  await checkArrival(sql, name, captured, all, filter, logger);
+  return { newlyPublished };
+}
+
+/** Refuses, naming them, partitioned tables on a server that cannot publish them via their root. */
+async function requirePartitionRootSupport(sql: Sql, captured: readonly CatalogTable[]) {
+  const partitioned = captured.filter((t) => t.partitioned);
+  if (partitioned.length === 0) return;
+  const [{ version }] = await sql<{ version: number }[]>`
+    select current_setting('server_version_num')::int as version`;
+  if (version >= 130000) return;
+  throw new Error(
+    `Cannot capture the partitioned table${partitioned.length > 1 ? "s" : ""} ${
+      names(partitioned)
+    }: PostgreSQL ${
+      Math.floor(version / 10000)
+    } cannot publish a partitioned table (publish_via_partition_root needs PostgreSQL 13). ` +
+      `Capture its partitions instead (name them in table.include.list); their changes arrive under their own names`,
+  );
+}
+
+/** The tables and every partition under them (the relations whose rows are written). */
+function withPartitions(tables: readonly CatalogTable[], all: readonly CatalogTable[]) {
+  const oids = new Set(tables.map((t) => t.oid));
+  return [...tables, ...all.filter((t) => t.ancestors.some((oid) => oids.has(oid)))];
+}
+
+/**
+ * Whether `published` (the publication's `pg_publication_tables`) carries
+ * changes of `table`: it lists the table, one of its ancestors (via the
+ * root), or one of its partitions (without it).
+ */
+function carries(
+  published: readonly TableRef[],
+  table: CatalogTable,
+  all: readonly CatalogTable[],
+): boolean {
+  const oids = new Set(published.map((t) => t.oid));
+  if (oids.has(table.oid) || table.ancestors.some((oid) => oids.has(oid))) return true;
+  return all.some((t) => oids.has(t.oid) && t.ancestors.includes(table.oid));
+}
+
+/**
+ * Checks under which name each captured table's changes arrive, from the
+ * publication as it is now: pgoutput sends a partition's changes under the
+ * topmost published ancestor's name when `publish_via_partition_root` is on,
+ * under the partition's own name when it is off. A name the filter does not
+ * capture would drop them silently, so that stops the start, naming the fix.
+ */
+async function checkArrival(
+  sql: Sql,
+  name: string,
+  captured: readonly CatalogTable[],
+  all: readonly CatalogTable[],
+  filter: CaptureFilter,
+  logger: Logger,
+): Promise<void> {
+  const publication = await inspectPublication(sql, name);
+  if (!publication) return;
+  const arriving = new Set((await publishedTables(sql, name)).map((t) => t.oid));
+  const byOid = new Map(all.map((t) => [t.oid, t]));
+  const label = (t: TableRef) => `${t.schema}.${t.table}`;
+  const problems: string[] = [];
+  const underPartitionNames: CatalogTable[] = [];
+  const unpublished: CatalogTable[] = [];
+  for (const table of captured) {
+    if (table.partitioned && !publication.viaroot) {
+      const parts = all.filter((t) => !t.partitioned && t.ancestors.includes(table.oid));
+      if (parts.length > 0 && parts.every((t) => filter.table(t.schema, t.table))) {
+        underPartitionNames.push(table);
+      } else {
+        problems.push(
+          `${
+            label(table)
+          } is partitioned, and publication "${name}" sends its partitions' changes ` +
+            `under the partitions' names (publish_via_partition_root is off), which the include list ` +
+            `does not capture: run ALTER PUBLICATION ${
+              quoteIdent(name)
+            } SET (publish_via_partition_root = true)`,
+        );
+      }
+      continue;
+    }
+    if (arriving.has(table.oid)) continue;
+    const root = table.ancestors.findLast((oid) => arriving.has(oid));
+    if (root !== undefined) {
+      const ancestor = label(byOid.get(root)!);
+      problems.push(
+        `${label(table)} is a partition of ${ancestor}, and publication "${name}" publishes ` +
+          `${ancestor} with publish_via_partition_root, so its changes arrive as ${ancestor}, which ` +
+          `the include list does not capture: capture ${ancestor} instead, or give this pipeline ` +
+          `its own publication.name`,
+      );
+    } else {
+      unpublished.push(table);
+    }
+  }
+  if (problems.length > 0) {
+    throw new Error(`Cannot capture every change of the captured tables: ${problems.join("; ")}`);
+  }
+  if (underPartitionNames.length > 0) {
     logger.warn(
-      "Publication {name} publishes all tables; it is used as it is (events are still filtered)",
-      { name },
+      "Publication {name} has publish_via_partition_root off, so changes of the partitioned tables {tables} arrive under their partitions' names (one topic per partition). For one topic per partitioned table run ALTER PUBLICATION … SET (publish_via_partition_root = true) (the topics then change)",
+      { name, tables: names(underPartitionNames) },
     );
   }
-  try {
-    if (mode === "all_tables" || existing?.all) {
-      await useAllTablesPublication(sql, name, existing !== undefined, logger);
-      return;
-    }
-    await publishCapturedTables(sql, name, existing !== undefined, captured, logger);
-  } catch (error) {
-    throw publicationPrivilegeError(error, name, mode, captured) ?? error;
+  if (unpublished.length > 0) {
+    logger.warn(
+      "Publication {name} does not publish the captured tables {tables}: none of their changes are streamed. Add them (ALTER PUBLICATION … ADD TABLE …), or narrow table.include.list",
+      { name, tables: names(unpublished) },
+    );
   }
 }
 
@@ -201,13 +410,13 @@ function publicationPrivilegeError(
   error: unknown,
   name: string,
   mode: AutocreateMode,
-  captured: readonly TableRef[],
+  captured: readonly CatalogTable[],
 ): Error | undefined {
   if ((error as { code?: string }).code !== "42501") return undefined;
   const tables = captured.map((t) => `${quoteIdent(t.schema)}.${quoteIdent(t.table)}`).join(", ");
   const statement = mode === "all_tables"
-    ? `CREATE PUBLICATION ${quoteIdent(name)} FOR ALL TABLES`
-    : `CREATE PUBLICATION ${quoteIdent(name)} FOR TABLE ${tables}`;
+    ? `CREATE PUBLICATION ${quoteIdent(name)} FOR ALL TABLES${viaRoot(captured)}`
+    : `CREATE PUBLICATION ${quoteIdent(name)} FOR TABLE ${tables}${viaRoot(captured)}`;
   return new Error(
     `Cannot create or alter publication "${name}" (publication.autocreate.mode ${mode}): ` +
       `${(error as Error).message}. Either grant the connector's user what it needs ` +
@@ -218,34 +427,48 @@ function publicationPrivilegeError(
   );
 }
 
-/** Throws, naming them, when captured tables have no usable replica identity. */
-async function refuseTablesWithoutIdentity(sql: Sql, captured: readonly TableRef[]) {
-  const lacking = await tablesWithoutReplicaIdentity(sql, captured.map((t) => t.oid));
+/**
+ * Throws, naming them and the fix, when captured tables have no usable
+ * replica identity. Only tables holding rows count: a partitioned table's
+ * own setting is not what its partitions log (it is not inherited).
+ */
+async function refuseTablesWithoutIdentity(sql: Sql, captured: readonly CatalogTable[]) {
+  const lacking = await tablesWithoutReplicaIdentity(
+    sql,
+    captured.filter((t) => !t.partitioned).map((t) => t.oid),
+  );
   if (lacking.length === 0) return;
   throw new Error(
     `Cannot capture ${
       names(lacking)
-    }: without a primary key or a replica identity, a published table refuses every UPDATE and DELETE, for the source application too. Give each a primary key or run ALTER TABLE … REPLICA IDENTITY FULL, or leave it out of the capture (table.exclude.list, or a narrower table.include.list)`,
+    }: without a usable replica identity, a published table refuses every UPDATE and DELETE, for the source application too: ${
+      lacking.map(identityProblem).join("; ")
+    }. Or leave it out of the capture (table.exclude.list, or a narrower table.include.list)`,
   );
 }
 
 /**
- * `FOR ALL TABLES`: created when missing. It also publishes tables that are
- * not captured, and tables created later; the ones without a replica
- * identity are reported, since their UPDATEs and DELETEs fail.
+ * `FOR ALL TABLES`: created when missing (via the partition root when a
+ * captured table is partitioned). It also publishes tables that are not
+ * captured, and tables created later; the ones without a replica identity
+ * are reported, since their UPDATEs and DELETEs fail. An existing one is
+ * used as it is: other subscribers may depend on its settings.
  */
 async function useAllTablesPublication(
   sql: Sql,
   name: string,
-  exists: boolean,
+  existing: { viaroot: boolean } | undefined,
+  captured: readonly CatalogTable[],
   logger: Logger,
-): Promise<void> {
-  if (!exists) {
+): Promise<TableRef[]> {
+  if (!existing) {
     logger.warn(
       "Creating publication {name} FOR ALL TABLES (publication.autocreate.mode all_tables): every table of the database is published, including tables created later; an UPDATE or DELETE on one without a primary key or replica identity will fail. publication.autocreate.mode filtered publishes only the captured tables",
       { name },
     );
-    await sql.unsafe(`create publication ${quoteIdent(name)} for all tables`);
+    await sql.unsafe(
+      `create publication ${quoteIdent(name)} for all tables${viaRoot(captured)}`,
+    );
   }
   const all = await userTables(sql);
   const lacking = await tablesWithoutReplicaIdentity(sql, all.map((t) => t.oid));
@@ -255,16 +478,43 @@ async function useAllTablesPublication(
       { name, tables: names(lacking) },
     );
   }
+  return existing ? [] : [...captured];
 }
 
-/** `FOR TABLE` the captured tables: created, or brought to that set. */
+/** The `WITH` clause that publishes partitioned tables under their own name, when one is captured. */
+function viaRoot(captured: readonly CatalogTable[]): string {
+  return captured.some((t) => t.partitioned) ? " with (publish_via_partition_root = true)" : "";
+}
+
+/**
+ * The tables named in the publication itself (`pg_publication_rel`), as
+ * opposed to `pg_publication_tables`, which lists the names changes arrive
+ * under (a published partitioned table's partitions, without via-root).
+ */
+async function publicationMembers(sql: Sql, publication: string): Promise<TableRef[]> {
+  const rows = await sql<TableRef[]>`
+    select c.oid::int as oid, n.nspname as schema, c.relname as table
+    from pg_publication p
+    join pg_publication_rel r on r.prpubid = p.oid
+    join pg_class c on c.oid = r.prrelid
+    join pg_namespace n on n.oid = c.relnamespace
+    where p.pubname = ${publication}
+    order by 2, 3`;
+  return [...rows];
+}
+
+/**
+ * `FOR TABLE` the captured tables: created, or brought to that set. Returns
+ * the captured tables whose changes it did not carry under their name before.
+ */
 async function publishCapturedTables(
   sql: Sql,
   name: string,
-  exists: boolean,
-  wanted: readonly TableRef[],
+  existing: { viaroot: boolean } | undefined,
+  wanted: readonly CatalogTable[],
+  all: readonly CatalogTable[],
   logger: Logger,
-): Promise<void> {
+): Promise<TableRef[]> {
   const quoted = quoteIdent(name);
   const list = wanted.map(qualified).join(", ");
   if (wanted.length === 0) {
@@ -272,14 +522,35 @@ async function publishCapturedTables(
       name,
     });
   }
-  if (!exists) {
+  if (!existing) {
     logger.info("Creating publication {name} for {tables}", { name, tables: list || "no tables" });
-    await sql.unsafe(`create publication ${quoted}${list ? ` for table ${list}` : ""}`);
-    return;
+    await sql.unsafe(
+      `create publication ${quoted}${list ? ` for table ${list}` : ""}${viaRoot(wanted)}`,
+    );
+    return [...wanted];
   }
-  const current = await publishedTables(sql, name);
-  const missing = wanted.filter((t) => !current.some((c) => c.oid === t.oid));
-  const others = current.filter((c) => !wanted.some((t) => t.oid === c.oid));
+  const arriving = await publishedTables(sql, name);
+  const members = await publicationMembers(sql, name);
+  const covered = [...arriving, ...members];
+  const missing = wanted.filter((t) => !carries(covered, t, all));
+  // Tables it publishes that are neither captured nor partitions of a captured one.
+  const wantedOids = new Set(wanted.map((t) => t.oid));
+  const others = members.filter((m) => {
+    const table = all.find((t) => t.oid === m.oid);
+    return !wantedOids.has(m.oid) && !table?.ancestors.some((oid) => wantedOids.has(oid));
+  });
+  const newly: TableRef[] = [...missing];
+  const partitioned = wanted.filter((t) => t.partitioned);
+  if (partitioned.length > 0 && !existing.viaroot) {
+    // Sluice manages this publication (filtered mode): without via-root the
+    // partitions' changes arrive under names the include list does not match.
+    logger.warn(
+      "Setting publish_via_partition_root on publication {name}, so that changes of the partitioned tables {tables} arrive under their own names: changes of their partitions arrived under the partitions' names until now (other pipelines sharing the publication see them under the partitioned table's name from now on)",
+      { name, tables: names(partitioned) },
+    );
+    await sql.unsafe(`alter publication ${quoted} set (publish_via_partition_root = true)`);
+    newly.push(...partitioned.filter((t) => !missing.includes(t)));
+  }
   if (missing.length > 0) {
     logger.info("Adding {tables} to publication {name}", { name, tables: names(missing) });
     await sql.unsafe(`alter publication ${quoted} add table ${missing.map(qualified).join(", ")}`);
@@ -291,4 +562,5 @@ async function publishCapturedTables(
       { name, tables: names(others) },
     );
   }
+  return newly;
 }

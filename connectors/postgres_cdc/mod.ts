@@ -115,7 +115,7 @@ const fields = z.strictObject({
   ),
   "publication.autocreate.mode": z.enum(["all_tables", "filtered", "disabled"]).optional()
     .describe(
-      "filtered: create the publication FOR TABLE the captured tables, or add the missing ones to it (tables it already publishes are kept, for other pipelines sharing it); the default when table.include.list or schema.include.list is given. Tables created later are added at the next start. all_tables: create it FOR ALL TABLES when missing (the default otherwise), with a warning: an UPDATE or DELETE on any table without a primary key or replica identity then fails. disabled: it must exist. A captured table without a usable replica identity stops the pipeline at start.",
+      "filtered: create the publication FOR TABLE the captured tables, or add the missing ones to it (tables it already publishes are kept, for other pipelines sharing it); the default when table.include.list or schema.include.list is given. Tables created later are added at the next start, without copying their earlier rows (a warning names them). all_tables: create it FOR ALL TABLES when missing (the default otherwise), with a warning: an UPDATE or DELETE on any table without a primary key or replica identity then fails. disabled: it must exist. A captured table without a usable replica identity stops the pipeline at start. A captured partitioned table needs publish_via_partition_root (PostgreSQL 13+): set when Sluice creates the publication, and in filtered mode on an existing one; a publication that would send its changes under names the include list drops stops the pipeline at start, naming the ALTER PUBLICATION to run.",
     ),
   "snapshot.mode": z.enum(Object.keys(SNAPSHOT_MODES) as [keyof typeof SNAPSHOT_MODES])
     .default("initial").transform((mode) => SNAPSHOT_MODES[mode]).describe(
@@ -128,7 +128,7 @@ const fields = z.strictObject({
     "Regular expressions matching schemas not to capture.",
   ),
   "table.include.list": list().optional().describe(
-    "Regular expressions matching schema.table of the tables to capture (whole name, case-insensitive).",
+    "Regular expressions matching schema.table of the tables to capture (whole name, case-insensitive). A partitioned table is captured whole (snapshot and stream, its partitions included) under its own name and primary key; a pattern that also matches its partitions adds nothing. A partition matched without its partitioned table is captured under its own name.",
   ),
   "table.exclude.list": list().optional().describe(
     "Regular expressions matching schema.table of tables not to capture.",

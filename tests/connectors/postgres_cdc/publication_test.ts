@@ -87,7 +87,10 @@ Deno.test("postgres_cdc refuses at start to capture a table without a primary ke
       for await (const _ of source.read()) { /* fails before the first batch */ }
     });
     await source.close();
-    assertMatch(error.message, /Cannot capture public\.audit_log: without a primary key/);
+    assertMatch(
+      error.message,
+      /Cannot capture public\.audit_log: without a usable replica identity.*public\.audit_log has no primary key/,
+    );
     assertMatch(error.message, /REPLICA IDENTITY FULL/);
     assert(!isRetriable(error), "a missing replica identity does not heal by retrying");
     assertEquals(await publishedTables(sql, "pub_nokey"), [], "nothing was published");
@@ -106,6 +109,44 @@ Deno.test("postgres_cdc refuses at start to capture a table without a primary ke
     } finally {
       await again.close();
     }
+  } finally {
+    await sql.end();
+    await db.drop();
+  }
+});
+
+Deno.test("postgres_cdc says a table with a primary key but REPLICA IDENTITY NOTHING needs REPLICA IDENTITY DEFAULT", async () => {
+  const db = await createTestDatabase("cdc_pub_nothing");
+  const sql = postgres(db.url, { max: 1, onnotice: () => {} });
+  try {
+    await sql.unsafe(`create table public.items (id int primary key, name text);
+      alter table public.items replica identity nothing;`);
+    const source = await postgresCdc.create(
+      postgresCdc.config.parse({
+        "connection.url": db.url,
+        "topic.prefix": "src",
+        "slot.name": uniqueSlot("nothing"),
+        "slot.drop.on.stop": "true",
+        "publication.name": "pub_nothing",
+        "snapshot.mode": "never",
+        "table.include.list": "public\\.items",
+      }),
+      {
+        pipeline: "cdc-nothing",
+        logger: getLogger(["sluice", "test", "cdc"]),
+        signal: new AbortController().signal,
+        offset: undefined,
+        fullRefresh: false,
+      },
+    );
+    const error = await assertRejects(async () => {
+      for await (const _ of source.read()) { /* fails before the first batch */ }
+    });
+    await source.close();
+    assertMatch(
+      error.message,
+      /public\.items has a primary key but REPLICA IDENTITY NOTHING \(run ALTER TABLE "public"\."items" REPLICA IDENTITY DEFAULT/,
+    );
   } finally {
     await sql.end();
     await db.drop();
