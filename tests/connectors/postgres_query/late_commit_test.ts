@@ -137,3 +137,93 @@ Deno.test("a row stamped in the future does not let rows stamped later by now() 
     select label from public.items_copy where id = 2`;
   assertEquals(row2.label, "now");
 });
+
+const TRIAL_DDL = `
+  create table public.items (
+    id int primary key,
+    v text not null,
+    updated_at timestamptz not null default now());
+  insert into public.items (id, v) select g, 'v' || g from generate_series(1, 5) g;`;
+
+const TRIAL_TARGET_DDL = `
+  create table public.items_copy (id int primary key, v text not null, updated_at timestamptz);`;
+
+/**
+ * The trial's reproduction: an open transaction writes `first`, then
+ * `more` (in a subtransaction); another session commits row 2100; a run;
+ * the transaction commits; two more runs. Every row must have arrived.
+ */
+async function lateSubtransaction(name: string, first: string, more: string[]) {
+  await using db = await syncFixture(name, TRIAL_DDL, TRIAL_TARGET_DDL);
+  const [spec] = await specsFrom(connector(db.source.url, db.target.url));
+  const offsets = new MemoryOffsetStore();
+  assertEquals((await runPipeline(spec, { offsets })).stats.read, 5);
+  const a = await db.sourceSql.reserve();
+  try {
+    await a.unsafe("begin");
+    await a.unsafe(first);
+    for (const statement of more) await a.unsafe(statement);
+    await db.sourceSql.unsafe("insert into public.items (id, v) values (2100, 'other session')");
+    const run1 = await runPipeline(spec, { offsets });
+    assertEquals(run1.status, "succeeded", run1.error?.message);
+    assertEquals(run1.stats.read, 1, "run 1 sees row 2100 only");
+    await a.unsafe("commit");
+  } finally {
+    a.release();
+  }
+  for (const run of [1, 2]) {
+    const result = await runPipeline(spec, { offsets });
+    assertEquals(result.status, "succeeded", `run ${run + 1}: ${result.error?.message}`);
+  }
+  const source = await db.sourceSql<{ id: number }[]>`select id from public.items order by id`;
+  const target = await db.targetSql<{ id: number }[]>`select id from public.items_copy order by id`;
+  assertEquals(target.map((r) => r.id), source.map((r) => r.id));
+}
+
+Deno.test("a row written in a savepoint of a transaction open at a run arrives once it commits", async () => {
+  await lateSubtransaction(
+    "late_savepoint",
+    "insert into public.items (id, v) values (7000, 'a')",
+    [
+      "savepoint s1",
+      "insert into public.items (id, v) values (7001, 'in s1')",
+    ],
+  );
+});
+
+Deno.test("a row written in a released savepoint and in a nested one arrives once its transaction commits", async () => {
+  await lateSubtransaction("late_released", "insert into public.items (id, v) values (7000, 'a')", [
+    "savepoint s1",
+    "insert into public.items (id, v) values (7001, 'in s1')",
+    "release savepoint s1",
+    "savepoint s2",
+    "savepoint s3",
+    "insert into public.items (id, v) values (7002, 'in s3')",
+  ]);
+});
+
+Deno.test("a row written in a PL/pgSQL EXCEPTION block of a long transaction arrives once it commits", async () => {
+  await lateSubtransaction(
+    "late_exception",
+    "insert into public.items (id, v) values (9000, 'a')",
+    [
+      `do $$ begin
+       begin
+         insert into public.items (id, v) values (9500, 'in the block');
+       exception when unique_violation then null;
+       end;
+     end $$`,
+    ],
+  );
+});
+
+Deno.test("a transaction whose only write is in an EXCEPTION block cannot hide its row", async () => {
+  await lateSubtransaction("late_exc_only", "select now()", [
+    `do $$ begin
+       begin
+         insert into public.items (id, v) values (9500, 'in the block');
+       exception when unique_violation then null;
+       end;
+     end $$`,
+  ]);
+});
