@@ -20,7 +20,7 @@ const SOURCE_DDL = `
 const TARGET_DDL = `
   create table public.items_copy (id int primary key, label text not null, updated_at timestamptz);`;
 
-function connector(sourceUrl: string, targetUrl: string) {
+function connector(sourceUrl: string, targetUrl: string, extra: Record<string, string> = {}) {
   return {
     name: "items_sync",
     config: {
@@ -31,6 +31,7 @@ function connector(sourceUrl: string, targetUrl: string) {
       "sink.class": "postgres",
       "sink.connection.url": targetUrl,
       "sink.table": "public.items_copy",
+      ...extra,
     },
   };
 }
@@ -226,4 +227,51 @@ Deno.test("a transaction whose only write is in an EXCEPTION block cannot hide i
        end;
      end $$`,
   ]);
+});
+
+Deno.test("a watermark stored with the older mark (xmax and running list) still finds a savepoint's row", async () => {
+  await using db = await syncFixture("late_oldmark", TRIAL_DDL, TRIAL_TARGET_DDL);
+  // Offsets in the store given here, where the test can rewrite them.
+  const file = { "offset.storage": "file" };
+  const [spec] = await specsFrom(connector(db.source.url, db.target.url, file));
+  const offsets = new MemoryOffsetStore();
+  assertEquals((await runPipeline(spec, { offsets })).stats.read, 5);
+  const a = await db.sourceSql.reserve();
+  try {
+    await a.unsafe("begin");
+    await a.unsafe("insert into public.items (id, v) values (7000, 'a')");
+    await a.unsafe("savepoint s1");
+    await a.unsafe("insert into public.items (id, v) values (7001, 'in s1')");
+    await db.sourceSql.unsafe("insert into public.items (id, v) values (2100, 'other session')");
+    // The snapshot as the previous version stored it: 32-bit xmax and running list.
+    const [old] = await db.sourceSql<{ xmax: string; xip: string[] }[]>`
+      select (pg_snapshot_xmax(s)::text::numeric % 4294967296)::text as xmax,
+             array(select (x::text::numeric % 4294967296)::text from pg_snapshot_xip(s) x) as xip
+      from pg_current_snapshot() s`;
+    assertEquals((await runPipeline(spec, { offsets })).stats.read, 1);
+    const stored = offsets.offsets.get(spec.name) as Record<string, unknown>;
+    assertEquals(typeof stored.ts, "string");
+    offsets.offsets.set(spec.name, { ...stored, snapshot: old });
+    await a.unsafe("commit");
+  } finally {
+    a.release();
+  }
+  const run = await runPipeline(spec, { offsets });
+  assertEquals(run.status, "succeeded", run.error?.message);
+  const target = await db.targetSql<{ id: number }[]>`select id from public.items_copy order by id`;
+  assertEquals(target.map((r) => r.id), [1, 2, 3, 4, 5, 2100, 7000, 7001]);
+});
+
+Deno.test("a mark that cannot be placed among this server's ids re-reads every row behind the watermark", async () => {
+  await using db = await syncFixture("late_badmark", TRIAL_DDL, TRIAL_TARGET_DDL);
+  const file = { "offset.storage": "file" };
+  const [spec] = await specsFrom(connector(db.source.url, db.target.url, file));
+  const offsets = new MemoryOffsetStore();
+  assertEquals((await runPipeline(spec, { offsets })).stats.read, 5);
+  const stored = offsets.offsets.get(spec.name) as Record<string, unknown>;
+  // An xmin from the future (a restored or another server): nothing can be ruled out.
+  offsets.offsets.set(spec.name, { ...stored, snapshot: { xmin: "99999999999999" } });
+  const run = await runPipeline(spec, { offsets });
+  assertEquals(run.status, "succeeded", run.error?.message);
+  assertEquals(run.stats.read, 5);
 });
