@@ -108,7 +108,7 @@ const options = z.strictObject({
       "full: every row on every run. incremental: rows changed since the last run (bulk and timestamp are accepted as aliases).",
     ),
   "timestamp.column.name": z.string().default("updated_at").describe(
-    "Column that tells when a row last changed (incremental mode).",
+    "Column that tells when a row last changed (incremental mode). A run fails before reading when rows it would read hold NULL in it.",
   ),
   "key.columns": list().optional().describe(
     "Columns that identify a row and break ties between equal timestamps; default: the table's primary key.",
@@ -236,6 +236,13 @@ interface Watermark {
 
 /** 2^32: transaction ids in rows (`xid`) are 32-bit. */
 const XID_SPAN = 1n << 32n;
+
+/**
+ * Ids at most this far behind this run's snapshot compare by `age()`:
+ * 2^31, less a margin for the ids handed out between the snapshot and the
+ * scan, from which `age()` counts.
+ */
+const AGE_LIMIT = (1n << 31n) - (1n << 28n);
 
 /**
  * A watermark from a stored offset, including the shapes older versions
@@ -752,27 +759,28 @@ class IncrementalRead {
   /**
    * The rows at or behind `previous` that its snapshot may not have seen:
    * those whose `xmin` is at or after that snapshot's xmin. A row's `xmin`
-   * is 32 bits; its distance back from this snapshot's xmax, modulo 2^32, is
-   * exact for every row not frozen (PostgreSQL freezes rows long before
-   * 2^31 ids have passed) and is compared with the distance back to the
-   * previous xmin, counted in 64 bits. A frozen row whose id is some
-   * multiple of 2^32 older may match too and is read again, which is
-   * harmless; when 2^32 or more ids have passed, every row behind the
-   * watermark is read again.
+   * is 32 bits, so ids are compared by `age()`, their distance back from the
+   * newest id, which is exact below 2^31: every row not frozen is that
+   * recent (PostgreSQL freezes rows long before), and the previous xmin is
+   * checked to be, counted in 64 bits. A frozen row keeps its old id: one
+   * more than 2^31 ids old has a negative age and is left out; one some
+   * multiple of 2^32 older may match and is read again, which is harmless.
+   * When the previous xmin is too old (or not of this server), every row
+   * behind the watermark is read again.
    */
   #lateSlice(previous: Watermark): Slice | undefined {
     if (!this.#settings.table || previous.snapshot === null) return undefined;
     const n = this.#order.length;
-    const since = this.#run.xmax - BigInt(previous.snapshot.xmin);
-    const unseen = since >= 0n && since < XID_SPAN
-      ? `(($${n + 1}::bigint - xmin::text::bigint + 4294967296) % 4294967296 <= $${n + 2}::bigint)`
-      : "true";
+    const xmin = BigInt(previous.snapshot.xmin);
+    const since = this.#run.xmax - xmin;
+    const comparable = since >= 0n && since < AGE_LIMIT;
+    const unseen = comparable ? `age(xmin) between 0 and age($${n + 1}::text::xid)` : "true";
     return {
       where: `${this.#tuple()} <= (${placeholders(1, n)}) and ${unseen}`,
       params: [
         previous.ts,
         ...(previous.key ?? []),
-        ...(unseen === "true" ? [] : [(this.#run.xmax % XID_SPAN).toString(), since.toString()]),
+        ...(comparable ? [(xmin % XID_SPAN).toString()] : []),
       ],
       holdAt: previous,
     };
