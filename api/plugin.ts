@@ -499,6 +499,14 @@ export interface SinkBatch {
   /** Set from {@linkcode SourceBatch.overwrite}: write past version guards. */
   readonly overwrite?: boolean;
   /**
+   * Set in a full refresh (`--full-refresh`): the records are the source read
+   * again in full to repair the target. A sink that skips records whose
+   * version equals the stored row's writes them then (a row changed without
+   * its version changing is repaired), but still never an older version
+   * over a newer one.
+   */
+  readonly refresh?: boolean;
+  /**
    * Rows as COPY text instead of `records` (which is then empty); only for a
    * sink that declares {@linkcode Sink.copyText}.
    */

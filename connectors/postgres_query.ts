@@ -7,14 +7,17 @@
  *   `chunk.size`. The watermark (last timestamp and key) is the offset, so
  *   rows sharing one timestamp across a chunk boundary are neither skipped
  *   nor read twice. A run reads in one REPEATABLE READ snapshot and records
- *   which transactions that snapshot could not see (its `xmax` and running
- *   list). The next run also reads the rows at or behind the watermark
- *   whose `xmin` is one of those, so a transaction that commits a row
- *   stamped behind the watermark after a run is not missed, whatever the
- *   order of transaction ids. (Table mode only: a `query` has no `xmin`.)
- *   The next run skips that scan only when no other session of the database
- *   had a transaction open and no transaction id was handed out after the
- *   snapshot (see {@linkcode takeSnapshot}).
+ *   its `xmin`: every transaction that snapshot could not see, and every
+ *   subtransaction of one (a savepoint, a PL/pgSQL EXCEPTION block), has an
+ *   id at or after it. The next run also reads the rows at or behind the
+ *   watermark whose `xmin` is at or after that one, so a transaction that
+ *   commits a row stamped behind the watermark after a run is not missed,
+ *   whatever the order of transaction ids. (Table mode only: a `query` has
+ *   no `xmin`.) The next run skips that scan only when no other session of
+ *   the database had a transaction open and no transaction id was handed out
+ *   after the snapshot (see {@linkcode takeSnapshot}).
+ * - The timestamp column must hold no NULL in the rows read: a run fails
+ *   before reading when it does (such rows could never be read).
  *
  * ```json
  * { "name": "profile_sync",
@@ -105,7 +108,7 @@ const options = z.strictObject({
       "full: every row on every run. incremental: rows changed since the last run (bulk and timestamp are accepted as aliases).",
     ),
   "timestamp.column.name": z.string().default("updated_at").describe(
-    "Column that tells when a row last changed (incremental mode).",
+    "Column that tells when a row last changed (incremental mode). A run fails before reading when rows it would read hold NULL in it.",
   ),
   "key.columns": list().optional().describe(
     "Columns that identify a row and break ties between equal timestamps; default: the table's primary key.",
@@ -197,14 +200,15 @@ const schema = options.superRefine(checkOptions, { when: always }).transform(
 );
 
 /**
- * What the next run must know about a run's snapshot: the transactions it
- * could not see. Transaction ids are 32-bit, as a row's `xmin` is.
+ * What the next run must know about a run's snapshot: the oldest
+ * transaction it could not see. A subtransaction's id is handed out after
+ * its parent's, and the snapshot's running list names only top-level
+ * transactions, so every id the snapshot could not see, subtransactions
+ * included, is at or after its xmin; ids before it had all finished.
  */
 interface SnapshotMark {
-  /** Every transaction id at or after this one was invisible. */
-  xmax: string;
-  /** Transactions below xmax that were still running. */
-  xip: string[];
+  /** The snapshot's xmin as a 64-bit `xid8` (epoch and id), in decimal. */
+  xmin: string;
 }
 
 /** What a run learnt about its snapshot (see {@linkcode takeSnapshot}). */
@@ -213,6 +217,8 @@ interface RunSnapshot {
   readonly mark: SnapshotMark | null;
   /** No other transaction was open or had an id: none can commit behind it with a now() stamp. */
   readonly quiet: boolean;
+  /** The snapshot's xmax as a 64-bit `xid8`: the next id not yet handed out. */
+  readonly xmax: bigint;
 }
 
 /** The offset of an incremental job. */
@@ -228,8 +234,25 @@ interface Watermark {
   snapshot: SnapshotMark | null;
 }
 
-/** A watermark from a stored offset, including the shape older versions stored. */
-function watermarkFrom(offset: JsonValue | undefined): Watermark | undefined {
+/** 2^32: transaction ids in rows (`xid`) are 32-bit. */
+const XID_SPAN = 1n << 32n;
+
+/**
+ * Ids at most this far behind this run's snapshot compare by `age()`:
+ * 2^31, less a margin for the ids handed out between the snapshot and the
+ * scan, from which `age()` counts.
+ */
+const AGE_LIMIT = (1n << 31n) - (1n << 28n);
+
+/**
+ * A watermark from a stored offset, including the shapes older versions
+ * stored, whose marks held 32-bit ids: those are placed in the 64-bit space
+ * of `now`, this run's snapshot, as the latest id with those 32 bits.
+ */
+function watermarkFrom(
+  offset: JsonValue | undefined,
+  now: RunSnapshot,
+): Watermark | undefined {
   if (typeof offset !== "object" || offset === null || Array.isArray(offset)) {
     return undefined;
   }
@@ -237,13 +260,20 @@ function watermarkFrom(offset: JsonValue | undefined): Watermark | undefined {
   const stored = offset as
     & { ts: string | null; key: JsonValue[] | null }
     & Record<string, unknown>;
-  // Before 0.2 the offset held only the snapshot's xmin: every transaction
-  // at or after it counts as unseen, which is what xmax = xmin says.
-  const snapshot = "snapshot" in stored
-    ? stored.snapshot as SnapshotMark | null
-    : typeof stored.xmin === "string"
-    ? { xmax: stored.xmin, xip: [] }
-    : null;
+  const widen = (id: string) =>
+    now.xmax - ((now.xmax - BigInt(id)) % XID_SPAN + XID_SPAN) % XID_SPAN;
+  let snapshot: SnapshotMark | null = null;
+  const mark = stored.snapshot as Record<string, unknown> | null | undefined;
+  if (mark && typeof mark.xmin === "string") {
+    snapshot = { xmin: mark.xmin };
+  } else if (mark && typeof mark.xmax === "string") {
+    // Marks of an older version: xmax and the running list, whose oldest is xmin.
+    const ids = [mark.xmax, ...(mark.xip as string[] ?? [])].map(widen);
+    snapshot = { xmin: ids.reduce((a, b) => a < b ? a : b).toString() };
+  } else if (mark === undefined && typeof stored.xmin === "string") {
+    // Before 0.2 the offset held only the snapshot's 32-bit xmin.
+    snapshot = { xmin: widen(stored.xmin).toString() };
+  }
   return { ts: stored.ts, key: stored.key, snapshot };
 }
 
@@ -403,7 +433,8 @@ class QueryReader {
       return;
     }
     // A query has no xmin: there is nothing to find late rows by.
-    const run = this.#settings.table ? taken : { mark: null, quiet: false };
+    const run = this.#settings.table ? taken : { ...taken, mark: null, quiet: false };
+    await this.#refuseNullStamps(sql, shape);
     const incremental = new IncrementalRead(
       this.#settings,
       shape,
@@ -427,7 +458,7 @@ class QueryReader {
       }
       return;
     }
-    const previous = watermarkFrom(this.#context.offset);
+    const previous = watermarkFrom(this.#context.offset, taken);
     if (!previous || previous.ts === null) {
       // First run (or full refresh): everything up to the snapshot.
       this.#expected = await count(sql, shape.select);
@@ -443,6 +474,36 @@ class QueryReader {
     }
     this.#expected = await incremental.countSince(previous);
     yield* incremental.since(previous);
+  }
+
+  /**
+   * Fails the run, before anything is read, when rows it would read hold
+   * NULL in the timestamp column: keyset reading never reaches them, and a
+   * full read would leave a watermark without a time. A table's NOT NULL
+   * column is taken at its word; a nullable one, or a query's, is checked on
+   * every run (with an index on the column, a single index probe).
+   */
+  async #refuseNullStamps(sql: Sql, shape: Shape): Promise<void> {
+    const { table, timestampColumn } = this.#settings;
+    const column = quoteIdent(timestampColumn);
+    if (table) {
+      const [{ notNull }] = await sql.unsafe<{ notNull: boolean }[]>(
+        `select coalesce((select attnotnull from pg_attribute
+                          where attrelid = $1::regclass and attname = $2 and not attisdropped),
+                         false) as "notNull"`,
+        [table.quoted, timestampColumn],
+      );
+      if (notNull) return;
+    }
+    const [{ found }] = await sql.unsafe<{ found: boolean }[]>(
+      `select exists (${shape.select} and ${column} is null) as found`,
+    );
+    if (!found) return;
+    const nulls = await count(sql, `${shape.select} and ${column} is null`);
+    const what = table ? `${table.schema}.${table.table}` : "the query";
+    throw new Error(
+      `Cannot read ${what} incrementally: its timestamp column "${timestampColumn}" (timestamp.column.name) is NULL in ${nulls} of the rows to read, and an incremental run never reads such rows. Set the NULLs and make the column NOT NULL with a default (e.g. now()), read in mode full, or read a query that coalesces the column`,
+    );
   }
 
   /** Column names, decoders and key columns of what this run reads. */
@@ -584,8 +645,16 @@ class IncrementalRead {
   }
 
   watermarkOf(row: Row): Watermark {
+    const ts = row[this.#settings.timestampColumn];
+    // Never a null watermark: it would make the next run a full read.
+    // (#refuseNullStamps fails the run before such a row can be read.)
+    if (ts === null || ts === undefined) {
+      throw new Error(
+        `Cannot place the watermark: the timestamp column "${this.#settings.timestampColumn}" of a row read is NULL`,
+      );
+    }
     return {
-      ts: row[this.#settings.timestampColumn] as string,
+      ts: ts as string,
       key: this.#shape.keyColumns.map((column) => row[column] as JsonValue),
       snapshot: this.#run.mark,
     };
@@ -687,20 +756,31 @@ class IncrementalRead {
     };
   }
 
+  /**
+   * The rows at or behind `previous` that its snapshot may not have seen:
+   * those whose `xmin` is at or after that snapshot's xmin. A row's `xmin`
+   * is 32 bits, so ids are compared by `age()`, their distance back from the
+   * newest id, which is exact below 2^31: every row not frozen is that
+   * recent (PostgreSQL freezes rows long before), and the previous xmin is
+   * checked to be, counted in 64 bits. A frozen row keeps its old id: one
+   * more than 2^31 ids old has a negative age and is left out; one some
+   * multiple of 2^32 older may match and is read again, which is harmless.
+   * When the previous xmin is too old (or not of this server), every row
+   * behind the watermark is read again.
+   */
   #lateSlice(previous: Watermark): Slice | undefined {
     if (!this.#settings.table || previous.snapshot === null) return undefined;
     const n = this.#order.length;
-    // age() compares 32-bit ids across wraparound: xmin at or after xmax.
-    const unseen = `(age(xmin) <= age($${n + 1}::text::xid) or xmin = any($${
-      n + 2
-    }::text[]::xid[]))`;
+    const xmin = BigInt(previous.snapshot.xmin);
+    const since = this.#run.xmax - xmin;
+    const comparable = since >= 0n && since < AGE_LIMIT;
+    const unseen = comparable ? `age(xmin) between 0 and age($${n + 1}::text::xid)` : "true";
     return {
       where: `${this.#tuple()} <= (${placeholders(1, n)}) and ${unseen}`,
       params: [
         previous.ts,
         ...(previous.key ?? []),
-        previous.snapshot.xmax,
-        previous.snapshot.xip,
+        ...(comparable ? [(xmin % XID_SPAN).toString()] : []),
       ],
       holdAt: previous,
     };
@@ -753,7 +833,7 @@ class IncrementalRead {
  * that it did not see, except ones that begin after it.
  *
  * Quiet needs three things. Every id below the snapshot's xmax had finished
- * (no running list). No other session of this database had a transaction
+ * (its xmin is its xmax). No other session of this database had a transaction
  * open right after the snapshot: one that has written nothing yet has no
  * transaction id, so no snapshot lists it, yet its `now()` may already be
  * older than the newest row. And no transaction id was handed out after the
@@ -765,23 +845,23 @@ class IncrementalRead {
  */
 async function takeSnapshot(sql: Sql): Promise<RunSnapshot> {
   const [seen] = await sql.unsafe<
-    { xmax: string; fullXmax: string; xip: string[]; othersOpen: boolean }[]
+    { xmin: string; xmax: string; running: boolean; othersOpen: boolean }[]
   >(
-    `select (pg_snapshot_xmax(s)::text::numeric % 4294967296)::text as xmax,
-            pg_snapshot_xmax(s)::text as "fullXmax",
-            array(select (x::text::numeric % 4294967296)::text from pg_snapshot_xip(s) as x) as xip,
+    `select pg_snapshot_xmin(s)::text as xmin, pg_snapshot_xmax(s)::text as xmax,
+            pg_snapshot_xmin(s) <> pg_snapshot_xmax(s) as running,
             exists (select 1 from pg_stat_activity a
                     where a.datname = current_database() and a.pid <> pg_backend_pid()
                       and a.xact_start is not null
                       and a.backend_type <> 'autovacuum worker') as "othersOpen"
      from pg_current_snapshot() as s`,
   );
-  const mark = { xmax: seen.xmax, xip: seen.xip };
-  if (seen.xip.length > 0 || seen.othersOpen) return { mark, quiet: false };
+  const mark = { xmin: seen.xmin };
+  const xmax = BigInt(seen.xmax);
+  if (seen.running || seen.othersOpen) return { mark, quiet: false, xmax };
   const [{ next }] = await sql.unsafe<{ next: string }[]>(
     "select pg_current_xact_id()::text as next",
   );
-  return { mark, quiet: next === seen.fullXmax };
+  return { mark, quiet: next === seen.xmax, xmax };
 }
 
 /** The columns read with their types' `format_type` names. */

@@ -329,6 +329,8 @@ class PipelineRun {
   #sink!: Sink;
   #source!: Source;
   #sinkKeepsOffsets = false;
+  /** A full refresh: every write to the sink is marked `refresh`. */
+  #refresh = false;
 
   constructor(
     readonly spec: PipelineSpec,
@@ -365,6 +367,7 @@ class PipelineRun {
       );
     }
     this.#sinkKeepsOffsets = storage !== "file" && this.#sink.offsets !== undefined;
+    this.#refresh = fullRefresh;
     const offset = fullRefresh
       ? undefined
       : this.#sinkKeepsOffsets
@@ -560,6 +563,7 @@ class PipelineRun {
       offset: prepared.offsetToStore,
       reject: this.#reject,
       ...(prepared.overwrite ? { overwrite: true } : {}),
+      ...(this.#refresh ? { refresh: true } : {}),
       ...(prepared.copy ? { copy: prepared.copy } : {}),
     }).then(
       (result) => ({ result, ms: performance.now() - started }),
@@ -675,6 +679,7 @@ class PipelineRun {
           offset,
           reject: this.#reject,
           ...(overwrite ? { overwrite } : {}),
+          ...(this.#refresh ? { refresh: true } : {}),
           ...(copy ? { copy } : {}),
         });
       } catch (error) {

@@ -34,6 +34,8 @@ export interface TableOptions {
   positionColumn?: string;
   /** Column holding each row's source version (the version guard); required when set. */
   versionColumn?: string;
+  /** The guard also lets an equal version through (a full refresh), except onto a soft-deleted row. */
+  equalVersions?: boolean;
 }
 
 /** What a merge of staged rows reports. */
@@ -69,6 +71,7 @@ export class TargetTable {
   /** Per column: value → input text for the column's type (see `drivers/pg_codec.ts`). */
   readonly #encoders: ReadonlyMap<string, Encoder>;
   #unguarded?: TargetTable;
+  #refreshing?: TargetTable;
 
   private constructor(
     name: string,
@@ -312,6 +315,14 @@ export class TargetTable {
     const column = quoteIdent(this.#options.versionColumn!);
     const target = `${this.#quoted}.${column}`;
     let guard = `${target} is null or ${target} < excluded.${column}`;
+    if (this.#options.equalVersions) {
+      // A soft-deleted row stays deleted: the delete may have come after the read.
+      const soft = this.#options.softDeleteColumn;
+      const live = this.#options.deleteMode === "soft" && this.columns.has(soft)
+        ? ` and ${this.#quoted}.${quoteIdent(soft)} is null`
+        : "";
+      guard += ` or (${target} = excluded.${column}${live})`;
+    }
     const position = this.#options.positionColumn;
     if (position && columns.includes(position)) {
       const stored = `${this.#quoted}.${quoteIdent(position)}`;
@@ -424,6 +435,26 @@ export class TargetTable {
       { ...this.#options, versionColumn: undefined },
     );
     return this.#unguarded;
+  }
+
+  /**
+   * The same table with a version guard that also writes rows at the stored
+   * version, unless the stored row is soft-deleted: for a full refresh,
+   * which reads the source again to repair rows changed without their
+   * version changing. An older version still never replaces a newer one.
+   * A table still in bulk mode (empty when the run began) is itself: it
+   * holds no row of an earlier run to repair, and keeps its bulk load.
+   */
+  withEqualVersionsWritten(): TargetTable {
+    if (this.#options.versionColumn === undefined || this.bulk) return this;
+    this.#refreshing ??= new TargetTable(
+      this.name,
+      [...this.columns.values()],
+      [...this.columns.keys()].map((column) => this.#encoders.get(column)!),
+      this.primaryKey,
+      { ...this.#options, equalVersions: true },
+    );
+    return this.#refreshing;
   }
 
   /** Whether a guard (source position or version) may leave rows of a write alone. */

@@ -131,6 +131,7 @@ export class PostgresWriter {
     );
     if (!table) return this.#decodeBecause("the target table does not exist yet");
     if (batch.overwrite) table = table.withoutVersionGuard();
+    else if (batch.refresh) table = table.withEqualVersionsWritten();
     const columns = copyTextColumns(table, this.#projector, copy.columns);
     if (typeof columns === "string") return this.#decodeBecause(columns);
     const debug = (message: string) => this.#context.logger.debug(message);
@@ -175,7 +176,7 @@ export class PostgresWriter {
     const { runs, skipped, marks } = await this.#plan(
       batch.records,
       failures,
-      batch.overwrite ?? false,
+      batch.overwrite ? "overwrite" : batch.refresh ? "refresh" : "guarded",
     );
     let written = 0;
     let skippedByTable = 0;
@@ -210,14 +211,16 @@ export class PostgresWriter {
   async #plan(
     records: readonly SluiceRecord[],
     failures: RecordFailure[],
-    overwrite: boolean,
+    guard: "guarded" | "refresh" | "overwrite",
   ): Promise<{ runs: Run[]; skipped: number; marks: SnapshotMark[] }> {
     const runs: Run[] = [];
     const marks: SnapshotMark[] = [];
     let skipped = 0;
     for (const segment of await this.#segments(records, failures)) {
-      // Corrections from the source of truth pass the version guard.
-      if (overwrite) segment.table = segment.table.withoutVersionGuard();
+      // Corrections from the source of truth pass the version guard; a full
+      // refresh passes it at an equal version.
+      if (guard === "overwrite") segment.table = segment.table.withoutVersionGuard();
+      else if (guard === "refresh") segment.table = segment.table.withEqualVersionsWritten();
       const operations: Operation[] = [];
       for (const record of segment.records) {
         const mark = snapshotMark(segment.table, record);

@@ -50,7 +50,12 @@ type Write = (...records: SluiceRecord[]) => Promise<SinkResult>;
 async function withSink(
   ddl: string,
   extra: Record<string, string>,
-  fn: (write: Write, sql: postgres.Sql, rejected: RecordFailure[]) => Promise<void>,
+  fn: (
+    write: Write,
+    sql: postgres.Sql,
+    rejected: RecordFailure[],
+    refresh: Write,
+  ) => Promise<void>,
 ) {
   const db = await createTestDatabase("version_sink");
   const sql = postgres(db.url, { max: 1, onnotice: () => {} });
@@ -77,7 +82,10 @@ async function withSink(
           return Promise.resolve();
         },
       });
-    await fn(write, sql, rejected);
+    // A write of a full refresh (`--full-refresh`).
+    const refresh: Write = (...records) =>
+      sink!.write({ records, refresh: true, reject: () => Promise.resolve() });
+    await fn(write, sql, rejected, refresh);
   } finally {
     await sink?.close();
     await sql.end();
@@ -321,6 +329,33 @@ Deno.test("within one batch, an older version of a key never replaces a newer on
     assertEquals((await rowsOf(sql)).map((r) => [r.id, r.version, r.deleted]), [
       [1, "2026-01-01 11:00:00+00", true],
       [2, "2026-01-01 11:00:00+00", false],
+    ]);
+  });
+});
+
+Deno.test("a full refresh writes rows at the stored version, never older ones, and no soft-deleted row", async () => {
+  // Rows from earlier runs: the sink starts on a table that is not empty.
+  const ddl = `${ITEMS};
+    insert into items (id, name, version) values
+      (1, 'stale', '${T2}'), (2, 'newer', '${T3}'), (3, 'deleted', '${T2}');
+    update items set deleted_at = now() where id = 3`;
+  await withSink(ddl, {}, async (write, sql, _rejected, refresh) => {
+    // An ordinary run skips the equal version: row 1 stays stale.
+    assertEquals(await write(row(1, "fresh", T2)), { written: 0, skipped: 1 });
+    assertEquals(
+      await refresh(
+        row(1, "fresh", T2),
+        row(2, "older", T2),
+        row(3, "deleted", T2),
+        row(4, "new", T1),
+      ),
+      { written: 2, skipped: 2 },
+    );
+    assertEquals((await rowsOf(sql)).map((r) => [r.id, r.name, r.deleted]), [
+      [1, "fresh", false],
+      [2, "newer", false],
+      [3, "deleted", true],
+      [4, "new", false],
     ]);
   });
 });
