@@ -51,8 +51,9 @@ import type { DeadLetterStore } from "../api/dead_letters.ts";
  *   space) first looks 1 s after start instead of 30 s; it collects only when
  *   the allocation rate is low, so an idle `sluice run` settles ~8 MB lower
  *   ~9.5 s after start (its first look still sees start-up's allocations and
- *   waits its 8 s; a first look at 6 s collected at once when quiet, but at
- *   14 s when it missed), and a busy one is left alone.
+ *   waits its 8 s; a first look at 6 s collected at once here, but one at 5 s
+ *   still saw them and collected at 13 s: a later first look is a bet on the
+ *   load), and a busy one is left alone.
  *
  * tests/cli/v8_flags_test.ts checks that deno.json's tasks carry the same
  * values.
