@@ -38,15 +38,41 @@ import type { DeadLetterStore } from "../api/dead_letters.ts";
 
 /**
  * The V8 settings `sluice run` starts with (`deno task run`, `deno task
- * compile`, the demo): new space at most 4 MB per semi-space instead of
- * V8's default of up to 16 (or more, by heap size). Records live for one
- * batch, so a large young generation mostly holds garbage between scavenges:
- * a 200k-row sync peaked at 184 MB instead of 238 at the same CPU time
- * (within noise), and idle RSS drops a few MB. Not a heap cap: old space
- * still grows as it needs. tests/cli/v8_flags_test.ts checks that
- * deno.json's tasks carry the same value.
+ * compile`, the demo), always beside `--no-code-cache` (see
+ * {@linkcode SLUICE_DENO_FLAGS}):
+ *
+ * - new space at most 4 MB per semi-space instead of V8's default of up to
+ *   16 (or more, by heap size). Records live for one batch, so a large young
+ *   generation mostly holds garbage between scavenges: a 200k-row sync
+ *   peaked at 184 MB instead of 238 at the same CPU time (within noise). Not
+ *   a heap cap: old space still grows as it needs.
+ * - V8's memory reducer (the GC that gives back what start-up left behind
+ *   once the process is idle: the young generation grown by start-up, old
+ *   space) first looks 1 s after start instead of 30 s; it collects only when
+ *   the allocation rate is low, so an idle `sluice run` settles ~8 MB lower
+ *   ~9.5 s after start (its first look still sees start-up's allocations and
+ *   waits its 8 s; a first look at 6 s collected at once here, but one at 5 s
+ *   still saw them and collected at 13 s: a later first look is a bet on the
+ *   load), and a busy one is left alone.
+ *
+ * tests/cli/v8_flags_test.ts checks that deno.json's tasks carry the same
+ * values.
  */
-export const SLUICE_V8_FLAGS = "--max-semi-space-size=4";
+export const SLUICE_V8_FLAGS = "--max-semi-space-size=4,--gc-memory-reducer-start-delay-ms=1000";
+
+/**
+ * The Deno flags `sluice run` starts with: {@linkcode SLUICE_V8_FLAGS} and
+ * `--no-code-cache`. Deno's code cache saves ~25 ms of CPU at start-up but
+ * keeps ~4.5 MB more resident for the life of the process (its database
+ * mapped, the cached code), and a first start that writes it peaked ~35 MB
+ * higher (once measured, a new bundle). With the cache on, the memory
+ * reducer's setting also cost start-up ~50 ms of CPU more in our runs: the
+ * two go together.
+ */
+export const SLUICE_DENO_FLAGS: readonly string[] = [
+  "--no-code-cache",
+  `--v8-flags=${SLUICE_V8_FLAGS}`,
+];
 
 /** Worker-level settings. */
 export interface WorkerSettings {

@@ -579,18 +579,19 @@ async function buildPipeline(
     counted(path, message);
     unresolved.add(path);
   }, options.standIn);
-  // A registry may hold plugins it imports on first use: load those this config names.
-  await options.registry.loadNamed([
-    ...Object.values(config),
-    options.defaultSink,
-    options.sinkConnectorSource,
-  ]);
   if (config.name !== undefined && config.name !== connector.name) {
     counted("config.name", `must equal the connector name "${connector.name}" when given`);
   }
   delete config.name;
 
   const groups = groupKeys(config);
+  // A registry may hold plugins it imports on first use: load those this
+  // config names, and the implicit ends (see assignEnds) only when it gets
+  // them: a pipeline with its own sink should not load the Kafka client.
+  await Promise.all([
+    options.registry.loadNamed(Object.values(config)),
+    ...implicitEnds(groups, options).map(([kind, name]) => options.registry.load(kind, name)),
+  ]);
   const runtime = parseWith(pipelineOptions, groups.runtime, "config.", counted);
 
   const { source, sink } = await resolveEnds(connector, groups, options, counted);
@@ -704,6 +705,16 @@ interface Ends {
   sinkName?: string;
   sinkKeys: Record<string, unknown>;
   sinkPath: string;
+}
+
+/** The plugins a config gets without naming them: the Kafka source of a sink connector, the default sink. */
+function implicitEnds(groups: KeyGroups, options: LoadOptions): ["source" | "sink", string][] {
+  if (typeof groups.sinkClass === "string" || typeof groups.connectorClass !== "string") return [];
+  const { registry, sinkConnectorSource, defaultSink } = options;
+  const namesSink = !registry.has("source", groups.connectorClass) &&
+    registry.has("sink", groups.connectorClass);
+  if (namesSink && sinkConnectorSource) return [["source", sinkConnectorSource]];
+  return defaultSink ? [["sink", defaultSink]] : [];
 }
 
 /** Splits the keys between the ends, as Kafka Connect reads sink and source connectors. */

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { builtinRegistry } from "../builtins.ts";
+import { lazyBuiltinRegistry } from "../_builtin_catalog.ts";
 import { type AlertsConfig, parseAlertsConfig } from "../core/alert_rules.ts";
 import { AlertManager } from "../core/alerts.ts";
 import type { PipelineSpec } from "../core/config.ts";
@@ -52,7 +52,8 @@ export async function startOps(
     metrics,
     alerts,
     configs: new Map(Object.entries(options.configs ?? {})),
-    registry: builtinRegistry(),
+    // The registry `sluice run` gives: plugins imported on first use.
+    registry: lazyBuiltinRegistry(),
     offsets,
     version: "test",
   }, { listen: { hostname: "127.0.0.1", port: 0 }, token: options.token });

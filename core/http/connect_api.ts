@@ -164,7 +164,9 @@ export function connectorRoutes(context: ApiContext): Hono {
   app.route("/", offsetRoutes(context));
   app.route("/", connectorWriteRoutes(context, (spec) => info(context, spec)));
 
-  app.get("/connector-plugins", (c) => {
+  app.get("/connector-plugins", async (c) => {
+    // `sluice run`'s registry imports a plugin when a config names it: a listing needs them all.
+    await context.registry.loadAll();
     const connectorsOnly = c.req.query("connectorsOnly") !== "false";
     const kinds = {
       source: "source",
@@ -182,6 +184,7 @@ export function connectorRoutes(context: ApiContext): Hono {
     return c.json(plugins);
   });
   app.put("/connector-plugins/:class/config/validate", async (c) => {
+    await context.registry.loadNamed([c.req.param("class")]);
     const plugin = findConnectorPlugin(context.registry, c.req.param("class"));
     if (!plugin) return error(c, 404, `Connector plugin ${c.req.param("class")} not found`);
     let body: unknown;

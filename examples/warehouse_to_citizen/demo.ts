@@ -30,7 +30,7 @@ import { type KafkaServer, startKafka } from "../../dev/kafka.ts";
 import { freePorts } from "../../dev/_common.ts";
 import { setUpLogging, tearDownLogging } from "../../core/_log.ts";
 import { permissionFlags, requiredPermissions } from "../../cli/permissions.ts";
-import { loadWithBuiltins, SLUICE_V8_FLAGS, type WorkerSettings } from "../../cli/worker.ts";
+import { loadWithBuiltins, SLUICE_DENO_FLAGS, type WorkerSettings } from "../../cli/worker.ts";
 import { applySchema, generateWarehouse, touchProfiles } from "./generate.ts";
 
 const here = new URL(".", import.meta.url).pathname;
@@ -311,7 +311,7 @@ function sluiceProcess(
       "run",
       ...flags.split(" ").filter(Boolean),
       "--unstable-cron",
-      `--v8-flags=${SLUICE_V8_FLAGS}`,
+      ...SLUICE_DENO_FLAGS,
       cli,
       ...args,
       "--offsets",

@@ -42,9 +42,45 @@ Deno.test("a lazy registry loads only the plugins a config names", async () => {
   // Never named: still not imported, and saying so rather than answering undefined.
   assertThrows(() => registry.find("transform", "filter"), Error, "not loaded yet");
   assertThrows(() => registry.list("transform"), Error, "not loaded yet");
-  // The name "kafka" (the default sink) was loaded although unused: a default may be used.
-  assertEquals(registry.find("sink", "kafka")?.name, "kafka");
+  // The default sink and the sink connectors' source are Kafka's: not wanted here.
+  assertThrows(() => registry.find("sink", "kafka"), Error, "not loaded yet");
+  assertThrows(() => registry.find("source", "kafka"), Error, "not loaded yet");
   assertEquals((await registry.loadAll()).list("transform").length, 10);
+});
+
+Deno.test("a lazy registry loads the implicit ends a config gets without naming them", async () => {
+  const registry = lazyBuiltinRegistry();
+  const options = { registry, defaultSink: "kafka", sinkConnectorSource: "kafka" };
+  // A source without sink.class writes to the default sink.
+  const [toKafka] = await buildPipelines(
+    parseConnectors({
+      name: "cdc",
+      config: {
+        "connector.class": "postgres_cdc",
+        "connection.url": "postgres://u@127.0.0.1:1/w",
+        "topic.prefix": "w",
+        "bootstrap.servers": "127.0.0.1:9092",
+      },
+    }),
+    options,
+  );
+  assertEquals(toKafka.sink.plugin.name, "kafka");
+  assertThrows(() => registry.find("source", "kafka"), Error, "not loaded yet");
+  // A sink connector in connector.class reads with the Kafka source.
+  const [fromKafka] = await buildPipelines(
+    parseConnectors({
+      name: "consumer",
+      config: {
+        "connector.class": "postgres",
+        "connection.url": "postgres://u@127.0.0.1:1/c",
+        "table.name.format": "public.items",
+        topics: "w.public.items",
+        "bootstrap.servers": "127.0.0.1:9092",
+      },
+    }),
+    options,
+  );
+  assertEquals([fromKafka.source.plugin.name, fromKafka.sink.plugin.name], ["kafka", "postgres"]);
 });
 
 Deno.test("a lazy registry's unknown names list the valid ones without loading them", async () => {
