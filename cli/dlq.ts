@@ -17,6 +17,7 @@
 import { parseArgs } from "node:util";
 import { ConfigError } from "../api/errors.ts";
 import type { DeadLetterSelection, StoredDeadLetter } from "../api/dead_letters.ts";
+import { encodeJson } from "../api/json.ts";
 import { redactSecrets } from "../api/redact.ts";
 import { setUpLogging, tearDownLogging } from "../core/_log.ts";
 import { openDeadLetterStore, replayDeadLetters } from "../core/dead_letter_queue.ts";
@@ -143,7 +144,7 @@ async function dispatch(values: Flags, positionals: string[]): Promise<number> {
     switch (command) {
       case "list":
         console.log(
-          values.json ? JSON.stringify(letters, null, 2) : formatList(letters, store.description),
+          values.json ? encodeJson(letters, 2) : formatList(letters, store.description),
         );
         return 0;
       case "show":
@@ -153,7 +154,7 @@ async function dispatch(values: Flags, positionals: string[]): Promise<number> {
           );
           return 1;
         }
-        console.log(values.json ? JSON.stringify(letters[0], null, 2) : formatLetter(letters[0]));
+        console.log(values.json ? encodeJson(letters[0], 2) : formatLetter(letters[0]));
         return 0;
       case "purge":
         return await purge(store, letters, values.yes ?? false);
@@ -222,7 +223,7 @@ function formatLetter(letter: StoredDeadLetter): string {
   ];
   if (letter.errorCode) lines.push(`SQLSTATE:  ${letter.errorCode}`);
   lines.push(
-    `record:    ${JSON.stringify(letter.record, null, 2).replaceAll("\n", "\n           ")}`,
+    `record:    ${encodeJson(letter.record, 2).replaceAll("\n", "\n           ")}`,
   );
   if (letter.trace) lines.push(`trace:\n  ${letter.trace.replaceAll("\n", "\n  ")}`);
   return lines.join("\n");
