@@ -840,6 +840,14 @@ export interface SourceOffsets<Config> {
     change: OffsetChange,
     context: PluginContext,
   ): Promise<JsonValue | undefined>;
+  /**
+   * Who reads from this source's position right now, as a sentence for an
+   * error message (such as the process holding a replication slot), or
+   * undefined when nobody does. An offset changed while another process
+   * runs the pipeline would be written back by that process: the change is
+   * refused then.
+   */
+  runningElsewhere?(config: Config, context: PluginContext): Promise<string | undefined>;
 }
 
 /**

@@ -60,7 +60,7 @@
  *
  * @module
  */
-import { changeCdcOffsets, listCdcOffsets } from "./_offsets.ts";
+import { changeCdcOffsets, listCdcOffsets, slotHolder } from "./_offsets.ts";
 import { z } from "zod";
 import { boolean, integer, list, positiveInteger } from "../../api/options.ts";
 import { defineSource } from "../../api/plugin.ts";
@@ -335,6 +335,8 @@ export default defineSource({
         change,
         context,
       ),
+    runningElsewhere: (settings, context) =>
+      slotHolder({ url: connectionUrl(settings.connection), slot: settings.slot }, context),
   },
   create(settings, context) {
     const capture = new Capture(

@@ -8,7 +8,8 @@
  */
 import postgres from "postgres";
 import { assert, assertEquals, assertMatch } from "../_assert.ts";
-import { tableDigest } from "../_batch.ts";
+import { syncFixture, tableDigest } from "../_batch.ts";
+import { uniqueSlot, waitForActiveSlot } from "../_cdc.ts";
 import {
   bytes,
   committedOffsets,
@@ -193,3 +194,72 @@ async function tempDir() {
   const path = await Deno.makeTempDir({ prefix: "sluice-offsets-cli-" });
   return { path, [Symbol.asyncDispose]: () => Deno.remove(path, { recursive: true }) };
 }
+
+Deno.test("offsets reset refuses while another process streams the pipeline from its replication slot", async () => {
+  await using dir = await tempDir();
+  await using db = await syncFixture(
+    "offsets_running",
+    "create table items (id int primary key, n int)",
+    "create table items (id int primary key, n int)",
+  );
+  const slot = uniqueSlot("offsets_running");
+  const file = `${dir.path}/cdc.json`;
+  await Deno.writeTextFile(
+    file,
+    JSON.stringify({
+      name: "cdc4",
+      config: {
+        "connector.class": "postgres_cdc",
+        "connection.url": db.source.url,
+        "topic.prefix": "src",
+        "slot.name": slot,
+        "slot.drop.on.stop": "false",
+        "table.include.list": "public.items",
+        "sink.class": "postgres",
+        "sink.connection.url": db.target.url,
+        "sink.table": "public.items",
+        "sink.delete.mode": "hard",
+      },
+    }),
+  );
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", CLI, "run", file, "--offsets", `${dir.path}/o.json`, "--listen", "off"],
+    cwd: ROOT,
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  const log = new Response(child.stderr).text();
+  let exited = false;
+  child.status.then(() => exited = true);
+  try {
+    await waitForActiveSlot(db.sourceSql, slot);
+    await db.sourceSql`insert into items values (1, 1)`;
+    await waitUntil(
+      "row 1 synced",
+      async () => (await db.targetSql`select 1 from items`).length > 0,
+    );
+    const before = await db
+      .targetSql`select "offset" from public.sluice_offsets where pipeline = 'cdc4'`;
+    const refused = await sluice("offsets", "reset", file, "cdc4", "--to-earliest");
+    assert(refused.code !== 0, refused.out + refused.err);
+    assertMatch(refused.err, /replication slot ".*" is active/);
+    assertMatch(refused.err, /Stop it first/);
+    assert(!/changed directly/.test(refused.out), refused.out);
+    const after = await db
+      .targetSql`select "offset" from public.sluice_offsets where pipeline = 'cdc4'`;
+    assertEquals(after, before);
+  } catch (error) {
+    if (exited) throw new Error(`sluice run ended early:\n${await log}`, { cause: error });
+    throw error;
+  } finally {
+    if (!exited) child.kill("SIGTERM");
+    await child.status;
+    await log;
+  }
+  // Stopped: the same reset goes through.
+  const reset = await sluice("offsets", "reset", file, "cdc4", "--to-earliest");
+  assertEquals(reset.code, 0, reset.out + reset.err);
+  assertMatch(reset.out, /changed directly|no stored offset/);
+  await db.sourceSql`select pg_drop_replication_slot(${slot})`;
+});
