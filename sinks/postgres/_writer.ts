@@ -9,11 +9,12 @@ import type {
   CopyRows,
   PluginContext,
   RecordFailure,
+  ReplayCheck,
   SinkBatch,
   SinkResult,
   ValidationCheck,
 } from "../../api/plugin.ts";
-import type { JsonValue, SluiceRecord } from "../../api/record.ts";
+import type { JsonValue, Row, SluiceRecord } from "../../api/record.ts";
 import {
   connect,
   connectionUrl,
@@ -291,6 +292,66 @@ export class PostgresWriter {
       }
       : withJsonParsed(value as Record<string, unknown>, json);
     return { ...failure, record: { ...record, value: presented } };
+  }
+
+  /**
+   * For a replay: whether each record's write is ordered against the target
+   * row by a guard (source position or version on both sides), changes
+   * nothing, meets no row, or cannot be ordered (see `ReplayCheck`).
+   */
+  async replayCheck(records: readonly SluiceRecord[]): Promise<ReplayCheck[]> {
+    const checks: ReplayCheck[] = [];
+    for (const record of records) {
+      const table = await this.#tables.get(record);
+      const operation = this.#projector.operationOf(table, record);
+      // Changes nothing, or the sink refuses it again on write: nothing to guard.
+      if (operation === undefined || !("kind" in operation)) checks.push({ verdict: "safe" });
+      else if (operation.kind === "truncate") {
+        checks.push({
+          verdict: "unproven",
+          reason:
+            `a replayed truncate would empty table "${table.name}" whatever was written after it`,
+        });
+      } else checks.push(await this.#orderedAgainstTarget(table, operation));
+    }
+    return checks;
+  }
+
+  async #orderedAgainstTarget(table: TargetTable, operation: Operation): Promise<ReplayCheck> {
+    const position = table.positionColumn;
+    const version = table.versionColumn;
+    const guards = [position, version].filter((c): c is string => c !== undefined);
+    const [stored] = await table.storedValues(this.#sql, [operation.row], [
+      ...table.primaryKey,
+      ...guards,
+    ]);
+    const key = table.primaryKey.map((c) => `${c}=${String(operation.row[c])}`).join(", ");
+    if (stored === undefined) {
+      return { verdict: operation.kind === "delete" ? "safe" : "absent" };
+    }
+    const has = (row: Row, column: string | undefined) =>
+      column !== undefined && row[column] !== undefined && row[column] !== null;
+    if (has(operation.row, position) && has(stored, position)) return { verdict: "safe" };
+    if (has(operation.row, version) && has(stored, version)) return { verdict: "safe" };
+    const why = guards.length === 0
+      ? `table "${table.name}" has neither a source position column nor a version.column`
+      : [
+        position === undefined
+          ? undefined
+          : has(operation.row, position)
+          ? `the row has no ${position}`
+          : `the record carries no source position for ${position}`,
+        version === undefined
+          ? undefined
+          : has(operation.row, version)
+          ? `the row has no ${version}`
+          : `the record has no ${version}`,
+      ].filter(Boolean).join(" and ");
+    return {
+      verdict: "unproven",
+      reason: `table "${table.name}" holds the row ${key}, and nothing shows the record is ` +
+        `newer than it: ${why}`,
+    };
   }
 
   /** The stored offset of a pipeline. */
