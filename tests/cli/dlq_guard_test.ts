@@ -205,3 +205,66 @@ Deno.test("dlq replay of change events: a row deleted at the source since is not
   assertEquals(await store.count("items_sync"), 1);
   await Deno.remove(dir, { recursive: true });
 });
+
+Deno.test("dlq replay of change events with a source position: an older event is skipped by the LSN guard, a row truncated at the source is not brought back", async () => {
+  await using db = await syncFixture(
+    "dlq_lsn",
+    "create table items (id int primary key, v text)",
+    `create table items (id int primary key, v text, _source_lsn pg_lsn,
+       constraint no_bad check (v not like 'bad%'))`,
+  );
+  const dir = await Deno.makeTempDir({ prefix: "sluice-dlq-guard-" });
+  const slot = uniqueSlot("dlq_lsn");
+  const cdc = await connector(dir, "cdc", {
+    "connector.class": "postgres_cdc",
+    "connection.url": db.source.url,
+    "topic.prefix": "src",
+    "slot.name": slot,
+    "slot.drop.on.stop": "true",
+    "table.include.list": "public.items",
+    "sink.class": "postgres",
+    "sink.connection.url": db.target.url,
+    "sink.table": "public.items",
+    "sink.delete.mode": "hard",
+    "errors.tolerance": "all",
+    "errors.deadletterqueue.file.path": `${dir}/dead.jsonl`,
+  });
+  const store = fileDeadLetterStore(`${dir}/dead.jsonl`);
+  const stream = startStream(cdc.spec);
+  try {
+    await waitForActiveSlot(db.sourceSql, slot);
+    await db.sourceSql`insert into items values (401, 'bad-401')`;
+    await waitUntil("401 dead-lettered", async () => (await store.count("items_sync")) === 1);
+    await db.sourceSql`update items set v = 'good-401' where id = 401`;
+    await waitUntil(
+      "401 synced",
+      async () => (await db.targetSql`select v from items where id = 401`)[0]?.v === "good-401",
+    );
+    assertEquals(await store.count("items_sync"), 1);
+    await db.targetSql`alter table items drop constraint no_bad`;
+    const guarded = await sluiceDlq(["replay", cdc.path, "items_sync"]);
+    assertEquals(guarded.code, 0, guarded.out);
+    assertEquals((await db.targetSql`select v from items where id = 401`)[0].v, "good-401");
+    assertEquals(await store.count("items_sync"), 0);
+
+    await db.targetSql`alter table items add constraint no_bad check (v not like 'bad%')`;
+    await db.sourceSql`insert into items values (402, 'bad-402')`;
+    await waitUntil("402 dead-lettered", async () => (await store.count("items_sync")) === 1);
+    await db.sourceSql`truncate items`;
+    await waitUntil(
+      "the truncate applied",
+      async () => (await db.targetSql`select count(*)::int as n from items`)[0].n === 0,
+    );
+  } finally {
+    await stream.stop();
+  }
+  await db.targetSql`alter table items drop constraint no_bad`;
+  for (const flags of [[], ["--write-unverified"]]) {
+    const refused = await sluiceDlq(["replay", cdc.path, "items_sync", ...flags]);
+    assertEquals(refused.code, 1, refused.out);
+    assertMatch(refused.out, /no row for key \{"id":402\} and the source no longer has it/);
+  }
+  assertEquals((await db.targetSql`select count(*)::int as n from items`)[0].n, 0);
+  assertEquals(await store.count("items_sync"), 1);
+  await Deno.remove(dir, { recursive: true });
+});
