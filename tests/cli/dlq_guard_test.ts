@@ -12,6 +12,10 @@ import { waitUntil } from "../_wait.ts";
 import { MemoryOffsetStore } from "../../core/offsets.ts";
 import { runPipeline } from "../../core/pipeline.ts";
 import { fileDeadLetterStore } from "../../core/_dead_letters.ts";
+import { bytes, createTopic, produce, runUntil, uniqueName } from "../_kafka.ts";
+import { testKafkaBrokers } from "../_services.ts";
+import { kafkaDeadLetterStore } from "../../connectors/kafka_dead_letters.ts";
+import { workerEnvironment } from "../../cli/worker.ts";
 
 const CLI = new URL("../../cli/main.ts", import.meta.url).pathname;
 const ROOT = new URL("../..", import.meta.url).pathname;
@@ -266,5 +270,85 @@ Deno.test("dlq replay of change events with a source position: an older event is
   }
   assertEquals((await db.targetSql`select count(*)::int as n from items`)[0].n, 0);
   assertEquals(await store.count("items_sync"), 1);
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("dlq replay from a Kafka dead-letter topic of events flattened by unwrap: refused over a newer row and where nothing can look the row up", async () => {
+  await using db = await syncFixture(
+    "dlq_unwrap",
+    "select 1",
+    `create table items (id int primary key, v text, _source_lsn pg_lsn,
+       constraint no_bad check (v not like 'bad%'))`,
+  );
+  const dir = await Deno.makeTempDir({ prefix: "sluice-dlq-guard-" });
+  const topic = uniqueName("dlq-unwrap-src");
+  const dead = uniqueName("dlq-unwrap-dead");
+  await createTopic(topic, 1);
+  const event = (id: number, v: string, lsn: number) => ({
+    topic,
+    key: bytes(JSON.stringify({ id })),
+    value: bytes(JSON.stringify({
+      before: null,
+      after: { id, v },
+      source: { connector: "postgresql", schema: "public", table: "items", lsn, ts_ms: 0 },
+      op: "c",
+      ts_ms: 0,
+    })),
+  });
+  const k2pg = await connector(dir, "k2pg", {
+    "connector.class": "kafka",
+    "bootstrap.servers": testKafkaBrokers(),
+    "topics": topic,
+    "group.id": uniqueName("dlq-unwrap-group"),
+    "transforms": "unwrap",
+    "transforms.unwrap.type": "io.debezium.transforms.ExtractNewRecordState",
+    "sink.class": "postgres",
+    "sink.connection.url": db.target.url,
+    "sink.table": "public.items",
+    "sink.delete.mode": "hard",
+    "errors.tolerance": "all",
+    "errors.deadletterqueue.topic.name": dead,
+  });
+  const environment = workerEnvironment({
+    offsetsFile: `${dir}/offsets.json`,
+    bootstrapServers: testKafkaBrokers(),
+  });
+  const store = kafkaDeadLetterStore(testKafkaBrokers(), dead);
+  try {
+    await produce([event(1, "bad-1", 100), event(2, "bad-2", 110)]);
+    await runUntil(
+      k2pg.spec,
+      waitUntil("two dead letters", async () => (await store.count("items_sync")) === 2),
+      { environment },
+    );
+    await produce([event(1, "good-2", 200)]);
+    await runUntil(
+      k2pg.spec,
+      waitUntil(
+        "good-2 synced",
+        async () => (await db.targetSql`select v from items where id = 1`)[0]?.v === "good-2",
+      ),
+      { environment },
+    );
+    await db.targetSql`alter table items drop constraint no_bad`;
+    const replay = await sluiceDlq([
+      "replay",
+      k2pg.path,
+      "items_sync",
+      "--bootstrap",
+      testKafkaBrokers(),
+    ]);
+    assertEquals(replay.code, 1, replay.out);
+    assertMatch(replay.out, /0 replayed, 0 failed again, 2 refused/);
+    assertMatch(replay.out, /holds the row id=1.*no source position for _source_lsn/);
+    assertMatch(replay.out, /no row for key \{"id":2\}, and source "kafka" cannot look it up/);
+    assertEquals(
+      (await db.targetSql`select id, v from items order by id`).map((r) => [r.id, r.v]),
+      [[1, "good-2"]],
+    );
+    assertEquals(await store.count("items_sync"), 2);
+  } finally {
+    await store.close();
+  }
   await Deno.remove(dir, { recursive: true });
 });
