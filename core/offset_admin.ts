@@ -16,6 +16,7 @@ import type { OffsetChange, OffsetEntry, PluginContext, Sink } from "../api/plug
 import type { JsonValue } from "../api/record.ts";
 import type { PipelineSpec } from "./config.ts";
 import type { OffsetStore } from "./offsets.ts";
+import type { JobCoordinator } from "./cluster.ts";
 
 /** Where one pipeline's stored offset lives, opened. */
 interface OffsetPlace extends AsyncDisposable {
@@ -94,8 +95,9 @@ export async function changeOffsets(
   spec: PipelineSpec,
   store: OffsetStore,
   change: OffsetChange,
+  coordinator?: JobCoordinator,
 ): Promise<OffsetEntry[]> {
-  await refuseWhileRunningElsewhere(spec);
+  await refuseWhileRunningElsewhere(spec, coordinator);
   {
     await using place = await openPlace(spec, store);
     const stored = await place.read();
@@ -124,10 +126,15 @@ export async function changeOffsets(
  * process keeps its position in memory and would write it back at its next
  * commit, undoing the change without a word.
  */
-async function refuseWhileRunningElsewhere(spec: PipelineSpec): Promise<void> {
+async function refuseWhileRunningElsewhere(
+  spec: PipelineSpec,
+  coordinator: JobCoordinator | undefined,
+): Promise<void> {
   const check = spec.source.plugin.offsets?.runningElsewhere;
-  if (!check) return;
-  const holder = await check(spec.source.config, pluginContext(spec));
+  let holder = check ? await check(spec.source.config, pluginContext(spec)) : undefined;
+  // A batch run keeps its watermark in memory and stores it at its end.
+  const worker = holder === undefined ? await coordinator?.runningOn?.(spec.name) : undefined;
+  if (worker !== undefined) holder = `worker ${worker} is running the job now`;
   if (holder === undefined) return;
   throw new OffsetChangeError(
     `Cannot change the offsets of ${spec.name}: it is running (${holder}), and the running ` +

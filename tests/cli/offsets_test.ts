@@ -22,6 +22,7 @@ import {
 } from "../_kafka.ts";
 import { createTestDatabase, testKafkaBrokers } from "../_services.ts";
 import { waitUntil } from "../_wait.ts";
+import { advisoryLockKey } from "../../drivers/pg_cluster.ts";
 import { MemoryOffsetStore } from "../../core/offsets.ts";
 
 const CLI = new URL("../../cli/main.ts", import.meta.url).pathname;
@@ -262,4 +263,49 @@ Deno.test("offsets reset refuses while another process streams the pipeline from
   assertEquals(reset.code, 0, reset.out + reset.err);
   assertMatch(reset.out, /changed directly|no stored offset/);
   await db.sourceSql`select pg_drop_replication_slot(${slot})`;
+});
+
+Deno.test("offsets reset refuses while a worker of the group runs the batch job (it holds the job's lock)", async () => {
+  await using dir = await tempDir();
+  await using db = await syncFixture(
+    "offsets_job",
+    "create table items (id int primary key, updated_at timestamptz not null default now())",
+    "create table items (id int primary key, updated_at timestamptz)",
+  );
+  const file = `${dir.path}/job.json`;
+  await Deno.writeTextFile(
+    file,
+    JSON.stringify({
+      name: "items_job",
+      config: {
+        "connector.class": "postgres_query",
+        "connection.url": db.source.url,
+        "table": "public.items",
+        "mode": "incremental",
+        "timestamp.column.name": "updated_at",
+        "sink.class": "postgres",
+        "sink.connection.url": db.target.url,
+        "sink.table": "public.items",
+        "sink.delete.mode": "none",
+      },
+    }),
+  );
+  // A run in progress elsewhere: the job's lock held by another worker's session.
+  const other = postgres(db.target.url, {
+    max: 1,
+    onnotice: () => {},
+    connection: { application_name: "sluice-worker host-b-4242" },
+  });
+  try {
+    const key = await advisoryLockKey("sluice job items_job");
+    await other`select pg_advisory_lock(${key}::bigint)`;
+    const refused = await sluice("offsets", "reset", file, "items_job", "--to-earliest");
+    assertEquals(refused.code, 2, refused.out + refused.err);
+    assertMatch(refused.err, /worker host-b-4242 is running the job now/);
+    await other`select pg_advisory_unlock(${key}::bigint)`;
+  } finally {
+    await other.end();
+  }
+  const reset = await sluice("offsets", "reset", file, "items_job", "--to-earliest");
+  assertEquals(reset.code, 0, reset.out + reset.err);
 });
