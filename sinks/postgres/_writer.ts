@@ -300,58 +300,36 @@ export class PostgresWriter {
    * nothing, meets no row, or cannot be ordered (see `ReplayCheck`).
    */
   async replayCheck(records: readonly SluiceRecord[]): Promise<ReplayCheck[]> {
-    const checks: ReplayCheck[] = [];
-    for (const record of records) {
+    const checks: ReplayCheck[] = records.map(() => ({ verdict: "safe" }));
+    // The rows to look up, by table: one query per table.
+    const lookups = new Map<TargetTable, { index: number; operation: Operation }[]>();
+    for (const [index, record] of records.entries()) {
       const table = await this.#tables.get(record);
       const operation = this.#projector.operationOf(table, record);
       // Changes nothing, or the sink refuses it again on write: nothing to guard.
-      if (operation === undefined || !("kind" in operation)) checks.push({ verdict: "safe" });
-      else if (operation.kind === "truncate") {
-        checks.push({
+      if (operation === undefined || !("kind" in operation)) continue;
+      if (operation.kind === "truncate") {
+        checks[index] = {
           verdict: "unproven",
           reason:
             `a replayed truncate would empty table "${table.name}" whatever was written after it`,
-        });
-      } else checks.push(await this.#orderedAgainstTarget(table, operation));
+        };
+      } else lookups.set(table, [...(lookups.get(table) ?? []), { index, operation }]);
+    }
+    for (const [table, items] of lookups) {
+      const guards = [table.positionColumn, table.versionColumn].filter((c): c is string =>
+        c !== undefined
+      );
+      const stored = await table.storedValues(
+        this.#sql,
+        items.map((item) => item.operation.row),
+        [...table.primaryKey, ...guards],
+      );
+      items.forEach(({ index, operation }, i) => {
+        checks[index] = orderedAgainst(table, operation, stored[i]);
+      });
     }
     return checks;
-  }
-
-  async #orderedAgainstTarget(table: TargetTable, operation: Operation): Promise<ReplayCheck> {
-    const position = table.positionColumn;
-    const version = table.versionColumn;
-    const guards = [position, version].filter((c): c is string => c !== undefined);
-    const [stored] = await table.storedValues(this.#sql, [operation.row], [
-      ...table.primaryKey,
-      ...guards,
-    ]);
-    const key = table.primaryKey.map((c) => `${c}=${String(operation.row[c])}`).join(", ");
-    if (stored === undefined) {
-      return { verdict: operation.kind === "delete" ? "safe" : "absent" };
-    }
-    const has = (row: Row, column: string | undefined) =>
-      column !== undefined && row[column] !== undefined && row[column] !== null;
-    if (has(operation.row, position) && has(stored, position)) return { verdict: "safe" };
-    if (has(operation.row, version) && has(stored, version)) return { verdict: "safe" };
-    const why = guards.length === 0
-      ? `table "${table.name}" has neither a source position column nor a version.column`
-      : [
-        position === undefined
-          ? undefined
-          : has(operation.row, position)
-          ? `the row has no ${position}`
-          : `the record carries no source position for ${position}`,
-        version === undefined
-          ? undefined
-          : has(operation.row, version)
-          ? `the row has no ${version}`
-          : `the record has no ${version}`,
-      ].filter(Boolean).join(" and ");
-    return {
-      verdict: "unproven",
-      reason: `table "${table.name}" holds the row ${key}, and nothing shows the record is ` +
-        `newer than it: ${why}`,
-    };
   }
 
   /** The stored offset of a pipeline. */
@@ -405,4 +383,41 @@ export function wrap(error: unknown, what: string): Error {
   return isConnectionError(error)
     ? new RetriableError(message, { cause: error })
     : new Error(message, { cause: error });
+}
+
+/**
+ * Whether `operation` is ordered against the target's `stored` row (see
+ * `ReplayCheck`): both carry a source position or a version that the
+ * write's guard compares, or there is no row.
+ */
+function orderedAgainst(
+  table: TargetTable,
+  operation: Operation,
+  stored: Row | undefined,
+): ReplayCheck {
+  if (stored === undefined) return { verdict: operation.kind === "delete" ? "safe" : "absent" };
+  const position = table.positionColumn;
+  const version = table.versionColumn;
+  const has = (row: Row, column: string | undefined) =>
+    column !== undefined && row[column] !== undefined && row[column] !== null;
+  if (has(operation.row, position) && has(stored, position)) return { verdict: "safe" };
+  if (has(operation.row, version) && has(stored, version)) return { verdict: "safe" };
+  const missing = (column: string | undefined, record: string) =>
+    column === undefined
+      ? undefined
+      : has(operation.row, column)
+      ? `the row has no ${column}`
+      : `the record ${record} ${column}`;
+  const why = position === undefined && version === undefined
+    ? `table "${table.name}" has neither a source position column nor a version.column`
+    : [
+      missing(position, "carries no source position for"),
+      missing(version, "has no"),
+    ].filter(Boolean).join(" and ");
+  const key = table.primaryKey.map((c) => `${c}=${String(operation.row[c])}`).join(", ");
+  return {
+    verdict: "unproven",
+    reason: `table "${table.name}" holds the row ${key}, and nothing shows the record is ` +
+      `newer than it: ${why}`,
+  };
 }
