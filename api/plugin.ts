@@ -506,6 +506,12 @@ export interface SinkBatch {
   /** Set from {@linkcode SourceBatch.overwrite}: write past version guards. */
   readonly overwrite?: boolean;
   /**
+   * Upserts only insert: a record whose key the target already holds is
+   * skipped. Set by a dead-letter replay for records that met no target row
+   * when checked, so that a row written since (newer) is not overwritten.
+   */
+  readonly onlyNew?: boolean;
+  /**
    * Rows as COPY text instead of `records` (which is then empty); only for a
    * sink that declares {@linkcode Sink.copyText}.
    */

@@ -136,6 +136,8 @@ const CHUNK_SIZE = 500;
 const identityOf = (record: SluiceRecord) => `${record.topic}\u0000${encodeJson(record.key)}`;
 
 type Item = { letter: StoredDeadLetter; record: SluiceRecord };
+/** An item cleared for writing; `onlyNew` when it met no target row (see `SinkBatch.onlyNew`). */
+type Cleared = Item & { onlyNew: boolean };
 
 /**
  * Why `letter` must not resume at step `from` of the current chain, or
@@ -217,8 +219,12 @@ export async function replayDeadLetters(
     const check = { spec, sink, options, context: context(spec.source.plugin.name) };
     for (const chunk of chunks(pending)) {
       if (signal.aborted) break;
-      const writable = await currentOnes(check, chunk, outcome);
-      if (writable.length > 0) await replayChunk(spec, sink, steps, store, writable, outcome);
+      const cleared = await currentOnes(check, chunk, outcome);
+      // Records that met no target row only insert (a row written since is
+      // newer); runs of consecutive records keep their order.
+      for (const run of runsOf(cleared)) {
+        await replayChunk(spec, sink, steps, store, run, outcome, run[0].onlyNew);
+      }
     }
   } finally {
     for (const close of closers.reverse()) {
@@ -246,7 +252,7 @@ async function currentOnes(
   check: { spec: PipelineSpec; sink: Sink; options: ReplayOptions; context: PluginContext },
   chunk: readonly Item[],
   outcome: ReplayOutcome,
-): Promise<Item[]> {
+): Promise<Cleared[]> {
   const { spec, sink, options } = check;
   const checks = sink.replayCheck
     ? await sink.replayCheck(chunk.map((item) => item.record))
@@ -257,7 +263,7 @@ async function currentOnes(
     ? await source.rowsExist(spec.source.config, absent.map((item) => item.record), check.context)
     : [];
   const existsOf = new Map(absent.map((item, i) => [item, exists[i]]));
-  const writable: Item[] = [];
+  const writable: Cleared[] = [];
   chunk.forEach((item, i) => {
     const verdict = checks?.[i];
     const key = encodeJson(item.record.key);
@@ -279,8 +285,9 @@ async function currentOnes(
           `look it up to show that it was not deleted since`;
       }
     }
-    if (reason === undefined || (!deleted && options.writeUnverified)) writable.push(item);
-    else outcome.refused.push({ letter: item.letter, reason });
+    if (reason === undefined || (!deleted && options.writeUnverified)) {
+      writable.push({ ...item, onlyNew: verdict?.verdict === "absent" });
+    } else outcome.refused.push({ letter: item.letter, reason });
   });
   return writable;
 }
@@ -293,6 +300,7 @@ async function replayChunk(
   store: DeadLetterStore,
   chunk: readonly Item[],
   outcome: ReplayOutcome,
+  onlyNew: boolean,
 ): Promise<void> {
   const byRecord = new Map(chunk.map((item) => [item.record, item.letter]));
   // A sink may hand back a presentable copy of the record: match by topic and key then.
@@ -300,6 +308,7 @@ async function replayChunk(
   const rejected: { letter: StoredDeadLetter; failure: RecordFailure }[] = [];
   await sink.write({
     records: chunk.map((item) => item.record),
+    ...(onlyNew ? { onlyNew: true } : {}),
     reject(failures) {
       for (const failure of failures) {
         const letter = byRecord.get(failure.record) ?? byIdentity.get(identityOf(failure.record));
@@ -316,6 +325,17 @@ async function replayChunk(
   await store.failedAgain(rejected);
   outcome.replayed.push(...written);
   outcome.failed.push(...rejected);
+}
+
+/** Consecutive items with the same `onlyNew`, in order. */
+function runsOf(items: readonly Cleared[]): Cleared[][] {
+  const runs: Cleared[][] = [];
+  for (const item of items) {
+    const last = runs.at(-1);
+    if (last && last[0].onlyNew === item.onlyNew) last.push(item);
+    else runs.push([item]);
+  }
+  return runs;
 }
 
 /** Splits records into chunks in which no topic and key repeats (so rejects map back exactly). */

@@ -177,6 +177,7 @@ export class PostgresWriter {
       batch.records,
       failures,
       batch.overwrite ?? false,
+      batch.onlyNew ?? false,
     );
     let written = 0;
     let skippedByTable = 0;
@@ -212,6 +213,7 @@ export class PostgresWriter {
     records: readonly SluiceRecord[],
     failures: RecordFailure[],
     overwrite: boolean,
+    onlyNew: boolean,
   ): Promise<{ runs: Run[]; skipped: number; marks: SnapshotMark[] }> {
     const runs: Run[] = [];
     const marks: SnapshotMark[] = [];
@@ -219,6 +221,7 @@ export class PostgresWriter {
     for (const segment of await this.#segments(records, failures)) {
       // Corrections from the source of truth pass the version guard.
       if (overwrite) segment.table = segment.table.withoutVersionGuard();
+      if (onlyNew) segment.table = segment.table.onlyNewRows();
       const operations: Operation[] = [];
       for (const record of segment.records) {
         const mark = snapshotMark(segment.table, record);

@@ -5,6 +5,7 @@
  * orders them; a row the source deleted since is not brought back; what
  * is refused stays in the dead letters, and the command exits 1 naming why.
  */
+import { getLogger } from "@logtape/logtape";
 import { assert, assertEquals, assertMatch } from "../_assert.ts";
 import { specsFrom, syncFixture } from "../_batch.ts";
 import { startStream, uniqueSlot, waitForActiveSlot } from "../_cdc.ts";
@@ -351,4 +352,44 @@ Deno.test("dlq replay from a Kafka dead-letter topic of events flattened by unwr
     await store.close();
   }
   await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("a replay write of a record that met no target row leaves a row written since alone (onlyNew)", async () => {
+  await using db = await syncFixture("dlq_only_new", "select 1", TARGET);
+  const [spec] = await specsFrom({
+    name: "items_sync",
+    config: {
+      "connector.class": "postgres_query",
+      "connection.url": db.source.url,
+      "table": "public.items",
+      "sink.class": "postgres",
+      "sink.connection.url": db.target.url,
+      "sink.table": "public.items",
+    },
+  });
+  const sink = await spec.sink.plugin.create(spec.sink.config, {
+    pipeline: "items_sync",
+    logger: getLogger(["sluice", "test"]),
+    signal: new AbortController().signal,
+    sourceMode: "batch",
+  });
+  try {
+    const record = (id: number, v: string) => ({ topic: "items", key: { id }, value: { id, v } });
+    // Checked while absent; the pipeline writes the row before the replay's write.
+    const checks = await sink.replayCheck!([record(1, "old")]);
+    assertEquals(checks, [{ verdict: "absent" }]);
+    await db.targetSql`insert into items values (1, 'newer')`;
+    const result = await sink.write({
+      records: [record(1, "old"), record(2, "new-2")],
+      onlyNew: true,
+      reject: () => Promise.resolve(),
+    });
+    assertEquals([result.written, result.skipped], [1, 1]);
+    assertEquals(
+      (await db.targetSql`select id, v from items order by id`).map((r) => [r.id, r.v]),
+      [[1, "newer"], [2, "new-2"]],
+    );
+  } finally {
+    await sink.close();
+  }
 });
