@@ -61,6 +61,7 @@ export {
   type PredicatePlugin,
   type ReconciliationFigures,
   type RecordFailure,
+  type ReplayCheck,
   type RunStats,
   type Sink,
   type SinkBatch,

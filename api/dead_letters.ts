@@ -16,6 +16,11 @@ export const RECORD_TOPIC_HEADER = "__sluice.errors.record.topic";
 export const ERROR_CODE_HEADER = "__sluice.errors.code";
 /** The header holding how many times the record failed (absent: once). */
 export const ATTEMPTS_HEADER = "__sluice.errors.attempts";
+/**
+ * The header holding the fingerprint of the transform steps the record went
+ * through before the failing stage (see {@linkcode RecordFailure.chain}).
+ */
+export const CHAIN_HEADER = "__sluice.errors.chain";
 
 /** The error's `code` (a PostgreSQL SQLSTATE, a Node error code), when it has a string one. */
 export function errorCodeOf(error: Error): string | undefined {
@@ -65,6 +70,7 @@ export function deadLetterHeaders(
   headers["__sluice.errors.failed.at"] = new Date().toISOString();
   const code = errorCodeOf(failure.error);
   if (code) headers[ERROR_CODE_HEADER] = code;
+  if (failure.chain !== undefined) headers[CHAIN_HEADER] = failure.chain;
   return headers;
 }
 
@@ -168,6 +174,11 @@ export interface StoredDeadLetter {
   readonly attempts: number;
   /** The record as the failing stage received it, without the error context headers. */
   readonly record: SluiceRecord;
+  /**
+   * The fingerprint of the transform steps the record went through before
+   * its stage; absent in dead letters written before Sluice recorded it.
+   */
+  readonly chain?: string;
 }
 
 /**

@@ -446,6 +446,13 @@ export interface RecordFailure {
   readonly error: Error;
   /** The stage that failed: a transform's alias, or `sink`. */
   readonly stage: string;
+  /**
+   * The transform steps the record went through before `stage`, as the
+   * runtime fingerprints them (set by the runtime, not by plugins); kept in
+   * the dead letter so that a replay can tell whether they are still the
+   * pipeline's steps.
+   */
+  readonly chain?: string;
 }
 
 /**
@@ -506,6 +513,12 @@ export interface SinkBatch {
    * over a newer one.
    */
   readonly refresh?: boolean;
+  /**
+   * Upserts only insert: a record whose key the target already holds is
+   * skipped. Set by a dead-letter replay for records that met no target row
+   * when checked, so that a row written since (newer) is not overwritten.
+   */
+  readonly onlyNew?: boolean;
   /**
    * Rows as COPY text instead of `records` (which is then empty); only for a
    * sink that declares {@linkcode Sink.copyText}.
@@ -577,6 +590,13 @@ export interface Sink {
   };
   /** Present when the sink can keep dead letters itself (for example in a table). */
   deadLetters?(destination: string): DeadLetterWriter;
+  /**
+   * For a replay of dead letters: whether writing each record can be shown
+   * not to replace newer data in the target (see {@linkcode ReplayCheck}),
+   * in the order of `records`. A sink without it cannot tell: its replays
+   * are refused unless the operator asks to write unverified records.
+   */
+  replayCheck?(records: readonly SluiceRecord[]): Promise<ReplayCheck[]>;
   /** Post-run checks of what was written. */
   validate?(stats: RunStats): Promise<ValidationCheck[]>;
   /** Releases connections; called once, after the last write. */
@@ -848,6 +868,14 @@ export interface SourceOffsets<Config> {
     change: OffsetChange,
     context: PluginContext,
   ): Promise<JsonValue | undefined>;
+  /**
+   * Who reads from this source's position right now, as a sentence for an
+   * error message (such as the process holding a replication slot), or
+   * undefined when nobody does. An offset changed while another process
+   * runs the pipeline would be written back by that process: the change is
+   * refused then.
+   */
+  runningElsewhere?(config: Config, context: PluginContext): Promise<string | undefined>;
 }
 
 /**
@@ -888,7 +916,45 @@ export interface SourcePlugin<Schema extends z.ZodType = z.ZodType> extends Plug
   create(config: z.output<Schema>, context: SourceContext): Source | Promise<Source>;
   /** Shows and changes its stored position; without it, only a reset is possible. */
   readonly offsets?: SourceOffsets<z.output<Schema>>;
+  /**
+   * For a replay of dead letters: whether the source still holds the row
+   * each record is about, looked up by its key (true, false), or undefined
+   * where it cannot tell (no key, a record it cannot place). A record whose
+   * row the source no longer holds is not written: that would bring a
+   * deleted row back.
+   */
+  rowsExist?(
+    config: z.output<Schema>,
+    records: readonly SluiceRecord[],
+    context: PluginContext,
+  ): Promise<(boolean | undefined)[]>;
 }
+
+/**
+ * What a sink can say about writing a replayed record over its target.
+ *
+ * - `safe`: the write cannot replace newer data: the target row carries a
+ *   source position or version that the sink's own guard compares with the
+ *   record's (an older record is skipped), or the write changes nothing
+ *   (a delete of an absent row).
+ * - `absent`: the target has no row for the record's key. Only the source
+ *   can tell whether the row still exists or was deleted since.
+ * - `unproven`: the target row exists and nothing orders the record against
+ *   it; `reason` says why, for the operator.
+ *
+ * @example A sink without ordering columns
+ * ```ts
+ * import type { ReplayCheck } from "@sluice/sluice";
+ *
+ * const check: ReplayCheck = {
+ *   verdict: "unproven",
+ *   reason: 'table "items" has neither a source position column nor a version.column',
+ * };
+ * ```
+ */
+export type ReplayCheck =
+  | { readonly verdict: "safe" | "absent" }
+  | { readonly verdict: "unproven"; readonly reason: string };
 
 /**
  * A sink plugin definition; make one with {@linkcode defineSink}.

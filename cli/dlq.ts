@@ -10,16 +10,21 @@
  * ```
  *
  * Exit codes: 0 done (every selected record replayed), 1 some records failed
- * again (or the sink failed), 2 bad usage or config.
+ * again or were refused (or the sink failed), 2 bad usage or config.
  *
  * @module
  */
 import { parseArgs } from "node:util";
 import { ConfigError } from "../api/errors.ts";
 import type { DeadLetterSelection, StoredDeadLetter } from "../api/dead_letters.ts";
+import { encodeJson } from "../api/json.ts";
 import { redactSecrets } from "../api/redact.ts";
 import { setUpLogging, tearDownLogging } from "../core/_log.ts";
-import { openDeadLetterStore, replayDeadLetters } from "../core/dead_letter_queue.ts";
+import {
+  openDeadLetterStore,
+  replayDeadLetters,
+  type ReplayOptions,
+} from "../core/dead_letter_queue.ts";
 import type { PipelineSpec } from "../core/config.ts";
 import { formatTable } from "./_table.ts";
 import { loadWithBuiltins, workerEnvironment, workerSettings } from "./worker.ts";
@@ -41,10 +46,17 @@ Selection (list, replay, purge; every given one must match):
 Options:
   --json                     (list, show) JSON instead of a table
   --yes                      (purge) really delete
+  --assume-transformed       (replay) also replay records that did not go through the
+                             pipeline's current transform steps before their stage (steps
+                             added or changed since, or dead letters of older versions)
+  --write-unverified         (replay) also write records that nothing shows to be newer than
+                             the target's row (no source position or version to compare, or
+                             no target row and a source that cannot look rows up); a record
+                             whose row the source deleted is never written
   --bootstrap <servers>      Kafka bootstrap servers (or $SLUICE_BOOTSTRAP_SERVERS)
   --log-level <level>        trace, debug, info, warning, error (default warning)
 
-Exit codes: 0 done, 1 some records failed again, 2 bad usage.`;
+Exit codes: 0 done, 1 some records failed again or were not replayed, 2 bad usage.`;
 
 class UsageError extends Error {}
 
@@ -62,6 +74,8 @@ export async function dlq(args: string[]): Promise<number> {
         until: { type: "string" },
         json: { type: "boolean" },
         yes: { type: "boolean" },
+        "assume-transformed": { type: "boolean" },
+        "write-unverified": { type: "boolean" },
         bootstrap: { type: "string" },
         offsets: { type: "string" },
         "log-level": { type: "string" },
@@ -103,6 +117,8 @@ type Flags = {
   until?: string;
   json?: boolean;
   yes?: boolean;
+  "assume-transformed"?: boolean;
+  "write-unverified"?: boolean;
   bootstrap?: string;
   offsets?: string;
 };
@@ -143,7 +159,7 @@ async function dispatch(values: Flags, positionals: string[]): Promise<number> {
     switch (command) {
       case "list":
         console.log(
-          values.json ? JSON.stringify(letters, null, 2) : formatList(letters, store.description),
+          values.json ? encodeJson(letters, 2) : formatList(letters, store.description),
         );
         return 0;
       case "show":
@@ -153,12 +169,15 @@ async function dispatch(values: Flags, positionals: string[]): Promise<number> {
           );
           return 1;
         }
-        console.log(values.json ? JSON.stringify(letters[0], null, 2) : formatLetter(letters[0]));
+        console.log(values.json ? encodeJson(letters[0], 2) : formatLetter(letters[0]));
         return 0;
       case "purge":
         return await purge(store, letters, values.yes ?? false);
       default:
-        return await replay(spec, store, letters);
+        return await replay(spec, store, letters, {
+          assumeTransformed: values["assume-transformed"] ?? false,
+          writeUnverified: values["write-unverified"] ?? false,
+        });
     }
   } finally {
     await store.close();
@@ -222,7 +241,7 @@ function formatLetter(letter: StoredDeadLetter): string {
   ];
   if (letter.errorCode) lines.push(`SQLSTATE:  ${letter.errorCode}`);
   lines.push(
-    `record:    ${JSON.stringify(letter.record, null, 2).replaceAll("\n", "\n           ")}`,
+    `record:    ${encodeJson(letter.record, 2).replaceAll("\n", "\n           ")}`,
   );
   if (letter.trace) lines.push(`trace:\n  ${letter.trace.replaceAll("\n", "\n  ")}`);
   return lines.join("\n");
@@ -249,15 +268,17 @@ async function replay(
   spec: PipelineSpec,
   store: Parameters<typeof replayDeadLetters>[1],
   letters: readonly StoredDeadLetter[],
+  options: ReplayOptions,
 ): Promise<number> {
   if (letters.length === 0) {
     console.log(`Nothing to replay in ${store.description}.`);
     return 0;
   }
-  const outcome = await replayDeadLetters(spec, store, letters);
+  const outcome = await replayDeadLetters(spec, store, letters, options);
   const parts = [`${outcome.replayed.length} replayed`];
   if (outcome.filtered.length > 0) parts.push(`${outcome.filtered.length} filtered`);
   parts.push(`${outcome.failed.length} failed again`);
+  if (outcome.refused.length > 0) parts.push(`${outcome.refused.length} refused`);
   if (outcome.unplaced.length > 0) {
     parts.push(
       `${outcome.unplaced.length} left alone (their stage is no longer a transform of the pipeline)`,
@@ -268,5 +289,16 @@ async function replay(
     console.log(`  ${letter.id} ${failure.stage}: ${summary(failure.error.message, 100)}`);
   }
   if (outcome.failed.length > 20) console.log(`  … and ${outcome.failed.length - 20} more`);
-  return outcome.failed.length > 0 || outcome.unplaced.length > 0 ? 1 : 0;
+  if (outcome.refused.length > 0) {
+    console.log(
+      `${outcome.refused.length} not replayed, kept as they are (the target could be left with ` +
+        `older or unmasked data):`,
+    );
+    for (const { letter, reason } of outcome.refused.slice(0, 20)) {
+      console.log(`  ${letter.id} ${letter.stage}: ${reason}`);
+    }
+    if (outcome.refused.length > 20) console.log(`  … and ${outcome.refused.length - 20} more`);
+  }
+  const problems = outcome.failed.length + outcome.unplaced.length + outcome.refused.length;
+  return problems > 0 ? 1 : 0;
 }

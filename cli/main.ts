@@ -386,7 +386,7 @@ async function offsets(
 ) {
   const { changeFromFlags, formatOffsets, resetOffsets, showOffsets, splitPipelineArgument } =
     await import("./offsets.ts");
-  const { loadWithBuiltins, workerEnvironment } = await import("./worker.ts");
+  const { ClusterCoordinators, loadWithBuiltins, workerEnvironment } = await import("./worker.ts");
   const { statusUrl } = await import("./status.ts");
   const { paths, pipeline } = await splitPipelineArgument(args, action === "reset");
   const specs = await loadWithBuiltins(paths, settings);
@@ -408,7 +408,14 @@ async function offsets(
       url: statusUrl(flags.url, flags.listen),
       token: flags.token ?? (Deno.env.get("SLUICE_API_TOKEN") || undefined),
     };
-    const { entries, via } = await resetOffsets(chosen[0], store, change, endpoint);
+    await using cluster = new ClusterCoordinators(settings);
+    const { entries, via } = await resetOffsets(
+      chosen[0],
+      store,
+      change,
+      endpoint,
+      cluster.of(chosen[0]),
+    );
     console.log(`Offsets of ${chosen[0].name} changed ${via}.`);
     console.log(formatOffsets(chosen[0].name, entries));
     return 0;

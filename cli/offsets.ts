@@ -12,6 +12,7 @@
 import { ConfigError, OffsetChangeError } from "../api/errors.ts";
 import type { OffsetChange, OffsetEntry } from "../api/plugin.ts";
 import type { PipelineSpec } from "../core/config.ts";
+import type { JobCoordinator } from "../core/cluster.ts";
 import { changeOffsets, listOffsets } from "../core/offset_admin.ts";
 import type { OffsetStore } from "../core/offsets.ts";
 import { formatTable } from "./_table.ts";
@@ -203,10 +204,11 @@ export async function resetOffsets(
   store: OffsetStore,
   change: OffsetChange,
   endpoint: Endpoint,
+  coordinator?: JobCoordinator,
 ): Promise<{ entries: OffsetEntry[]; via: string }> {
   const state = await runningState(endpoint, spec.name);
   if (state === undefined) {
-    return { entries: await changeOffsets(spec, store, change), via: "directly" };
+    return { entries: await changeOffsets(spec, store, change, coordinator), via: "directly" };
   }
   if (state !== "STOPPED") {
     throw new OffsetChangeError(

@@ -82,6 +82,18 @@ export function metricByPipeline(text: string, metric: string): Map<string, numb
   return values;
 }
 
+/**
+ * Dead letters per pipeline: those its destination holds now (the
+ * `sluice_dead_letters` gauge, which replays and purges lower), or, for a
+ * pipeline without a destination, how many records it dead-lettered (logged).
+ */
+export function deadLettersByPipeline(text: string): Map<string, number> {
+  const held = metricByPipeline(text, "sluice_dead_letters");
+  const counted = metricByPipeline(text, "sluice_records_dead_lettered_total");
+  for (const [pipeline, count] of counted) if (!held.has(pipeline)) held.set(pipeline, count);
+  return held;
+}
+
 /** Reads the process's state and renders it as a table plus the firing alerts. */
 export async function formatStatus(target: StatusTarget): Promise<string> {
   const [connectors, jobs, alerts, metrics] = await Promise.all([
@@ -92,7 +104,7 @@ export async function formatStatus(target: StatusTarget): Promise<string> {
   ]);
   const lag = metricByPipeline(metrics, "sluice_stream_lag_seconds");
   const written = metricByPipeline(metrics, "sluice_records_written_total");
-  const dead = metricByPipeline(metrics, "sluice_records_dead_lettered_total");
+  const dead = deadLettersByPipeline(metrics);
   const jobByName = new Map(jobs.map((job) => [job.name, job]));
   const header = [
     "pipeline",

@@ -168,6 +168,20 @@ export async function changeKafkaOffsets(
   }
 }
 
+/** The members of the source's consumer group, if it has any: they would commit over a change. */
+export async function kafkaGroupHolder(
+  settings: KafkaOffsetSettings,
+  context: PluginContext,
+): Promise<string | undefined> {
+  await using admin = adminOf(settings, context);
+  const group = groupOf(settings, context);
+  const members = await admin.groupMembers(group);
+  if (members.length === 0) return undefined;
+  return `consumer group "${group}" has ${members.length} member(s): ${
+    members.map((m) => `${m.clientId} at ${m.host}`).join(", ")
+  }`;
+}
+
 /** One Kafka Connect entry: `{ kafka_topic, kafka_partition }` → `{ kafka_offset }` or null. */
 function parseEntry(entry: OffsetEntry, index: number) {
   const topic = entry.partition?.kafka_topic;

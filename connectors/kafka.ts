@@ -70,6 +70,7 @@ import {
 import { changePosition } from "../drivers/pg_codec.ts";
 import {
   changeKafkaOffsets,
+  kafkaGroupHolder,
   listKafkaOffsets,
   storedPositions,
   type TopicPosition,
@@ -258,7 +259,11 @@ export default defineSource({
     return { subscribes: { topics, pattern: settings.topicsRegex } };
   },
   config: schema,
-  offsets: { list: listKafkaOffsets, change: changeKafkaOffsets },
+  offsets: {
+    list: listKafkaOffsets,
+    change: changeKafkaOffsets,
+    runningElsewhere: kafkaGroupHolder,
+  },
   create(settings, context) {
     const name = `sluice-${context.pipeline}`;
     const { topicsRegex: _, lagPollIntervalMs, avroRegistries, ...consumerSettings } = settings;

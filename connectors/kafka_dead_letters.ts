@@ -12,6 +12,7 @@
  */
 import {
   ATTEMPTS_HEADER,
+  CHAIN_HEADER,
   deadLetterHeaders,
   type DeadLetterSelection,
   type DeadLetterStore,
@@ -202,5 +203,6 @@ function letterOf(
       new Date(message.timestamp).toISOString(),
     attempts: Number(context(ATTEMPTS_HEADER) ?? "1") || 1,
     record: { ...record, topic, headers },
+    ...(context(CHAIN_HEADER) !== undefined ? { chain: context(CHAIN_HEADER) } : {}),
   };
 }

@@ -67,6 +67,7 @@ import { decodeRawRow, parseCopyText } from "../drivers/pg_types.ts";
 import { PgCodec } from "../drivers/pg_codec.ts";
 import type { Decoder } from "../drivers/pg_text.ts";
 import { copyTextChunks, decodeCopyText, type PausableStream } from "../drivers/pg_copy_text.ts";
+import { rowsExist } from "./_row_lookup.ts";
 
 /** pg_type OID of timestamptz. */
 const TIMESTAMPTZ_OID = 1184;
@@ -292,6 +293,17 @@ export default defineSource({
     list: (settings, stored) => Promise.resolve(listWatermark(settings, stored)),
     change: (settings, _stored, change) => Promise.resolve(changeWatermark(settings, change)),
   },
+  // Rows of a query cannot be looked up: only a table's, by the record's key.
+  rowsExist: (settings, records, context) =>
+    rowsExist(
+      settings.url,
+      records.map((record) =>
+        settings.table && record.key
+          ? { schema: settings.table.schema, table: settings.table.table, key: record.key }
+          : undefined
+      ),
+      `sluice:${context.pipeline}:replay`,
+    ),
   create(settings, context) {
     const reader = new QueryReader(settings, context);
     return {

@@ -14,6 +14,7 @@
  */
 import {
   ATTEMPTS_HEADER,
+  CHAIN_HEADER,
   type DeadLetterEntry,
   deadLetterEntry,
   type DeadLetterSelection,
@@ -135,6 +136,7 @@ function letterOf(entry: FileEntry, id: string): StoredDeadLetter {
         ),
       ),
     },
+    ...(headers[CHAIN_HEADER] !== undefined ? { chain: headers[CHAIN_HEADER] } : {}),
   };
 }
 

@@ -89,6 +89,8 @@ export interface JobCoordinator {
   lastSuccess(jobs: readonly string[]): Promise<Map<string, number>>;
   /** The latest run of `job` in the group: which worker ran which tick, and how it ended. */
   lastRun?(job: string): Promise<GroupRun | undefined>;
+  /** The worker running `job` now anywhere in the group (it holds the job's lock), if any. */
+  runningOn?(job: string): Promise<string | undefined>;
 }
 
 /**

@@ -15,11 +15,12 @@
 import { getLogger } from "@logtape/logtape";
 import type { DeadLetterStore, StoredDeadLetter } from "../api/dead_letters.ts";
 import { encodeJson } from "../api/json.ts";
-import type { RecordFailure, Sink } from "../api/plugin.ts";
+import type { PluginContext, RecordFailure, Sink } from "../api/plugin.ts";
 import type { SluiceRecord } from "../api/record.ts";
 import type { PipelineSpec } from "./config.ts";
 import type { SluiceMetrics } from "./metrics.ts";
 import { fileDeadLetterStore } from "./_dead_letters.ts";
+import { chainBefore, chainDifference, chainOfStage, resumeStep } from "./_chain.ts";
 import {
   applyTransformSteps,
   openTransformSteps,
@@ -99,39 +100,83 @@ export interface ReplayOutcome {
   readonly failed: { readonly letter: StoredDeadLetter; readonly failure: RecordFailure }[];
   /** Not tried and left as they are: their stage is no longer in the pipeline's chain. */
   readonly unplaced: string[];
+  /**
+   * Not written and left as they are, with the reason: they did not go
+   * through the pipeline's current transform steps, or nothing shows that
+   * they are newer than what the target holds (they could overwrite newer
+   * data, or bring back a row the source deleted).
+   */
+  readonly refused: { readonly letter: StoredDeadLetter; readonly reason: string }[];
 }
 
-/**
- * Where in the chain a dead letter resumes: the index of its failed step;
- * 0 for a converter stage (`KEY_CONVERTER`, `VALUE_CONVERTER`: before the
- * transforms); undefined for a transform no longer in the chain, whose
- * record cannot be placed (steps before it may or may not have run).
- */
-export function resumeStep(spec: PipelineSpec, stage: string): number | undefined {
-  if (stage === "sink") return spec.transforms.length;
-  const index = spec.transforms.findIndex((step) => step.alias === stage);
-  if (index !== -1) return index;
-  return /^[A-Z_]+_CONVERTER$/.test(stage) ? 0 : undefined;
+/** What an operator allows a replay beyond what it can verify. */
+export interface ReplayOptions {
+  /**
+   * Replay records whose recorded transform steps differ from the current
+   * ones (or were not recorded: dead letters of older versions) as if they
+   * had gone through the current steps.
+   */
+  readonly assumeTransformed?: boolean;
+  /**
+   * Write records that nothing shows to be newer than the target row (no
+   * source position or version on both sides, or no target row and a
+   * source that cannot look rows up). Never writes a record whose row the
+   * source is known to have deleted.
+   */
+  readonly writeUnverified?: boolean;
+  /** Stops between chunks. */
+  readonly signal?: AbortSignal;
 }
+
+export { resumeStep } from "./_chain.ts";
 
 /** Records per sink write; no two records of one chunk share a topic and key (see `chunks`). */
 const CHUNK_SIZE = 500;
 
 const identityOf = (record: SluiceRecord) => `${record.topic}\u0000${encodeJson(record.key)}`;
 
+type Item = { letter: StoredDeadLetter; record: SluiceRecord };
+/** An item cleared for writing; `onlyNew` when it met no target row (see `SinkBatch.onlyNew`). */
+type Cleared = Item & { onlyNew: boolean };
+
+/**
+ * Why `letter` must not resume at step `from` of the current chain, or
+ * undefined when the steps before it are the ones it went through.
+ */
+function chainProblem(
+  spec: PipelineSpec,
+  letter: StoredDeadLetter,
+  from: number,
+): string | undefined {
+  const current = chainBefore(spec, from);
+  if (current === "") return undefined; // it goes through the whole chain now
+  if (letter.chain === undefined) {
+    const steps = spec.transforms.slice(0, from).map((step) => `"${step.alias}"`).join(", ");
+    return `it was dead-lettered before Sluice recorded which transform steps a record went ` +
+      `through, so nothing shows it went through ${steps}`;
+  }
+  const difference = chainDifference(letter.chain, current);
+  return difference === undefined ? undefined : `the transform chain changed: ${difference}`;
+}
+
 /**
  * Replays `letters` (of `spec`, from `store`) through the pipeline's
  * transforms and sink, chunk by chunk. A chunk's records leave the store
  * only after the sink made them durable; those that fail again stay, with
- * their attempts raised. A whole-batch sink error (the target is down)
- * stops the replay and is thrown, leaving the chunk's dead letters as they were.
+ * their attempts raised. A record is not written, and stays as it is, when
+ * it did not go through the pipeline's current steps before its stage, or
+ * when nothing shows that it is newer than the target's row (see
+ * {@linkcode ReplayOptions} for the operator's overrides). A whole-batch
+ * sink error (the target is down) stops the replay and is thrown, leaving
+ * the chunk's dead letters as they were.
  */
 export async function replayDeadLetters(
   spec: PipelineSpec,
   store: DeadLetterStore,
   letters: readonly StoredDeadLetter[],
-  signal: AbortSignal = new AbortController().signal,
+  options: ReplayOptions = {},
 ): Promise<ReplayOutcome> {
+  const signal = options.signal ?? new AbortController().signal;
   const logger = getLogger(["sluice", "dlq", spec.name]);
   const context = (plugin: string) => ({
     pipeline: spec.name,
@@ -140,44 +185,122 @@ export async function replayDeadLetters(
     sourceMode: spec.source.plugin.mode,
   });
   const closers: (() => Promise<void>)[] = [];
-  const outcome: ReplayOutcome = { replayed: [], filtered: [], failed: [], unplaced: [] };
+  const outcome: ReplayOutcome = {
+    replayed: [],
+    filtered: [],
+    failed: [],
+    unplaced: [],
+    refused: [],
+  };
   try {
     const sink = await spec.sink.plugin.create(spec.sink.config, context(spec.sink.plugin.name));
     closers.push(() => sink.close());
     const steps = await openTransformSteps(spec, context, closers);
-    const pending: { letter: StoredDeadLetter; record: SluiceRecord }[] = [];
+    const pending: Item[] = [];
     for (const letter of letters) {
       const from = resumeStep(spec, letter.stage);
       if (from === undefined) {
         outcome.unplaced.push(letter.id);
         continue;
       }
+      const problem = chainProblem(spec, letter, from);
+      if (problem !== undefined && !options.assumeTransformed) {
+        outcome.refused.push({ letter, reason: problem });
+        continue;
+      }
       const result = await applyTransformSteps(steps, letter.record, from);
-      if ("failure" in result) outcome.failed.push({ letter, failure: result.failure });
-      else if (result.record === null) outcome.filtered.push(letter.id);
+      if ("failure" in result) {
+        outcome.failed.push({ letter, failure: withChain(spec, result.failure) });
+      } else if (result.record === null) outcome.filtered.push(letter.id);
       else pending.push({ letter, record: result.record });
     }
     await store.remove(outcome.filtered);
     await store.failedAgain(outcome.failed);
+    const check = { spec, sink, options, context: context(spec.source.plugin.name) };
     for (const chunk of chunks(pending)) {
       if (signal.aborted) break;
-      await replayChunk(sink, steps, store, chunk, outcome);
+      const cleared = await currentOnes(check, chunk, outcome);
+      // Records that met no target row only insert (a row written since is
+      // newer); runs of consecutive records keep their order.
+      for (const run of runsOf(cleared)) {
+        await replayChunk(spec, sink, steps, store, run, outcome, run[0].onlyNew);
+      }
     }
   } finally {
     for (const close of closers.reverse()) {
       await close().catch((error) => logger.warn("Closing failed: {error}", { error }));
     }
   }
+  for (const { letter, reason } of outcome.refused) {
+    logger.warn("Dead letter {id} not replayed: {reason}", { id: letter.id, reason });
+  }
   return outcome;
+}
+
+/** The failure with the fingerprint of the steps its record went through, as the runtime stores it. */
+function withChain(spec: PipelineSpec, failure: RecordFailure): RecordFailure {
+  const chain = chainOfStage(spec, failure.stage);
+  return chain === undefined ? failure : { ...failure, chain };
+}
+
+/**
+ * The items of `chunk` that may be written: the sink orders them against
+ * the target row, or the target has no row and the source still has it.
+ * The others go to `outcome.refused` with the reason.
+ */
+async function currentOnes(
+  check: { spec: PipelineSpec; sink: Sink; options: ReplayOptions; context: PluginContext },
+  chunk: readonly Item[],
+  outcome: ReplayOutcome,
+): Promise<Cleared[]> {
+  const { spec, sink, options } = check;
+  const checks = sink.replayCheck
+    ? await sink.replayCheck(chunk.map((item) => item.record))
+    : undefined;
+  const absent = chunk.filter((_, i) => checks?.[i].verdict === "absent");
+  const source = spec.source.plugin;
+  const exists = absent.length > 0 && source.rowsExist
+    ? await source.rowsExist(spec.source.config, absent.map((item) => item.record), check.context)
+    : [];
+  const existsOf = new Map(absent.map((item, i) => [item, exists[i]]));
+  const writable: Cleared[] = [];
+  chunk.forEach((item, i) => {
+    const verdict = checks?.[i];
+    const key = encodeJson(item.record.key);
+    let reason: string | undefined;
+    // Only a row the source is known to have deleted stays refused whatever the operator says.
+    let deleted = false;
+    if (verdict === undefined) {
+      reason = `sink "${spec.sink.plugin.name}" cannot compare a record with what its target ` +
+        `holds, so nothing shows the record is newer`;
+    } else if (verdict.verdict === "unproven") reason = verdict.reason;
+    else if (verdict.verdict === "absent") {
+      const found = existsOf.get(item);
+      if (found === false) {
+        deleted = true;
+        reason = `the target has no row for key ${key} and the source no longer has it either ` +
+          `(deleted or truncated since): writing it would bring a deleted row back`;
+      } else if (found === undefined) {
+        reason = `the target has no row for key ${key}, and source "${source.name}" cannot ` +
+          `look it up to show that it was not deleted since`;
+      }
+    }
+    if (reason === undefined || (!deleted && options.writeUnverified)) {
+      writable.push({ ...item, onlyNew: verdict?.verdict === "absent" });
+    } else outcome.refused.push({ letter: item.letter, reason });
+  });
+  return writable;
 }
 
 /** Writes one chunk, then removes what it wrote and records what failed again. */
 async function replayChunk(
+  spec: PipelineSpec,
   sink: Sink,
   steps: readonly TransformStep[],
   store: DeadLetterStore,
-  chunk: readonly { letter: StoredDeadLetter; record: SluiceRecord }[],
+  chunk: readonly Item[],
   outcome: ReplayOutcome,
+  onlyNew: boolean,
 ): Promise<void> {
   const byRecord = new Map(chunk.map((item) => [item.record, item.letter]));
   // A sink may hand back a presentable copy of the record: match by topic and key then.
@@ -185,11 +308,12 @@ async function replayChunk(
   const rejected: { letter: StoredDeadLetter; failure: RecordFailure }[] = [];
   await sink.write({
     records: chunk.map((item) => item.record),
+    ...(onlyNew ? { onlyNew: true } : {}),
     reject(failures) {
       for (const failure of failures) {
         const letter = byRecord.get(failure.record) ?? byIdentity.get(identityOf(failure.record));
         if (!letter) throw new Error("The sink rejected a record that was not in the batch");
-        rejected.push({ letter, failure });
+        rejected.push({ letter, failure: withChain(spec, failure) });
       }
       return Promise.resolve();
     },
@@ -201,6 +325,17 @@ async function replayChunk(
   await store.failedAgain(rejected);
   outcome.replayed.push(...written);
   outcome.failed.push(...rejected);
+}
+
+/** Consecutive items with the same `onlyNew`, in order. */
+function runsOf(items: readonly Cleared[]): Cleared[][] {
+  const runs: Cleared[][] = [];
+  for (const item of items) {
+    const last = runs.at(-1);
+    if (last && last[0].onlyNew === item.onlyNew) last.push(item);
+    else runs.push([item]);
+  }
+  return runs;
 }
 
 /** Splits records into chunks in which no topic and key repeats (so rejects map back exactly). */

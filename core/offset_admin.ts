@@ -4,8 +4,9 @@
  * sink keeps offsets and `offset.storage` allows it, else the worker's
  * store), shown and changed by the source (a Kafka source also moves its
  * consumer group). Used by `GET/DELETE/PATCH /connectors/{name}/offsets`
- * and `sluice offsets`. The pipeline must be stopped meanwhile; the callers
- * check that.
+ * and `sluice offsets`. The pipeline must be stopped meanwhile: the callers
+ * check their own process, and a change is refused while the source says
+ * another process streams from it (`runningElsewhere`).
  *
  * @module
  */
@@ -15,6 +16,7 @@ import type { OffsetChange, OffsetEntry, PluginContext, Sink } from "../api/plug
 import type { JsonValue } from "../api/record.ts";
 import type { PipelineSpec } from "./config.ts";
 import type { OffsetStore } from "./offsets.ts";
+import type { JobCoordinator } from "./cluster.ts";
 
 /** Where one pipeline's stored offset lives, opened. */
 interface OffsetPlace extends AsyncDisposable {
@@ -93,7 +95,9 @@ export async function changeOffsets(
   spec: PipelineSpec,
   store: OffsetStore,
   change: OffsetChange,
+  coordinator?: JobCoordinator,
 ): Promise<OffsetEntry[]> {
+  await refuseWhileRunningElsewhere(spec, coordinator);
   {
     await using place = await openPlace(spec, store);
     const stored = await place.read();
@@ -114,6 +118,30 @@ export async function changeOffsets(
     );
   }
   return await listOffsets(spec, store);
+}
+
+/**
+ * Refuses a change while a process streams from the source's position
+ * (holds its replication slot, is a member of its consumer group): that
+ * process keeps its position in memory and would write it back at its next
+ * commit, undoing the change without a word.
+ */
+async function refuseWhileRunningElsewhere(
+  spec: PipelineSpec,
+  coordinator: JobCoordinator | undefined,
+): Promise<void> {
+  const check = spec.source.plugin.offsets?.runningElsewhere;
+  let holder = check ? await check(spec.source.config, pluginContext(spec)) : undefined;
+  // A batch run keeps its watermark in memory and stores it at its end.
+  const worker = holder === undefined ? await coordinator?.runningOn?.(spec.name) : undefined;
+  if (worker !== undefined) holder = `worker ${worker} is running the job now`;
+  if (holder === undefined) return;
+  throw new OffsetChangeError(
+    `Cannot change the offsets of ${spec.name}: it is running (${holder}), and the running ` +
+      `process would write its own position back. Stop it first: stop that process, or ` +
+      `reset through its REST API (PUT /connectors/${spec.name}/stop, then ` +
+      `sluice offsets reset … --url <its address>, then PUT /connectors/${spec.name}/resume)`,
+  );
 }
 
 /** A source without offsets support: a reset, or one entry's offset stored as given. */

@@ -26,6 +26,7 @@ import type {
   Transform,
   ValidationCheck,
 } from "../api/plugin.ts";
+import { chainOfStage } from "./_chain.ts";
 import { BoundedQueue } from "./_queue.ts";
 import { type JsonValue, type SluiceRecord, withFittingSchemas } from "../api/record.ts";
 
@@ -325,6 +326,8 @@ export async function runPipeline(
 /** The state of one run; split out so each step reads as a method. */
 class PipelineRun {
   #deadLetters?: DeadLetterWriter;
+  /** Chain fingerprints by failing stage (undefined: a stage outside the chain). */
+  readonly #chains = new Map<string, string | undefined>();
   #steps: TransformStep[] = [];
   #sink!: Sink;
   #source!: Source;
@@ -654,13 +657,28 @@ class PipelineRun {
       }
     }
     if (options["errors.tolerance"] === "none") throw new ToleranceExceededError(failures[0]);
-    if (this.#deadLetters) await this.#deadLetters.write(failures, this.spec.name);
+    if (this.#deadLetters) {
+      await this.#deadLetters.write(this.#withChains(failures), this.spec.name);
+    }
     this.stats.deadLettered += failures.length;
     this.environment.observer?.onRecordsFailed?.(this.spec.name, {
       count: failures.length,
       destination: this.#deadLetters?.description,
     });
   };
+
+  /** Each failure with the fingerprint of the steps its record went through (see `_chain.ts`). */
+  #withChains(failures: readonly RecordFailure[]): RecordFailure[] {
+    return failures.map((failure) => {
+      if (failure.chain !== undefined) return failure;
+      let chain = this.#chains.get(failure.stage);
+      if (chain === undefined && !this.#chains.has(failure.stage)) {
+        chain = chainOfStage(this.spec, failure.stage);
+        this.#chains.set(failure.stage, chain);
+      }
+      return chain === undefined ? failure : { ...failure, chain };
+    });
+  }
 
   /** Writes to the sink, backing off on transient faults until `errors.retry.timeout`. */
   async #writeWithRetry(

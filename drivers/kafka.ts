@@ -382,6 +382,16 @@ export class KafkaAdmin {
     });
   }
 
+  /** The client id and host of each member of consumer group `groupId` (none: nobody consumes). */
+  async groupMembers(groupId: string): Promise<{ clientId: string; host: string }[]> {
+    const groups = await (await this.#client()).describeGroups({ groups: [groupId] });
+    const group = groups.get(groupId);
+    return [...(group?.members.values() ?? [])].map((member) => ({
+      clientId: member.clientId,
+      host: member.clientHost,
+    }));
+  }
+
   /** Forgets a consumer group's committed offsets of the given partitions. */
   async deleteGroupOffsets(groupId: string, partitions: readonly TopicPartition[]): Promise<void> {
     const byTopic = new Map<string, number[]>();

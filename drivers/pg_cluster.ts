@@ -124,6 +124,13 @@ export class PgJobCoordinator implements AsyncDisposable {
     return new Map(rows.map((row) => [row.job, Number(row.at)]));
   }
 
+  /** The worker holding `job`'s lock now (a run in progress), if any. */
+  async runningOn(job: string): Promise<string | undefined> {
+    await this.#prepare();
+    const holder = await advisoryLockHolder(this.#sql!, await advisoryLockKey(`sluice job ${job}`));
+    return holder?.replace(/^sluice-worker /, "");
+  }
+
   /** The latest run of `job` in the group (for `sluice status` and the REST API). */
   async lastRun(
     job: string,

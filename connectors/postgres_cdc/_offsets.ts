@@ -104,3 +104,33 @@ export async function changeCdcOffsets(
   }
   return { lsn: formatLsn(wanted), txId: null };
 }
+
+/**
+ * The process streaming from the slot, if any: PostgreSQL marks a slot
+ * active while a walsender serves it. A walsender winding down after its
+ * client stopped keeps the mark a moment, so an active slot is asked again
+ * for up to `graceMs`.
+ */
+export async function slotHolder(
+  settings: Pick<CdcOffsetSettings, "url" | "slot">,
+  context: PluginContext,
+  graceMs = 5_000,
+): Promise<string | undefined> {
+  await using sql = connect(settings.url, {
+    max: 1,
+    applicationName: `sluice:${context.pipeline}:offsets`,
+  });
+  const until = Date.now() + graceMs;
+  for (;;) {
+    const [row] = await sql<{ pid: number; name: string | null; client: string | null }[]>`
+      select s.active_pid as pid, a.application_name as name, a.client_addr::text as client
+      from pg_replication_slots s left join pg_stat_activity a on a.pid = s.active_pid
+      where s.slot_name = ${settings.slot} and s.active`;
+    if (!row) return undefined;
+    if (Date.now() >= until) {
+      return `replication slot "${settings.slot}" is active (walsender pid ${row.pid}, ` +
+        `application "${row.name ?? "?"}" from ${row.client ?? "a local socket"})`;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}

@@ -60,7 +60,7 @@
  *
  * @module
  */
-import { changeCdcOffsets, listCdcOffsets } from "./_offsets.ts";
+import { changeCdcOffsets, listCdcOffsets, slotHolder } from "./_offsets.ts";
 import { z } from "zod";
 import { boolean, integer, list, positiveInteger } from "../../api/options.ts";
 import { defineSource } from "../../api/plugin.ts";
@@ -76,6 +76,8 @@ import { CaptureFilter, compilePatterns } from "./_filters.ts";
 import type { AutocreateMode } from "./_slot.ts";
 import type { DecimalMode, TimeMode } from "./_values.ts";
 import { literalTables, topicName, topicProblems } from "./_topics.ts";
+import { rowsExist } from "../_row_lookup.ts";
+import { isChangeEvent } from "../../api/record.ts";
 
 /** `source.version` of the events. */
 export const VERSION = "sluice-0.1.0";
@@ -335,7 +337,23 @@ export default defineSource({
         change,
         context,
       ),
+    runningElsewhere: (settings, context) =>
+      slotHolder({ url: connectionUrl(settings.connection), slot: settings.slot }, context),
   },
+  // A change event names its table; a record flattened by unwrap no longer does.
+  rowsExist: (settings, records, context) =>
+    rowsExist(
+      connectionUrl(settings.connection),
+      records.map((record) => {
+        const value = record.value;
+        if (!record.key || !isChangeEvent(value)) return undefined;
+        const { schema, table } = value.source;
+        return typeof schema === "string" && typeof table === "string"
+          ? { schema, table, key: record.key }
+          : undefined;
+      }),
+      `sluice:${context.pipeline}:replay`,
+    ),
   create(settings, context) {
     const capture = new Capture(
       {

@@ -7,6 +7,7 @@
 import type { DeadLetterWriter } from "../../api/plugin.ts";
 import {
   ATTEMPTS_HEADER,
+  CHAIN_HEADER,
   deadLetterEntry,
   type DeadLetterSelection,
   type DeadLetterStore,
@@ -99,6 +100,7 @@ function letterOf(row: Row): StoredDeadLetter {
       value: (row.record_value ?? null) as never,
       headers: recordHeaders(row.headers),
     },
+    ...(row.headers?.[CHAIN_HEADER] !== undefined ? { chain: row.headers[CHAIN_HEADER] } : {}),
   };
 }
 

@@ -36,6 +36,8 @@ export interface TableOptions {
   versionColumn?: string;
   /** The guard also lets an equal version through (a full refresh), except onto a soft-deleted row. */
   equalVersions?: boolean;
+  /** Upserts only insert: a row whose key the table holds is left alone (see `onlyNewRows`). */
+  onlyNew?: boolean;
 }
 
 /** What a merge of staged rows reports. */
@@ -72,6 +74,7 @@ export class TargetTable {
   readonly #encoders: ReadonlyMap<string, Encoder>;
   #unguarded?: TargetTable;
   #refreshing?: TargetTable;
+  #onlyNew?: TargetTable;
 
   private constructor(
     name: string,
@@ -457,10 +460,26 @@ export class TargetTable {
     return this.#refreshing;
   }
 
-  /** Whether a guard (source position or version) may leave rows of a write alone. */
+  /**
+   * The same table whose upserts only insert rows whose key it does not
+   * hold, and leave an existing row alone. For a replayed record that met
+   * no row when it was checked: a row the pipeline wrote since is newer.
+   */
+  onlyNewRows(): TargetTable {
+    this.#onlyNew ??= new TargetTable(
+      this.name,
+      [...this.columns.values()],
+      [...this.columns.keys()].map((column) => this.#encoders.get(column)!),
+      this.primaryKey,
+      { ...this.#options, onlyNew: true },
+    );
+    return this.#onlyNew;
+  }
+
+  /** Whether a guard (source position or version, or only-new) may leave rows of a write alone. */
   get guarded(): boolean {
     return this.#options.positionColumn !== undefined ||
-      this.#options.versionColumn !== undefined;
+      this.#options.versionColumn !== undefined || this.#options.onlyNew === true;
   }
 
   /**
@@ -551,8 +570,9 @@ export class TargetTable {
   }
 
   #conflict(columns: readonly string[]): string {
-    if (this.#options.insertMode !== "upsert") return "";
     const key = this.primaryKey.map(quoteIdent).join(", ");
+    if (this.#options.onlyNew) return `on conflict (${key}) do nothing`;
+    if (this.#options.insertMode !== "upsert") return "";
     const updates = columns.filter((c) => !this.primaryKey.includes(c))
       .map((c) => `${quoteIdent(c)} = excluded.${quoteIdent(c)}`);
     const soft = this.#options.softDeleteColumn;

@@ -9,11 +9,12 @@ import type {
   CopyRows,
   PluginContext,
   RecordFailure,
+  ReplayCheck,
   SinkBatch,
   SinkResult,
   ValidationCheck,
 } from "../../api/plugin.ts";
-import type { JsonValue, SluiceRecord } from "../../api/record.ts";
+import type { JsonValue, Row, SluiceRecord } from "../../api/record.ts";
 import {
   connect,
   connectionUrl,
@@ -177,6 +178,7 @@ export class PostgresWriter {
       batch.records,
       failures,
       batch.overwrite ? "overwrite" : batch.refresh ? "refresh" : "guarded",
+      batch.onlyNew ?? false,
     );
     let written = 0;
     let skippedByTable = 0;
@@ -212,6 +214,7 @@ export class PostgresWriter {
     records: readonly SluiceRecord[],
     failures: RecordFailure[],
     guard: "guarded" | "refresh" | "overwrite",
+    onlyNew: boolean,
   ): Promise<{ runs: Run[]; skipped: number; marks: SnapshotMark[] }> {
     const runs: Run[] = [];
     const marks: SnapshotMark[] = [];
@@ -221,6 +224,7 @@ export class PostgresWriter {
       // refresh passes it at an equal version.
       if (guard === "overwrite") segment.table = segment.table.withoutVersionGuard();
       else if (guard === "refresh") segment.table = segment.table.withEqualVersionsWritten();
+      if (onlyNew) segment.table = segment.table.onlyNewRows();
       const operations: Operation[] = [];
       for (const record of segment.records) {
         const mark = snapshotMark(segment.table, record);
@@ -296,6 +300,44 @@ export class PostgresWriter {
     return { ...failure, record: { ...record, value: presented } };
   }
 
+  /**
+   * For a replay: whether each record's write is ordered against the target
+   * row by a guard (source position or version on both sides), changes
+   * nothing, meets no row, or cannot be ordered (see `ReplayCheck`).
+   */
+  async replayCheck(records: readonly SluiceRecord[]): Promise<ReplayCheck[]> {
+    const checks: ReplayCheck[] = records.map(() => ({ verdict: "safe" }));
+    // The rows to look up, by table: one query per table.
+    const lookups = new Map<TargetTable, { index: number; operation: Operation }[]>();
+    for (const [index, record] of records.entries()) {
+      const table = await this.#tables.get(record);
+      const operation = this.#projector.operationOf(table, record);
+      // Changes nothing, or the sink refuses it again on write: nothing to guard.
+      if (operation === undefined || !("kind" in operation)) continue;
+      if (operation.kind === "truncate") {
+        checks[index] = {
+          verdict: "unproven",
+          reason:
+            `a replayed truncate would empty table "${table.name}" whatever was written after it`,
+        };
+      } else lookups.set(table, [...(lookups.get(table) ?? []), { index, operation }]);
+    }
+    for (const [table, items] of lookups) {
+      const guards = [table.positionColumn, table.versionColumn].filter((c): c is string =>
+        c !== undefined
+      );
+      const stored = await table.storedValues(
+        this.#sql,
+        items.map((item) => item.operation.row),
+        [...table.primaryKey, ...guards],
+      );
+      items.forEach(({ index, operation }, i) => {
+        checks[index] = orderedAgainst(table, operation, stored[i]);
+      });
+    }
+    return checks;
+  }
+
   /** The stored offset of a pipeline. */
   async readOffset(key: string): Promise<JsonValue | undefined> {
     return await this.#offsets.read(this.#sql, key);
@@ -347,4 +389,41 @@ export function wrap(error: unknown, what: string): Error {
   return isConnectionError(error)
     ? new RetriableError(message, { cause: error })
     : new Error(message, { cause: error });
+}
+
+/**
+ * Whether `operation` is ordered against the target's `stored` row (see
+ * `ReplayCheck`): both carry a source position or a version that the
+ * write's guard compares, or there is no row.
+ */
+function orderedAgainst(
+  table: TargetTable,
+  operation: Operation,
+  stored: Row | undefined,
+): ReplayCheck {
+  if (stored === undefined) return { verdict: operation.kind === "delete" ? "safe" : "absent" };
+  const position = table.positionColumn;
+  const version = table.versionColumn;
+  const has = (row: Row, column: string | undefined) =>
+    column !== undefined && row[column] !== undefined && row[column] !== null;
+  if (has(operation.row, position) && has(stored, position)) return { verdict: "safe" };
+  if (has(operation.row, version) && has(stored, version)) return { verdict: "safe" };
+  const missing = (column: string | undefined, record: string) =>
+    column === undefined
+      ? undefined
+      : has(operation.row, column)
+      ? `the row has no ${column}`
+      : `the record ${record} ${column}`;
+  const why = position === undefined && version === undefined
+    ? `table "${table.name}" has neither a source position column nor a version.column`
+    : [
+      missing(position, "carries no source position for"),
+      missing(version, "has no"),
+    ].filter(Boolean).join(" and ");
+  const key = table.primaryKey.map((c) => `${c}=${String(operation.row[c])}`).join(", ");
+  return {
+    verdict: "unproven",
+    reason: `table "${table.name}" holds the row ${key}, and nothing shows the record is ` +
+      `newer than it: ${why}`,
+  };
 }

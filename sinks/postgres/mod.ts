@@ -127,6 +127,7 @@ export default defineSink({
         delete: (key) => writer.deleteOffset(key),
       },
       deadLetters: (destination): DeadLetterWriter => postgresDeadLetters(writer.url, destination),
+      replayCheck: (records) => writer.replayCheck(records),
       validate: () => writer.validate(),
       close: () => writer.close(),
     };

@@ -10,7 +10,7 @@
 import { assert, assertEquals, assertMatch } from "../_assert.ts";
 import { specsFrom, syncFixture } from "../_batch.ts";
 import { testKafkaBrokers } from "../_services.ts";
-import { uniqueName } from "../_kafka.ts";
+import { bytes, createTopic, produce, uniqueName } from "../_kafka.ts";
 import { MemoryOffsetStore } from "../../core/offsets.ts";
 import { runPipeline } from "../../core/pipeline.ts";
 import { SluiceMetrics } from "../../core/metrics.ts";
@@ -342,5 +342,51 @@ Deno.test("sluice dlq replays from a dead-letter file while sluice run appends t
     await child.status;
     await log;
   }
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("sluice dlq lists and shows a dead letter on a Kafka topic whose record holds an integer past 2^53", async () => {
+  const topic = uniqueName("dlq-bigint");
+  await createTopic(topic, 1);
+  // A change event of an int8 column: the kafka decoder keeps the unsafe integer as a bigint.
+  await produce([{
+    topic,
+    key: bytes('{"id":9007199254740993}'),
+    value: bytes('{"after":{"id":9007199254740993,"n":1},"op":"c"}'),
+    headers: [
+      ["__connect.errors.connector.name", "big_sync"],
+      ["__connect.errors.stage", "sink"],
+      ["__connect.errors.exception.message", "refused"],
+      ["__sluice.errors.record.topic", "src.public.big"],
+    ].map(([name, value]) => [name, bytes(value)] as const),
+  }]);
+  const dir = await Deno.makeTempDir({ prefix: "sluice-dlq-" });
+  const config = `${dir}/big.json`;
+  await Deno.writeTextFile(
+    config,
+    JSON.stringify({
+      name: "big_sync",
+      config: {
+        "connector.class": "kafka",
+        "bootstrap.servers": testKafkaBrokers(),
+        "topics": "src.public.big",
+        "sink.class": "postgres",
+        "sink.connection.url": "postgres://u@127.0.0.1:1/db",
+        "sink.table": "public.big",
+        "errors.tolerance": "all",
+        "errors.deadletterqueue.topic.name": topic,
+      },
+    }),
+  );
+  const listed = await sluiceDlq(["list", config, "big_sync", "--json"]);
+  assertEquals(listed.code, 0, listed.stdout + listed.stderr);
+  const [letter] = JSON.parse(listed.stdout);
+  assertEquals(letter.record.key, { id: "9007199254740993" });
+  assertEquals(letter.id, "0:0");
+  const shown = await sluiceDlq(["show", config, "big_sync", "0:0"]);
+  assertEquals(shown.code, 0, shown.stdout + shown.stderr);
+  assertMatch(shown.stdout, /9007199254740993/);
+  const json = await sluiceDlq(["show", config, "big_sync", "0:0", "--json"]);
+  assertEquals(json.code, 0, json.stdout + json.stderr);
   await Deno.remove(dir, { recursive: true });
 });

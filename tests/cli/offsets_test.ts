@@ -8,7 +8,8 @@
  */
 import postgres from "postgres";
 import { assert, assertEquals, assertMatch } from "../_assert.ts";
-import { tableDigest } from "../_batch.ts";
+import { syncFixture, tableDigest } from "../_batch.ts";
+import { uniqueSlot, waitForActiveSlot } from "../_cdc.ts";
 import {
   bytes,
   committedOffsets,
@@ -21,6 +22,7 @@ import {
 } from "../_kafka.ts";
 import { createTestDatabase, testKafkaBrokers } from "../_services.ts";
 import { waitUntil } from "../_wait.ts";
+import { advisoryLockKey } from "../../drivers/pg_cluster.ts";
 import { MemoryOffsetStore } from "../../core/offsets.ts";
 
 const CLI = new URL("../../cli/main.ts", import.meta.url).pathname;
@@ -193,3 +195,117 @@ async function tempDir() {
   const path = await Deno.makeTempDir({ prefix: "sluice-offsets-cli-" });
   return { path, [Symbol.asyncDispose]: () => Deno.remove(path, { recursive: true }) };
 }
+
+Deno.test("offsets reset refuses while another process streams the pipeline from its replication slot", async () => {
+  await using dir = await tempDir();
+  await using db = await syncFixture(
+    "offsets_running",
+    "create table items (id int primary key, n int)",
+    "create table items (id int primary key, n int)",
+  );
+  const slot = uniqueSlot("offsets_running");
+  const file = `${dir.path}/cdc.json`;
+  await Deno.writeTextFile(
+    file,
+    JSON.stringify({
+      name: "cdc4",
+      config: {
+        "connector.class": "postgres_cdc",
+        "connection.url": db.source.url,
+        "topic.prefix": "src",
+        "slot.name": slot,
+        "slot.drop.on.stop": "false",
+        "table.include.list": "public.items",
+        "sink.class": "postgres",
+        "sink.connection.url": db.target.url,
+        "sink.table": "public.items",
+        "sink.delete.mode": "hard",
+      },
+    }),
+  );
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", CLI, "run", file, "--offsets", `${dir.path}/o.json`, "--listen", "off"],
+    cwd: ROOT,
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  const log = new Response(child.stderr).text();
+  let exited = false;
+  child.status.then(() => exited = true);
+  try {
+    await waitForActiveSlot(db.sourceSql, slot);
+    await db.sourceSql`insert into items values (1, 1)`;
+    await waitUntil(
+      "row 1 synced",
+      async () => (await db.targetSql`select 1 from items`).length > 0,
+    );
+    const before = await db
+      .targetSql`select "offset" from public.sluice_offsets where pipeline = 'cdc4'`;
+    const refused = await sluice("offsets", "reset", file, "cdc4", "--to-earliest");
+    assert(refused.code !== 0, refused.out + refused.err);
+    assertMatch(refused.err, /replication slot ".*" is active/);
+    assertMatch(refused.err, /Stop it first/);
+    assert(!/changed directly/.test(refused.out), refused.out);
+    const after = await db
+      .targetSql`select "offset" from public.sluice_offsets where pipeline = 'cdc4'`;
+    assertEquals(after, before);
+  } catch (error) {
+    if (exited) throw new Error(`sluice run ended early:\n${await log}`, { cause: error });
+    throw error;
+  } finally {
+    if (!exited) child.kill("SIGTERM");
+    await child.status;
+    await log;
+  }
+  // Stopped: the same reset goes through.
+  const reset = await sluice("offsets", "reset", file, "cdc4", "--to-earliest");
+  assertEquals(reset.code, 0, reset.out + reset.err);
+  assertMatch(reset.out, /changed directly|no stored offset/);
+  await db.sourceSql`select pg_drop_replication_slot(${slot})`;
+});
+
+Deno.test("offsets reset refuses while a worker of the group runs the batch job (it holds the job's lock)", async () => {
+  await using dir = await tempDir();
+  await using db = await syncFixture(
+    "offsets_job",
+    "create table items (id int primary key, updated_at timestamptz not null default now())",
+    "create table items (id int primary key, updated_at timestamptz)",
+  );
+  const file = `${dir.path}/job.json`;
+  await Deno.writeTextFile(
+    file,
+    JSON.stringify({
+      name: "items_job",
+      config: {
+        "connector.class": "postgres_query",
+        "connection.url": db.source.url,
+        "table": "public.items",
+        "mode": "incremental",
+        "timestamp.column.name": "updated_at",
+        "sink.class": "postgres",
+        "sink.connection.url": db.target.url,
+        "sink.table": "public.items",
+        "sink.delete.mode": "none",
+      },
+    }),
+  );
+  // A run in progress elsewhere: the job's lock held by another worker's session.
+  const other = postgres(db.target.url, {
+    max: 1,
+    onnotice: () => {},
+    connection: { application_name: "sluice-worker host-b-4242" },
+  });
+  try {
+    const key = await advisoryLockKey("sluice job items_job");
+    await other`select pg_advisory_lock(${key}::bigint)`;
+    const refused = await sluice("offsets", "reset", file, "items_job", "--to-earliest");
+    assertEquals(refused.code, 2, refused.out + refused.err);
+    assertMatch(refused.err, /worker host-b-4242 is running the job now/);
+    await other`select pg_advisory_unlock(${key}::bigint)`;
+  } finally {
+    await other.end();
+  }
+  const reset = await sluice("offsets", "reset", file, "items_job", "--to-earliest");
+  assertEquals(reset.code, 0, reset.out + reset.err);
+});

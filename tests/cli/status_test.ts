@@ -5,7 +5,12 @@
 import { assertEquals, assertMatch, assertRejects } from "../_assert.ts";
 import { specsFrom, syncFixture } from "../_batch.ts";
 import { startOps } from "../_ops.ts";
-import { formatStatus, metricByPipeline, statusUrl } from "../../cli/status.ts";
+import {
+  deadLettersByPipeline,
+  formatStatus,
+  metricByPipeline,
+  statusUrl,
+} from "../../cli/status.ts";
 
 const SOURCE = `create table public.items (id int primary key, name text,
   updated_at timestamptz not null default now());`;
@@ -63,4 +68,14 @@ Deno.test("status reads per-pipeline series out of the exposition format", () =>
   );
   assertEquals(statusUrl("http://h:1/"), "http://h:1");
   assertEquals(statusUrl(undefined, "127.0.0.1:9000"), "http://127.0.0.1:9000");
+});
+
+Deno.test("sluice status counts the dead letters a destination holds now, not those ever written", () => {
+  const text = [
+    'sluice_records_dead_lettered_total{pipeline="a"} 1',
+    'sluice_dead_letters{pipeline="a",destination="table public.dead"} 0',
+    'sluice_records_dead_lettered_total{pipeline="b"} 2',
+  ].join("\n");
+  // a's one dead letter was replayed; b keeps none (it only logs them).
+  assertEquals([...deadLettersByPipeline(text)].sort(), [["a", 0], ["b", 2]]);
 });

@@ -4,7 +4,8 @@
  * already); a transform's failure resumes at that transform; a converter
  * failure runs the whole chain; a stage the chain no longer has is not placed.
  */
-import { assertEquals } from "../_assert.ts";
+import { assertEquals, assertMatch } from "../_assert.ts";
+import { chainBefore, chainDifference, chainOfStage } from "../../core/_chain.ts";
 import { specsFrom } from "../_batch.ts";
 import { resumeStep } from "../../core/dead_letter_queue.ts";
 
@@ -31,4 +32,44 @@ Deno.test("a replayed dead letter resumes at the stage stored with it", async ()
   assertEquals(resumeStep(spec, "VALUE_CONVERTER"), 0);
   assertEquals(resumeStep(spec, "KEY_CONVERTER"), 0);
   assertEquals(resumeStep(spec, "renamed_since"), undefined);
+});
+
+Deno.test("a dead letter's chain fingerprint names the steps added, changed or gone since", async () => {
+  const config = (extra: Record<string, string>) => ({
+    name: "items_sync",
+    config: {
+      "connector.class": "postgres_query",
+      "connection.url": "postgres://u@127.0.0.1:1/db",
+      "table": "public.items",
+      "sink.class": "postgres",
+      "sink.connection.url": "postgres://u@127.0.0.1:1/db",
+      "sink.table": "public.items",
+      ...extra,
+    },
+  });
+  const types = { "transforms.types.type": "cast", "transforms.types.spec": "code:int32" };
+  const mask = (salt: string) => ({
+    "transforms.hide.type": "mask",
+    "transforms.hide.fields": "v",
+    "transforms.hide.strategy": "hash",
+    "transforms.hide.salt": salt,
+  });
+  const [before] = await specsFrom(config({ transforms: "types", ...types }));
+  const [after] = await specsFrom(config({ transforms: "types,hide", ...types, ...mask("a") }));
+  const [resalted] = await specsFrom(config({ transforms: "types,hide", ...types, ...mask("b") }));
+  const old = chainOfStage(before, "sink")!;
+  assertEquals(old, chainOfStage(before, "sink"));
+  assertEquals(chainOfStage(after, "types"), "");
+  // The salt is in the fingerprint only as part of a hash.
+  assertEquals(chainOfStage(after, "sink")!.includes("pepper"), false);
+  assertEquals(chainDifference(old, chainBefore(before, 1)), undefined);
+  assertMatch(chainDifference(old, chainBefore(after, 2))!, /did not go through "hide" \(mask\)/);
+  assertMatch(
+    chainDifference(chainOfStage(after, "sink")!, chainOfStage(resalted, "sink")!)!,
+    /configuration of "hide" changed/,
+  );
+  assertMatch(
+    chainDifference(chainOfStage(after, "sink")!, old)!,
+    /"hide", no longer in the chain/,
+  );
 });

@@ -74,7 +74,12 @@ function rates(written) {
 
 function renderPipelines(connectors, jobs, metrics, lag) {
   const written = metricByPipeline(metrics, "sluice_records_written_total");
-  const dead = metricByPipeline(metrics, "sluice_records_dead_lettered_total");
+  // What each destination holds now (replays and purges lower it); the count
+  // dead-lettered (logged) for a pipeline without a destination.
+  const dead = metricByPipeline(metrics, "sluice_dead_letters");
+  for (const [name, count] of metricByPipeline(metrics, "sluice_records_dead_lettered_total")) {
+    if (!dead.has(name)) dead.set(name, count);
+  }
   const rate = rates(written);
   const jobByName = new Map(jobs.map((job) => [job.name, job]));
   const body = document.querySelector("#pipelines tbody");
