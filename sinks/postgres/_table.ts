@@ -286,12 +286,18 @@ export class TargetTable {
     const definition = columns.map((c) => `${quoteIdent(c)} ${this.columns.get(c)!.type}`);
     // ON COMMIT DELETE ROWS: a transaction finds it empty (rows of a rolled
     // back one are gone too), without a TRUNCATE (a new file) per chunk.
-    await sql.unsafe(
+    // A postgres.js query starts when awaited, or at execute().
+    const created = sql.unsafe(
       `create temp table if not exists ${staging} (${definition.join(", ")}) on commit delete rows`,
-    );
+    ).execute();
     const list = columns.map(quoteIdent).join(", ");
     const pieces = framedPieces(text, {}, PIECE_BYTES);
-    await copyFrom(sql, `copy ${staging} (${list}) from stdin`, (w) => writePieces(w, pieces));
+    // Not awaited first: postgres.js sends the COPY behind it, one round trip
+    // for both. Should the creation fail, the COPY fails with it.
+    await Promise.all([
+      created,
+      copyFrom(sql, `copy ${staging} (${list}) from stdin`, (w) => writePieces(w, pieces)),
+    ]);
   }
 
   /**
