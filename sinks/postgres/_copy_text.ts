@@ -11,11 +11,14 @@
  * unknown field, another type, or a table that does not exist yet, takes
  * the decoded path (the reason is logged at debug level).
  *
- * Rows are bulk-COPYed on a first load, else staged and merged by the same
- * statement as records. Whatever the target refuses (a bad value, a
- * missing version, a duplicate key) makes the chunk fall back: its
- * transaction rolls back and the chunk is written as records, so bad rows
- * are isolated and dead-lettered, and counted, exactly as they would be.
+ * Rows are bulk-COPYed on a first load (a chunk without an offset as one
+ * COPY statement, its own transaction), else staged in a table of the
+ * target's column types and merged by the same upsert as records (reading
+ * typed columns instead of casting text). Whatever the target refuses (a
+ * bad value, a missing version, a duplicate key) makes the chunk fall
+ * back: its transaction rolls back and the chunk is written as records, so
+ * bad rows are isolated and dead-lettered, and counted, exactly as they
+ * would be.
  *
  * @module
  */
