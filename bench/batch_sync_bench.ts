@@ -75,6 +75,8 @@ const TARGET_COLUMNS = SOURCE_COLUMNS.map((c) =>
 );
 
 const admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
+/** The server's postmaster process (see serverCpu); null until looked up. */
+let postmaster: number | undefined | null = null;
 const warehouse = urlFor("bench_warehouse");
 const citizen = urlFor("bench_citizen");
 const scratch = await Deno.makeTempDir({ prefix: "sluice_bench_" });
@@ -198,42 +200,38 @@ try {
   await c.end();
 
   const rate = (ms: number) => Math.round(rows / (ms / 1000));
-  console.log("\n| run | time | rows/s | peak RSS |");
-  console.log("| --- | ---: | ---: | ---: |");
-  console.log(
-    `| reference psql COPY pipe | ${fmt(reference.ms)} | ${
-      rate(reference.ms).toLocaleString("en")
-    } | n/a |`,
+  type Run = Awaited<ReturnType<typeof timeCommand>>;
+  const row = (label: string, run: Run, options: { rate?: boolean; rss?: boolean }) => {
+    const { client, server } = run.cpu;
+    const cpu = `${client.toFixed(2)} / ${server === undefined ? "n/a" : server.toFixed(2)}`;
+    console.log(
+      `| ${label} | ${fmt(run.ms)} | ${
+        options.rate ? rate(run.ms).toLocaleString("en") : "-"
+      } | ${cpu} | ${options.rss ? mb(run.peakKb) : "n/a"} |`,
+    );
+  };
+  // CPU: the command's processes / the whole PostgreSQL server's (both
+  // backends, autovacuum too), less noisy than the time on a shared machine.
+  console.log("\n| run | time | rows/s | CPU s (client / server) | peak RSS |");
+  console.log("| --- | ---: | ---: | ---: | ---: |");
+  row("reference psql COPY pipe", reference, { rate: true });
+  row("Sluice full", full, { rate: true, rss: true });
+  row(
+    "reference psql COPY into a temp table + INSERT … ON CONFLICT, filled target",
+    mergeReference,
+    { rate: true },
   );
-  console.log(
-    `| Sluice full | ${fmt(full.ms)} | ${rate(full.ms).toLocaleString("en")} | ${
-      mb(full.peakKb)
-    } |`,
-  );
-  console.log(
-    `| reference psql COPY into a temp table + INSERT … ON CONFLICT, filled target | ${
-      fmt(mergeReference.ms)
-    } | ${rate(mergeReference.ms).toLocaleString("en")} | n/a |`,
-  );
-  console.log(
-    `| Sluice full into the filled target (merge) | ${fmt(merge.ms)} | ${
-      rate(merge.ms).toLocaleString("en")
-    } | ${mb(merge.peakKb)} |`,
-  );
-  console.log(
-    `| Sluice incremental, first run | ${fmt(firstIncremental.ms)} | ${
-      rate(firstIncremental.ms).toLocaleString("en")
-    } | ${mb(firstIncremental.peakKb)} |`,
-  );
-  console.log(
-    `| Sluice incremental, ${changed.toLocaleString("en")} rows changed | ${
-      fmt(incremental.ms)
-    } | - | ${mb(incremental.peakKb)} |`,
-  );
-  console.log(
-    `| Sluice incremental, ${changed.toLocaleString("en")} rows changed, late-row scan ${
+  row("Sluice full into the filled target (merge)", merge, { rate: true, rss: true });
+  row("Sluice incremental, first run", firstIncremental, { rate: true, rss: true });
+  row(`Sluice incremental, ${changed.toLocaleString("en")} rows changed`, incremental, {
+    rss: true,
+  });
+  row(
+    `Sluice incremental, ${changed.toLocaleString("en")} rows changed, late-row scan ${
       scanned ? "run" : "skipped (unexpected)"
-    } | ${fmt(withLateScan.ms)} | - | ${mb(withLateScan.peakKb)} |`,
+    }`,
+    withLateScan,
+    { rss: true },
   );
   console.log(
     `\nThe first incremental run after the change ${
@@ -253,10 +251,19 @@ try {
       mergeRatio >= 0.7 ? "PASS" : "FAIL"
     }`,
   );
+  const cpuRatio = (sluice: Run, reference: Run) => {
+    const { server: a } = sluice.cpu, { server: b } = reference.cpu;
+    if (a === undefined || b === undefined) return "n/a (the server is not on this machine)";
+    return (((a + sluice.cpu.client) / (b + reference.cpu.client)).toFixed(2));
+  };
+  console.log(
+    `CPU seconds (client + server), Sluice / reference: full ${cpuRatio(full, reference)}, ` +
+      `merge ${cpuRatio(merge, mergeReference)}`,
+  );
   const fullPeak = Math.max(full.peakKb, merge.peakKb) / 1024;
   console.log(
     `Peak RSS of the full sync: ${fullPeak.toFixed(0)} MB (target < 150 MB) ${
-      fullPeak < 150 ? "PASS" : "FAIL"
+      fullPeak === 0 ? "FAIL (not sampled)" : fullPeak < 150 ? "PASS" : "FAIL"
     }`,
   );
   const peak = Math.max(full.peakKb, merge.peakKb, firstIncremental.peakKb, incremental.peakKb) /
@@ -294,21 +301,90 @@ async function lateScanSkipped(): Promise<boolean> {
 async function timeCommand(
   command: string,
   args: string[],
-): Promise<{ ms: number; peakKb: number }> {
+): Promise<{ ms: number; peakKb: number; cpu: CpuSeconds }> {
   const started = performance.now();
-  const child = new Deno.Command(command, { args, stdout: "inherit", stderr: "inherit" }).spawn();
+  const serverBefore = await serverCpu();
+  // bash's `times` gives the CPU of the command and everything it waited for.
+  const timesFile = `${scratch}/times`;
+  const child = new Deno.Command("bash", {
+    args: ["-c", '"$@"; s=$?; times > "$TIMES_FILE"; exit $s', "bash", command, ...args],
+    env: { TIMES_FILE: timesFile },
+    stdout: "inherit",
+    stderr: "inherit",
+  }).spawn();
   let peakKb = 0;
   const sampler = setInterval(async () => {
     try {
-      const status = await Deno.readTextFile(`/proc/${child.pid}/status`);
+      // The command is bash's only child.
+      const [pid] = (await Deno.readTextFile(`/proc/${child.pid}/task/${child.pid}/children`))
+        .trim().split(" ");
+      const status = await Deno.readTextFile(`/proc/${pid}/status`);
       const match = /VmHWM:\s+(\d+)/.exec(status);
       if (match) peakKb = Math.max(peakKb, Number(match[1]));
-    } catch { /* exited */ }
+    } catch { /* not started, or exited */ }
   }, 50);
   const status = await child.status;
   clearInterval(sampler);
   if (!status.success) throw new Error(`${command} ${args.join(" ")} exited with ${status.code}`);
-  return { ms: performance.now() - started, peakKb };
+  const ms = performance.now() - started;
+  // A backend's CPU reaches the postmaster's total when it has exited.
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  const serverAfter = await serverCpu();
+  const client = childrenCpu(await Deno.readTextFile(timesFile));
+  const server = serverBefore !== undefined && serverAfter !== undefined
+    ? serverAfter - serverBefore
+    : undefined;
+  return { ms, peakKb, cpu: { client, server } };
+}
+
+/** CPU seconds of a run: the command's processes, and the whole PostgreSQL server's. */
+interface CpuSeconds {
+  client: number;
+  /** Undefined when the server's processes cannot be read (not on this machine). */
+  server?: number;
+}
+
+/** The children's user + system seconds from bash's `times` (its second line). */
+function childrenCpu(times: string): number {
+  const line = times.trim().split("\n")[1] ?? "";
+  let total = 0;
+  for (const [, minutes, seconds] of line.matchAll(/(\d+)m([\d.]+)s/g)) {
+    total += Number(minutes) * 60 + Number(seconds);
+  }
+  return total;
+}
+
+/**
+ * CPU seconds the PostgreSQL server has used so far: its postmaster, the
+ * backends it reaped and the processes still running. Undefined when the
+ * server is not a process of this machine.
+ */
+async function serverCpu(): Promise<number | undefined> {
+  if (postmaster === null) {
+    const [row] = await admin<{ pid: number }[]>`
+      select pid from pg_stat_activity where backend_type = 'checkpointer'`;
+    postmaster = row
+      ? await statFields(row.pid).then((f) => Number(f[1]), () => undefined)
+      : undefined;
+  }
+  if (postmaster === undefined) return undefined;
+  const own = await statFields(postmaster);
+  // utime, stime, cutime, cstime (fields 14-17 of /proc/<pid>/stat).
+  let ticks = Number(own[11]) + Number(own[12]) + Number(own[13]) + Number(own[14]);
+  for await (const entry of Deno.readDir("/proc")) {
+    if (!/^\d+$/.test(entry.name)) continue;
+    try {
+      const fields = await statFields(Number(entry.name));
+      if (Number(fields[1]) === postmaster) ticks += Number(fields[11]) + Number(fields[12]);
+    } catch { /* exited */ }
+  }
+  return ticks / 100;
+}
+
+/** The fields of /proc/<pid>/stat after the command name (state first). */
+async function statFields(pid: number): Promise<string[]> {
+  const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
+  return stat.slice(stat.lastIndexOf(")") + 2).split(" ");
 }
 
 async function expectCount(sql: postgres.Sql, expected: number): Promise<void> {

@@ -11,11 +11,14 @@
  * unknown field, another type, or a table that does not exist yet, takes
  * the decoded path (the reason is logged at debug level).
  *
- * Rows are bulk-COPYed on a first load, else staged and merged by the same
- * statement as records. Whatever the target refuses (a bad value, a
- * missing version, a duplicate key) makes the chunk fall back: its
- * transaction rolls back and the chunk is written as records, so bad rows
- * are isolated and dead-lettered, and counted, exactly as they would be.
+ * Rows are bulk-COPYed on a first load (a chunk without an offset as one
+ * COPY statement, its own transaction), else staged in a table of the
+ * target's column types and merged by the same upsert as records (reading
+ * typed columns instead of casting text). Whatever the target refuses (a
+ * bad value, a missing version, a duplicate key) makes the chunk fall
+ * back: its transaction rolls back and the chunk is written as records, so
+ * bad rows are isolated and dead-lettered, and counted, exactly as they
+ * would be.
  *
  * @module
  */
@@ -24,7 +27,7 @@ import type { ColumnInfo } from "../../drivers/postgres.ts";
 import { isConnectionError, quoteIdent } from "../../drivers/postgres.ts";
 import type { Savepoints } from "./_isolate.ts";
 import type { Projector } from "./_operations.ts";
-import type { TargetTable } from "./_table.ts";
+import type { Queryable, TargetTable } from "./_table.ts";
 
 /** OIDs below this are built-in types, the same in every database. */
 const FIRST_USER_OID = 16384;
@@ -102,6 +105,46 @@ export interface CopyTextWrite {
 }
 
 /**
+ * Bulk-COPYs a chunk (a first load into an empty table) as one statement on
+ * its own: a COPY outside a transaction block commits as a whole or not at
+ * all, as the chunk's own transaction would, without the round trips of
+ * BEGIN, a savepoint and COMMIT. For chunks that carry no offset (the offset
+ * goes in the same transaction as the rows). Undefined when the target
+ * refused the chunk: bulk mode ends, and the caller writes it with
+ * {@linkcode writeCopyText}.
+ */
+export async function bulkCopyText(
+  sql: Queryable,
+  table: TargetTable,
+  columns: readonly string[],
+  copy: CopyRows,
+  options: { debug: (message: string) => void },
+): Promise<CopyTextWrite | undefined> {
+  if (!bulkFits(table)) return undefined;
+  try {
+    await table.copyTextInto(sql, columns, copy.text);
+  } catch (error) {
+    if (isConnectionError(error)) throw error;
+    table.bulk = false;
+    options.debug(`Bulk COPY into ${table.name} ended: ${(error as Error).message}`);
+    return undefined;
+  }
+  return { ...NOTHING, written: copy.count, bulkRows: copy.count };
+}
+
+/** What a chunk that wrote nothing yet counts. */
+const NOTHING = { skipped: 0, givenChecksum: 0n, writtenChecksum: 0n };
+
+/**
+ * Whether a chunk may go in with a plain COPY: a first load, without a
+ * version guard, which must see every row's version first (a null one
+ * fails its record, which a bulk COPY would store).
+ */
+function bulkFits(table: TargetTable): boolean {
+  return table.bulk && table.versionColumn === undefined;
+}
+
+/**
  * Writes a chunk of COPY text into `table` inside `tx`: bulk COPY on a first
  * load, else staged and merged. Undefined when the target refused a row:
  * the caller rolls back and writes the chunk as records.
@@ -114,13 +157,10 @@ export async function writeCopyText(
   options: { debug: (message: string) => void },
 ): Promise<CopyTextWrite | undefined> {
   const { text, count } = copy;
-  const nothing = { skipped: 0, givenChecksum: 0n, writtenChecksum: 0n };
-  // The version guard must see every row's version first: a null one fails
-  // its record, which a bulk COPY would store.
-  if (table.bulk && table.versionColumn === undefined) {
+  if (bulkFits(table)) {
     try {
       await tx.savepoint((sp) => table.copyTextInto(sp, columns, text));
-      return { ...nothing, written: count, bulkRows: count };
+      return { ...NOTHING, written: count, bulkRows: count };
     } catch (error) {
       if (isConnectionError(error)) throw error;
       table.bulk = false;
@@ -131,14 +171,15 @@ export async function writeCopyText(
   const version = table.versionColumn;
   if (version !== undefined) {
     const [{ missing }] = await tx.unsafe<{ missing: boolean }[]>(
-      `select exists (select 1 from ${table.stagingName(columns)} s
+      `select exists (select 1 from ${table.typedStagingName(columns)} s
         where s.${quoteIdent(version)} is null) as missing`,
     );
     if (missing) return undefined;
   }
   let merged;
   try {
-    [merged] = await tx.savepoint((sp) => table.mergeWithKeySums(sp, columns));
+    // No savepoint: a refused merge rolls the whole transaction back anyway.
+    [merged] = await table.mergeWithKeySums(tx, columns);
   } catch (error) {
     if (isConnectionError(error)) throw error;
     return undefined;

