@@ -329,6 +329,11 @@ export interface ColumnInfo {
   typeOid: number;
   /** The base type of a domain (one level), else `typeOid`: what a query's result reports. */
   baseTypeOid: number;
+  /**
+   * The type with its modifier as `format_type` prints it, of the domain's
+   * base type for a domain column (`numeric(6,2)` under a domain over it).
+   */
+  baseType: string;
   notNull: boolean;
 }
 
@@ -345,6 +350,8 @@ export async function describeTable(
     select a.attname as name, format_type(a.atttypid, a.atttypmod) as type,
            a.atttypid::int as "typeOid",
            (case when t.typtype = 'd' then t.typbasetype else a.atttypid end)::int as "baseTypeOid",
+           (case when t.typtype = 'd' then format_type(t.typbasetype, t.typtypmod)
+                 else format_type(a.atttypid, a.atttypmod) end) as "baseType",
            a.attnotnull as "notNull"
     from pg_attribute a join pg_type t on t.oid = a.atttypid
     where a.attrelid = ${oid} and a.attnum > 0 and not a.attisdropped

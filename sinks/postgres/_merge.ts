@@ -15,6 +15,7 @@ import { isConnectionError } from "../../drivers/postgres.ts";
 import { type Savepoints, writeStaged } from "./_isolate.ts";
 import { keyOf, type Operation, type Run, sinkFailure } from "./_operations.ts";
 import { rejectedMessage } from "./_rejected.ts";
+import { lostDigitsMessage } from "./_digits.ts";
 import { changePosition } from "../../drivers/pg_codec.ts";
 import { keyHash, type TargetTable } from "./_table.ts";
 
@@ -190,7 +191,10 @@ async function applyGroup(
   group: Group,
   context: MergeContext,
 ): Promise<Counts> {
-  const { columns, operations } = group;
+  const { columns } = group;
+  const rounded = refuseRounded(table, columns, group.operations, context.failures);
+  const operations = rounded.kept;
+  if (operations.length === 0) return { written: rounded.folded, skipped: 0 };
   const rows = operations.map((op) => op.row);
   if (kind === "upsert" && table.bulk && !hasUpdates(operations)) {
     const copied = await tryBulkCopy(tx, table, columns, rows, context.logger);
@@ -216,9 +220,48 @@ async function applyGroup(
   }
   const applied = operations.filter((_, index) => !rejected.has(index));
   const counts = account(table, kind, applied, result, context.totals);
+  counts.written += rounded.folded;
   // A rejected operation is dead-lettered; the ones folded into it count as written, as before.
   for (const index of rejected) counts.written += operations[index].folded ?? 0;
   return counts;
+}
+
+/**
+ * Hands the operations carrying a value that a column would round (see
+ * `_digits.ts`) to `failures`, as rows PostgreSQL refuses are: PostgreSQL
+ * itself would round it on COPY and on the merge's cast alike. Keys,
+ * positions and versions of deletes are checked too (a rounded key would
+ * delete another row). `folded`: operations folded into the refused ones,
+ * counted as written as for refused rows.
+ */
+function refuseRounded(
+  table: TargetTable,
+  columns: readonly string[],
+  operations: Operation[],
+  failures: RecordFailure[],
+): { kept: Operation[]; folded: number } {
+  if (table.digitLimits.size === 0) return { kept: operations, folded: 0 };
+  let kept: Operation[] | undefined;
+  let folded = 0;
+  operations.forEach((operation, index) => {
+    const column = table.roundedColumn(columns, operation.row);
+    if (column === undefined) {
+      kept?.push(operation);
+      return;
+    }
+    kept ??= operations.slice(0, index);
+    folded += operation.folded ?? 0;
+    const limit = table.digitLimits.get(column)!;
+    const message = lostDigitsMessage(limit, operation.row[column]);
+    const failure = sinkFailure(
+      operation.record,
+      rejectedMessage(table, operation.row, message, column),
+    );
+    // numeric_value_out_of_range / datetime_field_overflow, as PostgreSQL would say.
+    Object.assign(failure.error, { code: limit.kind === "numeric" ? "22003" : "22008" });
+    failures.push(failure);
+  });
+  return { kept: kept ?? operations, folded };
 }
 
 /** An update event means the row exists: COPY would only fail, so merge. */

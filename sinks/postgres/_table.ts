@@ -19,6 +19,7 @@ import { type Encoder, encodeText, escapeCopy } from "../../drivers/pg_text.ts";
 import { framedPieces } from "../../drivers/pg_copy_text.ts";
 import { formatLsn, PgCodec } from "../../drivers/pg_codec.ts";
 import type { Row } from "../../api/record.ts";
+import { type DigitLimit, digitLimit, keepsDigits } from "./_digits.ts";
 
 /** What the table needs of a client or a transaction. */
 export type Queryable = Pick<Sql, "unsafe">;
@@ -68,6 +69,8 @@ export class TargetTable {
   readonly #options: TableOptions;
   /** Per column: value → input text for the column's type (see `drivers/pg_codec.ts`). */
   readonly #encoders: ReadonlyMap<string, Encoder>;
+  /** The columns that would round a value with more fractional digits (see `_digits.ts`). */
+  readonly digitLimits: ReadonlyMap<string, DigitLimit>;
   #unguarded?: TargetTable;
 
   private constructor(
@@ -81,6 +84,12 @@ export class TargetTable {
     this.#quoted = parseTableName(name).quoted;
     this.columns = new Map(columns.map((column) => [column.name, column]));
     this.#encoders = new Map(columns.map((column, i) => [column.name, encoders[i]]));
+    const limits = new Map<string, DigitLimit>();
+    for (const column of columns) {
+      const limit = digitLimit(column.baseType);
+      if (limit) limits.set(column.name, limit);
+    }
+    this.digitLimits = limits;
     this.primaryKey = primaryKey;
     this.#options = options;
   }
@@ -150,6 +159,19 @@ export class TargetTable {
     table.bulk = this.bulk;
     table.bulkRows = this.bulkRows;
     return table;
+  }
+
+  /**
+   * The first of `columns` whose type would round the row's value there
+   * (see `_digits.ts`), or undefined when every value fits.
+   */
+  roundedColumn(columns: readonly string[], row: Row): string | undefined {
+    if (this.digitLimits.size === 0) return undefined;
+    for (const column of columns) {
+      const limit = this.digitLimits.get(column);
+      if (limit && !keepsDigits(limit, row[column])) return column;
+    }
+    return undefined;
   }
 
   /** The table's name, quoted for SQL. */

@@ -30,7 +30,12 @@ import { type Operation, Projector, type Run, runsOf } from "./_operations.ts";
 import type { Settings } from "./_settings.ts";
 import type { TargetTable } from "./_table.ts";
 import { isChangeEvent } from "../../api/record.ts";
-import { copyTextColumns, type CopyTextWrite, writeCopyText } from "./_copy_text.ts";
+import {
+  copyTextColumns,
+  type CopyTextWrite,
+  roundingColumns,
+  writeCopyText,
+} from "./_copy_text.ts";
 import { type SnapshotMark, snapshotMark, SnapshotSweeper } from "./_sweep.ts";
 
 /** The sink's state between batches. */
@@ -134,12 +139,13 @@ export class PostgresWriter {
     const columns = copyTextColumns(table, this.#projector, copy.columns);
     if (typeof columns === "string") return this.#decodeBecause(columns);
     const debug = (message: string) => this.#context.logger.debug(message);
+    const rounding = roundingColumns(table, columns, copy.columns);
     const target = table;
     const refused = Symbol("refused");
     let write: CopyTextWrite;
     try {
       write = await this.#sql.begin(async (tx) => {
-        const done = await writeCopyText(tx, target, columns, copy, { debug });
+        const done = await writeCopyText(tx, target, columns, copy, { debug, rounding });
         if (!done) throw refused;
         if (batch.offset) await this.#offsets.write(tx, batch.offset.key, batch.offset.value);
         return done;

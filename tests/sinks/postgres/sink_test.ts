@@ -217,6 +217,80 @@ Deno.test("a value longer than its varchar, char or bit column is refused, not c
   });
 });
 
+Deno.test("a value with more fractional digits than its column keeps is refused, not rounded", async () => {
+  const ddl = `create table public.items (id numeric(6,2) primary key, amount numeric(6,2),
+                 at timestamptz(0), seen timestamp(3), clock time(2), span interval(0),
+                 amounts numeric(6,2)[], hundreds numeric(6,-2), deleted_at timestamptz)`;
+  const good = {
+    amount: "1.2300", // trailing zeros are no loss
+    at: "2026-12-01 10:00:00.000+00",
+    seen: "2026-12-01T10:00:00.123Z",
+    clock: "10:00:00.12",
+    span: "1 day 00:00:01",
+    amounts: [1.5, "2.10"],
+    hundreds: 12300,
+  };
+  const cases: [string, Row][] = [
+    ["amount", { amount: 1.2345 }],
+    ["at", { at: "2026-12-01 10:00:00.7+00" }],
+    ["seen", { seen: "2026-12-01 10:00:00.123456" }],
+    ["clock", { clock: "10:00:00.125" }],
+    ["span", { span: "00:00:00.5" }],
+    ["amounts", { amounts: [1, "2.001"] }],
+    ["hundreds", { hundreds: 12345 }],
+    ["amount", { amount: "1.5e-3" }],
+  ];
+  for (const firstLoad of [true, false]) {
+    await withSink(ddl, {}, async ({ write, failures, sql }) => {
+      if (!firstLoad) await write(row({ id: 0, ...good }));
+      const result = await write(
+        ...cases.map(([, values], i) => row({ id: i + 1, ...good, ...values })),
+        row({ id: 100, ...good }),
+        row({ id: 1.005, ...good }), // the key would become 1.01
+      );
+      assertEquals(result.written, 1);
+      assertEquals(failures.map((f) => (f.record.key as Row).id), [
+        ...cases.map((_, i) => i + 1),
+        1.005,
+      ]);
+      assertEquals(
+        failures[0].error.message,
+        'Cannot write to table "public.items" (column "amount", key {"id":1}): value "1.2345" ' +
+          "has more digits than type numeric(6,2) keeps (2 decimal places): PostgreSQL would " +
+          "round it; widen the column or round the value at the source",
+      );
+      cases.forEach(([column], i) => {
+        assertMatch(failures[i].error.message, new RegExp(`\\(column "${column}", key`));
+      });
+      assertMatch(
+        failures[1].error.message,
+        /type timestamp\(0\) with time zone keeps \(0 fractional-second digits\)/,
+      );
+      const rows =
+        await sql`select id::text, amount::text, at::text, seen::text from items order by id`;
+      assertEquals(rows.map((r) => r.id), [...(firstLoad ? [] : ["0.00"]), "100.00"]);
+      assertEquals(rows.at(-1)!.amount, "1.23");
+      assertEquals(rows.at(-1)!.seen, "2026-12-01 10:00:00.123");
+    });
+  }
+});
+
+Deno.test("a delete whose key a column would round is refused, not applied to another row", async () => {
+  const ddl =
+    `create table public.items (id numeric(6,2) primary key, name text, deleted_at timestamptz)`;
+  await withSink(ddl, { "delete.mode": "hard" }, async ({ write, failures, sql }) => {
+    await write(row({ id: 1.01, name: "a" }));
+    const result = await write(change("d", null, 10, { id: 1.005 }));
+    assertEquals(result.written, 0);
+    assertEquals(failures.length, 1);
+    assertMatch(
+      failures[0].error.message,
+      /\(column "id", key \{"id":1\.005\}\): value "1\.005" has more digits/,
+    );
+    assertEquals((await sql`select id::text from items`).map((r) => r.id), ["1.01"]);
+  });
+});
+
 Deno.test("a delete the database refuses is handed over while the other deletes apply", async () => {
   const ddl = `create table public.items (id int primary key, name text);
     create table public.orders (id int primary key, item int references public.items (id));`;

@@ -1,0 +1,136 @@
+/**
+ * Values a target column would round. PostgreSQL fits a value to a
+ * `numeric(p,s)` column's scale, and a `timestamp(p)`, `timestamptz(p)`,
+ * `time(p)`, `timetz(p)` or `interval(p)` column's fractional seconds, by
+ * rounding it, on COPY and on casts alike, without a word: 1.2345 becomes
+ * 1.23 in a `numeric(6,2)`, 10:00:00.7 becomes 10:00:01 in a
+ * `timestamptz(0)`. The sink refuses such a value instead, as it refuses a
+ * string longer than its `varchar(n)`, so that the record goes to the dead
+ * letters (or stops the pipeline) rather than land changed.
+ *
+ * Only columns whose modifier can drop digits are checked. Trailing zeros
+ * are not digits lost (1.2300 fits `numeric(6,2)`). Values are checked as
+ * the text they are written as: plain decimal numbers (with an exponent or
+ * not), and times whose seconds are written `…:ss.ffffff` (PostgreSQL's and
+ * ISO 8601's forms) or, in intervals, `n.nnnS`; other spellings pass as
+ * they are. The range restriction of an interval (`interval day`) is not
+ * checked here; rows of COPY text are checked by PostgreSQL itself (see
+ * {@linkcode lossSql}), which covers it.
+ *
+ * @module
+ */
+import { encodeText } from "../../drivers/pg_text.ts";
+
+/** What a column keeps of a value's fractional digits. */
+export interface DigitLimit {
+  /** `numeric`: decimal places (negative: tens, hundreds…); `seconds`: fractional-second digits. */
+  readonly kind: "numeric" | "seconds";
+  readonly digits: number;
+  /** The column holds arrays of such values. */
+  readonly array: boolean;
+  /** The column's type without the modifier, e.g. `numeric` or `timestamp with time zone[]`. */
+  readonly loose: string;
+  /** The type with its modifier, e.g. `numeric(6,2)`. */
+  readonly type: string;
+}
+
+/**
+ * The limit of a column of `type` (its base type as `format_type` prints
+ * it), or undefined when the type keeps every digit it can be given.
+ */
+export function digitLimit(type: string): DigitLimit | undefined {
+  const brackets = /(\[\])+$/.exec(type)?.[0] ?? "";
+  const scalar = type.slice(0, type.length - brackets.length);
+  const array = brackets.length > 0;
+  const numeric = /^numeric\(\d+,(-?\d+)\)$/.exec(scalar);
+  if (numeric) {
+    return {
+      kind: "numeric",
+      digits: Number(numeric[1]),
+      array,
+      loose: `numeric${brackets}`,
+      type,
+    };
+  }
+  const time = /^(timestamp|time)\((\d)\) (with(?:out)? time zone)$/.exec(scalar);
+  if (time && Number(time[2]) < 6) {
+    const loose = `${time[1]} ${time[3]}${brackets}`;
+    return { kind: "seconds", digits: Number(time[2]), array, loose, type };
+  }
+  // `interval(3)`, `interval day to second(3)`, `interval day` (which drops the hours).
+  const interval = /^interval( [a-z ]+)?(?:\((\d)\))?$/.exec(scalar);
+  if (interval && (interval[1] !== undefined || Number(interval[2] ?? 6) < 6)) {
+    const digits = Number(interval[2] ?? 6);
+    return { kind: "seconds", digits, array, loose: `interval${brackets}`, type };
+  }
+  return undefined;
+}
+
+/**
+ * Whether `limit` keeps `value` (a record's value for the column) without
+ * rounding; null fits.
+ */
+export function keepsDigits(limit: DigitLimit, value: unknown): boolean {
+  if (value === null || value === undefined) return true;
+  if (Array.isArray(value)) return value.every((item) => keepsDigits(limit, item));
+  const text = encodeText(value);
+  if (text === null) return true;
+  if (limit.kind === "seconds") return secondsFit(text, limit.digits);
+  if (limit.array && /^\s*[[{]/.test(text)) {
+    // An array literal: every element (NaN, Infinity and NULL pass).
+    return (text.match(/[^{}[\],"\s:=]+/g) ?? []).every((item) => numberFits(item, limit.digits));
+  }
+  return numberFits(text, limit.digits);
+}
+
+const NUMBER = /^\s*[+-]?(\d*)(?:\.(\d*))?(?:[eE]([+-]?\d+))?\s*$/;
+
+/** Whether the decimal `text` has no non-zero digit past `scale` places; non-numbers pass. */
+function numberFits(text: string, scale: number): boolean {
+  const match = NUMBER.exec(text.includes("_") ? text.replaceAll("_", "") : text);
+  if (!match || (match[1] === "" && !match[2])) return true;
+  const digits = match[1] + (match[2] ?? "");
+  // The value is digits × 10^-places; each trailing zero dropped is one place less.
+  let places = (match[2]?.length ?? 0) - Number(match[3] ?? 0);
+  let end = digits.length;
+  while (end > 0 && digits.charCodeAt(end - 1) === 48) {
+    end--;
+    places--;
+  }
+  return end === 0 || places <= scale;
+}
+
+/** `…:ss.ffffff` (times, timestamps, intervals) or `n.nnnS` (ISO 8601 intervals). */
+const SECONDS = /(?::\d+\.(\d+))|(?:\d\.(\d+)S)/g;
+
+/** Whether every fraction of a second in `text` has at most `digits` non-zero-trailed digits. */
+function secondsFit(text: string, digits: number): boolean {
+  if (!text.includes(".")) return true;
+  for (const match of text.matchAll(SECONDS)) {
+    const fraction = match[1] ?? match[2];
+    let end = fraction.length;
+    while (end > digits && fraction.charCodeAt(end - 1) === 48) end--;
+    if (end > digits) return false;
+  }
+  return true;
+}
+
+/** The message of a value `limit` would round (what PostgreSQL's own message would be). */
+export function lostDigitsMessage(limit: DigitLimit, value: unknown): string {
+  const text = Array.isArray(value) ? JSON.stringify(value) : encodeText(value);
+  const what = limit.kind === "numeric"
+    ? `${limit.digits} decimal place${limit.digits === 1 ? "" : "s"}`
+    : `${limit.digits} fractional-second digit${limit.digits === 1 ? "" : "s"}`;
+  return `value "${text}" has more digits than type ${limit.type} keeps (${what}): ` +
+    `PostgreSQL would round it; widen the column or round the value at the source`;
+}
+
+/**
+ * SQL true when the text column `column` of alias `alias` holds a value
+ * that `limit` would round (or, for intervals, cut to the type's fields):
+ * the value read as the loose type and as the column's differ.
+ */
+export function lossSql(limit: DigitLimit, alias: string, column: string): string {
+  const value = `${alias}.${column}`;
+  return `${value}::${limit.loose} is distinct from ${value}::${limit.type}`;
+}
