@@ -359,6 +359,30 @@ export async function describeTable(
   return { columns: [...columns], primaryKey: await primaryKeyColumns(sql, quoted) };
 }
 
+/**
+ * A text that changes whenever what {@linkcode describeTable} answers
+ * changes (columns, their types and modifiers, the primary key); undefined
+ * when the table (`schema.table`, quoted) does not exist. One catalog query,
+ * cheap enough to ask inside a transaction that wonders whether its table
+ * changed under it.
+ */
+export async function tableShape(
+  sql: Pick<Sql, "unsafe">,
+  quotedTable: string,
+): Promise<string | undefined> {
+  const [row] = await sql.unsafe<{ shape: string | null }[]>(
+    `select (select string_agg(a.attname || ' ' || format_type(a.atttypid, a.atttypmod) || ' ' ||
+                 coalesce(format_type(t.typbasetype, t.typtypmod), ''), ', ' order by a.attnum)
+               from pg_attribute a join pg_type t on t.oid = a.atttypid
+              where a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped)
+            || ' | ' || coalesce((select i.indkey::text from pg_index i
+                                   where i.indrelid = c.oid and i.indisprimary), '') as shape
+       from (select to_regclass($1)::oid as oid) c where c.oid is not null`,
+    [quotedTable],
+  );
+  return row?.shape ?? undefined;
+}
+
 /** The primary-key columns of a table (`schema.table`, quoted), in key order. */
 export async function primaryKeyColumns(
   sql: Pick<Sql, "unsafe">,

@@ -166,13 +166,16 @@ export class Projector {
         ? `; if records of topic "${record.topic}" come from another table than "${table.name}", ` +
           `remove sink.table so that table.name.format names each table from its topic`
         : "";
-      return sinkFailure(
+      const failure = sinkFailure(
         record,
         `table "${table.name}" has no column for field${unknown.length > 1 ? "s" : ""} ` +
           `${unknown.map((f) => `"${f}"`).join(", ")} (schema.evolution is "none"): add the ` +
           `column, map the field with fields.mapping, list it in fields.exclude, or set ` +
           `schema.evolution to "basic"${fixed}`,
       );
+      // undefined_column: the sink describes the table again before it dead-letters this.
+      Object.assign(failure.error, { code: "42703" });
+      return failure;
     }
     const row = this.project(table, source);
     const version = table.versionColumn;

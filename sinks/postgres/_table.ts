@@ -14,6 +14,7 @@ import {
   parseTableName,
   quoteIdent,
   type Sql,
+  tableShape,
 } from "../../drivers/postgres.ts";
 import { type Encoder, encodeText, escapeCopy } from "../../drivers/pg_text.ts";
 import { framedPieces } from "../../drivers/pg_copy_text.ts";
@@ -139,6 +140,7 @@ export class TargetTable {
     const encoders = await new PgCodec(sql).encoders(described.columns);
     const table = new TargetTable(name, described.columns, encoders, primaryKey, options);
     table.deleteProblem = deleteProblem;
+    table.#shape = await tableShape(sql, table.#quoted);
     const [{ empty }] = await sql.unsafe<{ empty: boolean }[]>(
       `select not exists (select 1 from ${table.#quoted}) as empty`,
     );
@@ -151,6 +153,17 @@ export class TargetTable {
    * the column and the remedies), or undefined when they can.
    */
   deleteProblem?: string;
+
+  /** The catalog's description of the table when it was opened (see `tableShape`). */
+  #shape?: string;
+
+  /**
+   * Whether the table's columns, types or key differ now from what this
+   * description holds (it was altered since it was opened).
+   */
+  async changed(sql: Queryable): Promise<boolean> {
+    return await tableShape(sql, this.#quoted) !== this.#shape;
+  }
 
   /** The same table looked up again (after its columns changed), keeping the bulk state. */
   async reload(sql: Sql, options: TableOptions): Promise<TargetTable> {
@@ -445,6 +458,8 @@ export class TargetTable {
       this.primaryKey,
       { ...this.#options, versionColumn: undefined },
     );
+    this.#unguarded.#shape = this.#shape;
+    this.#unguarded.deleteProblem = this.deleteProblem;
     return this.#unguarded;
   }
 

@@ -291,6 +291,45 @@ Deno.test("a delete whose key a column would round is refused, not applied to an
   });
 });
 
+Deno.test("a running sink sees the target fixed: a column added, a type widened, a column dropped", async () => {
+  const ddl = `create table public.items (id int primary key, n integer, amount numeric(6,2),
+                 note text, deleted_at timestamptz)`;
+  await withSink(ddl, {}, async ({ write, failures, sql }) => {
+    await write(row({ id: 0, n: 1, amount: 1, note: "a" }));
+    await write(
+      row({ id: 1, n: 1, extra: "x" }),
+      row({ id: 2, n: "two" }),
+      row({ id: 3, amount: 1.2345 }),
+    );
+    assertEquals(failures.map((f) => (f.record.key as Row).id), [1, 2, 3]);
+    assertMatch(failures[0].error.message, /no column for field "extra"/);
+    // The operator fixes the target; the running sink takes the replay.
+    await sql.unsafe(`alter table public.items add column extra text,
+      alter column n type text, alter column amount type numeric(12,4)`);
+    failures.length = 0;
+    const replay = await write(
+      row({ id: 1, n: 1, extra: "x" }),
+      row({ id: 2, n: "two" }),
+      row({ id: 3, amount: 1.2345 }),
+    );
+    assertEquals(failures.map((f) => f.error.message), []);
+    assertEquals(replay.written, 3);
+    const rows = await sql`select id, n, amount::text, extra from items order by id`;
+    assertEquals(rows.map((r) => [r.id, r.n, r.amount, r.extra]), [
+      [0, "1", "1.0000", null],
+      [1, "1", null, "x"],
+      [2, "two", null, null],
+      [3, null, "1.2345", null],
+    ]);
+    // A column dropped under the sink: the record fails as one the table has no column for.
+    await sql.unsafe("alter table public.items drop column note");
+    const dropped = await write(row({ id: 4, n: "4", note: "gone" }), row({ id: 5, n: "5" }));
+    assertEquals(dropped.written, 1);
+    assertEquals(failures.length, 1);
+    assertMatch(failures[0].error.message, /has no column for field "note"/);
+  });
+});
+
 Deno.test("a delete the database refuses is handed over while the other deletes apply", async () => {
   const ddl = `create table public.items (id int primary key, name text);
     create table public.orders (id int primary key, item int references public.items (id));`;
