@@ -132,9 +132,18 @@ function lastPerKey(
     for (const column of table.primaryKey) {
       const value = operation.row[column];
       if (value === undefined || value === null) {
+        // A delete carries the source's key and replica identity only.
+        const carried = Object.keys(operation.row).filter((c) => operation.row[c] != null);
+        const hint = kind === "delete" && value === undefined
+          ? `: the delete carries only ${
+            carried.length > 0 ? carried.map((c) => `"${c}"`).join(", ") : "no column"
+          } (the source's key and replica identity); key the table by the columns the ` +
+            `source's events are keyed by (primary.key.fields), or set REPLICA IDENTITY ` +
+            `FULL on the source table`
+          : "";
         failures.push(sinkFailure(
           operation.record,
-          `key column "${column}" of table "${table.name}" is missing or null`,
+          `key column "${column}" of table "${table.name}" is missing or null${hint}`,
         ));
         continue operations;
       }

@@ -267,6 +267,7 @@ export class PostgresWriter {
         if (mark) marks.push(mark);
         const operation = this.#projector.operationOf(segment.table, record);
         if (operation === undefined) skipped++;
+        else if (Array.isArray(operation)) operations.push(...operation);
         else if ("kind" in operation) operations.push(operation);
         else failures.push(operation);
       }

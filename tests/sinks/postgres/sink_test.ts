@@ -330,6 +330,23 @@ Deno.test("a running sink sees the target fixed: a column added, a type widened,
   });
 });
 
+Deno.test("a delete without the table's key names what it carries and the remedies", async () => {
+  const ddl = `create table public.items (id int primary key, code text, deleted_at timestamptz)`;
+  await withSink(ddl, {}, async ({ write, failures, sql }) => {
+    await write(row({ id: 1, code: "a" }));
+    // Keyed by a replica identity index on code, as a source without a primary key sends it.
+    const result = await write(change("d", null, 10, { code: "a" }));
+    assertEquals(result.written, 0);
+    assertEquals(failures.map((f) => f.error.message), [
+      'key column "id" of table "public.items" is missing or null: the delete carries only ' +
+      '"code" (the source\'s key and replica identity); key the table by the columns the ' +
+      "source's events are keyed by (primary.key.fields), or set REPLICA IDENTITY FULL on " +
+      "the source table",
+    ]);
+    assertEquals((await sql`select deleted_at from items`)[0].deleted_at, null);
+  });
+});
+
 Deno.test("a delete the database refuses is handed over while the other deletes apply", async () => {
   const ddl = `create table public.items (id int primary key, name text);
     create table public.orders (id int primary key, item int references public.items (id));`;
