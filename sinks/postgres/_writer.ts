@@ -146,11 +146,16 @@ export class PostgresWriter {
    */
   async #writeRecords(batch: SinkBatch): Promise<SinkResult> {
     const changed = new Set<string>();
+    // What the rolled-back attempt counted must not count twice.
+    const totals = { ...this.#totals };
+    const bulkRows = new Map([...this.#tables.values()].map((t) => [t, t.bulkRows]));
     try {
       return await this.#writeOnce(batch, changed);
     } catch (error) {
       if (error !== TABLES_CHANGED) throw error;
     }
+    Object.assign(this.#totals, totals);
+    for (const table of this.#tables.values()) table.bulkRows = bulkRows.get(table) ?? 0;
     await this.#tables.refresh(changed);
     return await this.#writeOnce(batch);
   }
