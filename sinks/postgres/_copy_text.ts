@@ -182,6 +182,18 @@ export async function writeCopyText(
     }
   }
   await table.stageText(tx, columns, text);
+  if (rounding.length > 0 && await wouldRound(tx, table, columns, rounding)) return undefined;
+  // Checked rows of a first load go in without the merge's conflict handling.
+  if (table.bulk && table.versionColumn === undefined) {
+    try {
+      await tx.savepoint((sp) => table.insertStaged(sp, columns));
+      return { ...nothing, written: count, bulkRows: count };
+    } catch (error) {
+      if (isConnectionError(error)) throw error;
+      table.bulk = false;
+      options.debug(`Bulk insert into ${table.name} ended: ${(error as Error).message}`);
+    }
+  }
   const version = table.versionColumn;
   if (version !== undefined) {
     const [{ missing }] = await tx.unsafe<{ missing: boolean }[]>(
@@ -190,7 +202,6 @@ export async function writeCopyText(
     );
     if (missing) return undefined;
   }
-  if (rounding.length > 0 && await wouldRound(tx, table, columns, rounding)) return undefined;
   let merged;
   try {
     [merged] = await tx.savepoint((sp) => table.mergeWithKeySums(sp, columns));

@@ -298,6 +298,23 @@ export class TargetTable {
   }
 
   /**
+   * Inserts every staged row of COPY text (see {@linkcode stageText}) into
+   * the table as it is, without a conflict clause (bulk mode, once the
+   * staged values were checked): a duplicate key fails the statement.
+   */
+  async insertStaged(sql: Queryable, columns: readonly string[]): Promise<void> {
+    const source = { alias: "s", table: this.stagingName(columns), where: "true" };
+    const stamp = this.#options.writeTimestampColumn;
+    const stamped = stamp !== undefined && !columns.includes(stamp);
+    const list = [...columns, ...(stamped ? [stamp] : [])].map(quoteIdent).join(", ");
+    const values = [...columns.map((c) => this.#cast(source, c)), ...(stamped ? ["now()"] : [])];
+    await sql.unsafe(
+      `insert into ${this.#quoted} (${list}) select ${values.join(", ")}
+         from ${source.table} ${source.alias}`,
+    );
+  }
+
+  /**
    * Copies rows of COPY text into the staging table for `columns`, as they
    * are: without row numbers (no framing, no copy of the text), as the
    * merge of COPY text takes every staged row ({@linkcode mergeWithKeySums}).

@@ -152,7 +152,7 @@ Deno.test("a COPY text chunk with a value its column would round is written as r
     await using logs = await capturingLogs();
     await f.sourceSql.unsafe(`insert into public.people
       select g, g % 1000 + 0.25, timestamptz '2026-01-01 00:00:00+00' + g * interval '1 s',
-             g % 1000 + 0.5, g from generate_series(1, 5000) g`);
+             g % 1000 + 0.5, g from generate_series(1, 60000) g`);
     await f.sourceSql.unsafe(`update public.people set amount = 1.2345 where id = 7;
       update public.people set v = '2026-01-01 10:00:00.7+00' where id = 9;
       update public.people set amount = 1.2300 where id = 11`);
@@ -160,7 +160,14 @@ Deno.test("a COPY text chunk with a value its column would round is written as r
     const [spec] = await specsFrom(peopleJob(f.source.url, f.target.url));
     const report = await runPipeline(spec, { offsets: new MemoryOffsetStore() });
     assertEquals(report.status, "succeeded", report.error?.message);
-    assertEquals([report.stats.written, report.stats.deadLettered], [4998, 2]);
+    assertEquals([report.stats.written, report.stats.deadLettered], [59998, 2]);
+    assertEquals(
+      report.validation.every((check) => check.ok),
+      true,
+      JSON.stringify(report.validation),
+    );
+    const [{ n }] = await f.targetSql`select count(*)::int as n from people where n is not null`;
+    assertEquals(n, 59998);
     const letters = await f.targetSql<{ key: string; error: string }[]>`
       select record_key::text as key, error from dead_letters order by 1`;
     assertEquals(letters.map((letter) => letter.key), ['{"id": 7}', '{"id": 9}']);
