@@ -25,7 +25,7 @@ import { isConnectionError, quoteIdent } from "../../drivers/postgres.ts";
 import type { Savepoints } from "./_isolate.ts";
 import type { Projector } from "./_operations.ts";
 import type { TargetTable } from "./_table.ts";
-import { lossSql } from "./_digits.ts";
+import { copyTextKeepsDigits, type DigitLimit, lossSql } from "./_digits.ts";
 
 /** OIDs below this are built-in types, the same in every database. */
 const FIRST_USER_OID = 16384;
@@ -140,6 +140,29 @@ export function roundingColumns(
     // An interval's type may also cut fields off: always checked.
     return limit.loose.startsWith("interval") || digits === undefined || digits > limit.digits;
   });
+}
+
+/**
+ * Of the `rounding` columns, those whose values the rows are checked for
+ * on the server (intervals, whose text may lose whole fields); the others
+ * are checked in the text itself. False when a value in the text would be
+ * rounded: the chunk is written as records, which refuses it.
+ */
+export function checkCopyText(
+  columns: readonly string[],
+  rounding: readonly string[],
+  table: TargetTable,
+  text: Uint8Array,
+): string[] | false {
+  const limits = new Map<number, DigitLimit>();
+  const server: string[] = [];
+  for (const column of rounding) {
+    const limit = table.digitLimits.get(column)!;
+    if (limit.loose.startsWith("interval")) server.push(column);
+    else limits.set(columns.indexOf(column), limit);
+  }
+  if (limits.size > 0 && !copyTextKeepsDigits(text, columns.length, limits)) return false;
+  return server;
 }
 
 /** What a chunk wrote, to be accounted once its transaction committed. */

@@ -13,9 +13,11 @@
  * the text they are written as: plain decimal numbers (with an exponent or
  * not), and times whose seconds are written `…:ss.ffffff` (PostgreSQL's and
  * ISO 8601's forms) or, in intervals, `n.nnnS`; other spellings pass as
- * they are. The range restriction of an interval (`interval day`) is not
- * checked here; rows of COPY text are checked by PostgreSQL itself (see
- * {@linkcode lossSql}), which covers it.
+ * they are. Rows of COPY text (PostgreSQL's own output) are checked the
+ * same way, field by field ({@linkcode copyTextKeepsDigits}). The range
+ * restriction of an interval (`interval day`) is not checked here: records
+ * for such columns are checked as they are, and COPY text by PostgreSQL
+ * itself ({@linkcode lossSql}).
  *
  * @module
  */
@@ -115,9 +117,48 @@ function secondsFit(text: string, digits: number): boolean {
   return true;
 }
 
+/**
+ * Whether every value of COPY text `text` (lines of `fieldCount` fields) in
+ * the fields `limits` names (field index → limit) fits its limit. Fields
+ * hold no raw tab or newline (COPY escapes them), so each is found with
+ * the native `indexOf`; only the checked fields become strings.
+ */
+export function copyTextKeepsDigits(
+  text: Uint8Array,
+  fieldCount: number,
+  limits: ReadonlyMap<number, DigitLimit>,
+): boolean {
+  const last = Math.max(...limits.keys());
+  let start = 0;
+  while (start < text.length) {
+    let field = 0;
+    for (; field <= last; field++) {
+      const end = text.indexOf(field === fieldCount - 1 ? 10 : 9, start);
+      if (end < 0) return true;
+      const limit = limits.get(field);
+      // `\N` is null.
+      if (limit && !(end - start === 2 && text[start] === 92 && text[start + 1] === 78)) {
+        const value = String.fromCharCode(...text.subarray(start, end));
+        if (!keepsDigits(limit, value)) return false;
+      }
+      start = end + 1;
+    }
+    if (field < fieldCount) {
+      const newline = text.indexOf(10, start);
+      if (newline < 0) return true;
+      start = newline + 1;
+    }
+  }
+  return true;
+}
+
 /** The message of a value `limit` would round (what PostgreSQL's own message would be). */
 export function lostDigitsMessage(limit: DigitLimit, value: unknown): string {
   const text = Array.isArray(value) ? JSON.stringify(value) : encodeText(value);
+  if (limit.loose.startsWith("interval")) {
+    return `value "${text}" does not fit type ${limit.type} whole: PostgreSQL would round it ` +
+      `or drop the fields the type leaves out; widen the column or change the value at the source`;
+  }
   const what = limit.kind === "numeric"
     ? `${limit.digits} decimal place${limit.digits === 1 ? "" : "s"}`
     : `${limit.digits} fractional-second digit${limit.digits === 1 ? "" : "s"}`;

@@ -15,9 +15,9 @@ import { isConnectionError } from "../../drivers/postgres.ts";
 import { type Savepoints, writeStaged } from "./_isolate.ts";
 import { keyOf, type Operation, type Run, sinkFailure } from "./_operations.ts";
 import { rejectedMessage } from "./_rejected.ts";
-import { lostDigitsMessage } from "./_digits.ts";
+import { lossSql, lostDigitsMessage } from "./_digits.ts";
 import { changePosition } from "../../drivers/pg_codec.ts";
-import { keyHash, type TargetTable } from "./_table.ts";
+import { keyHash, type Queryable, type TargetTable } from "./_table.ts";
 
 /** Rows written and operations deliberately not applied. */
 export interface Counts {
@@ -201,7 +201,7 @@ async function applyGroup(
   context: MergeContext,
 ): Promise<Counts> {
   const { columns } = group;
-  const rounded = refuseRounded(table, columns, group.operations, context.failures);
+  const rounded = await refuseRounded(tx, table, columns, group.operations, context.failures);
   const operations = rounded.kept;
   if (operations.length === 0) return { written: rounded.folded, skipped: 0 };
   const rows = operations.map((op) => op.row);
@@ -243,22 +243,25 @@ async function applyGroup(
  * delete another row). `folded`: operations folded into the refused ones,
  * counted as written as for refused rows.
  */
-function refuseRounded(
+async function refuseRounded(
+  tx: Savepoints,
   table: TargetTable,
   columns: readonly string[],
   operations: Operation[],
   failures: RecordFailure[],
-): { kept: Operation[]; folded: number } {
+): Promise<{ kept: Operation[]; folded: number }> {
   if (table.digitLimits.size === 0) return { kept: operations, folded: 0 };
-  let kept: Operation[] | undefined;
-  let folded = 0;
-  operations.forEach((operation, index) => {
+  const refused = new Map<Operation, string>();
+  for (const operation of operations) {
     const column = table.roundedColumn(columns, operation.row);
-    if (column === undefined) {
-      kept?.push(operation);
-      return;
-    }
-    kept ??= operations.slice(0, index);
+    if (column !== undefined) refused.set(operation, column);
+  }
+  await refuseCutIntervals(tx, table, columns, operations, refused);
+  if (refused.size === 0) return { kept: operations, folded: 0 };
+  let folded = 0;
+  for (const operation of operations) {
+    const column = refused.get(operation);
+    if (column === undefined) continue;
     folded += operation.folded ?? 0;
     const limit = table.digitLimits.get(column)!;
     const message = lostDigitsMessage(limit, operation.row[column]);
@@ -269,8 +272,53 @@ function refuseRounded(
     // numeric_value_out_of_range / datetime_field_overflow, as PostgreSQL would say.
     Object.assign(failure.error, { code: limit.kind === "numeric" ? "22003" : "22008" });
     failures.push(failure);
-  });
-  return { kept: kept ?? operations, folded };
+  }
+  return { kept: operations.filter((operation) => !refused.has(operation)), folded };
+}
+
+/**
+ * Adds to `refused` the operations whose value an interval column would
+ * change: the text of an interval may spell a value many ways, and a type
+ * such as `interval day` drops whole fields, so PostgreSQL itself compares
+ * each value read as an interval and as the column's type (one statement
+ * per such column; value by value only when one of them is no interval at
+ * all, which the write then refuses anyway).
+ */
+async function refuseCutIntervals(
+  tx: Savepoints,
+  table: TargetTable,
+  columns: readonly string[],
+  operations: readonly Operation[],
+  refused: Map<Operation, string>,
+): Promise<void> {
+  for (const column of columns) {
+    const limit = table.digitLimits.get(column);
+    if (!limit?.loose.startsWith("interval")) continue;
+    const checked = operations.filter((op) => !refused.has(op) && op.row[column] != null);
+    if (checked.length === 0) continue;
+    const values = checked.map((op) => table.encode(column, op.row[column]));
+    const query = (sql: Queryable, texts: (string | null)[]) =>
+      sql.unsafe<{ n: number }[]>(
+        `select u.n::int as n from unnest($1::text[]) with ordinality as u(v, n)
+          where ${lossSql(limit, "u", "v")}`,
+        [texts] as never[],
+      );
+    let cut: number[];
+    try {
+      cut = (await tx.savepoint((sp) => query(sp, values))).map((row) => row.n - 1);
+    } catch (error) {
+      if (isConnectionError(error)) throw error;
+      cut = [];
+      for (let i = 0; i < values.length; i++) {
+        try {
+          if ((await tx.savepoint((sp) => query(sp, [values[i]]))).length > 0) cut.push(i);
+        } catch (error) {
+          if (isConnectionError(error)) throw error;
+        }
+      }
+    }
+    for (const index of cut) refused.set(checked[index], column);
+  }
 }
 
 /** An update event means the row exists: COPY would only fail, so merge. */

@@ -187,6 +187,11 @@ export class TargetTable {
     return undefined;
   }
 
+  /** A value as the input text of `column`'s type (what COPY would be given). */
+  encode(column: string, value: unknown): string | null {
+    return (this.#encoders.get(column) ?? encodeText)(value);
+  }
+
   /** The table's name, quoted for SQL. */
   get quoted(): string {
     return this.#quoted;

@@ -31,6 +31,7 @@ import type { Settings } from "./_settings.ts";
 import type { Queryable, TargetTable } from "./_table.ts";
 import { isChangeEvent } from "../../api/record.ts";
 import {
+  checkCopyText,
   copyTextColumns,
   type CopyTextWrite,
   roundingColumns,
@@ -174,7 +175,14 @@ export class PostgresWriter {
     const columns = copyTextColumns(table, this.#projector, copy.columns);
     if (typeof columns === "string") return this.#decodeBecause(columns);
     const debug = (message: string) => this.#context.logger.debug(message);
-    const rounding = roundingColumns(table, columns, copy.columns);
+    let rounding = roundingColumns(table, columns, copy.columns);
+    if (rounding.length > 0) {
+      const server = checkCopyText(columns, rounding, table, copy.text);
+      if (server === false) {
+        return this.#decodeBecause(`a value of the chunk would be rounded by ${table.name}`, true);
+      }
+      rounding = server;
+    }
     const target = table;
     const refused = Symbol("refused");
     let write: CopyTextWrite;

@@ -184,7 +184,35 @@ Deno.test("a COPY text chunk with a value its column would round is written as r
     assertEquals(rows.map((r) => [r.id, r.amount, r.v]), [
       [11, "1.23", "2026-01-01 00:00:11+00"],
     ]);
-    assertEquals(logs.lines.some((line) => line.includes("refused a row of the chunk")), true);
+    assertEquals(
+      logs.lines.some((line) => line.includes("a value of the chunk would be rounded")),
+      true,
+    );
+  }
+});
+
+Deno.test("a COPY text chunk with an interval its column would cut is checked by PostgreSQL and dead-lettered", async () => {
+  for (const filled of [false, true]) {
+    await using f = await syncFixture(
+      `copy_text_interval_${filled}`,
+      "create table public.people (id int primary key, span interval);",
+      "create table public.people (id int primary key, span interval day);",
+    );
+    await f.sourceSql.unsafe(`insert into public.people
+      select g, g * interval '1 day' from generate_series(1, 100) g;
+      update public.people set span = '1 day 03:00' where id = 2`);
+    if (filled) await f.targetSql.unsafe("insert into public.people (id) values (1)");
+    const [spec] = await specsFrom(peopleJob(f.source.url, f.target.url));
+    const report = await runPipeline(spec, { offsets: new MemoryOffsetStore() });
+    assertEquals(report.status, "succeeded", report.error?.message);
+    assertEquals([report.stats.written, report.stats.deadLettered], [99, 1]);
+    const [letter] = await f.targetSql<{ error: string }[]>`select error from dead_letters`;
+    assertMatch(
+      letter.error,
+      /\(column "span", key \{"id":2\}\): value "1 day 03:00:00" does not fit type interval day whole/,
+    );
+    const [{ n }] = await f.targetSql`select count(*)::int as n from people where span is not null`;
+    assertEquals(n, 99);
   }
 });
 

@@ -220,7 +220,8 @@ Deno.test("a value longer than its varchar, char or bit column is refused, not c
 Deno.test("a value with more fractional digits than its column keeps is refused, not rounded", async () => {
   const ddl = `create table public.items (id numeric(6,2) primary key, amount numeric(6,2),
                  at timestamptz(0), seen timestamp(3), clock time(2), span interval(0),
-                 amounts numeric(6,2)[], hundreds numeric(6,-2), deleted_at timestamptz)`;
+                 amounts numeric(6,2)[], hundreds numeric(6,-2), days interval day,
+                 deleted_at timestamptz)`;
   const good = {
     amount: "1.2300", // trailing zeros are no loss
     at: "2026-12-01 10:00:00.000+00",
@@ -229,6 +230,7 @@ Deno.test("a value with more fractional digits than its column keeps is refused,
     span: "1 day 00:00:01",
     amounts: [1.5, "2.10"],
     hundreds: 12300,
+    days: "P2D",
   };
   const cases: [string, Row][] = [
     ["amount", { amount: 1.2345 }],
@@ -239,6 +241,7 @@ Deno.test("a value with more fractional digits than its column keeps is refused,
     ["amounts", { amounts: [1, "2.001"] }],
     ["hundreds", { hundreds: 12345 }],
     ["amount", { amount: "1.5e-3" }],
+    ["days", { days: "1 day 03:00:00" }], // interval day drops the hours
   ];
   for (const firstLoad of [true, false]) {
     await withSink(ddl, {}, async ({ write, failures, sql }) => {
