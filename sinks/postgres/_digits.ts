@@ -129,17 +129,20 @@ export function copyTextKeepsDigits(
   limits: ReadonlyMap<number, DigitLimit>,
 ): boolean {
   const last = Math.max(...limits.keys());
+  const byField: (DigitLimit | undefined)[] = [];
+  for (const [index, limit] of limits) byField[index] = limit;
   let start = 0;
   while (start < text.length) {
     let field = 0;
     for (; field <= last; field++) {
       const end = text.indexOf(field === fieldCount - 1 ? 10 : 9, start);
       if (end < 0) return true;
-      const limit = limits.get(field);
+      const limit = byField[field];
       // `\N` is null.
       if (limit && !(end - start === 2 && text[start] === 92 && text[start + 1] === 78)) {
-        const value = String.fromCharCode(...text.subarray(start, end));
-        if (!keepsDigits(limit, value)) return false;
+        const fits = plainFieldFits(limit, text, start, end) ??
+          keepsDigits(limit, String.fromCharCode(...text.subarray(start, end)));
+        if (!fits) return false;
       }
       start = end + 1;
     }
@@ -150,6 +153,37 @@ export function copyTextKeepsDigits(
     }
   }
   return true;
+}
+
+/**
+ * The common cases of a COPY field without making a string: a plain
+ * decimal number (digits, a sign, one point) for a numeric limit, a value
+ * without a point for a seconds limit. Undefined: look at the text.
+ */
+function plainFieldFits(
+  limit: DigitLimit,
+  text: Uint8Array,
+  start: number,
+  end: number,
+): boolean | undefined {
+  let dot = -1;
+  for (let i = start; i < end; i++) {
+    if (text[i] === 46) {
+      dot = i;
+      break;
+    }
+  }
+  if (dot < 0) return limit.kind === "seconds" || limit.digits >= 0 ? true : undefined;
+  if (limit.kind !== "numeric" || limit.array) return undefined;
+  for (let i = start; i < end; i++) {
+    const byte = text[i];
+    if ((byte < 48 || byte > 57) && i !== dot && !(i === start && (byte === 45 || byte === 43))) {
+      return undefined;
+    }
+  }
+  let last = end - 1;
+  while (last > dot && text[last] === 48) last--;
+  return last - dot <= limit.digits;
 }
 
 /** The message of a value `limit` would round (what PostgreSQL's own message would be). */
