@@ -180,6 +180,12 @@ export interface CopyColumnType {
   readonly typeOid: number;
   /** The type's `format_type` name, e.g. `integer`, `text[]`, `mood`. */
   readonly type: string;
+  /**
+   * The column's type modifier (`atttypmod`, -1 for none: `numeric(12,2)`
+   * keeps 2 decimal places) when the source knows it; absent when it does
+   * not (a computed column).
+   */
+  readonly typeModifier?: number;
 }
 
 /**

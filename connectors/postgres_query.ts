@@ -529,7 +529,7 @@ class QueryReader {
     const decoders = await new PgCodec(sql).decoders(
       probe.columns.map((c) => ({ typeOid: c.type })),
     );
-    const types = await columnTypes(sql, names, probe.columns.map((c) => c.type));
+    const types = await columnTypes(sql, names, probe.columns);
     const keyColumns = this.#settings.keyColumns ??
       (table ? await primaryKeyColumns(sql, table.quoted) : []);
     if (keyColumns.length === 0) {
@@ -876,18 +876,37 @@ async function takeSnapshot(sql: Sql): Promise<RunSnapshot> {
   return { mark, quiet: next === seen.xmax, xmax };
 }
 
-/** The columns read with their types' `format_type` names. */
+/**
+ * The columns read with their types' `format_type` names, and the type
+ * modifiers of those read straight from a table column (a sink checks
+ * them against narrower target columns).
+ */
 async function columnTypes(
   sql: Sql,
   names: readonly string[],
-  oids: readonly number[],
+  columns: readonly { type: number; table?: number; number?: number }[],
 ): Promise<CopyColumnType[]> {
+  const oids = columns.map((column) => column.type);
   const rows = await sql.unsafe<{ oid: number; type: string }[]>(
     "select t.oid::int as oid, format_type(t.oid, null) as type from unnest($1::oid[]) as t(oid)",
     [oids as number[]],
   );
   const typeOf = new Map(rows.map((row) => [row.oid, row.type]));
-  return names.map((name, i) => ({ name, typeOid: oids[i], type: typeOf.get(oids[i]) ?? "" }));
+  const modifiers = await sql.unsafe<{ i: number; modifier: number }[]>(
+    `select u.i::int as i, a.atttypmod::int as modifier
+       from unnest($1::oid[], $2::int[]) with ordinality as u(rel, num, i)
+       join pg_attribute a on a.attrelid = u.rel and a.attnum = u.num
+       join pg_type t on t.oid = a.atttypid
+      where t.typtype <> 'd'`,
+    [columns.map((c) => c.table ?? 0), columns.map((c) => c.number ?? 0)] as never[],
+  );
+  const modifierOf = new Map(modifiers.map((row) => [row.i - 1, row.modifier]));
+  return names.map((name, i) => ({
+    name,
+    typeOid: oids[i],
+    type: typeOf.get(oids[i]) ?? "",
+    ...(modifierOf.has(i) ? { typeModifier: modifierOf.get(i) } : {}),
+  }));
 }
 
 function placeholders(first: number, count: number): string {

@@ -329,6 +329,11 @@ export interface ColumnInfo {
   typeOid: number;
   /** The base type of a domain (one level), else `typeOid`: what a query's result reports. */
   baseTypeOid: number;
+  /**
+   * The type with its modifier as `format_type` prints it, of the domain's
+   * base type for a domain column (`numeric(6,2)` under a domain over it).
+   */
+  baseType: string;
   notNull: boolean;
 }
 
@@ -345,11 +350,37 @@ export async function describeTable(
     select a.attname as name, format_type(a.atttypid, a.atttypmod) as type,
            a.atttypid::int as "typeOid",
            (case when t.typtype = 'd' then t.typbasetype else a.atttypid end)::int as "baseTypeOid",
+           (case when t.typtype = 'd' then format_type(t.typbasetype, t.typtypmod)
+                 else format_type(a.atttypid, a.atttypmod) end) as "baseType",
            a.attnotnull as "notNull"
     from pg_attribute a join pg_type t on t.oid = a.atttypid
     where a.attrelid = ${oid} and a.attnum > 0 and not a.attisdropped
     order by a.attnum`;
   return { columns: [...columns], primaryKey: await primaryKeyColumns(sql, quoted) };
+}
+
+/**
+ * A text that changes whenever what {@linkcode describeTable} answers
+ * changes (columns, their types and modifiers, the primary key); undefined
+ * when the table (`schema.table`, quoted) does not exist. One catalog query,
+ * cheap enough to ask inside a transaction that wonders whether its table
+ * changed under it.
+ */
+export async function tableShape(
+  sql: Pick<Sql, "unsafe">,
+  quotedTable: string,
+): Promise<string | undefined> {
+  const [row] = await sql.unsafe<{ shape: string | null }[]>(
+    `select (select string_agg(a.attname || ' ' || format_type(a.atttypid, a.atttypmod) || ' ' ||
+                 coalesce(format_type(t.typbasetype, t.typtypmod), ''), ', ' order by a.attnum)
+               from pg_attribute a join pg_type t on t.oid = a.atttypid
+              where a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped)
+            || ' | ' || coalesce((select i.indkey::text from pg_index i
+                                   where i.indrelid = c.oid and i.indisprimary), '') as shape
+       from (select to_regclass($1)::oid as oid) c where c.oid is not null`,
+    [quotedTable],
+  );
+  return row?.shape ?? undefined;
 }
 
 /** The primary-key columns of a table (`schema.table`, quoted), in key order. */

@@ -194,6 +194,43 @@ function identityProblem(t: TableWithoutIdentity): string {
   } (give it a primary key, or run ALTER TABLE ${table} REPLICA IDENTITY FULL)`;
 }
 
+/** A table whose replica identity index leaves out primary-key columns. */
+export interface NarrowIdentity extends TableRef {
+  readonly index: string;
+  readonly identity: readonly string[];
+  readonly key: readonly string[];
+}
+
+/**
+ * Of the tables `oids`, those with REPLICA IDENTITY USING INDEX on an index
+ * that does not hold every primary-key column. Events are keyed by the
+ * primary key (as Debezium's are), but PostgreSQL sends only the identity
+ * columns with a DELETE or an update that changes them: such events could
+ * not name their row.
+ */
+export async function identitiesWithoutKey(
+  sql: Sql,
+  oids: readonly number[],
+): Promise<NarrowIdentity[]> {
+  if (oids.length === 0) return [];
+  const rows = await sql<NarrowIdentity[]>`
+    select c.oid::int as oid, n.nspname as schema, c.relname as table,
+           r.indexrelid::regclass::text as index,
+           array(select a.attname from unnest(r.indkey) with ordinality k(num, pos)
+                 join pg_attribute a on a.attrelid = c.oid and a.attnum = k.num
+                 order by k.pos) as identity,
+           array(select a.attname from unnest(p.indkey) with ordinality k(num, pos)
+                 join pg_attribute a on a.attrelid = c.oid and a.attnum = k.num
+                 order by k.pos) as key
+    from pg_class c join pg_namespace n on n.oid = c.relnamespace
+    join pg_index r on r.indrelid = c.oid and r.indisreplident
+    join pg_index p on p.indrelid = c.oid and p.indisprimary
+    where c.oid = any(${oids as number[]}::oid[]) and c.relreplident = 'i'
+      and not (p.indkey::int2[] <@ r.indkey::int2[])
+    order by 2, 3`;
+  return [...rows];
+}
+
 const qualified = (t: TableRef) => `${quoteIdent(t.schema)}.${quoteIdent(t.table)}`;
 const names = (tables: readonly TableRef[]) =>
   tables.map((t) => `${t.schema}.${t.table}`).join(", ");
@@ -429,14 +466,30 @@ function publicationPrivilegeError(
 
 /**
  * Throws, naming them and the fix, when captured tables have no usable
- * replica identity. Only tables holding rows count: a partitioned table's
- * own setting is not what its partitions log (it is not inherited).
+ * replica identity, or one that leaves out the key the events carry. Only
+ * tables holding rows count: a partitioned table's own setting is not what
+ * its partitions log (it is not inherited).
  */
 async function refuseTablesWithoutIdentity(sql: Sql, captured: readonly CatalogTable[]) {
-  const lacking = await tablesWithoutReplicaIdentity(
-    sql,
-    captured.filter((t) => !t.partitioned).map((t) => t.oid),
-  );
+  const holdingRows = captured.filter((t) => !t.partitioned).map((t) => t.oid);
+  const narrow = await identitiesWithoutKey(sql, holdingRows);
+  if (narrow.length > 0) {
+    const list = (columns: readonly string[]) => `(${columns.join(", ")})`;
+    throw new Error(
+      `Cannot capture ${
+        narrow.map((t) =>
+          `${t.schema}.${t.table} (REPLICA IDENTITY USING INDEX ${t.index} on ${
+            list(t.identity)
+          }, primary key ${list(t.key)})`
+        ).join(", ")
+      }: its events are keyed by the primary key, but PostgreSQL sends only the replica ` +
+        `identity's columns with a DELETE or an update that changes them, so those events ` +
+        `could not name their row (a sink would keep the deleted row). Run ALTER TABLE … ` +
+        `REPLICA IDENTITY DEFAULT (the primary key) or FULL, or use an identity index that ` +
+        `holds every primary-key column`,
+    );
+  }
+  const lacking = await tablesWithoutReplicaIdentity(sql, holdingRows);
   if (lacking.length === 0) return;
   throw new Error(
     `Cannot capture ${

@@ -28,6 +28,7 @@ import { isConnectionError, quoteIdent } from "../../drivers/postgres.ts";
 import type { Savepoints } from "./_isolate.ts";
 import type { Projector } from "./_operations.ts";
 import type { Queryable, TargetTable } from "./_table.ts";
+import { copyTextKeepsDigits, type DigitLimit, lossSql } from "./_digits.ts";
 
 /** OIDs below this are built-in types, the same in every database. */
 const FIRST_USER_OID = 16384;
@@ -93,6 +94,80 @@ export function copyTextColumns(
   return columns;
 }
 
+/** numeric, time, timestamp, timestamptz, timetz and their arrays → the scalar type. */
+const SCALAR_OF = new Map<number, number>([
+  [1231, 1700],
+  [1183, 1083],
+  [1115, 1114],
+  [1185, 1184],
+  [1270, 1266],
+]);
+const INTEGERS = new Set([20, 21, 23, 1005, 1007, 1016]);
+
+/**
+ * The fractional digits every value of a source column has at most, when
+ * its type says so: its numeric scale or fractional-second precision
+ * (integers have none); undefined when unknown or unbounded.
+ */
+function sourceDigits(source: CopyColumnType): number | undefined {
+  if (INTEGERS.has(source.typeOid)) return 0;
+  const modifier = source.typeModifier;
+  if (modifier === undefined) return undefined;
+  const oid = SCALAR_OF.get(source.typeOid) ?? source.typeOid;
+  if (oid === 1700) {
+    // numeric's modifier: ((precision << 16) | scale) + 4, scale an 11-bit signed number.
+    return modifier < 0 ? undefined : ((((modifier - 4) & 0x7ff) ^ 1024) - 1024);
+  }
+  if (oid === 1083 || oid === 1114 || oid === 1184 || oid === 1266) {
+    return modifier < 0 ? 6 : modifier;
+  }
+  return undefined;
+}
+
+/**
+ * The columns of a COPY text chunk whose values PostgreSQL could round
+ * (see `_digits.ts`): a target column keeps fewer fractional digits than
+ * the source's type guarantees. A chunk is checked for them on the server
+ * before it is written.
+ */
+export function roundingColumns(
+  table: TargetTable,
+  columns: readonly string[],
+  fields: readonly CopyColumnType[],
+): string[] {
+  if (table.digitLimits.size === 0) return [];
+  return columns.filter((column, i) => {
+    const limit = table.digitLimits.get(column);
+    if (!limit) return false;
+    const digits = sourceDigits(fields[i]);
+    // An interval's type may also cut fields off: always checked.
+    return limit.loose.startsWith("interval") || digits === undefined || digits > limit.digits;
+  });
+}
+
+/**
+ * Of the `rounding` columns, those whose values the rows are checked for
+ * on the server (intervals, whose text may lose whole fields); the others
+ * are checked in the text itself. False when a value in the text would be
+ * rounded: the chunk is written as records, which refuses it.
+ */
+export function checkCopyText(
+  columns: readonly string[],
+  rounding: readonly string[],
+  table: TargetTable,
+  text: Uint8Array,
+): string[] | false {
+  const limits = new Map<number, DigitLimit>();
+  const server: string[] = [];
+  for (const column of rounding) {
+    const limit = table.digitLimits.get(column)!;
+    if (limit.loose.startsWith("interval")) server.push(column);
+    else limits.set(columns.indexOf(column), limit);
+  }
+  if (limits.size > 0 && !copyTextKeepsDigits(text, columns.length, limits)) return false;
+  return server;
+}
+
 /** What a chunk wrote, to be accounted once its transaction committed. */
 export interface CopyTextWrite {
   written: number;
@@ -118,9 +193,9 @@ export async function bulkCopyText(
   table: TargetTable,
   columns: readonly string[],
   copy: CopyRows,
-  options: { debug: (message: string) => void },
+  options: { debug: (message: string) => void; rounding?: readonly string[] },
 ): Promise<CopyTextWrite | undefined> {
-  if (!bulkFits(table)) return undefined;
+  if (!bulkFits(table, options.rounding ?? [])) return undefined;
   try {
     await table.copyTextInto(sql, columns, copy.text);
   } catch (error) {
@@ -138,10 +213,11 @@ const NOTHING = { skipped: 0, givenChecksum: 0n, writtenChecksum: 0n };
 /**
  * Whether a chunk may go in with a plain COPY: a first load, without a
  * version guard, which must see every row's version first (a null one
- * fails its record, which a bulk COPY would store).
+ * fails its record, which a bulk COPY would store), and without `rounding`
+ * columns, whose values must be checked first (COPY would round them).
  */
-function bulkFits(table: TargetTable): boolean {
-  return table.bulk && table.versionColumn === undefined;
+function bulkFits(table: TargetTable, rounding: readonly string[]): boolean {
+  return table.bulk && table.versionColumn === undefined && rounding.length === 0;
 }
 
 /**
@@ -154,10 +230,11 @@ export async function writeCopyText(
   table: TargetTable,
   columns: readonly string[],
   copy: CopyRows,
-  options: { debug: (message: string) => void },
+  options: { debug: (message: string) => void; rounding?: readonly string[] },
 ): Promise<CopyTextWrite | undefined> {
   const { text, count } = copy;
-  if (bulkFits(table)) {
+  const rounding = options.rounding ?? [];
+  if (bulkFits(table, rounding)) {
     try {
       await tx.savepoint((sp) => table.copyTextInto(sp, columns, text));
       return { ...NOTHING, written: count, bulkRows: count };
@@ -168,6 +245,18 @@ export async function writeCopyText(
     }
   }
   await table.stageText(tx, columns, text);
+  if (rounding.length > 0 && await wouldRound(tx, table, columns, rounding)) return undefined;
+  // Checked rows of a first load go in without the merge's conflict handling.
+  if (table.bulk && table.versionColumn === undefined) {
+    try {
+      await tx.savepoint((sp) => table.insertStaged(sp, columns));
+      return { ...NOTHING, written: count, bulkRows: count };
+    } catch (error) {
+      if (isConnectionError(error)) throw error;
+      table.bulk = false;
+      options.debug(`Bulk insert into ${table.name} ended: ${(error as Error).message}`);
+    }
+  }
   const version = table.versionColumn;
   if (version !== undefined) {
     const [{ missing }] = await tx.unsafe<{ missing: boolean }[]>(
@@ -190,4 +279,32 @@ export async function writeCopyText(
   // As for records: rows a guard skipped on purpose are left out of the check.
   const givenChecksum = table.guarded && merged.n !== count ? writtenChecksum : BigInt(merged.g);
   return { written: merged.n, skipped, bulkRows: 0, givenChecksum, writtenChecksum };
+}
+
+/**
+ * Whether a staged row holds a value one of the `rounding` columns would
+ * round, as PostgreSQL reads it; a value it cannot read at all counts too
+ * (records then isolate it).
+ */
+async function wouldRound(
+  tx: Savepoints,
+  table: TargetTable,
+  columns: readonly string[],
+  rounding: readonly string[],
+): Promise<boolean> {
+  const conditions = rounding.map((column) =>
+    lossSql(table.digitLimits.get(column)!, "s", quoteIdent(column))
+  );
+  try {
+    const [{ lossy }] = await tx.savepoint((sp) =>
+      sp.unsafe<{ lossy: boolean }[]>(
+        `select exists (select 1 from ${table.typedStagingName(columns)} s
+           where ${conditions.join(" or ")}) as lossy`,
+      )
+    );
+    return lossy;
+  } catch (error) {
+    if (isConnectionError(error)) throw error;
+    return true;
+  }
 }

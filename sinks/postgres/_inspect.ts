@@ -1,7 +1,9 @@
 /**
- * The sink's target tables: looked up (or created, with auto.create) once,
- * checked against the settings before anything is written to them, and
- * evolved when records bring new fields or wider values.
+ * The sink's target tables: looked up (or created, with auto.create) on
+ * first use, checked against the settings before anything is written to
+ * them, evolved when records bring new fields or wider values, and
+ * described again when records fail for a reason an altered table may
+ * have removed (see `PostgresWriter`).
  *
  * @module
  */
@@ -101,6 +103,36 @@ export class TableDirectory {
     }
     this.#tables.set(name, table);
     return table;
+  }
+
+  /**
+   * Describes `names` again (their columns, types or key changed since they
+   * were opened), so that the next write sees the fixed target.
+   */
+  async refresh(names: Iterable<string>): Promise<void> {
+    for (const name of names) {
+      const known = this.#tables.get(name);
+      if (!known) continue;
+      const table = await TargetTable.open(this.#sql(), name, this.#options());
+      if (!table) {
+        this.#tables.delete(name);
+        continue;
+      }
+      table.bulk = known.bulk;
+      table.bulkRows = known.bulkRows;
+      this.#tables.set(name, table);
+      this.#context.logger.info("Target table {table} changed: described again", { table: name });
+    }
+  }
+
+  /** The table named `name` if it was opened already (never queries: safe inside a transaction). */
+  opened(name: string): TargetTable | undefined {
+    return this.#tables.get(name);
+  }
+
+  /** The names of the tables opened so far. */
+  names(): string[] {
+    return [...this.#tables.keys()];
   }
 
   #options(): TableOptions {

@@ -15,8 +15,9 @@ import { isConnectionError } from "../../drivers/postgres.ts";
 import { type Savepoints, writeStaged } from "./_isolate.ts";
 import { keyOf, type Operation, type Run, sinkFailure } from "./_operations.ts";
 import { rejectedMessage } from "./_rejected.ts";
+import { lossSql, lostDigitsMessage } from "./_digits.ts";
 import { changePosition } from "../../drivers/pg_codec.ts";
-import { keyHash, type TargetTable } from "./_table.ts";
+import { keyHash, type Queryable, type TargetTable } from "./_table.ts";
 
 /** Rows written and operations deliberately not applied. */
 export interface Counts {
@@ -131,9 +132,18 @@ function lastPerKey(
     for (const column of table.primaryKey) {
       const value = operation.row[column];
       if (value === undefined || value === null) {
+        // A delete carries the source's key and replica identity only.
+        const carried = Object.keys(operation.row).filter((c) => operation.row[c] != null);
+        const hint = kind === "delete" && value === undefined
+          ? `: the delete carries only ${
+            carried.length > 0 ? carried.map((c) => `"${c}"`).join(", ") : "no column"
+          } (the source's key and replica identity); key the table by the columns the ` +
+            `source's events are keyed by (primary.key.fields), or set REPLICA IDENTITY ` +
+            `FULL on the source table`
+          : "";
         failures.push(sinkFailure(
           operation.record,
-          `key column "${column}" of table "${table.name}" is missing or null`,
+          `key column "${column}" of table "${table.name}" is missing or null${hint}`,
         ));
         continue operations;
       }
@@ -190,7 +200,10 @@ async function applyGroup(
   group: Group,
   context: MergeContext,
 ): Promise<Counts> {
-  const { columns, operations } = group;
+  const { columns } = group;
+  const rounded = await refuseRounded(tx, table, columns, group.operations, context.failures);
+  const operations = rounded.kept;
+  if (operations.length === 0) return { written: rounded.folded, skipped: 0 };
   const rows = operations.map((op) => op.row);
   if (kind === "upsert" && table.bulk && !hasUpdates(operations)) {
     const copied = await tryBulkCopy(tx, table, columns, rows, context.logger);
@@ -216,9 +229,96 @@ async function applyGroup(
   }
   const applied = operations.filter((_, index) => !rejected.has(index));
   const counts = account(table, kind, applied, result, context.totals);
+  counts.written += rounded.folded;
   // A rejected operation is dead-lettered; the ones folded into it count as written, as before.
   for (const index of rejected) counts.written += operations[index].folded ?? 0;
   return counts;
+}
+
+/**
+ * Hands the operations carrying a value that a column would round (see
+ * `_digits.ts`) to `failures`, as rows PostgreSQL refuses are: PostgreSQL
+ * itself would round it on COPY and on the merge's cast alike. Keys,
+ * positions and versions of deletes are checked too (a rounded key would
+ * delete another row). `folded`: operations folded into the refused ones,
+ * counted as written as for refused rows.
+ */
+async function refuseRounded(
+  tx: Savepoints,
+  table: TargetTable,
+  columns: readonly string[],
+  operations: Operation[],
+  failures: RecordFailure[],
+): Promise<{ kept: Operation[]; folded: number }> {
+  if (table.digitLimits.size === 0) return { kept: operations, folded: 0 };
+  const refused = new Map<Operation, string>();
+  for (const operation of operations) {
+    const column = table.roundedColumn(columns, operation.row);
+    if (column !== undefined) refused.set(operation, column);
+  }
+  await refuseCutIntervals(tx, table, columns, operations, refused);
+  if (refused.size === 0) return { kept: operations, folded: 0 };
+  let folded = 0;
+  for (const operation of operations) {
+    const column = refused.get(operation);
+    if (column === undefined) continue;
+    folded += operation.folded ?? 0;
+    const limit = table.digitLimits.get(column)!;
+    const message = lostDigitsMessage(limit, operation.row[column]);
+    const failure = sinkFailure(
+      operation.record,
+      rejectedMessage(table, operation.row, message, column),
+    );
+    // numeric_value_out_of_range / datetime_field_overflow, as PostgreSQL would say.
+    Object.assign(failure.error, { code: limit.kind === "numeric" ? "22003" : "22008" });
+    failures.push(failure);
+  }
+  return { kept: operations.filter((operation) => !refused.has(operation)), folded };
+}
+
+/**
+ * Adds to `refused` the operations whose value an interval column would
+ * change: the text of an interval may spell a value many ways, and a type
+ * such as `interval day` drops whole fields, so PostgreSQL itself compares
+ * each value read as an interval and as the column's type (one statement
+ * per such column; value by value only when one of them is no interval at
+ * all, which the write then refuses anyway).
+ */
+async function refuseCutIntervals(
+  tx: Savepoints,
+  table: TargetTable,
+  columns: readonly string[],
+  operations: readonly Operation[],
+  refused: Map<Operation, string>,
+): Promise<void> {
+  for (const column of columns) {
+    const limit = table.digitLimits.get(column);
+    if (!limit?.loose.startsWith("interval")) continue;
+    const checked = operations.filter((op) => !refused.has(op) && op.row[column] != null);
+    if (checked.length === 0) continue;
+    const values = checked.map((op) => table.encode(column, op.row[column]));
+    const query = (sql: Queryable, texts: (string | null)[]) =>
+      sql.unsafe<{ n: number }[]>(
+        `select u.n::int as n from unnest($1::text[]) with ordinality as u(v, n)
+          where ${lossSql(limit, "u", "v")}`,
+        [texts] as never[],
+      );
+    let cut: number[];
+    try {
+      cut = (await tx.savepoint((sp) => query(sp, values))).map((row) => row.n - 1);
+    } catch (error) {
+      if (isConnectionError(error)) throw error;
+      cut = [];
+      for (let i = 0; i < values.length; i++) {
+        try {
+          if ((await tx.savepoint((sp) => query(sp, [values[i]]))).length > 0) cut.push(i);
+        } catch (error) {
+          if (isConnectionError(error)) throw error;
+        }
+      }
+    }
+    for (const index of cut) refused.set(checked[index], column);
+  }
 }
 
 /** An update event means the row exists: COPY would only fail, so merge. */

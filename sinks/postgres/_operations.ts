@@ -13,6 +13,7 @@ import { type ChangeEvent, isChangeEvent, type Row, type SluiceRecord } from "..
 import type { Settings } from "./_settings.ts";
 import type { TargetTable } from "./_table.ts";
 import { changePosition } from "../../drivers/pg_codec.ts";
+import { encodeText } from "../../drivers/pg_text.ts";
 
 /** One upsert, delete or truncate, ready for the table. */
 export interface Operation {
@@ -119,7 +120,10 @@ export class Projector {
    * take it as configured; undefined when it deliberately changes nothing
    * (a tombstone after its positioned delete, a delete with delete.mode none).
    */
-  operationOf(table: TargetTable, record: SluiceRecord): Operation | RecordFailure | undefined {
+  operationOf(
+    table: TargetTable,
+    record: SluiceRecord,
+  ): Operation | Operation[] | RecordFailure | undefined {
     const value = record.value;
     if (value === null || value === undefined) {
       // With a position column the delete event carries the delete (and its
@@ -129,14 +133,47 @@ export class Projector {
       return this.#delete(table, record, record.key);
     }
     if (!isChangeEvent(value)) return this.#upsert(table, record, value as Row);
-    const operation = this.#change(table, record, value);
+    const operation = this.#movedKey(table, record, value) ?? this.#change(table, record, value);
     const column = table.positionColumn;
     const position = column ? record.position ?? changePosition(value.source) : undefined;
     // A bigint: the column's encoder writes it as an LSN or a number.
-    if (operation && "kind" in operation && column && position !== undefined) {
-      operation.row[column] = position;
+    if (operation && column && position !== undefined) {
+      for (const one of Array.isArray(operation) ? operation : [operation]) {
+        if ("kind" in one) one.row[column] = position;
+      }
     }
     return operation;
+  }
+
+  /**
+   * An update whose old image (REPLICA IDENTITY FULL) holds other values of
+   * the table's key columns than its new one: the row moved to another key
+   * of this table, though not of the source's (a table without a primary
+   * key, keyed here by primary.key.fields). As for a key change the source
+   * saw: a delete of the old key and an upsert of the new row, whose
+   * unsent (TOAST) values come from the old image.
+   */
+  #movedKey(
+    table: TargetTable,
+    record: SluiceRecord,
+    value: ChangeEvent,
+  ): Operation[] | RecordFailure | undefined {
+    if (value.op !== "u" || !value.before || !value.after) return undefined;
+    const before = this.project(table, value.before);
+    const after = this.project(table, value.after);
+    let moved = false;
+    for (const column of table.primaryKey) {
+      const old = before[column], now = after[column];
+      if (old === undefined || old === null || now === undefined || now === null) return undefined;
+      if (!sameValue(old, now)) moved = true;
+    }
+    if (!moved) return undefined;
+    const created = this.#upsert(table, record, { ...value.before, ...value.after });
+    if (!("kind" in created)) return undefined;
+    const deleted = this.#delete(table, record, value.before);
+    // delete.mode none: the old row stays, on purpose.
+    if (deleted === undefined) return [created];
+    return "kind" in deleted ? [deleted, created] : deleted;
   }
 
   #change(
@@ -166,13 +203,16 @@ export class Projector {
         ? `; if records of topic "${record.topic}" come from another table than "${table.name}", ` +
           `remove sink.table so that table.name.format names each table from its topic`
         : "";
-      return sinkFailure(
+      const failure = sinkFailure(
         record,
         `table "${table.name}" has no column for field${unknown.length > 1 ? "s" : ""} ` +
           `${unknown.map((f) => `"${f}"`).join(", ")} (schema.evolution is "none"): add the ` +
           `column, map the field with fields.mapping, list it in fields.exclude, or set ` +
           `schema.evolution to "basic"${fixed}`,
       );
+      // undefined_column: the sink describes the table again before it dead-letters this.
+      Object.assign(failure.error, { code: "42703" });
+      return failure;
     }
     const row = this.project(table, source);
     const version = table.versionColumn;
@@ -204,6 +244,11 @@ export class Projector {
     if (version !== undefined && row[version] === null) delete row[version];
     return { kind: "delete", record, row };
   }
+}
+
+/** Whether two values of a key column are the same value (as their text). */
+function sameValue(a: unknown, b: unknown): boolean {
+  return a === b || encodeText(a) === encodeText(b);
 }
 
 /**

@@ -22,11 +22,17 @@ export interface RejectedContext {
 
 /**
  * `Cannot write to table "t" (column "c", key {"id":2}): <PostgreSQL's message>`;
- * the column only when the message and the row's values point at one.
+ * the column when given, else only when the message and the row's values
+ * point at one.
  */
-export function rejectedMessage(target: RejectedContext, row: Row, message: string): string {
+export function rejectedMessage(
+  target: RejectedContext,
+  row: Row,
+  message: string,
+  column?: string,
+): string {
   const parts: string[] = [];
-  const columns = failingColumns(target, row, message);
+  const columns = column === undefined ? failingColumns(target, row, message) : [column];
   if (columns.length > 0 && columns.length <= 3) {
     parts.push(`column${columns.length > 1 ? "s" : ""} ${columns.map(quote).join(" or ")}`);
   }

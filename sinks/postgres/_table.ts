@@ -14,11 +14,13 @@ import {
   parseTableName,
   quoteIdent,
   type Sql,
+  tableShape,
 } from "../../drivers/postgres.ts";
 import { type Encoder, encodeText, escapeCopy } from "../../drivers/pg_text.ts";
 import { framedPieces } from "../../drivers/pg_copy_text.ts";
 import { formatLsn, PgCodec } from "../../drivers/pg_codec.ts";
 import type { Row } from "../../api/record.ts";
+import { type DigitLimit, digitLimit, keepsDigits } from "./_digits.ts";
 
 /** What the table needs of a client or a transaction. */
 export type Queryable = Pick<Sql, "unsafe">;
@@ -74,6 +76,8 @@ export class TargetTable {
   readonly #options: TableOptions;
   /** Per column: value → input text for the column's type (see `drivers/pg_codec.ts`). */
   readonly #encoders: ReadonlyMap<string, Encoder>;
+  /** The columns that would round a value with more fractional digits (see `_digits.ts`). */
+  readonly digitLimits: ReadonlyMap<string, DigitLimit>;
   #unguarded?: TargetTable;
   #refreshing?: TargetTable;
   #onlyNew?: TargetTable;
@@ -89,6 +93,12 @@ export class TargetTable {
     this.#quoted = parseTableName(name).quoted;
     this.columns = new Map(columns.map((column) => [column.name, column]));
     this.#encoders = new Map(columns.map((column, i) => [column.name, encoders[i]]));
+    const limits = new Map<string, DigitLimit>();
+    for (const column of columns) {
+      const limit = digitLimit(column.baseType);
+      if (limit) limits.set(column.name, limit);
+    }
+    this.digitLimits = limits;
     this.primaryKey = primaryKey;
     this.#options = options;
   }
@@ -138,6 +148,7 @@ export class TargetTable {
     const encoders = await new PgCodec(sql).encoders(described.columns);
     const table = new TargetTable(name, described.columns, encoders, primaryKey, options);
     table.deleteProblem = deleteProblem;
+    table.#shape = await tableShape(sql, table.#quoted);
     const [{ empty }] = await sql.unsafe<{ empty: boolean }[]>(
       `select not exists (select 1 from ${table.#quoted}) as empty`,
     );
@@ -151,6 +162,17 @@ export class TargetTable {
    */
   deleteProblem?: string;
 
+  /** The catalog's description of the table when it was opened (see `tableShape`). */
+  #shape?: string;
+
+  /**
+   * Whether the table's columns, types or key differ now from what this
+   * description holds (it was altered since it was opened).
+   */
+  async changed(sql: Queryable): Promise<boolean> {
+    return await tableShape(sql, this.#quoted) !== this.#shape;
+  }
+
   /** The same table looked up again (after its columns changed), keeping the bulk state. */
   async reload(sql: Sql, options: TableOptions): Promise<TargetTable> {
     const table = await TargetTable.open(sql, this.name, options);
@@ -158,6 +180,24 @@ export class TargetTable {
     table.bulk = this.bulk;
     table.bulkRows = this.bulkRows;
     return table;
+  }
+
+  /**
+   * The first of `columns` whose type would round the row's value there
+   * (see `_digits.ts`), or undefined when every value fits.
+   */
+  roundedColumn(columns: readonly string[], row: Row): string | undefined {
+    if (this.digitLimits.size === 0) return undefined;
+    for (const column of columns) {
+      const limit = this.digitLimits.get(column);
+      if (limit && !keepsDigits(limit, row[column])) return column;
+    }
+    return undefined;
+  }
+
+  /** A value as the input text of `column`'s type (what COPY would be given). */
+  encode(column: string, value: unknown): string | null {
+    return (this.#encoders.get(column) ?? encodeText)(value);
   }
 
   /** The table's name, quoted for SQL. */
@@ -271,6 +311,28 @@ export class TargetTable {
   }
 
   /**
+   * Inserts every staged row of COPY text (see {@linkcode stageText}, typed) into
+   * the table as it is, without a conflict clause (bulk mode, once the
+   * staged values were checked): a duplicate key fails the statement.
+   */
+  async insertStaged(sql: Queryable, columns: readonly string[]): Promise<void> {
+    const source = {
+      alias: "s",
+      table: this.typedStagingName(columns),
+      where: "true",
+      typed: true,
+    };
+    const stamp = this.#options.writeTimestampColumn;
+    const stamped = stamp !== undefined && !columns.includes(stamp);
+    const list = [...columns, ...(stamped ? [stamp] : [])].map(quoteIdent).join(", ");
+    const values = [...columns.map((c) => this.#cast(source, c)), ...(stamped ? ["now()"] : [])];
+    await sql.unsafe(
+      `insert into ${this.#quoted} (${list}) select ${values.join(", ")}
+         from ${source.table} ${source.alias}`,
+    );
+  }
+
+  /**
    * Copies rows of COPY text into the typed staging table for `columns`
    * (see {@linkcode typedStagingName}), as they are: without row numbers
    * (no framing, no copy of the text), as the merge of COPY text takes
@@ -289,7 +351,7 @@ export class TargetTable {
     text: Uint8Array,
   ): Promise<void> {
     const staging = this.typedStagingName(columns);
-    const definition = columns.map((c) => `${quoteIdent(c)} ${this.columns.get(c)!.type}`);
+    const definition = columns.map((c) => `${quoteIdent(c)} ${this.#stagedType(c)}`);
     // ON COMMIT DELETE ROWS: a transaction finds it empty (rows of a rolled
     // back one are gone too), without a TRUNCATE (a new file) per chunk.
     // A postgres.js query starts when awaited, or at execute().
@@ -459,6 +521,8 @@ export class TargetTable {
       this.primaryKey,
       { ...this.#options, versionColumn: undefined },
     );
+    this.#unguarded.#shape = this.#shape;
+    this.#unguarded.deleteProblem = this.deleteProblem;
     return this.#unguarded;
   }
 
@@ -757,12 +821,21 @@ export class TargetTable {
   }
 
   /**
+   * A staged column's type: the target's, except that a column which would
+   * round a value (see `_digits.ts`) is staged as its loose type, so the
+   * values are checked against the column before the merge assigns them.
+   */
+  #stagedType(column: string): string {
+    return this.digitLimits.get(column)?.loose ?? this.columns.get(column)!.type;
+  }
+
+  /**
    * The session's temporary staging table of COPY text for this column set,
    * whose columns have the target's types (see {@linkcode stageText}). The
    * types are part of the name: a column whose type changed gets a new table.
    */
   typedStagingName(columns: readonly string[]): string {
-    const shape = columns.map((c) => `${c}\u0000${this.columns.get(c)!.type}`).join("\u0000");
+    const shape = columns.map((c) => `${c}\u0000${this.#stagedType(c)}`).join("\u0000");
     return quoteIdent(`sluice_typed_${hashText(`${this.name}\u0000${shape}`).slice(0, 16)}`);
   }
 }

@@ -29,9 +29,16 @@ import { applyRun, type Totals } from "./_merge.ts";
 import { fillMovedRows } from "./_moved_keys.ts";
 import { type Operation, Projector, type Run, runsOf } from "./_operations.ts";
 import type { Settings } from "./_settings.ts";
-import type { TargetTable } from "./_table.ts";
+import type { Queryable, TargetTable } from "./_table.ts";
 import { isChangeEvent } from "../../api/record.ts";
-import { bulkCopyText, copyTextColumns, type CopyTextWrite, writeCopyText } from "./_copy_text.ts";
+import {
+  bulkCopyText,
+  checkCopyText,
+  copyTextColumns,
+  type CopyTextWrite,
+  roundingColumns,
+  writeCopyText,
+} from "./_copy_text.ts";
 import { type SnapshotMark, snapshotMark, SnapshotSweeper } from "./_sweep.ts";
 
 /** The sink's state between batches. */
@@ -111,14 +118,49 @@ export class PostgresWriter {
       if (batch.copy) {
         const written = await this.#writeCopyText(batch, batch.copy);
         if (written) return written;
-        return await this.#writeOnce({ ...batch, records: batch.copy.decode(), copy: undefined });
+        return await this.#writeRecords({
+          ...batch,
+          records: batch.copy.decode(),
+          copy: undefined,
+        });
       }
-      return await this.#writeOnce(batch);
+      return await this.#writeRecords(batch);
     } catch (error) {
-      if (!isConnectionError(error)) throw error;
-      this.#replaceClient();
-      throw wrap(error, `Cannot write to the sink database ${this.#where}`);
+      if (isConnectionError(error)) {
+        this.#replaceClient();
+        throw wrap(error, `Cannot write to the sink database ${this.#where}`);
+      }
+      // A statement that names a table or column no longer there: the tables
+      // are described again before the runtime's next attempt.
+      if (TABLE_CHANGED.has((error as { code?: string })?.code ?? "")) {
+        await this.#tables.refresh(this.#tables.names()).catch(() => {});
+      }
+      throw error;
     }
+  }
+
+  /**
+   * Writes records; when some fail for a reason an altered target may have
+   * removed (a missing column, a value of another type) and their table was
+   * altered since it was described, the batch is rolled back, the table
+   * described again and the batch written once more: "fix the target, then
+   * replay" works without a restart. At most one catalog query per such
+   * table per batch, and one retry.
+   */
+  async #writeRecords(batch: SinkBatch): Promise<SinkResult> {
+    const changed = new Set<string>();
+    // What the rolled-back attempt counted must not count twice.
+    const totals = { ...this.#totals };
+    const bulkRows = new Map([...this.#tables.values()].map((t) => [t, t.bulkRows]));
+    try {
+      return await this.#writeOnce(batch, changed);
+    } catch (error) {
+      if (error !== TABLES_CHANGED) throw error;
+    }
+    Object.assign(this.#totals, totals);
+    for (const table of this.#tables.values()) table.bulkRows = bulkRows.get(table) ?? 0;
+    await this.#tables.refresh(changed);
+    return await this.#writeOnce(batch);
   }
 
   /**
@@ -136,15 +178,25 @@ export class PostgresWriter {
     const columns = copyTextColumns(table, this.#projector, copy.columns);
     if (typeof columns === "string") return this.#decodeBecause(columns);
     const debug = (message: string) => this.#context.logger.debug(message);
+    let rounding = roundingColumns(table, columns, copy.columns);
+    if (rounding.length > 0) {
+      const server = checkCopyText(columns, rounding, table, copy.text);
+      if (server === false) {
+        return this.#decodeBecause(`a value of the chunk would be rounded by ${table.name}`, true);
+      }
+      rounding = server;
+    }
     const target = table;
     const refused = Symbol("refused");
     let write: CopyTextWrite | undefined;
     // A chunk without an offset needs no transaction of its own for a bulk COPY.
-    if (!batch.offset) write = await bulkCopyText(this.#sql, target, columns, copy, { debug });
+    if (!batch.offset) {
+      write = await bulkCopyText(this.#sql, target, columns, copy, { debug, rounding });
+    }
     if (write) return this.#copied(target, write);
     try {
       write = await this.#sql.begin(async (tx) => {
-        const done = await writeCopyText(tx, target, columns, copy, { debug });
+        const done = await writeCopyText(tx, target, columns, copy, { debug, rounding });
         if (!done) throw refused;
         if (batch.offset) await this.#offsets.write(tx, batch.offset.key, batch.offset.value);
         return done;
@@ -180,7 +232,13 @@ export class PostgresWriter {
     return undefined;
   }
 
-  async #writeOnce(batch: SinkBatch): Promise<SinkResult> {
+  /**
+   * Writes records in one transaction. With `changed`, failures that an
+   * altered table may explain make it ask the catalog first: when their
+   * tables did change, it names them in `changed` and throws
+   * {@linkcode TABLES_CHANGED} instead of rejecting (the transaction rolls back).
+   */
+  async #writeOnce(batch: SinkBatch, changed?: Set<string>): Promise<SinkResult> {
     const failures: RecordFailure[] = [];
     const { runs, skipped, marks } = await this.#plan(
       batch.records,
@@ -203,6 +261,7 @@ export class PostgresWriter {
       // Dead letters are safe (or the pipeline stops) before the batch commits.
       // (The runtime logs a few of them per batch, not one line per record.)
       if (failures.length > 0) {
+        if (changed && await this.#alteredTables(tx, failures, changed)) throw TABLES_CHANGED;
         await batch.reject(failures.map((failure) => this.#presentable(failure)));
       }
       if (batch.offset) {
@@ -239,6 +298,7 @@ export class PostgresWriter {
         if (mark) marks.push(mark);
         const operation = this.#projector.operationOf(segment.table, record);
         if (operation === undefined) skipped++;
+        else if (Array.isArray(operation)) operations.push(...operation);
         else if ("kind" in operation) operations.push(operation);
         else failures.push(operation);
       }
@@ -281,6 +341,30 @@ export class PostgresWriter {
     // A table evolved by a later segment is the same table: use its latest shape.
     for (const segment of segments) segment.table = this.#tables.latest(segment.table);
     return segments;
+  }
+
+  /**
+   * Whether a table of a failure that an altered table may explain (see
+   * {@linkcode SCHEMA_STATES}) differs now from its description; such
+   * tables are added to `changed`.
+   */
+  async #alteredTables(
+    tx: Queryable,
+    failures: readonly RecordFailure[],
+    changed: Set<string>,
+  ): Promise<boolean> {
+    const names = new Set<string>();
+    for (const failure of failures) {
+      const code = (failure.error as { code?: string }).code;
+      if (code !== undefined && SCHEMA_STATES.has(code)) {
+        names.add(this.#tables.nameFor(failure.record));
+      }
+    }
+    for (const name of names) {
+      const table = this.#tables.opened(name);
+      if (table && await table.changed(tx)) changed.add(name);
+    }
+    return changed.size > 0;
   }
 
   /** A failure whose record shows json/jsonb values as JSON (for dead letters). */
@@ -390,6 +474,30 @@ export class PostgresWriter {
     await this.#sql.end({ timeout: 5 });
   }
 }
+
+/**
+ * SQLSTATEs of record failures that a change of the target table may have
+ * removed: no such column (also given to records with a field the table
+ * has no column for), a value the column's type cannot take or would
+ * round, a value too long.
+ */
+const SCHEMA_STATES = new Set([
+  "42703", // undefined_column
+  "42804", // datatype_mismatch
+  "22P02", // invalid_text_representation
+  "22003", // numeric_value_out_of_range
+  "22001", // string_data_right_truncation
+  "22026", // string_data_length_mismatch (bit(n))
+  "22007", // invalid_datetime_format
+  "22008", // datetime_field_overflow
+  "0A000", // feature_not_supported: "cached plan must not change result type"
+]);
+
+/** SQLSTATEs of a whole write that mean a table or column it named is gone or changed. */
+const TABLE_CHANGED = new Set(["42P01", "42703", "0A000", "42804"]);
+
+/** Thrown out of a write's transaction to roll it back when its tables changed. */
+const TABLES_CHANGED = Symbol("tables changed");
 
 /** An error with what failed in front; retriable when the connection was lost. */
 export function wrap(error: unknown, what: string): Error {

@@ -142,6 +142,100 @@ Deno.test("a row the target refuses in a COPY text chunk is dead-lettered, the r
   }
 });
 
+Deno.test("a COPY text chunk with a value its column would round is written as records, the value dead-lettered", async () => {
+  const source = `create table public.people (id int primary key, amount numeric, v timestamptz,
+                    exact numeric(6,2), n int);`;
+  const target = `create table public.people (id int primary key, amount numeric(6,2),
+                    v timestamptz(0), exact numeric(8,2), n int);`;
+  for (const filled of [false, true]) {
+    await using f = await syncFixture(`copy_text_rounding_${filled}`, source, target);
+    await using logs = await capturingLogs();
+    await f.sourceSql.unsafe(`insert into public.people
+      select g, g % 1000 + 0.25, timestamptz '2026-01-01 00:00:00+00' + g * interval '1 s',
+             g % 1000 + 0.5, g from generate_series(1, 60000) g`);
+    await f.sourceSql.unsafe(`update public.people set amount = 1.2345 where id = 7;
+      update public.people set v = '2026-01-01 10:00:00.7+00' where id = 9;
+      update public.people set amount = 1.2300 where id = 11`);
+    if (filled) await f.targetSql.unsafe("insert into public.people (id) values (1), (2), (20)");
+    const [spec] = await specsFrom(peopleJob(f.source.url, f.target.url));
+    const report = await runPipeline(spec, { offsets: new MemoryOffsetStore() });
+    assertEquals(report.status, "succeeded", report.error?.message);
+    assertEquals([report.stats.written, report.stats.deadLettered], [59998, 2]);
+    assertEquals(
+      report.validation.every((check) => check.ok),
+      true,
+      JSON.stringify(report.validation),
+    );
+    const [{ n }] = await f.targetSql`select count(*)::int as n from people where n is not null`;
+    assertEquals(n, 59998);
+    const letters = await f.targetSql<{ key: string; error: string }[]>`
+      select record_key::text as key, error from dead_letters order by 1`;
+    assertEquals(letters.map((letter) => letter.key), ['{"id": 7}', '{"id": 9}']);
+    assertMatch(
+      letters[0].error,
+      /\(column "amount", key \{"id":7\}\): value "1\.2345" has more digits than type numeric\(6,2\)/,
+    );
+    assertMatch(
+      letters[1].error,
+      /\(column "v", key \{"id":9\}\): value "2026-01-01 10:00:00\.7\+00"/,
+    );
+    const rows = await f
+      .targetSql`select id, amount::text, v::text from people where id in (7, 9, 11) order by id`;
+    assertEquals(rows.map((r) => [r.id, r.amount, r.v]), [
+      [11, "1.23", "2026-01-01 00:00:11+00"],
+    ]);
+    assertEquals(
+      logs.lines.some((line) => line.includes("a value of the chunk would be rounded")),
+      true,
+    );
+  }
+});
+
+Deno.test("a COPY text chunk with an interval its column would cut is checked by PostgreSQL and dead-lettered", async () => {
+  for (const filled of [false, true]) {
+    await using f = await syncFixture(
+      `copy_text_interval_${filled}`,
+      "create table public.people (id int primary key, span interval);",
+      "create table public.people (id int primary key, span interval day);",
+    );
+    await f.sourceSql.unsafe(`insert into public.people
+      select g, g * interval '1 day' from generate_series(1, 100) g;
+      update public.people set span = '1 day 03:00' where id = 2`);
+    if (filled) await f.targetSql.unsafe("insert into public.people (id) values (1)");
+    const [spec] = await specsFrom(peopleJob(f.source.url, f.target.url));
+    const report = await runPipeline(spec, { offsets: new MemoryOffsetStore() });
+    assertEquals(report.status, "succeeded", report.error?.message);
+    assertEquals([report.stats.written, report.stats.deadLettered], [99, 1]);
+    const [letter] = await f.targetSql<{ error: string }[]>`select error from dead_letters`;
+    assertMatch(
+      letter.error,
+      /\(column "span", key \{"id":2\}\): value "1 day 03:00:00" does not fit type interval day whole/,
+    );
+    const [{ n }] = await f.targetSql`select count(*)::int as n from people where span is not null`;
+    assertEquals(n, 99);
+  }
+});
+
+Deno.test("COPY text into columns that keep every digit of the source's type is not checked", async () => {
+  const source =
+    `create table public.people (id int primary key, exact numeric(6,2), v timestamptz(3));`;
+  const target =
+    `create table public.people (id int primary key, exact numeric(8,3), v timestamptz(3));`;
+  await using f = await syncFixture("copy_text_no_rounding", source, target);
+  await using logs = await capturingLogs();
+  await f.sourceSql.unsafe(`insert into public.people
+    select g, g % 1000 + 0.25, timestamptz '2026-01-01 00:00:00.123+00' + g * interval '1 s'
+    from generate_series(1, 1000) g`);
+  const [spec] = await specsFrom(peopleJob(f.source.url, f.target.url));
+  const report = await runPipeline(spec, { offsets: new MemoryOffsetStore() });
+  assertEquals(report.status, "succeeded", report.error?.message);
+  assertEquals(report.stats.written, 1000);
+  assertEquals(logs.lines.some((line) => line.includes("as COPY text, not decoded")), true);
+  assertEquals(logs.lines.filter((line) => line.includes("Rows are decoded")), []);
+  const [{ bulk }] = await f.targetSql`select count(*)::int as bulk from people`;
+  assertEquals(bulk, 1000);
+});
+
 Deno.test("COPY text keeps the version guard: older rows are skipped, a row without a version fails", async () => {
   await using f = await syncFixture("copy_text_version", PEOPLE, PEOPLE);
   await using logs = await capturingLogs();

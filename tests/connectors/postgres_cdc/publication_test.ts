@@ -153,6 +153,63 @@ Deno.test("postgres_cdc says a table with a primary key but REPLICA IDENTITY NOT
   }
 });
 
+Deno.test("postgres_cdc refuses at start a replica identity index that leaves out the primary key", async () => {
+  const db = await createTestDatabase("cdc_pub_narrow");
+  const sql = postgres(db.url, { max: 1, onnotice: () => {} });
+  try {
+    await sql.unsafe(
+      `create table public.items (id int primary key, code text not null unique, v text);
+      alter table public.items replica identity using index items_code_key;`,
+    );
+    const config = {
+      "connection.url": db.url,
+      "topic.prefix": "src",
+      "slot.name": uniqueSlot("narrow"),
+      "slot.drop.on.stop": "true",
+      "publication.name": "pub_narrow",
+      "snapshot.mode": "never",
+      "table.include.list": "public\\.items",
+    };
+    const source = await postgresCdc.create(postgresCdc.config.parse(config), {
+      pipeline: "cdc-narrow",
+      logger: getLogger(["sluice", "test", "cdc"]),
+      signal: new AbortController().signal,
+      offset: undefined,
+      fullRefresh: false,
+    });
+    const error = await assertRejects(async () => {
+      for await (const _ of source.read()) { /* fails before the first batch */ }
+    });
+    await source.close();
+    assertMatch(
+      error.message,
+      /^Cannot capture public\.items \(REPLICA IDENTITY USING INDEX items_code_key on \(code\), primary key \(id\)\): its events are keyed by the primary key/,
+    );
+    assertMatch(error.message, /REPLICA IDENTITY DEFAULT \(the primary key\) or FULL/);
+    assert(!isRetriable(error));
+    assertEquals(await publishedTables(sql, "pub_narrow"), [], "nothing was published");
+
+    // An identity index holding the key is fine.
+    await sql.unsafe(`create unique index items_id_code on public.items (id, code);
+      alter table public.items replica identity using index items_id_code;`);
+    const again = await openSource(config);
+    try {
+      await waitForActiveSlot(sql, config["slot.name"]);
+      await sql`insert into items values (1, 'a', 'x')`;
+      await sql`delete from items where id = 1`;
+      const isDelete = (r: { value: unknown }) => (r.value as { op?: string } | null)?.op === "d";
+      const records: { key: unknown; value: unknown }[] = [];
+      while (!records.some(isDelete)) records.push(...(await again.take(1))[0].records);
+      assertEquals(records.find(isDelete)!.key, { id: 1 });
+    } finally {
+      await again.close();
+    }
+  } finally {
+    await sql.end();
+    await db.drop();
+  }
+});
+
 Deno.test("postgres_cdc publishes all tables only when no include list is given or when asked", () => {
   const base = { "connection.url": "postgres://h/db", "topic.prefix": "p" };
   const parse = (extra: Record<string, string>) =>

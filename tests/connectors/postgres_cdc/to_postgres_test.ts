@@ -387,6 +387,75 @@ Deno.test("postgres_cdc applies deletes with default and full replica identity, 
   }
 });
 
+Deno.test("postgres_cdc without a primary key, REPLICA IDENTITY FULL: an update of the sink's key moves the row", async () => {
+  await using f = await syncFixture(
+    "cdc_nopk_move",
+    `create table public.items (id int, name text, body text);
+     alter table public.items replica identity full;`,
+    ITEMS_TARGET.replace("qty int,", "body text,"),
+  );
+  const slot = uniqueSlot("cdc_nopk_move");
+  const stream = startStream(await cdcSpec(f, slot, { "sink.primary.key.fields": "id" }));
+  try {
+    await waitForActiveSlot(f.sourceSql, slot);
+    await f.sourceSql`insert into items
+      values (51, 'a', repeat('toast ', 5000)), (60, 'b', 'x'), (70, 'c', 'y')`;
+    await waitUntil("the rows", async () => (await f.targetSql`select 1 from items`).length === 3);
+    // The body is TOASTed and unchanged: the new row takes it from the old image.
+    await f.sourceSql`update items set id = 52 where id = 51`;
+    await f.sourceSql`update items set id = 61, name = 'b2' where id = 60`;
+    await f.sourceSql`update items set name = 'c2' where id = 70`;
+    await waitUntil("the moved rows", async () => {
+      const rows = await f.targetSql`select id, name, length(body) as body,
+                                       deleted_at is not null as deleted from items order by id`;
+      return JSON.stringify(rows.map((r) => [r.id, r.name, r.body, r.deleted])) ===
+        JSON.stringify([
+          [51, "a", 30000, true],
+          [52, "a", 30000, false],
+          [60, "b", 1, true],
+          [61, "b2", 1, false],
+          [70, "c2", 1, false],
+        ]);
+    });
+  } finally {
+    const report = await stream.stop();
+    assertEquals(report.status, "stopped", report.error?.message);
+    assertEquals(report.stats.deadLettered, 0);
+  }
+});
+
+Deno.test("a running postgres_cdc pipeline takes records again once the target got the missing column", async () => {
+  await using f = await syncFixture("cdc_fix_target", ITEMS_SOURCE, ITEMS_TARGET);
+  const slot = uniqueSlot("cdc_fix_target");
+  const stream = startStream(
+    await cdcSpec(f, slot, {
+      "errors.tolerance": "all",
+      "errors.deadletterqueue.table.name": "public.dead_letters",
+    }),
+  );
+  try {
+    await waitForActiveSlot(f.sourceSql, slot);
+    await f.sourceSql`alter table items add column extra text`;
+    await f.sourceSql`insert into items values (1, 'a', 1, 'x')`;
+    await waitUntil(
+      "the dead letter",
+      async () =>
+        (await f.targetSql`select to_regclass('public.dead_letters') is not null as t`)[0].t &&
+        (await f.targetSql`select 1 from dead_letters`).length === 1,
+    );
+    await f.targetSql`alter table items add column extra text`;
+    await f.sourceSql`insert into items values (2, 'b', 2, 'y')`;
+    await waitUntil("the row after the fix", async () => {
+      const rows = await f.targetSql`select id, extra from items`;
+      return rows.length === 1 && rows[0].extra === "y";
+    });
+    assertEquals((await f.targetSql`select 1 from dead_letters`).length, 1);
+  } finally {
+    const report = await stream.stop();
+    assertEquals(report.status, "stopped", report.error?.message);
+  }
+});
+
 Deno.test("postgres_cdc heartbeats advance an idle, filtered slot's confirmed_flush_lsn", async () => {
   await using f = await syncFixture(
     "cdc_heartbeat",

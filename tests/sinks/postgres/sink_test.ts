@@ -217,6 +217,139 @@ Deno.test("a value longer than its varchar, char or bit column is refused, not c
   });
 });
 
+Deno.test("a value with more fractional digits than its column keeps is refused, not rounded", async () => {
+  const ddl = `create table public.items (id numeric(6,2) primary key, amount numeric(6,2),
+                 at timestamptz(0), seen timestamp(3), clock time(2), span interval(0),
+                 amounts numeric(6,2)[], hundreds numeric(6,-2), days interval day,
+                 deleted_at timestamptz)`;
+  const good = {
+    amount: "1.2300", // trailing zeros are no loss
+    at: "2026-12-01 10:00:00.000+00",
+    seen: "2026-12-01T10:00:00.123Z",
+    clock: "10:00:00.12",
+    span: "1 day 00:00:01",
+    amounts: [1.5, "2.10"],
+    hundreds: 12300,
+    days: "P2D",
+  };
+  const cases: [string, Row][] = [
+    ["amount", { amount: 1.2345 }],
+    ["at", { at: "2026-12-01 10:00:00.7+00" }],
+    ["seen", { seen: "2026-12-01 10:00:00.123456" }],
+    ["clock", { clock: "10:00:00.125" }],
+    ["span", { span: "00:00:00.5" }],
+    ["amounts", { amounts: [1, "2.001"] }],
+    ["hundreds", { hundreds: 12345 }],
+    ["amount", { amount: "1.5e-3" }],
+    ["days", { days: "1 day 03:00:00" }], // interval day drops the hours
+  ];
+  for (const firstLoad of [true, false]) {
+    await withSink(ddl, {}, async ({ write, failures, sql }) => {
+      if (!firstLoad) await write(row({ id: 0, ...good }));
+      const result = await write(
+        ...cases.map(([, values], i) => row({ id: i + 1, ...good, ...values })),
+        row({ id: 100, ...good }),
+        row({ id: 1.005, ...good }), // the key would become 1.01
+      );
+      assertEquals(result.written, 1);
+      assertEquals(failures.map((f) => (f.record.key as Row).id), [
+        ...cases.map((_, i) => i + 1),
+        1.005,
+      ]);
+      assertEquals(
+        failures[0].error.message,
+        'Cannot write to table "public.items" (column "amount", key {"id":1}): value "1.2345" ' +
+          "has more digits than type numeric(6,2) keeps (2 decimal places): PostgreSQL would " +
+          "round it; widen the column or round the value at the source",
+      );
+      cases.forEach(([column], i) => {
+        assertMatch(failures[i].error.message, new RegExp(`\\(column "${column}", key`));
+      });
+      assertMatch(
+        failures[1].error.message,
+        /type timestamp\(0\) with time zone keeps \(0 fractional-second digits\)/,
+      );
+      const rows =
+        await sql`select id::text, amount::text, at::text, seen::text from items order by id`;
+      assertEquals(rows.map((r) => r.id), [...(firstLoad ? [] : ["0.00"]), "100.00"]);
+      assertEquals(rows.at(-1)!.amount, "1.23");
+      assertEquals(rows.at(-1)!.seen, "2026-12-01 10:00:00.123");
+    });
+  }
+});
+
+Deno.test("a delete whose key a column would round is refused, not applied to another row", async () => {
+  const ddl =
+    `create table public.items (id numeric(6,2) primary key, name text, deleted_at timestamptz)`;
+  await withSink(ddl, { "delete.mode": "hard" }, async ({ write, failures, sql }) => {
+    await write(row({ id: 1.01, name: "a" }));
+    const result = await write(change("d", null, 10, { id: 1.005 }));
+    assertEquals(result.written, 0);
+    assertEquals(failures.length, 1);
+    assertMatch(
+      failures[0].error.message,
+      /\(column "id", key \{"id":1\.005\}\): value "1\.005" has more digits/,
+    );
+    assertEquals((await sql`select id::text from items`).map((r) => r.id), ["1.01"]);
+  });
+});
+
+Deno.test("a running sink sees the target fixed: a column added, a type widened, a column dropped", async () => {
+  const ddl = `create table public.items (id int primary key, n integer, amount numeric(6,2),
+                 note text, deleted_at timestamptz)`;
+  await withSink(ddl, {}, async ({ write, failures, sql }) => {
+    await write(row({ id: 0, n: 1, amount: 1, note: "a" }));
+    await write(
+      row({ id: 1, n: 1, extra: "x" }),
+      row({ id: 2, n: "two" }),
+      row({ id: 3, amount: 1.2345 }),
+    );
+    assertEquals(failures.map((f) => (f.record.key as Row).id), [1, 2, 3]);
+    assertMatch(failures[0].error.message, /no column for field "extra"/);
+    // The operator fixes the target; the running sink takes the replay.
+    await sql.unsafe(`alter table public.items add column extra text,
+      alter column n type text, alter column amount type numeric(12,4)`);
+    failures.length = 0;
+    const replay = await write(
+      row({ id: 1, n: 1, extra: "x" }),
+      row({ id: 2, n: "two" }),
+      row({ id: 3, amount: 1.2345 }),
+    );
+    assertEquals(failures.map((f) => f.error.message), []);
+    assertEquals(replay.written, 3);
+    const rows = await sql`select id, n, amount::text, extra from items order by id`;
+    assertEquals(rows.map((r) => [r.id, r.n, r.amount, r.extra]), [
+      [0, "1", "1.0000", null],
+      [1, "1", null, "x"],
+      [2, "two", null, null],
+      [3, null, "1.2345", null],
+    ]);
+    // A column dropped under the sink: the record fails as one the table has no column for.
+    await sql.unsafe("alter table public.items drop column note");
+    const dropped = await write(row({ id: 4, n: "4", note: "gone" }), row({ id: 5, n: "5" }));
+    assertEquals(dropped.written, 1);
+    assertEquals(failures.length, 1);
+    assertMatch(failures[0].error.message, /has no column for field "note"/);
+  });
+});
+
+Deno.test("a delete without the table's key names what it carries and the remedies", async () => {
+  const ddl = `create table public.items (id int primary key, code text, deleted_at timestamptz)`;
+  await withSink(ddl, {}, async ({ write, failures, sql }) => {
+    await write(row({ id: 1, code: "a" }));
+    // Keyed by a replica identity index on code, as a source without a primary key sends it.
+    const result = await write(change("d", null, 10, { code: "a" }));
+    assertEquals(result.written, 0);
+    assertEquals(failures.map((f) => f.error.message), [
+      'key column "id" of table "public.items" is missing or null: the delete carries only ' +
+      '"code" (the source\'s key and replica identity); key the table by the columns the ' +
+      "source's events are keyed by (primary.key.fields), or set REPLICA IDENTITY FULL on " +
+      "the source table",
+    ]);
+    assertEquals((await sql`select deleted_at from items`)[0].deleted_at, null);
+  });
+});
+
 Deno.test("a delete the database refuses is handed over while the other deletes apply", async () => {
   const ddl = `create table public.items (id int primary key, name text);
     create table public.orders (id int primary key, item int references public.items (id));`;
