@@ -54,6 +54,7 @@ import {
   type SinkBatch,
 } from "../api/plugin.ts";
 import type { SluiceRecord } from "../api/record.ts";
+import { type ArenaLease, Utf8Arena } from "./_utf8_arena.ts";
 import {
   type HeaderValue,
   invalidTopicReason,
@@ -146,32 +147,6 @@ const schema = fields.superRefine((config, context) => {
 const encoder = new TextEncoder();
 
 /**
- * Encodes text into large shared buffers, handing out views: two new
- * ArrayBuffers per record (key and value) cost allocation and garbage
- * collection time. A buffer is never written twice; it is freed once no
- * message refers to it any more.
- */
-class Utf8Arena {
-  static readonly CHUNK = 1 << 20;
-  // Plain Uint8Array views: a Buffer view costs a constructor call in JavaScript.
-  #buffer = new Uint8Array(Utf8Arena.CHUNK);
-  #used = 0;
-
-  encode(text: string): Uint8Array {
-    // UTF-8 takes at most three bytes per UTF-16 code unit.
-    const room = text.length * 3;
-    if (this.#used + room > this.#buffer.length) {
-      this.#buffer = new Uint8Array(Math.max(Utf8Arena.CHUNK, room));
-      this.#used = 0;
-    }
-    const { written } = encoder.encodeInto(text, this.#buffer.subarray(this.#used));
-    const bytes = this.#buffer.subarray(this.#used, this.#used + written);
-    this.#used += written;
-    return bytes;
-  }
-}
-
-/**
  * How keys and values are written: with their Connect schemas as JSON
  * (`keys`, `values`), or as Avro through a schema registry (`avroKeys`,
  * `avroValues`, which win when set).
@@ -193,7 +168,7 @@ const SCHEMALESS: SchemaSettings = { keys: false, values: false };
 export function recordToMessage(
   record: SluiceRecord,
   schemas: SchemaSettings = SCHEMALESS,
-  arena?: Utf8Arena,
+  arena?: ArenaLease,
 ): OutgoingMessage {
   return {
     topic: record.topic,
@@ -220,7 +195,7 @@ export function recordToMessage(
   };
 }
 
-function utf8(text: string, arena: Utf8Arena | undefined): Uint8Array {
+function utf8(text: string, arena: ArenaLease | undefined): Uint8Array {
   return arena ? arena.encode(text) : encoder.encode(text);
 }
 
@@ -351,7 +326,7 @@ export default defineSink({
     // Topic names already checked, so the pattern runs once per topic.
     const validTopics = new Set<string>();
     /** The messages of a batch, and the records that cannot be written (stage `sink`). */
-    const encodeBatch = async (batch: SinkBatch) => {
+    const encodeBatch = async (batch: SinkBatch, lease: ArenaLease) => {
       const messages: OutgoingMessage[] = [];
       const failures: RecordFailure[] = [];
       const unregistered = avro ? await prepareAvro(batch.records, schemas) : undefined;
@@ -362,7 +337,7 @@ export default defineSink({
         let message: OutgoingMessage | undefined;
         if (!reason) {
           try {
-            message = recordToMessage(record, schemas, arena);
+            message = recordToMessage(record, schemas, lease);
           } catch (error) {
             reason = `the record does not fit its schema: ${(error as Error).message}`;
           }
@@ -391,10 +366,10 @@ export default defineSink({
     let issuing: Promise<unknown> = Promise.resolve();
     let pending = 0;
     let issueError: unknown;
-    const issue = async (batch: SinkBatch) => {
+    const issue = async (batch: SinkBatch, lease: ArenaLease) => {
       if (issueError !== undefined) throw issueError;
       try {
-        const { messages, failures } = await encodeBatch(batch);
+        const { messages, failures } = await encodeBatch(batch, lease);
         if (failures.length > 0) await batch.reject(failures);
         if (messages.length === 0) return undefined;
         try {
@@ -416,19 +391,29 @@ export default defineSink({
       async write(batch: SinkBatch) {
         if (pending === 0) issueError = undefined;
         pending++;
+        const lease = arena.lease();
+        let acknowledged = false;
         try {
-          const issued = issuing.then(() => issue(batch));
+          const issued = issuing.then(() => issue(batch, lease));
           issuing = issued.catch(() => {});
           const sent = await issued;
-          if (!sent) return { written: 0 };
+          if (!sent) {
+            acknowledged = true; // nothing reached the client
+            return { written: 0 };
+          }
           try {
             await sent.acked;
           } catch (error) {
             issueError ??= error;
             throw kafkaFailure("Cannot write to Kafka", error);
           }
+          acknowledged = true;
           return { written: sent.count };
         } finally {
+          // Only acknowledged messages are done with for sure: the client
+          // retries from them until then.
+          if (acknowledged) lease.release();
+          else lease.abandon();
           pending--;
         }
       },
