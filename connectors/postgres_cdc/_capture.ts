@@ -216,6 +216,7 @@ export class Capture {
     this.#sendStatus(true);
     const replication = this.#replication;
     this.#replication = undefined;
+    const ownPid = replication?.pid;
     try {
       await replication?.close();
     } catch (error) {
@@ -229,7 +230,7 @@ export class Capture {
     if (meta) {
       try {
         if (this.#settings.dropSlotOnStop && this.#owner) {
-          await dropSlot(meta, this.#settings.slot);
+          await dropSlot(meta, this.#settings.slot, { ownPid });
           this.#logger.info("Dropped replication slot {slot}", { slot: this.#settings.slot });
         }
       } catch (error) {

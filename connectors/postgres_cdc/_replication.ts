@@ -28,6 +28,7 @@ export interface CreatedSlot {
 export class ReplicationConnection {
   readonly #sql: postgres.Sql;
   #stream?: ReplicationStream;
+  #pid?: number;
 
   constructor(url: string, applicationName: string) {
     this.#sql = postgres(url, {
@@ -70,10 +71,16 @@ export class ReplicationConnection {
    * without a reply), the lock goes with it.
    */
   async tryLock(key: string): Promise<boolean> {
-    const rows = await this.#sql.unsafe<{ locked: boolean }[]>(
-      `select pg_try_advisory_lock(${BigInt(key)}) as locked`,
+    const rows = await this.#sql.unsafe<{ locked: boolean; pid: number }[]>(
+      `select pg_try_advisory_lock(${BigInt(key)}) as locked, pg_backend_pid() as pid`,
     );
+    this.#pid = rows[0]?.pid;
     return rows[0]?.locked === true;
+  }
+
+  /** The walsender's process id, once {@linkcode tryLock} ran. */
+  get pid(): number | undefined {
+    return this.#pid;
   }
 
   /** `START_REPLICATION SLOT … LOGICAL <start>` with pgoutput protocol version 1. */

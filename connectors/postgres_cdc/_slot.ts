@@ -64,18 +64,45 @@ export async function inspectSlot(sql: Sql, name: string): Promise<SlotInfo | un
   };
 }
 
-/** Drops a slot, waiting a little for a walsender that is winding down to release it. */
-export async function dropSlot(sql: Sql, name: string): Promise<void> {
-  for (let attempt = 0;; attempt++) {
-    try {
-      await sql`select pg_drop_replication_slot(slot_name) from pg_replication_slots
-                where slot_name = ${name}`;
-      return;
-    } catch (error) {
-      // 55006: the slot is still active.
-      if ((error as { code?: string }).code !== "55006" || attempt >= 20) throw error;
-      await new Promise((resolve) => setTimeout(resolve, 100));
+/**
+ * Drops a slot once no walsender uses it. A walsender that was told to stop
+ * can take seconds to exit on a busy server, and a drop that gave up would
+ * leave a slot holding WAL back forever: wait up to `waitMs` for it. When
+ * the walsender still holding the slot is `ownPid` (this process' own
+ * replication connection, already closed), it is ended; a walsender of
+ * another process is never ended, and the drop fails naming it.
+ */
+export async function dropSlot(
+  sql: Sql,
+  name: string,
+  { ownPid, waitMs = 15_000 }: { ownPid?: number; waitMs?: number } = {},
+): Promise<void> {
+  const deadline = Date.now() + waitMs;
+  for (;;) {
+    const slot = await inspectSlot(sql, name);
+    if (!slot) return;
+    if (slot.activePid === null) {
+      try {
+        await sql`select pg_drop_replication_slot(slot_name) from pg_replication_slots
+                  where slot_name = ${name}`;
+        return;
+      } catch (error) {
+        // 55006: a walsender took the slot between the two statements.
+        if ((error as { code?: string }).code !== "55006") throw error;
+      }
+    } else if (slot.activePid === ownPid) {
+      await sql`select pg_terminate_backend(${ownPid}::int)`;
     }
+    if (Date.now() >= deadline) {
+      throw new Error(
+        `Replication slot "${name}" is still in use by walsender pid ${
+          slot.activePid ?? "(unknown)"
+        } after ${
+          waitMs / 1000
+        } s; drop it when that process has stopped: select pg_drop_replication_slot('${name}')`,
+      );
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
   }
 }
 

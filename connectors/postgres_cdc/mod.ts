@@ -110,7 +110,7 @@ const fields = z.strictObject({
     "With several Sluice processes on one plan, one owns the slot (an advisory lock on its replication connection) and the others stand by (state STANDBY), trying to take over this often (ms). Takeover time after the owner dies: this interval plus the time PostgreSQL needs to notice (at once for a killed process; up to wal_sender_timeout for a lost host).",
   ),
   "slot.drop.on.stop": boolean().default(false).describe(
-    "Drop the slot when the pipeline stops (tests and one-off runs; the position is lost).",
+    "Drop the slot when the pipeline stops (tests and one-off runs; the position is lost). Waits up to 15 s for its walsender to exit (ending it if it lingers); a slot another process streams from is never dropped: the stop logs a warning naming its walsender.",
   ),
   "publication.name": z.string().min(1).default("sluice_publication").describe(
     "Publication the slot streams.",

@@ -8,6 +8,8 @@ import { assert, assertEquals, assertGreater, assertMatch } from "../../_assert.
 import { waitUntilSteady } from "../../_wait.ts";
 import { createTestDatabase, type TestDatabase } from "../../_services.ts";
 import { openSource, uniqueSlot, waitForActiveSlot } from "../../_cdc.ts";
+import { ReplicationConnection } from "../../../connectors/postgres_cdc/_replication.ts";
+import { dropSlot } from "../../../connectors/postgres_cdc/_slot.ts";
 import type { ChangeEvent, SluiceRecord } from "../../../api/record.ts";
 
 interface Fixture extends AsyncDisposable {
@@ -327,6 +329,43 @@ Deno.test("postgres_cdc drops its slot on stop with slot.drop.on.stop", async ()
   await source.close();
   const slots = await f.sql`select 1 from pg_replication_slots where slot_name = ${f.slot}`;
   assertEquals(slots.length, 0);
+});
+
+Deno.test("dropping a slot never ends another process' walsender, and ends its own lingering one", async () => {
+  await using f = await fixture(
+    "cdc_drop_busy",
+    `create table public.t (id int primary key); create publication busy_pub for table public.t;`,
+  );
+  const other = new ReplicationConnection(f.db.url, "sluice:other-process");
+  let closed = false;
+  try {
+    await other.createSlot(f.slot, false);
+    await other.tryLock("424242");
+    await other.start(f.slot, "busy_pub", 0n);
+    await waitForActiveSlot(f.sql, f.slot);
+    const pid = other.pid!;
+    assert(pid > 0, "the replication connection knows its walsender's pid");
+
+    const error = await dropSlot(f.sql, f.slot, { waitMs: 500 }).then(
+      () => undefined,
+      (e: Error) => e,
+    );
+    assertMatch(String(error?.message), new RegExp(`still in use by walsender pid ${pid}`));
+    const [held] = await f.sql`select active_pid from pg_replication_slots
+      where slot_name = ${f.slot}`;
+    assertEquals(held.active_pid, pid, "the other process' walsender still streams");
+
+    // The same walsender as this process' own (closed, but not gone yet) is ended.
+    await dropSlot(f.sql, f.slot, { ownPid: pid, waitMs: 10_000 });
+    const slots = await f.sql`select 1 from pg_replication_slots where slot_name = ${f.slot}`;
+    assertEquals(slots.length, 0);
+    await other.close().catch(() => {});
+    closed = true;
+  } finally {
+    if (!closed) await other.close().catch(() => {});
+    await f.sql`select pg_drop_replication_slot(slot_name) from pg_replication_slots
+      where slot_name = ${f.slot} and not active`;
+  }
 });
 
 Deno.test("postgres_cdc with publication.autocreate.mode disabled needs an existing publication", async () => {
