@@ -39,9 +39,11 @@ import {
   type ChangePosition,
   changeRecords,
   type EventOptions,
+  rowOf,
   type TableInfo,
   Tables,
 } from "./_changes.ts";
+import { parseSignal, type Signal, signalTables } from "./_signals.ts";
 import { formatLsn, maxLsn, parseLsn } from "./_lsn.ts";
 import { decodeXLogMessage, keepaliveWalEnd, PG_EPOCH_MICROS, xlogWalStart } from "./_pgoutput.ts";
 import { ReplicationConnection, type ReplicationStream, TEXT_SETTINGS } from "./_replication.ts";
@@ -84,6 +86,17 @@ export interface CaptureSettings {
   readonly time: TimeMode;
   readonly filter: CaptureFilter;
   readonly events: Omit<EventOptions, "database">;
+  /** `signal.data.collection`: the signal table's `schema.table` (see `_signals.ts`). */
+  readonly signalTable?: string;
+}
+
+/** A signal read from the stream, acted on before anything after it is handed over. */
+interface PendingSignal {
+  readonly signal: Signal;
+  /** Commit LSN of the signal's transaction: the position a snapshot it asks for carries. */
+  readonly commitLsn: bigint;
+  /** The signal row's own change records (the signal table may be captured too). */
+  readonly records: SluiceRecord[];
 }
 
 /** The stored position, parsed. */
@@ -164,6 +177,7 @@ export class Capture {
   #buffered = 0;
   #lastSentFlush = -1n;
   #lastOffsetLsn = -1n;
+  #pendingSignal?: PendingSignal;
 
   constructor(
     settings: CaptureSettings,
@@ -426,7 +440,7 @@ export class Capture {
   #warnOfUncopiedRows(tables: readonly TableRef[]): void {
     if (tables.length === 0) return;
     this.#logger.warn(
-      "{tables} start to be streamed now (added to publication {publication}) without a snapshot: their rows written before this start are not copied, only changes from now on. To copy them, take a new snapshot (stop the pipeline, sluice offsets reset … --to-earliest, start it with snapshot.mode initial or when_needed), or copy them once with a batch job (postgres_query)",
+      "{tables} start to be streamed now (added to publication {publication}) without a snapshot: their rows written before this start are not copied, only changes from now on. To copy them, send an execute-snapshot signal (signal.data.collection, see the README), take a new snapshot (stop the pipeline, sluice offsets reset … --to-earliest, start it with snapshot.mode initial or when_needed), or copy them once with a batch job (postgres_query)",
       {
         tables: tables.map((t) => `${t.schema}.${t.table}`).join(", "),
         publication: this.#settings.publication,
@@ -487,6 +501,7 @@ export class Capture {
         // a promise and a microtask, three times per change event.
         const waiting = this.#onFrame(bytes, tracker, batch, catalog, events);
         if (waiting) await waiting;
+        if (this.#pendingSignal) yield* this.#onSignal(tracker, batch, catalog, events);
         if (batch.size >= settings.maxBatchSize) yield take();
         continue;
       }
@@ -571,6 +586,16 @@ export class Capture {
             `Change for relation ${message.relationOid} arrived before its description`,
           );
         }
+        if (message.type === "insert" && this.#isSignalTable(info)) {
+          const records: SluiceRecord[] = [];
+          if (info.captured) changeRecords(info, message, position, events, records);
+          this.#pendingSignal = {
+            signal: parseSignal(rowOf(info, message.tuple)),
+            commitLsn: position.commitLsn,
+            records,
+          };
+          return;
+        }
         if (info.captured) changeRecords(info, message, position, events, batch.records);
         batch.added();
         this.#buffered = batch.size;
@@ -589,6 +614,78 @@ export class Capture {
         return;
       }
     }
+  }
+
+  #isSignalTable(info: TableInfo): boolean {
+    const name = this.#settings.signalTable;
+    return name !== undefined && `${info.relation.schema}.${info.relation.table}` === name;
+  }
+
+  /**
+   * Acts on the signal just read, before any change after it is handed
+   * over. A snapshot's batches carry the offset of the changes before the
+   * signal, so a restart in the middle reads the signal again and takes the
+   * snapshot again; its records carry the signal transaction's commit LSN,
+   * so changes streamed after them (that transaction's later ones
+   * included) are never older than them for a sink's position guard.
+   */
+  async *#onSignal(
+    tracker: TransactionTracker,
+    batch: PendingBatch,
+    catalog: Tables,
+    events: EventOptions,
+  ): AsyncGenerator<SourceBatch> {
+    const { signal, commitLsn, records } = this.#pendingSignal!;
+    this.#pendingSignal = undefined;
+    const refuse = (reason: string) =>
+      this.#logger.error("Signal {id} refused, nothing done: {reason}", { id: signal.id, reason });
+    if (signal.kind === "log") {
+      this.#logger.info("Signal {id}: {message}", { id: signal.id, message: signal.message });
+    } else if (signal.kind === "refused") {
+      refuse(signal.reason);
+    } else {
+      let tables: TableRef[] | undefined;
+      try {
+        const published = await publishedTables(this.#meta!, this.#settings.publication);
+        const captured = published.filter((t) => this.#settings.filter.table(t.schema, t.table));
+        tables = signalTables(signal.collections, captured);
+      } catch (error) {
+        refuse((error as Error).message);
+      }
+      if (tables) {
+        const before = tracker.offset(this.#reached, true);
+        if (batch.size > 0) yield this.#batch(batch.take(), before);
+        this.#logger.info(
+          "Signal {id}: snapshot of {tables} while the stream waits at {lsn}{note}",
+          {
+            id: signal.id,
+            tables: tables.map((t) => `${t.schema}.${t.table}`).join(", "),
+            lsn: formatLsn(commitLsn),
+            note: signal.type === "incremental"
+              ? " (asked as incremental: Sluice takes it as a blocking snapshot)"
+              : "",
+          },
+        );
+        for await (
+          const chunk of readSnapshot({
+            url: this.#settings.url,
+            applicationName: this.#settings.applicationName,
+            consistentPoint: commitLsn,
+            tables,
+            catalog,
+            events,
+            batchSize: this.#settings.maxBatchSize,
+            logger: this.#logger,
+          })
+        ) {
+          yield this.#batch(chunk, before);
+          if (this.#signal.aborted) return;
+        }
+      }
+    }
+    batch.records.push(...records);
+    batch.added();
+    this.#buffered = batch.size;
   }
 
   #batch(records: SluiceRecord[], offset?: JsonValue): SourceBatch {
@@ -727,15 +824,20 @@ class TransactionTracker {
     return position;
   }
 
-  /** The offset of everything handed over so far, given the last commit reached. */
-  offset(reached: { lsn: bigint; txId: number | null }): JsonValue {
+  /**
+   * The offset of everything handed over so far, given the last commit
+   * reached; with `withoutCurrent`, the change counted last is left out (it
+   * is delivered again after a restart).
+   */
+  offset(reached: { lsn: bigint; txId: number | null }, withoutCurrent = false): JsonValue {
     const offset: Record<string, JsonValue> = {
       lsn: formatLsn(reached.lsn),
       txId: reached.txId,
     };
     const tx = this.#tx;
     if (tx) {
-      offset.partial = { commitLsn: formatLsn(tx.finalLsn), txId: tx.xid, events: tx.changes };
+      const events = withoutCurrent ? tx.changes - 1 : tx.changes;
+      offset.partial = { commitLsn: formatLsn(tx.finalLsn), txId: tx.xid, events };
     }
     return offset;
   }

@@ -404,7 +404,7 @@ function unsent(
 }
 
 /** The captured columns of a tuple; unchanged TOAST values are left out. */
-function rowOf(info: TableInfo, tuple: readonly TupleValue[]): Row {
+export function rowOf(info: TableInfo, tuple: readonly TupleValue[]): Row {
   const row: Row = {};
   for (const field of info.fields) {
     const value = tuple[field.index];

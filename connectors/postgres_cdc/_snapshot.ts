@@ -24,8 +24,13 @@ import type { TableRef } from "./_slot.ts";
 export interface SnapshotOptions {
   readonly url: string;
   readonly applicationName: string;
-  /** The exported snapshot's name. */
-  readonly snapshotName: string;
+  /**
+   * The exported snapshot's name. Without one, each table is read in its own
+   * repeatable-read transaction (a snapshot asked for by a signal while the
+   * stream waits: see `_signals.ts`).
+   */
+  readonly snapshotName?: string;
+  /** The position the records carry (the commit LSN the stream is held at). */
   readonly consistentPoint: bigint;
   readonly tables: readonly TableRef[];
   readonly catalog: Tables;
@@ -70,7 +75,11 @@ export async function* readSnapshot(options: SnapshotOptions): AsyncGenerator<Sl
     const firstOfTable = first ? position("first") : position("first_in_data_collection");
     try {
       await sql.unsafe("begin isolation level repeatable read read only");
-      await sql.unsafe(`set transaction snapshot '${options.snapshotName.replaceAll("'", "''")}'`);
+      if (options.snapshotName !== undefined) {
+        await sql.unsafe(
+          `set transaction snapshot '${options.snapshotName.replaceAll("'", "''")}'`,
+        );
+      }
       const stream = await sql.unsafe(`copy (${Tables.snapshotQuery(info)}) to stdout`).readable();
       const names = info.fields.map((f) => f.name);
       const decoders = info.fields.map((f) => f.decode);

@@ -153,6 +153,9 @@ const fields = z.strictObject({
   "heartbeat.action.query": z.string().optional().describe(
     "SQL run on the source at every heartbeat, e.g. an update of a heartbeat table, so a quiet captured database still moves the slot.",
   ),
+  "signal.data.collection": z.string().optional().describe(
+    'The signal table (schema.table; columns id, type, data), as Debezium\'s: a row inserted there with type execute-snapshot and data {"data-collections": ["public.t"]} snapshots those captured tables while the stream waits at that point (a table added to the publication later gets its rows that way); type log writes data.message to the log. The table must be captured.',
+  ),
   "max.batch.size": positiveInteger().default(2048).describe(
     "Most events per batch handed to the pipeline.",
   ),
@@ -235,6 +238,21 @@ const schema = fields.superRefine((config, context) => {
       break;
     }
   }
+  const signalTable = config["signal.data.collection"];
+  if (signalTable !== undefined) {
+    const parts = signalTable.split(".");
+    if (parts.length !== 2 || parts.some((part) => part === "")) {
+      issue(
+        "signal.data.collection",
+        `must name a table as schema.table: current value is "${signalTable}"`,
+      );
+    } else if (!new CaptureFilter(config).table(parts[0], parts[1])) {
+      issue(
+        "signal.data.collection",
+        `names ${signalTable}, which the include and exclude lists leave out: signals arrive only from a captured table (add it to table.include.list)`,
+      );
+    }
+  }
   if (config["heartbeat.action.query"] && config["heartbeat.interval.ms"] === 0) {
     issue(
       "heartbeat.action.query",
@@ -263,6 +281,7 @@ export interface CdcSettings {
   readonly skipped: ReadonlySet<ChangeOp>;
   readonly heartbeatIntervalMs: number;
   readonly heartbeatQuery?: string;
+  readonly signalTable?: string;
   readonly maxBatchSize: number;
   readonly pollIntervalMs: number;
   readonly statusIntervalMs: number;
@@ -297,6 +316,7 @@ function settingsOf(config: ParsedConfig): CdcSettings {
     skipped: new Set(config["skipped.operations"].filter((op) => op !== "none") as ChangeOp[]),
     heartbeatIntervalMs: config["heartbeat.interval.ms"],
     heartbeatQuery: config["heartbeat.action.query"],
+    signalTable: config["signal.data.collection"],
     maxBatchSize: config["max.batch.size"],
     pollIntervalMs: config["poll.interval.ms"],
     statusIntervalMs: config["status.update.interval.ms"],
