@@ -30,16 +30,21 @@ export type Signal =
   | { readonly kind: "log"; readonly id: string; readonly message: string }
   | { readonly kind: "refused"; readonly id: string; readonly reason: string };
 
-/** The signal a row of the signal table holds. */
+/**
+ * The signal a row of the signal table holds: its columns `id`, `type` and
+ * `data`, else (as Debezium reads them) its first three columns in order.
+ */
 export function parseSignal(row: Record<string, unknown> | null | undefined): Signal {
-  const id = String(row?.id ?? "(no id)");
-  const type = row?.type;
-  let data: unknown = row?.data ?? null;
+  const columns = Object.values(row ?? {});
+  const named = row && "type" in row;
+  const id = String((named ? row.id : columns[0]) ?? "(no id)");
+  const type = named ? row.type : columns[1];
+  let data: unknown = (named ? row.data : columns[2]) ?? null;
   if (typeof data === "string") {
     try {
       data = data.trim() === "" ? null : JSON.parse(data);
     } catch {
-      return { kind: "refused", id, reason: `its data is not JSON: ${row?.data}` };
+      return { kind: "refused", id, reason: `its data is not JSON: ${data}` };
     }
   }
   const fields = (data ?? {}) as Record<string, unknown>;

@@ -143,6 +143,15 @@ Deno.test("signal rows are parsed as Debezium writes them, and their tables matc
     parseSignal({ id: "x", type: "execute-snapshot", data: '{"data-collections": ["public.b"]}' }),
     { kind: "snapshot", id: "x", collections: ["public.b"], type: "incremental" },
   );
+  // Other column names: the first three columns, as Debezium reads them.
+  assertEquals(
+    parseSignal({
+      signal_id: "p",
+      kind: "execute-snapshot",
+      payload: '{"data-collections": ["s.t"], "type": "blocking"}',
+    }),
+    { kind: "snapshot", id: "p", collections: ["s.t"], type: "blocking" },
+  );
   assertEquals(parseSignal({ id: "l", type: "log", data: '{"message": "hi"}' }), {
     kind: "log",
     id: "l",
