@@ -666,20 +666,34 @@ export class Capture {
               : "",
           },
         );
-        for await (
-          const chunk of readSnapshot({
-            url: this.#settings.url,
-            applicationName: this.#settings.applicationName,
-            consistentPoint: commitLsn,
-            tables,
-            catalog,
-            events,
-            batchSize: this.#settings.maxBatchSize,
-            logger: this.#logger,
-          })
-        ) {
-          yield this.#batch(chunk, before);
-          if (this.#signal.aborted) return;
+        let rows = 0;
+        try {
+          for await (
+            const chunk of readSnapshot({
+              url: this.#settings.url,
+              applicationName: this.#settings.applicationName,
+              consistentPoint: commitLsn,
+              tables,
+              catalog,
+              events,
+              batchSize: this.#settings.maxBatchSize,
+              logger: this.#logger,
+            })
+          ) {
+            rows += chunk.length;
+            yield this.#batch(chunk, before);
+            if (this.#signal.aborted) return;
+          }
+        } catch (error) {
+          // A lost connection takes the snapshot again after the restart. A
+          // table that cannot be read (dropped since, no privilege) would
+          // fail the same way at every restart and hold the stream forever:
+          // the signal fails instead, loudly, and the stream goes on.
+          if (isConnectionError(error) || this.#signal.aborted) throw error;
+          this.#logger.error(
+            "Signal {id}: the snapshot failed after {rows} rows and is abandoned (the target holds those rows, not the rest): {error}. Fix the cause and send the signal again",
+            { id: signal.id, rows, error: (error as Error).message },
+          );
         }
       }
     }

@@ -7,6 +7,7 @@
 import postgres from "postgres";
 import { assert, assertEquals, assertMatch } from "../../_assert.ts";
 import { createTestDatabase } from "../../_services.ts";
+import { capturingLogs } from "../../_logs.ts";
 import { openSource, uniqueSlot, waitForActiveSlot } from "../../_cdc.ts";
 import type { ChangeEvent, SluiceRecord } from "../../../api/record.ts";
 import postgresCdc from "../../../connectors/postgres_cdc/mod.ts";
@@ -135,6 +136,44 @@ Deno.test("signals Sluice cannot honour exactly are refused and the stream goes 
     assertEquals(records.filter((r) => tableOf(r) === "sig").length, 4);
   } finally {
     await source.close();
+  }
+});
+
+Deno.test("a signalled snapshot that cannot read its table fails loudly and the stream goes on", async () => {
+  await using f = await fixture("cdc_signal_denied");
+  await using logs = await capturingLogs();
+  // A capture user that may stream and read a and sig, but not b.
+  const role = `trial_${f.slot}`;
+  await f.sql.unsafe(`create role ${role} login replication;
+    grant select on public.a, public.sig to ${role};
+    create publication signal_pub for table public.a, public.b, public.sig;`);
+  const url = new URL(f.config()["connection.url"]);
+  url.username = role;
+  const source = await openSource(
+    f.config({ "connection.url": url.href, "publication.autocreate.mode": "disabled" }),
+  );
+  try {
+    await waitForActiveSlot(f.sql, f.slot);
+    await f.sql`insert into public.sig values ('denied', 'execute-snapshot',
+      '{"data-collections": ["public.b"]}')`;
+    await f.sql`insert into public.a values (7, 'after')`;
+    const records = await source.readUntil(
+      "the insert after the signal",
+      (r) => tableOf(r) === "a",
+    );
+    assertEquals(records.filter((r) => event(r).op === "r"), []);
+    assertMatch(
+      logs.lines.join("\n"),
+      /Signal denied: the snapshot failed after 0 rows and is abandoned.*permission denied/,
+    );
+  } finally {
+    await source.close();
+    await f.sql`select pg_drop_replication_slot(slot_name) from pg_replication_slots
+      where slot_name = ${f.slot} and not active`;
+    await f.sql.unsafe(
+      `drop publication signal_pub; revoke all on public.a, public.sig from ${role};
+      drop role ${role}`,
+    );
   }
 });
 
