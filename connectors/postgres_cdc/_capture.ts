@@ -283,6 +283,7 @@ export class Capture {
       settings.filter,
       this.#logger,
     );
+    await this.#checkSignalTable(meta);
     const slot = await this.#existingSlot(meta, db);
     const stored = this.#stored;
     const mode = settings.snapshotMode;
@@ -614,6 +615,18 @@ export class Capture {
         return;
       }
     }
+  }
+
+  /** Signals written to a table the publication leaves out never arrive: say so at start. */
+  async #checkSignalTable(meta: Sql): Promise<void> {
+    const name = this.#settings.signalTable;
+    if (name === undefined) return;
+    const published = await publishedTables(meta, this.#settings.publication);
+    if (published.some((t) => `${t.schema}.${t.table}` === name)) return;
+    this.#logger.warn(
+      "The signal table {table} (signal.data.collection) is not in publication {publication}: signals written there will not be seen. Create it (columns id, type, data) and restart, or add it to the publication",
+      { table: name, publication: this.#settings.publication },
+    );
   }
 
   #isSignalTable(info: TableInfo): boolean {

@@ -120,8 +120,24 @@ Deno.test("an execute-snapshot signal snapshots a table at that point of the str
   }
 });
 
+Deno.test("a signal table missing from the publication is named at start", async () => {
+  await using f = await fixture("cdc_signal_missing");
+  await using logs = await capturingLogs();
+  const source = await openSource(f.config({ "signal.data.collection": "public.nosuch" }));
+  try {
+    await waitForActiveSlot(f.sql, f.slot);
+    assertMatch(
+      logs.lines.join("\n"),
+      /The signal table public\.nosuch \(signal\.data\.collection\) is not in publication signal_pub/,
+    );
+  } finally {
+    await source.close();
+  }
+});
+
 Deno.test("signals Sluice cannot honour exactly are refused and the stream goes on", async () => {
   await using f = await fixture("cdc_signal_refused");
+  await using logs = await capturingLogs();
   const source = await openSource(f.config());
   try {
     await waitForActiveSlot(f.sql, f.slot);
@@ -134,6 +150,15 @@ Deno.test("signals Sluice cannot honour exactly are refused and the stream goes 
     const records = await source.readUntil("the marker", (r) => tableOf(r) === "a");
     assertEquals(records.filter((r) => event(r).op === "r"), []);
     assertEquals(records.filter((r) => tableOf(r) === "sig").length, 4);
+    const log = logs.lines.join("\n");
+    assertMatch(log, /Signal bad1 refused, nothing done: public\.nope is not a captured table/);
+    assertMatch(log, /Signal bad2 refused, nothing done: additional-conditions are not supported/);
+    assertMatch(
+      log,
+      /Signal bad3 refused, nothing done: signal type "pause-snapshot" is not supported/,
+    );
+    assertMatch(log, /Signal log1: hello/);
+    assert(!log.includes("is not in publication"), "the signal table is in the publication");
   } finally {
     await source.close();
   }
