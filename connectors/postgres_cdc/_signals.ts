@@ -38,19 +38,28 @@ export function parseSignal(row: Record<string, unknown> | null | undefined): Si
   const columns = Object.values(row ?? {});
   const named = row && "type" in row;
   const id = String((named ? row.id : columns[0]) ?? "(no id)");
-  const type = named ? row.type : columns[1];
+  const given = named ? row.type : columns[1];
+  // Debezium reads type names in any case.
+  const type = typeof given === "string" ? given.toLowerCase() : given;
   let data: unknown = (named ? row.data : columns[2]) ?? null;
   if (typeof data === "string") {
     try {
       data = data.trim() === "" ? null : JSON.parse(data);
-    } catch {
-      return { kind: "refused", id, reason: `its data is not JSON: ${data}` };
+    } catch (error) {
+      return {
+        kind: "refused",
+        id,
+        reason: `its data is not JSON (${(error as Error).message}): ${data}`,
+      };
     }
   }
   const fields = (data ?? {}) as Record<string, unknown>;
   switch (type) {
     case "log":
-      return { kind: "log", id, message: String(fields.message ?? "") };
+      if (typeof fields.message !== "string") {
+        return { kind: "refused", id, reason: `a log signal needs data {"message": "…"}` };
+      }
+      return { kind: "log", id, message: fields.message };
     case "execute-snapshot": {
       const collections = fields["data-collections"];
       if (
@@ -63,7 +72,7 @@ export function parseSignal(row: Record<string, unknown> | null | undefined): Si
           reason: `execute-snapshot needs "data-collections", a list of tables ("schema.table")`,
         };
       }
-      const kind = fields.type ?? "incremental";
+      const kind = typeof fields.type === "string" ? fields.type.toLowerCase() : "incremental";
       if (kind !== "incremental" && kind !== "blocking") {
         return {
           kind: "refused",
@@ -87,7 +96,7 @@ export function parseSignal(row: Record<string, unknown> | null | undefined): Si
         kind: "refused",
         id,
         reason: `signal type ${
-          JSON.stringify(type ?? null)
+          JSON.stringify(given ?? null)
         } is not supported (execute-snapshot, log)`,
       };
   }
@@ -107,11 +116,13 @@ export function signalTables(
   const chosen: TableRef[] = [];
   const unmatched: string[] = [];
   for (const entry of collections) {
+    // The exact name first; else, as the include lists read names, a
+    // regular expression over the whole name in any case.
     let matches = captured.filter((t) => name(t) === entry);
     if (matches.length === 0) {
       let pattern: RegExp | undefined;
       try {
-        pattern = new RegExp(`^(?:${entry})$`);
+        pattern = new RegExp(`^(?:${entry})$`, "i");
       } catch {
         pattern = undefined;
       }
@@ -121,10 +132,13 @@ export function signalTables(
     for (const table of matches) if (!chosen.includes(table)) chosen.push(table);
   }
   if (unmatched.length > 0) {
+    const hint = unmatched.some((entry) => entry.includes('"') || !entry.includes("."))
+      ? ` (write schema.table without quotes, e.g. public.Big Events)`
+      : "";
     throw new Error(
       `${unmatched.join(", ")} ${
-        unmatched.length === 1 ? "is" : "are"
-      } not a captured table (in the publication and the include lists): captured are ${
+        unmatched.length === 1 ? "names" : "name"
+      } no captured table (tables in the publication and the include lists)${hint}: captured are ${
         captured.map(name).join(", ") || "none"
       }`,
     );

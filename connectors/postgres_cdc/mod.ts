@@ -95,7 +95,7 @@ const OPERATIONS = ["c", "u", "d", "t", "none"] as const;
 const fields = z.strictObject({
   ...connectionOptions,
   "topic.prefix": z.string().min(1).optional().describe(
-    "Required, in direct mode too (the deprecated database.server.name stands in for it): the logical name of the source server. Events go to topics <topic.prefix>.<schema>.<table>, from which a postgres sink's table.name.format names its tables.",
+    'Required, in direct mode too (the deprecated database.server.name stands in for it): the logical name of the source server. Events go to topics <topic.prefix>.<schema>.<table>, from which a postgres sink\'s table.name.format names its tables; characters other than letters, digits, ., _ and - become _ (as in Debezium), so public."Big Events" goes to <topic.prefix>.public.Big_Events.',
   ),
   "database.server.name": z.string().optional().describe(
     "Deprecated (Debezium 1.x): used as topic.prefix when that is not set; ignored otherwise.",

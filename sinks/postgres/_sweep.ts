@@ -118,7 +118,7 @@ export class SnapshotSweeper {
       const swept = await table.sweepOlderRows(tx, table.positionText(position));
       const level = swept > 0 ? "warn" : "info";
       this.#logger[level](
-        "Snapshot of {table} at {position} ended: {swept} rows it did not hold (deleted at the source before it) were deleted in the target ({mode})",
+        "Snapshot of {table} at {position} ended: {swept} rows it did not hold (no longer at the source when it read the table) were deleted in the target ({mode})",
         { table: table.name, position: table.positionText(position), swept, mode: table.deletes },
       );
     }

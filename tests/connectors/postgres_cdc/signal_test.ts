@@ -151,7 +151,7 @@ Deno.test("signals Sluice cannot honour exactly are refused and the stream goes 
     assertEquals(records.filter((r) => event(r).op === "r"), []);
     assertEquals(records.filter((r) => tableOf(r) === "sig").length, 4);
     const log = logs.lines.join("\n");
-    assertMatch(log, /Signal bad1 refused, nothing done: public\.nope is not a captured table/);
+    assertMatch(log, /Signal bad1 refused, nothing done: public\.nope names no captured table/);
     assertMatch(log, /Signal bad2 refused, nothing done: additional-conditions are not supported/);
     assertMatch(
       log,
@@ -221,6 +221,15 @@ Deno.test("signal rows are parsed as Debezium writes them, and their tables matc
     id: "l",
     message: "hi",
   });
+  // Type names in any case, as Debezium reads them.
+  assertEquals(
+    parseSignal({
+      id: "u",
+      type: "EXECUTE-SNAPSHOT",
+      data: '{"data-collections": ["a.b"], "type": "BLOCKING"}',
+    }),
+    { kind: "snapshot", id: "u", collections: ["a.b"], type: "blocking" },
+  );
   const refused = (row: Record<string, unknown>) => {
     const signal = parseSignal(row);
     assert(signal.kind === "refused", JSON.stringify(signal));
@@ -237,6 +246,7 @@ Deno.test("signal rows are parsed as Debezium writes them, and their tables matc
     /unknown/,
   );
   assertMatch(refused({ id: "4", type: "stop-snapshot", data: null }), /not supported/);
+  assertMatch(refused({ id: "5", type: "log", data: '{"msg": "x"}' }), /needs data \{"message"/);
 
   const tables = [
     { oid: 1, schema: "public", table: "orders" },
@@ -249,13 +259,23 @@ Deno.test("signal rows are parsed as Debezium writes them, and their tables matc
     2,
     3,
   ]);
+  // Names in any case, as the include lists read them; an exact name wins.
+  assertEquals(signalTables(["PUBLIC.ORDERS"], tables).map((t) => t.oid), [1]);
+  const quoted = (() => {
+    try {
+      signalTables(['public."orders"'], tables);
+    } catch (e) {
+      return (e as Error).message;
+    }
+  })();
+  assertMatch(String(quoted), /without quotes/);
   let error: Error | undefined;
   try {
     signalTables(["public.nope", "sales.orders"], tables);
   } catch (e) {
     error = e as Error;
   }
-  assertMatch(String(error?.message), /public\.nope is not a captured table/);
+  assertMatch(String(error?.message), /public\.nope names no captured table/);
 });
 
 Deno.test("signal.data.collection is checked before anything connects", () => {
