@@ -54,11 +54,22 @@ import type { DeadLetterStore } from "../api/dead_letters.ts";
  *   waits its 8 s; a first look at 6 s collected at once here, but one at 5 s
  *   still saw them and collected at 13 s: a later first look is a bet on the
  *   load), and a busy one is left alone.
+ * - old space grows by half of what the last full GC kept alive before the
+ *   next full GC starts, where V8 lets it grow up to 4× for a fast mutator.
+ *   Records in flight to a sink outlive two scavenges and are promoted, so
+ *   draining a CDC backlog grew old space from ~35 MB live to 120–145 MB
+ *   between full GCs. At 1.5× a 1M-event backlog into Kafka peaked at
+ *   ~178 MB instead of ~270 (two runs each, same machine) for 5–10% more
+ *   CPU time; a 1M-row batch sync kept its ~123 MB and its speed (within
+ *   the noise of three runs).
+ * - no memory pool: pages a GC frees go back to the system at once instead
+ *   of waiting in V8's pool (10–45 MB of it during that drain).
  *
  * tests/cli/v8_flags_test.ts checks that deno.json's tasks carry the same
  * values.
  */
-export const SLUICE_V8_FLAGS = "--max-semi-space-size=4,--gc-memory-reducer-start-delay-ms=1000";
+export const SLUICE_V8_FLAGS =
+  "--max-semi-space-size=4,--gc-memory-reducer-start-delay-ms=1000,--heap-growing-percent=50,--no-memory-pool";
 
 /**
  * The Deno flags `sluice run` starts with: {@linkcode SLUICE_V8_FLAGS} and

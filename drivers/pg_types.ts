@@ -103,17 +103,22 @@ export function parseCopyLine(
 
 /**
  * Splits a COPY text-format byte stream into decoded rows. Yields arrays of
- * rows of at most `chunkSize`.
+ * at most `chunkSize` rows, and ends an array early once its rows' text
+ * reached `maxChunkChars` (wide rows: a count alone would let a chunk of
+ * 1 MB documents hold gigabytes).
  */
 export async function* parseCopyText(
   stream: AsyncIterable<Uint8Array>,
   names: readonly string[],
   decoders: readonly Decoder[],
   chunkSize: number,
+  maxChunkChars = Infinity,
 ): AsyncGenerator<Record<string, unknown>[]> {
   const decoder = new TextDecoder();
   let pending = "";
-  const rows: Record<string, unknown>[] = [];
+  let rows: Record<string, unknown>[] = [];
+  let chars = 0;
+  const full: Record<string, unknown>[][] = [];
   const parseLine = (line: string) => parseCopyLine(line, names, decoders);
   // PostgreSQL sends one row per CopyData message; decoding them a few
   // hundred at a time saves a call into the runtime per row.
@@ -135,7 +140,13 @@ export async function* parseCopyText(
     let start = 0;
     for (let end = pending.indexOf("\n"); end >= 0; end = pending.indexOf("\n", start)) {
       rows.push(parseLine(pending.slice(start, end)));
+      chars += end - start;
       start = end + 1;
+      if (rows.length >= chunkSize || chars >= maxChunkChars) {
+        full.push(rows);
+        rows = [];
+        chars = 0;
+      }
     }
     pending = pending.slice(start);
   };
@@ -144,10 +155,10 @@ export async function* parseCopyText(
     size += bytes.length;
     if (parts.length < 256 && size < 65536) continue;
     decodeParts();
-    while (rows.length >= chunkSize) yield rows.splice(0, chunkSize);
+    while (full.length > 0) yield full.shift()!;
   }
   decodeParts();
-  while (rows.length >= chunkSize) yield rows.splice(0, chunkSize);
+  while (full.length > 0) yield full.shift()!;
   pending += decoder.decode();
   if (pending.length > 0) throw new Error("COPY stream ended in the middle of a row");
   if (rows.length > 0) yield rows;

@@ -72,6 +72,7 @@ export interface CaptureSettings {
   readonly autocreate: AutocreateMode;
   readonly snapshotMode: "initial" | "never" | "when_needed" | "initial_only";
   readonly maxBatchSize: number;
+  readonly maxBatchBytes: number;
   readonly pollIntervalMs: number;
   readonly statusIntervalMs: number;
   readonly heartbeatIntervalMs: number;
@@ -420,6 +421,7 @@ export class Capture {
         catalog,
         events,
         batchSize: settings.maxBatchSize,
+        batchBytes: settings.maxBatchBytes,
         logger: this.#logger,
       })
     ) {
@@ -503,7 +505,9 @@ export class Capture {
         const waiting = this.#onFrame(bytes, tracker, batch, catalog, events);
         if (waiting) await waiting;
         if (this.#pendingSignal) yield* this.#onSignal(tracker, batch, catalog, events);
-        if (batch.size >= settings.maxBatchSize) yield take();
+        if (batch.size >= settings.maxBatchSize || batch.bytes >= settings.maxBatchBytes) {
+          yield take();
+        }
         continue;
       }
       const now = Date.now();
@@ -598,7 +602,7 @@ export class Capture {
           return;
         }
         if (info.captured) changeRecords(info, message, position, events, batch.records);
-        batch.added();
+        batch.added(frame.length);
         this.#buffered = batch.size;
         return;
       }
@@ -690,6 +694,7 @@ export class Capture {
               catalog,
               events,
               batchSize: this.#settings.maxBatchSize,
+              batchBytes: this.#settings.maxBatchBytes,
               logger: this.#logger,
             })
           ) {
@@ -882,14 +887,17 @@ class PendingBatch {
   /** Where change records are appended; call {@linkcode added} after. */
   records: SluiceRecord[] = [];
   firstAt = 0;
+  /** pgoutput bytes of the changes in {@linkcode records} (`max.batch.bytes`). */
+  bytes = 0;
   #counted = 0;
 
   get size(): number {
     return this.records.length;
   }
 
-  /** Notes records appended to {@linkcode records}. */
-  added(): void {
+  /** Notes records appended to {@linkcode records}, decoded from `bytes` of pgoutput. */
+  added(bytes = 0): void {
+    this.bytes += bytes;
     if (this.#counted === 0 && this.records.length > 0) this.firstAt = Date.now();
     this.#counted = this.records.length;
   }
@@ -898,6 +906,7 @@ class PendingBatch {
     const records = this.records;
     this.records = [];
     this.#counted = 0;
+    this.bytes = 0;
     return records;
   }
 }

@@ -36,6 +36,8 @@ export interface SnapshotOptions {
   readonly catalog: Tables;
   readonly events: EventOptions;
   readonly batchSize: number;
+  /** Rows' text (COPY) per chunk after which it ends early, for wide rows. */
+  readonly batchBytes: number;
   readonly logger: Logger;
 }
 
@@ -89,6 +91,7 @@ export async function* readSnapshot(options: SnapshotOptions): AsyncGenerator<Sl
           names,
           decoders,
           options.batchSize,
+          options.batchBytes,
         )
       ) {
         const records = chunk.map((row) => {

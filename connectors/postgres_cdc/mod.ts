@@ -159,6 +159,9 @@ const fields = z.strictObject({
   "max.batch.size": positiveInteger().default(2048).describe(
     "Most events per batch handed to the pipeline.",
   ),
+  "max.batch.bytes": positiveInteger().default(4 * 1024 * 1024).describe(
+    "A batch is handed over once its changes reach this many bytes as PostgreSQL sent them (pgoutput, or COPY text in a snapshot), even below max.batch.size: wide rows (large documents) then stay bounded in memory. A single larger change still makes a batch of its own.",
+  ),
   "poll.interval.ms": integer().pipe(z.number().min(0)).default(100).describe(
     "How long a partly filled batch may wait for more events before it is handed over (ms); bounds the added latency.",
   ),
@@ -283,6 +286,7 @@ export interface CdcSettings {
   readonly heartbeatQuery?: string;
   readonly signalTable?: string;
   readonly maxBatchSize: number;
+  readonly maxBatchBytes: number;
   readonly pollIntervalMs: number;
   readonly statusIntervalMs: number;
   readonly lagPollIntervalMs: number;
@@ -318,6 +322,7 @@ function settingsOf(config: ParsedConfig): CdcSettings {
     heartbeatQuery: config["heartbeat.action.query"],
     signalTable: config["signal.data.collection"],
     maxBatchSize: config["max.batch.size"],
+    maxBatchBytes: config["max.batch.bytes"],
     pollIntervalMs: config["poll.interval.ms"],
     statusIntervalMs: config["status.update.interval.ms"],
     lagPollIntervalMs: config["lag.poll.interval.ms"],

@@ -378,3 +378,34 @@ Deno.test("postgres_cdc with publication.autocreate.mode disabled needs an exist
     await source.close();
   }
 });
+
+Deno.test("postgres_cdc ends batches at max.batch.bytes: wide rows stay bounded, in the snapshot and the stream", async () => {
+  await using f = await fixture(
+    "cdc_batch_bytes",
+    `create table public.docs (id int primary key, body text not null);
+     insert into docs select g, repeat(chr(65 + g), 5000) from generate_series(1, 20) g;`,
+  );
+  // 5,000 bytes a row: the fourth row of a batch reaches 20,000 bytes and ends it.
+  const source = await openSource(
+    f.config({ "snapshot.mode": "initial", "max.batch.bytes": "20000", "max.batch.size": "100" }),
+  );
+  try {
+    // The slot was created before the snapshot: rows written now are streamed next.
+    const snapshot = await source.take(20);
+    await f
+      .sql`insert into docs select g, repeat(chr(45 + g), 5000) from generate_series(21, 40) g`;
+    const stream = await source.take(20);
+    for (const [phase, batches] of [["snapshot", snapshot], ["stream", stream]] as const) {
+      const sizes = batches.map((batch) => batch.records.length);
+      assert(sizes.every((size) => size <= 4), `${phase} batches of ${sizes.join(", ")} rows`);
+      assertGreater(sizes.length, 4, `${phase}: ${sizes.join(", ")}`);
+    }
+    assertEquals(
+      source.records.map((r) => (r.key as { id: number }).id),
+      Array.from({ length: 40 }, (_, i) => i + 1),
+    );
+    assertEquals((event(source.records[39]).after as { body: string }).body.length, 5000);
+  } finally {
+    await source.close();
+  }
+});
