@@ -59,8 +59,8 @@ import type { DeadLetterStore } from "../api/dead_letters.ts";
  *   Records in flight to a sink outlive two scavenges and are promoted, so
  *   draining a CDC backlog grew old space from ~35 MB live to 120–145 MB
  *   between full GCs. At 1.5× a 1M-event backlog into Kafka peaked at
- *   ~178 MB instead of ~270 (two runs each, same machine) for 5–10% more
- *   CPU time; a 1M-row batch sync kept its ~123 MB and its speed (within
+ *   ~178 MB instead of ~270 (two runs each, same machine) for 0–10% more
+ *   CPU time (within that machine's noise); a 1M-row batch sync kept its ~123 MB and its speed (within
  *   the noise of three runs).
  * - no memory pool: pages a GC frees go back to the system at once instead
  *   of waiting in V8's pool (10–45 MB of it during that drain).

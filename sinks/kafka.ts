@@ -387,8 +387,8 @@ export default defineSink({
 
     return {
       // Two batches awaiting acknowledgement keep the broker busy while the
-      // next one is encoded; every batch more holds ~1 KB of live record
-      // objects per event (they outlive the young generation and are
+      // next one is encoded; every batch more holds ~0.7 KB of live
+      // record objects per CDC event (they outlive the young generation and are
       // promoted). Draining a 1M-event backlog: 4 in flight peaked ~10 MB
       // higher than 2 at the same rate.
       writesInFlight: 2,

@@ -160,7 +160,7 @@ const fields = z.strictObject({
     "Most events per batch handed to the pipeline.",
   ),
   "max.batch.bytes": positiveInteger().default(4 * 1024 * 1024).describe(
-    "A batch is handed over once its changes reach this many bytes as PostgreSQL sent them (pgoutput, or COPY text in a snapshot), even below max.batch.size: wide rows (large documents) then stay bounded in memory. A single larger change still makes a batch of its own.",
+    "A batch is handed over once its changes reach this size, even below max.batch.size, so wide rows (large documents) stay bounded in memory: pgoutput bytes in the stream, characters of COPY text in a snapshot. A single larger change still makes a batch of its own.",
   ),
   "poll.interval.ms": integer().pipe(z.number().min(0)).default(100).describe(
     "How long a partly filled batch may wait for more events before it is handed over (ms); bounds the added latency.",
