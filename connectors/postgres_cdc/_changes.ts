@@ -75,6 +75,11 @@ export interface Field {
   readonly index: number;
   readonly name: string;
   readonly decode: Decoder;
+  /**
+   * Not optional in the value schema (NOT NULL, not a key column). Cleared
+   * when a null arrives anyway: see {@link nullInRequired}.
+   */
+  required: boolean;
 }
 
 /** A relation as the events need it. */
@@ -89,7 +94,9 @@ export interface TableInfo {
   /** Indexes of the replica identity columns (what a `K` old tuple carries). */
   readonly identityIndexes: readonly number[];
   /** Debezium's key and envelope schemas of this shape (captured tables only). */
-  readonly schemas?: RecordSchemas;
+  schemas?: RecordSchemas;
+  /** The schemas again, with the fields no longer `required` made optional. */
+  readonly rebuildSchemas?: () => RecordSchemas;
   /** The key schema alone, for tombstones. */
   readonly keySchemas?: RecordSchemas;
 }
@@ -129,21 +136,25 @@ export class Tables {
         filter.column(relation.schema, relation.table, column.name) ? [{ column, index }] : []
       );
       const decoders = await this.#decoders.for(kept.map((k) => k.column));
-      const fields = kept.map((k, i) => ({
-        index: k.index,
-        name: k.column.name,
-        decode: decoders[i],
-      }));
       const keyNames = await this.#keyColumns(relation);
       const keyIndexes = keyNames.map((name) => relation.columns.findIndex((c) => c.name === name))
         .filter((index) => index >= 0);
-      const facts = await columnFacts(this.#sql, relation.oid);
-      const schemas = tableSchemas(
-        topic,
-        fields.map((f) => ({ name: f.name, facts: facts.get(f.name) })),
-        keyIndexes.map((index) => relation.columns[index].name),
-        this.#decoders.modes,
-      );
+      const keys = keyIndexes.map((index) => relation.columns[index].name);
+      const facts = await columnFacts(this.#sql, relation.oid, kept.map((k) => k.column));
+      const fields: Field[] = kept.map((k, i) => ({
+        index: k.index,
+        name: k.column.name,
+        decode: decoders[i],
+        required: !keys.includes(k.column.name) && (facts.get(k.column.name)?.notNull ?? false),
+      }));
+      const rebuildSchemas = () =>
+        tableSchemas(
+          topic,
+          fields.map((f) => ({ name: f.name, facts: facts.get(f.name), optional: !f.required })),
+          keys,
+          this.#decoders.modes,
+        );
+      const schemas = rebuildSchemas();
       const keySchemas = schemas.key ? { key: schemas.key } : undefined;
       info = {
         relation,
@@ -154,6 +165,7 @@ export class Tables {
         identityIndexes,
         schemas,
         keySchemas,
+        rebuildSchemas,
       };
     }
     this.#tables.set(relation.oid, info);
@@ -314,6 +326,9 @@ export function readRecord(
   position: ChangePosition,
   options: EventOptions,
 ): SluiceRecord {
+  for (const field of info.fields) {
+    if (field.required && row[field.name] === null) nullInRequired(info, field);
+  }
   let key: Row | null = null;
   if (info.keyIndexes.length > 0) {
     key = {};
@@ -411,9 +426,25 @@ export function rowOf(info: TableInfo, tuple: readonly TupleValue[]): Row {
   for (const field of info.fields) {
     const value = tuple[field.index];
     if (value === UNCHANGED_TOAST || value === undefined) continue;
-    row[field.name] = value === null ? null : field.decode(value);
+    if (value !== null) row[field.name] = field.decode(value);
+    else {
+      row[field.name] = null;
+      if (field.required) nullInRequired(info, field);
+    }
   }
   return row;
+}
+
+/**
+ * A null in a NOT NULL column: the change was written before the constraint
+ * was added, and the capture, decoding it later, read the constraint from
+ * the table as it is now (pgoutput does not send NOT NULL). The column turns
+ * optional in this shape's schemas from this event on, rather than events
+ * that a schema-checking converter would refuse.
+ */
+function nullInRequired(info: TableInfo, field: Field): void {
+  field.required = false;
+  if (info.rebuildSchemas) info.schemas = info.rebuildSchemas();
 }
 
 /** The replica identity columns of a `K` old tuple (the others are sent as nulls). */

@@ -22,6 +22,7 @@
  */
 import type { ConnectSchema, RecordSchemas } from "../../api/schema.ts";
 import type { Sql } from "../../drivers/postgres.ts";
+import type { RelationColumn } from "./_pgoutput.ts";
 import type { DecimalMode, TimeMode } from "./_values.ts";
 
 /** What the catalog says about one column, beyond pgoutput's Relation message. */
@@ -40,8 +41,20 @@ export interface ColumnFacts {
   readonly labels?: string;
 }
 
-/** The column facts of a table, by column name. */
-export async function columnFacts(sql: Sql, oid: number): Promise<Map<string, ColumnFacts>> {
+/**
+ * The column facts of a table shape, by column name. The type comes from the
+ * Relation message (its OID and modifier), never from the table as it is now:
+ * the stream may be decoding events written before an `ALTER COLUMN … TYPE`
+ * that has already run, and those events must keep the type they were
+ * written with. Only NOT NULL is read from the live table (pgoutput does not
+ * send it), and only while the column still has the message's type.
+ */
+export async function columnFacts(
+  sql: Sql,
+  oid: number,
+  columns: readonly RelationColumn[],
+): Promise<Map<string, ColumnFacts>> {
+  if (columns.length === 0) return new Map();
   const rows = await sql<
     {
       name: string;
@@ -54,17 +67,19 @@ export async function columnFacts(sql: Sql, oid: number): Promise<Map<string, Co
       labels: string | null;
     }[]
   >`
-    select a.attname as name, a.attnotnull as not_null, b.typname as type,
+    select m.name, coalesce(a.attnotnull, false) as not_null, b.typname as type,
            b.typcategory as category,
-           (case when t.typbasetype <> 0 then t.typtypmod else a.atttypmod end)::int as modifier,
+           (case when t.typbasetype <> 0 then t.typtypmod else m.modifier end)::int as modifier,
            e.typname as element, e.typcategory as element_category,
            (select string_agg(l.enumlabel, ',' order by l.enumsortorder) from pg_enum l
              where l.enumtypid = coalesce(e.oid, b.oid)) as labels
-    from pg_attribute a
-    join pg_type t on t.oid = a.atttypid
+    from unnest(${columns.map((c) => c.name)}::text[], ${columns.map((c) => c.typeOid)}::oid[],
+                ${columns.map((c) => c.typeModifier)}::int[]) as m(name, type_oid, modifier)
+    join pg_type t on t.oid = m.type_oid
     join pg_type b on b.oid = coalesce(nullif(t.typbasetype, 0), t.oid)
     left join pg_type e on e.oid = b.typelem and b.typcategory = 'A'
-    where a.attrelid = ${oid} and a.attnum > 0 and not a.attisdropped`;
+    left join pg_attribute a on a.attrelid = ${oid} and a.attname = m.name
+      and a.atttypid = m.type_oid and a.attnum > 0 and not a.attisdropped`;
   return new Map(rows.map((row) => [row.name, {
     notNull: row.not_null,
     type: row.type,
@@ -86,6 +101,8 @@ export interface SchemaModes {
 export interface SchemaColumn {
   readonly name: string;
   readonly facts: ColumnFacts | undefined;
+  /** Optional in the value struct (key columns never are). */
+  readonly optional: boolean;
 }
 
 /** The key and envelope schemas of one table shape. */
@@ -97,7 +114,7 @@ export function tableSchemas(
 ): RecordSchemas {
   const keys = new Set(keyNames);
   const fields = columns.map((c) =>
-    withField(columnSchema(c.facts, modes, !keys.has(c.name) && !c.facts?.notNull), c.name)
+    withField(columnSchema(c.facts, modes, !keys.has(c.name) && c.optional), c.name)
   );
   const rowSchema = (): ConnectSchema => ({
     type: "struct",

@@ -145,3 +145,55 @@ Deno.test("a column added or a type widened gives the next message a new schema"
   assertEquals(afterFields(three).v.type, "int64");
   assertEquals(three.payload.after, { id: 3, v: 3000000000, note: "three" });
 });
+
+Deno.test("events decoded after a later ALTER keep the column types and nulls they were written with", async () => {
+  // The capture lags: the changes and the ALTERs that follow them are all in
+  // the table before it reads the first event, so the live catalog already
+  // holds the last shape when the first Relation message is decoded.
+  const db = await createTestDatabase("cdc_schema_lag");
+  const sql = postgres(db.url, { max: 2, onnotice: () => {} });
+  try {
+    await sql.unsafe(
+      `create table public.t (id int primary key, v text, gone int, n int);
+       create publication cdc_schema_lag_pub for table public.t`,
+    );
+    const slot = uniqueSlot("cdc_schema_lag");
+    await sql`select pg_create_logical_replication_slot(${slot}, 'pgoutput')`;
+    await sql`insert into t values (1, '42', 7, null)`;
+    await sql`update t set n = 0`;
+    await sql.unsafe(`alter table t drop column gone`);
+    await sql.unsafe(`alter table t alter column v type int using v::int`);
+    await sql.unsafe(`alter table t alter column n set not null`);
+    await sql`insert into t values (2, 43, 5)`;
+    const source = await openSource({
+      "connection.url": db.url,
+      "topic.prefix": "w",
+      "slot.name": slot,
+      "publication.name": "cdc_schema_lag_pub",
+      "snapshot.mode": "never",
+      "poll.interval.ms": "10",
+    });
+    try {
+      await source.readUntil("row 2", (r) => idOf(r) === 2);
+      const [one, update, two] = source.records.map((r) => written(r).value);
+      assertEquals(afterFields(one).v.type, "string", "row 1 was written while v was text");
+      assertEquals(afterFields(one).gone.type, "int32", "a dropped column keeps its type");
+      assertEquals(one.payload.after, { id: 1, v: "42", gone: 7, n: null });
+      assertEquals(
+        afterFields(one).n,
+        { type: "int32", optional: true, field: "n" },
+        "a null written before SET NOT NULL makes the column optional again",
+      );
+      assertEquals(afterFields(update).n.optional, true);
+      assertEquals(update.payload.after, { id: 1, v: "42", gone: 7, n: 0 });
+      assertEquals(afterFields(two).v.type, "int32");
+      assertEquals(afterFields(two).n, { type: "int32", optional: false, field: "n" });
+      assertEquals(two.payload.after, { id: 2, v: 43, n: 5 });
+    } finally {
+      await source.close();
+    }
+  } finally {
+    await sql.end();
+    await db.drop();
+  }
+});
