@@ -172,23 +172,38 @@ export class Tables {
     return info;
   }
 
-  /** The primary key; else the replica identity index's columns; else none. */
+  /**
+   * The key columns, in key order. Under the usual REPLICA IDENTITY DEFAULT
+   * they are the columns the Relation message flags: pgoutput describes the
+   * table as it was when the change was written, so a primary key altered
+   * since, while the capture lagged behind, does not re-key the events
+   * written before it (the live catalog would). They take the primary key's
+   * column order when it still has the same columns. Under USING INDEX,
+   * FULL or NOTHING the flags do not name the primary key (FULL flags every
+   * column): the key is the primary key as the table has it now, else the
+   * identity index's columns, else none.
+   */
   async #keyColumns(relation: Relation): Promise<string[]> {
-    const rows = await this.#sql<{ name: string }[]>`
+    const primary = (await this.#sql<{ name: string }[]>`
       select a.attname as name
       from pg_index i
       join lateral unnest(i.indkey) with ordinality as k(attnum, position) on true
       join pg_attribute a on a.attrelid = i.indrelid and a.attnum = k.attnum
       where i.indrelid = ${relation.oid} and i.indisprimary
-      order by k.position`;
-    if (rows.length > 0) return rows.map((row) => row.name);
-    if (relation.replicaIdentity === "i") {
-      return relation.columns.filter((c) => c.identity).map((c) => c.name);
+      order by k.position`).map((row) => row.name);
+    const flagged = relation.columns.filter((c) => c.identity).map((c) => c.name);
+    if (relation.replicaIdentity === "d") {
+      const same = primary.length === flagged.length && flagged.every((n) => primary.includes(n));
+      return same ? primary : flagged;
     }
-    return [];
+    if (primary.length > 0) return primary;
+    return relation.replicaIdentity === "i" ? flagged : [];
   }
 
-  /** A relation description from the catalog, for the snapshot (same shape as pgoutput's). */
+  /**
+   * A relation description from the catalog, for the snapshot: the shape
+   * pgoutput sends, replica identity flags included.
+   */
   async describe(oid: number): Promise<Relation> {
     const rows = await this.#sql<
       {
@@ -198,10 +213,17 @@ export class Tables {
         name: string;
         type_oid: number;
         type_modifier: number;
+        in_identity: boolean;
       }[]
     >`
       select n.nspname as schema, c.relname as table, c.relreplident as identity,
-             a.attname as name, a.atttypid::int as type_oid, a.atttypmod as type_modifier
+             a.attname as name, a.atttypid::int as type_oid, a.atttypmod as type_modifier,
+             c.relreplident = 'f' or exists (
+               select from pg_index i
+               where i.indrelid = c.oid and a.attnum = any(i.indkey::int2[])
+                 and case c.relreplident when 'd' then i.indisprimary
+                                         when 'i' then i.indisreplident else false end
+             ) as in_identity
       from pg_class c
       join pg_namespace n on n.oid = c.relnamespace
       join pg_attribute a on a.attrelid = c.oid
@@ -217,7 +239,7 @@ export class Tables {
         name: row.name,
         typeOid: row.type_oid,
         typeModifier: row.type_modifier,
-        identity: false,
+        identity: row.in_identity,
       })),
     };
   }

@@ -197,3 +197,54 @@ Deno.test("events decoded after a later ALTER keep the column types and nulls th
     await db.drop();
   }
 });
+
+Deno.test("a primary key altered while the capture lags does not re-key the events written before it", async () => {
+  const db = await createTestDatabase("cdc_key_lag");
+  const sql = postgres(db.url, { max: 2, onnotice: () => {} });
+  try {
+    await sql.unsafe(
+      `create table public.t (id int primary key, region text not null, v text);
+       create publication cdc_key_lag_pub for table public.t`,
+    );
+    const slot = uniqueSlot("cdc_key_lag");
+    await sql`select pg_create_logical_replication_slot(${slot}, 'pgoutput')`;
+    await sql`insert into t values (1, 'se', 'a'), (3, 'dk', 'c')`;
+    await sql`delete from t where id = 3`;
+    await sql.unsafe(`alter table t drop constraint t_pkey, add primary key (region, id)`);
+    await sql`insert into t values (2, 'no', 'b')`;
+    const source = await openSource({
+      "connection.url": db.url,
+      "topic.prefix": "w",
+      "slot.name": slot,
+      "publication.name": "cdc_key_lag_pub",
+      "snapshot.mode": "never",
+      "poll.interval.ms": "10",
+    });
+    try {
+      await source.readUntil("row 2", (r) => idOf(r) === 2);
+      const [one, three, deleted, tombstone, two] = source.records;
+      assertEquals(tombstone.value, null);
+      assertEquals(tombstone.key, { id: 3 });
+      assertEquals(one.key, { id: 1 }, "row 1 was written while the key was (id)");
+      assertEquals(three.key, { id: 3 });
+      assertEquals(deleted.key, { id: 3 });
+      assertEquals((deleted.value as Json).before, { id: 3 });
+      assertEquals(
+        written(one).key.schema.fields.map((f: ConnectSchema) => f.field),
+        ["id"],
+      );
+      // The new key, in the primary key's order (not the table's).
+      assertEquals(Object.keys(two.key as object), ["region", "id"]);
+      assertEquals(two.key, { region: "no", id: 2 });
+      assertEquals(
+        written(two).key.schema.fields.map((f: ConnectSchema) => f.field),
+        ["region", "id"],
+      );
+    } finally {
+      await source.close();
+    }
+  } finally {
+    await sql.end();
+    await db.drop();
+  }
+});
