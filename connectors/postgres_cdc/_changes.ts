@@ -120,8 +120,15 @@ export class Tables {
     return this.#tables.get(oid);
   }
 
-  /** Records a relation's (possibly new) shape; looks up its key and decoders when captured. */
-  async define(relation: Relation): Promise<TableInfo> {
+  /**
+   * Describes a relation's (possibly new) shape: its key and decoders when
+   * captured. The stream's Relation messages are remembered (`keep`), and
+   * its changes decoded with them until the next one; a snapshot's
+   * description of the live table is not, so a snapshot taken while the
+   * stream waits (a signal) does not make the changes streamed after it,
+   * written before a later ALTER, decode with the table's newer shape.
+   */
+  async define(relation: Relation, keep = true): Promise<TableInfo> {
     const { filter, prefix } = this.#options;
     const captured = filter.table(relation.schema, relation.table);
     const topic = captured
@@ -168,7 +175,7 @@ export class Tables {
         rebuildSchemas,
       };
     }
-    this.#tables.set(relation.oid, info);
+    if (keep) this.#tables.set(relation.oid, info);
     return info;
   }
 

@@ -66,7 +66,7 @@ export async function* readSnapshot(options: SnapshotOptions): AsyncGenerator<Sl
     value.source = { ...value.source, snapshot };
   };
   for (const ref of options.tables) {
-    const info = await options.catalog.define(await options.catalog.describe(ref.oid));
+    const info = await options.catalog.define(await options.catalog.describe(ref.oid), false);
     if (!info.captured) continue;
     const sql = connect(options.url, {
       max: 1,

@@ -120,6 +120,44 @@ Deno.test("an execute-snapshot signal snapshots a table at that point of the str
   }
 });
 
+Deno.test("changes streamed after a signalled snapshot keep the stream's table shape (old keys, types)", async () => {
+  await using f = await fixture("cdc_signal_shape");
+  const source = await openSource(f.config());
+  try {
+    await waitForActiveSlot(f.sql, f.slot);
+    await f.sql`insert into public.a values (1, 'one'), (2, 'two')`;
+    await source.readUntil("the inserts", (r) => event(r)?.after?.id === 2);
+    // The capture lags on purpose: all of this is in the WAL before it reads
+    // the signal, so the snapshot sees the table after the ALTER while the
+    // changes after the signal were written before it.
+    await f.sql`insert into public.sig values ('s2', 'execute-snapshot',
+      '{"data-collections": ["public.a"], "type": "blocking"}')`;
+    await f.sql`insert into public.a values (3, '42')`;
+    await f.sql`delete from public.a where id in (1, 2)`;
+    await f.sql`alter table public.a alter column note type int using note::int`;
+    await f.sql`insert into public.a values (4, 43)`;
+    const records = await source.readUntil(
+      "row 4 streamed",
+      (r) => event(r)?.op === "c" && event(r).after?.id === 4,
+    );
+    // The snapshot reads the table as it is when it runs.
+    const snapshot = records.filter((r) => event(r)?.op === "r");
+    assertEquals(snapshot.map((r) => event(r).after), [{ id: 3, note: 42 }, { id: 4, note: 43 }]);
+    const streamed = records.filter((r) =>
+      r.value !== null && tableOf(r) === "a" && event(r).op !== "r"
+    )
+      .map((r) => [event(r).op, event(r).before, event(r).after]);
+    assertEquals(streamed, [
+      ["c", null, { id: 3, note: "42" }], // written while note was text
+      ["d", { id: 1 }, null],
+      ["d", { id: 2 }, null],
+      ["c", null, { id: 4, note: 43 }],
+    ]);
+  } finally {
+    await source.close();
+  }
+});
+
 Deno.test("a signal table missing from the publication is named at start", async () => {
   await using f = await fixture("cdc_signal_missing");
   await using logs = await capturingLogs();
