@@ -27,7 +27,7 @@
  *
  * @module
  */
-import { SLUICE_V8_FLAGS } from "../cli/worker.ts";
+import { SLUICE_DENO_FLAGS, SLUICE_V8_FLAGS } from "../cli/worker.ts";
 import { parseArgs } from "node:util";
 import postgres from "postgres";
 import { startPostgres } from "../dev/postgres.ts";
@@ -134,12 +134,14 @@ try {
     configFile,
     JSON.stringify([job("full", "full"), job("incremental", "incremental")]),
   );
-  // The V8 settings `deno task run` starts with, unless given ("none": V8's own).
+  // The settings `deno task run` starts with: its V8 flags unless given
+  // ("none": V8's own), and its other Deno flags (--no-code-cache).
   const chosenFlags = values["sluice-v8-flags"] ?? SLUICE_V8_FLAGS;
   const v8Flags = chosenFlags === "none" ? undefined : chosenFlags;
   const sluiceArgs = (name: string) => [
     "run",
     "-A",
+    ...SLUICE_DENO_FLAGS.filter((flag) => !flag.startsWith("--v8-flags=")),
     ...(v8Flags ? [`--v8-flags=${v8Flags}`] : []),
     `${root}cli/main.ts`,
     "job",
