@@ -33,6 +33,10 @@
  * their key is still masked. Debezium's `__debezium_unavailable_value`
  * placeholder is left as it is.
  *
+ * Records that carry schemas (postgres_cdc's, for JsonConverter's
+ * `schemas.enable` and Avro) keep schemas that fit the masked values: see
+ * `_schemas.ts`.
+ *
  * A record that fails in this transform (a value its strategy cannot read)
  * is dead-lettered as it entered the transform, with clear values: that is
  * what can be repaired and replayed. A dead-letter destination of a
@@ -68,6 +72,7 @@ import { integer, list } from "../../api/options.ts";
 import { isRow, mapKey, mayLackColumns, UNAVAILABLE_VALUE } from "../_shared.ts";
 import { type AlphabetName, ALPHABETS } from "./_ff1.ts";
 import { compileRule, type Masker, type MaskRule, STRATEGIES } from "./_strategies.ts";
+import { MaskedSchemas } from "./_schemas.ts";
 
 export { fpeDecrypt, fpeEncrypt, type FpeOptions } from "./_ff1.ts";
 export type { MaskRule, Strategy } from "./_strategies.ts";
@@ -296,6 +301,7 @@ export const mask = defineTransform({
     const maskers: [string, Masker][] = options.rules.map((
       rule,
     ) => [rule.field, compileRule(rule)]);
+    const schemas = new MaskedSchemas(new Map(options.rules.map((r) => [r.field, r.strategy])));
     const maskRow = (record: SluiceRecord, row: Row, partial: boolean): Row => {
       const out: Row = { ...row };
       for (const [field, masker] of maskers) {
@@ -318,16 +324,23 @@ export const mask = defineTransform({
       }
       return out ?? row;
     };
+    // The masked copy carries the masked schemas, also where no value changed
+    // (a tombstone): a key's fields keep one type in every record of a topic.
+    const typed = (record: SluiceRecord, masked: SluiceRecord, changeEvent: boolean) =>
+      record.schemas ? { ...masked, schemas: schemas.of(record.schemas, changeEvent) } : masked;
     return {
       apply(record) {
         const value = record.value;
-        if (value === null || value === undefined) return mapKey(record, maskKey);
+        if (value === null || value === undefined) {
+          return mapKey(typed(record, record, false), maskKey);
+        }
         if (!isRow(value)) {
           throw new Error(
             `mask: the value of a record on "${record.topic}" is not a row, so its fields cannot be masked`,
           );
         }
-        const masked: SluiceRecord = isChangeEvent(value)
+        const changeEvent = isChangeEvent(value);
+        const masked: SluiceRecord = changeEvent
           ? {
             ...record,
             value: {
@@ -338,7 +351,7 @@ export const mask = defineTransform({
             },
           }
           : { ...record, value: maskRow(record, value, mayLackColumns(record, "row")) };
-        return mapKey(masked, maskKey);
+        return mapKey(typed(record, masked, changeEvent), maskKey);
       },
     };
   },

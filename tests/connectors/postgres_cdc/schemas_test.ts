@@ -5,12 +5,15 @@
  * reference, and a new schema in the next message after a schema change.
  */
 import postgres from "postgres";
-import { assert, assertEquals } from "../../_assert.ts";
+import { assert, assertEquals, assertMatch } from "../../_assert.ts";
 import { createTestDatabase } from "../../_services.ts";
 import { openSource, uniqueSlot, waitForActiveSlot } from "../../_cdc.ts";
 import type { ConnectSchema } from "../../../api/schema.ts";
 import type { SluiceRecord } from "../../../api/record.ts";
 import { recordToMessage } from "../../../sinks/kafka.ts";
+import { withFittingSchemas } from "../../../api/record.ts";
+import { mask } from "../../../transforms/mask/mod.ts";
+import { make } from "../../_transforms.ts";
 
 // deno-lint-ignore no-explicit-any
 type Json = any;
@@ -247,4 +250,66 @@ Deno.test("a primary key altered while the capture lags does not re-key the even
     await sql.end();
     await db.drop();
   }
+});
+
+Deno.test("masked fields get schemas that fit what the masks wrote, and the payload fits them", async () => {
+  await using t = await withTable(
+    "cdc_schema_mask",
+    `create type mood as enum ('calm', 'cross');
+     create table public.people (
+       ref uuid primary key, national_id bigint not null, note text not null,
+       feeling mood, born date, city text, income numeric(10,2), age int);
+     create publication cdc_schema_mask_pub for table public.people`,
+    {},
+  );
+  const ref = "6f1c2a3e-0d4b-4c55-9e77-0123456789ab";
+  await t.sql`insert into public.people values
+    (${ref}, 199001011234, 'private', 'calm', '1990-06-14', 'Lund', 1234.5, 36)`;
+  await t.sql`delete from public.people`;
+  await t.source.readUntil("the tombstone", (r) => r.value === null);
+  const masker = await make(mask, {
+    fields: "ref,national_id,note,feeling,born,income,age",
+    strategy: "hmac",
+    key: "k".repeat(32),
+    "fields.note.strategy": "null",
+    "fields.born.strategy": "date",
+    "fields.income.strategy": "redact",
+    "fields.age.strategy": "redact",
+  });
+  // As the runtime applies a step: its output keeps the schemas that still fit.
+  const masked = await Promise.all(
+    t.source.records.map(async (r) =>
+      withFittingSchemas(r, (await masker.apply(r)) as SluiceRecord)
+    ),
+  );
+  const [insert, deleted, tombstone] = masked.map(written);
+  const after = afterFields(insert.value);
+  assertEquals(after.ref, { type: "string", optional: false, field: "ref" }, "no longer a Uuid");
+  assertEquals(after.national_id, { type: "string", optional: false, field: "national_id" });
+  assertEquals(after.feeling, { type: "string", optional: true, field: "feeling" }, "no enum");
+  assertEquals(after.note, { type: "string", optional: true, field: "note" }, "null: optional");
+  assertEquals(after.born.name, "io.debezium.time.IsoDate", "date keeps its type");
+  assertEquals(after.city, { type: "string", optional: true, field: "city" });
+  assertEquals(
+    after.income,
+    { type: "string", optional: true, field: "income" },
+    "'' is no Decimal",
+  );
+  assertEquals(after.age, { type: "int32", optional: true, field: "age" });
+  const payload = insert.value.payload.after;
+  assertMatch(payload.ref, /^[0-9a-f]{64}$/);
+  assertMatch(payload.national_id, /^[0-9a-f]{64}$/);
+  assertEquals(
+    [payload.note, payload.born, payload.city, payload.income, payload.age],
+    [null, "1990-06-01", "Lund", "", 0],
+  );
+  // The key (a masked column) is a string in the insert, the delete and the tombstone alike.
+  for (const message of [insert, deleted, tombstone]) {
+    assertEquals(message.key.schema.fields, [{ type: "string", optional: false, field: "ref" }]);
+    assertEquals(message.key.payload.ref, payload.ref);
+  }
+  assertEquals(deleted.value.payload.before.ref, payload.ref);
+  assertEquals(tombstone.value, null);
+  // Records of the same shape share their masked schemas.
+  assert(masked[0].schemas!.value === masked[1].schemas!.value);
 });
