@@ -44,6 +44,7 @@ Deno.test("Avro with a schema registry: postgres_cdc → kafka → postgres keep
   await using registry = await startRegistry();
   await t.step("every type of the matrix", () => matrix(registry));
   await t.step("a column added and a type widened", () => evolution(registry));
+  await t.step("masked fields, registered as the strings the masks wrote", () => masked(registry));
 });
 
 async function matrix(registry: RegistryServer): Promise<void> {
@@ -173,4 +174,75 @@ async function evolution(registry: RegistryServer): Promise<void> {
   const versions = await client.versions(`${topic}-value`);
   assertEquals(versions, [1, 2, 3]);
   assert((await client.versions(`${topic}-key`)).length === 1, "the key never changed");
+}
+
+async function masked(registry: RegistryServer): Promise<void> {
+  // The source's national_id is a number and ref a uuid; their pseudonyms
+  // are text, in the topic's schema and in the target.
+  const f = await syncFixture(
+    "avro_mask",
+    `create table public.people (ref uuid primary key, national_id bigint not null, city text);
+     insert into people values ('6f1c2a3e-0d4b-4c55-9e77-0123456789ab', 199001011234, 'Lund');`,
+    "create table public.people (ref text primary key, national_id text not null, city text);",
+  );
+  await using _ = f;
+  const slot = uniqueSlot("avro_mask");
+  const prefix = uniqueName("masked");
+  const topic = `${prefix}.public.people`;
+  const [capture, consume] = await kafkaSpecs([
+    {
+      name: uniqueName("mask-capture"),
+      config: {
+        "connector.class": "postgres_cdc",
+        "connection.url": f.source.url,
+        "topic.prefix": prefix,
+        "slot.name": slot,
+        "publication.name": "avro_mask",
+        "snapshot.mode": "initial",
+        "poll.interval.ms": "20",
+        transforms: "mask",
+        "transforms.mask.type": "mask",
+        "transforms.mask.fields": "ref,national_id",
+        "transforms.mask.strategy": "hmac",
+        "transforms.mask.key": "k".repeat(32),
+        ...avroConverters(registry.url),
+      },
+    },
+    {
+      name: uniqueName("mask-consume"),
+      config: {
+        "connector.class": "kafka",
+        topics: topic,
+        "fetch.max.wait.ms": "50",
+        ...avroConverters(registry.url),
+        "sink.class": "postgres",
+        "sink.connection.url": f.target.url,
+        "sink.table": "public.people",
+        "sink.delete.mode": "hard",
+      },
+    },
+  ]);
+  const producer = startStream(capture);
+  const consumer = startStream(consume);
+  try {
+    await waitForStreamingSlot(f.sourceSql, slot);
+    await f.sourceSql`insert into people values (gen_random_uuid(), 198512240000, 'Umeå')`;
+    await f.sourceSql`delete from people where city = 'Lund'`;
+    await waitUntil("the masked rows in the target", async () => {
+      const rows = await f.targetSql<{ city: string }[]>`select city from people`;
+      return rows.length === 1 && rows[0].city === "Umeå";
+    }, { timeoutMs: 40_000 });
+    const [row] = await f.targetSql<{ ref: string; national_id: string }[]>`select * from people`;
+    assert(/^[0-9a-f]{64}$/.test(row.ref) && /^[0-9a-f]{64}$/.test(row.national_id), row.ref);
+  } finally {
+    const reports = [await producer.stop(), await consumer.stop()];
+    assertEquals(reports.map((r) => r.error?.message), [undefined, undefined]);
+  }
+  const client = new SchemaRegistry(registry.url);
+  assertEquals(await client.versions(`${topic}-value`), [1]);
+  assertEquals(await client.versions(`${topic}-key`), [1]);
+  const latest = await fetch(`${registry.url}/subjects/${topic}-key/versions/latest`);
+  const key = JSON.parse((await latest.json()).schema);
+  // Not Debezium's io.debezium.data.Uuid: the digest is no UUID.
+  assertEquals(key.fields, [{ name: "ref", type: "string" }]);
 }
