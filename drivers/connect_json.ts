@@ -38,7 +38,8 @@ export function schemaJson(schema: ConnectSchema): string {
  * The JsonConverter envelope of a value: `{"schema":…,"payload":…}`. Without
  * a schema the schema is `null` and the payload the plain JSON, as
  * JsonConverter writes schemaless data. Throws when the value has fields its
- * schema lacks (a transform reshaped it but kept the schema).
+ * schema lacks (a transform reshaped it but kept the schema), or a null
+ * where its schema requires a value.
  */
 export function connectEnvelope(schema: ConnectSchema | undefined, value: unknown): string {
   if (!schema) return `{"schema":null,"payload":${encodeJson(value) ?? "null"}}`;
@@ -94,6 +95,15 @@ function structJson(schema: ConnectSchema, value: unknown): string {
     const name = field.field as string;
     const item = row[name];
     if (item !== undefined || name in row) present++;
+    if (item === null && field.optional === false && field.default === undefined) {
+      // Kafka Connect's converter refuses it too; written, it would stop
+      // every consumer that reads the topic with schemas.
+      throw new Error(
+        `field "${name}" of ${
+          schema.name ?? "the struct"
+        } is null, but its schema requires a value`,
+      );
+    }
     if (i > 0) text += ",";
     text += `${JSON.stringify(name)}:${
       item === undefined ? missingJson(field, row) : payloadJson(field, item)

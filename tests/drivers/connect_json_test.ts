@@ -125,6 +125,33 @@ Deno.test("a value with a field its schema lacks fails, and mapRecordRows drops 
   assertEquals(mapped.schemas, { key: schema });
 });
 
+Deno.test("a null where the schema requires a value fails, as Kafka Connect's converter fails it", () => {
+  const schema: ConnectSchema = {
+    type: "struct",
+    fields: [
+      { type: "int32", optional: false, field: "id" },
+      { type: "string", optional: true, field: "note" },
+      { type: "string", optional: false, field: "code" },
+    ],
+    optional: false,
+    name: "t.Value",
+  };
+  assertEquals(
+    JSON.parse(connectEnvelope(schema, { id: 1, note: null, code: "a" })).payload,
+    { id: 1, note: null, code: "a" },
+  );
+  assertThrows(
+    () => connectEnvelope(schema, { id: 1, note: "x", code: null }),
+    Error,
+    'field "code" of t.Value is null, but its schema requires a value',
+  );
+  // Left out (an unchanged TOAST value) is not null: the stand-in is written.
+  assertEquals(
+    JSON.parse(connectEnvelope(schema, { id: 1, note: "x" })).payload.code,
+    "__debezium_unavailable_value",
+  );
+});
+
 Deno.test("a transform step that replaces a record's value or key drops the schema it carried over", () => {
   const schema: ConnectSchema = { type: "struct", fields: [], optional: false };
   const input = {
