@@ -30,6 +30,13 @@
  * in a missing block is null (headers with null values are left out, as
  * Sluice headers are strings).
  *
+ * A change event that carries schemas (postgres_cdc's, for JsonConverter's
+ * `schemas.enable` and Avro) gives its row the schema Debezium gives it: the
+ * `after` struct, then each added field with the type it has in the event
+ * (optional), then `__deleted` (optional string) in the rewrite modes. A row
+ * that `drop.fields.header.name` shortened, or whose added field has no
+ * type in the event's schema, is written without a value schema.
+ *
  * `drop.fields.header.name` names a header listing fields (comma-separated
  * or a JSON array) to remove from the row; with
  * `drop.fields.keep.schema.compatible` (default) key columns stay, and
@@ -50,6 +57,7 @@
 import { z } from "zod";
 import { defineTransform } from "../api/plugin.ts";
 import { type ChangeEvent, isChangeEvent, type Row, type SluiceRecord } from "../api/record.ts";
+import type { ConnectSchema, RecordSchemas } from "../api/schema.ts";
 import { boolean, list } from "../api/options.ts";
 import { addIssue, eventField, whyMissing } from "./_shared.ts";
 
@@ -183,6 +191,22 @@ export const unwrap = defineTransform({
       return row;
     };
 
+    const rowSchemas = new RowSchemas(fields, rewrite);
+    /** `out` with the schemas of its row, when the event carried them. */
+    const typed = (
+      record: SluiceRecord,
+      event: ChangeEvent,
+      image: Row,
+      out: SluiceRecord,
+    ): SluiceRecord => {
+      const envelope = record.schemas?.value;
+      if (!envelope || dropListedFields(image, record, options) !== image) return out;
+      const value = rowSchemas.of(envelope, event);
+      if (!value) return out;
+      const key = out.key === record.key ? record.schemas?.key : undefined;
+      return { ...out, schemas: key ? rowSchemas.withKey(key, value) : { value } };
+    };
+
     return {
       apply(record) {
         const value = record.value;
@@ -210,18 +234,25 @@ export const unwrap = defineTransform({
           const headers = withHeaders(record, event);
           const key = dropFromKey(record, options);
           if (!rewrite || before === null) return { ...record, topic, headers, key, value: null };
-          return { ...record, topic, headers, key, value: rowOf(record, event, before, true) };
+          return typed(record, event, before, {
+            ...record,
+            topic,
+            headers,
+            key,
+            value: rowOf(record, event, before, true),
+          });
         }
         const after = event.after;
         const topic = topicOf(record);
         const headers = withHeaders(record, event);
-        return {
+        const out = {
           ...record,
           topic,
           headers,
           value: after === null ? null : rowOf(record, event, after, false),
           key: dropFromKey(record, options),
         };
+        return after === null ? out : typed(record, event, after, out);
       },
     };
   },
@@ -266,4 +297,72 @@ function dropFromKey(record: SluiceRecord, options: z.output<typeof config>): Ro
   const key = { ...record.key };
   for (const name of names) delete key[name];
   return key;
+}
+
+/**
+ * The schema of unwrapped rows: made once per envelope schema and per set of
+ * added fields an event holds (a field the event lacks is not added).
+ */
+class RowSchemas {
+  readonly #fields: readonly Reference[];
+  readonly #rewrite: boolean;
+  readonly #rows = new WeakMap<ConnectSchema, Map<string, ConnectSchema | null>>();
+  readonly #withKeys = new WeakMap<ConnectSchema, WeakMap<ConnectSchema, RecordSchemas>>();
+
+  constructor(fields: readonly Reference[], rewrite: boolean) {
+    this.#fields = fields;
+    this.#rewrite = rewrite;
+  }
+
+  /** The row's schema, or undefined when the envelope does not type every part of it. */
+  of(envelope: ConnectSchema, event: ChangeEvent): ConnectSchema | undefined {
+    let signature = "";
+    for (const ref of this.#fields) {
+      signature += lookUp(event, ref) === undefined ? "-" : blockOf(event, ref)[0];
+    }
+    let byFields = this.#rows.get(envelope);
+    if (!byFields) this.#rows.set(envelope, byFields = new Map());
+    let row = byFields.get(signature);
+    if (row === undefined) {
+      row = this.#build(envelope, signature) ?? null;
+      byFields.set(signature, row);
+    }
+    return row ?? undefined;
+  }
+
+  /** Key and value schemas, one object per pair. */
+  withKey(key: ConnectSchema, value: ConnectSchema): RecordSchemas {
+    let byValue = this.#withKeys.get(key);
+    if (!byValue) this.#withKeys.set(key, byValue = new WeakMap());
+    let schemas = byValue.get(value);
+    if (!schemas) byValue.set(value, schemas = { key, value });
+    return schemas;
+  }
+
+  #build(envelope: ConnectSchema, signature: string): ConnectSchema | undefined {
+    const part = (fields: readonly ConnectSchema[] | undefined, name: string) =>
+      fields?.find((field) => field.field === name);
+    const after = part(envelope.fields, "after");
+    if (after?.type !== "struct" || !after.fields) return undefined;
+    const fields = [...after.fields];
+    const put = (field: ConnectSchema) => {
+      const at = fields.findIndex((f) => f.field === field.field);
+      if (at >= 0) fields[at] = field; // the added value replaced the column's, as in the row
+      else fields.push(field);
+    };
+    for (let i = 0; i < this.#fields.length; i++) {
+      const block = signature[i];
+      if (block === "-") continue;
+      const ref = this.#fields[i];
+      const source = block === "e"
+        ? part(envelope.fields, ref.field)
+        : part(part(envelope.fields, block === "s" ? "source" : "transaction")?.fields, ref.field);
+      if (!source) return undefined;
+      const { field: _, ...type } = source;
+      put({ ...type, optional: true, field: ref.name });
+    }
+    if (this.#rewrite) put({ type: "string", optional: true, field: "__deleted" });
+    const { field: _, ...row } = after;
+    return { ...row, fields };
+  }
 }

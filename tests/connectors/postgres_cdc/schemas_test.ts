@@ -13,6 +13,7 @@ import type { SluiceRecord } from "../../../api/record.ts";
 import { recordToMessage } from "../../../sinks/kafka.ts";
 import { withFittingSchemas } from "../../../api/record.ts";
 import { mask } from "../../../transforms/mask/mod.ts";
+import { unwrap } from "../../../transforms/unwrap.ts";
 import { make } from "../../_transforms.ts";
 
 // deno-lint-ignore no-explicit-any
@@ -312,4 +313,46 @@ Deno.test("masked fields get schemas that fit what the masks wrote, and the payl
   assertEquals(tombstone.value, null);
   // Records of the same shape share their masked schemas.
   assert(masked[0].schemas!.value === masked[1].schemas!.value);
+});
+
+Deno.test("unwrap gives rows Debezium's row schema, with the added fields and __deleted", async () => {
+  await using t = await withTable(
+    "cdc_schema_unwrap",
+    `create table public.items (id int primary key, name text not null, qty int);
+     create publication cdc_schema_unwrap_pub for table public.items`,
+    {},
+  );
+  await t.sql`insert into public.items values (1, 'one', 5)`;
+  await t.sql`delete from public.items`;
+  await t.source.readUntil("the tombstone", (r) => r.value === null);
+  const flatten = await make(unwrap, {
+    "delete.tombstone.handling.mode": "rewrite",
+    "add.fields": "op,table,lsn,source.ts_ms,nosuchfield",
+  });
+  const rows = (await Promise.all(
+    t.source.records.map(async (r) => {
+      const out = await flatten.apply(r) as SluiceRecord | null;
+      return out && withFittingSchemas(r, out);
+    }),
+  )).filter((r) => r !== null).map(written);
+  assertEquals(rows.length, 2, "the insert and the rewritten delete (the tombstone is dropped)");
+  const [insert, deleted] = rows;
+  assertEquals(insert.value.schema.name, "w.public.items.Value");
+  assertEquals(insert.value.schema.fields, [
+    { type: "int32", optional: false, field: "id" },
+    { type: "string", optional: false, field: "name" },
+    { type: "int32", optional: true, field: "qty" },
+    { type: "string", optional: true, field: "__op" },
+    { type: "string", optional: true, field: "__table" },
+    { type: "int64", optional: true, field: "__lsn" },
+    { type: "int64", optional: true, field: "__source_ts_ms" },
+    { type: "string", optional: true, field: "__deleted" },
+  ]);
+  assertEquals(insert.value.payload.id, 1);
+  assertEquals(insert.value.payload.__op, "c");
+  assertEquals(insert.value.payload.__deleted, "false");
+  assert(Number.isInteger(insert.value.payload.__lsn));
+  assertEquals(deleted.value.schema, insert.value.schema);
+  assertEquals([deleted.value.payload.id, deleted.value.payload.__deleted], [1, "true"]);
+  assertEquals(deleted.key.schema.fields, [{ type: "int32", optional: false, field: "id" }]);
 });
