@@ -180,3 +180,28 @@ Deno.test("Debezium's JDBC sink applies a Sluice CDC topic written as Avro throu
     leftOut: new Set(["iarr", "iarr2", "tarr2", `"Mixed Case Col"`, "d", "d_neg"]),
   });
 });
+
+/**
+ * The same with JsonConverter schemas after `unwrap` (Debezium's
+ * ExtractNewRecordState): the JDBC sink reads flattened rows by the row
+ * schema unwrap gives them.
+ */
+Deno.test("Debezium's JDBC sink applies an unwrapped Sluice CDC topic written with schemas", async () => {
+  const json = "org.apache.kafka.connect.json.JsonConverter";
+  await jdbcSinkReads({
+    label: "unwrapped",
+    sluice: {
+      "key.converter.schemas.enable": "true",
+      "value.converter.schemas.enable": "true",
+      transforms: "unwrap",
+      "transforms.unwrap.type": "io.debezium.transforms.ExtractNewRecordState",
+    },
+    jdbc: {
+      "key.converter": json,
+      "value.converter": json,
+      "key.converter.schemas.enable": "true",
+      "value.converter.schemas.enable": "true",
+    },
+    leftOut: new Set(),
+  });
+});
