@@ -181,30 +181,37 @@ export const unwrap = defineTransform({
       return String(value);
     };
 
-    const rowOf = (record: SluiceRecord, event: ChangeEvent, image: Row, deleted: boolean): Row => {
-      const row: Row = { ...dropListedFields(image, record, options) };
-      for (const ref of fields) {
-        const value = lookUp(event, ref);
-        if (value !== undefined) row[ref.name] = value;
-      }
-      if (rewrite) row.__deleted = deleted ? "true" : "false";
-      return row;
-    };
-
     const rowSchemas = new RowSchemas(fields, rewrite);
-    /** `out` with the schemas of its row, when the event carried them. */
-    const typed = (
+    /**
+     * `out` with `image` as its row (listed fields dropped, metadata added),
+     * and the row's schema when the event carried one.
+     */
+    const withRow = (
       record: SluiceRecord,
       event: ChangeEvent,
       image: Row,
+      deleted: boolean,
       out: SluiceRecord,
     ): SluiceRecord => {
-      const envelope = record.schemas?.value;
-      if (!envelope || dropListedFields(image, record, options) !== image) return out;
-      const value = rowSchemas.of(envelope, event);
-      if (!value) return out;
+      const kept = dropListedFields(image, record, options);
+      const row: Row = { ...kept };
+      // Which added fields the event has, and from which block: the row's shape.
+      const envelope = kept === image ? record.schemas?.value : undefined;
+      let shape = "";
+      for (const ref of fields) {
+        const value = lookUp(event, ref);
+        if (value !== undefined) row[ref.name] = value;
+        if (envelope) shape += value === undefined ? "-" : blockOf(event, ref)[0];
+      }
+      if (rewrite) row.__deleted = deleted ? "true" : "false";
+      const schema = envelope && rowSchemas.of(envelope, shape);
+      if (!schema) return { ...out, value: row };
       const key = out.key === record.key ? record.schemas?.key : undefined;
-      return { ...out, schemas: key ? rowSchemas.withKey(key, value) : { value } };
+      return {
+        ...out,
+        value: row,
+        schemas: key ? rowSchemas.withKey(key, schema) : { value: schema },
+      };
     };
 
     return {
@@ -234,25 +241,13 @@ export const unwrap = defineTransform({
           const headers = withHeaders(record, event);
           const key = dropFromKey(record, options);
           if (!rewrite || before === null) return { ...record, topic, headers, key, value: null };
-          return typed(record, event, before, {
-            ...record,
-            topic,
-            headers,
-            key,
-            value: rowOf(record, event, before, true),
-          });
+          return withRow(record, event, before, true, { ...record, topic, headers, key });
         }
         const after = event.after;
         const topic = topicOf(record);
         const headers = withHeaders(record, event);
-        const out = {
-          ...record,
-          topic,
-          headers,
-          value: after === null ? null : rowOf(record, event, after, false),
-          key: dropFromKey(record, options),
-        };
-        return after === null ? out : typed(record, event, after, out);
+        const out = { ...record, topic, headers, key: dropFromKey(record, options) };
+        return after === null ? { ...out, value: null } : withRow(record, event, after, false, out);
       },
     };
   },
@@ -314,18 +309,19 @@ class RowSchemas {
     this.#rewrite = rewrite;
   }
 
-  /** The row's schema, or undefined when the envelope does not type every part of it. */
-  of(envelope: ConnectSchema, event: ChangeEvent): ConnectSchema | undefined {
-    let signature = "";
-    for (const ref of this.#fields) {
-      signature += lookUp(event, ref) === undefined ? "-" : blockOf(event, ref)[0];
-    }
+  /**
+   * The row's schema, or undefined when the envelope does not type every
+   * part of it. `shape` has a character per added field: "-" when the event
+   * lacks it, else the first letter of its block (envelope, source,
+   * transaction).
+   */
+  of(envelope: ConnectSchema, shape: string): ConnectSchema | undefined {
     let byFields = this.#rows.get(envelope);
     if (!byFields) this.#rows.set(envelope, byFields = new Map());
-    let row = byFields.get(signature);
+    let row = byFields.get(shape);
     if (row === undefined) {
-      row = this.#build(envelope, signature) ?? null;
-      byFields.set(signature, row);
+      row = this.#build(envelope, shape) ?? null;
+      byFields.set(shape, row);
     }
     return row ?? undefined;
   }
@@ -339,7 +335,7 @@ class RowSchemas {
     return schemas;
   }
 
-  #build(envelope: ConnectSchema, signature: string): ConnectSchema | undefined {
+  #build(envelope: ConnectSchema, shape: string): ConnectSchema | undefined {
     const part = (fields: readonly ConnectSchema[] | undefined, name: string) =>
       fields?.find((field) => field.field === name);
     const after = part(envelope.fields, "after");
@@ -351,7 +347,7 @@ class RowSchemas {
       else fields.push(field);
     };
     for (let i = 0; i < this.#fields.length; i++) {
-      const block = signature[i];
+      const block = shape[i];
       if (block === "-") continue;
       const ref = this.#fields[i];
       const source = block === "e"
