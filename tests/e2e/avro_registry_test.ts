@@ -40,6 +40,50 @@ const avroConverters = (url: string) => ({
   "value.converter.schema.registry.url": url,
 });
 
+/**
+ * The two pipelines of each step: postgres_cdc → Kafka as Avro (with
+ * `capture`'s extra keys), and Kafka → the target's `table`.
+ */
+function avroPipelines(registry: RegistryServer, options: {
+  name: string;
+  source: string;
+  target: string;
+  prefix: string;
+  slot: string;
+  table: string;
+  capture?: Record<string, string>;
+}) {
+  return kafkaSpecs([
+    {
+      name: uniqueName(`${options.name}-capture`),
+      config: {
+        "connector.class": "postgres_cdc",
+        "connection.url": options.source,
+        "topic.prefix": options.prefix,
+        "slot.name": options.slot,
+        "publication.name": options.name,
+        "snapshot.mode": "initial",
+        "poll.interval.ms": "20",
+        ...options.capture,
+        ...avroConverters(registry.url),
+      },
+    },
+    {
+      name: uniqueName(`${options.name}-consume`),
+      config: {
+        "connector.class": "kafka",
+        topics: `${options.prefix}.public.${options.table}`,
+        "fetch.max.wait.ms": "50",
+        ...avroConverters(registry.url),
+        "sink.class": "postgres",
+        "sink.connection.url": options.target,
+        "sink.table": `public.${options.table}`,
+        "sink.delete.mode": "hard",
+      },
+    },
+  ]);
+}
+
 Deno.test("Avro with a schema registry: postgres_cdc → kafka → postgres keeps every type, and schema changes become BACKWARD-compatible versions", async (t) => {
   await using registry = await startRegistry();
   await t.step("every type of the matrix", () => matrix(registry));
@@ -54,34 +98,14 @@ async function matrix(registry: RegistryServer): Promise<void> {
   const slot = uniqueSlot("matrix_avro");
   const prefix = uniqueName("avro");
   const topic = `${prefix}.public.matrix`;
-  const [capture, consume] = await kafkaSpecs([
-    {
-      name: uniqueName("avro-capture"),
-      config: {
-        "connector.class": "postgres_cdc",
-        "connection.url": f.source.url,
-        "topic.prefix": prefix,
-        "slot.name": slot,
-        "publication.name": "matrix_avro",
-        "snapshot.mode": "initial",
-        "poll.interval.ms": "20",
-        ...avroConverters(registry.url),
-      },
-    },
-    {
-      name: uniqueName("avro-consume"),
-      config: {
-        "connector.class": "kafka",
-        topics: topic,
-        "fetch.max.wait.ms": "50",
-        ...avroConverters(registry.url),
-        "sink.class": "postgres",
-        "sink.connection.url": f.target.url,
-        "sink.table": "public.matrix",
-        "sink.delete.mode": "hard",
-      },
-    },
-  ]);
+  const [capture, consume] = await avroPipelines(registry, {
+    name: "matrix_avro",
+    source: f.source.url,
+    target: f.target.url,
+    prefix,
+    slot,
+    table: "matrix",
+  });
   const producer = startStream(capture);
   const consumer = startStream(consume);
   try {
@@ -113,34 +137,14 @@ async function evolution(registry: RegistryServer): Promise<void> {
   const client = new SchemaRegistry(registry.url);
   // A rule set before the first schema: every change below must pass it.
   await client.setCompatibility(`${topic}-value`, "BACKWARD");
-  const [capture, consume] = await kafkaSpecs([
-    {
-      name: uniqueName("evolve-capture"),
-      config: {
-        "connector.class": "postgres_cdc",
-        "connection.url": f.source.url,
-        "topic.prefix": prefix,
-        "slot.name": slot,
-        "publication.name": "avro_evolve",
-        "snapshot.mode": "initial",
-        "poll.interval.ms": "20",
-        ...avroConverters(registry.url),
-      },
-    },
-    {
-      name: uniqueName("evolve-consume"),
-      config: {
-        "connector.class": "kafka",
-        topics: topic,
-        "fetch.max.wait.ms": "50",
-        ...avroConverters(registry.url),
-        "sink.class": "postgres",
-        "sink.connection.url": f.target.url,
-        "sink.table": "public.evolve",
-        "sink.delete.mode": "hard",
-      },
-    },
-  ]);
+  const [capture, consume] = await avroPipelines(registry, {
+    name: "avro_evolve",
+    source: f.source.url,
+    target: f.target.url,
+    prefix,
+    slot,
+    table: "evolve",
+  });
   const producer = startStream(capture);
   const consumer = startStream(consume);
   const sameRows = async (count: number) => {
@@ -189,39 +193,21 @@ async function masked(registry: RegistryServer): Promise<void> {
   const slot = uniqueSlot("avro_mask");
   const prefix = uniqueName("masked");
   const topic = `${prefix}.public.people`;
-  const [capture, consume] = await kafkaSpecs([
-    {
-      name: uniqueName("mask-capture"),
-      config: {
-        "connector.class": "postgres_cdc",
-        "connection.url": f.source.url,
-        "topic.prefix": prefix,
-        "slot.name": slot,
-        "publication.name": "avro_mask",
-        "snapshot.mode": "initial",
-        "poll.interval.ms": "20",
-        transforms: "mask",
-        "transforms.mask.type": "mask",
-        "transforms.mask.fields": "ref,national_id",
-        "transforms.mask.strategy": "hmac",
-        "transforms.mask.key": "k".repeat(32),
-        ...avroConverters(registry.url),
-      },
+  const [capture, consume] = await avroPipelines(registry, {
+    name: "avro_mask",
+    source: f.source.url,
+    target: f.target.url,
+    prefix,
+    slot,
+    table: "people",
+    capture: {
+      transforms: "mask",
+      "transforms.mask.type": "mask",
+      "transforms.mask.fields": "ref,national_id",
+      "transforms.mask.strategy": "hmac",
+      "transforms.mask.key": "k".repeat(32),
     },
-    {
-      name: uniqueName("mask-consume"),
-      config: {
-        "connector.class": "kafka",
-        topics: topic,
-        "fetch.max.wait.ms": "50",
-        ...avroConverters(registry.url),
-        "sink.class": "postgres",
-        "sink.connection.url": f.target.url,
-        "sink.table": "public.people",
-        "sink.delete.mode": "hard",
-      },
-    },
-  ]);
+  });
   const producer = startStream(capture);
   const consumer = startStream(consume);
   try {
