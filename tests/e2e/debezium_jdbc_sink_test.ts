@@ -133,17 +133,22 @@ async function jdbcSinkReads(converters: Converters): Promise<void> {
   }
 }
 
+/** JsonConverter with schemas on keys and values: Sluice's keys, and the JDBC sink's. */
+const SCHEMAS_ON = {
+  "key.converter.schemas.enable": "true",
+  "value.converter.schemas.enable": "true",
+};
+const JSON_WITH_SCHEMAS = {
+  "key.converter": "org.apache.kafka.connect.json.JsonConverter",
+  "value.converter": "org.apache.kafka.connect.json.JsonConverter",
+  ...SCHEMAS_ON,
+};
+
 Deno.test("Debezium's JDBC sink applies a Sluice CDC topic written with schemas to PostgreSQL", async () => {
-  const json = "org.apache.kafka.connect.json.JsonConverter";
   await jdbcSinkReads({
     label: "json",
-    sluice: { "key.converter.schemas.enable": "true", "value.converter.schemas.enable": "true" },
-    jdbc: {
-      "key.converter": json,
-      "value.converter": json,
-      "key.converter.schemas.enable": "true",
-      "value.converter.schemas.enable": "true",
-    },
+    sluice: SCHEMAS_ON,
+    jdbc: JSON_WITH_SCHEMAS,
     leftOut: new Set(),
   });
 });
@@ -187,21 +192,14 @@ Deno.test("Debezium's JDBC sink applies a Sluice CDC topic written as Avro throu
  * schema unwrap gives them.
  */
 Deno.test("Debezium's JDBC sink applies an unwrapped Sluice CDC topic written with schemas", async () => {
-  const json = "org.apache.kafka.connect.json.JsonConverter";
   await jdbcSinkReads({
     label: "unwrapped",
     sluice: {
-      "key.converter.schemas.enable": "true",
-      "value.converter.schemas.enable": "true",
+      ...SCHEMAS_ON,
       transforms: "unwrap",
       "transforms.unwrap.type": "io.debezium.transforms.ExtractNewRecordState",
     },
-    jdbc: {
-      "key.converter": json,
-      "value.converter": json,
-      "key.converter.schemas.enable": "true",
-      "value.converter.schemas.enable": "true",
-    },
+    jdbc: JSON_WITH_SCHEMAS,
     leftOut: new Set(),
   });
 });
