@@ -60,6 +60,40 @@ async function withTable(name: string, ddl: string, mode: Record<string, string>
   };
 }
 
+/**
+ * A capture that lags: its slot exists from the start, but the source opens
+ * only when `open` is called, after the test wrote its changes and ALTERs,
+ * so the live catalog already holds the last shape when the first Relation
+ * message is decoded. `ddl` creates the tables and `<name>_pub`.
+ */
+async function lagging(name: string, ddl: string) {
+  const db = await createTestDatabase(name);
+  const sql = postgres(db.url, { max: 2, onnotice: () => {} });
+  await sql.unsafe(ddl);
+  const slot = uniqueSlot(name);
+  await sql`select pg_create_logical_replication_slot(${slot}, 'pgoutput')`;
+  let source: Awaited<ReturnType<typeof openSource>> | undefined;
+  return {
+    sql,
+    async open() {
+      source = await openSource({
+        "connection.url": db.url,
+        "topic.prefix": "w",
+        "slot.name": slot,
+        "publication.name": `${name}_pub`,
+        "snapshot.mode": "never",
+        "poll.interval.ms": "10",
+      });
+      return source;
+    },
+    async [Symbol.asyncDispose]() {
+      await source?.close();
+      await sql.end();
+      await db.drop();
+    },
+  };
+}
+
 Deno.test("postgres_cdc attaches Debezium's schemas and JsonConverter writes them with the payload", async () => {
   await using t = await withTable(
     "cdc_schemas",
@@ -151,106 +185,67 @@ Deno.test("a column added or a type widened gives the next message a new schema"
 });
 
 Deno.test("events decoded after a later ALTER keep the column types and nulls they were written with", async () => {
-  // The capture lags: the changes and the ALTERs that follow them are all in
-  // the table before it reads the first event, so the live catalog already
-  // holds the last shape when the first Relation message is decoded.
-  const db = await createTestDatabase("cdc_schema_lag");
-  const sql = postgres(db.url, { max: 2, onnotice: () => {} });
-  try {
-    await sql.unsafe(
-      `create table public.t (id int primary key, v text, gone int, n int);
-       create publication cdc_schema_lag_pub for table public.t`,
-    );
-    const slot = uniqueSlot("cdc_schema_lag");
-    await sql`select pg_create_logical_replication_slot(${slot}, 'pgoutput')`;
-    await sql`insert into t values (1, '42', 7, null)`;
-    await sql`update t set n = 0`;
-    await sql.unsafe(`alter table t drop column gone`);
-    await sql.unsafe(`alter table t alter column v type int using v::int`);
-    await sql.unsafe(`alter table t alter column n set not null`);
-    await sql`insert into t values (2, 43, 5)`;
-    const source = await openSource({
-      "connection.url": db.url,
-      "topic.prefix": "w",
-      "slot.name": slot,
-      "publication.name": "cdc_schema_lag_pub",
-      "snapshot.mode": "never",
-      "poll.interval.ms": "10",
-    });
-    try {
-      await source.readUntil("row 2", (r) => idOf(r) === 2);
-      const [one, update, two] = source.records.map((r) => written(r).value);
-      assertEquals(afterFields(one).v.type, "string", "row 1 was written while v was text");
-      assertEquals(afterFields(one).gone.type, "int32", "a dropped column keeps its type");
-      assertEquals(one.payload.after, { id: 1, v: "42", gone: 7, n: null });
-      assertEquals(
-        afterFields(one).n,
-        { type: "int32", optional: true, field: "n" },
-        "a null written before SET NOT NULL makes the column optional again",
-      );
-      assertEquals(afterFields(update).n.optional, true);
-      assertEquals(update.payload.after, { id: 1, v: "42", gone: 7, n: 0 });
-      assertEquals(afterFields(two).v.type, "int32");
-      assertEquals(afterFields(two).n, { type: "int32", optional: false, field: "n" });
-      assertEquals(two.payload.after, { id: 2, v: 43, n: 5 });
-    } finally {
-      await source.close();
-    }
-  } finally {
-    await sql.end();
-    await db.drop();
-  }
+  await using t = await lagging(
+    "cdc_schema_lag",
+    `create table public.t (id int primary key, v text, gone int, n int);
+     create publication cdc_schema_lag_pub for table public.t`,
+  );
+  const sql = t.sql;
+  await sql`insert into t values (1, '42', 7, null)`;
+  await sql`update t set n = 0`;
+  await sql.unsafe(`alter table t drop column gone`);
+  await sql.unsafe(`alter table t alter column v type int using v::int`);
+  await sql.unsafe(`alter table t alter column n set not null`);
+  await sql`insert into t values (2, 43, 5)`;
+  const source = await t.open();
+  await source.readUntil("row 2", (r) => idOf(r) === 2);
+  const [one, update, two] = source.records.map((r) => written(r).value);
+  assertEquals(afterFields(one).v.type, "string", "row 1 was written while v was text");
+  assertEquals(afterFields(one).gone.type, "int32", "a dropped column keeps its type");
+  assertEquals(one.payload.after, { id: 1, v: "42", gone: 7, n: null });
+  assertEquals(
+    afterFields(one).n,
+    { type: "int32", optional: true, field: "n" },
+    "a null written before SET NOT NULL makes the column optional again",
+  );
+  assertEquals(afterFields(update).n.optional, true);
+  assertEquals(update.payload.after, { id: 1, v: "42", gone: 7, n: 0 });
+  assertEquals(afterFields(two).v.type, "int32");
+  assertEquals(afterFields(two).n, { type: "int32", optional: false, field: "n" });
+  assertEquals(two.payload.after, { id: 2, v: 43, n: 5 });
 });
 
 Deno.test("a primary key altered while the capture lags does not re-key the events written before it", async () => {
-  const db = await createTestDatabase("cdc_key_lag");
-  const sql = postgres(db.url, { max: 2, onnotice: () => {} });
-  try {
-    await sql.unsafe(
-      `create table public.t (id int primary key, region text not null, v text);
-       create publication cdc_key_lag_pub for table public.t`,
-    );
-    const slot = uniqueSlot("cdc_key_lag");
-    await sql`select pg_create_logical_replication_slot(${slot}, 'pgoutput')`;
-    await sql`insert into t values (1, 'se', 'a'), (3, 'dk', 'c')`;
-    await sql`delete from t where id = 3`;
-    await sql.unsafe(`alter table t drop constraint t_pkey, add primary key (region, id)`);
-    await sql`insert into t values (2, 'no', 'b')`;
-    const source = await openSource({
-      "connection.url": db.url,
-      "topic.prefix": "w",
-      "slot.name": slot,
-      "publication.name": "cdc_key_lag_pub",
-      "snapshot.mode": "never",
-      "poll.interval.ms": "10",
-    });
-    try {
-      await source.readUntil("row 2", (r) => idOf(r) === 2);
-      const [one, three, deleted, tombstone, two] = source.records;
-      assertEquals(tombstone.value, null);
-      assertEquals(tombstone.key, { id: 3 });
-      assertEquals(one.key, { id: 1 }, "row 1 was written while the key was (id)");
-      assertEquals(three.key, { id: 3 });
-      assertEquals(deleted.key, { id: 3 });
-      assertEquals((deleted.value as Json).before, { id: 3 });
-      assertEquals(
-        written(one).key.schema.fields.map((f: ConnectSchema) => f.field),
-        ["id"],
-      );
-      // The new key, in the primary key's order (not the table's).
-      assertEquals(Object.keys(two.key as object), ["region", "id"]);
-      assertEquals(two.key, { region: "no", id: 2 });
-      assertEquals(
-        written(two).key.schema.fields.map((f: ConnectSchema) => f.field),
-        ["region", "id"],
-      );
-    } finally {
-      await source.close();
-    }
-  } finally {
-    await sql.end();
-    await db.drop();
-  }
+  await using t = await lagging(
+    "cdc_key_lag",
+    `create table public.t (id int primary key, region text not null, v text);
+     create publication cdc_key_lag_pub for table public.t`,
+  );
+  const sql = t.sql;
+  await sql`insert into t values (1, 'se', 'a'), (3, 'dk', 'c')`;
+  await sql`delete from t where id = 3`;
+  await sql.unsafe(`alter table t drop constraint t_pkey, add primary key (region, id)`);
+  await sql`insert into t values (2, 'no', 'b')`;
+  const source = await t.open();
+  await source.readUntil("row 2", (r) => idOf(r) === 2);
+  const [one, three, deleted, tombstone, two] = source.records;
+  assertEquals(tombstone.value, null);
+  assertEquals(tombstone.key, { id: 3 });
+  assertEquals(one.key, { id: 1 }, "row 1 was written while the key was (id)");
+  assertEquals(three.key, { id: 3 });
+  assertEquals(deleted.key, { id: 3 });
+  assertEquals((deleted.value as Json).before, { id: 3 });
+  assertEquals(
+    written(one).key.schema.fields.map((f: ConnectSchema) => f.field),
+    ["id"],
+  );
+  // The new key, in the primary key's order (not the table's).
+  assertEquals(Object.keys(two.key as object), ["region", "id"]);
+  assertEquals(two.key, { region: "no", id: 2 });
+  assertEquals(
+    written(two).key.schema.fields.map((f: ConnectSchema) => f.field),
+    ["region", "id"],
+  );
 });
 
 Deno.test("masked fields get schemas that fit what the masks wrote, and the payload fits them", async () => {
