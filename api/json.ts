@@ -30,6 +30,15 @@ export function encodeJson(value: unknown, indent?: number): string {
 function needsReplacer(value: unknown, depth: number): boolean {
   if (typeof value === "bigint") return true;
   if (typeof value !== "object" || value === null) return false;
+  return objectNeedsReplacer(value, depth);
+}
+
+/**
+ * {@linkcode needsReplacer} for an object. Members are tested inline and
+ * only objects recurse: a change event is mostly strings and numbers, and a
+ * call per member was most of this walk's time.
+ */
+function objectNeedsReplacer(value: object, depth: number): boolean {
   if (
     depth > 16 || ArrayBuffer.isView(value) ||
     typeof (value as { toJSON?: unknown }).toJSON === "function"
@@ -37,12 +46,21 @@ function needsReplacer(value: unknown, depth: number): boolean {
     return true;
   }
   if (Array.isArray(value)) {
-    for (const item of value) if (needsReplacer(item, depth + 1)) return true;
+    for (const item of value) {
+      if (typeof item === "bigint") return true;
+      if (typeof item === "object" && item !== null && objectNeedsReplacer(item, depth + 1)) {
+        return true;
+      }
+    }
     return false;
   }
   if ((value as { type?: unknown }).type === "Buffer") return true;
   for (const key in value) {
-    if (needsReplacer((value as Record<string, unknown>)[key], depth + 1)) return true;
+    const member = (value as Record<string, unknown>)[key];
+    if (typeof member === "bigint") return true;
+    if (typeof member === "object" && member !== null && objectNeedsReplacer(member, depth + 1)) {
+      return true;
+    }
   }
   return false;
 }

@@ -141,6 +141,16 @@ const rawAdmin = new Admin({
   requestTimeout: 30_000,
   connectTimeout: 10_000,
 });
+// Topic metadata without retries: while a topic does not exist yet, the
+// client's retries hold each poll for about 3 s, and the first event on the
+// topic was seen up to a second late (the rates "from first event" counted
+// from that late point).
+const probeAdmin = new Admin({
+  clientId: "cdc-bench-probe",
+  bootstrapBrokers: brokers.split(","),
+  retries: 0,
+  connectTimeout: 10_000,
+});
 const children = new Set<Deno.ChildProcess>();
 
 try {
@@ -636,6 +646,7 @@ try {
   await admin.end();
   await kAdmin.close().catch(() => {});
   await rawAdmin.close().catch(() => {});
+  await probeAdmin.close().catch(() => {});
   await Deno.remove(scratch, { recursive: true }).catch(() => {});
   await Promise.all([pgServer?.stop(), kafkaServer?.stop(), registryServer?.stop()]);
 }
@@ -804,13 +815,14 @@ async function dropSlots(): Promise<void> {
 
 /** Sum of the end offsets of every partition of `topic` (0 when missing). */
 async function topicCount(topic: string): Promise<number> {
-  const described = await kAdmin.describeTopics([topic]).catch(() => new Map());
-  const info = described.get(topic);
-  if (!info) return 0;
+  const metadata = await probeAdmin.metadata({ topics: [topic], forceUpdate: true })
+    .catch(() => undefined);
+  const partitions = metadata?.topics.get(topic)?.partitionsCount ?? 0;
+  if (partitions === 0) return 0;
   const listed = await rawAdmin.listOffsets({
     topics: [{
       name: topic,
-      partitions: Array.from({ length: info.partitions }, (_, i) => ({
+      partitions: Array.from({ length: partitions }, (_, i) => ({
         partitionIndex: i,
         timestamp: -1n,
       })),

@@ -19,6 +19,7 @@
  * @module
  */
 import { Buffer } from "node:buffer";
+import { DynamicBuffer } from "@platformatic/dynamic-buffer";
 import { crc32c, Writer } from "@platformatic/kafka";
 
 /** One record of a batch. A null value is a tombstone. */
@@ -267,7 +268,11 @@ function writeBatch(batch: PartitionBatch, identity: ProducerIdentity, now: numb
   if (end - start !== length) {
     throw new Error(`RecordBatch size mismatch: computed ${length} bytes, wrote ${end - start}`);
   }
-  const crc = crc32c(Buffer.from(out.bytes.buffer, start + CRC_START, end - start - CRC_START));
+  // Wrapped: the client's native CRC-32C copies a plain buffer before
+  // checksumming it (a second pass over the whole batch), but reads a
+  // DynamicBuffer's bytes in place.
+  const covered = Buffer.from(out.bytes.buffer, start + CRC_START, end - start - CRC_START);
+  const crc = crc32c(new DynamicBuffer(covered));
   out.pos = crcAt;
   out.int32(crc);
   out.pos = end;

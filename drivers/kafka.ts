@@ -524,6 +524,17 @@ export class KafkaProducer {
     this.#ownBatches = (settings.compression ?? "none") === "none";
   }
 
+  /**
+   * Starts importing the client library (about half a second of CPU) without
+   * waiting for it, so that a sink being started loads it while its source
+   * connects rather than when the first batch is ready. A failure surfaces
+   * at the first send.
+   */
+  preload(): void {
+    const load = this.#ownBatches ? ownProduceEncoding() : kafkaLibrary();
+    load.catch(() => {});
+  }
+
   async #client(): Promise<Producer> {
     if (this.#producer) return this.#producer;
     const library = await kafkaLibrary();

@@ -301,6 +301,7 @@ export default defineSink({
       compression: config["compression.type"],
       maxRequestBytes: config["max.request.size"],
     });
+    producer.preload();
     const avroWriter = (side: Side) => {
       const url = config[`${side}.converter.schema.registry.url`];
       return AVRO_CONVERTERS.includes(config[`${side}.converter`]) && url
