@@ -35,6 +35,38 @@ Deno.test("the file offset store survives a reopen and never leaves a torn file"
   }
 });
 
+Deno.test("offsets written while the file is being written land together, in call order", async () => {
+  const folder = await Deno.makeTempDir();
+  try {
+    const path = `${folder}/offsets.json`;
+    const store = new FileOffsetStore(path);
+    const writes: Promise<void>[] = [];
+    for (let round = 0; round < 5; round++) {
+      for (let pipeline = 0; pipeline < 20; pipeline++) {
+        writes.push(store.write(`p${pipeline}`, { round }));
+      }
+    }
+    writes.push(store.delete("p7"));
+    await Promise.all(writes);
+    const stored = JSON.parse(await Deno.readTextFile(path));
+    assertEquals(Object.keys(stored).length, 19);
+    assertEquals(stored.p7, undefined);
+    assertEquals(stored.p19, { round: 4 });
+
+    // A write that fails rejects every change of its group; the next ones still land.
+    const blocked = new FileOffsetStore(`${folder}/blocker/offsets.json`);
+    await Deno.writeTextFile(`${folder}/blocker`, "a file where the folder should be");
+    const failed = await Promise.allSettled([blocked.write("x", 1), blocked.write("y", 2)]);
+    assertEquals(failed.map((result) => result.status), ["rejected", "rejected"]);
+    await Deno.remove(`${folder}/blocker`);
+    await blocked.write("z", 3);
+    const after = JSON.parse(await Deno.readTextFile(`${folder}/blocker/offsets.json`));
+    assertEquals(after.z, 3);
+  } finally {
+    await Deno.remove(folder, { recursive: true });
+  }
+});
+
 Deno.test("a corrupt offsets file is an error that names the file, not a silent restart", async () => {
   const folder = await Deno.makeTempDir();
   try {
