@@ -30,6 +30,16 @@ export interface ProduceRecord {
   readonly headers?: readonly (readonly [string, string | Uint8Array])[];
   /** Milliseconds since the epoch; the time of encoding when absent. */
   readonly timestamp?: number;
+  /**
+   * When set, the key and the value are ranges of these bytes (a start of -1
+   * is null) and `key` and `value` are not read: the kafka sink's messages
+   * (`RangeMessage`) keep no view of their own.
+   */
+  readonly bytes?: Uint8Array;
+  readonly keyStart?: number;
+  readonly keyEnd?: number;
+  readonly valueStart?: number;
+  readonly valueEnd?: number;
 }
 
 /** The records bound for one topic partition in one request, in order. */
@@ -132,6 +142,19 @@ class ByteWriter {
     this.pos += bytes.length;
   }
 
+  /** `source[start, end)`; short ranges byte by byte, which spares a view. */
+  rawRange(source: Uint8Array, start: number, end: number): void {
+    if (end - start <= 32) {
+      const b = this.bytes;
+      let p = this.pos;
+      for (let i = start; i < end; i++) b[p++] = source[i];
+      this.pos = p;
+      return;
+    }
+    this.bytes.set(source.subarray(start, end), this.pos);
+    this.pos += end - start;
+  }
+
   /** A compact string (unsigned varint of length + 1, then UTF-8), or null as 0. */
   compactString(text: string | undefined): void {
     if (text === undefined) {
@@ -176,13 +199,27 @@ function headersOf(record: ProduceRecord): [Uint8Array, Uint8Array][] | undefine
   return encoded;
 }
 
+/** Length of a record's key: -1 when null. */
+function keyLength(record: ProduceRecord): number {
+  if (record.bytes) return record.keyStart! < 0 ? -1 : record.keyEnd! - record.keyStart!;
+  return record.key ? record.key.length : -1;
+}
+
+/** Length of a record's value: -1 when null (a tombstone). */
+function valueLength(record: ProduceRecord): number {
+  if (record.bytes) return record.valueStart! < 0 ? -1 : record.valueEnd! - record.valueStart!;
+  return record.value ? record.value.length : -1;
+}
+
+/** Bytes of a length-prefixed field of `length` bytes (-1: null, the prefix alone). */
+function fieldSize(length: number): number {
+  return length < 0 ? 1 : varintSize(length) + length;
+}
+
 /** Bytes of a record after its length prefix. */
 function recordSize(record: ProduceRecord, index: number, delta: number): number {
-  const key = record.key;
-  const value = record.value;
   let size = 1 + varintSize(delta) + varintSize(index);
-  size += key ? varintSize(key.length) + key.length : 1;
-  size += value ? varintSize(value.length) + value.length : 1;
+  size += fieldSize(keyLength(record)) + fieldSize(valueLength(record));
   const headers = headersOf(record);
   size += varintSize(headers?.length ?? 0);
   if (headers) {
@@ -200,16 +237,19 @@ function writeRecord(record: ProduceRecord, index: number, delta: number, size: 
   out.int8(0); // record attributes: none are defined
   out.varint(delta);
   out.varint(index);
-  const key = record.key;
-  if (key) {
-    out.varint(key.length);
-    out.raw(key);
-  } else out.varint(-1);
-  const value = record.value;
-  if (value) {
-    out.varint(value.length);
-    out.raw(value);
-  } else out.varint(-1);
+  const bytes = record.bytes;
+  const keyBytes = keyLength(record);
+  out.varint(keyBytes);
+  if (keyBytes >= 0) {
+    if (bytes) out.rawRange(bytes, record.keyStart!, record.keyEnd!);
+    else out.raw(record.key!);
+  }
+  const valueBytes = valueLength(record);
+  out.varint(valueBytes);
+  if (valueBytes >= 0) {
+    if (bytes) out.rawRange(bytes, record.valueStart!, record.valueEnd!);
+    else out.raw(record.value!);
+  }
   const headers = headersOf(record);
   out.varint(headers?.length ?? 0);
   if (headers) {

@@ -124,12 +124,12 @@ function baseOptions(options: KafkaClientOptions) {
  * Kafka's murmur2 (`org.apache.kafka.common.utils.Utils.murmur2`), as a
  * signed 32-bit integer.
  */
-export function murmur2(data: Uint8Array): number {
+export function murmur2(data: Uint8Array, start = 0, end = data.length): number {
   const m = 0x5bd1e995;
-  const length = data.length;
+  const length = end - start;
   let h = 0x9747b28c ^ length;
-  const length4 = length & ~3;
-  for (let i = 0; i < length4; i += 4) {
+  const length4 = start + (length & ~3);
+  for (let i = start; i < length4; i += 4) {
     let k = data[i] | (data[i + 1] << 8) | (data[i + 2] << 16) | (data[i + 3] << 24);
     k = Math.imul(k, m);
     k ^= k >>> 24;
@@ -161,6 +161,14 @@ export function murmur2(data: Uint8Array): number {
  */
 export function partitionForKey(key: Uint8Array, partitions: number): number {
   return (murmur2(key) & 0x7fffffff) % partitions;
+}
+
+/** {@linkcode partitionForKey} of a message, reading a {@linkcode RangeMessage}'s key in place. */
+function partitionOf(message: OutgoingMessage, partitions: number): number {
+  if (message instanceof RangeMessage) {
+    return (murmur2(message.bytes, message.keyStart, message.keyEnd) & 0x7fffffff) % partitions;
+  }
+  return partitionForKey(message.key!, partitions);
 }
 
 // ---------------------------------------------------------------------------
@@ -433,6 +441,50 @@ export interface OutgoingMessage {
   readonly timestamp?: number;
 }
 
+/**
+ * A message whose key and value are ranges of one shared buffer (the kafka
+ * sink's UTF-8 arena) instead of views of their own. A message lives until
+ * the broker acknowledges it, long enough for V8 to move it to the old
+ * generation; each view was one more object moved and collected there per
+ * message. `key` and `value` make views on demand, for the rare readers; the
+ * producer reads the ranges.
+ */
+export class RangeMessage implements OutgoingMessage {
+  constructor(
+    readonly topic: string,
+    /** The buffer holding the key and the value. */
+    readonly bytes: Uint8Array,
+    /** Where the key starts in {@linkcode bytes}; -1 for a null key. */
+    readonly keyStart: number,
+    readonly keyEnd: number,
+    /** Where the value starts; -1 for a null value (a tombstone). */
+    readonly valueStart: number,
+    readonly valueEnd: number,
+    readonly headers?: readonly (readonly [string, HeaderValue])[],
+    readonly timestamp?: number,
+  ) {}
+
+  get key(): Uint8Array | null {
+    return this.keyStart < 0 ? null : this.bytes.subarray(this.keyStart, this.keyEnd);
+  }
+
+  get value(): Uint8Array | null {
+    return this.valueStart < 0 ? null : this.bytes.subarray(this.valueStart, this.valueEnd);
+  }
+}
+
+/** Bytes of a message's key (0 when null), without making a view of it. */
+function keyLength(message: OutgoingMessage): number {
+  if (message instanceof RangeMessage) return message.keyEnd - message.keyStart;
+  return message.key?.length ?? 0;
+}
+
+/** Bytes of a message's value (0 for a tombstone), without making a view of it. */
+function valueLength(message: OutgoingMessage): number {
+  if (message instanceof RangeMessage) return message.valueEnd - message.valueStart;
+  return message.value?.length ?? 0;
+}
+
 /** Producer settings. */
 export interface ProducerSettings extends KafkaClientOptions {
   /** Exactly-once per partition within a producer session (needs acks=all). Default true. */
@@ -444,7 +496,7 @@ export interface ProducerSettings extends KafkaClientOptions {
 
 /** Bytes a message takes in a record batch, roughly (record overhead included). */
 export function messageSize(message: OutgoingMessage): number {
-  let size = 24 + (message.key?.length ?? 0) + (message.value?.length ?? 0);
+  let size = 24 + keyLength(message) + valueLength(message);
   for (const [name, value] of message.headers ?? []) {
     size += 8 + name.length * 3 + (typeof value === "string" ? value.length * 3 : value.length);
   }
@@ -651,8 +703,9 @@ export class KafkaProducer {
       }
       const count = described.get(message.topic)?.partitionsCount;
       if (!count) throw new Error(`No partitions known for topic ${message.topic}`);
-      const partition = message.key
-        ? partitionForKey(message.key, count)
+      const keyed = message instanceof RangeMessage ? message.keyStart >= 0 : message.key;
+      const partition = keyed
+        ? partitionOf(message, count)
         : (this.#roundRobin = (this.#roundRobin + 1) & 0x7fffffff) % count;
       let batch = partitions[partition];
       if (!batch) {

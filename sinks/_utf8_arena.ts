@@ -21,6 +21,8 @@
  * @module
  */
 
+import { type HeaderValue, RangeMessage } from "../drivers/kafka.ts";
+
 const encoder = new TextEncoder();
 
 interface Chunk {
@@ -35,6 +37,17 @@ interface Chunk {
 export interface ArenaLease {
   /** Encodes `text` as UTF-8 into the arena; the view stays valid until release. */
   encode(text: string): Uint8Array;
+  /**
+   * A message whose key and value (null: none) are encoded next to each
+   * other into the arena, as ranges of one buffer rather than two views.
+   */
+  message(
+    topic: string,
+    key: string | null,
+    value: string | null,
+    headers?: readonly (readonly [string, HeaderValue])[],
+    timestamp?: number,
+  ): RangeMessage;
   /** The broker acknowledged the batch: its buffers may be written again. */
   release(): void;
   /** The batch failed: its buffers are left to the garbage collector. */
@@ -80,17 +93,32 @@ export class Utf8Arena {
         this.#recycle(chunk);
       }
     };
+    /**
+     * The chunk to write `room` bytes into, at `this.#used`: UTF-8 takes at
+     * most three bytes per UTF-16 code unit.
+     */
+    const reserve = (room: number): Uint8Array => {
+      if (this.#used + room > this.#current.bytes.length) this.#next(room);
+      touch(this.#current);
+      return this.#current.bytes;
+    };
     return {
       encode: (text) => {
-        // UTF-8 takes at most three bytes per UTF-16 code unit.
-        const room = text.length * 3;
-        if (this.#used + room > this.#current.bytes.length) this.#next(room);
-        const chunk = this.#current;
-        touch(chunk);
-        const { written } = encoder.encodeInto(text, chunk.bytes.subarray(this.#used));
-        const bytes = chunk.bytes.subarray(this.#used, this.#used + written);
-        this.#used += written;
-        return bytes;
+        const bytes = reserve(text.length * 3);
+        const start = this.#used;
+        this.#used += encoder.encodeInto(text, bytes.subarray(start)).written;
+        return bytes.subarray(start, this.#used);
+      },
+      message: (topic, key, value, headers, timestamp) => {
+        const bytes = reserve(((key?.length ?? 0) + (value?.length ?? 0)) * 3);
+        let at = this.#used;
+        const keyStart = key === null ? -1 : at;
+        if (key !== null) at += encoder.encodeInto(key, bytes.subarray(at)).written;
+        const keyEnd = at;
+        const valueStart = value === null ? -1 : at;
+        if (value !== null) at += encoder.encodeInto(value, bytes.subarray(at)).written;
+        this.#used = at;
+        return new RangeMessage(topic, bytes, keyStart, keyEnd, valueStart, at, headers, timestamp);
       },
       release: () => settle(false),
       abandon: () => settle(true),

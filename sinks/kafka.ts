@@ -170,29 +170,42 @@ export function recordToMessage(
   schemas: SchemaSettings = SCHEMALESS,
   arena?: ArenaLease,
 ): OutgoingMessage {
+  const headers = record.headers ? Object.entries(record.headers) : undefined;
+  if (arena && !schemas.avroKeys && !schemas.avroValues) {
+    // JSON on both sides: both texts go into the arena, as ranges of one buffer.
+    return arena.message(
+      record.topic,
+      record.key === null || record.key === undefined ? null : jsonText(record, "key", schemas),
+      record.value === null || record.value === undefined
+        ? null
+        : jsonText(record, "value", schemas),
+      headers,
+      record.timestamp,
+    );
+  }
   return {
     topic: record.topic,
     key: record.key === null || record.key === undefined
       ? null
       : schemas.avroKeys
       ? avroBytes(schemas.avroKeys, record, "key")
-      : utf8(
-        schemas.keys ? connectEnvelope(record.schemas?.key, record.key) : encodeJson(record.key),
-        arena,
-      ),
+      : utf8(jsonText(record, "key", schemas), arena),
     value: record.value === null || record.value === undefined
       ? null
       : schemas.avroValues
       ? avroBytes(schemas.avroValues, record, "value")
-      : utf8(
-        schemas.values
-          ? connectEnvelope(record.schemas?.value, record.value)
-          : encodeJson(record.value),
-        arena,
-      ),
-    headers: record.headers ? Object.entries(record.headers) : undefined,
+      : utf8(jsonText(record, "value", schemas), arena),
+    headers,
     timestamp: record.timestamp,
   };
+}
+
+/** A side of a record as JSON: plain, or JsonConverter's `{schema, payload}` when `schemas` asks. */
+function jsonText(record: SluiceRecord, side: Side, schemas: SchemaSettings): string {
+  const withSchema = side === "key" ? schemas.keys : schemas.values;
+  return withSchema
+    ? connectEnvelope(record.schemas?.[side], record[side])
+    : encodeJson(record[side]);
 }
 
 function utf8(text: string, arena: ArenaLease | undefined): Uint8Array {

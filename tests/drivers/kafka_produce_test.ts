@@ -125,6 +125,61 @@ Deno.test("a produce request holds one batch per topic partition with every reco
   assert(b1.records[0].value!.every((byte) => byte === 120));
 });
 
+Deno.test("records whose key and value are ranges of one buffer encode as their bytes would", () => {
+  const shared = new Uint8Array(200).fill(0xee);
+  let at = 5;
+  /** Writes `key` and `value` into `shared` and gives the range record and the plain one. */
+  const pair = (key: string | null, value: string | null): [ProduceRecord, ProduceRecord] => {
+    const place = (part: string | null): [number, number] => {
+      if (part === null) return [-1, at];
+      const start = at;
+      at += new TextEncoder().encodeInto(part, shared.subarray(at)).written;
+      return [start, at];
+    };
+    const [keyStart, keyEnd] = place(key);
+    const [valueStart, valueEnd] = place(value);
+    const ranged = {
+      key: null,
+      value: null,
+      bytes: shared,
+      keyStart,
+      keyEnd,
+      valueStart,
+      valueEnd,
+    };
+    const plain = {
+      key: key === null ? null : bytes(key),
+      value: value === null ? null : bytes(value),
+    };
+    return [{ ...ranged, timestamp: 1 }, { ...plain, timestamp: 1 }];
+  };
+  // A short key (copied byte by byte), a value over 32 bytes (copied as a
+  // block), a tombstone, a keyless record, an empty value.
+  const pairs = [
+    pair('{"id":1}', '{"name":"Malmö","note":"over thirty-two bytes long"}'),
+    pair('{"id":2}', null),
+    pair(null, "{}"),
+    pair('{"id":3}', ""),
+  ];
+  const request = (records: ProduceRecord[]) =>
+    encodeProduceRequest(-1, 30_000, [{ topic: "t", partition: 0, firstSequence: 0, records }])
+      .slice();
+  const ranged = request(pairs.map(([range]) => range));
+  const plain = request(pairs.map(([, bytes]) => bytes));
+  assertEquals(ranged, plain);
+  const [partition] = decode(ranged).partitions;
+  assert(partition.crcValid);
+  assertEquals(
+    partition.batch.records.map((r) => [text(r.key), text(r.value)]),
+    [
+      ['{"id":1}', '{"name":"Malmö","note":"over thirty-two bytes long"}'],
+      ['{"id":2}', null],
+      [null, "{}"],
+      ['{"id":3}', ""],
+    ],
+  );
+});
+
 Deno.test("without idempotence a batch carries no producer id, epoch or sequence", () => {
   const before = Date.now();
   const body = encodeProduceRequest(1, 5_000, [

@@ -47,6 +47,16 @@ Deno.test("murmur2 and partitionForKey give the Java client's values", () => {
   }
 });
 
+Deno.test("murmur2 over a range of a larger buffer equals murmur2 of those bytes alone", () => {
+  for (const [key, hash] of JAVA_VECTORS) {
+    const inner = bytes(key);
+    // Bytes before and after the key, which the range must leave out.
+    const padded = new Uint8Array(inner.length + 7).fill(0xab);
+    padded.set(inner, 3);
+    assertEquals(murmur2(padded, 3, 3 + inner.length), hash, `murmur2 of ${JSON.stringify(key)}`);
+  }
+});
+
 Deno.test("the kafka sink puts each key on the partition the Java producer chooses", async () => {
   // Seven partitions: not a power of two, so a sign error in the hash would show.
   const topic = uniqueName("partitioning");

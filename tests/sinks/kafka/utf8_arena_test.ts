@@ -22,6 +22,32 @@ Deno.test("views keep their bytes, including multi-byte characters", () => {
   lease.release();
 });
 
+Deno.test("a message's key and value are ranges of one buffer; null stays null", () => {
+  const arena = new Utf8Arena();
+  const lease = arena.lease();
+  const keyed = lease.message(
+    "t",
+    '{"id":"東京"}',
+    '{"name":"Malmö"}',
+    [["h", "v"]],
+    1_700_000_000_000,
+  );
+  const tombstone = lease.message("t", '{"id":2}', null);
+  const keyless = lease.message("t", null, "{}");
+  assertEquals(keyed.bytes, tombstone.bytes, "one buffer");
+  assertEquals(decode(keyed.key!), '{"id":"東京"}');
+  assertEquals(decode(keyed.value!), '{"name":"Malmö"}');
+  assertEquals(keyed.valueStart, keyed.keyEnd, "the value follows the key");
+  assertEquals([keyed.topic, keyed.headers, keyed.timestamp], [
+    "t",
+    [["h", "v"]],
+    1_700_000_000_000,
+  ]);
+  assertEquals([decode(tombstone.key!), tombstone.value], ['{"id":2}', null]);
+  assertEquals([keyless.key, decode(keyless.value!)], [null, "{}"]);
+  lease.release();
+});
+
 Deno.test("a buffer is used again only once every batch in it was released", () => {
   const arena = new Utf8Arena();
   const first = arena.lease();
@@ -48,7 +74,7 @@ Deno.test("a buffer is used again only once every batch in it was released", () 
 Deno.test("a failed batch's buffers are never written again", () => {
   const arena = new Utf8Arena();
   const failed = arena.lease();
-  const view = failed.encode(text(THIRD, "f"));
+  const view = failed.message("t", null, text(THIRD, "f")).value!;
   failed.abandon();
   const next = arena.lease();
   for (let i = 0; i < 6; i++) next.encode(text(THIRD, "n"));
