@@ -475,13 +475,17 @@ export class RangeMessage implements OutgoingMessage {
 
 /** Bytes of a message's key (0 when null), without making a view of it. */
 function keyLength(message: OutgoingMessage): number {
-  if (message instanceof RangeMessage) return message.keyEnd - message.keyStart;
+  if (message instanceof RangeMessage) {
+    return message.keyStart < 0 ? 0 : message.keyEnd - message.keyStart;
+  }
   return message.key?.length ?? 0;
 }
 
 /** Bytes of a message's value (0 for a tombstone), without making a view of it. */
 function valueLength(message: OutgoingMessage): number {
-  if (message instanceof RangeMessage) return message.valueEnd - message.valueStart;
+  if (message instanceof RangeMessage) {
+    return message.valueStart < 0 ? 0 : message.valueEnd - message.valueStart;
+  }
   return message.value?.length ?? 0;
 }
 

@@ -4,6 +4,7 @@
  * views handed out keep their bytes while their batch is open.
  */
 import { Utf8Arena } from "../../../sinks/_utf8_arena.ts";
+import { messageSize } from "../../../drivers/kafka.ts";
 import { assert, assertEquals } from "../../_assert.ts";
 
 const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
@@ -45,6 +46,24 @@ Deno.test("a message's key and value are ranges of one buffer; null stays null",
   ]);
   assertEquals([decode(tombstone.key!), tombstone.value], ['{"id":2}', null]);
   assertEquals([keyless.key, decode(keyless.value!)], [null, "{}"]);
+  lease.release();
+});
+
+Deno.test("a range message's size counts a null key or value as nothing, wherever it lies", () => {
+  const arena = new Utf8Arena();
+  const lease = arena.lease();
+  lease.encode(text(THIRD, "p")); // the next message starts far into the buffer
+  const tombstone = lease.message("t", '{"id":2}', null);
+  const keyless = lease.message("t", null, "{}");
+  assert(tombstone.keyStart > 300_000);
+  const plain = (key: string | null, value: string | null) =>
+    messageSize({
+      topic: "t",
+      key: key === null ? null : new TextEncoder().encode(key),
+      value: value === null ? null : new TextEncoder().encode(value),
+    });
+  assertEquals(messageSize(tombstone), plain('{"id":2}', null));
+  assertEquals(messageSize(keyless), plain(null, "{}"));
   lease.release();
 });
 
