@@ -108,7 +108,7 @@ const fields = z.strictObject({
     'Client id in broker logs and metrics; default "sluice-<pipeline name>".',
   ),
   "enable.idempotence": boolean().default(true).describe(
-    "Idempotent producer: retries inside the client never duplicate or reorder messages.",
+    "Idempotent producer: retries inside the client never duplicate or reorder messages. With false, requests go one at a time (order kept), but a request retried after one partition failed writes the other partitions' records again: duplicates, as the broker cannot tell them apart.",
   ),
   "compression.type": z.enum(["none", "gzip", "snappy", "lz4", "zstd"]).default("none").describe(
     "Compression of record batches.",
