@@ -21,6 +21,7 @@
 import { Buffer } from "node:buffer";
 import { DynamicBuffer } from "@platformatic/dynamic-buffer";
 import { crc32c, Writer } from "@platformatic/kafka";
+import { keyLength, RangeMessage, valueLength } from "./kafka.ts";
 
 /** One record of a batch. A null value is a tombstone. */
 export interface ProduceRecord {
@@ -30,16 +31,6 @@ export interface ProduceRecord {
   readonly headers?: readonly (readonly [string, string | Uint8Array])[];
   /** Milliseconds since the epoch; the time of encoding when absent. */
   readonly timestamp?: number;
-  /**
-   * When set, the key and the value are ranges of these bytes (a start of -1
-   * is null) and `key` and `value` are not read: the kafka sink's messages
-   * (`RangeMessage`) keep no view of their own.
-   */
-  readonly bytes?: Uint8Array;
-  readonly keyStart?: number;
-  readonly keyEnd?: number;
-  readonly valueStart?: number;
-  readonly valueEnd?: number;
 }
 
 /** The records bound for one topic partition in one request, in order. */
@@ -199,18 +190,6 @@ function headersOf(record: ProduceRecord): [Uint8Array, Uint8Array][] | undefine
   return encoded;
 }
 
-/** Length of a record's key: -1 when null. */
-function keyLength(record: ProduceRecord): number {
-  if (record.bytes) return record.keyStart! < 0 ? -1 : record.keyEnd! - record.keyStart!;
-  return record.key ? record.key.length : -1;
-}
-
-/** Length of a record's value: -1 when null (a tombstone). */
-function valueLength(record: ProduceRecord): number {
-  if (record.bytes) return record.valueStart! < 0 ? -1 : record.valueEnd! - record.valueStart!;
-  return record.value ? record.value.length : -1;
-}
-
 /** Bytes of a length-prefixed field of `length` bytes (-1: null, the prefix alone). */
 function fieldSize(length: number): number {
   return length < 0 ? 1 : varintSize(length) + length;
@@ -237,17 +216,18 @@ function writeRecord(record: ProduceRecord, index: number, delta: number, size: 
   out.int8(0); // record attributes: none are defined
   out.varint(delta);
   out.varint(index);
-  const bytes = record.bytes;
+  // The kafka sink's messages keep their key and value as ranges of one buffer.
+  const ranges = record instanceof RangeMessage ? record : undefined;
   const keyBytes = keyLength(record);
   out.varint(keyBytes);
   if (keyBytes >= 0) {
-    if (bytes) out.rawRange(bytes, record.keyStart!, record.keyEnd!);
+    if (ranges) out.rawRange(ranges.bytes, ranges.keyStart, ranges.keyEnd);
     else out.raw(record.key!);
   }
   const valueBytes = valueLength(record);
   out.varint(valueBytes);
   if (valueBytes >= 0) {
-    if (bytes) out.rawRange(bytes, record.valueStart!, record.valueEnd!);
+    if (ranges) out.rawRange(ranges.bytes, ranges.valueStart, ranges.valueEnd);
     else out.raw(record.value!);
   }
   const headers = headersOf(record);

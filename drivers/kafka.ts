@@ -473,20 +473,20 @@ export class RangeMessage implements OutgoingMessage {
   }
 }
 
-/** Bytes of a message's key (0 when null), without making a view of it. */
-function keyLength(message: OutgoingMessage): number {
+/** Bytes of a message's key, -1 when null, without making a view of it. */
+export function keyLength(message: Pick<OutgoingMessage, "key">): number {
   if (message instanceof RangeMessage) {
-    return message.keyStart < 0 ? 0 : message.keyEnd - message.keyStart;
+    return message.keyStart < 0 ? -1 : message.keyEnd - message.keyStart;
   }
-  return message.key?.length ?? 0;
+  return message.key ? message.key.length : -1;
 }
 
-/** Bytes of a message's value (0 for a tombstone), without making a view of it. */
-function valueLength(message: OutgoingMessage): number {
+/** Bytes of a message's value, -1 for a tombstone, without making a view of it. */
+export function valueLength(message: Pick<OutgoingMessage, "value">): number {
   if (message instanceof RangeMessage) {
-    return message.valueStart < 0 ? 0 : message.valueEnd - message.valueStart;
+    return message.valueStart < 0 ? -1 : message.valueEnd - message.valueStart;
   }
-  return message.value?.length ?? 0;
+  return message.value ? message.value.length : -1;
 }
 
 /** Producer settings. */
@@ -500,7 +500,7 @@ export interface ProducerSettings extends KafkaClientOptions {
 
 /** Bytes a message takes in a record batch, roughly (record overhead included). */
 export function messageSize(message: OutgoingMessage): number {
-  let size = 24 + keyLength(message) + valueLength(message);
+  let size = 24 + Math.max(0, keyLength(message)) + Math.max(0, valueLength(message));
   for (const [name, value] of message.headers ?? []) {
     size += 8 + name.length * 3 + (typeof value === "string" ? value.length * 3 : value.length);
   }
@@ -707,8 +707,7 @@ export class KafkaProducer {
       }
       const count = described.get(message.topic)?.partitionsCount;
       if (!count) throw new Error(`No partitions known for topic ${message.topic}`);
-      const keyed = message instanceof RangeMessage ? message.keyStart >= 0 : message.key;
-      const partition = keyed
+      const partition = keyLength(message) >= 0
         ? partitionOf(message, count)
         : (this.#roundRobin = (this.#roundRobin + 1) & 0x7fffffff) % count;
       let batch = partitions[partition];

@@ -13,6 +13,7 @@ import {
   type PartitionBatch,
   type ProduceRecord,
 } from "../../drivers/_kafka_produce.ts";
+import { RangeMessage } from "../../drivers/kafka.ts";
 
 const bytes = (text: string) => new TextEncoder().encode(text);
 const text = (data: Uint8Array | null | undefined) =>
@@ -138,20 +139,12 @@ Deno.test("records whose key and value are ranges of one buffer encode as their 
     };
     const [keyStart, keyEnd] = place(key);
     const [valueStart, valueEnd] = place(value);
-    const ranged = {
-      key: null,
-      value: null,
-      bytes: shared,
-      keyStart,
-      keyEnd,
-      valueStart,
-      valueEnd,
-    };
+    const ranged = new RangeMessage("t", shared, keyStart, keyEnd, valueStart, valueEnd, [], 1);
     const plain = {
       key: key === null ? null : bytes(key),
       value: value === null ? null : bytes(value),
     };
-    return [{ ...ranged, timestamp: 1 }, { ...plain, timestamp: 1 }];
+    return [ranged, { ...plain, headers: [], timestamp: 1 }];
   };
   // A short key (copied byte by byte), a value over 32 bytes (copied as a
   // block), a tombstone, a keyless record, an empty value.
