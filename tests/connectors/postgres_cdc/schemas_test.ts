@@ -34,20 +34,24 @@ function afterFields(value: { schema: ConnectSchema }): Record<string, ConnectSc
   return Object.fromEntries(after.fields!.map((f) => [f.field, f]));
 }
 
-async function withTable(name: string, ddl: string, mode: Record<string, string>) {
-  const db = await createTestDatabase(name);
-  const sql = postgres(db.url, { max: 2, onnotice: () => {} });
-  await sql.unsafe(ddl);
-  const slot = uniqueSlot(name);
-  const source = await openSource({
-    "connection.url": db.url,
+/** A capture of publication `<name>_pub` through `slot`, streaming only. */
+function captureSettings(url: string, name: string, slot: string): Record<string, string> {
+  return {
+    "connection.url": url,
     "topic.prefix": "w",
     "slot.name": slot,
     "publication.name": `${name}_pub`,
     "snapshot.mode": "never",
     "poll.interval.ms": "10",
-    ...mode,
-  });
+  };
+}
+
+async function withTable(name: string, ddl: string, mode: Record<string, string>) {
+  const db = await createTestDatabase(name);
+  const sql = postgres(db.url, { max: 2, onnotice: () => {} });
+  await sql.unsafe(ddl);
+  const slot = uniqueSlot(name);
+  const source = await openSource({ ...captureSettings(db.url, name, slot), ...mode });
   await waitForActiveSlot(sql, slot);
   return {
     sql,
@@ -76,14 +80,7 @@ async function lagging(name: string, ddl: string) {
   return {
     sql,
     async open() {
-      source = await openSource({
-        "connection.url": db.url,
-        "topic.prefix": "w",
-        "slot.name": slot,
-        "publication.name": `${name}_pub`,
-        "snapshot.mode": "never",
-        "poll.interval.ms": "10",
-      });
+      source = await openSource(captureSettings(db.url, name, slot));
       return source;
     },
     async [Symbol.asyncDispose]() {
