@@ -26,9 +26,8 @@ const UUID = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}";
  * ```
  */
 export async function writeAtomically(path: string, text: string): Promise<void> {
-  await Deno.mkdir(dirname(path), { recursive: true });
   const temporary = `${path}.${crypto.randomUUID()}.tmp`;
-  const file = await Deno.open(temporary, { write: true, create: true, truncate: true });
+  const file = await createFile(temporary);
   try {
     const bytes = new TextEncoder().encode(text);
     let written = 0;
@@ -39,6 +38,21 @@ export async function writeAtomically(path: string, text: string): Promise<void>
   }
   await Deno.rename(temporary, path);
   await syncFolder(dirname(path));
+}
+
+/**
+ * Creates `path`, and its folder when missing: the folder is looked for only
+ * then, not before every write (offsets are written once per batch).
+ */
+async function createFile(path: string): Promise<Deno.FsFile> {
+  const options = { write: true, create: true, truncate: true };
+  try {
+    return await Deno.open(path, options);
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+    await Deno.mkdir(dirname(path), { recursive: true });
+    return await Deno.open(path, options);
+  }
 }
 
 /** Makes a rename in `folder` durable (POSIX needs the directory entry synced too). */
