@@ -6,8 +6,11 @@
  * @module
  */
 import type { z } from "zod";
+import { encodeJson } from "../api/json.ts";
 import {
   isChangeEvent,
+  NEW_KEY_HEADER,
+  OLD_KEY_HEADER,
   type Row,
   type SluiceRecord,
   UNAVAILABLE_FIELDS_HEADER,
@@ -183,12 +186,47 @@ export function tableOf(record: SluiceRecord): TableRef {
   };
 }
 
-/** Applies `mapRow` to the key as well when it is a row (key columns are row columns). */
+/**
+ * Applies `mapRow` to the key as well when it is a row (key columns are row
+ * columns), and to the keys a key change carries in its headers
+ * (`__debezium.oldkey` and `__debezium.newkey`): they name the same row as
+ * the key does, so a sink finds the row under the old key as it was written,
+ * and a masked key column is masked there too.
+ */
 export function mapKey(record: SluiceRecord, mapRow: (row: Row) => Row): SluiceRecord {
-  if (!record.key) return record;
-  const key = mapRow(record.key);
+  const headers = record.headers && mapKeyHeaders(record, record.headers, mapRow);
+  const key = record.key ? mapRow(record.key) : record.key;
   // An untouched key needs no new record: one copy less per record in a chain.
-  return key === record.key ? record : { ...record, key };
+  if (key === record.key && !headers) return record;
+  return headers ? { ...record, key, headers } : { ...record, key };
+}
+
+/** The headers with their old and new keys mapped; undefined when neither changed. */
+function mapKeyHeaders(
+  record: SluiceRecord,
+  headers: Readonly<Record<string, string>>,
+  mapRow: (row: Row) => Row,
+): Record<string, string> | undefined {
+  let mapped: Record<string, string> | undefined;
+  for (const name of [OLD_KEY_HEADER, NEW_KEY_HEADER]) {
+    const text = headers[name];
+    if (text === undefined) continue;
+    let row: unknown;
+    try {
+      row = JSON.parse(text);
+    } catch {
+      row = undefined;
+    }
+    // Left as it is, a key the transform cannot read could pass a masked column in clear.
+    if (!isRow(row)) {
+      throw new Error(
+        `the ${name} header of a record on "${record.topic}" is not a JSON object of key columns, so the key it holds cannot be transformed like the record's key`,
+      );
+    }
+    const key = mapRow(row);
+    if (key !== row) (mapped ??= { ...headers })[name] = encodeJson(key);
+  }
+  return mapped;
 }
 
 /** True when `value` is a plain row object (not null, an array, a Date or bytes). */

@@ -393,6 +393,50 @@ Deno.test("mask masks before, after and key columns of change events", async () 
   assert(!JSON.stringify(out).includes("850614"), "the clear national ID must not appear");
 });
 
+Deno.test("mask masks the old and new keys a key change carries in its headers", async () => {
+  const key = "k".repeat(32);
+  const transform = await make(mask, { fields: "email", strategy: "hmac", key });
+  const hmac = (text: string) => createHmac("sha256", key).update(text).digest("hex");
+  // The delete of the old key names the new one; the create names the old one.
+  const moved = await apply(
+    transform,
+    changeRecord("d", { before: { email: "old@example.se", tenant: 7 } }, {
+      key: { email: "old@example.se", tenant: 7 },
+      headers: {
+        "__debezium.newkey": JSON.stringify({ email: "new@example.se", tenant: 7 }),
+        "other": "kept",
+      },
+    }),
+  );
+  assertEquals(moved!.key, { email: hmac("old@example.se"), tenant: 7 });
+  assertEquals(moved!.headers, {
+    "__debezium.newkey": JSON.stringify({ email: hmac("new@example.se"), tenant: 7 }),
+    "other": "kept",
+  });
+  const created = await apply(
+    transform,
+    changeRecord("c", { after: { email: "new@example.se", tenant: 7 } }, {
+      key: { email: "new@example.se", tenant: 7 },
+      headers: { "__debezium.oldkey": JSON.stringify({ email: "old@example.se", tenant: 7 }) },
+    }),
+  );
+  // The sink finds the stored row under the old key as the previous record wrote it.
+  assertEquals(JSON.parse(created!.headers!["__debezium.oldkey"]), moved!.key);
+  assert(!JSON.stringify([moved, created]).includes("@example"), "a clear email passed");
+  // A key header it cannot read fails the record rather than pass in clear.
+  await assertRejects(
+    async () =>
+      await apply(
+        transform,
+        changeRecord("c", { after: { email: "new@example.se" } }, {
+          key: { email: "new@example.se" },
+          headers: { "__debezium.oldkey": "old@example.se" },
+        }),
+      ),
+    /__debezium.oldkey header .* is not a JSON object/,
+  );
+});
+
 Deno.test("mask passes tombstones and leaves keys without masked columns alone", async () => {
   const transform = await make(mask, { fields: "email", strategy: "null" });
   const tombstone = rowRecord(null, { key: { id: 1 } });

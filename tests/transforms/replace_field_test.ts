@@ -49,6 +49,19 @@ Deno.test("replace_field rewrites before and after, and renames key columns with
   );
   assertEquals(images(out), { before: { name: "a" }, after: { name: "b" } });
   assertEquals(out!.key, { profile_id: 1 });
+  // A key change's create names the old key in a header: renamed alike, so
+  // the sink finds the stored row under the target's column names.
+  const moved = await apply(
+    transform,
+    changeRecord("c", { after: { id: 2, name: "b" } }, {
+      key: { id: 2 },
+      headers: { "__debezium.oldkey": '{"id":1}', "__sluice.unavailable": '["secret"]' },
+    }),
+  );
+  assertEquals(moved!.headers, {
+    "__debezium.oldkey": '{"profile_id":1}',
+    "__sluice.unavailable": '["secret"]',
+  });
 });
 
 Deno.test("replace_field keeps the original field order", async () => {

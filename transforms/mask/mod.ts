@@ -1,6 +1,8 @@
 /**
  * `mask`: masks personal fields of every row image (`before`, `after`, batch
- * rows) and of the key where a masked field is a key column.
+ * rows) and of the key where a masked field is a key column, including the
+ * old and new keys a key change carries in its `__debezium.oldkey` and
+ * `__debezium.newkey` headers.
  *
  * `fields` lists the fields; `strategy` and the other options set defaults,
  * and `fields.<name>.<option>` overrides any of them for one field:
