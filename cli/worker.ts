@@ -149,7 +149,11 @@ export class ClusterCoordinators implements AsyncDisposable {
     if (!url) return undefined;
     let coordinator = this.#byUrl.get(url);
     if (!coordinator) {
-      coordinator = new PgJobCoordinator(url, this.#settings.workerId ?? defaultWorkerId());
+      coordinator = new PgJobCoordinator(url, this.#settings.workerId ?? defaultWorkerId(), {
+        database: this.#settings.clusterUrl
+          ? "the cluster database %s"
+          : "the sink database %s, where jobs coordinate unless --cluster-url names another",
+      });
       this.#byUrl.set(url, coordinator);
     }
     return coordinator as JobCoordinator;

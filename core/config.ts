@@ -603,14 +603,17 @@ async function buildPipeline(
     );
   }
 
-  if (source && runtime?.["job.schedule"] && source.plugin.mode === "stream") {
+  // Checked even when the source's or the other runtime options failed, so
+  // one run names every problem.
+  const schedule = runtime?.["job.schedule"] ??
+    (typeof groups.runtime["job.schedule"] === "string" ? groups.runtime["job.schedule"] : "");
+  if (source && schedule && source.plugin.mode === "stream") {
     counted(
       "config.job.schedule",
       `applies only to batch sources; "${source.reference}" is a stream source`,
     );
   }
-  // Checked even when the source's options failed, so one run names every problem.
-  if (runtime?.["job.schedule"]) checkCron(runtime["job.schedule"], counted);
+  if (schedule) checkCron(schedule, counted);
   if (before.count > 0 || !source || !sink || !runtime || !transforms) return undefined;
   return {
     name: connector.name,

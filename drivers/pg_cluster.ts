@@ -59,14 +59,25 @@ export class PgJobCoordinator implements AsyncDisposable {
   readonly workerId: string;
   readonly #url: string;
   readonly #table: string;
+  readonly #database: string;
   #sql?: Sql;
   #ready?: Promise<void>;
 
-  /** A coordinator on `url`; nothing connects before the first claim. */
-  constructor(url: string, workerId: string, table = "public.sluice_job_ticks") {
+  /**
+   * A coordinator on `url`; nothing connects before the first claim.
+   * `database` says what `url` is in errors, `%s` standing for its host and
+   * name (default: "the cluster database %s"): a user who never named a
+   * cluster database should read which of theirs failed.
+   */
+  constructor(
+    url: string,
+    workerId: string,
+    options: { table?: string; database?: string } = {},
+  ) {
     this.#url = url;
     this.workerId = workerId;
-    this.#table = table;
+    this.#table = options.table ?? "public.sluice_job_ticks";
+    this.#database = options.database ?? "the cluster database %s";
   }
 
   /** Takes the job's lock and records `tick` (a manual run gets a tick of its own). */
@@ -75,7 +86,9 @@ export class PgJobCoordinator implements AsyncDisposable {
       return await this.#claim(job, tick);
     } catch (error) {
       throw new Error(
-        `cannot use the cluster database ${databaseLabel(this.#url)}: ${(error as Error).message}`,
+        `cannot use ${this.#database.replace("%s", databaseLabel(this.#url))}: ${
+          (error as Error).message
+        }`,
         { cause: error },
       );
     }

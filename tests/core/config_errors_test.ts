@@ -101,6 +101,14 @@ Deno.test("a bad schedule is named even when the source's options fail too", asy
   );
 });
 
+Deno.test("a bad schedule is named even when another runtime option fails", async () => {
+  const found = await problems({ ...valid, "errors.tolerence": "all", "job.schedule": "hourly" });
+  assertEquals(found.sort(), [
+    'job: config.errors.tolerence: is not an option of the pipeline (did you mean "errors.tolerance"?)',
+    'job: config.job.schedule: must be a 5-field cron expression in UTC such as "0 0 * * *" (or 6 fields, seconds first): current value is "hourly"',
+  ]);
+});
+
 Deno.test("a misspelt CDC source is named alone, without errors of the Kafka sink it would default to", async () => {
   const found = await problems(
     {
