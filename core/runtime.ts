@@ -765,6 +765,13 @@ export class Runtime implements AsyncDisposable {
     };
     if (report.status === "failed") {
       logger.error("{pipeline} failed after {durationMs} ms: {error}", fields);
+    } else if (report.stats.deadLettered > 0) {
+      // errors.tolerance=all lets a run succeed whatever it set aside: say so
+      // louder than a clean run, or a run that wrote nothing reads as fine.
+      logger.warn(
+        "{pipeline} {status}, but dead-lettered {deadLettered} records: read {read}, written {written}, filtered {filtered} in {durationMs} ms",
+        fields,
+      );
     } else {
       logger.info(
         "{pipeline} {status}: read {read}, written {written}, filtered {filtered}, dead-lettered {deadLettered} in {durationMs} ms",

@@ -5,6 +5,7 @@ import { MemoryOffsetStore } from "../../core/offsets.ts";
 import { runPipeline } from "../../core/pipeline.ts";
 import { type JobReport, Runtime } from "../../core/runtime.ts";
 import { buckets } from "../fixtures/memory_sink.ts";
+import { capturingLogs } from "../_logs.ts";
 import { waitUntil } from "../_wait.ts";
 
 /** Writes connector JSON into a temporary folder beside copies of the fixture plugins. */
@@ -77,6 +78,33 @@ Deno.test("a job that keeps failing stops after its retries and reports the erro
   assertEquals(report.status, "failed");
   assertEquals(report.attempts, 2);
   assertEquals(report.error?.message, "planned failure 2");
+});
+
+Deno.test("a job that succeeds with dead letters says so in a warning", async () => {
+  const [spec] = await load([
+    job("tolerant", "tolerant", {
+      count: "4",
+      "errors.tolerance": "all",
+      // Every record lacks the field: each fails in the transform.
+      transforms: "drop",
+      "transforms.drop.type": "mask",
+      "transforms.drop.fields": "absent",
+    }),
+  ]);
+  await using logs = await capturingLogs();
+  const runtime = new Runtime([spec], { offsets: new MemoryOffsetStore() });
+  const report = await runtime.runJob("tolerant");
+  assertEquals([report.status, report.stats.deadLettered, report.stats.written], [
+    "succeeded",
+    4,
+    0,
+  ]);
+  assert(
+    logs.lines.some((line) =>
+      line.startsWith("tolerant succeeded, but dead-lettered 4 records: read 4, written 0")
+    ),
+    logs.lines.join("\n"),
+  );
 });
 
 Deno.test("depends.on runs a job after its upstream succeeded, and skips it when the upstream failed", async () => {
