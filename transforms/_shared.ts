@@ -224,9 +224,19 @@ function mapKeyHeaders(
       );
     }
     const key = mapRow(row);
-    if (key !== row) (mapped ??= { ...headers })[name] = encodeJson(key);
+    // Rewritten only when changed: the text may hold what parsing rounds (an
+    // int64 beyond 2^53 written as a number by another producer).
+    if (!sameRow(key, row)) (mapped ??= { ...headers })[name] = encodeJson(key);
   }
   return mapped;
+}
+
+/** Whether two rows have the same columns with the same values (compared with Object.is). */
+function sameRow(a: Row, b: Row): boolean {
+  if (a === b) return true;
+  const names = Object.keys(a);
+  if (names.length !== Object.keys(b).length) return false;
+  return names.every((name) => Object.hasOwn(b, name) && Object.is(a[name], b[name]));
 }
 
 /** True when `value` is a plain row object (not null, an array, a Date or bytes). */

@@ -62,6 +62,16 @@ Deno.test("replace_field rewrites before and after, and renames key columns with
     "__debezium.oldkey": '{"profile_id":1}',
     "__sluice.unavailable": '["secret"]',
   });
+  // A key the renames leave alone keeps its header text as it came (an int64
+  // beyond 2^53 would not survive parsing and writing again).
+  const untouched = await apply(
+    await make(replaceField, { renames: "name:title" }),
+    changeRecord("c", { after: { id: 2, name: "b" } }, {
+      key: { id: 9007199254740993n },
+      headers: { "__debezium.oldkey": '{"id":9007199254740993}' },
+    }),
+  );
+  assertEquals(untouched!.headers, { "__debezium.oldkey": '{"id":9007199254740993}' });
 });
 
 Deno.test("replace_field keeps the original field order", async () => {
