@@ -95,3 +95,36 @@ export function bytesToBase64(bytes: Uint8Array): string {
   }
   return btoa(binary);
 }
+
+/**
+ * `JSON.parse` that keeps integers beyond 2^53 exact, as decimal strings
+ * (Sluice's form of an int64 a double cannot hold), where plain parsing
+ * would round them to a neighbouring value.
+ *
+ * @example An int64 key from another producer
+ * ```ts
+ * import { parseJsonExact } from "./json.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.deepEqual(parseJsonExact('{"id":9007199254740993,"n":2}'), { id: "9007199254740993", n: 2 });
+ * ```
+ */
+export function parseJsonExact(text: string): unknown {
+  // Only a run of 16 digits can be an unsafe integer: the reviver is skipped otherwise.
+  return /\d{16}/.test(text) ? JSON.parse(text, keepLargeIntegers) : JSON.parse(text);
+}
+
+function keepLargeIntegers(
+  this: unknown,
+  _key: string,
+  value: unknown,
+  context?: { source?: string },
+): unknown {
+  if (
+    typeof value === "number" && !Number.isSafeInteger(value) && context?.source &&
+    /^-?\d+$/.test(context.source)
+  ) {
+    return context.source;
+  }
+  return value;
+}

@@ -55,6 +55,7 @@ import {
   unavailableFields,
 } from "../api/record.ts";
 import { RecordError, RetriableError } from "../api/errors.ts";
+import { parseJsonExact } from "../api/json.ts";
 import type { Logger } from "@logtape/logtape";
 import {
   type ConsumerSettings,
@@ -564,24 +565,7 @@ function rawText(bytes: Uint8Array): string | Uint8Array {
 
 /** JSON.parse of UTF-8 bytes; integers beyond 2^53 are kept exact as decimal strings. */
 function parseJson(bytes: Uint8Array): unknown {
-  const text = utf8.decode(bytes);
-  // Only texts with a run of 16 digits can hold an unsafe integer; skip the reviver otherwise.
-  return /\d{16}/.test(text) ? JSON.parse(text, keepLargeIntegers) : JSON.parse(text);
-}
-
-function keepLargeIntegers(
-  this: unknown,
-  _key: string,
-  value: unknown,
-  context?: { source?: string },
-): unknown {
-  if (
-    typeof value === "number" && !Number.isSafeInteger(value) && context?.source &&
-    /^-?\d+$/.test(context.source)
-  ) {
-    return context.source;
-  }
-  return value;
+  return parseJsonExact(utf8.decode(bytes));
 }
 
 /**

@@ -6,7 +6,7 @@
  * @module
  */
 import type { z } from "zod";
-import { encodeJson } from "../api/json.ts";
+import { encodeJson, parseJsonExact } from "../api/json.ts";
 import {
   isChangeEvent,
   NEW_KEY_HEADER,
@@ -213,7 +213,7 @@ function mapKeyHeaders(
     if (text === undefined) continue;
     let row: unknown;
     try {
-      row = JSON.parse(text);
+      row = parseJsonExact(text);
     } catch {
       row = undefined;
     }
@@ -224,8 +224,8 @@ function mapKeyHeaders(
       );
     }
     const key = mapRow(row);
-    // Rewritten only when changed: the text may hold what parsing rounds (an
-    // int64 beyond 2^53 written as a number by another producer).
+    // Rewritten only when changed: an int64 beyond 2^53 written as a number
+    // by another producer would come back as a string.
     if (!sameRow(key, row)) (mapped ??= { ...headers })[name] = encodeJson(key);
   }
   return mapped;

@@ -12,6 +12,7 @@
  *
  * @module
  */
+import { parseJsonExact } from "../../api/json.ts";
 import type { RecordFailure } from "../../api/plugin.ts";
 import { OLD_KEY_HEADER, type Row, unavailableFields } from "../../api/record.ts";
 import { keyOf, type Operation, type Projector, sinkFailure } from "./_operations.ts";
@@ -127,7 +128,8 @@ function moveOf(
   if (columns.length === 0) return undefined;
   let parsed: unknown;
   try {
-    parsed = JSON.parse(header);
+    // Exact: a rounded int64 would name a neighbouring row and copy its values.
+    parsed = parseJsonExact(header);
   } catch {
     parsed = undefined;
   }

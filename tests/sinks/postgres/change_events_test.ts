@@ -127,6 +127,26 @@ Deno.test("postgres sink never overwrites columns an update event left out (unch
   });
 });
 
+Deno.test("postgres sink takes a moved key's unsent values from the row its exact int64 old key names", async () => {
+  const ddl = ITEMS.replace("id int primary key", "id bigint primary key");
+  await withSink(ddl, {}, async (write, sql) => {
+    // Neighbours as doubles: 2^53 + 1 parsed as a number is 2^53.
+    await sql`insert into items (id, name, body) values
+      (9007199254740992, 'a', 'the wrong row'), (9007199254740993, 'b', 'the right row')`;
+    // Another producer's create after a key change, its int64 keys as JSON numbers.
+    const moved: SluiceRecord = {
+      ...change("c", { id: "9007199254740995", name: "moved" }, 500, { id: "9007199254740995" }),
+      headers: {
+        "__debezium.oldkey": '{"id":9007199254740993}',
+        "__sluice.unavailable": '["body"]',
+      },
+    };
+    assertEquals(await write(moved), { written: 1, skipped: 0 });
+    const [row] = await sql`select body from items where id = 9007199254740995`;
+    assertEquals(row.body, "the right row");
+  });
+});
+
 Deno.test("postgres sink applies truncate events per delete.mode, keeping later rows", async () => {
   await withSink(ITEMS, {}, async (write, sql) => {
     await write(change("c", { id: 1, name: "a" }, 100), change("c", { id: 2, name: "b" }, 300));
