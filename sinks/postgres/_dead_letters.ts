@@ -195,7 +195,9 @@ export function postgresDeadLetterStore(url: string, tableName: string): DeadLet
 /**
  * A copy of `row` in which the values of `jsonFields` that hold JSON text
  * are parsed, so a dead letter shows the document rather than a string.
- * Text that is not valid JSON is kept as it is.
+ * Text that is not valid JSON is kept as it is, and so is a document with a
+ * number a double cannot hold as written (an int64 beyond 2^53, a long
+ * decimal): a replay writes the dead letter back, and must write what came.
  */
 export function withJsonParsed(
   row: Record<string, unknown>,
@@ -206,10 +208,25 @@ export function withJsonParsed(
     const value = row[field];
     if (typeof value !== "string") continue;
     try {
-      (copy ??= { ...row })[field] = JSON.parse(value);
+      (copy ??= { ...row })[field] = JSON.parse(value, exactNumbersOnly);
     } catch {
-      // Not JSON after all: the text is the most faithful form.
+      // Not JSON after all, or not exactly: the text is the most faithful form.
     }
   }
   return copy ?? row;
+}
+
+/** A reviver that refuses a number whose text parsing would change. */
+function exactNumbersOnly(
+  this: unknown,
+  _key: string,
+  value: unknown,
+  context?: { source?: string },
+): unknown {
+  if (
+    typeof value === "number" && context?.source !== undefined && String(value) !== context.source
+  ) {
+    throw new RangeError(`${context.source} is not exact as a double`);
+  }
+  return value;
 }
