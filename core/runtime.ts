@@ -506,9 +506,13 @@ export class Runtime implements AsyncDisposable {
    * which tick), when a coordinator records runs; undefined otherwise.
    */
   async lastGroupRun(name: string): Promise<GroupRun | undefined> {
+    return await this.groupCoordinator(name)?.lastRun?.(name);
+  }
+
+  /** The coordinator job `name` shares with the other workers of its group, if any. */
+  groupCoordinator(name: string): JobCoordinator | undefined {
     const spec = this.#specs.get(name);
-    const coordinator = spec ? this.#coordinator?.(spec) : undefined;
-    return await coordinator?.lastRun?.(name);
+    return spec ? this.#coordinator?.(spec) : undefined;
   }
 
   /** This process's name in the group, when it runs in one. */

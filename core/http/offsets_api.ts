@@ -54,7 +54,12 @@ export function offsetRoutes(context: { runtime: Runtime; offsets: OffsetStore }
       }
       try {
         const request = await parse(c);
-        const offsets = await changeOffsets(spec, context.offsets, request);
+        const offsets = await changeOffsets(
+          spec,
+          context.offsets,
+          request,
+          runtime.groupCoordinator(name),
+        );
         return c.json(
           { message: `The offsets of connector ${name} were ${done}`, offsets } as never,
         );

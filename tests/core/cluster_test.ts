@@ -126,6 +126,7 @@ function sharedCoordinator(workerId: string, held: Set<string>, ticks: Set<strin
           return at === undefined ? [] : [[job, at] as [string, number]];
         })),
       ),
+    runningOn: (job) => Promise.resolve(held.has(job) ? "b" : undefined),
   };
   return coordinator;
 }
@@ -196,4 +197,37 @@ Deno.test("the REST status says STANDBY with the owner, then what this member ow
   } finally {
     await runtime.stop();
   }
+});
+
+Deno.test("an offsets change over REST is refused while another worker of the group runs the job", async () => {
+  const held = new Set<string>();
+  const jobs = await specs([{
+    name: "one",
+    source: "slow_job",
+    extra: { "job.validate": "false" },
+  }]);
+  const coordinator = sharedCoordinator("a", held, new Set());
+  await using runtime = new Runtime(jobs, { offsets: new MemoryOffsetStore() }, {
+    coordinator: () => coordinator,
+  });
+  await using server = await startApiServer({
+    runtime,
+    metrics: new SluiceMetrics(jobs, { defaultMetrics: false }),
+    configs: new Map(),
+    registry,
+    offsets: new MemoryOffsetStore(),
+    version: "test",
+  }, { listen: { hostname: "127.0.0.1", port: 0 } });
+  const stop = await fetch(`${server.url}/connectors/one/stop`, { method: "PUT" });
+  await stop.body?.cancel();
+  assert(stop.ok, `stop answered ${stop.status}`);
+  held.add("one"); // worker b is in the middle of a run: it would store its watermark at the end
+  const refused = await fetch(`${server.url}/connectors/one/offsets`, { method: "DELETE" });
+  assertEquals(refused.status, 400);
+  const body = await refused.json();
+  assert(/worker b is running the job now/.test(body.message), body.message);
+  held.delete("one");
+  const reset = await fetch(`${server.url}/connectors/one/offsets`, { method: "DELETE" });
+  assertEquals(reset.status, 200, await reset.clone().text());
+  await reset.body?.cancel();
 });
