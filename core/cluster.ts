@@ -115,7 +115,10 @@ export interface GroupRun {
   readonly tick: string;
   /** The worker that ran it. */
   readonly worker: string;
-  /** running, succeeded, failed or stopped (running also when its worker died mid-run). */
+  /**
+   * running, succeeded, failed or stopped; interrupted when its worker died
+   * mid-run (it no longer holds the job's lock).
+   */
   readonly status: string;
   /** When it started (ISO 8601). */
   readonly startedAt: string;

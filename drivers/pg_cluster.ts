@@ -41,6 +41,11 @@ type Claim =
 /** Prefix of the application_name of lock sessions: `sluice-worker <worker id>`. */
 export const WORKER_APPLICATION = "sluice-worker";
 
+/** The application_name of `worker`'s sessions (PostgreSQL keeps 63 bytes of it). */
+function workerApplication(worker: string): string {
+  return `${WORKER_APPLICATION} ${worker}`.slice(0, 63);
+}
+
 /**
  * Job locks and tick records in one PostgreSQL database (`cluster.url`, or
  * a job's sink database).
@@ -99,7 +104,7 @@ export class PgJobCoordinator implements AsyncDisposable {
     const key = await advisoryLockKey(`sluice job ${job}`);
     const session = connect(this.#url, {
       max: 1,
-      applicationName: `${WORKER_APPLICATION} ${this.workerId}`.slice(0, 63),
+      applicationName: workerApplication(this.workerId),
     });
     try {
       const [{ locked }] = await session<{ locked: boolean }[]>`
@@ -110,6 +115,12 @@ export class PgJobCoordinator implements AsyncDisposable {
         return { skipped: "running_elsewhere", holder: holder?.replace(/^sluice-worker /, "") };
       }
       const name = tick ?? `manual ${new Date().toISOString()} ${this.workerId}`;
+      // Holding the lock, no other run is alive: a row still running was a worker that died.
+      await session.unsafe(
+        `update ${this.#table} set status = 'interrupted', finished_at = now()
+         where job = $1 and status = 'running'`,
+        [job],
+      );
       const inserted = await session.unsafe(
         `insert into ${this.#table} (job, tick, worker) values ($1, $2, $3)
          on conflict (job, tick) do nothing returning worker`,
@@ -157,7 +168,14 @@ export class PgJobCoordinator implements AsyncDisposable {
        from ${this.#table} where job = $1 order by started_at desc limit 1`,
       [job],
     );
-    return rows[0] ? { ...rows[0] } : undefined;
+    const run = rows[0];
+    const holder = run?.status === "running"
+      ? await advisoryLockHolder(this.#sql!, await advisoryLockKey(`sluice job ${job}`))
+      : undefined;
+    if (run?.status === "running" && holder !== workerApplication(run.worker)) {
+      return { ...run, status: "interrupted" }; // its worker died without a word
+    }
+    return run ? { ...run } : undefined;
   }
 
   /** Closes the shared connection. */
@@ -188,7 +206,7 @@ export class PgJobCoordinator implements AsyncDisposable {
   #prepare(): Promise<void> {
     this.#sql ??= connect(this.#url, {
       max: 2,
-      applicationName: `${WORKER_APPLICATION} ${this.workerId}`.slice(0, 63),
+      applicationName: workerApplication(this.workerId),
     });
     const sql = this.#sql;
     this.#ready ??= (async () => {

@@ -113,14 +113,24 @@ export function postgresDeadLetterStore(url: string, tableName: string): DeadLet
   const table = parseTableName(tableName).quoted;
   let sql: Sql | undefined;
   let ready: Promise<boolean> | undefined;
-  /** Whether the table exists (nothing is created just to be read). */
+  /**
+   * Whether the table exists (nothing is created just to be read). Only a
+   * found table is remembered: the pipeline creates it at its first dead
+   * letter, and a gauge that cached "absent" would read 0 from then on.
+   */
   const open = (): Promise<boolean> => {
     sql ??= connect(url, { max: 1, applicationName: "sluice:dead-letters" });
     ready ??= sql.unsafe("select to_regclass($1) is not null as found", [table])
       .then(async ([row]) => {
-        if (!row.found) return false;
+        if (!row.found) {
+          ready = undefined;
+          return false;
+        }
         await prepare(sql!, table);
         return true;
+      }, (error) => {
+        ready = undefined;
+        throw error;
       });
     return ready;
   };
@@ -131,13 +141,13 @@ export function postgresDeadLetterStore(url: string, tableName: string): DeadLet
       const rows = await sql!.unsafe<Row[]>(
         `select id::text as id, pipeline, stage, error, error_class, error_code, topic,
                 record_key, record_value, headers, to_json(failed_at) #>> '{}' as failed_at, attempts
-         from ${table}
+         from ${table} as letter
          where pipeline = $1
-           and ($2::text[] is null or id::text = any($2::text[]))
+           and ($2::text[] is null or letter.id::text = any($2::text[]))
            and ($3::text[] is null or stage = any($3::text[]))
            and ($4::timestamptz is null or failed_at >= $4)
            and ($5::timestamptz is null or failed_at < $5)
-         order by id`,
+         order by letter.id`, // the number, not the text of the output column (10 after 9)
         [
           pipeline,
           selection.ids ? [...selection.ids] : null,

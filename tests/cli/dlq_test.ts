@@ -105,17 +105,18 @@ async function scenario(kind: Kind) {
   const config = `${dir}/items.json`;
   await Deno.writeTextFile(config, JSON.stringify(connector));
   const [spec] = await specsFrom(connector);
+  // Watched from before the destination exists: the first dead letter creates it.
+  const metrics = new SluiceMetrics([spec], { defaultMetrics: false, deadLetterRefreshMs: 0 });
+  await using _watch = watchDeadLetterSizes(metrics, [spec], {
+    deadLetterTopicStore: kafkaDeadLetterStores(testKafkaBrokers()),
+  });
+  await gaugeShows(metrics, 0);
   const report = await runPipeline(spec, {
     offsets: new MemoryOffsetStore(),
     deadLetterTopic: kafkaDeadLetterTopics(testKafkaBrokers()),
   });
   assertEquals(report.status, "succeeded", report.error?.message);
   assertEquals(report.stats.deadLettered, 3);
-
-  const metrics = new SluiceMetrics([spec], { defaultMetrics: false, deadLetterRefreshMs: 0 });
-  await using _watch = watchDeadLetterSizes(metrics, [spec], {
-    deadLetterTopicStore: kafkaDeadLetterStores(testKafkaBrokers()),
-  });
   await gaugeShows(metrics, 3);
 
   // list and show

@@ -3,6 +3,7 @@
  * one worker skips the others, a recorded tick never runs twice, and
  * successes are seen group-wide (a killed holder: tests/e2e/cluster_test.ts).
  */
+import postgres from "postgres";
 import { assertEquals } from "../_assert.ts";
 import { createTestDatabase } from "../_services.ts";
 import { PgJobCoordinator, PgOffsetStore } from "../../drivers/pg_cluster.ts";
@@ -29,6 +30,41 @@ Deno.test("job claims: one holder at a time, each tick once, successes seen by e
   } finally {
     await a.close();
     await b.close();
+    await db.drop();
+  }
+});
+
+Deno.test("a run whose worker died shows as interrupted, and the next claim records it so", async () => {
+  const db = await createTestDatabase("pg_cluster_died");
+  const a = new PgJobCoordinator(db.url, "worker-a-with-a-name-long-enough-to-be-cut-by-postgres");
+  const b = new PgJobCoordinator(db.url, "worker-b");
+  const sql = postgres(db.url, { max: 1, onnotice: () => {} });
+  try {
+    const claim = await a.claim("sync", "t1");
+    if (!("lease" in claim)) throw new Error(`worker-a was refused: ${claim.skipped}`);
+    assertEquals((await b.lastRun("sync"))?.status, "running");
+    // Worker a dies: its lock session goes away and nobody records how the run ended.
+    await sql`select pg_terminate_backend(pid) from pg_stat_activity
+                 where application_name like 'sluice-worker worker-a%'`;
+    assertEquals((await b.lastRun("sync"))?.status, "interrupted");
+    const next = await b.claim("sync", "t2");
+    if (!("lease" in next)) throw new Error(`worker-b was refused: ${next.skipped}`);
+    assertEquals(
+      [
+        ...await sql`select tick, status, finished_at is not null as ended
+                   from public.sluice_job_ticks order by tick`,
+      ],
+      [{ tick: "t1", status: "interrupted", ended: true }, {
+        tick: "t2",
+        status: "running",
+        ended: false,
+      }],
+    );
+    await next.lease.finish("succeeded");
+  } finally {
+    await a.close().catch(() => {}); // its connections were terminated
+    await b.close();
+    await sql.end();
     await db.drop();
   }
 });

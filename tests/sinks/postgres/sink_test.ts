@@ -9,6 +9,10 @@ import { getLogger } from "@logtape/logtape";
 import { assert, assertEquals, assertMatch, assertRejects } from "../../_assert.ts";
 import { createTestDatabase } from "../../_services.ts";
 import postgresSink from "../../../sinks/postgres/mod.ts";
+import {
+  postgresDeadLetters,
+  postgresDeadLetterStore,
+} from "../../../sinks/postgres/_dead_letters.ts";
 import type { RecordFailure, Sink, SinkResult, SourceMode } from "../../../api/plugin.ts";
 import type { ChangeOp, Row, SluiceRecord } from "../../../api/record.ts";
 
@@ -146,6 +150,28 @@ Deno.test("rejected rows are isolated in one pass and dead letters keep jsonb as
     await write(...exact.map((doc, i) => row({ id: 1003 + i * 10, name: "x", doc })));
     assertEquals(failures.slice(50).map((f) => (f.record.value as Row).doc), exact);
   });
+});
+
+Deno.test("a dead-letter table reads as empty until its first letter, then lists in id order", async () => {
+  const db = await createTestDatabase("pg_dead_letters");
+  const store = postgresDeadLetterStore(db.url, "public.dead");
+  const writer = postgresDeadLetters(db.url, "public.dead");
+  try {
+    assertEquals(await store.count("p"), 0); // nothing created just to be read
+    const failures = Array.from({ length: 12 }, (_, i) => ({
+      record: row({ id: i }),
+      error: new Error(`bad ${i}`),
+      stage: "sink",
+    }));
+    await writer.write(failures, "p");
+    assertEquals(await store.count("p"), 12); // the table made since is seen
+    const listed = await store.list("p", {});
+    assertEquals(listed.map((letter) => letter.error), failures.map((f) => f.error.message));
+  } finally {
+    await store.close();
+    await writer.close();
+    await db.drop();
+  }
 });
 
 Deno.test("a row failing only at the end of the statement is still found, row by row", async () => {
