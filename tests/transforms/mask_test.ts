@@ -630,6 +630,14 @@ for (const [what, options, path, message] of badConfigs) {
   });
 }
 
+Deno.test("mask names a strategy's missing option even when another option is bad", () => {
+  const issues = configIssues(mask, { fields: "", strategy: "hmac", "keep.first": "x" });
+  assertEquals(issues.map((i) => i.path).sort(), ["fields", "keep.first", "key"]);
+  assertMatch(issues.find((i) => i.path === "key")!.message, /is required for the hmac strategy/);
+  // Named once when only the strategy's option is missing.
+  assertEquals(configIssues(mask, { fields: "a", strategy: "hash" }).length, 1);
+});
+
 Deno.test("mask never quotes a key or salt in its config errors", () => {
   const secret = "sekret-value-123";
   for (

@@ -148,7 +148,37 @@ const shape = {
 
 type Context = { addIssue(issue: z.core.$ZodRawIssue): void };
 
-const config = z.object(shape).catchall(z.unknown()).transform((input, ctx) => {
+/** The option each strategy cannot do without, and what to tell a user who left it out. */
+const REQUIRED: Partial<Record<MaskRule["strategy"], [OptionName, string]>> = {
+  hmac: ["key", "; set it from ${env:…} or ${file:…} (there is no default key)"],
+  fpe: ["key", "; set it from ${env:…} or ${file:…}"],
+  hash: ["salt", ""],
+  truncate: ["length", ""],
+  number: ["bucket.size", ""],
+};
+
+/**
+ * zod skips the transform below once any option is invalid, and with it the
+ * check that the strategy's required option is there. This names it anyway,
+ * so that one `validate` lists every problem rather than one more per fix.
+ */
+const requiredDespiteInvalid = z.superRefine((input: Row, ctx) => {
+  const strategy = OPTIONS.strategy.safeParse(input.strategy ?? "redact");
+  const required = strategy.success ? REQUIRED[strategy.data] : undefined;
+  if (!required) return;
+  const [name, hint] = required;
+  const perField = Object.keys(input).some((key) =>
+    key.startsWith("fields.") && (key.endsWith(`.${name}`) || key.endsWith(".strategy"))
+  );
+  if (input[name] === undefined && !perField) {
+    issue(ctx, name, `is required for the ${strategy.data} strategy${hint}`);
+  }
+}, { when: (payload) => payload.issues.length > 0 });
+
+const config = z.object(shape).catchall(z.unknown()).check(requiredDespiteInvalid).transform((
+  input,
+  ctx,
+) => {
   const rules = resolveRules(input, ctx);
   return { fields: input.fields, rules };
 });
@@ -231,14 +261,14 @@ function checkRule(
   report: (path: string, message: string) => void,
 ): void {
   const of = `for the ${rule.strategy} strategy`;
-  const required = (name: OptionName, value: unknown, hint = "") => {
+  const required = (value: unknown) => {
+    const [name, hint] = REQUIRED[rule.strategy]!;
     if (value === undefined) report(where(name), `is required ${of}${hint}`);
     return value !== undefined;
   };
   switch (rule.strategy) {
     case "hmac": {
-      const hint = "; set it from ${env:…} or ${file:…} (there is no default key)";
-      if (!required("key", rule.key, hint)) return;
+      if (!required(rule.key)) return;
       const bytes = new TextEncoder().encode(rule.key).length;
       if (bytes < 32) {
         report(where("key"), `must be at least 32 bytes ${of}: the key given has ${bytes}`);
@@ -246,7 +276,7 @@ function checkRule(
       return;
     }
     case "fpe": {
-      if (!required("key", rule.key, "; set it from ${env:…} or ${file:…}")) return;
+      if (!required(rule.key)) return;
       const valid = /^[0-9a-fA-F]*$/.test(rule.key!) && [32, 48, 64].includes(rule.key!.length);
       if (!valid) {
         report(
@@ -259,13 +289,13 @@ function checkRule(
       return;
     }
     case "hash":
-      required("salt", rule.salt);
+      required(rule.salt);
       return;
     case "truncate":
-      required("length", rule.length);
+      required(rule.length);
       return;
     case "number":
-      required("bucket.size", rule.bucketSize);
+      required(rule.bucketSize);
       return;
   }
 }
