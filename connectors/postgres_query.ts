@@ -848,7 +848,8 @@ class IncrementalRead {
  * (its xmin is its xmax). No other session of this database had a transaction
  * open right after the snapshot: one that has written nothing yet has no
  * transaction id, so no snapshot lists it, yet its `now()` may already be
- * older than the newest row. And no transaction id was handed out after the
+ * older than the newest row. A role without `pg_read_all_stats` sees
+ * another role's sessions without their state: each counts as open. And no transaction id was handed out after the
  * snapshot's xmax, checked last by taking one: a transaction whose id is
  * newer than every finished one is not listed either (issue 7, item 2).
  * Transactions that begin later stamp `now()` values newer than this run's
@@ -863,8 +864,10 @@ async function takeSnapshot(sql: Sql): Promise<RunSnapshot> {
             pg_snapshot_xmin(s) <> pg_snapshot_xmax(s) as running,
             exists (select 1 from pg_stat_activity a
                     where a.datname = current_database() and a.pid <> pg_backend_pid()
-                      and a.xact_start is not null
-                      and a.backend_type <> 'autovacuum worker') as "othersOpen"
+                      and (a.xact_start is not null and a.backend_type <> 'autovacuum worker'
+                           -- another role's session, shown without pg_read_all_stats with
+                           -- neither its type nor its state: it may hold a transaction open
+                           or a.backend_type is null)) as "othersOpen"
      from pg_current_snapshot() as s`,
   );
   const mark = { xmin: seen.xmin };

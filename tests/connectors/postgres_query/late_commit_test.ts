@@ -105,6 +105,43 @@ Deno.test("a transaction that has written nothing yet when a run starts cannot h
   assertEquals(row7.label, "item 7 v3");
 });
 
+Deno.test("a source user who cannot see other users' transactions still finds a row they commit late", async () => {
+  await using db = await syncFixture("late_hidden", SOURCE_DDL, TARGET_DDL);
+  // Without pg_read_all_stats, pg_stat_activity shows other roles' sessions without their state.
+  const role = `reader_${crypto.randomUUID().slice(0, 8)}`;
+  await db.sourceSql.unsafe(`create role ${role} login; grant select on public.items to ${role}`);
+  try {
+    const reader = new URL(db.source.url);
+    reader.username = role;
+    const [spec] = await specsFrom(connector(reader.toString(), db.target.url));
+    const offsets = new MemoryOffsetStore();
+    assertEquals((await runPipeline(spec, { offsets })).stats.read, 7);
+    const t = await db.sourceSql.reserve();
+    try {
+      await t.unsafe("begin");
+      await t.unsafe("select now()");
+      await db.sourceSql.unsafe(
+        "insert into public.items (id, label, updated_at) values (8, 'item 8', clock_timestamp())",
+      );
+      const run1 = await runPipeline(spec, { offsets });
+      assertEquals(run1.stats.read, 1, run1.error?.message);
+      await t.unsafe(
+        "update public.items set label = 'item 7 v4', updated_at = now() where id = 7",
+      );
+      await t.unsafe("commit");
+    } finally {
+      t.release();
+    }
+    const run2 = await runPipeline(spec, { offsets });
+    assertEquals(run2.status, "succeeded", run2.error?.message);
+    const [row7] = await db.targetSql<{ label: string }[]>`
+      select label from public.items_copy where id = 7`;
+    assertEquals(row7.label, "item 7 v4");
+  } finally {
+    await db.sourceSql.unsafe(`drop owned by ${role}; drop role ${role}`);
+  }
+});
+
 Deno.test("after everything committed before a run, the next run reads nothing again", async () => {
   await using db = await syncFixture("late_quiet", SOURCE_DDL, TARGET_DDL);
   const [spec] = await specsFrom(connector(db.source.url, db.target.url));
