@@ -13,11 +13,14 @@
  *
  * Reading a column a row does not have is an error (use `has(value.x)`),
  * except where the kind of event leaves columns out: a delete (its `before`
- * holds only the key under the default replica identity), an update that
- * left an unchanged TOAST value out, a truncate (no row). Such a record
- * cannot be judged, so it is kept whatever `action` says: dropping it would
- * lose a change, while keeping a delete of a row the target never received
- * is harmless.
+ * holds only the key under the default replica identity) and a truncate (no
+ * row) cannot be judged, so they are kept whatever `action` says: dropping
+ * one would lose a change, while keeping a delete of a row the target never
+ * received is harmless. An update that left an unchanged TOAST value out
+ * fails instead (dead letter or stop): kept, it would pass on a change to a
+ * row the condition may exclude, and dropped, lose one to a row it keeps.
+ * `REPLICA IDENTITY FULL` on the source table makes updates carry such
+ * values, or the condition can decide with `has(after.x)`.
  * Numbers from rows are CEL doubles: compare them with any literal
  * (`value.amount > 100`), but write `1.0` or `int(value.n)` in arithmetic.
  * Tombstones are kept without evaluating unless `null.handling.mode` says
@@ -104,6 +107,15 @@ export const filter = defineTransform({
           result = program(variables);
         } catch (error) {
           if (leftOutByEventKind(record, error)) return record;
+          if (isChangeEvent(record.value) && record.value.op === "u" && isMissingKey(error)) {
+            throw new Error(
+              `filter: cannot judge an update on "${record.topic}": ${firstLine(error)}. ` +
+                `PostgreSQL leaves an unchanged TOAST value out of an update, so whether the ` +
+                `row passes is unknown; set REPLICA IDENTITY FULL on the source table to have ` +
+                `it sent, or decide such updates in the condition with has(after.<column>)`,
+              { cause: error },
+            );
+          }
           throw new Error(
             `filter: cannot evaluate the condition on a record on "${record.topic}": ${
               firstLine(error)
@@ -129,8 +141,13 @@ export const filter = defineTransform({
  */
 function leftOutByEventKind(record: SluiceRecord, error: unknown): boolean {
   const value = record.value;
-  if (!isChangeEvent(value) || !["d", "u", "t"].includes(value.op)) return false;
+  if (!isChangeEvent(value) || !["d", "t"].includes(value.op)) return false;
   // A misspelt column fails on inserts and snapshot reads, which carry every column.
+  return isMissingKey(error);
+}
+
+/** True when evaluation failed on a field the row lacks. */
+function isMissingKey(error: unknown): boolean {
   return /^No such key: /.test(firstLine(error));
 }
 

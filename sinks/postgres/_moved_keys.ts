@@ -1,5 +1,5 @@
 /**
- * Rows whose key changed at the source, with values the source did not send.
+ * Rows written from changes that lack values the source did not send.
  *
  * PostgreSQL does not send an unchanged TOAST value, and an update that
  * changes the key becomes a delete of the old key and a create of the new
@@ -9,6 +9,11 @@
  * it wrote that key, else from the target as it was before the batch. When
  * neither holds them, the record fails (dead letter or stop, as
  * configured) instead of being written with NULLs.
+ *
+ * A plain update keeps the stored values (an upsert leaves out what it
+ * lacks), so long as there is a stored row: one the target never received
+ * (filtered out upstream, deleted in the target, synced from a later
+ * position) would be inserted with NULLs, so that update fails the same way.
  *
  * @module
  */
@@ -25,6 +30,8 @@ interface Move {
   oldKey: Row;
   /** Target columns to fill. */
   columns: string[];
+  /** False for an update of the same key: its row must exist, its values stay as stored. */
+  moved: boolean;
 }
 
 /**
@@ -92,7 +99,18 @@ export async function fillMovedRows(
     moves.forEach((move, i) => {
       const values = stored[i];
       if (values) {
-        Object.assign(move.operation.row, values);
+        if (move.moved) Object.assign(move.operation.row, values);
+        return;
+      }
+      if (!move.moved) {
+        fail(
+          move.operation,
+          `table "${table.name}" holds no row ${JSON.stringify(move.oldKey)}, and this update ` +
+            `did not carry the unchanged TOAST value of ${
+              move.columns.map((c) => `"${c}"`).join(", ")
+            }: inserted, the row would hold NULL there. Set REPLICA IDENTITY FULL on the ` +
+            `source table to have such values sent, then re-sync the row`,
+        );
         return;
       }
       fail(
@@ -119,13 +137,17 @@ function moveOf(
 ): Move | string | undefined {
   if (operation.kind !== "upsert") return undefined;
   const record = operation.record;
-  const header = record.headers?.[OLD_KEY_HEADER];
   const fields = unavailableFields(record);
-  if (header === undefined || fields.length === 0) return undefined;
+  if (fields.length === 0) return undefined;
   const columns = fields
     .map((field) => projector.columnOf(table, field))
     .filter((column): column is string => column !== null && !(column in operation.row));
   if (columns.length === 0) return undefined;
+  const header = record.headers?.[OLD_KEY_HEADER];
+  if (header === undefined) {
+    const ownKey = Object.fromEntries(table.primaryKey.map((c) => [c, operation.row[c]]));
+    return { operation, oldKey: ownKey, columns, moved: false };
+  }
   let parsed: unknown;
   try {
     // Exact: a rounded int64 would name a neighbouring row and copy its values.
@@ -145,5 +167,5 @@ function moveOf(
       table.primaryKey.map((c) => `"${c}"`).join(", ")
     }, so they cannot be taken from the stored row`;
   }
-  return { operation, oldKey, columns };
+  return { operation, oldKey, columns, moved: true };
 }

@@ -101,6 +101,21 @@ Deno.test("filter fails a record on which the condition cannot be evaluated", as
   );
 });
 
+Deno.test("filter keeps a delete it cannot judge, and fails an update that left the column out", async () => {
+  const transform = await make(filter, { condition: "after.kind == 'A' || op == 'd'" });
+  const deleted = changeRecord("d", { before: { id: 1 }, after: null });
+  assertEquals(await apply(transform, deleted), deleted);
+  // An update whose unchanged TOAST column PostgreSQL did not send: kept, it could
+  // leak a row the condition excludes; dropped, lose a change to one it keeps.
+  const untoasted = changeRecord("u", { before: null, after: { id: 1, n: 2 } }, { topic: "t" });
+  await assertRejects(
+    async () => await apply(transform, untoasted),
+    /cannot judge an update on "t": No such key: kind\. .*REPLICA IDENTITY FULL.*has\(after\.<column>\)/,
+  );
+  const decided = await make(filter, { condition: "has(after.kind) && after.kind == 'A'" });
+  assertEquals(await apply(decided, untoasted), null);
+});
+
 const badConfigs: [string, Record<string, unknown>, string, RegExp][] = [
   ["a missing condition", {}, "condition", /is required/],
   [

@@ -127,6 +127,35 @@ Deno.test("postgres sink never overwrites columns an update event left out (unch
   });
 });
 
+Deno.test("postgres sink fails an update without its unchanged TOAST value when the target lacks the row", async () => {
+  await withSink(ITEMS, {}, async (write, sql) => {
+    const untoasted = (id: number, commit: number): SluiceRecord => ({
+      ...change("u", { id, name: "changed" }, commit),
+      headers: { "__sluice.unavailable": '["body"]' },
+    });
+    await write(change("c", { id: 1, name: "a", body: "kept" }, 100));
+    // Stored: the body stays. In the same batch as its create: taken from it.
+    assertEquals(
+      await write(untoasted(1, 110), change("c", { id: 3, name: "c", body: "new" }, 115), {
+        ...untoasted(3, 120),
+      }),
+      { written: 3, skipped: 0 },
+    );
+    // Never received (filtered out upstream, say): inserted it would hold NULL.
+    let error: Error | undefined;
+    await write(untoasted(2, 130)).catch((e) => error = e);
+    assertMatch(
+      error?.message ?? "",
+      /holds no row \{"id":2\}, and this update did not carry the unchanged TOAST value of "body".*REPLICA IDENTITY FULL/,
+    );
+    const rows = await sql`select id, name, body from items order by id`;
+    assertEquals(rows.map((r) => [r.id, r.name, r.body]), [
+      [1, "changed", "kept"],
+      [3, "changed", "new"],
+    ]);
+  });
+});
+
 Deno.test("postgres sink takes a moved key's unsent values from the row its exact int64 old key names", async () => {
   const ddl = ITEMS.replace("id int primary key", "id bigint primary key");
   await withSink(ddl, {}, async (write, sql) => {
