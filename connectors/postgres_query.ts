@@ -58,6 +58,7 @@ import {
   connectionUrl,
   databaseLabel,
   isConnectionError,
+  keyColumnsProblem,
   parseTableName,
   primaryKeyColumns,
   quoteIdent,
@@ -112,7 +113,7 @@ const options = z.strictObject({
     "Column that tells when a row last changed (incremental mode). A run fails before reading when rows it would read hold NULL in it.",
   ),
   "key.columns": list().optional().describe(
-    "Columns that identify a row and break ties between equal timestamps; default: the table's primary key.",
+    "Columns that identify a row and break ties between equal timestamps; default: the table's primary key. For a table they must be NOT NULL and hold a primary key or unique index (a run checks before reading).",
   ),
   columns: list().optional().describe("Columns to read; default: all."),
   where: z.string().optional().describe(
@@ -535,6 +536,16 @@ class QueryReader {
     if (keyColumns.length === 0) {
       throw new Error(
         `Cannot read ${table?.quoted}: it has no primary key; set key.columns`,
+      );
+    }
+    const problem = table && this.#settings.keyColumns
+      ? await keyColumnsProblem(sql, table.quoted, keyColumns)
+      : undefined;
+    if (problem) {
+      throw new Error(
+        `Cannot read ${table!.quoted} by key.columns ${keyColumns.join(",")}: ${problem}. ` +
+          `Name columns a primary key or a unique index of NOT NULL columns covers, or leave ` +
+          `key.columns out to use the primary key`,
       );
     }
     const required = [

@@ -401,6 +401,43 @@ export async function primaryKeyColumns(
 }
 
 /**
+ * What keeps `columns` of a table from identifying its rows, or undefined
+ * when they do: some of them may be NULL, or no unique index (without a
+ * predicate or expressions) is on them alone. Other relations (views) are
+ * not checked: their catalog cannot tell.
+ */
+export async function keyColumnsProblem(
+  sql: Pick<Sql, "unsafe">,
+  quotedTable: string,
+  columns: readonly string[],
+): Promise<string | undefined> {
+  const [row] = await sql.unsafe<{ kind: string; nullable: string[] | null; unique: boolean }[]>(
+    `select c.relkind::text as kind,
+            (select array_agg(a.attname::text order by a.attnum) from pg_attribute a
+             where a.attrelid = c.oid and a.attname = any($2::text[]) and not a.attnotnull)
+              as nullable,
+            exists (select 1 from pg_index i
+                    where i.indrelid = c.oid and i.indisunique and i.indpred is null
+                      and i.indexprs is null
+                      and (select bool_and(a.attname = any($2::text[])) from pg_attribute a
+                           where a.attrelid = c.oid and a.attnum = any(i.indkey::int2[])))
+              as unique
+     from pg_class c where c.oid = $1::regclass`,
+    [quotedTable, [...columns]] as never[],
+  );
+  if (!row || !["r", "p"].includes(row.kind)) return undefined;
+  if (row.nullable?.length) {
+    return `${row.nullable.map((c) => `"${c}"`).join(", ")} may be NULL, and reading in key ` +
+      `order never reaches a row where a key column is`;
+  }
+  if (!row.unique) {
+    return "no primary key or unique index of the table is on these columns alone, so rows " +
+      "with equal keys can fall between two chunks and be skipped";
+  }
+  return undefined;
+}
+
+/**
  * Whether an error from postgres.js means the server could not be reached or
  * the connection broke (worth retrying), rather than a problem with the data.
  */

@@ -112,3 +112,35 @@ Deno.test("an incremental query whose timestamp column holds NULLs fails before 
   assertStringIncludes(run.error?.message ?? "", "the query");
   assertStringIncludes(run.error?.message ?? "", "NULL in 1 of the rows");
 });
+
+Deno.test("key.columns that do not identify a row fail the run before reading, naming why", async () => {
+  await using db = await syncFixture("key_columns", SOURCE_DDL, TARGET_DDL);
+  await db.sourceSql.unsafe(`
+    alter table public.items add column tenant text not null default 'a', add column code text;
+    create unique index on public.items (code);`);
+  await db.targetSql.unsafe(
+    "alter table public.items_copy add column tenant text, add column code text",
+  );
+  const refused = async (columns: string) => {
+    const [spec] = await specsFrom(
+      connector(db.source.url, db.target.url, { "key.columns": columns }),
+    );
+    const offsets = new MemoryOffsetStore();
+    const run = await runPipeline(spec, { offsets });
+    assertEquals(run.status, "failed", columns);
+    assertEquals(run.stats.read, 0);
+    assertEquals(offsets.offsets.get(spec.name), undefined, "no watermark was stored");
+    return run.error?.message ?? "";
+  };
+  // Part of a key: rows with equal stamps and keys fall between chunks.
+  assertStringIncludes(await refused("tenant"), "no primary key or unique index");
+  // Unique but nullable: keyset reading never reaches the NULL rows.
+  assertStringIncludes(await refused("code"), '"code" may be NULL');
+  // A superset of the primary key identifies rows.
+  const [spec] = await specsFrom(
+    connector(db.source.url, db.target.url, { "key.columns": "tenant,id" }),
+  );
+  const run = await runPipeline(spec, { offsets: new MemoryOffsetStore() });
+  assertEquals(run.status, "succeeded", run.error?.message);
+  assertEquals(await targetCount(db.targetSql), 100);
+});
