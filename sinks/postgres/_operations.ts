@@ -189,6 +189,19 @@ export class Projector {
       if (table.deleteProblem) {
         return sinkFailure(record, `Cannot apply a truncate: ${table.deleteProblem}`);
       }
+      const partition = record.origin?.partition;
+      if (partition !== undefined && !table.positionColumn) {
+        // Keyed changes spread over the topic's partitions; the truncate (no key) is on one.
+        return sinkFailure(
+          record,
+          `Cannot apply a truncate read from partition ${partition} of "${record.topic}" to ` +
+            `table "${table.name}": the changes to the table's rows may be on other partitions, ` +
+            `read before or after it, and without a source position column the truncate would ` +
+            `also remove rows written after it at the source. Add the column (alter table ` +
+            `${table.name} add column "_source_lsn" pg_lsn) so that it removes only older rows, ` +
+            `or set delete.mode to "none" to leave truncates out`,
+        );
+      }
       return { kind: "truncate", record, row: {} };
     }
     if (!value.after) return sinkFailure(record, `a "${value.op}" change event without "after"`);

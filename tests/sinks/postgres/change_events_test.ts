@@ -191,8 +191,24 @@ Deno.test("postgres sink applies truncate events per delete.mode, keeping later 
       await write(change("t", null, 200), change("c", { id: 3, name: "c" }, 200));
       const rows = await sql`select id from items order by id`;
       assertEquals(rows.map((r) => r.id), [3], "without positions a truncate removes every row");
+      // From Kafka, the rows' changes may be on other partitions, read before it: refused.
+      const fromKafka = {
+        ...change("t", null, 400),
+        origin: { topic: "shop.public.items", partition: 1, offset: 9 },
+      };
+      let error: Error | undefined;
+      await write(fromKafka).catch((e) => error = e);
+      assertMatch(error?.message ?? "", /truncate read from partition 1 .*_source_lsn/);
+      assertEquals((await sql`select id from items`).length, 1);
     },
   );
+  await withSink(ITEMS, { "delete.mode": "hard" }, async (write, sql) => {
+    // With positions, the same truncate removes only the older rows.
+    await write(change("c", { id: 1, name: "a" }, 100), change("c", { id: 2, name: "b" }, 300));
+    const fromKafka = { ...change("t", null, 200), origin: { partition: 1, offset: 9 } };
+    assertEquals(await write(fromKafka), { written: 1, skipped: 0 });
+    assertEquals((await sql`select id from items`).map((r) => r.id), [2]);
+  });
 });
 
 /** A snapshot record at consistent point `at`, with its `source.snapshot` mark. */
