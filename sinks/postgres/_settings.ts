@@ -48,6 +48,9 @@ const options = z.strictObject({
   "source.position.column": z.string().default("_source_lsn").describe(
     "Stale-event guard for change events: when the target table has this column (pg_lsn, or a numeric type), each write stores the event's source position (the commit LSN: source.sequence[0], else source.lsn) there, and an event older than the row's stored position is skipped, so a replay cannot roll a row back. Tombstones are then ignored (the delete event before them carries the position). Empty: off.",
   ),
+  "snapshot.sweep": boolean().default(true).describe(
+    "When a table's snapshot ends (a snapshot redone after an interruption, an offset reset, a lost slot, an execute-snapshot signal), delete (per delete.mode) the live rows older than the snapshot that it did not write: rows deleted at the source meanwhile. Needs source.position.column. Turn it off when several source tables or pipelines write one target table: their rows cannot be told apart, and the sweep would delete the others' rows. A sink that has written rows of another source table into the table skips the sweep and warns.",
+  ),
   "version.column": z.string().default("").describe(
     "Version guard shared by batch rows and change events: a target column (after fields.mapping) holding the source row's version, e.g. its updated_at or a version counter. An upsert only overwrites a row whose version is older than its own; at an equal version nothing is written (a replay or a late batch changes nothing), except for a change event of the transaction that wrote the row (equal source.position.column), so two updates of one row in one transaction both apply; in a full refresh (--full-refresh) an equal version is written too, unless the row is soft-deleted, so a row changed without its version changing is repaired. A record without a version fails. A delete whose image carries a version only applies to a row not newer than it, and a soft delete stores that version; a delete without one (a key-only before image, a tombstone) applies whatever the row's version. Rows left alone count as skipped. The rule trusts the source's versions: they must grow with every change of a row. Every target table needs the column. Empty: off.",
   ),
@@ -117,6 +120,8 @@ export interface Settings {
   readonly writeTimestampColumn?: string;
   readonly offsetsTable: string;
   readonly positionColumn?: string;
+  /** Whether the end of a table's snapshot sweeps the rows it did not write. */
+  readonly snapshotSweep: boolean;
   /** Column holding the source row's version (the version guard), when set. */
   readonly versionColumn?: string;
   readonly autoCreate: boolean;
@@ -144,6 +149,7 @@ export const schema = options.transform((config): Settings => {
     writeTimestampColumn: config["write.timestamp.column"],
     offsetsTable: config["offsets.table"],
     positionColumn: config["source.position.column"] || undefined,
+    snapshotSweep: config["snapshot.sweep"],
     versionColumn: config["version.column"] || undefined,
     autoCreate: config["auto.create"],
     schemaEvolution: config["auto.evolve"] ? "basic" : config["schema.evolution"],

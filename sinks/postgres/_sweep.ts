@@ -24,6 +24,12 @@
  * snapshot finds the table already holding rows, the sink says so in a
  * warning.
  *
+ * Nor can rows of different source tables merged into one target (routed
+ * there on purpose, or written by several pipelines): a sweep after one
+ * source's snapshot would delete the others' rows. `snapshot.sweep` false
+ * turns sweeps off for such a sink, and a sink that has written rows of
+ * another source table into the table skips the sweep and warns.
+ *
  * @module
  */
 import type { Logger } from "@logtape/logtape";
@@ -38,6 +44,15 @@ export interface SnapshotMark {
   readonly edge: "first" | "last";
   /** The snapshot's position (its consistent point). */
   readonly position: bigint;
+  /** The source table the snapshot read (`db.schema.table`). */
+  readonly source: string;
+}
+
+/** The source table of a change event (`db.schema.table`), or undefined. */
+function sourceOf(value: unknown): string | undefined {
+  if (!isChangeEvent(value) || !value.source) return undefined;
+  const { db, schema, table } = value.source as { db?: unknown; schema?: unknown; table?: unknown };
+  return table === undefined ? undefined : `${db}.${schema}.${table}`;
 }
 
 const FIRST = new Set(["first", "first_in_data_collection"]);
@@ -51,7 +66,9 @@ export function snapshotMark(table: TargetTable, record: SluiceRecord): Snapshot
   const edge = LAST.has(snapshot) ? "last" : FIRST.has(snapshot) ? "first" : undefined;
   if (!edge) return undefined;
   const position = record.position ?? changePosition(value.source);
-  return position === undefined ? undefined : { table, edge, position };
+  return position === undefined
+    ? undefined
+    : { table, edge, position, source: sourceOf(value) ?? record.topic };
 }
 
 /** Decides, per target table, whether the end of a snapshot sweeps it, and sweeps. */
@@ -62,16 +79,25 @@ export class SnapshotSweeper {
   /** Tables already warned about (no position column), with the snapshot's position. */
   readonly #warned = new Map<string, bigint>();
 
-  readonly #positionColumn: string;
+  /** Table → the source tables whose change events this sink wrote there. */
+  readonly #sources = new Map<string, Set<string>>();
 
-  /** `positionColumn`: the sink's `source.position.column`, named in the warning. */
-  constructor(logger: Logger, positionColumn: string) {
+  readonly #positionColumn: string;
+  readonly #enabled: boolean;
+
+  /**
+   * `positionColumn`: the sink's `source.position.column`, named in the
+   * warning; `enabled`: its `snapshot.sweep`.
+   */
+  constructor(logger: Logger, positionColumn: string, enabled = true) {
     this.#logger = logger;
     this.#positionColumn = positionColumn || "_source_lsn";
+    this.#enabled = enabled;
   }
 
   /** Before the batch's writes: notes which tables a snapshot begins on empty. */
   async before(tx: Queryable, marks: readonly SnapshotMark[]): Promise<void> {
+    if (!this.#enabled) return;
     for (const { table, edge, position } of marks) {
       if (edge !== "first" || table.deletes === "none" || table.deleteProblem) continue;
       if (!table.positionColumn) {
@@ -91,6 +117,7 @@ export class SnapshotSweeper {
    * its snapshot there (a late event of an earlier run).
    */
   watch(runs: readonly Run[]): void {
+    this.#noteSources(runs);
     if (this.#clean.size === 0) return;
     for (const run of runs) {
       const since = this.#clean.get(run.table.name);
@@ -106,19 +133,44 @@ export class SnapshotSweeper {
     }
   }
 
+  /** Remembers which source tables' change events went into which table. */
+  #noteSources(runs: readonly Run[]): void {
+    for (const run of runs) {
+      let seen = this.#sources.get(run.table.name);
+      let last: unknown;
+      for (const operation of run.operations) {
+        const source = (operation.record.value as { source?: unknown } | null)?.source;
+        if (source === undefined || source === last) continue; // events share their source
+        last = source;
+        const name = sourceOf(operation.record.value);
+        if (name === undefined || seen?.has(name)) continue;
+        if (!seen) this.#sources.set(run.table.name, seen = new Set());
+        seen.add(name);
+      }
+    }
+  }
+
   /** After the batch's writes, in its transaction: sweeps the tables whose snapshot ended. */
   async after(tx: Queryable, marks: readonly SnapshotMark[]): Promise<void> {
-    for (const { table, edge, position } of marks) {
+    for (const { table, edge, position, source } of marks) {
       if (edge !== "last" || table.deletes === "none" || table.deleteProblem) continue;
-      if (!table.positionColumn) continue;
+      if (!table.positionColumn || !this.#enabled) continue;
       if (this.#clean.get(table.name) === position) {
         this.#clean.delete(table.name);
+        continue;
+      }
+      const others = [...this.#sources.get(table.name) ?? []].filter((name) => name !== source);
+      if (others.length > 0) {
+        this.#logger.warn(
+          "Snapshot of {source} into {table} at {position} ended, but {table} also holds rows of {others}, which the sweep cannot tell apart: rows deleted at the source during an interrupted snapshot were not removed. Compare the tables (a reconcile job with repair), and set snapshot.sweep to false on this sink to say that merged tables are meant",
+          { source, table: table.name, position: table.positionText(position), others },
+        );
         continue;
       }
       const swept = await table.sweepOlderRows(tx, table.positionText(position));
       const level = swept > 0 ? "warn" : "info";
       this.#logger[level](
-        "Snapshot of {table} at {position} ended: {swept} rows it did not hold (no longer at the source when it read the table) were deleted in the target ({mode})",
+        "Snapshot of {table} at {position} ended: {swept} rows it did not hold (no longer at the source when it read the table) were deleted in the target ({mode}). If other source tables or pipelines write this table too, set snapshot.sweep to false on its sink: the sweep cannot tell their rows apart",
         { table: table.name, position: table.positionText(position), swept, mode: table.deletes },
       );
     }

@@ -65,7 +65,11 @@ export class PostgresWriter {
     this.#sql = this.#open();
     this.#offsets = new OffsetsTable(settings.offsetsTable);
     this.#projector = new Projector(settings, context.logger);
-    this.#sweeper = new SnapshotSweeper(context.logger, settings.positionColumn ?? "");
+    this.#sweeper = new SnapshotSweeper(
+      context.logger,
+      settings.positionColumn ?? "",
+      settings.snapshotSweep,
+    );
     this.#tables = new TableDirectory(() => this.#sql, settings, context);
   }
 
