@@ -231,14 +231,27 @@ const LOGICAL: Record<string, Logical> = {
   "io.debezium.time.IsoTimestamp": (value) => JSON.stringify(String(value).replace(" ", "T")),
   "io.debezium.time.MicroDuration": (value) =>
     typeof value === "string" ? intervalMicros(value) : integerJson(value),
-  "io.debezium.data.Bits": (value) =>
-    typeof value === "string" && /^[01]*$/.test(value)
-      ? `"${bytesToBase64(bitsBytes(value))}"`
-      : payloadJson({ type: "bytes" }, value),
+  "io.debezium.data.Bits": (value, schema) => {
+    if (typeof value !== "string" || !/^[01]*$/.test(value)) {
+      return payloadJson({ type: "bytes" }, value);
+    }
+    // The bytes hold a number: only a declared length (bit(n)) restores leading zeros.
+    const length = Number(schema.parameters?.length ?? 0);
+    const unbounded = !(length > 0 && length < 2147483647);
+    if (unbounded && (value === "" || (value.length > 1 && value.startsWith("0")))) {
+      throw new Error(
+        `the bit varying value B'${value}' has no exact Connect Bits form: its ${
+          value === "" ? "emptiness" : "leading zeros"
+        } would be lost (the schema carries no length for bit varying). Use bit(n) at the ` +
+          `source, or schemaless JSON (value.converter.schemas.enable false)`,
+      );
+    }
+    return `"${bytesToBase64(bitsBytes(value))}"`;
+  },
   "io.debezium.data.geometry.Point": pointJson,
 };
 
-/** Decimal: base64 of the unscaled value at the schema's scale. NaN and infinities: null. */
+/** Decimal: base64 of the unscaled value at the schema's scale. */
 function decimalJson(value: unknown, scale: number): string {
   const text = String(value);
   // money's text carries a currency symbol and group separators ("-$1,234.50").
@@ -246,13 +259,22 @@ function decimalJson(value: unknown, scale: number): string {
     (/\d/.test(text) && !/[eE]/.test(text)
       ? unscaledAt(text.replace(/[^\d.-]/g, ""), scale)
       : undefined);
-  return unscaled === undefined ? "null" : `"${bytesToBase64(twosComplement(unscaled))}"`;
+  if (unscaled === undefined) throw notDecimal(text);
+  return `"${bytesToBase64(twosComplement(unscaled))}"`;
+}
+
+/** NaN and infinities have no Decimal form: written as null they would be lost. */
+function notDecimal(text: string): Error {
+  return new Error(
+    `the numeric value ${text} has no Connect Decimal form (decimal.handling.mode precise); ` +
+      `set decimal.handling.mode to string or double to carry NaN and infinities`,
+  );
 }
 
 function variableScaleJson(value: unknown): string {
   const text = String(value);
   const match = /^-?\d*(?:\.(\d*))?$/.exec(text);
-  if (!match) return "null";
+  if (!match) throw notDecimal(text);
   const scale = match[1]?.length ?? 0;
   const unscaled = unscaledAt(text, scale) as bigint;
   return `{"scale":${scale},"value":"${bytesToBase64(twosComplement(unscaled))}"}`;

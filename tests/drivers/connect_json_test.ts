@@ -64,6 +64,21 @@ Deno.test("decimals become Java's BigInteger bytes of the unscaled value, and re
   const variable = { type: "struct", name: "io.debezium.data.VariableScaleDecimal" };
   assertEquals(payloadJson(variable, "-0.001"), '{"scale":3,"value":"/w=="}');
   assertEquals(decodeBySchema(variable, { scale: 3, value: "/w==" }), "-0.001");
+  // NaN and infinities have no Decimal form: the record fails rather than carry null.
+  for (const [schema, text] of [[decimal, "NaN"], [variable, "-Infinity"]] as const) {
+    assertThrows(() => payloadJson(schema, text), Error, "decimal.handling.mode to string");
+  }
+});
+
+Deno.test("a bit varying value whose leading zeros the Bits bytes would lose fails, bit(n) keeps them", () => {
+  const varbit = named("bytes", "io.debezium.data.Bits", { length: "2147483647" });
+  for (const text of ["", "0010"]) {
+    assertThrows(() => payloadJson(varbit, text), Error, "has no exact Connect Bits form");
+  }
+  assertEquals(decodeBySchema(varbit, JSON.parse(payloadJson(varbit, "1010"))), "1010");
+  assertEquals(decodeBySchema(varbit, JSON.parse(payloadJson(varbit, "0"))), "0");
+  const bit4 = named("bytes", "io.debezium.data.Bits", { length: "4" });
+  assertEquals(decodeBySchema(bit4, JSON.parse(payloadJson(bit4, "0010"))), "0010");
 });
 
 Deno.test("PostgreSQL's temporal text becomes Debezium's numbers and zoned strings", () => {

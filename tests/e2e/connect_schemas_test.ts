@@ -8,10 +8,11 @@
  * are compared apart or left out (as with Debezium itself):
  * - `interval` is `io.debezium.time.MicroDuration`, microseconds with a
  *   month counted as 30.4375 days: "1 year" comes back as "365 days 06:00:00";
- * - numeric NaN and ±Infinity have no Decimal form: Debezium writes null;
- * - `timetz` is `io.debezium.time.ZonedTime`, in UTC: the offset is gone;
- * - `varbit` without a length is `io.debezium.data.Bits` bytes: leading
- *   zeros (and the empty bit string) are lost.
+ * - `timetz` is `io.debezium.time.ZonedTime`, in UTC: the offset is gone.
+ * Numeric NaN and ±Infinity have no Decimal form, and `varbit` without a
+ * length as `io.debezium.data.Bits` bytes loses leading zeros: such records
+ * fail (where Debezium writes them changed), so the rows here hold
+ * ordinary values in those columns (`debeziumRepresentable`).
  */
 import { assert, assertEquals } from "../_assert.ts";
 import { startStream, uniqueSlot } from "../_cdc.ts";
@@ -19,6 +20,7 @@ import { kafkaSpecs, uniqueName } from "../_kafka.ts";
 import {
   assertSameColumns,
   COLUMNS,
+  debeziumRepresentable,
   matrixFixture,
   rows,
   TOUCH,
@@ -27,10 +29,14 @@ import {
 } from "../_matrix.ts";
 
 /** Columns whose values Debezium's representation cannot carry exactly. */
-const LOSSY = new Set(["iv", "num", "num_inf", "narr", "vbits", "ttz"]);
+const LOSSY = new Set(["iv", "ttz"]);
 
 Deno.test("JsonConverter with schemas: postgres_cdc → kafka {schema, payload} → postgres keeps every type Debezium can carry", async () => {
-  const { f, columns } = await matrixFixture("matrix_schemas");
+  const { f, columns } = await matrixFixture(
+    "matrix_schemas",
+    undefined,
+    debeziumRepresentable,
+  );
   await using _ = f;
   const slot = uniqueSlot("matrix_schemas");
   const prefix = uniqueName("schemas");
@@ -68,7 +74,7 @@ Deno.test("JsonConverter with schemas: postgres_cdc → kafka {schema, payload} 
   const consumer = startStream(consume);
   try {
     await waitForStreamingSlot(f.sourceSql, slot);
-    await f.sourceSql.unsafe(rows(columns, 101));
+    await f.sourceSql.unsafe(rows(debeziumRepresentable(columns), 101));
     await waitForTarget(f, 10, 0);
     await f.sourceSql.unsafe(TOUCH);
     await waitForTarget(f, 10, 2);
