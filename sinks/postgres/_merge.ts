@@ -157,14 +157,27 @@ function lastPerKey(
     // Re-inserted so that the map's order is the order of each key's last operation.
     byKey.delete(key);
     const folded = (earlier.folded ?? 0) + 1;
+    // Events of one row on several Kafka partitions (a table keyed by
+    // primary.key.fields, whose events carry no key) arrive in any order:
+    // with source positions, the newer event wins whatever came last.
+    const position = table.positionColumn;
+    const [older, newer] = position !== undefined &&
+        isBefore(operation.row[position], earlier.row[position])
+      ? [operation, earlier]
+      : [earlier, operation];
     byKey.set(
       key,
       kind === "upsert"
-        ? { ...operation, row: { ...earlier.row, ...operation.row }, folded }
-        : { ...operation, folded },
+        ? { ...newer, row: { ...older.row, ...newer.row }, folded }
+        : { ...newer, folded },
     );
   }
   return [...byKey.values()];
+}
+
+/** True when source position `a` is known to be before `b`. */
+function isBefore(a: unknown, b: unknown): boolean {
+  return typeof a === "bigint" && typeof b === "bigint" && a < b;
 }
 
 /** Groups with the same columns, so a row leaving a column out never overwrites it with null. */

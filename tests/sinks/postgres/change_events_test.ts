@@ -109,6 +109,13 @@ Deno.test("postgres sink skips change events older than the row's source positio
     assertEquals(await write(change("u", { id: 2, name: "c" }, 400)), { written: 1, skipped: 0 });
     [row] = await sql`select name from items where id = 2`;
     assertEquals(row.name, "c");
+    // Events of one row from several partitions, older last in the batch: the newer wins.
+    await write(
+      change("u", { id: 2, name: "newest", body: "b" }, 600),
+      change("u", { id: 2, name: "older" }, 500),
+    );
+    [row] = await sql`select name, body, _source_lsn::text as lsn from items where id = 2`;
+    assertEquals([row.name, row.body, row.lsn], ["newest", "b", "0/258"]);
   });
 });
 
