@@ -258,6 +258,18 @@ const strategyCases: [string, Record<string, unknown>, unknown, unknown][] = [
   ],
   ["email masks a value without @ whole", { strategy: "email" }, "nobody", "******"],
   [
+    "email masks whole a value with more than a domain after the @",
+    { strategy: "email", "mask.length": "5" },
+    "x@corp.com (cell 555-0100)",
+    "*****",
+  ],
+  [
+    "email keeps an international domain",
+    { strategy: "email", "mask.length": "3" },
+    "anna@bücher.example",
+    "***@bücher.example",
+  ],
+  [
     "partial with mask.length hides how long a name was",
     { strategy: "partial", "keep.first": "1", "mask.length": "5" },
     "Annabelle Lindqvist",

@@ -150,9 +150,16 @@ export function partial(
 
 const SURROGATE = /[\uD800-\uDFFF]/;
 
+/** A host name: labels of letters, digits and inner hyphens, separated by dots. */
+const DOMAIN =
+  /^[\p{L}\p{N}](?:[\p{L}\p{N}-]*[\p{L}\p{N}])?(?:\.[\p{L}\p{N}](?:[\p{L}\p{N}-]*[\p{L}\p{N}])?)*$/u;
+
 function email(value: string, rule: MaskRule): string {
   const at = value.lastIndexOf("@");
-  if (at <= 0) return rule.maskChar.repeat(rule.maskLength ?? Array.from(value).length);
+  // Only a domain stays in clear: free text after it ("a@b.com (cell 555-0100)") is masked whole.
+  if (at <= 0 || !DOMAIN.test(value.slice(at + 1))) {
+    return rule.maskChar.repeat(rule.maskLength ?? Array.from(value).length);
+  }
   return partial(value.slice(0, at), rule.keepFirst, 0, rule.maskChar, rule.maskLength) +
     value.slice(at);
 }
