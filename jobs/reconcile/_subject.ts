@@ -71,6 +71,14 @@ export interface Subject {
   readonly targetUrl: string;
   /** `select <columns> from <table or query> where <condition>` on the source. */
   readonly sourceSelect: string;
+  /**
+   * What the pipeline reads of the source, when less than a whole table:
+   * `where` (then `wholeTableSelect` reads the table without it) or `query`.
+   * The target may then hold other writers' rows.
+   */
+  readonly subset?: "where" | "query";
+  /** `select <columns> from <table>`, without the pipeline's `where`. */
+  readonly wholeTableSelect?: string;
   readonly sourceColumns: readonly SourceColumn[];
   readonly sourceDecoders: readonly Decoder[];
   /** Topic of the records, as postgres_query names it. */
@@ -157,6 +165,10 @@ export async function describeSubject(
     sourceUrl: query.url,
     targetUrl: connectionUrl(sink.connection),
     sourceSelect,
+    subset: query.query ? "query" : query.where ? "where" : undefined,
+    wholeTableSelect: query.table && query.where
+      ? `select ${columnList} from ${query.table.quoted}`
+      : undefined,
     sourceColumns,
     sourceDecoders,
     topic: query.topic ??

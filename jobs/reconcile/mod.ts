@@ -310,14 +310,8 @@ class Reconciliation {
         const rows = await this.#sourceRowsByKey(wanted);
         records.push(...rows.map((row) => recordOf(subject, row)));
       }
-      for (const difference of page) {
-        if (difference.kind !== "extra") continue;
-        if (!this.#keyPassesThrough || subject.deleteMode === "none") {
-          this.#unrepairable++;
-          continue;
-        }
-        records.push(this.#deletion(difference.key));
-      }
+      const extra = page.filter((d) => d.kind === "extra").map((d) => d.key);
+      for (const key of await this.#deletable(extra)) records.push(this.#deletion(key));
       this.#repaired += records.length;
       if (records.length > 0) yield { records, overwrite: true };
     }
@@ -328,10 +322,51 @@ class Reconciliation {
           count: this.#unrepairable,
           why: subject.deleteMode === "none"
             ? "the sink's delete.mode is none"
-            : "the transforms change the key, so the source key of a target row is unknown",
+            : !this.#keyPassesThrough
+            ? "the transforms change the key, so the source key of a target row is unknown"
+            : subject.subset === "query"
+            ? "the pipeline reads a query, so a row only the target has may be another writer's"
+            : "the source table still holds them, outside the pipeline's where: another writer's rows, or rows that left the subset",
         },
       );
     }
+  }
+
+  /**
+   * The extra rows (target keys) a repair may delete: none when it cannot
+   * say which source row a target row came from, and, when the pipeline
+   * reads a subset of the source, only rows its whole table no longer
+   * holds: the target may hold other writers' rows (another pipeline
+   * with another `where`). The others count as unrepairable.
+   */
+  async #deletable(keys: readonly (readonly string[])[]): Promise<(readonly string[])[]> {
+    const subject = this.#subject!;
+    const deletable = !this.#keyPassesThrough || subject.deleteMode === "none" ||
+        subject.subset === "query"
+      ? []
+      : subject.subset === "where" && keys.length > 0
+      ? await this.#absentFromWholeTable(keys)
+      : [...keys];
+    this.#unrepairable += keys.length - deletable.length;
+    return deletable;
+  }
+
+  /** Of `keys` (target keys, the source's key values), those the whole source table lacks. */
+  async #absentFromWholeTable(
+    keys: readonly (readonly string[])[],
+  ): Promise<(readonly string[])[]> {
+    const subject = this.#subject!;
+    const names = subject.keyFields.map((_, i) => `k${i}`);
+    const columns = subject.keyFields.map((field) => `s.${quoteIdent(field)}`).join(", ");
+    const typed = names.map((name, i) => `u.${name}::${subject.keyTypes[i]}`).join(", ");
+    const unnest = names.map((_, i) => `$${i + 1}::text[]`).join(", ");
+    const rows = await this.#source!.unsafe<{ n: number }[]>(
+      `select u.n::int as n from unnest(${unnest}) with ordinality as u(${names.join(", ")}, n)
+       where not exists (select 1 from (${subject.wholeTableSelect}) s
+                         where (${columns}) = (${typed}))`,
+      subject.keyFields.map((_, i) => keys.map((key) => key[i])) as never[],
+    );
+    return rows.map((row) => keys[row.n - 1]);
   }
 
   /** A delete event for a target row, keyed by the source fields its key columns come from. */

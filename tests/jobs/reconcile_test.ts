@@ -350,3 +350,26 @@ Deno.test("a reconcile job names a batch pipeline and takes its transforms and s
     /check: config.pipeline: names "people_sync": its sink has no fixed table \(sink.table\)/,
   );
 });
+
+Deno.test("repair of a pipeline that reads a where-subset deletes only rows its whole source table lacks", async () => {
+  await using db = await syncFixture("reconcile_where", SOURCE_DDL, TARGET_DDL);
+  const half = { where: "id <= 1500" };
+  const [, repair] = await specsFrom(
+    pipelines(db.source.url, db.target.url, [
+      { mode: "fast", repair: "true" },
+    ]).map((p, i) => i === 0 ? { ...p, config: { ...p.config, ...half } } : p),
+  );
+  // Another pipeline wrote rows 1501–3000 (id > 1500) into the same table.
+  const [all] = await specsFrom(pipelines(db.source.url, db.target.url, []));
+  assertEquals((await runPipeline(all, { offsets: new MemoryOffsetStore() })).stats.written, 3000);
+  // Row 7 was deleted at the source; the repair may delete it in the target.
+  await db.sourceSql`delete from people where id = 7`;
+  const repaired = await run(repair);
+  assertEquals(repaired.found.extra, 1501, "rows outside the where, and row 7");
+  assertEquals(repaired.found.repaired, 1);
+  const [{ live, gone }] = await db.targetSql`
+    select count(*) filter (where deleted_at is null)::int as live,
+           array_agg(citizen_id) filter (where deleted_at is not null) as gone
+    from people_summary`;
+  assertEquals([live, gone], [2999, ["7"]]);
+});
