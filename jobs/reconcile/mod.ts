@@ -133,6 +133,8 @@ class Reconciliation {
   #fallback?: string;
   /** Whether the key passes through the transforms unchanged (needed to delete extras). */
   #keyPassesThrough = false;
+  /** The chain masks the key: source keys (of missing and different rows) are not shown. */
+  #keyMasked = false;
   #first?: Found;
   #repaired = 0;
   #unrepairable = 0;
@@ -213,6 +215,7 @@ class Reconciliation {
     this.#versionField = this.#chooseVersion(parts);
     const passing = await this.#passThrough();
     this.#keyPassesThrough = passing.key;
+    this.#keyMasked = !passing.key && parts.transforms.some((step) => step.plugin.hidesData);
     this.#mode = this.#settings.mode;
     if (this.#mode === "fast" && passing.problem) {
       this.#fallback = passing.problem;
@@ -432,7 +435,10 @@ class Reconciliation {
         sample_keys jsonb not null,
         note text)`,
     );
-    const samples = { ...this.#first!.samples, remaining: totalOf(final) > 0 ? final.samples : {} };
+    const samples = {
+      ...this.#shown(this.#first!.samples),
+      remaining: totalOf(final) > 0 ? this.#shown(final.samples) : {},
+    };
     await target.unsafe(
       `insert into ${table} (pipeline, checked_pipeline, mode, started_at, source_rows, target_rows,
          missing, extra, different, repaired, remaining, queries, sample_keys, note)
@@ -456,9 +462,26 @@ class Reconciliation {
     );
   }
 
+  /**
+   * Sample keys as they may be shown: the log and the runs table (in the
+   * target database) must not hold the clear source keys a mask hides, so
+   * those of missing and different rows are withheld (extra rows' keys are
+   * the target's, masked already).
+   */
+  #shown(samples: Found["samples"]): Found["samples"] {
+    if (!this.#keyMasked) return samples;
+    const withheld = (keys: readonly string[]) =>
+      keys.length > 0 ? ["(source keys withheld: the pipeline masks its key)"] : [];
+    return {
+      ...samples,
+      missing: withheld(samples.missing),
+      different: withheld(samples.different),
+    };
+  }
+
   #log(stage: string, found: Found): void {
     const { missing, extra, different } = found.counts;
-    const samples = Object.entries(found.samples)
+    const samples = Object.entries(this.#shown(found.samples))
       .filter(([, keys]) => keys.length > 0)
       .map(([kind, keys]) => `${kind}: ${keys.join("; ")}`)
       .join(" | ");

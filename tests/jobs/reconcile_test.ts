@@ -289,8 +289,11 @@ Deno.test("fast mode falls back to deep, and says so, when the transforms change
   const found = await run(fast);
   assertEquals(found.found.mode, "deep");
   assertEquals(found.found.missing, 3);
-  const [row] = await db.targetSql`select note from sluice_reconciliation_runs`;
+  const [row] = await db.targetSql`select note, sample_keys from sluice_reconciliation_runs`;
   assertMatch(row.note, /change the key field "email"/);
+  // The clear emails the mask hides reach neither the target database nor the log.
+  assert(!JSON.stringify(row.sample_keys).includes("@example.org"), row.sample_keys);
+  assertEquals(row.sample_keys.missing, ["(source keys withheld: the pipeline masks its key)"]);
 });
 
 Deno.test("a reconcile job names a batch pipeline and takes its transforms and sink", async () => {
