@@ -47,7 +47,7 @@ interface Group {
 /** Applies one run of same-kind operations on one table, isolating rejected rows. */
 export async function applyRun(tx: Savepoints, run: Run, context: MergeContext): Promise<Counts> {
   const { table, kind, operations } = run;
-  if (kind === "truncate") return await applyTruncates(tx, table, operations);
+  if (kind === "truncate") return await applyTruncates(tx, table, operations, context.failures);
   const counts: Counts = { written: 0, skipped: 0 };
   for (const round of versionRounds(table, operations)) {
     const unique = lastPerKey(table, kind, round, context.failures);
@@ -105,15 +105,33 @@ async function applyTruncates(
   tx: Savepoints,
   table: TargetTable,
   operations: readonly Operation[],
+  failures: RecordFailure[],
 ): Promise<Counts> {
   const column = table.positionColumn;
+  let written = 0;
   for (const { record } of operations) {
     const position = column
       ? record.position ?? changePosition((record.value as ChangeEvent).source)
       : undefined;
-    await table.truncate(tx, position === undefined ? undefined : table.positionText(position));
+    const text = position === undefined ? undefined : table.positionText(position);
+    // From Kafka, changes of the truncate's own transaction may have come first from other
+    // partitions: their rows share its position, and nothing tells which came before it.
+    if (text !== undefined && record.origin?.partition !== undefined) {
+      if (await table.holdsRowsAt(tx, text)) {
+        failures.push(sinkFailure(
+          record,
+          `Cannot apply a truncate of table "${table.name}" at ${text}: rows its own ` +
+            `transaction wrote arrived first from other partitions, and whether each was ` +
+            `written before or after the truncate is unknown. Re-sync the table (a new ` +
+            `snapshot, or a reconcile job with repair)`,
+        ));
+        continue;
+      }
+    }
+    await table.truncate(tx, text);
+    written++;
   }
-  return { written: operations.length, skipped: 0 };
+  return { written, skipped: 0 };
 }
 
 /**

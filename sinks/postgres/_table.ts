@@ -776,6 +776,18 @@ export class TargetTable {
     return found;
   }
 
+  /** Whether a live row holds exactly `position` (position column text): its transaction wrote it. */
+  async holdsRowsAt(sql: Queryable, position: string): Promise<boolean> {
+    const column = quoteIdent(this.#options.positionColumn!);
+    const type = this.columns.get(this.#options.positionColumn!)!.type;
+    const [{ found }] = await sql.unsafe<{ found: boolean }[]>(
+      `select exists (select 1 from ${this.#quoted} t
+         where t.${column} = $1::${type} and ${this.#live("t")}) as found`,
+      [position],
+    );
+    return found;
+  }
+
   /** Whether a live row holds a source position older than `position` (position column text). */
   async holdsOlderRows(sql: Queryable, position: string): Promise<boolean> {
     const column = quoteIdent(this.#options.positionColumn!);
