@@ -19,7 +19,8 @@
  */
 import { parseJsonExact } from "../../api/json.ts";
 import type { RecordFailure } from "../../api/plugin.ts";
-import { OLD_KEY_HEADER, type Row, unavailableFields } from "../../api/record.ts";
+import { type ChangeEvent, OLD_KEY_HEADER, type Row, unavailableFields } from "../../api/record.ts";
+import { changePosition } from "../../drivers/pg_codec.ts";
 import { keyOf, type Operation, type Projector, sinkFailure } from "./_operations.ts";
 import type { Queryable, TargetTable } from "./_table.ts";
 
@@ -92,10 +93,25 @@ export async function fillMovedRows(
     if (missing.size > 0) wait({ ...move, columns: [...missing] });
   }
 
-  // From the target, one query per set of columns.
-  const byColumns = Map.groupBy(fromTarget, (move) => move.columns.join("\u001f"));
-  for (const moves of byColumns.values()) {
-    const stored = await table.storedValues(sql, moves.map((m) => m.oldKey), moves[0].columns);
+  // From the target, one query per set of columns (and position, for moves read from Kafka).
+  const lookups: { move: Move; before?: string }[] = [];
+  for (const move of fromTarget) {
+    const before = olderThan(table, move);
+    if (typeof before === "object") fail(move.operation, before.problem);
+    else lookups.push({ move, before });
+  }
+  const byColumns = Map.groupBy(
+    lookups,
+    ({ move, before }) => `${move.columns.join("\u001f")}\u0000${before ?? ""}`,
+  );
+  for (const group of byColumns.values()) {
+    const moves = group.map(({ move }) => move);
+    const stored = await table.storedValues(
+      sql,
+      moves.map((m) => m.oldKey),
+      moves[0].columns,
+      group[0].before,
+    );
     moves.forEach((move, i) => {
       const values = stored[i];
       if (values) {
@@ -118,7 +134,9 @@ export async function fillMovedRows(
         `the key of a row of "${table.name}" changed from ${JSON.stringify(move.oldKey)}, ` +
           `and PostgreSQL did not send the unchanged TOAST value of ${
             move.columns.map((c) => `"${c}"`).join(", ")
-          }; the target has no row under the old key to take it from, so the row cannot be ` +
+          }; the target has no row under the old key to take it from${
+            group[0].before === undefined ? "" : ` written before ${group[0].before}`
+          }, so the row cannot be ` +
           `written whole. Set REPLICA IDENTITY FULL on the source table to have the values ` +
           `sent, then re-sync the row`,
       );
@@ -127,6 +145,34 @@ export async function fillMovedRows(
   return failed.size === 0
     ? operations
     : operations.filter((operation) => !failed.has(operation.record));
+}
+
+/**
+ * For a moved key read from Kafka, the position its old key's stored row
+ * must be older than: the delete of the old key, and a new row reusing it,
+ * may sit on other partitions and have been applied first, and the row
+ * under the old key is the moved one only if written before the move.
+ * Undefined when the order is the source's (no Kafka partition); a
+ * problem when nothing can tell (no position column).
+ */
+function olderThan(table: TargetTable, move: Move): string | undefined | { problem: string } {
+  const record = move.operation.record;
+  if (!move.moved || record.origin?.partition === undefined) return undefined;
+  const position = record.position ?? changePosition((record.value as ChangeEvent)?.source);
+  if (!table.positionColumn || position === undefined) {
+    return {
+      problem:
+        `the key of a row of "${table.name}" changed from ${
+          JSON.stringify(move.oldKey)
+        }, and PostgreSQL did not send the unchanged TOAST value of ${
+          move.columns.map((c) => `"${c}"`).join(", ")
+        }; read from Kafka, the row under the old key may already be a newer one (its ` +
+        `changes are on other partitions), and without a source position column nothing ` +
+        `tells. Add the column (alter table ${table.name} add column "_source_lsn" pg_lsn), ` +
+        `or set REPLICA IDENTITY FULL on the source table to have the values sent`,
+    };
+  }
+  return table.positionText(position);
 }
 
 /** What an upsert needs from its old key's row; a message when it cannot say. */

@@ -227,12 +227,15 @@ export class TargetTable {
   /**
    * The stored values of `columns` in the rows under `keys` (rows holding
    * the primary-key columns), decoded as a source would decode them; in
-   * the order of `keys`, undefined where the table has no such row.
+   * the order of `keys`, undefined where the table has no such row. With
+   * `before` (position column text), only rows written before that source
+   * position count, or deleted at it.
    */
   async storedValues(
     sql: Queryable,
     keys: readonly Row[],
     columns: readonly string[],
+    before?: string,
   ): Promise<(Row | undefined)[]> {
     const found: (Row | undefined)[] = new Array(keys.length).fill(undefined);
     if (keys.length === 0) return found;
@@ -248,10 +251,17 @@ export class TargetTable {
       `t.${quoteIdent(column)} = u.k${i}::${this.columns.get(column)!.type}`
     ).join(" and ");
     const selected = columns.map((column, i) => `t.${quoteIdent(column)}::text as c${i}`);
+    let older = "";
+    if (before !== undefined) {
+      const position = `t.${quoteIdent(this.#options.positionColumn!)}`;
+      const at = `$${key.length + 1}::${this.columns.get(this.#options.positionColumn!)!.type}`;
+      older = ` and (${position} < ${at} or (${position} = ${at} and not (${this.#live("t")})))`;
+      params.push(before as never);
+    }
     const rows = await sql.unsafe<Record<string, string | null>[]>(
       `select u.n::int as n${selected.map((c) => `, ${c}`).join("")}
          from unnest(${unnested}) with ordinality as u(${names}, n)
-         join ${this.#quoted} t on ${join}`,
+         join ${this.#quoted} t on ${join}${older}`,
       params as never[],
     );
     const decoders = await new PgCodec(sql).decoders(

@@ -165,7 +165,13 @@ Deno.test({
   sanitizeResources: false,
   sanitizeOps: false,
   async fn() {
-    await using f = await syncFixture("keychange_kafka", SOURCE, TARGET);
+    // Read from Kafka, the row under the old key is taken only when its position shows it
+    // older than the move (a new row reusing the key may have come first): _source_lsn.
+    const positioned = TARGET.replace(
+      "deleted_at timestamptz,",
+      "deleted_at timestamptz, _source_lsn pg_lsn,",
+    );
+    await using f = await syncFixture("keychange_kafka", SOURCE, positioned);
     const slot = uniqueSlot("keychange_kafka");
     const prefix = uniqueName("keychange");
     const [capture, consume] = await kafkaSpecs([

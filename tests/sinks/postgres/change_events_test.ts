@@ -183,6 +183,34 @@ Deno.test("postgres sink takes a moved key's unsent values from the row its exac
   });
 });
 
+Deno.test("postgres sink takes a moved key's values read from Kafka only from a row older than the move", async () => {
+  await withSink(ITEMS, {}, async (write, sql) => {
+    const kafka = { partition: 0, offset: 1 };
+    const moved = (id: number, from: number, commit: number): SluiceRecord => ({
+      ...change("c", { id, name: "moved" }, commit),
+      origin: kafka,
+      headers: {
+        "__debezium.oldkey": JSON.stringify({ id: from }),
+        "__sluice.unavailable": '["body"]',
+      },
+    });
+    await write(change("c", { id: 1, name: "a", body: "row 1's body" }, 100));
+    // A new row reused key 1 after the move, and its partition was read first.
+    await write(change("c", { id: 1, name: "reused", body: "the new row's body" }, 300));
+    let error: Error | undefined;
+    await write(moved(2, 1, 200)).catch((e) => error = e);
+    assertMatch(
+      error?.message ?? "",
+      /no row under the old key to take it from written before 0\/C8/,
+    );
+    // Written before the move, the row under the old key is the moved one.
+    await write(change("c", { id: 5, name: "e", body: "row 5's body" }, 400));
+    assertEquals(await write(moved(6, 5, 500)), { written: 1, skipped: 0 });
+    const [row] = await sql`select body from items where id = 6`;
+    assertEquals(row.body, "row 5's body");
+  });
+});
+
 Deno.test("postgres sink applies truncate events per delete.mode, keeping later rows", async () => {
   await withSink(ITEMS, {}, async (write, sql) => {
     await write(change("c", { id: 1, name: "a" }, 100), change("c", { id: 2, name: "b" }, 300));
