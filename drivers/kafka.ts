@@ -154,6 +154,14 @@ export function murmur2(data: Uint8Array, start = 0, end = data.length): number 
 }
 
 /**
+ * Where keyless messages go: one partition, so that they keep their order.
+ * The events of a table without a primary key carry no key, and spread
+ * round robin (or sticky, as the Java producer does) the changes of one row
+ * would be applied in another order than they were made.
+ */
+export const KEYLESS_PARTITION = 0;
+
+/**
  * The partition the Java producer's default partitioner chooses for a key
  * (`BuiltInPartitioner.partitionForKey`: `(murmur2(key) & 0x7fffffff) % n`).
  * (`@platformatic/kafka`'s own default uses `>>> 0`, which differs whenever
@@ -555,7 +563,6 @@ interface QueuedRequest {
 export class KafkaProducer {
   readonly #settings: ProducerSettings;
   #producer: Producer | undefined;
-  #roundRobin = 0;
   readonly #queue: QueuedRequest[] = [];
   #active = 0;
   /**
@@ -605,8 +612,7 @@ export class KafkaProducer {
       acks: -1,
       compression: this.#settings.compression ?? "none",
       // The returned number is reduced modulo the partition count by the client.
-      partitioner: (_message, key) =>
-        key ? murmur2(key) & 0x7fffffff : (this.#roundRobin = (this.#roundRobin + 1) & 0x7fffffff),
+      partitioner: (_message, key) => key ? murmur2(key) & 0x7fffffff : KEYLESS_PARTITION,
       retries: 3,
       retryDelay: 250,
     };
@@ -687,7 +693,7 @@ export class KafkaProducer {
 
   /**
    * Groups `messages` into one batch per partition (keys on the partition
-   * the Java producer picks, keyless messages round robin), gives each batch
+   * the Java producer picks, keyless messages on partition 0), gives each batch
    * the next sequence numbers of its partition, and hands them to the
    * client. Resolves once the client took them (not acknowledged: `acked`).
    */
@@ -707,9 +713,7 @@ export class KafkaProducer {
       }
       const count = described.get(message.topic)?.partitionsCount;
       if (!count) throw new Error(`No partitions known for topic ${message.topic}`);
-      const partition = keyLength(message) >= 0
-        ? partitionOf(message, count)
-        : (this.#roundRobin = (this.#roundRobin + 1) & 0x7fffffff) % count;
+      const partition = keyLength(message) >= 0 ? partitionOf(message, count) : KEYLESS_PARTITION;
       let batch = partitions[partition];
       if (!batch) {
         batch = { topic: message.topic, partition, records: [], firstSequence: -1 };

@@ -299,7 +299,7 @@ export default defineSink({
   name: "kafka",
   aliases: ["kafka_sink"],
   summary:
-    "Writes records to Kafka topics, keyed and partitioned like the Java producer, acks=all.",
+    "Writes records to Kafka topics, keyed and partitioned like the Java producer (keyless records all on partition 0, in order), acks=all.",
   plan: () => ({ writesTopics: true, destination: "kafka" }),
   config: schema,
   create(config, context) {
