@@ -401,6 +401,29 @@ export async function primaryKeyColumns(
 }
 
 /**
+ * Whether a unique index of a table (no predicate, no expressions) is on
+ * exactly `columns`, in any order: what `INSERT … ON CONFLICT (columns)`
+ * needs.
+ */
+export async function hasUniqueIndexOn(
+  sql: Pick<Sql, "unsafe">,
+  quotedTable: string,
+  columns: readonly string[],
+): Promise<boolean> {
+  const [{ found }] = await sql.unsafe<{ found: boolean }[]>(
+    `select exists (
+       select 1 from pg_index i
+       where i.indrelid = $1::regclass and i.indisunique and i.indpred is null
+         and i.indexprs is null
+         and (select array_agg(a.attname::text order by a.attname) from pg_attribute a
+              where a.attrelid = i.indrelid and a.attnum = any(i.indkey::int2[]))
+             = (select array_agg(c order by c) from unnest($2::text[]) c)) as found`,
+    [quotedTable, [...columns]] as never[],
+  );
+  return found;
+}
+
+/**
  * What keeps `columns` of a table from identifying its rows, or undefined
  * when they do: some of them may be NULL, or no unique index (without a
  * predicate or expressions) is on them alone. Other relations (views) are

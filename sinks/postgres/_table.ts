@@ -11,6 +11,7 @@ import {
   type ColumnInfo,
   copyFrom,
   describeTable,
+  hasUniqueIndexOn,
   parseTableName,
   quoteIdent,
   type Sql,
@@ -123,6 +124,16 @@ export class TargetTable {
     const names = new Set(described.columns.map((column) => column.name));
     for (const column of primaryKey) {
       if (!names.has(column)) throw new Error(`Key column "${column}" is not in table "${name}"`);
+    }
+    const quoted = parseTableName(name).quoted;
+    if (options.primaryKey?.length && !(await hasUniqueIndexOn(sql, quoted, primaryKey))) {
+      // Upserts would fail row by row, and a first load by COPY would store duplicates.
+      throw new Error(
+        `Target table "${name}" has no primary key or unique index on ${
+          primaryKey.map((c) => `"${c}"`).join(", ")
+        } (sink.primary.key.fields): upserts need one. Add it (create unique index on ` +
+          `${quoted} (${primaryKey.map(quoteIdent).join(", ")})), or name the columns of one`,
+      );
     }
     let deleteProblem: string | undefined;
     if (options.deleteMode === "soft" && !names.has(options.softDeleteColumn)) {

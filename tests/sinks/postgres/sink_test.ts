@@ -174,6 +174,22 @@ Deno.test("a dead-letter table reads as empty until its first letter, then lists
   }
 });
 
+Deno.test("primary.key.fields without a unique index on them fails the sink at start, naming the index to add", async () => {
+  const ddl = `create table public.items (id int, name text, deleted_at timestamptz)`;
+  await assertRejects(
+    () => withSink(ddl, { "primary.key.fields": "id" }, () => Promise.resolve()),
+    Error,
+    'has no primary key or unique index on "id" (sink.primary.key.fields)',
+  );
+  const unique = `create table public.items (id int, code text, name text, deleted_at timestamptz);
+    create unique index on public.items (code, id)`;
+  await withSink(unique, { "primary.key.fields": "id,code" }, async ({ write, sql }) => {
+    await write(row({ id: 1, code: "x", name: "a" }));
+    await write(row({ id: 1, code: "x", name: "b" }));
+    assertEquals([...await sql`select name from items`], [{ name: "b" }]);
+  });
+});
+
 Deno.test("a row failing only at the end of the statement is still found, row by row", async () => {
   // An AFTER trigger raises once the whole statement ran, so the failing row
   // cannot be read off the walk: the rows are then tried one by one.
