@@ -6,6 +6,7 @@
 import postgres from "postgres";
 import { assertEquals } from "../_assert.ts";
 import { createTestDatabase } from "../_services.ts";
+import { waitUntil } from "../_wait.ts";
 import { PgJobCoordinator, PgOffsetStore } from "../../drivers/pg_cluster.ts";
 
 Deno.test("job claims: one holder at a time, each tick once, successes seen by every worker", async () => {
@@ -46,7 +47,11 @@ Deno.test("a run whose worker died shows as interrupted, and the next claim reco
     // Worker a dies: its lock session goes away and nobody records how the run ended.
     await sql`select pg_terminate_backend(pid) from pg_stat_activity
                  where application_name like 'sluice-worker worker-a%'`;
-    assertEquals((await b.lastRun("sync"))?.status, "interrupted");
+    // pg_terminate_backend signals; the backend (and its lock) goes a moment later.
+    await waitUntil(
+      "the dead worker's run",
+      async () => (await b.lastRun("sync"))?.status === "interrupted",
+    );
     const next = await b.claim("sync", "t2");
     if (!("lease" in next)) throw new Error(`worker-b was refused: ${next.skipped}`);
     assertEquals(
