@@ -368,6 +368,8 @@ interface Shape {
   readonly timestampType?: number;
   /** `select <columns> from <table or query> where <user condition>`. */
   readonly select: string;
+  /** Whether the rows read carry an `xmin` (a table; not a view, a foreign table or a query). */
+  readonly hasXmin: boolean;
 }
 
 /** One run of the source: a snapshot, then full or incremental reading. */
@@ -445,8 +447,8 @@ class QueryReader {
       yield* this.#copy(sql, shape, shape.select);
       return;
     }
-    // A query has no xmin: there is nothing to find late rows by.
-    const run = this.#settings.table ? taken : { ...taken, mark: null, quiet: false };
+    // A query (or a view) has no xmin: there is nothing to find late rows by.
+    const run = shape.hasXmin ? taken : { ...taken, mark: null, quiet: false };
     await this.#refuseNullStamps(sql, shape);
     const incremental = new IncrementalRead(
       this.#settings,
@@ -562,7 +564,14 @@ class QueryReader {
     }
     const select = `select ${columnList} from ${from} where ${where ? `(${where})` : "true"}`;
     const timestampType = probe.columns[names.indexOf(this.#timestamp())]?.type;
-    return { names, decoders, types, keyColumns, timestampType, select };
+    const [relation] = table
+      ? await sql.unsafe<{ kind: string }[]>(
+        "select relkind::text as kind from pg_class where oid = $1::regclass",
+        [table.quoted],
+      )
+      : [];
+    const hasXmin = ["r", "p", "m"].includes(relation?.kind ?? "");
+    return { names, decoders, types, keyColumns, timestampType, select, hasXmin };
   }
 
   #timestamp(): string {

@@ -312,3 +312,23 @@ Deno.test("a mark that cannot be placed among this server's ids re-reads every r
   assertEquals(run.status, "succeeded", run.error?.message);
   assertEquals(run.stats.read, 5);
 });
+
+Deno.test("an incremental job over a view runs again and again (a view has no xmin to scan by)", async () => {
+  await using db = await syncFixture("late_view", SOURCE_DDL, TARGET_DDL);
+  await db.sourceSql.unsafe("create view public.items_view as select * from public.items");
+  const json = connector(db.source.url, db.target.url, {
+    table: "public.items_view",
+    "key.columns": "id",
+  });
+  const [spec] = await specsFrom(json);
+  const offsets = new MemoryOffsetStore();
+  assertEquals((await runPipeline(spec, { offsets })).stats.read, 7);
+  await db.sourceSql.unsafe(
+    "insert into public.items (id, label, updated_at) values (8, 'item 8', now())",
+  );
+  for (const expected of [1, 0]) {
+    const run = await runPipeline(spec, { offsets });
+    assertEquals(run.status, "succeeded", run.error?.message);
+    assertEquals(run.stats.read, expected);
+  }
+});
