@@ -66,7 +66,7 @@ import {
 } from "../drivers/postgres.ts";
 import { decodeRawRow, parseCopyText } from "../drivers/pg_types.ts";
 import { PgCodec } from "../drivers/pg_codec.ts";
-import type { Decoder } from "../drivers/pg_text.ts";
+import { type Decoder, encodeText } from "../drivers/pg_text.ts";
 import { copyTextChunks, decodeCopyText, type PausableStream } from "../drivers/pg_copy_text.ts";
 import { rowsExist } from "./_row_lookup.ts";
 
@@ -687,7 +687,7 @@ class IncrementalRead {
     }
     return {
       ts: ts as string,
-      key: this.#shape.keyColumns.map((column) => row[column] as JsonValue),
+      key: this.#shape.keyColumns.map((column) => storableKey(row[column])),
       snapshot: this.#run.mark,
     };
   }
@@ -856,6 +856,18 @@ class IncrementalRead {
   #tuple(): string {
     return `(${this.#order.join(", ")})`;
   }
+}
+
+/**
+ * A key value as the watermark stores it: JSON as it is, anything else
+ * (bytea's bytes, a Date) as its PostgreSQL text, which the next run's
+ * comparison with the key column casts back. JSON of bytes would be an
+ * object of indexes that no column compares with.
+ */
+function storableKey(value: unknown): JsonValue {
+  if (value === null || typeof value === "string" || typeof value === "boolean") return value;
+  if (typeof value === "number" && Number.isFinite(value)) return value;
+  return encodeText(value);
 }
 
 /**

@@ -144,3 +144,25 @@ Deno.test("key.columns that do not identify a row fail the run before reading, n
   assertEquals(run.status, "succeeded", run.error?.message);
   assertEquals(await targetCount(db.targetSql), 100);
 });
+
+Deno.test("an incremental job keyed by a bytea column stores a watermark the next runs can use", async () => {
+  await using db = await syncFixture(
+    "bytea_key",
+    `create table public.items (id bytea primary key, v text, updated_at timestamptz not null);
+     insert into public.items select decode(lpad(to_hex(g), 4, '0'), 'hex'), 'v' || g,
+       timestamptz '2024-01-01 00:00:00+00' from generate_series(1, 30) g;`,
+    `create table public.items_copy (id bytea primary key, v text, updated_at timestamptz);`,
+  );
+  const [spec] = await specsFrom(connector(db.source.url, db.target.url, { "chunk.size": "7" }));
+  const offsets = new MemoryOffsetStore();
+  assertEquals((await runPipeline(spec, { offsets })).stats.read, 30);
+  const stored = JSON.parse(JSON.stringify(offsets.offsets.get(spec.name)));
+  assertEquals(stored.key, ["\\x001e"]);
+  await db.sourceSql.unsafe(
+    "insert into public.items values ('\\xffff', 'late', '2024-01-01 00:00:00+00')",
+  );
+  const next = await runPipeline(spec, { offsets });
+  assertEquals(next.status, "succeeded", next.error?.message);
+  assertEquals(next.stats.read, 1);
+  assertEquals(await targetCount(db.targetSql), 31);
+});
