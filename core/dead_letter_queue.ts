@@ -197,7 +197,18 @@ export async function replayDeadLetters(
     closers.push(() => sink.close());
     const steps = await openTransformSteps(spec, context, closers);
     const pending: Item[] = [];
+    const newest = newestOfEachKey(letters);
     for (const letter of letters) {
+      const newer = newest.get(letter);
+      if (newer !== undefined) {
+        outcome.refused.push({
+          letter,
+          reason: `dead letter ${newer.id} holds a newer record of the same key (replayed in ` +
+            `its place: both would land the older one first and then be refused, or the ` +
+            `older last); purge this one once that one landed`,
+        });
+        continue;
+      }
       const from = resumeStep(spec, letter.stage);
       if (from === undefined) {
         outcome.unplaced.push(letter.id);
@@ -235,6 +246,36 @@ export async function replayDeadLetters(
     logger.warn("Dead letter {id} not replayed: {reason}", { id: letter.id, reason });
   }
   return outcome;
+}
+
+/**
+ * For each letter that another letter of the same topic and key supersedes
+ * (failed later), that newer letter. Tombstones and keyless records stand
+ * alone.
+ */
+function newestOfEachKey(
+  letters: readonly StoredDeadLetter[],
+): Map<StoredDeadLetter, StoredDeadLetter> {
+  const latest = new Map<string, StoredDeadLetter>();
+  const identity = (letter: StoredDeadLetter) =>
+    letter.record.key === null
+      ? undefined
+      : `${letter.record.topic}\u0000${encodeJson(letter.record.key)}`;
+  const later = (a: StoredDeadLetter, b: StoredDeadLetter) =>
+    a.failedAt !== b.failedAt ? a.failedAt > b.failedAt : Number(a.id) > Number(b.id);
+  for (const letter of letters) {
+    const key = identity(letter);
+    if (key === undefined) continue;
+    const seen = latest.get(key);
+    if (!seen || later(letter, seen)) latest.set(key, letter);
+  }
+  const superseded = new Map<StoredDeadLetter, StoredDeadLetter>();
+  for (const letter of letters) {
+    const key = identity(letter);
+    const newest = key === undefined ? undefined : latest.get(key);
+    if (newest !== undefined && newest !== letter) superseded.set(letter, newest);
+  }
+  return superseded;
 }
 
 /** The failure with the fingerprint of the steps its record went through, as the runtime stores it. */

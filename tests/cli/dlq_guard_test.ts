@@ -393,3 +393,35 @@ Deno.test("a replay write of a record that met no target row leaves a row writte
     await sink.close();
   }
 });
+
+Deno.test("dlq replay of two dead letters of one key lands the newer and keeps the older, naming it", async () => {
+  await using db = await syncFixture(
+    "dlq_two",
+    `create table items (id int primary key, v text);
+     insert into items values (1, 'bad-1'), (2, 'ok')`,
+    TARGET,
+  );
+  const dir = await Deno.makeTempDir({ prefix: "sluice-dlq-guard-" });
+  const { path, spec } = await connector(dir, "two", {
+    "connector.class": "postgres_query",
+    "connection.url": db.source.url,
+    "table": "public.items",
+    "sink.class": "postgres",
+    "sink.connection.url": db.target.url,
+    "sink.table": "public.items",
+    "errors.tolerance": "all",
+    "errors.deadletterqueue.file.path": `${dir}/dead.jsonl`,
+  });
+  await runPipeline(spec, { offsets: new MemoryOffsetStore() });
+  await db.sourceSql`update items set v = 'bad-2' where id = 1`;
+  await runPipeline(spec, { offsets: new MemoryOffsetStore() });
+  await db.targetSql`alter table items drop constraint no_bad`;
+  const replayed = await sluiceDlq(["replay", path, "items_sync"]);
+  assertEquals(replayed.code, 1, replayed.out);
+  assertMatch(replayed.out, /1 replayed/);
+  assertMatch(replayed.out, /holds a newer record of the same key/);
+  assertEquals((await db.targetSql`select v from items where id = 1`)[0].v, "bad-2");
+  const [left] = await fileDeadLetterStore(`${dir}/dead.jsonl`).list("items_sync", {});
+  assertEquals((left.record.value as { v: string }).v, "bad-1");
+  await Deno.remove(dir, { recursive: true });
+});
