@@ -304,6 +304,9 @@ async function currentOnes(
     ? await source.rowsExist(spec.source.config, absent.map((item) => item.record), check.context)
     : [];
   const existsOf = new Map(absent.map((item, i) => [item, exists[i]]));
+  // A masking step may have changed the key the sink saw: not finding it in
+  // the source then shows nothing.
+  const masking = spec.transforms.filter((step) => step.plugin.hidesData).map((s) => s.alias);
   const writable: Cleared[] = [];
   chunk.forEach((item, i) => {
     const verdict = checks?.[i];
@@ -317,7 +320,11 @@ async function currentOnes(
     } else if (verdict.verdict === "unproven") reason = verdict.reason;
     else if (verdict.verdict === "absent") {
       const found = existsOf.get(item);
-      if (found === false) {
+      if (found === false && masking.length > 0) {
+        reason = `the target has no row for key ${key}, and the source has none under it; ` +
+          `the key may be one that ${masking.join(", ")} masked, so that does not show the ` +
+          `row was deleted since`;
+      } else if (found === false) {
         deleted = true;
         reason = `the target has no row for key ${key} and the source no longer has it either ` +
           `(deleted or truncated since): writing it would bring a deleted row back`;

@@ -425,3 +425,37 @@ Deno.test("dlq replay of two dead letters of one key lands the newer and keeps t
   assertEquals((left.record.value as { v: string }).v, "bad-1");
   await Deno.remove(dir, { recursive: true });
 });
+
+Deno.test("dlq replay of a record whose key a mask changed cannot look the source up, and --write-unverified writes it", async () => {
+  await using db = await syncFixture(
+    "dlq_masked_key",
+    `create table items (id text primary key, v text); insert into items values ('A-1', 'bad-1')`,
+    `create table items (id text primary key, v text, constraint no_bad check (v not like 'bad%'))`,
+  );
+  const dir = await Deno.makeTempDir({ prefix: "sluice-dlq-guard-" });
+  const { path, spec } = await connector(dir, "masked", {
+    "connector.class": "postgres_query",
+    "connection.url": db.source.url,
+    "table": "public.items",
+    transforms: "hide",
+    "transforms.hide.type": "mask",
+    "transforms.hide.fields": "id",
+    "transforms.hide.strategy": "hash",
+    "transforms.hide.salt": "pepper",
+    "sink.class": "postgres",
+    "sink.connection.url": db.target.url,
+    "sink.table": "public.items",
+    "sink.delete.mode": "hard",
+    "errors.tolerance": "all",
+    "errors.deadletterqueue.file.path": `${dir}/dead.jsonl`,
+  });
+  await runPipeline(spec, { offsets: new MemoryOffsetStore() });
+  await db.targetSql`alter table items drop constraint no_bad`;
+  const refused = await sluiceDlq(["replay", path, "items_sync"]);
+  assertEquals(refused.code, 1, refused.out);
+  assertMatch(refused.out, /the key may be one that hide masked/);
+  const written = await sluiceDlq(["replay", path, "items_sync", "--write-unverified"]);
+  assertEquals(written.code, 0, written.out);
+  assertEquals((await db.targetSql`select v from items`)[0].v, "bad-1");
+  await Deno.remove(dir, { recursive: true });
+});
