@@ -12,6 +12,7 @@ import { kafkaSpecs, uniqueName } from "../_kafka.ts";
 import {
   assertSameColumns,
   type Column,
+  debeziumRepresentable,
   matrixFixture,
   rows,
   waitForStreamingSlot,
@@ -75,7 +76,11 @@ interface Converters {
 async function jdbcSinkReads(converters: Converters): Promise<void> {
   const keep = (column: Column) =>
     !JDBC_CANNOT_WRITE.has(column.name) && !converters.leftOut.has(column.name);
-  const { f, columns } = await matrixFixture(`dbz_jdbc_${converters.label}`, keep);
+  const { f, columns } = await matrixFixture(
+    `dbz_jdbc_${converters.label}`,
+    keep,
+    debeziumRepresentable,
+  );
   await using _ = f;
   const slot = uniqueSlot("dbz_jdbc");
   const prefix = uniqueName("jdbc");
@@ -119,7 +124,7 @@ async function jdbcSinkReads(converters: Converters): Promise<void> {
         ...converters.jdbc,
       },
     }], { worker: { "connector.client.config.override.policy": "All" } });
-    await f.sourceSql.unsafe(rows(columns, 101));
+    await f.sourceSql.unsafe(rows(debeziumRepresentable(columns), 101));
     await waitUntil("10 rows in the target", async () => {
       const status = await worker.status("jdbc-sink");
       if (status.tasks.includes("FAILED")) throw new Error(`the JDBC sink failed: ${status.trace}`);
