@@ -164,6 +164,7 @@ export function configWarnings(specs: readonly PipelineSpec[]): string[] {
     [
       ...(spec.source.plugin.plan?.(spec.source.config as never)?.warnings ?? []),
       ...clearDeadLetterWarnings(spec),
+      ...clearWatermarkWarnings(spec),
     ].map((warning) => `${spec.name}: ${warning}`)
   );
 }
@@ -190,6 +191,31 @@ function clearDeadLetterWarnings(spec: PipelineSpec): string[] {
     `send dead letters to a file on the source's side (errors.deadletterqueue.file.path) ` +
     `if the target must never hold them`
   );
+}
+
+/**
+ * An incremental job's stored position holds the last row's key columns
+ * as the source has them; kept in the sink's database, a key column that a
+ * masking step hides would be there in clear. Checked where the config
+ * names the key columns and the step lists its fields (`mask`).
+ */
+function clearWatermarkWarnings(spec: PipelineSpec): string[] {
+  const source = spec.source.config as { incremental?: unknown; keyColumns?: readonly string[] };
+  if (source.incremental !== true || !source.keyColumns) return [];
+  if (spec.options["offset.storage"] === "file") return [];
+  const keys = new Set(source.keyColumns);
+  return spec.transforms.flatMap((step) => {
+    if (!step.plugin.hidesData) return [];
+    const fields = (step.config as { fields?: unknown }).fields;
+    const hidden = Array.isArray(fields) ? fields.filter((field) => keys.has(field)) : [];
+    return hidden.length === 0 ? [] : [
+      `"${step.alias}" masks key column${hidden.length > 1 ? "s" : ""} ${
+        hidden.map((f) => `"${f}"`).join(", ")
+      }, and the job's watermark stores the last row's key as the source has it, in the ` +
+      `sink's database when offset.storage is ${spec.options["offset.storage"]}; set ` +
+      `offset.storage to file to keep it on the Sluice host`,
+    ];
+  });
 }
 
 /** The plan as text tables (streams' routes, then batch jobs), with warnings. */

@@ -164,3 +164,35 @@ Deno.test("validate warns when a masking pipeline dead-letters its clear records
   ]);
   assertEquals(await warnings({ "errors.deadletterqueue.file.path": "/tmp/dlq.jsonl" }), []);
 });
+
+Deno.test("validate warns when an incremental job masks a key column and keeps its watermark in the sink", async () => {
+  const config = {
+    "connector.class": "postgres_query",
+    "connection.url": "postgres://u@127.0.0.1:5432/w",
+    table: "public.people",
+    mode: "incremental",
+    "key.columns": "email",
+    transforms: "hide",
+    "transforms.hide.type": "mask",
+    "transforms.hide.fields": "email,name",
+    "transforms.hide.strategy": "hash",
+    "transforms.hide.salt": "pepper",
+    "sink.class": "postgres",
+    "sink.connection.url": "postgres://u@127.0.0.1:5432/c",
+    "sink.table": "public.people",
+  };
+  const warnings = async (extra: Record<string, string>) =>
+    configWarnings(
+      await buildPipelines(parseConnectors({ name: "p", config: { ...config, ...extra } }), {
+        registry: builtinRegistry(),
+      }),
+    );
+  const [warning, ...more] = await warnings({});
+  assertEquals(more, []);
+  assertEquals(
+    warning,
+    'p: "hide" masks key column "email", and the job\'s watermark stores the last row\'s key as the source has it, in the sink\'s database when offset.storage is auto; set offset.storage to file to keep it on the Sluice host',
+  );
+  assertEquals(await warnings({ "offset.storage": "file" }), []);
+  assertEquals(await warnings({ "transforms.hide.fields": "name" }), []);
+});
