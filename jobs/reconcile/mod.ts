@@ -359,15 +359,12 @@ class Reconciliation {
     keys: readonly (readonly string[])[],
   ): Promise<(readonly string[])[]> {
     const subject = this.#subject!;
-    const names = subject.keyFields.map((_, i) => `k${i}`);
-    const columns = subject.keyFields.map((field) => `s.${quoteIdent(field)}`).join(", ");
-    const typed = names.map((name, i) => `u.${name}::${subject.keyTypes[i]}`).join(", ");
-    const unnest = names.map((_, i) => `$${i + 1}::text[]`).join(", ");
+    const tuple = keyTuple(subject, keys);
     const rows = await this.#source!.unsafe<{ n: number }[]>(
-      `select u.n::int as n from unnest(${unnest}) with ordinality as u(${names.join(", ")}, n)
+      `select u.n::int as n from unnest(${tuple.unnest}) with ordinality as u(${tuple.names}, n)
        where not exists (select 1 from (${subject.wholeTableSelect}) s
-                         where (${columns}) = (${typed}))`,
-      subject.keyFields.map((_, i) => keys.map((key) => key[i])) as never[],
+                         where (${tuple.columns}) = (${tuple.typed}))`,
+      tuple.params as never[],
     );
     return rows.map((row) => keys[row.n - 1]);
   }
@@ -395,13 +392,9 @@ class Reconciliation {
 
   async #sourceRowsByKey(keys: readonly (readonly string[])[]): Promise<Row[]> {
     const subject = this.#subject!;
-    const columns = subject.keyFields.map((field) => `s.${quoteIdent(field)}`).join(", ");
-    const unnest = subject.keyFields.map((_, i) => `$${i + 1}::text[]`).join(", ");
-    const names = subject.keyFields.map((_, i) => `k${i}`);
-    const typed = names.map((name, i) => `u.${name}::${subject.keyTypes[i]}`).join(", ");
+    const { columns, unnest, names, typed, params } = keyTuple(subject, keys);
     const text = `select s.* from (${subject.sourceSelect}) s where (${columns}) in ` +
-      `(select ${typed} from unnest(${unnest}) as u(${names.join(", ")}))`;
-    const params = subject.keyFields.map((_, i) => keys.map((key) => key[i]));
+      `(select ${typed} from unnest(${unnest}) as u(${names}))`;
     return await this.#readSource(text, params);
   }
 
@@ -513,4 +506,20 @@ class Reconciliation {
       { cause: error },
     );
   }
+}
+
+/**
+ * SQL pieces to match source rows (alias `s`) against `keys` (text, one
+ * array per key field, unnested as `u(k0, k1, …)` and cast to the fields'
+ * types), and the arrays as parameters.
+ */
+function keyTuple(subject: Subject, keys: readonly (readonly string[])[]) {
+  const names = subject.keyFields.map((_, i) => `k${i}`);
+  return {
+    columns: subject.keyFields.map((field) => `s.${quoteIdent(field)}`).join(", "),
+    names: names.join(", "),
+    typed: names.map((name, i) => `u.${name}::${subject.keyTypes[i]}`).join(", "),
+    unnest: names.map((_, i) => `$${i + 1}::text[]`).join(", "),
+    params: subject.keyFields.map((_, i) => keys.map((key) => key[i])),
+  };
 }

@@ -135,7 +135,9 @@ export class SnapshotSweeper {
 
   /** Remembers which source tables' change events went into which table. */
   #noteSources(runs: readonly Run[]): void {
+    if (!this.#enabled) return;
     for (const run of runs) {
+      if (!run.table.positionColumn) continue; // never swept
       let seen = this.#sources.get(run.table.name);
       let last: unknown;
       for (const operation of run.operations) {

@@ -798,24 +798,21 @@ export class TargetTable {
   }
 
   /** Whether a live row holds exactly `position` (position column text): its transaction wrote it. */
-  async holdsRowsAt(sql: Queryable, position: string): Promise<boolean> {
-    const column = quoteIdent(this.#options.positionColumn!);
-    const type = this.columns.get(this.#options.positionColumn!)!.type;
-    const [{ found }] = await sql.unsafe<{ found: boolean }[]>(
-      `select exists (select 1 from ${this.#quoted} t
-         where t.${column} = $1::${type} and ${this.#live("t")}) as found`,
-      [position],
-    );
-    return found;
+  holdsRowsAt(sql: Queryable, position: string): Promise<boolean> {
+    return this.#holdsRows(sql, "=", position);
   }
 
   /** Whether a live row holds a source position older than `position` (position column text). */
-  async holdsOlderRows(sql: Queryable, position: string): Promise<boolean> {
+  holdsOlderRows(sql: Queryable, position: string): Promise<boolean> {
+    return this.#holdsRows(sql, "<", position);
+  }
+
+  async #holdsRows(sql: Queryable, operator: "=" | "<", position: string): Promise<boolean> {
     const column = quoteIdent(this.#options.positionColumn!);
     const type = this.columns.get(this.#options.positionColumn!)!.type;
     const [{ found }] = await sql.unsafe<{ found: boolean }[]>(
       `select exists (select 1 from ${this.#quoted} t
-         where t.${column} < $1::${type} and ${this.#live("t")}) as found`,
+         where t.${column} ${operator} $1::${type} and ${this.#live("t")}) as found`,
       [position],
     );
     return found;

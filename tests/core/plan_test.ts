@@ -135,6 +135,16 @@ Deno.test("sluice plan lists batch jobs with their schedule, what they read and 
   assertEquals(text.includes("once at start"), true);
 });
 
+/** The config warnings of pipeline "p" with `config` and then `extra`. */
+function warningsOf(config: Record<string, string>) {
+  return async (extra: Record<string, string>) =>
+    configWarnings(
+      await buildPipelines(parseConnectors({ name: "p", config: { ...config, ...extra } }), {
+        registry: builtinRegistry(),
+      }),
+    );
+}
+
 Deno.test("validate warns when a masking pipeline dead-letters its clear records into the sink's database or a topic", async () => {
   const config = {
     "connector.class": "postgres_query",
@@ -150,12 +160,7 @@ Deno.test("validate warns when a masking pipeline dead-letters its clear records
     "sink.table": "public.people",
     "errors.tolerance": "all",
   };
-  const warnings = async (extra: Record<string, string>) =>
-    configWarnings(
-      await buildPipelines(parseConnectors({ name: "p", config: { ...config, ...extra } }), {
-        registry: builtinRegistry(),
-      }),
-    );
+  const warnings = warningsOf(config);
   assertEquals(await warnings({ "errors.deadletterqueue.table.name": "public.dlq" }), [
     'p: a record that fails in "hide" (a value it cannot mask) is dead-lettered with its clear values into errors.deadletterqueue.table.name "public.dlq", in the sink\'s database; send dead letters to a file on the source\'s side (errors.deadletterqueue.file.path) if the target must never hold them',
   ]);
@@ -181,12 +186,7 @@ Deno.test("validate warns when an incremental job masks a key column and keeps i
     "sink.connection.url": "postgres://u@127.0.0.1:5432/c",
     "sink.table": "public.people",
   };
-  const warnings = async (extra: Record<string, string>) =>
-    configWarnings(
-      await buildPipelines(parseConnectors({ name: "p", config: { ...config, ...extra } }), {
-        registry: builtinRegistry(),
-      }),
-    );
+  const warnings = warningsOf(config);
   const [warning, ...more] = await warnings({});
   assertEquals(more, []);
   assertEquals(

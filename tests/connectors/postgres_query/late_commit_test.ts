@@ -5,7 +5,7 @@
 import { assertEquals } from "../../_assert.ts";
 import { MemoryOffsetStore } from "../../../core/offsets.ts";
 import { runPipeline } from "../../../core/pipeline.ts";
-import { specsFrom, syncFixture } from "../../_batch.ts";
+import { specsFrom, type SyncFixture, syncFixture } from "../../_batch.ts";
 
 const SOURCE_DDL = `
   create table public.items (
@@ -76,12 +76,15 @@ Deno.test("an update stamped before a newer committed row is synced once its tra
   assertEquals(run2.validation.every((check) => check.ok), true, JSON.stringify(run2.validation));
 });
 
-Deno.test("a transaction that has written nothing yet when a run starts cannot hide its later row", async () => {
-  await using db = await syncFixture("late_noxid", SOURCE_DDL, TARGET_DDL);
-  const [spec] = await specsFrom(connector(db.source.url, db.target.url));
+/**
+ * A transaction T that has written nothing when a run starts (no id, so no
+ * snapshot lists it) writes a row stamped behind the run's watermark: the
+ * next run, by the job reading as `sourceUrl`, must still sync it.
+ */
+async function lateRowOfIdleTransaction(db: SyncFixture, sourceUrl: string, label: string) {
+  const [spec] = await specsFrom(connector(sourceUrl, db.target.url));
   const offsets = new MemoryOffsetStore();
-  await runPipeline(spec, { offsets });
-
+  assertEquals((await runPipeline(spec, { offsets })).stats.read, 7);
   const t = await db.sourceSql.reserve();
   try {
     // T begins and reads: no transaction id yet, so no snapshot lists it.
@@ -93,7 +96,7 @@ Deno.test("a transaction that has written nothing yet when a run starts cannot h
     const run1 = await runPipeline(spec, { offsets });
     assertEquals(run1.stats.read, 1, run1.error?.message);
     // Only now does T write, stamped with its start time (behind row 8).
-    await t.unsafe("update public.items set label = 'item 7 v3', updated_at = now() where id = 7");
+    await t.unsafe(`update public.items set label = '${label}', updated_at = now() where id = 7`);
     await t.unsafe("commit");
   } finally {
     t.release();
@@ -102,7 +105,12 @@ Deno.test("a transaction that has written nothing yet when a run starts cannot h
   assertEquals(run2.status, "succeeded", run2.error?.message);
   const [row7] = await db.targetSql<{ label: string }[]>`
     select label from public.items_copy where id = 7`;
-  assertEquals(row7.label, "item 7 v3");
+  assertEquals(row7.label, label);
+}
+
+Deno.test("a transaction that has written nothing yet when a run starts cannot hide its later row", async () => {
+  await using db = await syncFixture("late_noxid", SOURCE_DDL, TARGET_DDL);
+  await lateRowOfIdleTransaction(db, db.source.url, "item 7 v3");
 });
 
 Deno.test("a source user who cannot see other users' transactions still finds a row they commit late", async () => {
@@ -113,30 +121,7 @@ Deno.test("a source user who cannot see other users' transactions still finds a 
   try {
     const reader = new URL(db.source.url);
     reader.username = role;
-    const [spec] = await specsFrom(connector(reader.toString(), db.target.url));
-    const offsets = new MemoryOffsetStore();
-    assertEquals((await runPipeline(spec, { offsets })).stats.read, 7);
-    const t = await db.sourceSql.reserve();
-    try {
-      await t.unsafe("begin");
-      await t.unsafe("select now()");
-      await db.sourceSql.unsafe(
-        "insert into public.items (id, label, updated_at) values (8, 'item 8', clock_timestamp())",
-      );
-      const run1 = await runPipeline(spec, { offsets });
-      assertEquals(run1.stats.read, 1, run1.error?.message);
-      await t.unsafe(
-        "update public.items set label = 'item 7 v4', updated_at = now() where id = 7",
-      );
-      await t.unsafe("commit");
-    } finally {
-      t.release();
-    }
-    const run2 = await runPipeline(spec, { offsets });
-    assertEquals(run2.status, "succeeded", run2.error?.message);
-    const [row7] = await db.targetSql<{ label: string }[]>`
-      select label from public.items_copy where id = 7`;
-    assertEquals(row7.label, "item 7 v4");
+    await lateRowOfIdleTransaction(db, reader.toString(), "item 7 v4");
   } finally {
     await db.sourceSql.unsafe(`drop owned by ${role}; drop role ${role}`);
   }
