@@ -105,7 +105,9 @@ async function isolateRows(
       });
     }
   }
-  return { count: written, checksum, rejected };
+  // An upsert's checksum is already over the staged keys the function wrote (its
+  // statements return nothing), hashed as the given keys are.
+  return { count: written, checksum, rejected, ...(kind === "upsert" ? { given: checksum } : {}) };
 }
 
 /**

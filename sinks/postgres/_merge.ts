@@ -383,7 +383,7 @@ function account(
   table: TargetTable,
   kind: "upsert" | "delete",
   applied: readonly Operation[],
-  result: { count: number; checksum: bigint },
+  result: { count: number; checksum: bigint; given?: bigint },
   totals: Totals,
 ): Counts {
   // Only the stale-event and version guards may skip upserts; any other row
@@ -392,9 +392,10 @@ function account(
   if (kind === "upsert") {
     totals.writtenChecksum += result.checksum;
     if (result.count === applied.length || !staleGuard) {
-      for (const op of applied) {
-        totals.givenChecksum += keyHash(table.primaryKey.map((c) => op.row[c]));
-      }
+      totals.givenChecksum += result.given ?? applied.reduce(
+        (sum, op) => sum + keyHash(table.primaryKey.map((c) => op.row[c])),
+        0n,
+      );
     } else {
       // Stale events were skipped on purpose: the check covers what was written.
       totals.givenChecksum += result.checksum;

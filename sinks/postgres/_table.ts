@@ -53,6 +53,13 @@ export interface MergeCount {
    * asked for them (to tell the operations a guard skipped apart).
    */
   writtenKeys?: ReadonlySet<string>;
+  /**
+   * Sum of the key hashes of the rows the write was given, each key cast to
+   * its column's type and back to text: the database's spelling of a key
+   * (`true`, `10.0.0.1/32`, a `char(n)` without its padding) is not the
+   * record's, so the given keys are hashed where the written ones are.
+   */
+  given?: bigint;
 }
 
 /**
@@ -517,13 +524,17 @@ export class TargetTable {
   }
 
   async #run(sql: Queryable, statement: string, params: number[]): Promise<MergeCount> {
-    const rows = await sql.unsafe<{ n: number; s: string; h?: string[] }[]>(statement, params);
-    const { n, s, h } = rows[0];
+    const rows = await sql.unsafe<{ n: number; s: string; h?: string[]; g?: string }[]>(
+      statement,
+      params,
+    );
+    const { n, s, h, g } = rows[0];
     // array_agg of no rows is null.
     return {
       count: n,
       checksum: BigInt(s),
       ...(h !== undefined ? { writtenKeys: new Set(h ?? []) } : {}),
+      ...(g !== undefined ? { given: BigInt(g) } : {}),
     };
   }
 
@@ -606,8 +617,12 @@ export class TargetTable {
       ? this.#upsertStatement(columns, source)
       : this.#deleteStatement(columns, source);
     const hashes = keys ? `, array_agg(${keyHashSql(this.primaryKey)})::text[] as h` : "";
+    const given = kind === "upsert" && source.table
+      ? `, (${this.#givenChecksum(source)}) as g`
+      : "";
     return `with written as (${statement})
-       select count(*)::int as n, ${checksumSql(this.primaryKey)} as s${hashes} from written`;
+       select count(*)::int as n, ${checksumSql(this.primaryKey)} as s${hashes}${given}
+       from written`;
   }
 
   /**
@@ -660,12 +675,19 @@ export class TargetTable {
    * column's type and back, so it hashes what RETURNING would have returned.
    */
   stagedChecksum(columns: readonly string[], excluded: string): string {
-    const keys = this.primaryKey.map((c) =>
-      `${this.#cast({ alias: "s", where: "" }, c)}::text as ${quoteIdent(c)}`
-    ).join(", ");
+    return this.#givenChecksum({
+      alias: "s",
+      table: this.stagingName(columns),
+      where: `s.__row between $1 and $2 and s.__row <> all(${excluded})`,
+    });
+  }
+
+  /** A query summing the key hashes of the rows of `source`, each key cast to its type and back. */
+  #givenChecksum(source: RowSource): string {
+    const keys = this.primaryKey.map((c) => `${this.#cast(source, c)}::text as ${quoteIdent(c)}`)
+      .join(", ");
     return `select ${checksumSql(this.primaryKey)} from (select ${keys}
-      from ${this.stagingName(columns)} s
-      where s.__row between $1 and $2 and s.__row <> all(${excluded})) written`;
+      from ${source.table} ${source.alias} where ${source.where}) written`;
   }
 
   #upsertStatement(columns: readonly string[], source: RowSource, returns = true): string {
