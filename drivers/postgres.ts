@@ -335,6 +335,8 @@ export interface ColumnInfo {
    */
   baseType: string;
   notNull: boolean;
+  /** A generated column (`generated always as (…) stored`): computed by the table, never written. */
+  generated: boolean;
 }
 
 /** The columns (in order) and primary key of a table; undefined when it does not exist. */
@@ -352,7 +354,7 @@ export async function describeTable(
            (case when t.typtype = 'd' then t.typbasetype else a.atttypid end)::int as "baseTypeOid",
            (case when t.typtype = 'd' then format_type(t.typbasetype, t.typtypmod)
                  else format_type(a.atttypid, a.atttypmod) end) as "baseType",
-           a.attnotnull as "notNull"
+           a.attnotnull as "notNull", a.attgenerated <> '' as generated
     from pg_attribute a join pg_type t on t.oid = a.atttypid
     where a.attrelid = ${oid} and a.attnum > 0 and not a.attisdropped
     order by a.attnum`;

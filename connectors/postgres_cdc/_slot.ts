@@ -356,7 +356,43 @@ export async function preparePublication(
     }
   }
   await checkArrival(sql, name, captured, all, filter, logger);
+  await warnOfGeneratedColumns(sql, captured, logger);
   return { newlyPublished };
+}
+
+/**
+ * Warns of the captured tables' generated columns: logical decoding carries
+ * no generated column's value (PostgreSQL 17 and older), so their events
+ * leave them out, and the snapshot does too, to match. A target column of
+ * the same name would stay NULL without a word unless it is generated
+ * there as well, which the warning spells out.
+ */
+async function warnOfGeneratedColumns(
+  sql: Sql,
+  captured: readonly CatalogTable[],
+  logger: Logger,
+): Promise<void> {
+  if (captured.length === 0) return;
+  const rows = await sql<{ table: string; column: string; definition: string }[]>`
+    select format('%I.%I', n.nspname, c.relname) as table, a.attname as column,
+           format('%I %s generated always as (%s) stored', a.attname,
+                  format_type(a.atttypid, a.atttypmod), pg_get_expr(d.adbin, d.adrelid))
+             as definition
+    from pg_attribute a
+    join pg_class c on c.oid = a.attrelid
+    join pg_namespace n on n.oid = c.relnamespace
+    left join pg_attrdef d on d.adrelid = a.attrelid and d.adnum = a.attnum
+    where a.attrelid = any(${captured.map((t) => t.oid)}::oid[]) and a.attnum > 0
+      and not a.attisdropped and a.attgenerated <> ''
+    order by 1, a.attnum`;
+  if (rows.length === 0) return;
+  logger.warn(
+    "Generated columns {columns} are left out of change events and snapshot rows: PostgreSQL's logical decoding does not carry their values. A target column of the same name keeps its default (NULL) unless it is generated there too: {definitions}",
+    {
+      columns: rows.map((row) => `${row.table}.${row.column}`).join(", "),
+      definitions: rows.map((row) => `${row.table}: ${row.definition}`).join("; "),
+    },
+  );
 }
 
 /** Refuses, naming them, partitioned tables on a server that cannot publish them via their root. */

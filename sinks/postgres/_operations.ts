@@ -81,8 +81,23 @@ export class Projector {
     return column;
   }
 
-  /** Whether a field is left out on purpose (`fields.exclude`). */
+  /**
+   * Whether a field is left out on purpose: listed in `fields.exclude`, or
+   * going to a generated column, whose value the target computes itself.
+   */
   excluded(table: TargetTable, field: string): boolean {
+    const column = this.#settings.mapping.get(field) ?? field;
+    if (table.generatedColumns.has(column)) {
+      const logged = `${table.name}\u0000${column}`;
+      if (!this.#excludedLogged.has(logged)) {
+        this.#excludedLogged.add(logged);
+        this.#logger.info(
+          "Column {column} of {table} is generated: the table computes it, so field {field} is not written to it",
+          { column, table: table.name, field },
+        );
+      }
+      return true;
+    }
     if (!this.#settings.excludedFields.has(field)) return false;
     if (!this.#excludedLogged.has(table.name)) {
       this.#excludedLogged.add(table.name);

@@ -78,7 +78,10 @@ export interface RowSource {
 /** A target table and the statements that write to it. */
 export class TargetTable {
   readonly name: string;
+  /** The columns the sink may write: generated ones are left out. */
   readonly columns: ReadonlyMap<string, ColumnInfo>;
+  /** Generated columns (`generated always as (…) stored`): the table computes their values. */
+  readonly generatedColumns: ReadonlySet<string>;
   readonly primaryKey: readonly string[];
   readonly #quoted: string;
   readonly #options: TableOptions;
@@ -99,7 +102,10 @@ export class TargetTable {
   ) {
     this.name = name;
     this.#quoted = parseTableName(name).quoted;
-    this.columns = new Map(columns.map((column) => [column.name, column]));
+    this.columns = new Map(
+      columns.filter((column) => !column.generated).map((column) => [column.name, column]),
+    );
+    this.generatedColumns = new Set(columns.filter((c) => c.generated).map((c) => c.name));
     this.#encoders = new Map(columns.map((column, i) => [column.name, encoders[i]]));
     const limits = new Map<string, DigitLimit>();
     for (const column of columns) {

@@ -613,3 +613,39 @@ Deno.test("a signal snapshots a table whose rows were never streamed into the ta
     assertEquals(report.stats.deadLettered, 0);
   }
 });
+
+Deno.test("postgres_cdc names generated columns it cannot carry, and a generated target column computes them", async () => {
+  const generated = `total int generated always as (qty * 2) stored`;
+  await using f = await syncFixture(
+    "cdc_generated",
+    `create table public.items (id int primary key, name text, qty int, ${generated});
+     insert into items (id, name, qty) values (1, 'snapshotted', 5);`,
+    `create table public.items (id int primary key, name text, qty int, ${generated},
+       deleted_at timestamptz, _source_lsn pg_lsn);`,
+  );
+  await using logs = await capturingLogs();
+  const slot = uniqueSlot("cdc_generated");
+  const stream = startStream(await cdcSpec(f, slot, { "snapshot.mode": "initial" }));
+  try {
+    await waitForActiveSlot(f.sourceSql, slot);
+    await f.sourceSql`insert into items (id, name, qty) values (2, 'streamed', 7)`;
+    await f.sourceSql`update items set qty = 9 where id = 1`;
+    await waitUntil(
+      "both rows",
+      async () => (await f.targetSql`select 1 from items where qty in (7, 9)`).length === 2,
+    );
+    assertEquals(
+      await tableDigest(f.targetSql, "select id, qty, total from items order by id"),
+      await tableDigest(f.sourceSql, "select id, qty, total from items order by id"),
+    );
+    const warnings = logs.lines.filter((line) => line.includes("Generated columns"));
+    assertEquals(warnings.length, 1, logs.lines.join("\n"));
+    assertMatch(
+      warnings[0],
+      /public\.items\.total .*generated there too: public\.items: total integer generated always as \(\(?qty \* 2\)?\) stored/,
+    );
+  } finally {
+    const report = await stream.stop();
+    assertEquals(report.status, "stopped", report.error?.message);
+  }
+});

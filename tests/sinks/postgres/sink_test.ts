@@ -567,3 +567,16 @@ Deno.test("the key checksum matches for keys whose text PostgreSQL spells its ow
     assert(checksum?.ok, JSON.stringify(checks));
   });
 });
+
+Deno.test("a generated target column is computed by the table: the record's value is not written to it", async () => {
+  const ddl = `create table public.items (id int primary key, qty int,
+                 total int generated always as (qty * 2) stored)`;
+  await withSink(ddl, {}, async ({ write, failures, sql }) => {
+    await write(row({ id: 1, qty: 5, total: 10 })); // first load: COPY
+    await write(row({ id: 2, qty: 7, total: 14 }), row({ id: 1, qty: 9, total: 18 })); // merge
+    await write(change("c", { id: 3, qty: 1, total: 2 }, 5));
+    assertEquals(failures.map((failure) => failure.error.message), []);
+    const rows = await sql`select id, total from items order by id`;
+    assertEquals(rows.map((r) => [r.id, r.total]), [[1, 18], [2, 14], [3, 2]]);
+  });
+});
