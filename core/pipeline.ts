@@ -7,7 +7,7 @@
  */
 import { getLogger, type Logger } from "@logtape/logtape";
 import type { PipelineSpec } from "./config.ts";
-import { fileDeadLetters } from "./_dead_letters.ts";
+import { checkDeadLetterFile, fileDeadLetters } from "./_dead_letters.ts";
 import { errorMessage, RetriableError } from "../api/errors.ts";
 import type { OffsetStore } from "./offsets.ts";
 import type { PipelineObserver } from "./observer.ts";
@@ -357,6 +357,14 @@ class PipelineRun {
       claimed: (resource: string) => this.environment.claimed?.(spec.name, resource),
     });
 
+    // Checked before anything connects: a missing folder would otherwise
+    // surface only at the first bad record.
+    const deadLetterFile = spec.options["errors.deadletterqueue.file.path"];
+    if (deadLetterFile) {
+      await checkDeadLetterFile(deadLetterFile).catch((error) => {
+        throw new Error(`Cannot start pipeline "${spec.name}": ${error.message}`, { cause: error });
+      });
+    }
     this.#sink = await spec.sink.plugin.create(spec.sink.config, context(spec.sink.plugin.name));
     this.closers.push(() => this.#sink.close());
     this.#steps = await openTransformSteps(spec, context, this.closers);

@@ -8,6 +8,8 @@ import { assertEquals, assertMatch } from "../_assert.ts";
 import { chainBefore, chainDifference, chainOfStage } from "../../core/_chain.ts";
 import { specsFrom } from "../_batch.ts";
 import { resumeStep } from "../../core/dead_letter_queue.ts";
+import { runPipeline } from "../../core/pipeline.ts";
+import { MemoryOffsetStore } from "../../core/offsets.ts";
 
 Deno.test("a replayed dead letter resumes at the stage stored with it", async () => {
   const [spec] = await specsFrom({
@@ -72,4 +74,35 @@ Deno.test("a dead letter's chain fingerprint names the steps added, changed or g
     chainDifference(chainOfStage(after, "sink")!, old)!,
     /"hide", no longer in the chain/,
   );
+});
+
+Deno.test("a dead-letter file in a missing folder fails the pipeline at start, before it connects", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "sluice_dlq_" });
+  try {
+    // Port 1 refuses connections: connecting first would fail with another error.
+    const [spec] = await specsFrom({
+      name: "items_sync",
+      config: {
+        "connector.class": "postgres_query",
+        "connection.url": "postgres://u@127.0.0.1:1/db",
+        "table": "public.items",
+        "sink.class": "postgres",
+        "sink.connection.url": "postgres://u@127.0.0.1:1/db",
+        "sink.table": "public.items",
+        "errors.tolerance": "all",
+        "errors.deadletterqueue.file.path": `${dir}/missing/dead.jsonl`,
+      },
+    });
+    const report = await runPipeline(spec, { offsets: new MemoryOffsetStore() });
+    assertEquals(report.status, "failed");
+    assertMatch(
+      report.error!.message,
+      /^Cannot start pipeline "items_sync": errors\.deadletterqueue\.file\.path ".*\/missing\/dead\.jsonl" cannot be written: .*\(create its folder first\)/,
+    );
+    await Deno.mkdir(`${dir}/missing`);
+    const again = await runPipeline(spec, { offsets: new MemoryOffsetStore() });
+    assertMatch(again.error!.message, /127\.0\.0\.1:1/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
