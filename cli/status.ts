@@ -34,6 +34,7 @@ interface ConnectorEntry {
 
 interface JobEntry {
   name: string;
+  running: boolean;
   next_run: string | null;
   last_runs: { status: string; started_at: string; validation: { ok: boolean }[] }[];
   last_group_run?: { worker: string; status: string } | null;
@@ -124,7 +125,7 @@ export async function formatStatus(target: StatusTarget): Promise<string> {
       return [
         name,
         job ? "batch" : "stream",
-        entry.status.connector.state,
+        stateOf(entry, job),
         job ? "-" : `${(lag.get(name) ?? 0).toFixed(1)} s`,
         String(written.get(name) ?? 0),
         String(dead.get(name) ?? 0),
@@ -143,6 +144,16 @@ export async function formatStatus(target: StatusTarget): Promise<string> {
     );
   }
   return lines.join("\n");
+}
+
+/**
+ * Kafka Connect's state, except that a job with no run in progress here is
+ * IDLE: its connector is RUNNING between runs too, which read as a run that
+ * never ends.
+ */
+function stateOf(entry: ConnectorEntry, job: JobEntry | undefined): string {
+  const state = entry.status.connector.state;
+  return job && state === "RUNNING" && !job.running ? "IDLE" : state;
 }
 
 /**

@@ -43,7 +43,7 @@ Deno.test("sluice status shows a job's state, written rows, last run with its va
   );
   assertMatch(
     row,
-    /^items_job\s+batch\s+RUNNING\s+-\s+40\s+0\s+succeeded, validation ok at \S+\s+\d{4}-\d\d-\d\dT03:00:00\.000Z\s+-$/,
+    /^items_job\s+batch\s+IDLE\s+-\s+40\s+0\s+succeeded, validation ok at \S+\s+\d{4}-\d\d-\d\dT03:00:00\.000Z\s+-$/,
   );
   assertMatch(text, /\nNo alert is firing\.$/);
   const denied = await assertRejects(() => formatStatus({ url: ops.url }));
