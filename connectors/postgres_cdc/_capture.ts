@@ -56,6 +56,7 @@ import {
   publishedTables,
   type SlotInfo,
   type TableRef,
+  whileSlotWaits,
 } from "./_slot.ts";
 import { type DecimalMode, type TimeMode, ValueDecoders } from "./_values.ts";
 import type { CaptureFilter } from "./_filters.ts";
@@ -302,7 +303,7 @@ export class Capture {
     } else {
       // Without a stored offset, snapshot.mode never asked for no copy at all.
       if (stored) this.#warnOfUncopiedRows(newlyPublished);
-      start = await this.#resumeSlot(replication, slot);
+      start = await this.#resumeSlot(meta, replication, slot);
     }
     this.#acked = this.#reached.lsn;
     this.#lastOffsetLsn = this.#reached.lsn;
@@ -405,7 +406,12 @@ export class Capture {
       });
       await dropSlot(meta, settings.slot);
     }
-    const created = await replication.createSlot(settings.slot, true);
+    const created = await whileSlotWaits(
+      meta,
+      settings.slot,
+      this.#logger,
+      () => replication.createSlot(settings.slot, true),
+    );
     this.#logger.info("Created slot {slot} at {lsn}; taking a snapshot", {
       slot: settings.slot,
       lsn: formatLsn(created.consistentPoint),
@@ -453,6 +459,7 @@ export class Capture {
 
   /** Streams on from the stored offset (creating the slot when missing); returns the start LSN. */
   async #resumeSlot(
+    meta: Sql,
     replication: ReplicationConnection,
     slot: SlotInfo | undefined,
   ): Promise<bigint> {
@@ -465,7 +472,12 @@ export class Capture {
           { slot: settings.slot, lsn: formatLsn(stored.lsn) },
         );
       }
-      const created = await replication.createSlot(settings.slot, false);
+      const created = await whileSlotWaits(
+        meta,
+        settings.slot,
+        this.#logger,
+        () => replication.createSlot(settings.slot, false),
+      );
       this.#logger.info("Created slot {slot} at {lsn}", {
         slot: settings.slot,
         lsn: formatLsn(created.consistentPoint),

@@ -680,3 +680,69 @@ async function publishCapturedTables(
   }
   return newly;
 }
+
+/** How long slot creation may wait in silence before the blocking transactions are named. */
+const SLOT_WAIT_WARN_MS = 5_000;
+
+/**
+ * Runs `create` (creating a replication slot), and while it waits longer
+ * than {@linkcode SLOT_WAIT_WARN_MS}, names every 30 s the transactions it
+ * waits for: PostgreSQL starts decoding only once the transactions running
+ * when the slot was asked for have ended, and says nothing meanwhile.
+ */
+export async function whileSlotWaits<T>(
+  sql: Sql,
+  slot: string,
+  logger: Logger,
+  create: () => Promise<T>,
+): Promise<T> {
+  const started = Date.now();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let done = false;
+  const warn = async () => {
+    const open = await openTransactions(sql).catch(() => undefined);
+    if (done) return;
+    logger.warn(
+      "Creating replication slot {slot} waits ({seconds} s so far) for the transactions open on the source to end: {transactions}. It goes on by itself once they end (or end them: select pg_terminate_backend(pid))",
+      {
+        slot,
+        seconds: Math.round((Date.now() - started) / 1000),
+        transactions: open?.length
+          ? open.join("; ")
+          : "(cannot list them: no pg_stat_activity rows visible)",
+      },
+    );
+    timer = setTimeout(warn, 30_000);
+  };
+  timer = setTimeout(warn, SLOT_WAIT_WARN_MS);
+  try {
+    return await create();
+  } finally {
+    done = true;
+    clearTimeout(timer);
+  }
+}
+
+/** Transactions with a transaction id, oldest first, as `pid 123 (user, app, since …): query`. */
+async function openTransactions(sql: Sql): Promise<string[]> {
+  const rows = await sql<
+    { pid: number; user: string | null; app: string | null; since: string; query: string }[]
+  >`
+    select pid, usename as user, application_name as app,
+           to_char(xact_start at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') as since,
+           left(regexp_replace(query, '[[:space:]]+', ' ', 'g'), 120) as query
+    from pg_stat_activity
+    where backend_xid is not null and pid <> pg_backend_pid()
+    order by xact_start limit 5`;
+  const prepared = await sql<{ gid: string; since: string }[]>`
+    select gid, to_char(prepared at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') as since
+    from pg_prepared_xacts order by prepared limit 5`;
+  return [
+    ...rows.map((row) =>
+      `pid ${row.pid} (${row.user ?? "?"}${
+        row.app ? `, ${row.app}` : ""
+      }, open since ${row.since}): ${row.query}`
+    ),
+    ...prepared.map((row) => `prepared transaction '${row.gid}' (since ${row.since})`),
+  ];
+}

@@ -4,6 +4,7 @@
  * JSON as users write it, run with `runPipeline` against the private
  * PostgreSQL of `deno task test`.
  */
+import postgres from "postgres";
 import { assert, assertEquals, assertMatch } from "../../_assert.ts";
 import { specsFrom, type SyncFixture, syncFixture, tableDigest } from "../../_batch.ts";
 import {
@@ -647,5 +648,42 @@ Deno.test("postgres_cdc names generated columns it cannot carry, and a generated
   } finally {
     const report = await stream.stop();
     assertEquals(report.status, "stopped", report.error?.message);
+  }
+});
+
+Deno.test("postgres_cdc names the open transactions its slot creation waits for", async () => {
+  await using f = await syncFixture("cdc_slot_wait", ITEMS_SOURCE, ITEMS_TARGET);
+  await using logs = await capturingLogs();
+  const holder = postgres(f.source.url, { max: 1, onnotice: () => {} });
+  const slot = uniqueSlot("cdc_slot_wait");
+  let stream: ReturnType<typeof startStream> | undefined;
+  const held = Promise.withResolvers<number>();
+  const release = Promise.withResolvers<void>();
+  // A transaction with an id, left open: the slot cannot be created before it ends.
+  const open = holder.begin(async (tx) => {
+    const [{ pid }] = await tx`select pg_backend_pid() as pid`;
+    await tx`insert into items values (100, 'held', 1)`;
+    held.resolve(pid);
+    await release.promise;
+  });
+  try {
+    const pid = await held.promise;
+    stream = startStream(await cdcSpec(f, slot));
+    const waits = (line: string) => line.includes(`Creating replication slot ${slot} waits`);
+    await waitUntil("the warning", () => logs.lines.some(waits), { timeoutMs: 20_000 })
+      .catch((error) => {
+        throw new Error(`${error.message}\n${logs.lines.join("\n")}`);
+      });
+    const warning = logs.lines.find(waits)!;
+    assertMatch(warning, new RegExp(`pid ${pid} \\(postgres.*\\): insert into items values`));
+    release.resolve();
+    await open;
+    await waitForActiveSlot(f.sourceSql, slot);
+  } finally {
+    release.resolve();
+    await open.catch(() => {});
+    const report = await stream?.stop();
+    assertEquals(report?.status, "stopped", report?.error?.message);
+    await holder.end();
   }
 });
