@@ -321,6 +321,40 @@ export async function preparePublication(
   filter: CaptureFilter,
   logger: Logger,
 ): Promise<PreparedPublication> {
+  for (let attempt = 1;; attempt++) {
+    try {
+      return await preparePublicationOnce(sql, name, mode, filter, logger);
+    } catch (error) {
+      // Another pipeline created the publication, or changed it, between our
+      // look and our change. Look again.
+      if (!publicationRace(error) || attempt === 5) throw error;
+      logger.debug("Publication {name} changed while being prepared ({error}); looking again", {
+        name,
+        error: (error as Error).message,
+      });
+    }
+  }
+}
+
+/**
+ * Whether `error` says another session changed the publication at the same
+ * time: duplicate_object (it exists now, or has the table), a unique
+ * violation in the catalog (created at the same instant), or a catalog row
+ * updated concurrently.
+ */
+function publicationRace(error: unknown): boolean {
+  const { code, message } = error as { code?: string; message?: string };
+  return code === "42710" || (code === "23505" && /pg_publication/.test(message ?? "")) ||
+    (code === "XX000" && /concurrently/.test(message ?? ""));
+}
+
+async function preparePublicationOnce(
+  sql: Sql,
+  name: string,
+  mode: AutocreateMode,
+  filter: CaptureFilter,
+  logger: Logger,
+): Promise<PreparedPublication> {
   await requireLogicalDecoding(sql);
   const existing = await inspectPublication(sql, name);
   if (mode === "disabled" && !existing) {

@@ -13,6 +13,8 @@ import { createTestDatabase } from "../../_services.ts";
 import { openSource, uniqueSlot, waitForActiveSlot } from "../../_cdc.ts";
 import { waitUntil } from "../../_wait.ts";
 import { isRetriable } from "../../../core/runtime.ts";
+import { preparePublication } from "../../../connectors/postgres_cdc/_slot.ts";
+import { CaptureFilter } from "../../../connectors/postgres_cdc/_filters.ts";
 
 const DDL = `
   create table public.items (id int primary key, name text);
@@ -329,5 +331,30 @@ Deno.test("a user who may not create the publication is told what was attempted 
     const admin = postgres(new URL("/postgres", db.url).toString(), { max: 1, onnotice: () => {} });
     await admin.unsafe(`drop role if exists ${role}`).catch(() => {});
     await admin.end();
+  }
+});
+
+Deno.test("pipelines that start together on one new publication all get their tables into it", async () => {
+  const db = await createTestDatabase("cdc_pub_race");
+  const tables = ["a", "b", "c", "d"];
+  const sessions = tables.map(() => postgres(db.url, { max: 1, onnotice: () => {} }));
+  try {
+    await sessions[0].unsafe(
+      tables.map((t) => `create table public.${t} (id int primary key);`).join(""),
+    );
+    // Each pipeline looks, finds no publication, and creates it (or adds its table) at once.
+    await Promise.all(tables.map((table, i) =>
+      preparePublication(
+        sessions[i],
+        "pub_race",
+        "filtered",
+        new CaptureFilter({ "table.include.list": [`public\\.${table}`] }),
+        getLogger(["sluice", "test"]),
+      )
+    ));
+    assertEquals(await publishedTables(sessions[0], "pub_race"), tables.map((t) => `public.${t}`));
+  } finally {
+    for (const session of sessions) await session.end();
+    await db.drop();
   }
 });
