@@ -52,15 +52,13 @@ async function withFileLock<T>(path: string, work: () => Promise<T>): Promise<T>
 /**
  * Throws a sentence naming the path when dead letters could not be written
  * to it (its folder missing, no permission): a pipeline finds out at start,
- * not at its first bad record, hours later. Creates the lock file, as the
- * first write would.
+ * not at its first bad record, hours later. Creates the lock file beside
+ * it (as the first write would), not the file itself: no dead letter, no file.
  */
 export async function checkDeadLetterFile(path: string): Promise<void> {
   try {
     const lock = await Deno.open(`${path}.lock`, { create: true, write: true });
     lock.close();
-    const data = await Deno.open(path, { create: true, append: true });
-    data.close();
   } catch (error) {
     throw new Error(
       `errors.deadletterqueue.file.path "${path}" cannot be written: ${(error as Error).message}${

@@ -138,7 +138,8 @@ export function roundingColumns(
   if (table.digitLimits.size === 0) return [];
   return columns.filter((column, i) => {
     const limit = table.digitLimits.get(column);
-    if (!limit) return false;
+    // COPY text reaches a date column only from a date source (see takesAsIs).
+    if (!limit || limit.kind === "date") return false;
     const digits = sourceDigits(fields[i]);
     // An interval's type may also cut fields off: always checked.
     return limit.loose.startsWith("interval") || digits === undefined || digits > limit.digits;

@@ -8,6 +8,10 @@
  * string longer than its `varchar(n)`, so that the record goes to the dead
  * letters (or stops the pipeline) rather than land changed.
  *
+ * A `date` column drops a timestamp's time of day the same way
+ * (`2026-01-01 10:00:00+00` becomes 2026-01-01): such a value is refused
+ * too, and a date at midnight passes.
+ *
  * Only columns whose modifier can drop digits are checked. Trailing zeros
  * are not digits lost (1.2300 fits `numeric(6,2)`). Values are checked as
  * the text they are written as: plain decimal numbers (with an exponent or
@@ -25,8 +29,12 @@ import { encodeText } from "../../drivers/pg_text.ts";
 
 /** What a column keeps of a value's fractional digits. */
 export interface DigitLimit {
-  /** `numeric`: decimal places (negative: tens, hundreds…); `seconds`: fractional-second digits. */
-  readonly kind: "numeric" | "seconds";
+  /**
+   * `numeric`: decimal places (negative: tens, hundreds…); `seconds`:
+   * fractional-second digits; `date`: a date column, which keeps no time of
+   * day at all (`digits` 0).
+   */
+  readonly kind: "numeric" | "seconds" | "date";
   readonly digits: number;
   /** The column holds arrays of such values. */
   readonly array: boolean;
@@ -44,6 +52,8 @@ export function digitLimit(type: string): DigitLimit | undefined {
   const brackets = /(\[\])+$/.exec(type)?.[0] ?? "";
   const scalar = type.slice(0, type.length - brackets.length);
   const array = brackets.length > 0;
+  // A timestamp written to a date column loses its time of day without a word.
+  if (scalar === "date") return { kind: "date", digits: 0, array, loose: type, type };
   const numeric = /^numeric\(\d+,(-?\d+)\)$/.exec(scalar);
   if (numeric) {
     return {
@@ -78,11 +88,23 @@ export function keepsDigits(limit: DigitLimit, value: unknown): boolean {
   const text = encodeText(value);
   if (text === null) return true;
   if (limit.kind === "seconds") return secondsFit(text, limit.digits);
+  if (limit.kind === "date") return !hasTimeOfDay(text);
   if (limit.array && /^\s*[[{]/.test(text)) {
     // An array literal: every element (NaN, Infinity and NULL pass).
     return (text.match(/[^{}[\],"\s:=]+/g) ?? []).every((item) => numberFits(item, limit.digits));
   }
   return numberFits(text, limit.digits);
+}
+
+/** A date followed by a time of day: hours, minutes, seconds and their fraction. */
+const DATE_TIME = /\d-\d\d-\d\d(?:T| +)(\d\d):(\d\d)(?::(\d\d)(?:\.(\d+))?)?/g;
+
+/** Whether `text` holds a date with a time other than midnight (in any zone). */
+function hasTimeOfDay(text: string): boolean {
+  for (const [, hours, minutes, seconds, fraction] of text.matchAll(DATE_TIME)) {
+    if (/[1-9]/.test(hours + minutes + (seconds ?? "") + (fraction ?? ""))) return true;
+  }
+  return false;
 }
 
 const NUMBER = /^\s*[+-]?(\d*)(?:\.(\d*))?(?:[eE]([+-]?\d+))?\s*$/;
@@ -189,6 +211,11 @@ function plainFieldFits(
 /** The message of a value `limit` would round (what PostgreSQL's own message would be). */
 export function lostDigitsMessage(limit: DigitLimit, value: unknown): string {
   const text = Array.isArray(value) ? JSON.stringify(value) : encodeText(value);
+  if (limit.kind === "date") {
+    return `value "${text}" has a time of day, which type ${limit.type} drops: PostgreSQL ` +
+      `would store the date alone; make the column timestamp or timestamptz, or cast the ` +
+      `value to a date before the sink`;
+  }
   if (limit.loose.startsWith("interval")) {
     return `value "${text}" does not fit type ${limit.type} whole: PostgreSQL would round it ` +
       `or drop the fields the type leaves out; widen the column or change the value at the source`;

@@ -277,7 +277,7 @@ Deno.test("a value with more fractional digits than its column keeps is refused,
   const ddl = `create table public.items (id numeric(6,2) primary key, amount numeric(6,2),
                  at timestamptz(0), seen timestamp(3), clock time(2), span interval(0),
                  amounts numeric(6,2)[], hundreds numeric(6,-2), days interval day,
-                 deleted_at timestamptz)`;
+                 born date, holidays date[], deleted_at timestamptz)`;
   const good = {
     amount: "1.2300", // trailing zeros are no loss
     at: "2026-12-01 10:00:00.000+00",
@@ -287,6 +287,8 @@ Deno.test("a value with more fractional digits than its column keeps is refused,
     amounts: [1.5, "2.10"],
     hundreds: 12300,
     days: "P2D",
+    born: "2026-12-01T00:00:00Z", // midnight: the date alone is no loss
+    holidays: ["2026-12-24", "2026-12-25 00:00:00+01"],
   };
   const cases: [string, Row][] = [
     ["amount", { amount: 1.2345 }],
@@ -298,6 +300,8 @@ Deno.test("a value with more fractional digits than its column keeps is refused,
     ["hundreds", { hundreds: 12345 }],
     ["amount", { amount: "1.5e-3" }],
     ["days", { days: "1 day 03:00:00" }], // interval day drops the hours
+    ["born", { born: "2026-12-01 10:30:00+00" }], // a date drops the time of day
+    ["holidays", { holidays: ["2026-12-24", "2026-12-25T00:00:00.5Z"] }],
   ];
   for (const firstLoad of [true, false]) {
     await withSink(ddl, {}, async ({ write, failures, sql }) => {
@@ -324,6 +328,10 @@ Deno.test("a value with more fractional digits than its column keeps is refused,
       assertMatch(
         failures[1].error.message,
         /type timestamp\(0\) with time zone keeps \(0 fractional-second digits\)/,
+      );
+      assertMatch(
+        failures[cases.length - 2].error.message,
+        /value "2026-12-01 10:30:00\+00" has a time of day, which type date drops/,
       );
       const rows =
         await sql`select id::text, amount::text, at::text, seen::text from items order by id`;
