@@ -72,7 +72,7 @@ export const pipelineOptions = z.strictObject({
     "Table in the sink's database that receives failed records (sinks that support it).",
   ),
   "errors.deadletterqueue.file.path": z.string().optional().describe(
-    "JSON-lines file that receives failed records.",
+    "JSON-lines file that receives failed records. Its folder must exist: a pipeline that cannot write there fails at start.",
   ),
   "errors.retry.timeout": integer().default(300000).describe(
     "How long (ms) to keep retrying a transient fault before the pipeline fails; -1 retries forever, 0 never retries.",

@@ -52,6 +52,7 @@ async function withFixture(
     await sql`insert into source_rows select g, 'row ' || g from generate_series(1, 10) g`;
     await Deno.mkdir(`${dir}/configs/plugins`, { recursive: true });
     await Deno.mkdir(`${dir}/state`);
+    await Deno.mkdir(`${dir}/dead`);
     await Deno.writeTextFile(`${dir}/configs/plugins/spy.ts`, SPY_PLUGIN);
     await Deno.writeTextFile(`${dir}/secret.txt`, "not for plugins");
     await Deno.writeTextFile(`${dir}/configs/names.properties`, "topic=rows\n");
