@@ -138,8 +138,10 @@ export function roundingColumns(
   if (table.digitLimits.size === 0) return [];
   return columns.filter((column, i) => {
     const limit = table.digitLimits.get(column);
-    // COPY text reaches a date column only from a date source (see takesAsIs).
-    if (!limit || limit.kind === "date") return false;
+    // COPY text reaches a date or float column only from its own type (see takesAsIs).
+    if (!limit || limit.kind === "date" || limit.kind === "real" || limit.kind === "double") {
+      return false;
+    }
     const digits = sourceDigits(fields[i]);
     // An interval's type may also cut fields off: always checked.
     return limit.loose.startsWith("interval") || digits === undefined || digits > limit.digits;

@@ -10,7 +10,9 @@
  *
  * A `date` column drops a timestamp's time of day the same way
  * (`2026-01-01 10:00:00+00` becomes 2026-01-01): such a value is refused
- * too, and a date at midnight passes.
+ * too, and a date at midnight passes. A `real` or `double precision`
+ * column keeps the nearest binary value: a decimal that would not read
+ * back as written (`0.123456789` into a real) is refused.
  *
  * Only columns whose modifier can drop digits are checked. Trailing zeros
  * are not digits lost (1.2300 fits `numeric(6,2)`). Values are checked as
@@ -32,9 +34,10 @@ export interface DigitLimit {
   /**
    * `numeric`: decimal places (negative: tens, hundreds…); `seconds`:
    * fractional-second digits; `date`: a date column, which keeps no time of
-   * day at all (`digits` 0).
+   * day at all; `real`, `double`: binary floating point, which keeps what
+   * its bits can (`digits` 0 for these three).
    */
-  readonly kind: "numeric" | "seconds" | "date";
+  readonly kind: "numeric" | "seconds" | "date" | "real" | "double";
   readonly digits: number;
   /** The column holds arrays of such values. */
   readonly array: boolean;
@@ -54,6 +57,10 @@ export function digitLimit(type: string): DigitLimit | undefined {
   const array = brackets.length > 0;
   // A timestamp written to a date column loses its time of day without a word.
   if (scalar === "date") return { kind: "date", digits: 0, array, loose: type, type };
+  // A decimal written to a binary float column reads back as the nearest value its bits hold.
+  if (scalar === "real" || scalar === "double precision") {
+    return { kind: scalar === "real" ? "real" : "double", digits: 0, array, loose: type, type };
+  }
   const numeric = /^numeric\(\d+,(-?\d+)\)$/.exec(scalar);
   if (numeric) {
     return {
@@ -89,11 +96,14 @@ export function keepsDigits(limit: DigitLimit, value: unknown): boolean {
   if (text === null) return true;
   if (limit.kind === "seconds") return secondsFit(text, limit.digits);
   if (limit.kind === "date") return !hasTimeOfDay(text);
+  const fits = limit.kind === "numeric"
+    ? (item: string) => numberFits(item, limit.digits)
+    : (item: string) => floatKeeps(item, limit.kind === "real");
   if (limit.array && /^\s*[[{]/.test(text)) {
     // An array literal: every element (NaN, Infinity and NULL pass).
-    return (text.match(/[^{}[\],"\s:=]+/g) ?? []).every((item) => numberFits(item, limit.digits));
+    return (text.match(/[^{}[\],"\s:=]+/g) ?? []).every(fits);
   }
-  return numberFits(text, limit.digits);
+  return fits(text);
 }
 
 /** A date followed by a time of day: hours, minutes, seconds and their fraction. */
@@ -122,6 +132,45 @@ function numberFits(text: string, scale: number): boolean {
     places--;
   }
   return end === 0 || places <= scale;
+}
+
+/**
+ * Whether the decimal `text` reads back the same from a `real` (`single`)
+ * or `double precision` column: PostgreSQL prints a float as the shortest
+ * decimal that reads back as its bits, so `0.1` into a real is `0.1`
+ * again, while `0.123456789` becomes `0.12345679` and `16777217` becomes
+ * `16777216`. Non-numbers, and values out of the type's range (which
+ * PostgreSQL refuses itself), pass.
+ */
+function floatKeeps(text: string, single: boolean): boolean {
+  const given = decimalOf(text);
+  if (given === undefined) return true;
+  const value = Number(text.includes("_") ? text.replaceAll("_", "") : text);
+  if (!Number.isFinite(value)) return true;
+  let stored = String(value);
+  if (single) {
+    const bits = Math.fround(value);
+    if (!Number.isFinite(bits) || (bits === 0 && value !== 0)) return true;
+    for (let precision = 1; precision <= 9; precision++) {
+      stored = bits.toPrecision(precision);
+      if (Math.fround(Number(stored)) === bits) break;
+    }
+  }
+  return decimalOf(stored) === given;
+}
+
+/** A decimal number's digits and exponent, `-123e-2`, one spelling per value; undefined if none. */
+function decimalOf(text: string): string | undefined {
+  const match = NUMBER.exec(text.includes("_") ? text.replaceAll("_", "") : text);
+  if (!match || (match[1] === "" && !match[2])) return undefined;
+  let digits = (match[1] + (match[2] ?? "")).replace(/^0+/, "");
+  let exponent = Number(match[3] ?? 0) - (match[2]?.length ?? 0);
+  while (digits.endsWith("0")) {
+    digits = digits.slice(0, -1);
+    exponent++;
+  }
+  if (digits === "") return "0";
+  return `${/^\s*-/.test(text) ? "-" : ""}${digits}e${exponent}`;
 }
 
 /** `…:ss.ffffff` (times, timestamps, intervals) or `n.nnnS` (ISO 8601 intervals). */
@@ -211,6 +260,12 @@ function plainFieldFits(
 /** The message of a value `limit` would round (what PostgreSQL's own message would be). */
 export function lostDigitsMessage(limit: DigitLimit, value: unknown): string {
   const text = Array.isArray(value) ? JSON.stringify(value) : encodeText(value);
+  if (limit.kind === "real" || limit.kind === "double") {
+    return `value "${text}" has more digits than type ${limit.type} keeps: PostgreSQL would ` +
+      `store the nearest ${limit.kind === "real" ? "single" : "double"}-precision number; ` +
+      `make the column ${limit.kind === "real" ? "double precision or " : ""}numeric, or ` +
+      `round the value at the source`;
+  }
   if (limit.kind === "date") {
     return `value "${text}" has a time of day, which type ${limit.type} drops: PostgreSQL ` +
       `would store the date alone; make the column timestamp or timestamptz, or cast the ` +

@@ -301,7 +301,11 @@ async function refuseRounded(
       rejectedMessage(table, operation.row, message, column),
     );
     // numeric_value_out_of_range / datetime_field_overflow, as PostgreSQL would say.
-    Object.assign(failure.error, { code: limit.kind === "numeric" ? "22003" : "22008" });
+    Object.assign(failure.error, {
+      code: limit.kind === "numeric" || limit.kind === "real" || limit.kind === "double"
+        ? "22003"
+        : "22008",
+    });
     failures.push(failure);
   }
   return { kept: operations.filter((operation) => !refused.has(operation)), folded };

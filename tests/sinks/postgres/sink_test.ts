@@ -277,7 +277,8 @@ Deno.test("a value with more fractional digits than its column keeps is refused,
   const ddl = `create table public.items (id numeric(6,2) primary key, amount numeric(6,2),
                  at timestamptz(0), seen timestamp(3), clock time(2), span interval(0),
                  amounts numeric(6,2)[], hundreds numeric(6,-2), days interval day,
-                 born date, holidays date[], deleted_at timestamptz)`;
+                 born date, holidays date[], ratio real, share double precision,
+                 deleted_at timestamptz)`;
   const good = {
     amount: "1.2300", // trailing zeros are no loss
     at: "2026-12-01 10:00:00.000+00",
@@ -289,6 +290,8 @@ Deno.test("a value with more fractional digits than its column keeps is refused,
     days: "P2D",
     born: "2026-12-01T00:00:00Z", // midnight: the date alone is no loss
     holidays: ["2026-12-24", "2026-12-25 00:00:00+01"],
+    ratio: 0.1, // reads back from a real as 0.1
+    share: "0.30000000000000004",
   };
   const cases: [string, Row][] = [
     ["amount", { amount: 1.2345 }],
@@ -302,6 +305,9 @@ Deno.test("a value with more fractional digits than its column keeps is refused,
     ["days", { days: "1 day 03:00:00" }], // interval day drops the hours
     ["born", { born: "2026-12-01 10:30:00+00" }], // a date drops the time of day
     ["holidays", { holidays: ["2026-12-24", "2026-12-25T00:00:00.5Z"] }],
+    ["ratio", { ratio: "0.123456789" }], // a real keeps 0.12345679
+    ["ratio", { ratio: 16777217 }],
+    ["share", { share: "0.12345678901234567890" }],
   ];
   for (const firstLoad of [true, false]) {
     await withSink(ddl, {}, async ({ write, failures, sql }) => {
@@ -330,7 +336,11 @@ Deno.test("a value with more fractional digits than its column keeps is refused,
         /type timestamp\(0\) with time zone keeps \(0 fractional-second digits\)/,
       );
       assertMatch(
-        failures[cases.length - 2].error.message,
+        failures[cases.length - 3].error.message,
+        /value "0\.123456789" has more digits than type real keeps: PostgreSQL would store the nearest single-precision number/,
+      );
+      assertMatch(
+        failures[cases.length - 5].error.message,
         /value "2026-12-01 10:30:00\+00" has a time of day, which type date drops/,
       );
       const rows =
