@@ -142,6 +142,14 @@ export function roundingColumns(
     if (!limit || limit.kind === "date" || limit.kind === "real" || limit.kind === "double") {
       return false;
     }
+    if (limit.kind === "varchar") {
+      // A varchar source no longer than the column cannot be cut. Array
+      // literals are not looked into (their rows, as records, are).
+      const { typeOid, typeModifier } = fields[i];
+      return !limit.array &&
+        !(typeOid === 1043 && typeModifier !== undefined && typeModifier >= 4 &&
+          typeModifier - 4 <= limit.digits);
+    }
     const digits = sourceDigits(fields[i]);
     // An interval's type may also cut fields off: always checked.
     return limit.loose.startsWith("interval") || digits === undefined || digits > limit.digits;

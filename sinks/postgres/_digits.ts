@@ -12,7 +12,10 @@
  * (`2026-01-01 10:00:00+00` becomes 2026-01-01): such a value is refused
  * too, and a date at midnight passes. A `real` or `double precision`
  * column keeps the nearest binary value: a decimal that would not read
- * back as written (`0.123456789` into a real) is refused.
+ * back as written (`0.123456789` into a real) is refused. A `varchar(n)`
+ * cuts a value longer by trailing spaces alone to its length (the SQL
+ * standard) and refuses any other that is too long: the first is refused
+ * here, the second is left to PostgreSQL's own error.
  *
  * Only columns whose modifier can drop digits are checked. Trailing zeros
  * are not digits lost (1.2300 fits `numeric(6,2)`). Values are checked as
@@ -35,9 +38,10 @@ export interface DigitLimit {
    * `numeric`: decimal places (negative: tens, hundreds…); `seconds`:
    * fractional-second digits; `date`: a date column, which keeps no time of
    * day at all; `real`, `double`: binary floating point, which keeps what
-   * its bits can (`digits` 0 for these three).
+   * its bits can (`digits` 0 for these three); `varchar`: characters of a
+   * `varchar(n)`, which PostgreSQL cuts trailing spaces to.
    */
-  readonly kind: "numeric" | "seconds" | "date" | "real" | "double";
+  readonly kind: "numeric" | "seconds" | "date" | "real" | "double" | "varchar";
   readonly digits: number;
   /** The column holds arrays of such values. */
   readonly array: boolean;
@@ -57,6 +61,9 @@ export function digitLimit(type: string): DigitLimit | undefined {
   const array = brackets.length > 0;
   // A timestamp written to a date column loses its time of day without a word.
   if (scalar === "date") return { kind: "date", digits: 0, array, loose: type, type };
+  // Longer by spaces only, a value is cut to fit by the SQL standard, without an error.
+  const varchar = /^character varying\((\d+)\)$/.exec(scalar);
+  if (varchar) return { kind: "varchar", digits: Number(varchar[1]), array, loose: type, type };
   // A decimal written to a binary float column reads back as the nearest value its bits hold.
   if (scalar === "real" || scalar === "double precision") {
     return { kind: scalar === "real" ? "real" : "double", digits: 0, array, loose: type, type };
@@ -96,6 +103,11 @@ export function keepsDigits(limit: DigitLimit, value: unknown): boolean {
   if (text === null) return true;
   if (limit.kind === "seconds") return secondsFit(text, limit.digits);
   if (limit.kind === "date") return !hasTimeOfDay(text);
+  if (limit.kind === "varchar") {
+    // An array's elements are judged one by one; its literal text is not.
+    if (typeof value !== "string" || (limit.array && /^\s*\{/.test(value))) return true;
+    return !cutSpaces(value, limit.digits);
+  }
   const fits = limit.kind === "numeric"
     ? (item: string) => numberFits(item, limit.digits)
     : (item: string) => floatKeeps(item, limit.kind === "real");
@@ -104,6 +116,13 @@ export function keepsDigits(limit: DigitLimit, value: unknown): boolean {
     return (text.match(/[^{}[\],"\s:=]+/g) ?? []).every(fits);
   }
   return fits(text);
+}
+
+/** Whether `text` is longer than `length` characters by spaces alone (what PostgreSQL cuts). */
+function cutSpaces(text: string, length: number): boolean {
+  if (text.length <= length) return false;
+  const characters = [...text];
+  return characters.length > length && characters.slice(length).every((c) => c === " ");
 }
 
 /** A date followed by a time of day: hours, minutes, seconds and their fraction. */
@@ -237,6 +256,13 @@ function plainFieldFits(
   start: number,
   end: number,
 ): boolean | undefined {
+  if (limit.kind === "varchar") {
+    // No more bytes than characters allowed: it fits. Else the decoded text
+    // decides (escapes may count a character twice: at worst the chunk
+    // goes as records, which judge exactly).
+    if (end - start <= limit.digits) return true;
+    return !cutSpaces(utf8Decoder.decode(text.subarray(start, end)), limit.digits);
+  }
   let dot = -1;
   for (let i = start; i < end; i++) {
     if (text[i] === 46) {
@@ -257,9 +283,15 @@ function plainFieldFits(
   return last - dot <= limit.digits;
 }
 
+const utf8Decoder = new TextDecoder();
+
 /** The message of a value `limit` would round (what PostgreSQL's own message would be). */
 export function lostDigitsMessage(limit: DigitLimit, value: unknown): string {
   const text = Array.isArray(value) ? JSON.stringify(value) : encodeText(value);
+  if (limit.kind === "varchar") {
+    return `value "${text}" is longer than type ${limit.type} by trailing spaces, which ` +
+      `PostgreSQL would cut without a word; widen the column or trim the value at the source`;
+  }
   if (limit.kind === "real" || limit.kind === "double") {
     return `value "${text}" has more digits than type ${limit.type} keeps: PostgreSQL would ` +
       `store the nearest ${limit.kind === "real" ? "single" : "double"}-precision number; ` +

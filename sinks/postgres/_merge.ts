@@ -302,7 +302,9 @@ async function refuseRounded(
     );
     // numeric_value_out_of_range / datetime_field_overflow, as PostgreSQL would say.
     Object.assign(failure.error, {
-      code: limit.kind === "numeric" || limit.kind === "real" || limit.kind === "double"
+      code: limit.kind === "varchar"
+        ? "22001" // string_data_right_truncation
+        : limit.kind === "numeric" || limit.kind === "real" || limit.kind === "double"
         ? "22003"
         : "22008",
     });

@@ -144,33 +144,39 @@ Deno.test("a row the target refuses in a COPY text chunk is dead-lettered, the r
 
 Deno.test("a COPY text chunk with a value its column would round is written as records, the value dead-lettered", async () => {
   const source = `create table public.people (id int primary key, amount numeric, v timestamptz,
-                    exact numeric(6,2), n int);`;
+                    exact numeric(6,2), n int, name text);`;
   const target = `create table public.people (id int primary key, amount numeric(6,2),
-                    v timestamptz(0), exact numeric(8,2), n int);`;
+                    v timestamptz(0), exact numeric(8,2), n int, name varchar(8));`;
   for (const filled of [false, true]) {
     await using f = await syncFixture(`copy_text_rounding_${filled}`, source, target);
     await using logs = await capturingLogs();
     await f.sourceSql.unsafe(`insert into public.people
       select g, g % 1000 + 0.25, timestamptz '2026-01-01 00:00:00+00' + g * interval '1 s',
-             g % 1000 + 0.5, g from generate_series(1, 60000) g`);
+             g % 1000 + 0.5, g, 'n' || g from generate_series(1, 60000) g`);
     await f.sourceSql.unsafe(`update public.people set amount = 1.2345 where id = 7;
       update public.people set v = '2026-01-01 10:00:00.7+00' where id = 9;
+      update public.people set name = 'Ă¥ngströ   ' where id = 13;
+      update public.people set name = 'Ă¥ngströ' where id = 14;
       update public.people set amount = 1.2300 where id = 11`);
     if (filled) await f.targetSql.unsafe("insert into public.people (id) values (1), (2), (20)");
     const [spec] = await specsFrom(peopleJob(f.source.url, f.target.url));
     const report = await runPipeline(spec, { offsets: new MemoryOffsetStore() });
     assertEquals(report.status, "succeeded", report.error?.message);
-    assertEquals([report.stats.written, report.stats.deadLettered], [59998, 2]);
+    assertEquals([report.stats.written, report.stats.deadLettered], [59997, 3]);
     assertEquals(
       report.validation.every((check) => check.ok),
       true,
       JSON.stringify(report.validation),
     );
     const [{ n }] = await f.targetSql`select count(*)::int as n from people where n is not null`;
-    assertEquals(n, 59998);
+    assertEquals(n, 59997);
     const letters = await f.targetSql<{ key: string; error: string }[]>`
-      select record_key::text as key, error from dead_letters order by 1`;
-    assertEquals(letters.map((letter) => letter.key), ['{"id": 7}', '{"id": 9}']);
+      select record_key::text as key, error from dead_letters order by (record_key->>'id')::int`;
+    assertEquals(letters.map((letter) => letter.key), ['{"id": 7}', '{"id": 9}', '{"id": 13}']);
+    assertMatch(
+      letters[2].error,
+      /\(column "name", key \{"id":13\}\): value "Ă¥ngströ   " is longer than type character varying\(8\) by trailing spaces/,
+    );
     assertMatch(
       letters[0].error,
       /\(column "amount", key \{"id":7\}\): value "1\.2345" has more digits than type numeric\(6,2\)/,
@@ -180,9 +186,11 @@ Deno.test("a COPY text chunk with a value its column would round is written as r
       /\(column "v", key \{"id":9\}\): value "2026-01-01 10:00:00\.7\+00"/,
     );
     const rows = await f
-      .targetSql`select id, amount::text, v::text from people where id in (7, 9, 11) order by id`;
-    assertEquals(rows.map((r) => [r.id, r.amount, r.v]), [
-      [11, "1.23", "2026-01-01 00:00:11+00"],
+      .targetSql`select id, amount::text, v::text, name from people
+                 where id in (7, 9, 11, 13, 14) order by id`;
+    assertEquals(rows.map((r) => [r.id, r.amount, r.v, r.name]), [
+      [11, "1.23", "2026-01-01 00:00:11+00", "n11"],
+      [14, "14.25", "2026-01-01 00:00:14+00", "Ă¥ngströ"],
     ]);
     assertEquals(
       logs.lines.some((line) => line.includes("a value of the chunk would be rounded")),
@@ -217,15 +225,15 @@ Deno.test("a COPY text chunk with an interval its column would cut is checked by
 });
 
 Deno.test("COPY text into columns that keep every digit of the source's type is not checked", async () => {
-  const source =
-    `create table public.people (id int primary key, exact numeric(6,2), v timestamptz(3));`;
-  const target =
-    `create table public.people (id int primary key, exact numeric(8,3), v timestamptz(3));`;
+  const source = `create table public.people (id int primary key, exact numeric(6,2),
+                    v timestamptz(3), name varchar(6));`;
+  const target = `create table public.people (id int primary key, exact numeric(8,3),
+                    v timestamptz(3), name varchar(6));`;
   await using f = await syncFixture("copy_text_no_rounding", source, target);
   await using logs = await capturingLogs();
   await f.sourceSql.unsafe(`insert into public.people
-    select g, g % 1000 + 0.25, timestamptz '2026-01-01 00:00:00.123+00' + g * interval '1 s'
-    from generate_series(1, 1000) g`);
+    select g, g % 1000 + 0.25, timestamptz '2026-01-01 00:00:00.123+00' + g * interval '1 s',
+           'n' || g from generate_series(1, 1000) g`);
   const [spec] = await specsFrom(peopleJob(f.source.url, f.target.url));
   const report = await runPipeline(spec, { offsets: new MemoryOffsetStore() });
   assertEquals(report.status, "succeeded", report.error?.message);

@@ -17,9 +17,26 @@ Deno.test("only types whose modifier can drop digits have a limit", () => {
   for (const type of ["numeric", "timestamp(6) with time zone", "timestamp without time zone"]) {
     assertEquals(digitLimit(type), undefined, type);
   }
-  for (const type of ["interval", "integer", "text", "character varying(3)"]) {
+  for (const type of ["interval", "integer", "text", "character varying", "character(3)"]) {
     assertEquals(digitLimit(type), undefined, type);
   }
+  // Types that drop a time of day, binary digits, or trailing spaces.
+  assertEquals(digitLimit("date")?.kind, "date");
+  assertEquals(digitLimit("real[]")?.kind, "real");
+  assertEquals(digitLimit("double precision")?.kind, "double");
+  assertEquals(digitLimit("character varying(3)")?.digits, 3);
+});
+
+Deno.test("a varchar(n) refuses a value longer by trailing spaces alone, and leaves others to PostgreSQL", () => {
+  const limit = digitLimit("character varying(3)")!;
+  const fits = (value: unknown) => keepsDigits(limit, value);
+  for (const value of ["abc", "ab ", "Ă¥ö", "abcd", "abc x", null, 42]) {
+    assertEquals(fits(value), true, String(value));
+  }
+  for (const value of ["abc ", "a    ", "Ă¥ö  "]) assertEquals(fits(value), false, value);
+  const array = digitLimit("character varying(3)[]")!;
+  assertEquals(keepsDigits(array, ["abc", "ab"]), true);
+  assertEquals(keepsDigits(array, ["abc", "ab   "]), false);
 });
 
 Deno.test("a numeric value fits when no non-zero digit lies past the scale", () => {

@@ -257,9 +257,20 @@ Deno.test("a value longer than its varchar, char or bit column is refused, not c
       row({ id: 4, code: "abc", flag: "x", bits: "101", codes: ["abcd"] }),
       row({ id: 0, code: "upda", flag: "x", bits: "101", codes: ["a"] }), // an update
       row({ id: 5, code: "abc", flag: "xy", bits: "010", codes: ["abc"] }),
+      // Longer by spaces alone: PostgreSQL would cut them without an error.
+      row({ id: 6, code: "ab  ", flag: "x", bits: "101", codes: ["a"] }),
+      row({ id: 7, code: "abc", flag: "x", bits: "101", codes: ["a", "ab    "] }),
     );
     assertEquals(result.written, 1);
-    assertEquals(failures.map((f) => (f.record.key as Row).id), [1, 2, 3, 4, 0]);
+    assertEquals(failures.map((f) => (f.record.key as Row).id), [6, 7, 1, 2, 3, 4, 0]);
+    assertEquals(
+      failures[0].error.message,
+      'Cannot write to table "public.items" (column "code", key {"id":6}): value "ab  " is ' +
+        "longer than type character varying(3) by trailing spaces, which PostgreSQL would cut " +
+        "without a word; widen the column or trim the value at the source",
+    );
+    assertEquals((failures[0].error as Error & { code?: string }).code, "22001");
+    failures.splice(0, 2);
     assertMatch(
       failures[0].error.message,
       /^Cannot write to table "public\.items" \(column "code", key \{"id":1\}\): value too long for type character varying\(3\)$/,
