@@ -13,7 +13,7 @@ import {
   OLD_KEY_HEADER,
   type Row,
   type SluiceRecord,
-  UNAVAILABLE_FIELDS_HEADER,
+  unavailableFields,
 } from "../api/record.ts";
 
 /** Adds a custom issue whose message never quotes the whole config (secrets may be in it). */
@@ -295,29 +295,40 @@ export function typeName(value: unknown): string {
 export const UNAVAILABLE_VALUE = "__debezium_unavailable_value";
 
 /**
- * Which images of a record may lack columns without anything being wrong,
+ * Which fields an image of a record may lack without anything being wrong,
  * because the kind of event leaves them out:
  *
- * - `before` of any change event: with the default replica identity it
- *   holds only the key (and is null for inserts);
- * - `after` of an update (`op` u): an unchanged TOAST value is not sent, so
- *   its column is absent and the target keeps its stored value;
+ * - `before` holding only the record key's fields: a delete's (or a key
+ *   change's) old image under the default replica identity;
+ * - fields the `__sluice.unavailable` header names: values the source did
+ *   not send (an update's unchanged TOAST values, in `after` and in the
+ *   create of an update that changed the key);
  * - a row that `unwrap` rewrote from a delete (`__deleted: "true"`): the
- *   key-only `before` image;
- * - any image of a record whose `__sluice.unavailable` header names fields
- *   the source did not send (the create of an update that changed the key).
+ *   key-only `before` image.
  *
- * Inserts (`c`), snapshot reads (`r`) and batch rows always carry every
- * column, so a field missing from them is a mistake (a typo, a wrong
- * source) and stays an error. Truncates and tombstones carry no row at all.
+ * Anything else lacks a column by mistake: a typo, a wrong source, or a
+ * column renamed at the source, whose values would otherwise pass a mask
+ * in clear under their new name. Inserts (`c`), snapshot reads (`r`) and
+ * batch rows always carry every column; Debezium writes an unchanged TOAST
+ * value as a placeholder, never leaves it out.
  */
-export function mayLackColumns(record: SluiceRecord, image: "before" | "after" | "row"): boolean {
-  if (image === "before") return true;
-  // The source said which fields it did not send (a key change's unchanged TOAST values).
-  if (record.headers?.[UNAVAILABLE_FIELDS_HEADER] !== undefined) return true;
+export function mayLack(
+  record: SluiceRecord,
+  image: "before" | "after" | "row",
+  row: Row,
+): (field: string) => boolean {
+  const unsent = new Set(unavailableFields(record));
+  if (image === "before") {
+    const key = record.key;
+    const identity = key !== null && typeof key === "object" && !Array.isArray(key) &&
+      Object.keys(row).every((field) => field in key);
+    if (identity) return () => true;
+  }
   const value = record.value;
-  if (image === "after") return isChangeEvent(value) && value.op === "u";
-  return isRow(value) && !isChangeEvent(value) && value.__deleted === "true";
+  if (image === "row" && isRow(value) && !isChangeEvent(value) && value.__deleted === "true") {
+    return () => true;
+  }
+  return (field) => unsent.has(field);
 }
 
 /**

@@ -166,16 +166,15 @@ function floatKeeps(text: string, single: boolean): boolean {
   if (given === undefined) return true;
   const value = Number(text.includes("_") ? text.replaceAll("_", "") : text);
   if (!Number.isFinite(value)) return true;
-  let stored = String(value);
-  if (single) {
-    const bits = Math.fround(value);
-    if (!Number.isFinite(bits) || (bits === 0 && value !== 0)) return true;
-    for (let precision = 1; precision <= 9; precision++) {
-      stored = bits.toPrecision(precision);
-      if (Math.fround(Number(stored)) === bits) break;
-    }
+  const bits = single ? Math.fround(value) : value;
+  if (!Number.isFinite(bits) || (bits === 0 && value !== 0)) return true;
+  // The float's value to 1…9 (17) significant digits: PostgreSQL prints the
+  // shortest that reads back, other writers (Java's Float.toString, as
+  // Debezium sends a real) may print more; any of them names the same value.
+  for (let precision = 1; precision <= (single ? 9 : 17); precision++) {
+    if (decimalOf(bits.toPrecision(precision)) === given) return true;
   }
-  return decimalOf(stored) === given;
+  return false;
 }
 
 /** A decimal number's digits and exponent, `-123e-2`, one spelling per value; undefined if none. */

@@ -26,7 +26,10 @@ const source = { schema: "public", table: "profile_360", lsn: 500 };
 /** A delete under REPLICA IDENTITY DEFAULT: `before` holds the key only. */
 const keyOnlyDelete = (): SluiceRecord =>
   changeRecord("d", { before: { ...KEY } }, { key: { ...KEY }, source });
-/** An update of phone; address_line is TOASTed and unchanged, so it is not in `after`. */
+/**
+ * An update of phone; address_line and national_id are TOASTed and unchanged, so not in
+ * `after`, and the header names it (as postgres_cdc does).
+ */
 const toastUpdate = (): SluiceRecord =>
   changeRecord("u", {
     after: {
@@ -36,7 +39,11 @@ const toastUpdate = (): SluiceRecord =>
       status: "approved",
       updated_at: "2026-11-30T10:00:00.000Z",
     },
-  }, { key: { ...KEY }, source: { ...source, lsn: 600 } });
+  }, {
+    key: { ...KEY },
+    source: { ...source, lsn: 600 },
+    headers: { "__sluice.unavailable": '["address_line","national_id"]' },
+  });
 const truncate = (): SluiceRecord =>
   changeRecord("t", {}, { key: null, source: { ...source, lsn: 700 } });
 const tombstone = (): SluiceRecord => ({
@@ -106,12 +113,37 @@ Deno.test("mask masks what a full before image holds, and a key column of a dele
     changeRecord("u", {
       before: { national_id: id, phone: "9876543210" },
       after: { national_id: id },
-    }),
+    }, { headers: { "__sluice.unavailable": '["phone"]' } }),
   );
   assertEquals(images(full), {
     before: { national_id: masked, phone: null },
     after: { national_id: masked },
   });
+});
+
+Deno.test("mask fails an update or a full delete that lacks a masked column the source did not leave out (renamed)", async () => {
+  const transform = await make(mask, {
+    fields: "email,phone",
+    strategy: "hmac",
+    key: "k".repeat(32),
+  });
+  // `email` was renamed `email_address` at the source: the clear value is under the new name.
+  const renamed = { citizen_id: 7, email_address: "asha@example.in", phone: "9876543210" };
+  const update = changeRecord("u", { after: renamed }, { key: { ...KEY } });
+  const error = await assertRejects(() => apply(transform, update));
+  assert(
+    /field "email" is not in a record .*renamed at the source/.test(error.message),
+    error.message,
+  );
+  // REPLICA IDENTITY FULL: the delete's before is a whole row, not the key.
+  const fullDelete = changeRecord("d", { before: renamed }, { key: { ...KEY } });
+  await assertRejects(() => apply(transform, fullDelete));
+  // Named as not sent (unchanged TOAST), the same update passes with the rest masked.
+  const toast = changeRecord("u", { after: { citizen_id: 7, phone: "9876543210" } }, {
+    key: { ...KEY },
+    headers: { "__sluice.unavailable": '["email"]' },
+  });
+  assert(after(await apply(transform, toast)).phone !== "9876543210");
 });
 
 Deno.test("mask skips fields of a row unwrap rewrote from a delete, and Debezium's unavailable-value placeholder", async () => {

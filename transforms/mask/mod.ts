@@ -71,7 +71,7 @@ import { z } from "zod";
 import { defineTransform } from "../../api/plugin.ts";
 import { isChangeEvent, type Row, type SluiceRecord } from "../../api/record.ts";
 import { integer, list } from "../../api/options.ts";
-import { isRow, mapKey, mayLackColumns, UNAVAILABLE_VALUE } from "../_shared.ts";
+import { isRow, mapKey, mayLack, UNAVAILABLE_VALUE } from "../_shared.ts";
 import { type AlphabetName, ALPHABETS } from "./_ff1.ts";
 import { compileRule, type Masker, type MaskRule, STRATEGIES } from "./_strategies.ts";
 import { MaskedSchemas } from "./_schemas.ts";
@@ -334,12 +334,15 @@ export const mask = defineTransform({
       rule,
     ) => [rule.field, compileRule(rule)]);
     const schemas = new MaskedSchemas(new Map(options.rules.map((r) => [r.field, r.strategy])));
-    const maskRow = (record: SluiceRecord, row: Row, partial: boolean): Row => {
+    const maskRow = (record: SluiceRecord, row: Row, image: "before" | "after" | "row"): Row => {
       const out: Row = { ...row };
+      let lacks: ((field: string) => boolean) | undefined;
       for (const [field, masker] of maskers) {
         if (!(field in row)) {
           // Absent because the event kind or TOAST left it out: nothing to mask.
-          if (partial) continue;
+          // Absent otherwise (a column renamed at the source): its values may be
+          // here under another name, so the record fails.
+          if ((lacks ??= mayLack(record, image, row))(field)) continue;
           throw missing(record, field, row);
         }
         // Debezium's stand-in for an unchanged TOAST value is no personal data,
@@ -377,12 +380,11 @@ export const mask = defineTransform({
             ...record,
             value: {
               ...value,
-              before: value.before &&
-                maskRow(record, value.before, mayLackColumns(record, "before")),
-              after: value.after && maskRow(record, value.after, mayLackColumns(record, "after")),
+              before: value.before && maskRow(record, value.before, "before"),
+              after: value.after && maskRow(record, value.after, "after"),
             },
           }
-          : { ...record, value: maskRow(record, value, mayLackColumns(record, "row")) };
+          : { ...record, value: maskRow(record, value, "row") };
         return mapKey(typed(record, masked, changeEvent), maskKey);
       },
     };
@@ -393,6 +395,8 @@ function missing(record: SluiceRecord, field: string, row: Row): Error {
   const columns = Object.keys(row);
   const shown = columns.slice(0, 20).join(", ") + (columns.length > 20 ? ", …" : "");
   return new Error(
-    `mask: field "${field}" is not in a record on "${record.topic}" (its columns: ${shown}); remove it from "fields" or fix the source`,
+    `mask: field "${field}" is not in a record on "${record.topic}" (its columns: ${shown}); ` +
+      `if the column was renamed at the source, mask its new name too; else remove it from ` +
+      `"fields" or fix the source`,
   );
 }
