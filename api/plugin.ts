@@ -747,6 +747,13 @@ export interface SourcePlan {
   readonly warnings?: readonly string[];
   /** What a batch source reads, for people, e.g. `postgres public.profile_360 (incremental)`. */
   readonly reads?: string;
+  /**
+   * What only one pipeline may use, in words that name it whole, e.g.
+   * `replication slot "s" of 127.0.0.1:5432/db`: two pipelines of a
+   * configuration naming the same fail validation (a copied config whose
+   * slot name was left as it was would take the other's slot).
+   */
+  readonly exclusive?: readonly string[];
 }
 
 /**

@@ -158,6 +158,30 @@ export async function routeProblems(
   return problems;
 }
 
+/** Pipelines whose sources claim one exclusive resource (see `SourcePlan.exclusive`), as config issues. */
+export function sharedResourceProblems(
+  specs: readonly PipelineSpec[],
+): { path: string; message: string }[] {
+  const owners = new Map<string, string>();
+  const problems: { path: string; message: string }[] = [];
+  for (const spec of specs) {
+    const plan: SourcePlan = spec.source.plugin.plan?.(spec.source.config as never) ?? {};
+    for (const resource of new Set(plan.exclusive ?? [])) {
+      const owner = owners.get(resource);
+      if (owner === undefined) {
+        owners.set(resource, spec.name);
+        continue;
+      }
+      problems.push({
+        path: `${spec.name}: config.source`,
+        message: `uses ${resource}, which pipeline "${owner}" uses too: only one pipeline ` +
+          `may, so give each its own`,
+      });
+    }
+  }
+  return problems;
+}
+
 /** The sources' warnings about valid but probably unmeant settings, by pipeline. */
 export function configWarnings(specs: readonly PipelineSpec[]): string[] {
   return specs.flatMap((spec) =>

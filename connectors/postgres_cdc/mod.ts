@@ -70,6 +70,7 @@ import {
   type ConnectionConfig,
   connectionOptions,
   connectionUrl,
+  databaseLabel,
 } from "../../drivers/postgres.ts";
 import { Capture } from "./_capture.ts";
 import { CaptureFilter, compilePatterns } from "./_filters.ts";
@@ -346,12 +347,20 @@ export default defineSource({
         ? `database.server.name is deprecated and ignored: topic.prefix "${settings.topicPrefix}" names the topics`
         : `database.server.name is deprecated: use topic.prefix (taken from it: "${settings.topicPrefix}")`,
     ];
+    let database: string | undefined;
+    try {
+      database = databaseLabel(connectionUrl(settings.connection));
+    } catch {
+      database = undefined; // validation says what is wrong with the connection
+    }
     return {
       captures: tables.map((t) => ({
         table: `${t.schema}.${t.table}`,
         topic: topicName(settings.topicPrefix, t.schema, t.table),
       })),
       warnings,
+      // Two pipelines on one slot take it from each other and each misses the other's changes.
+      exclusive: database ? [`replication slot "${settings.slot}" of ${database} (slot.name)`] : [],
     };
   },
   offsets: {

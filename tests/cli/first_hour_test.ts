@@ -358,3 +358,32 @@ Deno.test("plan runs without the secrets of the configs or a broker, and validat
     /- k: config\.database\.password: environment variable "FIRST_HOUR_NO_PASSWORD" is not set/,
   );
 });
+
+Deno.test("validate refuses two pipelines on one replication slot of one database, naming both", async () => {
+  const stream = (name: string, table: string, url = DB) => ({
+    name,
+    config: {
+      "connector.class": "postgres_cdc",
+      "connection.url": url,
+      "topic.prefix": "app",
+      "table.include.list": `public.${table}`,
+      "slot.name": "app_slot",
+      "sink.class": "postgres",
+      "sink.connection.url": DB,
+      "sink.table": `public.${table}`,
+    },
+  });
+  // A copied config whose slot name was left as it was.
+  const copied = await sluiceOn("validate", [stream("orders", "orders"), stream("users", "users")]);
+  assertEquals(copied.code, 2, copied.stderr);
+  assertMatch(
+    copied.stderr,
+    /- users: config\.source: uses replication slot "app_slot" of 127\.0\.0\.1:5432\/d \(slot\.name\), which pipeline "orders" uses too/,
+  );
+  // The same slot name on another database is another slot.
+  const other = await sluiceOn("validate", [
+    stream("orders", "orders"),
+    stream("users", "users", "postgres://u@127.0.0.1:5432/other"),
+  ]);
+  assertEquals(other.code, 0, other.stderr);
+});
