@@ -10,7 +10,8 @@ const UUID = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}";
 /**
  * Replaces `path` with `text` so that readers see the old or the new content,
  * whole: the text goes to a temporary file, which is synced, then renamed
- * over `path`. Missing folders are created.
+ * over `path`. Missing folders are created. The file is readable and
+ * writable by its owner only (mode 0600).
  *
  * @example Keeping a plugin's state in a file
  * ```ts
@@ -45,7 +46,8 @@ export async function writeAtomically(path: string, text: string): Promise<void>
  * then, not before every write (offsets are written once per batch).
  */
 async function createFile(path: string): Promise<Deno.FsFile> {
-  const options = { write: true, create: true, truncate: true };
+  // Owner only: state files hold watermarks with source keys, configs hold passwords.
+  const options = { write: true, create: true, truncate: true, mode: 0o600 };
   try {
     return await Deno.open(path, options);
   } catch (error) {

@@ -80,7 +80,8 @@ export function fileDeadLetters(path: string): DeadLetterWriter {
       ).join("");
       const next = tail.then(() =>
         withFileLock(path, async () => {
-          const file = await Deno.open(path, { append: true, create: true });
+          // Owner only: dead letters may hold personal data in clear (failed before a mask).
+          const file = await Deno.open(path, { append: true, create: true, mode: 0o600 });
           try {
             await file.write(new TextEncoder().encode(text));
             await file.sync();
@@ -167,7 +168,9 @@ function letterOf(entry: FileEntry, id: string): StoredDeadLetter {
 async function rewrite(path: string, lines: readonly string[]): Promise<void> {
   const temporary = `${path}.${newId()}.tmp`;
   try {
-    await Deno.writeTextFile(temporary, lines.map((line) => line + "\n").join(""));
+    await Deno.writeTextFile(temporary, lines.map((line) => line + "\n").join(""), {
+      mode: 0o600,
+    });
     const file = await Deno.open(temporary, { read: true, write: true });
     try {
       await file.sync();

@@ -18,6 +18,7 @@ import { watchDeadLetterSizes } from "../../core/dead_letter_queue.ts";
 import { kafkaDeadLetterTopics } from "../../sinks/kafka.ts";
 import { kafkaDeadLetterStores } from "../../connectors/kafka_dead_letters.ts";
 import { fileDeadLetters, fileDeadLetterStore } from "../../core/_dead_letters.ts";
+import { writeAtomically } from "../../api/files.ts";
 import type { StoredDeadLetter } from "../../api/dead_letters.ts";
 import { waitUntil } from "../_wait.ts";
 import { uniqueSlot, waitForActiveSlot } from "../_cdc.ts";
@@ -255,6 +256,12 @@ Deno.test("a dead-letter file rewritten by sluice dlq while a pipeline appends t
   const remaining = await store.count("p");
   assert(removed > 0, "the test removed nothing while appending");
   assertEquals(remaining + removed, 200);
+  // Dead letters may hold personal data in clear: the owner alone reads the file,
+  // appended to or rewritten.
+  assertEquals((await Deno.stat(path)).mode! & 0o777, 0o600);
+  const offsets = `${dir}/state/offsets.json`;
+  await writeAtomically(offsets, "{}");
+  assertEquals((await Deno.stat(offsets)).mode! & 0o777, 0o600);
   await Deno.remove(dir, { recursive: true });
 });
 
