@@ -748,6 +748,13 @@ export interface SourcePlan {
   /** What a batch source reads, for people, e.g. `postgres public.profile_360 (incremental)`. */
   readonly reads?: string;
   /**
+   * Every topic its records carry, when the config alone tells them all (a
+   * table's job, a list of plainly named tables or topics); undefined when
+   * it cannot (a pattern, a query). Validation warns of a masking step
+   * whose predicate holds for none of them: it would hide nothing.
+   */
+  readonly emits?: readonly string[];
+  /**
    * What only one pipeline may use, in words that name it whole, e.g.
    * `replication slot "s" of 127.0.0.1:5432/db`: two pipelines of a
    * configuration naming the same fail validation (a copied config whose

@@ -239,7 +239,7 @@ async function validate(paths: string[], settings: WorkerSettings) {
       : "batch, on demand";
     console.log(`${spec.name}: ${chain} [${when}]`);
   }
-  for (const warning of configWarnings(specs)) console.log(`warning: ${warning}`);
+  for (const warning of await configWarnings(specs)) console.log(`warning: ${warning}`);
   console.log(`${specs.length} pipeline(s) valid.`);
   return 0;
 }
@@ -266,7 +266,9 @@ async function run(
     import("./summary.ts"),
   ]);
   const specs = await loadWithBuiltins(paths, settings, registry);
-  for (const warning of configWarnings(specs)) getLogger(["sluice", "config"]).warn(warning);
+  for (const warning of await configWarnings(specs)) {
+    getLogger(["sluice", "config"]).warn(warning);
+  }
   const ops = await prepareOperations(
     specs,
     paths,

@@ -257,7 +257,10 @@ export default defineSource({
   plan(settings) {
     const subscription = settings.subscription;
     const topics = "topics" in subscription ? subscription.topics : undefined;
-    return { subscribes: { topics, pattern: settings.topicsRegex } };
+    return {
+      subscribes: { topics, pattern: settings.topicsRegex },
+      ...(topics && !settings.topicsRegex ? { emits: topics } : {}),
+    };
   },
   config: schema,
   offsets: {

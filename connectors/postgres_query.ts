@@ -288,7 +288,9 @@ export default defineSource({
   plan(settings) {
     const what = settings.table ? `${settings.table.schema}.${settings.table.table}` : "query";
     const how = settings.incremental ? `incremental on ${settings.timestampColumn}` : "full";
-    return { reads: `postgres ${what} (${how})` };
+    const table = settings.table && `${settings.table.schema}.${settings.table.table}`;
+    const topic = settings.topic ?? table;
+    return { reads: `postgres ${what} (${how})`, ...(topic ? { emits: [topic] } : {}) };
   },
   offsets: {
     list: (settings, stored) => Promise.resolve(listWatermark(settings, stored)),

@@ -183,13 +183,62 @@ export function sharedResourceProblems(
 }
 
 /** The sources' warnings about valid but probably unmeant settings, by pipeline. */
-export function configWarnings(specs: readonly PipelineSpec[]): string[] {
-  return specs.flatMap((spec) =>
-    [
-      ...(spec.source.plugin.plan?.(spec.source.config as never)?.warnings ?? []),
-      ...clearDeadLetterWarnings(spec),
-      ...clearWatermarkWarnings(spec),
-    ].map((warning) => `${spec.name}: ${warning}`)
+export async function configWarnings(specs: readonly PipelineSpec[]): Promise<string[]> {
+  const warnings: string[] = [];
+  for (const spec of specs) {
+    for (
+      const warning of [
+        ...(spec.source.plugin.plan?.(spec.source.config as never)?.warnings ?? []),
+        ...clearDeadLetterWarnings(spec),
+        ...clearWatermarkWarnings(spec),
+        ...await idleMaskWarnings(spec),
+      ]
+    ) warnings.push(`${spec.name}: ${warning}`);
+  }
+  return warnings;
+}
+
+/**
+ * A step that hides data (a mask) behind a predicate that holds for none
+ * of the topics the source's records carry (followed through the steps
+ * before it, a route among them): it would hide nothing, and what it was
+ * meant to hide would pass in clear. Often a typo in the topic pattern.
+ */
+async function idleMaskWarnings(spec: PipelineSpec): Promise<string[]> {
+  const guarded = spec.transforms.filter((step) => step.plugin.hidesData && step.predicate);
+  if (guarded.length === 0) return [];
+  const topics = spec.source.plugin.plan?.(spec.source.config as never)?.emits;
+  if (!topics?.length) return [];
+  const applied = new Set<string>();
+  const context: PluginContext = {
+    pipeline: spec.name,
+    logger: getLogger(["sluice", "plan"]),
+    signal: new AbortController().signal,
+  };
+  for (const topic of topics) {
+    let record: SluiceRecord | null = { topic, key: null, value: null };
+    for (const step of spec.transforms) {
+      if (!record) break;
+      if (step.predicate) {
+        const predicate = step.predicate.plugin.create(step.predicate.config, context);
+        if (predicate(record) === step.negate) continue;
+      }
+      applied.add(step.alias);
+      const transform = await step.plugin.create(step.config, context);
+      try {
+        record = await transform.apply(record);
+      } catch {
+        // A transform that needs a value (a mask, a cast) leaves the topic alone.
+      } finally {
+        await transform.close?.();
+      }
+    }
+  }
+  const shown = topics.slice(0, 5).join(", ") + (topics.length > 5 ? ", …" : "");
+  return guarded.filter((step) => !applied.has(step.alias)).map((step) =>
+    `"${step.alias}" (${step.plugin.name}) applies only where predicate ` +
+    `"${step.predicate!.alias}" ${step.negate ? "does not hold" : "holds"}, which is on none ` +
+    `of the pipeline's topics (${shown}): it hides nothing, and its fields pass in clear`
   );
 }
 

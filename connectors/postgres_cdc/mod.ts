@@ -359,6 +359,10 @@ export default defineSource({
         topic: topicName(settings.topicPrefix, t.schema, t.table),
       })),
       warnings,
+      // Every entry a plain name: those tables are all it captures.
+      ...(tables.length > 0 && tables.length === settings.tableIncludeList.length
+        ? { emits: tables.map((t) => topicName(settings.topicPrefix, t.schema, t.table)) }
+        : {}),
       // Two pipelines on one slot take it from each other and each misses the other's changes.
       exclusive: database ? [`replication slot "${settings.slot}" of ${database} (slot.name)`] : [],
     };

@@ -196,3 +196,38 @@ Deno.test("validate warns when an incremental job masks a key column and keeps i
   assertEquals(await warnings({ "offset.storage": "file" }), []);
   assertEquals(await warnings({ "transforms.hide.fields": "name" }), []);
 });
+
+Deno.test("validate warns of a mask whose predicate holds for none of the pipeline's topics", async () => {
+  const config = {
+    "connector.class": "postgres_query",
+    "connection.url": "postgres://u@127.0.0.1:5432/w",
+    table: "public.customers",
+    transforms: "hide",
+    "transforms.hide.type": "mask",
+    "transforms.hide.fields": "email",
+    "transforms.hide.strategy": "redact",
+    "transforms.hide.predicate": "cust",
+    predicates: "cust",
+    "predicates.cust.type": "topic_name_matches",
+    "sink.class": "postgres",
+    "sink.connection.url": "postgres://u@127.0.0.1:5432/c",
+    "sink.table": "public.customers",
+  };
+  const warnings = warningsOf(config);
+  // A typo: "customer" for "customers".
+  assertEquals(await warnings({ "predicates.cust.pattern": "public\\.customer" }), [
+    'p: "hide" (mask) applies only where predicate "cust" holds, which is on none of the pipeline\'s topics (public.customers): it hides nothing, and its fields pass in clear',
+  ]);
+  assertEquals(await warnings({ "predicates.cust.pattern": "public\\.customers" }), []);
+  // Matched after a route that comes first: the mask applies.
+  assertEquals(
+    await warnings({
+      "predicates.cust.pattern": "crm\\.customers",
+      transforms: "route,hide",
+      "transforms.route.type": "route",
+      "transforms.route.regex": "public\\.(.*)",
+      "transforms.route.replacement": "crm.$1",
+    }),
+    [],
+  );
+});
