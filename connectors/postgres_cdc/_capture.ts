@@ -56,6 +56,7 @@ import {
   publishedTables,
   type SlotInfo,
   type TableRef,
+  warnOfGeneratedColumns,
   whileSlotWaits,
 } from "./_slot.ts";
 import { type DecimalMode, type TimeMode, ValueDecoders } from "./_values.ts";
@@ -278,13 +279,14 @@ export class Capture {
       settings.lagPollIntervalMs ?? 0,
       this.#logger,
     );
-    const { newlyPublished } = await preparePublication(
+    const { newlyPublished, generated } = await preparePublication(
       meta,
       settings.publication,
       settings.autocreate,
       settings.filter,
       this.#logger,
     );
+    this.#generatedWarned = new Set(generated);
     await this.#checkSignalTable(meta);
     const slot = await this.#existingSlot(meta, db);
     const stored = this.#stored;
@@ -582,9 +584,11 @@ export class Capture {
       case "relation": {
         // Only a Relation message waits (for catalog lookups).
         const before = catalog.get(message.relation.oid);
-        return catalog.define(message.relation).then((after) =>
-          this.#warnOfGoneColumns(before, after)
-        );
+        return catalog.define(message.relation).then((after) => {
+          this.#warnOfGoneColumns(before, after);
+          // A new shape of a captured table may have a generated column since.
+          if (before && after.captured) return this.#warnOfNewGeneratedColumns(after);
+        });
       }
       case "begin":
         tracker.begin(message);
@@ -763,6 +767,21 @@ export class Capture {
         table: `${after.relation.schema}.${after.relation.table}`,
       },
     );
+  }
+
+  /** Generated columns named in a warning already (`schema.table.column`). */
+  #generatedWarned = new Set<string>();
+
+  /** Warns of generated columns added to a captured table while it streams. */
+  async #warnOfNewGeneratedColumns(info: TableInfo): Promise<void> {
+    if (!this.#meta) return;
+    const now = await warnOfGeneratedColumns(
+      this.#meta,
+      [info.relation.oid],
+      this.#logger,
+      this.#generatedWarned,
+    ).catch(() => new Set<string>()); // a warning is not worth failing the stream for
+    for (const name of now) this.#generatedWarned.add(name);
   }
 
   /** Every yielded batch was committed and nothing waits in the buffer. */

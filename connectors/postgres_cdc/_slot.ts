@@ -288,6 +288,8 @@ export interface PreparedPublication {
    * streamed, and only a snapshot copies them.
    */
   readonly newlyPublished: readonly TableRef[];
+  /** The captured tables' generated columns, `schema.table.column`, named in a warning already. */
+  readonly generated: ReadonlySet<string>;
 }
 
 /** The publication's flags, when it exists. */
@@ -390,23 +392,25 @@ async function preparePublicationOnce(
     }
   }
   await checkArrival(sql, name, captured, all, filter, logger);
-  await warnOfGeneratedColumns(sql, captured, logger);
-  return { newlyPublished };
+  const generated = await warnOfGeneratedColumns(sql, captured.map((t) => t.oid), logger);
+  return { newlyPublished, generated };
 }
 
 /**
- * Warns of the captured tables' generated columns: logical decoding carries
+ * Warns of the generated columns of the tables `oids` not in `known`
+ * (`schema.table.column`), and answers all of them: logical decoding carries
  * no generated column's value (PostgreSQL 17 and older), so their events
  * leave them out, and the snapshot does too, to match. A target column of
  * the same name would stay NULL without a word unless it is generated
  * there as well, which the warning spells out.
  */
-async function warnOfGeneratedColumns(
+export async function warnOfGeneratedColumns(
   sql: Sql,
-  captured: readonly CatalogTable[],
+  oids: readonly number[],
   logger: Logger,
-): Promise<void> {
-  if (captured.length === 0) return;
+  known: ReadonlySet<string> = new Set(),
+): Promise<Set<string>> {
+  if (oids.length === 0) return new Set();
   const rows = await sql<{ table: string; column: string; definition: string }[]>`
     select format('%I.%I', n.nspname, c.relname) as table, a.attname as column,
            format('%I %s generated always as (%s) stored', a.attname,
@@ -416,17 +420,20 @@ async function warnOfGeneratedColumns(
     join pg_class c on c.oid = a.attrelid
     join pg_namespace n on n.oid = c.relnamespace
     left join pg_attrdef d on d.adrelid = a.attrelid and d.adnum = a.attnum
-    where a.attrelid = any(${captured.map((t) => t.oid)}::oid[]) and a.attnum > 0
+    where a.attrelid = any(${oids as number[]}::oid[]) and a.attnum > 0
       and not a.attisdropped and a.attgenerated <> ''
     order by 1, a.attnum`;
-  if (rows.length === 0) return;
+  const named = new Set(rows.map((row) => `${row.table}.${row.column}`));
+  const fresh = rows.filter((row) => !known.has(`${row.table}.${row.column}`));
+  if (fresh.length === 0) return named;
   logger.warn(
     "Generated columns {columns} are left out of change events and snapshot rows: PostgreSQL's logical decoding does not carry their values. A target column of the same name keeps its default (NULL) unless it is generated there too: {definitions}",
     {
-      columns: rows.map((row) => `${row.table}.${row.column}`).join(", "),
-      definitions: rows.map((row) => `${row.table}: ${row.definition}`).join("; "),
+      columns: fresh.map((row) => `${row.table}.${row.column}`).join(", "),
+      definitions: fresh.map((row) => `${row.table}: ${row.definition}`).join("; "),
     },
   );
+  return named;
 }
 
 /** Refuses, naming them, partitioned tables on a server that cannot publish them via their root. */

@@ -645,6 +645,17 @@ Deno.test("postgres_cdc names generated columns it cannot carry, and a generated
       warnings[0],
       /public\.items\.total .*generated there too: public\.items: total integer generated always as \(\(?qty \* 2\)?\) stored/,
     );
+    // One added while the table streams is named when its new shape arrives, alone.
+    await f.targetSql`alter table items add column triple int`;
+    await f.sourceSql`alter table items add column triple int generated always as (qty * 3) stored`;
+    await f.sourceSql`insert into items (id, name, qty) values (3, 'after', 1)`;
+    await waitUntil(
+      "the third row",
+      async () => (await f.targetSql`select 1 from items where id = 3`).length === 1,
+    );
+    const later = logs.lines.filter((line) => line.includes("Generated columns"));
+    assertEquals(later.length, 2, logs.lines.join("\n"));
+    assertMatch(later[1], /^Generated columns public\.items\.triple are left out/);
   } finally {
     const report = await stream.stop();
     assertEquals(report.status, "stopped", report.error?.message);
