@@ -37,10 +37,17 @@ export function decodeBySchema(schema: ConnectSchema | null | undefined, value: 
       return typeof value === "string" ? Uint8Array.fromBase64(value) : value;
     case "struct":
       return decodeStruct(schema, value);
-    case "array":
-      return Array.isArray(value) && schema.items
-        ? value.map((item) => decodeBySchema(schema.items, item))
-        : value;
+    case "array": {
+      if (!Array.isArray(value) || !schema.items) return value;
+      // A multidimensional PostgreSQL array nests under a schema that names
+      // only its element, as Sluice's producer writes it: each level alike.
+      const nests = schema.items.type !== "array";
+      return value.map((item) =>
+        nests && Array.isArray(item)
+          ? decodeBySchema(schema, item)
+          : decodeBySchema(schema.items, item)
+      );
+    }
     default:
       return value;
   }

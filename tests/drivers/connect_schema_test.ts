@@ -4,6 +4,7 @@
  */
 import { assertEquals } from "../_assert.ts";
 import { decimalText, decodeBySchema } from "../../drivers/connect_schema.ts";
+import { payloadJson } from "../../drivers/connect_json.ts";
 
 Deno.test("decimals decode from unscaled two's-complement bytes to exact text", () => {
   assertEquals(decimalText(Uint8Array.from([0x30, 0x39]), 2), "123.45");
@@ -78,4 +79,18 @@ Deno.test("a Debezium after image decodes bytes, decimals and temporal types by 
     decodeBySchema({ type: "struct", fields: [{ field: "id", type: "int32" }] }, plain) === plain,
     true,
   );
+});
+
+Deno.test("a multidimensional array of decimals comes back from the JSON Sluice's producer writes", () => {
+  const schema = {
+    type: "array",
+    items: {
+      type: "bytes",
+      name: "org.apache.kafka.connect.data.Decimal",
+      parameters: { scale: "3" },
+    },
+  };
+  const value = [["1.000", "2.000"], ["3.500", "-4.250"]];
+  const payload = JSON.parse(payloadJson(schema, value));
+  assertEquals(decodeBySchema(schema, payload), value);
 });
