@@ -58,6 +58,7 @@ import {
   connectionUrl,
   databaseLabel,
   isConnectionError,
+  isLoginError,
   keyColumnsProblem,
   parseTableName,
   primaryKeyColumns,
@@ -404,6 +405,14 @@ class QueryReader {
       if (isConnectionError(error)) {
         throw new RetriableError(
           `Cannot read from the source database ${databaseLabel(this.#settings.url)}: ${
+            redactSecrets((error as Error).message)
+          }`,
+          { cause: error },
+        );
+      }
+      if (isLoginError(error)) {
+        throw new Error(
+          `Cannot connect to the source database ${databaseLabel(this.#settings.url)}: ${
             redactSecrets((error as Error).message)
           }`,
           { cause: error },

@@ -463,6 +463,16 @@ export async function keyColumnsProblem(
 }
 
 /**
+ * Whether the server refused the login itself (no such role, a wrong
+ * password, no such database, not allowed to connect): nothing to retry,
+ * and the message should say which database refused it.
+ */
+export function isLoginError(error: unknown): boolean {
+  const code = (error as { code?: string })?.code ?? "";
+  return code === "28000" || code === "28P01" || code === "3D000";
+}
+
+/**
  * Whether an error from postgres.js means the server could not be reached or
  * the connection broke (worth retrying), rather than a problem with the data.
  */

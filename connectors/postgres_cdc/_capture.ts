@@ -34,7 +34,13 @@ import { RetriableError, StandbyError } from "../../api/errors.ts";
 import { advisoryLockKey } from "../../drivers/pg_cluster.ts";
 import type { JsonValue, SluiceRecord } from "../../api/record.ts";
 import type { SourceBatch } from "../../api/plugin.ts";
-import { connect, databaseLabel, isConnectionError, type Sql } from "../../drivers/postgres.ts";
+import {
+  connect,
+  databaseLabel,
+  isConnectionError,
+  isLoginError,
+  type Sql,
+} from "../../drivers/postgres.ts";
 import {
   type ChangePosition,
   changeRecords,
@@ -950,6 +956,12 @@ function classify(error: unknown, where: string): unknown {
   if (isConnectionError(error) || code === "55006" || code === "53300") {
     return new RetriableError(
       `Change capture from the source database ${where} interrupted: ${(error as Error).message}`,
+      { cause: error },
+    );
+  }
+  if (isLoginError(error)) {
+    return new Error(
+      `Cannot connect to the source database ${where}: ${(error as Error).message}`,
       { cause: error },
     );
   }
