@@ -478,7 +478,7 @@ export class Runtime implements AsyncDisposable {
       claim = await coordinator.claim(spec.name, tick);
     } catch (error) {
       throw new Error(
-        `Cannot coordinate ${spec.name} with the other workers: ${errorMessage(error)}`,
+        `Cannot start ${spec.name}: ${errorMessage(error)}`,
         { cause: error },
       );
     }

@@ -283,7 +283,7 @@ Deno.test("a connection error names the side and the database that failed, never
       sink.stdout,
       new RegExp(
         // The job's locks and ticks live in its sink database (no --cluster-url): that fails first.
-        `where: Cannot coordinate where with the other workers: cannot use the sink database ${wrongDb.host}/no_such_database, where jobs coordinate unless --cluster-url names another: database "no_such_database" does not exist`,
+        `where: Cannot start where: cannot use the sink database ${wrongDb.host}/no_such_database, where jobs coordinate unless --cluster-url names another: database "no_such_database" does not exist`,
       ),
     );
     assert(!`${source.stdout}${source.stderr}${sink.stdout}${sink.stderr}`.includes("s3cret-pw"));
