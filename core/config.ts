@@ -1024,6 +1024,21 @@ async function resolveStep<K extends "transform" | "predicate">(
   return config === undefined ? undefined : { reference: type, plugin, config };
 }
 
+/**
+ * Options of Kafka Connect's and Debezium's JDBC sinks that Sluice spells
+ * otherwise, with what to write instead (`%s`: the key prefix as written,
+ * such as `sink.`): people bring their connector JSON along.
+ */
+const FOREIGN_OPTIONS: Record<string, string> = {
+  "pk.mode": 'upserts are keyed by the target\'s primary key, or by "%sprimary.key.fields"',
+  "primary.key.mode":
+    'upserts are keyed by the target\'s primary key, or by "%sprimary.key.fields"',
+  "pk.fields": 'write "%sprimary.key.fields"',
+  "delete.enabled": 'deletes follow "%sdelete.mode": "soft" (the default), "hard" or "none"',
+  "quote.identifiers": "identifiers are always quoted",
+  "quote.sql.identifiers": "identifiers are always quoted",
+};
+
 /** Parses `input` with `schema`, reporting each issue under `pathPrefix`. */
 function parseWith<T extends z.ZodType>(
   schema: T,
@@ -1045,9 +1060,11 @@ function parseWith<T extends z.ZodType>(
       for (const key of issue.keys) {
         unknown.add(key);
         const hint = closestKey(written + key, candidates);
+        const foreign = FOREIGN_OPTIONS[key]?.replaceAll("%s", written);
         report(
           `${pathPrefix}${key}`,
-          `is not an option of ${owner}` + (hint ? ` (did you mean "${hint}"?)` : ""),
+          `is not an option of ${owner}` +
+            (hint ? ` (did you mean "${hint}"?)` : foreign ? ` (${foreign})` : ""),
         );
       }
       continue;

@@ -387,3 +387,28 @@ Deno.test("validate refuses two pipelines on one replication slot of one databas
   ]);
   assertEquals(other.code, 0, other.stderr);
 });
+
+Deno.test("Kafka Connect JDBC sink options Sluice spells otherwise say what to write instead", async () => {
+  const { code, stderr } = await sluiceOn("validate", {
+    name: "j",
+    config: {
+      "connector.class": "kafka",
+      topics: "orders",
+      "bootstrap.servers": "127.0.0.1:9092",
+      "sink.class": "postgres",
+      "sink.connection.url": DB,
+      "sink.table": "public.orders",
+      "sink.pk.mode": "record_key",
+      "sink.delete.enabled": "true",
+    },
+  });
+  assertEquals(code, 2);
+  assertMatch(
+    stderr,
+    /- j: config\.sink\.pk\.mode: is not an option of sink "postgres" \(upserts are keyed by the target's primary key, or by "sink\.primary\.key\.fields"\)/,
+  );
+  assertMatch(
+    stderr,
+    /config\.sink\.delete\.enabled: .*"sink\.delete\.mode": "soft" \(the default\), "hard" or "none"/,
+  );
+});
