@@ -99,6 +99,11 @@ export function digitLimit(type: string): DigitLimit | undefined {
 export function keepsDigits(limit: DigitLimit, value: unknown): boolean {
   if (value === null || value === undefined) return true;
   if (Array.isArray(value)) return value.every((item) => keepsDigits(limit, item));
+  // A number is a double already: a double column keeps it, a real one when its bits fit.
+  if (
+    typeof value === "number" &&
+    (limit.kind === "double" || (limit.kind === "real" && Math.fround(value) === value))
+  ) return true;
   const text = encodeText(value);
   if (text === null) return true;
   if (limit.kind === "seconds") return secondsFit(text, limit.digits);
@@ -168,6 +173,7 @@ function floatKeeps(text: string, single: boolean): boolean {
   if (!Number.isFinite(value)) return true;
   const bits = single ? Math.fround(value) : value;
   if (!Number.isFinite(bits) || (bits === 0 && value !== 0)) return true;
+  if (!single && decimalOf(String(bits)) === given) return true; // the shortest spelling
   // The float's value to 1…9 (17) significant digits: PostgreSQL prints the
   // shortest that reads back, other writers (Java's Float.toString, as
   // Debezium sends a real) may print more; any of them names the same value.
