@@ -173,7 +173,9 @@ function floatKeeps(text: string, single: boolean): boolean {
   if (!Number.isFinite(value)) return true;
   const bits = single ? Math.fround(value) : value;
   if (!Number.isFinite(bits) || (bits === 0 && value !== 0)) return true;
-  if (!single && decimalOf(String(bits)) === given) return true; // the shortest spelling
+  // A real holds the value exactly (a float's bits spelt as a double), or
+  // a double's shortest spelling: nothing is lost.
+  if (bits === value && (single || decimalOf(String(bits)) === given)) return true;
   // The float's value to 1…9 (17) significant digits: PostgreSQL prints the
   // shortest that reads back, other writers (Java's Float.toString, as
   // Debezium sends a real) may print more; any of them names the same value.

@@ -107,3 +107,20 @@ Deno.test("COPY text is checked field by field, nulls and unchecked fields aside
   assertEquals(copyTextKeepsDigits(text(["1\t1.25", "2\t2.5"]), 2, lastField), true);
   assertEquals(copyTextKeepsDigits(text(["1\t1.25", "2\t2.555"]), 2, lastField), false);
 });
+
+Deno.test("a real or double column refuses only what it would not read back", () => {
+  const real = digitLimit("real")!, double = digitLimit("double precision")!;
+  // A float's bits however spelt (shortest, Java's nine digits, as a double), and a number.
+  for (const value of ["0.1", "1.17549435e-38", "0.10000000149011612", 0.10000000149011612, 1.5]) {
+    assertEquals(keepsDigits(real, value), true, String(value));
+  }
+  for (const value of ["0.123456789", "16777217", 16777217, 0.1 + 0.2]) {
+    assertEquals(keepsDigits(real, value), false, String(value));
+  }
+  for (const value of ["0.1", "0.30000000000000004", 0.1 + 0.2, "1e308", "NaN"]) {
+    assertEquals(keepsDigits(double, value), true, String(value));
+  }
+  for (const value of ["0.12345678901234567890", "9007199254740993"]) {
+    assertEquals(keepsDigits(double, value), false, value);
+  }
+});
