@@ -101,8 +101,16 @@ function matches(plan: SourcePlan, topic: string): boolean {
   return subscribes.pattern !== undefined && new RegExp(`^(?:${subscribes.pattern})$`).test(topic);
 }
 
-/** Passes a probe record through the pipeline's transforms; returns its final topic. */
-async function routeTopic(spec: PipelineSpec, topic: string): Promise<string | null> {
+/**
+ * Passes a probe record through the pipeline's transforms; returns its
+ * final topic. `applied` collects the aliases of the steps it went through
+ * (whose predicate let it in).
+ */
+async function routeTopic(
+  spec: PipelineSpec,
+  topic: string,
+  applied?: Set<string>,
+): Promise<string | null> {
   let record: SluiceRecord | null = { topic, key: null, value: null };
   const context: PluginContext = {
     pipeline: spec.name,
@@ -115,6 +123,7 @@ async function routeTopic(spec: PipelineSpec, topic: string): Promise<string | n
       const predicate = step.predicate.plugin.create(step.predicate.config, context);
       if (predicate(record) === step.negate) continue;
     }
+    applied?.add(step.alias);
     const transform = await step.plugin.create(step.config, context);
     try {
       record = await transform.apply(record);
@@ -210,30 +219,7 @@ async function idleMaskWarnings(spec: PipelineSpec): Promise<string[]> {
   const topics = spec.source.plugin.plan?.(spec.source.config as never)?.emits;
   if (!topics?.length) return [];
   const applied = new Set<string>();
-  const context: PluginContext = {
-    pipeline: spec.name,
-    logger: getLogger(["sluice", "plan"]),
-    signal: new AbortController().signal,
-  };
-  for (const topic of topics) {
-    let record: SluiceRecord | null = { topic, key: null, value: null };
-    for (const step of spec.transforms) {
-      if (!record) break;
-      if (step.predicate) {
-        const predicate = step.predicate.plugin.create(step.predicate.config, context);
-        if (predicate(record) === step.negate) continue;
-      }
-      applied.add(step.alias);
-      const transform = await step.plugin.create(step.config, context);
-      try {
-        record = await transform.apply(record);
-      } catch {
-        // A transform that needs a value (a mask, a cast) leaves the topic alone.
-      } finally {
-        await transform.close?.();
-      }
-    }
-  }
+  for (const topic of topics) await routeTopic(spec, topic, applied);
   const shown = topics.slice(0, 5).join(", ") + (topics.length > 5 ? ", …" : "");
   return guarded.filter((step) => !applied.has(step.alias)).map((step) =>
     `"${step.alias}" (${step.plugin.name}) applies only where predicate ` +
