@@ -22,10 +22,14 @@
  * ## Acknowledgements
  *
  * The flush LSN sent in Standby Status Updates is the `lsn` of the last
- * offset the pipeline committed (after the sink made it durable). When
- * nothing is in flight (every yielded batch committed, nothing buffered), it
- * is the position reached so far, including keepalives' WAL end, so an idle
- * or filtered slot does not hold WAL.
+ * offset the pipeline committed (after the sink made it durable), never
+ * more: so the slot's `confirmed_flush_lsn` is never past the stored offset,
+ * and a start that finds it past (or the slot gone) knows something else
+ * consumed the slot (`offset.mismatch.strategy`). So that an idle or
+ * filtered slot does not hold WAL, the position reached while nothing is in
+ * flight (including keepalives' WAL end) is stored as an offset-only batch
+ * every `status.update.interval.ms`, and at once when the server asks for a
+ * reply (it does so when it shuts down).
  *
  * @module
  */
@@ -79,6 +83,12 @@ export interface CaptureSettings {
   readonly publication: string;
   readonly autocreate: AutocreateMode;
   readonly snapshotMode: "initial" | "never" | "when_needed" | "initial_only";
+  /**
+   * A stored offset the slot has moved past (or a slot gone while an offset
+   * is stored) stops the start, unless `snapshotMode` is when_needed; false:
+   * a warning, and the stream goes on from the slot.
+   */
+  readonly trustOffset: boolean;
   readonly maxBatchSize: number;
   readonly maxBatchBytes: number;
   readonly pollIntervalMs: number;
@@ -187,6 +197,8 @@ export class Capture {
   #lastSentFlush = -1n;
   #lastOffsetLsn = -1n;
   #pendingSignal?: PendingSignal;
+  /** The server asked for a reply: store an idle position now rather than at the next interval. */
+  #replyRequested = false;
 
   constructor(
     settings: CaptureSettings,
@@ -304,11 +316,18 @@ export class Capture {
       return;
     }
     if (this.#closed) return; // stopped meanwhile: open nothing more
+    const gap = offsetGap(stored, slot, settings.dropSlotOnStop);
     let start: bigint;
-    if (snapshotNeeded(mode, stored, slot)) {
+    if (snapshotNeeded(mode, stored, slot, gap)) {
+      if (gap) {
+        this.#logger.warn(
+          `${describeGap(settings.slot, gap)}: taking a new snapshot (snapshot.mode when_needed)`,
+        );
+      }
       start = yield* this.#snapshot(meta, replication, slot, catalog, events);
       if (mode === "initial_only" || this.#signal.aborted) return;
     } else {
+      if (gap) this.#onOffsetGap(gap);
       // Without a stored offset, snapshot.mode never asked for no copy at all.
       if (stored) this.#warnOfUncopiedRows(newlyPublished);
       start = await this.#resumeSlot(meta, replication, slot);
@@ -465,6 +484,25 @@ export class Capture {
     );
   }
 
+  /**
+   * The changes between the stored offset and the slot's position cannot be
+   * read again: with `offset.mismatch.strategy` trust_offset the start
+   * stops, naming the ways out; otherwise it goes on with a warning.
+   */
+  #onOffsetGap(gap: OffsetGap): void {
+    const said = describeGap(this.#settings.slot, gap);
+    if (!this.#settings.trustOffset) {
+      this.#logger.warn(`${said}; streaming on from the slot (offset.mismatch.strategy)`);
+      return;
+    }
+    throw new Error(
+      `${said}. Something other than this pipeline consumed the slot (another process or tool on slot.name, a slot made anew, offsets restored from a backup). ` +
+        "To copy everything again: sluice offsets reset <configs> <pipeline> --to-earliest (a new snapshot), or snapshot.mode when_needed. " +
+        "To accept the gap: --to-latest, or offset.mismatch.strategy trust_slot. " +
+        "Processes of one group keep their offsets where all of them read them (the postgres sink, or --cluster-url)",
+    );
+  }
+
   /** Streams on from the stored offset (creating the slot when missing); returns the start LSN. */
   async #resumeSlot(
     meta: Sql,
@@ -474,9 +512,9 @@ export class Capture {
     const settings = this.#settings;
     const stored = this.#stored;
     if (!slot) {
-      if (stored) {
+      if (stored && settings.dropSlotOnStop) {
         this.#logger.warn(
-          "Replication slot {slot} is missing although an offset is stored; changes made since {lsn} may be lost (snapshot.mode when_needed would take a new snapshot)",
+          "Replication slot {slot} is missing (slot.drop.on.stop drops it at every stop); changes made since {lsn} are not streamed (snapshot.mode when_needed would take a new snapshot)",
           { slot: settings.slot, lsn: formatLsn(stored.lsn) },
         );
       }
@@ -514,6 +552,7 @@ export class Capture {
     const batch = new PendingBatch();
     const heartbeat = settings.heartbeatIntervalMs;
     let nextHeartbeat = heartbeat > 0 ? Date.now() + heartbeat : Infinity;
+    let nextIdleSave = Date.now() + settings.statusIntervalMs;
     const take = () => this.#batch(batch.take(), tracker.offset(this.#reached));
 
     for (;;) {
@@ -548,15 +587,23 @@ export class Capture {
         const skipped = tracker.takeSkipped();
         if (skipped > 0) this.#logger.debug("Skipped {skipped} re-delivered changes", { skipped });
         await this.#runHeartbeatQuery();
-        // Persist the position of an idle (or filtered) stream.
+        nextIdleSave = 0; // store the position it may have moved
+        continue;
+      }
+      if (now >= nextIdleSave || this.#replyRequested) {
+        nextIdleSave = now + settings.statusIntervalMs;
+        this.#replyRequested = false;
+        // Store the position of an idle (or filtered) stream: the slot
+        // confirms it once stored, and may then free the WAL before it.
         if (batch.size === 0 && this.#idle() && this.#reached.lsn > this.#lastOffsetLsn) {
           yield take();
+          continue;
         }
-        continue;
       }
       const until = Math.min(
         batch.size > 0 ? batch.firstAt + settings.pollIntervalMs : Infinity,
         nextHeartbeat,
+        nextIdleSave,
         now + 1000,
       );
       await stream.wait(until - now, this.#signal);
@@ -581,6 +628,7 @@ export class Capture {
           txId: this.#reached.txId,
         };
       }
+      if (frame[17] === 1) this.#replyRequested = true;
       this.#sendStatus(frame[17] === 1);
       return;
     }
@@ -798,7 +846,7 @@ export class Capture {
   #sendStatus(force: boolean): void {
     const stream = this.#stream;
     if (!stream) return;
-    const flush = this.#idle() ? maxLsn(this.#acked, this.#reached.lsn) : this.#acked;
+    const flush = this.#acked;
     if (!force && flush <= this.#lastSentFlush) return;
     this.#lastSentFlush = maxLsn(this.#lastSentFlush, flush);
     stream.sendStatus(flush);
@@ -818,14 +866,51 @@ export class Capture {
   }
 }
 
+/** Changes this pipeline can no longer read: the slot moved past the stored offset, or is gone. */
+type OffsetGap =
+  | { readonly stored: bigint; readonly confirmed: bigint }
+  | { readonly stored: bigint; readonly confirmed?: undefined };
+
+/**
+ * The gap between the stored offset and the slot, if any. The slot confirms
+ * only positions stored durably (see `#sendStatus`), so a slot ahead of the
+ * stored offset was moved by something else. A slot the pipeline drops at
+ * every stop (`slot.drop.on.stop`) is expected to be gone.
+ */
+function offsetGap(
+  stored: Position | undefined,
+  slot: SlotInfo | undefined,
+  dropsSlot: boolean,
+): OffsetGap | undefined {
+  if (!stored) return undefined;
+  if (!slot) return dropsSlot ? undefined : { stored: stored.lsn };
+  const confirmed = slot.confirmedFlush;
+  return confirmed !== null && confirmed > stored.lsn
+    ? { stored: stored.lsn, confirmed }
+    : undefined;
+}
+
+function describeGap(slot: string, gap: OffsetGap): string {
+  return gap.confirmed === undefined
+    ? `Replication slot "${slot}" is missing although an offset is stored (${
+      formatLsn(gap.stored)
+    }): the changes made since then are lost to this pipeline`
+    : `Replication slot "${slot}" has confirmed ${
+      formatLsn(gap.confirmed)
+    }, past the stored offset ${
+      formatLsn(gap.stored)
+    }: the changes in between are lost to this pipeline`;
+}
+
 /** Whether this start takes a snapshot (`snapshot.mode`). */
 function snapshotNeeded(
   mode: CaptureSettings["snapshotMode"],
   stored: Position | undefined,
   slot: SlotInfo | undefined,
+  gap: OffsetGap | undefined,
 ): boolean {
   if (mode === "initial" || mode === "initial_only") return !stored;
-  if (mode === "when_needed") return !stored || !slot;
+  if (mode === "when_needed") return !stored || !slot || gap !== undefined;
   return false;
 }
 

@@ -122,7 +122,16 @@ const fields = z.strictObject({
     ),
   "snapshot.mode": z.enum(Object.keys(SNAPSHOT_MODES) as [keyof typeof SNAPSHOT_MODES])
     .default("initial").transform((mode) => SNAPSHOT_MODES[mode]).describe(
-      "initial: snapshot the captured tables when no offset is stored, then stream. initial_only: snapshot, then stop. when_needed: snapshot when no offset is stored or the slot is gone. never (alias no_data): stream only.",
+      "initial: snapshot the captured tables when no offset is stored, then stream. initial_only: snapshot, then stop. when_needed: snapshot when no offset is stored, or the slot is gone or has confirmed past it. never (alias no_data): stream only.",
+    ),
+  "offset.mismatch.strategy": z.enum([
+    "trust_offset",
+    "trust_slot",
+    "trust_greater_lsn",
+    "no_validation",
+  ])
+    .default("trust_offset").describe(
+      "What a start does when the slot has confirmed more than the stored offset, or is gone while an offset is stored: the changes in between were consumed elsewhere (another process or tool on the slot, a slot made anew, offsets restored from a backup) and cannot be read again. trust_offset: stop with an error naming both positions (snapshot.mode when_needed takes a new snapshot instead). trust_slot, trust_greater_lsn, no_validation: log a warning naming the gap and stream from the slot's position. Debezium's option; its default is no_validation.",
     ),
   "schema.include.list": list().optional().describe(
     "Regular expressions matching the schemas to capture (whole name, case-insensitive).",
@@ -149,7 +158,7 @@ const fields = z.strictObject({
     'Operations not emitted: a list of c, u, d, t, or "none".',
   ),
   "heartbeat.interval.ms": integer().pipe(z.number().min(0)).default(0).describe(
-    "Every so many ms: run heartbeat.action.query and persist the position of an idle stream, so an idle or filtered slot does not hold WAL. 0: off.",
+    "Every so many ms: run heartbeat.action.query, then store the position of an idle stream (an idle or filtered stream also stores it every status.update.interval.ms). 0: off.",
   ),
   "heartbeat.action.query": z.string().optional().describe(
     "SQL run on the source at every heartbeat, e.g. an update of a heartbeat table, so a quiet captured database still moves the slot.",
@@ -167,7 +176,7 @@ const fields = z.strictObject({
     "How long a partly filled batch may wait for more events before it is handed over (ms); bounds the added latency.",
   ),
   "status.update.interval.ms": positiveInteger().default(10000).describe(
-    "How often the acknowledged position is sent to PostgreSQL even when nothing changed (ms).",
+    "How often the acknowledged position is sent to PostgreSQL even when nothing changed, and how often an idle or filtered stream stores the position it reached, which the slot then confirms, freeing the WAL before it (ms).",
   ),
   "lag.poll.interval.ms": integer().pipe(z.number().min(0)).default(10000).describe(
     "How often the slot's lag and retained WAL are read from pg_replication_slots for the metrics (ms); 0: never.",
@@ -278,6 +287,8 @@ export interface CdcSettings {
   readonly publication: string;
   readonly autocreate: AutocreateMode;
   readonly snapshotMode: (typeof SNAPSHOT_MODES)[keyof typeof SNAPSHOT_MODES];
+  /** `offset.mismatch.strategy`: whether a gap between the stored offset and the slot stops the start. */
+  readonly trustOffset: boolean;
   readonly filter: CaptureFilter;
   /** `table.include.list` as given, for `sluice plan`. */
   readonly tableIncludeList: readonly string[];
@@ -315,6 +326,7 @@ function settingsOf(config: ParsedConfig): CdcSettings {
     autocreate: config["publication.autocreate.mode"] ??
       (includes.some((list) => list && list.length > 0) ? "filtered" : "all_tables"),
     snapshotMode: config["snapshot.mode"],
+    trustOffset: config["offset.mismatch.strategy"] === "trust_offset",
     filter: new CaptureFilter(config),
     tableIncludeList: config["table.include.list"] ?? [],
     tombstones: config["tombstones.on.delete"],
