@@ -68,7 +68,12 @@ import {
 import { decodeRawRow, parseCopyText } from "../drivers/pg_types.ts";
 import { PgCodec } from "../drivers/pg_codec.ts";
 import { type Decoder, encodeText } from "../drivers/pg_text.ts";
-import { copyTextChunks, decodeCopyText, type PausableStream } from "../drivers/pg_copy_text.ts";
+import {
+  copyTextChunks,
+  decodeCopyText,
+  lastLine,
+  type PausableStream,
+} from "../drivers/pg_copy_text.ts";
 import { rowsExist } from "./_row_lookup.ts";
 
 /** pg_type OID of timestamptz. */
@@ -121,13 +126,13 @@ const options = z.strictObject({
     "An SQL condition rows must meet, e.g. is_active.",
   ),
   "chunk.size": positiveInteger().optional().describe(
-    "Rows per chunk (default 2000); each chunk is written and its watermark committed before the next is read. A full load handed to a postgres sink as COPY text (no transforms) goes in chunks of about 1 MiB unless chunk.size is set.",
+    "Rows per chunk (default 2000); each chunk is written and its watermark committed before the next is read. Rows handed to a postgres sink as COPY text (no transforms; a full load, or an incremental run's changed rows) go in chunks of about 1 MiB unless chunk.size is set.",
   ),
   "batch.max.rows": positiveInteger().optional().describe(
     "Alias of chunk.size (Kafka Connect JDBC).",
   ),
   copy: boolean().default(true).describe(
-    "Read full loads (full mode, and the first run of an incremental job) with COPY.",
+    "Read with COPY: full loads (full mode, and the first run of an incremental job), and an incremental run's changed rows when they go to a postgres sink as COPY text (in keyset order; each chunk commits the watermark of its last row). false: SELECT in keyset chunks.",
   ),
   topic: z.string().optional().describe(
     "Topic of the records; default: schema.table, or the pipeline name for a query.",
@@ -499,7 +504,23 @@ class QueryReader {
       return;
     }
     this.#expected = await incremental.countSince(previous);
-    yield* incremental.since(previous);
+    if (!this.#settings.copy || !this.#context.copyText) {
+      yield* incremental.since(previous);
+      return;
+    }
+    // Rows handed on as COPY text, as a first run's are: the late rows
+    // (few) first by keyset, then the rows ahead in one ordered COPY, each
+    // chunk with the watermark of its last row.
+    yield* incremental.late(previous);
+    const ahead = incremental.ahead(previous);
+    // Before the COPY: a query after a COPY OUT can hang (FACTS.md, postgres.js #499).
+    const final = await incremental.final(await incremental.lastRow(ahead), previous);
+    const stream = await sql.unsafe(`copy (${incremental.ordered(ahead)}) to stdout`).readable();
+    for await (const batch of this.#copyText(stream as unknown as PausableStream, shape)) {
+      const last = decodeCopyText(lastLine(batch.copy!.text), shape.names, shape.decoders)[0];
+      yield { ...batch, offset: incremental.watermarkOf(last) as unknown as JsonValue };
+    }
+    yield { records: [], offset: final as unknown as JsonValue };
   }
 
   /**
@@ -738,11 +759,13 @@ class IncrementalRead {
     return before;
   }
 
-  /** The row that comes last in keyset order, or null for an empty range. */
-  async lastRow(): Promise<Row | null> {
+  /** The row that comes last in keyset order (of `slice`, or of all), or null for an empty range. */
+  async lastRow(slice?: Slice): Promise<Row | null> {
     const descending = this.#order.map((c) => `${c} desc`).join(", ");
+    const where = slice ? ` and ${slice.where}` : "";
     const last = await this.#sql.unsafe(
-      `${this.#shape.select} order by ${descending} limit 1`,
+      `${this.#shape.select}${where} order by ${descending} limit 1`,
+      (slice?.params ?? []) as never[],
     )
       .raw();
     if (!last[0]) return null;
@@ -756,7 +779,7 @@ class IncrementalRead {
   /** How many rows {@linkcode since} will read. */
   async countSince(previous: Watermark): Promise<number> {
     const late = this.#lateSlice(previous);
-    const ahead = this.#aheadSlice(previous);
+    const ahead = this.ahead(previous);
     let total = await count(
       this.#sql,
       `${this.#shape.select} and ${ahead.where}`,
@@ -777,13 +800,32 @@ class IncrementalRead {
    * transactions its snapshot could not see, then the rows ahead of it.
    */
   async *since(previous: Watermark): AsyncGenerator<SourceBatch> {
+    yield* this.late(previous);
+    yield* this.chunks(this.ahead(previous));
+  }
+
+  /** The rows at or behind `previous` its snapshot could not see, if they can be told apart. */
+  async *late(previous: Watermark): AsyncGenerator<SourceBatch> {
     const late = this.#lateSlice(previous);
     // Until the late rows are written, the stored position stays where it was.
     if (late) yield* this.chunks(late);
-    yield* this.chunks(this.#aheadSlice(previous));
   }
 
-  #aheadSlice(previous: Watermark): Slice {
+  /**
+   * The query of `slice` in keyset order, its parameters written in as
+   * literals (COPY takes none). An untyped literal takes the type of the
+   * column it is compared with, as a parameter does; the escape-string form
+   * reads the same whatever standard_conforming_strings says.
+   */
+  ordered(slice: Slice): string {
+    const where = slice.where.replace(/\$(\d+)/g, (_, n: string) => {
+      const text = String(slice.params[Number(n) - 1]);
+      return `E'${text.replaceAll("\\", "\\\\").replaceAll("'", "''")}'`;
+    });
+    return `${this.#shape.select} and ${where} order by ${this.#order.join(", ")}`;
+  }
+
+  ahead(previous: Watermark): Slice {
     if (previous.key === null && previous.ts !== null) {
       // Set by an operator (--to-timestamp): every row at or after that time.
       return {

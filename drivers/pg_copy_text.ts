@@ -221,6 +221,24 @@ export function decodeCopyText(
   return lines.map((line) => parseCopyLine(line, names, decoders));
 }
 
+/**
+ * The last line of a chunk of COPY text (which ends with a newline), newline
+ * included: a newline inside a value is written `\n`, so a raw newline
+ * always ends a row.
+ *
+ * @example
+ * ```ts
+ * import { lastLine } from "./pg_copy_text.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const text = new TextEncoder().encode("1\ta\n2\tb\\nc\n");
+ * assert.equal(new TextDecoder().decode(lastLine(text)), "2\tb\\nc\n");
+ * ```
+ */
+export function lastLine(text: Uint8Array): Uint8Array {
+  return text.subarray(text.lastIndexOf(0x0a, text.length - 2) + 1);
+}
+
 const encoder = new TextEncoder();
 const TAB = 0x09;
 
