@@ -41,6 +41,7 @@ import type {
 } from "../api/plugin.ts";
 import { type ProviderSources, resolvePlaceholders } from "./providers.ts";
 import type { PluginKind, Registry } from "./registry.ts";
+import { closest } from "../api/spelling.ts";
 
 /**
  * The options the runtime itself reads from every pipeline config.
@@ -1134,40 +1135,12 @@ function withSuggestion(message: string, name: string, registry: Registry, kind:
   return text;
 }
 
-/** The candidate closest to `word` by edit distance, if it is close enough to be a typo. */
 /**
  * The known key a misspelt one most likely meant: the closest by edit
  * distance, else one it is the last part of ("schedule" → "job.schedule").
  */
 function closestKey(key: string, candidates: readonly string[]): string | undefined {
   return closest(key, candidates) ?? candidates.find((candidate) => candidate.endsWith(`.${key}`));
-}
-
-function closest(word: string, candidates: readonly string[]): string | undefined {
-  let best: string | undefined;
-  let bestDistance = Infinity;
-  for (const candidate of candidates) {
-    const distance = editDistance(word.toLowerCase(), candidate.toLowerCase());
-    if (distance < bestDistance) {
-      best = candidate;
-      bestDistance = distance;
-    }
-  }
-  return bestDistance <= Math.max(2, Math.floor(word.length / 4)) ? best : undefined;
-}
-
-function editDistance(a: string, b: string): number {
-  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
-  for (let i = 1; i <= a.length; i++) {
-    let diagonal = row[0];
-    row[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const above = row[j];
-      row[j] = Math.min(row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] === b[j - 1] ? 0 : 1));
-      diagonal = above;
-    }
-  }
-  return row[b.length];
 }
 
 const CRON_FIELD = /^(\*|\d+(-\d+)?)(\/\d+)?(,(\*|\d+(-\d+)?)(\/\d+)?)*$/;

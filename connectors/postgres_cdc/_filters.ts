@@ -25,8 +25,11 @@ export class CaptureFilter {
   readonly #columns: (name: string) => boolean;
   /** Whether any table or schema list narrows the capture. */
   readonly narrowsTables: boolean;
+  readonly #includes: { list: string; patterns: readonly string[] }[];
 
   constructor(lists: FilterLists) {
+    this.#includes = (["table.include.list", "schema.include.list"] as const)
+      .map((list) => ({ list, patterns: lists[list] ?? [] }));
     this.#schemas = predicate(lists["schema.include.list"], lists["schema.exclude.list"]);
     this.#tables = predicate(lists["table.include.list"], lists["table.exclude.list"]);
     this.#columns = predicate(lists["column.include.list"], lists["column.exclude.list"]);
@@ -41,6 +44,27 @@ export class CaptureFilter {
   /** Whether changes of `schema.table` are captured. */
   table(schema: string, table: string): boolean {
     return this.#schemas(schema) && this.#tables(`${schema}.${table}`);
+  }
+
+  /**
+   * The include-list entries that match none of `tables` (`schema.table`
+   * for table.include.list, the schema for schema.include.list): most often
+   * a typo, which would capture nothing of the table meant, in silence.
+   */
+  unmatchedIncludes(
+    tables: readonly { schema: string; table: string }[],
+  ): { list: string; entry: string; names: string[] }[] {
+    const unmatched = [];
+    for (const { list, patterns } of this.#includes) {
+      const names = list === "schema.include.list"
+        ? [...new Set(tables.map((t) => t.schema))]
+        : tables.map((t) => `${t.schema}.${t.table}`);
+      for (const entry of patterns) {
+        const [pattern] = compilePatterns([entry]);
+        if (!names.some((name) => pattern.test(name))) unmatched.push({ list, entry, names });
+      }
+    }
+    return unmatched;
   }
 
   /** Whether `column` of `schema.table` appears in events. */

@@ -24,6 +24,7 @@ import type { Logger } from "@logtape/logtape";
 import { quoteIdent, type Sql } from "../../drivers/postgres.ts";
 import type { CaptureFilter } from "./_filters.ts";
 import { parseLsn } from "./_lsn.ts";
+import { closest } from "../../api/spelling.ts";
 
 /** What `pg_replication_slots` says about a slot. */
 export interface SlotInfo {
@@ -366,6 +367,7 @@ async function preparePublicationOnce(
   }
   const all = await userTables(sql);
   const captured = capturedTables(all, filter);
+  warnOfUnmatchedIncludes(filter, all, logger);
   await requirePartitionRootSupport(sql, captured);
   const published = mode === "disabled" ? await publishedTables(sql, name) : undefined;
   await refuseTablesWithoutIdentity(
@@ -394,6 +396,25 @@ async function preparePublicationOnce(
   await checkArrival(sql, name, captured, all, filter, logger);
   const generated = await warnOfGeneratedColumns(sql, captured.map((t) => t.oid), logger);
   return { newlyPublished, generated };
+}
+
+/** Warns of each include-list entry that matches nothing, with the name it may have meant. */
+function warnOfUnmatchedIncludes(
+  filter: CaptureFilter,
+  all: readonly CatalogTable[],
+  logger: Logger,
+): void {
+  for (const { list, entry, names } of filter.unmatchedIncludes(all)) {
+    const meant = closest(entry.replaceAll("\\.", "."), names);
+    logger.warn(
+      `{list} entry {entry} matches no ${
+        list === "schema.include.list" ? "schema with tables" : "table"
+      } of the database${
+        meant ? " (did you mean {meant}?)" : ""
+      }: nothing is captured for it. A table created later is captured from the next start`,
+      { list, entry, meant },
+    );
+  }
 }
 
 /**

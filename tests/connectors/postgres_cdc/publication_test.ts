@@ -15,6 +15,7 @@ import { waitUntil } from "../../_wait.ts";
 import { isRetriable } from "../../../core/runtime.ts";
 import { preparePublication } from "../../../connectors/postgres_cdc/_slot.ts";
 import { CaptureFilter } from "../../../connectors/postgres_cdc/_filters.ts";
+import { capturingLogs } from "../../_logs.ts";
 
 const DDL = `
   create table public.items (id int primary key, name text);
@@ -355,6 +356,36 @@ Deno.test("pipelines that start together on one new publication all get their ta
     assertEquals(await publishedTables(sessions[0], "pub_race"), tables.map((t) => `public.${t}`));
   } finally {
     for (const session of sessions) await session.end();
+    await db.drop();
+  }
+});
+
+Deno.test("an include-list entry that matches no table is named at start, with the table it may have meant", async () => {
+  const db = await createTestDatabase("cdc_pub_typo");
+  const sql = postgres(db.url, { max: 1, onnotice: () => {} });
+  try {
+    await sql.unsafe(`create schema billing;
+      create table public.customers (id int primary key);
+      create table billing.invoices (id int primary key);`);
+    await using logs = await capturingLogs();
+    await preparePublication(
+      sql,
+      "pub_typo",
+      "filtered",
+      new CaptureFilter({
+        "table.include.list": ["public\\.custmers", "billing\\..*", "public.not_yet_created"],
+        "schema.include.list": ["public", "biling"],
+      }),
+      getLogger(["sluice", "test"]),
+    );
+    const warned = logs.lines.filter((line) => line.includes("matches no"));
+    assertEquals(warned, [
+      "table.include.list entry public\\.custmers matches no table of the database (did you mean public.customers?): nothing is captured for it. A table created later is captured from the next start",
+      "table.include.list entry public.not_yet_created matches no table of the database: nothing is captured for it. A table created later is captured from the next start",
+      "schema.include.list entry biling matches no schema with tables of the database (did you mean billing?): nothing is captured for it. A table created later is captured from the next start",
+    ]);
+  } finally {
+    await sql.end();
     await db.drop();
   }
 });
