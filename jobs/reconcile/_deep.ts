@@ -12,6 +12,13 @@
  * the differences back page by page. The join is on the transformed key, so
  * masked keys compare correctly.
  *
+ * A source value the target's column cannot take (a new enum label, a string
+ * too long for its varchar, a number out of range) fails its chunk's COPY.
+ * The chunk is then staged in halves, down to the rows that fail alone; such
+ * a row is staged by its key only and marked, so it counts as different (or
+ * missing), as the sink could not have written it either, and the
+ * comparison goes on.
+ *
  * @module
  */
 import type { Writable } from "node:stream";
@@ -32,6 +39,14 @@ export interface DeepOptions {
 const STAGED = "pg_temp.sluice_reconcile_source";
 const DIFFS = "pg_temp.sluice_reconcile_diffs";
 const SOURCE_KEY = "sluice_source_key";
+/** Marks a row staged by its key only: the target's columns cannot take its values. */
+const UNFIT = "sluice_unfit";
+
+/** A source row the target cannot hold, and why. */
+export interface UnfitRow {
+  readonly key: Row;
+  readonly error: string;
+}
 
 /**
  * Compares every transformed value of `subject`. `target` must be a
@@ -42,6 +57,7 @@ export async function compareDeep(
   chain: TransformChain,
   target: Sql,
   options: DeepOptions,
+  onUnfit: (row: UnfitRow) => void = () => {},
 ): Promise<Found> {
   let queries = 0;
   const run = async <T>(text: string, params: unknown[] = []): Promise<T[]> => {
@@ -71,14 +87,15 @@ export async function compareDeep(
           columns.map(quoteIdent).join(", ")
         } from ${subject.targetTable} with no data`,
       );
-      await run(`alter table ${STAGED} add column ${SOURCE_KEY} text[]`);
+      await run(
+        `alter table ${STAGED} add column ${SOURCE_KEY} text[], add column ${UNFIT} boolean`,
+      );
       encoders = await new PgCodec(target).encoders(
         columns.map((c) => ({ typeOid: subject.targetColumns.get(c)!.typeOid })),
       );
       queries++;
     }
-    await stage(target, subject, columns, encoders, staged);
-    queries++;
+    queries += await stageFitting(target, subject, columns, encoders, staged, onUnfit);
   }
   columns ??= [...subject.targetKey];
   const exists = await run<{ ok: boolean }>(`select to_regclass('${STAGED}') is not null as ok`);
@@ -88,7 +105,9 @@ export async function compareDeep(
         columns.map(quoteIdent).join(", ")
       } from ${subject.targetTable} with no data`,
     );
-    await run(`alter table ${STAGED} add column ${SOURCE_KEY} text[]`);
+    await run(
+      `alter table ${STAGED} add column ${SOURCE_KEY} text[], add column ${UNFIT} boolean`,
+    );
   }
   await run(diffStatement(subject, columns));
   const [{ n: targetCount }] = await run<{ n: string }>(
@@ -165,6 +184,44 @@ function comparedColumns(subject: Subject, row: Row): string[] {
   return [...columns];
 }
 
+/**
+ * Stages `staged`, in halves when the target refuses a value, down to the
+ * rows it refuses alone: those are staged by their key, marked unfit, and
+ * told to `onUnfit`. Returns the statements it ran.
+ */
+async function stageFitting(
+  target: Sql,
+  subject: Subject,
+  columns: readonly string[],
+  encoders: readonly Encoder[],
+  staged: readonly { row: Row; key: Row }[],
+  onUnfit: (row: UnfitRow) => void,
+): Promise<number> {
+  try {
+    await stage(target, subject, columns, encoders, staged);
+    return 1;
+  } catch (error) {
+    // 22: a value the type cannot take; 23: a domain's constraint.
+    if (!/^2[23]/.test((error as { code?: string }).code ?? "")) throw error;
+    if (staged.length > 1) {
+      const half = staged.length >> 1;
+      return 1 +
+        await stageFitting(target, subject, columns, encoders, staged.slice(0, half), onUnfit) +
+        await stageFitting(target, subject, columns, encoders, staged.slice(half), onUnfit);
+    }
+    const [{ row, key }] = staged;
+    const keyOnly: Row = {};
+    for (const field of Object.keys(row)) {
+      if (subject.targetKey.includes(subject.targetColumnOf(field) ?? "")) {
+        keyOnly[field] = row[field];
+      }
+    }
+    await stage(target, subject, columns, encoders, [{ row: keyOnly, key }], true);
+    onUnfit({ key, error: (error as Error).message });
+    return 2;
+  }
+}
+
 /** COPYs transformed rows, as target columns, into the staging table. */
 async function stage(
   target: Sql,
@@ -172,6 +229,7 @@ async function stage(
   columns: readonly string[],
   encoders: readonly Encoder[],
   staged: readonly { row: Row; key: Row }[],
+  unfit = false,
 ): Promise<void> {
   const fieldOf = new Map<string, string>();
   for (const field of Object.keys(staged[0].row)) {
@@ -189,10 +247,10 @@ async function stage(
       const text = encodeText(key[field]);
       return text === null ? "NULL" : `"${text.replaceAll("\\", "\\\\").replaceAll('"', '\\"')}"`;
     });
-    fields.push(escapeCopy(`{${keyText.join(",")}}`));
+    fields.push(escapeCopy(`{${keyText.join(",")}}`), unfit ? "t" : "f");
     lines.push(fields.join("\t"));
   }
-  const list = [...columns, SOURCE_KEY].map(quoteIdent).join(", ");
+  const list = [...columns, SOURCE_KEY, UNFIT].map(quoteIdent).join(", ");
   await copyFrom(target, `copy ${STAGED} (${list}) from stdin`, async (writable: Writable) => {
     const text = lines.join("\n") + "\n";
     await new Promise<void>((resolve, reject) => {
@@ -228,5 +286,5 @@ function diffStatement(subject: Subject, columns: readonly string[]): string {
       case when s.${SOURCE_KEY} is null then ${targetKeyText} else s.${SOURCE_KEY} end as key
     from ${STAGED} s
     full join (select * from ${subject.targetTable} where ${subject.targetLive}) t on ${on}
-    where s.${SOURCE_KEY} is null or t.${key[0]} is null or ${differs}`;
+    where s.${SOURCE_KEY} is null or t.${key[0]} is null or s.${UNFIT} or ${differs}`;
 }

@@ -69,6 +69,9 @@ import { type Found, totalOf } from "./_found.ts";
 import { compareFast } from "./_fast.ts";
 import { compareDeep } from "./_deep.ts";
 
+/** Rows a deep comparison counts as differences because the target cannot hold them, before it gives up. */
+const MAX_UNFIT_ROWS = 100;
+
 const schema = z.strictObject({
   pipeline: z.string().min(1).describe(
     "The batch pipeline to check (a postgres_query source with a postgres sink); the job uses its transforms and sink.",
@@ -297,9 +300,25 @@ class Reconciliation {
         sampleSize,
       });
     }
+    let unfit = 0;
     return compareDeep(subject, this.#chain!, this.#target!, {
       chunkSize: this.#settings["chunk.size"],
       sampleSize,
+    }, ({ key, error }) => {
+      // A masked key stays out of the log, as it does from the samples.
+      const named = this.#keyMasked
+        ? "(key withheld: the pipeline masks it)"
+        : Object.entries(key).map(([field, value]) => `${field}=${encodeText(value)}`).join(",");
+      // Row after row refused: the types no longer match, which is not drift to count.
+      if (++unfit > MAX_UNFIT_ROWS) {
+        throw new Error(
+          `More than ${MAX_UNFIT_ROWS} source rows hold values the target's columns cannot take (the last: ${named}: ${error}); make the target's column types match the source's, then reconcile again`,
+        );
+      }
+      this.#context.logger.warn(
+        "Source row {key} holds a value the target's columns cannot take ({error}); it counts as a difference, and a repair writes it through the sink, which dead-letters it or stops",
+        { key: named, error },
+      );
     });
   }
 

@@ -10,6 +10,7 @@ import { ConfigError } from "../../api/errors.ts";
 import type { ReconciliationFigures } from "../../api/plugin.ts";
 import type { PipelineSpec } from "../../core/config.ts";
 import { specsFrom, syncFixture } from "../_batch.ts";
+import { capturingLogs } from "../_logs.ts";
 
 const SOURCE_DDL = `
   create table public.people (
@@ -375,4 +376,66 @@ Deno.test("repair of a pipeline that reads a where-subset deletes only rows its 
            array_agg(citizen_id) filter (where deleted_at is not null) as gone
     from people_summary`;
   assertEquals([live, gone], [2999, ["7"]]);
+});
+
+Deno.test("deep mode counts a source value the target's column cannot take as a difference, and goes on", async () => {
+  await using db = await syncFixture(
+    "reconcile_unfit",
+    `create table public.items (id int primary key, status text, note varchar(20));
+     insert into public.items select g, case when g % 2 = 0 then 'active' else 'closed' end, 'n' || g
+     from generate_series(1, 500) g;`,
+    `create type item_status as enum ('active', 'closed');
+     create table public.items (id int primary key, status item_status, note varchar(8),
+                                deleted_at timestamptz);`,
+  );
+  const [sync, deep] = await specsFrom([
+    {
+      name: "items_sync",
+      config: {
+        "connector.class": "postgres_query",
+        "connection.url": db.source.url,
+        table: "public.items",
+        mode: "full",
+        "sink.class": "postgres",
+        "sink.connection.url": db.target.url,
+        "sink.table": "public.items",
+        "errors.tolerance": "all",
+        "errors.deadletterqueue.table.name": "public.dead_letters",
+      },
+    },
+    {
+      name: "items_reconcile",
+      config: {
+        "connector.class": "reconcile",
+        pipeline: "items_sync",
+        mode: "deep",
+        "chunk.size": "100",
+        "sample.size": "20",
+      },
+    },
+  ]);
+  assertEquals((await runPipeline(sync, { offsets: new MemoryOffsetStore() })).status, "succeeded");
+  // Since the sync: a label the target's enum lacks, a note too long for it, a new row with both.
+  await db.sourceSql`update items set status = 'archived' where id in (3, 250)`;
+  await db.sourceSql`update items set note = 'far too long for it' where id = 499`;
+  await db.sourceSql`update items set note = 'changed' where id = 7`;
+  await db.sourceSql`insert into items values (501, 'archived', 'new')`;
+  await using logs = await capturingLogs();
+  const { report, found } = await run(deep);
+  // Differences fail the run's validation; the comparison itself went through.
+  assertEquals(report.error?.message, "Validation failed: reconciliation");
+  assertEquals([found.missing, found.extra, found.different], [1, 0, 4]);
+  assertEquals((await lastSamples(db.targetSql)).different, ["id=250", "id=3", "id=499", "id=7"]);
+  const refused = logs.lines.filter((line) => line.includes("cannot take"));
+  assertEquals(refused.length, 4, refused.join("\n"));
+  assertMatch(refused.join("\n"), /Source row id=250 .*invalid input value for enum item_status/);
+
+  // Every row refused: the types no longer match, and the run says so instead of counting.
+  await db.sourceSql`update items set status = 'archived'`;
+  const mismatch = await runPipeline(deep, { offsets: new MemoryOffsetStore() });
+  assertEquals(mismatch.status, "failed");
+  assertMatch(
+    mismatch.error?.message ?? "",
+    /^More than 100 source rows hold values the target's columns cannot take \(the last: id=\d+: invalid input value for enum item_status: "archived"\); make the target's column types match/,
+  );
 });
