@@ -259,7 +259,8 @@ async function applyGroup(
     context.failures.push(failure);
   }
   const applied = operations.filter((_, index) => !rejected.has(index));
-  const counts = account(table, kind, applied, result, context.totals);
+  const givenKeys = result.givenKeys?.filter((_, index) => !rejected.has(index));
+  const counts = account(table, kind, applied, { ...result, givenKeys }, context.totals);
   counts.written += rounded.folded;
   // A rejected operation is dead-lettered; the ones folded into it count as written, as before.
   for (const index of rejected) counts.written += operations[index].folded ?? 0;
@@ -389,7 +390,13 @@ function account(
   table: TargetTable,
   kind: "upsert" | "delete",
   applied: readonly Operation[],
-  result: { count: number; checksum: bigint; given?: bigint },
+  result: {
+    count: number;
+    checksum: bigint;
+    given?: bigint;
+    writtenKeys?: ReadonlySet<string>;
+    givenKeys?: readonly string[];
+  },
   totals: Totals,
 ): Counts {
   // Only the stale-event and version guards may skip upserts; any other row
@@ -411,7 +418,7 @@ function account(
   // older than the row (stale-event or version guard), changes nothing: skipped.
   const skipped = kind === "upsert" && !staleGuard ? 0 : applied.length - result.count;
   const counts = { written: result.count, skipped };
-  addFolded(table, applied, result, counts);
+  addFolded(applied, result, counts);
   return counts;
 }
 
@@ -421,26 +428,25 @@ function account(
  * must not report its older events as written).
  */
 function addFolded(
-  table: TargetTable,
   applied: readonly Operation[],
-  result: { count: number; writtenKeys?: ReadonlySet<string> },
+  result: { count: number; writtenKeys?: ReadonlySet<string>; givenKeys?: readonly string[] },
   counts: Counts,
 ): void {
   let folded = 0;
   for (const op of applied) folded += op.folded ?? 0;
   if (folded === 0) return;
-  const { writtenKeys } = result;
-  if (result.count === applied.length || (result.count > 0 && !writtenKeys)) {
+  const { writtenKeys, givenKeys } = result;
+  if (result.count === applied.length || (result.count > 0 && !(writtenKeys && givenKeys))) {
     // All written, or (after bad-row isolation, which reports no keys) some:
     // counted as written, as an unguarded write would be.
     counts.written += folded;
   } else if (result.count === 0) {
     counts.skipped += folded;
   } else {
-    for (const op of applied) {
-      const hash = keyHash(table.primaryKey.map((c) => op.row[c])).toString();
-      if (writtenKeys!.has(hash)) counts.written += op.folded ?? 0;
+    // Both hashed by PostgreSQL, of the keys as their columns spell them.
+    applied.forEach((op, index) => {
+      if (writtenKeys!.has(givenKeys![index])) counts.written += op.folded ?? 0;
       else counts.skipped += op.folded ?? 0;
-    }
+    });
   }
 }

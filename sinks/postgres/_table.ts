@@ -54,6 +54,11 @@ export interface MergeCount {
    */
   writtenKeys?: ReadonlySet<string>;
   /**
+   * With `writtenKeys`: the key hash of each staged row, in row order, each
+   * key cast to its column's type and back, as the written ones are.
+   */
+  givenKeys?: readonly string[];
+  /**
    * Sum of the key hashes of the rows the write was given, each key cast to
    * its column's type and back to text: the database's spelling of a key
    * (`true`, `10.0.0.1/32`, a `char(n)` without its padding) is not the
@@ -530,16 +535,15 @@ export class TargetTable {
   }
 
   async #run(sql: Queryable, statement: string, params: number[]): Promise<MergeCount> {
-    const rows = await sql.unsafe<{ n: number; s: string; h?: string[]; g?: string }[]>(
-      statement,
-      params,
-    );
-    const { n, s, h, g } = rows[0];
+    const rows = await sql.unsafe<
+      { n: number; s: string; h?: string[]; gk?: string[]; g?: string }[]
+    >(statement, params);
+    const { n, s, h, gk, g } = rows[0];
     // array_agg of no rows is null.
     return {
       count: n,
       checksum: BigInt(s),
-      ...(h !== undefined ? { writtenKeys: new Set(h ?? []) } : {}),
+      ...(h !== undefined ? { writtenKeys: new Set(h ?? []), givenKeys: gk ?? [] } : {}),
       ...(g !== undefined ? { given: BigInt(g) } : {}),
     };
   }
@@ -610,8 +614,9 @@ export class TargetTable {
    * The statement that upserts or deletes the rows of `source`, answering one
    * row `(n, s)`: how many rows the database wrote and the checksum of their
    * keys. The same statement serves a range of the staging table and, inside
-   * the isolation function, one row at a time. With `keys`, it also answers
-   * `h`, the written keys' hashes.
+   * the isolation function, one row at a time. With `keys` (staged rows
+   * only), it also answers `h`, the written keys' hashes, and `gk`, the
+   * staged keys' hashes in row order.
    */
   writeStatement(
     kind: "upsert" | "delete",
@@ -622,7 +627,11 @@ export class TargetTable {
     const statement = kind === "upsert"
       ? this.#upsertStatement(columns, source)
       : this.#deleteStatement(columns, source);
-    const hashes = keys ? `, array_agg(${keyHashSql(this.primaryKey)})::text[] as h` : "";
+    const hashes = keys
+      ? `, array_agg(${keyHashSql(this.primaryKey)})::text[] as h, (${
+        this.#givenKeyHashes(source)
+      }) as gk`
+      : "";
     const given = kind === "upsert" && source.table
       ? `, (${this.#givenChecksum(source)}) as g`
       : "";
@@ -686,6 +695,15 @@ export class TargetTable {
       table: this.stagingName(columns),
       where: `s.__row between $1 and $2 and s.__row <> all(${excluded})`,
     });
+  }
+
+  /** A query of the key hashes of staged rows of `source` in row order, each key cast to its type and back. */
+  #givenKeyHashes(source: RowSource): string {
+    const keys = this.primaryKey.map((c) => `${this.#cast(source, c)}::text as ${quoteIdent(c)}`)
+      .join(", ");
+    return `select array_agg(${keyHashSql(this.primaryKey)}::text order by written.__row)
+      from (select ${keys}, ${source.alias}.__row from ${source.table} ${source.alias}
+            where ${source.where}) written`;
   }
 
   /** A query summing the key hashes of the rows of `source`, each key cast to its type and back. */

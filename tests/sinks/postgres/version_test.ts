@@ -287,6 +287,30 @@ Deno.test("events folded into a skipped write are counted as skipped, not writte
   });
 });
 
+Deno.test("folded events are counted by the key PostgreSQL stores, not by how the event spells it", async () => {
+  // A uuid in capitals: PostgreSQL stores and returns it in lower case.
+  const ids = ["A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11", "B1FFCDAA-AD1C-4FA9-8C7E-7CCACE491B22"];
+  const ddl = ITEMS.replace("id int primary key", "id uuid primary key");
+  await withSink(ddl, {}, async (write, sql) => {
+    const events = [
+      change("c", { id: ids[1], name: "x", version: T1 }, 120),
+      change("u", { id: ids[1], name: "y", version: T2 }, 130),
+      change("u", { id: ids[1], name: "z", version: T3 }, 140),
+    ];
+    assertEquals(await write(...events), { written: 3, skipped: 0 });
+    // Key 0 is new, key 1 replayed: each key's events share its write's fate.
+    assertEquals(
+      await write(
+        change("c", { id: ids[0], name: "c", version: T3 }, 150),
+        change("u", { id: ids[0], name: "d", version: "2026-01-02 00:00:00+00" }, 160),
+        ...events,
+      ),
+      { written: 2, skipped: 3 },
+    );
+    assertEquals((await rowsOf(sql)).map((r) => r.name).sort(), ["d", "z"]);
+  });
+});
+
 Deno.test("rows of one key folded into a first load (COPY) are counted as written", async () => {
   await withSink(ITEMS, {}, async (write, sql) => {
     assertEquals(await write(row(1, "a", T1), row(1, "b", T2), row(2, "c", T1)), {
