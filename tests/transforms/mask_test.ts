@@ -318,6 +318,26 @@ const strategyCases: [string, Record<string, unknown>, unknown, unknown][] = [
   ["every strategy keeps null as null", { strategy: "hmac", key: KEY }, null, null],
 ];
 
+// Arrays (text[] columns): each element, nulls kept; nested arrays too.
+strategyCases.push(
+  [
+    "partial masks each element of an array",
+    { strategy: "partial", "keep.first": "1", "keep.last": "1" },
+    ["anna", null, "bo"],
+    ["a**a", null, "**"],
+  ],
+  [
+    "email masks each address of an array",
+    { strategy: "email" },
+    ["anna@example.org", "bo@x.se"],
+    ["****@example.org", "**@x.se"],
+  ],
+  ["truncate cuts each element of a 2-D array", { strategy: "truncate", length: "2" }, [[
+    "Stockholm",
+    "Oslo",
+  ], ["Ume\u00e5", null]], [["St", "Os"], ["Um", null]]],
+);
+
 for (const [what, options, input, expected] of strategyCases) {
   Deno.test(`mask ${what}`, async () => {
     assertEquals(await masked({ fields: "v", ...options }, { v: input, other: 1 }), {
@@ -512,6 +532,14 @@ Deno.test("mask fails a record with a value its strategy cannot read", async () 
     ],
     [{ strategy: "number", "bucket.size": "10" }, Number.NaN, /not a finite number/],
     [{ strategy: "fpe", key: FPE_KEY }, true, /\(boolean\): expected a string or a finite number/],
+    // Their JSON or byte text would come out as masked debris of its syntax.
+    [
+      { strategy: "partial", "keep.first": "2" },
+      { street: "Storgatan 1", city: "Umeå" },
+      /cannot apply partial to field "v" \(object\): it works on text \(or an array of text\); mask JSON or binary values with hmac, hash, redact or null/,
+    ],
+    [{ strategy: "email" }, [{ to: "anna@example.org" }], /cannot apply email to field "v"/],
+    [{ strategy: "truncate", length: "3" }, new Uint8Array([1, 2, 3, 4]), /it works on text/],
     [
       { strategy: "fpe", key: FPE_KEY },
       new Date("1985-06-14T10:00:00Z"),

@@ -56,6 +56,23 @@ export function compileRule(rule: MaskRule): Masker {
   };
   const nullable = (mask: Masker): Masker => (value) =>
     value === null || value === undefined ? null : mask(value);
+  // truncate, partial and email work on characters: an array is masked
+  // element by element (nulls kept); a JSON object's or bytes' text form
+  // would come out as debris of its syntax, so those are refused.
+  const textual = (mask: (clear: string) => string): Masker => {
+    const apply: Masker = (value) => {
+      if (value === null || value === undefined) return null;
+      if (Array.isArray(value)) return value.map(apply);
+      if (ArrayBuffer.isView(value) || (typeof value === "object" && !(value instanceof Date))) {
+        fail(
+          value,
+          "it works on text (or an array of text); mask JSON or binary values with hmac, hash, redact or null",
+        );
+      }
+      return mask(text(value));
+    };
+    return apply;
+  };
   switch (rule.strategy) {
     case "hmac": {
       const mac = new HmacSha256(utf8(rule.key!));
@@ -72,13 +89,13 @@ export function compileRule(rule: MaskRule): Masker {
     case "null":
       return () => null;
     case "truncate":
-      return nullable((value) => Array.from(text(value)).slice(0, rule.length!).join(""));
+      return textual((clear) => Array.from(clear).slice(0, rule.length!).join(""));
     case "partial":
-      return nullable((value) =>
-        partial(text(value), rule.keepFirst, rule.keepLast, rule.maskChar, rule.maskLength)
+      return textual((clear) =>
+        partial(clear, rule.keepFirst, rule.keepLast, rule.maskChar, rule.maskLength)
       );
     case "email":
-      return nullable((value) => email(text(value), rule));
+      return textual((clear) => email(clear, rule));
     case "date":
       return nullable((value) => generalizeDate(value, rule.granularity, fail));
     case "number":

@@ -112,7 +112,7 @@ const shape = {
     "The fields to mask, comma-separated. Per field, `fields.<name>.<option>` overrides any option below.",
   ),
   strategy: OPTIONS.strategy.default("redact").describe(
-    "How to mask: hmac, hash, redact, null, truncate, partial, email, date, number or fpe.",
+    "How to mask: hmac, hash, redact, null, truncate, partial, email, date, number or fpe. truncate, partial and email work on text, and on each element of an array; a JSON object or bytes fails its record (use hmac, hash, redact or null).",
   ),
   replacement: OPTIONS.replacement.optional().describe(
     'redact: the constant that replaces the value; without it the value becomes empty ("", 0, false…).',
