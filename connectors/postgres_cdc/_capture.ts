@@ -495,10 +495,15 @@ export class Capture {
       this.#logger.warn(`${said}; streaming on from the slot (offset.mismatch.strategy)`);
       return;
     }
+    // Without a slot there is no confirmed position to reset to: a stored
+    // offset of any kind would leave the same gap at the next start.
+    const accept = gap.confirmed === undefined
+      ? "To accept the gap: offset.mismatch.strategy trust_slot, or --to-earliest with snapshot.mode never. "
+      : "To accept the gap: --to-latest, or offset.mismatch.strategy trust_slot. ";
     throw new Error(
       `${said}. Something other than this pipeline consumed the slot (another process or tool on slot.name, a slot made anew, offsets restored from a backup). ` +
         "To copy everything again: sluice offsets reset <configs> <pipeline> --to-earliest (a new snapshot), or snapshot.mode when_needed. " +
-        "To accept the gap: --to-latest, or offset.mismatch.strategy trust_slot. " +
+        accept +
         "Processes of one group keep their offsets where all of them read them (the postgres sink, or --cluster-url)",
     );
   }

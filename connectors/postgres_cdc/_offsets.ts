@@ -81,13 +81,18 @@ export async function changeCdcOffsets(
     max: 1,
     applicationName: `sluice:${context.pipeline}:offsets`,
   });
+  const slot = await inspectSlot(sql, settings.slot);
+  if (!slot) {
+    throw new OffsetChangeError(
+      `Replication slot "${settings.slot}" does not exist: a stored position would still miss every change until the next start makes the slot (which stops, unless offset.mismatch.strategy is trust_slot). Reset with --to-earliest: the next start makes the slot and follows snapshot.mode (initial copies the tables again; never streams from the start on)`,
+    );
+  }
   const [{ current }] = await sql<
     { current: string }[]
   >`select pg_current_wal_lsn()::text as current`;
   const now = parseLsn(current);
   if (wanted === undefined) return { lsn: formatLsn(now), txId: null };
-  const slot = await inspectSlot(sql, settings.slot);
-  const confirmed = slot?.confirmedFlush ?? null;
+  const confirmed = slot.confirmedFlush;
   if (confirmed !== null && wanted < confirmed) {
     throw new OffsetChangeError(
       `Replication slot "${settings.slot}" has confirmed ${

@@ -176,6 +176,11 @@ Deno.test("postgres_cdc: a slot gone while an offset is stored stops the start, 
     refused.error?.message ?? "",
     /Replication slot "gap_gone_\w+" is missing although an offset is stored \([0-9A-F]+\/[0-9A-F]+\): the changes made since then are lost/,
   );
+  // --to-latest cannot help without a slot: not offered.
+  assertMatch(
+    refused.error?.message ?? "",
+    /To accept the gap: offset\.mismatch\.strategy trust_slot, or --to-earliest with snapshot\.mode never\./,
+  );
   const slots = await f.sourceSql`select 1 from pg_replication_slots where slot_name = ${slot}`;
   assertEquals(slots.length, 0, "the refused start made no slot");
 

@@ -79,6 +79,17 @@ Deno.test("postgres_cdc offsets: forward only from the slot's confirmed LSN, no 
 
     assertEquals(await changeOffsets(spec, store, { to: "reset" }), []);
     assertEquals(await store.read("cdc"), undefined);
+
+    // Without the slot, no stored position can help: the next start would miss changes anyway.
+    await sql`select pg_drop_replication_slot(${slot})`;
+    for (const change of [{ to: "latest" as const }, at(confirmed)]) {
+      const gone = await refusal(changeOffsets(spec, store, change));
+      assertMatch(
+        gone.message,
+        new RegExp(`Replication slot "${slot}" does not exist: .*Reset with --to-earliest`),
+      );
+    }
+    assertEquals(await store.read("cdc"), undefined);
   } finally {
     await sql`select pg_drop_replication_slot(${slot})`.catch(() => {});
     await sql.end();
