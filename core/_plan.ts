@@ -50,8 +50,14 @@ export async function buildPlan(specs: readonly PipelineSpec[]): Promise<Plan> {
     spec,
     plan: spec.source.plugin.plan?.(spec.source.config as never) ?? {},
   })).filter((entry) => entry.plan.subscribes);
-  const destination = (spec: PipelineSpec) => {
-    const described = spec.sink.plugin.plan?.(spec.sink.config as never)?.destination;
+  // A sink named by `${topic}` (table.name.format) writes where the record's
+  // topic, after the consuming pipeline's own transforms, points.
+  const destination = async (spec: PipelineSpec, topic: string | null, routed: boolean) => {
+    let described = spec.sink.plugin.plan?.(spec.sink.config as never)?.destination;
+    if (described?.includes("${topic}") && topic !== null) {
+      const final = routed ? topic : await routeTopic(spec, topic);
+      if (final !== null) described = described.replaceAll("${topic}", final);
+    }
     return `${spec.name} -> ${described ?? spec.sink.plugin.name}`;
   };
   const routes: PlanRoute[] = [];
@@ -64,11 +70,13 @@ export async function buildPlan(specs: readonly PipelineSpec[]): Promise<Plan> {
         false;
       let consumers: string[];
       if (topic === null) consumers = [];
-      else if (!writesTopics) consumers = [destination(spec)];
+      else if (!writesTopics) consumers = [await destination(spec, topic, true)];
       else {
         produced.add(topic);
-        consumers = subscriptions.filter(({ plan }) => matches(plan, topic))
-          .map(({ spec }) => destination(spec));
+        consumers = await Promise.all(
+          subscriptions.filter(({ plan }) => matches(plan, topic))
+            .map(({ spec }) => destination(spec, topic, false)),
+        );
       }
       routes.push({ pipeline: spec.name, table: capture.table, topic, consumers });
     }

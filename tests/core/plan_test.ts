@@ -78,6 +78,44 @@ Deno.test("a consumer on the routed topic is matched to its captured table", asy
   assertEquals(plan.orphans, []);
 });
 
+Deno.test("a sink named by ${topic} shows the table each topic lands in, after the consumer's own routes", async () => {
+  const consumer = {
+    name: "warehouse-consumer",
+    config: {
+      "connector.class": "kafka",
+      "topics.regex": "warehouse-to-citizen\\..*",
+      "sink.class": "postgres",
+      "sink.connection.url": "postgres://citizen@127.0.0.1:5432/smart_citizen",
+      "sink.table.name.format": "${topic}",
+      transforms: "route",
+      "transforms.route.type": "org.apache.kafka.connect.transforms.RegexRouter",
+      "transforms.route.regex": "warehouse-to-citizen\\.(.*)",
+      "transforms.route.replacement": "public.$1",
+    },
+  };
+  const direct = {
+    name: "direct",
+    config: {
+      ...PLAN_CONNECTOR.config,
+      "slot.name": "direct_slot",
+      "transforms.route.regex": "warehouse-cdc\\.(.*)",
+      "transforms.route.replacement": "$1",
+      "sink.class": "postgres",
+      "sink.connection.url": "postgres://citizen@127.0.0.1:5432/smart_citizen",
+      "sink.table.name.format": "${topic}",
+    },
+  };
+  const plan = await planOf([PLAN_CONNECTOR, consumer, direct]);
+  const consumers = (pipeline: string, table: string) =>
+    plan.routes.find((r) => r.pipeline === pipeline && r.table === table)!.consumers;
+  assertEquals(consumers("warehouse-to-citizen-connector", "public.profile_360"), [
+    "warehouse-consumer -> postgres public.profile_360",
+  ]);
+  assertEquals(consumers("direct", "decision.applications"), [
+    "direct -> postgres decision.applications",
+  ]);
+});
+
 Deno.test("sluice plan lists batch jobs with their schedule, what they read and write, and what they wait for", async () => {
   const db = "postgres://u@127.0.0.1:5432/";
   const plan = await planOf([
