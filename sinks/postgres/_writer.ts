@@ -318,17 +318,31 @@ export class PostgresWriter {
     return { runs, skipped, marks };
   }
 
-  /** Consecutive records of one table, after the table took their new fields. */
+  /**
+   * The records by table, after each table took their new fields: one
+   * segment per table, each in the records' order, when no foreign key links
+   * two of the batch's tables; otherwise consecutive records of one table, so
+   * that a parent row is written before the child rows that follow it.
+   * Transactions that touch tables in turn (an application and its
+   * documents) would otherwise cost a staging round trip per record.
+   */
   async #segments(
     records: readonly SluiceRecord[],
     failures: RecordFailure[],
   ): Promise<{ table: TargetTable; records: SluiceRecord[] }[]> {
-    const segments: { table: TargetTable; records: SluiceRecord[] }[] = [];
+    let segments: { table: TargetTable; records: SluiceRecord[] }[] = [];
+    const byTable = new Map<string, { table: TargetTable; records: SluiceRecord[] }>();
     for (const record of records) {
       const table = await this.#tables.get(record);
       const last = segments.at(-1);
       if (last && last.table.name === table.name) last.records.push(record);
       else segments.push({ table, records: [record] });
+      const grouped = byTable.get(table.name);
+      if (grouped) grouped.records.push(record);
+      else byTable.set(table.name, { table, records: [record] });
+    }
+    if (byTable.size < segments.length && !await this.#linked([...byTable.values()])) {
+      segments = [...byTable.values()];
     }
     for (const segment of segments) {
       const { table, refused } = await this.#tables.evolve(
@@ -345,6 +359,19 @@ export class PostgresWriter {
     // A table evolved by a later segment is the same table: use its latest shape.
     for (const segment of segments) segment.table = this.#tables.latest(segment.table);
     return segments;
+  }
+
+  /** Whether a foreign key links two of `groups`' tables (asked per batch: keys come and go). */
+  async #linked(groups: readonly { table: TargetTable }[]): Promise<boolean> {
+    const names = groups.map((group) => group.table.quoted);
+    const [{ linked }] = await this.#sql<{ linked: boolean }[]>`
+      with batch as (select to_regclass(name) as oid from unnest(${names}::text[]) name)
+      select exists (
+        select 1 from pg_constraint
+        where contype = 'f' and conrelid <> confrelid
+          and conrelid in (select oid from batch) and confrelid in (select oid from batch)
+      ) as linked`;
+    return linked;
   }
 
   /**
