@@ -533,7 +533,11 @@ export class Capture {
         slot: settings.slot,
         lsn: formatLsn(created.consistentPoint),
       });
-      this.#reached = { lsn: stored?.lsn ?? created.consistentPoint, txId: stored?.txId ?? null };
+      // Nothing before the new slot's consistent point will arrive (an
+      // offset stored before it is a gap that was accepted).
+      this.#reached = stored && stored.lsn >= created.consistentPoint
+        ? { lsn: stored.lsn, txId: stored.txId }
+        : { lsn: created.consistentPoint, txId: null };
     } else {
       this.#reached = stored
         ? { lsn: stored.lsn, txId: stored.txId }

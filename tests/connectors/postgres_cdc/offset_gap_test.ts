@@ -10,6 +10,7 @@ import { confirmedFlush, startStream, uniqueSlot, waitForActiveSlot } from "../.
 import { waitUntil } from "../../_wait.ts";
 import { MemoryOffsetStore } from "../../../core/offsets.ts";
 import type { RunReport } from "../../../core/pipeline.ts";
+import { capturingLogs } from "../../_logs.ts";
 import { parseLsn } from "../../../connectors/postgres_cdc/_lsn.ts";
 
 const SOURCE = `create table public.items (id int primary key, name text);
@@ -185,12 +186,19 @@ Deno.test("postgres_cdc: a slot gone while an offset is stored stops the start, 
   assertEquals(slots.length, 0, "the refused start made no slot");
 
   // A pipeline that drops its slot at every stop asked for that gap.
+  await using logs = await capturingLogs();
   const dropping = startStream(await spec(f, slot, { "slot.drop.on.stop": "true" }), offsets);
   try {
     await waitForActiveSlot(f.sourceSql, slot);
     await f.sourceSql`insert into items values (4, 'streamed')`;
     await waitUntil("row 4", async () => (await ids(f)).includes(4));
     assertEquals(await ids(f), [1, 2, 4]);
+    // The log names where the new slot starts, not the old offset.
+    const at = (pattern: RegExp) =>
+      logs.lines.map((line) => line.match(pattern)?.[1]).find(Boolean);
+    const created = at(/^Created slot \S+ at (\S+)$/);
+    assert(created !== undefined, logs.lines.join("\n"));
+    assertEquals(at(/^Streaming from slot \S+ at (\S+)$/), created);
   } finally {
     const report = await dropping.stop();
     assertEquals(report.status, "stopped", report.error?.message);
