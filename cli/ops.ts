@@ -70,6 +70,10 @@ export async function prepareOperations(
     metrics,
     async start(runtime, registry, offsets) {
       if (!metrics) return { [Symbol.asyncDispose]: async () => {} };
+      // A pipeline the API deleted has no control any more: no state.
+      metrics.watchStates((pipeline) =>
+        runtime.pipelines.has(pipeline) ? runtime.control(pipeline).state : undefined
+      );
       const alerts = new AlertManager(metrics, alertsConfig);
       runtime.onReport((report) => {
         metrics.onJobFinished(report);

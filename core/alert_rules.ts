@@ -25,6 +25,8 @@ export interface MeasureContext {
   readonly pipeline: string;
   readonly figures: PipelineFigures;
   readonly lagSeconds: number;
+  /** A stream that is FAILED: down until restarted. */
+  readonly streamFailed: boolean;
   readonly now: number;
   readonly windowMs: number;
   /** Records read and failed `windowMs` ago (or at the oldest sample kept). */
@@ -56,6 +58,7 @@ export interface AlertRule {
 /** The rules' ids, as used in the `alerts.rules` config. */
 export const ruleIds = [
   "batch_job_failed",
+  "stream_failed",
   "stream_lag_warning",
   "stream_lag_critical",
   "error_rate_high",
@@ -107,6 +110,20 @@ const DEFAULTS: Record<RuleId, RuleDefaults> = {
         : [],
     promql: () => "max by (pipeline) (sluice_batch_last_run_failed)",
     format: (value) => value > 0 ? "failed" : "ok",
+  },
+  stream_failed: {
+    alertname: "SluiceStreamFailed",
+    summary:
+      "A stream stopped on an error it does not retry, or ran out of retries, and stays down until restarted (its lag no longer grows: nothing is read)",
+    severity: "critical",
+    comparison: ">",
+    threshold: 0,
+    forMs: 0,
+    windowMs: 0,
+    measure: ({ pipeline, figures, streamFailed }) =>
+      figures.mode === "stream" ? [{ labels: { pipeline }, value: streamFailed ? 1 : 0 }] : [],
+    promql: () => "max by (pipeline) (sluice_stream_failed)",
+    format: (value) => value > 0 ? "failed" : "running",
   },
   stream_lag_warning: lagRule("warning", 60),
   stream_lag_critical: lagRule("critical", 300),

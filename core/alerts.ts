@@ -109,7 +109,15 @@ export class AlertManager implements AsyncDisposable {
       const lagSeconds = this.#metrics.lagSeconds(pipeline);
       for (const rule of this.rules) {
         const past = this.#pastSample(pipeline, now, rule.windowMs);
-        const context = { pipeline, figures, lagSeconds, now, windowMs: rule.windowMs, past };
+        const context = {
+          pipeline,
+          figures,
+          lagSeconds,
+          streamFailed: this.#metrics.streamFailed(pipeline),
+          now,
+          windowMs: rule.windowMs,
+          past,
+        };
         for (const measurement of rule.measure(context)) {
           const key = `${rule.id}|${JSON.stringify(measurement.labels)}`;
           seen.add(key);

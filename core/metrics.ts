@@ -153,6 +153,7 @@ export class SluiceMetrics implements PipelineObserver {
   readonly #deadLetterSizes: DeadLetterSizeProbe[] = [];
   readonly #deadLetterRefreshMs: number;
   #defaultMetrics?: () => Promise<void>;
+  #stateOf?: (pipeline: string) => string | undefined;
   #defaultMetricsLoaded?: Promise<void>;
 
   constructor(
@@ -217,6 +218,7 @@ export class SluiceMetrics implements PipelineObserver {
       new client.Histogram({ name, help, labelNames: ["pipeline"], buckets, registers });
     const figures = this.#figures;
     const lag = (name: string) => this.lagSeconds(name);
+    const failed = (name: string) => this.streamFailed(name);
     return {
       batchRuns: counter(
         "sluice_batch_runs_total",
@@ -300,6 +302,18 @@ export class SluiceMetrics implements PipelineObserver {
         "sluice_reconciliation_last_run_timestamp_seconds",
         "Unix time of the last finished reconciliation run.",
       ),
+      streamFailed: new client.Gauge({
+        name: "sluice_stream_failed",
+        help:
+          "1 while a stream is FAILED: it stopped on an error it does not retry (or ran out of retries) and stays down until restarted; else 0.",
+        labelNames: ["pipeline"],
+        registers,
+        collect() {
+          for (const [name, figure] of figures) {
+            if (figure.mode === "stream") this.set({ pipeline: name }, failed(name) ? 1 : 0);
+          }
+        },
+      }),
       lag: new client.Gauge({
         name: "sluice_stream_lag_seconds",
         help:
@@ -313,6 +327,19 @@ export class SluiceMetrics implements PipelineObserver {
         },
       }),
     };
+  }
+
+  /**
+   * Tells the metrics where to read each pipeline's state (the runtime's
+   * controls), for `sluice_stream_failed` and the stream_failed rule.
+   */
+  watchStates(stateOf: (pipeline: string) => string | undefined): void {
+    this.#stateOf = stateOf;
+  }
+
+  /** Whether the stream `pipeline` is FAILED: down for good until restarted. */
+  streamFailed(pipeline: string): boolean {
+    return this.#figures.get(pipeline)?.mode === "stream" && this.#stateOf?.(pipeline) === "FAILED";
   }
 
   /** The figures the alert rules read, by pipeline. */

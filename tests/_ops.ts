@@ -41,6 +41,9 @@ export async function startOps(
   // Failed streams wait for POST /restart here, as with `sluice run --keep-failed`.
   const runtime = new Runtime(specs, { offsets, observer: metrics }, { keepFailed: true });
   const config: AlertsConfig = parseAlertsConfig(options.alerts ?? {});
+  metrics.watchStates((pipeline) =>
+    runtime.pipelines.has(pipeline) ? runtime.control(pipeline).state : undefined
+  );
   const alerts = new AlertManager(metrics, config);
   runtime.onReport((report) => {
     metrics.onJobFinished(report);

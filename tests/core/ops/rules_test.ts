@@ -41,7 +41,7 @@ Deno.test({
     const rules = await promtool("check", "rules", exampleOps.rules);
     assert(typeof rules !== "string");
     assertEquals(rules.code, 0, rules.output);
-    assertMatch(rules.output, /SUCCESS: 7 rules found/);
+    assertMatch(rules.output, /SUCCESS: 8 rules found/);
     const config = await promtool("check", "config", exampleOps.prometheus);
     assert(typeof config !== "string");
     assertEquals(config.code, 0, config.output);

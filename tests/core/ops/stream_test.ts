@@ -168,10 +168,21 @@ Deno.test("a stream that failed shows FAILED with its trace, and restart runs it
   const ready = await ops.api("/readyz");
   assertEquals(ready.status, 503);
   assert((await ready.json()).reasons[0].startsWith("items_stream failed: "));
+  // Its lag stays 0 (nothing is read): the failure has an alert and a metric of its own.
+  const labels = { pipeline: "items_stream" };
+  assertEquals(await ops.metric("sluice_stream_failed", labels), 1);
+  ops.alerts.evaluate();
+  const firing = async () =>
+    (await (await ops.api("/alerts")).json() as { alertname: string; labels: object }[])
+      .filter((alert) => alert.alertname === "SluiceStreamFailed");
+  assertEquals((await firing()).map((alert) => alert.labels), [labels]);
 
   await db.targetSql`alter table items drop constraint no_2`;
   await put(ops, "/connectors/items_stream/restart", 204, "POST");
   await waitUntil("row 2 after the restart", () => has(db.targetSql, 2));
   assertEquals(await state(ops), "RUNNING");
   assertEquals((await ops.api("/readyz")).status, 200);
+  assertEquals(await ops.metric("sluice_stream_failed", labels), 0);
+  ops.alerts.evaluate();
+  assertEquals(await firing(), []);
 });
