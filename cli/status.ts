@@ -122,11 +122,13 @@ export async function formatStatus(target: StatusTarget): Promise<string> {
     ([name, entry]) => {
       const job = jobByName.get(name);
       const last = job?.last_runs[0];
+      const failed = entry.status.connector.state === "FAILED";
       return [
         name,
         job ? "batch" : "stream",
         stateOf(entry, job),
-        job ? "-" : `${(lag.get(name) ?? 0).toFixed(1)} s`,
+        // A failed stream reads nothing: a lag of 0 would look caught up.
+        job || failed ? "-" : `${(lag.get(name) ?? 0).toFixed(1)} s`,
         String(written.get(name) ?? 0),
         String(dead.get(name) ?? 0),
         last ? lastRun(last) : "-",
@@ -136,6 +138,15 @@ export async function formatStatus(target: StatusTarget): Promise<string> {
     },
   );
   const lines = [formatTable(header, rows, new Set([3, 4, 5]))];
+  const failures = Object.entries(connectors).filter(([name, entry]) =>
+    entry.status.connector.state === "FAILED" && !jobByName.has(name)
+  );
+  if (failures.length > 0) lines.push("", "Failed streams (down until restarted):");
+  for (const [name, entry] of failures) {
+    // The trace's first line is the error; the rest is its stack.
+    const reason = entry.status.connector.trace?.split("\n")[0] ?? "unknown error";
+    lines.push(`  ${name}: ${reason}`);
+  }
   lines.push("", alerts.length === 0 ? "No alert is firing." : "Firing alerts:");
   for (const alert of alerts) {
     const where = alert.labels.pipeline ? ` ${alert.labels.pipeline}` : "";

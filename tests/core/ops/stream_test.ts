@@ -5,7 +5,8 @@
  * Real PostgreSQL (postgres_cdc → postgres, direct mode), real HTTP.
  */
 import type postgres from "postgres";
-import { assert, assertEquals } from "../../_assert.ts";
+import { assert, assertEquals, assertMatch } from "../../_assert.ts";
+import { formatStatus } from "../../../cli/status.ts";
 import { specsFrom, syncFixture } from "../../_batch.ts";
 import { uniqueSlot, waitForActiveSlot } from "../../_cdc.ts";
 import { waitUntil } from "../../_wait.ts";
@@ -176,6 +177,14 @@ Deno.test("a stream that failed shows FAILED with its trace, and restart runs it
     (await (await ops.api("/alerts")).json() as { alertname: string; labels: object }[])
       .filter((alert) => alert.alertname === "SluiceStreamFailed");
   assertEquals((await firing()).map((alert) => alert.labels), [labels]);
+  // sluice status shows no lag for it, says why it failed, and lists the alert.
+  const text = await formatStatus({ url: ops.url });
+  assertMatch(text, /\nitems_stream\s+stream\s+FAILED\s+-\s+/);
+  assertMatch(
+    text,
+    /\nFailed streams \(down until restarted\):\n {2}items_stream: .*violates check constraint "no_2"/,
+  );
+  assertMatch(text, /critical SluiceStreamFailed items_stream/);
 
   await db.targetSql`alter table items drop constraint no_2`;
   await put(ops, "/connectors/items_stream/restart", 204, "POST");
