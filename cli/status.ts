@@ -122,7 +122,7 @@ export async function formatStatus(target: StatusTarget): Promise<string> {
     ([name, entry]) => {
       const job = jobByName.get(name);
       const last = job?.last_runs[0];
-      const failed = entry.status.connector.state === "FAILED";
+      const failed = entry.status.connector.state === "FAILED" || retrying(entry);
       return [
         name,
         job ? "batch" : "stream",
@@ -142,11 +142,10 @@ export async function formatStatus(target: StatusTarget): Promise<string> {
     entry.status.connector.state === "FAILED" && !jobByName.has(name)
   );
   if (failures.length > 0) lines.push("", "Failed streams (down until restarted):");
-  for (const [name, entry] of failures) {
-    // The trace's first line is the error; the rest is its stack.
-    const reason = entry.status.connector.trace?.split("\n")[0] ?? "unknown error";
-    lines.push(`  ${name}: ${reason}`);
-  }
+  for (const [name, entry] of failures) lines.push(`  ${name}: ${firstLine(entry)}`);
+  const retries = Object.entries(connectors).filter(([, entry]) => retrying(entry));
+  if (retries.length > 0) lines.push("", "Streams retrying after an error:");
+  for (const [name, entry] of retries) lines.push(`  ${name}: ${firstLine(entry)}`);
   lines.push("", alerts.length === 0 ? "No alert is firing." : "Firing alerts:");
   for (const alert of alerts) {
     const where = alert.labels.pipeline ? ` ${alert.labels.pipeline}` : "";
@@ -164,7 +163,20 @@ export async function formatStatus(target: StatusTarget): Promise<string> {
  */
 function stateOf(entry: ConnectorEntry, job: JobEntry | undefined): string {
   const state = entry.status.connector.state;
+  if (retrying(entry)) return "RETRYING";
   return job && state === "RUNNING" && !job.running ? "IDLE" : state;
+}
+
+/** A stream between two attempts after an error (its REST state stays RUNNING). */
+function retrying(entry: ConnectorEntry): boolean {
+  return entry.status.connector.state === "RUNNING" &&
+    (entry.status.connector.trace?.startsWith("Retrying after: ") ?? false);
+}
+
+/** The trace's first line: the error, without its stack. */
+function firstLine(entry: ConnectorEntry): string {
+  return entry.status.connector.trace?.split("\n")[0].replace(/^Retrying after: /, "") ??
+    "unknown error";
 }
 
 /**

@@ -50,6 +50,7 @@ export class PipelineControl {
   #run?: AbortController;
   #restartRequested = false;
   #failure?: Error;
+  #retryError?: Error;
   #wakers: (() => void)[] = [];
   #history: RunReport[] = [];
   #runStartedAt?: Date;
@@ -134,6 +135,16 @@ export class PipelineControl {
     this.#owns = [];
     this.#run = undefined;
     this.#runStartedAt = undefined;
+  }
+
+  /** The error a stream is waiting out its backoff after, before its next attempt. */
+  get retryError(): Error | undefined {
+    return this.#runStartedAt ? undefined : this.#retryError;
+  }
+
+  /** Called by the runtime: the stream failed and tries again after a backoff (undefined: it ran well). */
+  setRetrying(error: Error | undefined): void {
+    this.#retryError = error;
   }
 
   /** Called with every final report: a failure shows as FAILED until a later success. */

@@ -688,6 +688,7 @@ export class Runtime implements AsyncDisposable {
         continue;
       }
       control.setStandby(undefined);
+      control.setRetrying(undefined);
       this.#log(report, attempt + 1);
       // Ended by the operator (stop or restart), not by shutdown: the loop's top
       // waits while stopped. (A resume may already have come in meanwhile.)
@@ -721,6 +722,7 @@ export class Runtime implements AsyncDisposable {
       const delay = Math.min(maxDelay, 500 * 2 ** attempt);
       attempt++;
       logger.warn("Restarting stream {pipeline} in {delay} ms", { pipeline: spec.name, delay });
+      control.setRetrying(report.error);
       await sleep(delay, lifetime);
       // A run that got going before failing resets the backoff.
       if (report.stats.written > 0) {

@@ -78,7 +78,13 @@ function status(context: ApiContext, spec: PipelineSpec) {
   const control = context.runtime.control(spec.name);
   const workerId = context.workerId ?? "sluice";
   const failure = control.state === "FAILED" ? control.failure : undefined;
-  const trace = failure ? traceOf(failure) : undefined;
+  // A stream between two attempts, waiting out its backoff after an error.
+  const retrying = control.state === "RUNNING" ? control.retryError : undefined;
+  const trace = failure
+    ? traceOf(failure)
+    : retrying
+    ? `Retrying after: ${traceOf(retrying)}`
+    : undefined;
   const state = {
     state: control.state,
     worker_id: workerId,

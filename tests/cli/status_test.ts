@@ -5,6 +5,7 @@
 import { assertEquals, assertMatch, assertRejects } from "../_assert.ts";
 import { specsFrom, syncFixture } from "../_batch.ts";
 import { startOps } from "../_ops.ts";
+import { waitUntil } from "../_wait.ts";
 import {
   deadLettersByPipeline,
   formatStatus,
@@ -78,4 +79,30 @@ Deno.test("sluice status counts the dead letters a destination holds now, not th
   ].join("\n");
   // a's one dead letter was replayed; b keeps none (it only logs them).
   assertEquals([...deadLettersByPipeline(text)].sort(), [["a", 0], ["b", 2]]);
+});
+
+Deno.test("sluice status shows a stream waiting to retry after an error as RETRYING, with the error", async () => {
+  await using db = await syncFixture("cli_status_retry", SOURCE, TARGET);
+  const specs = await specsFrom({
+    name: "items_stream",
+    config: {
+      "connector.class": "postgres_cdc",
+      // Nothing listens there: a connection error, retried with backoff.
+      "connection.url": "postgres://postgres@127.0.0.1:1/nowhere",
+      "topic.prefix": "src",
+      "sink.class": "postgres",
+      "sink.connection.url": db.target.url,
+      "sink.table": "public.items",
+    },
+  });
+  await using ops = await startOps(specs);
+  ops.runtime.start();
+  const text = await waitUntil("the stream to wait for its retry", async () => {
+    const text = await formatStatus({ url: ops.url });
+    return text.includes("RETRYING") ? text : undefined;
+  });
+  assertMatch(text, /\nitems_stream\s+stream\s+RETRYING\s+-\s+/);
+  assertMatch(text, /\nStreams retrying after an error:\n {2}items_stream: .*127\.0\.0\.1:1/);
+  const body = await (await ops.api("/connectors/items_stream/status")).json();
+  assertEquals(body.connector.state, "RUNNING", "the REST state stays Kafka Connect's");
 });
