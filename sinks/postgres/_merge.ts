@@ -258,6 +258,13 @@ async function applyGroup(
     Object.assign(failure.error, { code: reject.sqlstate });
     context.failures.push(failure);
   }
+  if (kind === "upsert" && table.guarded && result.count < operations.length) {
+    // Snapshot rows the guard kept out are still rows the snapshot found.
+    const snapshotRows = operations.flatMap((op, index) =>
+      isChangeEvent(op.record.value) && op.record.value.op === "r" ? [index + 1] : []
+    );
+    await table.stampPositions(tx, columns, snapshotRows);
+  }
   const applied = operations.filter((_, index) => !rejected.has(index));
   const givenKeys = result.givenKeys?.filter((_, index) => !rejected.has(index));
   const counts = account(table, kind, applied, { ...result, givenKeys }, context.totals);

@@ -889,6 +889,33 @@ export class TargetTable {
     return result.count;
   }
 
+  /**
+   * Stamps the position of staged rows `rows` (1-based) on their target
+   * rows where the stored one is older. For snapshot records a guard kept
+   * out (the target holds their version, or a newer one): the snapshot
+   * found them at the source, and the sweep at its end must not take them
+   * for rows it did not hold. The stale-event guard is unharmed: the
+   * snapshot's position is older than every event streamed after it.
+   */
+  async stampPositions(sql: Queryable, columns: readonly string[], rows: readonly number[]) {
+    const column = this.#options.positionColumn;
+    if (!column || !columns.includes(column) || rows.length === 0) return;
+    const source = {
+      alias: "s",
+      table: this.stagingName(columns),
+      where: "s.__row = any($1::int[])",
+    };
+    const on = this.primaryKey.map((c) => `t.${quoteIdent(c)} = ${this.#cast(source, c)}`)
+      .join(" and ");
+    const position = this.#cast(source, column);
+    await sql.unsafe(
+      `update ${this.#quoted} t set ${quoteIdent(column)} = ${position}
+       from ${source.table} ${source.alias}
+       where ${source.where} and ${on} and t.${quoteIdent(column)} < ${position}`,
+      [rows as number[]],
+    );
+  }
+
   /** The session's temporary staging table for this column set. */
   stagingName(columns: readonly string[]): string {
     return quoteIdent(
