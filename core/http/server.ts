@@ -140,7 +140,15 @@ export function startApiServer(context: ApiContext, options: ServerOptions): Pro
         },
       }, app.fetch);
     } catch (error) {
-      reject(error);
+      if (!(error instanceof Deno.errors.AddrInUse)) return reject(error);
+      // Each process on one machine needs an endpoint of its own.
+      reject(
+        new ConfigError([{
+          path: "--listen",
+          message:
+            `${hostname}:${port} is in use (another Sluice process, or Kafka Connect?): give each process its own --listen host:port (or SLUICE_LISTEN), or --listen off`,
+        }], { cause: error }),
+      );
     }
   });
 }

@@ -205,6 +205,36 @@ Deno.test("listening beyond loopback without a token is refused before anything 
   assertMatch(stderr, /needs a bearer token/);
 });
 
+Deno.test("an endpoint address already in use stops sluice run with what to do, not a stack trace", async () => {
+  using taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const folder = await Deno.makeTempDir({ prefix: "sluice_ops_cli_" });
+  await Deno.writeTextFile(
+    `${folder}/job.json`,
+    JSON.stringify({
+      name: "unreachable",
+      config: {
+        ...written("postgres://nobody@127.0.0.1:1/none"),
+        "connection.url": "postgres://nobody@127.0.0.1:1/none",
+      },
+    }),
+  );
+  const cli = new URL("../../../cli/main.ts", import.meta.url).pathname;
+  const address = `127.0.0.1:${taken.addr.port}`;
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "--unstable-cron", cli, "run", "--listen", address, folder],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  await Deno.remove(folder, { recursive: true });
+  const stderr = new TextDecoder().decode(output.stderr);
+  assertEquals(output.code, 2, stderr);
+  assertMatch(
+    stderr,
+    new RegExp(`--listen: ${address.replaceAll(".", "\\.")} is in use .*--listen off`),
+  );
+  assertEquals(/\n\s+at /.test(stderr), false, stderr);
+});
+
 Deno.test("config/validate answers Kafka Connect's validation shape with every problem per key", async () => {
   await using ops = await startOps([]);
   const validate = (plugin: string, config: unknown) =>
