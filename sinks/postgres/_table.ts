@@ -699,19 +699,23 @@ export class TargetTable {
 
   /** A query of the key hashes of staged rows of `source` in row order, each key cast to its type and back. */
   #givenKeyHashes(source: RowSource): string {
-    const keys = this.primaryKey.map((c) => `${this.#cast(source, c)}::text as ${quoteIdent(c)}`)
-      .join(", ");
     return `select array_agg(${keyHashSql(this.primaryKey)}::text order by written.__row)
-      from (select ${keys}, ${source.alias}.__row from ${source.table} ${source.alias}
-            where ${source.where}) written`;
+      from (${this.#givenKeys(source, `, ${source.alias}.__row`)}) written`;
   }
 
   /** A query summing the key hashes of the rows of `source`, each key cast to its type and back. */
   #givenChecksum(source: RowSource): string {
+    return `select ${checksumSql(this.primaryKey)} from (${this.#givenKeys(source)}) written`;
+  }
+
+  /**
+   * The keys of the rows of `source` as the table would store them: cast to
+   * their columns' types and back to text (plus `extra` columns).
+   */
+  #givenKeys(source: RowSource, extra = ""): string {
     const keys = this.primaryKey.map((c) => `${this.#cast(source, c)}::text as ${quoteIdent(c)}`)
       .join(", ");
-    return `select ${checksumSql(this.primaryKey)} from (select ${keys}
-      from ${source.table} ${source.alias} where ${source.where}) written`;
+    return `select ${keys}${extra} from ${source.table} ${source.alias} where ${source.where}`;
   }
 
   #upsertStatement(columns: readonly string[], source: RowSource, returns = true): string {

@@ -15,7 +15,7 @@ const SOURCE = `create table public.items (id int primary key, name text, qty in
 const TARGET = `create table public.items (
   id int primary key, name text, qty int, deleted_at timestamptz, _source_lsn pg_lsn);`;
 
-async function spec(f: SyncFixture, slot: string, mode: string) {
+async function spec(f: SyncFixture, slot: string, mode: string, extra = {}) {
   const [built] = await specsFrom({
     name: "snap",
     config: {
@@ -29,6 +29,7 @@ async function spec(f: SyncFixture, slot: string, mode: string) {
       "sink.class": "postgres",
       "sink.connection.url": f.target.url,
       "sink.table": "public.items",
+      ...extra,
     },
   });
   return built;
@@ -149,21 +150,10 @@ Deno.test("a snapshot taken again keeps the rows the version guard finds already
        deleted_at timestamptz, _source_lsn pg_lsn);`,
   );
   const slot = uniqueSlot("snap_versioned");
-  const [built] = await specsFrom({
-    name: "snap",
-    config: {
-      "connector.class": "postgres_cdc",
-      "connection.url": f.source.url,
-      "topic.prefix": "src",
-      "slot.name": slot,
-      "poll.interval.ms": "20",
-      "max.batch.size": "300",
-      "offset.storage": "file",
-      "sink.class": "postgres",
-      "sink.connection.url": f.target.url,
-      "sink.table": "public.items",
-      "sink.version.column": "updated_at",
-    },
+  const built = await spec(f, slot, "initial", {
+    "max.batch.size": "300",
+    "offset.storage": "file",
+    "sink.version.column": "updated_at",
   });
   const offsets = new MemoryOffsetStore();
   const live = async () => {

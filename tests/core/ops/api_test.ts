@@ -181,32 +181,13 @@ Deno.test("listening beyond loopback without a token is refused before anything 
   checkServerOptions({ listen: parseListen("off") });
   assertMatch(configErrorOf(() => parseListen("8083")).message, /expected host:port/);
 
-  const folder = await Deno.makeTempDir({ prefix: "sluice_ops_cli_" });
-  await Deno.writeTextFile(
-    `${folder}/job.json`,
-    JSON.stringify({
-      name: "unreachable",
-      config: {
-        ...written("postgres://nobody@127.0.0.1:1/none"),
-        "connection.url": "postgres://nobody@127.0.0.1:1/none",
-      },
-    }),
-  );
-  const cli = new URL("../../../cli/main.ts", import.meta.url).pathname;
-  const output = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "--unstable-cron", cli, "run", "--listen", "0.0.0.0:0", folder],
-    env: { SLUICE_API_TOKEN: "" },
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  await Deno.remove(folder, { recursive: true });
-  const stderr = new TextDecoder().decode(output.stderr);
-  assertEquals(output.code, 2, stderr);
+  const { code, stderr } = await runUnreachableJob("0.0.0.0:0", { SLUICE_API_TOKEN: "" });
+  assertEquals(code, 2, stderr);
   assertMatch(stderr, /needs a bearer token/);
 });
 
-Deno.test("an endpoint address already in use stops sluice run with what to do, not a stack trace", async () => {
-  using taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+/** `sluice run --listen <listen>` of a job whose database is unreachable: its exit code and stderr. */
+async function runUnreachableJob(listen: string, env: Record<string, string> = {}) {
   const folder = await Deno.makeTempDir({ prefix: "sluice_ops_cli_" });
   await Deno.writeTextFile(
     `${folder}/job.json`,
@@ -219,15 +200,21 @@ Deno.test("an endpoint address already in use stops sluice run with what to do, 
     }),
   );
   const cli = new URL("../../../cli/main.ts", import.meta.url).pathname;
-  const address = `127.0.0.1:${taken.addr.port}`;
   const output = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "--unstable-cron", cli, "run", "--listen", address, folder],
+    args: ["run", "-A", "--unstable-cron", cli, "run", "--listen", listen, folder],
+    env,
     stdout: "piped",
     stderr: "piped",
   }).output();
   await Deno.remove(folder, { recursive: true });
-  const stderr = new TextDecoder().decode(output.stderr);
-  assertEquals(output.code, 2, stderr);
+  return { code: output.code, stderr: new TextDecoder().decode(output.stderr) };
+}
+
+Deno.test("an endpoint address already in use stops sluice run with what to do, not a stack trace", async () => {
+  using taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const address = `127.0.0.1:${taken.addr.port}`;
+  const { code, stderr } = await runUnreachableJob(address);
+  assertEquals(code, 2, stderr);
   assertMatch(
     stderr,
     new RegExp(`--listen: ${address.replaceAll(".", "\\.")} is in use .*--listen off`),

@@ -13,34 +13,11 @@ import { createTestDatabase } from "../../_services.ts";
 import postgresSink from "../../../sinks/postgres/mod.ts";
 import type { Sink, SinkResult } from "../../../api/plugin.ts";
 import type { ChangeOp, Row, SluiceRecord } from "../../../api/record.ts";
+import { changeEvent } from "./_events.ts";
 
-/** A change event as postgres_cdc makes it, at commit LSN `commit`. */
-function change(op: ChangeOp, row: Row | null, commit: number, key?: Row): SluiceRecord {
-  const image = row ?? key ?? {};
-  return {
-    topic: "shop.public.items",
-    key: key ?? (row ? { id: row.id } : null),
-    value: {
-      before: op === "d" ? image : null,
-      after: op === "d" || op === "t" ? null : row,
-      source: {
-        version: "test",
-        connector: "postgresql",
-        name: "shop",
-        ts_ms: 0,
-        snapshot: "false",
-        db: "src",
-        sequence: `["${commit}","${commit}"]`,
-        schema: "public",
-        table: "items",
-        txId: 1,
-        lsn: commit,
-      },
-      op,
-      ts_ms: 0,
-    },
-  };
-}
+/** A change event of public.items, as postgres_cdc makes it, at commit LSN `commit`. */
+const change = (op: ChangeOp, row: Row | null, commit: number, key?: Row) =>
+  changeEvent(op, row, commit, { key });
 
 async function withSink(
   ddl: string,

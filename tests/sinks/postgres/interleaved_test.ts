@@ -11,33 +11,11 @@ import { createTestDatabase } from "../../_services.ts";
 import postgresSink from "../../../sinks/postgres/mod.ts";
 import type { Sink, SinkResult } from "../../../api/plugin.ts";
 import type { ChangeOp, Row, SluiceRecord } from "../../../api/record.ts";
+import { changeEvent } from "./_events.ts";
 
-/** A change event of `public.<table>` at commit LSN `commit`. */
-function change(op: ChangeOp, table: string, row: Row, commit: number): SluiceRecord {
-  return {
-    topic: `public.${table}`,
-    key: { id: row.id },
-    value: {
-      before: op === "d" ? row : null,
-      after: op === "d" ? null : row,
-      source: {
-        version: "test",
-        connector: "postgresql",
-        name: "shop",
-        ts_ms: 0,
-        snapshot: "false",
-        db: "src",
-        sequence: `["${commit}","${commit}"]`,
-        schema: "public",
-        table,
-        txId: commit,
-        lsn: commit,
-      },
-      op,
-      ts_ms: 0,
-    },
-  };
-}
+/** A change event of `public.<table>` at commit LSN `commit`, on topic `public.<table>`. */
+const change = (op: ChangeOp, table: string, row: Row, commit: number) =>
+  changeEvent(op, row, commit, { table, topic: `public.${table}` });
 
 async function withSink(
   ddl: string,

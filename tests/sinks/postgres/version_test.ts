@@ -12,6 +12,7 @@ import { createTestDatabase } from "../../_services.ts";
 import postgresSink from "../../../sinks/postgres/mod.ts";
 import type { RecordFailure, Sink, SinkResult } from "../../../api/plugin.ts";
 import type { ChangeOp, Row, SluiceRecord } from "../../../api/record.ts";
+import { changeEvent } from "./_events.ts";
 
 /** A row as postgres_query reads it. */
 function row(id: number, name: string, version: string | null): SluiceRecord {
@@ -19,31 +20,7 @@ function row(id: number, name: string, version: string | null): SluiceRecord {
 }
 
 /** A change event at commit LSN `commit` (as postgres_cdc or Debezium makes it). */
-function change(op: ChangeOp, image: Row, commit: number): SluiceRecord {
-  return {
-    topic: "shop.public.items",
-    key: { id: image.id },
-    value: {
-      before: op === "d" ? image : null,
-      after: op === "d" ? null : image,
-      source: {
-        version: "test",
-        connector: "postgresql",
-        name: "shop",
-        ts_ms: 0,
-        snapshot: "false",
-        db: "src",
-        sequence: `["${commit}","${commit}"]`,
-        schema: "public",
-        table: "items",
-        txId: 1,
-        lsn: commit,
-      },
-      op,
-      ts_ms: 0,
-    },
-  };
-}
+const change = (op: ChangeOp, image: Row, commit: number) => changeEvent(op, image, commit);
 
 type Write = (...records: SluiceRecord[]) => Promise<SinkResult>;
 
