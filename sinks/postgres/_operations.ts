@@ -332,3 +332,66 @@ function rounds(table: TargetTable, streaks: ReadonlyMap<string, Operation[][]>)
     if (upserts.length > 0) runs.push({ table, kind: "upsert", operations: upserts });
   }
 }
+
+/**
+ * Runs of tables that foreign keys link, written in turn, regrouped so that
+ * each table is written once per streak of one kind: consecutive upsert runs
+ * become one run per table, parents' first (`rank` ascending); consecutive
+ * delete runs one run per table, children's first. A truncate stays where it
+ * is, between streaks.
+ *
+ * Why this keeps every key satisfied: within a streak of upserts no row is
+ * deleted, so a child's parent is either already there or written before it;
+ * within a streak of deletes no row is written, so a child that still points
+ * at a parent is gone before it. Per table the operations keep their order,
+ * so per key nothing changes. A transaction that alternates an application
+ * and its documents then costs two runs per streak, not a run per record.
+ */
+export function byDependency(runs: readonly Run[], rank: ReadonlyMap<string, number>): Run[] {
+  const regrouped: Run[] = [];
+  let streak = new Map<string, Run>();
+  let kind: Run["kind"] | undefined;
+  const flush = () => {
+    const direction = kind === "delete" ? -1 : 1;
+    regrouped.push(
+      ...[...streak.values()].sort((a, b) =>
+        direction * (rank.get(a.table.name)! - rank.get(b.table.name)!)
+      ),
+    );
+    streak = new Map();
+  };
+  for (const run of runs) {
+    if (run.kind !== kind || run.kind === "truncate") flush();
+    kind = run.kind;
+    if (run.kind === "truncate") {
+      regrouped.push(run);
+      continue;
+    }
+    const same = streak.get(run.table.name);
+    if (same) same.operations.push(...run.operations);
+    else streak.set(run.table.name, { ...run, operations: [...run.operations] });
+  }
+  flush();
+  return regrouped;
+}
+
+/**
+ * Each table's rank when parents come before children along `references`
+ * (child → parent pairs of table names), or undefined when they form a cycle.
+ */
+export function dependencyRanks(
+  tables: readonly string[],
+  references: readonly { child: string; parent: string }[],
+): Map<string, number> | undefined {
+  const parentsLeft = new Map(tables.map((table) => [table, new Set<string>()]));
+  for (const { child, parent } of references) parentsLeft.get(child)?.add(parent);
+  const rank = new Map<string, number>();
+  while (rank.size < tables.length) {
+    const ready = [...parentsLeft].filter(([table, parents]) =>
+      !rank.has(table) && [...parents].every((parent) => rank.has(parent))
+    );
+    if (ready.length === 0) return undefined;
+    for (const [table] of ready) rank.set(table, rank.size);
+  }
+  return rank;
+}

@@ -27,7 +27,14 @@ import { withJsonParsed } from "./_dead_letters.ts";
 import { TableDirectory } from "./_inspect.ts";
 import { applyRun, type Totals } from "./_merge.ts";
 import { fillMovedRows } from "./_moved_keys.ts";
-import { type Operation, Projector, type Run, runsOf } from "./_operations.ts";
+import {
+  byDependency,
+  dependencyRanks,
+  type Operation,
+  Projector,
+  type Run,
+  runsOf,
+} from "./_operations.ts";
 import type { Settings } from "./_settings.ts";
 import type { Queryable, TargetTable } from "./_table.ts";
 import { isChangeEvent } from "../../api/record.ts";
@@ -278,7 +285,8 @@ export class PostgresWriter {
   /**
    * Turns records into runs of operations, table by table in order.
    * Consecutive operations on one table go together, in order per key (see
-   * `runsOf`). Tables are looked up (and evolved) first: the transaction
+   * `runsOf`), and so do a streak's operations on tables foreign keys link
+   * (see `byDependency`). Tables are looked up (and evolved) first: the transaction
    * holds the only connection.
    */
   async #plan(
@@ -290,7 +298,8 @@ export class PostgresWriter {
     const runs: Run[] = [];
     const marks: SnapshotMark[] = [];
     let skipped = 0;
-    for (const segment of await this.#segments(records, failures)) {
+    const { segments, rank } = await this.#segments(records, failures);
+    for (const segment of segments) {
       // Corrections from the source of truth pass the version guard; a full
       // refresh passes it at an equal version.
       if (guard === "overwrite") segment.table = segment.table.withoutVersionGuard();
@@ -315,23 +324,24 @@ export class PostgresWriter {
       );
       runs.push(...runsOf(segment.table, writable));
     }
-    return { runs, skipped, marks };
+    return { runs: rank ? byDependency(runs, rank) : runs, skipped, marks };
   }
 
   /**
    * The records by table, after each table took their new fields: one
    * segment per table, each in the records' order, when no foreign key links
-   * two of the batch's tables; otherwise consecutive records of one table, so
-   * that a parent row is written before the child rows that follow it.
-   * Transactions that touch tables in turn (an application and its
-   * documents) would otherwise cost a staging round trip per record.
+   * two of the batch's tables. Otherwise consecutive records of one table,
+   * so that a parent row is written before the child rows that follow it,
+   * with the tables' ranks (see {@linkcode byDependency}) unless their keys
+   * form a cycle. Transactions that touch tables in turn (an application and
+   * its documents) would otherwise cost a staging round trip per record.
    */
   async #segments(
     records: readonly SluiceRecord[],
     failures: RecordFailure[],
-  ): Promise<{ table: TargetTable; records: SluiceRecord[] }[]> {
-    let segments: { table: TargetTable; records: SluiceRecord[] }[] = [];
-    const byTable = new Map<string, { table: TargetTable; records: SluiceRecord[] }>();
+  ): Promise<{ segments: Segment[]; rank?: Map<string, number> }> {
+    let segments: Segment[] = [];
+    const byTable = new Map<string, Segment>();
     for (const record of records) {
       const table = await this.#tables.get(record);
       const last = segments.at(-1);
@@ -341,8 +351,12 @@ export class PostgresWriter {
       if (grouped) grouped.records.push(record);
       else byTable.set(table.name, { table, records: [record] });
     }
-    if (byTable.size < segments.length && !await this.#linked([...byTable.values()])) {
-      segments = [...byTable.values()];
+    let rank: Map<string, number> | undefined;
+    if (byTable.size < segments.length) {
+      const tables = [...byTable.values()].map((segment) => segment.table);
+      const references = await this.#references(tables);
+      if (references.length === 0) segments = [...byTable.values()];
+      else rank = dependencyRanks(tables.map((table) => table.name), references);
     }
     for (const segment of segments) {
       const { table, refused } = await this.#tables.evolve(
@@ -358,20 +372,30 @@ export class PostgresWriter {
     }
     // A table evolved by a later segment is the same table: use its latest shape.
     for (const segment of segments) segment.table = this.#tables.latest(segment.table);
-    return segments;
+    return { segments, rank };
   }
 
-  /** Whether a foreign key links two of `groups`' tables (asked per batch: keys come and go). */
-  async #linked(groups: readonly { table: TargetTable }[]): Promise<boolean> {
-    const names = groups.map((group) => group.table.quoted);
-    const [{ linked }] = await this.#sql<{ linked: boolean }[]>`
-      with batch as (select to_regclass(name) as oid from unnest(${names}::text[]) name)
-      select exists (
-        select 1 from pg_constraint
-        where contype = 'f' and conrelid <> confrelid
-          and conrelid in (select oid from batch) and confrelid in (select oid from batch)
-      ) as linked`;
-    return linked;
+  /**
+   * The foreign keys between two of `tables`, as child → parent table names
+   * (asked per batch: keys come and go).
+   */
+  async #references(
+    tables: readonly TargetTable[],
+  ): Promise<{ child: string; parent: string }[]> {
+    const pairs = await this.#sql<{ child: number; parent: number }[]>`
+      with batch as (
+        select to_regclass(name) as oid, n::int
+        from unnest(${tables.map((table) => table.quoted)}::text[]) with ordinality as t(name, n)
+      )
+      select distinct child.n as child, parent.n as parent
+      from pg_constraint key
+      join batch child on child.oid = key.conrelid
+      join batch parent on parent.oid = key.confrelid
+      where key.contype = 'f' and key.conrelid <> key.confrelid`;
+    return pairs.map(({ child, parent }) => ({
+      child: tables[child - 1].name,
+      parent: tables[parent - 1].name,
+    }));
   }
 
   /**
@@ -512,6 +536,12 @@ export class PostgresWriter {
  * has no column for), a value the column's type cannot take or would
  * round, a value too long.
  */
+/** Records of one table, to be written together. */
+interface Segment {
+  table: TargetTable;
+  records: SluiceRecord[];
+}
+
 const SCHEMA_STATES = new Set([
   "42703", // undefined_column
   "42804", // datatype_mismatch

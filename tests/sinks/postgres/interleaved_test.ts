@@ -1,8 +1,9 @@
 /**
  * Transactions that touch several tables in turn: the postgres sink writes
  * a batch table by table (one staging round trip each) when no foreign key
- * links the batch's tables, and keeps the records' order across tables when
- * one does.
+ * links the batch's tables. When one does, each streak of upserts (or of
+ * deletes) is written once per table, parents first (children first for
+ * deletes), and a random history that keeps every key must land whole.
  */
 import postgres from "postgres";
 import { getLogger } from "@logtape/logtape";
@@ -10,6 +11,8 @@ import { assertEquals } from "../../_assert.ts";
 import { createTestDatabase } from "../../_services.ts";
 import postgresSink from "../../../sinks/postgres/mod.ts";
 import type { Sink, SinkResult } from "../../../api/plugin.ts";
+import { byDependency, dependencyRanks, type Run } from "../../../sinks/postgres/_operations.ts";
+import type { TargetTable } from "../../../sinks/postgres/_table.ts";
 import type { ChangeOp, Row, SluiceRecord } from "../../../api/record.ts";
 import { changeEvent } from "./_events.ts";
 
@@ -95,3 +98,132 @@ Deno.test("records of tables a foreign key links keep their order across tables"
     },
   );
 });
+
+Deno.test("a random history of three linked tables lands whole, in any batch size", async () => {
+  // applications ← documents ← reviews, each child row pointing at a live
+  // parent at every step, ids reused after deletes so that a key is deleted
+  // and written again within one batch.
+  const ddl = `create table public.applications (id int primary key, status text);
+     create table public.documents (id int primary key,
+       application int not null references applications, name text);
+     create table public.reviews (id int primary key,
+       document int not null references documents, verdict text);`;
+  const history = linkedHistory(1_200, 1234);
+  for (const size of [1_200, 97]) {
+    await withSink(ddl, async (write, sql) => {
+      for (let i = 0; i < history.records.length; i += size) {
+        await write(...history.records.slice(i, i + size));
+      }
+      for (const [table, rows] of Object.entries(history.final)) {
+        const stored = await sql.unsafe(`select * from public.${table} order by id`);
+        assertEquals([...stored], rows, `${table}, batches of ${size}`);
+      }
+    });
+  }
+});
+
+Deno.test("byDependency writes a streak once per table, parents first, children first for deletes", () => {
+  const rank = dependencyRanks(["children", "parents"], [{
+    child: "children",
+    parent: "parents",
+  }])!;
+  assertEquals([...rank], [["parents", 0], ["children", 1]]);
+  const run = (table: string, kind: Run["kind"], id: number): Run => ({
+    table: { name: table } as TargetTable,
+    kind,
+    operations: [{ kind, record: { topic: table, key: { id }, value: null }, row: { id } }],
+  });
+  const runs: Run[] = [];
+  for (let id = 0; id < 50; id++) {
+    runs.push(run("parents", "upsert", id), run("children", "upsert", id));
+  }
+  for (let id = 0; id < 50; id++) {
+    runs.push(run("parents", "delete", id), run("children", "delete", id));
+  }
+  runs.push(run("parents", "truncate", 0), run("children", "upsert", 99));
+  const regrouped = byDependency(runs, rank);
+  assertEquals(
+    regrouped.map((run) => [run.table.name, run.kind, run.operations.map((op) => op.row.id)]),
+    [
+      ["parents", "upsert", [...Array(50).keys()]],
+      ["children", "upsert", [...Array(50).keys()]],
+      ["children", "delete", [...Array(50).keys()]],
+      ["parents", "delete", [...Array(50).keys()]],
+      ["parents", "truncate", [0]],
+      ["children", "upsert", [99]],
+    ],
+  );
+  assertEquals(
+    dependencyRanks(["a", "b"], [{ child: "a", parent: "b" }, { child: "b", parent: "a" }]),
+    undefined,
+  );
+});
+
+/**
+ * `steps` random changes to applications ← documents ← reviews that keep
+ * every foreign key at each step, as change events, and the rows left.
+ */
+function linkedHistory(steps: number, seed: number) {
+  let state = seed;
+  const random = (n: number) => {
+    state = (state * 1_103_515_245 + 12_345) % 2_147_483_648;
+    return Math.floor((state / 2_147_483_648) * n);
+  };
+  const tables = {
+    applications: new Map<number, Row>(),
+    documents: new Map<number, Row>(),
+    reviews: new Map<number, Row>(),
+  };
+  type Name = keyof typeof tables;
+  const records: SluiceRecord[] = [];
+  let lsn = 1_000;
+  const put = (table: Name, row: Row) => {
+    records.push(change(tables[table].has(row.id as number) ? "u" : "c", table, row, lsn++));
+    tables[table].set(row.id as number, row);
+  };
+  const remove = (table: Name, id: number) => {
+    records.push(change("d", table, tables[table].get(id)!, lsn++));
+    tables[table].delete(id);
+  };
+  const children = (table: Name, column: string, parent: number) =>
+    [...tables[table].values()].filter((row) => row[column] === parent).map((row) =>
+      row.id as number
+    );
+  const dropDocument = (id: number) => {
+    for (const review of children("reviews", "document", id)) remove("reviews", review);
+    remove("documents", id);
+  };
+  const pick = (table: Name) => {
+    const ids = [...tables[table].keys()];
+    return ids.length === 0 ? undefined : ids[random(ids.length)];
+  };
+  for (let step = 0; step < steps; step++) {
+    const roll = random(10);
+    const application = pick("applications"), document = pick("documents");
+    if (roll < 3 || application === undefined) {
+      put("applications", { id: random(60), status: ["new", "open", "approved"][random(3)] });
+    } else if (roll === 3) {
+      for (const id of children("documents", "application", application)) dropDocument(id);
+      remove("applications", application);
+    } else if (roll < 6 || document === undefined) {
+      put("documents", { id: random(150), application, name: `doc ${step}` });
+    } else if (roll === 6) {
+      dropDocument(document);
+    } else if (roll < 9) {
+      put("reviews", { id: random(300), document, verdict: `verdict ${step}` });
+    } else {
+      const review = pick("reviews");
+      if (review !== undefined) remove("reviews", review);
+    }
+  }
+  const sorted = (rows: Map<number, Row>) =>
+    [...rows.values()].sort((a, b) => (a.id as number) - (b.id as number));
+  return {
+    records,
+    final: {
+      applications: sorted(tables.applications),
+      documents: sorted(tables.documents),
+      reviews: sorted(tables.reviews),
+    },
+  };
+}
