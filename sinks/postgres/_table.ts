@@ -455,6 +455,18 @@ export class TargetTable {
       guard += ` or (${target} = excluded.${column} and ${stored} = excluded.${
         quoteIdent(position)
       })`;
+      // A soft-deleted row written again at a later source position exists
+      // again at the source, even at the version it was deleted with: a
+      // snapshot found it (a sweep or an earlier version of Sluice deleted
+      // it wrongly), or it was re-created with a version that restarts. Only
+      // writes without a position, which may have read the row before its
+      // delete, must not revive it.
+      const soft = this.#options.softDeleteColumn;
+      if (this.#options.deleteMode === "soft" && this.columns.has(soft)) {
+        guard += ` or (${target} = excluded.${column} and ${this.#quoted}.${
+          quoteIdent(soft)
+        } is not null and ${stored} < excluded.${quoteIdent(position)})`;
+      }
     }
     return `(${guard})`;
   }

@@ -197,6 +197,35 @@ Deno.test("with a position column, updates of one transaction sharing a version 
   });
 });
 
+Deno.test("a soft-deleted row written again at a later position revives at its version; a write without one cannot", async () => {
+  await withSink(POSITIONED, {}, async (write, sql) => {
+    await write(change("c", { id: 1, name: "a", version: T1 }, 100));
+    assertEquals(await write(change("d", { id: 1, name: "a", version: T1 }, 200)), {
+      written: 1,
+      skipped: 0,
+    });
+    // The hourly batch read the row before its delete: no position, no revival.
+    assertEquals(await write(row(1, "late batch", T1)), { written: 0, skipped: 1 });
+    // An event from before the delete: stale.
+    assertEquals(await write(change("u", { id: 1, name: "replayed", version: T1 }, 150)), {
+      written: 0,
+      skipped: 1,
+    });
+    // Re-created after the delete with a version that restarts (or found
+    // again by a snapshot): it exists at the source again.
+    assertEquals(await write(change("c", { id: 1, name: "again", version: T1 }, 300)), {
+      written: 1,
+      skipped: 0,
+    });
+    assertEquals((await rowsOf(sql)).map((r) => [r.name, r.deleted]), [["again", false]]);
+    // A live row at the same version is still not rewritten by another transaction.
+    assertEquals(await write(change("u", { id: 1, name: "same version", version: T1 }, 400)), {
+      written: 0,
+      skipped: 1,
+    });
+  });
+});
+
 Deno.test("the version guard holds on the bad-row isolation path", async () => {
   await withSink(ITEMS, {}, async (write, sql, rejected) => {
     await write(row(1, "a", T2), row(2, "b", T1));
