@@ -176,4 +176,4 @@ export type {
   RecordsFailedEvent,
   RunMetrics,
 } from "./core/observer.ts";
-export type { ConnectorState, PipelineControl } from "./core/control.ts";
+export type { ConnectorState, PipelineControl, Retry } from "./core/control.ts";

@@ -26,7 +26,13 @@ export function statusUrl(url?: string, listen?: string): string {
 
 interface ConnectorEntry {
   status: {
-    connector: { state: string; trace?: string; owns?: string[]; member?: string };
+    connector: {
+      state: string;
+      trace?: string;
+      retrying?: { attempt: number; next_attempt_at: string; error: string };
+      owns?: string[];
+      member?: string;
+    };
     type?: string;
   };
   info: { type?: string };
@@ -145,7 +151,7 @@ export async function formatStatus(target: StatusTarget): Promise<string> {
   for (const [name, entry] of failures) lines.push(`  ${name}: ${firstLine(entry)}`);
   const retries = Object.entries(connectors).filter(([, entry]) => retrying(entry));
   if (retries.length > 0) lines.push("", "Streams retrying after an error:");
-  for (const [name, entry] of retries) lines.push(`  ${name}: ${firstLine(entry)}`);
+  for (const [name, entry] of retries) lines.push(`  ${name}: ${retryLine(entry)}`);
   lines.push("", alerts.length === 0 ? "No alert is firing." : "Firing alerts:");
   for (const alert of alerts) {
     const where = alert.labels.pipeline ? ` ${alert.labels.pipeline}` : "";
@@ -169,14 +175,19 @@ function stateOf(entry: ConnectorEntry, job: JobEntry | undefined): string {
 
 /** A stream between two attempts after an error (its REST state stays RUNNING). */
 function retrying(entry: ConnectorEntry): boolean {
-  return entry.status.connector.state === "RUNNING" &&
-    (entry.status.connector.trace?.startsWith("Retrying after: ") ?? false);
+  return entry.status.connector.retrying !== undefined;
 }
 
 /** The trace's first line: the error, without its stack. */
 function firstLine(entry: ConnectorEntry): string {
-  return entry.status.connector.trace?.split("\n")[0].replace(/^Retrying after: /, "") ??
-    "unknown error";
+  return entry.status.connector.trace?.split("\n")[0] ?? "unknown error";
+}
+
+/** The error a retrying stream waits out, its attempt and when it tries again. */
+function retryLine(entry: ConnectorEntry, now = Date.now()): string {
+  const { attempt, next_attempt_at, error } = entry.status.connector.retrying!;
+  const seconds = Math.max(0, Math.ceil((Date.parse(next_attempt_at) - now) / 1000));
+  return `${error} (attempt ${attempt} failed; next in ${seconds} s)`;
 }
 
 /**

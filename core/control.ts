@@ -30,6 +30,16 @@ type Target = "running" | "paused" | "stopped";
 /** How many finished runs a control remembers for the API. */
 const HISTORY = 10;
 
+/** A stream waiting out its backoff after a failed attempt. */
+export interface Retry {
+  /** The error the attempt failed with. */
+  readonly error: Error;
+  /** Failed attempts in a row, this one included. */
+  readonly attempt: number;
+  /** When the next attempt starts. */
+  readonly nextAttemptAt: Date;
+}
+
 /**
  * The operator's handle on one pipeline: what the REST API's pause, resume,
  * stop and restart act on, and where its status comes from.
@@ -50,7 +60,7 @@ export class PipelineControl {
   #run?: AbortController;
   #restartRequested = false;
   #failure?: Error;
-  #retryError?: Error;
+  #retry?: Retry;
   #wakers: (() => void)[] = [];
   #history: RunReport[] = [];
   #runStartedAt?: Date;
@@ -137,14 +147,14 @@ export class PipelineControl {
     this.#runStartedAt = undefined;
   }
 
-  /** The error a stream is waiting out its backoff after, before its next attempt. */
-  get retryError(): Error | undefined {
-    return this.#runStartedAt ? undefined : this.#retryError;
+  /** The failed attempt a stream is waiting out its backoff after, and when it tries again. */
+  get retry(): Retry | undefined {
+    return this.#runStartedAt ? undefined : this.#retry;
   }
 
   /** Called by the runtime: the stream failed and tries again after a backoff (undefined: it ran well). */
-  setRetrying(error: Error | undefined): void {
-    this.#retryError = error;
+  setRetrying(retry: Retry | undefined): void {
+    this.#retry = retry;
   }
 
   /** Called with every final report: a failure shows as FAILED until a later success. */

@@ -722,7 +722,11 @@ export class Runtime implements AsyncDisposable {
       const delay = Math.min(maxDelay, 500 * 2 ** attempt);
       attempt++;
       logger.warn("Restarting stream {pipeline} in {delay} ms", { pipeline: spec.name, delay });
-      control.setRetrying(report.error);
+      control.setRetrying({
+        error: report.error!,
+        attempt,
+        nextAttemptAt: new Date(Date.now() + delay),
+      });
       await sleep(delay, lifetime);
       // A run that got going before failing resets the backoff.
       if (report.stats.written > 0) {

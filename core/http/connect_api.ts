@@ -79,16 +79,26 @@ function status(context: ApiContext, spec: PipelineSpec) {
   const workerId = context.workerId ?? "sluice";
   const failure = control.state === "FAILED" ? control.failure : undefined;
   // A stream between two attempts, waiting out its backoff after an error.
-  const retrying = control.state === "RUNNING" ? control.retryError : undefined;
+  const retry = control.state === "RUNNING" ? control.retry : undefined;
   const trace = failure
     ? traceOf(failure)
-    : retrying
-    ? `Retrying after: ${traceOf(retrying)}`
+    : retry
+    ? `Retrying after: ${traceOf(retry.error)}`
     : undefined;
   const state = {
     state: control.state,
     worker_id: workerId,
     ...(trace ? { trace } : {}),
+    // Sluice's addition: Kafka Connect's state stays RUNNING between attempts.
+    ...(retry
+      ? {
+        retrying: {
+          attempt: retry.attempt,
+          next_attempt_at: retry.nextAttemptAt.toISOString(),
+          error: retry.error.message,
+        },
+      }
+      : {}),
     // Sluice's additions for a group of processes: why it waits, what it holds, who it is.
     ...(control.standby ? { trace: `Standby: ${control.standby}` } : {}),
     ...(control.owns.length > 0 ? { owns: control.owns } : {}),

@@ -179,7 +179,7 @@ function notReadyReasons(context: ApiContext): string[] {
     } else if (
       spec.source.plugin.mode === "stream" && control.state === "RUNNING" && !control.runStartedAt
     ) {
-      const last = (control.retryError ?? control.history[0]?.error)?.message;
+      const last = (control.retry?.error ?? control.history[0]?.error)?.message;
       reasons.push(`stream ${name} is not running${last ? ` (last error: ${last})` : ""}`);
     }
   }

@@ -2,7 +2,7 @@
  * `sluice status` reads a running process over its REST API and metrics and
  * prints one line per pipeline, plus the alerts that fire.
  */
-import { assertEquals, assertMatch, assertRejects } from "../_assert.ts";
+import { assert, assertEquals, assertMatch, assertRejects } from "../_assert.ts";
 import { specsFrom, syncFixture } from "../_batch.ts";
 import { startOps } from "../_ops.ts";
 import { waitUntil } from "../_wait.ts";
@@ -102,7 +102,13 @@ Deno.test("sluice status shows a stream waiting to retry after an error as RETRY
     return text.includes("RETRYING") ? text : undefined;
   });
   assertMatch(text, /\nitems_stream\s+stream\s+RETRYING\s+-\s+/);
-  assertMatch(text, /\nStreams retrying after an error:\n {2}items_stream: .*127\.0\.0\.1:1/);
+  assertMatch(
+    text,
+    /\nStreams retrying after an error:\n {2}items_stream: .*127\.0\.0\.1:1.* \(attempt \d+ failed; next in \d+ s\)/,
+  );
   const body = await (await ops.api("/connectors/items_stream/status")).json();
   assertEquals(body.connector.state, "RUNNING", "the REST state stays Kafka Connect's");
+  assert(body.connector.retrying.attempt >= 1);
+  assertMatch(body.connector.retrying.error, /127\.0\.0\.1:1/);
+  assert(!Number.isNaN(Date.parse(body.connector.retrying.next_attempt_at)));
 });
