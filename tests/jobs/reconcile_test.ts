@@ -439,3 +439,40 @@ Deno.test("deep mode counts a source value the target's column cannot take as a 
     /^More than 100 source rows hold values the target's columns cannot take \(the last: id=\d+: invalid input value for enum item_status: "archived"\); make the target's column types match/,
   );
 });
+
+Deno.test("a source row the target cannot take is named without its key when the pipeline masks the key", async () => {
+  await using db = await syncFixture(
+    "reconcile_unfit_masked",
+    `create table people (email text primary key, note text);
+     insert into people select 'p' || g || '@example.org', 'n' || g from generate_series(1, 50) g;`,
+    `create table people_copy (email text primary key, note varchar(8), deleted_at timestamptz);`,
+  );
+  const [sync, deep] = await specsFrom([
+    {
+      name: "emails",
+      config: {
+        "connector.class": "postgres_query",
+        "connection.url": db.source.url,
+        table: "public.people",
+        transforms: "mask",
+        "transforms.mask.type": "mask",
+        "transforms.mask.fields": "email",
+        "transforms.mask.strategy": "hmac",
+        "transforms.mask.key": MASK_KEY,
+        "sink.class": "postgres",
+        "sink.connection.url": db.target.url,
+        "sink.table": "public.people_copy",
+      },
+    },
+    { name: "check", config: { "connector.class": "reconcile", pipeline: "emails", mode: "deep" } },
+  ]);
+  assertEquals((await runPipeline(sync, { offsets: new MemoryOffsetStore() })).status, "succeeded");
+  await db.sourceSql`update people set note = 'far too long for it' where email = 'p7@example.org'`;
+  await using logs = await capturingLogs();
+  const { found } = await run(deep);
+  assertEquals([found.missing, found.extra, found.different], [0, 0, 1]);
+  const refused = logs.lines.filter((line) => line.includes("cannot take"));
+  assertEquals(refused.length, 1, logs.lines.join("\n"));
+  assertMatch(refused[0], /Source row \(key withheld: the pipeline masks it\) holds a value/);
+  assert(!logs.lines.join("\n").includes("@example.org"), "a masked key reaches the log");
+});
