@@ -286,13 +286,24 @@ function sameValue(a: unknown, b: unknown): boolean {
  * Change streams interleave upserts and deletes of different keys; this
  * keeps them to a few statements instead of one per alternation. A
  * truncate is a barrier: it ends the rounds before it.
+ *
+ * Deleting first never breaks a unique column (a delete only frees values),
+ * but it does break a foreign key from the table to itself: a category moved
+ * to another parent, then its old parent deleted, would find the parent
+ * deleted before the move. With `selfReferencing`, runs therefore follow the
+ * operations' own order, one run per streak of one kind.
  */
-export function runsOf(table: TargetTable, operations: readonly Operation[]): Run[] {
+export function runsOf(
+  table: TargetTable,
+  operations: readonly Operation[],
+  selfReferencing = false,
+): Run[] {
   // Batch rows are all upserts: one run, nothing to order.
   const kind = operations[0]?.kind;
   if (kind !== "truncate" && operations.every((operation) => operation.kind === kind)) {
     return kind ? [{ table, kind, operations: [...operations] }] : [];
   }
+  if (selfReferencing) return streaksOf(table, operations);
   const runs: Run[] = [];
   let streaks = new Map<string, Operation[][]>();
   const flush = () => {
@@ -313,6 +324,18 @@ export function runsOf(table: TargetTable, operations: readonly Operation[]): Ru
     else list.push([operation]);
   }
   flush();
+  return runs;
+}
+
+/** Consecutive operations of one kind as one run each, in their order; a truncate alone. */
+function streaksOf(table: TargetTable, operations: readonly Operation[]): Run[] {
+  const runs: Run[] = [];
+  for (const operation of operations) {
+    const last = runs.at(-1);
+    if (last && last.kind === operation.kind && operation.kind !== "truncate") {
+      last.operations.push(operation);
+    } else runs.push({ table, kind: operation.kind, operations: [operation] });
+  }
   return runs;
 }
 

@@ -298,7 +298,7 @@ export class PostgresWriter {
     const runs: Run[] = [];
     const marks: SnapshotMark[] = [];
     let skipped = 0;
-    const { segments, rank } = await this.#segments(records, failures);
+    const { segments, rank, selfReferencing } = await this.#segments(records, failures);
     for (const segment of segments) {
       // Corrections from the source of truth pass the version guard; a full
       // refresh passes it at an equal version.
@@ -322,7 +322,7 @@ export class PostgresWriter {
         operations,
         failures,
       );
-      runs.push(...runsOf(segment.table, writable));
+      runs.push(...runsOf(segment.table, writable, selfReferencing.has(segment.table.name)));
     }
     return { runs: rank ? byDependency(runs, rank) : runs, skipped, marks };
   }
@@ -339,7 +339,7 @@ export class PostgresWriter {
   async #segments(
     records: readonly SluiceRecord[],
     failures: RecordFailure[],
-  ): Promise<{ segments: Segment[]; rank?: Map<string, number> }> {
+  ): Promise<{ segments: Segment[]; rank?: Map<string, number>; selfReferencing: Set<string> }> {
     let segments: Segment[] = [];
     const byTable = new Map<string, Segment>();
     for (const record of records) {
@@ -351,13 +351,18 @@ export class PostgresWriter {
       if (grouped) grouped.records.push(record);
       else byTable.set(table.name, { table, records: [record] });
     }
+    // Foreign keys matter to the order of writes when tables alternate, or
+    // when a table's deletes meet its upserts (see `runsOf`).
+    const interleaved = byTable.size < segments.length;
+    const tables = [...byTable.values()].map((segment) => segment.table);
+    const references = interleaved || records.some(deletes) ? await this.#references(tables) : [];
+    const selfReferencing = new Set(
+      references.filter(({ child, parent }) => child === parent).map(({ child }) => child),
+    );
+    const between = references.filter(({ child, parent }) => child !== parent);
     let rank: Map<string, number> | undefined;
-    if (byTable.size < segments.length) {
-      const tables = [...byTable.values()].map((segment) => segment.table);
-      const references = await this.#references(tables);
-      if (references.length === 0) segments = [...byTable.values()];
-      else rank = dependencyRanks(tables.map((table) => table.name), references);
-    }
+    if (interleaved && between.length === 0) segments = [...byTable.values()];
+    else if (interleaved) rank = dependencyRanks(tables.map((table) => table.name), between);
     for (const segment of segments) {
       const { table, refused } = await this.#tables.evolve(
         segment.table,
@@ -372,12 +377,12 @@ export class PostgresWriter {
     }
     // A table evolved by a later segment is the same table: use its latest shape.
     for (const segment of segments) segment.table = this.#tables.latest(segment.table);
-    return { segments, rank };
+    return { segments, rank, selfReferencing };
   }
 
   /**
-   * The foreign keys between two of `tables`, as child → parent table names
-   * (asked per batch: keys come and go).
+   * The foreign keys among `tables`, as child → parent table names, a table
+   * referencing itself included (asked per batch: keys come and go).
    */
   async #references(
     tables: readonly TargetTable[],
@@ -391,7 +396,7 @@ export class PostgresWriter {
       from pg_constraint key
       join batch child on child.oid = key.conrelid
       join batch parent on parent.oid = key.confrelid
-      where key.contype = 'f' and key.conrelid <> key.confrelid`;
+      where key.contype = 'f'`;
     return pairs.map(({ child, parent }) => ({
       child: tables[child - 1].name,
       parent: tables[parent - 1].name,
@@ -536,6 +541,12 @@ export class PostgresWriter {
  * has no column for), a value the column's type cannot take or would
  * round, a value too long.
  */
+/** Whether a record deletes: a delete event, a tombstone or a truncate. */
+function deletes(record: SluiceRecord): boolean {
+  const value = record.value;
+  return value === null || (isChangeEvent(value) && (value.op === "d" || value.op === "t"));
+}
+
 /** Records of one table, to be written together. */
 interface Segment {
   table: TargetTable;
