@@ -19,6 +19,13 @@ import { lossSql, lostDigitsMessage } from "./_digits.ts";
 import { changePosition } from "../../drivers/pg_codec.ts";
 import { keyHash, type Queryable, type TargetTable } from "./_table.ts";
 
+/** SQLSTATE foreign_key_violation. */
+export const FOREIGN_KEY_VIOLATION = "23503";
+
+/** What a foreign-key failure at the target tells the user to do. */
+export const FOREIGN_KEY_HINT =
+  " (the source already checked this key; its changes can reach the target in another order: a snapshot copies tables one after another, topics are consumed independently, a batch may end inside a source transaction. Set the sink's session.replication.role to replica to apply them as PostgreSQL's logical replication does, or drop the target's foreign keys)";
+
 /** Rows written and operations deliberately not applied. */
 export interface Counts {
   written: number;
@@ -253,7 +260,8 @@ async function applyGroup(
   for (const reject of result.rejected) {
     rejected.add(reject.row - 1);
     const operation = operations[reject.row - 1];
-    const message = rejectedMessage(table, operation.row, reject.message);
+    const message = rejectedMessage(table, operation.row, reject.message) +
+      (reject.sqlstate === FOREIGN_KEY_VIOLATION ? FOREIGN_KEY_HINT : "");
     const failure = sinkFailure(operation.record, message);
     Object.assign(failure.error, { code: reject.sqlstate });
     context.failures.push(failure);

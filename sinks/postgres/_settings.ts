@@ -36,6 +36,9 @@ const options = z.strictObject({
   "delete.mode": z.enum(["soft", "hard", "none"]).default("soft").describe(
     "How deletes and tombstones apply: soft sets soft.delete.column, hard deletes the row, none ignores them (so a key change, a delete plus a create, then leaves the old row too). A stream pipeline whose target cannot apply them (soft without the column) does not start; in a batch pipeline such a delete fails its record.",
   ),
+  "session.replication.role": z.enum(["origin", "replica"]).default("origin").describe(
+    "replica: the sink's sessions set session_replication_role to replica, as PostgreSQL's logical replication applies changes: the target's foreign keys are not checked, their ON DELETE and ON UPDATE actions do not run, and its ordinary triggers do not fire (ENABLE REPLICA or ALWAYS triggers do). For a target that has the source's foreign keys: the source checked them and its change events carry every cascaded change, while a snapshot copies tables one after another, topics are consumed independently, a batch may end inside a source transaction and a key change arrives as a delete and a create, so a target that checks or cascades stops the stream or deletes rows the source kept. Needs a superuser, or GRANT SET ON PARAMETER session_replication_role TO the sink's user (PostgreSQL 15+). origin: the target checks its keys; the sink orders each batch's writes parents first.",
+  ),
   "soft.delete.column": z.string().default("deleted_at").describe(
     "Timestamp column set by soft deletes and cleared by later upserts.",
   ),
@@ -117,6 +120,8 @@ export interface Settings {
   readonly insertMode: "upsert" | "insert";
   readonly deleteMode: "soft" | "hard" | "none";
   readonly softDeleteColumn: string;
+  /** `session.replication.role`: replica applies changes without the target's keys and triggers. */
+  readonly replicationRole: "origin" | "replica";
   readonly writeTimestampColumn?: string;
   readonly offsetsTable: string;
   readonly positionColumn?: string;
@@ -146,6 +151,7 @@ export const schema = options.transform((config): Settings => {
     insertMode: config["insert.mode"],
     deleteMode: config["delete.mode"],
     softDeleteColumn: config["soft.delete.column"],
+    replicationRole: config["session.replication.role"],
     writeTimestampColumn: config["write.timestamp.column"],
     offsetsTable: config["offsets.table"],
     positionColumn: config["source.position.column"] || undefined,

@@ -25,7 +25,7 @@ import {
 import { OffsetsTable } from "../../drivers/pg_offsets.ts";
 import { withJsonParsed } from "./_dead_letters.ts";
 import { TableDirectory } from "./_inspect.ts";
-import { applyRun, type Totals } from "./_merge.ts";
+import { applyRun, FOREIGN_KEY_HINT, FOREIGN_KEY_VIOLATION, type Totals } from "./_merge.ts";
 import { fillMovedRows } from "./_moved_keys.ts";
 import {
   byDependency,
@@ -90,6 +90,12 @@ export class PostgresWriter {
       await writer.#offsets.create(writer.#sql);
     } catch (error) {
       await writer.close();
+      if (/permission denied to set parameter "session_replication_role"/.test(String(error))) {
+        throw new Error(
+          `session.replication.role is replica, but the sink's user may not set session_replication_role in ${writer.#where}: as a superuser, GRANT SET ON PARAMETER session_replication_role TO <the sink's user> (PostgreSQL 15+), or connect as a superuser`,
+          { cause: error },
+        );
+      }
       throw wrap(error, `Cannot prepare the offsets table in the sink database ${writer.#where}`);
     }
     try {
@@ -109,7 +115,14 @@ export class PostgresWriter {
   }
 
   #open(): Sql {
-    return connect(this.url, { max: 1, applicationName: `sluice:${this.#context.pipeline}` });
+    return connect(this.url, {
+      max: 1,
+      applicationName: `sluice:${this.#context.pipeline}`,
+      // Sent at start-up, so a reconnected session applies changes the same way.
+      ...(this.#settings.replicationRole === "replica"
+        ? { connection: { session_replication_role: "replica" } }
+        : {}),
+    });
   }
 
   /**
@@ -143,8 +156,15 @@ export class PostgresWriter {
       }
       // A statement that names a table or column no longer there: the tables
       // are described again before the runtime's next attempt.
-      if (TABLE_CHANGED.has((error as { code?: string })?.code ?? "")) {
+      const code = (error as { code?: string })?.code ?? "";
+      if (TABLE_CHANGED.has(code)) {
         await this.#tables.refresh(this.#tables.names()).catch(() => {});
+      }
+      // A deferred key, checked at commit: no one record is to blame.
+      if (code === FOREIGN_KEY_VIOLATION) {
+        const failed = wrap(error, `Cannot commit a batch in the sink database ${this.#where}`);
+        failed.message += FOREIGN_KEY_HINT;
+        throw failed;
       }
       throw error;
     }

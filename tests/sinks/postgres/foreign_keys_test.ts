@@ -1,0 +1,132 @@
+/**
+ * A target that has the source's foreign keys, fed by a direct CDC stream:
+ * with `session.replication.role` replica the changes apply as PostgreSQL's
+ * logical replication applies them (a snapshot copying children before
+ * their parents, a key change cascading at the source); with the default the
+ * target's check stops the stream with a message saying what to do.
+ */
+import type postgres from "postgres";
+import { assert, assertEquals, assertMatch } from "../../_assert.ts";
+import { specsFrom, type SyncFixture, syncFixture, tableDigest } from "../../_batch.ts";
+import { startStream, uniqueSlot, waitForActiveSlot } from "../../_cdc.ts";
+import { waitUntil } from "../../_wait.ts";
+
+// Snapshots copy tables in name order: lines before orders.
+const TABLES = (extra: string) =>
+  `create table public.customers (id int primary key, name text ${extra});
+   create table public.orders (id int primary key,
+     customer int not null references customers on delete cascade ${extra});
+   create table public.lines (id int primary key,
+     order_id int not null references orders on delete cascade ${extra});
+   create table public.categories (id int primary key, name text ${extra},
+     parent int references categories on delete cascade %UPDATE%);`;
+const SOURCE = TABLES("").replace("%UPDATE%", "on update cascade") +
+  `insert into customers select g, 'c' || g from generate_series(1, 20) g;
+   insert into orders select g, 1 + g % 20 from generate_series(1, 60) g;
+   insert into lines select g, 1 + g % 60 from generate_series(1, 200) g;
+   insert into categories values (10, 'A', null), (11, 'B', 10), (12, 'C', 11);`;
+const TARGET = TABLES(", deleted_at timestamptz, _source_lsn pg_lsn").replace("%UPDATE%", "");
+
+async function spec(f: SyncFixture, slot: string, extra: Record<string, string> = {}) {
+  const [built] = await specsFrom({
+    name: "fk",
+    config: {
+      "connector.class": "postgres_cdc",
+      "connection.url": f.source.url,
+      "topic.prefix": "src",
+      "slot.name": slot,
+      "poll.interval.ms": "20",
+      "sink.class": "postgres",
+      "sink.connection.url": f.target.url,
+      transforms: "route",
+      "transforms.route.type": "route",
+      "transforms.route.regex": "src\\.(.*)",
+      "transforms.route.replacement": "$1",
+      "sink.table.name.format": "${topic}",
+      "sink.delete.mode": "hard",
+      ...extra,
+    },
+  });
+  return built;
+}
+
+/** Each table's source columns, to compare source and target by. */
+const COLUMNS: Record<string, string> = {
+  customers: "id, name",
+  orders: "id, customer",
+  lines: "id, order_id",
+  categories: "id, name, parent",
+};
+const digests = (sql: postgres.Sql) =>
+  Promise.all(
+    Object.entries(COLUMNS).map(([name, columns]) =>
+      tableDigest(sql, `select ${columns} from ${name} order by id`)
+    ),
+  );
+
+Deno.test("with session.replication.role replica, a target with the source's foreign keys follows every change", async () => {
+  await using f = await syncFixture("fk_replica", SOURCE, TARGET);
+  const slot = uniqueSlot("fk_replica");
+  const stream = startStream(await spec(f, slot, { "sink.session.replication.role": "replica" }));
+  try {
+    await waitUntil("the snapshot", async () => {
+      const [row] = await f.targetSql`select count(*)::int as n from lines`;
+      return row.n === 200;
+    }, { timeoutMs: 60_000 }); // creating the slot waits for transactions open on the server
+    await waitForActiveSlot(f.sourceSql, slot);
+    // A key change the source cascades to a child; the grandchild keeps its row.
+    await f.sourceSql`update categories set id = 100 where id = 10`;
+    // An order moved to another customer, then its old customer deleted with
+    // the orders and lines the source cascades to.
+    await f.sourceSql.begin(async (tx) => {
+      await tx`update orders set customer = 2 where id = 3`;
+      await tx`delete from customers where id = 3`;
+    });
+    await waitUntil(
+      "the changes",
+      async () =>
+        JSON.stringify(await digests(f.targetSql)) === JSON.stringify(await digests(f.sourceSql)),
+    );
+  } finally {
+    const report = await stream.stop();
+    assertEquals(report.status, "stopped", report.error?.message);
+  }
+  const [{ n }] = await f.targetSql`select count(*)::int as n from categories`;
+  assertEquals(n, 3, "the grandchild of the moved key is still there");
+});
+
+Deno.test("without it, the target's foreign key stops the snapshot with a message saying what to do", async () => {
+  await using f = await syncFixture("fk_origin", SOURCE, TARGET);
+  const report = await startStream(await spec(f, uniqueSlot("fk_origin"))).done;
+  assertEquals(report.status, "failed");
+  assertMatch(
+    report.error!.message,
+    /Cannot write to table "public\.lines" \(key \{"id":\d+\}\): insert or update on table "lines" violates foreign key constraint .* Set the sink's session\.replication\.role to replica/,
+  );
+});
+
+Deno.test("session.replication.role replica without the right to set it stops the start, naming the GRANT", async () => {
+  await using f = await syncFixture("fk_grant", SOURCE, TARGET);
+  const role = uniqueSlot("sluice_no_grant");
+  await f.targetSql.unsafe(`create role ${role} login`);
+  try {
+    const url = new URL(f.target.url);
+    url.username = role;
+    const report = await startStream(
+      await spec(f, uniqueSlot("fk_grant"), {
+        "sink.connection.url": url.href,
+        "sink.session.replication.role": "replica",
+      }),
+    ).done;
+    assertEquals(report.status, "failed");
+    assertMatch(
+      report.error!.message,
+      /session\.replication\.role is replica, but the sink's user may not set session_replication_role .*GRANT SET ON PARAMETER session_replication_role TO/,
+    );
+    const slots = await f
+      .sourceSql`select 1 from pg_replication_slots where slot_name like 'fk_grant%'`;
+    assert(slots.length === 0, "the source was never opened");
+  } finally {
+    await f.targetSql.unsafe(`drop role ${role}`);
+  }
+});
