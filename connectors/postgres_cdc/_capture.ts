@@ -73,6 +73,7 @@ import { type DecimalMode, type TimeMode, ValueDecoders } from "./_values.ts";
 import type { CaptureFilter } from "./_filters.ts";
 import type { PluginMetrics } from "../../api/metrics.ts";
 import { pollSlotLag } from "./_slot_metrics.ts";
+import { parentsFirst } from "../../drivers/pg_foreign_keys.ts";
 
 /** The settings of one capture, from the parsed config. */
 export interface CaptureSettings {
@@ -443,7 +444,8 @@ export class Capture {
       slot: settings.slot,
       lsn: formatLsn(created.consistentPoint),
     });
-    const tables = await publishedTables(meta, settings.publication);
+    // Parents first: a target with the source's foreign keys takes each table's rows.
+    const tables = await parentsFirst(meta, await publishedTables(meta, settings.publication));
     for await (
       const records of readSnapshot({
         url: settings.url,
@@ -744,7 +746,7 @@ export class Capture {
       try {
         const published = await publishedTables(this.#meta!, this.#settings.publication);
         const captured = published.filter((t) => this.#settings.filter.table(t.schema, t.table));
-        tables = signalTables(signal.collections, captured);
+        tables = await parentsFirst(this.#meta!, signalTables(signal.collections, captured));
       } catch (error) {
         refuse((error as Error).message);
       }

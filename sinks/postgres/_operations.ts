@@ -397,24 +397,3 @@ export function byDependency(runs: readonly Run[], rank: ReadonlyMap<string, num
   flush();
   return regrouped;
 }
-
-/**
- * Each table's rank when parents come before children along `references`
- * (child → parent pairs of table names), or undefined when they form a cycle.
- */
-export function dependencyRanks(
-  tables: readonly string[],
-  references: readonly { child: string; parent: string }[],
-): Map<string, number> | undefined {
-  const parentsLeft = new Map(tables.map((table) => [table, new Set<string>()]));
-  for (const { child, parent } of references) parentsLeft.get(child)?.add(parent);
-  const rank = new Map<string, number>();
-  while (rank.size < tables.length) {
-    const ready = [...parentsLeft].filter(([table, parents]) =>
-      !rank.has(table) && [...parents].every((parent) => rank.has(parent))
-    );
-    if (ready.length === 0) return undefined;
-    for (const [table] of ready) rank.set(table, rank.size);
-  }
-  return rank;
-}

@@ -29,15 +29,16 @@ import { applyRun, FOREIGN_KEY_HINT, FOREIGN_KEY_VIOLATION, type Totals } from "
 import { fillMovedRows } from "./_moved_keys.ts";
 import {
   byDependency,
-  dependencyRanks,
   type Operation,
   Projector,
   type Run,
   runsOf,
+  sinkFailure,
 } from "./_operations.ts";
+import { dependencyRanks, type Reference } from "../../drivers/pg_foreign_keys.ts";
 import type { Settings } from "./_settings.ts";
 import type { Queryable, TargetTable } from "./_table.ts";
-import { isChangeEvent } from "../../api/record.ts";
+import { isChangeEvent, NEW_KEY_HEADER } from "../../api/record.ts";
 import {
   bulkCopyText,
   checkCopyText,
@@ -319,6 +320,7 @@ export class PostgresWriter {
     const marks: SnapshotMark[] = [];
     let skipped = 0;
     const { segments, rank, selfReferencing } = await this.#segments(records, failures);
+    const cascades = new Map<string, string | undefined>();
     for (const segment of segments) {
       // Corrections from the source of truth pass the version guard; a full
       // refresh passes it at an equal version.
@@ -329,7 +331,13 @@ export class PostgresWriter {
       for (const record of segment.records) {
         const mark = snapshotMark(segment.table, record);
         if (mark) marks.push(mark);
-        const operation = this.#projector.operationOf(segment.table, record);
+        let operation = this.#projector.operationOf(segment.table, record);
+        if (operation !== undefined && this.#keyChange(record, operation)) {
+          const table = segment.table.name;
+          if (!cascades.has(table)) cascades.set(table, await this.#cascadingKey(segment.table));
+          const cascade = cascades.get(table);
+          if (cascade) operation = sinkFailure(record, keyChangeCascades(table, cascade));
+        }
         if (operation === undefined) skipped++;
         else if (Array.isArray(operation)) operations.push(...operation);
         else if ("kind" in operation) operations.push(operation);
@@ -401,12 +409,41 @@ export class PostgresWriter {
   }
 
   /**
+   * Whether `operation` deletes a row because its key changed at the source
+   * (a delete carrying the new key, or an update moving the row), where a
+   * hard delete would run the target's ON DELETE actions on rows the source
+   * kept. Replica sessions run none.
+   */
+  #keyChange(record: SluiceRecord, operation: Operation | Operation[] | RecordFailure): boolean {
+    if (this.#settings.deleteMode !== "hard" || this.#settings.replicationRole === "replica") {
+      return false;
+    }
+    if (Array.isArray(operation)) return operation.some((one) => one.kind === "delete");
+    return "kind" in operation && operation.kind === "delete" &&
+      record.headers?.[NEW_KEY_HEADER] !== undefined;
+  }
+
+  /**
+   * A foreign key referencing `table` whose ON DELETE action changes the
+   * rows that reference it (CASCADE, SET NULL, SET DEFAULT), as
+   * `name of table`; undefined when there is none.
+   */
+  async #cascadingKey(table: TargetTable): Promise<string | undefined> {
+    const [found] = await this.#sql<{ key: string }[]>`
+      select format('%I of %s', conname, conrelid::regclass) as key from pg_constraint
+      where contype = 'f' and confdeltype in ('c', 'n', 'd')
+        and confrelid = to_regclass(${table.quoted})
+      order by conname limit 1`;
+    return found?.key;
+  }
+
+  /**
    * The foreign keys among `tables`, as child → parent table names, a table
    * referencing itself included (asked per batch: keys come and go).
    */
   async #references(
     tables: readonly TargetTable[],
-  ): Promise<{ child: string; parent: string }[]> {
+  ): Promise<Reference[]> {
     const pairs = await this.#sql<{ child: number; parent: number }[]>`
       with batch as (
         select to_regclass(name) as oid, n::int
@@ -561,6 +598,11 @@ export class PostgresWriter {
  * has no column for), a value the column's type cannot take or would
  * round, a value too long.
  */
+/** Why a key change cannot be applied as a delete and a create (see `#keyChange`). */
+function keyChangeCascades(table: string, key: string): string {
+  return `Cannot apply a key change to table "${table}": it arrives as a delete of the old key and a create of the new one, and the target's foreign key ${key} acts ON DELETE on the rows that reference the old key, which the source kept (it moved them to the new key). Set the sink's session.replication.role to replica (the target's keys then take the source's changes as they come), or make that key ON DELETE NO ACTION at the target`;
+}
+
 /** Whether a record deletes: a delete event, a tombstone or a truncate. */
 function deletes(record: SluiceRecord): boolean {
   const value = record.value;

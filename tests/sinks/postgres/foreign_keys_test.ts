@@ -1,9 +1,10 @@
 /**
  * A target that has the source's foreign keys, fed by a direct CDC stream:
  * with `session.replication.role` replica the changes apply as PostgreSQL's
- * logical replication applies them (a snapshot copying children before
- * their parents, a key change cascading at the source); with the default the
- * target's check stops the stream with a message saying what to do.
+ * logical replication applies them (a key change the source cascades, a
+ * child moved before its parent is deleted); with the default a snapshot
+ * still copies parents first, and a key change the target would cascade
+ * stops the stream with a message saying what to do.
  */
 import type postgres from "postgres";
 import { assert, assertEquals, assertMatch } from "../../_assert.ts";
@@ -11,7 +12,7 @@ import { specsFrom, type SyncFixture, syncFixture, tableDigest } from "../../_ba
 import { startStream, uniqueSlot, waitForActiveSlot } from "../../_cdc.ts";
 import { waitUntil } from "../../_wait.ts";
 
-// Snapshots copy tables in name order: lines before orders.
+// By name, lines would come before orders.
 const TABLES = (extra: string) =>
   `create table public.customers (id int primary key, name text ${extra});
    create table public.orders (id int primary key,
@@ -95,14 +96,30 @@ Deno.test("with session.replication.role replica, a target with the source's for
   assertEquals(n, 3, "the grandchild of the moved key is still there");
 });
 
-Deno.test("without it, the target's foreign key stops the snapshot with a message saying what to do", async () => {
+Deno.test("without it, a snapshot copies parents first, and a key change the target would cascade stops loudly", async () => {
   await using f = await syncFixture("fk_origin", SOURCE, TARGET);
-  const report = await startStream(await spec(f, uniqueSlot("fk_origin"))).done;
-  assertEquals(report.status, "failed");
+  const slot = uniqueSlot("fk_origin");
+  const stream = startStream(await spec(f, slot));
+  await waitUntil("the snapshot", async () => {
+    const [row] = await f.targetSql`select count(*)::int as n from lines`;
+    return row.n === 200;
+  }, { timeoutMs: 60_000 }); // creating the slot waits for transactions open on the server
+  await waitForActiveSlot(f.sourceSql, slot);
+  // A hard delete of key 10 would take 11 and 12 with it at the target.
+  await f.sourceSql`update categories set id = 100 where id = 10`;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<undefined>((resolve) => {
+    timer = setTimeout(() => resolve(undefined), 30_000);
+  });
+  const report = await Promise.race([stream.done, timeout]) ?? await stream.stop();
+  clearTimeout(timer);
+  assertEquals(report.status, "failed", "the key change went through");
   assertMatch(
     report.error!.message,
-    /Cannot write to table "public\.lines" \(key \{"id":\d+\}\): insert or update on table "lines" violates foreign key constraint .* Set the sink's session\.replication\.role to replica/,
+    /Cannot apply a key change to table "public\.categories": .*foreign key categories_parent_fkey of categories acts ON DELETE .* Set the sink's session\.replication\.role to replica/,
   );
+  const kept = await f.targetSql`select id from categories order by id`;
+  assertEquals(kept.map((row) => row.id), [10, 11, 12], "nothing was deleted");
 });
 
 Deno.test("session.replication.role replica without the right to set it stops the start, naming the GRANT", async () => {
