@@ -459,3 +459,56 @@ Deno.test("dlq replay of a record whose key a mask changed cannot look the sourc
   assertEquals((await db.targetSql`select v from items`)[0].v, "bad-1");
   await Deno.remove(dir, { recursive: true });
 });
+
+Deno.test("dlq replay refuses a delete whose own source transaction wrote the target's row (equal position): it could remove a live row", async () => {
+  await using db = await syncFixture(
+    "dlq_same_tx",
+    "create table items (id int primary key, v text); insert into items values (501, 'first')",
+    `create table items (id int primary key, v text, _source_lsn pg_lsn);
+     insert into items values (501, 'first', '0/1');
+     create function refuse_delete() returns trigger language plpgsql as
+       $$ begin raise exception 'deletes refused for now'; end $$;
+     create trigger refuse_delete before delete on items for each row execute function refuse_delete();`,
+  );
+  const dir = await Deno.makeTempDir({ prefix: "sluice-dlq-guard-" });
+  const slot = uniqueSlot("dlq_same_tx");
+  const cdc = await connector(dir, "cdc", {
+    "connector.class": "postgres_cdc",
+    "connection.url": db.source.url,
+    "topic.prefix": "src",
+    "slot.name": slot,
+    "slot.drop.on.stop": "true",
+    "snapshot.mode": "never",
+    "table.include.list": "public.items",
+    "sink.class": "postgres",
+    "sink.connection.url": db.target.url,
+    "sink.table": "public.items",
+    "sink.delete.mode": "hard",
+    "errors.tolerance": "all",
+    "errors.deadletterqueue.file.path": `${dir}/dead.jsonl`,
+  });
+  const store = fileDeadLetterStore(`${dir}/dead.jsonl`);
+  const stream = startStream(cdc.spec);
+  try {
+    await waitForActiveSlot(db.sourceSql, slot);
+    // The "replace" pattern: the delete is dead-lettered, the create lands.
+    await db.sourceSql.begin(async (tx) => {
+      await tx`delete from items where id = 501`;
+      await tx`insert into items values (501, 'back')`;
+    });
+    await waitUntil(
+      "the create applied",
+      async () => (await db.targetSql`select v from items where id = 501`)[0]?.v === "back",
+    );
+    assertEquals(await store.count("items_sync"), 1);
+  } finally {
+    await stream.stop();
+  }
+  await db.targetSql`drop trigger refuse_delete on items`;
+  const refused = await sluiceDlq(["replay", cdc.path, "items_sync"]);
+  assertEquals(refused.code, 1, refused.out);
+  assertMatch(refused.out, /from the record's own source transaction \(equal _source_lsn\)/);
+  assertEquals((await db.targetSql`select v from items where id = 501`)[0]?.v, "back");
+  assertEquals(await store.count("items_sync"), 1);
+  await Deno.remove(dir, { recursive: true });
+});
