@@ -152,8 +152,13 @@ export class SnapshotSweeper {
     }
   }
 
-  /** After the batch's writes, in its transaction: sweeps the tables whose snapshot ended. */
-  async after(tx: Queryable, marks: readonly SnapshotMark[]): Promise<void> {
+  /**
+   * After the batch's writes, in its transaction: sweeps the tables whose
+   * snapshot ended. Returns what to log once the transaction committed (a
+   * batch rolled back deleted nothing).
+   */
+  async after(tx: Queryable, marks: readonly SnapshotMark[]): Promise<() => void> {
+    const reports: (() => void)[] = [];
     for (const { table, edge, position, source } of marks) {
       if (edge !== "last" || table.deletes === "none" || table.deleteProblem) continue;
       if (!table.positionColumn || !this.#enabled) continue;
@@ -171,11 +176,14 @@ export class SnapshotSweeper {
       }
       const swept = await table.sweepOlderRows(tx, table.positionText(position));
       const level = swept > 0 ? "warn" : "info";
-      this.#logger[level](
-        "Snapshot of {table} at {position} ended: {swept} rows it did not hold (no longer at the source when it read the table) were deleted in the target ({mode}). If other source tables or pipelines write this table too, set snapshot.sweep to false on its sink: the sweep cannot tell their rows apart",
-        { table: table.name, position: table.positionText(position), swept, mode: table.deletes },
+      reports.push(() =>
+        this.#logger[level](
+          "Snapshot of {table} at {position} ended: {swept} rows it did not hold (no longer at the source when it read the table) were deleted in the target ({mode}). If other source tables or pipelines write this table too, set snapshot.sweep to false on its sink: the sweep cannot tell their rows apart",
+          { table: table.name, position: table.positionText(position), swept, mode: table.deletes },
+        )
       );
     }
+    return () => reports.forEach((report) => report());
   }
 
   async #warnUnpositioned(tx: Queryable, table: TargetTable, position: bigint): Promise<void> {

@@ -280,6 +280,7 @@ export class PostgresWriter {
     );
     let written = 0;
     let skippedByTable = 0;
+    let reportSweeps = () => {};
     await this.#sql.begin(async (tx) => {
       const context = { failures, totals: this.#totals, logger: this.#context.logger };
       if (marks.length > 0) await this.#sweeper.before(tx, marks);
@@ -289,7 +290,7 @@ export class PostgresWriter {
         written += result.written;
         skippedByTable += result.skipped;
       }
-      if (marks.length > 0) await this.#sweeper.after(tx, marks);
+      if (marks.length > 0) reportSweeps = await this.#sweeper.after(tx, marks);
       // Dead letters are safe (or the pipeline stops) before the batch commits.
       // (The runtime logs a few of them per batch, not one line per record.)
       if (failures.length > 0) {
@@ -300,6 +301,7 @@ export class PostgresWriter {
         await this.#offsets.write(tx, batch.offset.key, batch.offset.value);
       }
     });
+    reportSweeps();
     return { written, skipped: skipped + skippedByTable };
   }
 

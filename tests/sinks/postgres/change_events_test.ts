@@ -14,6 +14,7 @@ import postgresSink from "../../../sinks/postgres/mod.ts";
 import type { Sink, SinkResult } from "../../../api/plugin.ts";
 import type { ChangeOp, Row, SluiceRecord } from "../../../api/record.ts";
 import { changeEvent } from "./_events.ts";
+import { capturingLogs } from "../../_logs.ts";
 
 /** A change event of public.items, as postgres_cdc makes it, at commit LSN `commit`. */
 const change = (op: ChangeOp, row: Row | null, commit: number, key?: Row) =>
@@ -261,6 +262,26 @@ Deno.test("postgres sink deletes, when a table's snapshot ends, the rows that sn
     await write(read(2, 200, "first"), read(3, 200, "last_in_data_collection"));
     assertEquals((await sql`select id from items order by id`).map((r) => r.id), [2, 3]);
   });
+});
+
+Deno.test("a sweep rolled back with its batch deletes nothing and says nothing was deleted", async () => {
+  await using logs = await capturingLogs();
+  await withSink(
+    `${ITEMS}; alter table public.items add constraint no_bad check (name <> 'bad')`,
+    {},
+    async (write, sql) => {
+      await write(read(1, 100, "first"), read(2, 100), read(3, 100, "last"));
+      await write(read(1, 200, "first"));
+      // The batch that ends the snapshot also holds a record the target refuses:
+      // with failures rejected, the whole batch (and its sweep of row 3) rolls back.
+      const bad = change("c", { id: 9, name: "bad" }, 250);
+      const failed = await write(read(2, 200, "last"), bad).then(() => false, () => true);
+      assertEquals(failed, true);
+      assertEquals(await liveIds(sql), [1, 2, 3], "row 3 was not swept");
+    },
+  );
+  const claims = logs.lines.filter((line) => /ended: [1-9]\d* rows it did not hold/.test(line));
+  assertEquals(claims, [], "no sweep is reported for a batch that rolled back");
 });
 
 Deno.test("postgres sink sweeps a snapshot that began on an empty table only when an older row arrived", async () => {
