@@ -28,6 +28,9 @@ import {
   type TransformStep,
 } from "./pipeline.ts";
 
+/** Refused dead letters logged one by one per replay; the rest are counted. */
+const LOGGED_REFUSALS = 20;
+
 /**
  * The dead-letter destination of `spec` as a store, or undefined when the
  * pipeline has none (it logs and skips failed records, or stops on them).
@@ -242,8 +245,18 @@ export async function replayDeadLetters(
       await close().catch((error) => logger.warn("Closing failed: {error}", { error }));
     }
   }
-  for (const { letter, reason } of outcome.refused) {
+  // A few lines, not one per letter: a replay may refuse tens of thousands.
+  for (const { letter, reason } of outcome.refused.slice(0, LOGGED_REFUSALS)) {
     logger.warn("Dead letter {id} not replayed: {reason}", { id: letter.id, reason });
+  }
+  const more = outcome.refused.length - LOGGED_REFUSALS;
+  if (more > 0) {
+    logger.warn(
+      "{count} more dead letters not replayed, kept as they are (the outcome lists them)",
+      {
+        count: more,
+      },
+    );
   }
   return outcome;
 }
