@@ -456,16 +456,16 @@ export class TargetTable {
         quoteIdent(position)
       })`;
       // A soft-deleted row written again at a later source position exists
-      // again at the source, even at the version it was deleted with: a
-      // snapshot found it (a sweep or an earlier version of Sluice deleted
-      // it wrongly), or it was re-created with a version that restarts. Only
-      // writes without a position, which may have read the row before its
-      // delete, must not revive it.
+      // again at the source, whatever its version: a snapshot found it (a
+      // sweep or an earlier build of Sluice deleted it wrongly), or it was
+      // re-created with a version at or below the deleted one (a counter
+      // that restarts). Only writes without a position, which may have read
+      // the row before its delete, must not revive it.
       const soft = this.#options.softDeleteColumn;
       if (this.#options.deleteMode === "soft" && this.columns.has(soft)) {
-        guard += ` or (${target} = excluded.${column} and ${this.#quoted}.${
-          quoteIdent(soft)
-        } is not null and ${stored} < excluded.${quoteIdent(position)})`;
+        guard += ` or (${this.#quoted}.${quoteIdent(soft)} is not null and ${stored} < excluded.${
+          quoteIdent(position)
+        })`;
       }
     }
     return `(${guard})`;

@@ -197,7 +197,7 @@ Deno.test("with a position column, updates of one transaction sharing a version 
   });
 });
 
-Deno.test("a soft-deleted row written again at a later position revives at its version; a write without one cannot", async () => {
+Deno.test("a soft-deleted row written again at a later position revives whatever its version; a write without one cannot", async () => {
   await withSink(POSITIONED, {}, async (write, sql) => {
     await write(change("c", { id: 1, name: "a", version: T1 }, 100));
     assertEquals(await write(change("d", { id: 1, name: "a", version: T1 }, 200)), {
@@ -218,6 +218,16 @@ Deno.test("a soft-deleted row written again at a later position revives at its v
       skipped: 0,
     });
     assertEquals((await rowsOf(sql)).map((r) => [r.name, r.deleted]), [["again", false]]);
+    // Deleted again, then re-created with a counter that restarted below it.
+    await write(change("u", { id: 1, name: "again", version: T2 }, 310));
+    await write(change("d", { id: 1, name: "again", version: T2 }, 320));
+    assertEquals(await write(change("c", { id: 1, name: "restarted", version: T1 }, 330)), {
+      written: 1,
+      skipped: 0,
+    });
+    assertEquals((await rowsOf(sql)).map((r) => [r.name, r.version, r.deleted]), [
+      ["restarted", "2026-01-01 10:00:00.000001+00", false],
+    ]);
     // A live row at the same version is still not rewritten by another transaction.
     assertEquals(await write(change("u", { id: 1, name: "same version", version: T1 }, 400)), {
       written: 0,
