@@ -75,6 +75,9 @@ import type { PluginMetrics } from "../../api/metrics.ts";
 import { pollSlotLag } from "./_slot_metrics.ts";
 import { parentsFirst } from "../../drivers/pg_foreign_keys.ts";
 
+/** How far past max.batch.size a batch grows to end with its transaction (see `#full`). */
+const TRANSACTION_STRETCH = 4;
+
 /** The settings of one capture, from the parsed config. */
 export interface CaptureSettings {
   readonly url: string;
@@ -575,13 +578,14 @@ export class Capture {
         const waiting = this.#onFrame(bytes, tracker, batch, catalog, events);
         if (waiting) await waiting;
         if (this.#pendingSignal) yield* this.#onSignal(tracker, batch, catalog, events);
-        if (batch.size >= settings.maxBatchSize || batch.bytes >= settings.maxBatchBytes) {
-          yield take();
-        }
+        if (this.#full(batch, tracker)) yield take();
         continue;
       }
       const now = Date.now();
-      if (batch.size > 0 && now - batch.firstAt >= settings.pollIntervalMs) {
+      // A batch waits out poll.interval.ms for more changes, and for the rest
+      // of a transaction that has begun to arrive (see #full).
+      const due = batch.size > 0 && !tracker.inTransaction;
+      if (due && now - batch.firstAt >= settings.pollIntervalMs) {
         yield take();
         continue;
       }
@@ -612,13 +616,28 @@ export class Capture {
         }
       }
       const until = Math.min(
-        batch.size > 0 ? batch.firstAt + settings.pollIntervalMs : Infinity,
+        due ? batch.firstAt + settings.pollIntervalMs : Infinity,
         nextHeartbeat,
         nextIdleSave,
         now + 1000,
       );
       await stream.wait(until - now, this.#signal);
     }
+  }
+
+  /**
+   * Whether the batch is handed over now. A full batch waits for the end of
+   * the transaction it is in, up to {@linkcode TRANSACTION_STRETCH} times
+   * max.batch.size (max.batch.bytes still bounds it): a transaction then
+   * lands in one target transaction, so a deferred key at the target holds
+   * and no reader sees half of it.
+   */
+  #full(batch: PendingBatch, tracker: TransactionTracker): boolean {
+    const { maxBatchSize, maxBatchBytes } = this.#settings;
+    if (batch.bytes >= maxBatchBytes || batch.size >= maxBatchSize * TRANSACTION_STRETCH) {
+      return true;
+    }
+    return batch.size >= maxBatchSize && !tracker.inTransaction;
   }
 
   /**

@@ -167,7 +167,7 @@ const fields = z.strictObject({
     'The signal table (schema.table; columns id, type, data), as Debezium\'s: a row inserted there with type execute-snapshot and data {"data-collections": ["public.t"]} snapshots those captured tables while the stream waits at that point (a table added to the publication later gets its rows that way); type log writes data.message to the log. The table must be captured.',
   ),
   "max.batch.size": positiveInteger().default(2048).describe(
-    "Most events per batch handed to the pipeline. The events in flight, and so memory, grow with it: draining a backlog into Kafka peaked at ~165 MB with 2048 and ~144 MB with 512, for a quarter fewer events/s.",
+    "Events per batch handed to the pipeline. A full batch grows on to the end of the source transaction it is in, up to 4 times this (and max.batch.bytes), so that a transaction lands in one target transaction; larger ones are split. The events in flight, and so memory, grow with it: draining a backlog into Kafka peaked at ~165 MB with 2048 and ~144 MB with 512, for a quarter fewer events/s.",
   ),
   "max.batch.bytes": positiveInteger().default(4 * 1024 * 1024).describe(
     "A batch is handed over once its changes reach this size, even below max.batch.size, so wide rows (large documents) stay bounded in memory: pgoutput bytes in the stream, characters of COPY text in a snapshot. A single larger change still makes a batch of its own.",

@@ -24,7 +24,7 @@ export const FOREIGN_KEY_VIOLATION = "23503";
 
 /** What a foreign-key failure at the target tells the user to do. */
 export const FOREIGN_KEY_HINT =
-  " (the source already checked this key; its changes can reach the target in another order: topics are consumed independently, a batch may end inside a source transaction, tables whose keys form a cycle are copied in name order. Set the sink's session.replication.role to replica to apply them as PostgreSQL's logical replication does, or drop the target's foreign keys)";
+  " (the source already checked this key; its changes can reach the target in another order: topics are consumed independently, a source transaction larger than a batch is split, tables whose keys form a cycle are copied in name order. Set the sink's session.replication.role to replica to apply them as PostgreSQL's logical replication does, or drop the target's foreign keys)";
 
 /** Rows written and operations deliberately not applied. */
 export interface Counts {

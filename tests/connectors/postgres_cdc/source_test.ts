@@ -169,21 +169,21 @@ Deno.test("postgres_cdc resumes inside a transaction from a partial offset witho
   try {
     await waitForActiveSlot(f.sql, f.slot);
     await f.sql`insert into t select g from generate_series(1, 100) g`;
-    await first.take(30);
-    offset = first.offsets[2] as { lsn: string; partial?: { events: number } };
+    await first.take(40);
+    offset = first.offsets[0] as { lsn: string; partial?: { events: number } };
     assertEquals(
       offset.partial?.events,
-      30,
-      "the third batch ends 30 changes into the transaction",
+      40,
+      "a batch waits for its transaction's end up to 4 × max.batch.size, then splits it",
     );
   } finally {
     await first.close();
   }
   const second = await openSource(config, offset);
   try {
-    await second.take(70);
+    await second.take(60);
     const ids = second.records.map((r) => (r.key as { id: number }).id);
-    assertEquals(ids, Array.from({ length: 70 }, (_, i) => i + 31));
+    assertEquals(ids, Array.from({ length: 60 }, (_, i) => i + 41));
     // The batch that filled up on the 100th change went before the commit arrived.
     const last = second.offsets.at(-1) as { partial?: { events: number } };
     assertEquals(last.partial?.events ?? 100, 100);

@@ -147,3 +147,35 @@ Deno.test("session.replication.role replica without the right to set it stops th
     await f.targetSql.unsafe(`drop role ${role}`);
   }
 });
+
+Deno.test("a source transaction past max.batch.size lands in one target transaction: a deferred key cycle holds", async () => {
+  const cycle = (extra: string) =>
+    `create table public.departments (id int primary key, manager int ${extra});
+     create table public.employees (id int primary key,
+       department int not null references departments ${extra});
+     alter table departments add constraint manager_fk foreign key (manager)
+       references employees deferrable initially deferred;`;
+  await using f = await syncFixture(
+    "fk_deferred",
+    cycle(""),
+    cycle(", deleted_at timestamptz, _source_lsn pg_lsn"),
+  );
+  const slot = uniqueSlot("fk_deferred");
+  const stream = startStream(await spec(f, slot, { "max.batch.size": "100" }));
+  try {
+    await waitForActiveSlot(f.sourceSql, slot);
+    // 60 departments whose managers (90 employees) come after them: a batch
+    // cut at 100 changes would commit departments without their managers.
+    await f.sourceSql.begin(async (tx) => {
+      await tx`insert into departments select g, 1000 + g from generate_series(1, 60) g`;
+      await tx`insert into employees select 1000 + g, 1 + g % 60 from generate_series(1, 90) g`;
+    });
+    await waitUntil("the transaction", async () => {
+      const [row] = await f.targetSql`select count(*)::int as n from employees`;
+      return row.n === 90;
+    });
+  } finally {
+    const report = await stream.stop();
+    assertEquals(report.status, "stopped", report.error?.message);
+  }
+});
