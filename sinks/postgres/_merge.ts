@@ -15,16 +15,10 @@ import { isConnectionError } from "../../drivers/postgres.ts";
 import { type Savepoints, writeStaged } from "./_isolate.ts";
 import { keyOf, type Operation, type Run, sinkFailure } from "./_operations.ts";
 import { rejectedMessage } from "./_rejected.ts";
+import { FOREIGN_KEY_HINT, FOREIGN_KEY_VIOLATION } from "./_foreign_keys.ts";
 import { lossSql, lostDigitsMessage } from "./_digits.ts";
 import { changePosition } from "../../drivers/pg_codec.ts";
 import { keyHash, type Queryable, type TargetTable } from "./_table.ts";
-
-/** SQLSTATE foreign_key_violation. */
-export const FOREIGN_KEY_VIOLATION = "23503";
-
-/** What a foreign-key failure at the target tells the user to do. */
-export const FOREIGN_KEY_HINT =
-  " (the source already checked this key; its changes can reach the target in another order: topics are consumed independently, a source transaction larger than a batch is split, tables whose keys form a cycle are copied in name order. Set the sink's session.replication.role to replica to apply them as PostgreSQL's logical replication does, or drop the target's foreign keys)";
 
 /** Rows written and operations deliberately not applied. */
 export interface Counts {

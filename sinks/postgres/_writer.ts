@@ -25,7 +25,14 @@ import {
 import { OffsetsTable } from "../../drivers/pg_offsets.ts";
 import { withJsonParsed } from "./_dead_letters.ts";
 import { TableDirectory } from "./_inspect.ts";
-import { applyRun, FOREIGN_KEY_HINT, FOREIGN_KEY_VIOLATION, type Totals } from "./_merge.ts";
+import { applyRun, type Totals } from "./_merge.ts";
+import {
+  cascadingKey,
+  FOREIGN_KEY_HINT,
+  FOREIGN_KEY_VIOLATION,
+  foreignKeys,
+  keyChangeCascades,
+} from "./_foreign_keys.ts";
 import { fillMovedRows } from "./_moved_keys.ts";
 import {
   byDependency,
@@ -35,7 +42,7 @@ import {
   runsOf,
   sinkFailure,
 } from "./_operations.ts";
-import { dependencyRanks, type Reference } from "../../drivers/pg_foreign_keys.ts";
+import { dependencyRanks } from "../../drivers/pg_foreign_keys.ts";
 import type { Settings } from "./_settings.ts";
 import type { Queryable, TargetTable } from "./_table.ts";
 import { isChangeEvent, NEW_KEY_HEADER } from "../../api/record.ts";
@@ -336,7 +343,9 @@ export class PostgresWriter {
         let operation = this.#projector.operationOf(segment.table, record);
         if (operation !== undefined && this.#keyChange(record, operation)) {
           const table = segment.table.name;
-          if (!cascades.has(table)) cascades.set(table, await this.#cascadingKey(segment.table));
+          if (!cascades.has(table)) {
+            cascades.set(table, await cascadingKey(this.#sql, segment.table));
+          }
           const cascade = cascades.get(table);
           if (cascade) operation = sinkFailure(record, keyChangeCascades(table, cascade));
         }
@@ -388,7 +397,7 @@ export class PostgresWriter {
     const tables = [...byTable.values()].map((segment) => segment.table);
     const checked = this.#settings.replicationRole === "origin";
     const references = checked && (interleaved || records.some(deletes))
-      ? await this.#references(tables)
+      ? await foreignKeys(this.#sql, tables)
       : [];
     const selfReferencing = new Set(
       references.filter(({ child, parent }) => child === parent).map(({ child }) => child),
@@ -427,43 +436,6 @@ export class PostgresWriter {
     if (Array.isArray(operation)) return operation.some((one) => one.kind === "delete");
     return "kind" in operation && operation.kind === "delete" &&
       record.headers?.[NEW_KEY_HEADER] !== undefined;
-  }
-
-  /**
-   * A foreign key referencing `table` whose ON DELETE action changes the
-   * rows that reference it (CASCADE, SET NULL, SET DEFAULT), as
-   * `name of table`; undefined when there is none.
-   */
-  async #cascadingKey(table: TargetTable): Promise<string | undefined> {
-    const [found] = await this.#sql<{ key: string }[]>`
-      select format('%I of %s', conname, conrelid::regclass) as key from pg_constraint
-      where contype = 'f' and confdeltype in ('c', 'n', 'd')
-        and confrelid = to_regclass(${table.quoted})
-      order by conname limit 1`;
-    return found?.key;
-  }
-
-  /**
-   * The foreign keys among `tables`, as child → parent table names, a table
-   * referencing itself included (asked per batch: keys come and go).
-   */
-  async #references(
-    tables: readonly TargetTable[],
-  ): Promise<Reference[]> {
-    const pairs = await this.#sql<{ child: number; parent: number }[]>`
-      with batch as (
-        select to_regclass(name) as oid, n::int
-        from unnest(${tables.map((table) => table.quoted)}::text[]) with ordinality as t(name, n)
-      )
-      select distinct child.n as child, parent.n as parent
-      from pg_constraint key
-      join batch child on child.oid = key.conrelid
-      join batch parent on parent.oid = key.confrelid
-      where key.contype = 'f'`;
-    return pairs.map(({ child, parent }) => ({
-      child: tables[child - 1].name,
-      parent: tables[parent - 1].name,
-    }));
   }
 
   /**
@@ -604,11 +576,6 @@ export class PostgresWriter {
  * has no column for), a value the column's type cannot take or would
  * round, a value too long.
  */
-/** Why a key change cannot be applied as a delete and a create (see `#keyChange`). */
-function keyChangeCascades(table: string, key: string): string {
-  return `Cannot apply a key change to table "${table}": it arrives as a delete of the old key and a create of the new one, and the target's foreign key ${key} acts ON DELETE on the rows that reference the old key, which the source kept (it moved them to the new key). Set the sink's session.replication.role to replica (the target's keys then take the source's changes as they come), or make that key ON DELETE NO ACTION at the target`;
-}
-
 /** Whether a record deletes: a delete event, a tombstone or a truncate. */
 function deletes(record: SluiceRecord): boolean {
   const value = record.value;
