@@ -961,6 +961,11 @@ export interface SourcePlugin<Schema extends z.ZodType = z.ZodType> extends Plug
  *   can tell whether the row still exists or was deleted since.
  * - `unproven`: the target row exists and nothing orders the record against
  *   it; `reason` says why, for the operator.
+ * - `tied`: the target row was written by the record's own source
+ *   transaction (an equal source position), so the target cannot tell which
+ *   came last. For a delete the source decides: if it still holds the row,
+ *   the delete is refused (it would remove a live row); if not, it is
+ *   written. `reason` says why, for the operator.
  *
  * @example A sink without ordering columns
  * ```ts
@@ -974,7 +979,7 @@ export interface SourcePlugin<Schema extends z.ZodType = z.ZodType> extends Plug
  */
 export type ReplayCheck =
   | { readonly verdict: "safe" | "absent" }
-  | { readonly verdict: "unproven"; readonly reason: string };
+  | { readonly verdict: "unproven" | "tied"; readonly reason: string };
 
 /**
  * A sink plugin definition; make one with {@linkcode defineSink}.

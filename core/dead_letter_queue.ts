@@ -311,7 +311,10 @@ async function currentOnes(
   const checks = sink.replayCheck
     ? await sink.replayCheck(chunk.map((item) => item.record))
     : undefined;
-  const absent = chunk.filter((_, i) => checks?.[i].verdict === "absent");
+  // Rows the source decides on: absent from the target, or tied with a delete.
+  const absent = chunk.filter((item, i) =>
+    checks?.[i].verdict === "absent" || (checks?.[i].verdict === "tied" && deletes(item.record))
+  );
   const source = spec.source.plugin;
   const exists = absent.length > 0 && source.rowsExist
     ? await source.rowsExist(spec.source.config, absent.map((item) => item.record), check.context)
@@ -331,7 +334,16 @@ async function currentOnes(
       reason = `sink "${spec.sink.plugin.name}" cannot compare a record with what its target ` +
         `holds, so nothing shows the record is newer`;
     } else if (verdict.verdict === "unproven") reason = verdict.reason;
-    else if (verdict.verdict === "absent") {
+    else if (verdict.verdict === "tied") {
+      const found = existsOf.get(item);
+      if (masking.length > 0 || found === undefined) reason = verdict.reason;
+      else if (found) {
+        deleted = true; // refused whatever the flags, as a row the source deleted is
+        reason = `${verdict.reason}; the source still holds the row, so replaying the delete ` +
+          `would remove a live row`;
+      }
+      // Else the source deleted the row too: the delete is right.
+    } else if (verdict.verdict === "absent") {
       const found = existsOf.get(item);
       if (found === false && masking.length > 0) {
         reason = `the target has no row for key ${key}, and the source has none under it; ` +
@@ -351,6 +363,12 @@ async function currentOnes(
     } else outcome.refused.push({ letter: item.letter, reason });
   });
   return writable;
+}
+
+/** Whether a record deletes its row: a delete event or a tombstone. */
+function deletes(record: SluiceRecord): boolean {
+  const value = record.value as { op?: unknown } | null;
+  return value === null || value?.op === "d";
 }
 
 /** Writes one chunk, then removes what it wrote and records what failed again. */

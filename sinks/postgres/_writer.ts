@@ -648,7 +648,7 @@ function orderedAgainst(
     if (samePosition(operation.row[position!], stored[position!])) {
       const key = table.primaryKey.map((c) => `${c}=${String(operation.row[c])}`).join(", ");
       return {
-        verdict: "unproven",
+        verdict: "tied",
         reason: `table "${table.name}" holds the row ${key} from the record's own source ` +
           `transaction (equal ${position}): whether the record came before or after that write ` +
           `cannot be told`,

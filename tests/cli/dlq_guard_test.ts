@@ -460,7 +460,7 @@ Deno.test("dlq replay of a record whose key a mask changed cannot look the sourc
   await Deno.remove(dir, { recursive: true });
 });
 
-Deno.test("dlq replay refuses a delete whose own source transaction wrote the target's row (equal position): it could remove a live row", async () => {
+Deno.test("dlq replay refuses, whatever the flags, a delete whose own source transaction wrote the target's row while the source still holds it", async () => {
   await using db = await syncFixture(
     "dlq_same_tx",
     "create table items (id int primary key, v text); insert into items values (501, 'first')",
@@ -505,9 +505,15 @@ Deno.test("dlq replay refuses a delete whose own source transaction wrote the ta
     await stream.stop();
   }
   await db.targetSql`drop trigger refuse_delete on items`;
-  const refused = await sluiceDlq(["replay", cdc.path, "items_sync"]);
-  assertEquals(refused.code, 1, refused.out);
-  assertMatch(refused.out, /from the record's own source transaction \(equal _source_lsn\)/);
+  // The source still holds the row: refused whatever the flags say.
+  for (const flags of [[], ["--write-unverified"]]) {
+    const refused = await sluiceDlq(["replay", cdc.path, "items_sync", ...flags]);
+    assertEquals(refused.code, 1, refused.out);
+    assertMatch(
+      refused.out,
+      /from the record's own source transaction \(equal _source_lsn\).*; the source still holds the row, so replaying the delete would remove a live row/,
+    );
+  }
   assertEquals((await db.targetSql`select v from items where id = 501`)[0]?.v, "back");
   assertEquals(await store.count("items_sync"), 1);
   await Deno.remove(dir, { recursive: true });
