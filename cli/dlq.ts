@@ -291,8 +291,8 @@ async function replay(
   if (outcome.failed.length > 20) console.log(`  … and ${outcome.failed.length - 20} more`);
   if (outcome.refused.length > 0) {
     console.log(
-      `${outcome.refused.length} not replayed, kept as they are (the target could be left with ` +
-        `older or unmasked data):`,
+      `${outcome.refused.length} not replayed, kept as they are (writing them could leave the ` +
+        `target wrong; each says why):`,
     );
     for (const { letter, reason } of outcome.refused.slice(0, 20)) {
       console.log(`  ${letter.id} ${letter.stage}: ${reason}`);
