@@ -769,6 +769,7 @@ export class Runtime implements AsyncDisposable {
       read: report.stats.read,
       written: report.stats.written,
       filtered: report.stats.filtered,
+      skipped: report.stats.skipped,
       deadLettered: report.stats.deadLettered,
       durationMs: report.durationMs,
       error: report.error ? errorMessage(report.error) : undefined,
@@ -779,12 +780,12 @@ export class Runtime implements AsyncDisposable {
       // errors.tolerance=all lets a run succeed whatever it set aside: say so
       // louder than a clean run, or a run that wrote nothing reads as fine.
       logger.warn(
-        "{pipeline} {status}, but dead-lettered {deadLettered} records: read {read}, written {written}, filtered {filtered} in {durationMs} ms",
+        "{pipeline} {status}, but dead-lettered {deadLettered} records: read {read}, written {written}, skipped {skipped} (they changed nothing at the target), filtered {filtered} in {durationMs} ms",
         fields,
       );
     } else {
       logger.info(
-        "{pipeline} {status}: read {read}, written {written}, filtered {filtered}, dead-lettered {deadLettered} in {durationMs} ms",
+        "{pipeline} {status}: read {read}, written {written}, skipped {skipped} (they changed nothing at the target), filtered {filtered}, dead-lettered {deadLettered} in {durationMs} ms",
         fields,
       );
     }
