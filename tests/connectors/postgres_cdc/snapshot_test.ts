@@ -140,20 +140,25 @@ Deno.test("snapshot.mode initial_only copies the tables and ends, leaving the sl
   assertEquals(again.stats.read, 0);
 });
 
-Deno.test("a snapshot taken again keeps the rows the version guard finds already current (the sweep spares them)", async () => {
-  await using f = await syncFixture(
-    "cdc_snap_versioned",
+/**
+ * A versioned table of `rows` rows (`sink.version.column` updated_at) after
+ * a first snapshot, ready for a second one: `again` drops the offset and
+ * streams until `done`, then the target's live rows must be the source's.
+ */
+async function versionedSnapshot(name: string, rows: number, extra: Record<string, string> = {}) {
+  const f = await syncFixture(
+    name,
     `create table public.items (id int primary key, name text,
        updated_at timestamptz not null default now());
-     insert into items select g, 'v' || g, now() from generate_series(1, 1000) g;`,
+     insert into items select g, 'v' || g, now() from generate_series(1, ${rows}) g;`,
     `create table public.items (id int primary key, name text, updated_at timestamptz not null,
        deleted_at timestamptz, _source_lsn pg_lsn);`,
   );
-  const slot = uniqueSlot("snap_versioned");
+  const slot = uniqueSlot(name);
   const built = await spec(f, slot, "initial", {
-    "max.batch.size": "300",
     "offset.storage": "file",
     "sink.version.column": "updated_at",
+    ...extra,
   });
   const offsets = new MemoryOffsetStore();
   const live = async () => {
@@ -161,69 +166,43 @@ Deno.test("a snapshot taken again keeps the rows the version guard finds already
     return row.n;
   };
   const first = startStream(built, offsets);
-  await waitUntil("the first snapshot", async () => (await live()) === 1000);
+  await waitUntil("the first snapshot", async () => (await live()) === rows);
   await first.stop();
+  const again = async (what: string, done: () => Promise<boolean>) => {
+    await offsets.delete("snap");
+    const second = startStream(built, offsets);
+    try {
+      await waitUntil(what, done);
+      await waitForActiveSlot(f.sourceSql, slot);
+    } finally {
+      const report = await second.stop();
+      assertEquals(report.status, "stopped", report.error?.message);
+    }
+    const query = "select id, name, updated_at from items where %s order by id";
+    assertEquals(
+      await tableDigest(f.targetSql, query.replace("%s", "deleted_at is null")),
+      await tableDigest(f.sourceSql, query.replace("%s", "true")),
+    );
+  };
+  return { f, live, again, [Symbol.asyncDispose]: () => f[Symbol.asyncDispose]() };
+}
 
+Deno.test("a snapshot taken again keeps the rows the version guard finds already current (the sweep spares them)", async () => {
+  await using s = await versionedSnapshot("snap_versioned", 1000, { "max.batch.size": "300" });
   // Ten rows change; then a new snapshot (an offset reset; a lost slot under
   // when_needed and a snapshot killed halfway do the same).
-  await f.sourceSql`update items set name = name || '!', updated_at = now() where id <= 10`;
-  await offsets.delete("snap");
-  const second = startStream(built, offsets);
-  try {
-    await waitUntil("the second snapshot's updates", async () => {
-      const [row] = await f.targetSql`select count(*)::int as n from items where name like '%!'`;
-      return row.n === 10;
-    });
-    await waitForActiveSlot(f.sourceSql, slot);
-  } finally {
-    const report = await second.stop();
-    assertEquals(report.status, "stopped", report.error?.message);
-  }
-  assertEquals(await live(), 1000, "rows at the source, at an unchanged version, stay live");
-  const rows = "select id, name, updated_at from items where %s order by id";
-  assertEquals(
-    await tableDigest(f.targetSql, rows.replace("%s", "deleted_at is null")),
-    await tableDigest(f.sourceSql, rows.replace("%s", "true")),
-  );
+  await s.f.sourceSql`update items set name = name || '!', updated_at = now() where id <= 10`;
+  await s.again("the second snapshot's updates", async () => {
+    const [row] = await s.f.targetSql`select count(*)::int as n from items where name like '%!'`;
+    return row.n === 10;
+  });
+  assertEquals(await s.live(), 1000, "rows at the source, at an unchanged version, stay live");
 });
 
 Deno.test("a snapshot taken again revives rows a sweep wrongly soft-deleted at their version", async () => {
-  await using f = await syncFixture(
-    "cdc_snap_revive",
-    `create table public.items (id int primary key, name text,
-       updated_at timestamptz not null default now());
-     insert into items select g, 'v' || g, now() from generate_series(1, 500) g;`,
-    `create table public.items (id int primary key, name text, updated_at timestamptz not null,
-       deleted_at timestamptz, _source_lsn pg_lsn);`,
-  );
-  const slot = uniqueSlot("snap_revive");
-  const built = await spec(f, slot, "initial", {
-    "offset.storage": "file",
-    "sink.version.column": "updated_at",
-  });
-  const offsets = new MemoryOffsetStore();
-  const live = async () => {
-    const [row] = await f.targetSql`select count(*)::int as n from items where deleted_at is null`;
-    return row.n;
-  };
-  const first = startStream(built, offsets);
-  await waitUntil("the first snapshot", async () => (await live()) === 500);
-  await first.stop();
+  await using s = await versionedSnapshot("snap_revive", 500);
   // What Sluice before 523ca93 left after a snapshot taken again: rows still
   // at the source, soft-deleted at the version and position the snapshot gave.
-  await f.targetSql`update items set deleted_at = now() where id <= 100`;
-  await offsets.delete("snap");
-  const second = startStream(built, offsets);
-  try {
-    await waitUntil("the second snapshot to revive them", async () => (await live()) === 500);
-    await waitForActiveSlot(f.sourceSql, slot);
-  } finally {
-    const report = await second.stop();
-    assertEquals(report.status, "stopped", report.error?.message);
-  }
-  const rows = "select id, name, updated_at from items where %s order by id";
-  assertEquals(
-    await tableDigest(f.targetSql, rows.replace("%s", "deleted_at is null")),
-    await tableDigest(f.sourceSql, rows.replace("%s", "true")),
-  );
+  await s.f.targetSql`update items set deleted_at = now() where id <= 100`;
+  await s.again("the second snapshot to revive them", async () => (await s.live()) === 500);
 });

@@ -65,15 +65,20 @@ const digests = (sql: postgres.Sql) =>
     ),
   );
 
+/** Waits for the first snapshot's last table (creating the slot waits for open transactions). */
+async function snapshotLoaded(f: SyncFixture) {
+  await waitUntil("the snapshot", async () => {
+    const [row] = await f.targetSql`select count(*)::int as n from lines`;
+    return row.n === 200;
+  }, { timeoutMs: 60_000 });
+}
+
 Deno.test("with session.replication.role replica, a target with the source's foreign keys follows every change", async () => {
   await using f = await syncFixture("fk_replica", SOURCE, TARGET);
   const slot = uniqueSlot("fk_replica");
   const stream = startStream(await spec(f, slot, { "sink.session.replication.role": "replica" }));
   try {
-    await waitUntil("the snapshot", async () => {
-      const [row] = await f.targetSql`select count(*)::int as n from lines`;
-      return row.n === 200;
-    }, { timeoutMs: 60_000 }); // creating the slot waits for transactions open on the server
+    await snapshotLoaded(f);
     await waitForActiveSlot(f.sourceSql, slot);
     // A key change the source cascades to a child; the grandchild keeps its row.
     await f.sourceSql`update categories set id = 100 where id = 10`;
@@ -100,10 +105,7 @@ Deno.test("without it, a snapshot copies parents first, and a key change the tar
   await using f = await syncFixture("fk_origin", SOURCE, TARGET);
   const slot = uniqueSlot("fk_origin");
   const stream = startStream(await spec(f, slot));
-  await waitUntil("the snapshot", async () => {
-    const [row] = await f.targetSql`select count(*)::int as n from lines`;
-    return row.n === 200;
-  }, { timeoutMs: 60_000 }); // creating the slot waits for transactions open on the server
+  await snapshotLoaded(f);
   await waitForActiveSlot(f.sourceSql, slot);
   // A hard delete of key 10 would take 11 and 12 with it at the target.
   await f.sourceSql`update categories set id = 100 where id = 10`;
