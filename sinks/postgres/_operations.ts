@@ -357,11 +357,11 @@ function rounds(table: TargetTable, streaks: ReadonlyMap<string, Operation[][]>)
 }
 
 /**
- * Runs of tables that foreign keys link, written in turn, regrouped so that
- * each table is written once per streak of one kind: consecutive upsert runs
- * become one run per table, parents' first (`rank` ascending); consecutive
- * delete runs one run per table, children's first. A truncate stays where it
- * is, between streaks.
+ * Runs of tables that foreign keys link, regrouped so that each table is
+ * written once per streak of one kind: consecutive upsert runs become one
+ * run per table, parents' first (`rank` ascending); consecutive delete runs
+ * one run per table, children's first; consecutive truncates (a source
+ * `TRUNCATE … CASCADE` names several tables) children's first too.
  *
  * Why this keeps every key satisfied: within a streak of upserts no row is
  * deleted, so a child's parent is either already there or written before it;
@@ -372,27 +372,21 @@ function rounds(table: TargetTable, streaks: ReadonlyMap<string, Operation[][]>)
  */
 export function byDependency(runs: readonly Run[], rank: ReadonlyMap<string, number>): Run[] {
   const regrouped: Run[] = [];
-  let streak = new Map<string, Run>();
-  let kind: Run["kind"] | undefined;
+  let streak: Run[] = [];
   const flush = () => {
-    const direction = kind === "delete" ? -1 : 1;
-    regrouped.push(
-      ...[...streak.values()].sort((a, b) =>
-        direction * (rank.get(a.table.name)! - rank.get(b.table.name)!)
-      ),
-    );
-    streak = new Map();
+    const direction = streak[0]?.kind === "upsert" ? 1 : -1;
+    const order = (run: Run) => direction * rank.get(run.table.name)!;
+    regrouped.push(...streak.sort((a, b) => order(a) - order(b)));
+    streak = [];
   };
   for (const run of runs) {
-    if (run.kind !== kind || run.kind === "truncate") flush();
-    kind = run.kind;
-    if (run.kind === "truncate") {
-      regrouped.push(run);
-      continue;
-    }
-    const same = streak.get(run.table.name);
+    if (streak.length > 0 && run.kind !== streak[0].kind) flush();
+    // Each truncate stays a run of its own; upserts and deletes merge per table.
+    const same = run.kind === "truncate"
+      ? undefined
+      : streak.find((other) => other.table.name === run.table.name);
     if (same) same.operations.push(...run.operations);
-    else streak.set(run.table.name, { ...run, operations: [...run.operations] });
+    else streak.push({ ...run, operations: [...run.operations] });
   }
   flush();
   return regrouped;

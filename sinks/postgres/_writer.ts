@@ -405,7 +405,7 @@ export class PostgresWriter {
     const between = references.filter(({ child, parent }) => child !== parent);
     let rank: Map<string, number> | undefined;
     if (interleaved && between.length === 0) segments = [...byTable.values()];
-    else if (interleaved) rank = dependencyRanks(tables.map((table) => table.name), between);
+    else if (between.length > 0) rank = dependencyRanks(tables.map((table) => table.name), between);
     for (const segment of segments) {
       const { table, refused } = await this.#tables.evolve(
         segment.table,

@@ -181,3 +181,31 @@ Deno.test("a source transaction past max.batch.size lands in one target transact
     assertEquals(report.status, "stopped", report.error?.message);
   }
 });
+
+Deno.test("a TRUNCATE … CASCADE at the source empties target tables that keep their foreign keys, children first", async () => {
+  const ddl = (extra: string) =>
+    `create table public.parents (id int primary key ${extra});
+     create table public.children (id int primary key, parent int not null references parents ${extra});
+     insert into parents select g from generate_series(1, 5) g;
+     insert into children select g, 1 + g % 5 from generate_series(1, 10) g;`;
+  await using f = await syncFixture("fk_truncate", ddl(""), ddl(", _source_lsn pg_lsn"));
+  await f.targetSql`truncate parents cascade`;
+  const slot = uniqueSlot("fk_truncate");
+  const stream = startStream(await spec(f, slot));
+  try {
+    await waitUntil("the snapshot", async () => {
+      const [row] = await f.targetSql`select count(*)::int as n from children`;
+      return row.n === 10;
+    }, { timeoutMs: 60_000 });
+    await waitForActiveSlot(f.sourceSql, slot);
+    await f.sourceSql`truncate parents cascade`;
+    await waitUntil("the truncate", async () => {
+      const [row] = await f.targetSql`select
+        (select count(*) from parents) + (select count(*) from children) as n`;
+      return Number(row.n) === 0;
+    });
+  } finally {
+    const report = await stream.stop();
+    assertEquals(report.status, "stopped", report.error?.message);
+  }
+});

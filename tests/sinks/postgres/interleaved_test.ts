@@ -143,7 +143,7 @@ Deno.test("a random history of a table that references itself lands whole", asyn
   }
 });
 
-Deno.test("byDependency writes a streak once per table, parents first, children first for deletes", () => {
+Deno.test("byDependency writes a streak once per table, parents first, children first for deletes and truncates", () => {
   const rank = dependencyRanks(["children", "parents"], [{
     child: "children",
     parent: "parents",
@@ -162,6 +162,8 @@ Deno.test("byDependency writes a streak once per table, parents first, children 
     runs.push(run("parents", "delete", id), run("children", "delete", id));
   }
   runs.push(run("parents", "truncate", 0), run("children", "upsert", 99));
+  // A TRUNCATE … CASCADE at the source names the tables in any order.
+  runs.push(run("parents", "truncate", 0), run("children", "truncate", 0));
   const regrouped = byDependency(runs, rank);
   assertEquals(
     regrouped.map((run) => [run.table.name, run.kind, run.operations.map((op) => op.row.id)]),
@@ -172,6 +174,8 @@ Deno.test("byDependency writes a streak once per table, parents first, children 
       ["parents", "delete", [...Array(50).keys()]],
       ["parents", "truncate", [0]],
       ["children", "upsert", [99]],
+      ["children", "truncate", [0]],
+      ["parents", "truncate", [0]],
     ],
   );
   assertEquals(
