@@ -460,7 +460,7 @@ Deno.test("dlq replay of a record whose key a mask changed cannot look the sourc
   await Deno.remove(dir, { recursive: true });
 });
 
-Deno.test("dlq replay refuses, whatever the flags, a delete whose own source transaction wrote the target's row while the source still holds it", async () => {
+Deno.test("dlq replay refuses, whatever the flags, a delete whose own source transaction wrote the target's row while the source still holds it, and replays it once the source does not", async () => {
   await using db = await syncFixture(
     "dlq_same_tx",
     "create table items (id int primary key, v text); insert into items values (501, 'first')",
@@ -516,5 +516,11 @@ Deno.test("dlq replay refuses, whatever the flags, a delete whose own source tra
   }
   assertEquals((await db.targetSql`select v from items where id = 501`)[0]?.v, "back");
   assertEquals(await store.count("items_sync"), 1);
+  // Once the source no longer holds the row, the delete is right: it is replayed.
+  await db.sourceSql`delete from items where id = 501`;
+  const replayed = await sluiceDlq(["replay", cdc.path, "items_sync"]);
+  assertEquals(replayed.code, 0, replayed.out);
+  assertEquals((await db.targetSql`select v from items where id = 501`).length, 0);
+  assertEquals(await store.count("items_sync"), 0);
   await Deno.remove(dir, { recursive: true });
 });
