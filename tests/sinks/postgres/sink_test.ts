@@ -22,32 +22,11 @@ import type {
   ValidationCheck,
 } from "../../../api/plugin.ts";
 import type { ChangeOp, Row, SluiceRecord } from "../../../api/record.ts";
+import { changeEvent } from "./_events.ts";
 
-/** A change event as postgres_cdc makes it, at commit LSN `commit`. */
-function change(op: ChangeOp, row: Row | null, commit: number, key?: Row): SluiceRecord {
-  return {
-    topic: "shop.public.items",
-    key: key ?? (row ? { id: row.id } : null),
-    value: {
-      before: op === "d" ? key ?? row : null,
-      after: op === "d" ? null : row,
-      source: {
-        version: "test",
-        connector: "postgresql",
-        name: "shop",
-        ts_ms: 0,
-        snapshot: "false",
-        db: "src",
-        sequence: `["${commit}","${commit}"]`,
-        schema: "public",
-        table: "items",
-        lsn: commit,
-      },
-      op,
-      ts_ms: 0,
-    },
-  };
-}
+/** A change event of public.items, as postgres_cdc makes it, at commit LSN `commit`. */
+const change = (op: ChangeOp, row: Row | null, commit: number, key?: Row) =>
+  changeEvent(op, row, commit, { key });
 
 const row = (value: Row): SluiceRecord => ({ topic: "t", key: { id: value.id }, value });
 
