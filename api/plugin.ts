@@ -97,6 +97,13 @@ export interface PluginContext {
 export interface SourceContext extends PluginContext {
   /** The last committed position, or undefined on a first run or a full refresh. */
   readonly offset: JsonValue | undefined;
+  /**
+   * Reads the committed position again (undefined on a full refresh). A
+   * source that waits for a lock before it reads (a standby taking over from
+   * a process that is stopping) calls it once the lock is held: the process
+   * it takes over from may have committed more since `offset` was read.
+   */
+  readonly readOffset?: () => Promise<JsonValue | undefined>;
   /** True when the run was asked to ignore the stored position and read everything. */
   readonly fullRefresh: boolean;
   /**

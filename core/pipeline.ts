@@ -379,11 +379,13 @@ class PipelineRun {
     }
     this.#sinkKeepsOffsets = storage !== "file" && this.#sink.offsets !== undefined;
     this.#refresh = fullRefresh;
-    const offset = fullRefresh
-      ? undefined
-      : this.#sinkKeepsOffsets
-      ? await this.#sink.offsets!.read(spec.name)
-      : await this.environment.offsets.read(spec.name);
+    const readOffset = () =>
+      fullRefresh
+        ? Promise.resolve(undefined)
+        : this.#sinkKeepsOffsets
+        ? this.#sink.offsets!.read(spec.name)
+        : this.environment.offsets.read(spec.name);
+    const offset = await readOffset();
     this.logger.debug("Starting from offset {offset}", { offset });
 
     // Rows no transform touches may go from source to sink as COPY text.
@@ -391,6 +393,7 @@ class PipelineRun {
     this.#source = await spec.source.plugin.create(spec.source.config, {
       ...context(spec.source.plugin.name),
       offset,
+      readOffset,
       fullRefresh,
       ...(since ? { since } : {}),
       subject: spec.subject,

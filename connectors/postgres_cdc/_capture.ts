@@ -105,6 +105,8 @@ export interface CaptureSettings {
   readonly standbyRetryMs: number;
   /** Told once this run owns the slot. */
   readonly claimed?: (resource: string) => void;
+  /** Reads the stored offset again, once this run owns the slot (see `#ownSlot`). */
+  readonly readOffset?: () => Promise<JsonValue | undefined>;
   readonly decimal: DecimalMode;
   readonly time: TimeMode;
   readonly filter: CaptureFilter;
@@ -180,7 +182,7 @@ export class Capture {
   readonly #settings: CaptureSettings;
   readonly #logger: Logger;
   readonly #signal: AbortSignal;
-  readonly #stored: Position | undefined;
+  #stored: Position | undefined;
   #meta?: Sql;
   #replication?: ReplicationConnection;
   #stream?: ReplicationStream;
@@ -364,6 +366,12 @@ export class Capture {
     const key = await advisoryLockKey(`sluice slot ${slot}`);
     if (await replication.tryLock(key)) {
       this.#owner = true;
+      // The offset this run was given was read before the lock: the owner
+      // it takes over from may have stored (and the slot confirmed) more
+      // since, which the stale read would take for a gap.
+      if (this.#settings.readOffset) {
+        this.#stored = parsePosition(await this.#settings.readOffset());
+      }
       this.#settings.claimed?.(`slot ${slot}`);
       return;
     }

@@ -411,6 +411,7 @@ export default defineSource({
         url: connectionUrl(settings.connection),
         applicationName: `sluice:${context.pipeline}`,
         claimed: context.claimed,
+        readOffset: context.readOffset,
         events: {
           prefix: settings.topicPrefix,
           version: VERSION,

@@ -8,7 +8,8 @@ import { assert, assertEquals, assertMatch } from "../../_assert.ts";
 import { specsFrom, type SyncFixture, syncFixture } from "../../_batch.ts";
 import { confirmedFlush, startStream, uniqueSlot, waitForActiveSlot } from "../../_cdc.ts";
 import { waitUntil } from "../../_wait.ts";
-import { MemoryOffsetStore } from "../../../core/offsets.ts";
+import { MemoryOffsetStore, type OffsetStore } from "../../../core/offsets.ts";
+import type { JsonValue } from "../../../api/record.ts";
 import type { RunReport } from "../../../core/pipeline.ts";
 import { capturingLogs } from "../../_logs.ts";
 import { parseLsn } from "../../../connectors/postgres_cdc/_lsn.ts";
@@ -201,6 +202,67 @@ Deno.test("postgres_cdc: a slot gone while an offset is stored stops the start, 
     assertEquals(at(/^Streaming from slot \S+ at (\S+)$/), created);
   } finally {
     const report = await dropping.stop();
+    assertEquals(report.status, "stopped", report.error?.message);
+  }
+});
+
+/**
+ * An offset store whose first read answers what was stored earlier: the
+ * stale read of a standby that read its offset just before the owner it
+ * takes over from stored (and the slot confirmed) more, then stopped.
+ */
+class ReadBeforeTakeover implements OffsetStore {
+  #first = true;
+  constructor(readonly store: OffsetStore, readonly stale: JsonValue | undefined) {}
+  read(key: string): Promise<JsonValue | undefined> {
+    if (!this.#first) return this.store.read(key);
+    this.#first = false;
+    return Promise.resolve(this.stale);
+  }
+  write(key: string, value: JsonValue): Promise<void> {
+    return this.store.write(key, value);
+  }
+  delete(key: string): Promise<void> {
+    return this.store.delete(key);
+  }
+}
+
+Deno.test("postgres_cdc: a standby that read its offset before the stopping owner stored more is no gap once it holds the slot", async () => {
+  await using f = await syncFixture("cdc_gap_takeover", SOURCE, TARGET);
+  const slot = uniqueSlot("gap_takeover");
+  const offsets = new MemoryOffsetStore();
+  await streamedOnce(f, slot, offsets);
+  const stale = await offsets.read("gap");
+
+  // The owner streams row 3, stores it and confirms it to the slot as it stops.
+  const owner = startStream(await spec(f, slot), offsets);
+  try {
+    await waitForActiveSlot(f.sourceSql, slot);
+    await f.sourceSql`insert into items values (3, 'the last row of the owner')`;
+    await waitUntil("row 3", async () => (await ids(f)).includes(3));
+  } finally {
+    const report = await owner.stop();
+    assertEquals(report.status, "stopped", report.error?.message);
+  }
+  const staleLsn = parseLsn((stale as { lsn: string }).lsn);
+  assert(
+    (await confirmedFlush(f.sourceSql, slot)) > staleLsn,
+    "the slot confirmed past the stale read, as in the race",
+  );
+
+  const standby = startStream(await spec(f, slot), new ReadBeforeTakeover(offsets, stale));
+  // A run that ends by itself ends the waits below with its error.
+  const ended = standby.done.then((report) => {
+    throw new Error(`the standby's run ended (${report.status}): ${report.error?.message}`);
+  });
+  ended.catch(() => {});
+  try {
+    await Promise.race([ended, waitForActiveSlot(f.sourceSql, slot)]);
+    await f.sourceSql`insert into items values (4, 'after the takeover')`;
+    await Promise.race([ended, waitUntil("row 4", async () => (await ids(f)).includes(4))]);
+    assertEquals(await ids(f), [1, 2, 3, 4]);
+  } finally {
+    const report = await standby.stop();
     assertEquals(report.status, "stopped", report.error?.message);
   }
 });
