@@ -941,6 +941,15 @@ export interface SourcePlugin<Schema extends z.ZodType = z.ZodType> extends Plug
   subjectProblem?(subject: PipelineParts): string | undefined;
   /** Opens the source with its parsed config; nothing connects before this. */
   create(config: z.output<Schema>, context: SourceContext): Source | Promise<Source>;
+  /**
+   * For a stream: keeps reporting, through `context.metrics`, what the
+   * source holds at its upstream while no run of the pipeline is going
+   * (failed for good, backing off between attempts, or stopped by the
+   * operator). A replication slot keeps WAL then, and the disk it fills must
+   * stay visible exactly when nothing consumes it. The runtime stops the
+   * watch, and removes its series, before the next run starts.
+   */
+  watch?(config: z.output<Schema>, context: PluginContext): { stop(): Promise<void> };
   /** Shows and changes its stored position; without it, only a reset is possible. */
   readonly offsets?: SourceOffsets<z.output<Schema>>;
   /**

@@ -664,7 +664,7 @@ export class Runtime implements AsyncDisposable {
     let attempt = 0;
     while (!lifetime.aborted) {
       // Stopped by the operator (even while backing off): wait for resume or restart.
-      if (control.stopped && !(await control.waitToRun(lifetime))) break;
+      if (control.stopped && !(await this.#watching(spec, control.waitToRun(lifetime)))) break;
       const signal = control.beginRun(lifetime);
       const report = await runPipeline(spec, this.#environment, { signal })
         .finally(() => control.endRun());
@@ -712,7 +712,7 @@ export class Runtime implements AsyncDisposable {
         // unless nothing else can run: then the process ends for its supervisor.
         this.#liveStreams.delete(spec.name);
         this.#stopWhenNothingCanRun();
-        if (!(await control.waitForRestart(lifetime))) return;
+        if (!(await this.#watching(spec, control.waitForRestart(lifetime)))) return;
         this.#failedStreams.delete(spec.name);
         this.#liveStreams.add(spec.name);
         attempt = 0;
@@ -727,12 +727,53 @@ export class Runtime implements AsyncDisposable {
         attempt,
         nextAttemptAt: new Date(Date.now() + delay),
       });
-      await sleep(delay, lifetime);
+      await this.#watching(spec, sleep(delay, lifetime));
       // A run that got going before failing resets the backoff.
       if (report.stats.written > 0) {
         attempt = 0;
         failingSince = undefined;
       }
+    }
+  }
+
+  /**
+   * Waits for `waiting` with the source's watch going (see
+   * {@linkcode SourcePlugin.watch}): what a stream holds upstream stays in
+   * the metrics while no run of it is going. The watch ends, and its series
+   * go, before the caller starts the next run.
+   */
+  async #watching<T>(spec: PipelineSpec, waiting: Promise<T>): Promise<T> {
+    const plugin = spec.source.plugin;
+    const metrics = plugin.watch && this.#environment.observer?.pluginMetrics?.(spec.name);
+    if (!plugin.watch || !metrics) return await waiting;
+    const stop = new AbortController();
+    const context = {
+      pipeline: spec.name,
+      logger: getLogger(["sluice", "pipeline", spec.name, plugin.name]),
+      signal: stop.signal,
+      sourceMode: plugin.mode,
+      metrics,
+    };
+    let watch: { stop(): Promise<void> } | undefined;
+    try {
+      watch = plugin.watch(spec.source.config, context);
+    } catch (error) {
+      logger.warn("Cannot watch the source of {pipeline}: {error}", {
+        pipeline: spec.name,
+        error: errorMessage(error),
+      });
+    }
+    try {
+      return await waiting;
+    } finally {
+      stop.abort();
+      await watch?.stop().catch((error) =>
+        logger.warn("Ending the watch of {pipeline} failed: {error}", {
+          pipeline: spec.name,
+          error: errorMessage(error),
+        })
+      );
+      metrics.release();
     }
   }
 

@@ -10,7 +10,7 @@
  */
 import type { Logger } from "@logtape/logtape";
 import { type MetricDefinition, type PluginMetrics, pollMetrics } from "../../api/metrics.ts";
-import type { Sql } from "../../drivers/postgres.ts";
+import { connect, type Sql } from "../../drivers/postgres.ts";
 
 /** WAL the stream has not confirmed. */
 export const SLOT_LAG: MetricDefinition = {
@@ -60,4 +60,30 @@ export function pollSlotLag(
       else retained.set(labels, Math.max(0, row.retained));
     },
   });
+}
+
+/**
+ * Polls the slot's lag on a connection of its own while no run of the
+ * stream is going (see `SourcePlugin.watch`): a failed or stopped stream
+ * confirms nothing, and the WAL its slot keeps grows until the disk is full.
+ * A connection that fails counts as a failed poll and is tried again at the
+ * next interval.
+ */
+export function watchSlotLag(
+  url: string,
+  applicationName: string,
+  slot: string,
+  metrics: PluginMetrics | undefined,
+  intervalMs: number,
+  logger: Logger,
+): { stop(): Promise<void> } {
+  if (!metrics || intervalMs <= 0) return { stop: () => Promise.resolve() };
+  const sql = connect(url, { max: 1, applicationName });
+  const polling = pollSlotLag(sql, slot, metrics, intervalMs, logger);
+  return {
+    async stop() {
+      await polling.stop();
+      await sql.end({ timeout: 1 });
+    },
+  };
 }

@@ -73,6 +73,7 @@ import {
   databaseLabel,
 } from "../../drivers/postgres.ts";
 import { Capture } from "./_capture.ts";
+import { watchSlotLag } from "./_slot_metrics.ts";
 import { CaptureFilter, compilePatterns } from "./_filters.ts";
 import type { AutocreateMode } from "./_slot.ts";
 import type { DecimalMode, TimeMode } from "./_values.ts";
@@ -404,6 +405,16 @@ export default defineSource({
       }),
       `sluice:${context.pipeline}:replay`,
     ),
+  watch(settings, context) {
+    return watchSlotLag(
+      connectionUrl(settings.connection),
+      `sluice:${context.pipeline}:watch`,
+      settings.slot,
+      context.metrics,
+      settings.lagPollIntervalMs,
+      context.logger,
+    );
+  },
   create(settings, context) {
     const capture = new Capture(
       {

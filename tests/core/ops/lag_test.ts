@@ -186,3 +186,76 @@ Deno.test("a paused kafka source's consumer lag per partition grows with produce
     assert(text.includes(line), `/metrics lacks ${line}`);
   }
 });
+
+Deno.test("a postgres_cdc stream that failed for good, or that the operator stopped, still shows its slot's lag and retained WAL growing", async () => {
+  // The target refuses names longer than 3 characters: the stream fails on one.
+  await using db = await syncFixture(
+    "ops_slot_failed",
+    SOURCE,
+    TARGET.replace("name text", "name varchar(3)"),
+  );
+  const slot = uniqueSlot("ops_slot_failed");
+  const specs = await specsFrom({
+    name: "failing_stream",
+    config: {
+      "connector.class": "postgres_cdc",
+      "connection.url": db.source.url,
+      "topic.prefix": "src",
+      "slot.name": slot,
+      "publication.name": "ops_failed_publication",
+      "snapshot.mode": "never",
+      "poll.interval.ms": "20",
+      "status.update.interval.ms": "200",
+      "lag.poll.interval.ms": "100",
+      "sink.class": "postgres",
+      "sink.connection.url": db.target.url,
+      "sink.table": "public.items",
+    },
+  });
+  await using ops = await startOps(specs);
+  const labels = { pipeline: "failing_stream", slot };
+  const state = async () =>
+    (await (await ops.api("/connectors/failing_stream/status")).json()).connector.state;
+  /** About 2 MB of WAL that nothing confirms, then the series must show it. */
+  const unconsumed = async (from: number) => {
+    for (let i = 0; i < 20; i++) {
+      const [first, last] = [from + i * 200, from + i * 200 + 199];
+      await db.sourceSql`insert into items
+        select g, 'ok' from generate_series(${first}::int, ${last}::int) g`;
+      await db.sourceSql`update items set name = 'ok' where id >= ${from}`;
+    }
+    return await waitUntil("a slot lag and retained WAL of 1 MB", async () => {
+      const lag = await present(ops, "sluice_replication_slot_lag_bytes", labels) ?? 0;
+      const retained = await present(ops, "sluice_replication_slot_retained_wal_bytes", labels) ??
+        0;
+      return lag > 1_000_000 && retained > 1_000_000 ? lag : 0;
+    });
+  };
+
+  ops.runtime.start();
+  await waitForActiveSlot(db.sourceSql, slot);
+  await db.sourceSql`insert into items values (0, 'too long for the target')`;
+  await waitUntil("the stream to fail for good", async () => await state() === "FAILED");
+  const failed = await unconsumed(1);
+  assertEquals(await count(db.targetSql), 0, "the failed stream wrote nothing");
+
+  // Stopped by the operator, after a restart that fails again on the same row.
+  await db.targetSql`alter table items alter column name type text`;
+  await (await ops.api("/connectors/failing_stream/restart", { method: "POST" })).body?.cancel();
+  await waitUntil("the restarted stream to catch up", async () => await count(db.targetSql) > 0);
+  const stopping = await ops.api("/connectors/failing_stream/stop", { method: "PUT" });
+  assertEquals(stopping.status, 204);
+  await waitUntil("the stream to stop", async () => await state() === "STOPPED");
+  const stopped = await unconsumed(10_000);
+  assert(stopped > 0 && failed > 0);
+  assertEquals(await ops.metric("sluice_metric_poll_failures_total"), 0);
+
+  await put(ops, "/connectors/failing_stream/resume");
+  await waitUntil("every row in the target", async () => await count(db.targetSql) === 8001);
+  await ops.runtime.stop();
+  assertEquals(
+    await present(ops, "sluice_replication_slot_retained_wal_bytes", labels),
+    undefined,
+    "a process that ends shows no stale slot series",
+  );
+});
