@@ -104,7 +104,7 @@ const LOOP_WINDOW_SECONDS = 10;
  * overdue at scrape time counts too). prom-client's
  * `nodejs_eventloop_lag_*` histogram comes from `monitorEventLoopDelay`,
  * which under Deno 2.9 misses stalls (a 300 ms blocking loop showed as
- * 10 ms), so this one is Sluice's own. The timer is unref'd: it never keeps
+ * 10 ms), so this one is Sluice's own, and prom-client's is left out. The timer is unref'd: it never keeps
  * a process alive.
  */
 class EventLoopMonitor {
@@ -138,6 +138,30 @@ class EventLoopMonitor {
   }
 }
 
+/**
+ * prom-client's default metrics (`collectDefaultMetrics`), one module each,
+ * but for its event-loop lag: under Deno 2.9 its `monitorEventLoopDelay`
+ * histogram misses stalls, and a scrape with no sample since the last one
+ * read NaN and a minimum of 9,223,372,036 s. `sluice_event_loop_lag_seconds`
+ * takes its place. Literal imports, so `deno compile` sees each module.
+ */
+function defaultMetricModules(): Promise<{ default: unknown }[]> {
+  return Promise.all([
+    import("prom-client/lib/metrics/processCpuTotal.js"),
+    import("prom-client/lib/metrics/processStartTime.js"),
+    import("prom-client/lib/metrics/osMemoryHeap.js"),
+    import("prom-client/lib/metrics/processOpenFileDescriptors.js"),
+    import("prom-client/lib/metrics/processMaxFileDescriptors.js"),
+    import("prom-client/lib/metrics/processResources.js"),
+    import("prom-client/lib/metrics/processHandles.js"),
+    import("prom-client/lib/metrics/processRequests.js"),
+    import("prom-client/lib/metrics/heapSizeAndUsed.js"),
+    import("prom-client/lib/metrics/heapSpacesSizeAndUsed.js"),
+    import("prom-client/lib/metrics/version.js"),
+    import("prom-client/lib/metrics/gc.js"),
+  ]);
+}
+
 /** The metrics of one process. */
 export class SluiceMetrics implements PipelineObserver {
   readonly registry: client.Registry = new client.Registry();
@@ -167,17 +191,18 @@ export class SluiceMetrics implements PipelineObserver {
       // prom-client's process metrics (memory, CPU, GC, its event-loop lag)
       // load on the first scrape: about 4 MB that an unscraped process keeps.
       this.#defaultMetrics = async () => {
-        const { default: collect } = await import("prom-client/lib/defaultMetrics.js");
-        (collect as typeof PromClient.collectDefaultMetrics)({
-          register: this.registry,
-          prefix: "sluice_",
-        });
+        const config = { prefix: "sluice_", eventLoopMonitoringPrecision: 10 };
+        for (const { default: add } of await defaultMetricModules()) {
+          (add as (registry: client.Registry, options: typeof config) => void)(
+            this.registry,
+            config,
+          );
+        }
       };
       const loop = new EventLoopMonitor();
       new client.Gauge({
         name: "sluice_event_loop_lag_seconds",
-        help:
-          "Worst event-loop delay in the last 10 s (how late a 100 ms timer fired); unlike sluice_nodejs_eventloop_lag_*, it sees stalls under Deno.",
+        help: "Worst event-loop delay in the last 10 s (how late a 100 ms timer fired).",
         registers: [this.registry],
         collect() {
           this.set(loop.lagSeconds());
