@@ -129,7 +129,8 @@ const DEFAULTS: Record<RuleId, RuleDefaults> = {
   stream_lag_critical: lagRule("critical", 300),
   error_rate_high: {
     alertname: "SluiceErrorRateHigh",
-    summary: "Share of records that failed (dead-lettered or skipped) over the window",
+    summary:
+      "Share of records that failed over the window (dead-lettered, or dropped by errors.tolerance all without a dead-letter destination)",
     severity: "warning",
     comparison: ">",
     threshold: 0.01,

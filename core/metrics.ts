@@ -50,7 +50,7 @@ declare namespace client {
 /** What the alert rules read about one pipeline. */
 export interface PipelineFigures {
   readonly mode: "batch" | "stream";
-  /** Records read and records that failed (dead-lettered or skipped), since start. */
+  /** Records read and records that failed (dead-lettered, or dropped under errors.tolerance all with no dead-letter destination), since start. */
   recordsRead: number;
   recordsFailed: number;
   /**

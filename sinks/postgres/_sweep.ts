@@ -175,12 +175,18 @@ export class SnapshotSweeper {
         continue;
       }
       const swept = await table.sweepOlderRows(tx, table.positionText(position));
-      const level = swept > 0 ? "warn" : "info";
+      const fields = { table: table.name, position: table.positionText(position), swept };
+      // Nothing swept is the usual end of a snapshot: not worth a line per table.
       reports.push(() =>
-        this.#logger[level](
-          "Snapshot of {table} at {position} ended: {swept} rows it did not hold (no longer at the source when it read the table) were deleted in the target ({mode}). If other source tables or pipelines write this table too, set snapshot.sweep to false on its sink: the sweep cannot tell their rows apart",
-          { table: table.name, position: table.positionText(position), swept, mode: table.deletes },
-        )
+        swept === 0
+          ? this.#logger.debug(
+            "Snapshot of {table} at {position} ended: the target held no row it did not",
+            fields,
+          )
+          : this.#logger.warn(
+            "Snapshot of {table} at {position} ended: {swept} rows it did not hold (no longer at the source when it read the table) were deleted in the target ({mode}). If other source tables or pipelines write this table too, set snapshot.sweep to false on its sink: the sweep cannot tell their rows apart",
+            { ...fields, mode: table.deletes },
+          )
       );
     }
     return () => reports.forEach((report) => report());
