@@ -225,3 +225,34 @@ Deno.test("a job whose target silently drops rows fails its validation", async (
   assert(mergedFailed.includes("record counts"), mergedFailed.join(", "));
   assert(mergedFailed.includes("target key checksum"), mergedFailed.join(", "));
 });
+
+Deno.test("the source row count of a full read is taken in the run's snapshot, while other sessions insert", async () => {
+  await using db = await syncFixture("count_snapshot", SOURCE_DDL, TARGET_DDL);
+  await db.sourceSql.unsafe(INSERT_PEOPLE(1, 20_000, "'2024-01-01'"));
+  // Rows committed all along: a count in any snapshot but the run's own
+  // would hold some the COPY does not, and fail the validation.
+  let inserting = true;
+  let next = 100_000;
+  const inserter = (async () => {
+    while (inserting) {
+      await db.sourceSql.unsafe(INSERT_PEOPLE(next, next + 9, "'2024-01-01'"));
+      next += 10;
+    }
+  })();
+  try {
+    for (const mode of ["full", "incremental"]) {
+      const [spec] = await specsFrom(connector(db.source.url, db.target.url, { mode }));
+      const report = await runPipeline(spec, { offsets: new MemoryOffsetStore() }, {
+        fullRefresh: true,
+      });
+      assertEquals(report.status, "succeeded", report.error?.message);
+      const check = report.validation.find((c) => c.name === "source row count");
+      assert(check?.ok, JSON.stringify(report.validation));
+      assert(report.stats.read >= 20_000, `${mode}: read ${report.stats.read}`);
+    }
+  } finally {
+    inserting = false;
+    await inserter;
+  }
+  assert(next > 100_010, "the other session committed rows during the runs");
+});
