@@ -15,6 +15,8 @@ import type { OffsetChange, OffsetEntry, PluginContext } from "../api/plugin.ts"
 import { OffsetChangeError } from "../api/errors.ts";
 import type { JsonValue } from "../api/record.ts";
 import { KafkaAdmin, type PartitionPosition } from "../drivers/kafka.ts";
+import { pollMetrics } from "../api/metrics.ts";
+import { LAG_MESSAGES } from "./_kafka_lag.ts";
 
 /** The stored position of one topic: its id and the next offset per partition. */
 export interface TopicPosition {
@@ -208,4 +210,49 @@ function parseEntry(entry: OffsetEntry, index: number) {
     );
   }
   return { topic, partition, offset: offset as number | null };
+}
+
+/**
+ * The group's lag per partition while no run of the pipeline reads (see
+ * `SourcePlugin.watch`): the partition's end offset minus the group's
+ * committed offset, every `intervalMs`. Messages the topic's retention
+ * deletes before a stopped stream comes back are lost to it, so the lag
+ * must stay visible then. Its age would need the message at the committed
+ * offset, so `sluice_kafka_consumer_lag_seconds` is not reported meanwhile;
+ * nor is a partition the group never committed (nothing says where it
+ * would start).
+ */
+export function watchKafkaLag(
+  settings: KafkaOffsetSettings,
+  context: PluginContext,
+  intervalMs: number,
+): { stop(): Promise<void> } {
+  if (!context.metrics || intervalMs <= 0) return { stop: () => Promise.resolve() };
+  const admin = adminOf(settings, context);
+  const group = groupOf(settings, context);
+  const polling = pollMetrics({
+    metrics: context.metrics,
+    logger: context.logger,
+    name: "kafka_consumer",
+    intervalMs,
+    async poll(metrics) {
+      const topics = [...(await admin.describeTopics(await topicsOf(admin, settings))).keys()];
+      if (topics.length === 0) return;
+      const [ends, committed] = await Promise.all([
+        admin.listOffsets(topics, "latest"),
+        admin.groupOffsets(group, topics),
+      ]);
+      const lag = metrics.gauge(LAG_MESSAGES);
+      for (const [id, next] of committed) {
+        const end = ends.get(id);
+        if (end !== undefined) lag.set(splitKey(id), Number(end > next ? end - next : 0n));
+      }
+    },
+  });
+  return {
+    async stop() {
+      await polling.stop();
+      await admin.close();
+    },
+  };
 }

@@ -75,6 +75,7 @@ import {
   listKafkaOffsets,
   storedPositions,
   type TopicPosition,
+  watchKafkaLag,
 } from "./_kafka_offsets.ts";
 import {
   type ConnectSchema,
@@ -267,6 +268,9 @@ export default defineSource({
     list: listKafkaOffsets,
     change: changeKafkaOffsets,
     runningElsewhere: kafkaGroupHolder,
+  },
+  watch(settings, context) {
+    return watchKafkaLag(settings, context, settings.lagPollIntervalMs);
   },
   create(settings, context) {
     const name = `sluice-${context.pipeline}`;

@@ -259,3 +259,63 @@ Deno.test("a postgres_cdc stream that failed for good, or that the operator stop
     "a process that ends shows no stale slot series",
   );
 });
+
+Deno.test("a kafka source stopped by the operator still shows its group's lag per partition growing", async () => {
+  const topic = uniqueName("ops-lag-stopped");
+  await createTopic(topic, 2);
+  const { name, collector: got } = collector();
+  const pipeline = uniqueName("lag-stopped");
+  const specs = await kafkaSpecs({
+    name: pipeline,
+    config: {
+      "connector.class": "kafka",
+      topics: topic,
+      "lag.poll.interval.ms": "100",
+      "sink.class": "collect",
+      "sink.collector": name,
+    },
+  });
+  await using ops = await startOps(specs);
+  const encode = (value: unknown) => new TextEncoder().encode(JSON.stringify(value));
+  const messages = (from: number, to: number) =>
+    Array.from({ length: to - from }, (_, i) => ({
+      topic,
+      key: encode({ id: from + i }),
+      value: encode({ id: from + i }),
+    }));
+  const lags = () =>
+    Promise.all(
+      ["0", "1"].map((partition) =>
+        present(ops, "sluice_kafka_consumer_lag_messages", { pipeline, topic, partition })
+      ),
+    );
+
+  ops.runtime.start();
+  await produce(messages(0, 20));
+  await got.waitFor(20);
+  await waitUntil("lag 0 on both partitions", async () => {
+    const seen = await lags();
+    return seen.every((lag) => lag === 0);
+  });
+  const stopping = await ops.api(`/connectors/${pipeline}/stop`, { method: "PUT" });
+  assertEquals(stopping.status, 204);
+  await waitUntil(
+    "the stream to stop",
+    async () =>
+      (await (await ops.api(`/connectors/${pipeline}/status`)).json()).connector.state ===
+        "STOPPED",
+  );
+  await produce(messages(20, 220));
+  const total = await waitUntil("the stopped stream's lag to count the new messages", async () => {
+    const seen = await lags();
+    const sum = (seen[0] ?? 0) + (seen[1] ?? 0);
+    return seen.every((lag) => (lag ?? 0) > 0) && sum === 200 ? sum : undefined;
+  });
+  assertEquals(total, 200);
+  assertEquals(got.records.length, 20, "the stopped stream wrote nothing");
+  assertEquals(await ops.metric("sluice_metric_poll_failures_total"), 0);
+
+  await put(ops, `/connectors/${pipeline}/resume`);
+  await got.waitFor(220);
+  await waitUntil("lag 0 again", async () => (await lags()).every((lag) => lag === 0));
+});
