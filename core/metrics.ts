@@ -50,7 +50,10 @@ declare namespace client {
 /** What the alert rules read about one pipeline. */
 export interface PipelineFigures {
   readonly mode: "batch" | "stream";
-  /** Records read and records that failed (dead-lettered, or dropped under errors.tolerance all with no dead-letter destination), since start. */
+  /**
+   * Records read and records that failed (dead-lettered, or dropped under
+   * errors.tolerance all with no dead-letter destination), since start.
+   */
   recordsRead: number;
   recordsFailed: number;
   /**
@@ -104,8 +107,8 @@ const LOOP_WINDOW_SECONDS = 10;
  * overdue at scrape time counts too). prom-client's
  * `nodejs_eventloop_lag_*` histogram comes from `monitorEventLoopDelay`,
  * which under Deno 2.9 misses stalls (a 300 ms blocking loop showed as
- * 10 ms), so this one is Sluice's own, and prom-client's is left out. The timer is unref'd: it never keeps
- * a process alive.
+ * 10 ms), so this one is Sluice's own, and prom-client's is left out. The
+ * timer is unref'd: it never keeps a process alive.
  */
 class EventLoopMonitor {
   /** Worst delay (ms) per second of the window, by whole second. */
@@ -188,10 +191,10 @@ export class SluiceMetrics implements PipelineObserver {
     this.#deadLetterRefreshMs = options.deadLetterRefreshMs ?? 15_000;
     for (const spec of specs) this.#addFigures(spec);
     if (options.defaultMetrics ?? true) {
-      // prom-client's process metrics (memory, CPU, GC, its event-loop lag)
-      // load on the first scrape: about 4 MB that an unscraped process keeps.
+      // prom-client's process metrics (memory, CPU, GC, handles) load on
+      // the first scrape: about 4 MB that an unscraped process keeps.
       this.#defaultMetrics = async () => {
-        const config = { prefix: "sluice_", eventLoopMonitoringPrecision: 10 };
+        const config = { prefix: "sluice_" };
         for (const { default: add } of await defaultMetricModules()) {
           (add as (registry: client.Registry, options: typeof config) => void)(
             this.registry,
