@@ -524,3 +524,42 @@ Deno.test("dlq replay refuses, whatever the flags, a delete whose own source tra
   assertEquals(await store.count("items_sync"), 0);
   await Deno.remove(dir, { recursive: true });
 });
+
+Deno.test("dlq replay names the first 20 refused dead letters and counts the rest", async () => {
+  await using db = await syncFixture(
+    "dlq_many_refused",
+    `create table items (id int primary key, v text, updated_at timestamptz not null default now());
+     insert into items select g, 'bad-' || g, '2026-01-01T00:00:00Z' from generate_series(1, 25) g`,
+    `create table items (id int primary key, v text, updated_at timestamptz,
+       constraint no_bad check (v not like 'bad%'))`,
+  );
+  const dir = await Deno.makeTempDir({ prefix: "sluice-dlq-many-" });
+  const plain = await connector(dir, "plain", {
+    "connector.class": "postgres_query",
+    "connection.url": db.source.url,
+    "table": "public.items",
+    "sink.class": "postgres",
+    "sink.connection.url": db.target.url,
+    "sink.table": "public.items",
+    "errors.tolerance": "all",
+    "errors.deadletterqueue.file.path": `${dir}/dead.jsonl`,
+  });
+  await runPipeline(plain.spec, { offsets: new MemoryOffsetStore() });
+  await db.sourceSql`update items set v = 'good', updated_at = '2026-01-02T00:00:00Z'`;
+  await runPipeline(plain.spec, { offsets: new MemoryOffsetStore() });
+  await db.targetSql`alter table items drop constraint no_bad`;
+
+  const refused = await sluiceDlq(["replay", plain.path, "items_sync"]);
+  assertEquals(refused.code, 1, refused.out);
+  assertMatch(refused.out, /25 refused/);
+  const lines = refused.out.split("\n");
+  // The outcome printed, and the log: 20 letters each, then the rest counted.
+  const printed = lines.filter((line) => /^ {2}[0-9a-f]+ sink: .*holds the row id=\d+/.test(line));
+  assertEquals(printed.length, 20, refused.out);
+  assertMatch(refused.out, /^ {2}… and 5 more$/m);
+  const logged = lines.filter((line) => /"Dead letter [0-9a-f]+ not replayed: /.test(line));
+  assertEquals(logged.length, 20, refused.out);
+  assertMatch(refused.out, /"5 more dead letters not replayed, kept as they are/);
+  assertEquals(await fileDeadLetterStore(`${dir}/dead.jsonl`).count("items_sync"), 25);
+  await Deno.remove(dir, { recursive: true });
+});
