@@ -141,16 +141,30 @@ export class Projector {
   ): Operation | Operation[] | RecordFailure | undefined {
     const value = record.value;
     if (value === null || value === undefined) {
-      // With a position column the delete event carries the delete (and its
-      // position); an unpositioned tombstone replayed later could delete a
-      // row that was re-created since.
-      if (table.positionColumn || !record.key) return undefined;
-      return this.#delete(table, record, record.key);
+      if (!record.key) return undefined;
+      // With a position column, an unpositioned tombstone (Debezium's, after
+      // its delete event) is left to that event, which carries the delete and
+      // its position: replayed later, the tombstone could delete a row that
+      // was re-created since. A positioned one is a delete event flattened
+      // (unwrap keeps the event's position): it deletes, guarded like one.
+      if (table.positionColumn && record.position === undefined) return undefined;
+      return this.#positioned(table, this.#delete(table, record, record.key), record.position);
     }
-    if (!isChangeEvent(value)) return this.#upsert(table, record, value as Row);
+    if (!isChangeEvent(value)) {
+      // A row flattened from a change event keeps the event's position.
+      return this.#positioned(table, this.#upsert(table, record, value as Row), record.position);
+    }
     const operation = this.#movedKey(table, record, value) ?? this.#change(table, record, value);
+    return this.#positioned(table, operation, record.position ?? changePosition(value.source));
+  }
+
+  /** Writes `position` into the position column of the operation's rows, when the table has one. */
+  #positioned<T extends Operation | Operation[] | RecordFailure | undefined>(
+    table: TargetTable,
+    operation: T,
+    position: bigint | undefined,
+  ): T {
     const column = table.positionColumn;
-    const position = column ? record.position ?? changePosition(value.source) : undefined;
     // A bigint: the column's encoder writes it as an LSN or a number.
     if (operation && column && position !== undefined) {
       for (const one of Array.isArray(operation) ? operation : [operation]) {
