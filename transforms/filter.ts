@@ -11,6 +11,15 @@
  * tombstones); `db`, `schema`, `table`, `topic` are strings; `key` is the key
  * row or null; `headers` a map of strings.
  *
+ * On change events the condition says, by default, which rows the target
+ * holds (`change.events` rows), as a publication's row filter does: an
+ * update whose new row fails it becomes a delete of that row (it may be at
+ * the target from before; removing one it never had is harmless), and
+ * deletes and truncates always pass. Judged event by event instead
+ * (`change.events` events, Kafka Connect's Filter, and the default when the
+ * condition reads `op`), a row an update takes out of the condition stays
+ * at the target as it was.
+ *
  * Reading a column a row does not have is an error (use `has(value.x)`),
  * except where the kind of event leaves columns out: a delete (its `before`
  * holds only the key under the default replica identity) and a truncate (no
@@ -33,7 +42,8 @@
  *   "transforms.finalOnly.condition": "table != 'applications' || value.status == 'final'",
  *   "transforms.noDraftDeletes.type": "filter",
  *   "transforms.noDraftDeletes.condition": "op == 'd' && value.status == 'draft'",
- *   "transforms.noDraftDeletes.action": "drop"
+ *   "transforms.noDraftDeletes.action": "drop",
+ *   "transforms.noDraftDeletes.change.events": "events"
  * }
  * ```
  *
@@ -42,7 +52,13 @@
 import { z } from "zod";
 import { Environment } from "@marcbachmann/cel-js";
 import { defineTransform } from "../api/plugin.ts";
-import { isChangeEvent, recordRow, type Row, type SluiceRecord } from "../api/record.ts";
+import {
+  type ChangeEvent,
+  isChangeEvent,
+  recordRow,
+  type Row,
+  type SluiceRecord,
+} from "../api/record.ts";
 import { addIssue, tableOf } from "./_shared.ts";
 
 const environment = new Environment({ unlistedVariablesAreDyn: false })
@@ -73,6 +89,9 @@ const config = z.strictObject({
   "null.handling.mode": z.enum(["keep", "drop", "evaluate"]).default("keep").describe(
     "Tombstones (null values): keep or drop them without evaluating, or evaluate the condition with value = null.",
   ),
+  "change.events": z.enum(["rows", "events"]).optional().describe(
+    "How change events are judged. rows: the condition says which rows the target holds; an update whose row fails it becomes a delete of its key (the row left them), and deletes and truncates always pass. events: each event is kept or dropped as it is (Kafka Connect's Filter), so a row that leaves the condition stays at the target as it was, and deletes can be dropped by op. Default: events when the condition reads op, else rows.",
+  ),
 }).superRefine((value, ctx) => {
   const checked = environment.check(value.condition);
   if (!checked.valid) {
@@ -97,10 +116,17 @@ export const filter = defineTransform({
     const variables = new Variables();
     const keepOnMatch = options.action === "keep";
     const nullMode = options["null.handling.mode"];
+    const byRows =
+      (options["change.events"] ?? (readsOp(options.condition) ? "events" : "rows")) ===
+        "rows";
     return {
       apply(record) {
         const tombstone = record.value === null || record.value === undefined;
         if (tombstone && nullMode !== "evaluate") return nullMode === "keep" ? record : null;
+        const event = isChangeEvent(record.value) ? record.value : undefined;
+        // The target holds the rows that pass: removing one it never had is harmless,
+        // keeping one the source removed is not.
+        if (byRows && (event?.op === "d" || event?.op === "t")) return record;
         let result: unknown;
         try {
           variables.record = record;
@@ -128,11 +154,33 @@ export const filter = defineTransform({
             `filter: the condition gave ${typeof result}, not a bool, on a record on "${record.topic}"`,
           );
         }
-        return result === keepOnMatch ? record : null;
+        if (result === keepOnMatch) return record;
+        // The row may be at the target from before this change: it leaves it.
+        if (byRows && event?.op === "u") return leaving(record, event);
+        return null;
       },
     };
   },
 });
+
+/**
+ * An update whose new row fails the condition, as the delete of its row:
+ * the old image when the event has one (a changed key, REPLICA IDENTITY
+ * FULL), else the new row, whose key is the row's (an unchanged key is not
+ * sent again in the old image).
+ */
+function leaving(record: SluiceRecord, event: ChangeEvent): SluiceRecord {
+  return {
+    ...record,
+    value: { ...event, op: "d", before: event.before ?? event.after, after: null },
+  };
+}
+
+/** Whether a CEL condition reads the `op` variable (string literals aside). */
+function readsOp(condition: string): boolean {
+  const code = condition.replace(/'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"/g, "''");
+  return /(?<![\w.])op\b/.test(code);
+}
 
 /**
  * True when evaluation failed on a column that the kind of change event

@@ -49,7 +49,7 @@ const options = z.strictObject({
     "Table that keeps pipeline offsets, written in the same transaction as the rows.",
   ),
   "source.position.column": z.string().default("_source_lsn").describe(
-    "Stale-event guard for change events: when the target table has this column (pg_lsn, or a numeric type), each write stores the event's source position (the commit LSN: source.sequence[0], else source.lsn) there, and an event older than the row's stored position is skipped, so a replay cannot roll a row back. Tombstones are then ignored (the delete event before them carries the position). Empty: off.",
+    "Stale-event guard for change events: when the target table has this column (pg_lsn, or a numeric type), each write stores the event's source position (the commit LSN: source.sequence[0], else source.lsn) there, and an event older than the row's stored position is skipped, so a replay cannot roll a row back. Rows flattened by unwrap keep their event's position, and so does the tombstone it makes of a delete, which deletes; a tombstone without one (Debezium's, after its delete event) is then ignored, as that event carries the delete. Empty: off.",
   ),
   "snapshot.sweep": boolean().default(true).describe(
     "When a table's snapshot ends (a snapshot redone after an interruption, an offset reset, a lost slot, an execute-snapshot signal), delete (per delete.mode) the live rows older than the snapshot that it did not write: rows deleted at the source meanwhile. Needs source.position.column. Turn it off when several source tables or pipelines write one target table: their rows cannot be told apart, and the sweep would delete the others' rows. A sink that has written rows of another source table into the table skips the sweep and warns.",

@@ -6,7 +6,7 @@ import {
   assertStrictEquals,
 } from "../_assert.ts";
 import { filter } from "../../transforms/filter.ts";
-import type { SluiceRecord } from "../../api/record.ts";
+import type { ChangeEvent, SluiceRecord } from "../../api/record.ts";
 import { apply, changeRecord, configIssues, make, rowRecord } from "../_transforms.ts";
 
 const app = (op: "c" | "u" | "d", status: string, id = 1) =>
@@ -112,8 +112,55 @@ Deno.test("filter keeps a delete it cannot judge, and fails an update that left 
     async () => await apply(transform, untoasted),
     /cannot judge an update on "t": No such key: kind\. .*REPLICA IDENTITY FULL.*has\(after\.<column>\)/,
   );
+  // Decided by the condition: the row is not one the target holds, so it leaves it.
   const decided = await make(filter, { condition: "has(after.kind) && after.kind == 'A'" });
-  assertEquals(await apply(decided, untoasted), null);
+  const left = await apply(decided, untoasted);
+  assertEquals((left?.value as ChangeEvent).op, "d");
+  assertEquals((left?.value as ChangeEvent).before, { id: 1, n: 2 });
+});
+
+Deno.test("filter by rows: an update that takes a row out of the condition deletes it, and deletes always pass; by events, both are dropped", async () => {
+  const full = { topic: "t", key: { id: 4 } };
+  const toDraft = changeRecord("u", {
+    before: { id: 4, status: "active" },
+    after: { id: 4, status: "draft" },
+  }, full);
+  const keyOnly = changeRecord("u", { before: null, after: { id: 4, status: "draft" } }, full);
+  const deleteDraft = changeRecord("d", { before: { id: 4, status: "draft" } }, full);
+  const insertDraft = changeRecord("c", { after: { id: 5, status: "draft" } }, full);
+  const byRows = await make(filter, { condition: "value.status != 'draft'" });
+  const left = await apply(byRows, toDraft);
+  assertEquals(left?.value, { ...(toDraft.value as ChangeEvent), op: "d", after: null });
+  // Without an old image the new row names the key.
+  assertEquals((await apply(byRows, keyOnly))?.value, {
+    ...(keyOnly.value as ChangeEvent),
+    op: "d",
+    before: { id: 4, status: "draft" },
+    after: null,
+  });
+  assertEquals(await apply(byRows, deleteDraft), deleteDraft);
+  assertEquals(await apply(byRows, insertDraft), null, "a row the target never holds");
+  const dropping = await make(filter, { condition: "value.status == 'draft'", action: "drop" });
+  assertEquals((await apply(dropping, toDraft))?.value, left?.value);
+
+  const byEvents = await make(filter, {
+    condition: "value.status != 'draft'",
+    "change.events": "events",
+  });
+  assertEquals(await apply(byEvents, toDraft), null);
+  assertEquals(await apply(byEvents, deleteDraft), null);
+  // A condition that reads op judges events unless told otherwise.
+  const onOp = await make(filter, {
+    condition: "op == 'u' && value.status == 'draft'",
+    action: "drop",
+  });
+  assertEquals(await apply(onOp, toDraft), null);
+  const onOpByRows = await make(filter, {
+    condition: "op == 'u' && value.status == 'draft'",
+    action: "drop",
+    "change.events": "rows",
+  });
+  assertEquals((await apply(onOpByRows, toDraft))?.value, left?.value);
 });
 
 const badConfigs: [string, Record<string, unknown>, string, RegExp][] = [
