@@ -6,9 +6,11 @@
  * - value: `{ before, after, source, op, ts_ms }`; `before` is the old image
  *   pgoutput sends (the key for REPLICA IDENTITY DEFAULT when the key
  *   changed or on deletes, the whole row with FULL), else null;
- * - unchanged TOAST columns are left out of `after`, so a sink never
- *   overwrites their stored value, and named in the `__sluice.unavailable`
- *   header (a typed format writes a missing field as null);
+ * - unchanged TOAST columns come from the old row when PostgreSQL sent it
+ *   whole (REPLICA IDENTITY FULL); otherwise they are left out of `after`,
+ *   so a sink never overwrites their stored value, and named in the
+ *   `__sluice.unavailable` header (a typed format writes a missing field as
+ *   null);
  * - an update that changes the key becomes a delete of the old key (plus a
  *   tombstone) and a create of the new one, as Debezium does, with the
  *   `__debezium.newkey` and `__debezium.oldkey` headers. The create's
@@ -299,17 +301,7 @@ export function changeRecords(
       if (old && keyChanged(info, old, message.tuple)) {
         const before = message.oldKind === "K" ? identityRow(info, old) : rowOf(info, old);
         const oldKey = keyOf(info, old);
-        // The old image (REPLICA IDENTITY FULL) holds what the new one did not send.
-        const unavailable = unsent(info, message.tuple, message.oldKind === "O" ? old : undefined);
-        if (message.oldKind === "O") {
-          for (const field of info.fields) {
-            const value = old[field.index];
-            if (message.tuple[field.index] !== UNCHANGED_TOAST || value === UNCHANGED_TOAST) {
-              continue;
-            }
-            after[field.name] = value === null || value === undefined ? null : field.decode(value);
-          }
-        }
+        const unavailable = fillUnsent(info, after, message.tuple, message.oldKind, old);
         emit("d", oldKey, before, null, { [NEW_KEY_HEADER]: JSON.stringify(newKey) });
         const headers: Record<string, string> = { [OLD_KEY_HEADER]: JSON.stringify(oldKey) };
         if (unavailable.length > 0) {
@@ -323,7 +315,7 @@ export function changeRecords(
         : message.oldKind === "K"
         ? identityRow(info, old)
         : rowOf(info, old);
-      const unavailable = unsent(info, message.tuple);
+      const unavailable = fillUnsent(info, after, message.tuple, message.oldKind, old);
       emit(
         "u",
         newKey,
@@ -447,6 +439,29 @@ function unsent(
     names.push(field.name);
   }
   return names;
+}
+
+/**
+ * Completes an update's `after` with the unchanged TOAST values the old
+ * image holds (REPLICA IDENTITY FULL sends the whole old row), and returns
+ * the captured fields still unsent.
+ */
+function fillUnsent(
+  info: TableInfo,
+  after: Row,
+  tuple: readonly TupleValue[],
+  oldKind: "K" | "O" | undefined,
+  old: readonly TupleValue[] | undefined,
+): string[] {
+  const full = oldKind === "O" ? old : undefined;
+  if (full) {
+    for (const field of info.fields) {
+      const value = full[field.index];
+      if (tuple[field.index] !== UNCHANGED_TOAST || value === UNCHANGED_TOAST) continue;
+      after[field.name] = value === null || value === undefined ? null : field.decode(value);
+    }
+  }
+  return unsent(info, tuple, full);
 }
 
 /** The captured columns of a tuple; unchanged TOAST values are left out. */

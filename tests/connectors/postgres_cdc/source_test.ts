@@ -161,6 +161,28 @@ Deno.test("postgres_cdc leaves unchanged TOAST columns out of update events", as
   }
 });
 
+Deno.test("postgres_cdc fills an update's unchanged TOAST columns from the whole old row REPLICA IDENTITY FULL sends", async () => {
+  await using f = await fixture(
+    "cdc_toast_full",
+    `create table public.docs (id int primary key, body text, n int);
+     alter table public.docs alter column body set storage external;
+     alter table public.docs replica identity full;`,
+  );
+  const source = await openSource(f.config());
+  try {
+    await waitForActiveSlot(f.sql, f.slot);
+    await f.sql`insert into docs values (1, repeat('toast ', 5000), 1)`;
+    await f.sql`update docs set n = 2 where id = 1`;
+    await source.take(2);
+    const [, update] = source.records.map(event);
+    assertEquals((update.before!.body as string).length, 30000, "PostgreSQL sent it in before");
+    assertEquals(update.after, { id: 1, body: "toast ".repeat(5000), n: 2 });
+    assertEquals(source.records[1].headers?.["__sluice.unavailable"], undefined);
+  } finally {
+    await source.close();
+  }
+});
+
 Deno.test("postgres_cdc resumes inside a transaction from a partial offset without loss or duplicates", async () => {
   await using f = await fixture("cdc_partial", `create table public.t (id int primary key);`);
   const config = f.config({ "max.batch.size": "10", "tombstones.on.delete": "false" });
