@@ -21,7 +21,7 @@
 import { lazyBuiltinRegistry } from "../_builtin_catalog.ts";
 import { ConfigError } from "../api/errors.ts";
 import { hostPortListProblem } from "../api/options.ts";
-import { routeProblems, sharedResourceProblems } from "../core/_plan.ts";
+import { idleMaskProblems, routeProblems, sharedResourceProblems } from "../core/_plan.ts";
 import {
   buildPipelines,
   type LoadOptions,
@@ -207,7 +207,11 @@ export function buildWithBuiltins(
     sinkConnectorSource: registry.has("source", "kafka") ? "kafka" : undefined,
     defaultSink: registry.has("sink", "kafka") ? "kafka" : undefined,
   }).then(async (specs) => {
-    const problems = [...sharedResourceProblems(specs), ...await routeProblems(specs)];
+    const problems = [
+      ...sharedResourceProblems(specs),
+      ...await routeProblems(specs),
+      ...await idleMaskProblems(specs),
+    ];
     if (problems.length > 0) throw new ConfigError(problems);
     return specs;
   }, (error) => {

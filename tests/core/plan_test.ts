@@ -1,7 +1,7 @@
 import { assertEquals } from "../_assert.ts";
 import { builtinRegistry } from "../../builtins.ts";
 import { buildPipelines, parseConnectors } from "../../core/config.ts";
-import { buildPlan, configWarnings, formatPlan } from "../../core/_plan.ts";
+import { buildPlan, configWarnings, formatPlan, idleMaskProblems } from "../../core/_plan.ts";
 
 /** The connector JSON of the users' plan, exactly as written there. */
 const PLAN_CONNECTOR = {
@@ -235,7 +235,7 @@ Deno.test("validate warns when an incremental job masks a key column and keeps i
   assertEquals(await warnings({ "transforms.hide.fields": "name" }), []);
 });
 
-Deno.test("validate warns of a mask whose predicate holds for none of the pipeline's topics", async () => {
+Deno.test("validate refuses a mask whose predicate holds for none of the pipeline's topics", async () => {
   const config = {
     "connector.class": "postgres_query",
     "connection.url": "postgres://u@127.0.0.1:5432/w",
@@ -251,15 +251,31 @@ Deno.test("validate warns of a mask whose predicate holds for none of the pipeli
     "sink.connection.url": "postgres://u@127.0.0.1:5432/c",
     "sink.table": "public.customers",
   };
-  const warnings = warningsOf(config);
+  const problems = async (extra: Record<string, string>) =>
+    idleMaskProblems(
+      await buildPipelines(parseConnectors({ name: "p", config: { ...config, ...extra } }), {
+        registry: builtinRegistry(),
+      }),
+    );
   // A typo: "customer" for "customers".
-  assertEquals(await warnings({ "predicates.cust.pattern": "public\\.customer" }), [
-    'p: "hide" (mask) applies only where predicate "cust" holds, which is on none of the pipeline\'s topics (public.customers): it hides nothing, and its fields pass in clear',
-  ]);
-  assertEquals(await warnings({ "predicates.cust.pattern": "public\\.customers" }), []);
+  assertEquals(await problems({ "predicates.cust.pattern": "public\\.customer" }), [{
+    path: "p: config.transforms.hide.predicate",
+    message:
+      "names predicate \"cust\", which holds for none of the pipeline's topics (public.customers, through the steps before it): this mask would hide nothing and its fields would pass in clear; fix the predicate's pattern, or remove the predicate to apply it to every record",
+  }]);
+  assertEquals(await problems({ "predicates.cust.pattern": "public\\.customers" }), []);
+  // Negated, and holding for every topic: it applies nowhere either.
+  assertEquals(
+    (await problems({
+      "predicates.cust.pattern": "public\\.customers",
+      "transforms.hide.negate": "true",
+    }))
+      .map((p) => p.message.slice(0, 60)),
+    ['names predicate "cust", which holds for all of the pipeline\''],
+  );
   // Matched after a route that comes first: the mask applies.
   assertEquals(
-    await warnings({
+    await problems({
       "predicates.cust.pattern": "crm\\.customers",
       transforms: "route,hide",
       "transforms.route.type": "route",
