@@ -154,8 +154,43 @@ export class Projector {
       // A row flattened from a change event keeps the event's position.
       return this.#positioned(table, this.#upsert(table, record, value as Row), record.position);
     }
+    const blind = this.#blindToMove(table, record, value);
+    if (blind) return blind;
     const operation = this.#movedKey(table, record, value) ?? this.#change(table, record, value);
     return this.#positioned(table, operation, record.position ?? changePosition(value.source));
+  }
+
+  /**
+   * An update of a table keyed here by columns other than the event's key
+   * (primary.key.fields, a target keyed otherwise) that lacks their old
+   * values: whether the row moved to another key of this table cannot be
+   * told, and upserted as it is, a moved row would leave its old row live
+   * beside it. It fails (dead letter or stop) instead. The source's key
+   * cannot have changed (PostgreSQL then sends the old key), so its columns
+   * are safe; REPLICA IDENTITY FULL sends the old row, and `#movedKey` then
+   * moves it.
+   */
+  #blindToMove(
+    table: TargetTable,
+    record: SluiceRecord,
+    value: ChangeEvent,
+  ): RecordFailure | undefined {
+    const key = record.key;
+    if (value.op !== "u" || !key || typeof key !== "object" || Array.isArray(key)) return undefined;
+    const before = value.before ? this.project(table, value.before) : {};
+    const eventKey = new Set(Object.keys(this.project(table, key as Row)));
+    const unknown = table.primaryKey.filter((column) =>
+      !eventKey.has(column) && (before[column] === undefined || before[column] === null)
+    );
+    if (unknown.length === 0) return undefined;
+    return sinkFailure(
+      record,
+      `Cannot tell whether this update moved the row to another key of table ${table.name}: ` +
+        `its key ${unknown.map((c) => `"${c}"`).join(", ")} is not the event's key, and the ` +
+        `event does not carry the old values (the source table's replica identity sends only ` +
+        `its own key). Upserted, a moved row would leave its old row live. Set REPLICA ` +
+        `IDENTITY FULL on the source table, or key the target by the source's key`,
+    );
   }
 
   /** Writes `position` into the position column of the operation's rows, when the table has one. */

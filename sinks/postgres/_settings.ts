@@ -22,7 +22,7 @@ const options = z.strictObject({
     "Target table from the record's topic: ${topic} is replaced by the topic (Kafka Connect JDBC).",
   ),
   "primary.key.fields": list().optional().describe(
-    "Key columns of the target (after mapping); default: its primary key (or, for auto.create, the record key's fields).",
+    "Key columns of the target (after mapping); default: its primary key (or, for auto.create, the record key's fields). Key columns outside a change event's key need the old row in updates (REPLICA IDENTITY FULL at the source): an update without it fails, as it may have moved the row.",
   ),
   "fields.mapping": list().default([]).describe(
     'Renames: "source_field:target_column,…"; an entry that is not one such pair is a config error.',
