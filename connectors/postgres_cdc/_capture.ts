@@ -1088,5 +1088,16 @@ function classify(error: unknown, where: string): unknown {
       { cause: error },
     );
   }
+  // 53400: "all replication slots are in use".
+  if (code === "53400" && /replication slot/.test((error as Error).message)) {
+    return new Error(
+      `Cannot create a replication slot on the source database ${where}: ${
+        (error as Error).message
+      }. Raise max_replication_slots on that server (it needs a restart), or drop the slots ` +
+        `nothing uses any more (select slot_name, active from pg_replication_slots; ` +
+        `select pg_drop_replication_slot('<name>'))`,
+      { cause: error },
+    );
+  }
   return error;
 }

@@ -266,3 +266,25 @@ Deno.test("postgres_cdc: a standby that read its offset before the stopping owne
     assertEquals(report.status, "stopped", report.error?.message);
   }
 });
+
+Deno.test("postgres_cdc: a server out of replication slots stops the start, naming max_replication_slots", async () => {
+  await using f = await syncFixture("cdc_no_slots", SOURCE, TARGET);
+  const slot = uniqueSlot("no_slots");
+  // Physical slots count against max_replication_slots too, and hold no WAL unreserved.
+  const [{ free }] = await f.sourceSql<{ free: number }[]>`
+    select current_setting('max_replication_slots')::int - count(*)::int as free
+    from pg_replication_slots`;
+  const fillers = Array.from({ length: free }, (_, i) => `${slot}_filler_${i}`);
+  for (const name of fillers) {
+    await f.sourceSql`select pg_create_physical_replication_slot(${name})`;
+  }
+  try {
+    const refused = await refusal(startStream(await spec(f, slot), new MemoryOffsetStore()));
+    assertMatch(
+      refused.error?.message ?? "",
+      /Cannot create a replication slot on the source database .*: all replication slots are in use.*Raise max_replication_slots/,
+    );
+  } finally {
+    for (const name of fillers) await f.sourceSql`select pg_drop_replication_slot(${name})`;
+  }
+});
