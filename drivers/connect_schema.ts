@@ -126,8 +126,6 @@ function decodeStruct(schema: ConnectSchema, value: unknown): unknown {
   return output ?? value;
 }
 
-const DAY_MS = 86_400_000;
-
 type Logical = (value: unknown, schema: ConnectSchema) => unknown;
 
 /** Decoders of logical types by schema name; a value of an unexpected shape passes unchanged. */
@@ -143,7 +141,8 @@ const LOGICAL: Record<string, Logical> = {
       : value;
   },
   "io.debezium.time.Date": (value) => epochDate(value),
-  "org.apache.kafka.connect.data.Date": (value) => epochDate(value, DAY_MS),
+  // Kafka Connect's Date counts days since the epoch, as Debezium's does.
+  "org.apache.kafka.connect.data.Date": (value) => epochDate(value),
   "io.debezium.time.Time": (value) => timeOfDay(value, 1000n),
   "org.apache.kafka.connect.data.Time": (value) => timeOfDay(value, 1000n),
   "io.debezium.time.MicroTime": (value) => timeOfDay(value, 1n),
@@ -152,6 +151,8 @@ const LOGICAL: Record<string, Logical> = {
   "org.apache.kafka.connect.data.Timestamp": (value) => timestamp(value, 1000n),
   "io.debezium.time.MicroTimestamp": (value) => timestamp(value, 1n),
   "io.debezium.time.MicroDuration": (value) => duration(value),
+  "io.debezium.time.ZonedTimestamp": (value) =>
+    typeof value === "string" ? zonedTimestamp(value) : value,
   "io.debezium.data.geometry.Point": (value) => {
     const { x, y } = value as { x?: unknown; y?: unknown };
     return typeof x === "number" && typeof y === "number" ? `(${x},${y})` : value;
@@ -177,10 +178,40 @@ export function decimalText(bytes: Uint8Array, scale: number): string {
   return negative ? `-${digits}` : digits;
 }
 
-/** `YYYY-MM-DD` (with ` BC` before year 1) of days, or of milliseconds when `unit` is a day. */
-function epochDate(value: unknown, unit = 1): unknown {
+/** `YYYY-MM-DD` (with ` BC` before year 1) of days since the epoch. */
+function epochDate(value: unknown): unknown {
+  const endless = infinity(value);
+  if (endless) return endless;
   if (typeof value !== "number") return value;
-  return isoDate(Math.floor(value / unit));
+  return isoDate(value);
+}
+
+/**
+ * `infinity` or `-infinity` for Debezium's stand-ins in a numeric temporal
+ * field (Java's Long.MAX_VALUE and MIN_VALUE, which a JSON number rounds),
+ * else undefined.
+ */
+function infinity(value: unknown): string | undefined {
+  const n = typeof value === "number"
+    ? value
+    : typeof value === "string" && /^-?\d+$/.test(value)
+    ? Number(value)
+    : Number.NaN;
+  if (n >= 9223372036854775807) return "infinity";
+  if (n <= -9223372036854775808) return "-infinity";
+  return undefined;
+}
+
+/**
+ * A ZonedTimestamp as PostgreSQL reads it: Java writes years before 1 AD
+ * astronomically (`-0043` is 44 BC, `0000` is 1 BC), which PostgreSQL
+ * does not take; other values pass as they are.
+ */
+function zonedTimestamp(text: string): string {
+  const match = /^(-?\d{4,})-(\d\d-\d\d)T([\d:.]+)Z$/.exec(text);
+  if (!match || Number(match[1]) > 0) return text;
+  const year = String(1 - Number(match[1])).padStart(4, "0");
+  return `${year}-${match[2]} ${match[3]}+00 BC`;
 }
 
 /**
@@ -258,6 +289,8 @@ function duration(value: unknown): unknown {
 
 /** `YYYY-MM-DD HH:MM:SS.ffffff` (UTC, ` BC` before year 1) of an epoch time. */
 function timestamp(value: unknown, scale: bigint, divisor = 1n): unknown {
+  const endless = infinity(value);
+  if (endless) return endless;
   const total = micros(value, scale, divisor);
   if (total === undefined) return value;
   let days = total / 86_400_000_000n;

@@ -94,3 +94,32 @@ Deno.test("a multidimensional array of decimals comes back from the JSON Sluice'
   const payload = JSON.parse(payloadJson(schema, value));
   assertEquals(decodeBySchema(schema, payload), value);
 });
+
+Deno.test("dates and timestamps before 1 AD and at ±infinity come back as PostgreSQL reads them", () => {
+  const schema = {
+    type: "struct",
+    fields: [
+      { field: "tz", type: "string", name: "io.debezium.time.ZonedTimestamp" },
+      { field: "tz0", type: "string", name: "io.debezium.time.ZonedTimestamp" },
+      { field: "tzinf", type: "string", name: "io.debezium.time.ZonedTimestamp" },
+      { field: "d", type: "int32", name: "io.debezium.time.Date" },
+      { field: "dinf", type: "int32", name: "io.debezium.time.Date" },
+      { field: "ts", type: "int64", name: "io.debezium.time.MicroTimestamp" },
+      { field: "tsinf", type: "int64", name: "io.debezium.time.MicroTimestamp" },
+    ],
+  };
+  // As Sluice's producer writes them (JSON numbers round Long.MIN_VALUE and MAX_VALUE).
+  const payload = JSON.parse(`{"tz": "-0043-03-15T12:00:00.000000Z",
+    "tz0": "0000-01-01T00:00:00.000000Z", "tzinf": "infinity",
+    "d": -2440588, "dinf": -9223372036854775808,
+    "ts": 1709251199123456, "tsinf": 9223372036854775807}`);
+  assertEquals(decodeBySchema(schema, payload), {
+    tz: "0044-03-15 12:00:00.000000+00 BC",
+    tz0: "0001-01-01 00:00:00.000000+00 BC",
+    tzinf: "infinity",
+    d: "4714-11-24 BC",
+    dinf: "-infinity",
+    ts: "2024-02-29 23:59:59.123456",
+    tsinf: "infinity",
+  });
+});

@@ -17,6 +17,8 @@
 import { assert, assertEquals } from "../_assert.ts";
 import { startStream, uniqueSlot } from "../_cdc.ts";
 import { kafkaSpecs, uniqueName } from "../_kafka.ts";
+import { syncFixture } from "../_batch.ts";
+import { waitUntil } from "../_wait.ts";
 import {
   assertSameColumns,
   COLUMNS,
@@ -84,4 +86,63 @@ Deno.test("JsonConverter with schemas: postgres_cdc → kafka {schema, payload} 
     assertEquals(reports.map((r) => r.error?.message), [undefined, undefined]);
   }
   assert(COLUMNS.some((c) => LOSSY.has(c.name)));
+});
+
+Deno.test("JsonConverter with schemas: dates and timestamps before 1 AD and at ±infinity arrive as they left, in each time.precision.mode", async () => {
+  for (const mode of ["isostring", "adaptive", "connect"]) {
+    await using f = await syncFixture(
+      `schemas_bc_${mode}`,
+      `create table public.times (id int primary key, tstz timestamptz, ts timestamp, d date);
+       insert into times values
+         (1, '0044-03-15 12:00:00+00 BC', '0044-03-15 BC', '0044-03-15 BC'),
+         (2, '0001-01-01 00:00:00+00 BC', 'infinity', '-infinity'),
+         (3, '-infinity', '-infinity', 'infinity'),
+         (4, '2024-02-29 10:11:12.5+05:30', '2024-02-29 10:11:12.5', '2024-02-29');`,
+      `create table public.times (id int primary key, tstz timestamptz, ts timestamp, d date,
+         deleted_at timestamptz);`,
+    );
+    const slot = uniqueSlot(`schemas_bc_${mode}`);
+    const prefix = uniqueName("schemas-bc");
+    const specs = await kafkaSpecs([
+      {
+        name: `${prefix}-capture`,
+        config: {
+          "connector.class": "postgres_cdc",
+          "connection.url": f.source.url,
+          "topic.prefix": prefix,
+          "slot.name": slot,
+          "publication.name": `${slot}_pub`,
+          "table.include.list": "public.times",
+          "poll.interval.ms": "20",
+          "time.precision.mode": mode,
+          "value.converter": "org.apache.kafka.connect.json.JsonConverter",
+          "value.converter.schemas.enable": "true",
+        },
+      },
+      {
+        name: `${prefix}-apply`,
+        config: {
+          "connector.class": "kafka",
+          topics: `${prefix}.public.times`,
+          "fetch.max.wait.ms": "50",
+          "sink.class": "postgres",
+          "sink.connection.url": f.target.url,
+          "sink.table": "public.times",
+        },
+      },
+    ]);
+    const streams = specs.map((spec) => startStream(spec));
+    const text = (sql: typeof f.sourceSql) =>
+      sql`select id, tstz::text, ts::text, d::text from times order by id`;
+    try {
+      await waitUntil(
+        `the four rows (${mode})`,
+        async () => (await text(f.targetSql)).length === 4,
+      );
+      assertEquals(await text(f.targetSql), await text(f.sourceSql), mode);
+    } finally {
+      const reports = await Promise.all(streams.map((stream) => stream.stop()));
+      assertEquals(reports.map((r) => r.error?.message), [undefined, undefined]);
+    }
+  }
 });
