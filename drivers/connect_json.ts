@@ -231,6 +231,8 @@ const LOGICAL: Record<string, Logical> = {
   "io.debezium.time.IsoTimestamp": (value) => JSON.stringify(String(value).replace(" ", "T")),
   "io.debezium.time.MicroDuration": (value) =>
     typeof value === "string" ? intervalMicros(value) : integerJson(value),
+  "io.debezium.time.Interval": (value) =>
+    JSON.stringify(typeof value === "string" ? isoInterval(value) : value),
   "io.debezium.data.Bits": (value, schema) => {
     if (typeof value !== "string" || !/^[01]*$/.test(value)) {
       return payloadJson({ type: "bytes" }, value);
@@ -334,6 +336,33 @@ function zonedTimestamp(text: string): string {
 /** Debezium prints a timestamptz's fraction with the column's precision (6 by default). */
 function micros6(fraction: string): string {
   return (fraction || ".").padEnd(7, "0");
+}
+
+/**
+ * An interval's PostgreSQL text (`1 year 2 mons -3 days -04:05:06.789`) as
+ * ISO 8601 with designators (`P1Y2M-3DT-4H-5M-6.789S`), each field with its
+ * own sign, as PostgreSQL writes it with IntervalStyle iso_8601 and reads
+ * it back exactly. Text in another form passes as it is.
+ */
+export function isoInterval(text: string): string {
+  const time = /([+-])?(\d+):(\d\d):(\d\d)(?:\.(\d+))?$/.exec(text);
+  const rest = time ? text.slice(0, time.index) : text;
+  const fields = [...rest.matchAll(/(-?\d+) (year|mon|day)s?/g)];
+  if (rest.replace(/(-?\d+) (year|mon|day)s?/g, "").trim() !== "") return text;
+  let iso = "P";
+  for (const [, n, unit] of fields) {
+    if (Number(n) !== 0) iso += `${n}${unit === "year" ? "Y" : unit === "mon" ? "M" : "D"}`;
+  }
+  if (time) {
+    const sign = time[1] === "-" ? "-" : "";
+    const fraction = (time[5] ?? "").replace(/0+$/, "");
+    const seconds = `${Number(time[4])}${fraction ? `.${fraction}` : ""}`;
+    const parts = [[time[2], "H"], [time[3], "M"], [seconds, "S"]]
+      .filter(([n]) => Number(n) !== 0)
+      .map(([n, unit]) => `${sign}${unit === "S" ? n : Number(n)}${unit}`);
+    if (parts.length > 0) iso += `T${parts.join("")}`;
+  }
+  return iso === "P" ? "PT0S" : iso;
 }
 
 /** Debezium's MicroDuration: months count 365.25 / 12 days. */

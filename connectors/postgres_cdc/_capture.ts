@@ -69,7 +69,7 @@ import {
   warnOfGeneratedColumns,
   whileSlotWaits,
 } from "./_slot.ts";
-import { type DecimalMode, type TimeMode, ValueDecoders } from "./_values.ts";
+import { type DecimalMode, type IntervalMode, type TimeMode, ValueDecoders } from "./_values.ts";
 import type { CaptureFilter } from "./_filters.ts";
 import type { PluginMetrics } from "../../api/metrics.ts";
 import { pollSlotLag } from "./_slot_metrics.ts";
@@ -109,6 +109,7 @@ export interface CaptureSettings {
   readonly readOffset?: () => Promise<JsonValue | undefined>;
   readonly decimal: DecimalMode;
   readonly time: TimeMode;
+  readonly interval?: IntervalMode;
   readonly filter: CaptureFilter;
   readonly events: Omit<EventOptions, "database">;
   /** `signal.data.collection`: the signal table's `schema.table` (see `_signals.ts`). */
@@ -404,7 +405,7 @@ export class Capture {
     const events: EventOptions = { ...settings.events, database: db };
     const catalog = new Tables(
       meta,
-      new ValueDecoders(meta, settings.decimal, settings.time),
+      new ValueDecoders(meta, settings.decimal, settings.time, settings.interval),
       events,
     );
     return { meta, db, catalog, events };

@@ -23,7 +23,7 @@
 import type { ConnectSchema, RecordSchemas } from "../../api/schema.ts";
 import type { Sql } from "../../drivers/postgres.ts";
 import type { RelationColumn } from "./_pgoutput.ts";
-import type { DecimalMode, TimeMode } from "./_values.ts";
+import type { DecimalMode, IntervalMode, TimeMode } from "./_values.ts";
 
 /** What the catalog says about one column, beyond pgoutput's Relation message. */
 export interface ColumnFacts {
@@ -95,6 +95,8 @@ export async function columnFacts(
 export interface SchemaModes {
   readonly decimal: DecimalMode;
   readonly time: TimeMode;
+  /** Absent: numeric. */
+  readonly interval?: IntervalMode;
 }
 
 /** A captured column: its name and (when the catalog knows it) its facts. */
@@ -293,7 +295,9 @@ function scalarSchema(facts: ColumnFacts, modes: SchemaModes, optional: boolean)
     case "timetz":
       return semantic("string", optional, "io.debezium.time.ZonedTime");
     case "interval":
-      return semantic("int64", optional, "io.debezium.time.MicroDuration");
+      return modes.interval === "string"
+        ? semantic("string", optional, "io.debezium.time.Interval")
+        : semantic("int64", optional, "io.debezium.time.MicroDuration");
     case "point":
       return pointSchema(optional);
     case "date":

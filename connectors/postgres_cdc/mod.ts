@@ -76,7 +76,7 @@ import { Capture } from "./_capture.ts";
 import { watchSlotLag } from "./_slot_metrics.ts";
 import { CaptureFilter, compilePatterns } from "./_filters.ts";
 import type { AutocreateMode } from "./_slot.ts";
-import type { DecimalMode, TimeMode } from "./_values.ts";
+import type { DecimalMode, IntervalMode, TimeMode } from "./_values.ts";
 import { literalTables, topicName, topicProblems } from "./_topics.ts";
 import { rowsExist } from "../_row_lookup.ts";
 import { isChangeEvent } from "../../api/record.ts";
@@ -189,6 +189,9 @@ const fields = z.strictObject({
     .default("isostring").describe(
       "isostring: dates and times stay PostgreSQL's ISO text (lossless, microseconds kept). adaptive: Debezium's encodings: date as days since 1970, time/timestamp as ms or µs by column precision (a decimal string past 2^53, as for bigint: years after 2255), timestamptz/timetz as ISO strings in UTC. adaptive_time_microseconds: time always in µs. connect: ms (drops microseconds).",
     ),
+  "interval.handling.mode": z.enum(["numeric", "string"]).default("numeric").describe(
+    "How intervals travel in a typed format (value.converter.schemas.enable, Avro): numeric, Debezium's MicroDuration microseconds, where a month counts 30.4375 days (so '1 mon' arrives as '730:30:00', another value); string, io.debezium.time.Interval, ISO 8601 ('P1M'), exact. Schemaless JSON carries PostgreSQL's own text either way.",
+  ),
 });
 
 const schema = fields.superRefine((config, context) => {
@@ -305,6 +308,7 @@ export interface CdcSettings {
   readonly lagPollIntervalMs: number;
   readonly decimal: DecimalMode;
   readonly time: TimeMode;
+  readonly interval: IntervalMode;
 }
 
 type ParsedConfig = z.output<typeof fields>;
@@ -342,6 +346,7 @@ function settingsOf(config: ParsedConfig): CdcSettings {
     lagPollIntervalMs: config["lag.poll.interval.ms"],
     decimal: config["decimal.handling.mode"],
     time: config["time.precision.mode"],
+    interval: config["interval.handling.mode"],
   };
 }
 

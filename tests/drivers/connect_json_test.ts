@@ -115,6 +115,16 @@ Deno.test("PostgreSQL's temporal text becomes Debezium's numbers and zoned strin
     "9223372036854775807",
   );
   assertEquals(json("io.debezium.data.Bits", "bytes", "10101010"), '"qg=="');
+  // interval.handling.mode string: ISO 8601, each field with its sign (exact).
+  for (
+    const [text, iso] of [
+      ["1 year 2 mons -3 days -04:05:06.789", "P1Y2M-3DT-4H-5M-6.789S"],
+      ["-1 days +02:00:00", "P-1DT2H"],
+      ["00:00:00", "PT0S"],
+      ["-00:00:00.5", "PT-0.5S"],
+      ["2562047788:00:54.775807", "PT2562047788H54.775807S"],
+    ]
+  ) assertEquals(json("io.debezium.time.Interval", "string", text), JSON.stringify(iso));
 });
 
 Deno.test("a value with a field its schema lacks fails, and mapRecordRows drops the value schema", () => {

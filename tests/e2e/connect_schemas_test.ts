@@ -88,18 +88,19 @@ Deno.test("JsonConverter with schemas: postgres_cdc â†’ kafka {schema, payload} 
   assert(COLUMNS.some((c) => LOSSY.has(c.name)));
 });
 
-Deno.test("JsonConverter with schemas: dates and timestamps before 1 AD and at Â±infinity arrive as they left, in each time.precision.mode", async () => {
+Deno.test("JsonConverter with schemas: dates and timestamps before 1 AD and at Â±infinity arrive as they left, in each time.precision.mode, and intervals with interval.handling.mode string", async () => {
   for (const mode of ["isostring", "adaptive", "connect"]) {
     await using f = await syncFixture(
       `schemas_bc_${mode}`,
-      `create table public.times (id int primary key, tstz timestamptz, ts timestamp, d date);
-       insert into times values
-         (1, '0044-03-15 12:00:00+00 BC', '0044-03-15 BC', '0044-03-15 BC'),
-         (2, '0001-01-01 00:00:00+00 BC', 'infinity', '-infinity'),
-         (3, '-infinity', '-infinity', 'infinity'),
-         (4, '2024-02-29 10:11:12.5+05:30', '2024-02-29 10:11:12.5', '2024-02-29');`,
       `create table public.times (id int primary key, tstz timestamptz, ts timestamp, d date,
-         deleted_at timestamptz);`,
+         iv interval);
+       insert into times values
+         (1, '0044-03-15 12:00:00+00 BC', '0044-03-15 BC', '0044-03-15 BC', '1 mon'),
+         (2, '0001-01-01 00:00:00+00 BC', 'infinity', '-infinity', '-1 days +02:00:00'),
+         (3, '-infinity', '-infinity', 'infinity', '1 year 2 mons -3 days -04:05:06.789'),
+         (4, '2024-02-29 10:11:12.5+05:30', '2024-02-29 10:11:12.5', '2024-02-29', '00:00:00');`,
+      `create table public.times (id int primary key, tstz timestamptz, ts timestamp, d date,
+         iv interval, deleted_at timestamptz);`,
     );
     const slot = uniqueSlot(`schemas_bc_${mode}`);
     const prefix = uniqueName("schemas-bc");
@@ -115,6 +116,7 @@ Deno.test("JsonConverter with schemas: dates and timestamps before 1 AD and at Â
           "table.include.list": "public.times",
           "poll.interval.ms": "20",
           "time.precision.mode": mode,
+          "interval.handling.mode": "string",
           "value.converter": "org.apache.kafka.connect.json.JsonConverter",
           "value.converter.schemas.enable": "true",
         },
@@ -133,7 +135,7 @@ Deno.test("JsonConverter with schemas: dates and timestamps before 1 AD and at Â
     ]);
     const streams = specs.map((spec) => startStream(spec));
     const text = (sql: typeof f.sourceSql) =>
-      sql`select id, tstz::text, ts::text, d::text from times order by id`;
+      sql`select id, tstz::text, ts::text, d::text, iv::text from times order by id`;
     try {
       await waitUntil(
         `the four rows (${mode})`,
