@@ -103,23 +103,26 @@ Deno.test("a paused postgres_cdc stream's slot lag and retained WAL grow with so
   );
 });
 
-Deno.test("a paused kafka source's consumer lag per partition grows with produced messages and returns to 0", async () => {
-  const topic = uniqueName("ops-lag");
+/**
+ * A kafka source on a new two-partition topic into a collector, polling its
+ * lag every 100 ms, and a maker of JSON messages numbered `from` to `to`.
+ */
+async function kafkaLagSetup(name: string, extra: Record<string, string> = {}) {
+  const topic = uniqueName(`ops-${name}`);
   await createTopic(topic, 2);
-  const { name, collector: got } = collector();
-  const pipeline = uniqueName("lag-consumer");
+  const { name: collectorName, collector: got } = collector();
+  const pipeline = uniqueName(name);
   const specs = await kafkaSpecs({
     name: pipeline,
     config: {
       "connector.class": "kafka",
       topics: topic,
       "lag.poll.interval.ms": "100",
-      "max.poll.records": "50",
       "sink.class": "collect",
-      "sink.collector": name,
+      "sink.collector": collectorName,
+      ...extra,
     },
   });
-  await using ops = await startOps(specs);
   const encode = (value: unknown) => new TextEncoder().encode(JSON.stringify(value));
   const messages = (from: number, to: number) =>
     Array.from({ length: to - from }, (_, i) => ({
@@ -127,6 +130,14 @@ Deno.test("a paused kafka source's consumer lag per partition grows with produce
       key: encode({ id: from + i }),
       value: encode({ id: from + i }),
     }));
+  return { topic, pipeline, specs, got, messages };
+}
+
+Deno.test("a paused kafka source's consumer lag per partition grows with produced messages and returns to 0", async () => {
+  const { topic, pipeline, specs, got, messages } = await kafkaLagSetup("lag-consumer", {
+    "max.poll.records": "50",
+  });
+  await using ops = await startOps(specs);
   const partitions = ["0", "1"];
   const lagOf = (partition: string, unit: "messages" | "seconds") =>
     ops.metric(`sluice_kafka_consumer_lag_${unit}`, { pipeline, topic, partition });
@@ -261,28 +272,8 @@ Deno.test("a postgres_cdc stream that failed for good, or that the operator stop
 });
 
 Deno.test("a kafka source stopped by the operator still shows its group's lag per partition growing", async () => {
-  const topic = uniqueName("ops-lag-stopped");
-  await createTopic(topic, 2);
-  const { name, collector: got } = collector();
-  const pipeline = uniqueName("lag-stopped");
-  const specs = await kafkaSpecs({
-    name: pipeline,
-    config: {
-      "connector.class": "kafka",
-      topics: topic,
-      "lag.poll.interval.ms": "100",
-      "sink.class": "collect",
-      "sink.collector": name,
-    },
-  });
+  const { topic, pipeline, specs, got, messages } = await kafkaLagSetup("lag-stopped");
   await using ops = await startOps(specs);
-  const encode = (value: unknown) => new TextEncoder().encode(JSON.stringify(value));
-  const messages = (from: number, to: number) =>
-    Array.from({ length: to - from }, (_, i) => ({
-      topic,
-      key: encode({ id: from + i }),
-      value: encode({ id: from + i }),
-    }));
   const lags = () =>
     Promise.all(
       ["0", "1"].map((partition) =>
