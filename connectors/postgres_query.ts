@@ -459,9 +459,8 @@ class QueryReader {
           `${this.#context.pipeline} reads in full mode: a window (--since) needs mode incremental and its timestamp.column.name`,
         );
       }
-      const counted = await this.#countAlongside(sql, shape.select);
+      this.#expected = await count(sql, shape.select);
       yield* this.#copy(sql, shape, shape.select);
-      this.#expected = await counted;
       return;
     }
     // A query (or a view) has no xmin: there is nothing to find late rows by.
@@ -493,16 +492,14 @@ class QueryReader {
     const previous = watermarkFrom(this.#context.offset, taken);
     if (!previous || previous.ts === null) {
       // First run (or full refresh): everything up to the snapshot.
+      this.#expected = await count(sql, shape.select);
       if (!this.#settings.copy) {
-        this.#expected = await count(sql, shape.select);
         yield* incremental.chunks({ where: "true", params: [] });
         return;
       }
       // Before the COPY: a query after a COPY OUT can hang (FACTS.md, postgres.js #499).
       const final = await incremental.final(await incremental.lastRow());
-      const counted = await this.#countAlongside(sql, shape.select);
       yield* this.#copy(sql, shape, shape.select);
-      this.#expected = await counted;
       yield { records: [], offset: final as unknown as JsonValue };
       return;
     }
@@ -611,29 +608,6 @@ class QueryReader {
 
   #timestamp(): string {
     return this.#settings.timestampColumn;
-  }
-
-  /**
-   * Counts the rows of `select` in this run's snapshot on a second
-   * connection while the first one streams them with COPY, which would
-   * otherwise wait for the count: 110-400 ms on a 1M-row table. The run's
-   * transaction exports its snapshot, and must stay open until the count
-   * resolves (the importing transaction must find it).
-   */
-  async #countAlongside(sql: Sql, select: string): Promise<Promise<number>> {
-    const [{ id }] = await sql.unsafe<{ id: string }[]>("select pg_export_snapshot() as id");
-    const aside = connect(this.#settings.url, {
-      max: 1,
-      applicationName: `sluice:${this.#context.pipeline}:count`,
-    });
-    const counted = aside.begin("isolation level repeatable read read only", async (tx) => {
-      await tx.unsafe(`set transaction snapshot '${id.replaceAll("'", "''")}'`);
-      return await count(tx as unknown as Sql, select);
-    }).finally(() => aside.end({ timeout: 1 }));
-    // Known as soon as counted (progress shows it); a COPY that fails first
-    // must not leave the promise unhandled.
-    counted.then((n) => this.#expected = n, () => {});
-    return counted;
   }
 
   async *#copy(
