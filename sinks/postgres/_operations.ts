@@ -177,10 +177,13 @@ export class Projector {
   ): RecordFailure | undefined {
     const key = record.key;
     if (value.op !== "u" || !key || typeof key !== "object" || Array.isArray(key)) return undefined;
+    // Most tables are keyed by the event's key: no image is looked at then.
+    const eventKey = new Set(Object.keys(key).map((field) => this.columnOf(table, field)));
+    const outside = table.primaryKey.filter((column) => !eventKey.has(column));
+    if (outside.length === 0) return undefined;
     const before = value.before ? this.project(table, value.before) : {};
-    const eventKey = new Set(Object.keys(this.project(table, key as Row)));
-    const unknown = table.primaryKey.filter((column) =>
-      !eventKey.has(column) && (before[column] === undefined || before[column] === null)
+    const unknown = outside.filter((column) =>
+      before[column] === undefined || before[column] === null
     );
     if (unknown.length === 0) return undefined;
     return sinkFailure(
