@@ -324,6 +324,36 @@ export const OLD_KEY_HEADER = "__debezium.oldkey";
 export const NEW_KEY_HEADER = "__debezium.newkey";
 
 /**
+ * Header of a record whose key a transform replaced with other fields
+ * (`value_to_key`): the fields of the key its source gave it, as a JSON
+ * array. A sink keyed by columns outside the source's key cannot tell from
+ * the new key whether an update moved the row; it reads the source's key
+ * here (see {@linkcode sourceKeyFields}).
+ */
+export const SOURCE_KEY_HEADER = "__sluice.source.key";
+
+/**
+ * The fields of the key the record's source gave it: those listed in
+ * {@linkcode SOURCE_KEY_HEADER} when a transform replaced the key, else the
+ * key's own fields; none for a record without a key (a table without a
+ * primary key); undefined for a key that is not a row.
+ */
+export function sourceKeyFields(record: SluiceRecord): readonly string[] | undefined {
+  const header = record.headers?.[SOURCE_KEY_HEADER];
+  if (header !== undefined) {
+    try {
+      const fields = JSON.parse(header);
+      if (Array.isArray(fields) && fields.every((f) => typeof f === "string")) return fields;
+    } catch {
+      // Not ours: read the key itself.
+    }
+  }
+  const key = record.key;
+  if (key === null || key === undefined) return [];
+  return typeof key === "object" && !Array.isArray(key) ? Object.keys(key) : undefined;
+}
+
+/**
  * The fields a record's row leaves out because its source did not send them
  * (see {@linkcode UNAVAILABLE_FIELDS_HEADER}); empty when there are none or
  * the header is not a JSON array of strings.

@@ -7,6 +7,13 @@
  * wrongly would land on another partition, out of order with the other
  * changes of its row. Tombstones and truncates keep their key.
  *
+ * A record whose key now has other fields than its source's carries the
+ * source key's field names in the `__sluice.source.key` header: a sink keyed
+ * by the new fields then knows they are not the source's identity, and
+ * fails an update that may have moved the row to another key (its old row
+ * would stay live) unless the event carries the old row (REPLICA IDENTITY
+ * FULL), with which it moves it.
+ *
  * ```json
  * {
  *   "transforms": "key",
@@ -19,7 +26,7 @@
  */
 import { z } from "zod";
 import { defineTransform } from "../api/plugin.ts";
-import { recordRow, type Row } from "../api/record.ts";
+import { recordRow, type Row, type SluiceRecord, SOURCE_KEY_HEADER } from "../api/record.ts";
 import { list } from "../api/options.ts";
 import { eventField, whyMissing } from "./_shared.ts";
 
@@ -51,8 +58,20 @@ export const valueToKey = defineTransform({
           }
           key[field] = value;
         }
-        return { ...record, key };
+        return { ...record, key, headers: withSourceKey(record, options.fields) };
       },
     };
   },
 });
+
+/** The record's headers, naming its source key's fields when `fields` are others. */
+function withSourceKey(record: SluiceRecord, fields: readonly string[]): SluiceRecord["headers"] {
+  if (record.headers?.[SOURCE_KEY_HEADER] !== undefined) return record.headers; // re-keyed before
+  const old = record.key && typeof record.key === "object" && !Array.isArray(record.key)
+    ? Object.keys(record.key)
+    : [];
+  if (old.length === fields.length && fields.every((field) => old.includes(field))) {
+    return record.headers;
+  }
+  return { ...record.headers, [SOURCE_KEY_HEADER]: JSON.stringify(old) };
+}

@@ -9,7 +9,13 @@
 import type { Logger } from "@logtape/logtape";
 import { RecordError } from "../../api/errors.ts";
 import type { RecordFailure } from "../../api/plugin.ts";
-import { type ChangeEvent, isChangeEvent, type Row, type SluiceRecord } from "../../api/record.ts";
+import {
+  type ChangeEvent,
+  isChangeEvent,
+  type Row,
+  type SluiceRecord,
+  sourceKeyFields,
+} from "../../api/record.ts";
 import type { Settings } from "./_settings.ts";
 import type { TargetTable } from "./_table.ts";
 import { changePosition } from "../../drivers/pg_codec.ts";
@@ -151,6 +157,8 @@ export class Projector {
       return this.#positioned(table, this.#delete(table, record, record.key), record.position);
     }
     if (!isChangeEvent(value)) {
+      const blind = this.#flattenedBlindToMove(table, record);
+      if (blind) return blind;
       // A row flattened from a change event keeps the event's position.
       return this.#positioned(table, this.#upsert(table, record, value as Row), record.position);
     }
@@ -175,11 +183,9 @@ export class Projector {
     record: SluiceRecord,
     value: ChangeEvent,
   ): RecordFailure | undefined {
-    const key = record.key;
-    if (value.op !== "u" || !key || typeof key !== "object" || Array.isArray(key)) return undefined;
+    if (value.op !== "u") return undefined;
     // Most tables are keyed by the event's key: no image is looked at then.
-    const eventKey = new Set(Object.keys(key).map((field) => this.columnOf(table, field)));
-    const outside = table.primaryKey.filter((column) => !eventKey.has(column));
+    const outside = this.#outsideSourceKey(table, record);
     if (outside.length === 0) return undefined;
     const before = value.before ? this.project(table, value.before) : {};
     const unknown = outside.filter((column) =>
@@ -194,6 +200,42 @@ export class Projector {
         `its own key). Upserted, a moved row would leave its old row live. Set REPLICA ` +
         `IDENTITY FULL on the source table, or key the target by the source's key`,
     );
+  }
+
+  /**
+   * A row flattened from a change event in this process (`unwrap` keeps the
+   * event's position) into a table keyed by columns outside the event's
+   * key: the old row is gone with the event, so an update that moved the
+   * row to another key cannot be told from a create, and upserted it would
+   * leave the old row live. Every such row fails, from the first one (the
+   * snapshot's), so the configuration is fixed before an update is lost.
+   * Rows read from Kafka carry no position: a flattened topic is upserted
+   * by value as Kafka Connect's JDBC sink does (see the README).
+   */
+  #flattenedBlindToMove(table: TargetTable, record: SluiceRecord): RecordFailure | undefined {
+    if (record.position === undefined) return undefined;
+    const outside = this.#outsideSourceKey(table, record);
+    if (outside.length === 0) return undefined;
+    return sinkFailure(
+      record,
+      `Cannot place a row flattened from a change event (unwrap) in table ${table.name}: its ` +
+        `key ${outside.map((c) => `"${c}"`).join(", ")} is not the event's key, and without ` +
+        `the event an update that moved the row to another key looks like a create. ` +
+        `Upserted, a moved row would leave its old row live. Leave unwrap out before the ` +
+        `postgres sink (it applies change events itself, and moves such rows when the source ` +
+        `table has REPLICA IDENTITY FULL), or key the target by the source's key`,
+    );
+  }
+
+  /**
+   * The table's key columns that the key the record's source gave it does
+   * not hold (none for a record without a row key: nothing to compare).
+   */
+  #outsideSourceKey(table: TargetTable, record: SluiceRecord): string[] {
+    const fields = sourceKeyFields(record);
+    if (fields === undefined) return [];
+    const sourceKey = new Set(fields.map((field) => this.columnOf(table, field)));
+    return table.primaryKey.filter((column) => !sourceKey.has(column));
   }
 
   /** Writes `position` into the position column of the operation's rows, when the table has one. */
